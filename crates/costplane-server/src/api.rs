@@ -1,0 +1,86 @@
+//! The HTTP API: health, readiness and read-only SQL.
+//!
+//! `/api/v1/sql` is how `costplane sql` reads the embedded store while the
+//! server holds it (DuckDB allows one writing process per file).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use costplane_pipeline::Pipeline;
+use costplane_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub pipeline: Pipeline,
+    pub store: Arc<dyn Store>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/sql", post(sql))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    store: &'static str,
+    store_healthy: bool,
+    queued_bytes: usize,
+    memory_limit_bytes: usize,
+    accepted_rows: u64,
+    written_rows: u64,
+    refused_rows: u64,
+    dropped_rows: u64,
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let stats = state.pipeline.stats();
+    let ready = state.pipeline.is_ready();
+    let body = Readiness {
+        ready,
+        store: state.store.backend(),
+        store_healthy: stats.store_healthy,
+        queued_bytes: stats.queued_bytes,
+        memory_limit_bytes: stats.limit_bytes,
+        accepted_rows: stats.accepted_rows,
+        written_rows: stats.written_rows,
+        refused_rows: stats.refused_rows,
+        dropped_rows: stats.dropped_rows,
+    };
+    let status = if ready { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.code.http_status(), Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+async fn sql(State(state): State<ApiState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(crate::error::ErrorCode::InvalidArgument, format!("expected a JSON body {{\"sql\": \"SELECT ...\"}}: {e}"))
+    })?;
+    let result = state.store.query(&req.sql).await?;
+    Ok(Json(result).into_response())
+}

@@ -1,0 +1,281 @@
+//! Server configuration.
+//!
+//! Layers, later ones winning: built-in defaults → the TOML file given by
+//! `--config` → `COSTPLANE_*` environment variables → command-line flags.
+//! The binary resolves env and flags together (clap reads both) and applies
+//! them with [`Config::apply`]. Unknown keys in the file are errors, so a
+//! typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use costplane_pipeline::{PipelineConfig, RetryPolicy};
+use costplane_telemetry::Limits;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+
+const MIB: usize = 1024 * 1024;
+
+/// Which store backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Duckdb,
+    Clickhouse,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "duckdb" => Ok(StoreKind::Duckdb),
+            "clickhouse" => Ok(StoreKind::Clickhouse),
+            other => Err(format!("unknown store '{other}'; use duckdb or clickhouse")),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded store (`costplane.duckdb`) lives.
+    pub data_dir: PathBuf,
+    pub store: StoreKind,
+    pub otlp: OtlpConfig,
+    pub http: HttpConfig,
+    pub pipeline: PipelineSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Largest request body after decompression, in MiB (OTLP recommends 20).
+    pub max_body_mib: usize,
+    /// Most attributes per item (span, log record, data point, resource, scope).
+    pub max_attributes: usize,
+    /// Longest attribute value, name or log body, in bytes.
+    pub max_value_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Health, readiness and the query API.
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Most MiB of accepted, not yet stored telemetry held in memory.
+    pub memory_limit_mib: usize,
+    pub batch_max_rows: usize,
+    /// e.g. "1s", "500ms".
+    pub flush_interval: String,
+    pub retry_initial_interval: String,
+    pub retry_max_interval: String,
+    pub retry_max_elapsed: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./costplane-data"),
+            store: StoreKind::Duckdb,
+            otlp: OtlpConfig::default(),
+            http: HttpConfig::default(),
+            pipeline: PipelineSection::default(),
+        }
+    }
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        OtlpConfig {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            max_body_mib: 20,
+            max_attributes: limits.max_attributes,
+            max_value_bytes: limits.max_value_bytes,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { addr: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            memory_limit_mib: 256,
+            batch_max_rows: 8192,
+            flush_interval: "1s".into(),
+            retry_initial_interval: "5s".into(),
+            retry_max_interval: "30s".into(),
+            retry_max_elapsed: "300s".into(),
+        }
+    }
+}
+
+/// Values from the environment and the command line; `None` leaves the
+/// file's (or the default) value alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<StoreKind>,
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    pub otlp_http_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub max_body_mib: Option<usize>,
+    pub memory_limit_mib: Option<usize>,
+    pub batch_max_rows: Option<usize>,
+    pub flush_interval: Option<String>,
+}
+
+impl Config {
+    /// Defaults, then the file at `path` if given.
+    pub fn load(path: Option<&Path>) -> Result<Config, ServerError> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
+        Config::from_toml(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies env/flag values over the file's.
+    pub fn apply(&mut self, o: Overrides) -> Result<(), ServerError> {
+        if let Some(v) = o.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = o.store {
+            self.store = v;
+        }
+        if let Some(v) = o.otlp_grpc_addr {
+            self.otlp.grpc_addr = v;
+        }
+        if let Some(v) = o.otlp_http_addr {
+            self.otlp.http_addr = v;
+        }
+        if let Some(v) = o.http_addr {
+            self.http.addr = v;
+        }
+        if let Some(v) = o.max_body_mib {
+            self.otlp.max_body_mib = v;
+        }
+        if let Some(v) = o.memory_limit_mib {
+            self.pipeline.memory_limit_mib = v;
+        }
+        if let Some(v) = o.batch_max_rows {
+            self.pipeline.batch_max_rows = v;
+        }
+        if let Some(v) = o.flush_interval {
+            self.pipeline.flush_interval = v;
+        }
+        self.validate().map_err(ServerError::Config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.otlp.max_body_mib == 0 {
+            return Err("otlp.max_body_mib must be at least 1".into());
+        }
+        if self.pipeline.memory_limit_mib == 0 {
+            return Err("pipeline.memory_limit_mib must be at least 1".into());
+        }
+        if self.pipeline.batch_max_rows == 0 {
+            return Err("pipeline.batch_max_rows must be at least 1".into());
+        }
+        self.pipeline_config().map(|_| ())
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.otlp.max_body_mib.saturating_mul(MIB)
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits { max_attributes: self.otlp.max_attributes, max_value_bytes: self.otlp.max_value_bytes }
+    }
+
+    pub fn pipeline_config(&self) -> Result<PipelineConfig, String> {
+        let p = &self.pipeline;
+        let field = |name: &str, v: &str| parse_duration(v).map_err(|e| format!("pipeline.{name}: {e}"));
+        Ok(PipelineConfig {
+            memory_limit_bytes: p.memory_limit_mib.saturating_mul(MIB),
+            batch_max_rows: p.batch_max_rows,
+            flush_interval: field("flush_interval", &p.flush_interval)?,
+            retry: RetryPolicy {
+                initial_interval: field("retry_initial_interval", &p.retry_initial_interval)?,
+                max_interval: field("retry_max_interval", &p.retry_max_interval)?,
+                max_elapsed: field("retry_max_elapsed", &p.retry_max_elapsed)?,
+            },
+        })
+    }
+}
+
+/// Parses "250ms", "5s", "2m", "1h".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{text}' is not a duration such as 500ms, 5s, 2m or 1h"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("'{text}' is not a duration such as 500ms, 5s, 2m or 1h")),
+    };
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_loads_and_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/costplane.example.toml");
+        let config = Config::load(Some(&path)).unwrap();
+        // The example documents every key with its default value.
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::from_toml("[otlp]\ngrpc_adr = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.contains("unknown field `grpc_adr`"), "{err}");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut config = Config::from_toml("data_dir = \"/from/file\"\n[pipeline]\nbatch_max_rows = 10\n").unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        config
+            .apply(Overrides { data_dir: Some("/from/flag".into()), flush_interval: Some("250ms".into()), ..Overrides::default() })
+            .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.pipeline.batch_max_rows, 10);
+        assert_eq!(config.pipeline_config().unwrap().flush_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_durations_say_what_is_expected() {
+        let err = Config::from_toml("[pipeline]\nflush_interval = \"soon\"\n").unwrap_err();
+        assert!(err.contains("pipeline.flush_interval") && err.contains("500ms"), "{err}");
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+}

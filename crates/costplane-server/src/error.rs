@@ -1,0 +1,112 @@
+//! Errors of the server crate, and the one code table that maps every
+//! failure to both an HTTP status and a gRPC code.
+
+use costplane_pipeline::SubmitError;
+use costplane_store::StoreError;
+use costplane_telemetry::TelemetryError;
+use http::StatusCode;
+use thiserror::Error;
+
+/// What kind of failure a request met; decides the status on both protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed; retrying it unchanged will fail again.
+    InvalidArgument,
+    /// The body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The content type or encoding is not one costplane speaks.
+    UnsupportedMediaType,
+    /// Temporarily unable (queue full, shutting down, store down): retry later.
+    Unavailable,
+    NotFound,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::InvalidArgument | ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
+            ErrorCode::PayloadTooLarge => tonic::Code::ResourceExhausted,
+            // UNAVAILABLE is the code OTLP clients retry without RetryInfo.
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+/// A failed request: a code and a message for the client.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+
+    pub fn to_status(&self) -> tonic::Status {
+        tonic::Status::new(self.code.grpc_code(), self.message.clone())
+    }
+}
+
+impl From<TelemetryError> for ApiError {
+    fn from(e: TelemetryError) -> Self {
+        ApiError::new(ErrorCode::InvalidArgument, e.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        ApiError::new(ErrorCode::Unavailable, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::NotReadOnly(_) | StoreError::Rejected(_) => ErrorCode::InvalidArgument,
+            StoreError::Unavailable(_) | StoreError::Io(_) => ErrorCode::Unavailable,
+            StoreError::Schema(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// Errors that stop the server from starting or running.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr} for {what}: {source}; is another process using the port? pick another with --{flag}")]
+    Bind { what: &'static str, addr: std::net::SocketAddr, flag: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server error: {0}")]
+    Serve(String),
+}
+
+impl ServerError {
+    /// Process exit code for this error (2: usage/config, 3: store, 1: other).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ServerError::Config(_) | ServerError::Bind { .. } => 2,
+            ServerError::Store(_) => 3,
+            ServerError::Serve(_) => 1,
+        }
+    }
+}

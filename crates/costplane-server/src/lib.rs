@@ -1,0 +1,12 @@
+//! costplane-server: the OTLP receivers, the HTTP API and the server's
+//! lifecycle (start, serve, drain on shutdown).
+
+pub mod api;
+pub mod config;
+mod error;
+pub mod otlp;
+mod server;
+
+pub use config::{Config, Overrides, StoreKind};
+pub use error::{ApiError, ErrorCode, ServerError};
+pub use server::{open_store, Server};

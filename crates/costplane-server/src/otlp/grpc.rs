@@ -1,0 +1,174 @@
+//! OTLP/gRPC: `TraceService/Export`, `LogsService/Export`, `MetricsService/Export`.
+//!
+//! The services take the raw request bytes (a pass-through codec) and decode
+//! them with the same code as OTLP/HTTP, so a malformed message is answered
+//! `INVALID_ARGUMENT` with the decoder's reason (tonic's own codec would say
+//! `INTERNAL`), and both protocols validate identically. gzip is accepted.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BufMut, Bytes};
+use costplane_telemetry::{encode_response, Encoding, Signal};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder, EnabledCompressionEncodings};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::Status;
+
+use super::Ingest;
+
+/// Passes message bytes through untouched in both directions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawEncoder;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// Ties a signal to its gRPC service name.
+pub trait GrpcSignal: Send + Sync + 'static {
+    const SIGNAL: Signal;
+    const SERVICE: &'static str;
+}
+
+#[derive(Debug)]
+pub enum Traces {}
+#[derive(Debug)]
+pub enum Logs {}
+#[derive(Debug)]
+pub enum Metrics {}
+
+impl GrpcSignal for Traces {
+    const SIGNAL: Signal = Signal::Traces;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+impl GrpcSignal for Logs {
+    const SIGNAL: Signal = Signal::Logs;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+}
+impl GrpcSignal for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+}
+
+/// One OTLP export service.
+#[derive(Debug)]
+pub struct ExportService<S> {
+    ingest: Ingest,
+    _signal: PhantomData<S>,
+}
+
+impl<S> Clone for ExportService<S> {
+    fn clone(&self) -> Self {
+        ExportService { ingest: self.ingest.clone(), _signal: PhantomData }
+    }
+}
+
+impl<S: GrpcSignal> ExportService<S> {
+    pub fn new(ingest: Ingest) -> Self {
+        ExportService { ingest, _signal: PhantomData }
+    }
+}
+
+impl<S: GrpcSignal> NamedService for ExportService<S> {
+    const NAME: &'static str = S::SERVICE;
+}
+
+struct Unary<S> {
+    ingest: Ingest,
+    _signal: PhantomData<S>,
+}
+
+impl<S: GrpcSignal> UnaryService<Bytes> for Unary<S> {
+    type Response = Vec<u8>;
+    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Vec<u8>>, Status>> + Send>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        Box::pin(async move {
+            let body = request.into_inner();
+            match ingest.export(S::SIGNAL, Encoding::Protobuf, &body) {
+                Ok(outcome) => Ok(tonic::Response::new(encode_response(
+                    S::SIGNAL,
+                    Encoding::Protobuf,
+                    outcome.rejected,
+                    outcome.message,
+                ))),
+                Err(e) => {
+                    tracing::debug!(signal = %S::SIGNAL, error = %e.message, "refusing an OTLP/gRPC request");
+                    Err(e.to_status())
+                }
+            }
+        })
+    }
+}
+
+impl<S, B> tower::Service<http::Request<B>> for ExportService<S>
+where
+    S: GrpcSignal,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let ingest = self.ingest.clone();
+        let expected = format!("/{}/Export", S::SERVICE);
+        Box::pin(async move {
+            if req.uri().path() != expected {
+                return Ok(Status::unimplemented(format!("unknown method {}", req.uri().path())).into_http());
+            }
+            let mut accept = EnabledCompressionEncodings::default();
+            accept.enable(CompressionEncoding::Gzip);
+            let max = ingest.max_body_bytes;
+            let mut grpc = Grpc::new(RawCodec)
+                .apply_compression_config(accept, EnabledCompressionEncodings::default())
+                .apply_max_message_size_config(Some(max), None);
+            Ok(grpc.unary(Unary::<S> { ingest, _signal: PhantomData }, req).await)
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! OTLP/HTTP: `POST /v1/traces`, `/v1/logs`, `/v1/metrics`.
+//!
+//! Protobuf (`application/x-protobuf`) and JSON (`application/json`) bodies,
+//! `Content-Encoding: gzip` or none. Answers are in the request's content
+//! type: an export response (with `partial_success` when items were
+//! rejected), or a `google.rpc.Status` for failures. 400 and 413 are final;
+//! 503 carries `Retry-After` and is retried by OTLP exporters.
+
+use std::io::Read;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use costplane_telemetry::{encode_response, Encoding, Signal};
+use http::{header, HeaderMap, HeaderValue};
+use prost::Message;
+
+use super::Ingest;
+use crate::error::{ApiError, ErrorCode};
+
+/// Seconds a refused client is asked to wait.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// `google.rpc.Status`, the body OTLP/HTTP failures carry.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+pub fn router(ingest: Ingest) -> Router {
+    Router::new()
+        .route("/v1/traces", post(|s: State<Ingest>, h: HeaderMap, b: Body| export(s, h, b, Signal::Traces)))
+        .route("/v1/logs", post(|s: State<Ingest>, h: HeaderMap, b: Body| export(s, h, b, Signal::Logs)))
+        .route("/v1/metrics", post(|s: State<Ingest>, h: HeaderMap, b: Body| export(s, h, b, Signal::Metrics)))
+        // The body limit is enforced below, after decompression, with an
+        // OTLP-shaped answer.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(ingest)
+}
+
+fn encoding_of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        "" => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "missing Content-Type; send application/x-protobuf or application/json",
+        )),
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("unsupported Content-Type '{other}'; send application/x-protobuf or application/json"),
+        )),
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the request body is larger than the limit of {limit} bytes (after decompression); send smaller batches"),
+    )
+}
+
+/// Reads the body, enforcing the limit on compressed and decompressed size.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("length limit") {
+            too_large(limit)
+        } else {
+            ApiError::new(ErrorCode::InvalidArgument, format!("reading the request body failed: {text}"))
+        }
+    })?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(raw),
+        "gzip" => {
+            let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+            let mut reader = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
+            reader.read_to_end(&mut out).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidArgument, format!("the body is not valid gzip (Content-Encoding: gzip): {e}"))
+            })?;
+            if out.len() > limit {
+                return Err(too_large(limit));
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("unsupported Content-Encoding '{other}'; use gzip or none"),
+        )),
+    }
+}
+
+async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
+    let encoding = match encoding_of(&headers) {
+        Ok(e) => e,
+        // No usable content type to answer in: plain text.
+        Err(e) => return (e.code.http_status(), e.message).into_response(),
+    };
+    let result = match read_body(&headers, body, ingest.max_body_bytes).await {
+        Ok(bytes) => ingest.export(signal, encoding, &bytes),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(outcome) => {
+            let body = encode_response(signal, encoding, outcome.rejected, outcome.message);
+            ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+        }
+        Err(e) => error_response(&e, encoding),
+    }
+}
+
+fn error_response(e: &ApiError, encoding: Encoding) -> Response {
+    if e.code == ErrorCode::Unavailable {
+        tracing::debug!(error = %e.message, "refusing an OTLP/HTTP request");
+    } else {
+        tracing::info!(error = %e.message, status = e.code.http_status().as_u16(), "rejecting an OTLP/HTTP request");
+    }
+    let status = RpcStatus { code: e.code.grpc_code() as i32, message: e.message.clone() };
+    let body = match encoding {
+        Encoding::Protobuf => status.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&status).unwrap_or_default(),
+    };
+    let mut resp = (e.code.http_status(), [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+    if e.code == ErrorCode::Unavailable {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    resp
+}

@@ -1,0 +1,41 @@
+//! OTLP receivers. Both protocols share [`Ingest`]: decode, validate, hand
+//! the rows to the pipeline, and build the (partial-success) answer. Neither
+//! receiver knows which store is behind the pipeline.
+
+pub mod grpc;
+pub mod http;
+
+use costplane_pipeline::Pipeline;
+use costplane_telemetry::{decode_request, Encoding, Limits, Signal};
+
+use crate::error::ApiError;
+
+/// What an accepted export request answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportOutcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub message: Option<String>,
+}
+
+/// The shared receive path.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    pub pipeline: Pipeline,
+    pub limits: Limits,
+    pub max_body_bytes: usize,
+}
+
+impl Ingest {
+    /// Decodes one uncompressed request body and queues its valid items.
+    pub fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<ExportOutcome, ApiError> {
+        let conversion = decode_request(signal, encoding, body, &self.limits)?;
+        let message = conversion.partial_success_message(signal);
+        if let Some(m) = &message {
+            tracing::debug!(%signal, rejected = conversion.rejected, reason = %m, "rejected items in an export request");
+        }
+        let (accepted, rejected) = (conversion.accepted, conversion.rejected);
+        self.pipeline.submit(conversion.batch)?;
+        Ok(ExportOutcome { accepted, rejected, message })
+    }
+}

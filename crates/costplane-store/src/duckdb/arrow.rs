@@ -1,0 +1,257 @@
+//! Rows → Arrow record batches, one per table, in the column order of
+//! `schema.rs`. DuckDB's appender ingests a record batch a vector (2,048
+//! rows) at a time, which is its fast bulk path; there is no per-row INSERT.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, ListArray, MapBuilder, StringArray, StringBuilder,
+    StructArray, TimestampNanosecondArray, UInt32Array, UInt64Array, UInt8Array,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{Field, Float64Type, UInt64Type};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use costplane_telemetry::model::*;
+
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<StringArray>())
+}
+
+fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(values.collect::<Vec<_>>().into_iter().collect::<TimestampNanosecondArray>())
+}
+
+fn maps<'a>(values: impl Iterator<Item = &'a Attributes>) -> Result<ArrayRef, ArrowError> {
+    let mut b = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for attrs in values {
+        for (k, v) in attrs {
+            b.keys().append_value(k);
+            b.values().append_value(v);
+        }
+        b.append(true)?;
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn u64_lists<'a>(values: impl Iterator<Item = &'a Vec<u64>>) -> ArrayRef {
+    Arc::new(ListArray::from_iter_primitive::<UInt64Type, _, _>(
+        values.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
+    ))
+}
+
+fn f64_lists<'a>(values: impl Iterator<Item = &'a Vec<f64>>) -> ArrayRef {
+    Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
+        values.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
+    ))
+}
+
+/// A `STRUCT(...)[]` column from per-row lengths and flattened child columns.
+fn struct_list(lengths: impl Iterator<Item = usize>, children: Vec<(&str, ArrayRef)>) -> ArrayRef {
+    let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
+    let fields: Vec<(Arc<Field>, ArrayRef)> = children
+        .into_iter()
+        .map(|(name, arr)| (Arc::new(Field::new(name, arr.data_type().clone(), true)), arr))
+        .collect();
+    let inner = StructArray::from(fields);
+    let item = Arc::new(Field::new("item", inner.data_type().clone(), true));
+    Arc::new(ListArray::new(item, offsets, Arc::new(inner), None))
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, ArrowError> {
+    RecordBatch::try_from_iter(columns)
+}
+
+pub fn traces(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
+    let events: Vec<&SpanEvent> = rows.iter().flat_map(|r| r.events.iter()).collect();
+    let links: Vec<&SpanLink> = rows.iter().flat_map(|r| r.links.iter()).collect();
+    batch(vec![
+        ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
+        ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
+        ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
+        ("ParentSpanId", strings(rows.iter().map(|r| r.parent_span_id.as_str()))),
+        ("TraceState", strings(rows.iter().map(|r| r.trace_state.as_str()))),
+        ("SpanName", strings(rows.iter().map(|r| r.span_name.as_str()))),
+        ("SpanKind", strings(rows.iter().map(|r| r.span_kind))),
+        ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
+        ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
+        ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
+        ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
+        ("SpanAttributes", maps(rows.iter().map(|r| &r.span_attributes))?),
+        ("Duration", Arc::new(rows.iter().map(|r| r.duration_ns).collect::<UInt64Array>())),
+        ("StatusCode", strings(rows.iter().map(|r| r.status_code))),
+        ("StatusMessage", strings(rows.iter().map(|r| r.status_message.as_str()))),
+        (
+            "Events",
+            struct_list(
+                rows.iter().map(|r| r.events.len()),
+                vec![
+                    ("Timestamp", timestamps(events.iter().map(|e| e.timestamp_ns))),
+                    ("Name", strings(events.iter().map(|e| e.name.as_str()))),
+                    ("Attributes", maps(events.iter().map(|e| &e.attributes))?),
+                ],
+            ),
+        ),
+        (
+            "Links",
+            struct_list(
+                rows.iter().map(|r| r.links.len()),
+                vec![
+                    ("TraceId", strings(links.iter().map(|l| l.trace_id.as_str()))),
+                    ("SpanId", strings(links.iter().map(|l| l.span_id.as_str()))),
+                    ("TraceState", strings(links.iter().map(|l| l.trace_state.as_str()))),
+                    ("Attributes", maps(links.iter().map(|l| &l.attributes))?),
+                ],
+            ),
+        ),
+    ])
+}
+
+pub fn logs(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
+    batch(vec![
+        ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
+        ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
+        ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
+        ("TraceFlags", Arc::new(rows.iter().map(|r| r.trace_flags).collect::<UInt8Array>())),
+        ("SeverityText", strings(rows.iter().map(|r| r.severity_text.as_str()))),
+        ("SeverityNumber", Arc::new(rows.iter().map(|r| r.severity_number).collect::<UInt8Array>())),
+        ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
+        ("Body", strings(rows.iter().map(|r| r.body.as_str()))),
+        ("ResourceSchemaUrl", strings(rows.iter().map(|r| r.resource.schema_url.as_str()))),
+        ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
+        ("ScopeSchemaUrl", strings(rows.iter().map(|r| r.scope.schema_url.as_str()))),
+        ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
+        ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
+        ("ScopeAttributes", maps(rows.iter().map(|r| &r.scope.attributes))?),
+        ("LogAttributes", maps(rows.iter().map(|r| &r.log_attributes))?),
+        ("EventName", strings(rows.iter().map(|r| r.event_name.as_str()))),
+    ])
+}
+
+/// The 14 leading columns every metric table shares.
+fn metric_columns<'a>(points: &[&'a PointCommon]) -> Result<Vec<(&'static str, ArrayRef)>, ArrowError> {
+    let m = |f: fn(&MetricInfo) -> &str| strings(points.iter().map(move |p| f(&p.metric)));
+    Ok(vec![
+        ("ResourceAttributes", maps(points.iter().map(|p| &p.metric.resource.attributes))?),
+        ("ResourceSchemaUrl", m(|i| i.resource.schema_url.as_str())),
+        ("ScopeName", m(|i| i.scope.name.as_str())),
+        ("ScopeVersion", m(|i| i.scope.version.as_str())),
+        ("ScopeAttributes", maps(points.iter().map(|p| &p.metric.scope.attributes))?),
+        (
+            "ScopeDroppedAttrCount",
+            Arc::new(points.iter().map(|p| p.metric.scope.dropped_attributes_count).collect::<UInt32Array>()),
+        ),
+        ("ScopeSchemaUrl", m(|i| i.scope.schema_url.as_str())),
+        ("ServiceName", m(|i| i.resource.service_name.as_str())),
+        ("MetricName", m(|i| i.name.as_str())),
+        ("MetricDescription", m(|i| i.description.as_str())),
+        ("MetricUnit", m(|i| i.unit.as_str())),
+        ("Attributes", maps(points.iter().map(|p| &p.attributes))?),
+        ("StartTimeUnix", timestamps(points.iter().map(|p| p.start_time_unix_ns))),
+        ("TimeUnix", timestamps(points.iter().map(|p| p.time_unix_ns))),
+    ])
+}
+
+fn exemplar_column<'a>(per_row: impl Iterator<Item = &'a Vec<Exemplar>> + Clone) -> Result<ArrayRef, ArrowError> {
+    let all: Vec<&Exemplar> = per_row.clone().flat_map(|v| v.iter()).collect();
+    Ok(struct_list(
+        per_row.map(|v| v.len()),
+        vec![
+            ("FilteredAttributes", maps(all.iter().map(|e| &e.filtered_attributes))?),
+            ("TimeUnix", timestamps(all.iter().map(|e| e.time_unix_ns))),
+            ("Value", Arc::new(all.iter().map(|e| e.value).collect::<Float64Array>())),
+            ("SpanId", strings(all.iter().map(|e| e.span_id.as_str()))),
+            ("TraceId", strings(all.iter().map(|e| e.trace_id.as_str()))),
+        ],
+    ))
+}
+
+fn f64s(values: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(values.collect::<Float64Array>())
+}
+
+fn u64s(values: impl Iterator<Item = u64>) -> ArrayRef {
+    Arc::new(values.collect::<UInt64Array>())
+}
+
+fn i32s(values: impl Iterator<Item = i32>) -> ArrayRef {
+    Arc::new(values.collect::<Int32Array>())
+}
+
+fn u32s(values: impl Iterator<Item = u32>) -> ArrayRef {
+    Arc::new(values.collect::<UInt32Array>())
+}
+
+pub fn gauges(rows: &[GaugeRow]) -> Result<RecordBatch, ArrowError> {
+    let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
+    let mut cols = metric_columns(&commons)?;
+    cols.push(("Value", f64s(rows.iter().map(|r| r.value))));
+    cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
+    cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
+    batch(cols)
+}
+
+pub fn sums(rows: &[SumRow]) -> Result<RecordBatch, ArrowError> {
+    let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
+    let mut cols = metric_columns(&commons)?;
+    cols.push(("Value", f64s(rows.iter().map(|r| r.value))));
+    cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
+    cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
+    cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
+    cols.push(("IsMonotonic", Arc::new(rows.iter().map(|r| Some(r.is_monotonic)).collect::<BooleanArray>())));
+    batch(cols)
+}
+
+pub fn histograms(rows: &[HistogramRow]) -> Result<RecordBatch, ArrowError> {
+    let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
+    let mut cols = metric_columns(&commons)?;
+    cols.push(("Count", u64s(rows.iter().map(|r| r.count))));
+    cols.push(("Sum", f64s(rows.iter().map(|r| r.sum))));
+    cols.push(("BucketCounts", u64_lists(rows.iter().map(|r| &r.bucket_counts))));
+    cols.push(("ExplicitBounds", f64_lists(rows.iter().map(|r| &r.explicit_bounds))));
+    cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
+    cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
+    cols.push(("Min", f64s(rows.iter().map(|r| r.min))));
+    cols.push(("Max", f64s(rows.iter().map(|r| r.max))));
+    cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
+    batch(cols)
+}
+
+pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Result<RecordBatch, ArrowError> {
+    let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
+    let mut cols = metric_columns(&commons)?;
+    cols.push(("Count", u64s(rows.iter().map(|r| r.count))));
+    cols.push(("Sum", f64s(rows.iter().map(|r| r.sum))));
+    cols.push(("Scale", i32s(rows.iter().map(|r| r.scale))));
+    cols.push(("ZeroCount", u64s(rows.iter().map(|r| r.zero_count))));
+    cols.push(("PositiveOffset", i32s(rows.iter().map(|r| r.positive_offset))));
+    cols.push(("PositiveBucketCounts", u64_lists(rows.iter().map(|r| &r.positive_bucket_counts))));
+    cols.push(("NegativeOffset", i32s(rows.iter().map(|r| r.negative_offset))));
+    cols.push(("NegativeBucketCounts", u64_lists(rows.iter().map(|r| &r.negative_bucket_counts))));
+    cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
+    cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
+    cols.push(("Min", f64s(rows.iter().map(|r| r.min))));
+    cols.push(("Max", f64s(rows.iter().map(|r| r.max))));
+    cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
+    batch(cols)
+}
+
+pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
+    let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
+    let mut cols = metric_columns(&commons)?;
+    let quantiles: Vec<&(f64, f64)> = rows.iter().flat_map(|r| r.quantiles.iter()).collect();
+    cols.push(("Count", u64s(rows.iter().map(|r| r.count))));
+    cols.push(("Sum", f64s(rows.iter().map(|r| r.sum))));
+    cols.push((
+        "ValueAtQuantiles",
+        struct_list(
+            rows.iter().map(|r| r.quantiles.len()),
+            vec![
+                ("Quantile", f64s(quantiles.iter().map(|q| q.0))),
+                ("Value", f64s(quantiles.iter().map(|q| q.1))),
+            ],
+        ),
+    ));
+    cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
+    batch(cols)
+}

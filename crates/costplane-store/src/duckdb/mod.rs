@@ -1,0 +1,278 @@
+//! The embedded store: one DuckDB file, no server to run.
+//!
+//! Durability and concurrency:
+//! - One process owns the file (DuckDB allows one writing process). Inside it,
+//!   writes go through one connection and reads through a second connection
+//!   to the same database, so a long query never blocks ingestion and always
+//!   sees whole batches (MVCC).
+//! - A batch is written in one transaction across all seven tables: either
+//!   every row of it is committed or none is, so the pipeline can retry a
+//!   failed batch without duplicating rows.
+//! - Other processes read the file only while no server holds it
+//!   ([`DuckDbStore::open_read_only`]); while `serve` runs, `costplane sql`
+//!   goes through the server's `/api/v1/sql`.
+//! - The schema is versioned in `costplane_schema_migrations`; a file written
+//!   by a newer costplane is refused rather than misread.
+
+mod arrow;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ::arrow::array::Array;
+use ::arrow::datatypes::DataType;
+use ::arrow::record_batch::RecordBatch;
+use ::arrow::util::display::{ArrayFormatter, FormatOptions};
+use async_trait::async_trait;
+use costplane_telemetry::TelemetryBatch;
+use duckdb::{AccessMode, Config, Connection};
+
+use crate::{is_read_only_statement, QueryResult, Store, StoreError};
+
+/// The file name of the embedded store inside the data directory.
+pub const FILE_NAME: &str = "costplane.duckdb";
+
+/// The embedded DuckDB store.
+pub struct DuckDbStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for DuckDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDbStore").field("path", &self.path).finish()
+    }
+}
+
+fn db_err(e: duckdb::Error) -> StoreError {
+    let text = e.to_string();
+    // Lock conflicts and I/O trouble can pass; everything else will not.
+    if text.contains("IO Error") || text.contains("Could not set lock") || text.contains("Conflicting lock") {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Rejected(text)
+    }
+}
+
+impl DuckDbStore {
+    /// Opens (creating if needed) `data_dir/costplane.duckdb` for writing and
+    /// brings its schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(FILE_NAME);
+        // External access stays off: ad-hoc SQL must not read or write files.
+        let config = Config::default().enable_external_access(false).map_err(db_err)?;
+        let conn = Connection::open_with_flags(&path, config).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("lock") {
+                StoreError::Unavailable(format!(
+                    "{} is in use by another process ({text}); stop the other costplane or pick another --data-dir",
+                    path.display()
+                ))
+            } else {
+                db_err(e)
+            }
+        })?;
+        migrate(&conn)?;
+        let reader = conn.try_clone().map_err(db_err)?;
+        Ok(DuckDbStore { path, writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    /// Opens an existing store read-only, for `costplane sql` while no server runs.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(FILE_NAME);
+        if !path.exists() {
+            return Err(StoreError::Schema(format!(
+                "no store at {}; start `costplane serve --data-dir {}` first",
+                path.display(),
+                data_dir.display()
+            )));
+        }
+        let config = Config::default()
+            .access_mode(AccessMode::ReadOnly)
+            .and_then(|c| c.enable_external_access(false))
+            .map_err(db_err)?;
+        let conn = Connection::open_with_flags(&path, config).map_err(db_err)?;
+        check_version(&conn)?;
+        let reader = conn.try_clone().map_err(db_err)?;
+        Ok(DuckDbStore { path, writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn current_version(conn: &Connection) -> Result<i32, StoreError> {
+    let exists: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'costplane_schema_migrations'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    conn.query_row("SELECT coalesce(max(version), 0) FROM costplane_schema_migrations", [], |r| r.get(0))
+        .map_err(db_err)
+}
+
+fn check_version(conn: &Connection) -> Result<i32, StoreError> {
+    let version = current_version(conn)?;
+    if version > schema::SCHEMA_VERSION {
+        return Err(StoreError::Schema(format!(
+            "the store's schema is version {version}, newer than the version {} this costplane knows; \
+             upgrade costplane (a downgrade would misread the tables)",
+            schema::SCHEMA_VERSION
+        )));
+    }
+    Ok(version)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version = check_version(conn)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS costplane_schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)",
+    )
+    .map_err(db_err)?;
+    for (step, ddl) in schema::migrations() {
+        if step <= version {
+            continue;
+        }
+        let sql = format!("BEGIN TRANSACTION; {ddl} INSERT INTO costplane_schema_migrations (version) VALUES ({step}); COMMIT;");
+        if let Err(e) = conn.execute_batch(&sql) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Schema(format!("migrating the store to schema version {step} failed: {e}")));
+        }
+    }
+    Ok(())
+}
+
+fn to_record_batches(batch: &TelemetryBatch) -> Result<Vec<(&'static str, RecordBatch)>, StoreError> {
+    let conv = |e: ::arrow::error::ArrowError| StoreError::Rejected(format!("building the Arrow batch failed: {e}"));
+    let mut out = Vec::new();
+    if !batch.spans.is_empty() {
+        out.push(("otel_traces", arrow::traces(&batch.spans).map_err(conv)?));
+    }
+    if !batch.logs.is_empty() {
+        out.push(("otel_logs", arrow::logs(&batch.logs).map_err(conv)?));
+    }
+    if !batch.gauges.is_empty() {
+        out.push(("otel_metrics_gauge", arrow::gauges(&batch.gauges).map_err(conv)?));
+    }
+    if !batch.sums.is_empty() {
+        out.push(("otel_metrics_sum", arrow::sums(&batch.sums).map_err(conv)?));
+    }
+    if !batch.histograms.is_empty() {
+        out.push(("otel_metrics_histogram", arrow::histograms(&batch.histograms).map_err(conv)?));
+    }
+    if !batch.exp_histograms.is_empty() {
+        out.push(("otel_metrics_exp_histogram", arrow::exp_histograms(&batch.exp_histograms).map_err(conv)?));
+    }
+    if !batch.summaries.is_empty() {
+        out.push(("otel_metrics_summary", arrow::summaries(&batch.summaries).map_err(conv)?));
+    }
+    Ok(out)
+}
+
+fn write_blocking(conn: &Connection, tables: Vec<(&'static str, RecordBatch)>) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
+    let result = (|| {
+        for (table, rb) in tables {
+            let mut app = conn.appender(table).map_err(db_err)?;
+            app.append_record_batch(rb).map_err(db_err)?;
+            app.flush().map_err(db_err)?;
+        }
+        conn.execute_batch("COMMIT").map_err(db_err)
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn is_numeric(dt: &DataType) -> bool {
+    dt.is_integer() || dt.is_floating()
+}
+
+fn query_blocking(conn: &Connection, sql: &str) -> Result<QueryResult, StoreError> {
+    let mut stmt = conn.prepare(sql).map_err(|e| StoreError::Rejected(e.to_string()))?;
+    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| StoreError::Rejected(e.to_string()))?.collect();
+    let schema = stmt.schema();
+    let mut result = QueryResult {
+        columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        types: schema.fields().iter().map(|f| f.data_type().to_string()).collect(),
+        rows: Vec::new(),
+    };
+    let options = FormatOptions::default().with_null("NULL");
+    for rb in &batches {
+        let formatters = rb
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Rejected(format!("formatting the result failed: {e}")))?;
+        for row in 0..rb.num_rows() {
+            let mut values = Vec::with_capacity(rb.num_columns());
+            for (col, fmt) in rb.columns().iter().zip(&formatters) {
+                if col.is_null(row) {
+                    values.push(serde_json::Value::Null);
+                    continue;
+                }
+                let text = fmt.value(row).to_string();
+                let value = if is_numeric(col.data_type()) {
+                    serde_json::from_str::<serde_json::Number>(&text)
+                        .map(serde_json::Value::Number)
+                        .unwrap_or(serde_json::Value::String(text))
+                } else {
+                    serde_json::Value::String(text)
+                };
+                values.push(value);
+            }
+            result.rows.push(values);
+        }
+    }
+    Ok(result)
+}
+
+#[async_trait]
+impl Store for DuckDbStore {
+    fn backend(&self) -> &'static str {
+        "duckdb"
+    }
+
+    async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Building Arrow arrays is CPU work on owned data; it runs before the
+        // blocking section so the connection is held only for the append.
+        let tables = to_record_batches(batch)?;
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            write_blocking(&conn, tables)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?
+    }
+
+    async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
+        is_read_only_statement(sql).map_err(StoreError::NotReadOnly)?;
+        let reader = Arc::clone(&self.reader);
+        let sql = sql.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| StoreError::Unavailable("the reader connection is poisoned".into()))?;
+            query_blocking(&conn, &sql)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query("SELECT 1").await.map(|_| ())
+    }
+}

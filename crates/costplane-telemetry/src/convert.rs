@@ -1,0 +1,553 @@
+//! OTLP export requests → row batches, with per-item validation.
+//!
+//! An item (span, log record, metric data point) that breaks a rule is left
+//! out and counted; the rest of the request is kept. The caller reports the
+//! count and the first reasons to the client as OTLP `partial_success`.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1 as pm;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1 as pt;
+
+use crate::model::*;
+use crate::values::{any_value_to_string, attributes, find_attribute, hex_id};
+
+/// Limits applied to every item. An item over a limit is rejected (not
+/// truncated), so that what is stored is always what was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most attributes one item (or its resource, or scope) may carry.
+    pub max_attributes: usize,
+    /// Longest attribute value, log body or name, in bytes.
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_attributes: 256, max_value_bytes: 64 * 1024 }
+    }
+}
+
+/// How many reasons a partial-success message quotes.
+const MAX_REASONS: usize = 3;
+
+/// The result of converting one export request.
+#[derive(Debug, Default)]
+pub struct Conversion {
+    pub batch: TelemetryBatch,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub reasons: Vec<String>,
+}
+
+impl Conversion {
+    fn reject(&mut self, reason: String) {
+        self.rejected += 1;
+        if self.reasons.len() < MAX_REASONS {
+            self.reasons.push(reason);
+        }
+    }
+
+    /// The OTLP partial-success message, or `None` when nothing was rejected.
+    pub fn partial_success_message(&self, signal: Signal) -> Option<String> {
+        if self.rejected == 0 {
+            return None;
+        }
+        let total = self.rejected + self.accepted;
+        let mut msg = format!("rejected {} of {} {}: ", self.rejected, total, signal.item_name());
+        msg.push_str(&self.reasons.join("; "));
+        if self.rejected as usize > self.reasons.len() {
+            msg.push_str("; ...");
+        }
+        Some(msg)
+    }
+}
+
+fn check_attributes(kvs: &[KeyValue], what: &str, limits: &Limits) -> Result<(), String> {
+    if kvs.len() > limits.max_attributes {
+        return Err(format!(
+            "{what} has {} attributes, more than the limit of {}",
+            kvs.len(),
+            limits.max_attributes
+        ));
+    }
+    for kv in kvs {
+        if kv.key.len() > limits.max_value_bytes {
+            return Err(format!("{what} has an attribute key of {} bytes, over the limit of {}", kv.key.len(), limits.max_value_bytes));
+        }
+        if let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) =
+            kv.value.as_ref().and_then(|v| v.value.as_ref())
+        {
+            if s.len() > limits.max_value_bytes {
+                return Err(format!(
+                    "{what} attribute '{}' is {} bytes, over the limit of {}",
+                    kv.key,
+                    s.len(),
+                    limits.max_value_bytes
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_len(value: &str, what: &str, limits: &Limits) -> Result<(), String> {
+    if value.len() > limits.max_value_bytes {
+        return Err(format!("{what} is {} bytes, over the limit of {}", value.len(), limits.max_value_bytes));
+    }
+    Ok(())
+}
+
+fn resource_info(resource: Option<&Resource>, schema_url: &str, limits: &Limits) -> Result<Arc<ResourceInfo>, String> {
+    let kvs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+    check_attributes(kvs, "resource", limits)?;
+    let service_name = find_attribute(kvs, "service.name").unwrap_or_default();
+    Ok(Arc::new(ResourceInfo { service_name, attributes: attributes(kvs), schema_url: schema_url.to_owned() }))
+}
+
+fn scope_info(scope: Option<&InstrumentationScope>, schema_url: &str, limits: &Limits) -> Result<Arc<ScopeInfo>, String> {
+    let Some(scope) = scope else {
+        return Ok(Arc::new(ScopeInfo { schema_url: schema_url.to_owned(), ..ScopeInfo::default() }));
+    };
+    check_attributes(&scope.attributes, "scope", limits)?;
+    Ok(Arc::new(ScopeInfo {
+        name: scope.name.clone(),
+        version: scope.version.clone(),
+        attributes: attributes(&scope.attributes),
+        dropped_attributes_count: scope.dropped_attributes_count,
+        schema_url: schema_url.to_owned(),
+    }))
+}
+
+fn ts(nanos: u64) -> i64 {
+    // Timestamps past year 2262 do not fit DateTime64(9); clamp rather than wrap.
+    i64::try_from(nanos).unwrap_or(i64::MAX)
+}
+
+fn span_kind(kind: i32) -> &'static str {
+    match pt::span::SpanKind::try_from(kind) {
+        Ok(pt::span::SpanKind::Internal) => "Internal",
+        Ok(pt::span::SpanKind::Server) => "Server",
+        Ok(pt::span::SpanKind::Client) => "Client",
+        Ok(pt::span::SpanKind::Producer) => "Producer",
+        Ok(pt::span::SpanKind::Consumer) => "Consumer",
+        _ => "Unspecified",
+    }
+}
+
+fn status_code(status: Option<&pt::Status>) -> &'static str {
+    match status.map(|s| pt::status::StatusCode::try_from(s.code)) {
+        Some(Ok(pt::status::StatusCode::Ok)) => "Ok",
+        Some(Ok(pt::status::StatusCode::Error)) => "Error",
+        _ => "Unset",
+    }
+}
+
+/// Converts a trace export request.
+pub fn convert_traces(req: &ExportTraceServiceRequest, limits: &Limits) -> Conversion {
+    let mut out = Conversion::default();
+    for rs in &req.resource_spans {
+        let resource = resource_info(rs.resource.as_ref(), &rs.schema_url, limits);
+        for ss in &rs.scope_spans {
+            let scope = scope_info(ss.scope.as_ref(), &ss.schema_url, limits);
+            for (i, span) in ss.spans.iter().enumerate() {
+                let row = match (&resource, &scope) {
+                    (Ok(r), Ok(s)) => span_row(span, r, s, limits),
+                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+                };
+                match row {
+                    Ok(row) => {
+                        out.batch.approx_bytes += span_bytes(&row);
+                        out.batch.spans.push(row);
+                        out.accepted += 1;
+                    }
+                    Err(e) => out.reject(format!("span {i} ('{}'): {e}", truncate(&span.name))),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn span_row(span: &pt::Span, resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits: &Limits) -> Result<SpanRow, String> {
+    let trace_id = hex_id(&span.trace_id, 16, "trace_id", false)?;
+    let span_id = hex_id(&span.span_id, 8, "span_id", false)?;
+    let parent_span_id = hex_id(&span.parent_span_id, 8, "parent_span_id", true)?;
+    check_len(&span.name, "name", limits)?;
+    check_attributes(&span.attributes, "span", limits)?;
+    let mut events = Vec::with_capacity(span.events.len());
+    for ev in &span.events {
+        check_attributes(&ev.attributes, "event", limits)?;
+        events.push(SpanEvent { timestamp_ns: ts(ev.time_unix_nano), name: ev.name.clone(), attributes: attributes(&ev.attributes) });
+    }
+    let mut links = Vec::with_capacity(span.links.len());
+    for link in &span.links {
+        check_attributes(&link.attributes, "link", limits)?;
+        links.push(SpanLink {
+            trace_id: hex_id(&link.trace_id, 16, "link trace_id", false)?,
+            span_id: hex_id(&link.span_id, 8, "link span_id", false)?,
+            trace_state: link.trace_state.clone(),
+            attributes: attributes(&link.attributes),
+        });
+    }
+    Ok(SpanRow {
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
+        timestamp_ns: ts(span.start_time_unix_nano),
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: span.trace_state.clone(),
+        span_name: span.name.clone(),
+        span_kind: span_kind(span.kind),
+        span_attributes: attributes(&span.attributes),
+        // A span that ends before it starts (clock skew) is kept with a zero duration.
+        duration_ns: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano),
+        status_code: status_code(span.status.as_ref()),
+        status_message: span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
+        events,
+        links,
+    })
+}
+
+fn span_bytes(row: &SpanRow) -> usize {
+    256 + row.span_name.len()
+        + row.trace_state.len()
+        + row.status_message.len()
+        + attributes_bytes(&row.span_attributes)
+        + row.events.iter().map(|e| 64 + e.name.len() + attributes_bytes(&e.attributes)).sum::<usize>()
+        + row.links.iter().map(|l| 128 + l.trace_state.len() + attributes_bytes(&l.attributes)).sum::<usize>()
+}
+
+/// Converts a logs export request.
+pub fn convert_logs(req: &ExportLogsServiceRequest, limits: &Limits) -> Conversion {
+    let mut out = Conversion::default();
+    for rl in &req.resource_logs {
+        let resource = resource_info(rl.resource.as_ref(), &rl.schema_url, limits);
+        for sl in &rl.scope_logs {
+            let scope = scope_info(sl.scope.as_ref(), &sl.schema_url, limits);
+            for (i, rec) in sl.log_records.iter().enumerate() {
+                let row = match (&resource, &scope) {
+                    (Ok(r), Ok(s)) => log_row(rec, r, s, limits),
+                    (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+                };
+                match row {
+                    Ok(row) => {
+                        out.batch.approx_bytes +=
+                            192 + row.body.len() + row.severity_text.len() + attributes_bytes(&row.log_attributes);
+                        out.batch.logs.push(row);
+                        out.accepted += 1;
+                    }
+                    Err(e) => out.reject(format!("log record {i}: {e}")),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn log_row(
+    rec: &opentelemetry_proto::tonic::logs::v1::LogRecord,
+    resource: &Arc<ResourceInfo>,
+    scope: &Arc<ScopeInfo>,
+    limits: &Limits,
+) -> Result<LogRow, String> {
+    check_attributes(&rec.attributes, "log record", limits)?;
+    let body = any_value_to_string(rec.body.as_ref());
+    check_len(&body, "body", limits)?;
+    let severity_number = u8::try_from(rec.severity_number)
+        .map_err(|_| format!("severity_number {} is outside 0..=24", rec.severity_number))?;
+    // As the Collector's exporter does: a record without a timestamp is
+    // stored at its observed time.
+    let timestamp = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+    Ok(LogRow {
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
+        timestamp_ns: ts(timestamp),
+        trace_id: hex_id(&rec.trace_id, 16, "trace_id", true)?,
+        span_id: hex_id(&rec.span_id, 8, "span_id", true)?,
+        trace_flags: (rec.flags & 0xff) as u8,
+        severity_text: rec.severity_text.clone(),
+        severity_number,
+        body,
+        log_attributes: attributes(&rec.attributes),
+        event_name: rec.event_name.clone(),
+    })
+}
+
+/// Converts a metrics export request; one row per data point.
+pub fn convert_metrics(req: &ExportMetricsServiceRequest, limits: &Limits) -> Conversion {
+    let mut out = Conversion::default();
+    for rm in &req.resource_metrics {
+        let resource = resource_info(rm.resource.as_ref(), &rm.schema_url, limits);
+        for sm in &rm.scope_metrics {
+            let scope = scope_info(sm.scope.as_ref(), &sm.schema_url, limits);
+            for metric in &sm.metrics {
+                let (resource, scope) = match (&resource, &scope) {
+                    (Ok(r), Ok(s)) => (r, s),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let points = data_point_count(metric).max(1);
+                        for _ in 0..points {
+                            out.reject(format!("metric '{}': {e}", truncate(&metric.name)));
+                        }
+                        continue;
+                    }
+                };
+                convert_metric(metric, resource, scope, limits, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn data_point_count(metric: &pm::Metric) -> usize {
+    match &metric.data {
+        Some(pm::metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(pm::metric::Data::Sum(s)) => s.data_points.len(),
+        Some(pm::metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(pm::metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(pm::metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
+fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits: &Limits, out: &mut Conversion) {
+    let name = truncate(&metric.name).to_owned();
+    if metric.name.is_empty() {
+        for _ in 0..data_point_count(metric).max(1) {
+            out.reject("a metric has an empty name".to_owned());
+        }
+        return;
+    }
+    let Some(data) = &metric.data else {
+        out.reject(format!("metric '{name}' has no data (gauge, sum, histogram, exponential histogram or summary)"));
+        return;
+    };
+    let info = Arc::new(MetricInfo {
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
+        name: metric.name.clone(),
+        description: metric.description.clone(),
+        unit: metric.unit.clone(),
+    });
+    let common = |attrs: &[KeyValue], start: u64, time: u64, flags: u32| -> Result<PointCommon, String> {
+        check_attributes(attrs, "data point", limits)?;
+        Ok(PointCommon {
+            metric: Arc::clone(&info),
+            attributes: attributes(attrs),
+            start_time_unix_ns: ts(start),
+            time_unix_ns: ts(time),
+            flags,
+        })
+    };
+    let batch_bytes = |c: &PointCommon, extra: usize| 160 + attributes_bytes(&c.attributes) + extra;
+    macro_rules! push_or_reject {
+        ($res:expr, $vec:ident, $extra:expr, $i:expr) => {
+            match $res {
+                Ok(row) => {
+                    out.batch.approx_bytes += batch_bytes(&row.common, $extra(&row));
+                    out.batch.$vec.push(row);
+                    out.accepted += 1;
+                }
+                Err(e) => out.reject(format!("metric '{name}' point {}: {e}", $i)),
+            }
+        };
+    }
+    match data {
+        pm::metric::Data::Gauge(g) => {
+            for (i, p) in g.data_points.iter().enumerate() {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags)
+                    .and_then(|c| Ok(GaugeRow { common: c, value: number_value(p), exemplars: exemplars(&p.exemplars)? }));
+                push_or_reject!(row, gauges, |r: &GaugeRow| r.exemplars.len() * 96, i);
+            }
+        }
+        pm::metric::Data::Sum(s) => {
+            for (i, p) in s.data_points.iter().enumerate() {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).and_then(|c| {
+                    Ok(SumRow {
+                        common: c,
+                        value: number_value(p),
+                        exemplars: exemplars(&p.exemplars)?,
+                        aggregation_temporality: s.aggregation_temporality,
+                        is_monotonic: s.is_monotonic,
+                    })
+                });
+                push_or_reject!(row, sums, |r: &SumRow| r.exemplars.len() * 96, i);
+            }
+        }
+        pm::metric::Data::Histogram(h) => {
+            for (i, p) in h.data_points.iter().enumerate() {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).and_then(|c| {
+                    if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
+                        return Err(format!(
+                            "{} bucket counts for {} explicit bounds (OTLP needs bounds + 1)",
+                            p.bucket_counts.len(),
+                            p.explicit_bounds.len()
+                        ));
+                    }
+                    Ok(HistogramRow {
+                        common: c,
+                        count: p.count,
+                        sum: p.sum.unwrap_or(0.0),
+                        bucket_counts: p.bucket_counts.clone(),
+                        explicit_bounds: p.explicit_bounds.clone(),
+                        exemplars: exemplars(&p.exemplars)?,
+                        min: p.min.unwrap_or(0.0),
+                        max: p.max.unwrap_or(0.0),
+                        aggregation_temporality: h.aggregation_temporality,
+                    })
+                });
+                push_or_reject!(row, histograms, |r: &HistogramRow| (r.bucket_counts.len() + r.explicit_bounds.len()) * 8 + r.exemplars.len() * 96, i);
+            }
+        }
+        pm::metric::Data::ExponentialHistogram(h) => {
+            for (i, p) in h.data_points.iter().enumerate() {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).and_then(|c| {
+                    let (po, pc) = p.positive.as_ref().map(|b| (b.offset, b.bucket_counts.clone())).unwrap_or_default();
+                    let (no, nc) = p.negative.as_ref().map(|b| (b.offset, b.bucket_counts.clone())).unwrap_or_default();
+                    Ok(ExpHistogramRow {
+                        common: c,
+                        count: p.count,
+                        sum: p.sum.unwrap_or(0.0),
+                        scale: p.scale,
+                        zero_count: p.zero_count,
+                        positive_offset: po,
+                        positive_bucket_counts: pc,
+                        negative_offset: no,
+                        negative_bucket_counts: nc,
+                        exemplars: exemplars(&p.exemplars)?,
+                        min: p.min.unwrap_or(0.0),
+                        max: p.max.unwrap_or(0.0),
+                        aggregation_temporality: h.aggregation_temporality,
+                    })
+                });
+                push_or_reject!(row, exp_histograms, |r: &ExpHistogramRow| (r.positive_bucket_counts.len() + r.negative_bucket_counts.len()) * 8 + r.exemplars.len() * 96, i);
+            }
+        }
+        pm::metric::Data::Summary(s) => {
+            for (i, p) in s.data_points.iter().enumerate() {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).map(|c| SummaryRow {
+                    common: c,
+                    count: p.count,
+                    sum: p.sum,
+                    quantiles: p.quantile_values.iter().map(|q| (q.quantile, q.value)).collect(),
+                });
+                push_or_reject!(row, summaries, |r: &SummaryRow| r.quantiles.len() * 16, i);
+            }
+        }
+    }
+}
+
+fn number_value(p: &pm::NumberDataPoint) -> f64 {
+    match p.value {
+        Some(pm::number_data_point::Value::AsDouble(d)) => d,
+        Some(pm::number_data_point::Value::AsInt(i)) => i as f64,
+        None => 0.0,
+    }
+}
+
+fn exemplars(exs: &[pm::Exemplar]) -> Result<Vec<Exemplar>, String> {
+    exs.iter()
+        .map(|e| {
+            Ok(Exemplar {
+                filtered_attributes: attributes(&e.filtered_attributes),
+                time_unix_ns: ts(e.time_unix_nano),
+                value: match e.value {
+                    Some(pm::exemplar::Value::AsDouble(d)) => d,
+                    Some(pm::exemplar::Value::AsInt(i)) => i as f64,
+                    None => 0.0,
+                },
+                span_id: hex_id(&e.span_id, 8, "exemplar span_id", true)?,
+                trace_id: hex_id(&e.trace_id, 16, "exemplar trace_id", true)?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+    }
+
+    fn span(attrs: usize, value_len: usize) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "s".into(),
+            attributes: (0..attrs).map(|i| kv(&format!("k{i}"), &"v".repeat(value_len))).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource { attributes: vec![kv("service.name", "svc")], ..Default::default() }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn limits_reject_the_item_and_keep_the_rest() {
+        let limits = Limits { max_attributes: 4, max_value_bytes: 16 };
+        let conv = convert_traces(&request(vec![span(2, 3), span(5, 1), span(1, 17), span(4, 16)]), &limits);
+        assert_eq!((conv.accepted, conv.rejected), (2, 2), "{:?}", conv.reasons);
+        let msg = conv.partial_success_message(Signal::Traces).unwrap();
+        assert!(msg.contains("span 1 ('s'): span has 5 attributes, more than the limit of 4"), "{msg}");
+        assert!(msg.contains("span 2 ('s'): span attribute 'k0' is 17 bytes, over the limit of 16"), "{msg}");
+        assert_eq!(conv.batch.spans.len(), 2);
+        assert!(conv.batch.approx_bytes > 0);
+    }
+
+    #[test]
+    fn resource_data_is_shared_not_copied() {
+        let conv = convert_traces(&request(vec![span(1, 1), span(1, 1)]), &Limits::default());
+        assert!(Arc::ptr_eq(&conv.batch.spans[0].resource, &conv.batch.spans[1].resource));
+        assert_eq!(conv.batch.spans[0].resource.service_name, "svc");
+    }
+
+    #[test]
+    fn histogram_points_need_bounds_plus_one_buckets() {
+        let metric = pm::Metric {
+            name: "latency".into(),
+            data: Some(pm::metric::Data::Histogram(pm::Histogram {
+                data_points: vec![
+                    pm::HistogramDataPoint { bucket_counts: vec![1, 2, 3], explicit_bounds: vec![1.0, 5.0], count: 6, ..Default::default() },
+                    pm::HistogramDataPoint { bucket_counts: vec![1, 2], explicit_bounds: vec![1.0, 5.0], count: 3, ..Default::default() },
+                ],
+                aggregation_temporality: 2,
+            })),
+            ..Default::default()
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![pm::ResourceMetrics {
+                scope_metrics: vec![pm::ScopeMetrics { metrics: vec![metric], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let conv = convert_metrics(&req, &Limits::default());
+        assert_eq!((conv.accepted, conv.rejected), (1, 1));
+        assert_eq!(conv.batch.histograms[0].bucket_counts, vec![1, 2, 3]);
+        assert!(conv.reasons[0].contains("2 bucket counts for 2 explicit bounds"), "{:?}", conv.reasons);
+    }
+}

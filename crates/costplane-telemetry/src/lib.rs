@@ -1,0 +1,16 @@
+//! costplane-telemetry: the OTLP data model.
+//!
+//! Decodes OTLP export requests (protobuf or JSON), validates each item and
+//! converts it into the rows of the OpenTelemetry ClickHouse exporter's
+//! tables. Nothing here does I/O.
+
+pub mod convert;
+pub mod decode;
+mod error;
+pub mod model;
+pub mod values;
+
+pub use convert::{Conversion, Limits};
+pub use decode::{decode_request, encode_response, Encoding};
+pub use error::TelemetryError;
+pub use model::*;

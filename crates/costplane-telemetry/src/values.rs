@@ -1,0 +1,150 @@
+//! Rendering of OTLP `AnyValue`s and ids to the text the tables store.
+//!
+//! The rules follow the Collector's `pcommon.Value.AsString()` so that rows
+//! written by costplane read the same as rows written by the Collector's
+//! ClickHouse exporter: strings as is, booleans `true`/`false`, integers in
+//! decimal, doubles in their shortest round-trip form, bytes in standard
+//! base64, arrays and maps as compact JSON, an empty value as `""`.
+
+use base64::Engine as _;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+
+use crate::model::Attributes;
+
+/// Renders a value as the Collector's `AsString` does.
+pub fn any_value_to_string(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        // String-table references exist only in the profiles signal, which
+        // has the table; in traces, logs and metrics they carry no text.
+        None | Some(Value::StringValueStrindex(_)) => String::new(),
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::DoubleValue(d)) => format_double(*d),
+        Some(Value::BytesValue(b)) => base64::engine::general_purpose::STANDARD.encode(b),
+        Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_)) => {
+            any_value_to_json(value).to_string()
+        }
+    }
+}
+
+fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        "NaN".to_owned()
+    } else if d.is_infinite() {
+        if d > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        // Rust's Display is the shortest representation that round-trips,
+        // without an exponent, as Go's FormatFloat(d, 'f', -1, 64) prints.
+        format!("{d}")
+    }
+}
+
+fn any_value_to_json(value: Option<&AnyValue>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value.and_then(|v| v.value.as_ref()) {
+        None | Some(Value::StringValueStrindex(_)) => J::Null,
+        Some(Value::StringValue(s)) => J::String(s.clone()),
+        Some(Value::BoolValue(b)) => J::Bool(*b),
+        Some(Value::IntValue(i)) => J::from(*i),
+        Some(Value::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map_or_else(|| J::String(format_double(*d)), J::Number)
+        }
+        Some(Value::BytesValue(b)) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Some(Value::ArrayValue(a)) => J::Array(a.values.iter().map(|v| any_value_to_json(Some(v))).collect()),
+        Some(Value::KvlistValue(kv)) => J::Object(
+            kv.values
+                .iter()
+                .map(|item| (item.key.clone(), any_value_to_json(item.value.as_ref())))
+                .collect(),
+        ),
+    }
+}
+
+/// Converts OTLP key/values to attribute pairs; a repeated key keeps its last
+/// value (maps in both stores hold a key once).
+pub fn attributes(kvs: &[KeyValue]) -> Attributes {
+    let mut out: Attributes = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        let value = any_value_to_string(kv.value.as_ref());
+        if let Some(existing) = out.iter_mut().find(|(k, _)| *k == kv.key) {
+            existing.1 = value;
+        } else {
+            out.push((kv.key.clone(), value));
+        }
+    }
+    out
+}
+
+/// Looks up a string attribute without allocating the whole list.
+pub fn find_attribute(kvs: &[KeyValue], key: &str) -> Option<String> {
+    kvs.iter().rev().find(|kv| kv.key == key).map(|kv| any_value_to_string(kv.value.as_ref()))
+}
+
+/// Lowercase hex of an id of the expected width; `Ok("")` for an absent id
+/// when `optional`, an error text otherwise.
+pub fn hex_id(bytes: &[u8], width: usize, what: &str, optional: bool) -> Result<String, String> {
+    if bytes.is_empty() {
+        return if optional { Ok(String::new()) } else { Err(format!("{what} is missing")) };
+    }
+    if bytes.len() != width {
+        return Err(format!("{what} must be {width} bytes, got {}", bytes.len()));
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        if optional {
+            return Ok(String::new());
+        }
+        return Err(format!("{what} is all zeroes, which OTLP defines as invalid"));
+    }
+    Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+
+    fn v(value: Value) -> AnyValue {
+        AnyValue { value: Some(value) }
+    }
+
+    #[test]
+    fn renders_scalars_like_the_collector() {
+        assert_eq!(any_value_to_string(Some(&v(Value::StringValue("a b".into())))), "a b");
+        assert_eq!(any_value_to_string(Some(&v(Value::BoolValue(true)))), "true");
+        assert_eq!(any_value_to_string(Some(&v(Value::IntValue(-42)))), "-42");
+        assert_eq!(any_value_to_string(Some(&v(Value::DoubleValue(0.25)))), "0.25");
+        assert_eq!(any_value_to_string(Some(&v(Value::DoubleValue(1e21)))), "1000000000000000000000");
+        assert_eq!(any_value_to_string(Some(&v(Value::BytesValue(vec![1, 2, 3])))), "AQID");
+        assert_eq!(any_value_to_string(None), "");
+    }
+
+    #[test]
+    fn renders_arrays_and_maps_as_json() {
+        let arr = v(Value::ArrayValue(ArrayValue {
+            values: vec![v(Value::IntValue(1)), v(Value::StringValue("x".into()))],
+        }));
+        assert_eq!(any_value_to_string(Some(&arr)), r#"[1,"x"]"#);
+        let map = v(Value::KvlistValue(KeyValueList {
+            values: vec![KeyValue { key: "k".into(), value: Some(v(Value::BoolValue(false))), ..Default::default() }],
+        }));
+        assert_eq!(any_value_to_string(Some(&map)), r#"{"k":false}"#);
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value() {
+        let kvs = vec![
+            KeyValue { key: "a".into(), value: Some(v(Value::IntValue(1))), ..Default::default() },
+            KeyValue { key: "a".into(), value: Some(v(Value::IntValue(2))), ..Default::default() },
+        ];
+        assert_eq!(attributes(&kvs), vec![("a".to_owned(), "2".to_owned())]);
+    }
+
+    #[test]
+    fn ids_are_checked_and_hex_encoded() {
+        assert_eq!(hex_id(&[0xAB; 8], 8, "span_id", false).unwrap(), "abababababababab");
+        assert!(hex_id(&[1, 2, 3], 8, "span_id", false).unwrap_err().contains("must be 8 bytes, got 3"));
+        assert!(hex_id(&[0; 16], 16, "trace_id", false).is_err());
+        assert_eq!(hex_id(&[], 16, "trace_id", true).unwrap(), "");
+    }
+}

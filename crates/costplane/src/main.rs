@@ -1,0 +1,151 @@
+//! The `costplane` binary: command-line parsing, logging, and exit codes.
+//! Everything else lives in the library crates.
+
+mod loadgen;
+mod sql;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use costplane_server::{Config, Overrides, Server, ServerError, StoreKind};
+
+#[derive(Parser)]
+#[command(name = "costplane", version, about = "The open cost-intelligence plane for OpenTelemetry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive OTLP telemetry and store it (embedded DuckDB by default).
+    Serve(ServeArgs),
+    /// Run one read-only SQL query against the store and print the rows.
+    Sql(sql::SqlArgs),
+    /// Send generated spans to a running server and measure throughput.
+    Loadgen(loadgen::LoadgenArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (see config/costplane.example.toml).
+    #[arg(long, env = "COSTPLANE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded store (DIR/costplane.duckdb). Default ./costplane-data.
+    #[arg(long, env = "COSTPLANE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Store backend: duckdb (default) or clickhouse.
+    #[arg(long, env = "COSTPLANE_STORE")]
+    store: Option<StoreKind>,
+    /// OTLP/gRPC listen address. Default 127.0.0.1:4317.
+    #[arg(long, env = "COSTPLANE_OTLP_GRPC_ADDR")]
+    otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address. Default 127.0.0.1:4318.
+    #[arg(long, env = "COSTPLANE_OTLP_HTTP_ADDR")]
+    otlp_http_addr: Option<SocketAddr>,
+    /// Health and API listen address. Default 127.0.0.1:8080.
+    #[arg(long, env = "COSTPLANE_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// Largest OTLP request body after decompression, in MiB. Default 20.
+    #[arg(long, env = "COSTPLANE_MAX_BODY_MIB")]
+    max_body_mib: Option<usize>,
+    /// Memory for accepted, not yet stored telemetry, in MiB. Default 256.
+    #[arg(long, env = "COSTPLANE_MEMORY_LIMIT_MIB")]
+    memory_limit_mib: Option<usize>,
+    /// Rows per store write. Default 8192.
+    #[arg(long, env = "COSTPLANE_BATCH_MAX_ROWS")]
+    batch_max_rows: Option<usize>,
+    /// Longest wait before a partial batch is written, e.g. 1s, 200ms. Default 1s.
+    #[arg(long, env = "COSTPLANE_FLUSH_INTERVAL")]
+    flush_interval: Option<String>,
+}
+
+impl ServeArgs {
+    fn resolve(self) -> Result<Config, ServerError> {
+        let mut config = Config::load(self.config.as_deref())?;
+        config.apply(Overrides {
+            data_dir: self.data_dir,
+            store: self.store,
+            otlp_grpc_addr: self.otlp_grpc_addr,
+            otlp_http_addr: self.otlp_http_addr,
+            http_addr: self.http_addr,
+            max_body_mib: self.max_body_mib,
+            memory_limit_mib: self.memory_limit_mib,
+            batch_max_rows: self.batch_max_rows,
+            flush_interval: self.flush_interval,
+        })?;
+        Ok(config)
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("COSTPLANE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("COSTPLANE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("received SIGTERM"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), ServerError> {
+    let config = args.resolve()?;
+    let store = costplane_server::open_store(&config)?;
+    let server = Server::bind(config, store).await?;
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration,
+/// 3 store (cannot open, schema too new).
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: Result<(), (i32, anyhow::Error)> = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await.map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
+            Command::Sql(args) => sql::run(args).await.map_err(|e| (1, e)),
+            Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}

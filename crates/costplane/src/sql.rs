@@ -1,0 +1,160 @@
+//! `costplane sql`: one read-only query against the store.
+//!
+//! DuckDB lets one process write a file. So while `costplane serve` runs,
+//! the query goes through the server (`POST /api/v1/sql`); when no server
+//! answers at `--server`, the file in `--data-dir` is opened read-only.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use costplane_store::duckdb::DuckDbStore;
+use costplane_store::{QueryResult, Store};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args)]
+pub struct SqlArgs {
+    /// The query, e.g. "SELECT ServiceName, count() FROM otel_traces GROUP BY 1".
+    query: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// The running server's HTTP API.
+    #[arg(long, env = "COSTPLANE_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Data directory to open read-only when no server answers.
+    #[arg(long, env = "COSTPLANE_DATA_DIR", default_value = "./costplane-data")]
+    data_dir: PathBuf,
+}
+
+pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let result = match query_server(&args.server, &args.query).await? {
+        Some(result) => result,
+        None => {
+            let store = DuckDbStore::open_read_only(&args.data_dir)
+                .with_context(|| format!("no server answered at {}, and the data directory could not be opened", args.server))?;
+            store.query(&args.query).await?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Table => write_table(&mut out, &result)?,
+        Format::Csv => write_csv(&mut out, &result)?,
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &to_objects(&result))?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `Ok(None)` when nothing listens at `server`.
+async fn query_server(server: &str, sql: &str) -> anyhow::Result<Option<QueryResult>> {
+    let url = format!("{}/api/v1/sql", server.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let resp = match client.post(&url).json(&serde_json::json!({ "sql": sql })).send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("querying {url}")),
+    };
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.with_context(|| format!("reading the answer of {url}"))?;
+    if !status.is_success() {
+        let msg = body.get("error").and_then(|m| m.as_str()).unwrap_or("unknown error");
+        bail!("the query failed ({status}): {msg}");
+    }
+    Ok(Some(serde_json::from_value(body).context("the server's answer is not a query result")?))
+}
+
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "NULL".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn write_table(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
+    let rows: Vec<Vec<String>> = r.rows.iter().map(|row| row.iter().map(cell).collect()).collect();
+    let mut widths: Vec<usize> = r.columns.iter().map(|c| c.chars().count()).collect();
+    for row in &rows {
+        for (w, v) in widths.iter_mut().zip(row) {
+            *w = (*w).max(v.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        writeln!(out, "{}", parts.join(" | ").trim_end())
+    };
+    line(out, &r.columns)?;
+    writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"))?;
+    for row in &rows {
+        line(out, row)?;
+    }
+    writeln!(out, "({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" })
+}
+
+/// Quotes a CSV field, and defuses text a spreadsheet would run as a formula.
+pub fn csv_field(value: &serde_json::Value) -> String {
+    let mut text = cell(value);
+    if value.is_string() && text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        text.insert(0, '\'');
+    }
+    if text.contains([',', '"', '\n', '\r']) || text.starts_with('\'') {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+fn write_csv(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
+    let header: Vec<String> = r.columns.iter().map(|c| csv_field(&serde_json::Value::String(c.clone()))).collect();
+    writeln!(out, "{}", header.join(","))?;
+    for row in &r.rows {
+        writeln!(out, "{}", row.iter().map(csv_field).collect::<Vec<_>>().join(","))?;
+    }
+    Ok(())
+}
+
+fn to_objects(r: &QueryResult) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    r.rows
+        .iter()
+        .map(|row| r.columns.iter().cloned().zip(row.iter().cloned()).collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn csv_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field(&json!("plain")), "plain");
+        assert_eq!(csv_field(&json!("a,b")), "\"a,b\"");
+        assert_eq!(csv_field(&json!("say \"hi\"")), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field(&json!("=HYPERLINK(\"x\")")), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field(&json!(-5)), "-5");
+        assert_eq!(csv_field(&json!(null)), "NULL");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let r = QueryResult {
+            columns: vec!["name".into(), "n".into()],
+            types: vec!["Utf8".into(), "Int64".into()],
+            rows: vec![vec![json!("checkout"), json!(12)]],
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "name     | n\n---------+---\ncheckout | 12\n(1 row)\n");
+    }
+}
