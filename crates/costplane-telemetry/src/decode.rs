@@ -67,38 +67,38 @@ pub fn encode_response(signal: Signal, encoding: Encoding, rejected: u64, messag
     let rejected_i64 = i64::try_from(rejected).unwrap_or(i64::MAX);
     let message = message.unwrap_or_default();
     let partial = rejected > 0 || !message.is_empty();
-    match signal {
-        Signal::Traces => encode(
-            encoding,
-            &ExportTraceServiceResponse {
-                partial_success: partial
-                    .then(|| ExportTracePartialSuccess { rejected_spans: rejected_i64, error_message: message }),
-            },
-        ),
-        Signal::Logs => encode(
-            encoding,
-            &ExportLogsServiceResponse {
-                partial_success: partial
-                    .then(|| ExportLogsPartialSuccess { rejected_log_records: rejected_i64, error_message: message }),
-            },
-        ),
-        Signal::Metrics => encode(
-            encoding,
-            &ExportMetricsServiceResponse {
-                partial_success: partial.then(|| ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected_i64,
-                    error_message: message,
-                }),
-            },
-        ),
+    if encoding == Encoding::Json {
+        // proto3 JSON: int64 as a decimal string, camelCase names, defaults omitted.
+        let field = match signal {
+            Signal::Traces => "rejectedSpans",
+            Signal::Logs => "rejectedLogRecords",
+            Signal::Metrics => "rejectedDataPoints",
+        };
+        let body = if partial {
+            serde_json::json!({ "partialSuccess": { field: rejected.to_string(), "errorMessage": message } })
+        } else {
+            serde_json::json!({})
+        };
+        return body.to_string().into_bytes();
     }
-}
-
-fn encode<T: Message + serde::Serialize>(encoding: Encoding, msg: &T) -> Vec<u8> {
-    match encoding {
-        Encoding::Protobuf => msg.encode_to_vec(),
-        // Serializing these plain response structs cannot fail.
-        Encoding::Json => serde_json::to_vec(msg).unwrap_or_else(|_| b"{}".to_vec()),
+    match signal {
+        Signal::Traces => ExportTraceServiceResponse {
+            partial_success: partial
+                .then(|| ExportTracePartialSuccess { rejected_spans: rejected_i64, error_message: message }),
+        }
+        .encode_to_vec(),
+        Signal::Logs => ExportLogsServiceResponse {
+            partial_success: partial
+                .then(|| ExportLogsPartialSuccess { rejected_log_records: rejected_i64, error_message: message }),
+        }
+        .encode_to_vec(),
+        Signal::Metrics => ExportMetricsServiceResponse {
+            partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected_i64,
+                error_message: message,
+            }),
+        }
+        .encode_to_vec(),
     }
 }
 
@@ -192,6 +192,6 @@ mod tests {
         assert!(partial.error_message.contains("2 of 5"));
         assert!(encode_response(Signal::Traces, Encoding::Protobuf, 0, None).is_empty());
         let json = String::from_utf8(encode_response(Signal::Metrics, Encoding::Json, 1, Some("m".into()))).unwrap();
-        assert!(json.contains("\"rejectedDataPoints\""), "{json}");
+        assert_eq!(json, r#"{"partialSuccess":{"errorMessage":"m","rejectedDataPoints":"1"}}"#);
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, ListArray, MapBuilder, StringArray, StringBuilder,
+    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, ListArray, MapBuilder, StringArray, StringBuilder,
     StructArray, TimestampNanosecondArray, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::buffer::OffsetBuffer;
@@ -19,7 +19,7 @@ fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
 }
 
 fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
-    Arc::new(values.collect::<Vec<_>>().into_iter().collect::<TimestampNanosecondArray>())
+    Arc::new(TimestampNanosecondArray::from(values.collect::<Vec<i64>>()))
 }
 
 fn maps<'a>(values: impl Iterator<Item = &'a Attributes>) -> Result<ArrayRef, ArrowError> {

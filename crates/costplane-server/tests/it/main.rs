@@ -1,0 +1,6 @@
+//! Integration tests of the server crate: a real server in-process over a
+//! real DuckDB store (wrapped to be slow or flaky where a test needs it),
+//! driven by real OTLP/gRPC and OTLP/HTTP requests.
+
+mod backpressure;
+mod support;

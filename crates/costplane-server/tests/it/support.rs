@@ -1,0 +1,91 @@
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use costplane_pipeline::StatsSnapshot;
+use costplane_server::{Config, Server};
+use costplane_store::duckdb::DuckDbStore;
+use costplane_store::{QueryResult, Store, StoreError};
+use costplane_telemetry::TelemetryBatch;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A real DuckDB store whose writes take at least `delay`, and whose first
+/// `fail_first` writes fail as an outage would.
+pub struct WrappedStore {
+    pub inner: DuckDbStore,
+    pub delay: Duration,
+    pub fail_first: u64,
+    pub attempts: AtomicU64,
+}
+
+#[async_trait]
+impl Store for WrappedStore {
+    fn backend(&self) -> &'static str {
+        "duckdb"
+    }
+
+    async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
+        let n = self.attempts.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        if n < self.fail_first {
+            return Err(StoreError::Unavailable("simulated outage".into()));
+        }
+        self.inner.write(batch).await
+    }
+
+    async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
+        self.inner.query(sql).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+pub struct RunningServer {
+    pub grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub api: SocketAddr,
+    pub store: Arc<WrappedStore>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<StatsSnapshot, costplane_server::ServerError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningServer {
+    pub async fn start(mut config: Config, delay: Duration, fail_first: u64) -> RunningServer {
+        let dir = tempfile::tempdir().unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        config.otlp.grpc_addr = any;
+        config.otlp.http_addr = any;
+        config.http.addr = any;
+        let store = Arc::new(WrappedStore {
+            inner: DuckDbStore::open(dir.path()).unwrap(),
+            delay,
+            fail_first,
+            attempts: AtomicU64::new(0),
+        });
+        let server = Server::bind(config, store.clone()).await.unwrap();
+        let (grpc, otlp_http, api) = server.local_addrs();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        RunningServer { grpc, otlp_http, api, store, stop: Some(tx), task: Some(task), _dir: dir }
+    }
+
+    /// Shuts down (drains) and returns the pipeline's final counters.
+    pub async fn stop(&mut self) -> StatsSnapshot {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap()
+    }
+
+    pub async fn query_u64(&self, sql: &str) -> u64 {
+        let r = self.store.inner.query(sql).await.unwrap();
+        r.rows[0][0].as_u64().unwrap()
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the `costplane` binary: each starts the real server
+//! on free loopback ports with its own data directory.
+
+mod bad_input;
+mod otlp_rust;
+mod shutdown;
+mod sql_cli;
+mod support;

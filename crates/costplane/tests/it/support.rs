@@ -1,0 +1,113 @@
+//! Starting and stopping a real `costplane serve` for a test.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_costplane");
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub api: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `costplane serve` with `extra` flags and waits for /healthz.
+    pub fn start(extra: &[&str]) -> ServerProcess {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (grpc, otlp_http, api) = (free_addr(), free_addr(), free_addr());
+        let log = data_dir.path().join("server.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(["--otlp-grpc-addr", &grpc.to_string(), "--otlp-http-addr", &otlp_http.to_string()])
+            .args(["--http-addr", &api.to_string(), "--flush-interval", "100ms"])
+            .args(extra)
+            .env("COSTPLANE_LOG", "info,costplane=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn costplane serve");
+        let server = ServerProcess { child: Some(child), grpc, otlp_http, api, data_dir, log };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("http://{}/healthz", self.api);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::blocking::get(&url) {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("costplane serve did not become healthy; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "costplane did not exit after SIGTERM; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `costplane sql --format json` against this server (or its data
+    /// directory, once it has stopped).
+    pub fn sql(&self, query: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let out = Command::new(BIN)
+            .args(["sql", "--format", "json", "--server", &format!("http://{}", self.api), "--data-dir"])
+            .arg(self.data_dir.path())
+            .arg(query)
+            .output()
+            .expect("run costplane sql");
+        assert!(
+            out.status.success(),
+            "costplane sql failed: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        serde_json::from_slice(&out.stdout).expect("sql --format json prints JSON")
+    }
+
+    pub fn count(&self, table: &str) -> u64 {
+        let rows = self.sql(&format!("SELECT count(*) AS n FROM {table}"));
+        rows[0]["n"].as_u64().expect("count is a number")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
