@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every costplane test, installing what the tests need first:
+#   - Python packages for the end-to-end tests (a virtualenv in .venv);
+#   - then the Rust unit, integration and end-to-end tests (release profile,
+#     so the embedded DuckDB is compiled once for tests, binary and benchmarks);
+#   - then the Python OpenTelemetry SDK end-to-end tests against the binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One persistent target directory: DuckDB's bundled C++ takes long to build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/costplane-target}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python test dependencies (tests/requirements.txt)"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+step "Rust tests (cargo test --release --workspace)"
+cargo test --release --workspace
+
+step "Python SDK end-to-end tests (pytest tests/e2e)"
+COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e -q
