@@ -255,7 +255,10 @@ impl Writer {
         if pending.is_empty() {
             return;
         }
-        let batch = std::mem::take(pending);
+        let mut batch = std::mem::take(pending);
+        // Kept across retries: a store that deduplicates by token sees the
+        // same id for every attempt of this batch.
+        batch.id = rand::rng().random();
         let stats = &self.pipeline.inner.stats;
         let started = Instant::now();
         let mut attempt = 0u32;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use costplane_pipeline::{PipelineConfig, RetryPolicy};
+use costplane_store::clickhouse::{BodyCompression, ClickHouseConfig, SchemaOptions};
 use costplane_telemetry::Limits;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,100 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub http: HttpConfig,
     pub pipeline: PipelineSection,
+    pub clickhouse: ClickHouseSection,
+}
+
+/// `[clickhouse]`: used when `store = "clickhouse"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseSection {
+    /// ClickHouse's HTTP interface.
+    pub url: String,
+    pub user: String,
+    pub password: Option<String>,
+    /// A file holding the password (first line), instead of `password`.
+    pub password_file: Option<PathBuf>,
+    pub database: String,
+    /// Cluster name: ReplicatedMergeTree tables plus Distributed tables, DDL ON CLUSTER.
+    pub cluster: Option<String>,
+    /// Insert body compression: "gzip" or "none".
+    pub compression: String,
+    pub request_timeout: String,
+    /// Days to keep each signal; 0 keeps forever.
+    pub traces_ttl_days: u32,
+    pub logs_ttl_days: u32,
+    pub metrics_ttl_days: u32,
+    /// Optional hot/cold storage: the policy, its cold volume, and the age
+    /// at which parts move there.
+    pub storage_policy: Option<String>,
+    pub cold_volume: Option<String>,
+    pub cold_after_days: u32,
+}
+
+impl Default for ClickHouseSection {
+    fn default() -> Self {
+        let schema = SchemaOptions::default();
+        ClickHouseSection {
+            url: "http://127.0.0.1:8123".into(),
+            user: "default".into(),
+            password: None,
+            password_file: None,
+            database: schema.database,
+            cluster: None,
+            compression: "gzip".into(),
+            request_timeout: "30s".into(),
+            traces_ttl_days: schema.traces_ttl_days,
+            logs_ttl_days: schema.logs_ttl_days,
+            metrics_ttl_days: schema.metrics_ttl_days,
+            storage_policy: None,
+            cold_volume: None,
+            cold_after_days: 0,
+        }
+    }
+}
+
+impl ClickHouseSection {
+    pub fn schema_options(&self) -> SchemaOptions {
+        SchemaOptions {
+            database: self.database.clone(),
+            cluster: self.cluster.clone().filter(|c| !c.is_empty()),
+            traces_ttl_days: self.traces_ttl_days,
+            logs_ttl_days: self.logs_ttl_days,
+            metrics_ttl_days: self.metrics_ttl_days,
+            storage_policy: self.storage_policy.clone(),
+            cold_volume: self.cold_volume.clone(),
+            cold_after_days: self.cold_after_days,
+        }
+    }
+
+    /// The store's connection settings, reading the password file if set.
+    pub fn store_config(&self) -> Result<ClickHouseConfig, String> {
+        let password = match (&self.password, &self.password_file) {
+            (_, Some(file)) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read clickhouse.password_file {}: {e}", file.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+            (Some(p), None) => Some(p.clone()),
+            (None, None) => None,
+        };
+        let compression = match self.compression.as_str() {
+            "gzip" => BodyCompression::Gzip,
+            "none" => BodyCompression::None,
+            other => return Err(format!("clickhouse.compression '{other}' is not gzip or none")),
+        };
+        Ok(ClickHouseConfig {
+            url: self.url.clone(),
+            user: self.user.clone(),
+            password,
+            compression,
+            request_timeout: parse_duration(&self.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?,
+            schema: self.schema_options(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +186,7 @@ impl Default for Config {
             otlp: OtlpConfig::default(),
             http: HttpConfig::default(),
             pipeline: PipelineSection::default(),
+            clickhouse: ClickHouseSection::default(),
         }
     }
 }
@@ -140,6 +236,12 @@ pub struct Overrides {
     pub memory_limit_mib: Option<usize>,
     pub batch_max_rows: Option<usize>,
     pub flush_interval: Option<String>,
+    pub clickhouse_url: Option<String>,
+    pub clickhouse_user: Option<String>,
+    pub clickhouse_password: Option<String>,
+    pub clickhouse_password_file: Option<PathBuf>,
+    pub clickhouse_database: Option<String>,
+    pub clickhouse_cluster: Option<String>,
 }
 
 impl Config {
@@ -186,6 +288,25 @@ impl Config {
         if let Some(v) = o.flush_interval {
             self.pipeline.flush_interval = v;
         }
+        let ch = &mut self.clickhouse;
+        if let Some(v) = o.clickhouse_url {
+            ch.url = v;
+        }
+        if let Some(v) = o.clickhouse_user {
+            ch.user = v;
+        }
+        if let Some(v) = o.clickhouse_password {
+            ch.password = Some(v);
+        }
+        if let Some(v) = o.clickhouse_password_file {
+            ch.password_file = Some(v);
+        }
+        if let Some(v) = o.clickhouse_database {
+            ch.database = v;
+        }
+        if let Some(v) = o.clickhouse_cluster {
+            ch.cluster = Some(v);
+        }
         self.validate().map_err(ServerError::Config)
     }
 
@@ -199,6 +320,13 @@ impl Config {
         if self.pipeline.batch_max_rows == 0 {
             return Err("pipeline.batch_max_rows must be at least 1".into());
         }
+        if self.clickhouse.database.is_empty() {
+            return Err("clickhouse.database must not be empty".into());
+        }
+        if !["gzip", "none"].contains(&self.clickhouse.compression.as_str()) {
+            return Err(format!("clickhouse.compression '{}' is not gzip or none", self.clickhouse.compression));
+        }
+        parse_duration(&self.clickhouse.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?;
         self.pipeline_config().map(|_| ())
     }
 

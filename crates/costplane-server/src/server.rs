@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use costplane_pipeline::{Pipeline, StatsSnapshot};
+use costplane_store::clickhouse::ClickHouseStore;
 use costplane_store::duckdb::DuckDbStore;
-use costplane_store::Store;
+use costplane_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,17 +25,27 @@ use crate::otlp::{grpc, http, Ingest};
 /// How long in-flight requests get to finish once shutdown starts.
 const REQUEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Opens the configured store.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+/// Opens the configured store (for ClickHouse: connects and creates or
+/// upgrades the schema).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     match config.store {
         StoreKind::Duckdb => {
             let store = DuckDbStore::open(&config.data_dir)?;
             tracing::info!(path = %store.path().display(), "opened the embedded DuckDB store");
             Ok(Arc::new(store))
         }
-        StoreKind::Clickhouse => Err(ServerError::Config(
-            "the ClickHouse store is not available in this build yet; use --store duckdb".into(),
-        )),
+        StoreKind::Clickhouse => {
+            let ch = config.clickhouse.store_config().map_err(ServerError::Config)?;
+            let (url, database) = (ch.url.clone(), ch.schema.database.clone());
+            let store = ClickHouseStore::connect(ch).await.map_err(|e| match e {
+                StoreError::Unavailable(m) => ServerError::Store(StoreError::Unavailable(format!(
+                    "{m}; check --clickhouse-url and that the server is up"
+                ))),
+                other => ServerError::Store(other),
+            })?;
+            tracing::info!(%url, %database, "connected to ClickHouse");
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! built for that layout (HyperDX/ClickStack, Grafana's ClickHouse plugin)
 //! read costplane's tables unchanged.
 
+pub mod clickhouse;
 pub mod duckdb;
 mod error;
 mod query;

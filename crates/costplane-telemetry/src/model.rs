@@ -223,6 +223,9 @@ pub struct TelemetryBatch {
     /// Estimated heap bytes held by the rows; the pipeline's memory limit
     /// counts this figure.
     pub approx_bytes: usize,
+    /// Identifies the batch across write retries (stores derive their
+    /// deduplication tokens from it); set by the pipeline when it flushes.
+    pub id: u64,
 }
 
 impl TelemetryBatch {

@@ -26,6 +26,35 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Send generated spans to a running server and measure throughput.
     Loadgen(loadgen::LoadgenArgs),
+    /// The ClickHouse schema.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Print the ClickHouse DDL, for review or for DBAs who apply it themselves.
+    Print(SchemaPrintArgs),
+}
+
+#[derive(Args)]
+struct SchemaPrintArgs {
+    /// TOML configuration file; its [clickhouse] section shapes the DDL.
+    #[arg(long, env = "COSTPLANE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Cluster name: ON CLUSTER, ReplicatedMergeTree and Distributed tables.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Database. Default otel.
+    #[arg(long)]
+    database: Option<String>,
+}
+
+fn schema_print(args: SchemaPrintArgs) -> Result<(), ServerError> {
+    let mut config = Config::load(args.config.as_deref())?;
+    config.apply(Overrides { clickhouse_cluster: args.cluster, clickhouse_database: args.database, ..Overrides::default() })?;
+    print!("{}", config.clickhouse.schema_options().script());
+    Ok(())
 }
 
 #[derive(Args)]
@@ -60,6 +89,24 @@ struct ServeArgs {
     /// Longest wait before a partial batch is written, e.g. 1s, 200ms. Default 1s.
     #[arg(long, env = "COSTPLANE_FLUSH_INTERVAL")]
     flush_interval: Option<String>,
+    /// ClickHouse HTTP interface (with --store clickhouse). Default http://127.0.0.1:8123.
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
+    /// ClickHouse user. Default "default".
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_USER")]
+    clickhouse_user: Option<String>,
+    /// ClickHouse password (prefer --clickhouse-password-file).
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    clickhouse_password: Option<String>,
+    /// File whose first line is the ClickHouse password.
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_PASSWORD_FILE")]
+    clickhouse_password_file: Option<PathBuf>,
+    /// ClickHouse database. Default otel.
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_DATABASE")]
+    clickhouse_database: Option<String>,
+    /// ClickHouse cluster name: replicated and distributed tables, DDL ON CLUSTER.
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_CLUSTER")]
+    clickhouse_cluster: Option<String>,
 }
 
 impl ServeArgs {
@@ -75,6 +122,12 @@ impl ServeArgs {
             memory_limit_mib: self.memory_limit_mib,
             batch_max_rows: self.batch_max_rows,
             flush_interval: self.flush_interval,
+            clickhouse_url: self.clickhouse_url,
+            clickhouse_user: self.clickhouse_user,
+            clickhouse_password: self.clickhouse_password,
+            clickhouse_password_file: self.clickhouse_password_file,
+            clickhouse_database: self.clickhouse_database,
+            clickhouse_cluster: self.clickhouse_cluster,
         })?;
         Ok(config)
     }
@@ -116,7 +169,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let config = args.resolve()?;
-    let store = costplane_server::open_store(&config)?;
+    let store = costplane_server::open_store(&config).await?;
     let server = Server::bind(config, store).await?;
     server.run(shutdown_signal()).await?;
     Ok(())
@@ -139,6 +192,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
             Command::Sql(args) => sql::run(args).await.map_err(|e| (1, e)),
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
+            Command::Schema(SchemaCommand::Print(args)) => {
+                schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e)))
+            }
         }
     });
     match result {

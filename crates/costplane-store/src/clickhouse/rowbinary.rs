@@ -1,0 +1,282 @@
+//! Rows → ClickHouse `RowBinary`, one body per table.
+//!
+//! Format: values back to back in the INSERT's column order; strings and
+//! array/map lengths as unsigned LEB128; numbers little-endian;
+//! `DateTime64(9)` as Int64 nanoseconds; `Map(K, V)` as a count then key,
+//! value pairs; `Bool` as one byte. `Nested` columns are inserted as their
+//! flattened subcolumns (`Events.Name` ...), each an `Array`.
+
+use costplane_telemetry::model::*;
+
+#[derive(Default)]
+pub struct RowBinary {
+    pub buf: Vec<u8>,
+}
+
+impl RowBinary {
+    fn uleb(&mut self, mut n: u64) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.buf.push(byte);
+                return;
+            }
+            self.buf.push(byte | 0x80);
+        }
+    }
+
+    fn str(&mut self, s: &str) {
+        self.uleb(s.len() as u64);
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    fn f64(&mut self, v: f64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn map(&mut self, attrs: &Attributes) {
+        self.uleb(attrs.len() as u64);
+        for (k, v) in attrs {
+            self.str(k);
+            self.str(v);
+        }
+    }
+
+    fn array<T>(&mut self, items: &[T], mut each: impl FnMut(&mut Self, &T)) {
+        self.uleb(items.len() as u64);
+        for item in items {
+            each(self, item);
+        }
+    }
+}
+
+pub const TRACES_COLUMNS: &str = "Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName, \
+ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage, \
+Events.Timestamp, Events.Name, Events.Attributes, Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes";
+
+pub fn traces(rows: &[SpanRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.timestamp_ns);
+        w.str(&r.trace_id);
+        w.str(&r.span_id);
+        w.str(&r.parent_span_id);
+        w.str(&r.trace_state);
+        w.str(&r.span_name);
+        w.str(r.span_kind);
+        w.str(&r.resource.service_name);
+        w.map(&r.resource.attributes);
+        w.str(&r.scope.name);
+        w.str(&r.scope.version);
+        w.map(&r.span_attributes);
+        w.u64(r.duration_ns);
+        w.str(r.status_code);
+        w.str(&r.status_message);
+        w.array(&r.events, |w, e| w.i64(e.timestamp_ns));
+        w.array(&r.events, |w, e| w.str(&e.name));
+        w.array(&r.events, |w, e| w.map(&e.attributes));
+        w.array(&r.links, |w, l| w.str(&l.trace_id));
+        w.array(&r.links, |w, l| w.str(&l.span_id));
+        w.array(&r.links, |w, l| w.str(&l.trace_state));
+        w.array(&r.links, |w, l| w.map(&l.attributes));
+    }
+    w.buf
+}
+
+pub const LOGS_COLUMNS: &str = "Timestamp, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, \
+ResourceSchemaUrl, ResourceAttributes, ScopeSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes, EventName";
+
+pub fn logs(rows: &[LogRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.timestamp_ns);
+        w.str(&r.trace_id);
+        w.str(&r.span_id);
+        w.u8(r.trace_flags);
+        w.str(&r.severity_text);
+        w.u8(r.severity_number);
+        w.str(&r.resource.service_name);
+        w.str(&r.body);
+        w.str(&r.resource.schema_url);
+        w.map(&r.resource.attributes);
+        w.str(&r.scope.schema_url);
+        w.str(&r.scope.name);
+        w.str(&r.scope.version);
+        w.map(&r.scope.attributes);
+        w.map(&r.log_attributes);
+        w.str(&r.event_name);
+    }
+    w.buf
+}
+
+const METRIC_PREFIX: &str = "ResourceAttributes, ResourceSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, \
+ScopeDroppedAttrCount, ScopeSchemaUrl, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
+StartTimeUnix, TimeUnix";
+
+const EXEMPLAR_COLUMNS: &str =
+    "Exemplars.FilteredAttributes, Exemplars.TimeUnix, Exemplars.Value, Exemplars.SpanId, Exemplars.TraceId";
+
+fn metric_prefix(w: &mut RowBinary, c: &PointCommon) {
+    let m = &c.metric;
+    w.map(&m.resource.attributes);
+    w.str(&m.resource.schema_url);
+    w.str(&m.scope.name);
+    w.str(&m.scope.version);
+    w.map(&m.scope.attributes);
+    w.u32(m.scope.dropped_attributes_count);
+    w.str(&m.scope.schema_url);
+    w.str(&m.resource.service_name);
+    w.str(&m.name);
+    w.str(&m.description);
+    w.str(&m.unit);
+    w.map(&c.attributes);
+    w.i64(c.start_time_unix_ns);
+    w.i64(c.time_unix_ns);
+}
+
+fn exemplars(w: &mut RowBinary, ex: &[Exemplar]) {
+    w.array(ex, |w, e| w.map(&e.filtered_attributes));
+    w.array(ex, |w, e| w.i64(e.time_unix_ns));
+    w.array(ex, |w, e| w.f64(e.value));
+    w.array(ex, |w, e| w.str(&e.span_id));
+    w.array(ex, |w, e| w.str(&e.trace_id));
+}
+
+pub fn gauge_columns() -> String {
+    format!("{METRIC_PREFIX}, Value, Flags, {EXEMPLAR_COLUMNS}")
+}
+
+pub fn gauges(rows: &[GaugeRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        metric_prefix(&mut w, &r.common);
+        w.f64(r.value);
+        w.u32(r.common.flags);
+        exemplars(&mut w, &r.exemplars);
+    }
+    w.buf
+}
+
+pub fn sum_columns() -> String {
+    format!("{METRIC_PREFIX}, Value, Flags, {EXEMPLAR_COLUMNS}, AggregationTemporality, IsMonotonic")
+}
+
+pub fn sums(rows: &[SumRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        metric_prefix(&mut w, &r.common);
+        w.f64(r.value);
+        w.u32(r.common.flags);
+        exemplars(&mut w, &r.exemplars);
+        w.i32(r.aggregation_temporality);
+        w.u8(u8::from(r.is_monotonic));
+    }
+    w.buf
+}
+
+pub fn histogram_columns() -> String {
+    format!("{METRIC_PREFIX}, Count, Sum, BucketCounts, ExplicitBounds, {EXEMPLAR_COLUMNS}, Flags, Min, Max, AggregationTemporality")
+}
+
+pub fn histograms(rows: &[HistogramRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        metric_prefix(&mut w, &r.common);
+        w.u64(r.count);
+        w.f64(r.sum);
+        w.array(&r.bucket_counts, |w, v| w.u64(*v));
+        w.array(&r.explicit_bounds, |w, v| w.f64(*v));
+        exemplars(&mut w, &r.exemplars);
+        w.u32(r.common.flags);
+        w.f64(r.min);
+        w.f64(r.max);
+        w.i32(r.aggregation_temporality);
+    }
+    w.buf
+}
+
+pub fn exp_histogram_columns() -> String {
+    format!(
+        "{METRIC_PREFIX}, Count, Sum, Scale, ZeroCount, PositiveOffset, PositiveBucketCounts, NegativeOffset, \
+NegativeBucketCounts, {EXEMPLAR_COLUMNS}, Flags, Min, Max, AggregationTemporality"
+    )
+}
+
+pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        metric_prefix(&mut w, &r.common);
+        w.u64(r.count);
+        w.f64(r.sum);
+        w.i32(r.scale);
+        w.u64(r.zero_count);
+        w.i32(r.positive_offset);
+        w.array(&r.positive_bucket_counts, |w, v| w.u64(*v));
+        w.i32(r.negative_offset);
+        w.array(&r.negative_bucket_counts, |w, v| w.u64(*v));
+        exemplars(&mut w, &r.exemplars);
+        w.u32(r.common.flags);
+        w.f64(r.min);
+        w.f64(r.max);
+        w.i32(r.aggregation_temporality);
+    }
+    w.buf
+}
+
+pub fn summary_columns() -> String {
+    format!("{METRIC_PREFIX}, Count, Sum, ValueAtQuantiles.Quantile, ValueAtQuantiles.Value, Flags")
+}
+
+pub fn summaries(rows: &[SummaryRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        metric_prefix(&mut w, &r.common);
+        w.u64(r.count);
+        w.f64(r.sum);
+        w.array(&r.quantiles, |w, q| w.f64(q.0));
+        w.array(&r.quantiles, |w, q| w.f64(q.1));
+        w.u32(r.common.flags);
+    }
+    w.buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leb128_and_strings() {
+        let mut w = RowBinary::default();
+        w.uleb(300);
+        w.str("ab");
+        assert_eq!(w.buf, vec![0xac, 0x02, 2, b'a', b'b']);
+    }
+
+    #[test]
+    fn maps_are_count_then_pairs() {
+        let mut w = RowBinary::default();
+        w.map(&vec![("k".into(), "v".into())]);
+        assert_eq!(w.buf, vec![1, 1, b'k', 1, b'v']);
+    }
+}

@@ -1,0 +1,433 @@
+//! ClickHouse DDL: the OpenTelemetry Collector ClickHouse exporter's tables,
+//! column for column, plus what the exporter lacks for production use.
+//!
+//! - Column names and types match the exporter (v0.151+), so HyperDX/ClickStack
+//!   and Grafana's ClickHouse plugin (OTel mode) read the tables unchanged;
+//!   `otel_logs` also has `TimestampTime` as an ALIAS for older plugin versions.
+//! - `PARTITION BY toDate(...)`, ORDER BY keys for the queries that run
+//!   (service, name, time), bloom-filter skip indexes on TraceId and on
+//!   attribute keys and values, Delta/ZSTD codecs, a TTL per signal with
+//!   `ttl_only_drop_parts`, and an optional hot/cold storage policy.
+//! - Cluster mode: `ON CLUSTER`, `ReplicatedMergeTree` tables named `*_local`
+//!   and `Distributed` tables with the exporter's names over them, sharded by
+//!   deterministic keys so a retried insert splits the same way.
+//! - Every non-replicated table keeps a deduplication window, so a retried
+//!   insert with the same `insert_deduplication_token` adds nothing.
+
+use std::fmt::Write as _;
+
+/// The schema version this binary creates; recorded in
+/// `costplane_schema_migrations`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What shapes the DDL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaOptions {
+    pub database: String,
+    pub cluster: Option<String>,
+    /// Days to keep each signal; 0 keeps forever.
+    pub traces_ttl_days: u32,
+    pub logs_ttl_days: u32,
+    pub metrics_ttl_days: u32,
+    /// A storage policy with a cold volume: parts move there after
+    /// `cold_after_days`.
+    pub storage_policy: Option<String>,
+    pub cold_volume: Option<String>,
+    pub cold_after_days: u32,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        SchemaOptions {
+            database: "otel".into(),
+            cluster: None,
+            traces_ttl_days: 7,
+            logs_ttl_days: 30,
+            metrics_ttl_days: 365,
+            storage_policy: None,
+            cold_volume: None,
+            cold_after_days: 0,
+        }
+    }
+}
+
+/// Quotes an identifier with backticks.
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+/// Quotes a string literal.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+const ATTRS: &str = "Map(LowCardinality(String), String) CODEC(ZSTD(1))";
+
+fn traces_columns() -> String {
+    format!(
+        "    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {ATTRS},
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes {ATTRS},
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1"
+    )
+}
+
+fn logs_columns() -> String {
+    format!(
+        "    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimestampTime DateTime ALIAS toDateTime(Timestamp),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {ATTRS},
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes {ATTRS},
+    LogAttributes {ATTRS},
+    EventName String CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8"
+    )
+}
+
+fn metric_prefix() -> String {
+    format!(
+        "    ResourceAttributes {ATTRS},
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes {ATTRS},
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes {ATTRS},
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+"
+    )
+}
+
+const EXEMPLARS: &str = "    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),
+";
+
+const METRIC_INDEXES: &str = "    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1";
+
+fn metric_columns(table: &str) -> String {
+    let middle = match table {
+        "otel_metrics_gauge" => format!("    Value Float64 CODEC(ZSTD(1)),\n    Flags UInt32 CODEC(ZSTD(1)),\n{EXEMPLARS}"),
+        "otel_metrics_sum" => format!(
+            "    Value Float64 CODEC(ZSTD(1)),\n    Flags UInt32 CODEC(ZSTD(1)),\n{EXEMPLARS}    AggregationTemporality Int32 CODEC(ZSTD(1)),\n    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),\n"
+        ),
+        "otel_metrics_histogram" => format!(
+            "    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+"
+        ),
+        "otel_metrics_exp_histogram" => format!(
+            "    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+"
+        ),
+        _ => "    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested (
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+"
+        .to_owned(),
+    };
+    format!("{}{middle}{METRIC_INDEXES}", metric_prefix())
+}
+
+struct TableSpec {
+    name: &'static str,
+    columns: String,
+    partition: &'static str,
+    order: &'static str,
+    ttl_column: &'static str,
+    ttl_days: u32,
+    shard_key: &'static str,
+}
+
+fn table_specs(o: &SchemaOptions) -> Vec<TableSpec> {
+    let metric = |name: &'static str| TableSpec {
+        name,
+        columns: metric_columns(name),
+        partition: "toDate(TimeUnix)",
+        order: "(ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))",
+        ttl_column: "toDateTime(TimeUnix)",
+        ttl_days: o.metrics_ttl_days,
+        shard_key: "cityHash64(ServiceName, MetricName, Attributes)",
+    };
+    vec![
+        TableSpec {
+            name: "otel_traces",
+            columns: traces_columns(),
+            partition: "toDate(Timestamp)",
+            order: "(ServiceName, SpanName, toDateTime(Timestamp), Timestamp)",
+            ttl_column: "toDateTime(Timestamp)",
+            ttl_days: o.traces_ttl_days,
+            shard_key: "cityHash64(TraceId)",
+        },
+        TableSpec {
+            name: "otel_logs",
+            columns: logs_columns(),
+            partition: "toDate(Timestamp)",
+            order: "(toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)",
+            ttl_column: "toDateTime(Timestamp)",
+            ttl_days: o.logs_ttl_days,
+            shard_key: "cityHash64(ServiceName, TraceId, Timestamp)",
+        },
+        metric("otel_metrics_gauge"),
+        metric("otel_metrics_sum"),
+        metric("otel_metrics_histogram"),
+        metric("otel_metrics_exp_histogram"),
+        metric("otel_metrics_summary"),
+    ]
+}
+
+impl SchemaOptions {
+    fn on_cluster(&self) -> String {
+        self.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", ident(c))).unwrap_or_default()
+    }
+
+    /// The table name inserts and queries use (the Distributed table in
+    /// cluster mode).
+    pub fn qualified(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.database), ident(table))
+    }
+
+    fn storage_table(&self, table: &str) -> String {
+        if self.cluster.is_some() {
+            format!("{table}_local")
+        } else {
+            table.to_owned()
+        }
+    }
+
+    fn engine(&self, table: &str) -> String {
+        match &self.cluster {
+            Some(_) => format!(
+                "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{}', '{{replica}}')",
+                self.database.replace('\'', ""),
+                table
+            ),
+            None => "MergeTree".to_owned(),
+        }
+    }
+
+    fn settings(&self) -> String {
+        let mut s = "index_granularity = 8192, ttl_only_drop_parts = 1".to_owned();
+        if self.cluster.is_none() {
+            // Plain MergeTree deduplicates inserts only within this window.
+            s.push_str(", non_replicated_deduplication_window = 1000");
+        }
+        if let Some(policy) = &self.storage_policy {
+            let _ = write!(s, ", storage_policy = {}", literal(policy));
+        }
+        s
+    }
+
+    fn ttl(&self, column: &str, days: u32) -> String {
+        let mut parts = Vec::new();
+        if let (Some(volume), true) = (&self.cold_volume, self.cold_after_days > 0) {
+            parts.push(format!("{column} + toIntervalDay({}) TO VOLUME {}", self.cold_after_days, literal(volume)));
+        }
+        if days > 0 {
+            parts.push(format!("{column} + toIntervalDay({days})"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("TTL {}\n", parts.join(", "))
+        }
+    }
+
+    /// Every DDL statement, in order, each idempotent (`IF NOT EXISTS`).
+    pub fn statements(&self) -> Vec<String> {
+        let db = ident(&self.database);
+        let oc = self.on_cluster();
+        let mut out = vec![format!("CREATE DATABASE IF NOT EXISTS {db}{oc}")];
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {}{oc} (\n    version UInt32,\n    applied_at DateTime DEFAULT now()\n) ENGINE = {}\nORDER BY version",
+            self.qualified("costplane_schema_migrations"),
+            self.engine("costplane_schema_migrations")
+        ));
+        for spec in table_specs(self) {
+            let storage = self.storage_table(spec.name);
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{}\n) ENGINE = {}\nPARTITION BY {}\nORDER BY {}\n{}SETTINGS {}",
+                self.qualified(&storage),
+                spec.columns,
+                self.engine(&storage),
+                spec.partition,
+                spec.order,
+                self.ttl(spec.ttl_column, spec.ttl_days),
+                self.settings()
+            ));
+            if let Some(cluster) = &self.cluster {
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {}{oc} AS {}\nENGINE = Distributed({}, {}, {}, {})",
+                    self.qualified(spec.name),
+                    self.qualified(&storage),
+                    literal(cluster),
+                    literal(&self.database),
+                    literal(&storage),
+                    spec.shard_key
+                ));
+            }
+        }
+        // Trace-id lookups: first and last timestamp per trace, kept by a
+        // materialized view, so "find this trace" reads a small table.
+        let lookup = self.storage_table("otel_traces_trace_id_ts");
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {}{oc} (\n    TraceId String CODEC(ZSTD(1)),\n    Start DateTime CODEC(Delta, ZSTD(1)),\n    End DateTime CODEC(Delta, ZSTD(1)),\n    INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1\n) ENGINE = {}\nPARTITION BY toDate(Start)\nORDER BY (TraceId, Start)\n{}SETTINGS {}",
+            self.qualified(&lookup),
+            self.engine(&lookup),
+            self.ttl("Start", self.traces_ttl_days),
+            self.settings()
+        ));
+        if let Some(cluster) = &self.cluster {
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {}{oc} AS {}\nENGINE = Distributed({}, {}, {}, cityHash64(TraceId))",
+                self.qualified("otel_traces_trace_id_ts"),
+                self.qualified(&lookup),
+                literal(cluster),
+                literal(&self.database),
+                literal(&lookup)
+            ));
+        }
+        out.push(format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {}{oc} TO {}\nAS SELECT\n    TraceId,\n    min(Timestamp) AS Start,\n    max(Timestamp) AS End\nFROM {}\nWHERE TraceId != ''\nGROUP BY TraceId",
+            self.qualified("otel_traces_trace_id_ts_mv"),
+            self.qualified(&lookup),
+            self.qualified(&self.storage_table("otel_traces"))
+        ));
+        out
+    }
+
+    /// The DDL as one script, for `costplane schema print`.
+    pub fn script(&self) -> String {
+        let mut s = format!("-- costplane ClickHouse schema, version {SCHEMA_VERSION}\n\n");
+        for stmt in self.statements() {
+            s.push_str(&stmt);
+            s.push_str(";\n\n");
+        }
+        let _ = write!(
+            s,
+            "INSERT INTO {} (version) VALUES ({SCHEMA_VERSION});\n",
+            self.qualified("costplane_schema_migrations")
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_node_ddl_has_ttl_indexes_codecs_and_dedup_window() {
+        let ddl = SchemaOptions::default().statements().join(";\n");
+        assert!(ddl.contains("TTL toDateTime(Timestamp) + toIntervalDay(7)"));
+        assert!(ddl.contains("TTL toDateTime(TimeUnix) + toIntervalDay(365)"));
+        assert!(ddl.contains("INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1"));
+        assert!(ddl.contains("Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1))"));
+        assert!(ddl.contains("non_replicated_deduplication_window = 1000"));
+        assert!(ddl.contains("TimestampTime DateTime ALIAS toDateTime(Timestamp)"));
+        assert!(!ddl.contains("ON CLUSTER"));
+        assert!(!ddl.contains("Distributed"));
+    }
+
+    #[test]
+    fn ttl_zero_means_keep_and_cold_volume_moves_parts() {
+        let o = SchemaOptions {
+            logs_ttl_days: 0,
+            storage_policy: Some("hot_cold".into()),
+            cold_volume: Some("cold".into()),
+            cold_after_days: 3,
+            ..SchemaOptions::default()
+        };
+        let logs = o.statements().into_iter().find(|s| s.contains("`otel_logs`")).unwrap();
+        assert!(logs.contains("TTL toDateTime(Timestamp) + toIntervalDay(3) TO VOLUME 'cold'\n"), "{logs}");
+        assert!(logs.contains("storage_policy = 'hot_cold'"));
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_escaped() {
+        assert_eq!(ident("we`ird"), "`we\\`ird`");
+        assert_eq!(literal("it's"), "'it\\'s'");
+    }
+}
