@@ -183,9 +183,9 @@ def test_python_sdk_traces_logs_metrics_land_exactly(server):
     expected = []
     for svc in ("py-grpc", "py-http"):
         expected += [
-            {"ServiceName": svc, "MetricName": "orders", "region": "eu", "Value": 7, "IsMonotonic": "true", "AggregationTemporality": 2},
-            {"ServiceName": svc, "MetricName": "orders", "region": "us", "Value": 1, "IsMonotonic": "true", "AggregationTemporality": 2},
-            {"ServiceName": svc, "MetricName": "queue.depth", "region": None, "Value": 6, "IsMonotonic": "false", "AggregationTemporality": 2},
+            {"ServiceName": svc, "MetricName": "orders", "region": "eu", "Value": 7, "IsMonotonic": True, "AggregationTemporality": 2},
+            {"ServiceName": svc, "MetricName": "orders", "region": "us", "Value": 1, "IsMonotonic": True, "AggregationTemporality": 2},
+            {"ServiceName": svc, "MetricName": "queue.depth", "region": None, "Value": 6, "IsMonotonic": False, "AggregationTemporality": 2},
         ]
     assert rows == expected
 
@@ -195,8 +195,8 @@ def test_python_sdk_traces_logs_metrics_land_exactly(server):
     )
     # The SDK's default boundaries are 0,5,10,25,50,75,100,250,500,750,1000,2500,5000,7500,10000:
     # 3 falls in (0,5], both 7s in (5,10], 300 in (250,500].
-    buckets = "[0, 1, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]"
-    bounds = "[0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0]"
+    buckets = "[0,1,2,0,0,0,0,0,1,0,0,0,0,0,0,0]"
+    bounds = "[0,5,10,25,50,75,100,250,500,750,1000,2500,5000,7500,10000]"
     for svc, row in zip(("py-grpc", "py-http"), rows):
         assert row == {
             "ServiceName": svc, "MetricName": "latency", "MetricUnit": "ms", "Count": 4, "Sum": 317,

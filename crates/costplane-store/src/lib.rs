@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 
 pub use error::StoreError;
-pub use query::{is_read_only_statement, QueryResult};
+pub use query::{is_read_only_statement, json_number, result_cell, QueryResult};
 
 /// Names of the telemetry tables, in the order `TelemetryBatch::table_counts` lists them.
 pub const TELEMETRY_TABLES: [&str; 7] = [

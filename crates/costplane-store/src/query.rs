@@ -11,6 +11,38 @@ pub struct QueryResult {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
+/// A float as JSON, integral values as integers, so both stores print `5`
+/// for 5.0 and answers compare equal whichever store gave them.
+pub fn json_number(value: f64) -> serde_json::Value {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        serde_json::Value::from(value as i64)
+    } else {
+        serde_json::Number::from_f64(value).map_or_else(|| serde_json::Value::String(value.to_string()), serde_json::Value::Number)
+    }
+}
+
+/// Normalizes a value for a query result: numbers through [`json_number`]
+/// (recursively), and nested values (lists, maps, structs) as their compact
+/// JSON text, so table, CSV and JSON output show them alike on every store.
+pub fn result_cell(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        nested @ (serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+            serde_json::Value::String(normalize_numbers(nested).to_string())
+        }
+        other => normalize_numbers(other),
+    }
+}
+
+fn normalize_numbers(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        J::Number(n) if n.is_f64() => n.as_f64().map_or(J::Number(n), json_number),
+        J::Array(items) => J::Array(items.into_iter().map(normalize_numbers).collect()),
+        J::Object(map) => J::Object(map.into_iter().map(|(k, v)| (k, normalize_numbers(v))).collect()),
+        other => other,
+    }
+}
+
 /// First keywords of statements that only read. Anything else (INSERT,
 /// UPDATE, CREATE, ATTACH, COPY, SET, INSTALL, PRAGMA, ...) is refused.
 const READ_ONLY_KEYWORDS: [&str; 8] = ["select", "with", "from", "describe", "show", "explain", "summarize", "values"];
@@ -91,6 +123,14 @@ fn strip_comments_and_literals(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_and_nested_values_normalize() {
+        assert_eq!(result_cell(serde_json::json!(5.0)), serde_json::json!(5));
+        assert_eq!(result_cell(serde_json::json!(0.25)), serde_json::json!(0.25));
+        assert_eq!(result_cell(serde_json::json!([0.0, 5.0, 7.5])), serde_json::json!("[0,5,7.5]"));
+        assert_eq!(result_cell(serde_json::json!({"k": "v"})), serde_json::json!(r#"{"k":"v"}"#));
+    }
 
     #[test]
     fn accepts_reads() {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 
-use crate::{is_read_only_statement, QueryResult, Store, StoreError};
+use crate::{is_read_only_statement, result_cell, QueryResult, Store, StoreError};
 pub use schema::SchemaOptions;
 
 /// How request bodies are compressed.
@@ -230,16 +230,6 @@ fn schema_error(e: StoreError) -> StoreError {
     }
 }
 
-/// Renders a JSON value from ClickHouse's JSONCompact output the way the
-/// query result carries it: numbers and strings as they are, anything
-/// nested as its JSON text.
-fn flatten(value: serde_json::Value) -> serde_json::Value {
-    match value {
-        v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_)) => serde_json::Value::String(v.to_string()),
-        v => v,
-    }
-}
-
 #[async_trait]
 impl Store for ClickHouseStore {
     fn backend(&self) -> &'static str {
@@ -287,6 +277,8 @@ impl Store for ClickHouseStore {
             ("default_format", "JSONCompact".to_owned()),
             ("readonly", "2".to_owned()),
             ("output_format_json_quote_64bit_integers", "0".to_owned()),
+            // Decimals as strings: money stays exact.
+            ("output_format_json_quote_decimals", "1".to_owned()),
         ];
         let sql = sql.trim().trim_end_matches(';');
         let out = self.execute(sql, &settings, None).await?;
@@ -306,7 +298,7 @@ impl Store for ClickHouseStore {
         Ok(QueryResult {
             columns: parsed.meta.iter().map(|m| m.name.clone()).collect(),
             types: parsed.meta.into_iter().map(|m| m.ty).collect(),
-            rows: parsed.data.into_iter().map(|row| row.into_iter().map(flatten).collect()).collect(),
+            rows: parsed.data.into_iter().map(|row| row.into_iter().map(result_cell).collect()).collect(),
         })
     }
 

@@ -194,8 +194,67 @@ fn write_blocking(conn: &Connection, tables: Vec<(&'static str, RecordBatch)>) -
     result
 }
 
-fn is_numeric(dt: &DataType) -> bool {
-    dt.is_integer() || dt.is_floating()
+/// One cell as JSON: numbers, booleans and strings as themselves; lists,
+/// maps and structs as JSON arrays/objects; anything else (timestamps,
+/// decimals, dates) as DuckDB's text, which keeps decimals exact.
+fn cell_json(array: &dyn Array, row: usize, options: &FormatOptions) -> Result<serde_json::Value, StoreError> {
+    use ::arrow::array::AsArray;
+    use ::arrow::datatypes as t;
+    use serde_json::Value as J;
+    if array.is_null(row) {
+        return Ok(J::Null);
+    }
+    let v = match array.data_type() {
+        DataType::Boolean => J::Bool(array.as_boolean().value(row)),
+        DataType::Int8 => J::from(array.as_primitive::<t::Int8Type>().value(row)),
+        DataType::Int16 => J::from(array.as_primitive::<t::Int16Type>().value(row)),
+        DataType::Int32 => J::from(array.as_primitive::<t::Int32Type>().value(row)),
+        DataType::Int64 => J::from(array.as_primitive::<t::Int64Type>().value(row)),
+        DataType::UInt8 => J::from(array.as_primitive::<t::UInt8Type>().value(row)),
+        DataType::UInt16 => J::from(array.as_primitive::<t::UInt16Type>().value(row)),
+        DataType::UInt32 => J::from(array.as_primitive::<t::UInt32Type>().value(row)),
+        DataType::UInt64 => J::from(array.as_primitive::<t::UInt64Type>().value(row)),
+        DataType::Float32 => crate::json_number(f64::from(array.as_primitive::<t::Float32Type>().value(row))),
+        DataType::Float64 => crate::json_number(array.as_primitive::<t::Float64Type>().value(row)),
+        DataType::Utf8 => J::String(array.as_string::<i32>().value(row).to_owned()),
+        DataType::LargeUtf8 => J::String(array.as_string::<i64>().value(row).to_owned()),
+        DataType::Utf8View => J::String(array.as_string_view().value(row).to_owned()),
+        DataType::List(_) => {
+            let items = array.as_list::<i32>().value(row);
+            J::Array((0..items.len()).map(|i| cell_json(items.as_ref(), i, options)).collect::<Result<_, _>>()?)
+        }
+        DataType::LargeList(_) => {
+            let items = array.as_list::<i64>().value(row);
+            J::Array((0..items.len()).map(|i| cell_json(items.as_ref(), i, options)).collect::<Result<_, _>>()?)
+        }
+        DataType::Map(_, _) => {
+            let entries = array.as_map().value(row);
+            let (keys, values) = (entries.column(0), entries.column(1));
+            let mut map = serde_json::Map::new();
+            for i in 0..entries.len() {
+                let key = match cell_json(keys.as_ref(), i, options)? {
+                    J::String(s) => s,
+                    other => other.to_string(),
+                };
+                map.insert(key, cell_json(values.as_ref(), i, options)?);
+            }
+            J::Object(map)
+        }
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let mut map = serde_json::Map::new();
+            for (field, column) in fields.iter().zip(s.columns()) {
+                map.insert(field.name().clone(), cell_json(column.as_ref(), row, options)?);
+            }
+            J::Object(map)
+        }
+        _ => {
+            let fmt = ArrayFormatter::try_new(array, options)
+                .map_err(|e| StoreError::Rejected(format!("formatting the result failed: {e}")))?;
+            J::String(fmt.value(row).to_string())
+        }
+    };
+    Ok(v)
 }
 
 fn query_blocking(conn: &Connection, sql: &str) -> Result<QueryResult, StoreError> {
@@ -207,31 +266,14 @@ fn query_blocking(conn: &Connection, sql: &str) -> Result<QueryResult, StoreErro
         types: schema.fields().iter().map(|f| f.data_type().to_string()).collect(),
         rows: Vec::new(),
     };
-    let options = FormatOptions::default().with_null("NULL");
+    let options = FormatOptions::default();
     for rb in &batches {
-        let formatters = rb
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Rejected(format!("formatting the result failed: {e}")))?;
         for row in 0..rb.num_rows() {
-            let mut values = Vec::with_capacity(rb.num_columns());
-            for (col, fmt) in rb.columns().iter().zip(&formatters) {
-                if col.is_null(row) {
-                    values.push(serde_json::Value::Null);
-                    continue;
-                }
-                let text = fmt.value(row).to_string();
-                let value = if is_numeric(col.data_type()) {
-                    serde_json::from_str::<serde_json::Number>(&text)
-                        .map(serde_json::Value::Number)
-                        .unwrap_or(serde_json::Value::String(text))
-                } else {
-                    serde_json::Value::String(text)
-                };
-                values.push(value);
-            }
+            let values = rb
+                .columns()
+                .iter()
+                .map(|col| cell_json(col.as_ref(), row, &options).map(crate::result_cell))
+                .collect::<Result<Vec<_>, _>>()?;
             result.rows.push(values);
         }
     }
