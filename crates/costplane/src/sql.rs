@@ -2,13 +2,16 @@
 //!
 //! DuckDB lets one process write a file. So while `costplane serve` runs,
 //! the query goes through the server (`POST /api/v1/sql`); when no server
-//! answers at `--server`, the file in `--data-dir` is opened read-only.
+//! answers at `--server`, the file in `--data-dir` is opened read-only (or,
+//! with `--store clickhouse`, ClickHouse is queried directly).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use costplane_server::StoreKind;
+use costplane_store::clickhouse::{ClickHouseConfig, ClickHouseStore, SchemaOptions};
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::{QueryResult, Store};
 
@@ -29,19 +32,44 @@ pub struct SqlArgs {
     /// The running server's HTTP API.
     #[arg(long, env = "COSTPLANE_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// Data directory to open read-only when no server answers.
+    /// Data directory to open read-only when no server answers (embedded store).
     #[arg(long, env = "COSTPLANE_DATA_DIR", default_value = "./costplane-data")]
     data_dir: PathBuf,
+    /// Store to query when no server answers: duckdb (the data directory) or clickhouse.
+    #[arg(long, env = "COSTPLANE_STORE", default_value = "duckdb")]
+    store: StoreKind,
+    /// ClickHouse HTTP interface, with --store clickhouse.
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    clickhouse_url: String,
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_USER", default_value = "default")]
+    clickhouse_user: String,
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    clickhouse_password: Option<String>,
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_DATABASE", default_value = "otel")]
+    clickhouse_database: String,
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let result = match query_server(&args.server, &args.query).await? {
         Some(result) => result,
-        None => {
-            let store = DuckDbStore::open_read_only(&args.data_dir)
-                .with_context(|| format!("no server answered at {}, and the data directory could not be opened", args.server))?;
-            store.query(&args.query).await?
-        }
+        None => match args.store {
+            StoreKind::Duckdb => {
+                let store = DuckDbStore::open_read_only(&args.data_dir).with_context(|| {
+                    format!("no server answered at {}, and the data directory could not be opened", args.server)
+                })?;
+                store.query(&args.query).await?
+            }
+            StoreKind::Clickhouse => {
+                let config = ClickHouseConfig {
+                    url: args.clickhouse_url.clone(),
+                    user: args.clickhouse_user.clone(),
+                    password: args.clickhouse_password.clone(),
+                    schema: SchemaOptions { database: args.clickhouse_database.clone(), ..SchemaOptions::default() },
+                    ..ClickHouseConfig::default()
+                };
+                ClickHouseStore::for_queries(config)?.query(&args.query).await?
+            }
+        },
     };
     let mut out = std::io::stdout().lock();
     match args.format {

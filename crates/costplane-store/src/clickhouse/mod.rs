@@ -104,15 +104,20 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>, StoreError> {
 impl ClickHouseStore {
     /// Connects, then creates or upgrades the schema.
     pub async fn connect(config: ClickHouseConfig) -> Result<Self, StoreError> {
+        let store = Self::for_queries(config)?;
+        store.ping().await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A client that only reads (no connection check, no schema changes).
+    pub fn for_queries(config: ClickHouseConfig) -> Result<Self, StoreError> {
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
-        let store = ClickHouseStore { http, config };
-        store.ping().await?;
-        store.migrate().await?;
-        Ok(store)
+        Ok(ClickHouseStore { http, config })
     }
 
     pub fn config(&self) -> &ClickHouseConfig {

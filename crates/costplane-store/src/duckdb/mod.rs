@@ -11,6 +11,9 @@
 //! - Other processes read the file only while no server holds it
 //!   ([`DuckDbStore::open_read_only`]); while `serve` runs, `costplane sql`
 //!   goes through the server's `/api/v1/sql`.
+//! - A batch id already in `costplane_written_batches` is not written again
+//!   (the same rule ClickHouse's deduplication tokens give), so a batch
+//!   written twice is stored once on every backend.
 //! - The schema is versioned in `costplane_schema_migrations`; a file written
 //!   by a newer costplane is refused rather than misread.
 
@@ -178,9 +181,21 @@ fn to_record_batches(batch: &TelemetryBatch) -> Result<Vec<(&'static str, Record
     Ok(out)
 }
 
-fn write_blocking(conn: &Connection, tables: Vec<(&'static str, RecordBatch)>) -> Result<(), StoreError> {
+fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, RecordBatch)>) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
     let result = (|| {
+        let fresh = conn
+            .execute("INSERT INTO costplane_written_batches (\"BatchId\") VALUES (?) ON CONFLICT DO NOTHING", [batch_id])
+            .map_err(db_err)?;
+        if fresh == 0 {
+            tracing::debug!(batch_id, "batch already written; skipping");
+            return conn.execute_batch("COMMIT").map_err(db_err);
+        }
+        if batch_id % 1024 == 0 {
+            // Ids only need remembering for as long as a retry can come.
+            conn.execute_batch("DELETE FROM costplane_written_batches WHERE \"WrittenAt\" < current_timestamp - INTERVAL 1 DAY")
+                .map_err(db_err)?;
+        }
         for (table, rb) in tables {
             let mut app = conn.appender(table).map_err(db_err)?;
             app.append_record_batch(rb).map_err(db_err)?;
@@ -294,9 +309,10 @@ impl Store for DuckDbStore {
         // blocking section so the connection is held only for the append.
         let tables = to_record_batches(batch)?;
         let writer = Arc::clone(&self.writer);
+        let batch_id = batch.id;
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
-            write_blocking(&conn, tables)
+            write_blocking(&conn, batch_id, tables)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?

@@ -47,6 +47,10 @@ fn initial_schema() -> String {
     let ex = exemplars();
     format!(
         r#"
+CREATE TABLE IF NOT EXISTS costplane_written_batches (
+    "BatchId" UBIGINT PRIMARY KEY,
+    "WrittenAt" TIMESTAMP DEFAULT current_timestamp
+);
 CREATE TABLE IF NOT EXISTS otel_traces (
     "Timestamp" TIMESTAMP_NS,
     "TraceId" VARCHAR,

@@ -1,0 +1,31 @@
+//! Store tests: one conformance suite run against every backend (embedded
+//! DuckDB, and ClickHouse's real engine: chDB behind the test front, or the
+//! server at `COSTPLANE_TEST_CLICKHOUSE_URL`), plus backend-specific checks.
+
+mod clickhouse;
+mod conformance;
+mod data;
+mod support;
+
+/// Runs every conformance scenario against one backend. `$open` is an async
+/// fn returning a `support::Backend`.
+macro_rules! store_conformance_suite {
+    ($name:ident, $open:path) => {
+        mod $name {
+            use crate::conformance as c;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn all_scenarios_give_the_expected_answers() {
+                let backend = $open().await;
+                c::traces_round_trip(&backend).await;
+                c::logs_round_trip(&backend).await;
+                c::metrics_round_trip(&backend).await;
+                c::a_batch_written_twice_is_stored_once(&backend).await;
+                c::queries_must_be_read_only(&backend).await;
+            }
+        }
+    };
+}
+
+store_conformance_suite!(duckdb, crate::support::open_duckdb);
+store_conformance_suite!(clickhouse_engine, crate::support::open_clickhouse);
