@@ -5,7 +5,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+import uuid
 import urllib.request
 from pathlib import Path
 
@@ -28,9 +30,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    def __init__(self, data_dir: Path, extra_args=()):
+class Dialect:
+    """SQL that differs between the embedded store (DuckDB) and ClickHouse."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def ns(self, column):
+        return f"epoch_ns({column})" if self.store == "duckdb" else f"toUnixTimestamp64Nano({column})"
+
+    def first(self, nested, field):
+        return f"{nested}[1].{field}" if self.store == "duckdb" else f"{nested}.{field}[1]"
+
+    def length(self, nested, field):
+        return f"len({nested})" if self.store == "duckdb" else f"length({nested}.{field})"
+
+
+class ChdbFront:
+    """ClickHouse's own engine (chDB) behind tests/support/chdb_front.py."""
+
+    def __init__(self, data_dir: Path, port: int = 0):
         self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests/support/chdb_front.py"), "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        line = self.proc.stdout.readline().decode()
+        assert "listening on" in line, f"the chDB front did not start: {line!r}"
+        self.port = int(line.strip().rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def clickhouse_url_for_tests(tmp_path):
+    """The real server at COSTPLANE_TEST_CLICKHOUSE_URL, else a chDB front."""
+    url = os.environ.get("COSTPLANE_TEST_CLICKHOUSE_URL")
+    if url:
+        return url, None
+    front = ChdbFront(tmp_path / "chdb")
+    return front.url, front
+
+
+class Server:
+    def __init__(self, data_dir: Path, extra_args=(), store="duckdb", clickhouse_url=None):
+        self.data_dir = data_dir
+        self.store = store
+        self.dialect = Dialect(store)
+        self.store_args = []
+        if store == "clickhouse":
+            database = f"e2e_{uuid.uuid4().hex[:12]}"
+            self.store_args = ["--store", "clickhouse", "--clickhouse-url", clickhouse_url, "--clickhouse-database", database]
         self.grpc_port, self.http_port, self.api_port = free_port(), free_port(), free_port()
         self.log_path = data_dir / "server.log"
         self._log = open(self.log_path, "wb")
@@ -42,6 +96,7 @@ class Server:
                 "--otlp-http-addr", f"127.0.0.1:{self.http_port}",
                 "--http-addr", f"127.0.0.1:{self.api_port}",
                 "--flush-interval", "200ms",
+                *self.store_args,
                 *extra_args,
             ],
             stdout=subprocess.DEVNULL,
@@ -76,7 +131,7 @@ class Server:
             [
                 costplane_bin(), "sql", "--format", "json",
                 "--server", f"http://127.0.0.1:{self.api_port}",
-                "--data-dir", str(self.data_dir), query,
+                "--data-dir", str(self.data_dir), *self.store_args, query,
             ],
             capture_output=True,
             check=False,
@@ -85,10 +140,17 @@ class Server:
         return json.loads(out.stdout)
 
 
-@pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path)
+@pytest.fixture(params=["duckdb", "clickhouse"])
+def server(request, tmp_path):
+    """A running `costplane serve` on each store backend."""
+    front = None
+    url = None
+    if request.param == "clickhouse":
+        url, front = clickhouse_url_for_tests(tmp_path)
+    s = Server(tmp_path, store=request.param, clickhouse_url=url)
     yield s
     if s.proc.poll() is None:
         s.proc.kill()
         s.proc.wait()
+    if front:
+        front.stop()

@@ -130,16 +130,17 @@ def test_python_sdk_traces_logs_metrics_land_exactly(server):
     ]
 
     # One parent/child pair in full: ids, nanosecond timestamps, attributes.
+    d = server.dialect
     for proto in ("grpc", "http"):
         parent_ctx, child_ctx, start = sent[(proto, 7)]
         trace_id = format(parent_ctx.trace_id, "032x")
         rows = server.sql(
-            "SELECT SpanName, SpanId, ParentSpanId, epoch_ns(Timestamp) AS ts, Duration, StatusCode, StatusMessage, "
+            f"SELECT SpanName, SpanId, ParentSpanId, {d.ns('Timestamp')} AS ts, Duration, StatusCode, StatusMessage, "
             "ResourceAttributes['tenant.id'] AS tenant, ResourceAttributes['service.namespace'] AS ns, "
             "SpanAttributes['http.route'] AS route, SpanAttributes['attempt'] AS attempt, "
             "SpanAttributes['ratio'] AS ratio, SpanAttributes['flag'] AS flag, ScopeName, ScopeVersion, "
-            "len(Events) AS events, Events[1].Name AS event_name, epoch_ns(Events[1].Timestamp) AS event_ts, "
-            "Events[1].Attributes['key'] AS event_key "
+            f"{d.length('Events', 'Name')} AS events, {d.first('Events', 'Name')} AS event_name, "
+            f"{d.ns(d.first('Events', 'Timestamp'))} AS event_ts, {d.first('Events', 'Attributes')}['key'] AS event_key "
             f"FROM otel_traces WHERE TraceId = '{trace_id}' ORDER BY SpanName"
         )
         assert len(rows) == 2, rows
@@ -161,7 +162,7 @@ def test_python_sdk_traces_logs_metrics_land_exactly(server):
 
     # Logs.
     rows = server.sql(
-        "SELECT ServiceName, count(*) AS n, min(epoch_ns(Timestamp)) AS first_ts, "
+        f"SELECT ServiceName, count(*) AS n, min({d.ns('Timestamp')}) AS first_ts, "
         "max(SeverityNumber) AS sev, any_value(SeverityText) AS sev_text, any_value(ScopeName) AS scope "
         "FROM otel_logs GROUP BY 1 ORDER BY 1"
     )
@@ -177,7 +178,7 @@ def test_python_sdk_traces_logs_metrics_land_exactly(server):
 
     # Metrics: sums (counter and up-down counter) and the histogram.
     rows = server.sql(
-        "SELECT ServiceName, MetricName, Attributes['region'] AS region, Value, IsMonotonic, AggregationTemporality "
+        "SELECT ServiceName, MetricName, nullif(Attributes['region'], '') AS region, Value, IsMonotonic, AggregationTemporality "
         "FROM otel_metrics_sum ORDER BY ALL"
     )
     expected = []

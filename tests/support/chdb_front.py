@@ -420,7 +420,10 @@ class Request:
         self.gzip_response = False
 
     def summary(self):
-        text = self.insert.target if self.insert is not None else self.sql
+        if self.insert is not None:
+            text = f"{self.insert.target} FORMAT {self.insert.fmt}"
+        else:
+            text = self.sql
         return " ".join(text.split())[:80]
 
 
@@ -784,7 +787,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if not _quiet:
                 took = (time.monotonic() - started) * 1000
-                log(f"{self.command} {status} {took:.1f}ms {summary}")
+                log(f"{self.command} {summary} -> {status} {took:.1f}ms")
 
     def _query(self, params, body):
         query_id = None
@@ -823,7 +826,7 @@ class Handler(BaseHTTPRequestHandler):
         ]
         self._reply(exc.status, text.encode("utf-8", "replace"), headers)
         what = req.summary() if req is not None else ""
-        return exc.status, f"{what} -> Code {exc.code}"
+        return exc.status, f"{what} (Code: {exc.code})"
 
 
 class Server(ThreadingHTTPServer):

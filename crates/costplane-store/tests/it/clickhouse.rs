@@ -66,7 +66,7 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_during_an_outage_are_retryable_and_nothing_is_lost_after_it() {
-    if std::env::var("COSTPLANE_TEST_CLICKHOUSE_URL").is_ok_and(|u| !u.is_empty()) {
+    if costplane_testkit::external_clickhouse().is_some() {
         // An outage needs a server this test can stop: the chDB front.
         return;
     }

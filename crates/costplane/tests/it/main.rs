@@ -2,6 +2,7 @@
 //! on free loopback ports with its own data directory.
 
 mod bad_input;
+mod clickhouse_e2e;
 mod otlp_rust;
 mod shutdown;
 mod sql_cli;
