@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every costplane test, installing what the tests need first:
-#   - Python packages for the end-to-end tests (a virtualenv in .venv);
+#   - Python packages for the end-to-end tests, including chdb-core (ClickHouse's
+#     engine, which the ClickHouse tests run behind tests/support/chdb_front.py),
+#     in a virtualenv in .venv; set COSTPLANE_TEST_CLICKHOUSE_URL to run the
+#     ClickHouse tests against a real server instead;
 #   - then the Rust unit, integration and end-to-end tests (release profile,
 #     so the embedded DuckDB is compiled once for tests, binary and benchmarks);
 #   - then the Python OpenTelemetry SDK end-to-end tests against the binary.
@@ -21,5 +24,5 @@ fi
 step "Rust tests (cargo test --release --workspace)"
 cargo test --release --workspace
 
-step "Python SDK end-to-end tests (pytest tests/e2e)"
-COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e -q
+step "Python tests: SDK end to end on both stores, and the ClickHouse test front (pytest)"
+COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e tests/support -q

@@ -178,6 +178,7 @@ def error_from_engine(exc):
 # ---------------------------------------------------------------------------
 # SQL scanning
 
+_FORMAT_WORD_RE = re.compile(r"\bFORMAT\b", re.IGNORECASE)
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*")
 _NUMBER_RE = re.compile(r"[0-9][0-9A-Za-z_.]*")
 _SPACE = " \t\n\r\f\v"
@@ -212,7 +213,7 @@ def _skip_quoted(text, pos, quote):
                 continue
             return i + 1
         i += 1
-    raise QueryError.make(SYNTAX_ERROR, f"Unterminated quoted literal starting at position {pos + 1}")
+    return n  # unterminated: the engine reports it
 
 
 def scan_sql(text, pos=0):
@@ -338,6 +339,8 @@ def data_offset(data, pos):
 
 def output_format_of(sql):
     """The format named by a top-level FORMAT clause of the last statement, if any."""
+    if not _FORMAT_WORD_RE.search(sql):
+        return None
     found = None
     previous = None
     for tok in scan_sql(sql):
@@ -352,6 +355,8 @@ def output_format_of(sql):
 
 def statement_starts(sql, *words):
     """True if some statement of sql starts with one of the given keywords."""
+    if not re.search(r"\b(?:" + "|".join(words) + r")\b", sql, re.IGNORECASE):
+        return False
     at_start = True
     for tok in scan_sql(sql):
         if at_start and tok.is_word(*words):
@@ -675,9 +680,10 @@ class BadRequestFraming(Exception):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "chdb-front"
-    sys_version = ""
     engine = None  # set by main()
+
+    def version_string(self):
+        return "chdb-front"
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass  # one line per request is written by _handle instead
