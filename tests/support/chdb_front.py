@@ -27,7 +27,10 @@ What it speaks, as ClickHouse does:
   parameters for `{name:Type}` placeholders); `query_id`, `user`, `password`
   and the other parameters ClickHouse's HTTP handler keeps for itself are
   accepted and ignored; `compress=1` / `decompress=1` (ClickHouse's own LZ4
-  framing) are refused; everything else is a setting for that one query.
+  framing) are refused; everything else is a setting for that one query,
+  applied with `SET name = 'value'` in the session and undone afterwards.
+  `readonly` is enforced by the front itself (the engine cannot leave
+  readonly mode once its session is in it), and `SET readonly` is refused.
 * `Content-Encoding: gzip` (or deflate) request bodies, chunked request
   bodies, HTTP/1.1 keep-alive, and gzip responses when
   `enable_http_compression=1` and the client accepts gzip.
@@ -38,7 +41,8 @@ What it speaks, as ClickHouse does:
 Differences from a real server: every query runs in one engine session, one
 at a time; several statements separated by `;` are run rather than refused;
 `session_id`, users, roles, quotas and readonly GET requests are not
-modelled; no progress headers are sent.
+modelled; no progress headers are sent; responses are sent whole, with a
+Content-Length, once the query has finished.
 """
 
 import argparse
@@ -65,6 +69,7 @@ SYNTAX_ERROR = 62
 BAD_ARGUMENTS = 36
 NOT_IMPLEMENTED = 48
 UNKNOWN_FORMAT = 73
+READONLY = 164
 UNKNOWN_COMPRESSION_METHOD = 89
 CANNOT_DECOMPRESS = 271
 ZLIB_INFLATE_FAILED = 354
@@ -75,6 +80,7 @@ _ERROR_NAMES = {
     BAD_ARGUMENTS: "BAD_ARGUMENTS",
     NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
     UNKNOWN_FORMAT: "UNKNOWN_FORMAT",
+    READONLY: "READONLY",
     UNKNOWN_COMPRESSION_METHOD: "UNKNOWN_COMPRESSION_METHOD",
     CANNOT_DECOMPRESS: "CANNOT_DECOMPRESS",
     ZLIB_INFLATE_FAILED: "ZLIB_INFLATE_FAILED",
@@ -365,6 +371,57 @@ def statement_starts(sql, *words):
     return False
 
 
+def statement_heads(sql):
+    """For each statement of sql: its first keyword, upper case, and whether
+    it names the readonly setting."""
+    heads = []
+    first = None
+    names_readonly = False
+    for tok in scan_sql(sql):
+        if tok.kind == "punct" and tok.text == ";" and tok.depth == 0:
+            if first is not None:
+                heads.append((first, names_readonly))
+            first, names_readonly = None, False
+        elif first is None and tok.kind == "word":
+            first = tok.text.upper()
+        elif first == "SET" and tok.is_word("READONLY"):
+            names_readonly = True
+    if first is not None:
+        heads.append((first, names_readonly))
+    return heads
+
+
+_READ_ONLY_KINDS = {"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN", "USE"}
+
+
+def check_readonly(req):
+    """Apply the readonly setting in the front.
+
+    In the engine, `SET readonly` cannot be undone (readonly mode forbids
+    changing readonly), and every request shares one session; so the front
+    checks statement kinds itself and never lets the session become
+    read-only."""
+    if req.insert is not None:
+        heads = [("INSERT", False)]
+    elif req.readonly or re.search(r"\breadonly\b", req.sql, re.IGNORECASE):
+        heads = statement_heads(req.sql)
+    else:
+        return
+    for kind, names_readonly in heads:
+        if kind == "SET" and names_readonly:
+            raise QueryError.make(
+                NOT_IMPLEMENTED,
+                "SET readonly is not supported by this front: all requests share one engine session, which "
+                "could never leave readonly mode again; pass readonly as a URL parameter or in a SETTINGS clause")
+        if not req.readonly or kind in _READ_ONLY_KINDS:
+            continue
+        if kind == "SET" and req.readonly == 2:
+            continue
+        if kind == "SET":
+            raise QueryError.make(READONLY, "Cannot modify settings in readonly mode")
+        raise QueryError.make(READONLY, "Cannot execute query in readonly mode")
+
+
 def quote_string(value):
     """A ClickHouse string literal."""
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
@@ -423,6 +480,7 @@ class Request:
         self.params = {}          # query parameters for {name:Type}
         self.query_id = None
         self.gzip_response = False
+        self.readonly = 0
 
     def summary(self):
         if self.insert is not None:
@@ -470,8 +528,12 @@ def build_request(params, headers, body, method):
             if _truthy(value):
                 raise QueryError.make(
                     NOT_IMPLEMENTED,
-                    f"{name}=1 asks for ClickHouse's LZ4-framed compression, which is not supported "
-                    "by this front (LZ4 is not supported; send plain or Content-Encoding: gzip bodies)")
+                    f"{name}=1 asks for ClickHouse's own LZ4-framed compression: LZ4 is not supported "
+                    "by this front; send plain bodies or Content-Encoding: gzip")
+        elif name == "readonly":
+            if value.strip() not in ("0", "1", "2"):
+                raise QueryError.make(BAD_ARGUMENTS, f"readonly must be 0, 1 or 2, not {value!r}")
+            req.readonly = int(value.strip())
         elif name.startswith("param_") and len(name) > 6:
             req.params[name[6:]] = value
         elif name in _HANDLER_PARAMS:
@@ -545,15 +607,28 @@ class Result:
         self.summary = summary
 
 
+# Lists the session's changed settings even after a request has SET tight
+# limits (the limits listed here show up as changed too, and are reset).
+_CHANGED_SETTINGS_SQL = (
+    "SELECT name, value FROM system.settings WHERE changed SETTINGS max_result_rows = 0, "
+    "max_result_bytes = 0, max_rows_to_read = 0, max_bytes_to_read = 0, max_execution_time = 0, "
+    "max_memory_usage = 0, max_columns_to_read = 0"
+)
+
+
 class Engine:
     """The chDB session; every call into it holds one lock."""
 
-    def __init__(self, data_dir, tmp_dir=None):
+    def __init__(self, data_dir):
         import chdb.session  # imported here so that --help works without chdb
 
         self._lock = threading.Lock()
         self._session = chdb.session.Session(data_dir)
-        self._tmp_dir = tempfile.mkdtemp(prefix="chdb-front-", dir=tmp_dir)
+        # Insert data waits here for FROM INFILE; beside the engine's own
+        # files, so that a front killed mid-insert leaves nothing elsewhere.
+        self._tmp_dir = os.path.join(data_dir, ".chdb-front-tmp")
+        shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        os.makedirs(self._tmp_dir)
         # Settings the engine itself starts with changed from their defaults;
         # restoring a setting means going back to these, not to the default.
         rows = self._json_rows("SELECT name, value FROM system.settings WHERE changed")
@@ -575,6 +650,7 @@ class Engine:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def execute(self, req):
+        check_readonly(req)
         data_path = None
         if req.insert is not None:
             fd, data_path = tempfile.mkstemp(prefix="insert-", suffix=".data", dir=self._tmp_dir)
@@ -631,7 +707,7 @@ class Engine:
         if sql and statement_starts(sql, "SET"):
             try:
                 changed = {row["name"]: row["value"] for row in
-                           self._json_rows("SELECT name, value FROM system.settings WHERE changed")}
+                           self._json_rows(_CHANGED_SETTINGS_SQL)}
             except QueryError:
                 changed = {}
             names += [n for n, v in changed.items() if self._baseline.get(n) != v]
@@ -670,8 +746,11 @@ _quiet = False
 
 def log(line):
     with _log_lock:
-        sys.stderr.write(f"chdb-front: {line}\n")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(f"chdb-front: {line}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # nobody is reading the log
 
 
 class BadRequestFraming(Exception):

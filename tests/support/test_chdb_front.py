@@ -543,3 +543,76 @@ def test_restart_keeps_data(tmp_path, sig):
         assert count(second, "store.typed") == len(ROWS) + 2
     finally:
         assert second.stop() == 0, second.log_text()
+
+
+def test_insert_header_parsing():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chdb_front", FRONT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parse = module.parse_insert_header
+
+    header = parse("INSERT INTO db.t (a, `b c`, Events.Timestamp) FORMAT RowBinary")
+    assert header.target == "INSERT INTO db.t (a, `b c`, Events.Timestamp)"
+    assert header.settings == ""
+    assert header.fmt == "RowBinary"
+    assert header.from_infile("/tmp/x'y.data") == (
+        "INSERT INTO db.t (a, `b c`, Events.Timestamp) FROM INFILE '/tmp/x\\'y.data' "
+        "COMPRESSION 'none' FORMAT RowBinary")
+
+    header = parse("insert into t settings async_insert=1, insert_deduplication_token='FORMAT x' format JSONEachRow\n{}")
+    assert header.target == "insert into t"
+    assert header.settings == "async_insert=1, insert_deduplication_token='FORMAT x'"
+    assert header.fmt == "JSONEachRow"
+
+    assert parse("INSERT INTO t VALUES (1)") is None
+    assert parse("INSERT INTO t SELECT 1 FORMAT TSV") is None
+    assert parse("INSERT INTO t FROM INFILE 'x' FORMAT TSV") is None
+    assert parse("SELECT 1 FORMAT TSV") is None
+    assert parse("INSERT INTO t FORMAT") is None
+
+    text = "INSERT INTO t FORMAT TSV  \r\n\n1\n"
+    header = parse(text)
+    assert text[module.data_offset(text.encode(), header.data_start):] == "\n1\n"
+    assert module.output_format_of("SELECT 'FORMAT JSON' FORMAT CSV SETTINGS max_threads = 1") == "CSV"
+    assert module.output_format_of("SELECT 1") is None
+
+
+def test_more_errors_and_insert_settings(front):
+    reply = call(front, body="SELECT 'unterminated")
+    assert reply.status >= 400 and reply.text.startswith("Code: ")
+
+    ok(front, "CREATE TABLE dedup_settings (id UInt64) ENGINE = MergeTree ORDER BY id "
+              "SETTINGS non_replicated_deduplication_window = 100")
+    params = {"query": "INSERT INTO dedup_settings SETTINGS async_insert = 0 FORMAT TabSeparated",
+              "insert_deduplication_token": "t-1"}
+    ok(front, body="1\n2\n", params=params)
+    ok(front, body="1\n2\n", params=params)
+    assert count(front, "dedup_settings") == 2
+
+
+def test_readonly(front):
+    ok(front, "CREATE TABLE ro (id UInt64) ENGINE = MergeTree ORDER BY id")
+    for level in ("1", "2"):
+        reply = ok(front, "SELECT count() FROM ro", params={"readonly": level, "default_format": "JSONCompact",
+                                                              "output_format_json_quote_64bit_integers": "0"})
+        assert json.loads(reply.body)["data"] == [[0]]
+        for sql in ("INSERT INTO ro VALUES (1)", "DROP TABLE ro", "CREATE TABLE ro2 (id UInt64) ENGINE = Memory"):
+            reply = call(front, body=sql, params={"readonly": level})
+            assert reply.status >= 400 and reply.headers["X-ClickHouse-Exception-Code"] == "164", reply.text
+        reply = call(front, body=b"1\n", params={"readonly": level, "query": "INSERT INTO ro FORMAT TSV"})
+        assert reply.headers["X-ClickHouse-Exception-Code"] == "164"
+    # writes work again without it
+    ok(front, body=b"1\n", params={"query": "INSERT INTO ro FORMAT TSV"})
+    assert count(front, "ro") == 1
+    # a query-level SETTINGS readonly is the engine's, and lasts one query
+    assert ok(front, "SELECT getSetting('readonly') SETTINGS readonly = 1").body == b"1\n"
+    reply = call(front, body="SET readonly = 1")
+    assert reply.status >= 400 and reply.text.startswith("Code: ")
+    ok(front, "INSERT INTO ro VALUES (2)")
+    assert count(front, "ro") == 2
+
+    # limits SET by one request do not outlive it
+    ok(front, "SET max_result_rows = 1, result_overflow_mode = 'throw'")
+    assert ok(front, "SELECT number FROM numbers(3)").body == b"0\n1\n2\n"

@@ -1,0 +1,15 @@
+//! costplane-cost: turning usage into money.
+//!
+//! - [`catalog`]: the versioned price catalog (shipped, plus user overrides);
+//! - [`model_name`]: model-name normalization for catalog matching;
+//! - [`llm`]: LLM token usage from span attributes, and its price.
+//!
+//! Money is `rust_decimal::Decimal` end to end.
+
+pub mod catalog;
+mod error;
+pub mod llm;
+pub mod model_name;
+
+pub use catalog::Catalog;
+pub use error::CostError;

@@ -1,0 +1,451 @@
+//! LLM usage from span attributes, in every convention seen in real traces,
+//! and its price.
+//!
+//! Rules (each one something users of LLM cost tools have asked for):
+//! - A cost the span carries (`gen_ai.usage.cost`, `cost.usd`) beats an
+//!   inferred one: status `provided`.
+//! - Cache reads/writes are parts of the input total and reasoning tokens
+//!   part of the output total, never added on top. When a span's cached
+//!   counts exceed its input count, the instrumentation reported input
+//!   *excluding* cache (Anthropic's API does), and the total is rebuilt.
+//! - The response model beats the request model.
+//! - An unknown model is `unpriced`: kept with its tokens and flagged,
+//!   never a silent $0.
+//! - Money is exact: `Decimal` from the catalog's strings to the ledger.
+
+use chrono::NaiveDate;
+use costplane_telemetry::Attributes;
+use rust_decimal::Decimal;
+
+use crate::catalog::{Catalog, Rates};
+
+/// Attribute names per field, first match wins.
+const MODEL: [&str; 7] = [
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "llm.response.model",
+    "llm.request.model",
+    "llm.model_name",
+    "cost.model",
+    "gen_ai.model",
+];
+const PROVIDER: [&str; 4] = ["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"];
+const OPERATION: [&str; 3] = ["gen_ai.operation.name", "llm.request.type", "openinference.span.kind"];
+const INPUT: [&str; 5] = [
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "cost.tokens.prompt",
+];
+const OUTPUT: [&str; 5] = [
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.usage.completion_tokens",
+    "llm.token_count.completion",
+    "cost.tokens.completion",
+];
+const TOTAL: [&str; 3] = ["llm.usage.total_tokens", "llm.token_count.total", "cost.tokens.total"];
+const CACHE_READ: [&str; 4] = [
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+    "llm.usage.cache_read_input_tokens",
+];
+const CACHE_WRITE: [&str; 4] = [
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "llm.token_count.prompt_details.cache_write",
+    "llm.usage.cache_creation_input_tokens",
+];
+const REASONING: [&str; 3] = [
+    "gen_ai.usage.reasoning.output_tokens",
+    "llm.usage.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",
+];
+const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
+
+fn first<'a>(attrs: &'a Attributes, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|k| attrs.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str())).filter(|v| !v.is_empty())
+}
+
+fn count(attrs: &Attributes, keys: &[&str]) -> Option<u64> {
+    first(attrs, keys).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0).map(|v| v as u64)
+}
+
+/// Token usage of one LLM call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LlmUsage {
+    pub provider: String,
+    pub model: String,
+    pub operation: String,
+    /// All input tokens, cached ones included.
+    pub input_tokens: u64,
+    /// All output tokens, reasoning ones included.
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// A cost the span carried, in the catalog's currency.
+    pub provided_cost: Option<Decimal>,
+}
+
+/// Reads LLM usage from a span's attributes; `None` when the span is not an
+/// LLM call (no model and no token counts).
+pub fn extract(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
+    let model = first(attrs, &MODEL).map(str::to_owned);
+    let input = count(attrs, &INPUT);
+    let output = count(attrs, &OUTPUT);
+    let total = count(attrs, &TOTAL);
+    let provided_cost = first(attrs, &PROVIDED_COST).and_then(|v| v.trim().parse::<Decimal>().ok());
+    if model.is_none() && input.is_none() && output.is_none() && total.is_none() && provided_cost.is_none() {
+        return None;
+    }
+    let cache_read = count(attrs, &CACHE_READ).unwrap_or(0);
+    let cache_write = count(attrs, &CACHE_WRITE).unwrap_or(0);
+    let reasoning = count(attrs, &REASONING).unwrap_or(0);
+    let mut input_tokens = input.unwrap_or(0);
+    let output_tokens = output.unwrap_or_else(|| total.map_or(0, |t| t.saturating_sub(input_tokens)));
+    if input.is_none() {
+        if let (Some(t), Some(o)) = (total, output) {
+            input_tokens = t.saturating_sub(o);
+        }
+    }
+    if cache_read + cache_write > input_tokens {
+        // The input count excluded cached tokens (as Anthropic reports it).
+        input_tokens += cache_read + cache_write;
+    }
+    Some(LlmUsage {
+        provider: first(attrs, &PROVIDER).unwrap_or("").to_ascii_lowercase(),
+        model: model.unwrap_or_default(),
+        operation: first(attrs, &OPERATION).map_or_else(|| span_name.to_owned(), str::to_owned).to_ascii_lowercase(),
+        input_tokens,
+        output_tokens: output_tokens.max(reasoning),
+        cache_read_tokens: cache_read,
+        cache_write_tokens: cache_write,
+        reasoning_tokens: reasoning,
+        provided_cost,
+    })
+}
+
+/// How a cost was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PricingStatus {
+    Priced,
+    Provided,
+    Unpriced,
+}
+
+impl PricingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PricingStatus::Priced => "priced",
+            PricingStatus::Provided => "provided",
+            PricingStatus::Unpriced => "unpriced",
+        }
+    }
+}
+
+/// Cost of one usage, split by token kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmCost {
+    pub status: PricingStatus,
+    /// (token kind, tokens, cost): input (uncached), cache_read, cache_write,
+    /// output (non-reasoning), reasoning. Zero-token kinds are left out.
+    pub parts: Vec<(&'static str, u64, Decimal)>,
+    pub total: Decimal,
+    /// The catalog entry's provider, when matched.
+    pub provider: Option<String>,
+    pub rates: Option<Rates>,
+    /// Why it is unpriced, when it is.
+    pub reason: Option<String>,
+}
+
+const PER: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+
+fn token_parts(u: &LlmUsage) -> [(&'static str, u64); 5] {
+    let cached = u.cache_read_tokens + u.cache_write_tokens;
+    [
+        ("input", u.input_tokens.saturating_sub(cached)),
+        ("cache_read", u.cache_read_tokens),
+        ("cache_write", u.cache_write_tokens),
+        ("output", u.output_tokens.saturating_sub(u.reasoning_tokens)),
+        ("reasoning", u.reasoning_tokens),
+    ]
+}
+
+/// Prices one usage on `day` with `catalog`.
+pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
+    let parts_with = |rate: &dyn Fn(&str) -> Decimal| -> Vec<(&'static str, u64, Decimal)> {
+        token_parts(usage)
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| (kind, n, Decimal::from(n) * rate(kind) / PER))
+            .collect()
+    };
+    let lookup = catalog.lookup(&usage.model);
+    let provider = lookup.entry.map(|e| e.provider.clone());
+    if let Some(cost) = usage.provided_cost {
+        // The span's own figure wins; token parts carry no separate price.
+        let parts = parts_with(&|_| Decimal::ZERO);
+        return LlmCost { status: PricingStatus::Provided, parts, total: cost, provider, rates: None, reason: None };
+    }
+    let unpriced = |reason: String| LlmCost {
+        status: PricingStatus::Unpriced,
+        parts: parts_with(&|_| Decimal::ZERO),
+        total: Decimal::ZERO,
+        provider: provider.clone(),
+        rates: None,
+        reason: Some(reason),
+    };
+    let Some(entry) = lookup.entry else {
+        return unpriced(if usage.model.is_empty() {
+            "the span names no model".to_owned()
+        } else {
+            format!("no catalog entry for '{}' (looked up as '{}')", usage.model, lookup.normalized.key)
+        });
+    };
+    let Some(rates) = entry.rates(day, usage.input_tokens) else {
+        return unpriced(format!("no price for {}/{} in force on {day}", entry.provider, entry.name));
+    };
+    let parts = parts_with(&|kind| match kind {
+        "input" => rates.input,
+        "cache_read" => rates.cache_read,
+        "cache_write" => rates.cache_write,
+        "output" => rates.output,
+        _ => rates.reasoning,
+    });
+    let total = parts.iter().map(|p| p.2).sum();
+    LlmCost { status: PricingStatus::Priced, parts, total, provider, rates: Some(rates), reason: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::CatalogFile;
+    use std::str::FromStr;
+
+    const TEST_CATALOG: &str = r#"
+version = "test-1"
+currency = "USD"
+
+[[model]]
+provider = "openai"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-05-13"
+  input = "5.00"
+  output = "15.00"
+  [[model.prices]]
+  effective = "2024-10-01"
+  input = "2.50"
+  output = "10.00"
+  cache_read = "1.25"
+
+[[model]]
+provider = "openai"
+name = "o3-mini"
+  [[model.prices]]
+  effective = "2025-01-31"
+  input = "1.10"
+  output = "4.40"
+
+[[model]]
+provider = "anthropic"
+name = "claude-3-5-sonnet"
+  [[model.prices]]
+  effective = "2024-06-20"
+  input = "3.00"
+  output = "15.00"
+  cache_read = "0.30"
+  cache_write = "3.75"
+
+[[model]]
+provider = "google"
+name = "gemini-2.5-pro"
+  [[model.prices]]
+  effective = "2025-06-17"
+  input = "1.25"
+  output = "10.00"
+    [[model.prices.tiers]]
+    above_input_tokens = 200000
+    input = "2.50"
+    output = "15.00"
+"#;
+
+    fn catalog() -> Catalog {
+        Catalog::from_files(toml::from_str::<CatalogFile>(TEST_CATALOG).unwrap(), None).unwrap()
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::from_str(s).unwrap()
+    }
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn cached_tokens_are_part_of_input_not_added() {
+        let u = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.response.model", "gpt-4o-2024-08-06"),
+                ("gen_ai.usage.input_tokens", "10000"),
+                ("gen_ai.usage.cache_read.input_tokens", "4000"),
+                ("gen_ai.usage.output_tokens", "500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((u.input_tokens, u.cache_read_tokens), (10_000, 4_000));
+        let c = price(&catalog(), &u, day("2025-03-01"));
+        // 6,000 uncached × $2.50/M = 0.015; 4,000 cached × $1.25/M = 0.005;
+        // 500 output × $10/M = 0.005; total 0.025.
+        assert_eq!(c.total, d("0.025"));
+        assert_eq!(c.status, PricingStatus::Priced);
+        assert_eq!(c.parts, vec![("input", 6_000, d("0.015")), ("cache_read", 4_000, d("0.005")), ("output", 500, d("0.005"))]);
+    }
+
+    #[test]
+    fn reasoning_tokens_are_part_of_output() {
+        let u = extract(
+            "chat o3-mini",
+            &attrs(&[
+                ("gen_ai.request.model", "o3-mini"),
+                ("gen_ai.usage.input_tokens", "1000"),
+                ("gen_ai.usage.output_tokens", "3000"),
+                ("gen_ai.usage.reasoning.output_tokens", "2500"),
+            ]),
+        )
+        .unwrap();
+        // 1,000 × 1.10/M = 0.0011; 500 visible output × 4.40/M = 0.0022;
+        // 2,500 reasoning × 4.40/M (billed as output) = 0.011; total 0.0143.
+        assert_eq!(price(&catalog(), &u, day("2025-02-01")).total, d("0.0143"));
+    }
+
+    #[test]
+    fn input_that_excludes_cache_is_rebuilt() {
+        // Anthropic reports input_tokens without cache reads and writes.
+        let u = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.system", "anthropic"),
+                ("gen_ai.request.model", "claude-3-5-sonnet-20241022"),
+                ("gen_ai.usage.prompt_tokens", "100"),
+                ("gen_ai.usage.cache_read_input_tokens", "5000"),
+                ("gen_ai.usage.cache_creation_input_tokens", "1000"),
+                ("gen_ai.usage.completion_tokens", "200"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(u.input_tokens, 6_100);
+        assert_eq!(u.provider, "anthropic");
+        // 100 × 3/M = 0.0003; 5,000 × 0.30/M = 0.0015; 1,000 × 3.75/M = 0.00375;
+        // 200 × 15/M = 0.003; total 0.00855.
+        assert_eq!(price(&catalog(), &u, day("2025-01-01")).total, d("0.00855"));
+    }
+
+    #[test]
+    fn tiers_apply_by_request_size() {
+        let u = extract(
+            "generate_content",
+            &attrs(&[
+                ("gen_ai.request.model", "models/gemini-2.5-pro"),
+                ("gen_ai.usage.input_tokens", "250000"),
+                ("gen_ai.usage.output_tokens", "1000"),
+            ]),
+        )
+        .unwrap();
+        let c = price(&catalog(), &u, day("2025-07-01"));
+        // Above 200k input: 250,000 × 2.50/M = 0.625; 1,000 × 15/M = 0.015.
+        assert_eq!(c.total, d("0.64"));
+        assert_eq!(c.rates.unwrap().tier_above, Some(200_000));
+        let small = LlmUsage { input_tokens: 200_000, ..u };
+        // At the threshold the base price holds: 200,000 × 1.25/M + 1,000 × 10/M.
+        assert_eq!(price(&catalog(), &small, day("2025-07-01")).total, d("0.26"));
+    }
+
+    #[test]
+    fn the_price_in_force_on_the_day_applies() {
+        let u = extract(
+            "chat",
+            &attrs(&[("llm.model_name", "openai/gpt-4o"), ("llm.token_count.prompt", "1000"), ("llm.token_count.completion", "1000")]),
+        )
+        .unwrap();
+        // Before 2024-10-01: 1,000 × 5/M + 1,000 × 15/M = 0.02; after: 0.0025 + 0.01.
+        assert_eq!(price(&catalog(), &u, day("2024-09-30")).total, d("0.02"));
+        assert_eq!(price(&catalog(), &u, day("2024-10-01")).total, d("0.0125"));
+        let before = price(&catalog(), &u, day("2024-01-01"));
+        assert_eq!(before.status, PricingStatus::Unpriced);
+        assert!(before.reason.unwrap().contains("no price for openai/gpt-4o in force on 2024-01-01"));
+    }
+
+    #[test]
+    fn overrides_beat_the_catalog() {
+        let over: CatalogFile = toml::from_str(
+            r#"
+version = "acme-negotiated"
+currency = "USD"
+[[model]]
+provider = "openai"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-01-01"
+  input = "2.00"
+  output = "8.00"
+"#,
+        )
+        .unwrap();
+        let cat = Catalog::from_files(toml::from_str(TEST_CATALOG).unwrap(), Some(over)).unwrap();
+        assert_eq!(cat.version, "test-1+acme-negotiated");
+        let u = LlmUsage { model: "azure/gpt-4o".into(), input_tokens: 1_000_000, output_tokens: 1_000_000, ..Default::default() };
+        // 1M × $2 + 1M × $8.
+        assert_eq!(price(&cat, &u, day("2025-01-01")).total, d("10"));
+        assert!(cat.lookup("gpt-4o").from_override);
+    }
+
+    #[test]
+    fn a_provided_cost_wins_and_unknown_models_are_unpriced_not_free() {
+        let u = extract(
+            "llm",
+            &attrs(&[("cost.model", "gpt-4o"), ("cost.tokens.prompt", "10"), ("cost.tokens.completion", "5"), ("cost.usd", "0.123456789")]),
+        )
+        .unwrap();
+        let c = price(&catalog(), &u, day("2025-01-01"));
+        assert_eq!((c.status, c.total), (PricingStatus::Provided, d("0.123456789")));
+
+        let u = extract(
+            "chat",
+            &attrs(&[("gen_ai.request.model", "acme-llm-7b"), ("gen_ai.usage.input_tokens", "42"), ("gen_ai.usage.output_tokens", "7")]),
+        )
+        .unwrap();
+        let c = price(&catalog(), &u, day("2025-01-01"));
+        assert_eq!(c.status, PricingStatus::Unpriced);
+        assert_eq!(c.parts.iter().map(|p| p.1).sum::<u64>(), 49, "tokens are kept");
+        assert!(c.reason.unwrap().contains("no catalog entry for 'acme-llm-7b'"));
+    }
+
+    #[test]
+    fn openinference_and_openllmetry_totals() {
+        let u = extract(
+            "ChatCompletion",
+            &attrs(&[
+                ("llm.model_name", "gpt-4o"),
+                ("llm.provider", "openai"),
+                ("openinference.span.kind", "LLM"),
+                ("llm.token_count.total", "120"),
+                ("llm.token_count.completion", "20"),
+                ("llm.token_count.prompt_details.cache_read", "50"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (100, 20, 50));
+        assert_eq!(u.operation, "llm");
+        assert!(extract("GET /", &attrs(&[("http.route", "/")])).is_none());
+    }
+}
