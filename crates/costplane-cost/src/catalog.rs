@@ -176,10 +176,24 @@ impl Catalog {
         &self.models
     }
 
-    /// Finds the entry for a model name as spans carry it.
+    /// Finds the entry for a model name as spans carry it. A name the index
+    /// lacks is retried without a `-latest` or `-YYMM` snapshot suffix
+    /// (`mistral-large-2411`).
     pub fn lookup(&self, model: &str) -> Lookup<'_> {
-        let normalized = normalize(model);
-        let found = self.index.get(&normalized.key).copied();
+        let mut normalized = normalize(model);
+        let mut found = self.index.get(&normalized.key).copied();
+        if found.is_none() {
+            let key = normalized.key.clone();
+            let shorter = key.strip_suffix("-latest").or_else(|| {
+                let (head, tail) = key.rsplit_once('-')?;
+                (tail.len() == 4 && tail.chars().all(|c| c.is_ascii_digit())).then_some(head)
+            });
+            if let Some(head) = shorter.filter(|h| self.index.contains_key(*h)) {
+                normalized.steps.push(format!("dropped snapshot suffix '{}'", &key[head.len()..]));
+                normalized.key = head.to_owned();
+                found = self.index.get(head).copied();
+            }
+        }
         Lookup {
             entry: found.map(|i| &self.models[i]),
             from_override: found.is_some_and(|i| self.overridden[i]),
@@ -212,5 +226,38 @@ impl ModelEntry {
             tier_above: tier.map(|t| t.above_input_tokens),
             effective: price.effective,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_catalog_loads_and_matches_real_model_names() {
+        let cat = Catalog::load(None).unwrap();
+        assert_eq!(cat.currency, "USD");
+        for (raw, provider, name) in [
+            ("gpt-4o-2024-08-06", "openai", "gpt-4o"),
+            ("azure/gpt-4o-mini", "openai", "gpt-4o-mini"),
+            ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic", "claude-3-5-sonnet"),
+            ("claude-3-5-haiku-20241022", "anthropic", "claude-3-5-haiku"),
+            ("models/gemini-2.5-pro", "google", "gemini-2.5-pro"),
+            ("mistral-large-latest", "mistral", "mistral-large"),
+            ("bedrock/meta.llama3-1-70b-instruct-v1:0", "meta", "llama3-1-70b-instruct"),
+        ] {
+            let found = cat.lookup(raw);
+            let entry = found.entry.unwrap_or_else(|| panic!("{raw} is not matched ({:?})", found.normalized));
+            assert_eq!((entry.provider.as_str(), entry.name.as_str()), (provider, name), "{raw}");
+        }
+        assert!(cat.lookup("acme-llm-7b").entry.is_none());
+        let gemini = cat.lookup("gemini-2.5-pro").entry.unwrap();
+        assert!(gemini.prices.last().unwrap().tiers.iter().any(|t| t.above_input_tokens == 200_000));
+    }
+
+    #[test]
+    fn unknown_keys_in_a_catalog_are_errors() {
+        let err = parse("version = \"x\"\ncurrency = \"USD\"\nmodels = []\n", "test").unwrap_err();
+        assert!(err.to_string().contains("unknown field `models`"), "{err}");
     }
 }

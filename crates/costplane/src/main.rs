@@ -2,6 +2,7 @@
 //! Everything else lives in the library crates.
 
 mod loadgen;
+mod prices;
 mod sql;
 
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ enum Command {
     /// The ClickHouse schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// The LLM price catalog.
+    #[command(subcommand)]
+    Prices(prices::PricesCommand),
 }
 
 #[derive(Subcommand)]
@@ -192,6 +196,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
             Command::Sql(args) => sql::run(args).await.map_err(|e| (1, e)),
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
+            Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Schema(SchemaCommand::Print(args)) => {
                 schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e)))
             }

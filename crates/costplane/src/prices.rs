@@ -1,0 +1,115 @@
+//! `costplane prices list [PATTERN]` and `costplane prices check MODEL`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use costplane_cost::catalog::ModelEntry;
+use costplane_cost::Catalog;
+
+#[derive(Subcommand)]
+pub enum PricesCommand {
+    /// List catalog entries whose provider or name contains PATTERN.
+    List(ListArgs),
+    /// Show which catalog entry a model name matches, why, and its rates.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CatalogArgs {
+    /// A price file in the catalog's format whose entries beat the shipped ones.
+    #[arg(long, env = "COSTPLANE_PRICE_OVERRIDES")]
+    overrides: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    pattern: Option<String>,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The model name as spans carry it, e.g. us.anthropic.claude-3-5-sonnet-20241022-v2:0
+    model: String,
+    /// Day whose prices apply (default today), YYYY-MM-DD.
+    #[arg(long)]
+    date: Option<chrono::NaiveDate>,
+    /// Input tokens of the request, to show which tier applies.
+    #[arg(long, default_value_t = 0)]
+    input_tokens: u64,
+    #[command(flatten)]
+    catalog: CatalogArgs,
+}
+
+fn load(args: &CatalogArgs) -> anyhow::Result<Catalog> {
+    Catalog::load(args.overrides.as_deref()).context("loading the price catalog")
+}
+
+fn price_line(m: &ModelEntry) -> String {
+    let p = m.prices.last().expect("catalog entries have prices");
+    let mut line = format!("in {} / out {}", p.input, p.output);
+    if let Some(c) = p.cache_read {
+        line.push_str(&format!(" / cache read {c}"));
+    }
+    if let Some(c) = p.cache_write {
+        line.push_str(&format!(" / cache write {c}"));
+    }
+    for t in &p.tiers {
+        line.push_str(&format!(" / above {} input: in {} out {}", t.above_input_tokens, t.input, t.output));
+    }
+    format!("{line}  (since {})", p.effective)
+}
+
+pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
+    match cmd {
+        PricesCommand::List(args) => {
+            let catalog = load(&args.catalog)?;
+            let pattern = args.pattern.unwrap_or_default().to_ascii_lowercase();
+            println!("catalog {} ({} per 1M tokens)", catalog.version, catalog.currency);
+            let mut shown = 0;
+            for m in catalog.models() {
+                if m.name.contains(&pattern) || m.provider.contains(&pattern) {
+                    println!("{:<10} {:<28} {}", m.provider, m.name, price_line(m));
+                    shown += 1;
+                }
+            }
+            if shown == 0 {
+                anyhow::bail!("no catalog entry matches '{pattern}'");
+            }
+        }
+        PricesCommand::Check(args) => {
+            let catalog = load(&args.catalog)?;
+            let found = catalog.lookup(&args.model);
+            println!("model:      {}", args.model);
+            println!("looked up:  {}", found.normalized.key);
+            for step in &found.normalized.steps {
+                println!("            - {step}");
+            }
+            let Some(entry) = found.entry else {
+                anyhow::bail!(
+                    "no catalog entry for '{}': its usage is reported as unpriced; add it to a --overrides file",
+                    args.model
+                );
+            };
+            let origin = if found.from_override { "your override file" } else { "the shipped catalog" };
+            println!("matched:    {}/{} (from {origin}, catalog {})", entry.provider, entry.name, catalog.version);
+            let day = args.date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            match entry.rates(day, args.input_tokens) {
+                Some(r) => {
+                    println!("effective:  {} (prices in force on {day})", r.effective);
+                    if let Some(t) = r.tier_above {
+                        println!("tier:       above {t} input tokens");
+                    }
+                    println!(
+                        "per 1M:     input {} · output {} · cache read {} · cache write {} · reasoning {} {}",
+                        r.input, r.output, r.cache_read, r.cache_write, r.reasoning, catalog.currency
+                    );
+                }
+                None => anyhow::bail!("no price for {}/{} in force on {day}", entry.provider, entry.name),
+            }
+        }
+    }
+    Ok(())
+}
