@@ -220,7 +220,12 @@ fn span_row(span: &pt::Span, resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo
         status_message: span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
         events,
         links,
+        encoded_bytes: encoded_size(span),
     })
+}
+
+fn encoded_size(item: &impl prost::Message) -> u32 {
+    u32::try_from(item.encoded_len()).unwrap_or(u32::MAX)
 }
 
 fn span_bytes(row: &SpanRow) -> usize {
@@ -285,6 +290,7 @@ fn log_row(
         body,
         log_attributes: attributes(&rec.attributes),
         event_name: rec.event_name.clone(),
+        encoded_bytes: encoded_size(rec),
     })
 }
 
@@ -343,7 +349,7 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
         description: metric.description.clone(),
         unit: metric.unit.clone(),
     });
-    let common = |attrs: &[KeyValue], start: u64, time: u64, flags: u32| -> Result<PointCommon, String> {
+    let common = |attrs: &[KeyValue], start: u64, time: u64, flags: u32, bytes: u32| -> Result<PointCommon, String> {
         check_attributes(attrs, "data point", limits)?;
         Ok(PointCommon {
             metric: Arc::clone(&info),
@@ -351,6 +357,7 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
             start_time_unix_ns: ts(start),
             time_unix_ns: ts(time),
             flags,
+            encoded_bytes: bytes,
         })
     };
     let batch_bytes = |c: &PointCommon, extra: usize| 160 + attributes_bytes(&c.attributes) + extra;
@@ -369,14 +376,14 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
     match data {
         pm::metric::Data::Gauge(g) => {
             for (i, p) in g.data_points.iter().enumerate() {
-                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags)
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags, encoded_size(p))
                     .and_then(|c| Ok(GaugeRow { common: c, value: number_value(p), exemplars: exemplars(&p.exemplars)? }));
                 push_or_reject!(row, gauges, |r: &GaugeRow| r.exemplars.len() * 96, i);
             }
         }
         pm::metric::Data::Sum(s) => {
             for (i, p) in s.data_points.iter().enumerate() {
-                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).and_then(|c| {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags, encoded_size(p)).and_then(|c| {
                     Ok(SumRow {
                         common: c,
                         value: number_value(p),
@@ -390,7 +397,7 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
         }
         pm::metric::Data::Histogram(h) => {
             for (i, p) in h.data_points.iter().enumerate() {
-                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).and_then(|c| {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags, encoded_size(p)).and_then(|c| {
                     if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
                         return Err(format!(
                             "{} bucket counts for {} explicit bounds (OTLP needs bounds + 1)",
@@ -415,7 +422,7 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
         }
         pm::metric::Data::ExponentialHistogram(h) => {
             for (i, p) in h.data_points.iter().enumerate() {
-                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).and_then(|c| {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags, encoded_size(p)).and_then(|c| {
                     let (po, pc) = p.positive.as_ref().map(|b| (b.offset, b.bucket_counts.clone())).unwrap_or_default();
                     let (no, nc) = p.negative.as_ref().map(|b| (b.offset, b.bucket_counts.clone())).unwrap_or_default();
                     Ok(ExpHistogramRow {
@@ -439,7 +446,7 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
         }
         pm::metric::Data::Summary(s) => {
             for (i, p) in s.data_points.iter().enumerate() {
-                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags).map(|c| SummaryRow {
+                let row = common(&p.attributes, p.start_time_unix_nano, p.time_unix_nano, p.flags, encoded_size(p)).map(|c| SummaryRow {
                     common: c,
                     count: p.count,
                     sum: p.sum,

@@ -102,6 +102,8 @@ pub struct SpanRow {
     pub status_message: String,
     pub events: Vec<SpanEvent>,
     pub links: Vec<SpanLink>,
+    /// The span's encoded OTLP size, for usage metering.
+    pub encoded_bytes: u32,
 }
 
 /// One row of `otel_logs`.
@@ -118,6 +120,8 @@ pub struct LogRow {
     pub body: String,
     pub log_attributes: Attributes,
     pub event_name: String,
+    /// The record's encoded OTLP size, for usage metering.
+    pub encoded_bytes: u32,
 }
 
 /// Metric-level data shared by every data point of one metric.
@@ -147,6 +151,8 @@ pub struct PointCommon {
     pub start_time_unix_ns: i64,
     pub time_unix_ns: i64,
     pub flags: u32,
+    /// The data point's encoded OTLP size, for usage metering.
+    pub encoded_bytes: u32,
 }
 
 /// One row of `otel_metrics_gauge`.
