@@ -9,7 +9,9 @@
 pub mod catalog;
 mod error;
 pub mod llm;
+pub mod meter;
 pub mod model_name;
 
 pub use catalog::Catalog;
 pub use error::CostError;
+pub use meter::{Meter, Tenancy, TelemetryRates};

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod decode;
 mod error;
 pub mod model;
+pub mod usage;
 pub mod values;
 
 pub use convert::{Conversion, Limits};

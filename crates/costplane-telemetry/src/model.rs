@@ -232,10 +232,13 @@ pub struct TelemetryBatch {
     /// Identifies the batch across write retries (stores derive their
     /// deduplication tokens from it); set by the pipeline when it flushes.
     pub id: u64,
+    /// Usage measured from these rows, and its cost.
+    pub usage: crate::usage::UsageRows,
 }
 
 impl TelemetryBatch {
     /// Rows across all tables.
+    /// Telemetry rows across all tables (usage rows not counted).
     pub fn rows(&self) -> usize {
         self.spans.len()
             + self.logs.len()
@@ -247,7 +250,7 @@ impl TelemetryBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows() == 0
+        self.rows() == 0 && self.usage.is_empty()
     }
 
     /// Moves every row of `other` into `self`.
@@ -260,6 +263,7 @@ impl TelemetryBatch {
         self.exp_histograms.append(&mut other.exp_histograms);
         self.summaries.append(&mut other.summaries);
         self.approx_bytes += other.approx_bytes;
+        self.usage.append(other.usage);
     }
 
     /// Rows per table, named as the tables are.

@@ -272,6 +272,17 @@ impl Store for ClickHouseStore {
             self.insert("otel_metrics_summary", &rowbinary::summary_columns(), rowbinary::summaries(&batch.summaries), id)
                 .await?;
         }
+        let usage = &batch.usage;
+        if !usage.telemetry.is_empty() {
+            let body = rowbinary::usage_telemetry(&usage.telemetry);
+            self.insert("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS, body, id).await?;
+        }
+        if !usage.llm.is_empty() {
+            self.insert("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS, rowbinary::usage_llm(&usage.llm), id).await?;
+        }
+        if !usage.ledger.is_empty() {
+            self.insert("costplane_ledger", rowbinary::LEDGER_COLUMNS, rowbinary::ledger(&usage.ledger), id).await?;
+        }
         Ok(())
     }
 

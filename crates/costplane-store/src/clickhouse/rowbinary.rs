@@ -7,6 +7,8 @@
 //! flattened subcolumns (`Events.Name` ...), each an `Array`.
 
 use costplane_telemetry::model::*;
+use costplane_telemetry::usage::{LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
+use rust_decimal::Decimal;
 
 #[derive(Default)]
 pub struct RowBinary {
@@ -53,6 +55,12 @@ impl RowBinary {
 
     fn f64(&mut self, v: f64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Decimal(38, 12): the scaled mantissa as Int128.
+    fn decimal(&mut self, mut d: Decimal) {
+        d.rescale(MONEY_SCALE);
+        self.buf.extend_from_slice(&d.mantissa().to_le_bytes());
     }
 
     fn map(&mut self, attrs: &Attributes) {
@@ -257,6 +265,88 @@ pub fn summaries(rows: &[SummaryRow]) -> Vec<u8> {
         w.array(&r.quantiles, |w, q| w.f64(q.0));
         w.array(&r.quantiles, |w, q| w.f64(q.1));
         w.u32(r.common.flags);
+    }
+    w.buf
+}
+
+pub const USAGE_TELEMETRY_COLUMNS: &str = "Hour, Tenant, Project, Service, Signal, Items, Bytes";
+
+pub fn usage_telemetry(rows: &[TelemetryUsage]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.hour_ns);
+        w.str(&r.tenant);
+        w.str(&r.project);
+        w.str(&r.service);
+        w.str(r.signal);
+        w.u64(r.items);
+        w.u64(r.bytes);
+    }
+    w.buf
+}
+
+pub const USAGE_LLM_COLUMNS: &str = "Timestamp, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, \
+InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost";
+
+pub fn usage_llm(rows: &[LlmUsageRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.timestamp_ns);
+        for s in [&r.tenant, &r.project, &r.service, &r.trace_id, &r.span_id, &r.provider, &r.model, &r.operation] {
+            w.str(s);
+        }
+        for n in [r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens] {
+            w.u64(n);
+        }
+        match r.provided_cost {
+            None => w.u8(1),
+            Some(d) => {
+                w.u8(0);
+                w.decimal(d);
+            }
+        }
+    }
+    w.buf
+}
+
+pub const LEDGER_COLUMNS: &str = "ChargePeriodStart, ChargePeriodEnd, BilledCost, EffectiveCost, ListCost, ContractedCost, \
+BillingCurrency, ChargeCategory, ChargeClass, ServiceName, ServiceCategory, ProviderName, PublisherName, InvoiceIssuerName, \
+ResourceId, ResourceName, ConsumedQuantity, ConsumedUnit, PricingQuantity, PricingUnit, SkuId, Tags, x_Tenant, x_Project, \
+x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion";
+
+pub fn ledger(rows: &[LedgerRow]) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.charge_period_start_ns);
+        w.i64(r.charge_period_end_ns);
+        for _ in 0..4 {
+            w.decimal(r.cost);
+        }
+        w.str(&r.billing_currency);
+        w.str("Usage");
+        w.u8(1); // ChargeClass: NULL
+        for s in [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, &r.provider_name, &r.resource_id, &r.resource_name] {
+            w.str(s);
+        }
+        w.decimal(r.consumed_quantity);
+        w.str(&r.consumed_unit);
+        w.decimal(r.pricing_quantity);
+        for s in [
+            &r.pricing_unit,
+            &r.sku_id,
+            &r.tags,
+            &r.tenant,
+            &r.project,
+            &r.service,
+            &r.source,
+            &r.model,
+            &r.operation,
+            &r.usage_type,
+            &r.pricing_status,
+            &r.price_version,
+        ] {
+            w.str(s);
+        }
     }
     w.buf
 }

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +211,84 @@ fn metric_columns(table: &str) -> String {
     format!("{}{middle}{METRIC_INDEXES}", metric_prefix())
 }
 
+/// (table, columns, time column partitioned by month, ORDER BY, shard key)
+/// of the cost tables.
+fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 3] {
+    [
+        (
+            "costplane_usage_telemetry",
+            "    Hour DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Tenant LowCardinality(String),
+    Project LowCardinality(String),
+    Service LowCardinality(String),
+    Signal LowCardinality(String),
+    Items UInt64,
+    Bytes UInt64",
+            "Hour",
+            "(Tenant, Hour, Project, Service, Signal)",
+            "cityHash64(Tenant)",
+        ),
+        (
+            "costplane_usage_llm",
+            "    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Tenant LowCardinality(String),
+    Project LowCardinality(String),
+    Service LowCardinality(String),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    Provider LowCardinality(String),
+    Model LowCardinality(String),
+    Operation LowCardinality(String),
+    InputTokens UInt64,
+    OutputTokens UInt64,
+    CacheReadTokens UInt64,
+    CacheWriteTokens UInt64,
+    ReasoningTokens UInt64,
+    ProvidedCost Nullable(Decimal(38, 12))",
+            "Timestamp",
+            "(Tenant, Timestamp, Model)",
+            "cityHash64(Tenant)",
+        ),
+        (
+            "costplane_ledger",
+            "    ChargePeriodStart DateTime64(9),
+    ChargePeriodEnd DateTime64(9),
+    BilledCost Decimal(38, 12),
+    EffectiveCost Decimal(38, 12),
+    ListCost Decimal(38, 12),
+    ContractedCost Decimal(38, 12),
+    BillingCurrency LowCardinality(String),
+    ChargeCategory LowCardinality(String),
+    ChargeClass Nullable(String),
+    ServiceName LowCardinality(String),
+    ServiceCategory LowCardinality(String),
+    ProviderName LowCardinality(String),
+    PublisherName LowCardinality(String),
+    InvoiceIssuerName LowCardinality(String),
+    ResourceId String,
+    ResourceName String,
+    ConsumedQuantity Decimal(38, 12),
+    ConsumedUnit LowCardinality(String),
+    PricingQuantity Decimal(38, 12),
+    PricingUnit LowCardinality(String),
+    SkuId String,
+    Tags String,
+    x_Tenant LowCardinality(String),
+    x_Project LowCardinality(String),
+    x_Service LowCardinality(String),
+    x_Source LowCardinality(String),
+    x_Model LowCardinality(String),
+    x_Operation LowCardinality(String),
+    x_UsageType LowCardinality(String),
+    x_PricingStatus LowCardinality(String),
+    x_PriceVersion LowCardinality(String)",
+            "ChargePeriodStart",
+            "(x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)",
+            "cityHash64(x_Tenant)",
+        ),
+    ]
+}
+
 struct TableSpec {
     name: &'static str,
     columns: String,
@@ -346,6 +424,27 @@ impl SchemaOptions {
                     literal(&self.database),
                     literal(&storage),
                     spec.shard_key
+                ));
+            }
+        }
+        // Usage facts and the cost ledger: kept (no TTL), by month.
+        for (name, columns, time_column, order, shard) in cost_tables() {
+            let storage = self.storage_table(name);
+            let settings = self.settings();
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY toYYYYMM({time_column})\nORDER BY {order}\nSETTINGS {}",
+                self.qualified(&storage),
+                self.engine(&storage),
+                settings.replace(", ttl_only_drop_parts = 1", "")
+            ));
+            if let Some(cluster) = &self.cluster {
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {}{oc} AS {}\nENGINE = Distributed({}, {}, {}, {shard})",
+                    self.qualified(name),
+                    self.qualified(&storage),
+                    literal(cluster),
+                    literal(&self.database),
+                    literal(&storage),
                 ));
             }
         }

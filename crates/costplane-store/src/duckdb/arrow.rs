@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, ListArray, MapBuilder, StringArray, StringBuilder,
+    Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int32Array, ListArray, MapBuilder, StringArray, StringBuilder,
     StructArray, TimestampNanosecondArray, UInt32Array, UInt64Array, UInt8Array,
 };
 use arrow::buffer::OffsetBuffer;
@@ -13,6 +13,8 @@ use arrow::datatypes::{Field, Float64Type, UInt64Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use costplane_telemetry::model::*;
+use costplane_telemetry::usage::{LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
+use rust_decimal::Decimal;
 
 fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(values.map(Some).collect::<StringArray>())
@@ -254,4 +256,84 @@ pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
     ));
     cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
     batch(cols)
+}
+
+/// DECIMAL(38, 12) from exact decimals.
+fn decimals(values: impl Iterator<Item = Option<Decimal>>) -> Result<ArrayRef, ArrowError> {
+    let scaled = values.map(|v| {
+        v.map(|mut d| {
+            d.rescale(MONEY_SCALE);
+            d.mantissa()
+        })
+    });
+    Ok(Arc::new(scaled.collect::<Decimal128Array>().with_precision_and_scale(38, MONEY_SCALE as i8)?))
+}
+
+pub fn usage_telemetry(rows: &[TelemetryUsage]) -> Result<RecordBatch, ArrowError> {
+    batch(vec![
+        ("Hour", timestamps(rows.iter().map(|r| r.hour_ns))),
+        ("Tenant", strings(rows.iter().map(|r| r.tenant.as_str()))),
+        ("Project", strings(rows.iter().map(|r| r.project.as_str()))),
+        ("Service", strings(rows.iter().map(|r| r.service.as_str()))),
+        ("Signal", strings(rows.iter().map(|r| r.signal))),
+        ("Items", u64s(rows.iter().map(|r| r.items))),
+        ("Bytes", u64s(rows.iter().map(|r| r.bytes))),
+    ])
+}
+
+pub fn usage_llm(rows: &[LlmUsageRow]) -> Result<RecordBatch, ArrowError> {
+    batch(vec![
+        ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
+        ("Tenant", strings(rows.iter().map(|r| r.tenant.as_str()))),
+        ("Project", strings(rows.iter().map(|r| r.project.as_str()))),
+        ("Service", strings(rows.iter().map(|r| r.service.as_str()))),
+        ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
+        ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
+        ("Provider", strings(rows.iter().map(|r| r.provider.as_str()))),
+        ("Model", strings(rows.iter().map(|r| r.model.as_str()))),
+        ("Operation", strings(rows.iter().map(|r| r.operation.as_str()))),
+        ("InputTokens", u64s(rows.iter().map(|r| r.input_tokens))),
+        ("OutputTokens", u64s(rows.iter().map(|r| r.output_tokens))),
+        ("CacheReadTokens", u64s(rows.iter().map(|r| r.cache_read_tokens))),
+        ("CacheWriteTokens", u64s(rows.iter().map(|r| r.cache_write_tokens))),
+        ("ReasoningTokens", u64s(rows.iter().map(|r| r.reasoning_tokens))),
+        ("ProvidedCost", decimals(rows.iter().map(|r| r.provided_cost))?),
+    ])
+}
+
+pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
+    let cost = || decimals(rows.iter().map(|r| Some(r.cost)));
+    batch(vec![
+        ("ChargePeriodStart", timestamps(rows.iter().map(|r| r.charge_period_start_ns))),
+        ("ChargePeriodEnd", timestamps(rows.iter().map(|r| r.charge_period_end_ns))),
+        ("BilledCost", cost()?),
+        ("EffectiveCost", cost()?),
+        ("ListCost", cost()?),
+        ("ContractedCost", cost()?),
+        ("BillingCurrency", strings(rows.iter().map(|r| r.billing_currency.as_str()))),
+        ("ChargeCategory", strings(rows.iter().map(|_| "Usage"))),
+        ("ChargeClass", Arc::new(rows.iter().map(|_| None::<&str>).collect::<StringArray>())),
+        ("ServiceName", strings(rows.iter().map(|r| r.service_name.as_str()))),
+        ("ServiceCategory", strings(rows.iter().map(|r| r.service_category.as_str()))),
+        ("ProviderName", strings(rows.iter().map(|r| r.provider_name.as_str()))),
+        ("PublisherName", strings(rows.iter().map(|r| r.publisher_name.as_str()))),
+        ("InvoiceIssuerName", strings(rows.iter().map(|r| r.provider_name.as_str()))),
+        ("ResourceId", strings(rows.iter().map(|r| r.resource_id.as_str()))),
+        ("ResourceName", strings(rows.iter().map(|r| r.resource_name.as_str()))),
+        ("ConsumedQuantity", decimals(rows.iter().map(|r| Some(r.consumed_quantity)))?),
+        ("ConsumedUnit", strings(rows.iter().map(|r| r.consumed_unit.as_str()))),
+        ("PricingQuantity", decimals(rows.iter().map(|r| Some(r.pricing_quantity)))?),
+        ("PricingUnit", strings(rows.iter().map(|r| r.pricing_unit.as_str()))),
+        ("SkuId", strings(rows.iter().map(|r| r.sku_id.as_str()))),
+        ("Tags", strings(rows.iter().map(|r| r.tags.as_str()))),
+        ("x_Tenant", strings(rows.iter().map(|r| r.tenant.as_str()))),
+        ("x_Project", strings(rows.iter().map(|r| r.project.as_str()))),
+        ("x_Service", strings(rows.iter().map(|r| r.service.as_str()))),
+        ("x_Source", strings(rows.iter().map(|r| r.source.as_str()))),
+        ("x_Model", strings(rows.iter().map(|r| r.model.as_str()))),
+        ("x_Operation", strings(rows.iter().map(|r| r.operation.as_str()))),
+        ("x_UsageType", strings(rows.iter().map(|r| r.usage_type.as_str()))),
+        ("x_PricingStatus", strings(rows.iter().map(|r| r.pricing_status.as_str()))),
+        ("x_PriceVersion", strings(rows.iter().map(|r| r.price_version.as_str()))),
+    ])
 }

@@ -178,6 +178,16 @@ fn to_record_batches(batch: &TelemetryBatch) -> Result<Vec<(&'static str, Record
     if !batch.summaries.is_empty() {
         out.push(("otel_metrics_summary", arrow::summaries(&batch.summaries).map_err(conv)?));
     }
+    let usage = &batch.usage;
+    if !usage.telemetry.is_empty() {
+        out.push(("costplane_usage_telemetry", arrow::usage_telemetry(&usage.telemetry).map_err(conv)?));
+    }
+    if !usage.llm.is_empty() {
+        out.push(("costplane_usage_llm", arrow::usage_llm(&usage.llm).map_err(conv)?));
+    }
+    if !usage.ledger.is_empty() {
+        out.push(("costplane_ledger", arrow::ledger(&usage.ledger).map_err(conv)?));
+    }
     Ok(out)
 }
 

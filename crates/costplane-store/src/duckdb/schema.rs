@@ -8,14 +8,77 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 const ATTRS: &str = "MAP(VARCHAR, VARCHAR)";
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
-    vec![(1, initial_schema())]
+    vec![(1, initial_schema()), (2, COST_TABLES.to_owned())]
 }
+
+/// Usage facts and the FOCUS-aligned cost ledger. Money is DECIMAL(38, 12).
+const COST_TABLES: &str = r#"
+CREATE TABLE IF NOT EXISTS costplane_usage_telemetry (
+    "Hour" TIMESTAMP_NS,
+    "Tenant" VARCHAR,
+    "Project" VARCHAR,
+    "Service" VARCHAR,
+    "Signal" VARCHAR,
+    "Items" UBIGINT,
+    "Bytes" UBIGINT
+);
+CREATE TABLE IF NOT EXISTS costplane_usage_llm (
+    "Timestamp" TIMESTAMP_NS,
+    "Tenant" VARCHAR,
+    "Project" VARCHAR,
+    "Service" VARCHAR,
+    "TraceId" VARCHAR,
+    "SpanId" VARCHAR,
+    "Provider" VARCHAR,
+    "Model" VARCHAR,
+    "Operation" VARCHAR,
+    "InputTokens" UBIGINT,
+    "OutputTokens" UBIGINT,
+    "CacheReadTokens" UBIGINT,
+    "CacheWriteTokens" UBIGINT,
+    "ReasoningTokens" UBIGINT,
+    "ProvidedCost" DECIMAL(38, 12)
+);
+CREATE TABLE IF NOT EXISTS costplane_ledger (
+    "ChargePeriodStart" TIMESTAMP_NS,
+    "ChargePeriodEnd" TIMESTAMP_NS,
+    "BilledCost" DECIMAL(38, 12),
+    "EffectiveCost" DECIMAL(38, 12),
+    "ListCost" DECIMAL(38, 12),
+    "ContractedCost" DECIMAL(38, 12),
+    "BillingCurrency" VARCHAR,
+    "ChargeCategory" VARCHAR,
+    "ChargeClass" VARCHAR,
+    "ServiceName" VARCHAR,
+    "ServiceCategory" VARCHAR,
+    "ProviderName" VARCHAR,
+    "PublisherName" VARCHAR,
+    "InvoiceIssuerName" VARCHAR,
+    "ResourceId" VARCHAR,
+    "ResourceName" VARCHAR,
+    "ConsumedQuantity" DECIMAL(38, 12),
+    "ConsumedUnit" VARCHAR,
+    "PricingQuantity" DECIMAL(38, 12),
+    "PricingUnit" VARCHAR,
+    "SkuId" VARCHAR,
+    "Tags" VARCHAR,
+    "x_Tenant" VARCHAR,
+    "x_Project" VARCHAR,
+    "x_Service" VARCHAR,
+    "x_Source" VARCHAR,
+    "x_Model" VARCHAR,
+    "x_Operation" VARCHAR,
+    "x_UsageType" VARCHAR,
+    "x_PricingStatus" VARCHAR,
+    "x_PriceVersion" VARCHAR
+);
+"#;
 
 fn metric_prefix() -> String {
     format!(

@@ -1,0 +1,291 @@
+//! Metering: usage facts and ledger rows from a batch of telemetry.
+//!
+//! - Tenant and project come from resource attributes (configurable; by
+//!   default `tenant.id` and `service.namespace`), `unassigned` when absent.
+//! - Telemetry usage: items and encoded OTLP bytes per hour, tenant,
+//!   project, service and signal; priced per GiB ingested.
+//! - LLM usage: one row per span that carries model or token attributes;
+//!   priced by the catalog (see [`crate::llm`]); ledger rows aggregate per
+//!   hour, tenant, project, service, provider, model, operation, token kind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::DateTime;
+use costplane_telemetry::model::{ResourceInfo, TelemetryBatch};
+use costplane_telemetry::usage::{LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, MONEY_SCALE};
+use rust_decimal::Decimal;
+
+use crate::catalog::Catalog;
+use crate::llm::{self, LlmUsage, PricingStatus};
+
+pub const UNASSIGNED: &str = "unassigned";
+const HOUR_NS: i64 = 3_600_000_000_000;
+const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
+
+/// Which resource attributes name the tenant and the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenancy {
+    pub tenant_attribute: String,
+    pub project_attribute: String,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        Tenancy { tenant_attribute: "tenant.id".into(), project_attribute: "service.namespace".into() }
+    }
+}
+
+/// What the telemetry platform charges, in the catalog's currency.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetryRates {
+    pub ingest_per_gib: Decimal,
+    pub storage_per_gib_month: Decimal,
+    pub queries_per_1000: Decimal,
+}
+
+/// Turns batches into usage and ledger rows.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    pub tenancy: Tenancy,
+    pub catalog: Arc<Catalog>,
+    pub rates: TelemetryRates,
+}
+
+fn money(d: Decimal) -> Decimal {
+    d.round_dp(MONEY_SCALE)
+}
+
+fn hour_of(ns: i64) -> i64 {
+    ns.div_euclid(HOUR_NS) * HOUR_NS
+}
+
+fn lookup(resource: &ResourceInfo, key: &str) -> String {
+    resource
+        .attributes
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| UNASSIGNED.to_owned())
+}
+
+fn provider_display(provider: &str) -> String {
+    match provider {
+        "openai" => "OpenAI".into(),
+        "anthropic" => "Anthropic".into(),
+        "google" | "gcp.gemini" | "gcp.vertex_ai" | "gemini" | "vertex_ai" => "Google".into(),
+        "mistral" | "mistral_ai" => "Mistral AI".into(),
+        "meta" => "Meta".into(),
+        "amazon" | "aws.bedrock" | "bedrock" => "AWS".into(),
+        "azure" | "az.ai.openai" | "azure.ai.openai" | "az.ai.inference" => "Microsoft".into(),
+        "" => "unknown".into(),
+        other => other.to_owned(),
+    }
+}
+
+/// The FOCUS-facing tags of a row.
+fn tags(tenant: &str, project: &str, service: &str) -> String {
+    serde_json::json!({ "tenant": tenant, "project": project, "service": service }).to_string()
+}
+
+impl Meter {
+    /// Usage and ledger rows for `batch`.
+    pub fn measure(&self, batch: &TelemetryBatch) -> UsageRows {
+        let mut owners: HashMap<*const ResourceInfo, (String, String)> = HashMap::new();
+        let mut owner = |r: &Arc<ResourceInfo>| -> (String, String) {
+            owners
+                .entry(Arc::as_ptr(r))
+                .or_insert_with(|| (lookup(r, &self.tenancy.tenant_attribute), lookup(r, &self.tenancy.project_attribute)))
+                .clone()
+        };
+        type Key = (i64, String, String, String, &'static str);
+        let mut telemetry: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
+        let mut add = |key: Key, bytes: u32| {
+            let e = telemetry.entry(key).or_default();
+            e.0 += 1;
+            e.1 += u64::from(bytes);
+        };
+        let mut llm_rows = Vec::new();
+        for s in &batch.spans {
+            let (tenant, project) = owner(&s.resource);
+            add((hour_of(s.timestamp_ns), tenant.clone(), project.clone(), s.resource.service_name.clone(), "traces"), s.encoded_bytes);
+            // Cheap gate: only spans with GenAI-looking attributes are parsed.
+            let maybe_llm =
+                s.span_attributes.iter().any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm.") || k.starts_with("cost."));
+            if maybe_llm {
+                if let Some(u) = llm::extract(&s.span_name, &s.span_attributes) {
+                    llm_rows.push(LlmUsageRow {
+                        timestamp_ns: s.timestamp_ns,
+                        tenant,
+                        project,
+                        service: s.resource.service_name.clone(),
+                        trace_id: s.trace_id.clone(),
+                        span_id: s.span_id.clone(),
+                        provider: u.provider,
+                        model: u.model,
+                        operation: u.operation,
+                        input_tokens: u.input_tokens,
+                        output_tokens: u.output_tokens,
+                        cache_read_tokens: u.cache_read_tokens,
+                        cache_write_tokens: u.cache_write_tokens,
+                        reasoning_tokens: u.reasoning_tokens,
+                        provided_cost: u.provided_cost,
+                    });
+                }
+            }
+        }
+        for l in &batch.logs {
+            let (tenant, project) = owner(&l.resource);
+            add((hour_of(l.timestamp_ns), tenant, project, l.resource.service_name.clone(), "logs"), l.encoded_bytes);
+        }
+        let points = batch
+            .gauges
+            .iter()
+            .map(|p| &p.common)
+            .chain(batch.sums.iter().map(|p| &p.common))
+            .chain(batch.histograms.iter().map(|p| &p.common))
+            .chain(batch.exp_histograms.iter().map(|p| &p.common))
+            .chain(batch.summaries.iter().map(|p| &p.common));
+        for p in points {
+            let (tenant, project) = owner(&p.metric.resource);
+            add((hour_of(p.time_unix_ns), tenant, project, p.metric.resource.service_name.clone(), "metrics"), p.encoded_bytes);
+        }
+        let telemetry: Vec<TelemetryUsage> = telemetry
+            .into_iter()
+            .map(|((hour_ns, tenant, project, service, signal), (items, bytes))| TelemetryUsage {
+                hour_ns,
+                tenant,
+                project,
+                service,
+                signal,
+                items,
+                bytes,
+            })
+            .collect();
+        let mut ledger = self.telemetry_ledger(&telemetry);
+        ledger.extend(self.llm_ledger(&llm_rows));
+        UsageRows { telemetry, llm: llm_rows, ledger }
+    }
+
+    /// Ledger rows for telemetry usage: ingest priced per GiB.
+    pub fn telemetry_ledger(&self, usage: &[TelemetryUsage]) -> Vec<LedgerRow> {
+        usage
+            .iter()
+            .map(|u| {
+                let gib = Decimal::from(u.bytes) / GIB;
+                LedgerRow {
+                    charge_period_start_ns: u.hour_ns,
+                    charge_period_end_ns: u.hour_ns + HOUR_NS,
+                    cost: money(gib * self.rates.ingest_per_gib),
+                    billing_currency: self.catalog.currency.clone(),
+                    service_name: "Telemetry ingest".into(),
+                    service_category: "Management and Governance".into(),
+                    provider_name: "costplane".into(),
+                    publisher_name: "costplane".into(),
+                    resource_id: format!("{}/{}/{}", u.tenant, u.project, u.service),
+                    resource_name: u.service.clone(),
+                    consumed_quantity: Decimal::from(u.bytes),
+                    consumed_unit: "Bytes".into(),
+                    pricing_quantity: gib.round_dp(MONEY_SCALE),
+                    pricing_unit: "GiB".into(),
+                    sku_id: format!("telemetry/ingest/{}", u.signal),
+                    tags: tags(&u.tenant, &u.project, &u.service),
+                    tenant: u.tenant.clone(),
+                    project: u.project.clone(),
+                    service: u.service.clone(),
+                    source: "telemetry".into(),
+                    model: String::new(),
+                    operation: "ingest".into(),
+                    usage_type: u.signal.into(),
+                    pricing_status: "priced".into(),
+                    price_version: format!("telemetry-rates:{}", self.rates.ingest_per_gib.normalize()),
+                }
+            })
+            .collect()
+    }
+
+    /// Ledger rows for LLM usage, aggregated per hour and dimensions.
+    pub fn llm_ledger(&self, usage: &[LlmUsageRow]) -> Vec<LedgerRow> {
+        type Key = (i64, String, String, String, String, String, String, &'static str, &'static str);
+        let mut agg: BTreeMap<Key, (u64, Decimal, String)> = BTreeMap::new();
+        for u in usage {
+            let day = DateTime::from_timestamp_nanos(u.timestamp_ns).date_naive();
+            let usage = LlmUsage {
+                provider: u.provider.clone(),
+                model: u.model.clone(),
+                operation: u.operation.clone(),
+                input_tokens: u.input_tokens,
+                output_tokens: u.output_tokens,
+                cache_read_tokens: u.cache_read_tokens,
+                cache_write_tokens: u.cache_write_tokens,
+                reasoning_tokens: u.reasoning_tokens,
+                provided_cost: u.provided_cost,
+            };
+            let cost = llm::price(&self.catalog, &usage, day);
+            let provider = if u.provider.is_empty() { cost.provider.clone().unwrap_or_default() } else { u.provider.clone() };
+            let key_base = (hour_of(u.timestamp_ns), u.tenant.clone(), u.project.clone(), u.service.clone(), provider, u.model.clone(), u.operation.clone());
+            let status = cost.status.as_str();
+            let publisher = cost.provider.clone().unwrap_or_default();
+            if cost.status == PricingStatus::Provided || cost.parts.is_empty() {
+                // One row carries the provided figure (or a token-less usage).
+                let tokens = u.input_tokens + u.output_tokens;
+                let e = agg
+                    .entry((key_base.0, key_base.1, key_base.2, key_base.3, key_base.4, key_base.5, key_base.6, "total", status))
+                    .or_insert((0, Decimal::ZERO, publisher.clone()));
+                e.0 += tokens;
+                e.1 += cost.total;
+                continue;
+            }
+            for (kind, tokens, amount) in cost.parts {
+                let e = agg
+                    .entry((
+                        key_base.0,
+                        key_base.1.clone(),
+                        key_base.2.clone(),
+                        key_base.3.clone(),
+                        key_base.4.clone(),
+                        key_base.5.clone(),
+                        key_base.6.clone(),
+                        kind,
+                        status,
+                    ))
+                    .or_insert((0, Decimal::ZERO, publisher.clone()));
+                e.0 += tokens;
+                e.1 += amount;
+            }
+        }
+        agg.into_iter()
+            .map(|((hour, tenant, project, service, provider, model, operation, kind, status), (tokens, cost, publisher))| {
+                let provider_name = provider_display(&provider);
+                LedgerRow {
+                    charge_period_start_ns: hour,
+                    charge_period_end_ns: hour + HOUR_NS,
+                    cost: money(cost),
+                    billing_currency: self.catalog.currency.clone(),
+                    service_name: format!("{provider_name} models"),
+                    service_category: "AI and Machine Learning".into(),
+                    publisher_name: if publisher.is_empty() { provider_name.clone() } else { provider_display(&publisher) },
+                    provider_name,
+                    resource_id: format!("{}/{}/{}", tenant, project, service),
+                    resource_name: service.clone(),
+                    consumed_quantity: Decimal::from(tokens),
+                    consumed_unit: "Tokens".into(),
+                    pricing_quantity: (Decimal::from(tokens) / Decimal::from(1_000_000u32)).round_dp(MONEY_SCALE),
+                    pricing_unit: "1M Tokens".into(),
+                    sku_id: format!("{provider}/{model}/{kind}"),
+                    tags: tags(&tenant, &project, &service),
+                    tenant,
+                    project,
+                    service,
+                    source: "llm".into(),
+                    model,
+                    operation,
+                    usage_type: kind.into(),
+                    pricing_status: status.into(),
+                    price_version: self.catalog.version.clone(),
+                }
+            })
+            .collect()
+    }
+}
