@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use costplane_cost::{Catalog, Meter, Tenancy, TelemetryRates};
 use costplane_pipeline::{PipelineConfig, RetryPolicy};
 use costplane_store::clickhouse::{BodyCompression, ClickHouseConfig, SchemaOptions};
 use costplane_telemetry::Limits;
@@ -50,6 +51,55 @@ pub struct Config {
     pub http: HttpConfig,
     pub pipeline: PipelineSection,
     pub clickhouse: ClickHouseSection,
+    pub cost: CostSection,
+}
+
+/// `[cost]`: who owns telemetry, and what it costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostSection {
+    /// Resource attribute naming the tenant (missing: "unassigned").
+    pub tenant_attribute: String,
+    /// Resource attribute naming the project (missing: "unassigned").
+    pub project_attribute: String,
+    /// A price file in the catalog's format whose entries beat the shipped catalog.
+    pub price_overrides: Option<PathBuf>,
+    /// Telemetry platform rates, decimal strings in the catalog's currency.
+    pub ingest_per_gib: String,
+    pub storage_per_gib_month: String,
+    pub queries_per_1000: String,
+}
+
+impl Default for CostSection {
+    fn default() -> Self {
+        CostSection {
+            tenant_attribute: "tenant.id".into(),
+            project_attribute: "service.namespace".into(),
+            price_overrides: None,
+            ingest_per_gib: "0".into(),
+            storage_per_gib_month: "0".into(),
+            queries_per_1000: "0".into(),
+        }
+    }
+}
+
+impl CostSection {
+    /// The meter this configuration describes (loads the price catalog).
+    pub fn meter(&self) -> Result<Meter, String> {
+        let rate = |name: &str, v: &str| {
+            v.trim().parse::<rust_decimal::Decimal>().map_err(|e| format!("cost.{name} '{v}' is not a decimal: {e}"))
+        };
+        let catalog = Catalog::load(self.price_overrides.as_deref()).map_err(|e| e.to_string())?;
+        Ok(Meter {
+            tenancy: Tenancy { tenant_attribute: self.tenant_attribute.clone(), project_attribute: self.project_attribute.clone() },
+            catalog: std::sync::Arc::new(catalog),
+            rates: TelemetryRates {
+                ingest_per_gib: rate("ingest_per_gib", &self.ingest_per_gib)?,
+                storage_per_gib_month: rate("storage_per_gib_month", &self.storage_per_gib_month)?,
+                queries_per_1000: rate("queries_per_1000", &self.queries_per_1000)?,
+            },
+        })
+    }
 }
 
 /// `[clickhouse]`: used when `store = "clickhouse"`.
@@ -187,6 +237,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             pipeline: PipelineSection::default(),
             clickhouse: ClickHouseSection::default(),
+            cost: CostSection::default(),
         }
     }
 }

@@ -83,10 +83,13 @@ impl Server {
         let pipeline_config = self.config.pipeline_config().map_err(ServerError::Config)?;
         let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store));
         let pipeline = handle.pipeline().clone();
+        let meter = Arc::new(self.config.cost.meter().map_err(ServerError::Config)?);
+        tracing::info!(catalog = %meter.catalog.version, models = meter.catalog.models().len(), "price catalog loaded");
         let ingest = Ingest {
             pipeline: pipeline.clone(),
             limits: self.config.limits(),
             max_body_bytes: self.config.max_body_bytes(),
+            meter: Some(Arc::clone(&meter)),
         };
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
         let stop = CancellationToken::new();

@@ -5,6 +5,9 @@
 pub mod grpc;
 pub mod http;
 
+use std::sync::Arc;
+
+use costplane_cost::Meter;
 use costplane_pipeline::Pipeline;
 use costplane_telemetry::{decode_request, Encoding, Limits, Signal};
 
@@ -24,6 +27,8 @@ pub struct Ingest {
     pub pipeline: Pipeline,
     pub limits: Limits,
     pub max_body_bytes: usize,
+    /// Measures usage and cost of what is accepted.
+    pub meter: Option<Arc<Meter>>,
 }
 
 impl Ingest {
@@ -35,7 +40,11 @@ impl Ingest {
             tracing::debug!(%signal, rejected = conversion.rejected, reason = %m, "rejected items in an export request");
         }
         let (accepted, rejected) = (conversion.accepted, conversion.rejected);
-        self.pipeline.submit(conversion.batch)?;
+        let mut batch = conversion.batch;
+        if let Some(meter) = &self.meter {
+            batch.usage = meter.measure(&batch);
+        }
+        self.pipeline.submit(batch)?;
         Ok(ExportOutcome { accepted, rejected, message })
     }
 }

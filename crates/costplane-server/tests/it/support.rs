@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use costplane_pipeline::StatsSnapshot;
 use costplane_server::{Config, Server};
 use costplane_store::duckdb::DuckDbStore;
-use costplane_store::{QueryResult, Store, StoreError};
+use costplane_store::{Dialect, Param, QueryResult, Store, StoreError};
 use costplane_telemetry::TelemetryBatch;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,6 +42,18 @@ impl Store for WrappedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+
+    async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        self.inner.query_with(sql, params).await
+    }
+
+    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
+        self.inner.delete_ledger(source, from_ns, to_ns).await
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 
-use crate::{is_read_only_statement, result_cell, QueryResult, Store, StoreError};
+use crate::{is_read_only_statement, result_cell, Dialect, Param, QueryResult, Store, StoreError};
 pub use schema::SchemaOptions;
 
 /// How request bodies are compressed.
@@ -288,7 +288,35 @@ impl Store for ClickHouseStore {
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
         is_read_only_statement(sql).map_err(StoreError::NotReadOnly)?;
-        let settings = [
+        self.query_with(sql, &[]).await
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::ClickHouse
+    }
+
+    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
+        // A lightweight delete; in cluster mode it runs on the local tables.
+        let table = match self.config.schema.cluster {
+            Some(_) => "costplane_ledger_local",
+            None => "costplane_ledger",
+        };
+        let on_cluster = self.config.schema.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", schema::ident(c))).unwrap_or_default();
+        let sql = format!(
+            "DELETE FROM {}{on_cluster} WHERE x_Source = {{p0:String}} AND toUnixTimestamp64Nano(ChargePeriodStart) >= {{p1:Int64}} \
+             AND toUnixTimestamp64Nano(ChargePeriodStart) < {{p2:Int64}}",
+            self.config.schema.qualified(table)
+        );
+        let settings = vec![
+            ("param_p0", source.to_owned()),
+            ("param_p1", from_ns.to_string()),
+            ("param_p2", to_ns.to_string()),
+        ];
+        self.execute(&sql, &settings, None).await.map(|_| ())
+    }
+
+    async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        let mut settings = vec![
             self.database_param(),
             ("default_format", "JSONCompact".to_owned()),
             ("readonly", "2".to_owned()),
@@ -296,6 +324,14 @@ impl Store for ClickHouseStore {
             // Decimals as strings: money stays exact.
             ("output_format_json_quote_decimals", "1".to_owned()),
         ];
+        let names: Vec<String> = (0..params.len()).map(|i| format!("param_p{i}")).collect();
+        for (name, p) in names.iter().zip(params) {
+            let value = match p {
+                Param::Str(s) => s.clone(),
+                Param::Int(i) => i.to_string(),
+            };
+            settings.push((name.as_str(), value));
+        }
         let sql = sql.trim().trim_end_matches(';');
         let out = self.execute(sql, &settings, None).await?;
         #[derive(serde::Deserialize)]

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 use duckdb::{AccessMode, Config, Connection};
 
-use crate::{is_read_only_statement, QueryResult, Store, StoreError};
+use crate::{is_read_only_statement, Dialect, Param, QueryResult, Store, StoreError};
 
 /// The file name of the embedded store inside the data directory.
 pub const FILE_NAME: &str = "costplane.duckdb";
@@ -282,9 +282,19 @@ fn cell_json(array: &dyn Array, row: usize, options: &FormatOptions) -> Result<s
     Ok(v)
 }
 
-fn query_blocking(conn: &Connection, sql: &str) -> Result<QueryResult, StoreError> {
+fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
     let mut stmt = conn.prepare(sql).map_err(|e| StoreError::Rejected(e.to_string()))?;
-    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| StoreError::Rejected(e.to_string()))?.collect();
+    let values: Vec<duckdb::types::Value> = params
+        .iter()
+        .map(|p| match p {
+            Param::Str(s) => duckdb::types::Value::Text(s.clone()),
+            Param::Int(i) => duckdb::types::Value::BigInt(*i),
+        })
+        .collect();
+    let batches: Vec<RecordBatch> = stmt
+        .query_arrow(duckdb::params_from_iter(values))
+        .map_err(|e| StoreError::Rejected(e.to_string()))?
+        .collect();
     let schema = stmt.schema();
     let mut result = QueryResult {
         columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
@@ -330,17 +340,41 @@ impl Store for DuckDbStore {
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
         is_read_only_statement(sql).map_err(StoreError::NotReadOnly)?;
+        self.query_with(sql, &[]).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query("SELECT 1").await.map(|_| ())
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::DuckDb
+    }
+
+    async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
         let reader = Arc::clone(&self.reader);
-        let sql = sql.to_owned();
+        let (sql, params) = (sql.to_owned(), params.to_vec());
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().map_err(|_| StoreError::Unavailable("the reader connection is poisoned".into()))?;
-            query_blocking(&conn, &sql)
+            query_blocking(&conn, &sql, &params)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.query("SELECT 1").await.map(|_| ())
+    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            conn.execute(
+                "DELETE FROM costplane_ledger WHERE \"x_Source\" = ? AND epoch_ns(\"ChargePeriodStart\") >= ? AND epoch_ns(\"ChargePeriodStart\") < ?",
+                duckdb::params![source, from_ns, to_ns],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the delete task failed: {e}")))?
     }
 }
