@@ -8,11 +8,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use costplane_pipeline::Pipeline;
 use costplane_store::Store;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{ApiKey, Caller};
+use crate::costs::CostState;
 use crate::error::ApiError;
 
 #[derive(Clone)]
@@ -21,12 +23,22 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
 }
 
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+/// Health, readiness, and the API (behind API keys when configured).
+pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
+    let keys = Arc::new(keys);
+    let api = Router::new()
         .route("/api/v1/sql", post(sql))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(
+            Router::new()
+                .route("/api/v1/costs", get(crate::costs::costs))
+                .route("/api/v1/costs/unpriced", get(crate::costs::unpriced))
+                .route("/api/v1/reprice", post(crate::costs::reprice))
+                .route("/api/costs/export", get(crate::costs::export))
+                .with_state(costs),
+        )
+        .layer(axum::middleware::from_fn_with_state(keys, crate::auth::authenticate));
+    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(state).merge(api)
 }
 
 #[derive(Serialize)]
@@ -77,7 +89,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn sql(State(state): State<ApiState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+async fn sql(State(state): State<ApiState>, Extension(caller): Extension<Caller>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::new(crate::error::ErrorCode::PermissionDenied, "raw SQL sees every tenant: it needs an admin API key"));
+    }
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(crate::error::ErrorCode::InvalidArgument, format!("expected a JSON body {{\"sql\": \"SELECT ...\"}}: {e}"))
     })?;

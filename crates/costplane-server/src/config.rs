@@ -52,6 +52,17 @@ pub struct Config {
     pub pipeline: PipelineSection,
     pub clickhouse: ClickHouseSection,
     pub cost: CostSection,
+    pub api: ApiSection,
+}
+
+/// `[api]`: access to the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// `[[api.keys]]` entries: `key` plus `tenant = "..."` or `role = "admin"`.
+    pub keys: Vec<crate::auth::ApiKey>,
+    /// Serve the API without keys on a non-loopback address anyway.
+    pub allow_open_remote: bool,
 }
 
 /// `[cost]`: who owns telemetry, and what it costs.
@@ -238,6 +249,7 @@ impl Default for Config {
             pipeline: PipelineSection::default(),
             clickhouse: ClickHouseSection::default(),
             cost: CostSection::default(),
+            api: ApiSection::default(),
         }
     }
 }
@@ -370,6 +382,14 @@ impl Config {
         }
         if self.pipeline.batch_max_rows == 0 {
             return Err("pipeline.batch_max_rows must be at least 1".into());
+        }
+        crate::auth::validate(&self.api.keys)?;
+        if self.api.keys.is_empty() && !self.http.addr.ip().is_loopback() && !self.api.allow_open_remote {
+            return Err(format!(
+                "the API would listen on {} without API keys; add [[api.keys]] to the config, \
+                 or set api.allow_open_remote = true if a proxy guards it",
+                self.http.addr
+            ));
         }
         if self.clickhouse.database.is_empty() {
             return Err("clickhouse.database must not be empty".into());

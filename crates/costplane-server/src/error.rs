@@ -19,6 +19,10 @@ pub enum ErrorCode {
     /// Temporarily unable (queue full, shutting down, store down): retry later.
     Unavailable,
     NotFound,
+    /// No or an unknown API key.
+    Unauthenticated,
+    /// A valid key without the right (e.g. a tenant key on an admin endpoint).
+    PermissionDenied,
     Internal,
 }
 
@@ -30,6 +34,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -41,6 +47,8 @@ impl ErrorCode {
             // UNAVAILABLE is the code OTLP clients retry without RetryInfo.
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }

@@ -2,7 +2,10 @@
 //! lifecycle (start, serve, drain on shutdown).
 
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod costs;
+pub mod csv;
 mod error;
 pub mod otlp;
 mod server;

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
+use crate::costs::CostState;
 use crate::config::{Config, StoreKind};
 use crate::error::ServerError;
 use crate::otlp::{grpc, http, Ingest};
@@ -109,9 +110,10 @@ impl Server {
             })
         };
         let otlp_http_task = serve_http(self.otlp_http, http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
+        let costs = CostState { store: Arc::clone(&self.store), cost_config: self.config.cost.clone(), meter: Arc::clone(&meter) };
         let api_task = serve_http(
             self.api,
-            api::router(ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store) }),
+            api::router(ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store) }, costs, self.config.api.keys.clone()),
             stop.clone(),
             "HTTP API",
         );

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use costplane_server::StoreKind;
+use costplane_server::{csv, StoreKind};
 use costplane_store::clickhouse::{ClickHouseConfig, ClickHouseStore, SchemaOptions};
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::{QueryResult, Store};
@@ -129,16 +129,11 @@ fn write_table(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
     writeln!(out, "({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" })
 }
 
-/// Quotes a CSV field, and defuses text a spreadsheet would run as a formula.
+/// A CSV field: numbers as they are, text escaped against formula injection.
 pub fn csv_field(value: &serde_json::Value) -> String {
-    let mut text = cell(value);
-    if value.is_string() && text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        text.insert(0, '\'');
-    }
-    if text.contains([',', '"', '\n', '\r']) || text.starts_with('\'') {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
+    match value {
+        serde_json::Value::String(s) => csv::text(s),
+        other => csv::number(&cell(other)),
     }
 }
 
