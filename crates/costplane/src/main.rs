@@ -3,6 +3,7 @@
 
 mod loadgen;
 mod prices;
+mod reprice;
 mod sql;
 
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ enum Command {
     /// The LLM price catalog.
     #[command(subcommand)]
     Prices(prices::PricesCommand),
+    /// Recompute LLM ledger rows of a window with the current prices.
+    Reprice(reprice::RepriceArgs),
 }
 
 #[derive(Subcommand)]
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql::run(args).await.map_err(|e| (1, e)),
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
+            Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Schema(SchemaCommand::Print(args)) => {
                 schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e)))
             }

@@ -47,10 +47,13 @@ pub struct SqlArgs {
     clickhouse_password: Option<String>,
     #[arg(long, env = "COSTPLANE_CLICKHOUSE_DATABASE", default_value = "otel")]
     clickhouse_database: String,
+    /// An admin API key, when the server has keys configured.
+    #[arg(long, env = "COSTPLANE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let result = match query_server(&args.server, &args.query).await? {
+    let result = match query_server(&args.server, &args.query, args.api_key.as_deref()).await? {
         Some(result) => result,
         None => match args.store {
             StoreKind::Duckdb => {
@@ -84,10 +87,13 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
 }
 
 /// `Ok(None)` when nothing listens at `server`.
-async fn query_server(server: &str, sql: &str) -> anyhow::Result<Option<QueryResult>> {
+async fn query_server(server: &str, sql: &str, api_key: Option<&str>) -> anyhow::Result<Option<QueryResult>> {
     let url = format!("{}/api/v1/sql", server.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let resp = match client.post(&url).json(&serde_json::json!({ "sql": sql })).send().await {
+    let mut req = reqwest::Client::new().post(&url).json(&serde_json::json!({ "sql": sql }));
+    if let Some(key) = api_key {
+        req = req.bearer_auth(key);
+    }
+    let resp = match req.send().await {
         Ok(r) => r,
         Err(e) if e.is_connect() => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("querying {url}")),

@@ -1,0 +1,237 @@
+"""LLM and telemetry cost end to end: spans in every convention sent by the
+Python OpenTelemetry SDK, priced from the catalog (and an override file),
+checked through the API, the chargeback CSV and the FOCUS export, on both
+stores. Expected dollar amounts are worked out by hand below."""
+
+import csv
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+
+import pytest
+from conftest import Server, clickhouse_url_for_tests
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+ADMIN = "admin-key-0123456789abcdef"
+ACME = "acme-key-0123456789abcdef"
+T = 1_791_280_800_000_000_000  # 2026-10-07T10:00:00Z
+
+OVERRIDES = """
+version = "test-overrides-{n}"
+currency = "USD"
+[[model]]
+provider = "acme"
+name = "acme-internal"
+  [[model.prices]]
+  effective = "2026-01-01"
+  input = "{input}"
+  output = "{output}"
+"""
+
+# (tenant, span name, attributes, expected cost or None for unpriced)
+SPANS = [
+    # OTel GenAI: response model wins; 4,000 of 10,000 input tokens cached.
+    # gpt-4o since 2024-10-01: 6,000 x 2.50/M + 4,000 x 1.25/M + 500 x 10/M
+    # = 0.015 + 0.005 + 0.005 = 0.025
+    ("acme", "chat gpt-4o", {
+        "gen_ai.provider.name": "openai", "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.usage.input_tokens": 10000, "gen_ai.usage.cache_read.input_tokens": 4000,
+        "gen_ai.usage.output_tokens": 500}, "0.025"),
+    # Deprecated names: claude-3-5-sonnet 1,000 x 3/M + 200 x 15/M = 0.006
+    ("acme", "chat claude", {
+        "gen_ai.system": "anthropic", "gen_ai.request.model": "claude-3-5-sonnet-20241022",
+        "gen_ai.usage.prompt_tokens": 1000, "gen_ai.usage.completion_tokens": 200}, "0.006"),
+    # OpenLLMetry: gpt-4o-mini 2,000 x 0.15/M + 1,000 x 0.60/M = 0.0003 + 0.0006 = 0.0009
+    ("acme", "openai.chat", {
+        "llm.request.type": "chat", "gen_ai.request.model": "gpt-4o-mini",
+        "llm.usage.prompt_tokens": 2000, "llm.usage.completion_tokens": 1000,
+        "llm.usage.total_tokens": 3000}, "0.0009"),
+    # OpenInference: gpt-4o 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035
+    ("acme", "ChatCompletion", {
+        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.provider": "openai",
+        "llm.token_count.prompt": 1000, "llm.token_count.completion": 100}, "0.0035"),
+    # A cost carried by the span beats the catalog: 0.5 as given.
+    ("acme", "llm call", {"cost.model": "gpt-4o", "cost.tokens.prompt": 10, "cost.tokens.completion": 5,
+                          "cost.usd": "0.5"}, "0.5"),
+    # Bedrock id with region prefix, vendor, date and version:
+    # claude-3-5-sonnet 1,000 x 3/M + 1,000 x 15/M = 0.018
+    ("acme", "InvokeModel", {"gen_ai.system": "aws.bedrock",
+                             "gen_ai.request.model": "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+                             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 1000}, "0.018"),
+    # Unknown model: unpriced, tokens kept, never $0 silently.
+    ("globex", "chat", {"gen_ai.request.model": "mystery-llm-7b", "gen_ai.usage.input_tokens": 42,
+                        "gen_ai.usage.output_tokens": 7}, None),
+    # Only in the override file: 500,000 x 1.00/M + 250,000 x 2.00/M = 0.5 + 0.5 = 1.0
+    ("globex", "chat", {"gen_ai.request.model": "acme-internal", "gen_ai.usage.input_tokens": 500000,
+                        "gen_ai.usage.output_tokens": 250000}, "1.0"),
+]
+ACME_LLM = Decimal("0.025") + Decimal("0.006") + Decimal("0.0009") + Decimal("0.0035") + Decimal("0.5") + Decimal("0.018")
+
+
+@pytest.fixture(params=["duckdb", "clickhouse"])
+def cost_server(request, tmp_path):
+    overrides = tmp_path / "prices.toml"
+    overrides.write_text(OVERRIDES.format(n=1, input="1.00", output="2.00"))
+    config = tmp_path / "costplane.toml"
+    config.write_text(
+        f"""
+[cost]
+price_overrides = "{overrides}"
+ingest_per_gib = "0.50"
+[[api.keys]]
+key = "{ADMIN}"
+role = "admin"
+[[api.keys]]
+key = "{ACME}"
+tenant = "acme"
+"""
+    )
+    front, url = None, None
+    if request.param == "clickhouse":
+        url, front = clickhouse_url_for_tests(tmp_path)
+    server = Server(tmp_path, extra_args=["--config", str(config)], store=request.param, clickhouse_url=url)
+    server.overrides = overrides
+    yield server
+    if server.proc.poll() is None:
+        server.proc.kill()
+        server.proc.wait()
+    if front:
+        front.stop()
+
+
+def api(server, path, key=ADMIN, method="GET", body=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{server.api_port}{path}", method=method)
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, data=data, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def send_spans(server):
+    for tenant in ("acme", "globex"):
+        provider = TracerProvider(resource=Resource.create(
+            {"service.name": "assistant", "service.namespace": "ai", "tenant.id": tenant}))
+        provider.add_span_processor(SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=f"http://127.0.0.1:{server.http_port}/v1/traces")))
+        tracer = provider.get_tracer("costs")
+        for i, (t, name, attrs, _) in enumerate(SPANS):
+            if t != tenant:
+                continue
+            span = tracer.start_span(name, start_time=T + i * 1_000_000, attributes=attrs)
+            span.end(end_time=T + i * 1_000_000 + 500_000)
+        provider.shutdown()
+
+
+def costs(server, query, key=ADMIN):
+    status, _, body = api(server, f"/api/v1/costs?{query}", key)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def wait_for_ledger(server):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if Decimal(costs(server, "from=2026-10-01&to=2026-11-01&source=llm")["total"]) > 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(server.log())
+
+
+def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
+    server = cost_server
+    send_spans(server)
+    wait_for_ledger(server)
+    window = "from=2026-10-01&to=2026-11-01"
+
+    # API: LLM spend per tenant, exact.
+    by_tenant = costs(server, f"{window}&source=llm&group_by=tenant")
+    assert {r["tenant"]: Decimal(r["cost"]) for r in by_tenant["rows"]} == {"acme": ACME_LLM, "globex": Decimal("1")}
+    by_model = costs(server, f"{window}&source=llm&tenant=acme&group_by=model")
+    got = {r["model"]: Decimal(r["cost"]) for r in by_model["rows"]}
+    assert got["gpt-4o-2024-08-06"] == Decimal("0.025")  # the response model
+    assert got["gpt-4o"] == Decimal("0.0035") + Decimal("0.5")
+    assert got["claude-3-5-sonnet-20241022"] == Decimal("0.006")
+    assert got["us.anthropic.claude-3-5-sonnet-20241022-v2:0"] == Decimal("0.018")
+    daily = costs(server, f"{window}&source=llm&step=day")
+    assert [r["period_start"] for r in daily["rows"]] == ["2026-10-07T00:00:00Z"]
+    assert Decimal(daily["total"]) == ACME_LLM + 1
+
+    # Unpriced usage is listed with its tokens.
+    status, _, body = api(server, f"/api/v1/costs/unpriced?{window}")
+    assert status == 200
+    unpriced = json.loads(body)["rows"]
+    assert {(r["model"], r["token_type"], r["tokens"]) for r in unpriced} == {
+        ("mystery-llm-7b", "input", "42"), ("mystery-llm-7b", "output", "7")}
+
+    # Chargeback CSV: telemetry items per tenant equal what was sent; LLM cost per model.
+    status, headers, body = api(server, "/api/costs/export?month=2026-10")
+    assert status == 200
+    assert 'filename="costplane-chargeback-2026-10.csv"' in headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    telemetry = {(r["tenant"], r["signal"]): r for r in rows if r["kind"] == "telemetry"}
+    assert {k: int(v["items"]) for k, v in telemetry.items()} == {("acme", "traces"): 6, ("globex", "traces"): 2}
+    for r in telemetry.values():
+        # Ingest at $0.50 per GiB of encoded OTLP bytes, rounded to 12 places.
+        expected = (Decimal(r["bytes"]) / Decimal(1073741824) * Decimal("0.50")).quantize(Decimal("1e-12"))
+        assert Decimal(r["cost"]) == expected, r
+    llm_acme = sum(Decimal(r["cost"]) for r in rows if r["kind"] == "llm" and r["tenant"] == "acme")
+    assert llm_acme == ACME_LLM
+
+    # FOCUS export: the ledger rows, same money to the last digit.
+    status, headers, body = api(server, "/api/costs/export?month=2026-10&format=focus")
+    assert status == 200
+    focus = list(csv.DictReader(io.StringIO(body.decode())))
+    assert list(focus[0].keys())[:6] == ["ChargePeriodStart", "ChargePeriodEnd", "BilledCost", "EffectiveCost", "ListCost", "ContractedCost"]
+    assert sum(Decimal(r["BilledCost"]) for r in focus if r["x_Source"] == "llm" and r["x_Tenant"] == "acme") == ACME_LLM
+    statuses = {r["x_PricingStatus"] for r in focus if r["x_Source"] == "llm"}
+    assert statuses == {"priced", "provided", "unpriced"}
+    assert all(r["ChargeCategory"] == "Usage" and r["BillingCurrency"] == "USD" for r in focus)
+    assert {r["x_PriceVersion"] for r in focus if r["x_Model"] == "acme-internal"} == {"2026-11-01+test-overrides-1"}
+
+    # Bad input: 400s with a message.
+    for path in ["/api/costs/export?month=2026-13", "/api/costs/export?month=oct", "/api/costs/export",
+                 "/api/v1/costs?step=week", "/api/v1/costs?color=red", "/api/costs/export?month=2026-10&format=xml"]:
+        status, _, body = api(server, path)
+        assert status == 400, (path, body)
+        assert json.loads(body)["error"], path
+
+    # Tenant keys see only their tenant; no key is 401; tenant keys cannot run SQL.
+    mine = costs(server, f"{window}&group_by=tenant", key=ACME)
+    assert {r["tenant"] for r in mine["rows"]} == {"acme"}
+    status, _, body = api(server, "/api/costs/export?month=2026-10&format=focus", key=ACME)
+    assert {r["x_Tenant"] for r in csv.DictReader(io.StringIO(body.decode()))} == {"acme"}
+    status, _, body = api(server, "/api/costs/export?month=2026-10", key=ACME)
+    assert {r["tenant"] for r in csv.DictReader(io.StringIO(body.decode()))} == {"acme"}
+    assert api(server, f"/api/v1/costs?{window}", key=None)[0] == 401
+    assert api(server, f"/api/v1/costs?{window}", key="wrong-key-0123456789")[0] == 401
+    assert api(server, "/api/v1/sql", key=ACME, method="POST", body={"sql": "SELECT 1"})[0] == 403
+
+    # Repricing: the override price doubles; globex's acme-internal spend
+    # moves from 1.0 to 500,000 x 2/M + 250,000 x 4/M = 2.0, exactly +1.0.
+    server.overrides.write_text(OVERRIDES.format(n=2, input="2.00", output="4.00"))
+    status, _, body = api(server, "/api/v1/reprice", method="POST", body={"from": "2026-10-01", "to": "2026-11-01"})
+    assert status == 200, body
+    answer = json.loads(body)
+    assert Decimal(answer["change"]) == Decimal("1")
+    assert Decimal(answer["cost_after"]) - Decimal(answer["cost_before"]) == Decimal("1")
+    by_tenant = costs(server, f"{window}&source=llm&group_by=tenant")
+    assert {r["tenant"]: Decimal(r["cost"]) for r in by_tenant["rows"]} == {"acme": ACME_LLM, "globex": Decimal("2")}
+    status, _, body = api(server, "/api/costs/export?month=2026-10&format=focus")
+    focus = list(csv.DictReader(io.StringIO(body.decode())))
+    assert sum(Decimal(r["BilledCost"]) for r in focus if r["x_Tenant"] == "globex" and r["x_Source"] == "llm") == 2
+    assert api(server, "/api/v1/reprice", key=ACME, method="POST", body={"from": "2026-10-01", "to": "2026-11-01"})[0] == 403
+    assert server.terminate() == 0
