@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 ADMIN = "admin-key-0123456789abcdef"
 ACME = "acme-key-0123456789abcdef"
-T = 1_791_280_800_000_000_000  # 2026-10-07T10:00:00Z
+T = 1_791_280_800_000_000_000  # 2026-10-06T10:00:00Z
 
 OVERRIDES = """
 version = "test-overrides-{n}"
@@ -167,7 +167,7 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert got["claude-3-5-sonnet-20241022"] == Decimal("0.006")
     assert got["us.anthropic.claude-3-5-sonnet-20241022-v2:0"] == Decimal("0.018")
     daily = costs(server, f"{window}&source=llm&step=day")
-    assert [r["period_start"] for r in daily["rows"]] == ["2026-10-07T00:00:00Z"]
+    assert [r["period_start"] for r in daily["rows"]] == ["2026-10-06T00:00:00Z"]
     assert Decimal(daily["total"]) == ACME_LLM + 1
 
     # Unpriced usage is listed with its tokens.
@@ -201,6 +201,12 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert statuses == {"priced", "provided", "unpriced"}
     assert all(r["ChargeCategory"] == "Usage" and r["BillingCurrency"] == "USD" for r in focus)
     assert {r["x_PriceVersion"] for r in focus if r["x_Model"] == "acme-internal"} == {"2026-11-01+test-overrides-1"}
+
+    # /metrics: health series (cost series cover the current month).
+    status, headers, body = api(server, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert "costplane_ingest_accepted_rows_total 8\n" in body.decode()
+    assert "costplane_store_up 1\n" in body.decode()
 
     # Bad input: 400s with a message.
     for path in ["/api/costs/export?month=2026-13", "/api/costs/export?month=oct", "/api/costs/export",

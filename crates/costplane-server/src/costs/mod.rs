@@ -497,3 +497,56 @@ async fn sum_llm(state: &CostState, from: i64, to: i64) -> Result<Decimal, ApiEr
     let r = state.store.query_with(&format!("SELECT sum(BilledCost) FROM costplane_ledger WHERE {lw} AND x_Source = 'llm'"), &p.values).await?;
     Ok(r.rows.first().and_then(|row| row.first()).map(decimal).unwrap_or_default())
 }
+
+/// `GET /metrics`: Prometheus text. Cost series are month-to-date sums of
+/// the ledger (the same stored decimals the API and exports add up, printed
+/// exactly); health series come from the pipeline.
+pub async fn metrics(
+    State((state, pipeline)): State<(CostState, costplane_pipeline::Pipeline)>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    use chrono::Datelike;
+    let now = chrono::Utc::now();
+    let (from, to) = parse_month(&format!("{:04}-{:02}", now.year(), now.month()))?;
+    let dialect = state.store.dialect();
+    let mut p = Params::new(dialect);
+    let lw = ledger_where(&mut p, dialect, ns(from), ns(to), &caller);
+    let r = state
+        .store
+        .query_with(
+            &format!(
+                "SELECT x_Tenant, x_Project, x_Service, x_Source, x_Model, x_PricingStatus, BillingCurrency, sum(BilledCost) \
+                 FROM costplane_ledger WHERE {lw} GROUP BY x_Tenant, x_Project, x_Service, x_Source, x_Model, x_PricingStatus, BillingCurrency \
+                 ORDER BY x_Tenant, x_Project, x_Service, x_Source, x_Model"
+            ),
+            &p.values,
+        )
+        .await?;
+    let label = |v: &Value| text(v).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut out = String::from(
+        "# HELP costplane_cost_month_to_date Cost in the ledger since the start of the current month (UTC).\n\
+         # TYPE costplane_cost_month_to_date gauge\n",
+    );
+    for row in &r.rows {
+        out.push_str(&format!(
+            "costplane_cost_month_to_date{{tenant=\"{}\",project=\"{}\",service=\"{}\",source=\"{}\",model=\"{}\",pricing_status=\"{}\",currency=\"{}\"}} {}\n",
+            label(&row[0]), label(&row[1]), label(&row[2]), label(&row[3]), label(&row[4]), label(&row[5]), label(&row[6]),
+            money(decimal(&row[7]))
+        ));
+    }
+    let s = pipeline.stats();
+    let series: [(&str, &str, &str, String); 8] = [
+        ("costplane_ingest_accepted_rows_total", "counter", "Rows accepted into the pipeline.", s.accepted_rows.to_string()),
+        ("costplane_ingest_refused_rows_total", "counter", "Rows refused because the queue was full (clients retry).", s.refused_rows.to_string()),
+        ("costplane_store_written_rows_total", "counter", "Rows the store committed.", s.written_rows.to_string()),
+        ("costplane_store_dropped_rows_total", "counter", "Accepted rows given up after the retry budget or rejected by the store.", s.dropped_rows.to_string()),
+        ("costplane_store_write_errors_total", "counter", "Failed store writes (each retried or given up).", s.write_errors.to_string()),
+        ("costplane_store_write_seconds_total", "counter", "Time spent in successful store writes.", s.write_seconds.to_string()),
+        ("costplane_queue_bytes", "gauge", "Bytes of accepted, not yet stored telemetry.", s.queued_bytes.to_string()),
+        ("costplane_store_up", "gauge", "1 when the store's last write succeeded.", u8::from(s.store_healthy).to_string()),
+    ];
+    for (name, kind, help, value) in series {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
