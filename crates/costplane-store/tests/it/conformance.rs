@@ -2,7 +2,12 @@
 //! values are written out from the data in `data.rs`, not read back from a
 //! store.
 
-use costplane_store::StoreError;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use costplane_cost::{Catalog, Meter, Tenancy, TelemetryRates};
+use costplane_store::{Param, Params, StoreError};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::data::{self, T0};
@@ -199,4 +204,50 @@ pub async fn queries_must_be_read_only(b: &Backend) {
             other => panic!("{sql} must be refused as not read-only, got {other:?}"),
         }
     }
+}
+
+pub async fn usage_and_ledger_round_trip(b: &Backend) {
+    let meter = Meter {
+        tenancy: Tenancy::default(),
+        catalog: Arc::new(Catalog::load(None).unwrap()),
+        rates: TelemetryRates { ingest_per_gib: Decimal::from(2), ..TelemetryRates::default() },
+    };
+    let mut batch = data::llm_call(90);
+    batch.usage = meter.measure(&batch);
+    let bytes: u64 = batch.spans.iter().map(|s| u64::from(s.encoded_bytes)).sum();
+    b.store.write(&batch).await.unwrap();
+    let d = b.store.dialect();
+    let dec = |v: &Value| Decimal::from_str(v.as_str().unwrap_or(&v.to_string())).unwrap();
+
+    let r = one(b, "SELECT sum(Items), sum(Bytes), min(Tenant), min(Signal) FROM costplane_usage_telemetry").await;
+    assert_eq!(r, vec![json!(1), json!(bytes), json!("acme"), json!("traces")]);
+    let r = one(
+        b,
+        "SELECT count(*), sum(InputTokens), sum(OutputTokens), min(Model), min(Provider) FROM costplane_usage_llm",
+    )
+    .await;
+    assert_eq!(r, vec![json!(1), json!(1000), json!(100), json!("gpt-4o"), json!("openai")]);
+
+    // gpt-4o: 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035, in two rows.
+    let mut p = Params::new(d);
+    let source = p.add(Param::Str("llm".into()));
+    let r = b
+        .store
+        .query_with(&format!("SELECT count(*), sum(BilledCost), sum(ConsumedQuantity), min(x_Tenant) FROM costplane_ledger WHERE x_Source = {source}"), &p.values)
+        .await
+        .unwrap()
+        .rows
+        .remove(0);
+    assert_eq!((r[0].clone(), dec(&r[1]), dec(&r[2]), r[3].clone()), (json!(2), Decimal::from_str("0.0035").unwrap(), Decimal::from(1100), json!("acme")));
+    // Telemetry ingest: bytes x 2 / 2^30, rounded to 12 places.
+    let r = one(b, "SELECT sum(BilledCost) FROM costplane_ledger WHERE x_Source = 'telemetry'").await;
+    let expected = (Decimal::from(bytes) * Decimal::from(2) / Decimal::from(1_073_741_824u64)).round_dp(12);
+    assert_eq!(dec(&r[0]), expected);
+
+    let hour = (T0 as i64).div_euclid(3_600_000_000_000) * 3_600_000_000_000;
+    b.store.delete_ledger("llm", hour, hour + 3_600_000_000_000).await.unwrap();
+    let r = one(b, "SELECT count(*) FROM costplane_ledger WHERE x_Source = 'llm'").await;
+    assert_eq!(r, vec![json!(0)]);
+    let r = one(b, "SELECT count(*) FROM costplane_ledger WHERE x_Source = 'telemetry'").await;
+    assert_eq!(r, vec![json!(1)], "deleting one source leaves the other");
 }

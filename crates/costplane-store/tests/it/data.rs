@@ -214,3 +214,31 @@ pub fn metrics(id: u64) -> TelemetryBatch {
     batch.id = id;
     batch
 }
+
+/// One LLM call: gpt-4o, 1,000 input and 100 output tokens, tenant acme.
+pub fn llm_call(id: u64) -> TelemetryBatch {
+    let span = Span {
+        trace_id: vec![0x77; 16],
+        span_id: vec![0x78; 8],
+        name: "chat gpt-4o".into(),
+        start_time_unix_nano: T0,
+        end_time_unix_nano: T0 + 1_000,
+        attributes: vec![
+            kv("gen_ai.provider.name", s("openai")),
+            kv("gen_ai.request.model", s("gpt-4o")),
+            kv("gen_ai.usage.input_tokens", Value::IntValue(1000)),
+            kv("gen_ai.usage.output_tokens", Value::IntValue(100)),
+        ],
+        ..Default::default()
+    };
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource()),
+            scope_spans: vec![ScopeSpans { scope: Some(scope()), spans: vec![span], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let mut batch = convert_traces(&req, &Limits::default()).batch;
+    batch.id = id;
+    batch
+}
