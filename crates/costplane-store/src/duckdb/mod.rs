@@ -239,6 +239,12 @@ fn cell_json(array: &dyn Array, row: usize, options: &FormatOptions) -> Result<s
         DataType::UInt16 => J::from(array.as_primitive::<t::UInt16Type>().value(row)),
         DataType::UInt32 => J::from(array.as_primitive::<t::UInt32Type>().value(row)),
         DataType::UInt64 => J::from(array.as_primitive::<t::UInt64Type>().value(row)),
+        // HUGEINT (e.g. sum of UBIGINT) arrives as DECIMAL(38, 0): an integer
+        // when it fits, as ClickHouse's UInt64 sums are.
+        DataType::Decimal128(_, 0) => {
+            let v = array.as_primitive::<t::Decimal128Type>().value(row);
+            i64::try_from(v).map(J::from).or_else(|_| u64::try_from(v).map(J::from)).unwrap_or_else(|_| J::String(v.to_string()))
+        }
         DataType::Float32 => crate::json_number(f64::from(array.as_primitive::<t::Float32Type>().value(row))),
         DataType::Float64 => crate::json_number(array.as_primitive::<t::Float64Type>().value(row)),
         DataType::Utf8 => J::String(array.as_string::<i32>().value(row).to_owned()),
