@@ -84,16 +84,16 @@ pub fn encode_response(signal: Signal, encoding: Encoding, rejected: u64, messag
     match signal {
         Signal::Traces => ExportTraceServiceResponse {
             partial_success: partial
-                .then(|| ExportTracePartialSuccess { rejected_spans: rejected_i64, error_message: message }),
+                .then_some(ExportTracePartialSuccess { rejected_spans: rejected_i64, error_message: message }),
         }
         .encode_to_vec(),
         Signal::Logs => ExportLogsServiceResponse {
             partial_success: partial
-                .then(|| ExportLogsPartialSuccess { rejected_log_records: rejected_i64, error_message: message }),
+                .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected_i64, error_message: message }),
         }
         .encode_to_vec(),
         Signal::Metrics => ExportMetricsServiceResponse {
-            partial_success: partial.then(|| ExportMetricsPartialSuccess {
+            partial_success: partial.then_some(ExportMetricsPartialSuccess {
                 rejected_data_points: rejected_i64,
                 error_message: message,
             }),

@@ -82,6 +82,12 @@ pub struct ClickHouseTarget {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Default for ClickHouseTarget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ClickHouseTarget {
     pub fn new() -> ClickHouseTarget {
         let database = format!("costplane_test_{:016x}", rand::random::<u64>());

@@ -3,8 +3,9 @@
 //! - the decode ceiling: spans/s that one core turns from protobuf into
 //!   costplane's rows (`decode_request`, no network, no store);
 //! - the end-to-end rate: spans/s from the first request sent until the
-//!   store's `otel_traces` holds every span (counted through `/api/v1/sql`);
-//! and prints their ratio.
+//!   store's `otel_traces` holds every span (counted through `/api/v1/sql`).
+//!
+//! It prints both and their ratio.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -484,9 +484,9 @@ impl SchemaOptions {
             s.push_str(&stmt);
             s.push_str(";\n\n");
         }
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "INSERT INTO {} (version) VALUES ({SCHEMA_VERSION});\n",
+            "INSERT INTO {} (version) VALUES ({SCHEMA_VERSION});",
             self.qualified("costplane_schema_migrations")
         );
         s

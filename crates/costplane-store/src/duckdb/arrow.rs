@@ -131,7 +131,7 @@ pub fn logs(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
 }
 
 /// The 14 leading columns every metric table shares.
-fn metric_columns<'a>(points: &[&'a PointCommon]) -> Result<Vec<(&'static str, ArrayRef)>, ArrowError> {
+fn metric_columns(points: &[&PointCommon]) -> Result<Vec<(&'static str, ArrayRef)>, ArrowError> {
     let m = |f: fn(&MetricInfo) -> &str| strings(points.iter().map(move |p| f(&p.metric)));
     Ok(vec![
         ("ResourceAttributes", maps(points.iter().map(|p| &p.metric.resource.attributes))?),

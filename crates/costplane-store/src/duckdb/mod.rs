@@ -201,7 +201,7 @@ fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, R
             tracing::debug!(batch_id, "batch already written; skipping");
             return conn.execute_batch("COMMIT").map_err(db_err);
         }
-        if batch_id % 1024 == 0 {
+        if batch_id.is_multiple_of(1024) {
             // Ids only need remembering for as long as a retry can come.
             conn.execute_batch("DELETE FROM costplane_written_batches WHERE \"WrittenAt\" < current_timestamp - INTERVAL 1 DAY")
                 .map_err(db_err)?;
