@@ -2,5 +2,6 @@
 //! real DuckDB store (wrapped to be slow or flaky where a test needs it),
 //! driven by real OTLP/gRPC and OTLP/HTTP requests.
 
+mod api;
 mod backpressure;
 mod support;
