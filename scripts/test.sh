@@ -22,7 +22,7 @@ fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
 step "Rust tests (cargo test --release --workspace)"
-cargo test --release --workspace
+cargo test --release --workspace --no-fail-fast
 
 step "Python tests: SDK end to end on both stores, and the ClickHouse test front (pytest)"
 COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e tests/support -q

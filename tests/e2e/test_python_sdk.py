@@ -19,7 +19,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-T0 = 1_763_900_000_123_456_789  # nanoseconds; not a multiple of 1000 on purpose
+# 2030-01-01T00:00:00.123456789Z, in ns: in the future so ClickHouse TTLs keep the
+# rows, and not a multiple of 1000 on purpose.
+T0 = 1_893_456_000_123_456_789
 
 
 def resource(service):

@@ -12,7 +12,9 @@ use opentelemetry_proto::tonic::metrics::v1 as pm;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
 
-pub const T0: u64 = 1_763_900_000_123_456_789;
+/// 2030-01-01T00:00:00.123456789Z: in the future, so ClickHouse TTLs (7 days for
+/// traces) never drop the test rows.
+pub const T0: u64 = 1_893_456_000_123_456_789;
 
 pub fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }

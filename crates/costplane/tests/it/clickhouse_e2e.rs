@@ -15,7 +15,8 @@ use crate::support::{ServerProcess, BIN};
 fn logs(request: u64, n: u64) -> Vec<u8> {
     let records = (0..n)
         .map(|i| LogRecord {
-            time_unix_nano: 1_763_900_000_000_000_000 + request * 1_000 + i,
+            // 2030: inside every TTL, so ClickHouse keeps the rows.
+            time_unix_nano: 1_893_456_000_000_000_000 + request * 1_000 + i,
             severity_number: 9,
             body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("r{request}-{i}"))) }),
             ..Default::default()
