@@ -19,7 +19,8 @@ const SPANS_PER_REQUEST: u64 = 200;
 fn request(client: u64, seq: u64) -> Vec<u8> {
     let spans = (0..SPANS_PER_REQUEST)
         .map(|i| {
-            let id = (client << 40) | (seq << 16) | i;
+            // +1: an all-zero id is invalid OTLP and would be rejected.
+            let id = (client << 40) | (seq << 16) | (i + 1);
             Span {
                 trace_id: u128::from(id).to_be_bytes().to_vec(),
                 span_id: id.to_be_bytes().to_vec(),

@@ -78,7 +78,8 @@ pub async fn traces_round_trip(b: &Backend) {
     assert_eq!(r[0][4], json!("vendor=x"));
     assert_eq!(
         one(b, "SELECT SpanAttributes FROM otel_traces WHERE SpanId = '0000000000001000'").await,
-        vec![json!(r#"{"http.route":"/cart","attempt":"0","ratio":"0.25","ok":"true"}"#)]
+        // Maps render as JSON objects with sorted keys on every store.
+        vec![json!(r#"{"attempt":"0","http.route":"/cart","ok":"true","ratio":"0.25"}"#)]
     );
 }
 
