@@ -116,9 +116,9 @@ def api(server, path, key=ADMIN, method="GET", body=None):
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, data=data, timeout=30) as r:
-            return r.status, dict(r.headers), r.read()
+            return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        return e.code, e.headers, e.read()
 
 
 def send_spans(server):
@@ -184,10 +184,6 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     telemetry = {(r["tenant"], r["signal"]): r for r in rows if r["kind"] == "telemetry"}
     assert {k: int(v["items"]) for k, v in telemetry.items()} == {("acme", "traces"): 6, ("globex", "traces"): 2}
-    for r in telemetry.values():
-        # Ingest at $0.50 per GiB of encoded OTLP bytes, rounded to 12 places.
-        expected = (Decimal(r["bytes"]) / Decimal(1073741824) * Decimal("0.50")).quantize(Decimal("1e-12"))
-        assert Decimal(r["cost"]) == expected, r
     llm_acme = sum(Decimal(r["cost"]) for r in rows if r["kind"] == "llm" and r["tenant"] == "acme")
     assert llm_acme == ACME_LLM
 
@@ -201,6 +197,17 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert statuses == {"priced", "provided", "unpriced"}
     assert all(r["ChargeCategory"] == "Usage" and r["BillingCurrency"] == "USD" for r in focus)
     assert {r["x_PriceVersion"] for r in focus if r["x_Model"] == "acme-internal"} == {"2026-11-01+test-overrides-1"}
+    # Telemetry ingest at $0.50 per GiB of encoded OTLP bytes: each ledger row
+    # (an hour of one export's bytes) is rounded to 12 places, and the
+    # chargeback's cost is the sum of those rows, to the last digit.
+    for tenant in ("acme", "globex"):
+        ingest = [r for r in focus if r["x_Source"] == "telemetry" and r["x_Tenant"] == tenant]
+        assert sum(int(Decimal(r["ConsumedQuantity"])) for r in ingest) == int(telemetry[(tenant, "traces")]["bytes"])
+        expected = sum((Decimal(r["ConsumedQuantity"]) / Decimal(1073741824) * Decimal("0.50")).quantize(Decimal("1e-12"))
+                       for r in ingest)
+        assert expected > 0
+        assert sum(Decimal(r["BilledCost"]) for r in ingest) == expected
+        assert Decimal(telemetry[(tenant, "traces")]["cost"]) == expected
 
     # /metrics: health series (cost series cover the current month).
     status, headers, body = api(server, "/metrics")

@@ -110,7 +110,8 @@ def send_metrics(server):
         updown = meter.create_up_down_counter("queue.depth")
         updown.add(10)
         updown.add(-4)
-        provider.force_flush()
+        # shutdown() collects and exports once (a force_flush() before it
+        # would export the cumulative points a second time).
         provider.shutdown()
 
 
