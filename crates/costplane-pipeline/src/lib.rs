@@ -73,6 +73,8 @@ pub struct PipelineConfig {
     /// ...or when its oldest rows have waited this long.
     pub flush_interval: Duration,
     pub retry: RetryPolicy,
+    /// Batches written at the same time (each retried on its own).
+    pub writers: usize,
 }
 
 impl Default for PipelineConfig {
@@ -82,6 +84,7 @@ impl Default for PipelineConfig {
             batch_max_rows: 8192,
             flush_interval: Duration::from_secs(1),
             retry: RetryPolicy::default(),
+            writers: 2,
         }
     }
 }
@@ -134,7 +137,7 @@ impl Pipeline {
                 stats: PipelineStats::default(),
             }),
         };
-        let writer = Writer { config, store, pipeline: pipeline.clone() };
+        let writer = Arc::new(Writer { config, store, pipeline: pipeline.clone() });
         let task = tokio::spawn(writer.run(rx));
         PipelineHandle { pipeline, task }
     }
@@ -215,7 +218,12 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<TelemetryBatch>) {
+    /// Batches rows and hands each full batch to one of `writers` concurrent
+    /// write tasks; when all are busy the batcher waits (and the queue, which
+    /// the memory limit bounds, absorbs the difference).
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<TelemetryBatch>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.writers.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
         let mut pending = TelemetryBatch::default();
         let mut deadline: Option<Instant> = None;
         loop {
@@ -233,29 +241,45 @@ impl Writer {
                         }
                         pending.append(batch);
                         if pending.rows() >= self.config.batch_max_rows {
-                            self.flush(&mut pending).await;
+                            self.dispatch(&mut pending, &slots, &mut tasks).await;
                             deadline = None;
                         }
                     }
                     None => {
-                        self.flush(&mut pending).await;
+                        self.dispatch(&mut pending, &slots, &mut tasks).await;
+                        while tasks.join_next().await.is_some() {}
                         tracing::info!("pipeline drained");
                         return;
                     }
                 },
                 () = timer => {
-                    self.flush(&mut pending).await;
+                    self.dispatch(&mut pending, &slots, &mut tasks).await;
                     deadline = None;
                 }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
     }
 
-    async fn flush(&self, pending: &mut TelemetryBatch) {
+    async fn dispatch(
+        self: &Arc<Self>,
+        pending: &mut TelemetryBatch,
+        slots: &Arc<tokio::sync::Semaphore>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
         if pending.is_empty() {
             return;
         }
-        let mut batch = std::mem::take(pending);
+        let batch = std::mem::take(pending);
+        let Ok(permit) = Arc::clone(slots).acquire_owned().await else { return };
+        let writer = Arc::clone(self);
+        tasks.spawn(async move {
+            writer.write(batch).await;
+            drop(permit);
+        });
+    }
+
+    async fn write(&self, mut batch: TelemetryBatch) {
         // Kept across retries: a store that deduplicates by token sees the
         // same id for every attempt of this batch.
         batch.id = rand::rng().random();

@@ -237,6 +237,8 @@ pub struct PipelineSection {
     pub retry_initial_interval: String,
     pub retry_max_interval: String,
     pub retry_max_elapsed: String,
+    /// Batches written to the store at the same time.
+    pub writers: usize,
 }
 
 impl Default for Config {
@@ -282,6 +284,7 @@ impl Default for PipelineSection {
             retry_initial_interval: "5s".into(),
             retry_max_interval: "30s".into(),
             retry_max_elapsed: "300s".into(),
+            writers: 2,
         }
     }
 }
@@ -421,6 +424,7 @@ impl Config {
                 max_interval: field("retry_max_interval", &p.retry_max_interval)?,
                 max_elapsed: field("retry_max_elapsed", &p.retry_max_elapsed)?,
             },
+            writers: p.writers.max(1),
         })
     }
 }

@@ -39,9 +39,15 @@ pub const FILE_NAME: &str = "costplane.duckdb";
 /// The embedded DuckDB store.
 pub struct DuckDbStore {
     path: PathBuf,
-    writer: Arc<Mutex<Connection>>,
+    /// Connections for writes; concurrent batches append through different
+    /// ones (DuckDB appends from several transactions at once).
+    writers: Vec<Arc<Mutex<Connection>>>,
+    next_writer: std::sync::atomic::AtomicUsize,
     reader: Arc<Mutex<Connection>>,
 }
+
+/// Write connections per store.
+const WRITE_CONNECTIONS: usize = 2;
 
 impl std::fmt::Debug for DuckDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,7 +58,8 @@ impl std::fmt::Debug for DuckDbStore {
 fn db_err(e: duckdb::Error) -> StoreError {
     let text = e.to_string();
     // Lock conflicts and I/O trouble can pass; everything else will not.
-    if text.contains("IO Error") || text.contains("Could not set lock") || text.contains("Conflicting lock") {
+    // Conflicts between concurrent transactions are retried too.
+    if text.contains("IO Error") || text.contains("Could not set lock") || text.contains("Conflicting lock") || text.contains("onflict") {
         StoreError::Unavailable(text)
     } else {
         StoreError::Rejected(text)
@@ -79,8 +86,21 @@ impl DuckDbStore {
             }
         })?;
         migrate(&conn)?;
+        DuckDbStore::with_connections(path, conn)
+    }
+
+    fn with_connections(path: PathBuf, conn: Connection) -> Result<Self, StoreError> {
         let reader = conn.try_clone().map_err(db_err)?;
-        Ok(DuckDbStore { path, writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
+        let mut writers = vec![Arc::new(Mutex::new(conn.try_clone().map_err(db_err)?))];
+        while writers.len() < WRITE_CONNECTIONS {
+            writers.push(Arc::new(Mutex::new(conn.try_clone().map_err(db_err)?)));
+        }
+        Ok(DuckDbStore { path, writers, next_writer: std::sync::atomic::AtomicUsize::new(0), reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    fn writer(&self) -> Arc<Mutex<Connection>> {
+        let i = self.next_writer.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.writers.len();
+        Arc::clone(&self.writers[i])
     }
 
     /// Opens an existing store read-only, for `costplane sql` while no server runs.
@@ -99,8 +119,7 @@ impl DuckDbStore {
             .map_err(db_err)?;
         let conn = Connection::open_with_flags(&path, config).map_err(db_err)?;
         check_version(&conn)?;
-        let reader = conn.try_clone().map_err(db_err)?;
-        Ok(DuckDbStore { path, writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
+        DuckDbStore::with_connections(path, conn)
     }
 
     pub fn path(&self) -> &Path {
@@ -334,7 +353,7 @@ impl Store for DuckDbStore {
         // Building Arrow arrays is CPU work on owned data; it runs before the
         // blocking section so the connection is held only for the append.
         let tables = to_record_batches(batch)?;
-        let writer = Arc::clone(&self.writer);
+        let writer = self.writer();
         let batch_id = batch.id;
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
@@ -369,7 +388,7 @@ impl Store for DuckDbStore {
     }
 
     async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        let writer = Arc::clone(&self.writer);
+        let writer = self.writer();
         let source = source.to_owned();
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
