@@ -86,6 +86,9 @@ impl DuckDbStore {
             }
         })?;
         migrate(&conn)?;
+        // Checkpoint (fold the WAL into the file) less often than the 16 MB
+        // default: ingest appends steadily, and each checkpoint recompresses.
+        conn.execute_batch("SET checkpoint_threshold = '256MB'").map_err(db_err)?;
         DuckDbStore::with_connections(path, conn)
     }
 
