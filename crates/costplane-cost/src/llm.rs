@@ -15,6 +15,7 @@
 
 use chrono::NaiveDate;
 use costplane_telemetry::Attributes;
+pub use costplane_telemetry::usage::LlmUsage;
 use rust_decimal::Decimal;
 
 use crate::catalog::{Catalog, Rates};
@@ -71,23 +72,6 @@ fn first<'a>(attrs: &'a Attributes, keys: &[&str]) -> Option<&'a str> {
 
 fn count(attrs: &Attributes, keys: &[&str]) -> Option<u64> {
     first(attrs, keys).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0).map(|v| v as u64)
-}
-
-/// Token usage of one LLM call.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LlmUsage {
-    pub provider: String,
-    pub model: String,
-    pub operation: String,
-    /// All input tokens, cached ones included.
-    pub input_tokens: u64,
-    /// All output tokens, reasoning ones included.
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub reasoning_tokens: u64,
-    /// A cost the span carried, in the catalog's currency.
-    pub provided_cost: Option<Decimal>,
 }
 
 /// Reads LLM usage from a span's attributes; `None` when the span is not an

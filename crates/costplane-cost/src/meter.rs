@@ -17,7 +17,7 @@ use costplane_telemetry::usage::{LedgerRow, LlmUsageRow, TelemetryUsage, UsageRo
 use rust_decimal::Decimal;
 
 use crate::catalog::Catalog;
-use crate::llm::{self, LlmUsage, PricingStatus};
+use crate::llm::{self, PricingStatus};
 
 pub const UNASSIGNED: &str = "unassigned";
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -122,15 +122,7 @@ impl Meter {
                         service: s.resource.service_name.clone(),
                         trace_id: s.trace_id.clone(),
                         span_id: s.span_id.clone(),
-                        provider: u.provider,
-                        model: u.model,
-                        operation: u.operation,
-                        input_tokens: u.input_tokens,
-                        output_tokens: u.output_tokens,
-                        cache_read_tokens: u.cache_read_tokens,
-                        cache_write_tokens: u.cache_write_tokens,
-                        reasoning_tokens: u.reasoning_tokens,
-                        provided_cost: u.provided_cost,
+                        usage: u,
                     });
                 }
             }
@@ -209,22 +201,20 @@ impl Meter {
     pub fn llm_ledger(&self, usage: &[LlmUsageRow]) -> Vec<LedgerRow> {
         type Key = (i64, String, String, String, String, String, String, &'static str, &'static str);
         let mut agg: BTreeMap<Key, (u64, Decimal, String)> = BTreeMap::new();
-        for u in usage {
-            let day = DateTime::from_timestamp_nanos(u.timestamp_ns).date_naive();
-            let usage = LlmUsage {
-                provider: u.provider.clone(),
-                model: u.model.clone(),
-                operation: u.operation.clone(),
-                input_tokens: u.input_tokens,
-                output_tokens: u.output_tokens,
-                cache_read_tokens: u.cache_read_tokens,
-                cache_write_tokens: u.cache_write_tokens,
-                reasoning_tokens: u.reasoning_tokens,
-                provided_cost: u.provided_cost,
-            };
-            let cost = llm::price(&self.catalog, &usage, day);
+        for row in usage {
+            let u = &row.usage;
+            let day = DateTime::from_timestamp_nanos(row.timestamp_ns).date_naive();
+            let cost = llm::price(&self.catalog, u, day);
             let provider = if u.provider.is_empty() { cost.provider.clone().unwrap_or_default() } else { u.provider.clone() };
-            let key_base = (hour_of(u.timestamp_ns), u.tenant.clone(), u.project.clone(), u.service.clone(), provider, u.model.clone(), u.operation.clone());
+            let key_base = (
+                hour_of(row.timestamp_ns),
+                row.tenant.clone(),
+                row.project.clone(),
+                row.service.clone(),
+                provider,
+                u.model.clone(),
+                u.operation.clone(),
+            );
             let status = cost.status.as_str();
             let publisher = cost.provider.clone().unwrap_or_default();
             if cost.status == PricingStatus::Provided || cost.parts.is_empty() {

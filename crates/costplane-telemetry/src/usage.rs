@@ -25,7 +25,24 @@ pub struct TelemetryUsage {
     pub bytes: u64,
 }
 
-/// Token usage of one LLM call (one span).
+/// Token usage of one LLM call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LlmUsage {
+    pub provider: String,
+    pub model: String,
+    pub operation: String,
+    /// All input tokens, cached ones included.
+    pub input_tokens: u64,
+    /// All output tokens, reasoning ones included.
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// A cost the span carried, in the catalog's currency.
+    pub provided_cost: Option<Decimal>,
+}
+
+/// One LLM call (one span) as stored: who made it, and its usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlmUsageRow {
     pub timestamp_ns: i64,
@@ -34,16 +51,7 @@ pub struct LlmUsageRow {
     pub service: String,
     pub trace_id: String,
     pub span_id: String,
-    pub provider: String,
-    pub model: String,
-    pub operation: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub reasoning_tokens: u64,
-    /// A cost the span carried.
-    pub provided_cost: Option<Decimal>,
+    pub usage: LlmUsage,
 }
 
 /// One row of the cost ledger, in FOCUS terms (plus `x_` columns).

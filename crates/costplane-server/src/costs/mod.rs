@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use costplane_cost::Meter;
 use costplane_store::{Param, Params, QueryResult, Store};
-use costplane_telemetry::usage::{LlmUsageRow, UsageRows};
+use costplane_telemetry::usage::{LlmUsage, LlmUsageRow, UsageRows};
 use costplane_telemetry::TelemetryBatch;
 use http::header;
 use rust_decimal::Decimal;
@@ -452,15 +452,17 @@ pub async fn reprice(
             service: text(&r[3]),
             trace_id: text(&r[4]),
             span_id: text(&r[5]),
-            provider: text(&r[6]),
-            model: text(&r[7]),
-            operation: text(&r[8]),
-            input_tokens: count(&r[9]),
-            output_tokens: count(&r[10]),
-            cache_read_tokens: count(&r[11]),
-            cache_write_tokens: count(&r[12]),
-            reasoning_tokens: count(&r[13]),
-            provided_cost: (!r[14].is_null()).then(|| decimal(&r[14])),
+            usage: LlmUsage {
+                provider: text(&r[6]),
+                model: text(&r[7]),
+                operation: text(&r[8]),
+                input_tokens: count(&r[9]),
+                output_tokens: count(&r[10]),
+                cache_read_tokens: count(&r[11]),
+                cache_write_tokens: count(&r[12]),
+                reasoning_tokens: count(&r[13]),
+                provided_cost: (!r[14].is_null()).then(|| decimal(&r[14])),
+            },
         })
         .collect();
     let ledger = meter.llm_ledger(&rows);

@@ -292,13 +292,14 @@ pub fn usage_llm(rows: &[LlmUsageRow]) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.timestamp_ns);
-        for s in [&r.tenant, &r.project, &r.service, &r.trace_id, &r.span_id, &r.provider, &r.model, &r.operation] {
+        let u = &r.usage;
+        for s in [&r.tenant, &r.project, &r.service, &r.trace_id, &r.span_id, &u.provider, &u.model, &u.operation] {
             w.str(s);
         }
-        for n in [r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, r.reasoning_tokens] {
+        for n in [u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens] {
             w.u64(n);
         }
-        match r.provided_cost {
+        match u.provided_cost {
             None => w.u8(1),
             Some(d) => {
                 w.u8(0);
