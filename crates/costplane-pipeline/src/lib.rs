@@ -217,12 +217,19 @@ struct Writer {
     pipeline: Pipeline,
 }
 
+fn log_task_failure(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "a store write task failed; its batch is lost");
+    }
+}
+
 impl Writer {
     /// Batches rows and hands each full batch to one of `writers` concurrent
     /// write tasks; when all are busy the batcher waits (and the queue, which
     /// the memory limit bounds, absorbs the difference).
     async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<TelemetryBatch>) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.writers.max(1)));
+        let writers = self.config.writers.min(self.store.max_concurrent_writes()).max(1);
+        let slots = Arc::new(tokio::sync::Semaphore::new(writers));
         let mut tasks = tokio::task::JoinSet::new();
         let mut pending = TelemetryBatch::default();
         let mut deadline: Option<Instant> = None;
@@ -247,7 +254,9 @@ impl Writer {
                     }
                     None => {
                         self.dispatch(&mut pending, &slots, &mut tasks).await;
-                        while tasks.join_next().await.is_some() {}
+                        while let Some(done) = tasks.join_next().await {
+                            log_task_failure(done);
+                        }
                         tracing::info!("pipeline drained");
                         return;
                     }
@@ -256,7 +265,7 @@ impl Writer {
                     self.dispatch(&mut pending, &slots, &mut tasks).await;
                     deadline = None;
                 }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_failure(done),
             }
         }
     }

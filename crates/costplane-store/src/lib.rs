@@ -67,6 +67,11 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// How many batches may be written at the same time.
+    fn max_concurrent_writes(&self) -> usize {
+        usize::MAX
+    }
+
     /// How this backend spells what differs between engines.
     fn dialect(&self) -> Dialect;
 

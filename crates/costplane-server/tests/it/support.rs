@@ -48,6 +48,10 @@ impl Store for WrappedStore {
         self.inner.dialect()
     }
 
+    fn max_concurrent_writes(&self) -> usize {
+        self.inner.max_concurrent_writes()
+    }
+
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
         self.inner.query_with(sql, params).await
     }

@@ -39,15 +39,16 @@ pub const FILE_NAME: &str = "costplane.duckdb";
 /// The embedded DuckDB store.
 pub struct DuckDbStore {
     path: PathBuf,
-    /// Connections for writes; concurrent batches append through different
-    /// ones (DuckDB appends from several transactions at once).
+    /// Connections for writes.
     writers: Vec<Arc<Mutex<Connection>>>,
     next_writer: std::sync::atomic::AtomicUsize,
     reader: Arc<Mutex<Connection>>,
 }
 
-/// Write connections per store.
-const WRITE_CONNECTIONS: usize = 2;
+/// Write connections per store. One: DuckDB serializes appends to a table
+/// anyway (a second concurrent writer measured no faster), and concurrent
+/// transactions on the batch-id table could conflict.
+const WRITE_CONNECTIONS: usize = 1;
 
 impl std::fmt::Debug for DuckDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -347,6 +348,10 @@ fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<Quer
 impl Store for DuckDbStore {
     fn backend(&self) -> &'static str {
         "duckdb"
+    }
+
+    fn max_concurrent_writes(&self) -> usize {
+        WRITE_CONNECTIONS
     }
 
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
