@@ -85,6 +85,7 @@ def cost_server(request, tmp_path):
 [cost]
 price_overrides = "{overrides}"
 ingest_per_gib = "0.50"
+queries_per_1000 = "2"
 [[api.keys]]
 key = "{ADMIN}"
 role = "admin"
@@ -229,6 +230,16 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert {r["x_Tenant"] for r in csv.DictReader(io.StringIO(body.decode()))} == {"acme"}
     status, _, body = api(server, "/api/costs/export?month=2026-10", key=ACME)
     assert {r["tenant"] for r in csv.DictReader(io.StringIO(body.decode()))} == {"acme"}
+    # Those three acme queries are metered for acme: 3 / 1,000 x $2 = 0.006.
+    this_month = time.strftime("%Y-%m", time.gmtime())
+    deadline = time.time() + 20
+    while True:
+        status, _, body = api(server, f"/api/costs/export?month={this_month}")
+        queries = [r for r in csv.DictReader(io.StringIO(body.decode())) if r["signal"] == "queries" and r["tenant"] == "acme"]
+        if [r["items"] for r in queries] == ["3"] or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert [(r["items"], Decimal(r["cost"])) for r in queries] == [("3", Decimal("0.006"))], queries
     assert api(server, f"/api/v1/costs?{window}", key=None)[0] == 401
     assert api(server, f"/api/v1/costs?{window}", key="wrong-key-0123456789")[0] == 401
     assert api(server, "/api/v1/sql", key=ACME, method="POST", body={"sql": "SELECT 1"})[0] == 403

@@ -4,6 +4,8 @@
 //!   default `tenant.id` and `service.namespace`), `unassigned` when absent.
 //! - Telemetry usage: items and encoded OTLP bytes per hour, tenant,
 //!   project, service and signal; priced per GiB ingested.
+//! - Queries: each cost/SQL API query is counted for the caller's tenant
+//!   (`unassigned` for admin keys), priced per 1,000.
 //! - LLM usage: one row per span that carries model or token attributes;
 //!   priced by the catalog (see [`crate::llm`]); ledger rows aggregate per
 //!   hour, tenant, project, service, provider, model, operation, token kind.
@@ -20,6 +22,8 @@ use crate::catalog::Catalog;
 use crate::llm::{self, PricingStatus};
 
 pub const UNASSIGNED: &str = "unassigned";
+/// The usage "signal" of API queries.
+pub const QUERIES: &str = "queries";
 const HOUR_NS: i64 = 3_600_000_000_000;
 const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
 
@@ -160,38 +164,60 @@ impl Meter {
         UsageRows { telemetry, llm: llm_rows, ledger }
     }
 
-    /// Ledger rows for telemetry usage: ingest priced per GiB.
+    /// Usage of `n` queries a tenant ran through the API, as of now.
+    pub fn queries(&self, tenant: &str, n: u64) -> UsageRows {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let telemetry = vec![TelemetryUsage {
+            hour_ns: hour_of(now),
+            tenant: tenant.to_owned(),
+            project: UNASSIGNED.to_owned(),
+            service: "costplane-api".to_owned(),
+            signal: QUERIES,
+            items: n,
+            bytes: 0,
+        }];
+        let ledger = self.telemetry_ledger(&telemetry);
+        UsageRows { telemetry, llm: Vec::new(), ledger }
+    }
+
+    /// Ledger rows for telemetry usage: ingest priced per GiB, queries per 1,000.
     pub fn telemetry_ledger(&self, usage: &[TelemetryUsage]) -> Vec<LedgerRow> {
         usage
             .iter()
             .map(|u| {
                 let gib = Decimal::from(u.bytes) / GIB;
+                let thousands = Decimal::from(u.items) / Decimal::from(1000u32);
+                let queries = u.signal == QUERIES;
                 LedgerRow {
                     charge_period_start_ns: u.hour_ns,
                     charge_period_end_ns: u.hour_ns + HOUR_NS,
-                    cost: money(gib * self.rates.ingest_per_gib),
+                    cost: money(if queries { thousands * self.rates.queries_per_1000 } else { gib * self.rates.ingest_per_gib }),
                     billing_currency: self.catalog.currency.clone(),
-                    service_name: "Telemetry ingest".into(),
+                    service_name: if queries { "Telemetry queries" } else { "Telemetry ingest" }.into(),
                     service_category: "Management and Governance".into(),
                     provider_name: "costplane".into(),
                     publisher_name: "costplane".into(),
                     resource_id: format!("{}/{}/{}", u.tenant, u.project, u.service),
                     resource_name: u.service.clone(),
-                    consumed_quantity: Decimal::from(u.bytes),
-                    consumed_unit: "Bytes".into(),
-                    pricing_quantity: gib.round_dp(MONEY_SCALE),
-                    pricing_unit: "GiB".into(),
-                    sku_id: format!("telemetry/ingest/{}", u.signal),
+                    consumed_quantity: Decimal::from(if queries { u.items } else { u.bytes }),
+                    consumed_unit: if queries { "Queries" } else { "Bytes" }.into(),
+                    pricing_quantity: if queries { thousands } else { gib.round_dp(MONEY_SCALE) },
+                    pricing_unit: if queries { "1000 Queries" } else { "GiB" }.into(),
+                    sku_id: if queries { "telemetry/queries".to_owned() } else { format!("telemetry/ingest/{}", u.signal) },
                     tags: tags(&u.tenant, &u.project, &u.service),
                     tenant: u.tenant.clone(),
                     project: u.project.clone(),
                     service: u.service.clone(),
                     source: "telemetry".into(),
                     model: String::new(),
-                    operation: "ingest".into(),
+                    operation: if queries { "query" } else { "ingest" }.into(),
                     usage_type: u.signal.into(),
                     pricing_status: "priced".into(),
-                    price_version: format!("telemetry-rates:{}", self.rates.ingest_per_gib.normalize()),
+                    price_version: format!(
+                        "telemetry-rates:{}/{}",
+                        self.rates.ingest_per_gib.normalize(),
+                        self.rates.queries_per_1000.normalize()
+                    ),
                 }
             })
             .collect()

@@ -110,7 +110,12 @@ impl Server {
             })
         };
         let otlp_http_task = serve_http(self.otlp_http, http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
-        let costs = CostState { store: Arc::clone(&self.store), cost_config: self.config.cost.clone(), meter: Arc::clone(&meter) };
+        let costs = CostState {
+            store: Arc::clone(&self.store),
+            cost_config: self.config.cost.clone(),
+            meter: Arc::clone(&meter),
+            pipeline: pipeline.clone(),
+        };
         let api_task = serve_http(
             self.api,
             api::router(ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store) }, costs, self.config.api.keys.clone()),

@@ -67,6 +67,12 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Stored (compressed) bytes per byte written, per signal (`traces`,
+    /// `logs`, `metrics`), when the backend knows it; empty otherwise.
+    async fn compression_ratios(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// How many batches may be written at the same time.
     fn max_concurrent_writes(&self) -> usize {
         usize::MAX

@@ -40,6 +40,21 @@ pub struct CostState {
     /// Reloaded by `reprice` so a changed override file takes effect.
     pub cost_config: crate::config::CostSection,
     pub meter: Arc<Meter>,
+    /// Where query usage goes (with the telemetry, so it is stored alike).
+    pub pipeline: costplane_pipeline::Pipeline,
+}
+
+impl CostState {
+    /// Counts one API query for the caller's tenant. Metering never fails
+    /// the query: a full queue only costs the count.
+    pub fn count_query(&self, caller: &Caller) {
+        let tenant = caller.tenant().unwrap_or(costplane_cost::meter::UNASSIGNED);
+        let usage = self.meter.queries(tenant, 1);
+        let batch = TelemetryBatch { usage, approx_bytes: 512, ..TelemetryBatch::default() };
+        if let Err(e) = self.pipeline.submit(batch) {
+            tracing::debug!(error = %e, "query not metered");
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -106,6 +121,7 @@ pub async fn costs(
         sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", group.join(", ")));
     }
     let result = state.store.query_with(&sql, &p.values).await?;
+    state.count_query(&caller);
     let mut total = Decimal::ZERO;
     let mut rows = Vec::new();
     for r in &result.rows {
@@ -160,6 +176,7 @@ pub async fn unpriced(
          GROUP BY x_Tenant, x_Project, x_Service, ProviderName, x_Model, x_UsageType ORDER BY x_Model, x_Tenant, x_UsageType"
     );
     let result = state.store.query_with(&sql, &p.values).await?;
+    state.count_query(&caller);
     let rows: Vec<Value> = result
         .rows
         .iter()
@@ -227,6 +244,9 @@ pub async fn export(
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidArgument, "month is required, e.g. ?month=2026-10"))?;
     let (from, to) = parse_month(month)?;
     let format = raw.get("format").map(String::as_str).unwrap_or("csv");
+    if format == "csv" || format == "focus" {
+        state.count_query(&caller);
+    }
     let scope = caller.tenant().map(|t| format!("-{}", t.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))).unwrap_or_default();
     let (body, name) = match format {
         "csv" => (chargeback_stream(state, caller, ns(from), ns(to)), format!("costplane-chargeback-{month}{scope}.csv")),
@@ -298,11 +318,25 @@ fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Bo
         }
         let gib = Decimal::from(1_073_741_824u64);
         let storage_rate = state.meter.rates.storage_per_gib_month;
+        // Storage: the month's ingested bytes kept for the month, shrunk by
+        // the table's compression ratio where the store reports it
+        // (ClickHouse's system.parts); otherwise the bytes as sent.
+        let ratios: HashMap<String, Decimal> = if storage_rate.is_zero() {
+            HashMap::new()
+        } else {
+            state
+                .store
+                .compression_ratios()
+                .await?
+                .into_iter()
+                .filter_map(|(signal, r)| Decimal::from_f64_retain(r).map(|d| (signal, d.round_dp(6))))
+                .collect()
+        };
         for r in &usage.rows {
             let key = (text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3]));
             let bytes = decimal(&r[5]);
-            // Storage: the month's ingested bytes kept for the month.
-            let storage = (bytes / gib * storage_rate).round_dp(costplane_telemetry::usage::MONEY_SCALE);
+            let ratio = ratios.get(&key.3).copied().unwrap_or(Decimal::ONE);
+            let storage = (bytes * ratio / gib * storage_rate).round_dp(costplane_telemetry::usage::MONEY_SCALE);
             let cost = ingest.get(&key).copied().unwrap_or_default() + storage;
             out.push_str(&csv::line(&[
                 csv::text("telemetry"),

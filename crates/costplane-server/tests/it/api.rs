@@ -23,7 +23,7 @@ async fn app(keys: Vec<ApiKey>) -> (axum::Router, tempfile::TempDir) {
     let handle = Pipeline::start(PipelineConfig::default(), Arc::clone(&store));
     let cost_config = CostSection::default();
     let meter = Arc::new(cost_config.meter().unwrap());
-    let costs = CostState { store: Arc::clone(&store), cost_config, meter };
+    let costs = CostState { store: Arc::clone(&store), cost_config, meter, pipeline: handle.pipeline().clone() };
     let r = router(ApiState { pipeline: handle.pipeline().clone(), store }, costs, keys);
     std::mem::forget(handle); // the writer task lives as long as the runtime
     (r, dir)

@@ -295,6 +295,23 @@ impl Store for ClickHouseStore {
         Dialect::ClickHouse
     }
 
+    async fn compression_ratios(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        // Active parts of this database's telemetry tables (on this node).
+        let sql = "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
+                   sum(data_compressed_bytes), sum(data_uncompressed_bytes) FROM system.parts \
+                   WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
+                   GROUP BY signal";
+        let r = self.query_with(sql, &[Param::Str(self.config.schema.database.clone())]).await?;
+        Ok(r
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let (c, u) = (row.get(1)?.as_f64()?, row.get(2)?.as_f64()?);
+                (u > 0.0).then(|| (row[0].as_str().unwrap_or_default().to_owned(), c / u))
+            })
+            .collect())
+    }
+
     async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
         // A lightweight delete; in cluster mode it runs on the local tables.
         let table = match self.config.schema.cluster {
