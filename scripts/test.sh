@@ -10,10 +10,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# One persistent target directory: DuckDB's bundled C++ takes long to build.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/costplane-target}"
+# The same target directory as `cargo run` (./target) unless told otherwise:
+# DuckDB's bundled C++ takes long to build, so build it once.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
+    step "Debian packages the tests need (python3-venv)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq python3-venv
+fi
 
 step "Python test dependencies (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then
