@@ -154,7 +154,7 @@ async fn a_store_outage_is_retried_and_reported_then_nothing_is_lost() {
     sender.await.unwrap();
     let stats = server.stop().await;
     assert!(stats.write_errors >= 8, "{stats:?}");
-    assert_eq!(stats.written_rows, 10 * SPANS_PER_REQUEST);
+    assert_eq!(stats.written_rows, 10 * SPANS_PER_REQUEST, "{stats:?}");
     assert_eq!(server.query_u64("SELECT count(DISTINCT SpanId) FROM otel_traces").await, 10 * SPANS_PER_REQUEST);
     assert_eq!(server.query_u64("SELECT count(*) FROM otel_traces").await, 10 * SPANS_PER_REQUEST);
 }

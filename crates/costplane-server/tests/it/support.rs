@@ -73,6 +73,8 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub async fn start(mut config: Config, delay: Duration, fail_first: u64) -> RunningServer {
+        // The server's log, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,costplane_pipeline=debug").try_init();
         let dir = tempfile::tempdir().unwrap();
         config.data_dir = dir.path().to_path_buf();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
