@@ -217,8 +217,16 @@ fn to_record_batches(batch: &TelemetryBatch) -> Result<Vec<(&'static str, Record
 fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, RecordBatch)>) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
     let result = (|| {
+        // Times come from here, not SQL: the bundled DuckDB has no ICU, so
+        // TIMESTAMPTZ arithmetic (current_timestamp - INTERVAL) is unavailable.
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let fresh = conn
-            .execute("INSERT INTO costplane_written_batches (\"BatchId\") VALUES (?) ON CONFLICT DO NOTHING", [batch_id])
+            .execute(
+                "INSERT INTO costplane_written_batches (\"BatchId\", \"WrittenAtNs\") VALUES (?, ?) ON CONFLICT DO NOTHING",
+                duckdb::params![batch_id, now_ns],
+            )
             .map_err(db_err)?;
         if fresh == 0 {
             tracing::debug!(batch_id, "batch already written; skipping");
@@ -226,7 +234,8 @@ fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, R
         }
         if batch_id.is_multiple_of(1024) {
             // Ids only need remembering for as long as a retry can come.
-            conn.execute_batch("DELETE FROM costplane_written_batches WHERE \"WrittenAt\" < current_timestamp - INTERVAL 1 DAY")
+            const DAY_NS: i64 = 86_400_000_000_000;
+            conn.execute("DELETE FROM costplane_written_batches WHERE \"WrittenAtNs\" < ?", [now_ns - DAY_NS])
                 .map_err(db_err)?;
         }
         for (table, rb) in tables {
@@ -409,5 +418,30 @@ impl Store for DuckDbStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the delete task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_old_batch_ids_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DuckDbStore::open(dir.path()).unwrap();
+        let conn = store.writers[0].lock().unwrap();
+        conn.execute_batch("INSERT INTO costplane_written_batches VALUES (7, 0)").unwrap();
+        // A batch id that is a multiple of 1024 prunes ids older than a day.
+        write_blocking(&conn, 2048, Vec::new()).unwrap();
+        let ids: Vec<u64> = conn
+            .prepare("SELECT \"BatchId\" FROM costplane_written_batches ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, vec![2048]);
+        // The same id again is a no-op, not an error.
+        write_blocking(&conn, 2048, Vec::new()).unwrap();
     }
 }

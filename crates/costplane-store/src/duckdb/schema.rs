@@ -112,7 +112,7 @@ fn initial_schema() -> String {
         r#"
 CREATE TABLE IF NOT EXISTS costplane_written_batches (
     "BatchId" UBIGINT PRIMARY KEY,
-    "WrittenAt" TIMESTAMP DEFAULT current_timestamp
+    "WrittenAtNs" BIGINT
 );
 CREATE TABLE IF NOT EXISTS otel_traces (
     "Timestamp" TIMESTAMP_NS,
