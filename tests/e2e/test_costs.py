@@ -13,7 +13,14 @@ from decimal import Decimal
 
 import pytest
 from conftest import Server, clickhouse_url_for_tests
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -137,6 +144,24 @@ def send_spans(server):
         provider.shutdown()
 
 
+def send_logs_and_metrics(server):
+    """acme: 3 log records; globex: 2 metric data points (one counter, two
+    attribute sets)."""
+    base = f"http://127.0.0.1:{server.http_port}"
+    logs = LoggerProvider(resource=Resource.create({"service.name": "worker", "service.namespace": "jobs", "tenant.id": "acme"}))
+    logs.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{base}/v1/logs")))
+    logger = logs.get_logger("costs")
+    for i in range(3):
+        logger.emit(timestamp=T + i, severity_number=SeverityNumber.INFO, body=f"job {i} done")
+    logs.shutdown()
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"), export_interval_millis=3_600_000)
+    meters = MeterProvider(resource=Resource.create({"service.name": "billing", "tenant.id": "globex"}), metric_readers=[reader])
+    counter = meters.get_meter("costs").create_counter("invoices")
+    counter.add(1, {"kind": "a"})
+    counter.add(2, {"kind": "b"})
+    meters.shutdown()
+
+
 def costs(server, query, key=ADMIN):
     status, _, body = api(server, f"/api/v1/costs?{query}", key)
     assert status == 200, body
@@ -178,13 +203,33 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert {(r["model"], r["token_type"], r["tokens"]) for r in unpriced} == {
         ("mystery-llm-7b", "input", "42"), ("mystery-llm-7b", "output", "7")}
 
+    # Logs and metrics land in the month they are sent (metrics carry the
+    # current time): their items per tenant and signal, in this month's CSV.
+    send_logs_and_metrics(server)
+    this_month = time.strftime("%Y-%m", time.gmtime())
+    deadline = time.time() + 20
+    while True:
+        status, _, body = api(server, f"/api/costs/export?month={this_month}")
+        now_rows = {(r["tenant"], r["signal"]): r["items"] for r in csv.DictReader(io.StringIO(body.decode()))
+                    if r["kind"] == "telemetry" and r["signal"] != "queries"}
+        if ("globex", "metrics") in now_rows or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert now_rows == {("globex", "metrics"): "2"}, now_rows
+
     # Chargeback CSV: telemetry items per tenant equal what was sent; LLM cost per model.
-    status, headers, body = api(server, "/api/costs/export?month=2026-10")
+    deadline = time.time() + 20
+    while True:
+        status, headers, body = api(server, "/api/costs/export?month=2026-10")
+        if ',logs,' in body.decode() or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert status == 200
     assert 'filename="costplane-chargeback-2026-10.csv"' in headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     telemetry = {(r["tenant"], r["signal"]): r for r in rows if r["kind"] == "telemetry"}
-    assert {k: int(v["items"]) for k, v in telemetry.items()} == {("acme", "traces"): 6, ("globex", "traces"): 2}
+    assert {k: int(v["items"]) for k, v in telemetry.items()} == {
+        ("acme", "traces"): 6, ("globex", "traces"): 2, ("acme", "logs"): 3}
     llm_acme = sum(Decimal(r["cost"]) for r in rows if r["kind"] == "llm" and r["tenant"] == "acme")
     assert llm_acme == ACME_LLM
 
@@ -202,7 +247,7 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     # (an hour of one export's bytes) is rounded to 12 places, and the
     # chargeback's cost is the sum of those rows, to the last digit.
     for tenant in ("acme", "globex"):
-        ingest = [r for r in focus if r["x_Source"] == "telemetry" and r["x_Tenant"] == tenant]
+        ingest = [r for r in focus if r["x_Source"] == "telemetry" and r["x_Tenant"] == tenant and r["x_UsageType"] == "traces"]
         assert sum(int(Decimal(r["ConsumedQuantity"])) for r in ingest) == int(telemetry[(tenant, "traces")]["bytes"])
         expected = sum((Decimal(r["ConsumedQuantity"]) / Decimal(1073741824) * Decimal("0.50")).quantize(Decimal("1e-12"))
                        for r in ingest)
@@ -213,7 +258,7 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     # /metrics: health series (cost series cover the current month).
     status, headers, body = api(server, "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    assert "costplane_ingest_accepted_rows_total 8\n" in body.decode()
+    assert "costplane_ingest_accepted_rows_total 13\n" in body.decode()  # 8 spans, 3 logs, 2 points
     assert "costplane_store_up 1\n" in body.decode()
 
     # Bad input: 400s with a message.
@@ -231,7 +276,6 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     status, _, body = api(server, "/api/costs/export?month=2026-10", key=ACME)
     assert {r["tenant"] for r in csv.DictReader(io.StringIO(body.decode()))} == {"acme"}
     # Those three acme queries are metered for acme: 3 / 1,000 x $2 = 0.006.
-    this_month = time.strftime("%Y-%m", time.gmtime())
     deadline = time.time() + 20
     while True:
         status, _, body = api(server, f"/api/costs/export?month={this_month}")
