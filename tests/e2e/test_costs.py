@@ -301,5 +301,9 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     status, _, body = api(server, "/api/costs/export?month=2026-10&format=focus")
     focus = list(csv.DictReader(io.StringIO(body.decode())))
     assert sum(Decimal(r["BilledCost"]) for r in focus if r["x_Tenant"] == "globex" and r["x_Source"] == "llm") == 2
+    status, _, body = api(server, "/api/costs/export?month=2026-10")
+    chargeback = list(csv.DictReader(io.StringIO(body.decode())))
+    assert sum(Decimal(r["cost"]) for r in chargeback if r["kind"] == "llm" and r["tenant"] == "globex") == 2
+    assert sum(Decimal(r["cost"]) for r in chargeback if r["kind"] == "llm" and r["tenant"] == "acme") == ACME_LLM
     assert api(server, "/api/v1/reprice", key=ACME, method="POST", body={"from": "2026-10-01", "to": "2026-11-01"})[0] == 403
     assert server.terminate() == 0
