@@ -96,24 +96,20 @@ fn tags(tenant: &str, project: &str, service: &str) -> String {
 impl Meter {
     /// Usage and ledger rows for `batch`.
     pub fn measure(&self, batch: &TelemetryBatch) -> UsageRows {
-        let mut owners: HashMap<*const ResourceInfo, (String, String)> = HashMap::new();
-        let mut owner = |r: &Arc<ResourceInfo>| -> (String, String) {
-            owners
-                .entry(Arc::as_ptr(r))
-                .or_insert_with(|| (lookup(r, &self.tenancy.tenant_attribute), lookup(r, &self.tenancy.project_attribute)))
-                .clone()
-        };
-        type Key = (i64, String, String, String, &'static str);
-        let mut telemetry: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
-        let mut add = |key: Key, bytes: u32| {
-            let e = telemetry.entry(key).or_default();
+        // Hot path: count per (resource, hour, signal) without allocating;
+        // names are resolved once per resource at the end.
+        type Key = (*const ResourceInfo, i64, &'static str);
+        let mut counts: HashMap<Key, (u64, u64)> = HashMap::new();
+        let mut resources: HashMap<*const ResourceInfo, &Arc<ResourceInfo>> = HashMap::new();
+        let mut add = |r: &'_ Arc<ResourceInfo>, ts: i64, signal: &'static str, bytes: u32| {
+            let e = counts.entry((Arc::as_ptr(r), hour_of(ts), signal)).or_default();
             e.0 += 1;
             e.1 += u64::from(bytes);
         };
         let mut llm_rows = Vec::new();
         for s in &batch.spans {
-            let (tenant, project) = owner(&s.resource);
-            add((hour_of(s.timestamp_ns), tenant.clone(), project.clone(), s.resource.service_name.clone(), "traces"), s.encoded_bytes);
+            add(&s.resource, s.timestamp_ns, "traces", s.encoded_bytes);
+            resources.entry(Arc::as_ptr(&s.resource)).or_insert(&s.resource);
             // Cheap gate: only spans with GenAI-looking attributes are parsed.
             let maybe_llm =
                 s.span_attributes.iter().any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm.") || k.starts_with("cost."));
@@ -121,8 +117,8 @@ impl Meter {
                 if let Some(u) = llm::extract(&s.span_name, &s.span_attributes) {
                     llm_rows.push(LlmUsageRow {
                         timestamp_ns: s.timestamp_ns,
-                        tenant,
-                        project,
+                        tenant: lookup(&s.resource, &self.tenancy.tenant_attribute),
+                        project: lookup(&s.resource, &self.tenancy.project_attribute),
                         service: s.resource.service_name.clone(),
                         trace_id: s.trace_id.clone(),
                         span_id: s.span_id.clone(),
@@ -132,8 +128,8 @@ impl Meter {
             }
         }
         for l in &batch.logs {
-            let (tenant, project) = owner(&l.resource);
-            add((hour_of(l.timestamp_ns), tenant, project, l.resource.service_name.clone(), "logs"), l.encoded_bytes);
+            add(&l.resource, l.timestamp_ns, "logs", l.encoded_bytes);
+            resources.entry(Arc::as_ptr(&l.resource)).or_insert(&l.resource);
         }
         let points = batch
             .gauges
@@ -144,10 +140,25 @@ impl Meter {
             .chain(batch.exp_histograms.iter().map(|p| &p.common))
             .chain(batch.summaries.iter().map(|p| &p.common));
         for p in points {
-            let (tenant, project) = owner(&p.metric.resource);
-            add((hour_of(p.time_unix_ns), tenant, project, p.metric.resource.service_name.clone(), "metrics"), p.encoded_bytes);
+            add(&p.metric.resource, p.time_unix_ns, "metrics", p.encoded_bytes);
+            resources.entry(Arc::as_ptr(&p.metric.resource)).or_insert(&p.metric.resource);
         }
-        let telemetry: Vec<TelemetryUsage> = telemetry
+        // Resources with the same tenant, project and service merge.
+        let mut merged: BTreeMap<(i64, String, String, String, &'static str), (u64, u64)> = BTreeMap::new();
+        for ((ptr, hour, signal), (items, bytes)) in counts {
+            let r = resources[&ptr];
+            let key = (
+                hour,
+                lookup(r, &self.tenancy.tenant_attribute),
+                lookup(r, &self.tenancy.project_attribute),
+                r.service_name.clone(),
+                signal,
+            );
+            let e = merged.entry(key).or_default();
+            e.0 += items;
+            e.1 += bytes;
+        }
+        let telemetry: Vec<TelemetryUsage> = merged
             .into_iter()
             .map(|((hour_ns, tenant, project, service, signal), (items, bytes))| TelemetryUsage {
                 hour_ns,
