@@ -254,30 +254,16 @@ impl Meter {
             );
             let status = cost.status.as_str();
             let publisher = cost.provider.clone().unwrap_or_default();
-            if cost.status == PricingStatus::Provided || cost.parts.is_empty() {
-                // One row carries the provided figure (or a token-less usage).
-                let tokens = u.input_tokens + u.output_tokens;
-                let e = agg
-                    .entry((key_base.0, key_base.1, key_base.2, key_base.3, key_base.4, key_base.5, key_base.6, "total", status))
-                    .or_insert((0, Decimal::ZERO, publisher.clone()));
-                e.0 += tokens;
-                e.1 += cost.total;
-                continue;
-            }
-            for (kind, tokens, amount) in cost.parts {
-                let e = agg
-                    .entry((
-                        key_base.0,
-                        key_base.1.clone(),
-                        key_base.2.clone(),
-                        key_base.3.clone(),
-                        key_base.4.clone(),
-                        key_base.5.clone(),
-                        key_base.6.clone(),
-                        kind,
-                        status,
-                    ))
-                    .or_insert((0, Decimal::ZERO, publisher.clone()));
+            // A provided cost (or a token-less usage) is one "total" row;
+            // a priced or unpriced one, a row per token kind.
+            let parts = if cost.status == PricingStatus::Provided || cost.parts.is_empty() {
+                vec![("total", u.input_tokens + u.output_tokens, cost.total)]
+            } else {
+                cost.parts
+            };
+            for (kind, tokens, amount) in parts {
+                let (h, t, p, s, pr, m, o) = key_base.clone();
+                let e = agg.entry((h, t, p, s, pr, m, o, kind, status)).or_insert((0, Decimal::ZERO, publisher.clone()));
                 e.0 += tokens;
                 e.1 += amount;
             }

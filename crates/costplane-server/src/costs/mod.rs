@@ -271,7 +271,7 @@ type Chunk = Result<String, ApiError>;
 /// (telemetry: items, bytes, ingest + storage cost), then LLM spend per
 /// tenant, project, service and model. Aggregated rows: small even for big months.
 fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Body {
-    let stream = async_stream(move || async move {
+    let stream = futures::stream::once(async move {
         let dialect = state.store.dialect();
         let mut out = csv::line(&["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost"].map(String::from));
         // Telemetry: usage facts and their ledger cost.
@@ -365,7 +365,7 @@ fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Bo
                 csv::number(&money(cost)),
             ]));
         }
-        Ok(vec![out])
+        Ok::<String, ApiError>(out)
     });
     Body::from_stream(stream)
 }
@@ -417,21 +417,6 @@ async fn focus_day(state: &CostState, caller: &Caller, from: i64, to: i64) -> Ch
         out.push_str(&csv::line(&cells));
     }
     Ok(out)
-}
-
-/// A stream of one producer's chunks.
-fn async_stream<F, Fut>(make: F) -> impl futures::Stream<Item = Chunk>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<Vec<String>, ApiError>> + Send + 'static,
-{
-    use futures::StreamExt;
-    futures::stream::once(async move { make().await })
-        .map(|r| match r {
-            Ok(chunks) => futures::stream::iter(chunks.into_iter().map(Ok)).left_stream(),
-            Err(e) => futures::stream::iter(vec![Err(e)]).right_stream(),
-        })
-        .flatten()
 }
 
 use futures::StreamExt as _;
@@ -502,7 +487,7 @@ pub async fn reprice(
     let ledger = meter.llm_ledger(&rows);
     state.store.delete_ledger("llm", from_ns, to_ns).await?;
     if !ledger.is_empty() {
-        let batch = TelemetryBatch { id: rand_id(), usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
+        let batch = TelemetryBatch { id: rand::random(), usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
         state.store.write(&batch).await?;
     }
     let after = sum_llm(&state, from_ns, to_ns).await?;
@@ -517,13 +502,6 @@ pub async fn reprice(
         "change": money(after - before),
     }))
     .into_response())
-}
-
-fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish()
 }
 
 async fn sum_llm(state: &CostState, from: i64, to: i64) -> Result<Decimal, ApiError> {

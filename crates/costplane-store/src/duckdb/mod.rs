@@ -39,16 +39,10 @@ pub const FILE_NAME: &str = "costplane.duckdb";
 /// The embedded DuckDB store.
 pub struct DuckDbStore {
     path: PathBuf,
-    /// Connections for writes.
-    writers: Vec<Arc<Mutex<Connection>>>,
-    next_writer: std::sync::atomic::AtomicUsize,
+    writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
 }
 
-/// Write connections per store. One: DuckDB serializes appends to a table
-/// anyway (a second concurrent writer measured no faster), and concurrent
-/// transactions on the batch-id table could conflict.
-const WRITE_CONNECTIONS: usize = 1;
 
 impl std::fmt::Debug for DuckDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -95,16 +89,7 @@ impl DuckDbStore {
 
     fn with_connections(path: PathBuf, conn: Connection) -> Result<Self, StoreError> {
         let reader = conn.try_clone().map_err(db_err)?;
-        let mut writers = vec![Arc::new(Mutex::new(conn.try_clone().map_err(db_err)?))];
-        while writers.len() < WRITE_CONNECTIONS {
-            writers.push(Arc::new(Mutex::new(conn.try_clone().map_err(db_err)?)));
-        }
-        Ok(DuckDbStore { path, writers, next_writer: std::sync::atomic::AtomicUsize::new(0), reader: Arc::new(Mutex::new(reader)) })
-    }
-
-    fn writer(&self) -> Arc<Mutex<Connection>> {
-        let i = self.next_writer.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.writers.len();
-        Arc::clone(&self.writers[i])
+        Ok(DuckDbStore { path, writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
     }
 
     /// Opens an existing store read-only, for `costplane sql` while no server runs.
@@ -359,8 +344,10 @@ impl Store for DuckDbStore {
         "duckdb"
     }
 
+    /// One: DuckDB serializes appends to a table (a second concurrent
+    /// writer measured no faster), so batches go through one connection.
     fn max_concurrent_writes(&self) -> usize {
-        WRITE_CONNECTIONS
+        1
     }
 
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
@@ -370,7 +357,7 @@ impl Store for DuckDbStore {
         // Building Arrow arrays is CPU work on owned data; it runs before the
         // blocking section so the connection is held only for the append.
         let tables = to_record_batches(batch)?;
-        let writer = self.writer();
+        let writer = Arc::clone(&self.writer);
         let batch_id = batch.id;
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
@@ -405,7 +392,7 @@ impl Store for DuckDbStore {
     }
 
     async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        let writer = self.writer();
+        let writer = Arc::clone(&self.writer);
         let source = source.to_owned();
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
@@ -429,7 +416,7 @@ mod tests {
     fn pruning_old_batch_ids_works() {
         let dir = tempfile::tempdir().unwrap();
         let store = DuckDbStore::open(dir.path()).unwrap();
-        let conn = store.writers[0].lock().unwrap();
+        let conn = store.writer.lock().unwrap();
         conn.execute_batch("INSERT INTO costplane_written_batches VALUES (7, 0)").unwrap();
         // A batch id that is a multiple of 1024 prunes ids older than a day.
         write_blocking(&conn, 2048, Vec::new()).unwrap();
