@@ -1,54 +1,75 @@
-//! costplane-pipeline: the memory-bounded queue, batcher and store writer
-//! between the OTLP receivers and the store.
+//! costplane-pipeline: the buffer, batcher and store writer between the OTLP
+//! receivers and the store.
 //!
-//! Invariants:
-//! - **Bounded memory.** Every accepted batch reserves its estimated size
-//!   until the store has committed it (or it was given up). When a new batch
-//!   would exceed the limit, [`Pipeline::submit`] refuses it and the receiver
-//!   answers with a retryable status; nothing is dropped silently. A batch is
-//!   always accepted into an empty queue, so one request larger than the
-//!   limit cannot be refused forever.
-//! - **Accepted means stored, barring a crash.** A refused batch was never
-//!   accepted. An accepted batch is written, retried with exponential back-off
-//!   and jitter while the store's errors are retryable, and flushed on
-//!   shutdown before [`PipelineHandle::shutdown`] returns. Only a batch the
-//!   store rejects as invalid, or one still failing after the retry budget
-//!   (`max_elapsed`), is dropped, and that is logged and counted.
-//! - **No duplicates.** `Store::write` is all-or-nothing, so a retried batch
-//!   is written once.
+//! Invariants (what "accepted" promises):
+//! - **Accepted means will be stored.** With the disk buffer (the default) a
+//!   request is acknowledged only after its body is in the write-ahead log
+//!   ([`buffer`]); a crash loses nothing acknowledged and the next start
+//!   replays what the store had not committed, before new data. With the
+//!   memory buffer, a crash loses what was not yet stored.
+//! - **Never give up on a retryable error.** Writes are retried with capped
+//!   exponential back-off and jitter for as long as it takes; the buffer
+//!   absorbs an outage, then back-pressure (a refused submit, which the
+//!   receivers answer with a retryable status) reaches the clients.
+//!   `retry_max_elapsed` is opt-in; when set and spent, the batch's requests
+//!   go to the dead-letter area, not away.
+//! - **One bad request costs no one else.** A batch keeps the requests it
+//!   was merged from. When the store rejects its data as invalid, the batch
+//!   is bisected down to the request(s) at fault; the rest are stored and
+//!   the bad ones are written to the dead-letter area ([`deadletter`]) with
+//!   the store's error.
+//! - **Exactly once.** Every write of a batch carries the same id (logged
+//!   with its composition before the first attempt, derived for bisected
+//!   halves), and `Store::write` is idempotent per id, so retries and
+//!   replays store nothing twice.
+//! - **Bounded memory.** Decoded rows held in memory reserve their size
+//!   ([`memory`], RAII guards released on every path, panics included).
+//!   With the disk buffer, a request that does not fit is kept on disk only
+//!   and decoded again when the writer reaches it; with the memory buffer it
+//!   is refused. A panicking write counts as a failed attempt.
+//! - **Bounded shutdown.** [`PipelineHandle::shutdown`] drains until its
+//!   deadline; what is not stored by then stays in the disk buffer.
 
+pub mod buffer;
+pub mod deadletter;
+mod memory;
 mod stats;
+mod writer;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use costplane_store::Store;
 use costplane_telemetry::TelemetryBatch;
 use rand::Rng;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-pub use stats::{PipelineStats, StatsSnapshot};
+pub use buffer::{BufferError, DiskBuffer, DiskBufferConfig, FsyncPolicy, RequestMeta};
+pub use stats::{BufferSnapshot, DeadLetterCount, PipelineStats, StatsSnapshot};
+
+use buffer::RecordLocation;
+use memory::{MemoryBudget, Reservation};
 
 /// Retry policy for store writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub initial_interval: Duration,
     pub max_interval: Duration,
-    /// Total time one batch may be retried before it is given up.
-    pub max_elapsed: Duration,
+    /// When set, a batch still failing after this long is dead-lettered.
+    /// Unset (the default): retried for as long as it takes.
+    pub max_elapsed: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            initial_interval: Duration::from_secs(5),
-            max_interval: Duration::from_secs(30),
-            max_elapsed: Duration::from_secs(300),
-        }
+        RetryPolicy { initial_interval: Duration::from_secs(1), max_interval: Duration::from_secs(30), max_elapsed: None }
     }
 }
 
@@ -64,9 +85,9 @@ impl RetryPolicy {
 }
 
 /// Pipeline settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineConfig {
-    /// Most bytes of accepted, not yet stored rows held in memory.
+    /// Most bytes of decoded rows held in memory.
     pub memory_limit_bytes: usize,
     /// A batch is flushed when it holds this many rows...
     pub batch_max_rows: usize,
@@ -75,6 +96,10 @@ pub struct PipelineConfig {
     pub retry: RetryPolicy,
     /// Batches written at the same time (each retried on its own).
     pub writers: usize,
+    /// How long a shutdown may drain before leaving the rest in the buffer.
+    pub shutdown_timeout: Duration,
+    /// Where refused requests are kept (`DATA_DIR/dead-letter`).
+    pub dead_letter_dir: PathBuf,
 }
 
 impl Default for PipelineConfig {
@@ -85,17 +110,75 @@ impl Default for PipelineConfig {
             flush_interval: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             writers: 2,
+            shutdown_timeout: Duration::from_secs(30),
+            dead_letter_dir: PathBuf::from("./costplane-data/dead-letter"),
         }
     }
 }
 
-/// Why a batch was not accepted.
+/// Where accepted requests wait for the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BufferConfig {
+    Memory,
+    Disk(DiskBufferConfig),
+}
+
+/// Decodes a buffered request body again (spilled or replayed requests):
+/// the same conversion and metering the receivers apply.
+pub trait RequestDecoder: Send + Sync + 'static {
+    fn decode(&self, meta: &RequestMeta, body: &[u8]) -> Result<TelemetryBatch, String>;
+}
+
+/// An accepted export request: its body as received (decompressed) and the
+/// rows decoded from it.
+#[derive(Debug)]
+pub struct Submission<'a> {
+    pub meta: RequestMeta,
+    pub body: &'a [u8],
+    pub batch: TelemetryBatch,
+}
+
+/// Why a request was not accepted.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SubmitError {
     #[error("the ingest queue is full ({used} of {limit} bytes in use); retry later")]
     Full { used: usize, limit: usize },
+    #[error("the disk buffer is full ({used} of {limit} bytes; the store is behind or down); retry later")]
+    BufferFull { used: u64, limit: u64 },
+    #[error("the disk buffer cannot be written ({0}); retry later")]
+    Buffer(String),
     #[error("the server is shutting down; retry against another instance or later")]
     ShuttingDown,
+}
+
+/// Errors starting the pipeline.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Buffer(#[from] BufferError),
+}
+
+/// One request inside the pipeline.
+pub(crate) struct Part {
+    pub(crate) record_id: u64,
+    /// `None` for costplane's own rows (API query metering), which are not logged.
+    pub(crate) meta: Option<RequestMeta>,
+    /// Where the disk buffer holds the request.
+    pub(crate) location: Option<RecordLocation>,
+    /// The request body, with the memory buffer (for dead-lettering).
+    pub(crate) body: Option<Bytes>,
+    pub(crate) rows: usize,
+    pub(crate) approx_bytes: usize,
+    pub(crate) reservation: Option<Reservation>,
+}
+
+/// What the receivers hand to the batcher.
+pub(crate) enum Entry {
+    /// A request; `batch` is `None` when its rows are only on disk.
+    Request { part: Part, batch: Option<TelemetryBatch> },
+    /// A batch logged by an earlier run and not committed: written again as
+    /// it was composed, with its id.
+    Replay { batch_id: u64, parts: Vec<Part> },
 }
 
 /// The receivers' side of the pipeline. Cheap to clone.
@@ -106,81 +189,211 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("used", &self.inner.used.load(Ordering::Relaxed)).finish()
+        f.debug_struct("Pipeline").field("used", &self.inner.memory.used()).finish()
     }
 }
 
-struct Inner {
-    tx: std::sync::Mutex<Option<mpsc::UnboundedSender<TelemetryBatch>>>,
-    used: AtomicUsize,
-    limit: usize,
+pub(crate) struct Inner {
+    tx: Mutex<Option<mpsc::UnboundedSender<Entry>>>,
+    pub(crate) memory: Arc<MemoryBudget>,
     closed: AtomicBool,
-    stats: PipelineStats,
+    pub(crate) stats: PipelineStats,
+    pub(crate) disk: Option<Arc<DiskBuffer>>,
+    next_record: AtomicU64,
+    /// Unresolved requests: record id → acceptance time (ns), for the lag.
+    pub(crate) pending: Mutex<BTreeMap<u64, i64>>,
 }
 
 /// Owns the writer task; `shutdown` drains it.
 pub struct PipelineHandle {
     pipeline: Pipeline,
     task: JoinHandle<()>,
+    cancel: CancellationToken,
+    shutdown_timeout: Duration,
+    fsync_task: Option<JoinHandle<()>>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 impl Pipeline {
-    /// Starts the batcher/writer task over `store`.
-    pub fn start(config: PipelineConfig, store: Arc<dyn Store>) -> PipelineHandle {
+    /// Opens the buffer, queues what an earlier run left in it, and starts
+    /// the batcher/writer task over `store`.
+    pub fn start(
+        config: PipelineConfig,
+        store: Arc<dyn Store>,
+        buffer: BufferConfig,
+        decoder: Arc<dyn RequestDecoder>,
+    ) -> Result<PipelineHandle, PipelineError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let pipeline = Pipeline {
-            inner: Arc::new(Inner {
-                tx: std::sync::Mutex::new(Some(tx)),
-                used: AtomicUsize::new(0),
-                limit: config.memory_limit_bytes.max(1),
-                closed: AtomicBool::new(false),
-                stats: PipelineStats::default(),
-            }),
+        let (disk, recovery) = match buffer {
+            BufferConfig::Memory => (None, None),
+            BufferConfig::Disk(c) => {
+                let (disk, recovery) = DiskBuffer::open(c)?;
+                (Some(Arc::new(disk)), Some(recovery))
+            }
         };
-        let writer = Arc::new(Writer { config, store, pipeline: pipeline.clone() });
+        let inner = Arc::new(Inner {
+            tx: Mutex::new(Some(tx.clone())),
+            memory: MemoryBudget::new(config.memory_limit_bytes),
+            closed: AtomicBool::new(false),
+            stats: PipelineStats::default(),
+            disk: disk.clone(),
+            next_record: AtomicU64::new(1),
+            pending: Mutex::new(BTreeMap::new()),
+        });
+        if let Some(recovery) = recovery {
+            let (batches, requests) = (recovery.batches.len(), recovery.requests.len());
+            let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut spilled = |r: buffer::PendingRequest| {
+                pending.insert(r.record_id, r.meta.received_ns);
+                inner.stats.replayed_requests.fetch_add(1, Ordering::Relaxed);
+                Part {
+                    record_id: r.record_id,
+                    meta: Some(r.meta),
+                    location: Some(r.location),
+                    body: None,
+                    rows: 0,
+                    approx_bytes: 0,
+                    reservation: None,
+                }
+            };
+            for (batch_id, reqs) in recovery.batches {
+                let parts = reqs.into_iter().map(&mut spilled).collect();
+                let _ = tx.send(Entry::Replay { batch_id, parts });
+            }
+            for r in recovery.requests {
+                let _ = tx.send(Entry::Request { part: spilled(r), batch: None });
+            }
+            if batches + requests > 0 {
+                tracing::info!(batches, requests, "replaying what the disk buffer holds before accepting new data");
+            }
+        }
+        drop(tx);
+        let pipeline = Pipeline { inner };
+        let cancel = CancellationToken::new();
+        let writer = Arc::new(writer::Writer {
+            config: config.clone(),
+            store,
+            pipeline: pipeline.clone(),
+            decoder,
+            cancel: cancel.clone(),
+        });
         let task = tokio::spawn(writer.run(rx));
-        PipelineHandle { pipeline, task }
+        let fsync_task = disk.as_ref().and_then(|d| d.fsync_interval().map(|every| (Arc::clone(d), every))).map(|(d, every)| {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = cancel.cancelled() => return,
+                    }
+                    let d = Arc::clone(&d);
+                    match tokio::task::spawn_blocking(move || d.sync_if_dirty()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "disk buffer fsync failed"),
+                        Err(e) => tracing::error!(error = %e, "disk buffer fsync task failed"),
+                    }
+                }
+            })
+        });
+        Ok(PipelineHandle { pipeline, task, cancel, shutdown_timeout: config.shutdown_timeout, fsync_task })
     }
 
-    /// Accepts a batch or refuses it when memory is short.
-    pub fn submit(&self, mut batch: TelemetryBatch) -> Result<(), SubmitError> {
+    /// Accepts an export request: logs it (disk buffer) and queues its rows.
+    /// An error means nothing was accepted; the client should retry.
+    pub fn submit(&self, s: Submission<'_>) -> Result<(), SubmitError> {
+        let Submission { meta, body, mut batch } = s;
         if batch.is_empty() {
             return Ok(());
         }
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        // The same figure is released when the batch is stored.
-        batch.approx_bytes = batch.approx_bytes.max(1);
-        let size = batch.approx_bytes;
-        let limit = self.inner.limit;
-        let reserved = self.inner.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-            (used == 0 || used + size <= limit).then_some(used + size)
-        });
-        if let Err(used) = reserved {
-            self.inner.stats.refused_rows.fetch_add(batch.rows() as u64, Ordering::Relaxed);
-            return Err(SubmitError::Full { used, limit });
-        }
-        let rows = batch.rows() as u64;
-        let sent = match self.inner.tx.lock() {
-            Ok(guard) => guard.as_ref().map(|tx| tx.send(batch).is_ok()).unwrap_or(false),
-            Err(_) => false,
+        let rows = batch.rows();
+        // Held across the append, so a request is either logged and queued,
+        // or neither (no record a client was told to resend).
+        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = tx.as_ref() else { return Err(SubmitError::ShuttingDown) };
+        let (record_id, location, body_copy, reservation) = match &self.inner.disk {
+            Some(disk) => {
+                let (id, loc) = disk.append_request(&meta, body).map_err(|e| match e {
+                    BufferError::Full { used, limit } => {
+                        self.inner.stats.refused_rows.fetch_add(rows as u64, Ordering::Relaxed);
+                        SubmitError::BufferFull { used, limit }
+                    }
+                    other => {
+                        tracing::error!(error = %other, "cannot write to the disk buffer; refusing requests");
+                        SubmitError::Buffer(other.to_string())
+                    }
+                })?;
+                // Rows stay in memory when they fit; otherwise only on disk.
+                (id, Some(loc), None, self.inner.memory.try_reserve(batch.approx_bytes).ok())
+            }
+            None => {
+                let size = batch.approx_bytes + body.len();
+                let reservation = self.inner.memory.try_reserve(size).map_err(|used| {
+                    self.inner.stats.refused_rows.fetch_add(rows as u64, Ordering::Relaxed);
+                    SubmitError::Full { used, limit: self.inner.memory.limit() }
+                })?;
+                (self.inner.next_record.fetch_add(1, Ordering::Relaxed), None, Some(Bytes::copy_from_slice(body)), Some(reservation))
+            }
         };
-        if !sent {
-            self.release(size);
+        let received_ns = meta.received_ns;
+        let approx_bytes = batch.approx_bytes;
+        let batch = if reservation.is_some() {
+            Some(std::mem::take(&mut batch))
+        } else {
+            None
+        };
+        let part =
+            Part { record_id, meta: Some(meta), location, body: body_copy, rows, approx_bytes, reservation };
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(record_id, received_ns);
+        if sender.send(Entry::Request { part, batch }).is_err() {
+            self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&record_id);
             return Err(SubmitError::ShuttingDown);
         }
-        self.inner.stats.accepted_rows.fetch_add(rows, Ordering::Relaxed);
+        self.inner.stats.accepted_rows.fetch_add(rows as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    fn release(&self, bytes: usize) {
-        self.inner.used.fetch_sub(bytes, Ordering::AcqRel);
+    /// Queues costplane's own rows (API query metering): held in memory
+    /// only, refused when memory is short.
+    pub fn submit_internal(&self, batch: TelemetryBatch) -> Result<(), SubmitError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let reservation = self
+            .inner
+            .memory
+            .try_reserve(batch.approx_bytes)
+            .map_err(|used| SubmitError::Full { used, limit: self.inner.memory.limit() })?;
+        let part = Part {
+            record_id: 0,
+            meta: None,
+            location: None,
+            body: None,
+            rows: batch.rows(),
+            approx_bytes: batch.approx_bytes,
+            reservation: Some(reservation),
+        };
+        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match tx.as_ref() {
+            Some(sender) if sender.send(Entry::Request { part, batch: Some(batch) }).is_ok() => Ok(()),
+            _ => Err(SubmitError::ShuttingDown),
+        }
     }
 
-    /// Bytes of accepted rows not yet stored.
+    /// Bytes of decoded rows held in memory.
     pub fn queued_bytes(&self) -> usize {
-        self.inner.used.load(Ordering::Acquire)
+        self.inner.memory.used()
     }
 
     /// Ready means: accepting, and the last store write did not fail.
@@ -189,7 +402,22 @@ impl Pipeline {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot(self.queued_bytes(), self.inner.limit)
+        let (records, oldest_ns) = {
+            let pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            (pending.len() as u64, pending.values().next().copied())
+        };
+        let oldest_age_seconds = oldest_ns.map_or(0.0, |t| ((now_ns() - t).max(0) as f64) / 1e9);
+        let buffer = match &self.inner.disk {
+            Some(d) => BufferSnapshot { kind: "disk", bytes: d.bytes(), limit_bytes: d.max_bytes(), records, oldest_age_seconds },
+            None => BufferSnapshot {
+                kind: "memory",
+                bytes: 0,
+                limit_bytes: self.inner.memory.limit() as u64,
+                records,
+                oldest_age_seconds,
+            },
+        };
+        self.inner.stats.snapshot(self.queued_bytes(), self.inner.memory.limit(), buffer)
     }
 }
 
@@ -198,139 +426,41 @@ impl PipelineHandle {
         &self.pipeline
     }
 
-    /// Stops accepting, writes everything accepted, and returns when done.
+    /// Stops accepting and writes what is accepted, until the shutdown
+    /// deadline; what is not stored by then stays in the disk buffer for
+    /// the next start.
     pub async fn shutdown(self) -> StatsSnapshot {
-        self.pipeline.inner.closed.store(true, Ordering::Release);
-        if let Ok(mut tx) = self.pipeline.inner.tx.lock() {
-            tx.take();
+        let inner = &self.pipeline.inner;
+        inner.closed.store(true, Ordering::Release);
+        inner.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut task = self.task;
+        if tokio::time::timeout(self.shutdown_timeout, &mut task).await.is_err() {
+            let left = self.pipeline.stats().buffer.records;
+            if inner.disk.is_some() {
+                tracing::warn!(
+                    timeout_s = self.shutdown_timeout.as_secs_f64(),
+                    requests = left,
+                    "shutdown deadline reached; what is not stored stays in the disk buffer and is replayed at the next start"
+                );
+            } else {
+                tracing::error!(
+                    timeout_s = self.shutdown_timeout.as_secs_f64(),
+                    requests = left,
+                    "shutdown deadline reached with the memory buffer: these requests are lost"
+                );
+            }
+            self.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut task).await;
         }
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "the pipeline writer task failed");
+        self.cancel.cancel();
+        if let Some(t) = self.fsync_task {
+            let _ = t.await;
+        }
+        if let Some(d) = &inner.disk {
+            if let Err(e) = d.sync_if_dirty() {
+                tracing::error!(error = %e, "final disk buffer fsync failed");
+            }
         }
         self.pipeline.stats()
-    }
-}
-
-struct Writer {
-    config: PipelineConfig,
-    store: Arc<dyn Store>,
-    pipeline: Pipeline,
-}
-
-fn log_task_failure(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        tracing::error!(error = %e, "a store write task failed; its batch is lost");
-    }
-}
-
-impl Writer {
-    /// Batches rows and hands each full batch to one of `writers` concurrent
-    /// write tasks; when all are busy the batcher waits (and the queue, which
-    /// the memory limit bounds, absorbs the difference).
-    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<TelemetryBatch>) {
-        let writers = self.config.writers.min(self.store.max_concurrent_writes()).max(1);
-        let slots = Arc::new(tokio::sync::Semaphore::new(writers));
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut pending = TelemetryBatch::default();
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let timer = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(batch) => {
-                        if pending.is_empty() {
-                            deadline = Some(Instant::now() + self.config.flush_interval);
-                        }
-                        pending.append(batch);
-                        if pending.rows() >= self.config.batch_max_rows {
-                            self.dispatch(&mut pending, &slots, &mut tasks).await;
-                            deadline = None;
-                        }
-                    }
-                    None => {
-                        self.dispatch(&mut pending, &slots, &mut tasks).await;
-                        while let Some(done) = tasks.join_next().await {
-                            log_task_failure(done);
-                        }
-                        tracing::info!("pipeline drained");
-                        return;
-                    }
-                },
-                () = timer => {
-                    self.dispatch(&mut pending, &slots, &mut tasks).await;
-                    deadline = None;
-                }
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_failure(done),
-            }
-        }
-    }
-
-    async fn dispatch(
-        self: &Arc<Self>,
-        pending: &mut TelemetryBatch,
-        slots: &Arc<tokio::sync::Semaphore>,
-        tasks: &mut tokio::task::JoinSet<()>,
-    ) {
-        if pending.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(pending);
-        let Ok(permit) = Arc::clone(slots).acquire_owned().await else { return };
-        let writer = Arc::clone(self);
-        tasks.spawn(async move {
-            writer.write(batch).await;
-            drop(permit);
-        });
-    }
-
-    async fn write(&self, mut batch: TelemetryBatch) {
-        // Kept across retries: a store that deduplicates by token sees the
-        // same id for every attempt of this batch.
-        batch.id = rand::rng().random();
-        let stats = &self.pipeline.inner.stats;
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            let t0 = std::time::Instant::now();
-            match self.store.write(&batch).await {
-                Ok(()) => {
-                    stats.record_write(batch.rows() as u64, t0.elapsed());
-                    if !stats.store_healthy.swap(true, Ordering::AcqRel) {
-                        tracing::info!(backend = self.store.backend(), "the store is reachable again");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    let retryable = e.is_retryable();
-                    let delay = self.config.retry.delay(attempt);
-                    if retryable && started.elapsed() + delay <= self.config.retry.max_elapsed {
-                        if stats.store_healthy.swap(false, Ordering::AcqRel) {
-                            tracing::warn!(backend = self.store.backend(), error = %e, "the store is down; holding accepted rows and retrying");
-                        }
-                        tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %e, "store write failed; retrying");
-                        attempt += 1;
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    stats.dropped_rows.fetch_add(batch.rows() as u64, Ordering::Relaxed);
-                    tracing::error!(
-                        backend = self.store.backend(),
-                        rows = batch.rows(),
-                        retryable,
-                        attempts = attempt + 1,
-                        error = %e,
-                        "giving up a batch the store did not take"
-                    );
-                    break;
-                }
-            }
-        }
-        self.pipeline.release(batch.approx_bytes);
     }
 }

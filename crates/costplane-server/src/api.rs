@@ -52,7 +52,8 @@ struct Readiness {
     accepted_rows: u64,
     written_rows: u64,
     refused_rows: u64,
-    dropped_rows: u64,
+    dead_lettered_rows: u64,
+    buffer: costplane_pipeline::BufferSnapshot,
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
@@ -67,7 +68,8 @@ async fn readyz(State(state): State<ApiState>) -> Response {
         accepted_rows: stats.accepted_rows,
         written_rows: stats.written_rows,
         refused_rows: stats.refused_rows,
-        dropped_rows: stats.dropped_rows,
+        dead_lettered_rows: stats.dead_lettered_rows,
+        buffer: stats.buffer,
     };
     let status = if ready { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()

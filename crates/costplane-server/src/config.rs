@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use costplane_cost::{Catalog, Meter, Tenancy, TelemetryRates};
-use costplane_pipeline::{PipelineConfig, RetryPolicy};
+use costplane_pipeline::{BufferConfig, DiskBufferConfig, FsyncPolicy, PipelineConfig, RetryPolicy};
 use costplane_store::clickhouse::{BodyCompression, ClickHouseConfig, SchemaOptions};
 use costplane_telemetry::Limits;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,7 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub http: HttpConfig,
     pub pipeline: PipelineSection,
+    pub buffer: BufferSection,
     pub clickhouse: ClickHouseSection,
     pub cost: CostSection,
     pub api: ApiSection,
@@ -236,9 +237,47 @@ pub struct PipelineSection {
     pub flush_interval: String,
     pub retry_initial_interval: String,
     pub retry_max_interval: String,
-    pub retry_max_elapsed: String,
+    /// Unset (the default): a failing batch is retried for as long as it
+    /// takes. Set: after this long its requests go to the dead-letter area.
+    pub retry_max_elapsed: Option<String>,
     /// Batches written to the store at the same time.
     pub writers: usize,
+    /// How long a shutdown drains before leaving the rest in the disk buffer.
+    pub shutdown_timeout: String,
+}
+
+/// Where accepted requests wait for the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BufferKind {
+    /// A write-ahead log on disk: a crash loses nothing acknowledged.
+    #[default]
+    Disk,
+    /// Memory only: a crash loses what was not yet stored.
+    Memory,
+}
+
+/// `[buffer]`: the durable buffer between the receivers and the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferSection {
+    pub kind: BufferKind,
+    /// Most MiB of log segments on disk; past it, clients are asked to retry.
+    pub max_mib: u64,
+    /// Default: `DATA_DIR/buffer`.
+    pub dir: Option<PathBuf>,
+    /// How long an acknowledged request may wait for fsync ("0s": fsync
+    /// before every answer). Bounds what a power loss can take; a process
+    /// crash loses nothing either way.
+    pub fsync_interval: String,
+    /// Size of one log segment file, in MiB.
+    pub segment_mib: u64,
+}
+
+impl Default for BufferSection {
+    fn default() -> Self {
+        BufferSection { kind: BufferKind::Disk, max_mib: 1024, dir: None, fsync_interval: "500ms".into(), segment_mib: 64 }
+    }
 }
 
 impl Default for Config {
@@ -249,6 +288,7 @@ impl Default for Config {
             otlp: OtlpConfig::default(),
             http: HttpConfig::default(),
             pipeline: PipelineSection::default(),
+            buffer: BufferSection::default(),
             clickhouse: ClickHouseSection::default(),
             cost: CostSection::default(),
             api: ApiSection::default(),
@@ -281,10 +321,11 @@ impl Default for PipelineSection {
             memory_limit_mib: 256,
             batch_max_rows: 8192,
             flush_interval: "1s".into(),
-            retry_initial_interval: "5s".into(),
+            retry_initial_interval: "1s".into(),
             retry_max_interval: "30s".into(),
-            retry_max_elapsed: "300s".into(),
+            retry_max_elapsed: None,
             writers: 2,
+            shutdown_timeout: "30s".into(),
         }
     }
 }
@@ -401,6 +442,7 @@ impl Config {
             return Err(format!("clickhouse.compression '{}' is not gzip or none", self.clickhouse.compression));
         }
         parse_duration(&self.clickhouse.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?;
+        self.buffer_config()?;
         self.pipeline_config().map(|_| ())
     }
 
@@ -410,6 +452,24 @@ impl Config {
 
     pub fn limits(&self) -> Limits {
         Limits { max_attributes: self.otlp.max_attributes, max_value_bytes: self.otlp.max_value_bytes }
+    }
+
+    /// The buffer this configuration describes.
+    pub fn buffer_config(&self) -> Result<BufferConfig, String> {
+        let b = &self.buffer;
+        if b.kind == BufferKind::Memory {
+            return Ok(BufferConfig::Memory);
+        }
+        if b.max_mib == 0 || b.segment_mib == 0 {
+            return Err("buffer.max_mib and buffer.segment_mib must be at least 1".into());
+        }
+        let every = parse_duration(&b.fsync_interval).map_err(|e| format!("buffer.fsync_interval: {e}"))?;
+        Ok(BufferConfig::Disk(DiskBufferConfig {
+            dir: b.dir.clone().unwrap_or_else(|| self.data_dir.join("buffer")),
+            max_bytes: b.max_mib.saturating_mul(MIB as u64),
+            segment_bytes: b.segment_mib.min(b.max_mib).saturating_mul(MIB as u64),
+            fsync: if every.is_zero() { FsyncPolicy::EveryRequest } else { FsyncPolicy::Interval(every) },
+        }))
     }
 
     pub fn pipeline_config(&self) -> Result<PipelineConfig, String> {
@@ -422,9 +482,11 @@ impl Config {
             retry: RetryPolicy {
                 initial_interval: field("retry_initial_interval", &p.retry_initial_interval)?,
                 max_interval: field("retry_max_interval", &p.retry_max_interval)?,
-                max_elapsed: field("retry_max_elapsed", &p.retry_max_elapsed)?,
+                max_elapsed: p.retry_max_elapsed.as_deref().map(|v| field("retry_max_elapsed", v)).transpose()?,
             },
             writers: p.writers.max(1),
+            shutdown_timeout: field("shutdown_timeout", &p.shutdown_timeout)?,
+            dead_letter_dir: self.data_dir.join("dead-letter"),
         })
     }
 }

@@ -104,6 +104,8 @@ pub enum ServerError {
     Bind { what: &'static str, addr: std::net::SocketAddr, flag: &'static str, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the disk buffer cannot be opened: {0}")]
+    Buffer(String),
     #[error("server error: {0}")]
     Serve(String),
 }
@@ -113,7 +115,7 @@ impl ServerError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ServerError::Config(_) | ServerError::Bind { .. } => 2,
-            ServerError::Store(_) => 3,
+            ServerError::Store(_) | ServerError::Buffer(_) => 3,
             ServerError::Serve(_) => 1,
         }
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod costs;
 pub mod csv;
 mod error;
+pub mod health;
 pub mod otlp;
 mod server;
 

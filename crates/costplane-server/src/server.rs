@@ -82,10 +82,13 @@ impl Server {
     /// final counters.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<StatsSnapshot, ServerError> {
         let pipeline_config = self.config.pipeline_config().map_err(ServerError::Config)?;
-        let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store));
-        let pipeline = handle.pipeline().clone();
+        let buffer_config = self.config.buffer_config().map_err(ServerError::Config)?;
         let meter = Arc::new(self.config.cost.meter().map_err(ServerError::Config)?);
         tracing::info!(catalog = %meter.catalog.version, models = meter.catalog.models().len(), "price catalog loaded");
+        let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)));
+        let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store), buffer_config, decoder)
+            .map_err(|e| ServerError::Buffer(e.to_string()))?;
+        let pipeline = handle.pipeline().clone();
         let ingest = Ingest {
             pipeline: pipeline.clone(),
             limits: self.config.limits(),
@@ -145,7 +148,8 @@ impl Server {
         tracing::info!(
             accepted_rows = stats.accepted_rows,
             written_rows = stats.written_rows,
-            dropped_rows = stats.dropped_rows,
+            dead_lettered_rows = stats.dead_lettered_rows,
+            left_in_buffer = stats.buffer.records,
             "stopped"
         );
         Ok(stats)

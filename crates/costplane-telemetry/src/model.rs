@@ -266,6 +266,46 @@ impl TelemetryBatch {
         self.usage.append(other.usage);
     }
 
+    /// Lengths of every row list (the seven telemetry tables, then usage
+    /// telemetry, LLM usage and ledger rows): where one merged request ends.
+    pub fn lens(&self) -> BatchLens {
+        BatchLens([
+            self.spans.len(),
+            self.logs.len(),
+            self.gauges.len(),
+            self.sums.len(),
+            self.histograms.len(),
+            self.exp_histograms.len(),
+            self.summaries.len(),
+            self.usage.telemetry.len(),
+            self.usage.llm.len(),
+            self.usage.ledger.len(),
+        ])
+    }
+
+    /// Splits the batch in two at `at` (from [`TelemetryBatch::lens`] of an
+    /// earlier state): `self` keeps the rows before, the result holds the
+    /// rest. `approx_bytes` is left to the caller, who knows each part's size.
+    pub fn split_off(&mut self, at: BatchLens) -> TelemetryBatch {
+        let a = at.0;
+        TelemetryBatch {
+            spans: self.spans.split_off(a[0].min(self.spans.len())),
+            logs: self.logs.split_off(a[1].min(self.logs.len())),
+            gauges: self.gauges.split_off(a[2].min(self.gauges.len())),
+            sums: self.sums.split_off(a[3].min(self.sums.len())),
+            histograms: self.histograms.split_off(a[4].min(self.histograms.len())),
+            exp_histograms: self.exp_histograms.split_off(a[5].min(self.exp_histograms.len())),
+            summaries: self.summaries.split_off(a[6].min(self.summaries.len())),
+            approx_bytes: 0,
+            id: 0,
+            usage: crate::usage::UsageRows {
+                telemetry: self.usage.telemetry.split_off(a[7].min(self.usage.telemetry.len())),
+                llm: self.usage.llm.split_off(a[8].min(self.usage.llm.len())),
+                ledger: self.usage.ledger.split_off(a[9].min(self.usage.ledger.len())),
+            },
+        }
+    }
+
     /// Rows per table, named as the tables are.
     pub fn table_counts(&self) -> [(&'static str, usize); 7] {
         [
@@ -277,6 +317,21 @@ impl TelemetryBatch {
             ("otel_metrics_exp_histogram", self.exp_histograms.len()),
             ("otel_metrics_summary", self.summaries.len()),
         ]
+    }
+}
+
+/// Row-list lengths of a batch; see [`TelemetryBatch::lens`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchLens(pub [usize; 10]);
+
+impl BatchLens {
+    /// Element-wise difference (`self` - `earlier`).
+    pub fn minus(self, earlier: BatchLens) -> BatchLens {
+        let mut out = self.0;
+        for (o, e) in out.iter_mut().zip(earlier.0) {
+            *o -= e;
+        }
+        BatchLens(out)
     }
 }
 

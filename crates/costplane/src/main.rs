@@ -1,6 +1,7 @@
 //! The `costplane` binary: command-line parsing, logging, and exit codes.
 //! Everything else lives in the library crates.
 
+mod deadletter;
 mod loadgen;
 mod prices;
 mod reprice;
@@ -36,6 +37,9 @@ enum Command {
     Prices(prices::PricesCommand),
     /// Recompute LLM ledger rows of a window with the current prices.
     Reprice(reprice::RepriceArgs),
+    /// Requests the store refused as invalid: list them, replay them.
+    #[command(subcommand)]
+    Deadletter(deadletter::DeadLetterCommand),
 }
 
 #[derive(Subcommand)]
@@ -201,6 +205,7 @@ fn main() -> ExitCode {
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
+            Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Schema(SchemaCommand::Print(args)) => {
                 schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e)))
             }

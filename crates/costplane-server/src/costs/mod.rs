@@ -51,7 +51,7 @@ impl CostState {
         let tenant = caller.tenant().unwrap_or(costplane_cost::meter::UNASSIGNED);
         let usage = self.meter.queries(tenant, 1);
         let batch = TelemetryBatch { usage, approx_bytes: 512, ..TelemetryBatch::default() };
-        if let Err(e) = self.pipeline.submit(batch) {
+        if let Err(e) = self.pipeline.submit_internal(batch) {
             tracing::debug!(error = %e, "query not metered");
         }
     }
@@ -548,19 +548,6 @@ pub async fn metrics(
             money(decimal(&row[7]))
         ));
     }
-    let s = pipeline.stats();
-    let series: [(&str, &str, &str, String); 8] = [
-        ("costplane_ingest_accepted_rows_total", "counter", "Rows accepted into the pipeline.", s.accepted_rows.to_string()),
-        ("costplane_ingest_refused_rows_total", "counter", "Rows refused because the queue was full (clients retry).", s.refused_rows.to_string()),
-        ("costplane_store_written_rows_total", "counter", "Rows the store committed.", s.written_rows.to_string()),
-        ("costplane_store_dropped_rows_total", "counter", "Accepted rows given up after the retry budget or rejected by the store.", s.dropped_rows.to_string()),
-        ("costplane_store_write_errors_total", "counter", "Failed store writes (each retried or given up).", s.write_errors.to_string()),
-        ("costplane_store_write_seconds_total", "counter", "Time spent in successful store writes.", s.write_seconds.to_string()),
-        ("costplane_queue_bytes", "gauge", "Bytes of accepted, not yet stored telemetry.", s.queued_bytes.to_string()),
-        ("costplane_store_up", "gauge", "1 when the store's last write succeeded.", u8::from(s.store_healthy).to_string()),
-    ];
-    for (name, kind, help, value) in series {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
-    }
+    crate::health::write_pipeline_metrics(&mut out, &pipeline.stats());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -8,8 +8,8 @@ pub mod http;
 use std::sync::Arc;
 
 use costplane_cost::Meter;
-use costplane_pipeline::Pipeline;
-use costplane_telemetry::{decode_request, Encoding, Limits, Signal};
+use costplane_pipeline::{Pipeline, RequestDecoder, RequestMeta, Submission};
+use costplane_telemetry::{decode_request, Encoding, Limits, Signal, TelemetryBatch};
 
 use crate::error::ApiError;
 
@@ -32,7 +32,9 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Decodes one uncompressed request body and queues its valid items.
+    /// Decodes one uncompressed request body and queues its valid items
+    /// (with the disk buffer: logs the body first, so an answer of success
+    /// means the items will be stored).
     pub fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<ExportOutcome, ApiError> {
         let conversion = decode_request(signal, encoding, body, &self.limits)?;
         let message = conversion.partial_success_message(signal);
@@ -44,7 +46,49 @@ impl Ingest {
         if let Some(meter) = &self.meter {
             batch.usage = meter.measure(&batch);
         }
-        self.pipeline.submit(batch)?;
+        let meta = RequestMeta { signal, encoding, received_ns: now_ns(), tenant: tenants_of(&batch) };
+        self.pipeline.submit(Submission { meta, body, batch })?;
         Ok(ExportOutcome { accepted, rejected, message })
+    }
+
+    /// What decodes buffered requests again (replay, spilled requests):
+    /// the same limits and meter as the live path.
+    pub fn decoder_for(limits: Limits, meter: Option<Arc<Meter>>) -> Arc<dyn RequestDecoder> {
+        Arc::new(BufferedRequestDecoder { limits, meter })
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The tenants a request's resources name (from its usage rows), for
+/// dead-letter files and their counters.
+fn tenants_of(batch: &TelemetryBatch) -> String {
+    let mut tenants: Vec<&str> = batch.usage.telemetry.iter().map(|u| u.tenant.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    match tenants.len() {
+        0 => costplane_cost::meter::UNASSIGNED.to_owned(),
+        _ => tenants.join(","),
+    }
+}
+
+/// Decodes and meters a buffered request as [`Ingest::export`] did.
+struct BufferedRequestDecoder {
+    limits: Limits,
+    meter: Option<Arc<Meter>>,
+}
+
+impl RequestDecoder for BufferedRequestDecoder {
+    fn decode(&self, meta: &RequestMeta, body: &[u8]) -> Result<TelemetryBatch, String> {
+        let conversion = decode_request(meta.signal, meta.encoding, body, &self.limits).map_err(|e| e.to_string())?;
+        let mut batch = conversion.batch;
+        if let Some(meter) = &self.meter {
+            batch.usage = meter.measure(&batch);
+        }
+        Ok(batch)
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use costplane_pipeline::{Pipeline, PipelineConfig};
+use costplane_pipeline::{BufferConfig, Pipeline, PipelineConfig};
 use costplane_server::api::{router, ApiState};
 use costplane_server::auth::ApiKey;
 use costplane_server::config::CostSection;
@@ -20,7 +20,9 @@ const ACME: &str = "acme-0123456789abcdef";
 async fn app(keys: Vec<ApiKey>) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
-    let handle = Pipeline::start(PipelineConfig::default(), Arc::clone(&store));
+    let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
+    let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
+    let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
     let cost_config = CostSection::default();
     let meter = Arc::new(cost_config.meter().unwrap());
     let costs = CostState { store: Arc::clone(&store), cost_config, meter, pipeline: handle.pipeline().clone() };

@@ -52,6 +52,9 @@ fn tiny_config() -> Config {
     config.pipeline.flush_interval = "50ms".into();
     config.pipeline.retry_initial_interval = "20ms".into();
     config.pipeline.retry_max_interval = "100ms".into();
+    // The memory buffer refuses what does not fit (the disk buffer would
+    // keep it on disk instead): this is the memory limit's back-pressure.
+    config.buffer.kind = costplane_server::config::BufferKind::Memory;
     config
 }
 
@@ -126,7 +129,7 @@ async fn full_queue_pushes_back_and_retrying_clients_lose_nothing() {
     assert_eq!(stats.refused_rows, refusals.load(Ordering::Relaxed) * SPANS_PER_REQUEST);
     assert_eq!(stats.accepted_rows, sent);
     assert_eq!(stats.written_rows, sent);
-    assert_eq!(stats.dropped_rows, 0);
+    assert_eq!(stats.dead_lettered_rows, 0);
     assert_eq!(server.query_u64("SELECT count(*) FROM otel_traces").await, sent);
     assert_eq!(server.query_u64("SELECT count(DISTINCT SpanId) FROM otel_traces").await, sent, "no span stored twice");
 }

@@ -205,3 +205,21 @@ async fn bad_grpc_input_is_invalid_argument() {
     assert!(server.terminate().success());
     assert_eq!(server.count("otel_traces"), 1);
 }
+
+#[test]
+fn a_foreign_otel_logs_table_stops_startup_with_the_fix() {
+    // otel_logs made by another tool, without SeverityText.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = duckdb::Connection::open(dir.path().join("costplane.duckdb")).unwrap();
+        conn.execute_batch("CREATE TABLE otel_logs (\"Timestamp\" TIMESTAMP_NS, \"ServiceName\" VARCHAR, \"Body\" VARCHAR)").unwrap();
+    }
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["serve", "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a store error: {stderr}");
+    assert!(stderr.contains("otel_logs") && stderr.contains("SeverityText"), "names the table and the column: {stderr}");
+}

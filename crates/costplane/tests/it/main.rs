@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod clickhouse_e2e;
+mod durability;
 mod otlp_rust;
 mod shutdown;
 mod sql_cli;

@@ -24,9 +24,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `costplane serve` with `extra` flags and waits for /healthz.
     pub fn start(extra: &[&str]) -> ServerProcess {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+        ServerProcess::start_in(tempfile::tempdir().expect("temp dir"), extra)
+    }
+
+    /// Starts `costplane serve` on an existing data directory (a restart).
+    pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> ServerProcess {
         let (grpc, otlp_http, api) = (free_addr(), free_addr(), free_addr());
-        let log = data_dir.path().join("server.log");
+        let log = data_dir.path().join(format!("server-{}.log", rand::random::<u32>()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(BIN)
             .arg("serve")
@@ -63,6 +67,16 @@ impl ServerProcess {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no drain, no cleanup) and hands back
+    /// its data directory for a restart.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("wait");
+        }
+        std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("temp dir"))
     }
 
     /// Sends SIGTERM and waits for the process to exit.

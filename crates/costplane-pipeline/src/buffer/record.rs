@@ -1,0 +1,259 @@
+//! The disk buffer's record format.
+//!
+//! ```text
+//! record  = len:u32le crc:u32le payload[len]      crc = CRC-32 (IEEE) of payload
+//! payload = 1 request:  record_id:u64 signal:u8 encoding:u8 received_ns:i64
+//!                       tenant_len:u16 tenant[tenant_len] body[..]
+//!         | 2 intent:   batch_id:u64 count:u32 record_id:u64 × count
+//!         | 3 commit:   batch_id:u64
+//! ```
+//!
+//! A record is whole or it is not there: the reader stops at the first
+//! record whose header, length or checksum does not hold (a torn write at
+//! the tail after a crash, or corruption), and the caller truncates there.
+
+use costplane_telemetry::{Encoding, Signal};
+
+/// Bytes before the payload.
+pub const HEADER_BYTES: usize = 8;
+/// Larger payloads are taken as corruption (a request body is at most tens of MiB).
+pub const MAX_PAYLOAD_BYTES: u32 = 1 << 30;
+
+const KIND_REQUEST: u8 = 1;
+const KIND_INTENT: u8 = 2;
+const KIND_COMMIT: u8 = 3;
+
+/// What the buffer keeps about an accepted request besides its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMeta {
+    pub signal: Signal,
+    pub encoding: Encoding,
+    /// When the request was accepted, ns since the epoch.
+    pub received_ns: i64,
+    /// The tenant(s) the request's resources named, comma-separated.
+    pub tenant: String,
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<'a> {
+    Request { record_id: u64, meta: RequestMeta, body: &'a [u8] },
+    Intent { batch_id: u64, records: Vec<u64> },
+    Commit { batch_id: u64 },
+}
+
+fn signal_code(s: Signal) -> u8 {
+    match s {
+        Signal::Traces => 1,
+        Signal::Logs => 2,
+        Signal::Metrics => 3,
+    }
+}
+
+fn signal_of(code: u8) -> Option<Signal> {
+    Some(match code {
+        1 => Signal::Traces,
+        2 => Signal::Logs,
+        3 => Signal::Metrics,
+        _ => return None,
+    })
+}
+
+fn encoding_code(e: Encoding) -> u8 {
+    match e {
+        Encoding::Protobuf => 1,
+        Encoding::Json => 2,
+    }
+}
+
+fn encoding_of(code: u8) -> Option<Encoding> {
+    Some(match code {
+        1 => Encoding::Protobuf,
+        2 => Encoding::Json,
+        _ => return None,
+    })
+}
+
+fn frame(payload: Vec<u8>, body: &[u8]) -> (Vec<u8>, u32) {
+    let len = payload.len() + body.len();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&payload);
+    crc.update(body);
+    let mut head = Vec::with_capacity(HEADER_BYTES + payload.len());
+    head.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    head.extend_from_slice(&crc.finalize().to_le_bytes());
+    head.extend_from_slice(&payload);
+    (head, u32::try_from(len).unwrap_or(u32::MAX))
+}
+
+/// The bytes of a request record: the framed head, to be followed by `body`.
+/// Returns the head and the payload length.
+pub fn encode_request(record_id: u64, meta: &RequestMeta, body: &[u8]) -> (Vec<u8>, u32) {
+    let tenant = meta.tenant.as_bytes();
+    let tenant = &tenant[..tenant.len().min(u16::MAX as usize)];
+    let mut p = Vec::with_capacity(32 + tenant.len());
+    p.push(KIND_REQUEST);
+    p.extend_from_slice(&record_id.to_le_bytes());
+    p.push(signal_code(meta.signal));
+    p.push(encoding_code(meta.encoding));
+    p.extend_from_slice(&meta.received_ns.to_le_bytes());
+    p.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
+    p.extend_from_slice(tenant);
+    frame(p, body)
+}
+
+/// A whole intent record: batch `batch_id` is made of `records`, in order.
+pub fn encode_intent(batch_id: u64, records: &[u64]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(13 + 8 * records.len());
+    p.push(KIND_INTENT);
+    p.extend_from_slice(&batch_id.to_le_bytes());
+    p.extend_from_slice(&u32::try_from(records.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for r in records {
+        p.extend_from_slice(&r.to_le_bytes());
+    }
+    frame(p, &[]).0
+}
+
+/// A whole commit record: every request of batch `batch_id` is resolved.
+pub fn encode_commit(batch_id: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(9);
+    p.push(KIND_COMMIT);
+    p.extend_from_slice(&batch_id.to_le_bytes());
+    frame(p, &[]).0
+}
+
+/// Why the bytes at some offset are not a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// The file ends inside the record (a torn write).
+    Torn,
+    /// The length field is impossible.
+    BadLength(u32),
+    /// The payload does not match its checksum.
+    BadChecksum,
+    /// The payload's fields do not parse.
+    BadPayload(&'static str),
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::Torn => f.write_str("the file ends inside a record (torn write)"),
+            Invalid::BadLength(n) => write!(f, "impossible record length {n}"),
+            Invalid::BadChecksum => f.write_str("checksum mismatch"),
+            Invalid::BadPayload(why) => write!(f, "malformed record: {why}"),
+        }
+    }
+}
+
+/// Reads the record at the start of `bytes`: the record and its total size.
+pub fn decode(bytes: &[u8]) -> Result<(Record<'_>, usize), Invalid> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(Invalid::Torn);
+    }
+    let len = u32::from_le_bytes(bytes[0..4].try_into().map_err(|_| Invalid::Torn)?);
+    let crc = u32::from_le_bytes(bytes[4..8].try_into().map_err(|_| Invalid::Torn)?);
+    if len == 0 || len > MAX_PAYLOAD_BYTES {
+        return Err(Invalid::BadLength(len));
+    }
+    let end = HEADER_BYTES + len as usize;
+    if bytes.len() < end {
+        return Err(Invalid::Torn);
+    }
+    let payload = &bytes[HEADER_BYTES..end];
+    if crc32fast::hash(payload) != crc {
+        return Err(Invalid::BadChecksum);
+    }
+    Ok((parse_payload(payload)?, end))
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Invalid> {
+        if self.0.len() < n {
+            return Err(Invalid::BadPayload("short payload"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, Invalid> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, Invalid> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().map_err(|_| Invalid::BadPayload("u16"))?))
+    }
+    fn u32(&mut self) -> Result<u32, Invalid> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| Invalid::BadPayload("u32"))?))
+    }
+    fn u64(&mut self) -> Result<u64, Invalid> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Invalid::BadPayload("u64"))?))
+    }
+}
+
+fn parse_payload(payload: &[u8]) -> Result<Record<'_>, Invalid> {
+    let mut c = Cursor(payload);
+    match c.u8()? {
+        KIND_REQUEST => {
+            let record_id = c.u64()?;
+            let signal = signal_of(c.u8()?).ok_or(Invalid::BadPayload("unknown signal"))?;
+            let encoding = encoding_of(c.u8()?).ok_or(Invalid::BadPayload("unknown encoding"))?;
+            let received_ns = c.u64()? as i64;
+            let tenant_len = c.u16()? as usize;
+            let tenant = String::from_utf8_lossy(c.take(tenant_len)?).into_owned();
+            Ok(Record::Request { record_id, meta: RequestMeta { signal, encoding, received_ns, tenant }, body: c.0 })
+        }
+        KIND_INTENT => {
+            let batch_id = c.u64()?;
+            let n = c.u32()? as usize;
+            if c.0.len() != n * 8 {
+                return Err(Invalid::BadPayload("intent length"));
+            }
+            let records = (0..n).map(|_| c.u64()).collect::<Result<_, _>>()?;
+            Ok(Record::Intent { batch_id, records })
+        }
+        KIND_COMMIT => Ok(Record::Commit { batch_id: c.u64()? }),
+        _ => Err(Invalid::BadPayload("unknown record kind")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> RequestMeta {
+        RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 1_700_000_000_000_000_000, tenant: "acme".into() }
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let (mut bytes, _) = encode_request(7, &meta(), b"{\"resourceLogs\":[]}");
+        bytes.extend_from_slice(b"{\"resourceLogs\":[]}");
+        bytes.extend(encode_intent(99, &[7, 8]));
+        bytes.extend(encode_commit(99));
+        let (r, n) = decode(&bytes).unwrap();
+        assert_eq!(r, Record::Request { record_id: 7, meta: meta(), body: b"{\"resourceLogs\":[]}" });
+        let (r, m) = decode(&bytes[n..]).unwrap();
+        assert_eq!(r, Record::Intent { batch_id: 99, records: vec![7, 8] });
+        let (r, k) = decode(&bytes[n + m..]).unwrap();
+        assert_eq!(r, Record::Commit { batch_id: 99 });
+        assert_eq!(n + m + k, bytes.len());
+    }
+
+    #[test]
+    fn torn_and_flipped_records_are_refused() {
+        let (mut bytes, _) = encode_request(1, &meta(), b"body");
+        bytes.extend_from_slice(b"body");
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]).unwrap_err(), Invalid::Torn, "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        assert_eq!(decode(&flipped).unwrap_err(), Invalid::BadChecksum);
+        let mut huge = bytes;
+        huge[3] = 0xff;
+        assert!(matches!(decode(&huge).unwrap_err(), Invalid::BadLength(_)));
+    }
+}

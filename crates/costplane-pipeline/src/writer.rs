@@ -1,0 +1,397 @@
+//! The batcher and the store writer: merges requests into batches, logs
+//! each batch's composition, writes it with retries, bisects batches the
+//! store rejects, dead-letters the requests at fault and commits.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use costplane_store::Store;
+use costplane_telemetry::{BatchLens, TelemetryBatch};
+use futures::FutureExt;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::deadletter::{self, DeadLetterReason};
+use crate::{Entry, Part, Pipeline, PipelineConfig, RequestDecoder};
+
+pub(crate) struct Writer {
+    pub(crate) config: PipelineConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) decoder: Arc<dyn RequestDecoder>,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// Rows of several requests, merged, with where each request's rows end.
+#[derive(Default)]
+struct WriteBatch {
+    id: u64,
+    data: TelemetryBatch,
+    parts: Vec<(Part, BatchLens)>,
+}
+
+impl WriteBatch {
+    fn push(&mut self, part: Part, rows: TelemetryBatch) {
+        self.data.append(rows);
+        let end = self.data.lens();
+        self.parts.push((part, end));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Splits between requests: two halves with ids derived from this one,
+    /// so a replayed bisection uses the same insert tokens.
+    fn bisect(mut self) -> (WriteBatch, WriteBatch) {
+        let mid = self.parts.len() / 2;
+        let at = self.parts[mid - 1].1;
+        let right_data = self.data.split_off(at);
+        let right_parts: Vec<(Part, BatchLens)> =
+            self.parts.split_off(mid).into_iter().map(|(p, end)| (p, end.minus(at))).collect();
+        let mut left = WriteBatch { id: derive_id(self.id, 1), data: self.data, parts: self.parts };
+        let mut right = WriteBatch { id: derive_id(self.id, 2), data: right_data, parts: right_parts };
+        left.data.approx_bytes = left.parts.iter().map(|(p, _)| p.approx_bytes).sum();
+        right.data.approx_bytes = right.parts.iter().map(|(p, _)| p.approx_bytes).sum();
+        (left, right)
+    }
+}
+
+/// A fixed mix of a parent id and a side (splitmix64's finalizer).
+fn derive_id(parent: u64, side: u64) -> u64 {
+    let mut z = parent ^ side.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// How one write of a batch ended.
+enum Outcome {
+    Stored,
+    /// The store refused the data; retrying will not help.
+    Rejected(String),
+    /// `retry_max_elapsed` ran out.
+    GaveUp(String),
+    /// The shutdown deadline passed: leave the batch in the buffer.
+    Cancelled,
+}
+
+impl Writer {
+    /// Batches requests and hands each full batch to one of `writers`
+    /// concurrent write tasks; when all are busy the batcher waits (and the
+    /// buffer absorbs the difference).
+    pub(crate) async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Entry>) {
+        let writers = self.config.writers.min(self.store.max_concurrent_writes()).max(1);
+        let slots = Arc::new(tokio::sync::Semaphore::new(writers));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut pending = WriteBatch::default();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(Entry::Request { part, batch }) => {
+                        let Some((part, rows)) = self.load(part, batch) else { continue };
+                        if pending.is_empty() {
+                            deadline = Some(Instant::now() + self.config.flush_interval);
+                        }
+                        pending.push(part, rows);
+                        if pending.data.rows() >= self.config.batch_max_rows {
+                            self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
+                            deadline = None;
+                        }
+                    }
+                    Some(Entry::Replay { batch_id, parts }) => {
+                        self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
+                        deadline = None;
+                        let mut replay = WriteBatch { id: batch_id, ..WriteBatch::default() };
+                        for part in parts {
+                            if let Some((part, rows)) = self.load(part, None) {
+                                replay.push(part, rows);
+                            }
+                        }
+                        self.dispatch(replay, false, &slots, &mut tasks).await;
+                    }
+                    None => {
+                        self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
+                        while let Some(done) = tasks.join_next().await {
+                            log_task_failure(done);
+                        }
+                        tracing::info!("pipeline drained");
+                        return;
+                    }
+                },
+                () = timer => {
+                    self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
+                    deadline = None;
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_failure(done),
+                () = self.cancel.cancelled() => {
+                    // The shutdown deadline: in-flight writes stop where they
+                    // are; their requests stay in the disk buffer.
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The rows of a request: in memory already, or read back from the disk
+    /// buffer and decoded again. A request that cannot be read back is
+    /// dead-lettered (or, without a body, reported) and resolved.
+    fn load(&self, mut part: Part, batch: Option<TelemetryBatch>) -> Option<(Part, TelemetryBatch)> {
+        if let Some(rows) = batch {
+            return Some((part, rows));
+        }
+        let inner = &self.pipeline.inner;
+        let (Some(disk), Some(loc), Some(meta)) = (&inner.disk, part.location, part.meta.clone()) else {
+            return None;
+        };
+        let read = disk.read_request(loc);
+        let decoded = match &read {
+            Ok((_, body)) => self.decoder.decode(&meta, body),
+            Err(e) => Err(e.to_string()),
+        };
+        match decoded {
+            Ok(rows) => {
+                part.rows = rows.rows();
+                part.approx_bytes = rows.approx_bytes;
+                part.reservation = Some(inner.memory.force_reserve(rows.approx_bytes));
+                Some((part, rows))
+            }
+            Err(error) => {
+                tracing::error!(record = part.record_id, tenant = %meta.tenant, error = %error, "a buffered request cannot be decoded again");
+                if let Ok((_, body)) = read {
+                    let _ = self.write_dead_letter(&part, &body, DeadLetterReason::Rejected, &error);
+                }
+                // Logged as a batch of its own, so the next start sees the
+                // request resolved.
+                let id = derive_id(part.record_id, 3);
+                if let Err(e) = disk.append_intent(id, &[part.record_id]) {
+                    tracing::error!(error = %e, "cannot log to the disk buffer");
+                }
+                self.resolve(id, &[part]);
+                None
+            }
+        }
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        mut batch: WriteBatch,
+        log_intent: bool,
+        slots: &Arc<tokio::sync::Semaphore>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let Ok(permit) = Arc::clone(slots).acquire_owned().await else { return };
+        if log_intent {
+            batch.id = rand::rng().random();
+            if let Some(disk) = &self.pipeline.inner.disk {
+                let records: Vec<u64> = batch.parts.iter().filter(|(p, _)| p.location.is_some()).map(|(p, _)| p.record_id).collect();
+                if !records.is_empty() {
+                    if let Err(e) = disk.append_intent(batch.id, &records) {
+                        // Without its intent a replay may re-batch these
+                        // requests differently; the write itself goes on.
+                        tracing::error!(error = %e, "cannot log a batch's composition to the disk buffer");
+                    }
+                }
+            }
+        }
+        let writer = Arc::clone(self);
+        tasks.spawn(async move {
+            writer.write_resolving(batch).await;
+            drop(permit);
+        });
+    }
+
+    /// Writes a batch until every request in it is stored or dead-lettered,
+    /// then commits it. Left uncommitted (in the buffer) at the deadline.
+    async fn write_resolving(&self, batch: WriteBatch) {
+        let top_id = batch.id;
+        let mut resolved: Vec<Part> = Vec::with_capacity(batch.parts.len());
+        let mut kept = true;
+        let mut work = vec![batch];
+        while let Some(mut b) = work.pop() {
+            b.data.id = b.id;
+            match self.write_with_retry(&b.data).await {
+                Outcome::Stored => resolved.extend(b.parts.into_iter().map(|(p, _)| p)),
+                Outcome::Rejected(error) if b.parts.len() > 1 => {
+                    tracing::warn!(
+                        requests = b.parts.len(),
+                        error = %error,
+                        "the store rejected a batch's data; splitting it to find the request(s) at fault"
+                    );
+                    let (left, right) = b.bisect();
+                    work.push(right);
+                    work.push(left);
+                }
+                Outcome::Rejected(error) => {
+                    kept &= self.dead_letter(&b, DeadLetterReason::Rejected, &error);
+                    resolved.extend(b.parts.into_iter().map(|(p, _)| p));
+                }
+                Outcome::GaveUp(error) => {
+                    kept &= self.dead_letter(&b, DeadLetterReason::RetryBudget, &error);
+                    resolved.extend(b.parts.into_iter().map(|(p, _)| p));
+                }
+                Outcome::Cancelled => return,
+            }
+        }
+        if !kept {
+            // Not committed: the next start replays the batch (what was
+            // stored is deduplicated) and tries the dead-letter area again.
+            tracing::error!(batch = top_id, "a dead-letter file could not be written; the batch stays in the disk buffer");
+            return;
+        }
+        self.resolve(top_id, &resolved);
+    }
+
+    /// Marks requests resolved: commit in the disk buffer, lag bookkeeping.
+    fn resolve(&self, batch_id: u64, parts: &[Part]) {
+        let inner = &self.pipeline.inner;
+        if let Some(disk) = &inner.disk {
+            let locations: Vec<_> = parts.iter().filter_map(|p| p.location).collect();
+            if !locations.is_empty() {
+                if let Err(e) = disk.commit(batch_id, &locations) {
+                    tracing::error!(error = %e, "cannot log a commit to the disk buffer; the batch will be replayed (and deduplicated) at the next start");
+                }
+            }
+        }
+        let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for p in parts.iter().filter(|p| p.meta.is_some()) {
+            pending.remove(&p.record_id);
+        }
+    }
+
+    async fn write_with_retry(&self, batch: &TelemetryBatch) -> Outcome {
+        let stats = &self.pipeline.inner.stats;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let t0 = std::time::Instant::now();
+            let attempt_result = tokio::select! {
+                r = AssertUnwindSafe(self.store.write(batch)).catch_unwind() => r,
+                () = self.cancel.cancelled() => return Outcome::Cancelled,
+            };
+            let error = match attempt_result {
+                Ok(Ok(())) => {
+                    stats.record_write(batch.rows() as u64, t0.elapsed());
+                    if !stats.store_healthy.swap(true, Ordering::AcqRel) {
+                        tracing::info!(backend = self.store.backend(), "the store is taking writes again");
+                    }
+                    return Outcome::Stored;
+                }
+                Ok(Err(e)) if !e.is_retryable() => {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Rejected(e.to_string());
+                }
+                Ok(Err(e)) => {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    if stats.store_healthy.swap(false, Ordering::AcqRel) {
+                        tracing::error!(
+                            backend = self.store.backend(),
+                            error = %e,
+                            "store writes are failing; holding accepted data in the buffer and retrying until they succeed"
+                        );
+                    }
+                    e.to_string()
+                }
+                Err(panic) => {
+                    stats.write_panics.fetch_add(1, Ordering::Relaxed);
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    tracing::error!(backend = self.store.backend(), panic = %what, "a store write panicked; retrying the batch");
+                    format!("the store write panicked: {what}")
+                }
+            };
+            let delay = self.config.retry.delay(attempt);
+            if let Some(max) = self.config.retry.max_elapsed {
+                if started.elapsed() + delay > max {
+                    return Outcome::GaveUp(format!("still failing after {:.0}s (retry_max_elapsed): {error}", max.as_secs_f64()));
+                }
+            }
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "store write failed; retrying");
+            attempt += 1;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => return Outcome::Cancelled,
+            }
+        }
+    }
+
+    /// Dead-letters every request of `batch`; false when a file could not
+    /// be written.
+    fn dead_letter(&self, batch: &WriteBatch, reason: DeadLetterReason, error: &str) -> bool {
+        let inner = &self.pipeline.inner;
+        let mut all = true;
+        for (part, _) in &batch.parts {
+            let body = match (&part.body, part.location, &inner.disk) {
+                (Some(body), _, _) => Ok(body.to_vec()),
+                (None, Some(loc), Some(disk)) => disk.read_request(loc).map(|(_, body)| body).map_err(|e| e.to_string()),
+                _ => Err("no request body (costplane's own usage rows)".to_owned()),
+            };
+            match body {
+                Ok(body) => all &= self.write_dead_letter(part, &body, reason, error),
+                Err(why) => tracing::error!(
+                    rows = part.rows,
+                    error = %error,
+                    why = %why,
+                    "the store refused rows that cannot be dead-lettered; they are dropped"
+                ),
+            }
+        }
+        all
+    }
+
+    fn write_dead_letter(&self, part: &Part, body: &[u8], reason: DeadLetterReason, error: &str) -> bool {
+        let Some(meta) = &part.meta else { return true };
+        let stats = &self.pipeline.inner.stats;
+        match deadletter::write(&self.config.dead_letter_dir, part.record_id, meta, body, reason, error, part.rows as u64) {
+            Ok(path) => {
+                stats.record_dead_letter(&meta.tenant, meta.signal.as_str(), reason.as_str(), part.rows as u64);
+                tracing::error!(
+                    file = %path.display(),
+                    tenant = %meta.tenant,
+                    signal = %meta.signal,
+                    items = part.rows,
+                    reason = reason.as_str(),
+                    error = %error,
+                    "dead-lettered a request; fix the cause, then `costplane deadletter replay`"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    dir = %self.config.dead_letter_dir.display(),
+                    error = %e,
+                    tenant = %meta.tenant,
+                    "cannot write a dead-letter file"
+                );
+                false
+            }
+        }
+    }
+}
+
+fn log_task_failure(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if !e.is_cancelled() {
+            tracing::error!(error = %e, "a store write task failed; its requests stay in the buffer until the next start");
+        }
+    }
+}

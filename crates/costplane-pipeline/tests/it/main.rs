@@ -1,0 +1,5 @@
+//! Pipeline tests over the real embedded store (DuckDB), with a wrapper that
+//! injects the faults a store can show: a panic, an outage, a rejection of
+//! one tenant's data, a crash between storing a batch and logging it.
+
+mod faults;
