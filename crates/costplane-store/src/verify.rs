@@ -30,11 +30,26 @@ pub(crate) struct FoundColumn {
 /// One way the database differs from what costplane writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Problem {
-    MissingTable { table: &'static str },
-    MissingColumn { table: &'static str, column: String, expected: String },
-    WrongType { table: &'static str, column: String, expected: String, found: String },
+    MissingTable {
+        table: &'static str,
+    },
+    MissingColumn {
+        table: &'static str,
+        column: String,
+        expected: String,
+    },
+    WrongType {
+        table: &'static str,
+        column: String,
+        expected: String,
+        found: String,
+    },
     /// A column costplane does not write that refuses to be left out.
-    Required { table: &'static str, column: String, found: String },
+    Required {
+        table: &'static str,
+        column: String,
+        found: String,
+    },
 }
 
 /// Compares the expected tables with `found` (table → column → column),
@@ -53,12 +68,9 @@ pub(crate) fn compare(
         for (name, ty) in &t.columns {
             match columns.get(name) {
                 None => problems.push(Problem::MissingColumn { table: t.table, column: name.clone(), expected: ty.clone() }),
-                Some(c) if normalise(&c.ty) != normalise(ty) => problems.push(Problem::WrongType {
-                    table: t.table,
-                    column: name.clone(),
-                    expected: ty.clone(),
-                    found: c.ty.clone(),
-                }),
+                Some(c) if normalise(&c.ty) != normalise(ty) => {
+                    problems.push(Problem::WrongType { table: t.table, column: name.clone(), expected: ty.clone(), found: c.ty.clone() })
+                }
                 Some(_) => {}
             }
         }
@@ -186,7 +198,10 @@ mod tests {
     #[test]
     fn missing_and_mistyped_columns_are_reported_and_extra_ones_allowed() {
         let expected = vec![
-            TableColumns { table: "logs", columns: vec![("A".into(), "Int32".into()), ("B".into(), "String".into()), ("C".into(), "UInt8".into())] },
+            TableColumns {
+                table: "logs",
+                columns: vec![("A".into(), "Int32".into()), ("B".into(), "String".into()), ("C".into(), "UInt8".into())],
+            },
             TableColumns { table: "gone", columns: vec![("A".into(), "Int32".into())] },
         ];
         let found = HashMap::from([(

@@ -289,7 +289,11 @@ impl ClickHouseStore {
             return Ok(());
         }
         let spec = tables::table(table);
-        for (key, part) in partition::split(rows, spec.granularity, time_ns) {
+        let parts = partition::split(rows, spec.granularity, time_ns);
+        if parts.len() > 1 {
+            tracing::debug!(table, partitions = parts.len(), by = spec.time_column, "the batch spans several partitions; one insert each");
+        }
+        for (key, part) in parts {
             let body = encode(part);
             self.insert(table, &spec.columns, body, partition::dedup_token(batch_id, table, key)).await?;
         }
@@ -315,24 +319,17 @@ impl Store for ClickHouseStore {
         let id = batch.id;
         // Billing first (see `tables::written`).
         let usage = &batch.usage;
-        self.insert_rows("costplane_usage_telemetry", &usage.telemetry, |r| r.hour_ns, |rs| rowbinary::usage_telemetry(rs), id).await?;
-        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.timestamp_ns, |rs| rowbinary::usage_llm(rs), id).await?;
-        self.insert_rows("costplane_ledger", &usage.ledger, |r| r.charge_period_start_ns, |rs| rowbinary::ledger(rs), id).await?;
-        self.insert_rows("otel_traces", &batch.spans, |r| r.timestamp_ns, |rs| rowbinary::traces(rs), id).await?;
-        self.insert_rows("otel_logs", &batch.logs, |r| r.timestamp_ns, |rs| rowbinary::logs(rs), id).await?;
-        self.insert_rows("otel_metrics_gauge", &batch.gauges, |r| r.common.time_unix_ns, |rs| rowbinary::gauges(rs), id).await?;
-        self.insert_rows("otel_metrics_sum", &batch.sums, |r| r.common.time_unix_ns, |rs| rowbinary::sums(rs), id).await?;
-        self.insert_rows("otel_metrics_histogram", &batch.histograms, |r| r.common.time_unix_ns, |rs| rowbinary::histograms(rs), id)
+        self.insert_rows("costplane_usage_telemetry", &usage.telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
+        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.timestamp_ns, rowbinary::usage_llm, id).await?;
+        self.insert_rows("costplane_ledger", &usage.ledger, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
+        self.insert_rows("otel_traces", &batch.spans, |r| r.timestamp_ns, rowbinary::traces, id).await?;
+        self.insert_rows("otel_logs", &batch.logs, |r| r.timestamp_ns, rowbinary::logs, id).await?;
+        self.insert_rows("otel_metrics_gauge", &batch.gauges, |r| r.common.time_unix_ns, rowbinary::gauges, id).await?;
+        self.insert_rows("otel_metrics_sum", &batch.sums, |r| r.common.time_unix_ns, rowbinary::sums, id).await?;
+        self.insert_rows("otel_metrics_histogram", &batch.histograms, |r| r.common.time_unix_ns, rowbinary::histograms, id).await?;
+        self.insert_rows("otel_metrics_exp_histogram", &batch.exp_histograms, |r| r.common.time_unix_ns, rowbinary::exp_histograms, id)
             .await?;
-        self.insert_rows(
-            "otel_metrics_exp_histogram",
-            &batch.exp_histograms,
-            |r| r.common.time_unix_ns,
-            |rs| rowbinary::exp_histograms(rs),
-            id,
-        )
-        .await?;
-        self.insert_rows("otel_metrics_summary", &batch.summaries, |r| r.common.time_unix_ns, |rs| rowbinary::summaries(rs), id).await?;
+        self.insert_rows("otel_metrics_summary", &batch.summaries, |r| r.common.time_unix_ns, rowbinary::summaries, id).await?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ pub(crate) enum Granularity {
     Month,
 }
 
+#[cfg(test)]
 impl Granularity {
     /// The partition expression `schema.rs` declares for `column`.
     pub(crate) fn expression(self, column: &str) -> String {
@@ -104,10 +105,7 @@ mod tests {
         let rows = [NS_PER_DAY + 5, 3, 2 * NS_PER_DAY, NS_PER_DAY + 1, 4];
         let groups = split(&rows, Granularity::Day, |&ns| ns);
         let got: Vec<(i64, Vec<i64>)> = groups.into_iter().map(|(p, rs)| (p, rs.into_iter().copied().collect())).collect();
-        assert_eq!(
-            got,
-            vec![(19700101, vec![3, 4]), (19700102, vec![NS_PER_DAY + 5, NS_PER_DAY + 1]), (19700103, vec![2 * NS_PER_DAY])]
-        );
+        assert_eq!(got, vec![(19700101, vec![3, 4]), (19700102, vec![NS_PER_DAY + 5, NS_PER_DAY + 1]), (19700103, vec![2 * NS_PER_DAY])]);
         assert_eq!(split(&rows, Granularity::Month, |&ns| ns).len(), 1);
         assert_eq!(dedup_token(0xab, "otel_logs", 20300101), "00000000000000ab-otel_logs-20300101");
     }

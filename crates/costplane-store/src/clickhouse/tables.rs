@@ -27,7 +27,8 @@ impl Written {
 
 static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
     let day = |table, columns: String, time_column| Written { table, columns, time_column, granularity: Granularity::Day };
-    let month = |table, columns: &str, time_column| Written { table, columns: columns.to_owned(), time_column, granularity: Granularity::Month };
+    let month =
+        |table, columns: &str, time_column| Written { table, columns: columns.to_owned(), time_column, granularity: Granularity::Month };
     vec![
         month("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS, "Hour"),
         month("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS, "Timestamp"),

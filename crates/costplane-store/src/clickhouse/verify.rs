@@ -86,9 +86,10 @@ fn strip_wrapper(s: &str, prefix: &str, f: &dyn Fn(&str) -> String) -> String {
 /// What costplane inserts into each table, with the DDL's types.
 pub(crate) fn expected() -> Vec<TableColumns> {
     tables::written()
-        .into_iter()
+        .iter()
         .map(|t| {
-            let declared: HashMap<String, String> = declared_columns(&schema::column_ddl(t.table).unwrap_or_default()).into_iter().collect();
+            let declared: HashMap<String, String> =
+                declared_columns(&schema::column_ddl(t.table).unwrap_or_default()).into_iter().collect();
             let columns = t
                 .column_names()
                 .map(|c| {

@@ -5,6 +5,10 @@
 //! constraint, out of range) are invalid data; locks, conflicts, I/O and
 //! memory pass; missing tables and columns are schema problems; anything
 //! else is unexpected and retried.
+//!
+//! The appender's errors come without the type (DuckDB's C API hands out
+//! the bare message), so [`classify_append`] recognises the messages the
+//! appender and its flush raise instead.
 
 use crate::StoreError;
 
@@ -33,6 +37,35 @@ pub(crate) fn classify(e: duckdb::Error) -> StoreError {
     classify_text(e.to_string())
 }
 
+/// The error for a failed appender call (create, add a column, append,
+/// flush).
+pub(crate) fn classify_append(e: duckdb::Error) -> StoreError {
+    classify_append_text(e.to_string())
+}
+
+fn classify_append_text(text: String) -> StoreError {
+    if error_type(&text).is_some() {
+        return classify_text(text);
+    }
+    let lower = text.to_ascii_lowercase();
+    if is_column_mismatch(&text) {
+        StoreError::Schema(text)
+    } else if lower.contains("arrow") {
+        // The Arrow → DuckDB conversion of costplane's own column types.
+        StoreError::Unexpected(text)
+    } else if ["constraint failed", "violates", "could not convert", "can't be cast", "out of range", "invalid unicode"]
+        .iter()
+        .any(|n| lower.contains(n))
+    {
+        // NOT NULL, CHECK, primary key and unique constraints; casts of values.
+        StoreError::Rejected(text)
+    } else if lower.contains("could not be found") || lower.contains("does not exist") {
+        StoreError::Schema(text)
+    } else {
+        StoreError::Unexpected(text)
+    }
+}
+
 pub(crate) fn classify_text(text: String) -> StoreError {
     match error_type(&text) {
         Some("Conversion" | "Constraint" | "Out of Range" | "Divide by Zero") => StoreError::Rejected(text),
@@ -58,6 +91,34 @@ mod tests {
             StoreError::Schema(_) => "schema",
             StoreError::Unexpected(_) => "unexpected",
             _ => "other",
+        }
+    }
+
+    #[test]
+    fn appender_messages_without_a_type_map_to_kinds() {
+        let kind = |text: &str| match classify_append_text(text.to_owned()) {
+            StoreError::Rejected(_) => "data",
+            StoreError::Unavailable(_) => "transient",
+            StoreError::Schema(_) => "schema",
+            StoreError::Unexpected(_) => "unexpected",
+            _ => "other",
+        };
+        let cases = [
+            ("Failed to append: CHECK constraint failed on table \"otel_logs\" with expression CHECK((SeverityNumber < 12))", "data"),
+            ("Failed to append: NOT NULL constraint failed: otel_logs.Owner", "data"),
+            ("Failed to append: Duplicate key \"BatchId: 7\" violates primary key constraint.", "data"),
+            ("Could not convert string 'x' to INT32", "data"),
+            ("incorrect column count in AppendDataChunk, expected 16, got 15", "schema"),
+            ("type mismatch in AppendDataChunk, expected VARCHAR, got INTEGER for column 4", "schema"),
+            ("the column must exist in the table", "schema"),
+            ("Table 'costplane.main.otel_logs' could not be found", "schema"),
+            ("Appender: Attempting to flush data to a closed connection", "unexpected"),
+            ("Could not convert Arrow record batch to DuckDB data chunk: unsupported Arrow type", "unexpected"),
+            ("IO Error: No space left on device", "transient"),
+            ("appender is null", "unexpected"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(kind(text), expected, "{text}");
         }
     }
 

@@ -237,13 +237,14 @@ fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, R
                 .map_err(db_err)?;
         }
         for (table, rb) in tables {
-            let mut app = conn.appender(table).map_err(db_err)?;
+            let append_err = errors::classify_append;
+            let mut app = conn.appender(table).map_err(append_err)?;
             // By name: the table may have columns costplane does not write.
             for field in rb.schema().fields() {
-                app.add_column(field.name()).map_err(db_err)?;
+                app.add_column(field.name()).map_err(append_err)?;
             }
-            app.append_record_batch(rb).map_err(db_err)?;
-            app.flush().map_err(db_err)?;
+            app.append_record_batch(rb).map_err(append_err)?;
+            app.flush().map_err(append_err)?;
         }
         conn.execute_batch("COMMIT").map_err(db_err)
     })();

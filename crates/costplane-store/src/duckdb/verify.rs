@@ -9,7 +9,7 @@ use costplane_telemetry::TelemetryBatch;
 use duckdb::Connection;
 
 use super::{errors, schema};
-use crate::verify::{self as check, matching_paren, split_top_level, FoundColumn, Fixes, Problem, TableColumns};
+use crate::verify::{self as check, matching_paren, split_top_level, Fixes, FoundColumn, Problem, TableColumns};
 use crate::StoreError;
 
 /// Every table of the DDL with its columns' (name, type), in order.
@@ -39,7 +39,8 @@ fn column_definition(def: &str) -> Option<(String, String)> {
         None => def.split_once(char::is_whitespace)?,
     };
     let upper = rest.to_ascii_uppercase();
-    let end = [" PRIMARY KEY", " NOT NULL", " DEFAULT ", " UNIQUE", " CHECK"].iter().filter_map(|k| upper.find(k)).min().unwrap_or(rest.len());
+    let end =
+        [" PRIMARY KEY", " NOT NULL", " DEFAULT ", " UNIQUE", " CHECK"].iter().filter_map(|k| upper.find(k)).min().unwrap_or(rest.len());
     Some((name.to_owned(), rest[..end].trim().to_owned()))
 }
 

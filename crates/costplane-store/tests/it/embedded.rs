@@ -65,7 +65,10 @@ async fn a_hand_made_table_without_a_column_stops_startup_with_the_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_a_constraint_refuses_are_invalid_data_and_nothing_of_the_batch_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), &format!(r#"CREATE TABLE otel_logs ({}, "SeverityText" VARCHAR, CHECK ("SeverityNumber" < 12))"#, logs_columns("UTINYINT")));
+    run(
+        dir.path(),
+        &format!(r#"CREATE TABLE otel_logs ({}, "SeverityText" VARCHAR, CHECK ("SeverityNumber" < 12))"#, logs_columns("UTINYINT")),
+    );
     let store = DuckDbStore::open(dir.path()).unwrap();
     let mut batch = data::logs(31);
     batch.spans = data::traces(31).spans;
