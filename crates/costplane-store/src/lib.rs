@@ -10,6 +10,7 @@ pub mod clickhouse;
 pub mod duckdb;
 mod error;
 mod query;
+mod verify;
 
 use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
@@ -50,9 +51,24 @@ pub const TELEMETRY_TABLES: [&str; 7] = [
 
 /// A telemetry store.
 ///
-/// `write` is all-or-nothing per batch: when it returns an error no row of
-/// the batch is visible, so the caller may retry the same batch without
-/// duplicating rows.
+/// `write` is idempotent under retry: writing a batch again with the same
+/// `batch.id` (after an error, a timeout, or a replay) never stores a row
+/// twice, so the caller retries a retryable error until it succeeds and
+/// each row ends up stored exactly once. How each backend gets there:
+/// - DuckDB: one transaction per batch, which also records `batch.id` in
+///   `costplane_written_batches`. After an error nothing of the batch is
+///   stored; an id already recorded (ids are kept for a day) is skipped.
+/// - ClickHouse: no transaction spans tables or partitions, so after an error
+///   some of the batch's inserts may be stored. Every insert carries a
+///   deduplication token derived from the batch id, the table and the
+///   partition, so the retry's inserts that were already stored are dropped
+///   and the others land (within ClickHouse's deduplication window: the
+///   last 1000 inserts per table). Usage and ledger rows go first, so
+///   telemetry is never stored while its bill is not.
+///
+/// A write error says whether to retry ([`StoreError::is_retryable`]) and
+/// whether the rows themselves are invalid ([`StoreError::is_invalid_data`]),
+/// in which case the same rows fail again and some must be set aside.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The backend's name, for logs (`duckdb`, `clickhouse`).

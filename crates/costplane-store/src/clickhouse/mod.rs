@@ -2,32 +2,52 @@
 //! interface.
 //!
 //! Write invariants:
-//! - One `INSERT ... FORMAT RowBinary` per table per batch (thousands of rows,
-//!   about one insert per second per table with the default batching), the
-//!   body gzip-compressed unless configured off. No row-per-statement inserts,
-//!   so no "Too many parts".
-//! - Every insert carries `insert_deduplication_token = <batch id>-<table>`.
-//!   The batch id is fixed when the pipeline flushes, so when a write is
-//!   retried (whole or after some tables succeeded), ClickHouse drops the
-//!   blocks it already has: no duplicates. Plain MergeTree tables keep a
-//!   deduplication window for this (`non_replicated_deduplication_window`);
-//!   replicated tables deduplicate by default.
-//! - Connection failures, timeouts, HTTP 502/503/504 and ClickHouse's
-//!   transient error codes are `Unavailable` (the pipeline retries with
-//!   back-off); everything else is `Rejected`.
+//! - One `INSERT ... FORMAT RowBinary` per table and partition per batch
+//!   (thousands of rows, about one insert per second per table with the
+//!   default batching), the body gzip-compressed unless configured off. No
+//!   row-per-statement inserts, so no "Too many parts"; no insert spanning
+//!   more than one partition, so never more than `max_partitions_per_insert_block`
+//!   (a batch of late or replayed rows spread over months still stores).
+//! - Usage and ledger rows are inserted before the telemetry they bill, so
+//!   a failure part-way through never leaves stored telemetry unbilled.
+//! - Every insert carries `insert_deduplication_token =
+//!   <batch id>-<table>-<partition>`. There is no transaction across inserts:
+//!   when a write fails part-way, some inserts are stored. The batch id is
+//!   fixed when the pipeline flushes and the split is a function of the
+//!   rows, so a retry or replay of the same batch sends the same inserts
+//!   with the same tokens and ClickHouse drops the ones it already has:
+//!   retrying until success stores each row exactly once. Plain MergeTree
+//!   tables keep a deduplication window for this
+//!   (`non_replicated_deduplication_window`); replicated tables deduplicate
+//!   by default.
+//! - Errors are classified by intent (`errors.rs`): connection failures,
+//!   timeouts, HTTP 408/429/5xx and transient codes are `Unavailable`;
+//!   authentication, schema problems and unrecognised errors are retryable
+//!   too but reported as needing attention (`Unexpected`, `Schema`); only
+//!   codes known to mean the inserted values are invalid are `Rejected`.
 //! - The schema is versioned in `costplane_schema_migrations`; startup applies
-//!   missing steps (each DDL is `IF NOT EXISTS`) and refuses a newer schema.
+//!   missing steps (each DDL is `IF NOT EXISTS`), refuses a newer schema, and
+//!   then checks every table's columns against what the inserts send
+//!   (`verify.rs`): a table someone else created with a missing or mistyped
+//!   column stops startup with the fix, rather than failing every write.
 
+mod errors;
+mod partition;
 mod rowbinary;
 pub mod schema;
+mod tables;
+mod verify;
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 
+use crate::verify::{self as check, FoundColumn};
 use crate::{is_read_only_statement, result_cell, Dialect, Param, QueryResult, Store, StoreError};
+use errors::Op;
 pub use schema::SchemaOptions;
 
 /// How request bodies are compressed.
@@ -63,27 +83,6 @@ impl Default for ClickHouseConfig {
     }
 }
 
-/// ClickHouse's error codes that may pass on their own.
-const TRANSIENT_CODES: [u32; 17] = [
-    3,    // UNEXPECTED_END_OF_FILE (connection cut mid-body)
-    159,  // TIMEOUT_EXCEEDED
-    164,  // READONLY (replica in read-only mode)
-    202,  // TOO_MANY_SIMULTANEOUS_QUERIES
-    203,  // NO_FREE_CONNECTION
-    209,  // SOCKET_TIMEOUT
-    210,  // NETWORK_ERROR
-    236,  // ABORTED
-    241,  // MEMORY_LIMIT_EXCEEDED
-    242,  // TABLE_IS_READ_ONLY
-    252,  // TOO_MANY_PARTS
-    285,  // TOO_FEW_LIVE_REPLICAS
-    319,  // UNKNOWN_STATUS_OF_INSERT
-    425,  // SYSTEM_ERROR
-    439,  // CANNOT_SCHEDULE_TASK
-    999,  // KEEPER_EXCEPTION
-    1000, // POCO_EXCEPTION
-];
-
 pub struct ClickHouseStore {
     http: reqwest::Client,
     config: ClickHouseConfig,
@@ -102,7 +101,8 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>, StoreError> {
 }
 
 impl ClickHouseStore {
-    /// Connects, then creates or upgrades the schema.
+    /// Connects, creates or upgrades the schema, and checks that every table
+    /// has the columns costplane inserts.
     pub async fn connect(config: ClickHouseConfig) -> Result<Self, StoreError> {
         let store = Self::for_queries(config)?;
         store.ping().await?;
@@ -126,7 +126,8 @@ impl ClickHouseStore {
 
     /// Runs one statement. `sql` goes in the body unless `data` is given,
     /// in which case `sql` is the `query` parameter and `data` the body.
-    async fn execute(&self, sql: &str, settings: &[(&str, String)], data: Option<Vec<u8>>) -> Result<Vec<u8>, StoreError> {
+    /// A failure is classified for `op` (see `errors.rs`).
+    async fn execute(&self, sql: &str, settings: &[(&str, String)], data: Option<Vec<u8>>, op: Op) -> Result<Vec<u8>, StoreError> {
         let mut params: Vec<(&str, String)> = settings.to_vec();
         let (body, compress) = match data {
             Some(d) => {
@@ -149,7 +150,7 @@ impl ClickHouseStore {
             StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url))
         })?;
         let status = resp.status();
-        let code: Option<u32> = resp
+        let header_code: Option<u32> = resp
             .headers()
             .get("X-ClickHouse-Exception-Code")
             .and_then(|v| v.to_str().ok())
@@ -163,9 +164,11 @@ impl ClickHouseStore {
         }
         let text = String::from_utf8_lossy(&bytes);
         let text = text.trim();
-        let message = format!("ClickHouse answered {status}: {}", &text[..text.len().min(2000)]);
-        let transient = matches!(status.as_u16(), 502..=504) || code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
-        Err(if transient { StoreError::Unavailable(message) } else { StoreError::Rejected(message) })
+        let code = header_code.or_else(|| errors::code_in_text(text));
+        let kind = errors::classify(status.as_u16(), code, text);
+        let cut = (0..=text.len().min(2000)).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let message = format!("ClickHouse answered {status}: {}", &text[..cut]);
+        Err(errors::to_error(kind, op, message))
     }
 
     fn database_param(&self) -> (&'static str, String) {
@@ -177,7 +180,7 @@ impl ClickHouseStore {
             "SELECT max(version) FROM {} FORMAT TabSeparated",
             self.config.schema.qualified("costplane_schema_migrations")
         );
-        let out = self.execute(&sql, &[], None).await?;
+        let out = self.execute(&sql, &[], None, Op::Write).await?;
         let text = String::from_utf8_lossy(&out);
         Ok(text.trim().parse().unwrap_or(0))
     }
@@ -186,8 +189,9 @@ impl ClickHouseStore {
         let statements = self.config.schema.statements();
         // The database and the migrations table first, to read the version.
         for stmt in &statements[..2] {
-            self.execute(stmt, &[], None).await.map_err(schema_error)?;
+            self.execute(stmt, &[], None, Op::Write).await.map_err(schema_error)?;
         }
+        // 0 for a fresh database, and for one whose tables someone else made.
         let version = self.schema_version().await?;
         if version > schema::SCHEMA_VERSION {
             return Err(StoreError::Schema(format!(
@@ -196,27 +200,71 @@ impl ClickHouseStore {
                 schema::SCHEMA_VERSION
             )));
         }
-        if version == schema::SCHEMA_VERSION {
-            return Ok(());
+        let upgrade = version < schema::SCHEMA_VERSION;
+        if upgrade {
+            self.create_tables(&statements[2..]).await?;
         }
-        for stmt in &statements[2..] {
-            self.execute(stmt, &[], None).await.map_err(schema_error)?;
+        // Every start: the tables may be someone else's (kept by IF NOT
+        // EXISTS) or changed since.
+        let mut problems = self.schema_problems().await?;
+        if !upgrade && check::has_missing_table(&problems) {
+            // Dropped since the schema was recorded: the DDL creates it again.
+            self.create_tables(&statements[2..]).await?;
+            problems = self.schema_problems().await?;
         }
-        let record = format!(
-            "INSERT INTO {} (version) VALUES ({})",
-            self.config.schema.qualified("costplane_schema_migrations"),
-            schema::SCHEMA_VERSION
-        );
-        self.execute(&record, &[], None).await?;
-        tracing::info!(database = %self.config.schema.database, version = schema::SCHEMA_VERSION, "ClickHouse schema created");
+        if !problems.is_empty() {
+            let o = &self.config.schema;
+            return Err(StoreError::Schema(check::report(
+                &format!("the ClickHouse database {}", schema::ident(&o.database)),
+                &problems,
+                &verify::ClickHouseFixes(o),
+                "point costplane at a database of its own (--clickhouse-database), where it creates the tables itself",
+            )));
+        }
+        if upgrade {
+            // Recorded only once the tables check out, so a failed check is
+            // run again (with the DDL) at the next start.
+            let record = format!(
+                "INSERT INTO {} (version) VALUES ({})",
+                self.config.schema.qualified("costplane_schema_migrations"),
+                schema::SCHEMA_VERSION
+            );
+            self.execute(&record, &[], None, Op::Write).await?;
+            tracing::info!(database = %self.config.schema.database, version = schema::SCHEMA_VERSION, "ClickHouse schema created");
+        }
         Ok(())
     }
 
-    async fn insert(&self, table: &str, columns: &str, body: Vec<u8>, batch_id: u64) -> Result<(), StoreError> {
+    async fn create_tables(&self, statements: &[String]) -> Result<(), StoreError> {
+        for stmt in statements {
+            self.execute(stmt, &[], None, Op::Write).await.map_err(schema_error)?;
+        }
+        Ok(())
+    }
+
+    /// How the tables differ from what the inserts send.
+    async fn schema_problems(&self) -> Result<Vec<check::Problem>, StoreError> {
+        let r = self
+            .query_with(
+                "SELECT table, name, type FROM system.columns WHERE database = {p0:String}",
+                &[Param::Str(self.config.schema.database.clone())],
+            )
+            .await?;
+        let mut found: HashMap<String, HashMap<String, FoundColumn>> = HashMap::new();
+        for row in &r.rows {
+            if let [table, name, ty] = &row[..] {
+                let (Some(table), Some(name), Some(ty)) = (table.as_str(), name.as_str(), ty.as_str()) else { continue };
+                found.entry(table.to_owned()).or_default().insert(name.to_owned(), FoundColumn { ty: ty.to_owned(), required: false });
+            }
+        }
+        Ok(check::compare(&verify::expected(), &found, verify::normalise))
+    }
+
+    async fn insert(&self, table: &str, columns: &str, body: Vec<u8>, token: String) -> Result<(), StoreError> {
         let sql = format!("INSERT INTO {} ({columns}) FORMAT RowBinary", self.config.schema.qualified(table));
         let mut settings = vec![
             ("insert_deduplicate", "1".to_owned()),
-            ("insert_deduplication_token", format!("{batch_id:016x}-{table}")),
+            ("insert_deduplication_token", token),
             ("async_insert", "0".to_owned()),
         ];
         if self.config.schema.cluster.is_some() {
@@ -224,13 +272,39 @@ impl ClickHouseStore {
             // here and retried with the same token.
             settings.push(("distributed_foreground_insert", "1".to_owned()));
         }
-        self.execute(&sql, &settings, Some(body)).await.map(|_| ())
+        self.execute(&sql, &settings, Some(body), Op::Write).await.map(|_| ())
+    }
+
+    /// Inserts `rows` into `table`, one insert per partition, each with its
+    /// own deduplication token.
+    async fn insert_rows<'a, T: Sync>(
+        &self,
+        table: &'static str,
+        rows: &'a [T],
+        time_ns: impl Fn(&T) -> i64,
+        encode: impl Fn(Vec<&'a T>) -> Vec<u8>,
+        batch_id: u64,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let spec = tables::table(table);
+        let parts = partition::split(rows, spec.granularity, time_ns);
+        if parts.len() > 1 {
+            tracing::debug!(table, partitions = parts.len(), by = spec.time_column, "the batch spans several partitions; one insert each");
+        }
+        for (key, part) in parts {
+            let body = encode(part);
+            self.insert(table, &spec.columns, body, partition::dedup_token(batch_id, table, key)).await?;
+        }
+        Ok(())
     }
 }
 
 fn schema_error(e: StoreError) -> StoreError {
     match e {
-        StoreError::Rejected(m) => StoreError::Schema(format!("creating the ClickHouse schema failed: {m}")),
+        StoreError::Rejected(m) | StoreError::Schema(m) => StoreError::Schema(format!("creating the ClickHouse schema failed: {m}")),
+        StoreError::Unexpected(m) => StoreError::Unexpected(format!("creating the ClickHouse schema failed: {m}")),
         other => other,
     }
 }
@@ -243,46 +317,19 @@ impl Store for ClickHouseStore {
 
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
         let id = batch.id;
-        if !batch.spans.is_empty() {
-            self.insert("otel_traces", rowbinary::TRACES_COLUMNS, rowbinary::traces(&batch.spans), id).await?;
-        }
-        if !batch.logs.is_empty() {
-            self.insert("otel_logs", rowbinary::LOGS_COLUMNS, rowbinary::logs(&batch.logs), id).await?;
-        }
-        if !batch.gauges.is_empty() {
-            self.insert("otel_metrics_gauge", &rowbinary::gauge_columns(), rowbinary::gauges(&batch.gauges), id).await?;
-        }
-        if !batch.sums.is_empty() {
-            self.insert("otel_metrics_sum", &rowbinary::sum_columns(), rowbinary::sums(&batch.sums), id).await?;
-        }
-        if !batch.histograms.is_empty() {
-            self.insert("otel_metrics_histogram", &rowbinary::histogram_columns(), rowbinary::histograms(&batch.histograms), id)
-                .await?;
-        }
-        if !batch.exp_histograms.is_empty() {
-            self.insert(
-                "otel_metrics_exp_histogram",
-                &rowbinary::exp_histogram_columns(),
-                rowbinary::exp_histograms(&batch.exp_histograms),
-                id,
-            )
-            .await?;
-        }
-        if !batch.summaries.is_empty() {
-            self.insert("otel_metrics_summary", &rowbinary::summary_columns(), rowbinary::summaries(&batch.summaries), id)
-                .await?;
-        }
+        // Billing first (see `tables::written`).
         let usage = &batch.usage;
-        if !usage.telemetry.is_empty() {
-            let body = rowbinary::usage_telemetry(&usage.telemetry);
-            self.insert("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS, body, id).await?;
-        }
-        if !usage.llm.is_empty() {
-            self.insert("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS, rowbinary::usage_llm(&usage.llm), id).await?;
-        }
-        if !usage.ledger.is_empty() {
-            self.insert("costplane_ledger", rowbinary::LEDGER_COLUMNS, rowbinary::ledger(&usage.ledger), id).await?;
-        }
+        self.insert_rows("costplane_usage_telemetry", &usage.telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
+        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.timestamp_ns, rowbinary::usage_llm, id).await?;
+        self.insert_rows("costplane_ledger", &usage.ledger, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
+        self.insert_rows("otel_traces", &batch.spans, |r| r.timestamp_ns, rowbinary::traces, id).await?;
+        self.insert_rows("otel_logs", &batch.logs, |r| r.timestamp_ns, rowbinary::logs, id).await?;
+        self.insert_rows("otel_metrics_gauge", &batch.gauges, |r| r.common.time_unix_ns, rowbinary::gauges, id).await?;
+        self.insert_rows("otel_metrics_sum", &batch.sums, |r| r.common.time_unix_ns, rowbinary::sums, id).await?;
+        self.insert_rows("otel_metrics_histogram", &batch.histograms, |r| r.common.time_unix_ns, rowbinary::histograms, id).await?;
+        self.insert_rows("otel_metrics_exp_histogram", &batch.exp_histograms, |r| r.common.time_unix_ns, rowbinary::exp_histograms, id)
+            .await?;
+        self.insert_rows("otel_metrics_summary", &batch.summaries, |r| r.common.time_unix_ns, rowbinary::summaries, id).await?;
         Ok(())
     }
 
@@ -329,7 +376,7 @@ impl Store for ClickHouseStore {
             ("param_p1", from_ns.to_string()),
             ("param_p2", to_ns.to_string()),
         ];
-        self.execute(&sql, &settings, None).await.map(|_| ())
+        self.execute(&sql, &settings, None, Op::Write).await.map(|_| ())
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
@@ -350,7 +397,7 @@ impl Store for ClickHouseStore {
             settings.push((name.as_str(), value));
         }
         let sql = sql.trim().trim_end_matches(';');
-        let out = self.execute(sql, &settings, None).await?;
+        let out = self.execute(sql, &settings, None, Op::Query).await?;
         #[derive(serde::Deserialize)]
         struct Meta {
             name: String,

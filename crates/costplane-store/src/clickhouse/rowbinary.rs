@@ -1,4 +1,5 @@
-//! Rows → ClickHouse `RowBinary`, one body per table.
+//! Rows → ClickHouse `RowBinary`, one body per insert (a table's rows of
+//! one partition).
 //!
 //! Format: values back to back in the INSERT's column order; strings and
 //! array/map lengths as unsigned LEB128; numbers little-endian;
@@ -83,7 +84,7 @@ pub const TRACES_COLUMNS: &str = "Timestamp, TraceId, SpanId, ParentSpanId, Trac
 ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage, \
 Events.Timestamp, Events.Name, Events.Attributes, Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes";
 
-pub fn traces(rows: &[SpanRow]) -> Vec<u8> {
+pub fn traces<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.timestamp_ns);
@@ -115,7 +116,7 @@ pub fn traces(rows: &[SpanRow]) -> Vec<u8> {
 pub const LOGS_COLUMNS: &str = "Timestamp, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, \
 ResourceSchemaUrl, ResourceAttributes, ScopeSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes, EventName";
 
-pub fn logs(rows: &[LogRow]) -> Vec<u8> {
+pub fn logs<'a>(rows: impl IntoIterator<Item = &'a LogRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.timestamp_ns);
@@ -175,7 +176,7 @@ pub fn gauge_columns() -> String {
     format!("{METRIC_PREFIX}, Value, Flags, {EXEMPLAR_COLUMNS}")
 }
 
-pub fn gauges(rows: &[GaugeRow]) -> Vec<u8> {
+pub fn gauges<'a>(rows: impl IntoIterator<Item = &'a GaugeRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         metric_prefix(&mut w, &r.common);
@@ -190,7 +191,7 @@ pub fn sum_columns() -> String {
     format!("{METRIC_PREFIX}, Value, Flags, {EXEMPLAR_COLUMNS}, AggregationTemporality, IsMonotonic")
 }
 
-pub fn sums(rows: &[SumRow]) -> Vec<u8> {
+pub fn sums<'a>(rows: impl IntoIterator<Item = &'a SumRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         metric_prefix(&mut w, &r.common);
@@ -207,7 +208,7 @@ pub fn histogram_columns() -> String {
     format!("{METRIC_PREFIX}, Count, Sum, BucketCounts, ExplicitBounds, {EXEMPLAR_COLUMNS}, Flags, Min, Max, AggregationTemporality")
 }
 
-pub fn histograms(rows: &[HistogramRow]) -> Vec<u8> {
+pub fn histograms<'a>(rows: impl IntoIterator<Item = &'a HistogramRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         metric_prefix(&mut w, &r.common);
@@ -231,7 +232,7 @@ NegativeBucketCounts, {EXEMPLAR_COLUMNS}, Flags, Min, Max, AggregationTemporalit
     )
 }
 
-pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Vec<u8> {
+pub fn exp_histograms<'a>(rows: impl IntoIterator<Item = &'a ExpHistogramRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         metric_prefix(&mut w, &r.common);
@@ -256,7 +257,7 @@ pub fn summary_columns() -> String {
     format!("{METRIC_PREFIX}, Count, Sum, ValueAtQuantiles.Quantile, ValueAtQuantiles.Value, Flags")
 }
 
-pub fn summaries(rows: &[SummaryRow]) -> Vec<u8> {
+pub fn summaries<'a>(rows: impl IntoIterator<Item = &'a SummaryRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         metric_prefix(&mut w, &r.common);
@@ -271,7 +272,7 @@ pub fn summaries(rows: &[SummaryRow]) -> Vec<u8> {
 
 pub const USAGE_TELEMETRY_COLUMNS: &str = "Hour, Tenant, Project, Service, Signal, Items, Bytes";
 
-pub fn usage_telemetry(rows: &[TelemetryUsage]) -> Vec<u8> {
+pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.hour_ns);
@@ -288,7 +289,7 @@ pub fn usage_telemetry(rows: &[TelemetryUsage]) -> Vec<u8> {
 pub const USAGE_LLM_COLUMNS: &str = "Timestamp, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, \
 InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost";
 
-pub fn usage_llm(rows: &[LlmUsageRow]) -> Vec<u8> {
+pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.timestamp_ns);
@@ -315,7 +316,7 @@ BillingCurrency, ChargeCategory, ChargeClass, ServiceName, ServiceCategory, Prov
 ResourceId, ResourceName, ConsumedQuantity, ConsumedUnit, PricingQuantity, PricingUnit, SkuId, Tags, x_Tenant, x_Project, \
 x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion";
 
-pub fn ledger(rows: &[LedgerRow]) -> Vec<u8> {
+pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.charge_period_start_ns);

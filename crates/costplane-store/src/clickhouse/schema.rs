@@ -289,6 +289,19 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     ]
 }
 
+/// The column definitions (what `CREATE TABLE (...)` lists) of a table
+/// costplane writes; the schema check reads the expected types from them.
+pub(crate) fn column_ddl(table: &str) -> Option<String> {
+    match table {
+        "otel_traces" => Some(traces_columns()),
+        "otel_logs" => Some(logs_columns()),
+        "otel_metrics_gauge" | "otel_metrics_sum" | "otel_metrics_histogram" | "otel_metrics_exp_histogram" | "otel_metrics_summary" => {
+            Some(metric_columns(table))
+        }
+        _ => cost_tables().into_iter().find(|t| t.0 == table).map(|t| t.1.to_owned()),
+    }
+}
+
 struct TableSpec {
     name: &'static str,
     columns: String,

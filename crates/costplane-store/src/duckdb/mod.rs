@@ -15,10 +15,21 @@
 //!   (the same rule ClickHouse's deduplication tokens give), so a batch
 //!   written twice is stored once on every backend.
 //! - The schema is versioned in `costplane_schema_migrations`; a file written
-//!   by a newer costplane is refused rather than misread.
+//!   by a newer costplane is refused rather than misread. After migrations,
+//!   every start checks the tables' columns against what the writer appends
+//!   (`verify.rs`): a table made by hand with a missing or mistyped column
+//!   stops startup with the fix, rather than failing every write. The
+//!   appender names its columns, so columns costplane does not write may
+//!   exist (nullable or with a default).
+//! - Errors are classified by DuckDB's error type (`errors.rs`): conversion,
+//!   invalid-input, constraint and out-of-range errors are invalid data
+//!   (`Rejected`); locks, conflicts and I/O are `Unavailable`; missing tables
+//!   or columns are `Schema`; anything else is `Unexpected` and retried.
 
 mod arrow;
+mod errors;
 pub mod schema;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,14 +62,7 @@ impl std::fmt::Debug for DuckDbStore {
 }
 
 fn db_err(e: duckdb::Error) -> StoreError {
-    let text = e.to_string();
-    // Lock conflicts and I/O trouble can pass; everything else will not.
-    // Conflicts between concurrent transactions are retried too.
-    if text.contains("IO Error") || text.contains("Could not set lock") || text.contains("Conflicting lock") || text.contains("onflict") {
-        StoreError::Unavailable(text)
-    } else {
-        StoreError::Rejected(text)
-    }
+    errors::classify(e)
 }
 
 impl DuckDbStore {
@@ -81,6 +85,7 @@ impl DuckDbStore {
             }
         })?;
         migrate(&conn)?;
+        check_schema(&conn, &path)?;
         // Checkpoint (fold the WAL into the file) less often than the 16 MB
         // default: ingest appends steadily, and each checkpoint recompresses.
         conn.execute_batch("SET checkpoint_threshold = '256MB'").map_err(db_err)?;
@@ -162,41 +167,49 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn to_record_batches(batch: &TelemetryBatch) -> Result<Vec<(&'static str, RecordBatch)>, StoreError> {
+/// Fails unless every table has the columns the writer appends. A missing
+/// table (dropped since it was created) is created again first.
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mut problems = verify::problems(conn)?;
+    if crate::verify::has_missing_table(&problems) {
+        for (step, ddl) in schema::migrations() {
+            // Each step's DDL is `CREATE TABLE IF NOT EXISTS`: existing tables stay.
+            conn.execute_batch(&ddl)
+                .map_err(|e| StoreError::Schema(format!("creating the tables of schema version {step} again failed: {e}")))?;
+        }
+        problems = verify::problems(conn)?;
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Schema(crate::verify::report(
+        &format!("the store {}", path.display()),
+        &problems,
+        &verify::DuckDbFixes,
+        "point costplane at a fresh --data-dir, where it creates its own tables",
+    )))
+}
+
+/// One record batch per table of `batch` that has rows (every table when
+/// `with_empty`: the schema check reads the columns from them).
+fn to_record_batches(batch: &TelemetryBatch, with_empty: bool) -> Result<Vec<(&'static str, RecordBatch)>, StoreError> {
+    // A batch Arrow cannot build from these rows will not build on a retry either.
     let conv = |e: ::arrow::error::ArrowError| StoreError::Rejected(format!("building the Arrow batch failed: {e}"));
-    let mut out = Vec::new();
-    if !batch.spans.is_empty() {
-        out.push(("otel_traces", arrow::traces(&batch.spans).map_err(conv)?));
-    }
-    if !batch.logs.is_empty() {
-        out.push(("otel_logs", arrow::logs(&batch.logs).map_err(conv)?));
-    }
-    if !batch.gauges.is_empty() {
-        out.push(("otel_metrics_gauge", arrow::gauges(&batch.gauges).map_err(conv)?));
-    }
-    if !batch.sums.is_empty() {
-        out.push(("otel_metrics_sum", arrow::sums(&batch.sums).map_err(conv)?));
-    }
-    if !batch.histograms.is_empty() {
-        out.push(("otel_metrics_histogram", arrow::histograms(&batch.histograms).map_err(conv)?));
-    }
-    if !batch.exp_histograms.is_empty() {
-        out.push(("otel_metrics_exp_histogram", arrow::exp_histograms(&batch.exp_histograms).map_err(conv)?));
-    }
-    if !batch.summaries.is_empty() {
-        out.push(("otel_metrics_summary", arrow::summaries(&batch.summaries).map_err(conv)?));
-    }
-    let usage = &batch.usage;
-    if !usage.telemetry.is_empty() {
-        out.push(("costplane_usage_telemetry", arrow::usage_telemetry(&usage.telemetry).map_err(conv)?));
-    }
-    if !usage.llm.is_empty() {
-        out.push(("costplane_usage_llm", arrow::usage_llm(&usage.llm).map_err(conv)?));
-    }
-    if !usage.ledger.is_empty() {
-        out.push(("costplane_ledger", arrow::ledger(&usage.ledger).map_err(conv)?));
-    }
-    Ok(out)
+    type Build<'a> = &'a dyn Fn() -> Result<RecordBatch, ::arrow::error::ArrowError>;
+    let (b, usage) = (batch, &batch.usage);
+    let tables: [(&'static str, bool, Build); 10] = [
+        ("costplane_usage_telemetry", usage.telemetry.is_empty(), &|| arrow::usage_telemetry(&usage.telemetry)),
+        ("costplane_usage_llm", usage.llm.is_empty(), &|| arrow::usage_llm(&usage.llm)),
+        ("costplane_ledger", usage.ledger.is_empty(), &|| arrow::ledger(&usage.ledger)),
+        ("otel_traces", b.spans.is_empty(), &|| arrow::traces(&b.spans)),
+        ("otel_logs", b.logs.is_empty(), &|| arrow::logs(&b.logs)),
+        ("otel_metrics_gauge", b.gauges.is_empty(), &|| arrow::gauges(&b.gauges)),
+        ("otel_metrics_sum", b.sums.is_empty(), &|| arrow::sums(&b.sums)),
+        ("otel_metrics_histogram", b.histograms.is_empty(), &|| arrow::histograms(&b.histograms)),
+        ("otel_metrics_exp_histogram", b.exp_histograms.is_empty(), &|| arrow::exp_histograms(&b.exp_histograms)),
+        ("otel_metrics_summary", b.summaries.is_empty(), &|| arrow::summaries(&b.summaries)),
+    ];
+    tables.into_iter().filter(|(_, empty, _)| with_empty || !empty).map(|(table, _, build)| Ok((table, build().map_err(conv)?))).collect()
 }
 
 fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, RecordBatch)>) -> Result<(), StoreError> {
@@ -224,9 +237,14 @@ fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, R
                 .map_err(db_err)?;
         }
         for (table, rb) in tables {
-            let mut app = conn.appender(table).map_err(db_err)?;
-            app.append_record_batch(rb).map_err(db_err)?;
-            app.flush().map_err(db_err)?;
+            let append_err = errors::classify_append;
+            let mut app = conn.appender(table).map_err(append_err)?;
+            // By name: the table may have columns costplane does not write.
+            for field in rb.schema().fields() {
+                app.add_column(field.name()).map_err(append_err)?;
+            }
+            app.append_record_batch(rb).map_err(append_err)?;
+            app.flush().map_err(append_err)?;
         }
         conn.execute_batch("COMMIT").map_err(db_err)
     })();
@@ -356,7 +374,7 @@ impl Store for DuckDbStore {
         }
         // Building Arrow arrays is CPU work on owned data; it runs before the
         // blocking section so the connection is held only for the append.
-        let tables = to_record_batches(batch)?;
+        let tables = to_record_batches(batch, false)?;
         let writer = Arc::clone(&self.writer);
         let batch_id = batch.id;
         tokio::task::spawn_blocking(move || {

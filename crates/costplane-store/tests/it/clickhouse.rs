@@ -1,6 +1,7 @@
 //! ClickHouse-specific checks on the real engine: schema creation and its
-//! idempotence, the DDL's production features, version refusal, and the
-//! store's behaviour across an outage of the server.
+//! idempotence, the DDL's production features, version refusal, the check
+//! of tables made by someone else, inserts split by partition, what write
+//! errors say, and the store's behaviour across an outage of the server.
 
 use costplane_store::clickhouse::ClickHouseStore;
 use costplane_store::{Store, StoreError};
@@ -89,4 +90,109 @@ async fn writes_during_an_outage_are_retryable_and_nothing_is_lost_after_it() {
     store.write(&data::logs(11)).await.unwrap();
     let n = store.query("SELECT count(*) FROM otel_logs").await.unwrap();
     assert_eq!(n.rows, vec![vec![json!(12)]]);
+}
+
+/// Runs one statement on the target as an admin would, outside the store.
+async fn admin(target: &ClickHouseTarget, sql: &str) {
+    let resp = reqwest::Client::new().post(&target.url).body(sql.to_owned()).send().await.unwrap();
+    let status = resp.status();
+    assert!(status.is_success(), "{sql}\n-> {status}: {}", resp.text().await.unwrap_or_default());
+}
+
+/// The statements after "fix: " in a schema error, one per problem.
+fn fixes(message: &str) -> Vec<String> {
+    message.lines().filter_map(|l| l.split_once("; fix: ").map(|(_, fix)| fix.to_owned())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_spread_over_150_days_is_stored_whole_and_only_once() {
+    let target = ClickHouseTarget::new();
+    let store = ClickHouseStore::connect(target.config()).await.unwrap();
+    // One insert would touch 150 partitions, over max_partitions_per_insert_block (100).
+    let batch = data::gauges_over_days(0x150, 150, 3);
+    assert_eq!(batch.gauges.len(), 450);
+    store.write(&batch).await.unwrap();
+    let sql = "SELECT count(*), uniqExact(toDate(TimeUnix)), uniqExact(_partition_id) FROM otel_metrics_gauge WHERE MetricName = 'backfill'";
+    let expected = vec![vec![json!(450), json!(150), json!(150)]];
+    assert_eq!(store.query(sql).await.unwrap().rows, expected);
+    // The same batch again (a retry, a replay): every insert is deduplicated.
+    store.write(&batch).await.unwrap();
+    assert_eq!(store.query(sql).await.unwrap().rows, expected, "a rewritten batch must add nothing");
+    // Another batch with the same rows is new data.
+    let mut other = batch.clone();
+    other.id = 0x151;
+    store.write(&other).await.unwrap();
+    let r = store.query("SELECT count(*) FROM otel_metrics_gauge WHERE MetricName = 'backfill'").await.unwrap();
+    assert_eq!(r.rows, vec![vec![json!(900)]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_table_without_a_column_stops_startup_with_the_fix() {
+    let target = ClickHouseTarget::new();
+    let db = format!("`{}`", target.database);
+    admin(&target, &format!("CREATE DATABASE {db}")).await;
+    // Made by someone else: no SeverityText, SeverityNumber of another type,
+    // ServiceName without LowCardinality (sent the same way), an extra column.
+    admin(
+        &target,
+        &format!(
+            "CREATE TABLE {db}.otel_logs (Timestamp DateTime64(9), TraceId String, SpanId String, TraceFlags UInt8, \
+             SeverityNumber Int32, ServiceName String, Body String, ResourceSchemaUrl String, \
+             ResourceAttributes Map(String, String), ScopeSchemaUrl String, ScopeName String, ScopeVersion String, \
+             ScopeAttributes Map(String, String), LogAttributes Map(String, String), EventName String, Extra String) \
+             ENGINE = MergeTree ORDER BY Timestamp"
+        ),
+    )
+    .await;
+    let err = ClickHouseStore::connect(target.config()).await.unwrap_err();
+    let StoreError::Schema(message) = &err else { panic!("expected a schema error, got {err:?}") };
+    assert!(
+        message.contains("table otel_logs has no column SeverityText (expected type LowCardinality(String), found none)"),
+        "{message}"
+    );
+    assert!(message.contains("table otel_logs, column SeverityNumber: expected type UInt8, found Int32"), "{message}");
+    assert!(message.contains("--clickhouse-database"), "{message}");
+    assert!(!message.contains("ServiceName") && !message.contains("Extra"), "{message}");
+    // A second start finds the same problems (the version was not recorded).
+    let again = ClickHouseStore::connect(target.config()).await.unwrap_err();
+    assert_eq!(again.to_string(), err.to_string());
+
+    // The fixes the message names work; then costplane starts and writes.
+    let statements = fixes(message);
+    assert_eq!(statements.len(), 2, "{message}");
+    for sql in &statements {
+        admin(&target, sql).await;
+    }
+    let store = ClickHouseStore::connect(target.config()).await.unwrap();
+    store.write(&data::logs(5)).await.unwrap();
+    let r = store.query("SELECT count(*), min(SeverityText), max(Extra) FROM otel_logs").await.unwrap();
+    assert_eq!(r.rows, vec![vec![json!(6), json!("SEV0"), json!("")]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_errors_say_whether_the_data_or_the_schema_is_at_fault() {
+    let target = ClickHouseTarget::new();
+    let store = ClickHouseStore::connect(target.config()).await.unwrap();
+    let db = format!("`{}`", target.database);
+
+    // Rows a constraint refuses: invalid data, not worth retrying.
+    admin(&target, &format!("ALTER TABLE {db}.otel_logs ADD CONSTRAINT low_severity CHECK SeverityNumber < 12")).await;
+    let err = store.write(&data::logs(21)).await.unwrap_err();
+    assert!(err.is_invalid_data() && !err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("low_severity"), "{err}");
+
+    // A table dropped under costplane: retried, and flagged for an operator.
+    admin(&target, &format!("DROP TABLE {db}.otel_metrics_summary")).await;
+    let err = store.write(&data::metrics(22)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+    assert!(err.is_retryable() && err.needs_attention() && !err.is_invalid_data(), "{err:?}");
+
+    // Restarting creates the dropped table again, and the retry completes
+    // without duplicating what the failed attempt stored.
+    let store = ClickHouseStore::connect(target.config()).await.unwrap();
+    store.write(&data::metrics(22)).await.unwrap();
+    for table in ["otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exp_histogram", "otel_metrics_summary"] {
+        let r = store.query(&format!("SELECT count(*) FROM {table}")).await.unwrap();
+        assert_eq!(r.rows, vec![vec![json!(1)]], "{table}");
+    }
 }

@@ -244,3 +244,36 @@ pub fn llm_call(id: u64) -> TelemetryBatch {
     batch.id = id;
     batch
 }
+
+/// Nanoseconds per day.
+pub const DAY: u64 = 86_400_000_000_000;
+
+/// `per_day` gauge points on each of `days` consecutive days from T0, listed
+/// point by point across the days (so a day's points are not adjacent).
+pub fn gauges_over_days(id: u64, days: u64, per_day: u64) -> TelemetryBatch {
+    let data_points = (0..per_day)
+        .flat_map(|p| {
+            (0..days).map(move |d| pm::NumberDataPoint {
+                attributes: vec![kv("point", Value::IntValue(p as i64))],
+                time_unix_nano: T0 + d * DAY + p,
+                value: Some(pm::number_data_point::Value::AsDouble(d as f64)),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let metric = pm::Metric {
+        name: "backfill".into(),
+        data: Some(pm::metric::Data::Gauge(pm::Gauge { data_points })),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![pm::ResourceMetrics {
+            resource: Some(resource()),
+            scope_metrics: vec![pm::ScopeMetrics { scope: Some(scope()), metrics: vec![metric], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let mut batch = convert_metrics(&req, &Limits::default()).batch;
+    batch.id = id;
+    batch
+}

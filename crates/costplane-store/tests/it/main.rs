@@ -5,6 +5,7 @@
 mod clickhouse;
 mod conformance;
 mod data;
+mod embedded;
 mod support;
 
 /// Runs every conformance scenario against one backend. `$open` is an async

@@ -1,0 +1,112 @@
+//! Rows grouped by the partition they land in, so that no INSERT touches
+//! more partitions than ClickHouse's `max_partitions_per_insert_block`
+//! (100 by default; above it the insert fails with "Too many partitions for
+//! single INSERT block", and would fail the same way on every retry).
+//!
+//! Telemetry tables are partitioned by day (`toDate(Timestamp)`,
+//! `toDate(TimeUnix)`), usage and ledger tables by month
+//! (`toYYYYMM(...)`); see `schema.rs`. Groups are by UTC day or month. On a
+//! server whose timezone is not UTC one group can straddle two of the
+//! server's days, which stays far below the limit.
+
+/// How finely a table is partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Granularity {
+    /// `toDate(column)`
+    Day,
+    /// `toYYYYMM(column)`
+    Month,
+}
+
+#[cfg(test)]
+impl Granularity {
+    /// The partition expression `schema.rs` declares for `column`.
+    pub(crate) fn expression(self, column: &str) -> String {
+        match self {
+            Granularity::Day => format!("toDate({column})"),
+            Granularity::Month => format!("toYYYYMM({column})"),
+        }
+    }
+}
+
+const NS_PER_DAY: i64 = 86_400_000_000_000;
+
+/// (year, month, day) of a day count since 1970-01-01, proleptic Gregorian
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The partition of a UTC timestamp in nanoseconds, named as ClickHouse
+/// names it: `YYYYMMDD` by day, `YYYYMM` by month.
+pub(crate) fn partition_of(ns: i64, granularity: Granularity) -> i64 {
+    let (year, month, day) = civil_from_days(ns.div_euclid(NS_PER_DAY));
+    match granularity {
+        Granularity::Day => year * 10_000 + i64::from(month) * 100 + i64::from(day),
+        Granularity::Month => year * 100 + i64::from(month),
+    }
+}
+
+/// `rows` grouped by partition, partitions ascending, rows in their order.
+pub(crate) fn split<T>(rows: &[T], granularity: Granularity, time_ns: impl Fn(&T) -> i64) -> Vec<(i64, Vec<&T>)> {
+    let mut groups: std::collections::BTreeMap<i64, Vec<&T>> = std::collections::BTreeMap::new();
+    for row in rows {
+        groups.entry(partition_of(time_ns(row), granularity)).or_default().push(row);
+    }
+    groups.into_iter().collect()
+}
+
+/// The deduplication token of one insert: the same batch, table and
+/// partition always give the same token, so a retried or replayed insert is
+/// dropped by ClickHouse.
+pub(crate) fn dedup_token(batch_id: u64, table: &str, partition: i64) -> String {
+    format!("{batch_id:016x}-{table}-{partition}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_months_are_utc_calendar_dates() {
+        let day = |ns| partition_of(ns, Granularity::Day);
+        let month = |ns| partition_of(ns, Granularity::Month);
+        assert_eq!(day(0), 19700101);
+        assert_eq!(day(-1), 19691231);
+        // The leap day of a century leap year.
+        assert_eq!(day(951_782_400 * 1_000_000_000), 20000229);
+        assert_eq!(day(1_893_456_000_123_456_789), 20300101);
+        assert_eq!(day(1_893_455_999_999_999_999), 20291231);
+        assert_eq!(month(1_893_455_999_999_999_999), 202912);
+        // 2100 is not a leap year.
+        assert_eq!(day(4_107_542_400 * 1_000_000_000 - 1), 21000228);
+        // Every day of 1970..2200 follows the previous one.
+        let mut previous = day(0);
+        for d in 1..(230 * 366) {
+            let p = day(d * NS_PER_DAY);
+            assert!(p > previous, "{p} after {previous}");
+            let (m, dd) = ((p / 100) % 100, p % 100);
+            assert!((1..=12).contains(&m) && (1..=31).contains(&dd), "{p}");
+            previous = p;
+        }
+    }
+
+    #[test]
+    fn rows_split_by_partition_keep_their_order() {
+        let rows = [NS_PER_DAY + 5, 3, 2 * NS_PER_DAY, NS_PER_DAY + 1, 4];
+        let groups = split(&rows, Granularity::Day, |&ns| ns);
+        let got: Vec<(i64, Vec<i64>)> = groups.into_iter().map(|(p, rs)| (p, rs.into_iter().copied().collect())).collect();
+        assert_eq!(got, vec![(19700101, vec![3, 4]), (19700102, vec![NS_PER_DAY + 5, NS_PER_DAY + 1]), (19700103, vec![2 * NS_PER_DAY])]);
+        assert_eq!(split(&rows, Granularity::Month, |&ns| ns).len(), 1);
+        assert_eq!(dedup_token(0xab, "otel_logs", 20300101), "00000000000000ab-otel_logs-20300101");
+    }
+}

@@ -1,0 +1,88 @@
+//! The tables costplane inserts into: the columns each insert sends (the
+//! RowBinary encoders' order) and the column and granularity each table is
+//! partitioned by. Writes, the partition split and the startup schema check
+//! all read this one list.
+
+use std::sync::LazyLock;
+
+use super::partition::Granularity;
+use super::rowbinary;
+
+/// One table costplane inserts into.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub table: &'static str,
+    /// The INSERT's column list, in RowBinary order.
+    pub columns: String,
+    /// The column `PARTITION BY` reads, and how finely it partitions.
+    pub time_column: &'static str,
+    pub granularity: Granularity,
+}
+
+impl Written {
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.split(',').map(str::trim)
+    }
+}
+
+static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
+    let day = |table, columns: String, time_column| Written { table, columns, time_column, granularity: Granularity::Day };
+    let month =
+        |table, columns: &str, time_column| Written { table, columns: columns.to_owned(), time_column, granularity: Granularity::Month };
+    vec![
+        month("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS, "Hour"),
+        month("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS, "Timestamp"),
+        month("costplane_ledger", rowbinary::LEDGER_COLUMNS, "ChargePeriodStart"),
+        day("otel_traces", rowbinary::TRACES_COLUMNS.to_owned(), "Timestamp"),
+        day("otel_logs", rowbinary::LOGS_COLUMNS.to_owned(), "Timestamp"),
+        day("otel_metrics_gauge", rowbinary::gauge_columns(), "TimeUnix"),
+        day("otel_metrics_sum", rowbinary::sum_columns(), "TimeUnix"),
+        day("otel_metrics_histogram", rowbinary::histogram_columns(), "TimeUnix"),
+        day("otel_metrics_exp_histogram", rowbinary::exp_histogram_columns(), "TimeUnix"),
+        day("otel_metrics_summary", rowbinary::summary_columns(), "TimeUnix"),
+    ]
+});
+
+/// Every table costplane inserts into, in write order: usage and ledger
+/// first, so billing never lags the telemetry it bills.
+pub(crate) fn written() -> &'static [Written] {
+    &WRITTEN
+}
+
+/// The entry of `table`, which must be one costplane writes.
+pub(crate) fn table(name: &str) -> &'static Written {
+    written().iter().find(|t| t.table == name).unwrap_or_else(|| panic!("{name} is not a table costplane writes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clickhouse::schema::SchemaOptions;
+
+    #[test]
+    fn the_split_matches_each_tables_partition_key() {
+        for cluster in [None, Some("c".to_owned())] {
+            let o = SchemaOptions { cluster, ..SchemaOptions::default() };
+            let statements = o.statements();
+            for t in written() {
+                let storage = if o.cluster.is_some() { format!("{}_local", t.table) } else { t.table.to_owned() };
+                let create = statements
+                    .iter()
+                    .find(|s| s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {} ", o.qualified(&storage))))
+                    .unwrap_or_else(|| panic!("no CREATE TABLE for {storage}"));
+                let key = format!("\nPARTITION BY {}\n", t.granularity.expression(t.time_column));
+                assert!(create.contains(&key), "{storage} is not partitioned by {key:?}:\n{create}");
+            }
+        }
+    }
+
+    #[test]
+    fn usage_and_ledger_are_written_before_telemetry() {
+        let order: Vec<&str> = written().iter().map(|t| t.table).collect();
+        let last_cost = order.iter().rposition(|t| t.starts_with("costplane_")).unwrap();
+        let first_otel = order.iter().position(|t| t.starts_with("otel_")).unwrap();
+        assert!(last_cost < first_otel, "{order:?}");
+        assert_eq!(order.len(), crate::TELEMETRY_TABLES.len() + 3);
+        assert!(crate::TELEMETRY_TABLES.iter().all(|t| order.contains(t)));
+    }
+}

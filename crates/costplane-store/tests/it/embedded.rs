@@ -1,0 +1,86 @@
+//! DuckDB-specific checks: the startup check of tables made by someone
+//! else, and what write errors say.
+
+use std::path::Path;
+
+use costplane_store::duckdb::{DuckDbStore, FILE_NAME};
+use costplane_store::{Store, StoreError};
+use serde_json::json;
+
+use crate::data;
+
+/// The columns costplane appends to `otel_logs`, but for SeverityText, and
+/// with SeverityNumber of type `severity`.
+fn logs_columns(severity: &str) -> String {
+    format!(
+        r#""Timestamp" TIMESTAMP_NS, "TraceId" VARCHAR, "SpanId" VARCHAR, "TraceFlags" UTINYINT, "SeverityNumber" {severity},
+           "ServiceName" VARCHAR, "Body" VARCHAR, "ResourceSchemaUrl" VARCHAR, "ResourceAttributes" MAP(VARCHAR, VARCHAR),
+           "ScopeSchemaUrl" VARCHAR, "ScopeName" VARCHAR, "ScopeVersion" VARCHAR, "ScopeAttributes" MAP(VARCHAR, VARCHAR),
+           "LogAttributes" MAP(VARCHAR, VARCHAR), "EventName" VARCHAR"#
+    )
+}
+
+/// Runs `sql` on the store file of `dir` while no store has it open.
+fn run(dir: &Path, sql: &str) {
+    let conn = duckdb::Connection::open(dir.join(FILE_NAME)).unwrap();
+    conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The statements after "fix: " in a schema error, one per problem.
+fn fixes(message: &str) -> Vec<String> {
+    message.lines().filter_map(|l| l.split_once("; fix: ").map(|(_, fix)| fix.to_owned())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_made_table_without_a_column_stops_startup_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // Made by hand: no SeverityText, SeverityNumber of another type, and two
+    // columns costplane does not write (one nullable, one NOT NULL without
+    // a default).
+    run(dir.path(), &format!(r#"CREATE TABLE otel_logs ({}, "Note" VARCHAR, "Owner" VARCHAR NOT NULL)"#, logs_columns("INTEGER")));
+    let err = DuckDbStore::open(dir.path()).unwrap_err();
+    let StoreError::Schema(message) = &err else { panic!("expected a schema error, got {err:?}") };
+    assert!(message.contains("table otel_logs has no column SeverityText (expected type VARCHAR, found none)"), "{message}");
+    assert!(message.contains("table otel_logs, column SeverityNumber: expected type UTINYINT, found INTEGER"), "{message}");
+    assert!(message.contains("table otel_logs, column Owner (VARCHAR) is NOT NULL without a default"), "{message}");
+    assert!(message.contains("--data-dir"), "{message}");
+    assert!(!message.contains("column Note"), "a nullable extra column is fine: {message}");
+    // A second start (the schema version is recorded by now) checks again.
+    let again = DuckDbStore::open(dir.path()).unwrap_err();
+    assert_eq!(again.to_string(), err.to_string());
+
+    // The fixes the message names work; then costplane starts and appends
+    // by column name, leaving the extra columns empty.
+    let statements = fixes(message);
+    assert_eq!(statements.len(), 3, "{message}");
+    for sql in &statements {
+        run(dir.path(), sql);
+    }
+    let store = DuckDbStore::open(dir.path()).unwrap();
+    store.write(&data::logs(5)).await.unwrap();
+    let r = store.query("SELECT count(*), min(SeverityText), count(Note), count(Owner) FROM otel_logs").await.unwrap();
+    assert_eq!(r.rows, vec![vec![json!(6), json!("SEV0"), json!(0), json!(0)]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_a_constraint_refuses_are_invalid_data_and_nothing_of_the_batch_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        &format!(r#"CREATE TABLE otel_logs ({}, "SeverityText" VARCHAR, CHECK ("SeverityNumber" < 12))"#, logs_columns("UTINYINT")),
+    );
+    let store = DuckDbStore::open(dir.path()).unwrap();
+    let mut batch = data::logs(31);
+    batch.spans = data::traces(31).spans;
+    let err = store.write(&batch).await.unwrap_err();
+    assert!(err.is_invalid_data() && !err.is_retryable(), "{err:?}");
+    // One transaction: the spans of the refused batch are not stored either.
+    let r = store.query("SELECT (SELECT count(*) FROM otel_logs), (SELECT count(*) FROM otel_traces)").await.unwrap();
+    assert_eq!(r.rows, vec![vec![json!(0), json!(0)]]);
+    // Rows the constraint accepts are stored.
+    let mut low = data::logs(32);
+    low.logs.retain(|l| l.severity_number < 12);
+    store.write(&low).await.unwrap();
+    let r = store.query("SELECT count(*) FROM otel_logs").await.unwrap();
+    assert_eq!(r.rows, vec![vec![json!(3)]]);
+}
