@@ -516,7 +516,7 @@ async fn sum_llm(state: &CostState, from: i64, to: i64) -> Result<Decimal, ApiEr
 /// the ledger (the same stored decimals the API and exports add up, printed
 /// exactly); health series come from the pipeline.
 pub async fn metrics(
-    State((state, pipeline)): State<(CostState, costplane_pipeline::Pipeline)>,
+    State((state, pipeline, inflight)): State<(CostState, costplane_pipeline::Pipeline, crate::otlp::inflight::InflightLimit)>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     use chrono::Datelike;
@@ -549,7 +549,7 @@ pub async fn metrics(
         ));
     }
     let s = pipeline.stats();
-    let series: [(&str, &str, &str, String); 8] = [
+    let series: [(&str, &str, &str, String); 9] = [
         ("costplane_ingest_accepted_rows_total", "counter", "Rows accepted into the pipeline.", s.accepted_rows.to_string()),
         ("costplane_ingest_refused_rows_total", "counter", "Rows refused because the queue was full (clients retry).", s.refused_rows.to_string()),
         ("costplane_store_written_rows_total", "counter", "Rows the store committed.", s.written_rows.to_string()),
@@ -558,6 +558,7 @@ pub async fn metrics(
         ("costplane_store_write_seconds_total", "counter", "Time spent in successful store writes.", s.write_seconds.to_string()),
         ("costplane_queue_bytes", "gauge", "Bytes of accepted, not yet stored telemetry.", s.queued_bytes.to_string()),
         ("costplane_store_up", "gauge", "1 when the store's last write succeeded.", u8::from(s.store_healthy).to_string()),
+        ("costplane_inflight_request_bytes", "gauge", "Bytes reserved by OTLP requests being received, decompressed or decoded (limit: otlp.max_inflight_mib).", inflight.in_flight_bytes().to_string()),
     ];
     for (name, kind, help, value) in series {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
