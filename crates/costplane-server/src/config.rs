@@ -267,9 +267,9 @@ impl Default for OtlpConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_mib: 20,
-            // Two maximum-size (20 MiB) protobuf requests decoding at once
-            // (body plus about three times its size decoded: ~80 MiB each,
-            // capped at the limit), or hundreds of typical batches.
+            // Typical SDK batches (under 1 MiB) reserve under 10 MiB each
+            // (body plus decode estimate), so dozens fit; a maximum-size
+            // request may take the whole budget, and still passes alone.
             max_inflight_mib: 128,
             max_attributes: limits.max_attributes,
             max_value_bytes: limits.max_value_bytes,

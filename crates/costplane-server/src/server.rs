@@ -120,11 +120,7 @@ impl Server {
         };
         let api_task = serve_http(
             self.api,
-            api::router(
-                ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
-                costs,
-                self.config.api.keys.clone(),
-            ),
+            api::router(ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() }, costs, self.config.api.keys.clone()),
             stop.clone(),
             "HTTP API",
         );

@@ -136,7 +136,7 @@ impl<S: GrpcSignal> UnaryService<Bytes> for Unary<S> {
                 request.extensions().get::<Reservation>().cloned().unwrap_or_else(|| ingest.inflight.reservation());
             let body = request.into_inner();
             let result = reservation
-                .reserve(decode_estimate(Encoding::Protobuf, body.len()))
+                .reserve(decode_estimate(S::SIGNAL, Encoding::Protobuf, body.len()))
                 .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body));
             drop((body, reservation));
             match result {

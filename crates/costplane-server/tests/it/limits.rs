@@ -222,7 +222,7 @@ async fn oversized_http_requests_get_413_after_the_body_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_larger_than_the_whole_inflight_limit_passes_alone() {
     let mut server = RunningServer::start(limited(20, 1), Duration::ZERO, 0).await;
-    let body = traces(1, 3000); // ~3.3 MiB: with its decode estimate ~13 MiB, over 1 MiB
+    let body = traces(1, 3000); // ~3.3 MiB: with its decode estimate ~30 MiB, far over 1 MiB
     assert!(body.len() > 3 * MIB);
     assert_eq!(http_export(server.otlp_http, body).await.status().as_u16(), 200);
     grpc_export(server.grpc, traces(2, 3000), false).await.unwrap();
@@ -312,7 +312,7 @@ async fn retrying_grpc(addr: SocketAddr, tag: u64, spans: u64, gzip: bool, refus
 async fn concurrent_large_requests_over_the_budget_are_refused_or_served_and_release_everything() {
     let mut server = RunningServer::start(limited(20, 8), Duration::ZERO, 0).await;
     let refusals = Arc::new(AtomicU64::new(0));
-    let spans = 2300; // ~2.5 MiB a request: body + decode estimate ~10 MiB, over the 8 MiB budget alone
+    let spans = 2300; // ~2.5 MiB a request: body + decode estimate ~22 MiB, capped at the whole 8 MiB budget
     let mut tasks = Vec::new();
     for tag in 0..16u64 {
         let refusals = refusals.clone();
