@@ -4,7 +4,10 @@
 //! `Content-Encoding: gzip` or none. Answers are in the request's content
 //! type: an export response (with `partial_success` when items were
 //! rejected), or a `google.rpc.Status` for failures. 400 and 413 are final;
-//! 503 carries `Retry-After` and is retried by OTLP exporters.
+//! 503 carries `Retry-After` and is retried by OTLP exporters. An answer
+//! given before the body was read follows reading (and dropping) the rest of
+//! it, within a bound, so that clients that send the whole body before
+//! reading see the answer rather than a broken pipe.
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
