@@ -292,7 +292,7 @@ impl Writer {
                     }
                     return Outcome::Stored;
                 }
-                Ok(Err(e)) if !e.is_retryable() => {
+                Ok(Err(e)) if e.is_invalid_data() || !e.is_retryable() => {
                     stats.write_errors.fetch_add(1, Ordering::Relaxed);
                     return Outcome::Rejected(e.to_string());
                 }
@@ -304,6 +304,11 @@ impl Writer {
                             error = %e,
                             "store writes are failing; holding accepted data in the buffer and retrying until they succeed"
                         );
+                    } else if e.needs_attention() && attempt % 10 == 0 {
+                        // Not an outage that passes by itself (credentials,
+                        // a table changed under costplane, an unknown error):
+                        // keep saying so while it lasts.
+                        tracing::error!(backend = self.store.backend(), attempt, error = %e, "store writes still failing; this needs an operator");
                     }
                     e.to_string()
                 }

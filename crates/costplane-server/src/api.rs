@@ -16,11 +16,14 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{ApiKey, Caller};
 use crate::costs::CostState;
 use crate::error::ApiError;
+use crate::otlp::inflight::InflightLimit;
 
 #[derive(Clone)]
 pub struct ApiState {
     pub pipeline: Pipeline,
     pub store: Arc<dyn Store>,
+    /// The OTLP receivers' in-flight request budget (shown in /metrics).
+    pub inflight: InflightLimit,
 }
 
 /// Health, readiness, and the API (behind API keys when configured).
@@ -37,7 +40,7 @@ pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )
-        .merge(Router::new().route("/metrics", get(crate::costs::metrics)).with_state((costs, state.pipeline.clone())))
+        .merge(Router::new().route("/metrics", get(crate::costs::metrics)).with_state((costs, state.pipeline.clone(), state.inflight.clone())))
         .layer(axum::middleware::from_fn_with_state(keys, crate::auth::authenticate));
     Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(state).merge(api)
 }

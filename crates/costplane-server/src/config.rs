@@ -214,6 +214,10 @@ pub struct OtlpConfig {
     pub http_addr: SocketAddr,
     /// Largest request body after decompression, in MiB (OTLP recommends 20).
     pub max_body_mib: usize,
+    /// Memory that requests being received, decompressed and decoded may
+    /// hold at once, in MiB, over both receivers. Over it requests are
+    /// refused with HTTP 503 / gRPC UNAVAILABLE (retried by exporters).
+    pub max_inflight_mib: usize,
     /// Most attributes per item (span, log record, data point, resource, scope).
     pub max_attributes: usize,
     /// Longest attribute value, name or log body, in bytes.
@@ -303,6 +307,10 @@ impl Default for OtlpConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_mib: 20,
+            // Typical SDK batches (under 1 MiB) reserve under 10 MiB each
+            // (body plus decode estimate), so dozens fit; a maximum-size
+            // request may take the whole budget, and still passes alone.
+            max_inflight_mib: 128,
             max_attributes: limits.max_attributes,
             max_value_bytes: limits.max_value_bytes,
         }
@@ -421,6 +429,9 @@ impl Config {
         if self.otlp.max_body_mib == 0 {
             return Err("otlp.max_body_mib must be at least 1".into());
         }
+        if self.otlp.max_inflight_mib == 0 {
+            return Err("otlp.max_inflight_mib must be at least 1".into());
+        }
         if self.pipeline.memory_limit_mib == 0 {
             return Err("pipeline.memory_limit_mib must be at least 1".into());
         }
@@ -448,6 +459,10 @@ impl Config {
 
     pub fn max_body_bytes(&self) -> usize {
         self.otlp.max_body_mib.saturating_mul(MIB)
+    }
+
+    pub fn max_inflight_bytes(&self) -> usize {
+        self.otlp.max_inflight_mib.saturating_mul(MIB)
     }
 
     pub fn limits(&self) -> Limits {
@@ -535,6 +550,14 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(config.pipeline.batch_max_rows, 10);
         assert_eq!(config.pipeline_config().unwrap().flush_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_inflight_limit_is_read_and_checked() {
+        let config = Config::from_toml("[otlp]\nmax_inflight_mib = 32\n").unwrap();
+        assert_eq!(config.max_inflight_bytes(), 32 * MIB);
+        let err = Config::from_toml("[otlp]\nmax_inflight_mib = 0\n").unwrap_err();
+        assert!(err.contains("otlp.max_inflight_mib must be at least 1"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::api::{self, ApiState};
 use crate::costs::CostState;
 use crate::config::{Config, StoreKind};
 use crate::error::ServerError;
+use crate::otlp::inflight::InflightLimit;
 use crate::otlp::{grpc, http, Ingest};
 
 /// How long in-flight requests get to finish once shutdown starts.
@@ -93,6 +94,7 @@ impl Server {
             pipeline: pipeline.clone(),
             limits: self.config.limits(),
             max_body_bytes: self.config.max_body_bytes(),
+            inflight: InflightLimit::new(self.config.max_inflight_bytes()),
             meter: Some(Arc::clone(&meter)),
         };
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
@@ -121,7 +123,7 @@ impl Server {
         };
         let api_task = serve_http(
             self.api,
-            api::router(ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store) }, costs, self.config.api.keys.clone()),
+            api::router(ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() }, costs, self.config.api.keys.clone()),
             stop.clone(),
             "HTTP API",
         );

@@ -63,8 +63,9 @@ pub const TELEMETRY_TABLES: [&str; 7] = [
 ///   deduplication token derived from the batch id, the table and the
 ///   partition, so the retry's inserts that were already stored are dropped
 ///   and the others land (within ClickHouse's deduplication window: the
-///   last 1000 inserts per table). Usage and ledger rows go first, so
-///   telemetry is never stored while its bill is not.
+///   last 1000 inserts per table). Usage and ledger rows go last in the
+///   same write, so retrying it to success bills all stored telemetry, and a
+///   batch rejected (then split) has billed nothing.
 ///
 /// A write error says whether to retry ([`StoreError::is_retryable`]) and
 /// whether the rows themselves are invalid ([`StoreError::is_invalid_data`]),

@@ -516,7 +516,7 @@ async fn sum_llm(state: &CostState, from: i64, to: i64) -> Result<Decimal, ApiEr
 /// the ledger (the same stored decimals the API and exports add up, printed
 /// exactly); health series come from the pipeline.
 pub async fn metrics(
-    State((state, pipeline)): State<(CostState, costplane_pipeline::Pipeline)>,
+    State((state, pipeline, inflight)): State<(CostState, costplane_pipeline::Pipeline, crate::otlp::inflight::InflightLimit)>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     use chrono::Datelike;
@@ -549,5 +549,10 @@ pub async fn metrics(
         ));
     }
     crate::health::write_pipeline_metrics(&mut out, &pipeline.stats());
+    out.push_str(&format!(
+        "# HELP costplane_inflight_request_bytes Bytes reserved by OTLP requests being received, decompressed or decoded (limit: otlp.max_inflight_mib).\n\
+         # TYPE costplane_inflight_request_bytes gauge\ncostplane_inflight_request_bytes {}\n",
+        inflight.in_flight_bytes()
+    ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

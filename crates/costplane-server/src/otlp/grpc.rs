@@ -4,6 +4,10 @@
 //! them with the same code as OTLP/HTTP, so a malformed message is answered
 //! `INVALID_ARGUMENT` with the decoder's reason (tonic's own codec would say
 //! `INTERNAL`), and both protocols validate identically. gzip is accepted.
+//!
+//! The request body is wrapped ([`super::grpc_body::LimitedBody`]) so that
+//! the size limit and the in-flight budget apply while tonic reads the
+//! message; the decoded request is reserved in [`Unary::call`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +21,8 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::Status;
 
+use super::grpc_body::LimitedBody;
+use super::inflight::{decode_estimate, Reservation};
 use super::Ingest;
 
 /// Passes message bytes through untouched in both directions.
@@ -124,8 +130,16 @@ impl<S: GrpcSignal> UnaryService<Bytes> for Unary<S> {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingest = self.ingest.clone();
         Box::pin(async move {
+            // The request's reservation, shared with its body; held until
+            // the export returns.
+            let reservation =
+                request.extensions().get::<Reservation>().cloned().unwrap_or_else(|| ingest.inflight.reservation());
             let body = request.into_inner();
-            match ingest.export(S::SIGNAL, Encoding::Protobuf, &body) {
+            let result = reservation
+                .reserve(decode_estimate(S::SIGNAL, Encoding::Protobuf, body.len()))
+                .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body));
+            drop((body, reservation));
+            match result {
                 Ok(outcome) => Ok(tonic::Response::new(encode_response(
                     S::SIGNAL,
                     Encoding::Protobuf,
@@ -165,6 +179,13 @@ where
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
             let max = ingest.max_body_bytes;
+            // The body hands tonic gzip messages inflated; tonic still checks
+            // that the client's grpc-encoding is one it accepts.
+            let gzip = req.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            let reservation = ingest.inflight.reservation();
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(reservation.clone());
+            let req = http::Request::from_parts(parts, LimitedBody::new(body, reservation, max, gzip));
             let mut grpc = Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);

@@ -4,11 +4,12 @@
 //! `Content-Encoding: gzip` or none. Answers are in the request's content
 //! type: an export response (with `partial_success` when items were
 //! rejected), or a `google.rpc.Status` for failures. 400 and 413 are final;
-//! 503 carries `Retry-After` and is retried by OTLP exporters.
+//! 503 carries `Retry-After` and is retried by OTLP exporters. An answer
+//! given before the body was read follows reading (and dropping) the rest of
+//! it, within a bound, so that clients that send the whole body before
+//! reading see the answer rather than a broken pipe.
 
-use std::io::Read;
-
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -17,6 +18,8 @@ use costplane_telemetry::{encode_response, Encoding, Signal};
 use http::{header, HeaderMap, HeaderValue};
 use prost::Message;
 
+use super::body::{after_discarding_the_rest, read_http_body};
+use super::inflight::decode_estimate;
 use super::Ingest;
 use crate::error::{ApiError, ErrorCode};
 
@@ -60,66 +63,33 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("the request body is larger than the limit of {limit} bytes (after decompression); send smaller batches"),
-    )
-}
-
-/// Reads the body, enforcing the limit on compressed and decompressed size.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let text = e.to_string();
-        if text.contains("length limit") {
-            too_large(limit)
-        } else {
-            ApiError::new(ErrorCode::InvalidArgument, format!("reading the request body failed: {text}"))
-        }
-    })?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match encoding.as_str() {
-        "" | "identity" => Ok(raw),
-        "gzip" => {
-            let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
-            let mut reader = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
-            reader.read_to_end(&mut out).map_err(|e| {
-                ApiError::new(ErrorCode::InvalidArgument, format!("the body is not valid gzip (Content-Encoding: gzip): {e}"))
-            })?;
-            if out.len() > limit {
-                return Err(too_large(limit));
-            }
-            Ok(Bytes::from(out))
-        }
-        other => Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("unsupported Content-Encoding '{other}'; use gzip or none"),
-        )),
-    }
-}
-
-async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
+async fn export(State(ingest): State<Ingest>, headers: HeaderMap, mut body: Body, signal: Signal) -> Response {
     let encoding = match encoding_of(&headers) {
         Ok(e) => e,
         // No usable content type to answer in: plain text.
-        Err(e) => return (e.code.http_status(), e.message).into_response(),
+        Err(e) => {
+            let resp = (e.code.http_status(), e.message).into_response();
+            return after_discarding_the_rest(resp, &mut body, ingest.max_body_bytes).await;
+        }
     };
-    let result = match read_body(&headers, body, ingest.max_body_bytes).await {
-        Ok(bytes) => ingest.export(signal, encoding, &bytes),
+    // Released (with the body read so far) before any unread rest of the
+    // body is discarded; on every path, as the handler's future is dropped.
+    let reservation = ingest.inflight.reservation();
+    let result = match read_http_body(&headers, &mut body, ingest.max_body_bytes, &reservation).await {
+        Ok(bytes) => reservation
+            .reserve(decode_estimate(signal, encoding, bytes.len()))
+            .and_then(|()| ingest.export(signal, encoding, &bytes)),
         Err(e) => Err(e),
     };
-    match result {
+    drop(reservation);
+    let resp = match result {
         Ok(outcome) => {
             let body = encode_response(signal, encoding, outcome.rejected, outcome.message);
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
         }
         Err(e) => error_response(&e, encoding),
-    }
+    };
+    after_discarding_the_rest(resp, &mut body, ingest.max_body_bytes).await
 }
 
 fn error_response(e: &ApiError, encoding: Encoding) -> Response {

@@ -2,8 +2,11 @@
 //! the rows to the pipeline, and build the (partial-success) answer. Neither
 //! receiver knows which store is behind the pipeline.
 
+mod body;
 pub mod grpc;
+mod grpc_body;
 pub mod http;
+pub mod inflight;
 
 use std::sync::Arc;
 
@@ -27,6 +30,9 @@ pub struct Ingest {
     pub pipeline: Pipeline,
     pub limits: Limits,
     pub max_body_bytes: usize,
+    /// The in-flight request budget (`otlp.max_inflight_mib`): requests
+    /// reserve their memory here before reading, inflating and decoding.
+    pub inflight: inflight::InflightLimit,
     /// Measures usage and cost of what is accepted.
     pub meter: Option<Arc<Meter>>,
 }

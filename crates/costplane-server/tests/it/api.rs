@@ -8,6 +8,7 @@ use costplane_server::api::{router, ApiState};
 use costplane_server::auth::ApiKey;
 use costplane_server::config::CostSection;
 use costplane_server::costs::CostState;
+use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::Store;
 use http::{Request, StatusCode};
@@ -26,7 +27,8 @@ async fn app(keys: Vec<ApiKey>) -> (axum::Router, tempfile::TempDir) {
     let cost_config = CostSection::default();
     let meter = Arc::new(cost_config.meter().unwrap());
     let costs = CostState { store: Arc::clone(&store), cost_config, meter, pipeline: handle.pipeline().clone() };
-    let r = router(ApiState { pipeline: handle.pipeline().clone(), store }, costs, keys);
+    let inflight = InflightLimit::new(1 << 20);
+    let r = router(ApiState { pipeline: handle.pipeline().clone(), store, inflight }, costs, keys);
     std::mem::forget(handle); // the writer task lives as long as the runtime
     (r, dir)
 }

@@ -4,4 +4,5 @@
 
 mod api;
 mod backpressure;
+mod limits;
 mod support;

@@ -8,8 +8,11 @@
 //!   row-per-statement inserts, so no "Too many parts"; no insert spanning
 //!   more than one partition, so never more than `max_partitions_per_insert_block`
 //!   (a batch of late or replayed rows spread over months still stores).
-//! - Usage and ledger rows are inserted before the telemetry they bill, so
-//!   a failure part-way through never leaves stored telemetry unbilled.
+//! - Usage and ledger rows are inserted after the telemetry they bill, in
+//!   the same write: the pipeline retries (and after a crash replays) that
+//!   write under the same id until it succeeds, so stored telemetry is
+//!   always billed in the end, and a batch whose telemetry is rejected (and
+//!   then split in halves under new ids) has billed nothing twice.
 //! - Every insert carries `insert_deduplication_token =
 //!   <batch id>-<table>-<partition>`. There is no transaction across inserts:
 //!   when a write fails part-way, some inserts are stored. The batch id is
@@ -317,11 +320,6 @@ impl Store for ClickHouseStore {
 
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
         let id = batch.id;
-        // Billing first (see `tables::written`).
-        let usage = &batch.usage;
-        self.insert_rows("costplane_usage_telemetry", &usage.telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
-        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.timestamp_ns, rowbinary::usage_llm, id).await?;
-        self.insert_rows("costplane_ledger", &usage.ledger, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
         self.insert_rows("otel_traces", &batch.spans, |r| r.timestamp_ns, rowbinary::traces, id).await?;
         self.insert_rows("otel_logs", &batch.logs, |r| r.timestamp_ns, rowbinary::logs, id).await?;
         self.insert_rows("otel_metrics_gauge", &batch.gauges, |r| r.common.time_unix_ns, rowbinary::gauges, id).await?;
@@ -330,6 +328,11 @@ impl Store for ClickHouseStore {
         self.insert_rows("otel_metrics_exp_histogram", &batch.exp_histograms, |r| r.common.time_unix_ns, rowbinary::exp_histograms, id)
             .await?;
         self.insert_rows("otel_metrics_summary", &batch.summaries, |r| r.common.time_unix_ns, rowbinary::summaries, id).await?;
+        // Billing last (see `tables::written`).
+        let usage = &batch.usage;
+        self.insert_rows("costplane_usage_telemetry", &usage.telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
+        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.timestamp_ns, rowbinary::usage_llm, id).await?;
+        self.insert_rows("costplane_ledger", &usage.ledger, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
         Ok(())
     }
 

@@ -30,9 +30,6 @@ static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
     let month =
         |table, columns: &str, time_column| Written { table, columns: columns.to_owned(), time_column, granularity: Granularity::Month };
     vec![
-        month("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS, "Hour"),
-        month("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS, "Timestamp"),
-        month("costplane_ledger", rowbinary::LEDGER_COLUMNS, "ChargePeriodStart"),
         day("otel_traces", rowbinary::TRACES_COLUMNS.to_owned(), "Timestamp"),
         day("otel_logs", rowbinary::LOGS_COLUMNS.to_owned(), "Timestamp"),
         day("otel_metrics_gauge", rowbinary::gauge_columns(), "TimeUnix"),
@@ -40,11 +37,18 @@ static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
         day("otel_metrics_histogram", rowbinary::histogram_columns(), "TimeUnix"),
         day("otel_metrics_exp_histogram", rowbinary::exp_histogram_columns(), "TimeUnix"),
         day("otel_metrics_summary", rowbinary::summary_columns(), "TimeUnix"),
+        month("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS, "Hour"),
+        month("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS, "Timestamp"),
+        month("costplane_ledger", rowbinary::LEDGER_COLUMNS, "ChargePeriodStart"),
     ]
 });
 
 /// Every table costplane inserts into, in write order: usage and ledger
-/// first, so billing never lags the telemetry it bills.
+/// last, inside the same retried write as the telemetry they bill (a
+/// replay re-sends them with the same tokens). Last rather than first:
+/// when the store rejects a telemetry insert, the pipeline splits the batch
+/// and writes the halves under new ids, and usage already inserted under
+/// the whole batch's tokens would then be billed twice.
 pub(crate) fn written() -> &'static [Written] {
     &WRITTEN
 }
@@ -77,11 +81,11 @@ mod tests {
     }
 
     #[test]
-    fn usage_and_ledger_are_written_before_telemetry() {
+    fn usage_and_ledger_are_written_after_telemetry() {
         let order: Vec<&str> = written().iter().map(|t| t.table).collect();
-        let last_cost = order.iter().rposition(|t| t.starts_with("costplane_")).unwrap();
-        let first_otel = order.iter().position(|t| t.starts_with("otel_")).unwrap();
-        assert!(last_cost < first_otel, "{order:?}");
+        let first_cost = order.iter().position(|t| t.starts_with("costplane_")).unwrap();
+        let last_otel = order.iter().rposition(|t| t.starts_with("otel_")).unwrap();
+        assert!(last_otel < first_cost, "{order:?}");
         assert_eq!(order.len(), crate::TELEMETRY_TABLES.len() + 3);
         assert!(crate::TELEMETRY_TABLES.iter().all(|t| order.contains(t)));
     }
