@@ -194,11 +194,7 @@ impl Catalog {
                 found = self.index.get(head).copied();
             }
         }
-        Lookup {
-            entry: found.map(|i| &self.models[i]),
-            from_override: found.is_some_and(|i| self.overridden[i]),
-            normalized,
-        }
+        Lookup { entry: found.map(|i| &self.models[i]), from_override: found.is_some_and(|i| self.overridden[i]), normalized }
     }
 }
 
@@ -208,12 +204,7 @@ impl ModelEntry {
         let price = self.prices.iter().rev().find(|p| p.effective <= day)?;
         let tier = price.tiers.iter().filter(|t| input_tokens > t.above_input_tokens).max_by_key(|t| t.above_input_tokens);
         let (input, output, cache_read, cache_write) = match tier {
-            Some(t) => (
-                t.input,
-                t.output,
-                t.cache_read.or(price.cache_read),
-                t.cache_write.or(price.cache_write),
-            ),
+            Some(t) => (t.input, t.output, t.cache_read.or(price.cache_read), t.cache_write.or(price.cache_write)),
             None => (price.input, price.output, price.cache_read, price.cache_write),
         };
         Some(Rates {

@@ -14,8 +14,8 @@
 //! - Money is exact: `Decimal` from the catalog's strings to the ledger.
 
 use chrono::NaiveDate;
-use costplane_telemetry::Attributes;
 pub use costplane_telemetry::usage::LlmUsage;
+use costplane_telemetry::Attributes;
 use rust_decimal::Decimal;
 
 use crate::catalog::{Catalog, Rates};
@@ -32,13 +32,8 @@ const MODEL: [&str; 7] = [
 ];
 const PROVIDER: [&str; 4] = ["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"];
 const OPERATION: [&str; 3] = ["gen_ai.operation.name", "llm.request.type", "openinference.span.kind"];
-const INPUT: [&str; 5] = [
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.prompt_tokens",
-    "llm.usage.prompt_tokens",
-    "llm.token_count.prompt",
-    "cost.tokens.prompt",
-];
+const INPUT: [&str; 5] =
+    ["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens", "llm.token_count.prompt", "cost.tokens.prompt"];
 const OUTPUT: [&str; 5] = [
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.completion_tokens",
@@ -59,11 +54,8 @@ const CACHE_WRITE: [&str; 4] = [
     "llm.token_count.prompt_details.cache_write",
     "llm.usage.cache_creation_input_tokens",
 ];
-const REASONING: [&str; 3] = [
-    "gen_ai.usage.reasoning.output_tokens",
-    "llm.usage.reasoning_tokens",
-    "llm.token_count.completion_details.reasoning",
-];
+const REASONING: [&str; 3] =
+    ["gen_ai.usage.reasoning.output_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"];
 const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
 
 fn first<'a>(attrs: &'a Attributes, keys: &[&str]) -> Option<&'a str> {
@@ -161,11 +153,7 @@ fn token_parts(u: &LlmUsage) -> [(&'static str, u64); 5] {
 /// Prices one usage on `day` with `catalog`.
 pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
     let parts_with = |rate: &dyn Fn(&str) -> Decimal| -> Vec<(&'static str, u64, Decimal)> {
-        token_parts(usage)
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| (kind, n, Decimal::from(n) * rate(kind) / PER))
-            .collect()
+        token_parts(usage).into_iter().filter(|(_, n)| *n > 0).map(|(kind, n)| (kind, n, Decimal::from(n) * rate(kind) / PER)).collect()
     };
     let lookup = catalog.lookup(&usage.model);
     let provider = lookup.entry.map(|e| e.provider.clone());

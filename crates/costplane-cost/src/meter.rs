@@ -144,7 +144,9 @@ impl Meter {
             resources.entry(Arc::as_ptr(&p.metric.resource)).or_insert(&p.metric.resource);
         }
         // Resources with the same tenant, project and service merge.
-        let mut merged: BTreeMap<(i64, String, String, String, &'static str), (u64, u64)> = BTreeMap::new();
+        // (hour, tenant, project, service, signal) → (items, bytes)
+        type MergedKey = (i64, String, String, String, &'static str);
+        let mut merged: BTreeMap<MergedKey, (u64, u64)> = BTreeMap::new();
         for ((ptr, hour, signal), (items, bytes)) in counts {
             let r = resources[&ptr];
             let key = (

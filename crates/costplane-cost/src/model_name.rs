@@ -8,8 +8,7 @@
 const REGION_PREFIXES: [&str; 8] = ["us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca."];
 
 /// Bedrock model-id vendor prefixes.
-const VENDOR_PREFIXES: [&str; 8] =
-    ["anthropic.", "meta.", "mistral.", "amazon.", "cohere.", "ai21.", "deepseek.", "openai."];
+const VENDOR_PREFIXES: [&str; 8] = ["anthropic.", "meta.", "mistral.", "amazon.", "cohere.", "ai21.", "deepseek.", "openai."];
 
 /// The result of normalizing a model name.
 #[derive(Debug, Clone, PartialEq, Eq)]

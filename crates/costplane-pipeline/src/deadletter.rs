@@ -139,10 +139,8 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<DeadLetter>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "otlp"))
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "otlp")).collect();
     paths.sort();
     paths.into_iter().map(|path| read(&path).map(|(header, _)| DeadLetter { path, header })).collect()
 }

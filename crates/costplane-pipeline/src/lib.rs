@@ -175,7 +175,7 @@ pub(crate) struct Part {
 /// What the receivers hand to the batcher.
 pub(crate) enum Entry {
     /// A request; `batch` is `None` when its rows are only on disk.
-    Request { part: Part, batch: Option<TelemetryBatch> },
+    Request { part: Part, batch: Option<Box<TelemetryBatch>> },
     /// A batch logged by an earlier run and not committed: written again as
     /// it was composed, with its id.
     Replay { batch_id: u64, parts: Vec<Part> },
@@ -214,9 +214,7 @@ pub struct PipelineHandle {
 }
 
 fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 impl Pipeline {
@@ -275,13 +273,8 @@ impl Pipeline {
         drop(tx);
         let pipeline = Pipeline { inner };
         let cancel = CancellationToken::new();
-        let writer = Arc::new(writer::Writer {
-            config: config.clone(),
-            store,
-            pipeline: pipeline.clone(),
-            decoder,
-            cancel: cancel.clone(),
-        });
+        let writer =
+            Arc::new(writer::Writer { config: config.clone(), store, pipeline: pipeline.clone(), decoder, cancel: cancel.clone() });
         let task = tokio::spawn(writer.run(rx));
         let fsync_task = disk.as_ref().and_then(|d| d.fsync_interval().map(|every| (Arc::clone(d), every))).map(|(d, every)| {
             let cancel = cancel.clone();
@@ -307,7 +300,7 @@ impl Pipeline {
     /// Accepts an export request: logs it (disk buffer) and queues its rows.
     /// An error means nothing was accepted; the client should retry.
     pub fn submit(&self, s: Submission<'_>) -> Result<(), SubmitError> {
-        let Submission { meta, body, mut batch } = s;
+        let Submission { meta, body, batch } = s;
         if batch.is_empty() {
             return Ok(());
         }
@@ -345,13 +338,8 @@ impl Pipeline {
         };
         let received_ns = meta.received_ns;
         let approx_bytes = batch.approx_bytes;
-        let batch = if reservation.is_some() {
-            Some(std::mem::take(&mut batch))
-        } else {
-            None
-        };
-        let part =
-            Part { record_id, meta: Some(meta), location, body: body_copy, rows, approx_bytes, reservation };
+        let batch = reservation.is_some().then(|| Box::new(batch));
+        let part = Part { record_id, meta: Some(meta), location, body: body_copy, rows, approx_bytes, reservation };
         self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(record_id, received_ns);
         if sender.send(Entry::Request { part, batch }).is_err() {
             self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&record_id);
@@ -386,7 +374,7 @@ impl Pipeline {
         };
         let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
         match tx.as_ref() {
-            Some(sender) if sender.send(Entry::Request { part, batch: Some(batch) }).is_ok() => Ok(()),
+            Some(sender) if sender.send(Entry::Request { part, batch: Some(Box::new(batch)) }).is_ok() => Ok(()),
             _ => Err(SubmitError::ShuttingDown),
         }
     }
@@ -409,13 +397,7 @@ impl Pipeline {
         let oldest_age_seconds = oldest_ns.map_or(0.0, |t| ((now_ns() - t).max(0) as f64) / 1e9);
         let buffer = match &self.inner.disk {
             Some(d) => BufferSnapshot { kind: "disk", bytes: d.bytes(), limit_bytes: d.max_bytes(), records, oldest_age_seconds },
-            None => BufferSnapshot {
-                kind: "memory",
-                bytes: 0,
-                limit_bytes: self.inner.memory.limit() as u64,
-                records,
-                oldest_age_seconds,
-            },
+            None => BufferSnapshot { kind: "memory", bytes: 0, limit_bytes: self.inner.memory.limit() as u64, records, oldest_age_seconds },
         };
         self.inner.stats.snapshot(self.queued_bytes(), self.inner.memory.limit(), buffer)
     }

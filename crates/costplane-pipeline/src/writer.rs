@@ -50,8 +50,7 @@ impl WriteBatch {
         let mid = self.parts.len() / 2;
         let at = self.parts[mid - 1].1;
         let right_data = self.data.split_off(at);
-        let right_parts: Vec<(Part, BatchLens)> =
-            self.parts.split_off(mid).into_iter().map(|(p, end)| (p, end.minus(at))).collect();
+        let right_parts: Vec<(Part, BatchLens)> = self.parts.split_off(mid).into_iter().map(|(p, end)| (p, end.minus(at))).collect();
         let mut left = WriteBatch { id: derive_id(self.id, 1), data: self.data, parts: self.parts };
         let mut right = WriteBatch { id: derive_id(self.id, 2), data: right_data, parts: right_parts };
         left.data.approx_bytes = left.parts.iter().map(|(p, _)| p.approx_bytes).sum();
@@ -148,9 +147,9 @@ impl Writer {
     /// The rows of a request: in memory already, or read back from the disk
     /// buffer and decoded again. A request that cannot be read back is
     /// dead-lettered (or, without a body, reported) and resolved.
-    fn load(&self, mut part: Part, batch: Option<TelemetryBatch>) -> Option<(Part, TelemetryBatch)> {
+    fn load(&self, mut part: Part, batch: Option<Box<TelemetryBatch>>) -> Option<(Part, TelemetryBatch)> {
         if let Some(rows) = batch {
-            return Some((part, rows));
+            return Some((part, *rows));
         }
         let inner = &self.pipeline.inner;
         let (Some(disk), Some(loc), Some(meta)) = (&inner.disk, part.location, part.meta.clone()) else {
@@ -304,7 +303,7 @@ impl Writer {
                             error = %e,
                             "store writes are failing; holding accepted data in the buffer and retrying until they succeed"
                         );
-                    } else if e.needs_attention() && attempt % 10 == 0 {
+                    } else if e.needs_attention() && attempt.is_multiple_of(10) {
                         // Not an outage that passes by itself (credentials,
                         // a table changed under costplane, an unknown error):
                         // keep saying so while it lasts.

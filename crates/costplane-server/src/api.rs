@@ -40,7 +40,11 @@ pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )
-        .merge(Router::new().route("/metrics", get(crate::costs::metrics)).with_state((costs, state.pipeline.clone(), state.inflight.clone())))
+        .merge(Router::new().route("/metrics", get(crate::costs::metrics)).with_state((
+            costs,
+            state.pipeline.clone(),
+            state.inflight.clone(),
+        )))
         .layer(axum::middleware::from_fn_with_state(keys, crate::auth::authenticate));
     Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(state).merge(api)
 }

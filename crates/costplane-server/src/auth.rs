@@ -86,8 +86,7 @@ pub async fn authenticate(State(keys): State<std::sync::Arc<Vec<ApiKey>>>, mut r
         Caller::Admin
     } else {
         let Some(given) = presented(&req) else {
-            return ApiError::new(ErrorCode::Unauthenticated, "an API key is required: send Authorization: Bearer <key>")
-                .into_response();
+            return ApiError::new(ErrorCode::Unauthenticated, "an API key is required: send Authorization: Bearer <key>").into_response();
         };
         // Compare against every key so timing does not reveal which matched.
         let mut found = None;

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use costplane_cost::{Catalog, Meter, Tenancy, TelemetryRates};
+use costplane_cost::{Catalog, Meter, TelemetryRates, Tenancy};
 use costplane_pipeline::{BufferConfig, DiskBufferConfig, FsyncPolicy, PipelineConfig, RetryPolicy};
 use costplane_store::clickhouse::{BodyCompression, ClickHouseConfig, SchemaOptions};
 use costplane_telemetry::Limits;
@@ -98,9 +98,8 @@ impl Default for CostSection {
 impl CostSection {
     /// The meter this configuration describes (loads the price catalog).
     pub fn meter(&self) -> Result<Meter, String> {
-        let rate = |name: &str, v: &str| {
-            v.trim().parse::<rust_decimal::Decimal>().map_err(|e| format!("cost.{name} '{v}' is not a decimal: {e}"))
-        };
+        let rate =
+            |name: &str, v: &str| v.trim().parse::<rust_decimal::Decimal>().map_err(|e| format!("cost.{name} '{v}' is not a decimal: {e}"));
         let catalog = Catalog::load(self.price_overrides.as_deref()).map_err(|e| e.to_string())?;
         Ok(Meter {
             tenancy: Tenancy { tenant_attribute: self.tenant_attribute.clone(), project_attribute: self.project_attribute.clone() },
@@ -363,8 +362,8 @@ impl Config {
     /// Defaults, then the file at `path` if given.
     pub fn load(path: Option<&Path>) -> Result<Config, ServerError> {
         let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ServerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ServerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
         Config::from_toml(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
     }
 

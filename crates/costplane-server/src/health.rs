@@ -21,13 +21,7 @@ pub fn label_value(v: &str) -> String {
 /// Appends the pipeline's series to `out`.
 pub fn write_pipeline_metrics(out: &mut String, s: &StatsSnapshot) {
     one(out, "costplane_ingest_accepted_rows_total", "counter", "Rows accepted into the pipeline.", s.accepted_rows);
-    one(
-        out,
-        "costplane_ingest_refused_rows_total",
-        "counter",
-        "Rows refused because the buffer was full (clients retry).",
-        s.refused_rows,
-    );
+    one(out, "costplane_ingest_refused_rows_total", "counter", "Rows refused because the buffer was full (clients retry).", s.refused_rows);
     one(out, "costplane_store_written_rows_total", "counter", "Rows the store committed.", s.written_rows);
     one(
         out,
@@ -45,14 +39,14 @@ pub fn write_pipeline_metrics(out: &mut String, s: &StatsSnapshot) {
     let _ = writeln!(out, "costplane_buffer_bytes{{kind=\"{}\"}} {}", s.buffer.kind, s.buffer.bytes);
     one(out, "costplane_buffer_limit_bytes", "gauge", "The buffer's size limit.", s.buffer.limit_bytes);
     one(out, "costplane_buffer_records", "gauge", "Accepted requests not yet stored (or dead-lettered).", s.buffer.records);
+    one(out, "costplane_ingest_lag_seconds", "gauge", "Age of the oldest accepted, not yet stored request.", s.buffer.oldest_age_seconds);
     one(
         out,
-        "costplane_ingest_lag_seconds",
-        "gauge",
-        "Age of the oldest accepted, not yet stored request.",
-        s.buffer.oldest_age_seconds,
+        "costplane_buffer_replayed_requests_total",
+        "counter",
+        "Requests replayed from the disk buffer at start.",
+        s.replayed_requests,
     );
-    one(out, "costplane_buffer_replayed_requests_total", "counter", "Requests replayed from the disk buffer at start.", s.replayed_requests);
     family(out, "costplane_dead_letter_items_total", "counter", "Items moved to the dead-letter area, by tenant, signal and reason.");
     for d in &s.dead_letters {
         let _ = writeln!(

@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
-use crate::costs::CostState;
 use crate::config::{Config, StoreKind};
+use crate::costs::CostState;
 use crate::error::ServerError;
 use crate::otlp::inflight::InflightLimit;
 use crate::otlp::{grpc, http, Ingest};
@@ -40,9 +40,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> 
             let ch = config.clickhouse.store_config().map_err(ServerError::Config)?;
             let (url, database) = (ch.url.clone(), ch.schema.database.clone());
             let store = ClickHouseStore::connect(ch).await.map_err(|e| match e {
-                StoreError::Unavailable(m) => ServerError::Store(StoreError::Unavailable(format!(
-                    "{m}; check --clickhouse-url and that the server is up"
-                ))),
+                StoreError::Unavailable(m) => {
+                    ServerError::Store(StoreError::Unavailable(format!("{m}; check --clickhouse-url and that the server is up")))
+                }
                 other => ServerError::Store(other),
             })?;
             tracing::info!(%url, %database, "connected to ClickHouse");
@@ -123,7 +123,11 @@ impl Server {
         };
         let api_task = serve_http(
             self.api,
-            api::router(ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() }, costs, self.config.api.keys.clone()),
+            api::router(
+                ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
+                costs,
+                self.config.api.keys.clone(),
+            ),
             stop.clone(),
             "HTTP API",
         );

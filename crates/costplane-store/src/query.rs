@@ -59,11 +59,7 @@ pub fn is_read_only_statement(sql: &str) -> Result<(), String> {
     if trimmed.contains(';') {
         return Err("send one statement at a time (found ';' between statements)".to_owned());
     }
-    let first = trimmed
-        .split(|c: char| c.is_whitespace() || c == '(')
-        .find(|w| !w.is_empty())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let first = trimmed.split(|c: char| c.is_whitespace() || c == '(').find(|w| !w.is_empty()).unwrap_or("").to_ascii_lowercase();
     if !READ_ONLY_KEYWORDS.contains(&first.as_str()) {
         return Err(format!(
             "only read-only statements are allowed ({}); '{first}' is not one",
@@ -134,7 +130,14 @@ mod tests {
 
     #[test]
     fn accepts_reads() {
-        for q in ["SELECT 1", "  with x as (select 1) select * from x;", "DESCRIBE otel_traces", "select ';' as s", "-- c\nSELECT 2", "FROM otel_logs"] {
+        for q in [
+            "SELECT 1",
+            "  with x as (select 1) select * from x;",
+            "DESCRIBE otel_traces",
+            "select ';' as s",
+            "-- c\nSELECT 2",
+            "FROM otel_logs",
+        ] {
             assert_eq!(is_read_only_statement(q), Ok(()), "{q}");
         }
     }

@@ -70,11 +70,7 @@ impl Conversion {
 
 fn check_attributes(kvs: &[KeyValue], what: &str, limits: &Limits) -> Result<(), String> {
     if kvs.len() > limits.max_attributes {
-        return Err(format!(
-            "{what} has {} attributes, more than the limit of {}",
-            kvs.len(),
-            limits.max_attributes
-        ));
+        return Err(format!("{what} has {} attributes, more than the limit of {}", kvs.len(), limits.max_attributes));
     }
     for kv in kvs {
         if kv.key.len() > limits.max_value_bytes {
@@ -84,12 +80,7 @@ fn check_attributes(kvs: &[KeyValue], what: &str, limits: &Limits) -> Result<(),
             kv.value.as_ref().and_then(|v| v.value.as_ref())
         {
             if s.len() > limits.max_value_bytes {
-                return Err(format!(
-                    "{what} attribute '{}' is {} bytes, over the limit of {}",
-                    kv.key,
-                    s.len(),
-                    limits.max_value_bytes
-                ));
+                return Err(format!("{what} attribute '{}' is {} bytes, over the limit of {}", kv.key, s.len(), limits.max_value_bytes));
             }
         }
     }
@@ -251,8 +242,7 @@ pub fn convert_logs(req: &ExportLogsServiceRequest, limits: &Limits) -> Conversi
                 };
                 match row {
                     Ok(row) => {
-                        out.batch.approx_bytes +=
-                            192 + row.body.len() + row.severity_text.len() + attributes_bytes(&row.log_attributes);
+                        out.batch.approx_bytes += 192 + row.body.len() + row.severity_text.len() + attributes_bytes(&row.log_attributes);
                         out.batch.logs.push(row);
                         out.accepted += 1;
                     }
@@ -273,8 +263,8 @@ fn log_row(
     check_attributes(&rec.attributes, "log record", limits)?;
     let body = any_value_to_string(rec.body.as_ref());
     check_len(&body, "body", limits)?;
-    let severity_number = u8::try_from(rec.severity_number)
-        .map_err(|_| format!("severity_number {} is outside 0..=24", rec.severity_number))?;
+    let severity_number =
+        u8::try_from(rec.severity_number).map_err(|_| format!("severity_number {} is outside 0..=24", rec.severity_number))?;
     // As the Collector's exporter does: a record without a timestamp is
     // stored at its observed time.
     let timestamp = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
@@ -417,7 +407,12 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
                         aggregation_temporality: h.aggregation_temporality,
                     })
                 });
-                push_or_reject!(row, histograms, |r: &HistogramRow| (r.bucket_counts.len() + r.explicit_bounds.len()) * 8 + r.exemplars.len() * 96, i);
+                push_or_reject!(
+                    row,
+                    histograms,
+                    |r: &HistogramRow| (r.bucket_counts.len() + r.explicit_bounds.len()) * 8 + r.exemplars.len() * 96,
+                    i
+                );
             }
         }
         pm::metric::Data::ExponentialHistogram(h) => {
@@ -441,7 +436,12 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
                         aggregation_temporality: h.aggregation_temporality,
                     })
                 });
-                push_or_reject!(row, exp_histograms, |r: &ExpHistogramRow| (r.positive_bucket_counts.len() + r.negative_bucket_counts.len()) * 8 + r.exemplars.len() * 96, i);
+                push_or_reject!(
+                    row,
+                    exp_histograms,
+                    |r: &ExpHistogramRow| (r.positive_bucket_counts.len() + r.negative_bucket_counts.len()) * 8 + r.exemplars.len() * 96,
+                    i
+                );
             }
         }
         pm::metric::Data::Summary(s) => {
@@ -539,7 +539,12 @@ mod tests {
             name: "latency".into(),
             data: Some(pm::metric::Data::Histogram(pm::Histogram {
                 data_points: vec![
-                    pm::HistogramDataPoint { bucket_counts: vec![1, 2, 3], explicit_bounds: vec![1.0, 5.0], count: 6, ..Default::default() },
+                    pm::HistogramDataPoint {
+                        bucket_counts: vec![1, 2, 3],
+                        explicit_bounds: vec![1.0, 5.0],
+                        count: 6,
+                        ..Default::default()
+                    },
                     pm::HistogramDataPoint { bucket_counts: vec![1, 2], explicit_bounds: vec![1.0, 5.0], count: 3, ..Default::default() },
                 ],
                 aggregation_temporality: 2,

@@ -4,15 +4,11 @@
 //! This is the whole of the receive path that does not touch the network or
 //! the store, which is why the benchmark measures it as the ceiling.
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 
 use crate::convert::{convert_logs, convert_metrics, convert_traces, Conversion, Limits};
@@ -83,20 +79,15 @@ pub fn encode_response(signal: Signal, encoding: Encoding, rejected: u64, messag
     }
     match signal {
         Signal::Traces => ExportTraceServiceResponse {
-            partial_success: partial
-                .then_some(ExportTracePartialSuccess { rejected_spans: rejected_i64, error_message: message }),
+            partial_success: partial.then_some(ExportTracePartialSuccess { rejected_spans: rejected_i64, error_message: message }),
         }
         .encode_to_vec(),
         Signal::Logs => ExportLogsServiceResponse {
-            partial_success: partial
-                .then_some(ExportLogsPartialSuccess { rejected_log_records: rejected_i64, error_message: message }),
+            partial_success: partial.then_some(ExportLogsPartialSuccess { rejected_log_records: rejected_i64, error_message: message }),
         }
         .encode_to_vec(),
         Signal::Metrics => ExportMetricsServiceResponse {
-            partial_success: partial.then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: rejected_i64,
-                error_message: message,
-            }),
+            partial_success: partial.then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected_i64, error_message: message }),
         }
         .encode_to_vec(),
     }

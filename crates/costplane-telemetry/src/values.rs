@@ -22,9 +22,7 @@ pub fn any_value_to_string(value: Option<&AnyValue>) -> String {
         Some(Value::IntValue(i)) => i.to_string(),
         Some(Value::DoubleValue(d)) => format_double(*d),
         Some(Value::BytesValue(b)) => base64::engine::general_purpose::STANDARD.encode(b),
-        Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_)) => {
-            any_value_to_json(value).to_string()
-        }
+        Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_)) => any_value_to_json(value).to_string(),
     }
 }
 
@@ -47,17 +45,12 @@ fn any_value_to_json(value: Option<&AnyValue>) -> serde_json::Value {
         Some(Value::StringValue(s)) => J::String(s.clone()),
         Some(Value::BoolValue(b)) => J::Bool(*b),
         Some(Value::IntValue(i)) => J::from(*i),
-        Some(Value::DoubleValue(d)) => {
-            serde_json::Number::from_f64(*d).map_or_else(|| J::String(format_double(*d)), J::Number)
-        }
+        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or_else(|| J::String(format_double(*d)), J::Number),
         Some(Value::BytesValue(b)) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
         Some(Value::ArrayValue(a)) => J::Array(a.values.iter().map(|v| any_value_to_json(Some(v))).collect()),
-        Some(Value::KvlistValue(kv)) => J::Object(
-            kv.values
-                .iter()
-                .map(|item| (item.key.clone(), any_value_to_json(item.value.as_ref())))
-                .collect(),
-        ),
+        Some(Value::KvlistValue(kv)) => {
+            J::Object(kv.values.iter().map(|item| (item.key.clone(), any_value_to_json(item.value.as_ref()))).collect())
+        }
     }
 }
 
@@ -121,9 +114,7 @@ mod tests {
 
     #[test]
     fn renders_arrays_and_maps_as_json() {
-        let arr = v(Value::ArrayValue(ArrayValue {
-            values: vec![v(Value::IntValue(1)), v(Value::StringValue("x".into()))],
-        }));
+        let arr = v(Value::ArrayValue(ArrayValue { values: vec![v(Value::IntValue(1)), v(Value::StringValue("x".into()))] }));
         assert_eq!(any_value_to_string(Some(&arr)), r#"[1,"x"]"#);
         let map = v(Value::KvlistValue(KeyValueList {
             values: vec![KeyValue { key: "k".into(), value: Some(v(Value::BoolValue(false))), ..Default::default() }],

@@ -26,9 +26,7 @@ pub struct ChdbFront {
 impl ChdbFront {
     /// Starts the front on `port` (0: any) over `data_dir`.
     pub fn start(data_dir: &Path, port: u16) -> ChdbFront {
-        let python = std::env::var("COSTPLANE_TEST_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+        let python = std::env::var("COSTPLANE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
         let script = repo_root().join("tests/support/chdb_front.py");
         let mut child = Command::new(&python)
             .arg(&script)
@@ -115,4 +113,3 @@ impl ClickHouseTarget {
         }
     }
 }
-

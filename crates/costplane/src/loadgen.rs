@@ -136,8 +136,7 @@ fn decode_rate(pool: &[Vec<u8>], per_request: usize, total: u64) -> f64 {
     let started = Instant::now();
     let mut spans = 0u64;
     for i in 0..requests {
-        let conv = decode_request(Signal::Traces, Encoding::Protobuf, &pool[i % pool.len()], &limits)
-            .expect("generated requests decode");
+        let conv = decode_request(Signal::Traces, Encoding::Protobuf, &pool[i % pool.len()], &limits).expect("generated requests decode");
         spans += conv.accepted;
         std::hint::black_box(&conv.batch);
     }

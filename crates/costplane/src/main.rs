@@ -206,9 +206,7 @@ fn main() -> ExitCode {
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
-            Command::Schema(SchemaCommand::Print(args)) => {
-                schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e)))
-            }
+            Command::Schema(SchemaCommand::Print(args)) => schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
         }
     });
     match result {

@@ -88,10 +88,7 @@ pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
                 println!("            - {step}");
             }
             let Some(entry) = found.entry else {
-                anyhow::bail!(
-                    "no catalog entry for '{}': its usage is reported as unpriced; add it to a --overrides file",
-                    args.model
-                );
+                anyhow::bail!("no catalog entry for '{}': its usage is reported as unpriced; add it to a --overrides file", args.model);
             };
             let origin = if found.from_override { "your override file" } else { "the shipped catalog" };
             println!("matched:    {}/{} (from {origin}, catalog {})", entry.provider, entry.name, catalog.version);

@@ -35,7 +35,10 @@ pub async fn run(args: RepriceArgs) -> anyhow::Result<()> {
     }
     println!(
         "repriced {} LLM usage rows from {} to {} with catalog {}",
-        body["usage_rows"], body["from"].as_str().unwrap_or(""), body["to"].as_str().unwrap_or(""), body["catalog_version"].as_str().unwrap_or("")
+        body["usage_rows"],
+        body["from"].as_str().unwrap_or(""),
+        body["to"].as_str().unwrap_or(""),
+        body["catalog_version"].as_str().unwrap_or("")
     );
     println!(
         "cost before {} · after {} · change {}",

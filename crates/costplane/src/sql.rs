@@ -57,9 +57,8 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         Some(result) => result,
         None => match args.store {
             StoreKind::Duckdb => {
-                let store = DuckDbStore::open_read_only(&args.data_dir).with_context(|| {
-                    format!("no server answered at {}, and the data directory could not be opened", args.server)
-                })?;
+                let store = DuckDbStore::open_read_only(&args.data_dir)
+                    .with_context(|| format!("no server answered at {}, and the data directory could not be opened", args.server))?;
                 store.query(&args.query).await?
             }
             StoreKind::Clickhouse => {
@@ -153,10 +152,7 @@ fn write_csv(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
 }
 
 fn to_objects(r: &QueryResult) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    r.rows
-        .iter()
-        .map(|row| r.columns.iter().cloned().zip(row.iter().cloned()).collect())
-        .collect()
+    r.rows.iter().map(|row| r.columns.iter().cloned().zip(row.iter().cloned()).collect()).collect()
 }
 
 #[cfg(test)]

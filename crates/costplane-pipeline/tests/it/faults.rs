@@ -5,8 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use costplane_pipeline::deadletter;
 use costplane_pipeline::{
-    BufferConfig, DiskBufferConfig, FsyncPolicy, Pipeline, PipelineConfig, RequestDecoder, RequestMeta, RetryPolicy,
-    Submission,
+    BufferConfig, DiskBufferConfig, FsyncPolicy, Pipeline, PipelineConfig, RequestDecoder, RequestMeta, RetryPolicy, Submission,
 };
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::{Dialect, Param, QueryResult, Store, StoreError};

@@ -239,15 +239,14 @@ pub async fn export(
             return Err(ApiError::new(ErrorCode::InvalidArgument, format!("unknown parameter '{key}'; use month and format")));
         }
     }
-    let month = raw
-        .get("month")
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidArgument, "month is required, e.g. ?month=2026-10"))?;
+    let month = raw.get("month").ok_or_else(|| ApiError::new(ErrorCode::InvalidArgument, "month is required, e.g. ?month=2026-10"))?;
     let (from, to) = parse_month(month)?;
     let format = raw.get("format").map(String::as_str).unwrap_or("csv");
     if format == "csv" || format == "focus" {
         state.count_query(&caller);
     }
-    let scope = caller.tenant().map(|t| format!("-{}", t.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))).unwrap_or_default();
+    let scope =
+        caller.tenant().map(|t| format!("-{}", t.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))).unwrap_or_default();
     let (body, name) = match format {
         "csv" => (chargeback_stream(state, caller, ns(from), ns(to)), format!("costplane-chargeback-{month}{scope}.csv")),
         "focus" => (focus_stream(state, caller, from, to), format!("costplane-focus-{month}{scope}.csv")),
@@ -273,7 +272,8 @@ type Chunk = Result<String, ApiError>;
 fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Body {
     let stream = futures::stream::once(async move {
         let dialect = state.store.dialect();
-        let mut out = csv::line(&["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost"].map(String::from));
+        let mut out =
+            csv::line(&["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost"].map(String::from));
         // Telemetry: usage facts and their ledger cost.
         let mut p = Params::new(dialect);
         let hour = dialect.ns("Hour");
@@ -388,14 +388,10 @@ async fn focus_day(state: &CostState, caller: &Caller, from: i64, to: i64) -> Ch
     let dialect = state.store.dialect();
     let mut p = Params::new(dialect);
     let filter = ledger_where(&mut p, dialect, from, to, caller);
-    let cols: Vec<String> = FOCUS_COLUMNS
-        .iter()
-        .map(|c| if c.starts_with("ChargePeriod") { dialect.ns(c) } else { (*c).to_owned() })
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM costplane_ledger WHERE {filter} ORDER BY ChargePeriodStart, x_Tenant, x_Source, SkuId",
-        cols.join(", ")
-    );
+    let cols: Vec<String> =
+        FOCUS_COLUMNS.iter().map(|c| if c.starts_with("ChargePeriod") { dialect.ns(c) } else { (*c).to_owned() }).collect();
+    let sql =
+        format!("SELECT {} FROM costplane_ledger WHERE {filter} ORDER BY ChargePeriodStart, x_Tenant, x_Source, SkuId", cols.join(", "));
     let result: QueryResult = state.store.query_with(&sql, &p.values).await?;
     let mut out = String::new();
     for r in &result.rows {
@@ -438,8 +434,9 @@ pub async fn reprice(
     if !caller.is_admin() {
         return Err(ApiError::new(ErrorCode::PermissionDenied, "repricing needs an admin API key"));
     }
-    let req: RepriceRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("expected {{\"from\": \"YYYY-MM-DD\", \"to\": \"YYYY-MM-DD\"}}: {e}")))?;
+    let req: RepriceRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidArgument, format!("expected {{\"from\": \"YYYY-MM-DD\", \"to\": \"YYYY-MM-DD\"}}: {e}"))
+    })?;
     let (from, to) = (parse_time("from", &req.from)?, parse_time("to", &req.to)?);
     if from >= to {
         return Err(ApiError::new(ErrorCode::InvalidArgument, "from must be before to"));
@@ -447,7 +444,10 @@ pub async fn reprice(
     // Whole hours only: a ledger row covers an hour.
     let hour = 3_600_000_000_000i64;
     let (from_ns, to_ns) = (ns(from).div_euclid(hour) * hour, ns(to).div_euclid(hour) * hour);
-    let meter = Meter { catalog: Arc::new(costplane_cost::Catalog::load(state.cost_config.price_overrides.as_deref()).map_err(internal)?), ..(*state.meter).clone() };
+    let meter = Meter {
+        catalog: Arc::new(costplane_cost::Catalog::load(state.cost_config.price_overrides.as_deref()).map_err(internal)?),
+        ..(*state.meter).clone()
+    };
     let dialect = state.store.dialect();
     let before = sum_llm(&state, from_ns, to_ns).await?;
     let mut p = Params::new(dialect);
@@ -508,7 +508,8 @@ async fn sum_llm(state: &CostState, from: i64, to: i64) -> Result<Decimal, ApiEr
     let dialect = state.store.dialect();
     let mut p = Params::new(dialect);
     let lw = ledger_where(&mut p, dialect, from, to, &Caller::Admin);
-    let r = state.store.query_with(&format!("SELECT sum(BilledCost) FROM costplane_ledger WHERE {lw} AND x_Source = 'llm'"), &p.values).await?;
+    let r =
+        state.store.query_with(&format!("SELECT sum(BilledCost) FROM costplane_ledger WHERE {lw} AND x_Source = 'llm'"), &p.values).await?;
     Ok(r.rows.first().and_then(|row| row.first()).map(decimal).unwrap_or_default())
 }
 

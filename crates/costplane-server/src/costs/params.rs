@@ -172,9 +172,8 @@ impl CostQuery {
         let mut group_by = Vec::new();
         if let Some(list) = params.get("group_by") {
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let d = Dimension::parse(name).ok_or_else(|| {
-                    bad(format!("group_by={name:?} is not one of {}", Dimension::ALL.map(|d| d.name()).join(", ")))
-                })?;
+                let d = Dimension::parse(name)
+                    .ok_or_else(|| bad(format!("group_by={name:?} is not one of {}", Dimension::ALL.map(|d| d.name()).join(", "))))?;
                 if !group_by.contains(&d) {
                     group_by.push(d);
                 }
@@ -206,7 +205,8 @@ mod tests {
 
     #[test]
     fn queries_are_strict() {
-        let ok = q(&[("from", "2026-10-01"), ("to", "2026-11-01"), ("step", "day"), ("group_by", "tenant,model"), ("tenant", "acme")]).unwrap();
+        let ok =
+            q(&[("from", "2026-10-01"), ("to", "2026-11-01"), ("step", "day"), ("group_by", "tenant,model"), ("tenant", "acme")]).unwrap();
         assert_eq!(ok.group_by, vec![Dimension::Tenant, Dimension::Model]);
         assert_eq!(ok.filters, vec![(Dimension::Tenant, "acme".to_owned())]);
         assert!(q(&[("color", "red")]).unwrap_err().message.contains("unknown parameter 'color'"));

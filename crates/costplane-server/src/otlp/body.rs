@@ -150,15 +150,11 @@ fn http_not_gzip(e: std::io::Error) -> ApiError {
 
 /// Whether the body is gzip (`Content-Encoding`); 415 for other encodings.
 pub(crate) fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
-    let encoding =
-        headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase();
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase();
     match encoding.as_str() {
         "" | "identity" => Ok(false),
         "gzip" => Ok(true),
-        other => Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("unsupported Content-Encoding '{other}'; use gzip or none"),
-        )),
+        other => Err(ApiError::new(ErrorCode::UnsupportedMediaType, format!("unsupported Content-Encoding '{other}'; use gzip or none"))),
     }
 }
 
@@ -185,8 +181,7 @@ pub(crate) async fn read_http_body(
     let mut sink = Sink::new(ReservedBuf::new(reservation.clone(), limit, hint.unwrap_or(0), "body"), gzip);
     let mut received = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("reading the request body failed: {e}")))?;
+        let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("reading the request body failed: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         received = received.saturating_add(data.len());
         if received > limit {

@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes};
 use costplane_telemetry::{encode_response, Encoding, Signal};
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder, EnabledCompressionEncodings};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::Status;
 
@@ -132,20 +132,14 @@ impl<S: GrpcSignal> UnaryService<Bytes> for Unary<S> {
         Box::pin(async move {
             // The request's reservation, shared with its body; held until
             // the export returns.
-            let reservation =
-                request.extensions().get::<Reservation>().cloned().unwrap_or_else(|| ingest.inflight.reservation());
+            let reservation = request.extensions().get::<Reservation>().cloned().unwrap_or_else(|| ingest.inflight.reservation());
             let body = request.into_inner();
             let result = reservation
                 .reserve(decode_estimate(S::SIGNAL, Encoding::Protobuf, body.len()))
                 .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body));
             drop((body, reservation));
             match result {
-                Ok(outcome) => Ok(tonic::Response::new(encode_response(
-                    S::SIGNAL,
-                    Encoding::Protobuf,
-                    outcome.rejected,
-                    outcome.message,
-                ))),
+                Ok(outcome) => Ok(tonic::Response::new(encode_response(S::SIGNAL, Encoding::Protobuf, outcome.rejected, outcome.message))),
                 Err(e) => {
                     tracing::debug!(signal = %S::SIGNAL, error = %e.message, "refusing an OTLP/gRPC request");
                     Err(e.to_status())

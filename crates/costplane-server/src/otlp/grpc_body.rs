@@ -175,9 +175,7 @@ where
                 None => {
                     this.done = true;
                     if this.mid_message() {
-                        return Poll::Ready(Some(Err(Status::invalid_argument(
-                            "the request ended in the middle of a message",
-                        ))));
+                        return Poll::Ready(Some(Err(Status::invalid_argument("the request ended in the middle of a message"))));
                     }
                 }
                 Some(Err(e)) => {

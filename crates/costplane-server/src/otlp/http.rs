@@ -52,10 +52,7 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
-        "" => Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "missing Content-Type; send application/x-protobuf or application/json",
-        )),
+        "" => Err(ApiError::new(ErrorCode::UnsupportedMediaType, "missing Content-Type; send application/x-protobuf or application/json")),
         other => Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             format!("unsupported Content-Type '{other}'; send application/x-protobuf or application/json"),
@@ -76,9 +73,9 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, mut body: Body
     // body is discarded; on every path, as the handler's future is dropped.
     let reservation = ingest.inflight.reservation();
     let result = match read_http_body(&headers, &mut body, ingest.max_body_bytes, &reservation).await {
-        Ok(bytes) => reservation
-            .reserve(decode_estimate(signal, encoding, bytes.len()))
-            .and_then(|()| ingest.export(signal, encoding, &bytes)),
+        Ok(bytes) => {
+            reservation.reserve(decode_estimate(signal, encoding, bytes.len())).and_then(|()| ingest.export(signal, encoding, &bytes))
+        }
         Err(e) => Err(e),
     };
     drop(reservation);

@@ -126,8 +126,7 @@ impl Reservation {
         let mut left = take;
         while left > 0 {
             let n = u32::try_from(left).unwrap_or(u32::MAX);
-            let permit =
-                Arc::clone(&self.limit.semaphore).try_acquire_many_owned(n).map_err(|_| self.limit.refusal())?;
+            let permit = Arc::clone(&self.limit.semaphore).try_acquire_many_owned(n).map_err(|_| self.limit.refusal())?;
             match &mut acquired {
                 Some(a) => a.merge(permit),
                 None => acquired = Some(permit),

@@ -45,10 +45,7 @@ fn traces(tag: u64, spans: u64) -> Vec<u8> {
         })
         .collect();
     ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
+        resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
     }
     .encode_to_vec()
 }
@@ -103,11 +100,7 @@ async fn rpc_status(resp: reqwest::Response) -> RpcStatus {
 /// `costplane_inflight_request_bytes` from /metrics.
 async fn inflight_bytes(server: &RunningServer) -> u64 {
     let text = reqwest::get(format!("http://{}/metrics", server.api)).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("costplane_inflight_request_bytes "))
-        .expect("the gauge is in /metrics")
-        .parse()
-        .unwrap()
+    text.lines().find_map(|l| l.strip_prefix("costplane_inflight_request_bytes ")).expect("the gauge is in /metrics").parse().unwrap()
 }
 
 async fn wait_for_inflight(server: &RunningServer, expected: u64) {
@@ -204,11 +197,9 @@ async fn oversized_http_requests_get_413_after_the_body_is_read() {
     // Announced larger than the server would read and discard: answered at
     // once, and the connection closes.
     let mut tcp = TcpStream::connect(server.otlp_http).await.unwrap();
-    tcp.write_all(
-        b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: 1073741824\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    tcp.write_all(b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: 1073741824\r\n\r\n")
+        .await
+        .unwrap();
     let head = raw_head(&mut tcp).await;
     assert!(head.starts_with("http/1.1 413"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
@@ -242,10 +233,8 @@ async fn a_spent_inflight_budget_is_refused_at_once_and_a_disconnect_releases_it
     let mut stalled = TcpStream::connect(server.otlp_http).await.unwrap();
     stalled
         .write_all(
-            format!(
-                "POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: {announced}\r\n\r\n"
-            )
-            .as_bytes(),
+            format!("POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: {announced}\r\n\r\n")
+                .as_bytes(),
         )
         .await
         .unwrap();

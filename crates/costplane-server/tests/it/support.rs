@@ -81,12 +81,8 @@ impl RunningServer {
         config.otlp.grpc_addr = any;
         config.otlp.http_addr = any;
         config.http.addr = any;
-        let store = Arc::new(WrappedStore {
-            inner: DuckDbStore::open(dir.path()).unwrap(),
-            delay,
-            fail_first,
-            attempts: AtomicU64::new(0),
-        });
+        let store =
+            Arc::new(WrappedStore { inner: DuckDbStore::open(dir.path()).unwrap(), delay, fail_first, attempts: AtomicU64::new(0) });
         let server = Server::bind(config, store.clone()).await.unwrap();
         let (grpc, otlp_http, api) = server.local_addrs();
         let (tx, rx) = oneshot::channel::<()>();

@@ -149,19 +149,15 @@ impl ClickHouseStore {
         } else {
             body
         };
-        let resp = req.body(body).send().await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url))
-        })?;
-        let status = resp.status();
-        let header_code: Option<u32> = resp
-            .headers()
-            .get("X-ClickHouse-Exception-Code")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        let bytes = resp
-            .bytes()
+        let resp = req
+            .body(body)
+            .send()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("reading ClickHouse's answer failed: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url)))?;
+        let status = resp.status();
+        let header_code: Option<u32> =
+            resp.headers().get("X-ClickHouse-Exception-Code").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+        let bytes = resp.bytes().await.map_err(|e| StoreError::Unavailable(format!("reading ClickHouse's answer failed: {e}")))?;
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
@@ -179,10 +175,7 @@ impl ClickHouseStore {
     }
 
     async fn schema_version(&self) -> Result<u32, StoreError> {
-        let sql = format!(
-            "SELECT max(version) FROM {} FORMAT TabSeparated",
-            self.config.schema.qualified("costplane_schema_migrations")
-        );
+        let sql = format!("SELECT max(version) FROM {} FORMAT TabSeparated", self.config.schema.qualified("costplane_schema_migrations"));
         let out = self.execute(&sql, &[], None, Op::Write).await?;
         let text = String::from_utf8_lossy(&out);
         Ok(text.trim().parse().unwrap_or(0))
@@ -265,11 +258,8 @@ impl ClickHouseStore {
 
     async fn insert(&self, table: &str, columns: &str, body: Vec<u8>, token: String) -> Result<(), StoreError> {
         let sql = format!("INSERT INTO {} ({columns}) FORMAT RowBinary", self.config.schema.qualified(table));
-        let mut settings = vec![
-            ("insert_deduplicate", "1".to_owned()),
-            ("insert_deduplication_token", token),
-            ("async_insert", "0".to_owned()),
-        ];
+        let mut settings =
+            vec![("insert_deduplicate", "1".to_owned()), ("insert_deduplication_token", token), ("async_insert", "0".to_owned())];
         if self.config.schema.cluster.is_some() {
             // Insert into the shards before answering, so a failure is seen
             // here and retried with the same token.
@@ -347,13 +337,13 @@ impl Store for ClickHouseStore {
 
     async fn compression_ratios(&self) -> Result<Vec<(String, f64)>, StoreError> {
         // Active parts of this database's telemetry tables (on this node).
-        let sql = "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
+        let sql =
+            "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
                    sum(data_compressed_bytes), sum(data_uncompressed_bytes) FROM system.parts \
                    WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
                    GROUP BY signal";
         let r = self.query_with(sql, &[Param::Str(self.config.schema.database.clone())]).await?;
-        Ok(r
-            .rows
+        Ok(r.rows
             .iter()
             .filter_map(|row| {
                 let (c, u) = (row.get(1)?.as_f64()?, row.get(2)?.as_f64()?);
@@ -374,11 +364,7 @@ impl Store for ClickHouseStore {
              AND toUnixTimestamp64Nano(ChargePeriodStart) < {{p2:Int64}}",
             self.config.schema.qualified(table)
         );
-        let settings = vec![
-            ("param_p0", source.to_owned()),
-            ("param_p1", from_ns.to_string()),
-            ("param_p2", to_ns.to_string()),
-        ];
+        let settings = vec![("param_p0", source.to_owned()), ("param_p1", from_ns.to_string()), ("param_p2", to_ns.to_string())];
         self.execute(&sql, &settings, None, Op::Write).await.map(|_| ())
     }
 

@@ -143,8 +143,7 @@ const METRIC_PREFIX: &str = "ResourceAttributes, ResourceSchemaUrl, ScopeName, S
 ScopeDroppedAttrCount, ScopeSchemaUrl, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
 StartTimeUnix, TimeUnix";
 
-const EXEMPLAR_COLUMNS: &str =
-    "Exemplars.FilteredAttributes, Exemplars.TimeUnix, Exemplars.Value, Exemplars.SpanId, Exemplars.TraceId";
+const EXEMPLAR_COLUMNS: &str = "Exemplars.FilteredAttributes, Exemplars.TimeUnix, Exemplars.Value, Exemplars.SpanId, Exemplars.TraceId";
 
 fn metric_prefix(w: &mut RowBinary, c: &PointCommon) {
     let m = &c.metric;
@@ -327,7 +326,9 @@ pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
         w.str(&r.billing_currency);
         w.str("Usage");
         w.u8(1); // ChargeClass: NULL
-        for s in [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, &r.provider_name, &r.resource_id, &r.resource_name] {
+        for s in
+            [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, &r.provider_name, &r.resource_id, &r.resource_name]
+        {
             w.str(s);
         }
         w.decimal(r.consumed_quantity);

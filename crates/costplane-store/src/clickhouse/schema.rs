@@ -370,11 +370,9 @@ impl SchemaOptions {
 
     fn engine(&self, table: &str) -> String {
         match &self.cluster {
-            Some(_) => format!(
-                "ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{}', '{{replica}}')",
-                self.database.replace('\'', ""),
-                table
-            ),
+            Some(_) => {
+                format!("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{}/{}', '{{replica}}')", self.database.replace('\'', ""), table)
+            }
             None => "MergeTree".to_owned(),
         }
     }
@@ -497,11 +495,7 @@ impl SchemaOptions {
             s.push_str(&stmt);
             s.push_str(";\n\n");
         }
-        let _ = writeln!(
-            s,
-            "INSERT INTO {} (version) VALUES ({SCHEMA_VERSION});",
-            self.qualified("costplane_schema_migrations")
-        );
+        let _ = writeln!(s, "INSERT INTO {} (version) VALUES ({SCHEMA_VERSION});", self.qualified("costplane_schema_migrations"));
         s
     }
 }

@@ -37,24 +37,18 @@ fn maps<'a>(values: impl Iterator<Item = &'a Attributes>) -> Result<ArrayRef, Ar
 }
 
 fn u64_lists<'a>(values: impl Iterator<Item = &'a Vec<u64>>) -> ArrayRef {
-    Arc::new(ListArray::from_iter_primitive::<UInt64Type, _, _>(
-        values.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
-    ))
+    Arc::new(ListArray::from_iter_primitive::<UInt64Type, _, _>(values.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>()))))
 }
 
 fn f64_lists<'a>(values: impl Iterator<Item = &'a Vec<f64>>) -> ArrayRef {
-    Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
-        values.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>())),
-    ))
+    Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(values.map(|v| Some(v.iter().copied().map(Some).collect::<Vec<_>>()))))
 }
 
 /// A `STRUCT(...)[]` column from per-row lengths and flattened child columns.
 fn struct_list(lengths: impl Iterator<Item = usize>, children: Vec<(&str, ArrayRef)>) -> ArrayRef {
     let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
-    let fields: Vec<(Arc<Field>, ArrayRef)> = children
-        .into_iter()
-        .map(|(name, arr)| (Arc::new(Field::new(name, arr.data_type().clone(), true)), arr))
-        .collect();
+    let fields: Vec<(Arc<Field>, ArrayRef)> =
+        children.into_iter().map(|(name, arr)| (Arc::new(Field::new(name, arr.data_type().clone(), true)), arr)).collect();
     let inner = StructArray::from(fields);
     let item = Arc::new(Field::new("item", inner.data_type().clone(), true));
     Arc::new(ListArray::new(item, offsets, Arc::new(inner), None))
@@ -139,10 +133,7 @@ fn metric_columns(points: &[&PointCommon]) -> Result<Vec<(&'static str, ArrayRef
         ("ScopeName", m(|i| i.scope.name.as_str())),
         ("ScopeVersion", m(|i| i.scope.version.as_str())),
         ("ScopeAttributes", maps(points.iter().map(|p| &p.metric.scope.attributes))?),
-        (
-            "ScopeDroppedAttrCount",
-            Arc::new(points.iter().map(|p| p.metric.scope.dropped_attributes_count).collect::<UInt32Array>()),
-        ),
+        ("ScopeDroppedAttrCount", Arc::new(points.iter().map(|p| p.metric.scope.dropped_attributes_count).collect::<UInt32Array>())),
         ("ScopeSchemaUrl", m(|i| i.scope.schema_url.as_str())),
         ("ServiceName", m(|i| i.resource.service_name.as_str())),
         ("MetricName", m(|i| i.name.as_str())),
@@ -248,10 +239,7 @@ pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
         "ValueAtQuantiles",
         struct_list(
             rows.iter().map(|r| r.quantiles.len()),
-            vec![
-                ("Quantile", f64s(quantiles.iter().map(|q| q.0))),
-                ("Value", f64s(quantiles.iter().map(|q| q.1))),
-            ],
+            vec![("Quantile", f64s(quantiles.iter().map(|q| q.0))), ("Value", f64s(quantiles.iter().map(|q| q.1)))],
         ),
     ));
     cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));

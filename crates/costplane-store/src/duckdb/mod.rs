@@ -54,7 +54,6 @@ pub struct DuckDbStore {
     reader: Arc<Mutex<Connection>>,
 }
 
-
 impl std::fmt::Debug for DuckDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DuckDbStore").field("path", &self.path).finish()
@@ -107,10 +106,7 @@ impl DuckDbStore {
                 data_dir.display()
             )));
         }
-        let config = Config::default()
-            .access_mode(AccessMode::ReadOnly)
-            .and_then(|c| c.enable_external_access(false))
-            .map_err(db_err)?;
+        let config = Config::default().access_mode(AccessMode::ReadOnly).and_then(|c| c.enable_external_access(false)).map_err(db_err)?;
         let conn = Connection::open_with_flags(&path, config).map_err(db_err)?;
         check_version(&conn)?;
         DuckDbStore::with_connections(path, conn)
@@ -123,17 +119,12 @@ impl DuckDbStore {
 
 fn current_version(conn: &Connection) -> Result<i32, StoreError> {
     let exists: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'costplane_schema_migrations'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT count(*) FROM information_schema.tables WHERE table_name = 'costplane_schema_migrations'", [], |r| r.get(0))
         .map_err(db_err)?;
     if exists == 0 {
         return Ok(0);
     }
-    conn.query_row("SELECT coalesce(max(version), 0) FROM costplane_schema_migrations", [], |r| r.get(0))
-        .map_err(db_err)
+    conn.query_row("SELECT coalesce(max(version), 0) FROM costplane_schema_migrations", [], |r| r.get(0)).map_err(db_err)
 }
 
 fn check_version(conn: &Connection) -> Result<i32, StoreError> {
@@ -233,8 +224,7 @@ fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, R
         if batch_id.is_multiple_of(1024) {
             // Ids only need remembering for as long as a retry can come.
             const DAY_NS: i64 = 86_400_000_000_000;
-            conn.execute("DELETE FROM costplane_written_batches WHERE \"WrittenAtNs\" < ?", [now_ns - DAY_NS])
-                .map_err(db_err)?;
+            conn.execute("DELETE FROM costplane_written_batches WHERE \"WrittenAtNs\" < ?", [now_ns - DAY_NS]).map_err(db_err)?;
         }
         for (table, rb) in tables {
             let append_err = errors::classify_append;
@@ -315,8 +305,8 @@ fn cell_json(array: &dyn Array, row: usize, options: &FormatOptions) -> Result<s
             J::Object(map)
         }
         _ => {
-            let fmt = ArrayFormatter::try_new(array, options)
-                .map_err(|e| StoreError::Rejected(format!("formatting the result failed: {e}")))?;
+            let fmt =
+                ArrayFormatter::try_new(array, options).map_err(|e| StoreError::Rejected(format!("formatting the result failed: {e}")))?;
             J::String(fmt.value(row).to_string())
         }
     };
@@ -332,10 +322,8 @@ fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<Quer
             Param::Int(i) => duckdb::types::Value::BigInt(*i),
         })
         .collect();
-    let batches: Vec<RecordBatch> = stmt
-        .query_arrow(duckdb::params_from_iter(values))
-        .map_err(|e| StoreError::Rejected(e.to_string()))?
-        .collect();
+    let batches: Vec<RecordBatch> =
+        stmt.query_arrow(duckdb::params_from_iter(values)).map_err(|e| StoreError::Rejected(e.to_string()))?.collect();
     let schema = stmt.schema();
     let mut result = QueryResult {
         columns: schema.fields().iter().map(|f| f.name().clone()).collect(),

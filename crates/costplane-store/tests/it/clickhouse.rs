@@ -47,10 +47,8 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
 
     // The trace-id lookup table is fed by its materialized view.
     store.write(&data::traces(5)).await.unwrap();
-    let lookup = store
-        .query("SELECT count(*) FROM otel_traces_trace_id_ts WHERE TraceId = 'abababababababab0000000000000001'")
-        .await
-        .unwrap();
+    let lookup =
+        store.query("SELECT count(*) FROM otel_traces_trace_id_ts WHERE TraceId = 'abababababababab0000000000000001'").await.unwrap();
     assert_eq!(lookup.rows, vec![vec![json!(1)]]);
 
     // A schema newer than this binary is refused with a clear message.
@@ -112,7 +110,8 @@ async fn a_batch_spread_over_150_days_is_stored_whole_and_only_once() {
     let batch = data::gauges_over_days(0x150, 150, 3);
     assert_eq!(batch.gauges.len(), 450);
     store.write(&batch).await.unwrap();
-    let sql = "SELECT count(*), uniqExact(toDate(TimeUnix)), uniqExact(_partition_id) FROM otel_metrics_gauge WHERE MetricName = 'backfill'";
+    let sql =
+        "SELECT count(*), uniqExact(toDate(TimeUnix)), uniqExact(_partition_id) FROM otel_metrics_gauge WHERE MetricName = 'backfill'";
     let expected = vec![vec![json!(450), json!(150), json!(150)]];
     assert_eq!(store.query(sql).await.unwrap().rows, expected);
     // The same batch again (a retry, a replay): every insert is deduplicated.
@@ -146,10 +145,7 @@ async fn a_foreign_table_without_a_column_stops_startup_with_the_fix() {
     .await;
     let err = ClickHouseStore::connect(target.config()).await.unwrap_err();
     let StoreError::Schema(message) = &err else { panic!("expected a schema error, got {err:?}") };
-    assert!(
-        message.contains("table otel_logs has no column SeverityText (expected type LowCardinality(String), found none)"),
-        "{message}"
-    );
+    assert!(message.contains("table otel_logs has no column SeverityText (expected type LowCardinality(String), found none)"), "{message}");
     assert!(message.contains("table otel_logs, column SeverityNumber: expected type UInt8, found Int32"), "{message}");
     assert!(message.contains("--clickhouse-database"), "{message}");
     assert!(!message.contains("ServiceName") && !message.contains("Extra"), "{message}");
@@ -191,7 +187,8 @@ async fn write_errors_say_whether_the_data_or_the_schema_is_at_fault() {
     // without duplicating what the failed attempt stored.
     let store = ClickHouseStore::connect(target.config()).await.unwrap();
     store.write(&data::metrics(22)).await.unwrap();
-    for table in ["otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exp_histogram", "otel_metrics_summary"] {
+    for table in ["otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exp_histogram", "otel_metrics_summary"]
+    {
         let r = store.query(&format!("SELECT count(*) FROM {table}")).await.unwrap();
         assert_eq!(r.rows, vec![vec![json!(1)]], "{table}");
     }

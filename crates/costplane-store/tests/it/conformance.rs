@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use costplane_cost::{Catalog, Meter, Tenancy, TelemetryRates};
+use costplane_cost::{Catalog, Meter, TelemetryRates, Tenancy};
 use costplane_store::{Param, Params, StoreError};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -160,17 +160,26 @@ pub async fn metrics_round_trip(b: &Backend) {
         with(with(prefix("requests", start), vec![json!(42), json!(2), json!(true)]), exemplar_values)
     );
     assert_eq!(
-        one(b, &format!("SELECT {common}, Count, Sum, BucketCounts, ExplicitBounds, Min, Max, AggregationTemporality FROM otel_metrics_histogram")).await,
+        one(
+            b,
+            &format!(
+                "SELECT {common}, Count, Sum, BucketCounts, ExplicitBounds, Min, Max, AggregationTemporality FROM otel_metrics_histogram"
+            )
+        )
+        .await,
         with(
             prefix("latency", start),
             vec![json!(6), json!(317.5), json!("[1,2,0,3]"), json!("[5,10,25.5]"), json!(1.5), json!(300), json!(1)]
         )
     );
     assert_eq!(
-        one(b, &format!(
-            "SELECT {common}, Count, Sum, Scale, ZeroCount, PositiveOffset, PositiveBucketCounts, NegativeOffset, \
+        one(
+            b,
+            &format!(
+                "SELECT {common}, Count, Sum, Scale, ZeroCount, PositiveOffset, PositiveBucketCounts, NegativeOffset, \
              NegativeBucketCounts, Min, Max FROM otel_metrics_exp_histogram"
-        ))
+            )
+        )
         .await,
         with(
             prefix("payload.size", 0),
@@ -183,10 +192,7 @@ pub async fn metrics_round_trip(b: &Backend) {
         q = d.first("ValueAtQuantiles", "Quantile"),
         v = d.first("ValueAtQuantiles", "Value"),
     );
-    assert_eq!(
-        one(b, &q).await,
-        with(prefix("rpc.duration", 0), vec![json!(100), json!(250), json!(2), json!(0.5), json!(2)])
-    );
+    assert_eq!(one(b, &q).await, with(prefix("rpc.duration", 0), vec![json!(100), json!(250), json!(2), json!(0.5), json!(2)]));
 }
 
 pub async fn a_batch_written_twice_is_stored_once(b: &Backend) {
@@ -222,11 +228,7 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
 
     let r = one(b, "SELECT sum(Items), sum(Bytes), min(Tenant), min(Signal) FROM costplane_usage_telemetry").await;
     assert_eq!(r, vec![json!(1), json!(bytes), json!("acme"), json!("traces")]);
-    let r = one(
-        b,
-        "SELECT count(*), sum(InputTokens), sum(OutputTokens), min(Model), min(Provider) FROM costplane_usage_llm",
-    )
-    .await;
+    let r = one(b, "SELECT count(*), sum(InputTokens), sum(OutputTokens), min(Model), min(Provider) FROM costplane_usage_llm").await;
     assert_eq!(r, vec![json!(1), json!(1000), json!(100), json!("gpt-4o"), json!("openai")]);
 
     // gpt-4o: 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035, in two rows.
@@ -234,12 +236,20 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
     let source = p.add(Param::Str("llm".into()));
     let r = b
         .store
-        .query_with(&format!("SELECT count(*), sum(BilledCost), sum(ConsumedQuantity), min(x_Tenant) FROM costplane_ledger WHERE x_Source = {source}"), &p.values)
+        .query_with(
+            &format!(
+                "SELECT count(*), sum(BilledCost), sum(ConsumedQuantity), min(x_Tenant) FROM costplane_ledger WHERE x_Source = {source}"
+            ),
+            &p.values,
+        )
         .await
         .unwrap()
         .rows
         .remove(0);
-    assert_eq!((r[0].clone(), dec(&r[1]), dec(&r[2]), r[3].clone()), (json!(2), Decimal::from_str("0.0035").unwrap(), Decimal::from(1100), json!("acme")));
+    assert_eq!(
+        (r[0].clone(), dec(&r[1]), dec(&r[2]), r[3].clone()),
+        (json!(2), Decimal::from_str("0.0035").unwrap(), Decimal::from(1100), json!("acme"))
+    );
     // Telemetry ingest: bytes x 2 / 2^30, rounded to 12 places.
     let r = one(b, "SELECT sum(BilledCost) FROM costplane_ledger WHERE x_Source = 'telemetry'").await;
     let expected = (Decimal::from(bytes) * Decimal::from(2) / Decimal::from(1_073_741_824u64)).round_dp(12);

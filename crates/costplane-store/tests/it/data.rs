@@ -261,11 +261,8 @@ pub fn gauges_over_days(id: u64, days: u64, per_day: u64) -> TelemetryBatch {
             })
         })
         .collect();
-    let metric = pm::Metric {
-        name: "backfill".into(),
-        data: Some(pm::metric::Data::Gauge(pm::Gauge { data_points })),
-        ..Default::default()
-    };
+    let metric =
+        pm::Metric { name: "backfill".into(), data: Some(pm::metric::Data::Gauge(pm::Gauge { data_points })), ..Default::default() };
     let req = ExportMetricsServiceRequest {
         resource_metrics: vec![pm::ResourceMetrics {
             resource: Some(resource()),

@@ -172,11 +172,7 @@ fn bad_http_input_gets_clear_final_errors_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_grpc_input_is_invalid_argument() {
     let mut server = ServerProcess::start(&[]);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc)).unwrap().connect().await.expect("connect");
     let mut grpc = tonic::client::Grpc::new(channel);
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
 

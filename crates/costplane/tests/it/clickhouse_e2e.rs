@@ -50,12 +50,7 @@ fn send_until_accepted(client: &reqwest::blocking::Client, url: &str, body: Vec<
 }
 
 fn query_clickhouse(url: &str, database: &str, sql: &str) -> String {
-    let resp = reqwest::blocking::Client::new()
-        .post(url)
-        .query(&[("database", database)])
-        .body(sql.to_owned())
-        .send()
-        .unwrap();
+    let resp = reqwest::blocking::Client::new().post(url).query(&[("database", database)]).body(sql.to_owned()).send().unwrap();
     assert!(resp.status().is_success(), "{sql}: {}", resp.text().unwrap_or_default());
     resp.text().unwrap().trim().to_owned()
 }
@@ -152,9 +147,8 @@ fn cluster_ddl_matches_the_golden_file_and_parses_on_the_engine() {
     // ClickHouse's own parser accepts every statement. (Executing them needs
     // a configured cluster and Keeper, which the in-process engine lacks.)
     let target = ClickHouseTarget::new();
-    let statements = ddl.split(";\n\n").map(|chunk| {
-        chunk.lines().filter(|l| !l.starts_with("--")).collect::<Vec<_>>().join("\n").trim().to_owned()
-    });
+    let statements =
+        ddl.split(";\n\n").map(|chunk| chunk.lines().filter(|l| !l.starts_with("--")).collect::<Vec<_>>().join("\n").trim().to_owned());
     for stmt in statements.filter(|s| !s.is_empty()) {
         let resp = reqwest::blocking::Client::new().post(&target.url).body(format!("EXPLAIN AST {stmt}")).send().unwrap();
         assert!(resp.status().is_success(), "the engine rejects:\n{stmt}\n{}", resp.text().unwrap_or_default());
@@ -257,7 +251,9 @@ fn a_poison_request_is_dead_lettered_alone_and_replayed_after_the_fix() {
 #[test]
 fn a_backfill_over_150_days_is_stored_whole() {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
     let target = ClickHouseTarget::new();
     let server = ServerProcess::start(&[
         "--store",

@@ -176,7 +176,11 @@ fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
     let port = front.port;
     let target = ClickHouseTarget::new_with_url(front.url());
     let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "[pipeline]\nretry_initial_interval = \"100ms\"\nretry_max_interval = \"300ms\"\nshutdown_timeout = \"1s\"\n").unwrap();
+    std::fs::write(
+        config.path(),
+        "[pipeline]\nretry_initial_interval = \"100ms\"\nretry_max_interval = \"300ms\"\nshutdown_timeout = \"1s\"\n",
+    )
+    .unwrap();
     let flags = [
         "--config",
         config.path().to_str().unwrap(),

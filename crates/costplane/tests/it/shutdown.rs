@@ -34,12 +34,7 @@ fn sigterm_flushes_everything_accepted() {
     let client = reqwest::blocking::Client::new();
     let url = format!("http://{}/v1/logs", server.otlp_http);
     for r in 0..25 {
-        let resp = client
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(logs(r, 200))
-            .send()
-            .expect("export");
+        let resp = client.post(&url).header("content-type", "application/x-protobuf").body(logs(r, 200)).send().expect("export");
         assert_eq!(resp.status().as_u16(), 200);
     }
     let status = server.terminate();

@@ -56,12 +56,8 @@ fn sql_reads_while_serving_and_after_stop_and_refuses_writes() {
 #[test]
 fn sql_without_server_or_store_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args(["sql", "--server", "http://127.0.0.1:9", "--data-dir"])
-        .arg(dir.path())
-        .arg("SELECT 1")
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).args(["sql", "--server", "http://127.0.0.1:9", "--data-dir"]).arg(dir.path()).arg("SELECT 1").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no server answered") && err.contains("costplane serve"), "{err}");

@@ -103,12 +103,7 @@ impl ServerProcess {
             .arg(query)
             .output()
             .expect("run costplane sql");
-        assert!(
-            out.status.success(),
-            "costplane sql failed: {}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log_text()
-        );
+        assert!(out.status.success(), "costplane sql failed: {}\nserver log:\n{}", String::from_utf8_lossy(&out.stderr), self.log_text());
         serde_json::from_slice(&out.stdout).expect("sql --format json prints JSON")
     }
 
