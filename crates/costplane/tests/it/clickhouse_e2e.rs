@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
-use crate::support::{ServerProcess, BIN};
+use crate::support::{query_clickhouse, wait_until, ServerProcess, BIN};
 
 fn logs(request: u64, n: u64) -> Vec<u8> {
     let records = (0..n)
@@ -47,12 +47,6 @@ fn send_until_accepted(client: &reqwest::blocking::Client, url: &str, body: Vec<
             other => panic!("unexpected status {other}: {}", resp.text().unwrap_or_default()),
         }
     }
-}
-
-fn query_clickhouse(url: &str, database: &str, sql: &str) -> String {
-    let resp = reqwest::blocking::Client::new().post(url).query(&[("database", database)]).body(sql.to_owned()).send().unwrap();
-    assert!(resp.status().is_success(), "{sql}: {}", resp.text().unwrap_or_default());
-    resp.text().unwrap().trim().to_owned()
 }
 
 #[test]
@@ -180,14 +174,6 @@ fn tenant_logs(tenant: &str, prefix: &str, n: u64) -> Vec<u8> {
         }],
     }
     .encode_to_vec()
-}
-
-fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

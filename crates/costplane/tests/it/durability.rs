@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use costplane_testkit::{external_clickhouse, ChdbFront, ClickHouseTarget};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-use crate::support::ServerProcess;
+use crate::support::{query_clickhouse, wait_until, ServerProcess};
 
 pub const SPANS_PER_REQUEST: u64 = 256;
 const STREAMS: u64 = 4;
@@ -96,14 +96,6 @@ fn check_exactly_once(acked: &[String], per_request: &BTreeMap<String, u64>, tot
     }
 }
 
-fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 #[test]
 fn kill_9_under_load_on_the_embedded_store_loses_and_duplicates_nothing() {
     let server = ServerProcess::start(&[]);
@@ -112,7 +104,7 @@ fn kill_9_under_load_on_the_embedded_store_loses_and_duplicates_nothing() {
 
     let server = ServerProcess::start_in(dir, &[]);
     let acked_spans = acked.len() as u64 * SPANS_PER_REQUEST;
-    wait_for(|| server.count("otel_traces") >= acked_spans, "the replay to store every acknowledged span");
+    wait_until(|| server.count("otel_traces") >= acked_spans, "the replay to store every acknowledged span");
     // Let a replay finish completely before judging it.
     std::thread::sleep(Duration::from_secs(2));
     let rows = server.sql("SELECT SpanName AS name, count(*) AS n FROM otel_traces GROUP BY 1");
@@ -126,12 +118,6 @@ fn kill_9_under_load_on_the_embedded_store_loses_and_duplicates_nothing() {
     eprintln!("kill -9 (embedded): {} requests acknowledged, {total} spans stored after the restart", acked.len());
 }
 
-fn clickhouse_query(url: &str, database: &str, sql: &str) -> String {
-    let resp = reqwest::blocking::Client::new().post(url).query(&[("database", database)]).body(sql.to_owned()).send().unwrap();
-    assert!(resp.status().is_success(), "{sql}: {}", resp.text().unwrap_or_default());
-    resp.text().unwrap().trim().to_owned()
-}
-
 #[test]
 fn kill_9_under_load_on_clickhouse_loses_and_duplicates_nothing() {
     let target = ClickHouseTarget::new();
@@ -141,10 +127,10 @@ fn kill_9_under_load_on_clickhouse_loses_and_duplicates_nothing() {
     assert!(acked.len() > 10, "the load generator got too few answers ({}) to prove anything", acked.len());
 
     let server = ServerProcess::start_in(dir, &flags);
-    let q = |sql: &str| clickhouse_query(&target.url, &target.database, sql);
+    let q = |sql: &str| query_clickhouse(&target.url, &target.database, sql);
     let acked_spans = acked.len() as u64 * SPANS_PER_REQUEST;
-    wait_for(|| q("SELECT count() FROM otel_traces").parse::<u64>().unwrap() >= acked_spans, "every acknowledged span");
-    wait_for(|| server.sql("SELECT 1 AS one").len() == 1 && buffer_records(&server) == 0, "the buffer to drain");
+    wait_until(|| q("SELECT count() FROM otel_traces").parse::<u64>().unwrap() >= acked_spans, "every acknowledged span");
+    wait_until(|| server.sql("SELECT 1 AS one").len() == 1 && buffer_records(&server) == 0, "the buffer to drain");
     let per_request: BTreeMap<String, u64> = q("SELECT SpanName, count() FROM otel_traces GROUP BY SpanName FORMAT TabSeparated")
         .lines()
         .map(|l| {
@@ -228,8 +214,8 @@ fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
 
     let _front = ChdbFront::start(ch_dir.path(), port);
     let server = ServerProcess::start_in(dir, &flags);
-    let q = |sql: &str| clickhouse_query(&target.url, &target.database, sql);
-    wait_for(|| buffer_records(&server) == 0, "the replay");
+    let q = |sql: &str| query_clickhouse(&target.url, &target.database, sql);
+    wait_until(|| buffer_records(&server) == 0, "the replay");
     let stored: u64 = q("SELECT count() FROM otel_traces").parse().unwrap();
     assert_eq!(stored, 4 * SPANS_PER_REQUEST, "the four intact requests are stored; the damaged last one is cut");
     let log = server.log_text();

@@ -121,3 +121,19 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// Polls `done` until it holds, failing the test after two minutes.
+pub fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs one statement on ClickHouse's HTTP interface; the trimmed answer.
+pub fn query_clickhouse(url: &str, database: &str, sql: &str) -> String {
+    let resp = reqwest::blocking::Client::new().post(url).query(&[("database", database)]).body(sql.to_owned()).send().unwrap();
+    assert!(resp.status().is_success(), "{sql}: {}", resp.text().unwrap_or_default());
+    resp.text().unwrap().trim().to_owned()
+}
