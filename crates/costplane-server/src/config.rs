@@ -481,7 +481,9 @@ impl Config {
         Ok(BufferConfig::Disk(DiskBufferConfig {
             dir: b.dir.clone().unwrap_or_else(|| self.data_dir.join("buffer")),
             max_bytes: b.max_mib.saturating_mul(MIB as u64),
-            segment_bytes: b.segment_mib.min(b.max_mib).saturating_mul(MIB as u64),
+            // At most a quarter of the limit: resolved segments are deleted
+            // whole, so a full buffer must consist of several.
+            segment_bytes: b.segment_mib.saturating_mul(MIB as u64).min(b.max_mib.saturating_mul(MIB as u64) / 4).max(1),
             fsync: if every.is_zero() { FsyncPolicy::EveryRequest } else { FsyncPolicy::Interval(every) },
         }))
     }

@@ -305,6 +305,11 @@ impl DiskBuffer {
         if active_bytes < self.config.segment_bytes {
             return Ok(());
         }
+        self.rotate(st)
+    }
+
+    /// Closes the active segment and starts the next one.
+    fn rotate(&self, st: &mut State) -> Result<(), BufferError> {
         let old = segment_path(&self.config.dir, st.active_seq);
         st.active.sync_data().map_err(io(&old))?;
         let seq = st.active_seq + 1;
@@ -321,10 +326,19 @@ impl DiskBuffer {
     pub fn append_request(&self, meta: &RequestMeta, body: &[u8]) -> Result<(u64, RecordLocation), BufferError> {
         let mut st = self.lock();
         let size = (HEADER_BYTES + 32 + meta.tenant.len() + body.len()) as u64;
-        // One request always fits into an empty buffer, so a request larger
-        // than the limit is not refused forever.
-        if st.total_bytes > 0 && st.total_bytes + size > self.config.max_bytes {
-            return Err(BufferError::Full { used: st.total_bytes, limit: self.config.max_bytes });
+        if st.total_bytes + size > self.config.max_bytes {
+            // The active segment is never deleted; when all it holds is
+            // resolved, close it so it can go.
+            let active_resolved = st.segments.get(&st.active_seq).is_some_and(|a| a.pending == 0 && a.bytes > 0);
+            if active_resolved {
+                self.rotate(&mut st)?;
+            }
+            // One request always fits when nothing is pending, so a request
+            // larger than the limit is not refused forever.
+            let pending = st.segments.values().any(|s| s.pending > 0);
+            if pending && st.total_bytes + size > self.config.max_bytes {
+                return Err(BufferError::Full { used: st.total_bytes, limit: self.config.max_bytes });
+            }
         }
         self.rotate_if_full(&mut st)?;
         let record_id = st.next_record;
@@ -497,6 +511,10 @@ mod tests {
         assert!(matches!(buf.append_request(&meta("c"), &body), Err(BufferError::Full { .. })));
         buf.append_intent(5, &[a.0, b.0]).unwrap();
         buf.commit(5, &[a.1, b.1]).unwrap();
+        // Everything is resolved but still in the (one, active) segment: the
+        // next request closes it, it is deleted, and the request fits.
+        buf.append_request(&meta("c"), &body).unwrap();
+        assert!(buf.bytes() < 1000, "the resolved segment was deleted ({} bytes left)", buf.bytes());
     }
 
     #[test]
