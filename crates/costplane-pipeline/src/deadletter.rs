@@ -1,7 +1,7 @@
 //! The dead-letter area: requests the store refused as invalid, kept so
 //! nothing accepted disappears, to be replayed once the cause is fixed.
 //!
-//! Format: one file per request, `DATA_DIR/dead-letter/<ms>-<record>.otlp`:
+//! Format: one file per request, `DATA_DIR/dead-letter/<accepted ns>-<record>.otlp`:
 //! a first line of JSON ([`DeadLetterHeader`]: signal, encoding, tenant,
 //! times, the store's error, item count), then the request body exactly as
 //! it was accepted (decompressed OTLP, protobuf or JSON), so replaying it is
@@ -104,7 +104,9 @@ pub fn write(
         items,
         body_bytes: body.len() as u64,
     };
-    let name = format!("{}-{record_id:016x}.otlp", now.timestamp_millis());
+    // Named by what identifies the request, not by when it was refused: a
+    // replay after a crash that dead-letters it again rewrites the same file.
+    let name = format!("{:020}-{record_id:016x}.otlp", meta.received_ns.max(0));
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;

@@ -64,13 +64,13 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
         println!("no dead-lettered requests in {}", dir.display());
         return Ok(());
     }
-    println!("{:<26} {:<8} {:<16} {:>8} {:<12} {:<40} error", "dead-lettered at", "signal", "tenant", "items", "reason", "file");
+    println!("{:<26} {:<8} {:<16} {:>8} {:<12} {:<44} error", "dead-lettered at", "signal", "tenant", "items", "reason", "file");
     for l in &letters {
         let h = &l.header;
         let file = l.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let error: String = h.error.chars().take(160).collect();
         println!(
-            "{:<26} {:<8} {:<16} {:>8} {:<12} {:<40} {}",
+            "{:<26} {:<8} {:<16} {:>8} {:<12} {:<44} {}",
             h.dead_lettered_at,
             h.signal,
             h.tenant,
