@@ -344,3 +344,16 @@ async fn tenant_keys_get_their_own_series() {
     assert_eq!(label(&acme[0].0, "tenant"), "acme");
     assert_eq!(acme[0].1, api_month_total(&app, Some("acme-0123456789abcdef")).await);
 }
+
+#[test]
+fn the_metrics_section_is_read_and_checked() {
+    let config = costplane_server::Config::from_toml("[metrics]\nmax_series_per_label = 5\ncache_ttl = \"1m\"\n").unwrap();
+    assert_eq!(config.metrics.max_series_per_label, 5);
+    assert_eq!(config.metrics.cache_ttl().unwrap(), Duration::from_secs(60));
+    let err = costplane_server::Config::from_toml("[metrics]\ncache_ttl = \"soon\"\n").unwrap_err();
+    assert!(err.contains("metrics.cache_ttl"), "{err}");
+    let err = costplane_server::Config::from_toml("[metrics]\nmax_label_value_bytes = 0\n").unwrap_err();
+    assert!(err.contains("metrics.max_label_value_bytes"), "{err}");
+    let err = costplane_server::Config::from_toml("[metrics]\nmax_series = 5\n").unwrap_err();
+    assert!(err.contains("unknown field `max_series`"), "{err}");
+}
