@@ -14,6 +14,7 @@ use costplane_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{ApiKey, Caller};
+use crate::costs::metrics::{MetricsCache, MetricsState};
 use crate::costs::CostState;
 use crate::error::ApiError;
 use crate::otlp::inflight::InflightLimit;
@@ -26,8 +27,14 @@ pub struct ApiState {
     pub inflight: InflightLimit,
 }
 
-/// Health, readiness, and the API (behind API keys when configured).
+/// Health, readiness, and the API (behind API keys when configured), with
+/// the default `[metrics]` settings.
 pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
+    router_with(state, costs, keys, Arc::new(MetricsCache::default()))
+}
+
+/// [`router`], with `/metrics` serving cost series from `metrics`.
+pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics: Arc<MetricsCache>) -> Router {
     let keys = Arc::new(keys);
     let api = Router::new()
         .route("/api/v1/sql", post(sql))
@@ -40,11 +47,12 @@ pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )
-        .merge(Router::new().route("/metrics", get(crate::costs::metrics)).with_state((
+        .merge(Router::new().route("/metrics", get(crate::costs::metrics::metrics)).with_state(MetricsState {
             costs,
-            state.pipeline.clone(),
-            state.inflight.clone(),
-        )))
+            pipeline: state.pipeline.clone(),
+            inflight: state.inflight.clone(),
+            cache: metrics,
+        }))
         .layer(axum::middleware::from_fn_with_state(keys, crate::auth::authenticate));
     Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(state).merge(api)
 }

@@ -54,6 +54,7 @@ pub struct Config {
     pub clickhouse: ClickHouseSection,
     pub cost: CostSection,
     pub api: ApiSection,
+    pub metrics: MetricsSection,
 }
 
 /// `[api]`: access to the HTTP API.
@@ -295,6 +296,7 @@ impl Default for Config {
             clickhouse: ClickHouseSection::default(),
             cost: CostSection::default(),
             api: ApiSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -452,6 +454,7 @@ impl Config {
             return Err(format!("clickhouse.compression '{}' is not gzip or none", self.clickhouse.compression));
         }
         parse_duration(&self.clickhouse.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?;
+        self.metrics.validate()?;
         self.buffer_config()?;
         self.pipeline_config().map(|_| ())
     }
@@ -504,6 +507,40 @@ impl Config {
             shutdown_timeout: field("shutdown_timeout", &p.shutdown_timeout)?,
             dead_letter_dir: self.data_dir.join("dead-letter"),
         })
+    }
+}
+
+/// `[metrics]`: the cost series on `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Per label (tenant, project, service, model): how many values keep
+    /// their name (those with the largest cost this month); the rest are
+    /// summed into `other`.
+    pub max_series_per_label: usize,
+    /// Longest label value, in bytes; longer values are cut.
+    pub max_label_value_bytes: usize,
+    /// How long the cost series are served before the ledger is read again
+    /// (in the background; scrapes meanwhile get the last series).
+    pub cache_ttl: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { max_series_per_label: 100, max_label_value_bytes: 128, cache_ttl: "15s".into() }
+    }
+}
+
+impl MetricsSection {
+    pub fn cache_ttl(&self) -> Result<Duration, String> {
+        parse_duration(&self.cache_ttl).map_err(|e| format!("metrics.cache_ttl: {e}"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_label_value_bytes == 0 {
+            return Err("metrics.max_label_value_bytes must be at least 1".into());
+        }
+        self.cache_ttl().map(|_| ())
     }
 }
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, StoreKind};
+use crate::costs::metrics::MetricsCache;
 use crate::costs::CostState;
 use crate::error::ServerError;
 use crate::otlp::inflight::InflightLimit;
@@ -84,6 +85,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<StatsSnapshot, ServerError> {
         let pipeline_config = self.config.pipeline_config().map_err(ServerError::Config)?;
         let buffer_config = self.config.buffer_config().map_err(ServerError::Config)?;
+        let metrics = Arc::new(MetricsCache::new(&self.config.metrics).map_err(ServerError::Config)?);
         let meter = Arc::new(self.config.cost.meter().map_err(ServerError::Config)?);
         tracing::info!(catalog = %meter.catalog.version, models = meter.catalog.models().len(), "price catalog loaded");
         let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)));
@@ -123,10 +125,11 @@ impl Server {
         };
         let api_task = serve_http(
             self.api,
-            api::router(
+            api::router_with(
                 ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
                 costs,
                 self.config.api.keys.clone(),
+                metrics,
             ),
             stop.clone(),
             "HTTP API",

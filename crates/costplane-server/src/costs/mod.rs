@@ -11,6 +11,7 @@
 //! trimmed, so the API and both exports agree to the last digit. Tenant API
 //! keys add a `x_Tenant = <their tenant>` condition to every query.
 
+pub mod metrics;
 pub mod params;
 
 use std::collections::{BTreeMap, HashMap};
@@ -511,49 +512,4 @@ async fn sum_llm(state: &CostState, from: i64, to: i64) -> Result<Decimal, ApiEr
     let r =
         state.store.query_with(&format!("SELECT sum(BilledCost) FROM costplane_ledger WHERE {lw} AND x_Source = 'llm'"), &p.values).await?;
     Ok(r.rows.first().and_then(|row| row.first()).map(decimal).unwrap_or_default())
-}
-
-/// `GET /metrics`: Prometheus text. Cost series are month-to-date sums of
-/// the ledger (the same stored decimals the API and exports add up, printed
-/// exactly); health series come from the pipeline.
-pub async fn metrics(
-    State((state, pipeline, inflight)): State<(CostState, costplane_pipeline::Pipeline, crate::otlp::inflight::InflightLimit)>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Response, ApiError> {
-    use chrono::Datelike;
-    let now = chrono::Utc::now();
-    let (from, to) = parse_month(&format!("{:04}-{:02}", now.year(), now.month()))?;
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let lw = ledger_where(&mut p, dialect, ns(from), ns(to), &caller);
-    let r = state
-        .store
-        .query_with(
-            &format!(
-                "SELECT x_Tenant, x_Project, x_Service, x_Source, x_Model, x_PricingStatus, BillingCurrency, sum(BilledCost) \
-                 FROM costplane_ledger WHERE {lw} GROUP BY x_Tenant, x_Project, x_Service, x_Source, x_Model, x_PricingStatus, BillingCurrency \
-                 ORDER BY x_Tenant, x_Project, x_Service, x_Source, x_Model"
-            ),
-            &p.values,
-        )
-        .await?;
-    let label = |v: &Value| text(v).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    let mut out = String::from(
-        "# HELP costplane_cost_month_to_date Cost in the ledger since the start of the current month (UTC).\n\
-         # TYPE costplane_cost_month_to_date gauge\n",
-    );
-    for row in &r.rows {
-        out.push_str(&format!(
-            "costplane_cost_month_to_date{{tenant=\"{}\",project=\"{}\",service=\"{}\",source=\"{}\",model=\"{}\",pricing_status=\"{}\",currency=\"{}\"}} {}\n",
-            label(&row[0]), label(&row[1]), label(&row[2]), label(&row[3]), label(&row[4]), label(&row[5]), label(&row[6]),
-            money(decimal(&row[7]))
-        ));
-    }
-    crate::health::write_pipeline_metrics(&mut out, &pipeline.stats());
-    out.push_str(&format!(
-        "# HELP costplane_inflight_request_bytes Bytes reserved by OTLP requests being received, decompressed or decoded (limit: otlp.max_inflight_mib).\n\
-         # TYPE costplane_inflight_request_bytes gauge\ncostplane_inflight_request_bytes {}\n",
-        inflight.in_flight_bytes()
-    ));
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

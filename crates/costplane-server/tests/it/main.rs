@@ -5,4 +5,5 @@
 mod api;
 mod backpressure;
 mod limits;
+mod metrics;
 mod support;
