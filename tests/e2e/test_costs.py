@@ -261,6 +261,20 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert "costplane_ingest_accepted_rows_total 13\n" in body.decode()  # 8 spans, 3 logs, 2 points
     assert "costplane_store_up 1\n" in body.decode()
 
+    # Quantities are per unit: tokens and bytes never add up into one number.
+    overall = costs(server, window)
+    assert overall["rows"][0]["quantity"] is None and overall["rows"][0]["unit"].startswith("mixed"), overall
+    by_unit = costs(server, f"{window}&group_by=unit")
+    assert all(r["quantity"] is not None and r["unit"] == r["unit"].strip() for r in by_unit["rows"]), by_unit
+    assert len({r["unit"] for r in by_unit["rows"]}) >= 2, by_unit
+    assert sum(Decimal(r["cost"]) for r in by_unit["rows"]) == Decimal(overall["total"])
+    # group_by usage_type and signal are accepted; providers match by id, any case.
+    signals = costs(server, f"{window}&source=telemetry&group_by=signal")
+    assert {"traces", "logs"} <= {r["signal"] for r in signals["rows"]}, signals
+    assert costs(server, f"{window}&group_by=usage_type")["rows"]
+    by_id, by_name = costs(server, f"{window}&provider=openai"), costs(server, f"{window}&provider=OpenAI")
+    assert Decimal(by_id["total"]) > 0 and by_id["total"] == by_name["total"], (by_id, by_name)
+
     # Bad input: 400s with a message.
     for path in ["/api/costs/export?month=2026-13", "/api/costs/export?month=oct", "/api/costs/export",
                  "/api/v1/costs?step=week", "/api/v1/costs?color=red", "/api/costs/export?month=2026-10&format=xml"]:

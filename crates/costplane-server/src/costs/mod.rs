@@ -103,7 +103,8 @@ pub async fn costs(
     let mut p = Params::new(dialect);
     let mut filter = ledger_where(&mut p, dialect, ns(q.from), ns(q.to), &caller);
     for (d, v) in &q.filters {
-        filter.push_str(&format!(" AND {} = {}", d.column(), p.add(Param::Str(v.clone()))));
+        let placeholder = p.add(Param::Str(v.clone()));
+        filter.push_str(&format!(" AND {}", d.matches(&placeholder)));
     }
     let mut select = vec![];
     let mut group = vec![];
@@ -117,6 +118,10 @@ pub async fn costs(
     }
     select.push("sum(BilledCost) AS cost".into());
     select.push("sum(ConsumedQuantity) AS quantity".into());
+    // Quantities of different units (tokens, bytes, queries) never add up:
+    // a row's quantity is shown only when all its ledger rows share a unit.
+    select.push("min(ConsumedUnit) AS unit_min".into());
+    select.push("max(ConsumedUnit) AS unit_max".into());
     let mut sql = format!("SELECT {} FROM costplane_ledger WHERE {filter}", select.join(", "));
     if !group.is_empty() {
         sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", group.join(", ")));
@@ -126,7 +131,7 @@ pub async fn costs(
     let mut total = Decimal::ZERO;
     let mut rows = Vec::new();
     for r in &result.rows {
-        if r.iter().rev().take(2).all(Value::is_null) {
+        if r.iter().rev().take(4).all(Value::is_null) {
             continue; // an ungrouped sum over no rows
         }
         let mut obj = serde_json::Map::new();
@@ -142,7 +147,14 @@ pub async fn costs(
         let cost = decimal(&r[i]);
         total += cost;
         obj.insert("cost".into(), json!(money(cost)));
-        obj.insert("quantity".into(), json!(money(decimal(&r[i + 1]))));
+        let (unit_min, unit_max) = (text(&r[i + 2]), text(&r[i + 3]));
+        if unit_min == unit_max {
+            obj.insert("quantity".into(), json!(money(decimal(&r[i + 1]))));
+            obj.insert("unit".into(), json!(unit_min));
+        } else {
+            obj.insert("quantity".into(), Value::Null);
+            obj.insert("unit".into(), json!("mixed; add group_by=unit to see quantities"));
+        }
         rows.push(Value::Object(obj));
     }
     Ok(Json(json!({

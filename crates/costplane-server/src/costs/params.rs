@@ -22,10 +22,17 @@ pub enum Dimension {
     Operation,
     Source,
     Provider,
+    /// Token kind (LLM) or signal (telemetry): the ledger's usage type.
+    UsageType,
+    /// The telemetry signal (`traces`, `logs`, `metrics`, `queries`); empty
+    /// for other sources.
+    Signal,
+    /// The consumed unit (tokens, bytes, ...): group by it to see quantities.
+    Unit,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 7] = [
+    pub const ALL: [Dimension; 10] = [
         Dimension::Tenant,
         Dimension::Project,
         Dimension::Service,
@@ -33,6 +40,9 @@ impl Dimension {
         Dimension::Operation,
         Dimension::Source,
         Dimension::Provider,
+        Dimension::UsageType,
+        Dimension::Signal,
+        Dimension::Unit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,10 +54,14 @@ impl Dimension {
             Dimension::Operation => "operation",
             Dimension::Source => "source",
             Dimension::Provider => "provider",
+            Dimension::UsageType => "usage_type",
+            Dimension::Signal => "signal",
+            Dimension::Unit => "unit",
         }
     }
 
-    /// The ledger column.
+    /// The SQL expression over ledger columns (the same text on DuckDB and
+    /// ClickHouse).
     pub fn column(self) -> &'static str {
         match self {
             Dimension::Tenant => "x_Tenant",
@@ -57,6 +71,19 @@ impl Dimension {
             Dimension::Operation => "x_Operation",
             Dimension::Source => "x_Source",
             Dimension::Provider => "ProviderName",
+            Dimension::UsageType => "x_UsageType",
+            Dimension::Signal => "(CASE WHEN x_Source = 'telemetry' THEN x_UsageType ELSE '' END)",
+            Dimension::Unit => "ConsumedUnit",
+        }
+    }
+
+    /// A condition that `value` matches this dimension, with `placeholder`
+    /// standing for the bound value. Providers match case-insensitively
+    /// (`provider=openai` finds "OpenAI").
+    pub fn matches(self, placeholder: &str) -> String {
+        match self {
+            Dimension::Provider => format!("lower(ProviderName) = lower({placeholder})"),
+            d => format!("{} = {placeholder}", d.column()),
         }
     }
 
@@ -209,6 +236,9 @@ mod tests {
             q(&[("from", "2026-10-01"), ("to", "2026-11-01"), ("step", "day"), ("group_by", "tenant,model"), ("tenant", "acme")]).unwrap();
         assert_eq!(ok.group_by, vec![Dimension::Tenant, Dimension::Model]);
         assert_eq!(ok.filters, vec![(Dimension::Tenant, "acme".to_owned())]);
+        let by_kind = q(&[("group_by", "usage_type,signal,unit"), ("provider", "openai")]).unwrap();
+        assert_eq!(by_kind.group_by, vec![Dimension::UsageType, Dimension::Signal, Dimension::Unit]);
+        assert_eq!(Dimension::Provider.matches("$1"), "lower(ProviderName) = lower($1)");
         assert!(q(&[("color", "red")]).unwrap_err().message.contains("unknown parameter 'color'"));
         assert!(q(&[("step", "week")]).unwrap_err().message.contains("not hour, day or month"));
         assert!(q(&[("group_by", "tenant;drop")]).unwrap_err().message.contains("is not one of"));
