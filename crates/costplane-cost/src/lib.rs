@@ -14,4 +14,4 @@ pub mod model_name;
 
 pub use catalog::Catalog;
 pub use error::CostError;
-pub use meter::{Meter, Tenancy, TelemetryRates};
+pub use meter::{Meter, TelemetryRates, Tenancy};

@@ -11,14 +11,27 @@
 //! - The response model beats the request model.
 //! - An unknown model is `unpriced`: kept with its tokens and flagged,
 //!   never a silent $0.
+//! - Token counts are whole numbers: an integer attribute or a string of
+//!   ASCII digits. `12.7`, `1e30`, `-5` or `many` are not coerced into a
+//!   count (a float parse turned `1e30` into 18 quintillion tokens, about
+//!   $10^13 in one span); the call is `invalid`, with the reason, at zero
+//!   cost, and its readable counts are kept.
+//! - A call above [`Limits::max_tokens_per_call`] tokens is `invalid` too:
+//!   no model reads or writes that much in one call, so the count is a bug
+//!   and pricing it would book an absurd sum. Sums of counts and every
+//!   money operation are checked; an overflow makes the call `invalid`,
+//!   never a panic or a wrapped number.
+//! - The span's provider picks that provider's catalog entry when there is
+//!   one (see [`Catalog::lookup_for`]).
 //! - Money is exact: `Decimal` from the catalog's strings to the ledger.
 
 use chrono::NaiveDate;
-use costplane_telemetry::Attributes;
 pub use costplane_telemetry::usage::LlmUsage;
+use costplane_telemetry::Attributes;
 use rust_decimal::Decimal;
 
 use crate::catalog::{Catalog, Rates};
+use crate::error::CostError;
 
 /// Attribute names per field, first match wins.
 const MODEL: [&str; 7] = [
@@ -32,13 +45,8 @@ const MODEL: [&str; 7] = [
 ];
 const PROVIDER: [&str; 4] = ["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"];
 const OPERATION: [&str; 3] = ["gen_ai.operation.name", "llm.request.type", "openinference.span.kind"];
-const INPUT: [&str; 5] = [
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.prompt_tokens",
-    "llm.usage.prompt_tokens",
-    "llm.token_count.prompt",
-    "cost.tokens.prompt",
-];
+const INPUT: [&str; 5] =
+    ["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens", "llm.token_count.prompt", "cost.tokens.prompt"];
 const OUTPUT: [&str; 5] = [
     "gen_ai.usage.output_tokens",
     "gen_ai.usage.completion_tokens",
@@ -59,35 +67,91 @@ const CACHE_WRITE: [&str; 4] = [
     "llm.token_count.prompt_details.cache_write",
     "llm.usage.cache_creation_input_tokens",
 ];
-const REASONING: [&str; 3] = [
-    "gen_ai.usage.reasoning.output_tokens",
-    "llm.usage.reasoning_tokens",
-    "llm.token_count.completion_details.reasoning",
-];
+const REASONING: [&str; 3] =
+    ["gen_ai.usage.reasoning.output_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"];
 const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
 
-fn first<'a>(attrs: &'a Attributes, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| attrs.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str())).filter(|v| !v.is_empty())
+/// The default of [`Limits::max_tokens_per_call`]: 100M tokens, far above
+/// any context window plus output in one call.
+pub const DEFAULT_MAX_TOKENS_PER_CALL: u64 = 100_000_000;
+
+/// Sanity limits of pricing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A call with more tokens than this (input plus output, or any one
+    /// kind) is `invalid` rather than priced.
+    pub max_tokens_per_call: u64,
 }
 
-fn count(attrs: &Attributes, keys: &[&str]) -> Option<u64> {
-    first(attrs, keys).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0).map(|v| v as u64)
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_tokens_per_call: DEFAULT_MAX_TOKENS_PER_CALL }
+    }
+}
+
+/// Usage read from a span, and why it cannot be priced when it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    /// The counts that could be read; an unreadable one is 0.
+    pub usage: LlmUsage,
+    /// Set when a count is not a whole number or a sum of counts
+    /// overflows: the call is then `invalid`, whatever its model.
+    pub invalid: Option<String>,
+}
+
+fn first_named<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    keys.iter().find_map(|k| attrs.iter().find(|(name, _)| name == k).map(|(_, v)| (*k, v.as_str()))).filter(|(_, v)| !v.is_empty())
+}
+
+fn first<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<&'a str> {
+    first_named(attrs, keys).map(|(_, v)| v)
+}
+
+/// A value as quoted in a reason: bounded, as spans are untrusted input and
+/// reasons are stored.
+fn quoted(v: &str) -> String {
+    const SHOWN: usize = 40;
+    if v.chars().count() > SHOWN {
+        format!("'{}...'", v.chars().take(SHOWN).collect::<String>())
+    } else {
+        format!("'{v}'")
+    }
+}
+
+/// A token count: an integer attribute (rendered in decimal) or a string of
+/// ASCII digits. Anything else is a problem, recorded, and reads as absent.
+fn count(attrs: &Attributes, keys: &[&str], problems: &mut Vec<CostError>) -> Option<u64> {
+    let (key, v) = first_named(attrs, keys)?;
+    let (attribute, value) = (key.to_owned(), quoted(v));
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        problems.push(CostError::NotWholeTokens { attribute, value });
+        return None;
+    }
+    match v.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            problems.push(CostError::TokensOutOfRange { attribute, value });
+            None
+        }
+    }
 }
 
 /// Reads LLM usage from a span's attributes; `None` when the span is not an
-/// LLM call (no model and no token counts).
-pub fn extract(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
+/// LLM call (no model, no token counts and no cost).
+pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
     let model = first(attrs, &MODEL).map(str::to_owned);
-    let input = count(attrs, &INPUT);
-    let output = count(attrs, &OUTPUT);
-    let total = count(attrs, &TOTAL);
     let provided_cost = first(attrs, &PROVIDED_COST).and_then(|v| v.trim().parse::<Decimal>().ok());
-    if model.is_none() && input.is_none() && output.is_none() && total.is_none() && provided_cost.is_none() {
+    let counted = [&INPUT[..], &OUTPUT, &TOTAL].iter().any(|keys| first(attrs, keys).is_some());
+    if model.is_none() && !counted && provided_cost.is_none() {
         return None;
     }
-    let cache_read = count(attrs, &CACHE_READ).unwrap_or(0);
-    let cache_write = count(attrs, &CACHE_WRITE).unwrap_or(0);
-    let reasoning = count(attrs, &REASONING).unwrap_or(0);
+    let mut problems = Vec::new();
+    let input = count(attrs, &INPUT, &mut problems);
+    let output = count(attrs, &OUTPUT, &mut problems);
+    let total = count(attrs, &TOTAL, &mut problems);
+    let cache_read = count(attrs, &CACHE_READ, &mut problems).unwrap_or(0);
+    let cache_write = count(attrs, &CACHE_WRITE, &mut problems).unwrap_or(0);
+    let reasoning = count(attrs, &REASONING, &mut problems).unwrap_or(0);
     let mut input_tokens = input.unwrap_or(0);
     let output_tokens = output.unwrap_or_else(|| total.map_or(0, |t| t.saturating_sub(input_tokens)));
     if input.is_none() {
@@ -95,11 +159,16 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
             input_tokens = t.saturating_sub(o);
         }
     }
-    if cache_read + cache_write > input_tokens {
+    match cache_read.checked_add(cache_write) {
         // The input count excluded cached tokens (as Anthropic reports it).
-        input_tokens += cache_read + cache_write;
+        Some(cached) if cached > input_tokens => match input_tokens.checked_add(cached) {
+            Some(n) => input_tokens = n,
+            None => problems.push(CostError::TokenOverflow { a: input_tokens, a_kind: "input", b: cached, b_kind: "cached" }),
+        },
+        Some(_) => {}
+        None => problems.push(CostError::TokenOverflow { a: cache_read, a_kind: "cache read", b: cache_write, b_kind: "cache write" }),
     }
-    Some(LlmUsage {
+    let usage = LlmUsage {
         provider: first(attrs, &PROVIDER).unwrap_or("").to_ascii_lowercase(),
         model: model.unwrap_or_default(),
         operation: first(attrs, &OPERATION).map_or_else(|| span_name.to_owned(), str::to_owned).to_ascii_lowercase(),
@@ -109,7 +178,9 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
         cache_write_tokens: cache_write,
         reasoning_tokens: reasoning,
         provided_cost,
-    })
+    };
+    let invalid = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    Some(Extracted { usage, invalid })
 }
 
 /// How a cost was obtained.
@@ -118,6 +189,9 @@ pub enum PricingStatus {
     Priced,
     Provided,
     Unpriced,
+    /// The usage's counts cannot be trusted (see the module rules): booked
+    /// at zero with the reason, never priced.
+    Invalid,
 }
 
 impl PricingStatus {
@@ -126,6 +200,7 @@ impl PricingStatus {
             PricingStatus::Priced => "priced",
             PricingStatus::Provided => "provided",
             PricingStatus::Unpriced => "unpriced",
+            PricingStatus::Invalid => "invalid",
         }
     }
 }
@@ -141,14 +216,14 @@ pub struct LlmCost {
     /// The catalog entry's provider, when matched.
     pub provider: Option<String>,
     pub rates: Option<Rates>,
-    /// Why it is unpriced, when it is.
+    /// Why it is unpriced or invalid, when it is.
     pub reason: Option<String>,
 }
 
 const PER: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
 fn token_parts(u: &LlmUsage) -> [(&'static str, u64); 5] {
-    let cached = u.cache_read_tokens + u.cache_write_tokens;
+    let cached = u.cache_read_tokens.saturating_add(u.cache_write_tokens);
     [
         ("input", u.input_tokens.saturating_sub(cached)),
         ("cache_read", u.cache_read_tokens),
@@ -158,25 +233,69 @@ fn token_parts(u: &LlmUsage) -> [(&'static str, u64); 5] {
     ]
 }
 
-/// Prices one usage on `day` with `catalog`.
-pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
-    let parts_with = |rate: &dyn Fn(&str) -> Decimal| -> Vec<(&'static str, u64, Decimal)> {
-        token_parts(usage)
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| (kind, n, Decimal::from(n) * rate(kind) / PER))
-            .collect()
+/// Why `usage` is beyond `limits`, if it is.
+fn over_limits(usage: &LlmUsage, limits: &Limits) -> Option<CostError> {
+    let limit = limits.max_tokens_per_call;
+    let (input, output) = (usage.input_tokens, usage.output_tokens);
+    let Some(total) = input.checked_add(output) else {
+        return Some(CostError::TokenOverflow { a: input, a_kind: "input", b: output, b_kind: "output" });
     };
-    let lookup = catalog.lookup(&usage.model);
+    // Cached and reasoning tokens are parts of input and output; a stored
+    // usage whose parts alone exceed the limit is as suspect.
+    [
+        ("input + output", total),
+        ("cache read", usage.cache_read_tokens),
+        ("cache write", usage.cache_write_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    ]
+    .into_iter()
+    .find(|(_, n)| *n > limit)
+    .map(|(kind, tokens)| CostError::AboveTokenLimit { tokens, kind, limit })
+}
+
+/// Zero-cost parts of `usage`: its tokens are kept, not priced.
+fn unpriced_parts(usage: &LlmUsage) -> Vec<(&'static str, u64, Decimal)> {
+    token_parts(usage).into_iter().filter(|(_, n)| *n > 0).map(|(kind, n)| (kind, n, Decimal::ZERO)).collect()
+}
+
+/// The cost of a usage that cannot be priced: zero, with its tokens and the
+/// reason. A cost the span carried is not booked, as the counts beside it
+/// are wrong; the reason says what it was.
+pub fn invalid(catalog: &Catalog, usage: &LlmUsage, reason: &str) -> LlmCost {
+    let provider = catalog.lookup_for(&usage.provider, &usage.model).entry.map(|e| e.provider.clone());
+    let reason = match usage.provided_cost {
+        Some(cost) => format!("{reason}; the span's own cost {cost} is not booked"),
+        None => reason.to_owned(),
+    };
+    LlmCost {
+        status: PricingStatus::Invalid,
+        parts: unpriced_parts(usage),
+        total: Decimal::ZERO,
+        provider,
+        rates: None,
+        reason: Some(reason),
+    }
+}
+
+/// `tokens` × `per_million` / 1M, or `None` when it overflows.
+fn cost_of(tokens: u64, per_million: Decimal) -> Option<Decimal> {
+    Decimal::from(tokens).checked_mul(per_million)?.checked_div(PER)
+}
+
+/// Prices one usage on `day` with `catalog`, within `catalog.limits`.
+pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
+    if let Some(reason) = over_limits(usage, &catalog.limits) {
+        return invalid(catalog, usage, &reason.to_string());
+    }
+    let lookup = catalog.lookup_for(&usage.provider, &usage.model);
     let provider = lookup.entry.map(|e| e.provider.clone());
     if let Some(cost) = usage.provided_cost {
         // The span's own figure wins; token parts carry no separate price.
-        let parts = parts_with(&|_| Decimal::ZERO);
-        return LlmCost { status: PricingStatus::Provided, parts, total: cost, provider, rates: None, reason: None };
+        return LlmCost { status: PricingStatus::Provided, parts: unpriced_parts(usage), total: cost, provider, rates: None, reason: None };
     }
     let unpriced = |reason: String| LlmCost {
         status: PricingStatus::Unpriced,
-        parts: parts_with(&|_| Decimal::ZERO),
+        parts: unpriced_parts(usage),
         total: Decimal::ZERO,
         provider: provider.clone(),
         rates: None,
@@ -192,14 +311,24 @@ pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
     let Some(rates) = entry.rates(day, usage.input_tokens) else {
         return unpriced(format!("no price for {}/{} in force on {day}", entry.provider, entry.name));
     };
-    let parts = parts_with(&|kind| match kind {
-        "input" => rates.input,
-        "cache_read" => rates.cache_read,
-        "cache_write" => rates.cache_write,
-        "output" => rates.output,
-        _ => rates.reasoning,
-    });
-    let total = parts.iter().map(|p| p.2).sum();
+    let mut parts = Vec::with_capacity(5);
+    let mut total = Decimal::ZERO;
+    for (kind, n) in token_parts(usage).into_iter().filter(|(_, n)| *n > 0) {
+        let rate = match kind {
+            "input" => rates.input,
+            "cache_read" => rates.cache_read,
+            "cache_write" => rates.cache_write,
+            "output" => rates.output,
+            _ => rates.reasoning,
+        };
+        // Within the token limit only an absurd override rate overflows.
+        let Some((cost, sum)) = cost_of(n, rate).and_then(|c| Some((c, total.checked_add(c)?))) else {
+            let entry = format!("{}/{}", entry.provider, entry.name);
+            return invalid(catalog, usage, &CostError::CostOverflow { tokens: n, kind, rate, entry }.to_string());
+        };
+        parts.push((kind, n, cost));
+        total = sum;
+    }
     LlmCost { status: PricingStatus::Priced, parts, total, provider, rates: Some(rates), reason: None }
 }
 
@@ -261,6 +390,14 @@ name = "gemini-2.5-pro"
         Catalog::from_files(toml::from_str::<CatalogFile>(TEST_CATALOG).unwrap(), None).unwrap()
     }
 
+    /// Usage of a span whose counts are all readable.
+    fn valid(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
+        extract(span_name, attrs).map(|e| {
+            assert_eq!(e.invalid, None, "{span_name}");
+            e.usage
+        })
+    }
+
     fn attrs(pairs: &[(&str, &str)]) -> Attributes {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
@@ -275,7 +412,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn cached_tokens_are_part_of_input_not_added() {
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[
                 ("gen_ai.request.model", "gpt-4o"),
@@ -297,7 +434,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn reasoning_tokens_are_part_of_output() {
-        let u = extract(
+        let u = valid(
             "chat o3-mini",
             &attrs(&[
                 ("gen_ai.request.model", "o3-mini"),
@@ -315,7 +452,7 @@ name = "gemini-2.5-pro"
     #[test]
     fn input_that_excludes_cache_is_rebuilt() {
         // Anthropic reports input_tokens without cache reads and writes.
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[
                 ("gen_ai.system", "anthropic"),
@@ -336,7 +473,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn tiers_apply_by_request_size() {
-        let u = extract(
+        let u = valid(
             "generate_content",
             &attrs(&[
                 ("gen_ai.request.model", "models/gemini-2.5-pro"),
@@ -356,7 +493,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn the_price_in_force_on_the_day_applies() {
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[("llm.model_name", "openai/gpt-4o"), ("llm.token_count.prompt", "1000"), ("llm.token_count.completion", "1000")]),
         )
@@ -395,7 +532,7 @@ name = "gpt-4o"
 
     #[test]
     fn a_provided_cost_wins_and_unknown_models_are_unpriced_not_free() {
-        let u = extract(
+        let u = valid(
             "llm",
             &attrs(&[("cost.model", "gpt-4o"), ("cost.tokens.prompt", "10"), ("cost.tokens.completion", "5"), ("cost.usd", "0.123456789")]),
         )
@@ -403,7 +540,7 @@ name = "gpt-4o"
         let c = price(&catalog(), &u, day("2025-01-01"));
         assert_eq!((c.status, c.total), (PricingStatus::Provided, d("0.123456789")));
 
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[("gen_ai.request.model", "acme-llm-7b"), ("gen_ai.usage.input_tokens", "42"), ("gen_ai.usage.output_tokens", "7")]),
         )
@@ -416,7 +553,7 @@ name = "gpt-4o"
 
     #[test]
     fn openinference_and_openllmetry_totals() {
-        let u = extract(
+        let u = valid(
             "ChatCompletion",
             &attrs(&[
                 ("llm.model_name", "gpt-4o"),
@@ -430,6 +567,6 @@ name = "gpt-4o"
         .unwrap();
         assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (100, 20, 50));
         assert_eq!(u.operation, "llm");
-        assert!(extract("GET /", &attrs(&[("http.route", "/")])).is_none());
+        assert!(valid("GET /", &attrs(&[("http.route", "/")])).is_none());
     }
 }
