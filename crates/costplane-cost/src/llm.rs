@@ -569,4 +569,216 @@ name = "gpt-4o"
         assert_eq!(u.operation, "llm");
         assert!(valid("GET /", &attrs(&[("http.route", "/")])).is_none());
     }
+
+    fn shipped() -> Catalog {
+        Catalog::load(None).unwrap()
+    }
+
+    fn usage(provider: &str, model: &str, input: u64, output: u64) -> LlmUsage {
+        LlmUsage { provider: provider.into(), model: model.into(), input_tokens: input, output_tokens: output, ..Default::default() }
+    }
+
+    #[test]
+    fn a_dated_snapshot_keeps_its_own_price() {
+        let march = day("2025-03-01");
+        // 1,000 × $5/M + 500 × $15/M = 0.005 + 0.0075 = 0.0125.
+        let c = price(&shipped(), &usage("openai", "gpt-4o-2024-05-13", 1_000, 500), march);
+        assert_eq!((c.status, c.total), (PricingStatus::Priced, d("0.0125")));
+        // The alias on the same day: 1,000 × $2.50/M + 500 × $10/M = 0.0025 + 0.005 = 0.0075.
+        assert_eq!(price(&shipped(), &usage("openai", "gpt-4o", 1_000, 500), march).total, d("0.0075"));
+        // Before the alias moved to it, 2024-08-06 was already the cheaper snapshot:
+        // 1,000 × $2.50/M + 500 × $10/M = 0.0075, where the alias cost 0.005 + 0.0075 = 0.0125.
+        let sept = day("2024-09-01");
+        assert_eq!(price(&shipped(), &usage("openai", "gpt-4o-2024-08-06", 1_000, 500), sept).total, d("0.0075"));
+        assert_eq!(price(&shipped(), &usage("openai", "gpt-4o", 1_000, 500), sept).total, d("0.0125"));
+    }
+
+    #[test]
+    fn a_provider_qualified_entry_prices_that_providers_calls() {
+        let over: CatalogFile = toml::from_str(
+            r#"
+version = "azure-1"
+currency = "USD"
+[[model]]
+provider = "azure.ai.openai"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-01-01"
+  input = "2.75"
+  output = "11.00"
+"#,
+        )
+        .unwrap();
+        let cat = Catalog::from_files(toml::from_str(TEST_CATALOG).unwrap(), Some(over)).unwrap();
+        let day = day("2025-03-01");
+        let u = valid(
+            "chat",
+            &attrs(&[
+                ("gen_ai.system", "az.ai.openai"),
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "1000"),
+                ("gen_ai.usage.output_tokens", "500"),
+            ]),
+        )
+        .unwrap();
+        // Azure's entry: 1,000 × $2.75/M + 500 × $11/M = 0.00275 + 0.0055 = 0.00825.
+        let c = price(&cat, &u, day);
+        assert_eq!((c.total, c.provider.as_deref()), (d("0.00825"), Some("azure.ai.openai")));
+        // OpenAI's own entry: 1,000 × $2.50/M + 500 × $10/M = 0.0025 + 0.005 = 0.0075.
+        let c = price(&cat, &LlmUsage { provider: "OpenAI".into(), ..u.clone() }, day);
+        assert_eq!((c.total, c.provider.as_deref()), (d("0.0075"), Some("openai")));
+        // Without a provider the override holds the fallback (and was reported).
+        assert_eq!(price(&cat, &LlmUsage { provider: String::new(), ..u }, day).total, d("0.00825"));
+        assert_eq!(cat.collisions().len(), 1);
+    }
+
+    fn invalid_reason(pairs: &[(&str, &str)]) -> String {
+        let e = extract("chat", &attrs(pairs)).unwrap();
+        e.invalid.unwrap_or_else(|| panic!("{pairs:?} must be invalid, read as {:?}", e.usage))
+    }
+
+    #[test]
+    fn token_counts_must_be_whole_numbers() {
+        let model = ("gen_ai.request.model", "gpt-4o");
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.input_tokens", "1e30"), ("gen_ai.usage.output_tokens", "10")]),
+            "gen_ai.usage.input_tokens '1e30' is not a whole number of tokens"
+        );
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.input_tokens", "10"), ("gen_ai.usage.output_tokens", "12.7")]),
+            "gen_ai.usage.output_tokens '12.7' is not a whole number of tokens"
+        );
+        for bad in ["-5", "+5", " 5", "many", "0x10", "NaN"] {
+            assert!(invalid_reason(&[model, ("llm.token_count.prompt", bad)]).contains("is not a whole number"), "{bad}");
+        }
+        // A double attribute of 1e30 is rendered in full: digits, but not a u64.
+        let huge = "1000000000000000000000000000000";
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.cache_read.input_tokens", huge)]),
+            format!("gen_ai.usage.cache_read.input_tokens '{huge}' is out of range")
+        );
+        // Reasons quote a bounded part of the value.
+        let long = "9".repeat(100) + "x";
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.input_tokens", &long)]),
+            format!("gen_ai.usage.input_tokens '{}...' is not a whole number of tokens", "9".repeat(40))
+        );
+        // An unreadable count alone still marks the span as an LLM call to flag.
+        assert!(extract("chat", &attrs(&[("gen_ai.usage.input_tokens", "1.5")])).unwrap().invalid.is_some());
+    }
+
+    #[test]
+    fn an_invalid_call_is_booked_at_zero_with_its_reason_and_readable_tokens() {
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "12.7"),
+                ("gen_ai.usage.output_tokens", "500"),
+                ("cost.usd", "0.5"),
+            ]),
+        )
+        .unwrap();
+        let c = invalid(&catalog(), &e.usage, e.invalid.as_deref().unwrap());
+        assert_eq!((c.status, c.status.as_str(), c.total), (PricingStatus::Invalid, "invalid", Decimal::ZERO));
+        assert_eq!(c.parts, vec![("output", 500, Decimal::ZERO)]);
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("gen_ai.usage.input_tokens '12.7' is not a whole number of tokens; the span's own cost 0.5 is not booked")
+        );
+    }
+
+    #[test]
+    fn calls_above_the_token_limit_are_invalid() {
+        let cat = catalog();
+        let day = day("2025-03-01");
+        // At the limit the call is priced: 99,999,500 × $2.50/M + 500 × $10/M = 249.99875 + 0.005 = 250.00375.
+        let at = usage("openai", "gpt-4o", 99_999_500, 500);
+        let c = price(&cat, &at, day);
+        assert_eq!((c.status, c.total), (PricingStatus::Priced, d("250.00375")));
+        let above = LlmUsage { output_tokens: 501, ..at };
+        let c = price(&cat, &above, day);
+        assert_eq!((c.status, c.total), (PricingStatus::Invalid, Decimal::ZERO));
+        assert_eq!(c.reason.as_deref(), Some("100000001 input + output tokens are above the limit of 100000000 per call"));
+        // A stored usage whose cache count alone is above the limit.
+        let cached = LlmUsage { cache_read_tokens: 100_000_001, ..usage("openai", "gpt-4o", 10, 10) };
+        assert_eq!(
+            price(&cat, &cached, day).reason.as_deref(),
+            Some("100000001 cache read tokens are above the limit of 100000000 per call")
+        );
+        // The limit is the catalog's setting: 1,000 tokens priced, 1,001 not.
+        let mut strict = catalog();
+        strict.limits = Limits { max_tokens_per_call: 1_000 };
+        assert_eq!(price(&strict, &usage("openai", "gpt-4o", 500, 500), day).status, PricingStatus::Priced);
+        assert_eq!(price(&strict, &usage("openai", "gpt-4o", 501, 500), day).status, PricingStatus::Invalid);
+        assert_eq!(Limits::default().max_tokens_per_call, 100_000_000);
+    }
+
+    #[test]
+    fn u64_max_tokens_never_panic() {
+        let max = u64::MAX.to_string();
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "1"),
+                ("gen_ai.usage.output_tokens", &max),
+                ("gen_ai.usage.cache_read.input_tokens", &max),
+                ("gen_ai.usage.cache_creation.input_tokens", &max),
+                ("gen_ai.usage.reasoning.output_tokens", &max),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(e.invalid.as_deref(), Some("18446744073709551615 cache read plus 18446744073709551615 cache write tokens overflow"));
+        let c = price(&catalog(), &e.usage, day("2025-03-01"));
+        assert_eq!((c.status, c.total), (PricingStatus::Invalid, Decimal::ZERO));
+        assert_eq!(c.reason.as_deref(), Some("1 input plus 18446744073709551615 output tokens overflow"));
+
+        // Cached tokens that push the rebuilt input total past 64 bits.
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", &max),
+                ("gen_ai.usage.cache_read.input_tokens", &(u64::MAX / 2 + 1).to_string()),
+                ("gen_ai.usage.cache_creation.input_tokens", &(u64::MAX / 2).to_string()),
+            ]),
+        )
+        .unwrap();
+        assert!(e.invalid.is_none(), "{:?}", e.invalid);
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "2"),
+                ("gen_ai.usage.cache_read.input_tokens", &(u64::MAX - 1).to_string()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(e.invalid.as_deref(), Some("2 input plus 18446744073709551614 cached tokens overflow"));
+
+        // Without a token limit, money that passes Decimal's range is invalid too.
+        let absurd: CatalogFile = toml::from_str(
+            r#"
+version = "absurd"
+currency = "USD"
+[[model]]
+provider = "acme"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-01-01"
+  input = "79228162514264337593543950335"
+  output = "1"
+"#,
+        )
+        .unwrap();
+        let mut cat = Catalog::from_files(absurd, None).unwrap();
+        cat.limits = Limits { max_tokens_per_call: u64::MAX };
+        let c = price(&cat, &usage("acme", "gpt-4o", u64::MAX, 0), day("2025-03-01"));
+        assert_eq!((c.status, c.total), (PricingStatus::Invalid, Decimal::ZERO));
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("the cost of 18446744073709551615 input tokens at 79228162514264337593543950335 per 1M tokens of acme/gpt-4o overflows")
+        );
+    }
 }

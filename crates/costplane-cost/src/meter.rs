@@ -348,3 +348,129 @@ impl Meter {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use costplane_telemetry::model::{ScopeInfo, SpanRow};
+    use std::str::FromStr;
+
+    /// 2026-10-06T10:00:00Z.
+    const T: i64 = 1_791_280_800_000_000_000;
+
+    fn meter() -> Meter {
+        Meter { tenancy: Tenancy::default(), catalog: Arc::new(Catalog::load(None).unwrap()), rates: TelemetryRates::default() }
+    }
+
+    fn span(attrs: &[(&str, &str)]) -> SpanRow {
+        SpanRow {
+            resource: Arc::new(ResourceInfo {
+                service_name: "chat-api".into(),
+                attributes: vec![("tenant.id".into(), "acme".into())],
+                schema_url: String::new(),
+            }),
+            scope: Arc::new(ScopeInfo::default()),
+            timestamp_ns: T,
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            parent_span_id: String::new(),
+            trace_state: String::new(),
+            span_name: "chat".into(),
+            span_kind: "Client",
+            span_attributes: attrs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            duration_ns: 1,
+            status_code: "Unset",
+            status_message: String::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            encoded_bytes: 100,
+        }
+    }
+
+    fn llm_rows(spans: Vec<SpanRow>) -> (UsageRows, Vec<LedgerRow>) {
+        let rows = meter().measure(&TelemetryBatch { spans, ..TelemetryBatch::default() });
+        let llm = rows.ledger.iter().filter(|r| r.source == "llm").cloned().collect();
+        (rows, llm)
+    }
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn unreadable_counts_book_an_invalid_row_with_the_reason_in_its_tags() {
+        let (rows, llm) = llm_rows(vec![span(&[
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o-2024-05-13"),
+            ("gen_ai.usage.input_tokens", "1e30"),
+            ("gen_ai.usage.output_tokens", "500"),
+        ])]);
+        assert_eq!(rows.llm.len(), 1, "the usage is kept");
+        assert_eq!(rows.llm[0].usage.output_tokens, 500);
+        assert_eq!(llm.len(), 1);
+        let r = &llm[0];
+        assert_eq!((r.pricing_status.as_str(), r.cost, r.usage_type.as_str()), ("invalid", Decimal::ZERO, "output"));
+        assert_eq!(r.consumed_quantity, Decimal::from(500));
+        let tags: serde_json::Value = serde_json::from_str(&r.tags).unwrap();
+        assert_eq!(tags["pricing_reason"], "gen_ai.usage.input_tokens '1e30' is not a whole number of tokens");
+        assert_eq!(tags["tenant"], "acme");
+    }
+
+    #[test]
+    fn valid_calls_beside_an_invalid_one_are_priced_as_before() {
+        let good = [
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o-2024-05-13"),
+            ("gen_ai.usage.input_tokens", "1000"),
+            ("gen_ai.usage.output_tokens", "500"),
+        ];
+        let mut bad = good;
+        bad[2].1 = "12.7";
+        let (_, llm) = llm_rows(vec![span(&good), span(&bad), span(&good)]);
+        let by = |status: &str| llm.iter().filter(|r| r.pricing_status == status).map(|r| r.cost).sum::<Decimal>();
+        // Two calls of 1,000 × $5/M + 500 × $15/M = 0.0125 each: 0.025.
+        assert_eq!(by("priced"), d("0.025"));
+        assert_eq!(by("invalid"), Decimal::ZERO);
+        let priced_tags: serde_json::Value =
+            serde_json::from_str(&llm.iter().find(|r| r.pricing_status == "priced").unwrap().tags).unwrap();
+        assert!(priced_tags.get("pricing_reason").is_none());
+    }
+
+    #[test]
+    fn repricing_stored_usage_finds_calls_above_the_limit() {
+        let m = meter();
+        let row = LlmUsageRow {
+            timestamp_ns: T,
+            tenant: "acme".into(),
+            project: UNASSIGNED.into(),
+            service: "chat-api".into(),
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            usage: llm::LlmUsage {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                input_tokens: u64::MAX,
+                output_tokens: u64::MAX,
+                ..Default::default()
+            },
+        };
+        let ledger = m.llm_ledger(&[row.clone(), row]);
+        assert!(ledger.iter().all(|r| r.pricing_status == "invalid" && r.cost.is_zero()), "{ledger:?}");
+        // Two calls' tokens summed past u64 without wrapping: 2 × (2^64 - 1) input tokens.
+        let input = ledger.iter().find(|r| r.usage_type == "input").unwrap();
+        assert_eq!(input.consumed_quantity, d("36893488147419103230"));
+        assert!(input.tags.contains("input plus"), "{}", input.tags);
+    }
+
+    #[test]
+    fn provided_costs_that_overflow_the_hour_are_not_a_panic() {
+        let huge = "50000000000000000000000000000";
+        let s = span(&[("cost.model", "gpt-4o"), ("cost.tokens.prompt", "10"), ("cost.usd", huge)]);
+        let (_, llm) = llm_rows(vec![s.clone(), s]);
+        let provided = llm.iter().find(|r| r.pricing_status == "provided").unwrap();
+        assert_eq!(provided.cost, d(huge));
+        let overflow = llm.iter().find(|r| r.pricing_status == "invalid").unwrap();
+        assert_eq!((overflow.cost, overflow.consumed_quantity), (Decimal::ZERO, Decimal::from(10)));
+        assert!(overflow.tags.contains("overflows"), "{}", overflow.tags);
+    }
+}
