@@ -9,6 +9,13 @@
 //! - A user override file (same format) beats the shipped catalog: a model
 //!   it names replaces the shipped entry of that provider and name whole,
 //!   and the catalog version becomes `<shipped>+<override>`.
+//! - Entries are indexed by (provider, model) and, as a fallback for spans
+//!   whose provider has no entry of its own, by model alone. The same model
+//!   sold by two providers is two entries; a span's provider picks its own.
+//!   Two entries that claim the same model name in the fallback are
+//!   reported at load; an override wins there, else the entry listed first.
+//! - A dated snapshot key (`gpt-4o-2024-05-13`) is tried before the
+//!   undated one, as some snapshots have their own list price.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +25,8 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::error::CostError;
-use crate::model_name::{normalize, Normalized};
+use crate::llm::Limits;
+use crate::model_name::{canonical_provider, normalize, normalize_keeping_date, Normalized};
 
 /// The catalog shipped inside the binary.
 pub const SHIPPED: &str = include_str!("../prices/catalog.toml");
@@ -91,15 +99,24 @@ pub struct Rates {
     pub effective: NaiveDate,
 }
 
-/// A loaded catalog, indexed by normalized model name.
+/// A loaded catalog, indexed by (provider, normalized model name) and by
+/// normalized model name alone.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub version: String,
     pub currency: String,
+    /// Sanity limits of pricing. They live with the catalog so that every
+    /// pricing path (metering and repricing from stored usage) applies them.
+    pub limits: Limits,
     models: Vec<ModelEntry>,
     /// Which entries came from the user's override file.
     overridden: Vec<bool>,
+    /// (canonical provider, model key) to entry.
+    by_provider: HashMap<(String, String), usize>,
+    /// Model key to entry, whatever the provider.
     index: HashMap<String, usize>,
+    /// Keys claimed by more than one entry, described for the operator.
+    collisions: Vec<String>,
 }
 
 /// Why a model name matched (or not).
@@ -148,7 +165,10 @@ impl Catalog {
             }
             version = format!("{version}+{}", o.version);
             for entry in o.model {
-                if let Some(i) = models.iter().position(|m| m.provider == entry.provider && m.name == entry.name) {
+                if let Some(i) = models
+                    .iter()
+                    .position(|m| canonical_provider(&m.provider) == canonical_provider(&entry.provider) && m.name == entry.name)
+                {
                     models[i] = entry;
                     overridden[i] = true;
                 } else {
@@ -157,44 +177,106 @@ impl Catalog {
                 }
             }
         }
-        let mut index = HashMap::new();
-        // Overrides are indexed last, so their names and aliases win.
-        let order: Vec<usize> = (0..models.len()).filter(|i| !overridden[*i]).chain((0..models.len()).filter(|i| overridden[*i])).collect();
-        for i in order {
-            let m = &models[i];
-            for name in std::iter::once(&m.name).chain(m.aliases.iter()) {
-                index.insert(normalize(name).key, i);
-            }
-        }
         for m in &mut models {
             m.prices.sort_by_key(|p| p.effective);
         }
-        Ok(Catalog { version, currency: shipped.currency, models, overridden, index })
+        // On a collision an override beats a shipped entry; otherwise the
+        // entry listed first keeps the key, so a catalog lists the usual
+        // seller of a model first.
+        let claim = |held: Option<usize>, i: usize| match held {
+            Some(j) if j != i && overridden[j] == overridden[i] => (j, Some((j, i))),
+            Some(j) if j != i => (i, Some((i, j))),
+            _ => (i, None),
+        };
+        let mut by_provider: HashMap<(String, String), usize> = HashMap::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut collisions = Vec::new();
+        let order: Vec<usize> = (0..models.len()).filter(|i| !overridden[*i]).chain((0..models.len()).filter(|i| overridden[*i])).collect();
+        for i in order {
+            let m = &models[i];
+            let provider = canonical_provider(&m.provider);
+            for name in std::iter::once(&m.name).chain(m.aliases.iter()) {
+                // Dates are kept: a dated entry is its own snapshot, not the alias.
+                let key = normalize_keeping_date(name).key;
+                let pk = (provider.clone(), key.clone());
+                let (winner, same_provider) = claim(by_provider.get(&pk).copied(), i);
+                by_provider.insert(pk, winner);
+                let (winner, any_provider) = claim(index.get(&key).copied(), i);
+                index.insert(key.clone(), winner);
+                let who = |j: usize| format!("{}/{}", models[j].provider, models[j].name);
+                if let Some((won, lost)) = same_provider {
+                    collisions.push(format!("'{key}' is claimed by {} and {} of one provider; {} is used", who(won), who(lost), who(won)));
+                } else if let Some((won, lost)) = any_provider {
+                    collisions.push(format!(
+                        "'{key}' is claimed by {} and {}; spans of a provider without its own entry are priced by {}",
+                        who(won),
+                        who(lost),
+                        who(won)
+                    ));
+                }
+            }
+        }
+        for c in &collisions {
+            tracing::warn!(catalog = %version, "price catalog collision: {c}");
+        }
+        Ok(Catalog { version, currency: shipped.currency, limits: Limits::default(), models, overridden, by_provider, index, collisions })
     }
 
     pub fn models(&self) -> &[ModelEntry] {
         &self.models
     }
 
-    /// Finds the entry for a model name as spans carry it. A name the index
-    /// lacks is retried without a `-latest` or `-YYMM` snapshot suffix
-    /// (`mistral-large-2411`).
+    /// Model keys claimed by more than one entry (each also logged at load).
+    pub fn collisions(&self) -> &[String] {
+        &self.collisions
+    }
+
+    /// Finds the entry for a model name as spans carry it, whatever the
+    /// provider; see [`Catalog::lookup_for`].
     pub fn lookup(&self, model: &str) -> Lookup<'_> {
-        let mut normalized = normalize(model);
-        let mut found = self.index.get(&normalized.key).copied();
-        if found.is_none() {
-            let key = normalized.key.clone();
-            let shorter = key.strip_suffix("-latest").or_else(|| {
-                let (head, tail) = key.rsplit_once('-')?;
-                (tail.len() == 4 && tail.chars().all(|c| c.is_ascii_digit())).then_some(head)
-            });
-            if let Some(head) = shorter.filter(|h| self.index.contains_key(*h)) {
-                normalized.steps.push(format!("dropped snapshot suffix '{}'", &key[head.len()..]));
-                normalized.key = head.to_owned();
-                found = self.index.get(head).copied();
-            }
+        self.lookup_for("", model)
+    }
+
+    /// Finds the entry for a model name as spans carry it, sold by
+    /// `provider` (any spelling; empty when unknown).
+    ///
+    /// Order: the provider's own entries before entries of any provider,
+    /// because a provider's entry is what that provider bills; within each,
+    /// the dated snapshot key before the undated one, then the undated key
+    /// without a `-latest` or `-YYMM` snapshot suffix (`mistral-large-2411`).
+    pub fn lookup_for(&self, provider: &str, model: &str) -> Lookup<'_> {
+        let dated = normalize_keeping_date(model);
+        let undated = normalize(model);
+        let shorter = {
+            let key = &undated.key;
+            key.strip_suffix("-latest")
+                .or_else(|| {
+                    let (head, tail) = key.rsplit_once('-')?;
+                    (tail.len() == 4 && tail.chars().all(|c| c.is_ascii_digit())).then_some(head)
+                })
+                .map(|head| {
+                    let mut n = undated.clone();
+                    n.steps.push(format!("dropped snapshot suffix '{}'", &key[head.len()..]));
+                    n.key = head.to_owned();
+                    n
+                })
+        };
+        let mut candidates = Vec::with_capacity(3);
+        if dated.key != undated.key {
+            candidates.push(dated);
         }
-        Lookup { entry: found.map(|i| &self.models[i]), from_override: found.is_some_and(|i| self.overridden[i]), normalized }
+        candidates.push(undated.clone());
+        candidates.extend(shorter);
+        let provider = canonical_provider(provider);
+        let own = |n: &Normalized| self.by_provider.get(&(provider.clone(), n.key.clone())).copied();
+        let any = |n: &Normalized| self.index.get(&n.key).copied();
+        let found =
+            candidates.iter().find_map(|n| own(n).map(|i| (n, i))).or_else(|| candidates.iter().find_map(|n| any(n).map(|i| (n, i))));
+        let Some((n, i)) = found else {
+            // Unmatched: explain with the key the name reduces to.
+            return Lookup { entry: None, from_override: false, normalized: undated };
+        };
+        Lookup { entry: Some(&self.models[i]), from_override: self.overridden[i], normalized: n.clone() }
     }
 }
 
@@ -229,7 +311,7 @@ mod tests {
         let cat = Catalog::load(None).unwrap();
         assert_eq!(cat.currency, "USD");
         for (raw, provider, name) in [
-            ("gpt-4o-2024-08-06", "openai", "gpt-4o"),
+            ("gpt-4o-2024-11-20", "openai", "gpt-4o"),
             ("azure/gpt-4o-mini", "openai", "gpt-4o-mini"),
             ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic", "claude-3-5-sonnet"),
             ("claude-3-5-haiku-20241022", "anthropic", "claude-3-5-haiku"),
@@ -244,6 +326,94 @@ mod tests {
         assert!(cat.lookup("acme-llm-7b").entry.is_none());
         let gemini = cat.lookup("gemini-2.5-pro").entry.unwrap();
         assert!(gemini.prices.last().unwrap().tiers.iter().any(|t| t.above_input_tokens == 200_000));
+    }
+
+    fn file(text: &str) -> CatalogFile {
+        toml::from_str(text).unwrap()
+    }
+
+    const TWO_SELLERS: &str = r#"
+version = "t"
+currency = "USD"
+[[model]]
+provider = "openai"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-05-13"
+  input = "2.50"
+  output = "10.00"
+[[model]]
+provider = "openai"
+name = "gpt-4o-2024-05-13"
+  [[model.prices]]
+  effective = "2024-05-13"
+  input = "5.00"
+  output = "15.00"
+[[model]]
+provider = "azure.ai.openai"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-05-13"
+  input = "2.75"
+  output = "11.00"
+"#;
+
+    #[test]
+    fn the_shipped_catalog_has_no_collisions_and_keeps_dated_snapshots_apart() {
+        let cat = Catalog::load(None).unwrap();
+        assert_eq!(cat.collisions(), &[] as &[String]);
+        for (raw, name) in [
+            ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+            ("openai/GPT-4o-2024-05-13", "gpt-4o-2024-05-13"),
+            ("gpt-4o-2024-08-06", "gpt-4o-2024-08-06"),
+            // Priced like the alias, so no entry of its own.
+            ("gpt-4o-2024-11-20", "gpt-4o"),
+            ("claude-3-5-sonnet-20240620", "claude-3-5-sonnet"),
+        ] {
+            assert_eq!(cat.lookup(raw).entry.map(|e| e.name.as_str()), Some(name), "{raw}");
+        }
+        let exact = cat.lookup("gpt-4o-2024-05-13");
+        assert_eq!(exact.normalized.key, "gpt-4o-2024-05-13");
+        assert!(exact.normalized.steps.is_empty(), "{:?}", exact.normalized.steps);
+    }
+
+    #[test]
+    fn a_spans_provider_picks_its_own_entry() {
+        let cat = Catalog::from_files(file(TWO_SELLERS), None).unwrap();
+        let seller = |provider: &str, model: &str| {
+            let e = cat.lookup_for(provider, model).entry.unwrap();
+            format!("{}/{}", e.provider, e.name)
+        };
+        assert_eq!(seller("az.ai.openai", "gpt-4o"), "azure.ai.openai/gpt-4o");
+        assert_eq!(seller("Azure.AI.OpenAI", "azure/gpt-4o"), "azure.ai.openai/gpt-4o");
+        assert_eq!(seller("OpenAI", "gpt-4o"), "openai/gpt-4o");
+        // No entry of its own: the provider-less fallback, first listed.
+        assert_eq!(seller("aws.bedrock", "gpt-4o"), "openai/gpt-4o");
+        assert_eq!(seller("", "gpt-4o"), "openai/gpt-4o");
+        // The provider's own entry before a dated entry of another provider.
+        assert_eq!(seller("azure.ai.openai", "gpt-4o-2024-05-13"), "azure.ai.openai/gpt-4o");
+        assert_eq!(seller("openai", "gpt-4o-2024-05-13"), "openai/gpt-4o-2024-05-13");
+        assert_eq!(seller("", "gpt-4o-2024-05-13"), "openai/gpt-4o-2024-05-13");
+        assert_eq!(
+            cat.collisions(),
+            ["'gpt-4o' is claimed by openai/gpt-4o and azure.ai.openai/gpt-4o; \
+              spans of a provider without its own entry are priced by openai/gpt-4o"]
+        );
+    }
+
+    #[test]
+    fn an_override_of_another_provider_takes_the_fallback_and_says_so() {
+        // The OpenAI entries only; the Azure one comes as an override.
+        let shipped = file(&TWO_SELLERS[..TWO_SELLERS.rfind("[[model]]").unwrap()]);
+        let over = file(
+            "version = \"o\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"az.ai.openai\"\nname = \"gpt-4o\"\n\
+             [[model.prices]]\neffective = \"2024-01-01\"\ninput = \"2.00\"\noutput = \"8.00\"\n",
+        );
+        let cat = Catalog::from_files(shipped, Some(over)).unwrap();
+        assert_eq!(cat.lookup_for("", "gpt-4o").entry.unwrap().provider, "az.ai.openai");
+        assert_eq!(cat.lookup_for("openai", "gpt-4o").entry.unwrap().provider, "openai");
+        assert_eq!(cat.collisions().len(), 1, "{:?}", cat.collisions());
+        assert!(cat.collisions()[0].ends_with("priced by az.ai.openai/gpt-4o"), "{:?}", cat.collisions());
     }
 
     #[test]

@@ -11,6 +11,18 @@
 //! - The response model beats the request model.
 //! - An unknown model is `unpriced`: kept with its tokens and flagged,
 //!   never a silent $0.
+//! - Token counts are whole numbers: an integer attribute or a string of
+//!   ASCII digits. `12.7`, `1e30`, `-5` or `many` are not coerced into a
+//!   count (a float parse turned `1e30` into 18 quintillion tokens, about
+//!   $10^13 in one span); the call is `invalid`, with the reason, at zero
+//!   cost, and its readable counts are kept.
+//! - A call above [`Limits::max_tokens_per_call`] tokens is `invalid` too:
+//!   no model reads or writes that much in one call, so the count is a bug
+//!   and pricing it would book an absurd sum. Sums of counts and every
+//!   money operation are checked; an overflow makes the call `invalid`,
+//!   never a panic or a wrapped number.
+//! - The span's provider picks that provider's catalog entry when there is
+//!   one (see [`Catalog::lookup_for`]).
 //! - Money is exact: `Decimal` from the catalog's strings to the ledger.
 
 use chrono::NaiveDate;
@@ -19,6 +31,7 @@ use costplane_telemetry::Attributes;
 use rust_decimal::Decimal;
 
 use crate::catalog::{Catalog, Rates};
+use crate::error::CostError;
 
 /// Attribute names per field, first match wins.
 const MODEL: [&str; 7] = [
@@ -58,28 +71,87 @@ const REASONING: [&str; 3] =
     ["gen_ai.usage.reasoning.output_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"];
 const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
 
-fn first<'a>(attrs: &'a Attributes, keys: &[&str]) -> Option<&'a str> {
-    keys.iter().find_map(|k| attrs.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str())).filter(|v| !v.is_empty())
+/// The default of [`Limits::max_tokens_per_call`]: 100M tokens, far above
+/// any context window plus output in one call.
+pub const DEFAULT_MAX_TOKENS_PER_CALL: u64 = 100_000_000;
+
+/// Sanity limits of pricing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A call with more tokens than this (input plus output, or any one
+    /// kind) is `invalid` rather than priced.
+    pub max_tokens_per_call: u64,
 }
 
-fn count(attrs: &Attributes, keys: &[&str]) -> Option<u64> {
-    first(attrs, keys).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| *v >= 0.0).map(|v| v as u64)
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_tokens_per_call: DEFAULT_MAX_TOKENS_PER_CALL }
+    }
+}
+
+/// Usage read from a span, and why it cannot be priced when it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    /// The counts that could be read; an unreadable one is 0.
+    pub usage: LlmUsage,
+    /// Set when a count is not a whole number or a sum of counts
+    /// overflows: the call is then `invalid`, whatever its model.
+    pub invalid: Option<String>,
+}
+
+fn first_named<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    keys.iter().find_map(|k| attrs.iter().find(|(name, _)| name == k).map(|(_, v)| (*k, v.as_str()))).filter(|(_, v)| !v.is_empty())
+}
+
+fn first<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<&'a str> {
+    first_named(attrs, keys).map(|(_, v)| v)
+}
+
+/// A value as quoted in a reason: bounded, as spans are untrusted input and
+/// reasons are stored.
+fn quoted(v: &str) -> String {
+    const SHOWN: usize = 40;
+    if v.chars().count() > SHOWN {
+        format!("'{}...'", v.chars().take(SHOWN).collect::<String>())
+    } else {
+        format!("'{v}'")
+    }
+}
+
+/// A token count: an integer attribute (rendered in decimal) or a string of
+/// ASCII digits. Anything else is a problem, recorded, and reads as absent.
+fn count(attrs: &Attributes, keys: &[&str], problems: &mut Vec<CostError>) -> Option<u64> {
+    let (key, v) = first_named(attrs, keys)?;
+    let (attribute, value) = (key.to_owned(), quoted(v));
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        problems.push(CostError::NotWholeTokens { attribute, value });
+        return None;
+    }
+    match v.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            problems.push(CostError::TokensOutOfRange { attribute, value });
+            None
+        }
+    }
 }
 
 /// Reads LLM usage from a span's attributes; `None` when the span is not an
-/// LLM call (no model and no token counts).
-pub fn extract(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
+/// LLM call (no model, no token counts and no cost).
+pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
     let model = first(attrs, &MODEL).map(str::to_owned);
-    let input = count(attrs, &INPUT);
-    let output = count(attrs, &OUTPUT);
-    let total = count(attrs, &TOTAL);
     let provided_cost = first(attrs, &PROVIDED_COST).and_then(|v| v.trim().parse::<Decimal>().ok());
-    if model.is_none() && input.is_none() && output.is_none() && total.is_none() && provided_cost.is_none() {
+    let counted = [&INPUT[..], &OUTPUT, &TOTAL].iter().any(|keys| first(attrs, keys).is_some());
+    if model.is_none() && !counted && provided_cost.is_none() {
         return None;
     }
-    let cache_read = count(attrs, &CACHE_READ).unwrap_or(0);
-    let cache_write = count(attrs, &CACHE_WRITE).unwrap_or(0);
-    let reasoning = count(attrs, &REASONING).unwrap_or(0);
+    let mut problems = Vec::new();
+    let input = count(attrs, &INPUT, &mut problems);
+    let output = count(attrs, &OUTPUT, &mut problems);
+    let total = count(attrs, &TOTAL, &mut problems);
+    let cache_read = count(attrs, &CACHE_READ, &mut problems).unwrap_or(0);
+    let cache_write = count(attrs, &CACHE_WRITE, &mut problems).unwrap_or(0);
+    let reasoning = count(attrs, &REASONING, &mut problems).unwrap_or(0);
     let mut input_tokens = input.unwrap_or(0);
     let output_tokens = output.unwrap_or_else(|| total.map_or(0, |t| t.saturating_sub(input_tokens)));
     if input.is_none() {
@@ -87,11 +159,16 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
             input_tokens = t.saturating_sub(o);
         }
     }
-    if cache_read + cache_write > input_tokens {
+    match cache_read.checked_add(cache_write) {
         // The input count excluded cached tokens (as Anthropic reports it).
-        input_tokens += cache_read + cache_write;
+        Some(cached) if cached > input_tokens => match input_tokens.checked_add(cached) {
+            Some(n) => input_tokens = n,
+            None => problems.push(CostError::TokenOverflow { a: input_tokens, a_kind: "input", b: cached, b_kind: "cached" }),
+        },
+        Some(_) => {}
+        None => problems.push(CostError::TokenOverflow { a: cache_read, a_kind: "cache read", b: cache_write, b_kind: "cache write" }),
     }
-    Some(LlmUsage {
+    let usage = LlmUsage {
         provider: first(attrs, &PROVIDER).unwrap_or("").to_ascii_lowercase(),
         model: model.unwrap_or_default(),
         operation: first(attrs, &OPERATION).map_or_else(|| span_name.to_owned(), str::to_owned).to_ascii_lowercase(),
@@ -101,7 +178,9 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
         cache_write_tokens: cache_write,
         reasoning_tokens: reasoning,
         provided_cost,
-    })
+    };
+    let invalid = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    Some(Extracted { usage, invalid })
 }
 
 /// How a cost was obtained.
@@ -110,6 +189,9 @@ pub enum PricingStatus {
     Priced,
     Provided,
     Unpriced,
+    /// The usage's counts cannot be trusted (see the module rules): booked
+    /// at zero with the reason, never priced.
+    Invalid,
 }
 
 impl PricingStatus {
@@ -118,6 +200,7 @@ impl PricingStatus {
             PricingStatus::Priced => "priced",
             PricingStatus::Provided => "provided",
             PricingStatus::Unpriced => "unpriced",
+            PricingStatus::Invalid => "invalid",
         }
     }
 }
@@ -133,14 +216,14 @@ pub struct LlmCost {
     /// The catalog entry's provider, when matched.
     pub provider: Option<String>,
     pub rates: Option<Rates>,
-    /// Why it is unpriced, when it is.
+    /// Why it is unpriced or invalid, when it is.
     pub reason: Option<String>,
 }
 
 const PER: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
 fn token_parts(u: &LlmUsage) -> [(&'static str, u64); 5] {
-    let cached = u.cache_read_tokens + u.cache_write_tokens;
+    let cached = u.cache_read_tokens.saturating_add(u.cache_write_tokens);
     [
         ("input", u.input_tokens.saturating_sub(cached)),
         ("cache_read", u.cache_read_tokens),
@@ -150,21 +233,69 @@ fn token_parts(u: &LlmUsage) -> [(&'static str, u64); 5] {
     ]
 }
 
-/// Prices one usage on `day` with `catalog`.
-pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
-    let parts_with = |rate: &dyn Fn(&str) -> Decimal| -> Vec<(&'static str, u64, Decimal)> {
-        token_parts(usage).into_iter().filter(|(_, n)| *n > 0).map(|(kind, n)| (kind, n, Decimal::from(n) * rate(kind) / PER)).collect()
+/// Why `usage` is beyond `limits`, if it is.
+fn over_limits(usage: &LlmUsage, limits: &Limits) -> Option<CostError> {
+    let limit = limits.max_tokens_per_call;
+    let (input, output) = (usage.input_tokens, usage.output_tokens);
+    let Some(total) = input.checked_add(output) else {
+        return Some(CostError::TokenOverflow { a: input, a_kind: "input", b: output, b_kind: "output" });
     };
-    let lookup = catalog.lookup(&usage.model);
+    // Cached and reasoning tokens are parts of input and output; a stored
+    // usage whose parts alone exceed the limit is as suspect.
+    [
+        ("input + output", total),
+        ("cache read", usage.cache_read_tokens),
+        ("cache write", usage.cache_write_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    ]
+    .into_iter()
+    .find(|(_, n)| *n > limit)
+    .map(|(kind, tokens)| CostError::AboveTokenLimit { tokens, kind, limit })
+}
+
+/// Zero-cost parts of `usage`: its tokens are kept, not priced.
+fn unpriced_parts(usage: &LlmUsage) -> Vec<(&'static str, u64, Decimal)> {
+    token_parts(usage).into_iter().filter(|(_, n)| *n > 0).map(|(kind, n)| (kind, n, Decimal::ZERO)).collect()
+}
+
+/// The cost of a usage that cannot be priced: zero, with its tokens and the
+/// reason. A cost the span carried is not booked, as the counts beside it
+/// are wrong; the reason says what it was.
+pub fn invalid(catalog: &Catalog, usage: &LlmUsage, reason: &str) -> LlmCost {
+    let provider = catalog.lookup_for(&usage.provider, &usage.model).entry.map(|e| e.provider.clone());
+    let reason = match usage.provided_cost {
+        Some(cost) => format!("{reason}; the span's own cost {cost} is not booked"),
+        None => reason.to_owned(),
+    };
+    LlmCost {
+        status: PricingStatus::Invalid,
+        parts: unpriced_parts(usage),
+        total: Decimal::ZERO,
+        provider,
+        rates: None,
+        reason: Some(reason),
+    }
+}
+
+/// `tokens` × `per_million` / 1M, or `None` when it overflows.
+fn cost_of(tokens: u64, per_million: Decimal) -> Option<Decimal> {
+    Decimal::from(tokens).checked_mul(per_million)?.checked_div(PER)
+}
+
+/// Prices one usage on `day` with `catalog`, within `catalog.limits`.
+pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
+    if let Some(reason) = over_limits(usage, &catalog.limits) {
+        return invalid(catalog, usage, &reason.to_string());
+    }
+    let lookup = catalog.lookup_for(&usage.provider, &usage.model);
     let provider = lookup.entry.map(|e| e.provider.clone());
     if let Some(cost) = usage.provided_cost {
         // The span's own figure wins; token parts carry no separate price.
-        let parts = parts_with(&|_| Decimal::ZERO);
-        return LlmCost { status: PricingStatus::Provided, parts, total: cost, provider, rates: None, reason: None };
+        return LlmCost { status: PricingStatus::Provided, parts: unpriced_parts(usage), total: cost, provider, rates: None, reason: None };
     }
     let unpriced = |reason: String| LlmCost {
         status: PricingStatus::Unpriced,
-        parts: parts_with(&|_| Decimal::ZERO),
+        parts: unpriced_parts(usage),
         total: Decimal::ZERO,
         provider: provider.clone(),
         rates: None,
@@ -180,14 +311,24 @@ pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
     let Some(rates) = entry.rates(day, usage.input_tokens) else {
         return unpriced(format!("no price for {}/{} in force on {day}", entry.provider, entry.name));
     };
-    let parts = parts_with(&|kind| match kind {
-        "input" => rates.input,
-        "cache_read" => rates.cache_read,
-        "cache_write" => rates.cache_write,
-        "output" => rates.output,
-        _ => rates.reasoning,
-    });
-    let total = parts.iter().map(|p| p.2).sum();
+    let mut parts = Vec::with_capacity(5);
+    let mut total = Decimal::ZERO;
+    for (kind, n) in token_parts(usage).into_iter().filter(|(_, n)| *n > 0) {
+        let rate = match kind {
+            "input" => rates.input,
+            "cache_read" => rates.cache_read,
+            "cache_write" => rates.cache_write,
+            "output" => rates.output,
+            _ => rates.reasoning,
+        };
+        // Within the token limit only an absurd override rate overflows.
+        let Some((cost, sum)) = cost_of(n, rate).and_then(|c| Some((c, total.checked_add(c)?))) else {
+            let entry = format!("{}/{}", entry.provider, entry.name);
+            return invalid(catalog, usage, &CostError::CostOverflow { tokens: n, kind, rate, entry }.to_string());
+        };
+        parts.push((kind, n, cost));
+        total = sum;
+    }
     LlmCost { status: PricingStatus::Priced, parts, total, provider, rates: Some(rates), reason: None }
 }
 
@@ -249,6 +390,14 @@ name = "gemini-2.5-pro"
         Catalog::from_files(toml::from_str::<CatalogFile>(TEST_CATALOG).unwrap(), None).unwrap()
     }
 
+    /// Usage of a span whose counts are all readable.
+    fn valid(span_name: &str, attrs: &Attributes) -> Option<LlmUsage> {
+        extract(span_name, attrs).map(|e| {
+            assert_eq!(e.invalid, None, "{span_name}");
+            e.usage
+        })
+    }
+
     fn attrs(pairs: &[(&str, &str)]) -> Attributes {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
@@ -263,7 +412,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn cached_tokens_are_part_of_input_not_added() {
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[
                 ("gen_ai.request.model", "gpt-4o"),
@@ -285,7 +434,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn reasoning_tokens_are_part_of_output() {
-        let u = extract(
+        let u = valid(
             "chat o3-mini",
             &attrs(&[
                 ("gen_ai.request.model", "o3-mini"),
@@ -303,7 +452,7 @@ name = "gemini-2.5-pro"
     #[test]
     fn input_that_excludes_cache_is_rebuilt() {
         // Anthropic reports input_tokens without cache reads and writes.
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[
                 ("gen_ai.system", "anthropic"),
@@ -324,7 +473,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn tiers_apply_by_request_size() {
-        let u = extract(
+        let u = valid(
             "generate_content",
             &attrs(&[
                 ("gen_ai.request.model", "models/gemini-2.5-pro"),
@@ -344,7 +493,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn the_price_in_force_on_the_day_applies() {
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[("llm.model_name", "openai/gpt-4o"), ("llm.token_count.prompt", "1000"), ("llm.token_count.completion", "1000")]),
         )
@@ -383,7 +532,7 @@ name = "gpt-4o"
 
     #[test]
     fn a_provided_cost_wins_and_unknown_models_are_unpriced_not_free() {
-        let u = extract(
+        let u = valid(
             "llm",
             &attrs(&[("cost.model", "gpt-4o"), ("cost.tokens.prompt", "10"), ("cost.tokens.completion", "5"), ("cost.usd", "0.123456789")]),
         )
@@ -391,7 +540,7 @@ name = "gpt-4o"
         let c = price(&catalog(), &u, day("2025-01-01"));
         assert_eq!((c.status, c.total), (PricingStatus::Provided, d("0.123456789")));
 
-        let u = extract(
+        let u = valid(
             "chat",
             &attrs(&[("gen_ai.request.model", "acme-llm-7b"), ("gen_ai.usage.input_tokens", "42"), ("gen_ai.usage.output_tokens", "7")]),
         )
@@ -404,7 +553,7 @@ name = "gpt-4o"
 
     #[test]
     fn openinference_and_openllmetry_totals() {
-        let u = extract(
+        let u = valid(
             "ChatCompletion",
             &attrs(&[
                 ("llm.model_name", "gpt-4o"),
@@ -418,6 +567,218 @@ name = "gpt-4o"
         .unwrap();
         assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_tokens), (100, 20, 50));
         assert_eq!(u.operation, "llm");
-        assert!(extract("GET /", &attrs(&[("http.route", "/")])).is_none());
+        assert!(valid("GET /", &attrs(&[("http.route", "/")])).is_none());
+    }
+
+    fn shipped() -> Catalog {
+        Catalog::load(None).unwrap()
+    }
+
+    fn usage(provider: &str, model: &str, input: u64, output: u64) -> LlmUsage {
+        LlmUsage { provider: provider.into(), model: model.into(), input_tokens: input, output_tokens: output, ..Default::default() }
+    }
+
+    #[test]
+    fn a_dated_snapshot_keeps_its_own_price() {
+        let march = day("2025-03-01");
+        // 1,000 × $5/M + 500 × $15/M = 0.005 + 0.0075 = 0.0125.
+        let c = price(&shipped(), &usage("openai", "gpt-4o-2024-05-13", 1_000, 500), march);
+        assert_eq!((c.status, c.total), (PricingStatus::Priced, d("0.0125")));
+        // The alias on the same day: 1,000 × $2.50/M + 500 × $10/M = 0.0025 + 0.005 = 0.0075.
+        assert_eq!(price(&shipped(), &usage("openai", "gpt-4o", 1_000, 500), march).total, d("0.0075"));
+        // Before the alias moved to it, 2024-08-06 was already the cheaper snapshot:
+        // 1,000 × $2.50/M + 500 × $10/M = 0.0075, where the alias cost 0.005 + 0.0075 = 0.0125.
+        let sept = day("2024-09-01");
+        assert_eq!(price(&shipped(), &usage("openai", "gpt-4o-2024-08-06", 1_000, 500), sept).total, d("0.0075"));
+        assert_eq!(price(&shipped(), &usage("openai", "gpt-4o", 1_000, 500), sept).total, d("0.0125"));
+    }
+
+    #[test]
+    fn a_provider_qualified_entry_prices_that_providers_calls() {
+        let over: CatalogFile = toml::from_str(
+            r#"
+version = "azure-1"
+currency = "USD"
+[[model]]
+provider = "azure.ai.openai"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-01-01"
+  input = "2.75"
+  output = "11.00"
+"#,
+        )
+        .unwrap();
+        let cat = Catalog::from_files(toml::from_str(TEST_CATALOG).unwrap(), Some(over)).unwrap();
+        let day = day("2025-03-01");
+        let u = valid(
+            "chat",
+            &attrs(&[
+                ("gen_ai.system", "az.ai.openai"),
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "1000"),
+                ("gen_ai.usage.output_tokens", "500"),
+            ]),
+        )
+        .unwrap();
+        // Azure's entry: 1,000 × $2.75/M + 500 × $11/M = 0.00275 + 0.0055 = 0.00825.
+        let c = price(&cat, &u, day);
+        assert_eq!((c.total, c.provider.as_deref()), (d("0.00825"), Some("azure.ai.openai")));
+        // OpenAI's own entry: 1,000 × $2.50/M + 500 × $10/M = 0.0025 + 0.005 = 0.0075.
+        let c = price(&cat, &LlmUsage { provider: "OpenAI".into(), ..u.clone() }, day);
+        assert_eq!((c.total, c.provider.as_deref()), (d("0.0075"), Some("openai")));
+        // Without a provider the override holds the fallback (and was reported).
+        assert_eq!(price(&cat, &LlmUsage { provider: String::new(), ..u }, day).total, d("0.00825"));
+        assert_eq!(cat.collisions().len(), 1);
+    }
+
+    fn invalid_reason(pairs: &[(&str, &str)]) -> String {
+        let e = extract("chat", &attrs(pairs)).unwrap();
+        e.invalid.unwrap_or_else(|| panic!("{pairs:?} must be invalid, read as {:?}", e.usage))
+    }
+
+    #[test]
+    fn token_counts_must_be_whole_numbers() {
+        let model = ("gen_ai.request.model", "gpt-4o");
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.input_tokens", "1e30"), ("gen_ai.usage.output_tokens", "10")]),
+            "gen_ai.usage.input_tokens '1e30' is not a whole number of tokens"
+        );
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.input_tokens", "10"), ("gen_ai.usage.output_tokens", "12.7")]),
+            "gen_ai.usage.output_tokens '12.7' is not a whole number of tokens"
+        );
+        for bad in ["-5", "+5", " 5", "many", "0x10", "NaN"] {
+            assert!(invalid_reason(&[model, ("llm.token_count.prompt", bad)]).contains("is not a whole number"), "{bad}");
+        }
+        // A double attribute of 1e30 is rendered in full: digits, but not a u64.
+        let huge = "1000000000000000000000000000000";
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.cache_read.input_tokens", huge)]),
+            format!("gen_ai.usage.cache_read.input_tokens '{huge}' is out of range")
+        );
+        // Reasons quote a bounded part of the value.
+        let long = "9".repeat(100) + "x";
+        assert_eq!(
+            invalid_reason(&[model, ("gen_ai.usage.input_tokens", &long)]),
+            format!("gen_ai.usage.input_tokens '{}...' is not a whole number of tokens", "9".repeat(40))
+        );
+        // An unreadable count alone still marks the span as an LLM call to flag.
+        assert!(extract("chat", &attrs(&[("gen_ai.usage.input_tokens", "1.5")])).unwrap().invalid.is_some());
+    }
+
+    #[test]
+    fn an_invalid_call_is_booked_at_zero_with_its_reason_and_readable_tokens() {
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "12.7"),
+                ("gen_ai.usage.output_tokens", "500"),
+                ("cost.usd", "0.5"),
+            ]),
+        )
+        .unwrap();
+        let c = invalid(&catalog(), &e.usage, e.invalid.as_deref().unwrap());
+        assert_eq!((c.status, c.status.as_str(), c.total), (PricingStatus::Invalid, "invalid", Decimal::ZERO));
+        assert_eq!(c.parts, vec![("output", 500, Decimal::ZERO)]);
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("gen_ai.usage.input_tokens '12.7' is not a whole number of tokens; the span's own cost 0.5 is not booked")
+        );
+    }
+
+    #[test]
+    fn calls_above_the_token_limit_are_invalid() {
+        let cat = catalog();
+        let day = day("2025-03-01");
+        // At the limit the call is priced: 99,999,500 × $2.50/M + 500 × $10/M = 249.99875 + 0.005 = 250.00375.
+        let at = usage("openai", "gpt-4o", 99_999_500, 500);
+        let c = price(&cat, &at, day);
+        assert_eq!((c.status, c.total), (PricingStatus::Priced, d("250.00375")));
+        let above = LlmUsage { output_tokens: 501, ..at };
+        let c = price(&cat, &above, day);
+        assert_eq!((c.status, c.total), (PricingStatus::Invalid, Decimal::ZERO));
+        assert_eq!(c.reason.as_deref(), Some("100000001 input + output tokens are above the limit of 100000000 per call"));
+        // A stored usage whose cache count alone is above the limit.
+        let cached = LlmUsage { cache_read_tokens: 100_000_001, ..usage("openai", "gpt-4o", 10, 10) };
+        assert_eq!(
+            price(&cat, &cached, day).reason.as_deref(),
+            Some("100000001 cache read tokens are above the limit of 100000000 per call")
+        );
+        // The limit is the catalog's setting: 1,000 tokens priced, 1,001 not.
+        let mut strict = catalog();
+        strict.limits = Limits { max_tokens_per_call: 1_000 };
+        assert_eq!(price(&strict, &usage("openai", "gpt-4o", 500, 500), day).status, PricingStatus::Priced);
+        assert_eq!(price(&strict, &usage("openai", "gpt-4o", 501, 500), day).status, PricingStatus::Invalid);
+        assert_eq!(Limits::default().max_tokens_per_call, 100_000_000);
+    }
+
+    #[test]
+    fn u64_max_tokens_never_panic() {
+        let max = u64::MAX.to_string();
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "1"),
+                ("gen_ai.usage.output_tokens", &max),
+                ("gen_ai.usage.cache_read.input_tokens", &max),
+                ("gen_ai.usage.cache_creation.input_tokens", &max),
+                ("gen_ai.usage.reasoning.output_tokens", &max),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(e.invalid.as_deref(), Some("18446744073709551615 cache read plus 18446744073709551615 cache write tokens overflow"));
+        let c = price(&catalog(), &e.usage, day("2025-03-01"));
+        assert_eq!((c.status, c.total), (PricingStatus::Invalid, Decimal::ZERO));
+        assert_eq!(c.reason.as_deref(), Some("1 input plus 18446744073709551615 output tokens overflow"));
+
+        // Cached tokens that push the rebuilt input total past 64 bits.
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", &max),
+                ("gen_ai.usage.cache_read.input_tokens", &(u64::MAX / 2 + 1).to_string()),
+                ("gen_ai.usage.cache_creation.input_tokens", &(u64::MAX / 2).to_string()),
+            ]),
+        )
+        .unwrap();
+        assert!(e.invalid.is_none(), "{:?}", e.invalid);
+        let e = extract(
+            "chat",
+            &attrs(&[
+                ("gen_ai.request.model", "gpt-4o"),
+                ("gen_ai.usage.input_tokens", "2"),
+                ("gen_ai.usage.cache_read.input_tokens", &(u64::MAX - 1).to_string()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(e.invalid.as_deref(), Some("2 input plus 18446744073709551614 cached tokens overflow"));
+
+        // Without a token limit, money that passes Decimal's range is invalid too.
+        let absurd: CatalogFile = toml::from_str(
+            r#"
+version = "absurd"
+currency = "USD"
+[[model]]
+provider = "acme"
+name = "gpt-4o"
+  [[model.prices]]
+  effective = "2024-01-01"
+  input = "79228162514264337593543950335"
+  output = "1"
+"#,
+        )
+        .unwrap();
+        let mut cat = Catalog::from_files(absurd, None).unwrap();
+        cat.limits = Limits { max_tokens_per_call: u64::MAX };
+        let c = price(&cat, &usage("acme", "gpt-4o", u64::MAX, 0), day("2025-03-01"));
+        assert_eq!((c.status, c.total), (PricingStatus::Invalid, Decimal::ZERO));
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("the cost of 18446744073709551615 input tokens at 79228162514264337593543950335 per 1M tokens of acme/gpt-4o overflows")
+        );
     }
 }

@@ -8,7 +8,17 @@
 //!   (`unassigned` for admin keys), priced per 1,000.
 //! - LLM usage: one row per span that carries model or token attributes;
 //!   priced by the catalog (see [`crate::llm`]); ledger rows aggregate per
-//!   hour, tenant, project, service, provider, model, operation, token kind.
+//!   hour, tenant, project, service, provider, model, operation, token kind,
+//!   pricing status and reason.
+//! - An `invalid` LLM usage (unreadable token counts, above the token limit,
+//!   an overflow) is booked at zero cost with its readable tokens and
+//!   `pricing_status = "invalid"`; the reason is the `pricing_reason` key
+//!   of the row's tags JSON. The ledger row type has no reason column, and
+//!   the tags travel with the row to both stores and the FOCUS export
+//!   without a schema change.
+//! - Repricing from stored usage (`llm_ledger`) finds the rows above the
+//!   token limit again; an unreadable count was stored as 0, so that reason
+//!   is known only when the span is metered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -93,6 +103,15 @@ fn tags(tenant: &str, project: &str, service: &str) -> String {
     serde_json::json!({ "tenant": tenant, "project": project, "service": service }).to_string()
 }
 
+/// The tags of an LLM row: those of [`tags`], plus why the row is not
+/// priced when it is `invalid`.
+fn llm_tags(tenant: &str, project: &str, service: &str, reason: Option<&str>) -> String {
+    match reason {
+        None => tags(tenant, project, service),
+        Some(r) => serde_json::json!({ "tenant": tenant, "project": project, "service": service, "pricing_reason": r }).to_string(),
+    }
+}
+
 impl Meter {
     /// Usage and ledger rows for `batch`.
     pub fn measure(&self, batch: &TelemetryBatch) -> UsageRows {
@@ -107,6 +126,7 @@ impl Meter {
             e.1 += u64::from(bytes);
         };
         let mut llm_rows = Vec::new();
+        let mut invalid = Vec::new();
         for s in &batch.spans {
             add(&s.resource, s.timestamp_ns, "traces", s.encoded_bytes);
             resources.entry(Arc::as_ptr(&s.resource)).or_insert(&s.resource);
@@ -114,7 +134,8 @@ impl Meter {
             let maybe_llm =
                 s.span_attributes.iter().any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm.") || k.starts_with("cost."));
             if maybe_llm {
-                if let Some(u) = llm::extract(&s.span_name, &s.span_attributes) {
+                if let Some(llm::Extracted { usage: u, invalid: why }) = llm::extract(&s.span_name, &s.span_attributes) {
+                    invalid.push(why);
                     llm_rows.push(LlmUsageRow {
                         timestamp_ns: s.timestamp_ns,
                         tenant: lookup(&s.resource, &self.tenancy.tenant_attribute),
@@ -144,9 +165,8 @@ impl Meter {
             resources.entry(Arc::as_ptr(&p.metric.resource)).or_insert(&p.metric.resource);
         }
         // Resources with the same tenant, project and service merge.
-        // (hour, tenant, project, service, signal) → (items, bytes)
-        type MergedKey = (i64, String, String, String, &'static str);
-        let mut merged: BTreeMap<MergedKey, (u64, u64)> = BTreeMap::new();
+        type Merged = (i64, String, String, String, &'static str);
+        let mut merged: BTreeMap<Merged, (u64, u64)> = BTreeMap::new();
         for ((ptr, hour, signal), (items, bytes)) in counts {
             let r = resources[&ptr];
             let key = (
@@ -173,7 +193,7 @@ impl Meter {
             })
             .collect();
         let mut ledger = self.telemetry_ledger(&telemetry);
-        ledger.extend(self.llm_ledger(&llm_rows));
+        ledger.extend(self.llm_ledger_of(llm_rows.iter().zip(invalid.iter().map(Option::as_deref))));
         UsageRows { telemetry, llm: llm_rows, ledger }
     }
 
@@ -238,12 +258,22 @@ impl Meter {
 
     /// Ledger rows for LLM usage, aggregated per hour and dimensions.
     pub fn llm_ledger(&self, usage: &[LlmUsageRow]) -> Vec<LedgerRow> {
-        type Key = (i64, String, String, String, String, String, String, &'static str, &'static str);
-        let mut agg: BTreeMap<Key, (u64, Decimal, String)> = BTreeMap::new();
-        for row in usage {
+        self.llm_ledger_of(usage.iter().map(|row| (row, None)))
+    }
+
+    /// Ledger rows for LLM usage, each with why it is invalid when its
+    /// span's counts could not be read.
+    fn llm_ledger_of<'a>(&self, usage: impl Iterator<Item = (&'a LlmUsageRow, Option<&'a str>)>) -> Vec<LedgerRow> {
+        type Key = (i64, String, String, String, String, String, String, &'static str, &'static str, Option<String>);
+        // Tokens are summed as decimals: a sum of u64 counts can pass u64.
+        let mut agg: BTreeMap<Key, (Decimal, Decimal, String)> = BTreeMap::new();
+        for (row, invalid) in usage {
             let u = &row.usage;
             let day = DateTime::from_timestamp_nanos(row.timestamp_ns).date_naive();
-            let cost = llm::price(&self.catalog, u, day);
+            let cost = match invalid {
+                Some(reason) => llm::invalid(&self.catalog, u, reason),
+                None => llm::price(&self.catalog, u, day),
+            };
             let provider = if u.provider.is_empty() { cost.provider.clone().unwrap_or_default() } else { u.provider.clone() };
             let key_base = (
                 hour_of(row.timestamp_ns),
@@ -254,24 +284,38 @@ impl Meter {
                 u.model.clone(),
                 u.operation.clone(),
             );
-            let status = cost.status.as_str();
             let publisher = cost.provider.clone().unwrap_or_default();
             // A provided cost (or a token-less usage) is one "total" row;
-            // a priced or unpriced one, a row per token kind.
+            // a priced, unpriced or invalid one, a row per token kind.
             let parts = if cost.status == PricingStatus::Provided || cost.parts.is_empty() {
-                vec![("total", u.input_tokens + u.output_tokens, cost.total)]
+                vec![("total", u.input_tokens.saturating_add(u.output_tokens), cost.total)]
             } else {
                 cost.parts
             };
+            let reason = if cost.status == PricingStatus::Invalid { cost.reason.clone() } else { None };
             for (kind, tokens, amount) in parts {
                 let (h, t, p, s, pr, m, o) = key_base.clone();
-                let e = agg.entry((h, t, p, s, pr, m, o, kind, status)).or_insert((0, Decimal::ZERO, publisher.clone()));
-                e.0 += tokens;
-                e.1 += amount;
+                let key = (h, t, p, s, pr, m, o, kind, cost.status.as_str(), reason.clone());
+                let e = agg.entry(key.clone()).or_insert((Decimal::ZERO, Decimal::ZERO, publisher.clone()));
+                if let Some(sum) = e.1.checked_add(amount) {
+                    e.0 = e.0.saturating_add(Decimal::from(tokens));
+                    e.1 = sum;
+                } else {
+                    // Only provided costs near Decimal's limit get here; the
+                    // part is kept, unbooked, rather than panicking.
+                    let (h, t, p, s, pr, m, o, kind, _, _) = key;
+                    let why = format!("adding {amount} to this hour's cost of the row overflows");
+                    let e = agg.entry((h, t, p, s, pr, m, o, kind, PricingStatus::Invalid.as_str(), Some(why))).or_insert((
+                        Decimal::ZERO,
+                        Decimal::ZERO,
+                        publisher.clone(),
+                    ));
+                    e.0 = e.0.saturating_add(Decimal::from(tokens));
+                }
             }
         }
         agg.into_iter()
-            .map(|((hour, tenant, project, service, provider, model, operation, kind, status), (tokens, cost, publisher))| {
+            .map(|((hour, tenant, project, service, provider, model, operation, kind, status, reason), (tokens, cost, publisher))| {
                 let provider_name = provider_display(&provider);
                 LedgerRow {
                     charge_period_start_ns: hour,
@@ -284,12 +328,12 @@ impl Meter {
                     provider_name,
                     resource_id: format!("{}/{}/{}", tenant, project, service),
                     resource_name: service.clone(),
-                    consumed_quantity: Decimal::from(tokens),
+                    consumed_quantity: tokens,
                     consumed_unit: "Tokens".into(),
-                    pricing_quantity: (Decimal::from(tokens) / Decimal::from(1_000_000u32)).round_dp(MONEY_SCALE),
+                    pricing_quantity: (tokens / Decimal::from(1_000_000u32)).round_dp(MONEY_SCALE),
                     pricing_unit: "1M Tokens".into(),
                     sku_id: format!("{provider}/{model}/{kind}"),
-                    tags: tags(&tenant, &project, &service),
+                    tags: llm_tags(&tenant, &project, &service, reason.as_deref()),
                     tenant,
                     project,
                     service,
@@ -302,5 +346,131 @@ impl Meter {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use costplane_telemetry::model::{ScopeInfo, SpanRow};
+    use std::str::FromStr;
+
+    /// 2026-10-06T10:00:00Z.
+    const T: i64 = 1_791_280_800_000_000_000;
+
+    fn meter() -> Meter {
+        Meter { tenancy: Tenancy::default(), catalog: Arc::new(Catalog::load(None).unwrap()), rates: TelemetryRates::default() }
+    }
+
+    fn span(attrs: &[(&str, &str)]) -> SpanRow {
+        SpanRow {
+            resource: Arc::new(ResourceInfo {
+                service_name: "chat-api".into(),
+                attributes: vec![("tenant.id".into(), "acme".into())],
+                schema_url: String::new(),
+            }),
+            scope: Arc::new(ScopeInfo::default()),
+            timestamp_ns: T,
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            parent_span_id: String::new(),
+            trace_state: String::new(),
+            span_name: "chat".into(),
+            span_kind: "Client",
+            span_attributes: attrs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            duration_ns: 1,
+            status_code: "Unset",
+            status_message: String::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            encoded_bytes: 100,
+        }
+    }
+
+    fn llm_rows(spans: Vec<SpanRow>) -> (UsageRows, Vec<LedgerRow>) {
+        let rows = meter().measure(&TelemetryBatch { spans, ..TelemetryBatch::default() });
+        let llm = rows.ledger.iter().filter(|r| r.source == "llm").cloned().collect();
+        (rows, llm)
+    }
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn unreadable_counts_book_an_invalid_row_with_the_reason_in_its_tags() {
+        let (rows, llm) = llm_rows(vec![span(&[
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o-2024-05-13"),
+            ("gen_ai.usage.input_tokens", "1e30"),
+            ("gen_ai.usage.output_tokens", "500"),
+        ])]);
+        assert_eq!(rows.llm.len(), 1, "the usage is kept");
+        assert_eq!(rows.llm[0].usage.output_tokens, 500);
+        assert_eq!(llm.len(), 1);
+        let r = &llm[0];
+        assert_eq!((r.pricing_status.as_str(), r.cost, r.usage_type.as_str()), ("invalid", Decimal::ZERO, "output"));
+        assert_eq!(r.consumed_quantity, Decimal::from(500));
+        let tags: serde_json::Value = serde_json::from_str(&r.tags).unwrap();
+        assert_eq!(tags["pricing_reason"], "gen_ai.usage.input_tokens '1e30' is not a whole number of tokens");
+        assert_eq!(tags["tenant"], "acme");
+    }
+
+    #[test]
+    fn valid_calls_beside_an_invalid_one_are_priced_as_before() {
+        let good = [
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o-2024-05-13"),
+            ("gen_ai.usage.input_tokens", "1000"),
+            ("gen_ai.usage.output_tokens", "500"),
+        ];
+        let mut bad = good;
+        bad[2].1 = "12.7";
+        let (_, llm) = llm_rows(vec![span(&good), span(&bad), span(&good)]);
+        let by = |status: &str| llm.iter().filter(|r| r.pricing_status == status).map(|r| r.cost).sum::<Decimal>();
+        // Two calls of 1,000 × $5/M + 500 × $15/M = 0.0125 each: 0.025.
+        assert_eq!(by("priced"), d("0.025"));
+        assert_eq!(by("invalid"), Decimal::ZERO);
+        let priced_tags: serde_json::Value =
+            serde_json::from_str(&llm.iter().find(|r| r.pricing_status == "priced").unwrap().tags).unwrap();
+        assert!(priced_tags.get("pricing_reason").is_none());
+    }
+
+    #[test]
+    fn repricing_stored_usage_finds_calls_above_the_limit() {
+        let m = meter();
+        let row = LlmUsageRow {
+            timestamp_ns: T,
+            tenant: "acme".into(),
+            project: UNASSIGNED.into(),
+            service: "chat-api".into(),
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            usage: llm::LlmUsage {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                input_tokens: u64::MAX,
+                output_tokens: u64::MAX,
+                ..Default::default()
+            },
+        };
+        let ledger = m.llm_ledger(&[row.clone(), row]);
+        assert!(ledger.iter().all(|r| r.pricing_status == "invalid" && r.cost.is_zero()), "{ledger:?}");
+        // Two calls' tokens summed past u64 without wrapping: 2 × (2^64 - 1) input tokens.
+        let input = ledger.iter().find(|r| r.usage_type == "input").unwrap();
+        assert_eq!(input.consumed_quantity, d("36893488147419103230"));
+        assert!(input.tags.contains("input plus"), "{}", input.tags);
+    }
+
+    #[test]
+    fn provided_costs_that_overflow_the_hour_are_not_a_panic() {
+        let huge = "50000000000000000000000000000";
+        let s = span(&[("cost.model", "gpt-4o"), ("cost.tokens.prompt", "10"), ("cost.usd", huge)]);
+        let (_, llm) = llm_rows(vec![s.clone(), s]);
+        let provided = llm.iter().find(|r| r.pricing_status == "provided").unwrap();
+        assert_eq!(provided.cost, d(huge));
+        let overflow = llm.iter().find(|r| r.pricing_status == "invalid").unwrap();
+        assert_eq!((overflow.cost, overflow.consumed_quantity), (Decimal::ZERO, Decimal::from(10)));
+        assert!(overflow.tags.contains("overflows"), "{}", overflow.tags);
     }
 }

@@ -3,6 +3,14 @@
 //! `claude-3.5-sonnet`) reduce to one key that the catalog is indexed by.
 //! Each step taken is recorded, so `costplane prices check` can say why a
 //! name matched.
+//!
+//! A date suffix is not always noise: a dated snapshot can have its own list
+//! price (`gpt-4o-2024-05-13` is $5/$15 while `gpt-4o` is $2.50/$10), so
+//! [`normalize_keeping_date`] gives the key the catalog tries first.
+//!
+//! Providers are spelled differently by each convention (`az.ai.openai`,
+//! `azure.ai.openai`; `mistral`, `mistral_ai`); [`canonical_provider`] maps
+//! them to one id so a catalog entry's provider and a span's provider meet.
 
 /// Bedrock cross-region inference prefixes.
 const REGION_PREFIXES: [&str; 8] = ["us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca."];
@@ -25,6 +33,16 @@ fn strip_suffix_digits(s: &str, sep: char, digits: usize) -> Option<&str> {
 
 /// Normalizes a model name to its catalog key.
 pub fn normalize(raw: &str) -> Normalized {
+    normalize_with(raw, true)
+}
+
+/// Normalizes a model name as [`normalize`] does but keeps a date suffix:
+/// the key of a dated snapshot entry (`gpt-4o-2024-05-13`).
+pub fn normalize_keeping_date(raw: &str) -> Normalized {
+    normalize_with(raw, false)
+}
+
+fn normalize_with(raw: &str, drop_date: bool) -> Normalized {
     let mut steps = Vec::new();
     let mut s = raw.trim().to_ascii_lowercase();
     if let Some((prefix, rest)) = s.rsplit_once('/') {
@@ -59,23 +77,41 @@ pub fn normalize(raw: &str) -> Normalized {
         }
     }
     // Date suffixes: -2024-08-06, -20241022, @20241022.
-    let dashed = (|| {
-        let a = strip_suffix_digits(&s, '-', 2)?;
-        let b = strip_suffix_digits(a, '-', 2)?;
-        strip_suffix_digits(b, '-', 4)
-    })();
-    if let Some(head) = dashed {
-        steps.push(format!("dropped date '{}'", &s[head.len()..]));
-        s = head.to_owned();
-    } else if let Some(head) = strip_suffix_digits(&s, '-', 8).or_else(|| strip_suffix_digits(&s, '@', 8)) {
-        steps.push(format!("dropped date '{}'", &s[head.len()..]));
-        s = head.to_owned();
+    if drop_date {
+        let dashed = (|| {
+            let a = strip_suffix_digits(&s, '-', 2)?;
+            let b = strip_suffix_digits(a, '-', 2)?;
+            strip_suffix_digits(b, '-', 4)
+        })();
+        if let Some(head) = dashed.or_else(|| strip_suffix_digits(&s, '-', 8)).or_else(|| strip_suffix_digits(&s, '@', 8)) {
+            steps.push(format!("dropped date '{}'", &s[head.len()..]));
+            s = head.to_owned();
+        }
     }
     if s.contains('.') {
         steps.push("spelled '.' as '-'".to_owned());
         s = s.replace('.', "-");
     }
     Normalized { key: s, steps }
+}
+
+/// The one id of a provider however a span or a catalog spells it, compared
+/// case-insensitively. Names follow the OTel GenAI `gen_ai.provider.name`
+/// values; older `gen_ai.system` spellings and the catalog's short names map
+/// onto them. An unknown name is kept, lowercased.
+pub fn canonical_provider(raw: &str) -> String {
+    let p = raw.trim().to_ascii_lowercase();
+    let canonical = match p.as_str() {
+        "azure.ai.openai" | "az.ai.openai" | "azure" | "azure_openai" | "azure.openai" => "azure.ai.openai",
+        "azure.ai.inference" | "az.ai.inference" => "azure.ai.inference",
+        "aws.bedrock" | "bedrock" | "aws_bedrock" | "amazon_bedrock" => "aws.bedrock",
+        // The catalog's "google" entries are the Gemini API's prices.
+        "gcp.gemini" | "gemini" | "google" | "google_genai" => "gcp.gemini",
+        "gcp.vertex_ai" | "vertex_ai" | "vertexai" => "gcp.vertex_ai",
+        "mistral_ai" | "mistral" | "mistralai" => "mistral_ai",
+        _ => return p,
+    };
+    canonical.to_owned()
 }
 
 #[cfg(test)]
@@ -98,6 +134,37 @@ mod tests {
             ("GPT-4.1", "gpt-4-1"),
         ] {
             assert_eq!(normalize(raw).key, key, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_dated_key_keeps_only_the_date() {
+        for (raw, key) in [
+            ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13"),
+            ("openai/GPT-4o-2024-05-13", "gpt-4o-2024-05-13"),
+            ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet-20241022"),
+            ("claude-3.5-sonnet", "claude-3-5-sonnet"),
+        ] {
+            assert_eq!(normalize_keeping_date(raw).key, key, "{raw}");
+        }
+        assert!(!normalize_keeping_date("gpt-4o-2024-05-13").steps.iter().any(|s| s.contains("date")));
+    }
+
+    #[test]
+    fn provider_spellings_meet() {
+        for (raw, id) in [
+            ("OpenAI", "openai"),
+            ("az.ai.openai", "azure.ai.openai"),
+            ("Azure.AI.OpenAI", "azure.ai.openai"),
+            (" aws.bedrock ", "aws.bedrock"),
+            ("bedrock", "aws.bedrock"),
+            ("mistral", "mistral_ai"),
+            ("google", "gcp.gemini"),
+            ("vertex_ai", "gcp.vertex_ai"),
+            ("Anthropic", "anthropic"),
+            ("acme-cloud", "acme-cloud"),
+        ] {
+            assert_eq!(canonical_provider(raw), id, "{raw}");
         }
     }
 
