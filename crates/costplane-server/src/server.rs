@@ -127,7 +127,8 @@ impl Server {
                 ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
                 costs,
                 self.config.api.keys.clone(),
-            ),
+            )
+            .layer(axum::Extension(Arc::new(self.config.billing.clone()))),
             stop.clone(),
             "HTTP API",
         );
