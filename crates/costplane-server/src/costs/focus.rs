@@ -238,6 +238,15 @@ fn row(r: &LedgerRow<'_>, ctx: &Context) -> Vec<Option<String>> {
     let unit_price = if priced { unit_price(r) } else { None };
     let sku = r.text("SkuId");
     let provider = |name: &str| r.text(name).filter(|p| !p.eq_ignore_ascii_case("unknown")).unwrap_or_else(|| UNIDENTIFIED_PROVIDER.into());
+    // The ledger names LLM services after their provider ("OpenAI models",
+    // "unknown models").
+    let service = r.text("ServiceName").map(|s| {
+        if source == "llm" && s.to_ascii_lowercase().starts_with("unknown ") {
+            format!("{UNIDENTIFIED_PROVIDER} models")
+        } else {
+            s
+        }
+    });
     let resource = r.text("ResourceId");
     let mut cells: Vec<Option<String>> = Vec::with_capacity(COLUMNS.len());
     for (name, _) in COLUMNS {
@@ -256,9 +265,9 @@ fn row(r: &LedgerRow<'_>, ctx: &Context) -> Vec<Option<String>> {
             "ProviderName" | "PublisherName" => Some(provider(name)),
             "ChargeCategory" => Some(r.text("ChargeCategory").unwrap_or_else(|| "Usage".into())),
             "ChargeClass" => r.text("ChargeClass"),
-            "ChargeDescription" => Some(description(r, &source)),
+            "ChargeDescription" => Some(description(r, service.as_deref().unwrap_or_default(), &source)),
             "ChargeFrequency" => Some("Usage-Based".into()),
-            "ServiceName" => r.text("ServiceName"),
+            "ServiceName" => service.clone(),
             "ServiceCategory" => Some(category.clone()),
             "ServiceSubcategory" => Some(subcategory(&category, &source)),
             "ResourceId" => resource.clone(),
@@ -322,8 +331,8 @@ fn unit_price(r: &LedgerRow<'_>) -> Option<Decimal> {
     cost.checked_div(quantity).map(|p| p.round_dp(costplane_telemetry::usage::MONEY_SCALE))
 }
 
-fn description(r: &LedgerRow<'_>, source: &str) -> String {
-    let service = r.text("ServiceName").unwrap_or_default();
+fn description(r: &LedgerRow<'_>, service: &str, source: &str) -> String {
+    let service = service.to_owned();
     let kind = r.text("x_UsageType");
     match source {
         "llm" => {
@@ -505,6 +514,7 @@ mod tests {
             ("ContractedCost", json!("0")),
             ("ProviderName", json!("unknown")),
             ("PublisherName", json!("")),
+            ("ServiceName", json!("unknown models")),
             ("x_Operation", json!("")),
         ]);
         assert_eq!(c["BilledCost"].as_deref(), Some("0"));
@@ -513,6 +523,7 @@ mod tests {
         assert_eq!(c["PricingCategory"].as_deref(), Some("Other"));
         assert_eq!(c["ProviderName"].as_deref(), Some(UNIDENTIFIED_PROVIDER));
         assert_eq!(c["PublisherName"].as_deref(), Some(UNIDENTIFIED_PROVIDER));
+        assert_eq!(c["ServiceName"].as_deref(), Some("Unidentified provider models"));
         assert_eq!(c["x_Operation"], None, "an empty store string is a null, not \"\"");
         assert_eq!(c["x_PricingStatus"].as_deref(), Some("unpriced"));
     }

@@ -4,5 +4,6 @@
 
 mod api;
 mod backpressure;
+mod focus_export;
 mod limits;
 mod support;
