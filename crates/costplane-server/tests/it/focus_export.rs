@@ -287,3 +287,32 @@ async fn the_checker_fails_a_broken_export() {
         assert!(problems.contains(expected), "{expected} not in:\n{problems}");
     }
 }
+
+#[tokio::test]
+async fn the_served_export_names_the_configured_billing() {
+    let config = costplane_server::config::Config {
+        billing: BillingSection {
+            account_id: "acct-7".into(),
+            account_name: "Platform chargeback".into(),
+            invoice_issuer: "Platform team".into(),
+        },
+        ..costplane_server::config::Config::default()
+    };
+    let mut server = crate::support::RunningServer::start(config, std::time::Duration::ZERO, 0).await;
+    let meter = CostSection::default().meter().unwrap();
+    let ledger = meter.llm_ledger(&[llm("acme", "openai", "gpt-4o", 1_000, 100, None)]);
+    let batch = TelemetryBatch { id: 7, usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
+    server.store.write(&batch).await.unwrap();
+    let body =
+        reqwest::get(format!("http://{}/api/costs/export?month=2026-10&format=focus", server.api)).await.unwrap().text().await.unwrap();
+    let rows = records(&body);
+    assert_eq!(rows.len(), 2, "{body}");
+    for r in &rows {
+        assert_eq!(
+            (r["BillingAccountId"].as_str(), r["BillingAccountName"].as_str(), r["InvoiceIssuerName"].as_str()),
+            ("acct-7", "Platform chargeback", "Platform team")
+        );
+    }
+    assert!(focus_check(&body, Some(TOLERATE)).0);
+    server.stop().await;
+}
