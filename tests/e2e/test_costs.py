@@ -6,13 +6,14 @@ stores. Expected dollar amounts are worked out by hand below."""
 import csv
 import io
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
 from decimal import Decimal
 
 import pytest
-from conftest import Server, clickhouse_url_for_tests
+from conftest import ROOT, Server, clickhouse_url_for_tests
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -24,6 +25,9 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+sys.path.insert(0, str(ROOT / "tests/support"))
+import focus_check  # noqa: E402
 
 ADMIN = "admin-key-0123456789abcdef"
 ACME = "acme-key-0123456789abcdef"
@@ -112,6 +116,18 @@ tenant = "acme"
         server.proc.wait()
     if front:
         front.stop()
+
+
+def focus_export(server, month, key=ADMIN):
+    """The month's FOCUS export, checked for FOCUS 1.2 conformance (unit
+    prices may be null only on rows no catalog price covered, the export's
+    declared departure), as dicts."""
+    status, headers, body = api(server, f"/api/costs/export?month={month}&format=focus", key=key)
+    assert status == 200, body
+    text = body.decode()
+    problems = focus_check.check(text, tolerate={"x_PricingStatus": {"unpriced", "provided"}})
+    assert problems == [], "\n".join(map(str, problems))
+    return list(csv.DictReader(io.StringIO(text)))
 
 
 def api(server, path, key=ADMIN, method="GET", body=None):
@@ -234,14 +250,18 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert llm_acme == ACME_LLM
 
     # FOCUS export: the ledger rows, same money to the last digit.
-    status, headers, body = api(server, "/api/costs/export?month=2026-10&format=focus")
-    assert status == 200
-    focus = list(csv.DictReader(io.StringIO(body.decode())))
+    focus = focus_export(server, "2026-10")
     assert list(focus[0].keys())[:6] == ["ChargePeriodStart", "ChargePeriodEnd", "BilledCost", "EffectiveCost", "ListCost", "ContractedCost"]
     assert sum(Decimal(r["BilledCost"]) for r in focus if r["x_Source"] == "llm" and r["x_Tenant"] == "acme") == ACME_LLM
     statuses = {r["x_PricingStatus"] for r in focus if r["x_Source"] == "llm"}
     assert statuses == {"priced", "provided", "unpriced"}
     assert all(r["ChargeCategory"] == "Usage" and r["BillingCurrency"] == "USD" for r in focus)
+    assert all(r["BillingPeriodStart"] == "2026-10-01T00:00:00Z" and r["BillingPeriodEnd"] == "2026-11-01T00:00:00Z"
+               and r["BillingAccountId"] == "costplane" and r["SubAccountId"] == r["x_Tenant"] for r in focus)
+    unpriced = [r for r in focus if r["x_PricingStatus"] == "unpriced"]
+    assert unpriced and all(r["BilledCost"] == "0" and r["ListUnitPrice"] == "" and r["x_Model"] == "mystery-llm-7b"
+                            for r in unpriced)
+    assert {r["ServiceCategory"] for r in focus} == {"AI and Machine Learning", "Management and Governance"}
     assert {r["x_PriceVersion"] for r in focus if r["x_Model"] == "acme-internal"} == {"2026-11-01+test-overrides-1"}
     # Telemetry ingest at $0.50 per GiB of encoded OTLP bytes: each ledger row
     # (an hour of one export's bytes) is rounded to 12 places, and the
@@ -285,8 +305,7 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     # Tenant keys see only their tenant; no key is 401; tenant keys cannot run SQL.
     mine = costs(server, f"{window}&group_by=tenant", key=ACME)
     assert {r["tenant"] for r in mine["rows"]} == {"acme"}
-    status, _, body = api(server, "/api/costs/export?month=2026-10&format=focus", key=ACME)
-    assert {r["x_Tenant"] for r in csv.DictReader(io.StringIO(body.decode()))} == {"acme"}
+    assert {r["x_Tenant"] for r in focus_export(server, "2026-10", key=ACME)} == {"acme"}
     status, _, body = api(server, "/api/costs/export?month=2026-10", key=ACME)
     assert {r["tenant"] for r in csv.DictReader(io.StringIO(body.decode()))} == {"acme"}
     # Those three acme queries are metered for acme: 3 / 1,000 x $2 = 0.006.
@@ -312,8 +331,7 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert Decimal(answer["cost_after"]) - Decimal(answer["cost_before"]) == Decimal("1")
     by_tenant = costs(server, f"{window}&source=llm&group_by=tenant")
     assert {r["tenant"]: Decimal(r["cost"]) for r in by_tenant["rows"]} == {"acme": ACME_LLM, "globex": Decimal("2")}
-    status, _, body = api(server, "/api/costs/export?month=2026-10&format=focus")
-    focus = list(csv.DictReader(io.StringIO(body.decode())))
+    focus = focus_export(server, "2026-10")
     assert sum(Decimal(r["BilledCost"]) for r in focus if r["x_Tenant"] == "globex" and r["x_Source"] == "llm") == 2
     status, _, body = api(server, "/api/costs/export?month=2026-10")
     chargeback = list(csv.DictReader(io.StringIO(body.decode())))

@@ -55,6 +55,25 @@ pub struct Config {
     pub cost: CostSection,
     pub api: ApiSection,
     pub metrics: MetricsSection,
+    pub billing: BillingSection,
+}
+
+/// `[billing]`: who bills whom, as the FOCUS export names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingSection {
+    /// FOCUS `BillingAccountId`: the account the charges are billed to (not empty).
+    pub account_id: String,
+    /// FOCUS `BillingAccountName` (empty: exported as null).
+    pub account_name: String,
+    /// FOCUS `InvoiceIssuerName`: who invoices the charges (not empty).
+    pub invoice_issuer: String,
+}
+
+impl Default for BillingSection {
+    fn default() -> Self {
+        BillingSection { account_id: "costplane".into(), account_name: "costplane".into(), invoice_issuer: "costplane".into() }
+    }
 }
 
 /// `[api]`: access to the HTTP API.
@@ -297,6 +316,7 @@ impl Default for Config {
             cost: CostSection::default(),
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
+            billing: BillingSection::default(),
         }
     }
 }
@@ -453,6 +473,12 @@ impl Config {
         if !["gzip", "none"].contains(&self.clickhouse.compression.as_str()) {
             return Err(format!("clickhouse.compression '{}' is not gzip or none", self.clickhouse.compression));
         }
+        if self.billing.account_id.trim().is_empty() {
+            return Err("billing.account_id must not be empty (it is FOCUS BillingAccountId)".into());
+        }
+        if self.billing.invoice_issuer.trim().is_empty() {
+            return Err("billing.invoice_issuer must not be empty (it is FOCUS InvoiceIssuerName)".into());
+        }
         parse_duration(&self.clickhouse.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?;
         self.metrics.validate()?;
         self.buffer_config()?;
@@ -570,6 +596,19 @@ mod tests {
         let config = Config::load(Some(&path)).unwrap();
         // The example documents every key with its default value.
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn billing_names_are_read_and_checked() {
+        let config =
+            Config::from_toml("[billing]\naccount_id = \"acct-1\"\naccount_name = \"\"\ninvoice_issuer = \"Platform team\"\n").unwrap();
+        assert_eq!(config.billing.account_id, "acct-1");
+        assert_eq!(config.billing.account_name, "");
+        assert_eq!(config.billing.invoice_issuer, "Platform team");
+        let err = Config::from_toml("[billing]\naccount_id = \" \"\n").unwrap_err();
+        assert!(err.contains("billing.account_id"), "{err}");
+        let err = Config::from_toml("[billing]\naccount = \"x\"\n").unwrap_err();
+        assert!(err.contains("unknown field `account`"), "{err}");
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl Server {
                 costs,
                 self.config.api.keys.clone(),
                 metrics,
-            ),
+            )
+            .layer(axum::Extension(Arc::new(self.config.billing.clone()))),
             stop.clone(),
             "HTTP API",
         );

@@ -11,6 +11,7 @@
 //! trimmed, so the API and both exports agree to the last digit. Tenant API
 //! keys add a `x_Tenant = <their tenant>` condition to every query.
 
+pub mod focus;
 pub mod metrics;
 pub mod params;
 
@@ -23,14 +24,14 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use costplane_cost::Meter;
-use costplane_store::{Param, Params, QueryResult, Store};
+use costplane_store::{Param, Params, Store};
 use costplane_telemetry::usage::{LlmUsage, LlmUsageRow, UsageRows};
 use costplane_telemetry::TelemetryBatch;
 use http::header;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use self::params::{days, iso, ns, parse_month, parse_time, CostQuery, Step};
+use self::params::{iso, ns, parse_month, parse_time, CostQuery, Step};
 use crate::auth::Caller;
 use crate::csv;
 use crate::error::{ApiError, ErrorCode};
@@ -203,48 +204,10 @@ pub async fn unpriced(
     Ok(Json(json!({ "from": iso(ns(q.from)), "to": iso(ns(q.to)), "rows": rows })).into_response())
 }
 
-const FOCUS_COLUMNS: [&str; 31] = [
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingCurrency",
-    "ChargeCategory",
-    "ChargeClass",
-    "ServiceName",
-    "ServiceCategory",
-    "ProviderName",
-    "PublisherName",
-    "InvoiceIssuerName",
-    "ResourceId",
-    "ResourceName",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "PricingQuantity",
-    "PricingUnit",
-    "SkuId",
-    "Tags",
-    "x_Tenant",
-    "x_Project",
-    "x_Service",
-    "x_Source",
-    "x_Model",
-    "x_Operation",
-    "x_UsageType",
-    "x_PricingStatus",
-    "x_PriceVersion",
-];
-
-/// Which columns hold money or quantities (written as numbers).
-fn is_number_column(name: &str) -> bool {
-    name.ends_with("Cost") || name.ends_with("Quantity")
-}
-
 pub async fn export(
     State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
+    billing: Option<Extension<Arc<crate::config::BillingSection>>>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     for key in raw.keys() {
@@ -262,7 +225,11 @@ pub async fn export(
         caller.tenant().map(|t| format!("-{}", t.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))).unwrap_or_default();
     let (body, name) = match format {
         "csv" => (chargeback_stream(state, caller, ns(from), ns(to)), format!("costplane-chargeback-{month}{scope}.csv")),
-        "focus" => (focus_stream(state, caller, from, to), format!("costplane-focus-{month}{scope}.csv")),
+        "focus" => {
+            let billing = billing.map(|Extension(b)| (*b).clone()).unwrap_or_default();
+            let ctx = focus::Context { billing, period_start: from, period_end: to };
+            (focus::stream(state, caller, ctx), format!("costplane-focus-{month}{scope}.csv"))
+        }
         other => {
             return Err(ApiError::new(ErrorCode::InvalidArgument, format!("format={other:?} is not csv or focus")));
         }
@@ -382,53 +349,6 @@ fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Bo
     });
     Body::from_stream(stream)
 }
-
-/// The ledger as FOCUS CSV, read and written a day at a time so memory stays
-/// bounded however big the month.
-fn focus_stream(state: CostState, caller: Caller, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Body {
-    let header_line = csv::line(&FOCUS_COLUMNS.map(String::from));
-    let ranges = days(from, to);
-    let stream = futures::stream::once(async move { Ok::<String, ApiError>(header_line) }).chain(futures::stream::iter(ranges).then(
-        move |(a, b)| {
-            let (state, caller) = (state.clone(), caller.clone());
-            async move { focus_day(&state, &caller, a, b).await }
-        },
-    ));
-    Body::from_stream(stream)
-}
-
-async fn focus_day(state: &CostState, caller: &Caller, from: i64, to: i64) -> Chunk {
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let filter = ledger_where(&mut p, dialect, from, to, caller);
-    let cols: Vec<String> =
-        FOCUS_COLUMNS.iter().map(|c| if c.starts_with("ChargePeriod") { dialect.ns(c) } else { (*c).to_owned() }).collect();
-    let sql =
-        format!("SELECT {} FROM costplane_ledger WHERE {filter} ORDER BY ChargePeriodStart, x_Tenant, x_Source, SkuId", cols.join(", "));
-    let result: QueryResult = state.store.query_with(&sql, &p.values).await?;
-    let mut out = String::new();
-    for r in &result.rows {
-        let cells: Vec<String> = FOCUS_COLUMNS
-            .iter()
-            .zip(r)
-            .map(|(name, v)| {
-                if name.starts_with("ChargePeriod") {
-                    iso(v.as_i64().unwrap_or(0))
-                } else if v.is_null() {
-                    String::new()
-                } else if is_number_column(name) {
-                    csv::number(&money(decimal(v)))
-                } else {
-                    csv::text(&text(v))
-                }
-            })
-            .collect();
-        out.push_str(&csv::line(&cells));
-    }
-    Ok(out)
-}
-
-use futures::StreamExt as _;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
