@@ -378,6 +378,7 @@ pub struct Overrides {
     pub clickhouse_password_file: Option<PathBuf>,
     pub clickhouse_database: Option<String>,
     pub clickhouse_cluster: Option<String>,
+    pub price_overrides: Option<PathBuf>,
 }
 
 impl Config {
@@ -442,6 +443,9 @@ impl Config {
         }
         if let Some(v) = o.clickhouse_cluster {
             ch.cluster = Some(v);
+        }
+        if let Some(v) = o.price_overrides {
+            self.cost.price_overrides = Some(v);
         }
         self.validate().map_err(ServerError::Config)
     }
@@ -609,6 +613,30 @@ mod tests {
         assert!(err.contains("billing.account_id"), "{err}");
         let err = Config::from_toml("[billing]\naccount = \"x\"\n").unwrap_err();
         assert!(err.contains("unknown field `account`"), "{err}");
+    }
+
+    #[test]
+    fn the_example_with_its_api_keys_uncommented_still_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/costplane.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[api.keys]]")
+                        || rest.starts_with("key = ")
+                        || rest.starts_with("tenant = ")
+                        || rest.starts_with("role = ") =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::from_toml(&uncommented).unwrap();
+        assert_eq!(config.api.keys.len(), 2);
+        assert!(!config.api.allow_open_remote);
     }
 
     #[test]

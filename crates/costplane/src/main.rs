@@ -118,6 +118,10 @@ struct ServeArgs {
     /// ClickHouse cluster name: replicated and distributed tables, DDL ON CLUSTER.
     #[arg(long, env = "COSTPLANE_CLICKHOUSE_CLUSTER")]
     clickhouse_cluster: Option<String>,
+    /// A price file whose entries beat the shipped catalog (the same file
+    /// `costplane prices check --overrides` reads).
+    #[arg(long, env = "COSTPLANE_PRICE_OVERRIDES")]
+    overrides: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -139,6 +143,7 @@ impl ServeArgs {
             clickhouse_password_file: self.clickhouse_password_file,
             clickhouse_database: self.clickhouse_database,
             clickhouse_cluster: self.clickhouse_cluster,
+            price_overrides: self.overrides,
         })?;
         Ok(config)
     }

@@ -62,3 +62,17 @@ fn sql_without_server_or_store_says_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no server answered") && err.contains("costplane serve"), "{err}");
 }
+
+#[test]
+fn serve_honours_the_price_overrides_that_prices_check_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prices.toml");
+    std::fs::write(
+        &file,
+        "version = \"cli-overrides-7\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"acme\"\nname = \"acme-internal\"\n  [[model.prices]]\n  effective = \"2026-01-01\"\n  input = \"1.00\"\n  output = \"2.00\"\n",
+    )
+    .unwrap();
+    // `--overrides` (env COSTPLANE_PRICE_OVERRIDES, as for `prices check`).
+    let server = ServerProcess::start(&["--overrides", file.to_str().unwrap()]);
+    assert!(server.log_text().contains("cli-overrides-7"), "the server bills with the override file: {}", server.log_text());
+}
