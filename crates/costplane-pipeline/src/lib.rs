@@ -311,7 +311,9 @@ impl Pipeline {
         // Held across the append, so a request is either logged and queued,
         // or neither (no record a client was told to resend).
         let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(sender) = tx.as_ref() else { return Err(SubmitError::ShuttingDown) };
+        // A closed channel (the writer is gone) takes nothing: check before
+        // logging, so no record is written for a request the client resends.
+        let Some(sender) = tx.as_ref().filter(|s| !s.is_closed()) else { return Err(SubmitError::ShuttingDown) };
         let (record_id, location, body_copy, reservation) = match &self.inner.disk {
             Some(disk) => {
                 let (id, loc) = disk.append_request(&meta, body).map_err(|e| match e {

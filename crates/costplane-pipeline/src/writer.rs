@@ -67,6 +67,14 @@ fn derive_id(parent: u64, side: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Why a request's rows are not at hand.
+enum Unloaded {
+    /// Dead-lettered (cannot be decoded) and resolved.
+    Resolved,
+    /// Cannot be read now: it stays pending in the buffer.
+    Stuck,
+}
+
 /// How one write of a batch ended.
 enum Outcome {
     Stored,
@@ -98,7 +106,7 @@ impl Writer {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(Entry::Request { part, batch }) => {
-                        let Some((part, rows)) = self.load(part, batch) else { continue };
+                        let Ok((part, rows)) = self.load(part, batch) else { continue };
                         if pending.is_empty() {
                             deadline = Some(Instant::now() + self.config.flush_interval);
                         }
@@ -112,12 +120,21 @@ impl Writer {
                         self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
                         deadline = None;
                         let mut replay = WriteBatch { id: batch_id, ..WriteBatch::default() };
+                        let mut stuck = false;
                         for part in parts {
-                            if let Some((part, rows)) = self.load(part, None) {
-                                replay.push(part, rows);
+                            match self.load(part, None) {
+                                Ok((part, rows)) => replay.push(part, rows),
+                                Err(Unloaded::Stuck) => stuck = true,
+                                Err(Unloaded::Resolved) => {}
                             }
                         }
-                        self.dispatch(replay, false, &slots, &mut tasks).await;
+                        if stuck {
+                            // Committing the batch would mark the unread
+                            // request done: leave it all for the next start.
+                            tracing::error!(batch = batch_id, "a replayed batch has a request that cannot be read; the batch stays in the disk buffer");
+                        } else {
+                            self.dispatch(replay, false, &slots, &mut tasks).await;
+                        }
                     }
                     None => {
                         self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
@@ -147,30 +164,38 @@ impl Writer {
     /// The rows of a request: in memory already, or read back from the disk
     /// buffer and decoded again. A request that cannot be read back is
     /// dead-lettered (or, without a body, reported) and resolved.
-    fn load(&self, mut part: Part, batch: Option<Box<TelemetryBatch>>) -> Option<(Part, TelemetryBatch)> {
+    fn load(&self, mut part: Part, batch: Option<Box<TelemetryBatch>>) -> Result<(Part, TelemetryBatch), Unloaded> {
         if let Some(rows) = batch {
-            return Some((part, *rows));
+            return Ok((part, *rows));
         }
         let inner = &self.pipeline.inner;
         let (Some(disk), Some(loc), Some(meta)) = (&inner.disk, part.location, part.meta.clone()) else {
-            return None;
+            return Err(Unloaded::Stuck);
         };
-        let read = disk.read_request(loc);
-        let decoded = match &read {
-            Ok((_, body)) => self.decoder.decode(&meta, body),
-            Err(e) => Err(e.to_string()),
+        let body = match disk.read_request(loc) {
+            Ok((_, body)) => body,
+            Err(e) => {
+                // An I/O error may pass: the request stays pending in the
+                // buffer (not committed) and is replayed at the next start.
+                tracing::error!(record = part.record_id, error = %e, "cannot read a buffered request back; it stays in the disk buffer for the next start");
+                return Err(Unloaded::Stuck);
+            }
         };
+        // A decoder panic must not take the writer (and, replayed first at
+        // every start, the server) down with it.
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| self.decoder.decode(&meta, &body)))
+            .unwrap_or_else(|_| Err("decoding the buffered request panicked".to_owned()));
         match decoded {
             Ok(rows) => {
                 part.rows = rows.rows();
                 part.approx_bytes = rows.approx_bytes;
                 part.reservation = Some(inner.memory.force_reserve(rows.approx_bytes));
-                Some((part, rows))
+                Ok((part, rows))
             }
             Err(error) => {
                 tracing::error!(record = part.record_id, tenant = %meta.tenant, error = %error, "a buffered request cannot be decoded again");
-                if let Ok((_, body)) = read {
-                    let _ = self.write_dead_letter(&part, &body, DeadLetterReason::Rejected, &error);
+                if !self.write_dead_letter(&part, &body, DeadLetterReason::Rejected, &error) {
+                    return Err(Unloaded::Stuck);
                 }
                 // Logged as a batch of its own, so the next start sees the
                 // request resolved.
@@ -179,7 +204,7 @@ impl Writer {
                     tracing::error!(error = %e, "cannot log to the disk buffer");
                 }
                 self.resolve(id, &[part]);
-                None
+                Err(Unloaded::Resolved)
             }
         }
     }
@@ -351,6 +376,13 @@ impl Writer {
             };
             match body {
                 Ok(body) => all &= self.write_dead_letter(part, &body, reason, error),
+                // A request in the disk buffer whose body cannot be read now
+                // stays there (not committed); costplane's own usage rows,
+                // which have no body, are reported and dropped.
+                Err(why) if part.location.is_some() => {
+                    tracing::error!(error = %error, why = %why, "cannot read a refused request back to dead-letter it; it stays in the disk buffer");
+                    all = false;
+                }
                 Err(why) => tracing::error!(
                     rows = part.rows,
                     error = %error,

@@ -206,7 +206,12 @@ impl DiskBuffer {
                     max_record = max_record.max(record_id);
                     requests.push(PendingRequest { record_id, meta, location: RecordLocation { segment: seq, offset, len } });
                 }
-                Record::Intent { batch_id, records } => intents.push((batch_id, records)),
+                Record::Intent { batch_id, records } => {
+                    // Ids named here must not be reused, even when their
+                    // request records are gone.
+                    max_record = records.iter().copied().fold(max_record, u64::max);
+                    intents.push((batch_id, records));
+                }
                 Record::Commit { batch_id } => {
                     committed.insert(batch_id);
                 }
@@ -241,10 +246,10 @@ impl DiskBuffer {
             if found.is_empty() {
                 continue;
             }
-            // A batch that lost requests to a truncation gets a new id: its
-            // old insert tokens would drop the survivors as duplicates.
-            let id = if found.len() == records.len() { batch_id } else { batch_id ^ 0x9e37_79b9_7f4a_7c15 };
-            recovery.batches.push((id, found));
+            // A batch that lost requests to a truncation keeps its id: if the
+            // crashed run stored it, the survivors were stored with it and
+            // the store's deduplication skips them; if not, they are stored.
+            recovery.batches.push((batch_id, found));
         }
         recovery.requests = order.into_iter().filter_map(|id| by_id.remove(&id)).collect();
 
@@ -290,7 +295,17 @@ impl DiskBuffer {
         let path = segment_path(&self.config.dir, st.active_seq);
         let mut written = 0u64;
         for p in parts {
-            st.active.write_all(p).map_err(io(&path))?;
+            if let Err(e) = st.active.write_all(p) {
+                // Never leave a partial record behind the good ones: cut the
+                // file back to its last whole record (or, if even that
+                // fails, continue in a new segment), so later records stay
+                // readable and the recorded offsets stay true.
+                let good = st.segments.get(&st.active_seq).map_or(0, |s| s.bytes);
+                if st.active.set_len(good).is_err() {
+                    let _ = self.rotate(st);
+                }
+                return Err(io(&path)(e));
+            }
             written += p.len() as u64;
         }
         if let Some(s) = st.segments.get_mut(&st.active_seq) {
@@ -329,8 +344,11 @@ impl DiskBuffer {
         if st.total_bytes + size > self.config.max_bytes {
             // The active segment is never deleted; when all it holds is
             // resolved, close it so it can go.
+            // Only worth it when no older segment is pending (deletion goes
+            // oldest first).
             let active_resolved = st.segments.get(&st.active_seq).is_some_and(|a| a.pending == 0 && a.bytes > 0);
-            if active_resolved {
+            let older_pending = st.segments.iter().any(|(&seq, s)| seq != st.active_seq && s.pending > 0);
+            if active_resolved && !older_pending {
                 self.rotate(&mut st)?;
             }
             // One request always fits when nothing is pending, so a request
@@ -364,7 +382,15 @@ impl DiskBuffer {
     pub fn append_intent(&self, batch_id: u64, records: &[u64]) -> Result<(), BufferError> {
         let mut st = self.lock();
         self.write_locked(&mut st, &[&record::encode_intent(batch_id, records)])?;
-        self.dirty.store(true, Ordering::Release);
+        match self.config.fsync {
+            // On disk before the first write attempt, so a power loss cannot
+            // make a replay re-batch requests the store already has.
+            FsyncPolicy::EveryRequest => {
+                let path = segment_path(&self.config.dir, st.active_seq);
+                st.active.sync_data().map_err(io(&path))?;
+            }
+            FsyncPolicy::Interval(_) => self.dirty.store(true, Ordering::Release),
+        }
         Ok(())
     }
 
@@ -372,7 +398,9 @@ impl DiskBuffer {
     /// (`locations`), and deletes segments that hold nothing pending.
     pub fn commit(&self, batch_id: u64, locations: &[RecordLocation]) -> Result<(), BufferError> {
         let mut st = self.lock();
-        self.write_locked(&mut st, &[&record::encode_commit(batch_id)])?;
+        // Released whether or not the commit record is written: without it,
+        // the next start replays the batch and the store deduplicates it.
+        let written = self.write_locked(&mut st, &[&record::encode_commit(batch_id)]);
         self.dirty.store(true, Ordering::Release);
         for loc in locations {
             if let Some(s) = st.segments.get_mut(&loc.segment) {
@@ -380,7 +408,7 @@ impl DiskBuffer {
             }
         }
         self.delete_resolved(&mut st);
-        Ok(())
+        written.map(|_| ())
     }
 
     fn delete_resolved(&self, st: &mut State) {
@@ -424,7 +452,11 @@ impl DiskBuffer {
             let path = segment_path(&self.config.dir, st.active_seq);
             (st.active.try_clone().map_err(io(&path))?, path)
         };
-        file.sync_data().map_err(io(&path))
+        file.sync_data().map_err(|e| {
+            // Try again at the next tick.
+            self.dirty.store(true, Ordering::Release);
+            io(&path)(e)
+        })
     }
 
     /// The background fsync period, when there is one.
@@ -478,6 +510,25 @@ mod tests {
         // New ids continue after the old ones.
         let e = buf.append_request(&meta("e"), b"fifth").unwrap();
         assert!(e.0 > d.0);
+    }
+
+    #[test]
+    fn a_batch_that_lost_a_request_keeps_its_id_and_ids_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.segment_bytes = 1 << 20;
+        let (buf, _) = DiskBuffer::open(cfg.clone()).unwrap();
+        let a = buf.append_request(&meta("a"), b"first").unwrap();
+        let b = buf.append_request(&meta("b"), b"second").unwrap();
+        buf.append_intent(42, &[a.0, b.0, 99]).unwrap();
+        drop(buf);
+        // Record 99 is named by the intent but its request is gone.
+        let (buf, rec) = DiskBuffer::open(cfg).unwrap();
+        assert_eq!(rec.batches.len(), 1);
+        assert_eq!(rec.batches[0].0, 42, "same id: the store skips what a crashed run already stored under it");
+        assert_eq!(rec.batches[0].1.len(), 2);
+        let next = buf.append_request(&meta("c"), b"third").unwrap();
+        assert!(next.0 > 99, "an id an intent names is not handed out again");
     }
 
     #[test]
