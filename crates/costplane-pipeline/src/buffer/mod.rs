@@ -273,18 +273,9 @@ impl DiskBuffer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.config.dir
-    }
-
     /// Bytes of segments on disk.
     pub fn bytes(&self) -> u64 {
         self.lock().total_bytes
-    }
-
-    /// Requests not yet committed.
-    pub fn pending_records(&self) -> usize {
-        self.lock().segments.values().map(|s| s.pending).sum()
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -360,7 +351,7 @@ impl DiskBuffer {
         }
         self.rotate_if_full(&mut st)?;
         let record_id = st.next_record;
-        let (head, _) = record::encode_request(record_id, meta, body);
+        let head = record::encode_request(record_id, meta, body);
         let segment = st.active_seq;
         let offset = st.segments.get(&segment).map_or(0, |s| s.bytes);
         let len = self.write_locked(&mut st, &[&head, body])?;
@@ -546,7 +537,7 @@ mod tests {
         buf.append_intent(1, &[reqs[0].0]).unwrap();
         buf.commit(1, &[reqs[0].1]).unwrap();
         assert_eq!(files(), 2, "the first two segments are resolved");
-        assert_eq!(buf.pending_records(), 2);
+        assert_eq!(buf.lock().segments.values().map(|s| s.pending).sum::<usize>(), 2);
     }
 
     #[test]

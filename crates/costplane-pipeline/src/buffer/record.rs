@@ -34,6 +34,13 @@ pub struct RequestMeta {
     pub tenant: String,
 }
 
+impl RequestMeta {
+    /// The metadata of a request accepted now.
+    pub fn accepted_now(signal: Signal, encoding: Encoding, tenant: String) -> RequestMeta {
+        RequestMeta { signal, encoding, received_ns: crate::now_ns(), tenant }
+    }
+}
+
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record<'a> {
@@ -74,7 +81,7 @@ fn encoding_of(code: u8) -> Option<Encoding> {
     })
 }
 
-fn frame(payload: Vec<u8>, body: &[u8]) -> (Vec<u8>, u32) {
+fn frame(payload: Vec<u8>, body: &[u8]) -> Vec<u8> {
     let len = payload.len() + body.len();
     let mut crc = crc32fast::Hasher::new();
     crc.update(&payload);
@@ -83,12 +90,11 @@ fn frame(payload: Vec<u8>, body: &[u8]) -> (Vec<u8>, u32) {
     head.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
     head.extend_from_slice(&crc.finalize().to_le_bytes());
     head.extend_from_slice(&payload);
-    (head, u32::try_from(len).unwrap_or(u32::MAX))
+    head
 }
 
-/// The bytes of a request record: the framed head, to be followed by `body`.
-/// Returns the head and the payload length.
-pub fn encode_request(record_id: u64, meta: &RequestMeta, body: &[u8]) -> (Vec<u8>, u32) {
+/// The framed head of a request record, to be followed by `body`.
+pub fn encode_request(record_id: u64, meta: &RequestMeta, body: &[u8]) -> Vec<u8> {
     let tenant = meta.tenant.as_bytes();
     let tenant = &tenant[..tenant.len().min(u16::MAX as usize)];
     let mut p = Vec::with_capacity(32 + tenant.len());
@@ -111,7 +117,7 @@ pub fn encode_intent(batch_id: u64, records: &[u64]) -> Vec<u8> {
     for r in records {
         p.extend_from_slice(&r.to_le_bytes());
     }
-    frame(p, &[]).0
+    frame(p, &[])
 }
 
 /// A whole commit record: every request of batch `batch_id` is resolved.
@@ -119,7 +125,7 @@ pub fn encode_commit(batch_id: u64) -> Vec<u8> {
     let mut p = Vec::with_capacity(9);
     p.push(KIND_COMMIT);
     p.extend_from_slice(&batch_id.to_le_bytes());
-    frame(p, &[]).0
+    frame(p, &[])
 }
 
 /// Why the bytes at some offset are not a record.
@@ -228,7 +234,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips() {
-        let (mut bytes, _) = encode_request(7, &meta(), b"{\"resourceLogs\":[]}");
+        let mut bytes = encode_request(7, &meta(), b"{\"resourceLogs\":[]}");
         bytes.extend_from_slice(b"{\"resourceLogs\":[]}");
         bytes.extend(encode_intent(99, &[7, 8]));
         bytes.extend(encode_commit(99));
@@ -243,7 +249,7 @@ mod tests {
 
     #[test]
     fn torn_and_flipped_records_are_refused() {
-        let (mut bytes, _) = encode_request(1, &meta(), b"body");
+        let mut bytes = encode_request(1, &meta(), b"body");
         bytes.extend_from_slice(b"body");
         for cut in 0..bytes.len() {
             assert_eq!(decode(&bytes[..cut]).unwrap_err(), Invalid::Torn, "cut at {cut}");

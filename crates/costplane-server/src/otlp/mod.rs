@@ -42,17 +42,13 @@ impl Ingest {
     /// (with the disk buffer: logs the body first, so an answer of success
     /// means the items will be stored).
     pub fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<ExportOutcome, ApiError> {
-        let conversion = decode_request(signal, encoding, body, &self.limits)?;
+        let conversion = convert(signal, encoding, body, &self.limits, self.meter.as_deref())?;
         let message = conversion.partial_success_message(signal);
         if let Some(m) = &message {
             tracing::debug!(%signal, rejected = conversion.rejected, reason = %m, "rejected items in an export request");
         }
-        let (accepted, rejected) = (conversion.accepted, conversion.rejected);
-        let mut batch = conversion.batch;
-        if let Some(meter) = &self.meter {
-            batch.usage = meter.measure(&batch);
-        }
-        let meta = RequestMeta { signal, encoding, received_ns: now_ns(), tenant: tenants_of(&batch) };
+        let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
+        let meta = RequestMeta::accepted_now(signal, encoding, tenants_of(&batch));
         self.pipeline.submit(Submission { meta, body, batch })?;
         Ok(ExportOutcome { accepted, rejected, message })
     }
@@ -64,8 +60,20 @@ impl Ingest {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+/// Decodes a request body into rows and measures their usage: the one
+/// conversion both the live path and the buffer's replay run.
+fn convert(
+    signal: Signal,
+    encoding: Encoding,
+    body: &[u8],
+    limits: &Limits,
+    meter: Option<&Meter>,
+) -> Result<costplane_telemetry::Conversion, costplane_telemetry::TelemetryError> {
+    let mut conversion = decode_request(signal, encoding, body, limits)?;
+    if let Some(meter) = meter {
+        conversion.batch.usage = meter.measure(&conversion.batch);
+    }
+    Ok(conversion)
 }
 
 /// The tenants a request's resources name (from its usage rows), for
@@ -88,11 +96,6 @@ struct BufferedRequestDecoder {
 
 impl RequestDecoder for BufferedRequestDecoder {
     fn decode(&self, meta: &RequestMeta, body: &[u8]) -> Result<TelemetryBatch, String> {
-        let conversion = decode_request(meta.signal, meta.encoding, body, &self.limits).map_err(|e| e.to_string())?;
-        let mut batch = conversion.batch;
-        if let Some(meter) = &self.meter {
-            batch.usage = meter.measure(&batch);
-        }
-        Ok(batch)
+        convert(meta.signal, meta.encoding, body, &self.limits, self.meter.as_deref()).map(|c| c.batch).map_err(|e| e.to_string())
     }
 }

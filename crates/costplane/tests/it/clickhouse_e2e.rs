@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
-use crate::support::{query_clickhouse, wait_until, ServerProcess, BIN};
+use crate::support::{clickhouse_args, query_clickhouse, wait_until, ServerProcess, BIN};
 
 fn logs(request: u64, n: u64) -> Vec<u8> {
     let records = (0..n)
@@ -65,16 +65,7 @@ fn an_outage_of_clickhouse_under_load_loses_and_duplicates_nothing() {
     )
     .unwrap();
     let target = ClickHouseTarget::new_with_url(front.url());
-    let mut server = ServerProcess::start(&[
-        "--config",
-        config.path().to_str().unwrap(),
-        "--store",
-        "clickhouse",
-        "--clickhouse-url",
-        &target.url,
-        "--clickhouse-database",
-        &target.database,
-    ]);
+    let mut server = ServerProcess::start(&clickhouse_args(&target, &["--config", config.path().to_str().unwrap()]));
     let client = reqwest::blocking::Client::new();
     let url = format!("http://{}/v1/logs", server.otlp_http);
     let readyz = format!("http://{}/readyz", server.api);
@@ -180,16 +171,7 @@ fn tenant_logs(tenant: &str, prefix: &str, n: u64) -> Vec<u8> {
 fn a_poison_request_is_dead_lettered_alone_and_replayed_after_the_fix() {
     let target = ClickHouseTarget::new();
     // A 2 s flush merges every request below into one batch.
-    let server = ServerProcess::start(&[
-        "--store",
-        "clickhouse",
-        "--clickhouse-url",
-        &target.url,
-        "--clickhouse-database",
-        &target.database,
-        "--flush-interval",
-        "2s",
-    ]);
+    let server = ServerProcess::start(&clickhouse_args(&target, &["--flush-interval", "2s"]));
     let q = |sql: &str| query_clickhouse(&target.url, &target.database, sql);
     // What makes the poison request invalid: a constraint its rows break.
     q("ALTER TABLE otel_logs ADD CONSTRAINT no_poison CHECK NOT startsWith(Body, 'poison')");
@@ -241,16 +223,7 @@ fn a_backfill_over_150_days_is_stored_whole() {
         metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
     };
     let target = ClickHouseTarget::new();
-    let server = ServerProcess::start(&[
-        "--store",
-        "clickhouse",
-        "--clickhouse-url",
-        &target.url,
-        "--clickhouse-database",
-        &target.database,
-        "--flush-interval",
-        "1s",
-    ]);
+    let server = ServerProcess::start(&clickhouse_args(&target, &["--flush-interval", "1s"]));
     const DAY_NS: u64 = 86_400_000_000_000;
     // Five requests of 150 points, each point on its own day: 150
     // partitions per insert, past ClickHouse's limit of 100 per insert.

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-use crate::support::{query_clickhouse, wait_until, ServerProcess};
+use crate::support::{clickhouse_args, query_clickhouse, wait_until, ServerProcess};
 
 pub const SPANS_PER_REQUEST: u64 = 256;
 const STREAMS: u64 = 4;
@@ -121,7 +121,7 @@ fn kill_9_under_load_on_the_embedded_store_loses_and_duplicates_nothing() {
 #[test]
 fn kill_9_under_load_on_clickhouse_loses_and_duplicates_nothing() {
     let target = ClickHouseTarget::new();
-    let flags = ["--store", "clickhouse", "--clickhouse-url", &target.url, "--clickhouse-database", &target.database];
+    let flags = clickhouse_args(&target, &[]);
     let server = ServerProcess::start(&flags);
     let (dir, acked) = load_until_killed(server, Duration::from_secs(4));
     assert!(acked.len() > 10, "the load generator got too few answers ({}) to prove anything", acked.len());
@@ -167,16 +167,7 @@ fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
         "[pipeline]\nretry_initial_interval = \"100ms\"\nretry_max_interval = \"300ms\"\nshutdown_timeout = \"1s\"\n",
     )
     .unwrap();
-    let flags = [
-        "--config",
-        config.path().to_str().unwrap(),
-        "--store",
-        "clickhouse",
-        "--clickhouse-url",
-        &target.url,
-        "--clickhouse-database",
-        &target.database,
-    ];
+    let flags = clickhouse_args(&target, &["--config", config.path().to_str().unwrap()]);
     let mut server = ServerProcess::start(&flags);
     drop(front);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -137,3 +137,10 @@ pub fn query_clickhouse(url: &str, database: &str, sql: &str) -> String {
     assert!(resp.status().is_success(), "{sql}: {}", resp.text().unwrap_or_default());
     resp.text().unwrap().trim().to_owned()
 }
+
+/// `serve` flags for the ClickHouse store at `target`, followed by `extra`.
+pub fn clickhouse_args<'a>(target: &'a costplane_testkit::ClickHouseTarget, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--store", "clickhouse", "--clickhouse-url", &target.url, "--clickhouse-database", &target.database];
+    args.extend_from_slice(extra);
+    args
+}
