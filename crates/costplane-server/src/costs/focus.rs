@@ -332,7 +332,6 @@ fn unit_price(r: &LedgerRow<'_>) -> Option<Decimal> {
 }
 
 fn description(r: &LedgerRow<'_>, service: &str, source: &str) -> String {
-    let service = service.to_owned();
     let kind = r.text("x_UsageType");
     match source {
         "llm" => {
@@ -347,7 +346,7 @@ fn description(r: &LedgerRow<'_>, service: &str, source: &str) -> String {
         }
         _ => match kind {
             Some(k) => format!("{service}: {k}"),
-            None => service,
+            None => service.to_owned(),
         },
     }
 }
@@ -548,8 +547,9 @@ mod tests {
 
     #[test]
     fn cells_render_text_defused_and_numbers_plain() {
-        let c = cells(&[("x_Tenant", json!("=cmd")), ("BilledCost", json!("-0.5"))]);
-        let values = ledger(&[("x_Tenant", json!("=cmd")), ("BilledCost", json!("-0.5"))]);
+        let overrides = [("x_Tenant", json!("=cmd")), ("BilledCost", json!("-0.5"))];
+        let c = cells(&overrides);
+        let values = ledger(&overrides);
         let line = render(&row(&LedgerRow(&values), &ctx()));
         assert_eq!(c["BilledCost"].as_deref(), Some("-0.5"));
         assert!(line.starts_with("2026-10-06T10:00:00Z,2026-10-06T11:00:00Z,-0.5,"), "{line}");

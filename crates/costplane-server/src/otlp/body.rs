@@ -111,32 +111,31 @@ impl Write for ReservedBuf {
     }
 }
 
+/// Says why data could not be inflated (the protocol's own wording).
+pub(crate) type NotGzip = fn(std::io::Error) -> ApiError;
+
 /// Collects a body, inflating it on the way when it is gzip.
 pub(crate) enum Sink {
     Plain(ReservedBuf),
-    Gzip(Box<MultiGzDecoder<ReservedBuf>>),
+    Gzip(Box<MultiGzDecoder<ReservedBuf>>, NotGzip),
 }
 
 impl Sink {
-    pub(crate) fn new(buf: ReservedBuf, gzip: bool) -> Sink {
-        if gzip {
-            Sink::Gzip(Box::new(MultiGzDecoder::new(buf)))
-        } else {
-            Sink::Plain(buf)
-        }
+    pub(crate) fn gzip(buf: ReservedBuf, not_gzip: NotGzip) -> Sink {
+        Sink::Gzip(Box::new(MultiGzDecoder::new(buf)), not_gzip)
     }
 
-    pub(crate) fn write(&mut self, data: &[u8], not_gzip: fn(std::io::Error) -> ApiError) -> Result<(), ApiError> {
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), ApiError> {
         match self {
             Sink::Plain(buf) => buf.push(data),
-            Sink::Gzip(dec) => dec.write_all(data).map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| not_gzip(e))),
+            Sink::Gzip(dec, not_gzip) => dec.write_all(data).map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| not_gzip(e))),
         }
     }
 
-    pub(crate) fn finish(self, not_gzip: fn(std::io::Error) -> ApiError) -> Result<Vec<u8>, ApiError> {
+    pub(crate) fn finish(self) -> Result<Vec<u8>, ApiError> {
         match self {
             Sink::Plain(buf) => Ok(buf.into_vec()),
-            Sink::Gzip(mut dec) => {
+            Sink::Gzip(mut dec, not_gzip) => {
                 dec.try_finish().map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| not_gzip(e)))?;
                 (*dec).finish().map(ReservedBuf::into_vec).map_err(not_gzip)
             }
@@ -178,7 +177,8 @@ pub(crate) async fn read_http_body(
     }
     // The reserved hint is the output buffer's first allocation: the whole
     // body, or the compressed size as a start for the inflated one.
-    let mut sink = Sink::new(ReservedBuf::new(reservation.clone(), limit, hint.unwrap_or(0), "body"), gzip);
+    let buf = ReservedBuf::new(reservation.clone(), limit, hint.unwrap_or(0), "body");
+    let mut sink = if gzip { Sink::gzip(buf, http_not_gzip) } else { Sink::Plain(buf) };
     let mut received = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("reading the request body failed: {e}")))?;
@@ -187,9 +187,9 @@ pub(crate) async fn read_http_body(
         if received > limit {
             return Err(too_large("body", limit));
         }
-        sink.write(&data, http_not_gzip)?;
+        sink.write(&data)?;
     }
-    sink.finish(http_not_gzip)
+    sink.finish()
 }
 
 /// Sends `resp` only after what is left of the request body has been read
@@ -271,26 +271,26 @@ mod tests {
         let limit = InflightLimit::new(10 * MIB);
         let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let packed = gzip(&data);
-        let mut sink = Sink::new(ReservedBuf::new(limit.reservation(), 2 * MIB, 0, "body"), true);
+        let mut sink = Sink::gzip(ReservedBuf::new(limit.reservation(), 2 * MIB, 0, "body"), http_not_gzip);
         for chunk in packed.chunks(1000) {
-            sink.write(chunk, http_not_gzip).unwrap();
+            sink.write(chunk).unwrap();
         }
-        assert_eq!(sink.finish(http_not_gzip).unwrap(), data);
+        assert_eq!(sink.finish().unwrap(), data);
 
-        let mut small = Sink::new(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), true);
-        let err = packed.chunks(1000).try_for_each(|c| small.write(c, http_not_gzip)).unwrap_err();
+        let mut small = Sink::gzip(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_gzip);
+        let err = packed.chunks(1000).try_for_each(|c| small.write(c)).unwrap_err();
         assert!(err.message.contains("after decompression"), "{}", err.message);
 
-        let mut bad = Sink::new(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), true);
-        let err = bad.write(b"definitely not gzip", http_not_gzip).and_then(|()| bad.finish(http_not_gzip).map(drop)).unwrap_err();
+        let mut bad = Sink::gzip(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_gzip);
+        let err = bad.write(b"definitely not gzip").and_then(|()| bad.finish().map(drop)).unwrap_err();
         assert!(err.message.contains("not valid gzip"), "{}", err.message);
 
         // Two members, as `cat a.gz b.gz` makes them.
         let mut two = gzip(b"hello ");
         two.extend(gzip(b"world"));
-        let mut sink = Sink::new(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), true);
-        sink.write(&two, http_not_gzip).unwrap();
-        assert_eq!(sink.finish(http_not_gzip).unwrap(), b"hello world");
+        let mut sink = Sink::gzip(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_gzip);
+        sink.write(&two).unwrap();
+        assert_eq!(sink.finish().unwrap(), b"hello world");
         drop(small);
         assert_eq!(limit.in_flight_bytes(), 0);
     }

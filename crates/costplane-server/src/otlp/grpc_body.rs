@@ -22,7 +22,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
-use flate2::write::MultiGzDecoder;
 use http_body::Frame;
 use tonic::Status;
 
@@ -89,7 +88,7 @@ impl<B> LimitedBody<B> {
                 }
                 Message::Gzip { remaining, sink } => {
                     let n = (*remaining).min(rest);
-                    sink.write(&data[pos..pos + n], grpc_not_gzip).map_err(|e| e.to_status())?;
+                    sink.write(&data[pos..pos + n]).map_err(|e| e.to_status())?;
                     *remaining -= n;
                     pos += n;
                 }
@@ -107,7 +106,7 @@ impl<B> LimitedBody<B> {
         }
         if compressed && self.gzip {
             let buf = ReservedBuf::new(self.reservation.clone(), self.limit, 0, "message");
-            self.message = Message::Gzip { remaining: len, sink: Sink::Gzip(Box::new(MultiGzDecoder::new(buf))) };
+            self.message = Message::Gzip { remaining: len, sink: Sink::gzip(buf, grpc_not_gzip) };
         } else {
             // tonic reserves the whole message once it has read the prefix.
             // (A compressed flag without gzip is tonic's to refuse.)
@@ -128,7 +127,7 @@ impl<B> LimitedBody<B> {
         }
         let previous = std::mem::replace(&mut self.message, Message::Prefix { buf: [0; PREFIX], have: 0 });
         if let Message::Gzip { sink, .. } = previous {
-            let message = sink.finish(grpc_not_gzip).map_err(|e| e.to_status())?;
+            let message = sink.finish().map_err(|e| e.to_status())?;
             // tonic copies the message into its own buffer.
             self.reservation.reserve(PREFIX + message.len()).map_err(|e| e.to_status())?;
             let len = u32::try_from(message.len()).map_err(|_| too_large("message", self.limit).to_status())?;

@@ -26,13 +26,14 @@ use crate::error::{ApiError, ErrorCode};
 /// Seconds a refused client is asked to wait.
 const RETRY_AFTER_SECS: &str = "1";
 
-/// `google.rpc.Status`, the body OTLP/HTTP failures carry.
+/// `google.rpc.Status`, the body OTLP/HTTP failures carry (public so that
+/// clients and tests decode it with the same definition).
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
-struct RpcStatus {
+pub struct RpcStatus {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 pub fn router(ingest: Ingest) -> Router {

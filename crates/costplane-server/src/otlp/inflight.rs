@@ -65,10 +65,6 @@ impl InflightLimit {
         InflightLimit { semaphore: Arc::new(Semaphore::new(limit)), limit }
     }
 
-    pub fn limit_bytes(&self) -> usize {
-        self.limit
-    }
-
     /// Bytes currently reserved by requests (the `/metrics` gauge
     /// `costplane_inflight_request_bytes`).
     pub fn in_flight_bytes(&self) -> usize {
@@ -77,7 +73,7 @@ impl InflightLimit {
 
     /// An empty reservation for one request.
     pub fn reservation(&self) -> Reservation {
-        Reservation { limit: self.clone(), held: Arc::new(Mutex::new(Held::default())) }
+        Reservation { limit: self.clone(), held: Arc::new(Mutex::new(None)) }
     }
 
     fn refusal(&self) -> ApiError {
@@ -100,13 +96,8 @@ impl InflightLimit {
 #[derive(Debug, Clone)]
 pub struct Reservation {
     limit: InflightLimit,
-    held: Arc<Mutex<Held>>,
-}
-
-#[derive(Debug, Default)]
-struct Held {
-    bytes: usize,
-    permit: Option<OwnedSemaphorePermit>,
+    /// The permits held: one per byte.
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
 impl Reservation {
@@ -116,7 +107,7 @@ impl Reservation {
     /// reserves nothing more.
     pub fn reserve(&self, bytes: usize) -> Result<(), ApiError> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let take = bytes.min(self.limit.limit - held.bytes);
+        let take = bytes.min(self.limit.limit - held.as_ref().map_or(0, OwnedSemaphorePermit::num_permits));
         if take == 0 {
             return Ok(());
         }
@@ -134,18 +125,17 @@ impl Reservation {
             left -= n as usize;
         }
         if let Some(new) = acquired {
-            match &mut held.permit {
+            match &mut *held {
                 Some(p) => p.merge(new),
-                None => held.permit = Some(new),
+                None => *held = Some(new),
             }
         }
-        held.bytes += take;
         Ok(())
     }
 
     /// Bytes this request holds.
     pub fn held_bytes(&self) -> usize {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).bytes
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
     }
 }
 

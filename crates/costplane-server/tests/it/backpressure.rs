@@ -7,39 +7,14 @@ use std::time::{Duration, Instant};
 
 use costplane_server::otlp::grpc::RawCodec;
 use costplane_server::Config;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 
-use crate::support::RunningServer;
+use crate::support::{trace_export, RunningServer};
 
 const SPANS_PER_REQUEST: u64 = 200;
 
 fn request(client: u64, seq: u64) -> Vec<u8> {
-    let spans = (0..SPANS_PER_REQUEST)
-        .map(|i| {
-            // +1: an all-zero id is invalid OTLP and would be rejected.
-            let id = (client << 40) | (seq << 16) | (i + 1);
-            Span {
-                trace_id: u128::from(id).to_be_bytes().to_vec(),
-                span_id: id.to_be_bytes().to_vec(),
-                name: format!("client-{client}"),
-                start_time_unix_nano: 1_700_000_000_000_000_000 + id,
-                end_time_unix_nano: 1_700_000_000_000_000_100 + id,
-                attributes: vec![KeyValue {
-                    key: "payload".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("p".repeat(1000))) }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
-    }
-    .encode_to_vec()
+    // +1: an all-zero id is invalid OTLP and would be rejected.
+    trace_export(&format!("client-{client}"), (0..SPANS_PER_REQUEST).map(|i| (client << 40) | (seq << 16) | (i + 1)))
 }
 
 fn tiny_config() -> Config {

@@ -80,6 +80,10 @@ fn llm(tenant: &str, provider: &str, model: &str, input: u64, output: u64, provi
     }
 }
 
+fn telemetry(hour_ns: i64, [tenant, project, service]: [&str; 3], signal: &'static str, items: u64, bytes: u64) -> TelemetryUsage {
+    TelemetryUsage { hour_ns, tenant: tenant.into(), project: project.into(), service: service.into(), signal, items, bytes }
+}
+
 /// A DuckDB-backed API with one month of ledger rows: priced, provided and
 /// unpriced LLM calls, telemetry ingest (a tenant named like a formula),
 /// and a row on the month's last hour.
@@ -94,44 +98,12 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
         llm("globex", "", "mystery-llm-7b", 42, 7, None),
     ]);
     ledger.extend(meter.telemetry_ledger(&[
-        TelemetryUsage {
-            hour_ns: T,
-            tenant: "acme".into(),
-            project: "shop".into(),
-            service: "checkout".into(),
-            signal: "traces",
-            items: 8,
-            bytes: 12_345,
-        },
-        TelemetryUsage {
-            hour_ns: T,
-            tenant: "=evil".into(),
-            project: "-x".into(),
-            service: "@svc".into(),
-            signal: "logs",
-            items: 3,
-            bytes: 999,
-        },
+        telemetry(T, ["acme", "shop", "checkout"], "traces", 8, 12_345),
+        telemetry(T, ["=evil", "-x", "@svc"], "logs", 3, 999),
         // 2026-10-31T23:00:00Z: the last hour of the month, ending on its exclusive end.
-        TelemetryUsage {
-            hour_ns: T + (25 * 24 + 13) * HOUR,
-            tenant: "acme".into(),
-            project: "shop".into(),
-            service: "checkout".into(),
-            signal: "metrics",
-            items: 1,
-            bytes: 100,
-        },
+        telemetry(T + (25 * 24 + 13) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
         // November: not in October's file.
-        TelemetryUsage {
-            hour_ns: T + (25 * 24 + 14) * HOUR,
-            tenant: "acme".into(),
-            project: "shop".into(),
-            service: "checkout".into(),
-            signal: "metrics",
-            items: 1,
-            bytes: 100,
-        },
+        telemetry(T + (25 * 24 + 14) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
     ]));
     let batch = TelemetryBatch { id: 1, usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
     store.write(&batch).await.unwrap();

@@ -9,16 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use costplane_server::otlp::grpc::RawCodec;
+use costplane_server::otlp::http::RpcStatus;
 use costplane_server::Config;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::codec::CompressionEncoding;
 
-use crate::support::RunningServer;
+use crate::support::{trace_export, RunningServer};
 
 const MIB: usize = 1024 * 1024;
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -26,28 +24,7 @@ const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Expor
 /// A valid trace export of `spans` spans, each with a 1000-byte attribute
 /// (about 1.1 KB per span), ids unique per `tag`.
 fn traces(tag: u64, spans: u64) -> Vec<u8> {
-    let spans = (0..spans)
-        .map(|i| {
-            let id = (tag << 32) | (i + 1);
-            Span {
-                trace_id: u128::from(id).to_be_bytes().to_vec(),
-                span_id: id.to_be_bytes().to_vec(),
-                name: format!("limits-{tag}"),
-                start_time_unix_nano: 1_700_000_000_000_000_000 + id,
-                end_time_unix_nano: 1_700_000_000_000_000_100 + id,
-                attributes: vec![KeyValue {
-                    key: "payload".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("p".repeat(1000))) }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
-    }
-    .encode_to_vec()
+    trace_export(&format!("limits-{tag}"), (0..spans).map(|i| (tag << 32) | (i + 1)))
 }
 
 /// Bytes gzip cannot shrink (never decoded: the limits apply before).
@@ -82,15 +59,6 @@ async fn http_export(addr: SocketAddr, body: Vec<u8>) -> reqwest::Response {
         .send()
         .await
         .expect("the request is answered")
-}
-
-/// `google.rpc.Status` as OTLP/HTTP failure bodies carry it.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 async fn rpc_status(resp: reqwest::Response) -> RpcStatus {

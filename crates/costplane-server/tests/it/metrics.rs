@@ -3,11 +3,10 @@
 //! label escaping, and the cache.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::body::Body;
 use chrono::{Datelike, TimeZone, Utc};
 use costplane_pipeline::{BufferConfig, Pipeline, PipelineConfig};
@@ -18,7 +17,7 @@ use costplane_server::costs::metrics::MetricsCache;
 use costplane_server::costs::CostState;
 use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
-use costplane_store::{Dialect, Param, QueryResult, Store, StoreError};
+use costplane_store::Store;
 use costplane_telemetry::usage::{LedgerRow, UsageRows};
 use costplane_telemetry::TelemetryBatch;
 use http::{Request, StatusCode};
@@ -26,62 +25,18 @@ use http_body_util::BodyExt;
 use rust_decimal::Decimal;
 use tower::ServiceExt;
 
-/// A real DuckDB store that counts ledger reads and can make them slow.
-struct CountingStore {
-    inner: DuckDbStore,
-    ledger_queries: AtomicU64,
-    query_delay_ms: AtomicU64,
-}
-
-#[async_trait]
-impl Store for CountingStore {
-    fn backend(&self) -> &'static str {
-        "duckdb"
-    }
-
-    async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
-        self.inner.write(batch).await
-    }
-
-    async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        self.inner.query(sql).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    fn dialect(&self) -> Dialect {
-        self.inner.dialect()
-    }
-
-    async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
-        if sql.contains("costplane_ledger") {
-            self.ledger_queries.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(self.query_delay_ms.load(Ordering::SeqCst))).await;
-        }
-        self.inner.query_with(sql, params).await
-    }
-
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        self.inner.delete_ledger(source, from_ns, to_ns).await
-    }
-}
+use crate::support::WrappedStore;
 
 struct App {
     router: axum::Router,
-    store: Arc<CountingStore>,
+    store: Arc<WrappedStore>,
     _dir: tempfile::TempDir,
 }
 
 impl App {
     async fn new(metrics: MetricsSection, keys: Vec<ApiKey>) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(CountingStore {
-            inner: DuckDbStore::open(dir.path()).unwrap(),
-            ledger_queries: AtomicU64::new(0),
-            query_delay_ms: AtomicU64::new(0),
-        });
+        let store = Arc::new(WrappedStore::new(DuckDbStore::open(dir.path()).unwrap(), Duration::ZERO, 0));
         let dyn_store: Arc<dyn Store> = store.clone();
         let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
         let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
@@ -301,7 +256,7 @@ async fn an_expired_cache_is_refreshed_off_the_scrape() {
     let app = App::new(section(100, "100ms"), vec![]).await;
     app.bill(&[("acme", "gpt-4o", "1")]).await;
     // A ledger that takes 2 s to sum.
-    app.store.query_delay_ms.store(2_000, Ordering::SeqCst);
+    app.store.ledger_query_delay_ms.store(2_000, Ordering::SeqCst);
     let started = Instant::now();
     let first = app.get("/metrics", None).await; // no series yet: this one waits
     assert!(started.elapsed() >= Duration::from_secs(2));

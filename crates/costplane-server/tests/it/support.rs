@@ -9,16 +9,36 @@ use costplane_server::{Config, Server};
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::{Dialect, Param, QueryResult, Store, StoreError};
 use costplane_telemetry::TelemetryBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A real DuckDB store whose writes take at least `delay`, and whose first
-/// `fail_first` writes fail as an outage would.
+/// `fail_first` writes fail as an outage would. It counts the ledger queries
+/// it answers, and makes each wait `ledger_query_delay_ms`.
 pub struct WrappedStore {
     pub inner: DuckDbStore,
     pub delay: Duration,
     pub fail_first: u64,
     pub attempts: AtomicU64,
+    pub ledger_queries: AtomicU64,
+    pub ledger_query_delay_ms: AtomicU64,
+}
+
+impl WrappedStore {
+    pub fn new(inner: DuckDbStore, delay: Duration, fail_first: u64) -> WrappedStore {
+        WrappedStore {
+            inner,
+            delay,
+            fail_first,
+            attempts: AtomicU64::new(0),
+            ledger_queries: AtomicU64::new(0),
+            ledger_query_delay_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 #[async_trait]
@@ -53,6 +73,10 @@ impl Store for WrappedStore {
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        if sql.contains("costplane_ledger") {
+            self.ledger_queries.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(self.ledger_query_delay_ms.load(Ordering::SeqCst))).await;
+        }
         self.inner.query_with(sql, params).await
     }
 
@@ -81,8 +105,7 @@ impl RunningServer {
         config.otlp.grpc_addr = any;
         config.otlp.http_addr = any;
         config.http.addr = any;
-        let store =
-            Arc::new(WrappedStore { inner: DuckDbStore::open(dir.path()).unwrap(), delay, fail_first, attempts: AtomicU64::new(0) });
+        let store = Arc::new(WrappedStore::new(DuckDbStore::open(dir.path()).unwrap(), delay, fail_first));
         let server = Server::bind(config, store.clone()).await.unwrap();
         let (grpc, otlp_http, api) = server.local_addrs();
         let (tx, rx) = oneshot::channel::<()>();
@@ -102,4 +125,30 @@ impl RunningServer {
         let r = self.store.inner.query(sql).await.unwrap();
         r.rows[0][0].as_u64().unwrap()
     }
+}
+
+/// An encoded trace export of one span per id (ids must be non-zero: an
+/// all-zero id is invalid OTLP), each named `name` and carrying a 1000-byte
+/// attribute (about 1.1 KB per span).
+pub fn trace_export(name: &str, ids: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    let spans = ids
+        .into_iter()
+        .map(|id| Span {
+            trace_id: u128::from(id).to_be_bytes().to_vec(),
+            span_id: id.to_be_bytes().to_vec(),
+            name: name.to_owned(),
+            start_time_unix_nano: 1_700_000_000_000_000_000 + id,
+            end_time_unix_nano: 1_700_000_000_000_000_100 + id,
+            attributes: vec![KeyValue {
+                key: "payload".into(),
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue("p".repeat(1000))) }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
+    }
+    .encode_to_vec()
 }
