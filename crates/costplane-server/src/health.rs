@@ -4,11 +4,13 @@ use std::fmt::Write as _;
 
 use costplane_pipeline::StatsSnapshot;
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Writes a family's `# HELP` and `# TYPE` lines.
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
-fn one(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+/// Writes a family with one unlabelled sample.
+pub(crate) fn one(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }

@@ -40,7 +40,7 @@ use super::{decimal, ledger_where, money, text, CostState};
 use crate::auth::Caller;
 use crate::config::MetricsSection;
 use crate::error::ApiError;
-use crate::health::label_value;
+use crate::health::{family, label_value, one};
 
 /// The value folded series carry.
 pub const OTHER: &str = "other";
@@ -123,10 +123,13 @@ pub fn fold(rows: Vec<CostRow>, max_values: usize, max_bytes: usize) -> (Series,
 
 /// The cost families in the Prometheus text format.
 pub fn render(series: &Series, folded: &[Folded], max_values: usize) -> String {
-    let mut out = String::from(
-        "# HELP costplane_cost_month_to_date Cost in the ledger since the start of the current month (UTC). \
-         Per tenant, project, service and model label, values beyond the ones with the largest cost are summed into \"other\".\n\
-         # TYPE costplane_cost_month_to_date gauge\n",
+    let mut out = String::new();
+    family(
+        &mut out,
+        "costplane_cost_month_to_date",
+        "gauge",
+        "Cost in the ledger since the start of the current month (UTC). Per tenant, project, service and model label, \
+         values beyond the ones with the largest cost are summed into \"other\".",
     );
     for (labels, cost) in series {
         out.push_str("costplane_cost_month_to_date{");
@@ -136,10 +139,13 @@ pub fn render(series: &Series, folded: &[Folded], max_values: usize) -> String {
         }
         let _ = writeln!(out, "}} {}", money(*cost));
     }
-    let _ = write!(
-        out,
-        "# HELP costplane_cost_folded_label_values Distinct label values summed into \"other\" in costplane_cost_month_to_date \
-         (metrics.max_series_per_label = {max_values}).\n# TYPE costplane_cost_folded_label_values gauge\n"
+    family(
+        &mut out,
+        "costplane_cost_folded_label_values",
+        "gauge",
+        &format!(
+            "Distinct label values summed into \"other\" in costplane_cost_month_to_date (metrics.max_series_per_label = {max_values})."
+        ),
     );
     for f in folded {
         let _ = writeln!(out, "costplane_cost_folded_label_values{{label=\"{}\"}} {}", f.label, f.values);
@@ -272,19 +278,20 @@ pub async fn metrics(State(s): State<MetricsState>, Extension(caller): Extension
     let cached = s.cache.get(&s.costs, &caller).await?;
     let mut out = String::with_capacity(cached.text.len() + 4096);
     out.push_str(&cached.text);
-    let _ = write!(
-        out,
-        "# HELP costplane_cost_series_age_seconds Seconds since the cost series above were read from the ledger \
-         (they are reused for metrics.cache_ttl).\n# TYPE costplane_cost_series_age_seconds gauge\n\
-         costplane_cost_series_age_seconds {:.3}\n",
-        cached.at.elapsed().as_secs_f64()
+    one(
+        &mut out,
+        "costplane_cost_series_age_seconds",
+        "gauge",
+        "Seconds since the cost series above were read from the ledger (they are reused for metrics.cache_ttl).",
+        format!("{:.3}", cached.at.elapsed().as_secs_f64()),
     );
     crate::health::write_pipeline_metrics(&mut out, &s.pipeline.stats());
-    let _ = write!(
-        out,
-        "# HELP costplane_inflight_request_bytes Bytes reserved by OTLP requests being received, decompressed or decoded (limit: otlp.max_inflight_mib).\n\
-         # TYPE costplane_inflight_request_bytes gauge\ncostplane_inflight_request_bytes {}\n",
-        s.inflight.in_flight_bytes()
+    one(
+        &mut out,
+        "costplane_inflight_request_bytes",
+        "gauge",
+        "Bytes reserved by OTLP requests being received, decompressed or decoded (limit: otlp.max_inflight_mib).",
+        s.inflight.in_flight_bytes(),
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use costplane_server::otlp::grpc::RawCodec;
+use costplane_server::otlp::http::RpcStatus;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -11,15 +12,6 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 use crate::support::ServerProcess;
-
-/// `google.rpc.Status` as OTLP/HTTP failure bodies carry it.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
 
 fn request(names: &[&str], attr_value: &str) -> ExportTraceServiceRequest {
     let spans = names
