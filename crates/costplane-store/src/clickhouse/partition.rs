@@ -18,9 +18,9 @@ pub(crate) enum Granularity {
     Month,
 }
 
-#[cfg(test)]
 impl Granularity {
-    /// The partition expression `schema.rs` declares for `column`.
+    /// The `PARTITION BY` expression for `column` (the DDL in `schema.rs` is
+    /// written with it).
     pub(crate) fn expression(self, column: &str) -> String {
         match self {
             Granularity::Day => format!("toDate({column})"),
@@ -46,10 +46,10 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// The partition of a UTC timestamp in nanoseconds, named as ClickHouse
+/// The partition of a day since 1970-01-01 (UTC), named as ClickHouse
 /// names it: `YYYYMMDD` by day, `YYYYMM` by month.
-pub(crate) fn partition_of(ns: i64, granularity: Granularity) -> i64 {
-    let (year, month, day) = civil_from_days(ns.div_euclid(NS_PER_DAY));
+fn partition_of_day(days: i64, granularity: Granularity) -> i64 {
+    let (year, month, day) = civil_from_days(days);
     match granularity {
         Granularity::Day => year * 10_000 + i64::from(month) * 100 + i64::from(day),
         Granularity::Month => year * 100 + i64::from(month),
@@ -57,12 +57,27 @@ pub(crate) fn partition_of(ns: i64, granularity: Granularity) -> i64 {
 }
 
 /// `rows` grouped by partition, partitions ascending, rows in their order.
+///
+/// Per row only the day is computed; the partition is looked up again only
+/// when the day differs from the previous row's (a batch is mostly one day).
 pub(crate) fn split<T>(rows: &[T], granularity: Granularity, time_ns: impl Fn(&T) -> i64) -> Vec<(i64, Vec<&T>)> {
-    let mut groups: std::collections::BTreeMap<i64, Vec<&T>> = std::collections::BTreeMap::new();
+    let mut groups: Vec<(i64, Vec<&T>)> = Vec::new();
+    let (mut last_day, mut at) = (None, 0);
     for row in rows {
-        groups.entry(partition_of(time_ns(row), granularity)).or_default().push(row);
+        let day = time_ns(row).div_euclid(NS_PER_DAY);
+        if last_day != Some(day) {
+            let key = partition_of_day(day, granularity);
+            at = groups.iter().position(|g| g.0 == key).unwrap_or_else(|| {
+                let capacity = if groups.is_empty() { rows.len() } else { 0 };
+                groups.push((key, Vec::with_capacity(capacity)));
+                groups.len() - 1
+            });
+            last_day = Some(day);
+        }
+        groups[at].1.push(row);
     }
-    groups.into_iter().collect()
+    groups.sort_unstable_by_key(|g| g.0);
+    groups
 }
 
 /// The deduplication token of one insert: the same batch, table and
@@ -75,6 +90,10 @@ pub(crate) fn dedup_token(batch_id: u64, table: &str, partition: i64) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn partition_of(ns: i64, granularity: Granularity) -> i64 {
+        partition_of_day(ns.div_euclid(NS_PER_DAY), granularity)
+    }
 
     #[test]
     fn days_and_months_are_utc_calendar_dates() {

@@ -16,6 +16,8 @@
 
 use std::fmt::Write as _;
 
+use super::partition::Granularity;
+
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -289,23 +291,22 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     ]
 }
 
-/// The column definitions (what `CREATE TABLE (...)` lists) of a table
-/// costplane writes; the schema check reads the expected types from them.
-pub(crate) fn column_ddl(table: &str) -> Option<String> {
-    match table {
-        "otel_traces" => Some(traces_columns()),
-        "otel_logs" => Some(logs_columns()),
-        "otel_metrics_gauge" | "otel_metrics_sum" | "otel_metrics_histogram" | "otel_metrics_exp_histogram" | "otel_metrics_summary" => {
-            Some(metric_columns(table))
-        }
-        _ => cost_tables().into_iter().find(|t| t.0 == table).map(|t| t.1.to_owned()),
-    }
+/// The column definitions (what `CREATE TABLE (...)` lists), the column
+/// `PARTITION BY` reads and its granularity, of a table costplane writes:
+/// the inserts' partition split and the schema check read them from here.
+pub(crate) fn layout(table: &str) -> Option<(String, &'static str, Granularity)> {
+    let telemetry = table_specs(&SchemaOptions::default()).into_iter().map(|s| (s.name, s.columns, s.time_column, s.granularity));
+    let cost =
+        cost_tables().into_iter().map(|(name, columns, time_column, ..)| (name, columns.to_owned(), time_column, Granularity::Month));
+    telemetry.chain(cost).find(|t| t.0 == table).map(|(_, columns, time_column, granularity)| (columns, time_column, granularity))
 }
 
 struct TableSpec {
     name: &'static str,
     columns: String,
-    partition: &'static str,
+    /// `PARTITION BY` this column at this granularity.
+    time_column: &'static str,
+    granularity: Granularity,
     order: &'static str,
     ttl_column: &'static str,
     ttl_days: u32,
@@ -316,7 +317,8 @@ fn table_specs(o: &SchemaOptions) -> Vec<TableSpec> {
     let metric = |name: &'static str| TableSpec {
         name,
         columns: metric_columns(name),
-        partition: "toDate(TimeUnix)",
+        time_column: "TimeUnix",
+        granularity: Granularity::Day,
         order: "(ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))",
         ttl_column: "toDateTime(TimeUnix)",
         ttl_days: o.metrics_ttl_days,
@@ -326,7 +328,8 @@ fn table_specs(o: &SchemaOptions) -> Vec<TableSpec> {
         TableSpec {
             name: "otel_traces",
             columns: traces_columns(),
-            partition: "toDate(Timestamp)",
+            time_column: "Timestamp",
+            granularity: Granularity::Day,
             order: "(ServiceName, SpanName, toDateTime(Timestamp), Timestamp)",
             ttl_column: "toDateTime(Timestamp)",
             ttl_days: o.traces_ttl_days,
@@ -335,7 +338,8 @@ fn table_specs(o: &SchemaOptions) -> Vec<TableSpec> {
         TableSpec {
             name: "otel_logs",
             columns: logs_columns(),
-            partition: "toDate(Timestamp)",
+            time_column: "Timestamp",
+            granularity: Granularity::Day,
             order: "(toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)",
             ttl_column: "toDateTime(Timestamp)",
             ttl_days: o.logs_ttl_days,
@@ -421,7 +425,7 @@ impl SchemaOptions {
                 self.qualified(&storage),
                 spec.columns,
                 self.engine(&storage),
-                spec.partition,
+                spec.granularity.expression(spec.time_column),
                 spec.order,
                 self.ttl(spec.ttl_column, spec.ttl_days),
                 self.settings()
@@ -443,9 +447,10 @@ impl SchemaOptions {
             let storage = self.storage_table(name);
             let settings = self.settings();
             out.push(format!(
-                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY toYYYYMM({time_column})\nORDER BY {order}\nSETTINGS {}",
+                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY {}\nORDER BY {order}\nSETTINGS {}",
                 self.qualified(&storage),
                 self.engine(&storage),
+                Granularity::Month.expression(time_column),
                 settings.replace(", ttl_only_drop_parts = 1", "")
             ));
             if let Some(cluster) = &self.cluster {

@@ -1,12 +1,12 @@
 //! The tables costplane inserts into: the columns each insert sends (the
-//! RowBinary encoders' order) and the column and granularity each table is
-//! partitioned by. Writes, the partition split and the startup schema check
-//! all read this one list.
+//! RowBinary encoders' order), with the column definitions and the
+//! partition key `schema.rs` declares for the table. Writes, the partition
+//! split and the startup schema check all read this one list.
 
 use std::sync::LazyLock;
 
 use super::partition::Granularity;
-use super::rowbinary;
+use super::{rowbinary, schema};
 
 /// One table costplane inserts into.
 #[derive(Debug)]
@@ -14,6 +14,8 @@ pub(crate) struct Written {
     pub table: &'static str,
     /// The INSERT's column list, in RowBinary order.
     pub columns: String,
+    /// The table's column definitions in the DDL.
+    pub ddl: String,
     /// The column `PARTITION BY` reads, and how finely it partitions.
     pub time_column: &'static str,
     pub granularity: Granularity,
@@ -26,20 +28,21 @@ impl Written {
 }
 
 static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
-    let day = |table, columns: String, time_column| Written { table, columns, time_column, granularity: Granularity::Day };
-    let month =
-        |table, columns: &str, time_column| Written { table, columns: columns.to_owned(), time_column, granularity: Granularity::Month };
+    let written = |table: &'static str, columns: String| {
+        let (ddl, time_column, granularity) = schema::layout(table).unwrap_or_else(|| panic!("{table} has no CREATE TABLE"));
+        Written { table, columns, ddl, time_column, granularity }
+    };
     vec![
-        day("otel_traces", rowbinary::TRACES_COLUMNS.to_owned(), "Timestamp"),
-        day("otel_logs", rowbinary::LOGS_COLUMNS.to_owned(), "Timestamp"),
-        day("otel_metrics_gauge", rowbinary::gauge_columns(), "TimeUnix"),
-        day("otel_metrics_sum", rowbinary::sum_columns(), "TimeUnix"),
-        day("otel_metrics_histogram", rowbinary::histogram_columns(), "TimeUnix"),
-        day("otel_metrics_exp_histogram", rowbinary::exp_histogram_columns(), "TimeUnix"),
-        day("otel_metrics_summary", rowbinary::summary_columns(), "TimeUnix"),
-        month("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS, "Hour"),
-        month("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS, "Timestamp"),
-        month("costplane_ledger", rowbinary::LEDGER_COLUMNS, "ChargePeriodStart"),
+        written("otel_traces", rowbinary::TRACES_COLUMNS.to_owned()),
+        written("otel_logs", rowbinary::LOGS_COLUMNS.to_owned()),
+        written("otel_metrics_gauge", rowbinary::gauge_columns()),
+        written("otel_metrics_sum", rowbinary::sum_columns()),
+        written("otel_metrics_histogram", rowbinary::histogram_columns()),
+        written("otel_metrics_exp_histogram", rowbinary::exp_histogram_columns()),
+        written("otel_metrics_summary", rowbinary::summary_columns()),
+        written("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS.to_owned()),
+        written("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS.to_owned()),
+        written("costplane_ledger", rowbinary::LEDGER_COLUMNS.to_owned()),
     ]
 });
 

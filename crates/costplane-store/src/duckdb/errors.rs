@@ -84,25 +84,22 @@ pub(crate) fn classify_text(text: String) -> StoreError {
 mod tests {
     use super::*;
 
-    fn kind(text: &str) -> &'static str {
-        match classify_text(text.to_owned()) {
-            StoreError::Rejected(_) => "data",
-            StoreError::Unavailable(_) => "transient",
-            StoreError::Schema(_) => "schema",
-            StoreError::Unexpected(_) => "unexpected",
-            _ => "other",
+    /// Checks that `classify` gives each text of `cases` its kind.
+    fn check(classify: fn(String) -> StoreError, cases: &[(&str, &str)]) {
+        for &(text, expected) in cases {
+            let kind = match classify(text.to_owned()) {
+                StoreError::Rejected(_) => "data",
+                StoreError::Unavailable(_) => "transient",
+                StoreError::Schema(_) => "schema",
+                StoreError::Unexpected(_) => "unexpected",
+                _ => "other",
+            };
+            assert_eq!(kind, expected, "{text}");
         }
     }
 
     #[test]
     fn appender_messages_without_a_type_map_to_kinds() {
-        let kind = |text: &str| match classify_append_text(text.to_owned()) {
-            StoreError::Rejected(_) => "data",
-            StoreError::Unavailable(_) => "transient",
-            StoreError::Schema(_) => "schema",
-            StoreError::Unexpected(_) => "unexpected",
-            _ => "other",
-        };
         let cases = [
             ("Failed to append: CHECK constraint failed on table \"otel_logs\" with expression CHECK((SeverityNumber < 12))", "data"),
             ("Failed to append: NOT NULL constraint failed: otel_logs.Owner", "data"),
@@ -117,9 +114,7 @@ mod tests {
             ("IO Error: No space left on device", "transient"),
             ("appender is null", "unexpected"),
         ];
-        for (text, expected) in cases {
-            assert_eq!(kind(text), expected, "{text}");
-        }
+        check(classify_append_text, &cases);
     }
 
     #[test]
@@ -149,8 +144,6 @@ mod tests {
             ("TransactionContext Error: cannot commit - transaction is aborted", "unexpected"),
             ("something new", "unexpected"),
         ];
-        for (text, expected) in cases {
-            assert_eq!(kind(text), expected, "{text}");
-        }
+        check(classify_text, &cases);
     }
 }

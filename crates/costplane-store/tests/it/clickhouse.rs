@@ -8,7 +8,7 @@ use costplane_store::{Store, StoreError};
 use serde_json::json;
 
 use crate::data;
-use crate::support::{ChdbFront, ClickHouseTarget};
+use crate::support::{fixes, ChdbFront, ClickHouseTarget};
 
 async fn show_create(store: &ClickHouseStore, table: &str) -> String {
     let r = store.query(&format!("SHOW CREATE TABLE {table}")).await.unwrap();
@@ -95,11 +95,6 @@ async fn admin(target: &ClickHouseTarget, sql: &str) {
     let resp = reqwest::Client::new().post(&target.url).body(sql.to_owned()).send().await.unwrap();
     let status = resp.status();
     assert!(status.is_success(), "{sql}\n-> {status}: {}", resp.text().await.unwrap_or_default());
-}
-
-/// The statements after "fix: " in a schema error, one per problem.
-fn fixes(message: &str) -> Vec<String> {
-    message.lines().filter_map(|l| l.split_once("; fix: ").map(|(_, fix)| fix.to_owned())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use costplane_store::{Store, StoreError};
 use serde_json::json;
 
 use crate::data;
+use crate::support::fixes;
 
 /// The columns costplane appends to `otel_logs`, but for SeverityText, and
 /// with SeverityNumber of type `severity`.
@@ -24,11 +25,6 @@ fn logs_columns(severity: &str) -> String {
 fn run(dir: &Path, sql: &str) {
     let conn = duckdb::Connection::open(dir.join(FILE_NAME)).unwrap();
     conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-/// The statements after "fix: " in a schema error, one per problem.
-fn fixes(message: &str) -> Vec<String> {
-    message.lines().filter_map(|l| l.split_once("; fix: ").map(|(_, fix)| fix.to_owned())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! Backends for the conformance suite.
+//! Backends for the conformance suite, and helpers the backend-specific
+//! tests share.
 
 use std::sync::Arc;
 
@@ -56,4 +57,9 @@ pub async fn open_clickhouse() -> Backend {
     let target = ClickHouseTarget::new();
     let store = ClickHouseStore::connect(target.config()).await.expect("connect to ClickHouse and create the schema");
     Backend { store: Arc::new(store), dialect: Dialect::ClickHouse, _guard: Box::new(target) }
+}
+
+/// The statements after "fix: " in a schema error, one per problem.
+pub fn fixes(message: &str) -> Vec<String> {
+    message.lines().filter_map(|l| l.split_once("; fix: ").map(|(_, fix)| fix.to_owned())).collect()
 }
