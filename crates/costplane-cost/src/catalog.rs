@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use crate::error::CostError;
 use crate::llm::Limits;
-use crate::model_name::{canonical_provider, normalize, normalize_keeping_date, Normalized};
+use crate::model_name::{canonical_provider, normalize_both, normalize_keeping_date, Normalized};
 
 /// The catalog shipped inside the binary.
 pub const SHIPPED: &str = include_str!("../prices/catalog.toml");
@@ -111,8 +111,8 @@ pub struct Catalog {
     models: Vec<ModelEntry>,
     /// Which entries came from the user's override file.
     overridden: Vec<bool>,
-    /// (canonical provider, model key) to entry.
-    by_provider: HashMap<(String, String), usize>,
+    /// Canonical provider, then model key, to entry.
+    by_provider: HashMap<String, HashMap<String, usize>>,
     /// Model key to entry, whatever the provider.
     index: HashMap<String, usize>,
     /// Keys claimed by more than one entry, described for the operator.
@@ -182,28 +182,30 @@ impl Catalog {
         }
         // On a collision an override beats a shipped entry; otherwise the
         // entry listed first keeps the key, so a catalog lists the usual
-        // seller of a model first.
-        let claim = |held: Option<usize>, i: usize| match held {
-            Some(j) if j != i && overridden[j] == overridden[i] => (j, Some((j, i))),
-            Some(j) if j != i => (i, Some((i, j))),
-            _ => (i, None),
+        // seller of a model first. A collision is (winner, loser).
+        let claim = |map: &mut HashMap<String, usize>, key: &str, i: usize| match map.get(key).copied() {
+            None => {
+                map.insert(key.to_owned(), i);
+                None
+            }
+            Some(j) if j == i => None,
+            Some(j) if overridden[i] && !overridden[j] => {
+                map.insert(key.to_owned(), i);
+                Some((i, j))
+            }
+            Some(j) => Some((j, i)),
         };
-        let mut by_provider: HashMap<(String, String), usize> = HashMap::new();
+        let mut by_provider: HashMap<String, HashMap<String, usize>> = HashMap::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut collisions = Vec::new();
-        let order: Vec<usize> = (0..models.len()).filter(|i| !overridden[*i]).chain((0..models.len()).filter(|i| overridden[*i])).collect();
-        for i in order {
-            let m = &models[i];
-            let provider = canonical_provider(&m.provider);
+        let who = |j: usize| format!("{}/{}", models[j].provider, models[j].name);
+        for (i, m) in models.iter().enumerate() {
+            let own = by_provider.entry(canonical_provider(&m.provider)).or_default();
             for name in std::iter::once(&m.name).chain(m.aliases.iter()) {
                 // Dates are kept: a dated entry is its own snapshot, not the alias.
                 let key = normalize_keeping_date(name).key;
-                let pk = (provider.clone(), key.clone());
-                let (winner, same_provider) = claim(by_provider.get(&pk).copied(), i);
-                by_provider.insert(pk, winner);
-                let (winner, any_provider) = claim(index.get(&key).copied(), i);
-                index.insert(key.clone(), winner);
-                let who = |j: usize| format!("{}/{}", models[j].provider, models[j].name);
+                let same_provider = claim(own, &key, i);
+                let any_provider = claim(&mut index, &key, i);
                 if let Some((won, lost)) = same_provider {
                     collisions.push(format!("'{key}' is claimed by {} and {} of one provider; {} is used", who(won), who(lost), who(won)));
                 } else if let Some((won, lost)) = any_provider {
@@ -245,38 +247,31 @@ impl Catalog {
     /// the dated snapshot key before the undated one, then the undated key
     /// without a `-latest` or `-YYMM` snapshot suffix (`mistral-large-2411`).
     pub fn lookup_for(&self, provider: &str, model: &str) -> Lookup<'_> {
-        let dated = normalize_keeping_date(model);
-        let undated = normalize(model);
-        let shorter = {
-            let key = &undated.key;
-            key.strip_suffix("-latest")
-                .or_else(|| {
-                    let (head, tail) = key.rsplit_once('-')?;
-                    (tail.len() == 4 && tail.chars().all(|c| c.is_ascii_digit())).then_some(head)
-                })
-                .map(|head| {
-                    let mut n = undated.clone();
-                    n.steps.push(format!("dropped snapshot suffix '{}'", &key[head.len()..]));
-                    n.key = head.to_owned();
-                    n
-                })
-        };
-        let mut candidates = Vec::with_capacity(3);
-        if dated.key != undated.key {
-            candidates.push(dated);
-        }
-        candidates.push(undated.clone());
-        candidates.extend(shorter);
-        let provider = canonical_provider(provider);
-        let own = |n: &Normalized| self.by_provider.get(&(provider.clone(), n.key.clone())).copied();
-        let any = |n: &Normalized| self.index.get(&n.key).copied();
-        let found =
-            candidates.iter().find_map(|n| own(n).map(|i| (n, i))).or_else(|| candidates.iter().find_map(|n| any(n).map(|i| (n, i))));
-        let Some((n, i)) = found else {
+        let (undated, dated) = normalize_both(model);
+        let key = &undated.key;
+        let shorter = key
+            .strip_suffix("-latest")
+            .or_else(|| {
+                let (head, tail) = key.rsplit_once('-')?;
+                (tail.len() == 4 && tail.chars().all(|c| c.is_ascii_digit())).then_some(head)
+            })
+            .map(|head| {
+                let mut n = undated.clone();
+                n.steps.push(format!("dropped snapshot suffix '{}'", &key[head.len()..]));
+                n.key = head.to_owned();
+                n
+            });
+        let candidates: Vec<&Normalized> = dated.iter().chain([&undated]).chain(shorter.iter()).collect();
+        let own = self.by_provider.get(&canonical_provider(provider));
+        let found = own
+            .into_iter()
+            .chain([&self.index])
+            .find_map(|keys| candidates.iter().find_map(|n| keys.get(&n.key).map(|&i| ((*n).clone(), i))));
+        match found {
+            Some((normalized, i)) => Lookup { entry: Some(&self.models[i]), from_override: self.overridden[i], normalized },
             // Unmatched: explain with the key the name reduces to.
-            return Lookup { entry: None, from_override: false, normalized: undated };
-        };
-        Lookup { entry: Some(&self.models[i]), from_override: self.overridden[i], normalized: n.clone() }
+            None => Lookup { entry: None, from_override: false, normalized: undated },
+        }
     }
 }
 
@@ -300,6 +295,20 @@ impl ModelEntry {
             effective: price.effective,
         })
     }
+}
+
+/// A USD catalog file of `version` for tests, one price per model:
+/// (provider, name, effective, input, output).
+#[cfg(test)]
+pub(crate) fn test_file(version: &str, models: &[(&str, &str, &str, &str, &str)]) -> CatalogFile {
+    let mut text = format!("version = \"{version}\"\ncurrency = \"USD\"\n");
+    for (provider, name, effective, input, output) in models {
+        text += &format!(
+            "[[model]]\nprovider = \"{provider}\"\nname = \"{name}\"\n\
+             [[model.prices]]\neffective = \"{effective}\"\ninput = \"{input}\"\noutput = \"{output}\"\n"
+        );
+    }
+    toml::from_str(&text).unwrap()
 }
 
 #[cfg(test)]
@@ -328,35 +337,15 @@ mod tests {
         assert!(gemini.prices.last().unwrap().tiers.iter().any(|t| t.above_input_tokens == 200_000));
     }
 
-    fn file(text: &str) -> CatalogFile {
-        toml::from_str(text).unwrap()
-    }
+    /// The OpenAI entries of [`two_sellers`].
+    const OPENAI: [(&str, &str, &str, &str, &str); 2] =
+        [("openai", "gpt-4o", "2024-05-13", "2.50", "10.00"), ("openai", "gpt-4o-2024-05-13", "2024-05-13", "5.00", "15.00")];
 
-    const TWO_SELLERS: &str = r#"
-version = "t"
-currency = "USD"
-[[model]]
-provider = "openai"
-name = "gpt-4o"
-  [[model.prices]]
-  effective = "2024-05-13"
-  input = "2.50"
-  output = "10.00"
-[[model]]
-provider = "openai"
-name = "gpt-4o-2024-05-13"
-  [[model.prices]]
-  effective = "2024-05-13"
-  input = "5.00"
-  output = "15.00"
-[[model]]
-provider = "azure.ai.openai"
-name = "gpt-4o"
-  [[model.prices]]
-  effective = "2024-05-13"
-  input = "2.75"
-  output = "11.00"
-"#;
+    /// gpt-4o sold by OpenAI (with a dated snapshot) and by Azure.
+    fn two_sellers() -> CatalogFile {
+        let [a, b] = OPENAI;
+        test_file("t", &[a, b, ("azure.ai.openai", "gpt-4o", "2024-05-13", "2.75", "11.00")])
+    }
 
     #[test]
     fn the_shipped_catalog_has_no_collisions_and_keeps_dated_snapshots_apart() {
@@ -379,7 +368,7 @@ name = "gpt-4o"
 
     #[test]
     fn a_spans_provider_picks_its_own_entry() {
-        let cat = Catalog::from_files(file(TWO_SELLERS), None).unwrap();
+        let cat = Catalog::from_files(two_sellers(), None).unwrap();
         let seller = |provider: &str, model: &str| {
             let e = cat.lookup_for(provider, model).entry.unwrap();
             format!("{}/{}", e.provider, e.name)
@@ -404,11 +393,8 @@ name = "gpt-4o"
     #[test]
     fn an_override_of_another_provider_takes_the_fallback_and_says_so() {
         // The OpenAI entries only; the Azure one comes as an override.
-        let shipped = file(&TWO_SELLERS[..TWO_SELLERS.rfind("[[model]]").unwrap()]);
-        let over = file(
-            "version = \"o\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"az.ai.openai\"\nname = \"gpt-4o\"\n\
-             [[model.prices]]\neffective = \"2024-01-01\"\ninput = \"2.00\"\noutput = \"8.00\"\n",
-        );
+        let shipped = test_file("t", &OPENAI);
+        let over = test_file("o", &[("az.ai.openai", "gpt-4o", "2024-01-01", "2.00", "8.00")]);
         let cat = Catalog::from_files(shipped, Some(over)).unwrap();
         assert_eq!(cat.lookup_for("", "gpt-4o").entry.unwrap().provider, "az.ai.openai");
         assert_eq!(cat.lookup_for("openai", "gpt-4o").entry.unwrap().provider, "openai");

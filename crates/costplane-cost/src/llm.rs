@@ -122,18 +122,16 @@ fn quoted(v: &str) -> String {
 /// ASCII digits. Anything else is a problem, recorded, and reads as absent.
 fn count(attrs: &Attributes, keys: &[&str], problems: &mut Vec<CostError>) -> Option<u64> {
     let (key, v) = first_named(attrs, keys)?;
-    let (attribute, value) = (key.to_owned(), quoted(v));
+    // The reason is built only for a bad count: this runs for every span.
     if !v.bytes().all(|b| b.is_ascii_digit()) {
-        problems.push(CostError::NotWholeTokens { attribute, value });
+        problems.push(CostError::NotWholeTokens { attribute: key.to_owned(), value: quoted(v) });
         return None;
     }
-    match v.parse::<u64>() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            problems.push(CostError::TokensOutOfRange { attribute, value });
-            None
-        }
+    let n = v.parse::<u64>();
+    if n.is_err() {
+        problems.push(CostError::TokensOutOfRange { attribute: key.to_owned(), value: quoted(v) });
     }
+    n.ok()
 }
 
 /// Reads LLM usage from a span's attributes; `None` when the span is not an
@@ -141,14 +139,14 @@ fn count(attrs: &Attributes, keys: &[&str], problems: &mut Vec<CostError>) -> Op
 pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
     let model = first(attrs, &MODEL).map(str::to_owned);
     let provided_cost = first(attrs, &PROVIDED_COST).and_then(|v| v.trim().parse::<Decimal>().ok());
-    let counted = [&INPUT[..], &OUTPUT, &TOTAL].iter().any(|keys| first(attrs, keys).is_some());
-    if model.is_none() && !counted && provided_cost.is_none() {
-        return None;
-    }
     let mut problems = Vec::new();
     let input = count(attrs, &INPUT, &mut problems);
     let output = count(attrs, &OUTPUT, &mut problems);
     let total = count(attrs, &TOTAL, &mut problems);
+    // An unreadable count (a problem so far) still marks an LLM call.
+    if model.is_none() && input.is_none() && output.is_none() && total.is_none() && problems.is_empty() && provided_cost.is_none() {
+        return None;
+    }
     let cache_read = count(attrs, &CACHE_READ, &mut problems).unwrap_or(0);
     let cache_write = count(attrs, &CACHE_WRITE, &mut problems).unwrap_or(0);
     let reasoning = count(attrs, &REASONING, &mut problems).unwrap_or(0);
@@ -261,7 +259,7 @@ fn unpriced_parts(usage: &LlmUsage) -> Vec<(&'static str, u64, Decimal)> {
 /// The cost of a usage that cannot be priced: zero, with its tokens and the
 /// reason. A cost the span carried is not booked, as the counts beside it
 /// are wrong; the reason says what it was.
-pub fn invalid(catalog: &Catalog, usage: &LlmUsage, reason: &str) -> LlmCost {
+pub(crate) fn invalid(catalog: &Catalog, usage: &LlmUsage, reason: &str) -> LlmCost {
     let provider = catalog.lookup_for(&usage.provider, &usage.model).entry.map(|e| e.provider.clone());
     let reason = match usage.provided_cost {
         Some(cost) => format!("{reason}; the span's own cost {cost} is not booked"),
@@ -335,7 +333,7 @@ pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::CatalogFile;
+    use crate::catalog::{test_file, CatalogFile};
     use std::str::FromStr;
 
     const TEST_CATALOG: &str = r#"
@@ -508,20 +506,7 @@ name = "gemini-2.5-pro"
 
     #[test]
     fn overrides_beat_the_catalog() {
-        let over: CatalogFile = toml::from_str(
-            r#"
-version = "acme-negotiated"
-currency = "USD"
-[[model]]
-provider = "openai"
-name = "gpt-4o"
-  [[model.prices]]
-  effective = "2024-01-01"
-  input = "2.00"
-  output = "8.00"
-"#,
-        )
-        .unwrap();
+        let over = test_file("acme-negotiated", &[("openai", "gpt-4o", "2024-01-01", "2.00", "8.00")]);
         let cat = Catalog::from_files(toml::from_str(TEST_CATALOG).unwrap(), Some(over)).unwrap();
         assert_eq!(cat.version, "test-1+acme-negotiated");
         let u = LlmUsage { model: "azure/gpt-4o".into(), input_tokens: 1_000_000, output_tokens: 1_000_000, ..Default::default() };
@@ -595,20 +580,7 @@ name = "gpt-4o"
 
     #[test]
     fn a_provider_qualified_entry_prices_that_providers_calls() {
-        let over: CatalogFile = toml::from_str(
-            r#"
-version = "azure-1"
-currency = "USD"
-[[model]]
-provider = "azure.ai.openai"
-name = "gpt-4o"
-  [[model.prices]]
-  effective = "2024-01-01"
-  input = "2.75"
-  output = "11.00"
-"#,
-        )
-        .unwrap();
+        let over = test_file("azure-1", &[("azure.ai.openai", "gpt-4o", "2024-01-01", "2.75", "11.00")]);
         let cat = Catalog::from_files(toml::from_str(TEST_CATALOG).unwrap(), Some(over)).unwrap();
         let day = day("2025-03-01");
         let u = valid(
@@ -758,20 +730,7 @@ name = "gpt-4o"
         assert_eq!(e.invalid.as_deref(), Some("2 input plus 18446744073709551614 cached tokens overflow"));
 
         // Without a token limit, money that passes Decimal's range is invalid too.
-        let absurd: CatalogFile = toml::from_str(
-            r#"
-version = "absurd"
-currency = "USD"
-[[model]]
-provider = "acme"
-name = "gpt-4o"
-  [[model.prices]]
-  effective = "2024-01-01"
-  input = "79228162514264337593543950335"
-  output = "1"
-"#,
-        )
-        .unwrap();
+        let absurd = test_file("absurd", &[("acme", "gpt-4o", "2024-01-01", "79228162514264337593543950335", "1")]);
         let mut cat = Catalog::from_files(absurd, None).unwrap();
         cat.limits = Limits { max_tokens_per_call: u64::MAX };
         let c = price(&cat, &usage("acme", "gpt-4o", u64::MAX, 0), day("2025-03-01"));

@@ -30,6 +30,7 @@ use rust_decimal::Decimal;
 
 use crate::catalog::Catalog;
 use crate::llm::{self, PricingStatus};
+use crate::model_name::canonical_provider;
 
 pub const UNASSIGNED: &str = "unassigned";
 /// The usage "signal" of API queries.
@@ -84,32 +85,29 @@ fn lookup(resource: &ResourceInfo, key: &str) -> String {
         .unwrap_or_else(|| UNASSIGNED.to_owned())
 }
 
+/// A provider's display name, however the span or the catalog spells it.
 fn provider_display(provider: &str) -> String {
-    match provider {
+    match canonical_provider(provider).as_str() {
         "openai" => "OpenAI".into(),
         "anthropic" => "Anthropic".into(),
-        "google" | "gcp.gemini" | "gcp.vertex_ai" | "gemini" | "vertex_ai" => "Google".into(),
-        "mistral" | "mistral_ai" => "Mistral AI".into(),
+        "gcp.gemini" | "gcp.vertex_ai" => "Google".into(),
+        "mistral_ai" => "Mistral AI".into(),
         "meta" => "Meta".into(),
-        "amazon" | "aws.bedrock" | "bedrock" => "AWS".into(),
-        "azure" | "az.ai.openai" | "azure.ai.openai" | "az.ai.inference" => "Microsoft".into(),
+        "amazon" | "aws.bedrock" => "AWS".into(),
+        "azure.ai.openai" | "azure.ai.inference" => "Microsoft".into(),
         "" => "unknown".into(),
-        other => other.to_owned(),
+        _ => provider.to_owned(),
     }
 }
 
-/// The FOCUS-facing tags of a row.
-fn tags(tenant: &str, project: &str, service: &str) -> String {
-    serde_json::json!({ "tenant": tenant, "project": project, "service": service }).to_string()
-}
-
-/// The tags of an LLM row: those of [`tags`], plus why the row is not
-/// priced when it is `invalid`.
-fn llm_tags(tenant: &str, project: &str, service: &str, reason: Option<&str>) -> String {
-    match reason {
-        None => tags(tenant, project, service),
-        Some(r) => serde_json::json!({ "tenant": tenant, "project": project, "service": service, "pricing_reason": r }).to_string(),
+/// The FOCUS-facing tags of a row, with why it is not priced when it is
+/// an `invalid` LLM row.
+fn tags(tenant: &str, project: &str, service: &str, pricing_reason: Option<&str>) -> String {
+    let mut tags = serde_json::json!({ "tenant": tenant, "project": project, "service": service });
+    if let Some(r) = pricing_reason {
+        tags["pricing_reason"] = r.into();
     }
+    tags.to_string()
 }
 
 impl Meter {
@@ -237,7 +235,7 @@ impl Meter {
                     pricing_quantity: if queries { thousands } else { gib.round_dp(MONEY_SCALE) },
                     pricing_unit: if queries { "1000 Queries" } else { "GiB" }.into(),
                     sku_id: if queries { "telemetry/queries".to_owned() } else { format!("telemetry/ingest/{}", u.signal) },
-                    tags: tags(&u.tenant, &u.project, &u.service),
+                    tags: tags(&u.tenant, &u.project, &u.service, None),
                     tenant: u.tenant.clone(),
                     project: u.project.clone(),
                     service: u.service.clone(),
@@ -285,6 +283,7 @@ impl Meter {
                 u.operation.clone(),
             );
             let publisher = cost.provider.clone().unwrap_or_default();
+            let new_row = || (Decimal::ZERO, Decimal::ZERO, publisher.clone());
             // A provided cost (or a token-less usage) is one "total" row;
             // a priced, unpriced or invalid one, a row per token kind.
             let parts = if cost.status == PricingStatus::Provided || cost.parts.is_empty() {
@@ -294,24 +293,20 @@ impl Meter {
             };
             let reason = if cost.status == PricingStatus::Invalid { cost.reason.clone() } else { None };
             for (kind, tokens, amount) in parts {
+                let tokens = Decimal::from(tokens);
                 let (h, t, p, s, pr, m, o) = key_base.clone();
-                let key = (h, t, p, s, pr, m, o, kind, cost.status.as_str(), reason.clone());
-                let e = agg.entry(key.clone()).or_insert((Decimal::ZERO, Decimal::ZERO, publisher.clone()));
+                let e = agg.entry((h, t, p, s, pr, m, o, kind, cost.status.as_str(), reason.clone())).or_insert_with(new_row);
                 if let Some(sum) = e.1.checked_add(amount) {
-                    e.0 = e.0.saturating_add(Decimal::from(tokens));
+                    e.0 = e.0.saturating_add(tokens);
                     e.1 = sum;
-                } else {
-                    // Only provided costs near Decimal's limit get here; the
-                    // part is kept, unbooked, rather than panicking.
-                    let (h, t, p, s, pr, m, o, kind, _, _) = key;
-                    let why = format!("adding {amount} to this hour's cost of the row overflows");
-                    let e = agg.entry((h, t, p, s, pr, m, o, kind, PricingStatus::Invalid.as_str(), Some(why))).or_insert((
-                        Decimal::ZERO,
-                        Decimal::ZERO,
-                        publisher.clone(),
-                    ));
-                    e.0 = e.0.saturating_add(Decimal::from(tokens));
+                    continue;
                 }
+                // Only provided costs near Decimal's limit get here; the
+                // part is kept, unbooked, rather than panicking.
+                let (h, t, p, s, pr, m, o) = key_base.clone();
+                let why = format!("adding {amount} to this hour's cost of the row overflows");
+                let e = agg.entry((h, t, p, s, pr, m, o, kind, PricingStatus::Invalid.as_str(), Some(why))).or_insert_with(new_row);
+                e.0 = e.0.saturating_add(tokens);
             }
         }
         agg.into_iter()
@@ -333,7 +328,7 @@ impl Meter {
                     pricing_quantity: (tokens / Decimal::from(1_000_000u32)).round_dp(MONEY_SCALE),
                     pricing_unit: "1M Tokens".into(),
                     sku_id: format!("{provider}/{model}/{kind}"),
-                    tags: llm_tags(&tenant, &project, &service, reason.as_deref()),
+                    tags: tags(&tenant, &project, &service, reason.as_deref()),
                     tenant,
                     project,
                     service,

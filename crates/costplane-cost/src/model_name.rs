@@ -33,16 +33,25 @@ fn strip_suffix_digits(s: &str, sep: char, digits: usize) -> Option<&str> {
 
 /// Normalizes a model name to its catalog key.
 pub fn normalize(raw: &str) -> Normalized {
-    normalize_with(raw, true)
+    normalize_with(raw, true).0
 }
 
 /// Normalizes a model name as [`normalize`] does but keeps a date suffix:
 /// the key of a dated snapshot entry (`gpt-4o-2024-05-13`).
 pub fn normalize_keeping_date(raw: &str) -> Normalized {
-    normalize_with(raw, false)
+    normalize_with(raw, false).0
 }
 
-fn normalize_with(raw: &str, drop_date: bool) -> Normalized {
+/// [`normalize`] of a name, and [`normalize_keeping_date`] of it when that
+/// differs (the name has a date). Names without a date, most of them, are
+/// normalized once.
+pub fn normalize_both(raw: &str) -> (Normalized, Option<Normalized>) {
+    let (undated, dropped_date) = normalize_with(raw, true);
+    (undated, dropped_date.then(|| normalize_keeping_date(raw)))
+}
+
+/// The normalized name, and whether a date was dropped.
+fn normalize_with(raw: &str, drop_date: bool) -> (Normalized, bool) {
     let mut steps = Vec::new();
     let mut s = raw.trim().to_ascii_lowercase();
     if let Some((prefix, rest)) = s.rsplit_once('/') {
@@ -77,6 +86,7 @@ fn normalize_with(raw: &str, drop_date: bool) -> Normalized {
         }
     }
     // Date suffixes: -2024-08-06, -20241022, @20241022.
+    let mut dropped_date = false;
     if drop_date {
         let dashed = (|| {
             let a = strip_suffix_digits(&s, '-', 2)?;
@@ -86,13 +96,14 @@ fn normalize_with(raw: &str, drop_date: bool) -> Normalized {
         if let Some(head) = dashed.or_else(|| strip_suffix_digits(&s, '-', 8)).or_else(|| strip_suffix_digits(&s, '@', 8)) {
             steps.push(format!("dropped date '{}'", &s[head.len()..]));
             s = head.to_owned();
+            dropped_date = true;
         }
     }
     if s.contains('.') {
         steps.push("spelled '.' as '-'".to_owned());
         s = s.replace('.', "-");
     }
-    Normalized { key: s, steps }
+    (Normalized { key: s, steps }, dropped_date)
 }
 
 /// The one id of a provider however a span or a catalog spells it, compared
