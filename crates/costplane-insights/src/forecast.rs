@@ -183,8 +183,11 @@ impl Backtest {
     }
 }
 
-/// Backtests `predict` (history, h -> forecast) over `values`.
-pub fn backtest(values: &[f64], horizon: usize, predict: &dyn Fn(&[f64]) -> Option<Box<dyn Fn(usize) -> f64>>) -> Backtest {
+/// A fitted forecast: days ahead (1-based) -> value.
+pub type Predictor = Box<dyn Fn(usize) -> f64>;
+
+/// Backtests `predict` (history -> fitted forecast) over `values`.
+pub fn backtest(values: &[f64], horizon: usize, predict: &dyn Fn(&[f64]) -> Option<Predictor>) -> Backtest {
     let mut bt = Backtest { daily: vec![Vec::new(); horizon], cumulative: vec![Vec::new(); horizon], abs_pct: Vec::new(), origins: 0 };
     let n = values.len();
     if n <= MIN_HISTORY {
@@ -209,7 +212,7 @@ pub fn backtest(values: &[f64], horizon: usize, predict: &dyn Fn(&[f64]) -> Opti
     bt
 }
 
-fn holt_winters_predictor(history: &[f64]) -> Option<Box<dyn Fn(usize) -> f64>> {
+fn holt_winters_predictor(history: &[f64]) -> Option<Predictor> {
     let m = HoltWinters::fit(history).ok()?;
     Some(Box::new(move |h| m.predict(h)))
 }

@@ -29,11 +29,11 @@ fn holt_winters_beats_seasonal_naive() {
         let v = trend_weekly(120, seed);
         let bt_hw = backtest(&v, 14, &|h: &[f64]| {
             let m = HoltWinters::fit(h).ok()?;
-            Some(Box::new(move |k| m.predict(k)) as Box<dyn Fn(usize) -> f64>)
+            Some(Box::new(move |k| m.predict(k)) as forecast::Predictor)
         });
         let bt_naive = backtest(&v, 14, &|h: &[f64]| {
             let h = h.to_vec();
-            Some(Box::new(move |k| seasonal_naive(&h, k)) as Box<dyn Fn(usize) -> f64>)
+            Some(Box::new(move |k| seasonal_naive(&h, k)) as forecast::Predictor)
         });
         hw.push(bt_hw.mape().unwrap());
         naive.push(bt_naive.mape().unwrap());
