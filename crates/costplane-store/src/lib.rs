@@ -10,6 +10,7 @@ pub mod clickhouse;
 pub mod duckdb;
 mod error;
 mod query;
+mod records;
 mod verify;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use costplane_telemetry::TelemetryBatch;
 
 pub use error::StoreError;
 pub use query::{is_read_only_statement, json_number, result_cell, QueryResult};
+pub use records::{Record, RecordTable};
 
 /// Builds a parameter list and its placeholders together.
 #[derive(Debug)]
@@ -106,6 +108,14 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes ledger rows of `source` whose charge period starts in
     /// `[from_ns, to_ns)` (repricing replaces them).
     async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError>;
+
+    /// Writes documents of a state table (see [`RecordTable`]); the latest
+    /// write of a key wins.
+    async fn put_records(&self, table: RecordTable, records: &[Record]) -> Result<(), StoreError>;
+
+    /// The current documents of a state table (deleted keys left out),
+    /// ordered by key.
+    async fn records(&self, table: RecordTable) -> Result<Vec<Record>, StoreError>;
 }
 
 /// A bound query parameter.

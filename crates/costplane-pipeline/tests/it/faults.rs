@@ -86,6 +86,14 @@ impl Store for FaultyStore {
     async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
         self.inner.delete_ledger(source, from_ns, to_ns).await
     }
+
+    async fn put_records(&self, table: costplane_store::RecordTable, records: &[costplane_store::Record]) -> Result<(), StoreError> {
+        self.inner.put_records(table, records).await
+    }
+
+    async fn records(&self, table: costplane_store::RecordTable) -> Result<Vec<costplane_store::Record>, StoreError> {
+        self.inner.records(table).await
+    }
 }
 
 struct JsonDecoder;

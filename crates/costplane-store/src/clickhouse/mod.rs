@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 
 use crate::verify::{self as check, FoundColumn};
-use crate::{is_read_only_statement, result_cell, Dialect, Param, QueryResult, Store, StoreError};
+use crate::{is_read_only_statement, result_cell, Dialect, Param, QueryResult, Record, RecordTable, Store, StoreError};
 use errors::Op;
 pub use schema::SchemaOptions;
 
@@ -405,6 +405,37 @@ impl Store for ClickHouseStore {
             types: parsed.meta.into_iter().map(|m| m.ty).collect(),
             rows: parsed.data.into_iter().map(|row| row.into_iter().map(result_cell).collect()).collect(),
         })
+    }
+
+    async fn put_records(&self, table: RecordTable, records: &[Record]) -> Result<(), StoreError> {
+        // INSERT ... SELECT with bound parameters: values never become SQL text.
+        let sql = format!(
+            "INSERT INTO {} (Key, Body, UpdatedNs, Deleted) SELECT {{p0:String}}, {{p1:String}}, {{p2:Int64}}, {{p3:UInt8}}",
+            self.config.schema.qualified(table.name())
+        );
+        for r in records {
+            let mut settings = vec![
+                ("param_p0", r.key.clone()),
+                ("param_p1", r.body.clone()),
+                ("param_p2", r.updated_ns.to_string()),
+                ("param_p3", u8::from(r.deleted).to_string()),
+            ];
+            if self.config.schema.cluster.is_some() {
+                settings.push(("distributed_foreground_insert", "1".to_owned()));
+            }
+            self.execute(&sql, &settings, None, Op::Write).await?;
+        }
+        Ok(())
+    }
+
+    async fn records(&self, table: RecordTable) -> Result<Vec<Record>, StoreError> {
+        let sql = format!(
+            "SELECT Key, argMax(Body, UpdatedNs) AS b, max(UpdatedNs) AS u FROM {} GROUP BY Key \
+             HAVING argMax(Deleted, UpdatedNs) = 0 ORDER BY Key",
+            self.config.schema.qualified(table.name())
+        );
+        let r = self.query_with(&sql, &[]).await?;
+        Ok(r.rows.iter().map(|row| Record::from_row(row)).collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -20,7 +20,7 @@ use super::partition::Granularity;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,6 +461,31 @@ impl SchemaOptions {
                     literal(cluster),
                     literal(&self.database),
                     literal(&storage),
+                ));
+            }
+        }
+        // Keyed state (`records.rs`): the newest version of a key wins.
+        for table in crate::RecordTable::ALL.map(crate::RecordTable::name) {
+            let storage = self.storage_table(table);
+            let engine = match &self.cluster {
+                Some(_) => format!(
+                    "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/{storage}', '{{replica}}', UpdatedNs)",
+                    self.database.replace('\'', "")
+                ),
+                None => "ReplacingMergeTree(UpdatedNs)".to_owned(),
+            };
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {}{oc} (\n    Key String,\n    Body String,\n    UpdatedNs Int64,\n    Deleted UInt8\n) ENGINE = {engine}\nORDER BY Key",
+                self.qualified(&storage)
+            ));
+            if let Some(cluster) = &self.cluster {
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {}{oc} AS {}\nENGINE = Distributed({}, {}, {}, cityHash64(Key))",
+                    self.qualified(table),
+                    self.qualified(&storage),
+                    literal(cluster),
+                    literal(&self.database),
+                    literal(&storage)
                 ));
             }
         }

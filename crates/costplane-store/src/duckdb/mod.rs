@@ -42,7 +42,7 @@ use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 use duckdb::{AccessMode, Config, Connection};
 
-use crate::{is_read_only_statement, Dialect, Param, QueryResult, Store, StoreError};
+use crate::{is_read_only_statement, Dialect, Param, QueryResult, Record, RecordTable, Store, StoreError};
 
 /// The file name of the embedded store inside the data directory.
 pub const FILE_NAME: &str = "costplane.duckdb";
@@ -412,6 +412,37 @@ impl Store for DuckDbStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("the delete task failed: {e}")))?
     }
+
+    async fn put_records(&self, table: RecordTable, records: &[Record]) -> Result<(), StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let records = records.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
+            let sql = format!("INSERT OR REPLACE INTO {} VALUES (?, ?, ?, ?)", table.name());
+            let result = records.iter().try_for_each(|r| {
+                conn.execute(&sql, duckdb::params![r.key, r.body, r.updated_ns, r.deleted]).map(|_| ()).map_err(db_err)
+            });
+            match result {
+                Ok(()) => conn.execute_batch("COMMIT").map_err(db_err),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?
+    }
+
+    async fn records(&self, table: RecordTable) -> Result<Vec<Record>, StoreError> {
+        let sql = format!(
+            "SELECT \"Key\", \"Body\", \"UpdatedNs\" FROM {} WHERE NOT coalesce(\"Deleted\", false) ORDER BY \"Key\"",
+            table.name()
+        );
+        let r = self.query_with(&sql, &[]).await?;
+        Ok(r.rows.iter().map(|row| Record::from_row(row)).collect())
+    }
 }
 
 #[cfg(test)]
@@ -436,5 +467,21 @@ mod tests {
         assert_eq!(ids, vec![2048]);
         // The same id again is a no-op, not an error.
         write_blocking(&conn, 2048, Vec::new()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_keep_the_latest_write_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = DuckDbStore::open(dir.path()).unwrap();
+            let t = RecordTable::Budgets;
+            store.put_records(t, &[Record::new("b", r#"{"v":1}"#, 1), Record::new("a", r#"{"v":1}"#, 1)]).await.unwrap();
+            store.put_records(t, &[Record::new("b", r#"{"v":2}"#, 2), Record::tombstone("a", 3)]).await.unwrap();
+            let got = store.records(t).await.unwrap();
+            assert_eq!(got, vec![Record::new("b", r#"{"v":2}"#, 2)]);
+            assert!(store.records(RecordTable::Anomalies).await.unwrap().is_empty());
+        }
+        let store = DuckDbStore::open(dir.path()).unwrap();
+        assert_eq!(store.records(RecordTable::Budgets).await.unwrap().len(), 1);
     }
 }

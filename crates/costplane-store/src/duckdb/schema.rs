@@ -8,13 +8,13 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const ATTRS: &str = "MAP(VARCHAR, VARCHAR)";
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
-    vec![(1, initial_schema()), (2, COST_TABLES.to_owned())]
+    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, record_tables())]
 }
 
 /// Usage facts and the FOCUS-aligned cost ledger. Money is DECIMAL(38, 12).
@@ -79,6 +79,20 @@ CREATE TABLE IF NOT EXISTS costplane_ledger (
     "x_PriceVersion" VARCHAR
 );
 "#;
+
+/// The keyed state tables (`records.rs`): budgets, notifications sent,
+/// anomalies, detection progress.
+fn record_tables() -> String {
+    crate::RecordTable::ALL
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (\"Key\" VARCHAR PRIMARY KEY, \"Body\" VARCHAR, \"UpdatedNs\" BIGINT, \"Deleted\" BOOLEAN);\n",
+                t.name()
+            )
+        })
+        .collect()
+}
 
 fn metric_prefix() -> String {
     format!(
