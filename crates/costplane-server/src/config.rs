@@ -56,6 +56,8 @@ pub struct Config {
     pub api: ApiSection,
     pub metrics: MetricsSection,
     pub billing: BillingSection,
+    pub anomalies: crate::insights::config::AnomaliesSection,
+    pub budgets: Vec<crate::insights::config::BudgetConfig>,
 }
 
 /// `[billing]`: who bills whom, as the FOCUS export names it.
@@ -317,6 +319,8 @@ impl Default for Config {
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
             billing: BillingSection::default(),
+            anomalies: Default::default(),
+            budgets: Vec::new(),
         }
     }
 }
@@ -464,6 +468,7 @@ impl Config {
             return Err("pipeline.batch_max_rows must be at least 1".into());
         }
         crate::auth::validate(&self.api.keys)?;
+        crate::insights::config::validate(&self.anomalies, &self.budgets)?;
         if self.api.keys.is_empty() && !self.http.addr.ip().is_loopback() && !self.api.allow_open_remote {
             return Err(format!(
                 "the API would listen on {} without API keys; add [[api.keys]] to the config, \

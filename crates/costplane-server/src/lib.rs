@@ -8,6 +8,7 @@ pub mod costs;
 pub mod csv;
 mod error;
 pub mod health;
+pub mod insights;
 pub mod otlp;
 mod server;
 

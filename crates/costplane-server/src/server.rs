@@ -123,6 +123,8 @@ impl Server {
             meter: Arc::clone(&meter),
             pipeline: pipeline.clone(),
         };
+        let insights = crate::insights::InsightsState::new(&self.config, Arc::clone(&self.store), meter.catalog.currency.clone());
+        let insights_task = crate::insights::spawn(insights.clone(), stop.clone());
         let api_task = serve_http(
             self.api,
             api::router_with(
@@ -131,7 +133,9 @@ impl Server {
                 self.config.api.keys.clone(),
                 metrics,
             )
-            .layer(axum::Extension(Arc::new(self.config.billing.clone()))),
+            .merge(crate::insights::router(insights.clone(), self.config.api.keys.clone()))
+            .layer(axum::Extension(Arc::new(self.config.billing.clone())))
+            .layer(axum::Extension(Arc::clone(&insights.gauges))),
             stop.clone(),
             "HTTP API",
         );
@@ -154,6 +158,7 @@ impl Server {
                 Err(_) => tracing::warn!(server = name, "in-flight requests did not finish in time"),
             }
         }
+        let _ = insights_task.await;
         let stats = handle.shutdown().await;
         tracing::info!(
             accepted_rows = stats.accepted_rows,

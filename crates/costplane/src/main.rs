@@ -2,6 +2,7 @@
 //! Everything else lives in the library crates.
 
 mod deadletter;
+mod insights;
 mod loadgen;
 mod prices;
 mod reprice;
@@ -40,6 +41,8 @@ enum Command {
     /// Requests the store refused as invalid: list them, replay them.
     #[command(subcommand)]
     Deadletter(deadletter::DeadLetterCommand),
+    #[command(flatten)]
+    Insights(insights::Command),
 }
 
 #[derive(Subcommand)]
@@ -211,6 +214,7 @@ fn main() -> ExitCode {
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
+            Command::Insights(cmd) => insights::run(cmd).await.map_err(|e| (1, e)),
             Command::Schema(SchemaCommand::Print(args)) => schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
         }
     });

@@ -274,7 +274,11 @@ pub struct MetricsState {
 
 /// `GET /metrics`: Prometheus text. Cost series come from the cache (see
 /// the module docs); health series from the pipeline, as of this scrape.
-pub async fn metrics(State(s): State<MetricsState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(s): State<MetricsState>,
+    Extension(caller): Extension<Caller>,
+    insights: Option<Extension<Arc<crate::insights::metrics::Gauges>>>,
+) -> Result<Response, ApiError> {
     let cached = s.cache.get(&s.costs, &caller).await?;
     let mut out = String::with_capacity(cached.text.len() + 4096);
     out.push_str(&cached.text);
@@ -293,6 +297,9 @@ pub async fn metrics(State(s): State<MetricsState>, Extension(caller): Extension
         "Bytes reserved by OTLP requests being received, decompressed or decoded (limit: otlp.max_inflight_mib).",
         s.inflight.in_flight_bytes(),
     );
+    if let Some(Extension(gauges)) = insights {
+        out.push_str(&gauges.render(&caller));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

@@ -420,9 +420,9 @@ impl Store for DuckDbStore {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
             conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
             let sql = format!("INSERT OR REPLACE INTO {} VALUES (?, ?, ?, ?)", table.name());
-            let result = records.iter().try_for_each(|r| {
-                conn.execute(&sql, duckdb::params![r.key, r.body, r.updated_ns, r.deleted]).map(|_| ()).map_err(db_err)
-            });
+            let result = records
+                .iter()
+                .try_for_each(|r| conn.execute(&sql, duckdb::params![r.key, r.body, r.updated_ns, r.deleted]).map(|_| ()).map_err(db_err));
             match result {
                 Ok(()) => conn.execute_batch("COMMIT").map_err(db_err),
                 Err(e) => {

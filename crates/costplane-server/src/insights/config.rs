@@ -1,0 +1,263 @@
+//! `[anomalies]` and `[[budgets]]`: detection settings, budgets and their
+//! notification targets. Validated at load (`Config::load`).
+
+use costplane_insights::budget::{self, Period, Threshold};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// `[anomalies]`: detection, evaluation cadence and who hears about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomaliesSection {
+    /// Run detection and budget evaluation in the server.
+    pub enabled: bool,
+    /// How often closed hours are looked at (e.g. "5m").
+    pub interval: String,
+    /// How long after an hour ends it counts as closed (late spans land).
+    pub close_after: String,
+    /// |robust z| above this is unusual.
+    pub threshold: f64,
+    /// Least impact worth reporting, in the billing currency (per window).
+    pub impact_floor: Decimal,
+    /// Reference weeks of the seasonal baseline.
+    pub weeks: usize,
+    /// Hours evaluated on the first start (older history: `--backfill`).
+    pub initial_lookback_hours: u32,
+    /// Floors per group: the first entry whose set fields all match wins.
+    pub floors: Vec<GroupFloor>,
+    /// Where new anomalies are sent.
+    pub notify: Vec<Target>,
+    /// Base of links in notifications (e.g. "https://costplane.example.com");
+    /// default: the API's listen address.
+    pub public_url: Option<String>,
+}
+
+impl Default for AnomaliesSection {
+    fn default() -> Self {
+        AnomaliesSection {
+            enabled: true,
+            interval: "5m".into(),
+            close_after: "10m".into(),
+            threshold: 3.0,
+            impact_floor: Decimal::ONE,
+            weeks: 4,
+            initial_lookback_hours: 24,
+            floors: Vec::new(),
+            notify: Vec::new(),
+            public_url: None,
+        }
+    }
+}
+
+/// The ledger dimensions a group or budget scope names. Unset matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Scope {
+    /// (dimension name, value) of every set field.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        [("tenant", &self.tenant), ("project", &self.project), ("service", &self.service), ("model", &self.model), ("source", &self.source)]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Whether a group (source, tenant, project, service, model) is inside.
+    pub fn contains(&self, group: &super::series::Group) -> bool {
+        let ok = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        ok(&self.source, &group.source)
+            && ok(&self.tenant, &group.tenant)
+            && ok(&self.project, &group.project)
+            && ok(&self.service, &group.service)
+            && ok(&self.model, &group.model)
+    }
+}
+
+/// An impact floor for the groups a scope matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupFloor {
+    #[serde(flatten)]
+    pub scope: Scope,
+    pub impact_floor: Decimal,
+}
+
+/// Where a notification goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum Target {
+    /// JSON POST signed with HMAC-SHA256 of the body under `secret`
+    /// (header `X-Costplane-Signature: sha256=<hex>`).
+    Webhook { url: String, secret: String },
+    /// Alertmanager's API: `url` is its base, alerts go to `/api/v2/alerts`.
+    Alertmanager { url: String },
+    /// A Slack-compatible incoming webhook (`{"text": ...}`).
+    Slack { url: String },
+}
+
+impl Target {
+    pub fn url(&self) -> &str {
+        match self {
+            Target::Webhook { url, .. } | Target::Alertmanager { url } | Target::Slack { url } => url,
+        }
+    }
+
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        let url = self.url();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("{at}: url {url:?} must start with http:// or https://"));
+        }
+        if let Target::Webhook { secret, .. } = self {
+            if secret.len() < 16 {
+                return Err(format!("{at}: a webhook secret must be at least 16 characters"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One budget (`[[budgets]]` in the config, or created through the API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// A stable name: letters, digits, `-`, `_`, `.`.
+    pub id: String,
+    #[serde(default)]
+    pub scope: Scope,
+    pub period: Period,
+    /// In the billing currency.
+    pub amount: Decimal,
+    #[serde(default = "budget::default_thresholds")]
+    pub thresholds: Vec<Threshold>,
+    #[serde(default)]
+    pub notify: Vec<Target>,
+}
+
+impl BudgetConfig {
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        if self.id.is_empty() || self.id.len() > 100 || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(format!("{at}: id {:?} must be 1 to 100 letters, digits, '-', '_' or '.'", self.id));
+        }
+        budget::validate(self.amount, &self.thresholds).map_err(|e| format!("{at} ({}): {e}", self.id))?;
+        if let Some(s) = &self.scope.source {
+            if !["llm", "telemetry", "kubernetes", "cloud"].contains(&s.as_str()) {
+                return Err(format!("{at} ({}): source {s:?} is not llm, telemetry, kubernetes or cloud", self.id));
+            }
+        }
+        for (i, t) in self.notify.iter().enumerate() {
+            t.validate(&format!("{at}.notify[{i}]"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks `[anomalies]` and `[[budgets]]` (ids unique).
+pub fn validate(anomalies: &AnomaliesSection, budgets: &[BudgetConfig]) -> Result<(), String> {
+    crate::config::parse_duration(&anomalies.interval).map_err(|e| format!("anomalies.interval: {e}"))?;
+    crate::config::parse_duration(&anomalies.close_after).map_err(|e| format!("anomalies.close_after: {e}"))?;
+    let detect = costplane_insights::DetectConfig {
+        threshold: anomalies.threshold,
+        impact_floor: anomalies.impact_floor,
+        baseline: costplane_insights::baseline::BaselineConfig { weeks: anomalies.weeks, ..Default::default() },
+    };
+    detect.validate().map_err(|e| format!("anomalies: {e}"))?;
+    for (i, f) in anomalies.floors.iter().enumerate() {
+        if f.impact_floor < Decimal::ZERO {
+            return Err(format!("anomalies.floors[{i}]: impact_floor must not be negative"));
+        }
+    }
+    for (i, t) in anomalies.notify.iter().enumerate() {
+        t.validate(&format!("anomalies.notify[{i}]"))?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, b) in budgets.iter().enumerate() {
+        b.validate(&format!("budgets[{i}]"))?;
+        if !seen.insert(b.id.as_str()) {
+            return Err(format!("budgets[{i}]: id {:?} is used twice", b.id));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        anomalies: AnomaliesSection,
+        #[serde(default)]
+        budgets: Vec<BudgetConfig>,
+    }
+
+    fn parse(text: &str) -> Result<File, String> {
+        let f: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        validate(&f.anomalies, &f.budgets)?;
+        Ok(f)
+    }
+
+    #[test]
+    fn budgets_parse_with_default_thresholds() {
+        let f = parse(
+            r#"
+            [anomalies]
+            threshold = 4
+            floors = [{ tenant = "tiny", impact_floor = "0.1" }]
+            [[budgets]]
+            id = "acme-llm"
+            scope = { tenant = "acme", source = "llm" }
+            period = "month"
+            amount = "1000"
+            notify = [
+              { kind = "webhook", url = "http://127.0.0.1:9/hook", secret = "0123456789abcdef" },
+              { kind = "alertmanager", url = "http://127.0.0.1:9093" },
+              { kind = "slack", url = "https://hooks.example/T/B/x" },
+            ]
+            "#,
+        )
+        .unwrap();
+        let b = &f.budgets[0];
+        assert_eq!(b.amount, Decimal::from(1000));
+        assert_eq!(
+            b.thresholds.iter().map(Threshold::label).collect::<Vec<_>>(),
+            ["50%-actual", "90%-actual", "100%-actual", "100%-forecast"]
+        );
+        assert_eq!(b.scope.fields(), vec![("tenant", "acme"), ("source", "llm")]);
+        assert_eq!(f.anomalies.floors[0].impact_floor, Decimal::new(1, 1));
+    }
+
+    #[test]
+    fn bad_budgets_are_refused_with_the_reason() {
+        let base = "[[budgets]]\nid = \"b\"\nperiod = \"month\"\n";
+        for (extra, want) in [
+            ("amount = \"0\"", "must be positive"),
+            ("amount = \"5\"\ncolor = \"red\"", "unknown field"),
+            ("amount = \"5\"\nscope = { team = \"x\" }", "unknown field"),
+            ("amount = \"5\"\nnotify = [{ kind = \"webhook\", url = \"http://x\", secret = \"short\" }]", "at least 16"),
+            ("amount = \"5\"\nnotify = [{ kind = \"pager\", url = \"http://x\" }]", "unknown variant"),
+            ("amount = \"5\"\nscope = { source = \"gpu\" }", "is not llm"),
+            ("amount = \"5\"\nthresholds = [{ percent = \"0\" }]", "above 0"),
+        ] {
+            let err = parse(&format!("{base}{extra}")).map(|_| ()).unwrap_err();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let twice = format!("{base}amount = \"1\"\n{base}amount = \"2\"\n");
+        assert!(parse(&twice).map(|_| ()).unwrap_err().contains("used twice"));
+        assert!(parse("[[budgets]]\nid = \"a b\"\nperiod = \"day\"\namount = \"1\"").map(|_| ()).unwrap_err().contains("letters"));
+        assert!(parse("[anomalies]\nthreshold = 0").map(|_| ()).is_err());
+    }
+}

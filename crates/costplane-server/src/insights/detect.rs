@@ -1,0 +1,328 @@
+//! Detection runs: which buckets are evaluated, how new anomalies join or
+//! close the stored ones, and who is told.
+//!
+//! Invariants:
+//! - A bucket is evaluated once it is closed (`close_after` past its end);
+//!   the next bucket to evaluate per grain is stored (`InsightsProgress`),
+//!   so a restart resumes where the last run stopped and evaluates nothing
+//!   twice. `--backfill` evaluates any range again; results overwrite the
+//!   figures of the same anomaly (its id is a hash of grain, group and
+//!   start) but keep its status, first-seen time and notification flag.
+//! - An open anomaly that reaches the start of the newly evaluated buckets
+//!   and continues (same group, grain, direction) is extended; one whose
+//!   next bucket has been evaluated and is not unusual is resolved.
+//! - Runs are serialized (one lock), so periodic runs and backfills never
+//!   interleave their read-modify-write of the anomaly table.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use costplane_insights::anomaly::{self, top_contributors, Anomaly, Series};
+use costplane_insights::baseline::BaselineConfig;
+use costplane_insights::{DetectConfig, Grain};
+use costplane_store::{Record, RecordTable, StoreError};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::config::Scope;
+use super::notify::{self, Event};
+use super::series::{self, Group, HOUR};
+use super::InsightsState;
+use crate::costs::params::Dimension;
+
+/// An anomaly's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Open,
+    Resolved,
+    Dismissed,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "open" => Some(Status::Open),
+            "resolved" => Some(Status::Resolved),
+            "dismissed" => Some(Status::Dismissed),
+            _ => None,
+        }
+    }
+}
+
+/// A stored anomaly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyRecord {
+    pub id: String,
+    pub group: Group,
+    #[serde(flatten)]
+    pub anomaly: Anomaly,
+    pub status: Status,
+    pub first_seen: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub notified: bool,
+}
+
+fn anomaly_id(grain: Grain, group: &Group, start: i64) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{start}",
+        grain.name(),
+        group.source,
+        group.tenant,
+        group.project,
+        group.service,
+        group.model
+    ));
+    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn iso(secs: i64) -> String {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn now_ns() -> i64 {
+    Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Every stored anomaly.
+pub async fn load(state: &InsightsState) -> Result<Vec<AnomalyRecord>, StoreError> {
+    Ok(state
+        .store
+        .records(RecordTable::Anomalies)
+        .await?
+        .iter()
+        .filter_map(|r| {
+            serde_json::from_str(&r.body).map_err(|e| tracing::warn!(key = %r.key, error = %e, "unreadable anomaly record")).ok()
+        })
+        .collect())
+}
+
+pub async fn save(state: &InsightsState, records: &[&AnomalyRecord]) -> Result<(), StoreError> {
+    let at = now_ns();
+    let rows: Vec<Record> =
+        records.iter().map(|r| Record::new(&r.id, serde_json::to_string(r).expect("anomalies serialize"), at)).collect();
+    state.store.put_records(RecordTable::Anomalies, &rows).await
+}
+
+fn detect_config(state: &InsightsState, group: &Group) -> DetectConfig {
+    let a = &state.anomalies;
+    let floor = a.floors.iter().find(|f| f.scope.contains(group)).map_or(a.impact_floor, |f| f.impact_floor);
+    DetectConfig { threshold: a.threshold, impact_floor: floor, baseline: BaselineConfig { weeks: a.weeks, ..BaselineConfig::default() } }
+}
+
+/// Evaluates the buckets of `grain` in `[from, to)` (Unix seconds, bucket
+/// aligned). Returns how many anomalies were opened or extended.
+pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Result<usize, StoreError> {
+    let g = grain.seconds();
+    let (from, to) = (from.div_euclid(g) * g, to.div_euclid(g) * g);
+    if from >= to {
+        return Ok(0);
+    }
+    let history = state.anomalies.weeks as i64 * 7 * 86_400;
+    let start = from - history;
+    let groups = series::group_series(state.store.as_ref(), start, to, &Scope::default()).await?;
+    let mut stored: HashMap<String, AnomalyRecord> = load(state).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut changed: Vec<String> = Vec::new();
+    let now = iso(Utc::now().timestamp());
+    for (group, hours) in &groups {
+        let values = match grain {
+            Grain::Hour => hours.clone(),
+            Grain::Day => series::daily(hours),
+        };
+        let s = Series { start, grain, values };
+        let first = usize::try_from((from - start) / g).unwrap_or(0);
+        let found = anomaly::detect(&s, first, &detect_config(state, group));
+        for a in found {
+            // Continues an open anomaly of the previous run?
+            let previous = stored.values_mut().find(|r| {
+                r.status != Status::Resolved
+                    && r.group == *group
+                    && r.anomaly.grain == grain
+                    && r.anomaly.direction == a.direction
+                    && r.anomaly.end == a.start
+            });
+            let id = match previous {
+                Some(r) => {
+                    let x = &mut r.anomaly;
+                    x.end = a.end;
+                    x.actual += a.actual;
+                    x.expected += a.expected;
+                    x.band_low += a.band_low;
+                    x.band_high += a.band_high;
+                    x.impact = x.actual - x.expected;
+                    x.impact_pct = (!x.expected.is_zero()).then(|| (x.impact * Decimal::ONE_HUNDRED / x.expected).round_dp(2));
+                    if a.score.abs() > x.score.abs() {
+                        x.score = a.score;
+                    }
+                    x.ongoing = a.ongoing;
+                    r.id.clone()
+                }
+                None => {
+                    let id = anomaly_id(grain, group, a.start);
+                    match stored.get_mut(&id) {
+                        Some(r) => r.anomaly = Anomaly { contributors: std::mem::take(&mut r.anomaly.contributors), ..a },
+                        None => {
+                            stored.insert(
+                                id.clone(),
+                                AnomalyRecord {
+                                    id: id.clone(),
+                                    group: group.clone(),
+                                    anomaly: a,
+                                    status: Status::Open,
+                                    first_seen: now.clone(),
+                                    resolved_at: None,
+                                    reason: None,
+                                    notified: false,
+                                },
+                            );
+                        }
+                    }
+                    id
+                }
+            };
+            changed.push(id);
+        }
+    }
+    let opened = changed.len();
+    // Open anomalies whose next bucket was evaluated now (an anomaly ending
+    // before `to` did not continue into it) are over.
+    for r in stored.values_mut() {
+        if r.status == Status::Open && r.anomaly.grain == grain && r.anomaly.end >= from && r.anomaly.end < to {
+            r.status = Status::Resolved;
+            r.resolved_at = Some(now.clone());
+            r.anomaly.ongoing = false;
+            changed.push(r.id.clone());
+        }
+    }
+    for id in &changed[..opened] {
+        if let Some(r) = stored.get_mut(id) {
+            r.anomaly.contributors = contributors(state, &r.group, &r.anomaly).await?;
+        }
+    }
+    changed.sort();
+    changed.dedup();
+    let records: Vec<&AnomalyRecord> = changed.iter().filter_map(|id| stored.get(id)).collect();
+    save(state, &records).await?;
+    notify_new(state, changed.iter().filter_map(|id| stored.get(id)).cloned().collect()).await?;
+    if opened > 0 {
+        tracing::info!(grain = grain.name(), from = %iso(from), to = %iso(to), anomalies = opened, "cost anomalies found");
+    }
+    Ok(opened)
+}
+
+/// Which operation, token kind or provider moved most in the window:
+/// actual against the median of the same window in the reference weeks.
+async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Result<Vec<anomaly::Contributor>, StoreError> {
+    let week = 7 * 86_400;
+    let weeks = state.anomalies.weeks as i64;
+    let from = a.start - weeks * week;
+    let mut items = Vec::new();
+    for dim in [Dimension::Operation, Dimension::UsageType, Dimension::Provider] {
+        let by = series::hourly_cost(state.store.as_ref(), from, a.end, &[dim], &group.scope()).await?;
+        for (key, hours) in by {
+            let window = |k: i64| -> Decimal {
+                let s = usize::try_from((a.start - k * week - from) / HOUR).unwrap_or(0);
+                let e = usize::try_from((a.end - k * week - from) / HOUR).unwrap_or(0).min(hours.len());
+                hours.get(s..e).map(|h| h.iter().sum()).unwrap_or_default()
+            };
+            let mut past: Vec<f64> = (1..=weeks).map(|k| costplane_insights::to_f64(window(k))).collect();
+            let expected = costplane_insights::money(costplane_insights::baseline::median(&mut past));
+            let value = key.into_iter().next().unwrap_or_default();
+            if !value.is_empty() {
+                items.push((dim.name().to_owned(), value, window(0), expected));
+            }
+        }
+    }
+    Ok(top_contributors(items, 3))
+}
+
+/// Tells `[anomalies] notify` about anomalies not yet notified that ended
+/// in the last two days (a backfill over old history stays quiet).
+async fn notify_new(state: &InsightsState, candidates: Vec<AnomalyRecord>) -> Result<(), StoreError> {
+    let recent = Utc::now().timestamp() - 2 * 86_400;
+    let mut sent = Vec::new();
+    for mut r in candidates {
+        if r.notified || r.status != Status::Open || r.anomaly.end < recent {
+            continue;
+        }
+        let a = &r.anomaly;
+        let g = &r.group;
+        let summary = format!(
+            "Cost {} for {}/{}/{}/{} ({}): {} {} against {} expected ({}{}), {} to {}",
+            a.direction.name(),
+            g.tenant,
+            g.project,
+            g.service,
+            if g.model.is_empty() { "-" } else { &g.model },
+            g.source,
+            a.actual.round_dp(2),
+            state.currency,
+            a.expected.round_dp(2),
+            if a.impact >= Decimal::ZERO { "+" } else { "" },
+            a.impact.round_dp(2),
+            iso(a.start),
+            iso(a.end)
+        );
+        let labels = BTreeMap::from([
+            ("anomaly_id".to_owned(), r.id.clone()),
+            ("grain".to_owned(), a.grain.name().to_owned()),
+            ("direction".to_owned(), a.direction.name().to_owned()),
+            ("tenant".to_owned(), g.tenant.clone()),
+            ("project".to_owned(), g.project.clone()),
+            ("service".to_owned(), g.service.clone()),
+            ("model".to_owned(), g.model.clone()),
+            ("source".to_owned(), g.source.clone()),
+        ]);
+        let event = Event {
+            alertname: "CostplaneCostAnomaly",
+            severity: "warning",
+            summary,
+            data: serde_json::to_value(&r).expect("anomalies serialize"),
+            labels,
+            link: format!("{}/api/v1/anomalies?status=open", state.public_url),
+            starts_at: iso(a.start),
+            ends_at: None,
+        };
+        if notify::deliver(&state.http, &state.anomalies.notify, &event).await {
+            r.notified = true;
+            sent.push(r);
+        }
+    }
+    save(state, &sent.iter().collect::<Vec<_>>()).await
+}
+
+/// The next bucket of `grain` to evaluate, stored.
+pub async fn progress(state: &InsightsState) -> Result<HashMap<String, i64>, StoreError> {
+    Ok(state
+        .store
+        .records(RecordTable::InsightsProgress)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.key, serde_json::from_str::<serde_json::Value>(&r.body).ok()?["next"].as_i64()?)))
+        .collect())
+}
+
+/// One periodic step: evaluates every closed, not yet evaluated bucket.
+pub async fn step(state: &InsightsState, now: i64) -> Result<(), StoreError> {
+    let close_after = crate::config::parse_duration(&state.anomalies.close_after).map(|d| d.as_secs() as i64).unwrap_or(600);
+    let progress = progress(state).await?;
+    for grain in [Grain::Hour, Grain::Day] {
+        let g = grain.seconds();
+        let closed_to = (now - close_after).div_euclid(g) * g;
+        let lookback = i64::from(state.anomalies.initial_lookback_hours) * HOUR;
+        let next = progress.get(grain.name()).copied().unwrap_or_else(|| (closed_to - lookback).div_euclid(g) * g);
+        if next >= closed_to {
+            continue;
+        }
+        run(state, grain, next, closed_to).await?;
+        let body = serde_json::json!({ "next": closed_to }).to_string();
+        state.store.put_records(RecordTable::InsightsProgress, &[Record::new(grain.name(), body, now_ns())]).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! `/metrics` gauges of budgets and anomalies, as of the last evaluation:
+//!
+//! - `costplane_budget_usd{budget,period}`: the budget's amount;
+//! - `costplane_budget_spent_usd{budget,period}`: spend so far this period;
+//! - `costplane_budget_spent_ratio{budget,period}`: spent / amount;
+//! - `costplane_budget_projected_usd{budget,period}`: projected period total;
+//! - `costplane_forecast_month_end_usd{budget}`: the month-end projection of
+//!   monthly budgets;
+//! - `costplane_anomalies_open{grain,direction}`: open anomalies.
+//!
+//! A tenant key sees only budgets scoped to its tenant and its anomalies.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use super::budgets::BudgetStatus;
+use super::detect::{AnomalyRecord, Status};
+use crate::auth::Caller;
+
+#[derive(Debug, Default)]
+pub struct Gauges {
+    budgets: Mutex<Vec<BudgetStatus>>,
+    /// (tenant, grain, direction) of each open anomaly.
+    open: Mutex<Vec<(String, &'static str, &'static str)>>,
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Gauges {
+    pub fn set_budgets(&self, statuses: Vec<BudgetStatus>) {
+        *self.budgets.lock().unwrap_or_else(|e| e.into_inner()) = statuses;
+    }
+
+    pub fn set_anomalies(&self, all: &[AnomalyRecord]) {
+        let open = all
+            .iter()
+            .filter(|r| r.status == Status::Open)
+            .map(|r| (r.group.tenant.clone(), r.anomaly.grain.name(), r.anomaly.direction.name()))
+            .collect();
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = open;
+    }
+
+    /// The gauges in Prometheus text for `caller`.
+    pub fn render(&self, caller: &Caller) -> String {
+        let mut out = String::new();
+        let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mine: Vec<&BudgetStatus> =
+            budgets.iter().filter(|b| caller.tenant().is_none_or(|t| b.scope.tenant.as_deref() == Some(t))).collect();
+        let families: [(&str, &str, fn(&BudgetStatus) -> String); 4] = [
+            ("costplane_budget_usd", "Budget amount per period.", |b| b.amount.normalize().to_string()),
+            ("costplane_budget_spent_usd", "Spend so far in the budget's current period.", |b| b.spent.normalize().to_string()),
+            ("costplane_budget_spent_ratio", "Spend so far / budget amount.", |b| b.spent_ratio.normalize().to_string()),
+            ("costplane_budget_projected_usd", "Projected spend at the end of the budget's period.", |b| {
+                b.projected.normalize().to_string()
+            }),
+        ];
+        for (name, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for b in &mine {
+                let _ = writeln!(out, "{name}{{budget=\"{}\",period=\"{}\"}} {}", label(&b.id), b.period.name(), value(b));
+            }
+        }
+        let name = "costplane_forecast_month_end_usd";
+        let _ = writeln!(out, "# HELP {name} Month-end spend projected for monthly budgets' scopes.\n# TYPE {name} gauge");
+        for b in mine.iter().filter(|b| b.period == costplane_insights::budget::Period::Month) {
+            let _ = writeln!(out, "{name}{{budget=\"{}\"}} {}", label(&b.id), b.projected.normalize());
+        }
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let name = "costplane_anomalies_open";
+        let _ = writeln!(out, "# HELP {name} Open cost anomalies.\n# TYPE {name} gauge");
+        for grain in ["hour", "day"] {
+            for direction in ["spike", "drop"] {
+                let n = open.iter().filter(|(t, g, d)| *g == grain && *d == direction && caller.tenant().is_none_or(|c| c == t)).count();
+                let _ = writeln!(out, "{name}{{grain=\"{grain}\",direction=\"{direction}\"}} {n}");
+            }
+        }
+        out
+    }
+}

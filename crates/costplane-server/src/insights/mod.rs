@@ -1,0 +1,114 @@
+//! Anomalies, forecasts and budgets in the server: a periodic evaluation
+//! task, the HTTP API, and `/metrics` gauges.
+//!
+//! - `series.rs` is the only reader of the ledger (hourly cost per group);
+//! - `detect.rs` runs detection over closed buckets and keeps anomalies;
+//! - `budgets.rs` evaluates budgets and notifies threshold crossings once;
+//! - `notify.rs` sends webhooks (HMAC-signed), Alertmanager alerts, Slack;
+//! - `api.rs` serves `/api/v1/anomalies`, `/api/v1/forecast`,
+//!   `/api/v1/budgets` (CRUD) and `/api/v1/budgets/status`;
+//! - `metrics.rs` renders the budget and anomaly gauges.
+//!
+//! The statistics themselves live in `costplane-insights` (pure).
+
+mod api;
+pub mod budgets;
+pub mod config;
+pub mod detect;
+pub mod metrics;
+pub mod notify;
+pub mod series;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use costplane_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::ApiKey;
+use config::{AnomaliesSection, BudgetConfig};
+
+/// What the insights task and handlers share.
+#[derive(Clone)]
+pub struct InsightsState {
+    pub store: Arc<dyn Store>,
+    pub anomalies: Arc<AnomaliesSection>,
+    /// Budgets from the config file (API-created ones are in the store).
+    pub budgets: Arc<Vec<BudgetConfig>>,
+    pub http: reqwest::Client,
+    /// Base of links in notifications.
+    pub public_url: String,
+    pub currency: String,
+    /// Serializes evaluation runs (periodic, backfill).
+    pub run_lock: Arc<tokio::sync::Mutex<()>>,
+    pub gauges: Arc<metrics::Gauges>,
+}
+
+impl InsightsState {
+    pub fn new(config: &crate::Config, store: Arc<dyn Store>, currency: String) -> InsightsState {
+        let public_url =
+            config.anomalies.public_url.clone().unwrap_or_else(|| format!("http://{}", config.http.addr)).trim_end_matches('/').to_owned();
+        InsightsState {
+            store,
+            anomalies: Arc::new(config.anomalies.clone()),
+            budgets: Arc::new(config.budgets.clone()),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+            public_url,
+            currency,
+            run_lock: Arc::new(tokio::sync::Mutex::new(())),
+            gauges: Arc::new(metrics::Gauges::default()),
+        }
+    }
+
+    /// One evaluation: closed buckets, then budgets; gauges refreshed.
+    pub async fn evaluate(&self) {
+        let _guard = self.run_lock.lock().await;
+        let now = chrono::Utc::now();
+        if let Err(e) = detect::step(self, now.timestamp()).await {
+            tracing::warn!(error = %e, "anomaly detection failed; retried at the next interval");
+        }
+        match budgets::evaluate(self, now).await {
+            Ok(statuses) => self.gauges.set_budgets(statuses),
+            Err(e) => tracing::warn!(error = %e, "budget evaluation failed; retried at the next interval"),
+        }
+        match detect::load(self).await {
+            Ok(all) => self.gauges.set_anomalies(&all),
+            Err(e) => tracing::warn!(error = %e, "reading anomalies for /metrics failed"),
+        }
+    }
+}
+
+/// Runs [`InsightsState::evaluate`] now and every `[anomalies] interval`
+/// until `stop`.
+pub fn spawn(state: InsightsState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let every = crate::config::parse_duration(&state.anomalies.interval).unwrap_or(Duration::from_secs(300));
+    tokio::spawn(async move {
+        if !state.anomalies.enabled {
+            return;
+        }
+        loop {
+            state.evaluate().await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    })
+}
+
+/// The insights API, behind the same API keys as the rest.
+pub fn router(state: InsightsState, keys: Vec<ApiKey>) -> Router {
+    Router::new()
+        .route("/api/v1/anomalies", get(api::anomalies))
+        .route("/api/v1/anomalies/backfill", post(api::backfill))
+        .route("/api/v1/anomalies/{id}/dismiss", post(api::dismiss))
+        .route("/api/v1/forecast", get(api::forecast))
+        .route("/api/v1/forecasts", get(api::forecast))
+        .route("/api/v1/budgets", get(api::list_budgets).post(api::create_budget))
+        .route("/api/v1/budgets/status", get(api::budget_status))
+        .route("/api/v1/budgets/{id}", get(api::get_budget).put(api::update_budget).delete(api::delete_budget))
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(keys), crate::auth::authenticate))
+}
