@@ -24,6 +24,15 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     $SUDO apt-get install -y -qq python3-venv
 fi
 
+if [ ! -x /usr/bin/prometheus-alertmanager ] && ! command -v alertmanager >/dev/null 2>&1; then
+    # The budget tests check that Alertmanager accepts costplane's alerts.
+    step "Debian packages the tests need (prometheus-alertmanager)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq prometheus-alertmanager
+fi
+
 step "Python test dependencies (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

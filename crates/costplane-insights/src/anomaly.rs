@@ -218,7 +218,13 @@ pub fn detect(series: &Series, from: usize, config: &DetectConfig) -> Vec<Anomal
 pub fn top_contributors(items: Vec<(String, String, Decimal, Decimal)>, n: usize) -> Vec<Contributor> {
     let mut c: Vec<Contributor> = items
         .into_iter()
-        .map(|(dimension, value, actual, expected)| Contributor { dimension, value, actual, expected, change: actual - expected })
+        .map(|(dimension, value, actual, expected)| Contributor {
+            dimension,
+            value,
+            actual,
+            expected,
+            change: (actual - expected).normalize(),
+        })
         .filter(|c| !c.change.is_zero())
         .collect();
     c.sort_by(|a, b| b.change.abs().cmp(&a.change.abs()).then_with(|| a.value.cmp(&b.value)));

@@ -215,7 +215,7 @@ pub async fn forecast(
             group.insert(d.name().to_owned(), json!(v));
         }
         let first = daily.iter().position(|d| !d.is_zero()).unwrap_or(daily.len());
-        let so_far: Decimal = daily.iter().rev().take(mtd_days).sum();
+        let so_far: Decimal = daily.iter().rev().take(mtd_days).sum::<Decimal>().normalize();
         match forecast::forecast(&daily[first..], days.max(days_left).max(1)) {
             Ok(fc) => {
                 let points: Vec<Value> = fc.points[..days]

@@ -1,12 +1,12 @@
 //! Budgets: the configured ones and those created through the API, their
 //! status in the current period, and notifications when thresholds cross.
 //!
-//! Once per period and threshold: a crossing is identified by (budget id,
-//! period start, threshold label) and recorded in
-//! `costplane_budget_notifications` after its notification was delivered to
-//! every target, so it is sent once however often budgets are evaluated,
-//! also across restarts; an undelivered one is tried again at the next
-//! evaluation.
+//! Once per period, threshold and target: a crossing is identified by
+//! (budget id, period start, threshold label), and its delivery to each
+//! target is recorded in `costplane_budget_notifications` once that target
+//! took it, so it is sent once however often budgets are evaluated, also
+//! across restarts; a target that was down is tried again at the next
+//! evaluation without repeating the others.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -108,13 +108,13 @@ pub async fn status(state: &InsightsState, b: &BudgetConfig, origin: Origin, now
         period: b.period,
         period_start: iso(start.timestamp()),
         period_end: iso(end.timestamp()),
-        amount: b.amount,
-        spent,
-        spent_ratio: (spent / b.amount).round_dp(6),
-        projected,
+        amount: b.amount.normalize(),
+        spent: spent.normalize(),
+        spent_ratio: (spent / b.amount).round_dp(6).normalize(),
+        projected: projected.normalize(),
         projection_method: method,
-        projected_low95: band.0,
-        projected_high95: band.1,
+        projected_low95: band.0.map(|d| d.normalize()),
+        projected_high95: band.1.map(|d| d.normalize()),
         crossed: crossed.iter().map(budget::Threshold::label).collect(),
         currency: state.currency.clone(),
         crossed_thresholds: crossed,
@@ -141,9 +141,6 @@ pub async fn evaluate(state: &InsightsState, now: DateTime<Utc>) -> Result<Vec<B
     for s in &statuses {
         for t in &s.crossed_thresholds {
             let key = format!("{}|{}|{}", s.id, s.period_start, t.label());
-            if sent.contains(&key) {
-                continue;
-            }
             let (measure, value) = match t.measure {
                 Measure::Actual => ("spent", s.spent),
                 Measure::Forecast => ("is projected to spend", s.projected),
@@ -179,9 +176,27 @@ pub async fn evaluate(state: &InsightsState, now: DateTime<Utc>) -> Result<Vec<B
                 starts_at: iso(now.timestamp()),
                 ends_at: Some(s.period_end.clone()),
             };
-            if notify::deliver(&state.http, &s.notify, &event).await {
-                let body = json!({ "budget": s.id, "period_start": s.period_start, "threshold": t.label(), "value": value, "sent_at": iso(now.timestamp()) });
-                state.store.put_records(RecordTable::BudgetNotifications, &[Record::new(key, body.to_string(), now_ns())]).await?;
+            // Once per target: a target that was down is retried at the
+            // next evaluation without repeating the others.
+            let targets: Vec<(String, Option<&super::config::Target>)> = if s.notify.is_empty() {
+                vec![(format!("{key}|log"), None)]
+            } else {
+                s.notify.iter().enumerate().map(|(i, t)| (format!("{key}|{i}:{}", t.url()), Some(t))).collect()
+            };
+            let pending: Vec<_> = targets.into_iter().filter(|(k, _)| !sent.contains(k)).collect();
+            if pending.is_empty() {
+                continue;
+            }
+            notify::log(&event);
+            for (k, target) in pending {
+                let ok = match target {
+                    Some(t) => notify::deliver_to(&state.http, t, &event).await,
+                    None => true,
+                };
+                if ok {
+                    let body = json!({ "budget": s.id, "period_start": s.period_start, "threshold": t.label(), "value": value, "sent_at": iso(now.timestamp()) });
+                    state.store.put_records(RecordTable::BudgetNotifications, &[Record::new(k, body.to_string(), now_ns())]).await?;
+                }
             }
         }
     }

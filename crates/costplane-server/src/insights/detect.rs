@@ -190,6 +190,15 @@ pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Res
         }
     }
     let opened = changed.len();
+    // Money as the ledger would print it: no trailing zeros.
+    for id in &changed {
+        if let Some(r) = stored.get_mut(id) {
+            let x = &mut r.anomaly;
+            for d in [&mut x.actual, &mut x.expected, &mut x.band_low, &mut x.band_high, &mut x.impact] {
+                *d = d.normalize();
+            }
+        }
+    }
     // Open anomalies whose next bucket was evaluated now (an anomaly ending
     // before `to` did not continue into it) are over.
     for r in stored.values_mut() {
@@ -235,7 +244,7 @@ async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Resu
             let expected = costplane_insights::money(costplane_insights::baseline::median(&mut past));
             let value = key.into_iter().next().unwrap_or_default();
             if !value.is_empty() {
-                items.push((dim.name().to_owned(), value, window(0), expected));
+                items.push((dim.name().to_owned(), value, window(0).normalize(), expected.normalize()));
             }
         }
     }

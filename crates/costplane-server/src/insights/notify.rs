@@ -12,8 +12,8 @@
 //!
 //! Each delivery is retried with doubling back-off (0.5 s, 1 s, 2 s; four
 //! attempts) on connection errors and 5xx/429 answers; other answers are
-//! final. `deliver` reports whether every target took the event, so the
-//! caller remembers a notification only once it went out.
+//! final. Delivery reports success per target, so the caller remembers a
+//! notification only once it went out (and retries it later otherwise).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,36 +94,45 @@ pub fn alertmanager_body(e: &Event) -> Value {
     json!([alert])
 }
 
-/// Sends `event` to every target; true when all took it.
-pub async fn deliver(http: &reqwest::Client, targets: &[Target], event: &Event) -> bool {
+/// The log line every event gets, whatever its targets.
+pub fn log(event: &Event) {
     tracing::warn!(alert = event.alertname, labels = ?event.labels, link = %event.link, "{}", event.summary);
+}
+
+/// Sends `event` to every target (and logs it); true when all took it.
+pub async fn deliver(http: &reqwest::Client, targets: &[Target], event: &Event) -> bool {
+    log(event);
     let mut all = true;
     for t in targets {
-        let (url, body, signature) = match t {
-            Target::Webhook { url, secret } => {
-                let body = serde_json::to_vec(&webhook_body(event)).expect("JSON values serialize");
-                let sig = format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), &body)));
-                (url.clone(), body, Some(sig))
-            }
-            Target::Alertmanager { url } => (
-                format!("{}/api/v2/alerts", url.trim_end_matches('/')),
-                serde_json::to_vec(&alertmanager_body(event)).expect("JSON values serialize"),
-                None,
-            ),
-            Target::Slack { url } => (
-                url.clone(),
-                serde_json::to_vec(&json!({ "text": format!("{} <{}|details>", event.summary, event.link) }))
-                    .expect("JSON values serialize"),
-                None,
-            ),
-        };
-        let ok = post_with_retries(http, &url, body, signature).await;
-        if !ok {
-            tracing::error!(target = %url, alert = event.alertname, "notification not delivered; it is retried at the next evaluation");
-        }
-        all &= ok;
+        all &= deliver_to(http, t, event).await;
     }
     all
+}
+
+/// Sends `event` to one target, with retries; true when it took it.
+pub async fn deliver_to(http: &reqwest::Client, target: &Target, event: &Event) -> bool {
+    let (url, body, signature) = match target {
+        Target::Webhook { url, secret } => {
+            let body = serde_json::to_vec(&webhook_body(event)).expect("JSON values serialize");
+            let sig = format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), &body)));
+            (url.clone(), body, Some(sig))
+        }
+        Target::Alertmanager { url } => (
+            format!("{}/api/v2/alerts", url.trim_end_matches('/')),
+            serde_json::to_vec(&alertmanager_body(event)).expect("JSON values serialize"),
+            None,
+        ),
+        Target::Slack { url } => (
+            url.clone(),
+            serde_json::to_vec(&json!({ "text": format!("{} <{}|details>", event.summary, event.link) })).expect("JSON values serialize"),
+            None,
+        ),
+    };
+    let ok = post_with_retries(http, &url, body, signature).await;
+    if !ok {
+        tracing::error!(target = %url, alert = event.alertname, "notification not delivered; it is retried at the next evaluation");
+    }
+    ok
 }
 
 async fn post_with_retries(http: &reqwest::Client, url: &str, body: Vec<u8>, signature: Option<String>) -> bool {
