@@ -201,7 +201,7 @@ pub fn detect(series: &Series, from: usize, config: &DetectConfig) -> Vec<Anomal
     out.into_iter()
         .map(|(mut a, last_index)| {
             a.impact = a.actual - a.expected;
-            a.impact_pct = (!a.expected.is_zero()).then(|| (a.impact * Decimal::ONE_HUNDRED / a.expected).round_dp(2));
+            a.impact_pct = (!a.expected.is_zero()).then(|| (a.impact * Decimal::ONE_HUNDRED / a.expected).round_dp(2).normalize());
             a.ongoing = last_index == last;
             if !a.score.is_finite() {
                 // Nothing was expected and something came: report a large

@@ -156,7 +156,7 @@ pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Res
                     x.band_low += a.band_low;
                     x.band_high += a.band_high;
                     x.impact = x.actual - x.expected;
-                    x.impact_pct = (!x.expected.is_zero()).then(|| (x.impact * Decimal::ONE_HUNDRED / x.expected).round_dp(2));
+                    x.impact_pct = (!x.expected.is_zero()).then(|| (x.impact * Decimal::ONE_HUNDRED / x.expected).round_dp(2).normalize());
                     if a.score.abs() > x.score.abs() {
                         x.score = a.score;
                     }
@@ -234,6 +234,10 @@ async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Resu
     let mut items = Vec::new();
     for dim in [Dimension::Operation, Dimension::UsageType, Dimension::Provider] {
         let by = series::hourly_cost(state.store.as_ref(), from, a.end, &[dim], &group.scope()).await?;
+        if by.len() < 2 {
+            // One value (a single provider, say) moved by the whole change: it explains nothing.
+            continue;
+        }
         for (key, hours) in by {
             let window = |k: i64| -> Decimal {
                 let s = usize::try_from((a.start - k * week - from) / HOUR).unwrap_or(0);

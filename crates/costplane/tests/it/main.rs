@@ -1,6 +1,7 @@
 //! End-to-end tests of the `costplane` binary: each starts the real server
 //! on free loopback ports with its own data directory.
 
+mod anomalies;
 mod bad_input;
 mod budgets;
 mod clickhouse_e2e;

@@ -1,0 +1,151 @@
+//! Anomalies, forecasts and API budgets end to end on the real binary: six
+//! weeks of daily LLM spend with one injected spike, found by
+//! `costplane anomalies --backfill`, with its expected value, impact and
+//! top contributor; dismissing keeps it dismissed across a second backfill;
+//! the forecast and budget CLIs print their tables.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::{wait_until, ServerProcess, BIN};
+
+const DAY: u64 = 86_400;
+
+/// A span of tenant acme at `at_secs` carrying `usd` (its own cost).
+fn span(at_secs: u64, name: &str, usd: &str, n: u64) -> Value {
+    let ns = at_secs * 1_000_000_000;
+    json!({
+        "traceId": format!("{:032x}", 0x5000 + n), "spanId": format!("{:016x}", 0x100 + n), "name": name, "kind": 3,
+        "startTimeUnixNano": ns.to_string(), "endTimeUnixNano": (ns + 1_000_000).to_string(),
+        "attributes": [
+            {"key": "cost.model", "value": {"stringValue": "gpt-4o"}},
+            {"key": "cost.usd", "value": {"stringValue": usd}},
+        ],
+    })
+}
+
+fn api(server: &ServerProcess, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let c = reqwest::blocking::Client::new();
+    let url = format!("http://{}{path}", server.api);
+    let req = match method {
+        "GET" => c.get(&url),
+        "POST" => c.post(&url),
+        "PUT" => c.put(&url),
+        _ => c.delete(&url),
+    };
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+fn cli(server: &ServerProcess, args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).args(["--server", &format!("http://{}", server.api)]).output().unwrap();
+    assert!(out.status.success(), "costplane {args:?}: {}\n{}", String::from_utf8_lossy(&out.stderr), server.log_text());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_backfill_finds_the_injected_spike_and_nothing_else() {
+    let server = ServerProcess::start(&[]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let today = now - now % DAY;
+    // Days today-42 .. today at 00:30 UTC: $10 of "chat" each; the spike
+    // day (today-3) adds $40 of "embed": $50 that day. Today's span only
+    // once 00:30 has passed (a missing $10 in a closed hour is a real drop).
+    let spike_day = today - 3 * DAY;
+    let first = if now > today + 1_860 { 0 } else { 1 };
+    let mut spans: Vec<Value> = (first..=42).map(|k| span(today - k * DAY + 1_800, "chat", "10", k)).collect();
+    spans.push(span(spike_day + 1_800, "embed", "40", 100));
+    // (43 or 42) x $10 + $40.
+    let total = (43 - first) * 10 + 40;
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "chatbot"}},
+            {"key": "tenant.id", "value": {"stringValue": "acme"}},
+        ]},
+        "scopeSpans": [{"spans": spans}],
+    }]});
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/traces", server.otlp_http))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let since = chrono::DateTime::from_timestamp((today - 42 * DAY) as i64, 0).unwrap().format("%Y-%m-%d").to_string();
+    wait_until(
+        || api(&server, "GET", &format!("/api/v1/costs?from={since}"), None).1["total"] == total.to_string(),
+        "the six weeks of spend in the ledger",
+    );
+
+    let out = cli(&server, &["anomalies", "--backfill", "--since", &since, "--status", "all"]);
+    println!("{out}");
+    let spike_date = chrono::DateTime::from_timestamp(spike_day as i64, 0).unwrap().format("%Y-%m-%d").to_string();
+    assert!(out.contains(&spike_date) && out.contains("spike") && out.contains("operation=embed"), "{out}");
+
+    let (_, daily) = api(&server, "GET", "/api/v1/anomalies?grain=day", None);
+    assert_eq!(daily["count"], 1, "{daily:#}");
+    let a = &daily["anomalies"][0];
+    // Four reference Mondays (or whichever weekday) at $10: expected 10;
+    // actual 50; impact 50 - 10 = 40 = 400%.
+    assert_eq!(a["window_start"], format!("{spike_date}T00:00:00Z"));
+    assert_eq!((a["actual"].as_str(), a["expected"].as_str(), a["impact"].as_str()), (Some("50"), Some("10"), Some("40")));
+    assert_eq!(a["impact_pct"], "400");
+    assert_eq!(a["direction"], "spike");
+    // The next day was evaluated and was normal: the anomaly is over.
+    assert_eq!(a["status"], "resolved");
+    assert_eq!(
+        a["group"],
+        json!({"source": "llm", "tenant": "acme", "project": a["group"]["project"], "service": "chatbot", "model": "gpt-4o"})
+    );
+    // Who moved: "embed" went from nothing to $40; "chat" did not move.
+    assert_eq!(a["contributors"][0]["dimension"], "operation");
+    assert_eq!(a["contributors"][0]["value"], "embed");
+    assert_eq!(a["contributors"][0]["change"], "40");
+    // The same spike at hourly grain (00:00 against the same weekday's 00:00).
+    let (_, hourly) = api(&server, "GET", "/api/v1/anomalies?grain=hour", None);
+    assert_eq!(hourly["count"], 1, "{hourly:#}");
+    assert_eq!(hourly["anomalies"][0]["window_start"], format!("{spike_date}T00:00:00Z"));
+
+    // Dismissed with a reason; a second backfill keeps it dismissed.
+    let id = a["id"].as_str().unwrap().to_owned();
+    let (code, _) =
+        api(&server, "POST", &format!("/api/v1/anomalies/{id}/dismiss"), Some(json!({"reason": "embedding backfill, planned"})));
+    assert_eq!(code, 200);
+    cli(&server, &["anomalies", "--backfill", "--since", &since]);
+    let (_, dismissed) = api(&server, "GET", "/api/v1/anomalies?status=dismissed", None);
+    assert_eq!(dismissed["count"], 1, "{dismissed:#}");
+    assert_eq!(dismissed["anomalies"][0]["reason"], "embedding backfill, planned");
+    let (code, err) = api(&server, "GET", "/api/v1/anomalies?status=closed", None);
+    assert_eq!(code, 400, "{err}");
+
+    // Forecast: one group, 30 days with bands, a month-end projection.
+    let (_, fc) = api(&server, "GET", "/api/v1/forecast?group_by=tenant", None);
+    let g = &fc["groups"][0];
+    assert_eq!(g["group"]["tenant"], "acme", "{fc:#}");
+    assert_eq!(g["method"], "holt-winters-weekly");
+    assert_eq!(g["days"].as_array().unwrap().len(), 30);
+    assert!(g["backtest_mape_pct"].is_number(), "{g:#}");
+    let out = cli(&server, &["forecast", "--group-by", "tenant"]);
+    assert!(out.contains("acme") && out.contains("MONTH END"), "{out}");
+
+    // API budgets: create, list, change, status, delete.
+    let budget = json!({"id": "acme-daily", "scope": {"tenant": "acme"}, "period": "day", "amount": "5"});
+    assert_eq!(api(&server, "POST", "/api/v1/budgets", Some(budget.clone())).0, 201);
+    assert_eq!(api(&server, "POST", "/api/v1/budgets", Some(budget)).0, 400, "a second create of the same id");
+    let (code, err) = api(&server, "POST", "/api/v1/budgets", Some(json!({"id": "x", "period": "year", "amount": "5"})));
+    assert_eq!(code, 400, "{err}");
+    let (_, list) = api(&server, "GET", "/api/v1/budgets", None);
+    assert_eq!(list["budgets"][0]["thresholds"].as_array().unwrap().len(), 4, "default thresholds: {list}");
+    let changed = json!({"id": "acme-daily", "scope": {"tenant": "acme"}, "period": "week", "amount": "70"});
+    assert_eq!(api(&server, "PUT", "/api/v1/budgets/acme-daily", Some(changed)).0, 200);
+    let out = cli(&server, &["budgets", "status"]);
+    assert!(out.contains("acme-daily") && out.contains("week") && out.contains("70"), "{out}");
+    assert_eq!(api(&server, "DELETE", "/api/v1/budgets/acme-daily", None).0, 204);
+    assert_eq!(api(&server, "DELETE", "/api/v1/budgets/acme-daily", None).0, 404);
+}
