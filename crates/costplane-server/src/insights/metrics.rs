@@ -17,6 +17,9 @@ use super::budgets::BudgetStatus;
 use super::detect::{AnomalyRecord, Status};
 use crate::auth::Caller;
 
+/// (name, help, value of a budget's status).
+type Family = (&'static str, &'static str, fn(&BudgetStatus) -> String);
+
 #[derive(Debug, Default)]
 pub struct Gauges {
     budgets: Mutex<Vec<BudgetStatus>>,
@@ -48,7 +51,7 @@ impl Gauges {
         let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mine: Vec<&BudgetStatus> =
             budgets.iter().filter(|b| caller.tenant().is_none_or(|t| b.scope.tenant.as_deref() == Some(t))).collect();
-        let families: [(&str, &str, fn(&BudgetStatus) -> String); 4] = [
+        let families: [Family; 4] = [
             ("costplane_budget_usd", "Budget amount per period.", |b| b.amount.normalize().to_string()),
             ("costplane_budget_spent_usd", "Spend so far in the budget's current period.", |b| b.spent.normalize().to_string()),
             ("costplane_budget_spent_ratio", "Spend so far / budget amount.", |b| b.spent_ratio.normalize().to_string()),

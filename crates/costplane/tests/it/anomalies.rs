@@ -62,7 +62,7 @@ fn a_backfill_finds_the_injected_spike_and_nothing_else() {
     let mut spans: Vec<Value> = (first..=42).map(|k| span(today - k * DAY + 1_800, "chat", "10", k)).collect();
     spans.push(span(spike_day + 1_800, "embed", "40", 100));
     // (43 or 42) x $10 + $40.
-    let total = (43 - first) * 10 + 40;
+    let total = ((43 - first) * 10 + 40).to_string();
     let body = json!({"resourceSpans": [{
         "resource": {"attributes": [
             {"key": "service.name", "value": {"stringValue": "chatbot"}},
@@ -79,7 +79,7 @@ fn a_backfill_finds_the_injected_spike_and_nothing_else() {
     assert!(r.status().is_success());
     let since = chrono::DateTime::from_timestamp((today - 42 * DAY) as i64, 0).unwrap().format("%Y-%m-%d").to_string();
     wait_until(
-        || api(&server, "GET", &format!("/api/v1/costs?from={since}"), None).1["total"] == total.to_string(),
+        || api(&server, "GET", &format!("/api/v1/costs?from={since}"), None).1["total"] == total.as_str(),
         "the six weeks of spend in the ledger",
     );
 
