@@ -1,4 +1,4 @@
--- costplane ClickHouse schema, version 2
+-- costplane ClickHouse schema, version 3
 
 CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`;
 
@@ -376,6 +376,50 @@ SETTINGS index_granularity = 8192;
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger` ON CLUSTER `c1` AS `otel`.`costplane_ledger_local`
 ENGINE = Distributed('c1', 'otel', 'costplane_ledger_local', cityHash64(x_Tenant));
 
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_budgets_local` ON CLUSTER `c1` (
+    Key String,
+    Body String,
+    UpdatedNs Int64,
+    Deleted UInt8
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/otel/costplane_budgets_local', '{replica}', UpdatedNs)
+ORDER BY Key;
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_budgets` ON CLUSTER `c1` AS `otel`.`costplane_budgets_local`
+ENGINE = Distributed('c1', 'otel', 'costplane_budgets_local', cityHash64(Key));
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_budget_notifications_local` ON CLUSTER `c1` (
+    Key String,
+    Body String,
+    UpdatedNs Int64,
+    Deleted UInt8
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/otel/costplane_budget_notifications_local', '{replica}', UpdatedNs)
+ORDER BY Key;
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_budget_notifications` ON CLUSTER `c1` AS `otel`.`costplane_budget_notifications_local`
+ENGINE = Distributed('c1', 'otel', 'costplane_budget_notifications_local', cityHash64(Key));
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_anomalies_local` ON CLUSTER `c1` (
+    Key String,
+    Body String,
+    UpdatedNs Int64,
+    Deleted UInt8
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/otel/costplane_anomalies_local', '{replica}', UpdatedNs)
+ORDER BY Key;
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_anomalies` ON CLUSTER `c1` AS `otel`.`costplane_anomalies_local`
+ENGINE = Distributed('c1', 'otel', 'costplane_anomalies_local', cityHash64(Key));
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_insights_progress_local` ON CLUSTER `c1` (
+    Key String,
+    Body String,
+    UpdatedNs Int64,
+    Deleted UInt8
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/otel/costplane_insights_progress_local', '{replica}', UpdatedNs)
+ORDER BY Key;
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_insights_progress` ON CLUSTER `c1` AS `otel`.`costplane_insights_progress_local`
+ENGINE = Distributed('c1', 'otel', 'costplane_insights_progress_local', cityHash64(Key));
+
 CREATE TABLE IF NOT EXISTS `otel`.`otel_traces_trace_id_ts_local` ON CLUSTER `c1` (
     TraceId String CODEC(ZSTD(1)),
     Start DateTime CODEC(Delta, ZSTD(1)),
@@ -399,4 +443,4 @@ FROM `otel`.`otel_traces_local`
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (2);
+INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (3);
