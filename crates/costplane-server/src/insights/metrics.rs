@@ -82,3 +82,53 @@ impl Gauges {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use costplane_insights::budget::Period;
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::insights::budgets::Origin;
+    use crate::insights::config::Scope;
+
+    fn status(id: &str, tenant: Option<&str>, period: Period) -> BudgetStatus {
+        BudgetStatus {
+            id: id.into(),
+            origin: Origin::Config,
+            scope: Scope { tenant: tenant.map(Into::into), ..Scope::default() },
+            period,
+            period_start: String::new(),
+            period_end: String::new(),
+            amount: Decimal::from(200),
+            spent: Decimal::from(50),
+            spent_ratio: Decimal::new(25, 2),
+            projected: Decimal::new(1_805, 1),
+            projection_method: "run-rate",
+            projected_low95: None,
+            projected_high95: None,
+            crossed: Vec::new(),
+            currency: "USD".into(),
+            crossed_thresholds: Vec::new(),
+            notify: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn gauges_render_per_caller() {
+        let g = Gauges::default();
+        g.set_budgets(vec![status("acme-month", Some("acme"), Period::Month), status("all \"week\"", None, Period::Week)]);
+        let admin = g.render(&Caller::Admin);
+        // $50 of $200 = 0.25; projected 180.5.
+        assert!(admin.contains("costplane_budget_usd{budget=\"acme-month\",period=\"month\"} 200\n"), "{admin}");
+        assert!(admin.contains("costplane_budget_spent_ratio{budget=\"acme-month\",period=\"month\"} 0.25\n"), "{admin}");
+        assert!(admin.contains("costplane_forecast_month_end_usd{budget=\"acme-month\"} 180.5\n"), "{admin}");
+        assert!(admin.contains("costplane_budget_spent_usd{budget=\"all \\\"week\\\"\",period=\"week\"} 50\n"), "{admin}");
+        assert!(!admin.contains("costplane_forecast_month_end_usd{budget=\"all"), "weekly budgets have no month-end: {admin}");
+        assert!(admin.contains("costplane_anomalies_open{grain=\"day\",direction=\"spike\"} 0\n"), "{admin}");
+        let globex = g.render(&Caller::Tenant("globex".into()));
+        assert!(!globex.contains("acme-month") && !globex.contains("all \\\"week"), "{globex}");
+        let acme = g.render(&Caller::Tenant("acme".into()));
+        assert!(acme.contains("acme-month") && !acme.contains("week\\\""), "{acme}");
+    }
+}
