@@ -256,12 +256,13 @@ async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Resu
 }
 
 /// Tells `[anomalies] notify` about anomalies not yet notified that ended
-/// in the last two days (a backfill over old history stays quiet).
+/// in the last two days, open or already over (an hour's jump that came
+/// back is still news); a backfill over old history stays quiet.
 async fn notify_new(state: &InsightsState, candidates: Vec<AnomalyRecord>) -> Result<(), StoreError> {
     let recent = Utc::now().timestamp() - 2 * 86_400;
     let mut sent = Vec::new();
     for mut r in candidates {
-        if r.notified || r.status != Status::Open || r.anomaly.end < recent {
+        if r.notified || r.status == Status::Dismissed || r.anomaly.end < recent {
             continue;
         }
         let a = &r.anomaly;

@@ -1,14 +1,16 @@
-//! Anomalies, forecasts and API budgets end to end on the real binary: six
-//! weeks of daily LLM spend with one injected spike, found by
-//! `costplane anomalies --backfill`, with its expected value, impact and
-//! top contributor; dismissing keeps it dismissed across a second backfill;
-//! the forecast and budget CLIs print their tables.
+//! Anomalies, forecasts and API budgets end to end on the real binary, on
+//! both stores: six weeks of daily LLM spend with one injected spike
+//! (yesterday), found by `costplane anomalies --backfill` with its expected
+//! value, impact and top contributor, and sent once to a webhook;
+//! dismissing keeps it dismissed across a second backfill; the forecast and
+//! budget CLIs print their tables.
 
 use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::support::{wait_until, ServerProcess, BIN};
+use crate::budgets::receiver;
+use crate::support::{clickhouse_args, wait_until, ServerProcess, BIN};
 
 const DAY: u64 = 86_400;
 
@@ -51,13 +53,33 @@ fn cli(server: &ServerProcess, args: &[&str]) -> String {
 
 #[test]
 fn a_backfill_finds_the_injected_spike_and_nothing_else() {
-    let server = ServerProcess::start(&[]);
+    backfill_scenario(&[]);
+}
+
+#[test]
+fn a_backfill_finds_the_injected_spike_on_clickhouse() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    backfill_scenario(&clickhouse_args(&target, &[]));
+}
+
+fn backfill_scenario(store_args: &[&str]) {
+    let (hook, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("costplane.toml");
+    std::fs::write(
+        &config,
+        format!("[anomalies]\nnotify = [{{ kind = \"webhook\", url = \"{hook}\", secret = \"anomaly-hook-secret-01\" }}]\n"),
+    )
+    .unwrap();
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(store_args);
+    let server = ServerProcess::start(&args);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let today = now - now % DAY;
     // Days today-42 .. today at 00:30 UTC: $10 of "chat" each; the spike
-    // day (today-3) adds $40 of "embed": $50 that day. Today's span only
+    // day (yesterday) adds $40 of "embed": $50 that day. Today's span only
     // once 00:30 has passed (a missing $10 in a closed hour is a real drop).
-    let spike_day = today - 3 * DAY;
+    let spike_day = today - DAY;
     let first = if now > today + 1_860 { 0 } else { 1 };
     let mut spans: Vec<Value> = (first..=42).map(|k| span(today - k * DAY + 1_800, "chat", "10", k)).collect();
     spans.push(span(spike_day + 1_800, "embed", "40", 100));
@@ -97,8 +119,8 @@ fn a_backfill_finds_the_injected_spike_and_nothing_else() {
     assert_eq!((a["actual"].as_str(), a["expected"].as_str(), a["impact"].as_str()), (Some("50"), Some("10"), Some("40")));
     assert_eq!(a["impact_pct"], "400");
     assert_eq!(a["direction"], "spike");
-    // The next day was evaluated and was normal: the anomaly is over.
-    assert_eq!(a["status"], "resolved");
+    // Today is not closed yet: the daily anomaly may go on.
+    assert_eq!(a["status"], "open");
     assert_eq!(
         a["group"],
         json!({"source": "llm", "tenant": "acme", "project": a["group"]["project"], "service": "chatbot", "model": "gpt-4o"})
@@ -111,6 +133,17 @@ fn a_backfill_finds_the_injected_spike_and_nothing_else() {
     let (_, hourly) = api(&server, "GET", "/api/v1/anomalies?grain=hour", None);
     assert_eq!(hourly["count"], 1, "{hourly:#}");
     assert_eq!(hourly["anomalies"][0]["window_start"], format!("{spike_date}T00:00:00Z"));
+    // The next hour was evaluated and was normal: that one is over.
+    assert_eq!(hourly["anomalies"][0]["status"], "resolved");
+
+    // Both were recent, so both were sent to the webhook, once.
+    let sent = |got: &crate::budgets::Received| -> Vec<Value> {
+        got.lock().unwrap().iter().map(|(_, body)| serde_json::from_slice(body).unwrap()).collect()
+    };
+    let events = sent(&got);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(events.iter().all(|e| e["event"] == "CostplaneCostAnomaly" && e["labels"]["tenant"] == "acme"), "{events:#?}");
+    assert!(events.iter().any(|e| e["data"]["id"] == a["id"] && e["data"]["impact"] == "40"), "{events:#?}");
 
     // Dismissed with a reason; a second backfill keeps it dismissed.
     let id = a["id"].as_str().unwrap().to_owned();
@@ -118,6 +151,7 @@ fn a_backfill_finds_the_injected_spike_and_nothing_else() {
         api(&server, "POST", &format!("/api/v1/anomalies/{id}/dismiss"), Some(json!({"reason": "embedding backfill, planned"})));
     assert_eq!(code, 200);
     cli(&server, &["anomalies", "--backfill", "--since", &since]);
+    assert_eq!(sent(&got).len(), 2, "a second backfill notifies nothing again");
     let (_, dismissed) = api(&server, "GET", "/api/v1/anomalies?status=dismissed", None);
     assert_eq!(dismissed["count"], 1, "{dismissed:#}");
     assert_eq!(dismissed["anomalies"][0]["reason"], "embedding backfill, planned");

@@ -18,10 +18,10 @@ use crate::support::{wait_until, ServerProcess};
 const SECRET: &str = "budget-hook-secret-0123";
 
 /// One request the receiver got: its headers (lower-cased names) and body.
-type Received = Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>;
+pub type Received = Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>;
 
 /// A minimal HTTP/1.1 server that records every request and answers 200.
-fn receiver() -> (String, Received) {
+pub fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got: Received = Arc::default();
