@@ -5,6 +5,7 @@
 mod api;
 mod backpressure;
 mod focus_export;
+mod insights;
 mod limits;
 mod metrics;
 mod support;
