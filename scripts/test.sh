@@ -6,7 +6,9 @@
 #     ClickHouse tests against a real server instead;
 #   - then the Rust unit, integration and end-to-end tests (release profile,
 #     so the embedded DuckDB is compiled once for tests, binary and benchmarks);
-#   - then the Python OpenTelemetry SDK end-to-end tests against the binary.
+#   - the Prometheus rule tests (promtool, from Debian's prometheus package);
+#   - then the Python OpenTelemetry SDK end-to-end tests against the binary,
+#     the real Prometheus scraping costplane, and the dashboard checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,18 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq python3-venv
 fi
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    step "Debian packages the rule and dashboard tests need (prometheus: server and promtool)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+fi
+
+step "Prometheus rules: promtool check rules, promtool test rules"
+promtool check rules deploy/prometheus/costplane-rules.yaml
+promtool test rules deploy/prometheus/tests/*.yaml
 
 step "Python test dependencies (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then
