@@ -268,6 +268,8 @@ fn present(labels: &Labels) -> Vec<(&'static str, &str)> {
 pub struct LedgerView {
     pub month: Series,
     pub folded: Vec<Folded>,
+    /// The ledger's sum over the last 30 days.
+    pub last_30_days: Decimal,
     /// Stored bytes per ingested byte, per signal (empty when the store
     /// cannot tell).
     pub compression: Vec<(String, f64)>,
@@ -284,6 +286,12 @@ pub fn render_view(out: &mut Exposition, view: &LedgerView, max_values: usize) {
     for (labels, cost) in &view.month {
         out.sample("costplane_cost_month_to_date_usd", &present(labels), money(*cost));
     }
+    out.one(
+        "costplane_cost_last_30_days_usd",
+        Kind::Gauge,
+        "Cost in the ledger over the last 30 days, to the end of the current hour (USD).",
+        money(view.last_30_days),
+    );
     out.family(
         "costplane_cost_folded_label_values",
         Kind::Gauge,
@@ -337,6 +345,14 @@ async fn compute(
         })
         .collect();
     let (month, folded, ranked) = fold(rows, max_values, max_bytes);
+    // The last 30 days, up to the end of the current hour (ledger rows
+    // cover whole hours).
+    let hour = 3_600_000_000_000i64;
+    let end = ns(now).div_euclid(hour) * hour + hour;
+    let mut p = Params::new(dialect);
+    let lw = ledger_where(&mut p, dialect, end - 30 * 24 * hour, end, caller);
+    let r = state.store.query_with(&format!("SELECT sum(BilledCost) FROM costplane_ledger WHERE {lw}"), &p.values).await?;
+    let last_30_days = r.rows.first().and_then(|row| row.first()).map(decimal).unwrap_or_default();
     let compression = match state.store.compression_ratios().await {
         Ok(c) => c,
         Err(e) => {
@@ -344,7 +360,7 @@ async fn compute(
             Vec::new()
         }
     };
-    Ok((LedgerView { month, folded, compression }, ranked))
+    Ok((LedgerView { month, folded, last_30_days, compression }, ranked))
 }
 
 #[derive(Clone)]
@@ -655,7 +671,8 @@ mod tests {
     fn rendering_escapes_label_values_and_drops_empty_ones() {
         let (series, folded, _) = fold(vec![(labels("a\"b\\c\n", "m"), d("1.50"))], 100, 128);
         let mut out = Exposition::new(Format::Text);
-        render_view(&mut out, &LedgerView { month: series, folded, compression: vec![("logs".into(), 0.125)] }, 100);
+        let view = LedgerView { month: series, folded, last_30_days: d("12.5"), compression: vec![("logs".into(), 0.125)] };
+        render_view(&mut out, &view, 100);
         let text = out.finish();
         assert!(
             text.contains(
@@ -666,5 +683,6 @@ mod tests {
         );
         assert!(text.contains("costplane_cost_folded_label_values{label=\"tenant\"} 0\n"), "{text}");
         assert!(text.contains("costplane_store_compression_ratio{signal=\"logs\"} 0.125\n"), "{text}");
+        assert!(text.contains("\ncostplane_cost_last_30_days_usd 12.5\n"), "{text}");
     }
 }

@@ -384,6 +384,8 @@ async fn booked_rows_feed_the_counters_in_both_formats() {
     // Month to date: 1.25 + 0.5 + 10 = 11.75 for acme.
     let month: Decimal = cost_samples(&text).iter().filter(|(l, _)| label(l, "tenant") == "acme").map(|(_, v)| *v).sum();
     assert_eq!(month, Decimal::from_str("11.75").unwrap());
+    // All in this hour, so also the last 30 days: 11.75 + globex's 0.
+    assert_eq!(value_of(&text, "costplane_cost_last_30_days_usd "), Decimal::from_str("11.75").unwrap());
     assert!(text.contains("# TYPE costplane_cost_usd_total counter\n"), "{text}");
     assert!(text.contains("# TYPE costplane_store_write_duration_seconds histogram\n"), "{text}");
     // Two pipeline writes (bill() writes around the pipeline).
