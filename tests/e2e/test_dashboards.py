@@ -162,6 +162,12 @@ def test_every_clickhouse_panel_query_runs_on_data_costplane_wrote(tmp_path):
         assert abs(float(per_call[0]["cost_per_call"]) - 0.0035) < 1e-12
         assert results["costplane-llm/p95 latency by operation/A"][0]["operation"] == "chat"
         assert results["costplane-telemetry/Ingest by tenant/A"], "usage rows per tenant"
+        # /metrics reads the same ClickHouse ledger: 0.0035 this month and
+        # in the last 30 days; ClickHouse reports compression per signal.
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.api_port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        assert "\ncostplane_cost_last_30_days_usd 0.0035\n" in metrics, metrics
+        assert 'costplane_store_compression_ratio{signal="traces"} ' in metrics, metrics
     finally:
         if server.proc.poll() is None:
             server.proc.kill()

@@ -192,9 +192,15 @@ def test_scraped_counters_equal_the_hand_computed_dollars(stack):
     close(prom.one('sum by (model) (costplane_cost_usd_total{tenant="acme"})', model="gpt-4o"),
           Decimal("0.025") + Decimal("0.0035"), "gpt-4o")
     close(prom.one("sum(costplane_unpriced_tokens_total)"), UNPRICED_TOKENS, "unpriced tokens")
-    # Scraped as OpenMetrics: Prometheus kept the counter's name.
-    meta = prom.api("metadata", metric="costplane_cost_usd_total")
-    assert meta["data"], meta
+    # Scraped as OpenMetrics (Prometheus asks for it first): the family's
+    # metadata is named without _total, as OpenMetrics names counters.
+    meta = prom.api("metadata", metric="costplane_cost_usd")["data"]
+    assert meta["costplane_cost_usd"][0]["type"] == "counter", meta
+    # Every scrape answered, and within a second (the slowest over the run).
+    assert prom.one('min_over_time(up{job="costplane"}[1m])') == "1"
+    slowest = float(prom.one('max_over_time(scrape_duration_seconds{job="costplane"}[1m])'))
+    assert slowest < 1, slowest
+    print(f"slowest /metrics scrape: {slowest * 1000:.1f} ms")
 
 
 def test_recorded_series_equal_the_hand_computed_dollars(stack):

@@ -322,37 +322,40 @@ async fn compute(
     use chrono::Datelike;
     let now = chrono::Utc::now();
     let (from, to) = parse_month(&format!("{:04}-{:02}", now.year(), now.month()))?;
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let lw = ledger_where(&mut p, dialect, ns(from), ns(to), caller);
-    let r = state
-        .store
-        .query_with(
-            &format!(
-                "SELECT x_Source, x_UsageType, x_Service, x_Tenant, x_Project, ProviderName, x_Model, sum(BilledCost) \
-                 FROM costplane_ledger WHERE {lw} \
-                 GROUP BY x_Source, x_UsageType, x_Service, x_Tenant, x_Project, ProviderName, x_Model"
-            ),
-            &p.values,
-        )
-        .await?;
-    let rows = r
-        .rows
-        .iter()
-        .map(|row| {
-            let t: Vec<String> = row[..7].iter().map(text).collect();
-            (row_labels(&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6]), decimal(&row[7]))
-        })
-        .collect();
-    let (month, folded, ranked) = fold(rows, max_values, max_bytes);
     // The last 30 days, up to the end of the current hour (ledger rows
     // cover whole hours).
     let hour = 3_600_000_000_000i64;
     let end = ns(now).div_euclid(hour) * hour + hour;
+    let dialect = state.store.dialect();
     let mut p = Params::new(dialect);
-    let lw = ledger_where(&mut p, dialect, end - 30 * 24 * hour, end, caller);
-    let r = state.store.query_with(&format!("SELECT sum(BilledCost) FROM costplane_ledger WHERE {lw}"), &p.values).await?;
-    let last_30_days = r.rows.first().and_then(|row| row.first()).map(decimal).unwrap_or_default();
+    let month_where = ledger_where(&mut p, dialect, ns(from), ns(to), caller);
+    let days_where = ledger_where(&mut p, dialect, end - 30 * 24 * hour, end, caller);
+    // One statement, so one ledger read per refresh: the month's groups,
+    // then one row ('30d') with the 30-day sum.
+    let r = state
+        .store
+        .query_with(
+            &format!(
+                "SELECT 'month' AS part, x_Source, x_UsageType, x_Service, x_Tenant, x_Project, ProviderName, x_Model, \
+                 sum(BilledCost) AS cost FROM costplane_ledger WHERE {month_where} \
+                 GROUP BY x_Source, x_UsageType, x_Service, x_Tenant, x_Project, ProviderName, x_Model \
+                 UNION ALL \
+                 SELECT '30d', '', '', '', '', '', '', '', sum(BilledCost) FROM costplane_ledger WHERE {days_where}"
+            ),
+            &p.values,
+        )
+        .await?;
+    let mut last_30_days = Decimal::ZERO;
+    let mut rows = Vec::new();
+    for row in &r.rows {
+        let t: Vec<String> = row[..8].iter().map(text).collect();
+        if t[0] == "30d" {
+            last_30_days = decimal(&row[8]);
+        } else {
+            rows.push((row_labels(&t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]), decimal(&row[8])));
+        }
+    }
+    let (month, folded, ranked) = fold(rows, max_values, max_bytes);
     let compression = match state.store.compression_ratios().await {
         Ok(c) => c,
         Err(e) => {
