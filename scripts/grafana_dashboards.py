@@ -78,6 +78,11 @@ def sql(raw, fmt=0, ref="A"):
 
 def panel(kind, title, targets, w=12, h=8, unit="", description="", options=None):
     ds = targets[0]["datasource"]
+    # Instant Prometheus queries feed tables as rows; stats, pies and bar
+    # gauges take one series per label set.
+    for t in targets:
+        if kind != "table" and t.get("format") == "table":
+            t["format"] = "time_series"
     p = {
         "type": kind, "title": title, "description": description, "datasource": ds, "targets": targets,
         "fieldConfig": {"defaults": {"unit": unit} if unit else {}, "overrides": []},

@@ -260,6 +260,12 @@ def test_every_dashboard_promql_runs_and_the_overview_shows_the_dollars(stack):
     for where, expr in queries:
         body = prom.api("query", query=expr)
         assert body["status"] == "success", f"{where}: {expr}: {body}"
+    # Query variables (label_values(metric, label)) offer the sent values.
+    variables = list(dashboards.prometheus_variables())
+    assert variables
+    for where, metric, label in variables:
+        values = prom.api(f"label/{label}/values", **{"match[]": metric})["data"]
+        assert "assistant" in values or "acme" in values, f"{where}: {values}"
     overview = {where: expr for where, expr in queries if where.startswith("costplane-cost-overview/")}
     # The overview's stats: 30-day total and month to date, both 0.0465.
     close(prom.one(overview["costplane-cost-overview/30-day total/A"]), ACME_TOTAL, "30-day total")

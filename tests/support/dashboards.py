@@ -64,6 +64,17 @@ def prometheus_queries(variables):
                 yield f"{d['uid']}/{p['title']}/{t['refId']}", expr
 
 
+def prometheus_variables():
+    """(dashboard uid/variable name, metric, label) of every Prometheus
+    `label_values(metric, label)` query variable."""
+    for d in load().values():
+        for v in d.get("templating", {}).get("list", []):
+            if v.get("type") == "query" and v.get("datasource", {}).get("type") == "prometheus":
+                m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", v["query"]["query"])
+                assert m, f"{d['uid']}/{v['name']}: not label_values(metric, label): {v['query']}"
+                yield f"{d['uid']}/{v['name']}", m.group(1), m.group(2)
+
+
 def _split_args(text):
     """Splits a macro's arguments at top-level commas."""
     args, depth, cur = [], 0, ""

@@ -671,6 +671,35 @@ mod tests {
     }
 
     #[test]
+    fn fifty_thousand_counter_series_render_well_within_a_second() {
+        // 100 tenants x 100 models x 5 projects, all under the cap of 100:
+        // 50,000 series, the most one label set of this shape can hold.
+        let c = CostCounters::new(100, 128);
+        let mut rows = Vec::new();
+        for t in 0..100 {
+            for m in 0..100 {
+                for p in 0..5 {
+                    let mut r = ledger_row(&format!("tenant-{t}"), "0.000001", "priced", 1);
+                    r.model = format!("model-{m}");
+                    r.project = format!("project-{p}");
+                    rows.push(r);
+                }
+            }
+        }
+        let started = Instant::now();
+        c.book(&rows);
+        let booked = started.elapsed();
+        let started = Instant::now();
+        let mut out = Exposition::new(Format::OpenMetrics);
+        c.render(&mut out, None);
+        let text = out.finish();
+        let rendered = started.elapsed();
+        assert_eq!(text.lines().filter(|l| l.starts_with("costplane_cost_usd_total{")).count(), 50_000);
+        eprintln!("booked 50,000 rows in {booked:?}; rendered 50,000 series ({} bytes) in {rendered:?}", text.len());
+        assert!(rendered < Duration::from_millis(500), "{rendered:?}");
+    }
+
+    #[test]
     fn rendering_escapes_label_values_and_drops_empty_ones() {
         let (series, folded, _) = fold(vec![(labels("a\"b\\c\n", "m"), d("1.50"))], 100, 128);
         let mut out = Exposition::new(Format::Text);
