@@ -544,9 +544,9 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
-    /// Per label (tenant, project, service, model): how many values keep
-    /// their name (those with the largest cost this month); the rest are
-    /// summed into `other`.
+    /// Per label (service, tenant, project, provider, model): how many
+    /// values keep their name (the gauge: those with the largest cost this
+    /// month; the counters: see `costs::metrics`); the rest are `other`.
     pub max_series_per_label: usize,
     /// Longest label value, in bytes; longer values are cut.
     pub max_label_value_bytes: usize,

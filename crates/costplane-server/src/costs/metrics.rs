@@ -497,12 +497,30 @@ pub struct MetricsState {
     pub cache: Arc<MetricsCache>,
 }
 
+/// Observes a request's duration when dropped: with the response body,
+/// so streamed exports count until their last byte.
+struct QueryTimer {
+    cache: Arc<MetricsCache>,
+    started: Instant,
+}
+
+impl Drop for QueryTimer {
+    fn drop(&mut self) {
+        self.cache.query_duration.observe(self.started.elapsed());
+    }
+}
+
 /// Times the API's requests into `costplane_query_duration_seconds`.
 pub async fn time_queries(State(cache): State<Arc<MetricsCache>>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
+    use http_body_util::BodyExt;
+    let timer = QueryTimer { cache, started: Instant::now() };
     let resp = next.run(req).await;
-    cache.query_duration.observe(started.elapsed());
-    resp
+    resp.map(|body| {
+        axum::body::Body::new(body.map_frame(move |frame| {
+            let _ = &timer;
+            frame
+        }))
+    })
 }
 
 /// `GET /metrics`: Prometheus text or OpenMetrics, as `Accept` asks.
