@@ -138,6 +138,19 @@ class Prometheus:
         self._log.close()
 
 
+def send_invalid_span(server):
+    """One span whose trace id is 2 bytes, not 16: rejected (partial success)."""
+    now = time.time_ns()
+    body = json.dumps({"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [{
+        "traceId": "0102", "spanId": "0102030405060708", "name": "bad", "kind": 1,
+        "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1000)}]}]}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/v1/traces", data=body,
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        answer = json.loads(r.read())
+    assert answer["partialSuccess"]["rejectedSpans"] in ("1", 1), answer
+
+
 def send(server, spans):
     now = time.time_ns()
     for tenant in ("acme", "globex"):
@@ -177,6 +190,7 @@ def stack(tmp_path_factory):
         time.sleep(5)
         send(server, ROUND_2)
         prom.wait("round 2 in Prometheus", lambda: abs(Decimal(prom.one("sum(costplane_cost_usd_total)")) - ACME_TOTAL) < Decimal("1e-12"))
+        send_invalid_span(server)
         yield server, prom
     finally:
         prom.stop()
@@ -192,6 +206,9 @@ def test_scraped_counters_equal_the_hand_computed_dollars(stack):
     close(prom.one('sum by (model) (costplane_cost_usd_total{tenant="acme"})', model="gpt-4o"),
           Decimal("0.025") + Decimal("0.0035"), "gpt-4o")
     close(prom.one("sum(costplane_unpriced_tokens_total)"), UNPRICED_TOKENS, "unpriced tokens")
+    # Health: 3 + 2 spans accepted, 1 rejected.
+    assert prom.one('sum(costplane_ingest_items_total{signal="traces"})') == "5"
+    prom.wait("the rejected span", lambda: prom.one('sum(costplane_ingest_rejected_items_total{signal="traces"})') == "1")
     # Scraped as OpenMetrics (Prometheus asks for it first): the family's
     # metadata is named without _total, as OpenMetrics names counters.
     meta = prom.api("metadata", metric="costplane_cost_usd")["data"]
@@ -251,6 +268,15 @@ def test_every_rule_is_healthy_and_the_budget_alert_is_pending(stack):
         return True
 
     prom.wait("the budget alert", pending, timeout=30)
+
+    def dropping():
+        alerts = prom.api("alerts")["data"]["alerts"]
+        drops = [a for a in alerts if a["labels"]["alertname"] == "CostplaneDroppingData"]
+        assert [(a["labels"]["signal"], a["state"]) for a in drops] == [("traces", "firing")], alerts  # no for: at once
+        assert drops[0]["labels"]["severity"] == "critical"
+        return True
+
+    prom.wait("the rejected span's alert", dropping, timeout=30)
 
 
 def test_every_dashboard_promql_runs_and_the_overview_shows_the_dollars(stack):
