@@ -9,8 +9,8 @@ the files equal this script's output:
     python3 scripts/grafana_dashboards.py          # rewrite the files
     python3 scripts/grafana_dashboards.py --check  # exit 1 if they differ
 
-Conventions: classic JSON model, schemaVersion 41, a stable uid per
-dashboard, datasources referenced by uid through datasource variables
+Conventions: classic JSON model, schemaVersion 42 (the latest Grafana
+migrates to), a stable uid per dashboard, datasources referenced by uid through datasource variables
 (`ds_prometheus`, `ds_clickhouse`) whose defaults are the uids that
 deploy/grafana/provisioning provisions, no `__inputs`. Cost and health
 panels read Prometheus (the recording rules of
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "deploy/grafana/dashboards"
-SCHEMA_VERSION = 41
+SCHEMA_VERSION = 42
 
 PROM = {"type": "prometheus", "uid": "${ds_prometheus}"}
 CH = {"type": "grafana-clickhouse-datasource", "uid": "${ds_clickhouse}"}

@@ -60,7 +60,7 @@ def test_dashboard_json_model():
     assert {d["uid"] for d in loaded.values()} == UIDS
     for name, d in loaded.items():
         assert "__inputs" not in d, name
-        assert d["id"] is None and d["schemaVersion"] == 41 and 8 <= len(d["uid"]) <= 40, name
+        assert d["id"] is None and d["schemaVersion"] == 42 and 8 <= len(d["uid"]) <= 40, name
         variables = {v["name"]: v for v in d["templating"]["list"]}
         ds_vars = {n: v for n, v in variables.items() if v["type"] == "datasource"}
         # Datasource variables default to a provisioned datasource of their type.
