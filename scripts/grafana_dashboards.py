@@ -10,10 +10,10 @@ the files equal this script's output:
     python3 scripts/grafana_dashboards.py --check  # exit 1 if they differ
 
 Conventions: classic JSON model, schemaVersion 42 (the latest Grafana
-migrates to), a stable uid per dashboard, datasources referenced by uid through datasource variables
-(`ds_prometheus`, `ds_clickhouse`) whose defaults are the uids that
-deploy/grafana/provisioning provisions, no `__inputs`. Cost and health
-panels read Prometheus (the recording rules of
+migrates to), a stable uid per dashboard, datasources referenced by uid
+through datasource variables (`ds_prometheus`, `ds_clickhouse`) whose
+defaults are the uids that deploy/grafana/provisioning provisions, no
+`__inputs`. Cost and health panels read Prometheus (the recording rules of
 deploy/prometheus/costplane-rules.yaml); telemetry panels read ClickHouse
 through grafana-clickhouse-datasource (the OTel exporter's tables plus
 costplane's usage and ledger tables).
