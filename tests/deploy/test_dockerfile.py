@@ -73,6 +73,16 @@ def test_multi_stage_rust_build_and_slim_runtime():
     assert "install -D -m 0755 target/release/costplane /out/costplane" in build
 
 
+def test_builder_rust_builds_every_locked_dependency():
+    # The newest rust-version any locked dependency asks for.
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--locked", "--offline"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert meta.returncode == 0, meta.stderr
+    versions = [tuple(map(int, p["rust_version"].split(".")[:2])) for p in json.loads(meta.stdout)["packages"] if p.get("rust_version")]
+    have = tuple(map(int, re.match(r"rust:(\d+)\.(\d+)", stages()[0]["base"]).groups()))
+    assert versions and have >= max(versions), (have, max(versions))
+
+
 def test_binary_path_matches_the_cargo_package():
     manifest = tomllib.loads((ROOT / "crates/costplane/Cargo.toml").read_text())
     assert manifest["package"]["name"] == "costplane"

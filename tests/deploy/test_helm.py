@@ -415,3 +415,15 @@ def test_join_script_refuses_a_key_that_would_break_toml(tmp_path):
     docs = render()
     with pytest.raises(AssertionError, match="must not contain quotes"):
         join_config(docs, tmp_path, {"admin-key": 'abc"def0123456789'})
+
+
+def test_notes_say_where_to_send_and_how_to_authenticate():
+    for name, sets in SCENARIOS.items():
+        args = ["install", "cp", str(CHART), "--namespace", "observability", "--dry-run=client"]
+        for s in sets:
+            args += ["--set", s]
+        notes = helm(*args).stdout.split("NOTES:", 1)[1]
+        assert "cp-costplane.observability.svc:4317" in notes and "http://cp-costplane.observability.svc:4318" in notes, name
+        assert "jsonpath='{.data.admin-key}'" in notes and "helm test cp -n observability" in notes
+        store = "clickhouse" if name != "default" else "duckdb"
+        assert f"Store: {store}" in notes
