@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import chdb
 import pytest
 
-from conftest import COMPOSE_DIR, only, render
+from deploy_support import COMPOSE_DIR, only, render
 
 
 def grants(users_xml):

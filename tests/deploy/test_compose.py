@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from conftest import COMPOSE_DIR, PROVISIONING, ROOT, RULES, Served, check_config, dashboard_files, free_port
+from deploy_support import COMPOSE_DIR, PROVISIONING, ROOT, RULES, Served, chdb, check_config, dashboard_files, free_port  # noqa: F401 (fixture)
 
 ENV = {"CLICKHOUSE_WRITER_PASSWORD": "writer-pw", "CLICKHOUSE_READER_PASSWORD": "reader-pw", "GRAFANA_ADMIN_PASSWORD": "admin-pw"}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Served, check_config, free_port
+from deploy_support import ROOT, Served, check_config, free_port
 
 IMAGE_CONFIG = ROOT / "deploy/docker/costplane.toml"
 

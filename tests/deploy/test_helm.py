@@ -16,8 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import (
-    CHART, Served, check_config, costplane_bin, dashboard_files, helm, of_kind, only, render, rule_file,
+from deploy_support import (
+    CHART, Served, chdb, check_config, costplane_bin, dashboard_files, helm, of_kind, only, render, rule_file,  # noqa: F401 (fixture)
 )
 
 SCENARIOS = {

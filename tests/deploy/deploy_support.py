@@ -1,4 +1,6 @@
-"""Helpers for the deployment tests: helm, the chart's rendered objects, and
+"""Helpers and fixtures for the deployment tests (tests/deploy; no conftest.py,
+so that these tests can run in one pytest process with tests/e2e, whose
+conftest module they would shadow): helm, the chart's rendered objects, and
 the real costplane binary loading the configurations the chart and the
 compose file ship."""
 
