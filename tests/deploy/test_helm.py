@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from deploy_support import (
-    CHART, Served, chdb, check_config, costplane_bin, dashboard_files, helm, of_kind, only, render, rule_file,  # noqa: F401 (fixture)
+    CHART, RULES, Served, chdb, check_config, costplane_bin, dashboard_files, helm, of_kind, only, render, rule_file,  # noqa: F401 (fixture)
 )
 
 SCENARIOS = {
@@ -427,3 +427,19 @@ def test_notes_say_where_to_send_and_how_to_authenticate():
         assert "jsonpath='{.data.admin-key}'" in notes and "helm test cp -n observability" in notes
         store = "clickhouse" if name != "default" else "duckdb"
         assert f"Store: {store}" in notes
+
+
+def test_packaged_chart_carries_the_linked_files(tmp_path):
+    # helm package follows the links: the archive holds the files themselves.
+    import tarfile
+
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("costplane-*.tgz")
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        rules = members["costplane/files/costplane-rules.yaml"]
+        assert rules.isfile()
+        assert tar.extractfile(rules).read() == RULES.read_bytes()
+        for f in dashboard_files():
+            m = members[f"costplane/files/dashboards/{f.name}"]
+            assert m.isfile() and tar.extractfile(m).read() == f.read_bytes()
