@@ -146,7 +146,10 @@ def test_probes_use_health_and_readiness():
     pod = workload(render())["spec"]["template"]["spec"]
     c = only_container(pod, "costplane")
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # The buffer keeps accepting through a store outage: readiness must not
+    # follow the store's health (/readyz), or one ClickHouse outage empties
+    # the Service.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
     src = (Path(__file__).resolve().parents[2] / "crates/costplane-server/src/api.rs").read_text()
     assert '"/healthz"' in src and '"/readyz"' in src, "the probes' paths must be routes of the server"
