@@ -44,6 +44,7 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
                 .route("/api/v1/costs", get(crate::costs::costs))
                 .route("/api/v1/costs/unpriced", get(crate::costs::unpriced))
                 .route("/api/v1/reprice", post(crate::costs::reprice))
+                .route("/api/v1/prices/reload", post(crate::costs::reload_prices))
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )

@@ -31,12 +31,11 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use costplane_store::Params;
 use http::header;
 use rust_decimal::Decimal;
 
 use super::params::{ns, parse_month};
-use super::{decimal, ledger_where, money, text, CostState};
+use super::{money, CostState};
 use crate::auth::Caller;
 use crate::config::MetricsSection;
 use crate::error::ApiError;
@@ -158,22 +157,17 @@ async fn compute(state: &CostState, caller: &Caller, max_values: usize, max_byte
     use chrono::Datelike;
     let now = chrono::Utc::now();
     let (from, to) = parse_month(&format!("{:04}-{:02}", now.year(), now.month()))?;
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let lw = ledger_where(&mut p, dialect, ns(from), ns(to), caller);
-    let r = state
-        .store
-        .query_with(
-            &format!(
-                "SELECT x_Tenant, x_Project, x_Service, x_Source, x_Model, x_PricingStatus, BillingCurrency, sum(BilledCost) \
-                 FROM costplane_ledger WHERE {lw} \
-                 GROUP BY x_Tenant, x_Project, x_Service, x_Source, x_Model, x_PricingStatus, BillingCurrency"
-            ),
-            &p.values,
-        )
-        .await?;
-    let rows =
-        r.rows.iter().map(|row| CostRow { labels: std::array::from_fn(|i| text(&row[i])), cost: decimal(&row[LABELS.len()]) }).collect();
+    let filter = costplane_telemetry::usage::CostFilter {
+        from_ns: ns(from),
+        to_ns: ns(to),
+        tenant: caller.tenant().map(str::to_owned),
+        equals: Vec::new(),
+    };
+    let sums = state.ledger().sum_costs(&filter, &super::closer::METRIC_DIMENSIONS, None).await?;
+    let rows = sums
+        .into_iter()
+        .map(|s| CostRow { labels: std::array::from_fn(|i| s.dims.get(i).cloned().unwrap_or_default()), cost: s.cost })
+        .collect();
     let (series, folded) = fold(rows, max_values, max_bytes);
     Ok(render(&series, &folded, max_values))
 }
