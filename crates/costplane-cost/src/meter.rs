@@ -441,7 +441,8 @@ mod tests {
     }
 
     fn llm_rows(spans: Vec<SpanRow>) -> (UsageRows, Vec<LedgerRow>) {
-        let m = meter();
+        let mut m = meter();
+        m.provided_cost = ProvidedCost::Prefer;
         let rows = m.measure(&TelemetryBatch { spans, ..TelemetryBatch::default() }, T);
         let llm = m.llm_ledger(&rows.llm, &|_| true, "closed");
         (rows, llm)

@@ -15,8 +15,7 @@ use costplane_server::costs::CostState;
 use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::Store;
-use costplane_telemetry::usage::{LlmUsage, LlmUsageRow, TelemetryUsage, UsageRows};
-use costplane_telemetry::TelemetryBatch;
+use costplane_telemetry::usage::{LlmUsage, LlmUsageRow, TelemetryUsage};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rust_decimal::Decimal;
@@ -63,6 +62,10 @@ fn focus_check(csv: &str, tolerate: Option<&str>) -> (bool, String) {
 fn llm(tenant: &str, provider: &str, model: &str, input: u64, output: u64, provided: Option<&str>) -> LlmUsageRow {
     LlmUsageRow {
         timestamp_ns: T + 60_000_000_000,
+        received_ns: T + 60_000_000_000,
+        hour_ns: T,
+        kind: Default::default(),
+        invalid_reason: None,
         tenant: tenant.into(),
         project: "shop".into(),
         service: "checkout".into(),
@@ -90,13 +93,18 @@ fn telemetry(hour_ns: i64, [tenant, project, service]: [&str; 3], signal: &'stat
 async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
-    let cost_config = CostSection { ingest_per_gib: "0.50".into(), ..CostSection::default() };
+    // A span's own cost wins here ("prefer"), for a provided row.
+    let cost_config = CostSection { ingest_per_gib: "0.50".into(), provided_cost: "prefer".into(), ..CostSection::default() };
     let meter = Arc::new(cost_config.meter().unwrap());
-    let mut ledger = meter.llm_ledger(&[
-        llm("acme", "openai", "gpt-4o", 10_000, 500, None),
-        llm("acme", "", "gpt-4o", 10, 5, Some("0.5")),
-        llm("globex", "", "mystery-llm-7b", 42, 7, None),
-    ]);
+    let mut ledger = meter.llm_ledger(
+        &[
+            llm("acme", "openai", "gpt-4o", 10_000, 500, None),
+            llm("acme", "", "gpt-4o", 10, 5, Some("0.5")),
+            llm("globex", "", "mystery-llm-7b", 42, 7, None),
+        ],
+        &|_| true,
+        "closed",
+    );
     ledger.extend(meter.telemetry_ledger(&[
         telemetry(T, ["acme", "shop", "checkout"], "traces", 8, 12_345),
         telemetry(T, ["=evil", "-x", "@svc"], "logs", 3, 999),
@@ -104,14 +112,14 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
         telemetry(T + (25 * 24 + 13) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
         // November: not in October's file.
         telemetry(T + (25 * 24 + 14) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
-    ]));
-    let batch = TelemetryBatch { id: 1, usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
-    store.write(&batch).await.unwrap();
+    ], "closed"));
+    crate::support::write_ledger(store.as_ref(), ledger).await;
 
     let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
     let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
     let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
-    let costs = CostState { store: Arc::clone(&store), cost_config, meter, pipeline: handle.pipeline().clone() };
+    let config = costplane_server::Config { cost: cost_config, ..costplane_server::Config::default() };
+    let costs = CostState::new(Arc::clone(&store), &config, handle.pipeline().clone()).unwrap();
     let keys = vec![
         ApiKey { key: ADMIN.into(), tenant: None, role: Some("admin".into()) },
         ApiKey { key: ACME.into(), tenant: Some("acme".into()), role: None },
@@ -272,9 +280,8 @@ async fn the_served_export_names_the_configured_billing() {
     };
     let mut server = crate::support::RunningServer::start(config, std::time::Duration::ZERO, 0).await;
     let meter = CostSection::default().meter().unwrap();
-    let ledger = meter.llm_ledger(&[llm("acme", "openai", "gpt-4o", 1_000, 100, None)]);
-    let batch = TelemetryBatch { id: 7, usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
-    server.store.write(&batch).await.unwrap();
+    let ledger = meter.llm_ledger(&[llm("acme", "openai", "gpt-4o", 1_000, 100, None)], &|_| true, "closed");
+    crate::support::write_ledger(server.store.as_ref(), ledger).await;
     let body =
         reqwest::get(format!("http://{}/api/costs/export?month=2026-10&format=focus", server.api)).await.unwrap().text().await.unwrap();
     let rows = records(&body);

@@ -12,14 +12,13 @@ use chrono::{Datelike, TimeZone, Utc};
 use costplane_pipeline::{BufferConfig, Pipeline, PipelineConfig};
 use costplane_server::api::{router_with, ApiState};
 use costplane_server::auth::ApiKey;
-use costplane_server::config::{CostSection, MetricsSection};
+use costplane_server::config::MetricsSection;
 use costplane_server::costs::metrics::MetricsCache;
 use costplane_server::costs::CostState;
 use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::Store;
-use costplane_telemetry::usage::{LedgerRow, UsageRows};
-use costplane_telemetry::TelemetryBatch;
+use costplane_telemetry::usage::LedgerRow;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rust_decimal::Decimal;
@@ -41,9 +40,7 @@ impl App {
         let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
         let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
         let handle = Pipeline::start(config, Arc::clone(&dyn_store), BufferConfig::Memory, decoder).unwrap();
-        let cost_config = CostSection::default();
-        let meter = Arc::new(cost_config.meter().unwrap());
-        let costs = CostState { store: Arc::clone(&dyn_store), cost_config, meter, pipeline: handle.pipeline().clone() };
+        let costs = CostState::new(Arc::clone(&dyn_store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
         let api = ApiState { pipeline: handle.pipeline().clone(), store: dyn_store, inflight: InflightLimit::new(1 << 20) };
         let router = router_with(api, costs, keys, Arc::new(MetricsCache::new(&metrics).unwrap()));
         std::mem::forget(handle); // the writer task lives as long as the runtime
@@ -93,10 +90,14 @@ impl App {
                 usage_type: "input".into(),
                 pricing_status: "priced".into(),
                 price_version: "test".into(),
+                charge_class: None,
+                charge_status: "provisional".into(),
+                revision: 0,
+                allocation_ratio: None,
+                allocation_method: String::new(),
             })
             .collect();
-        let batch = TelemetryBatch { id: rand::random(), usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
-        self.store.inner.write(&batch).await.unwrap();
+        crate::support::write_ledger(&self.store.inner, ledger).await;
     }
 
     fn ledger_queries(&self) -> u64 {
