@@ -642,7 +642,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/costplane.example.toml");
         let config = Config::load(Some(&path)).unwrap();
         // The example documents every key with its default value.
-        assert_eq!(config, Config::default());
+        assert_eq!(config, Config { source: Some(path), ..Config::default() });
     }
 
     #[test]

@@ -481,6 +481,9 @@ mod tests {
                     "x_UsageType" => json!("input"),
                     "x_PricingStatus" => json!("priced"),
                     "x_PriceVersion" => json!("2026-11-01"),
+                    "x_ChargeStatus" => json!("closed"),
+                    "x_AllocationRatio" => Value::Null,
+                    "x_AllocationMethod" => json!(""),
                     other => panic!("no default for {other}"),
                 }
             })
