@@ -495,7 +495,11 @@ impl SchemaOptions {
             }
             // Upgrades from schema version 2: the columns version 3 added
             // (no-ops on tables created above with them).
-            for column in columns.lines().filter(|l| V3_COLUMNS.iter().any(|c| l.trim_start().starts_with(&format!("{c} ")))) {
+            for column in columns
+                .lines()
+                .filter(|l| V3_COLUMNS.iter().any(|c| l.trim_start().starts_with(&format!("{c} "))))
+                .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
+            {
                 let column = column.trim().trim_end_matches(',');
                 for table in [Some(storage.clone()), self.cluster.as_ref().map(|_| name.to_owned())].into_iter().flatten() {
                     out.push(format!("ALTER TABLE {}{oc} ADD COLUMN IF NOT EXISTS {column}", self.qualified(&table)));
