@@ -57,6 +57,15 @@ pub fn next_revision() -> u64 {
     }
 }
 
+/// For crash tests only: `COSTPLANE_TEST_LEDGER_SWITCH_DELAY_MS` holds a
+/// replacement of 10 or more hours between writing its rows and switching
+/// to them, so a test can kill the process there.
+pub(crate) fn test_switch_delay(r: &LedgerReplacement) -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("COSTPLANE_TEST_LEDGER_SWITCH_DELAY_MS").ok()?.parse().ok()?;
+    let hours: HashSet<i64> = r.hours.iter().map(|h| h.hour_ns).collect();
+    (hours.len() >= 10).then(|| std::time::Duration::from_millis(ms))
+}
+
 /// `[first hour, last hour + 1 ns)`: the charge-period starts a replacement
 /// covers (every row of an (hour, scope) starts at that hour).
 pub fn replacement_window(r: &LedgerReplacement) -> (i64, i64) {

@@ -378,6 +378,10 @@ impl Store for ClickHouseStore {
         // 1. The new rows: invisible until their revisions are listed.
         let id = replacement.hours.iter().map(|h| h.revision).max().unwrap_or(0);
         self.insert_rows("costplane_ledger", &replacement.rows, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
+        if let Some(pause) = crate::ledger::test_switch_delay(replacement) {
+            tracing::warn!(?pause, "test hook: pausing before the ledger switch");
+            tokio::time::sleep(pause).await;
+        }
         // 2. The switch: every new revision in one insert (one part).
         let body = rowbinary::ledger_hours(&replacement.hours);
         self.insert("costplane_ledger_hours", rowbinary::LEDGER_HOURS_COLUMNS, body, format!("{id}-costplane_ledger_hours")).await?;

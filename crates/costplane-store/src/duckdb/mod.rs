@@ -448,10 +448,11 @@ impl Store for DuckDbStore {
         let rows = arrow::ledger(&replacement.rows).map_err(conv)?;
         let hours = arrow::ledger_hours(&replacement.hours).map_err(conv)?;
         let window = crate::ledger::replacement_window(replacement);
+        let pause = crate::ledger::test_switch_delay(replacement);
         let writer = Arc::clone(&self.writer);
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
-            replace_blocking(&conn, rows, hours, window)
+            replace_blocking(&conn, rows, hours, window, pause)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
@@ -459,10 +460,22 @@ impl Store for DuckDbStore {
 }
 
 /// One transaction: the new rows and revisions in, the superseded ones out.
-fn replace_blocking(conn: &Connection, rows: RecordBatch, hours: RecordBatch, (from, to): (i64, i64)) -> Result<(), StoreError> {
+fn replace_blocking(
+    conn: &Connection,
+    rows: RecordBatch,
+    hours: RecordBatch,
+    (from, to): (i64, i64),
+    pause: Option<std::time::Duration>,
+) -> Result<(), StoreError> {
     conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
     let result = (|| {
         for (table, rb) in [("costplane_ledger", rows), ("costplane_ledger_hours", hours)] {
+            if table == "costplane_ledger_hours" {
+                if let Some(pause) = pause {
+                    tracing::warn!(?pause, "test hook: pausing before the ledger switch");
+                    std::thread::sleep(pause);
+                }
+            }
             if rb.num_rows() == 0 {
                 continue;
             }
