@@ -273,7 +273,15 @@ impl Closer {
         now: i64,
         states: &HashMap<(i64, String), HourState>,
     ) -> Result<Vec<(HourState, Vec<LedgerRow>)>, StoreError> {
-        super::storage::due(&self.ledger, meter, now, self.timing.close_after_ns, states).await
+        // Storage is measured once a day; a measurement that fails must not
+        // hold up the hourly closing, so it is logged and tried again.
+        match super::storage::due(&self.ledger, meter, now, self.timing.close_after_ns, states).await {
+            Ok(due) => Ok(due),
+            Err(e) => {
+                tracing::warn!(error = %e, "measuring stored bytes failed; storage cost is written at a later refresh");
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// Prices the closed hours of `[from, to)` again with the prices loaded

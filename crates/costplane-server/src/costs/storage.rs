@@ -145,6 +145,70 @@ pub(crate) async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use costplane_cost::{Catalog, TelemetryRates, Tenancy};
+    use costplane_store::duckdb::DuckDbStore;
+    use costplane_store::Store;
+    use costplane_telemetry::usage::{TelemetryUsage, UsageRows};
+    use costplane_telemetry::TelemetryBatch;
+
+    /// 2026-11-10T00:00:00Z (November: 30 days).
+    const DAY: i64 = 1_794_268_800_000_000_000;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn storage_of_a_known_byte_count_is_apportioned_and_prorated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
+        // That day acme ingested 300 bytes of traces and globex 100.
+        let usage = |tenant: &str, bytes| TelemetryUsage {
+            hour_ns: DAY + 5 * 3_600_000_000_000,
+            tenant: tenant.into(),
+            project: "p".into(),
+            service: "s".into(),
+            signal: "traces",
+            items: 1,
+            bytes,
+        };
+        let batch = TelemetryBatch {
+            id: 1,
+            usage: UsageRows { telemetry: vec![usage("acme", 300), usage("globex", 100)], llm: Vec::new() },
+            ..TelemetryBatch::default()
+        };
+        store.write(&batch).await.unwrap();
+        let meter = Meter::new(
+            Tenancy::default(),
+            Arc::new(Catalog::load(None).unwrap()),
+            TelemetryRates { storage_per_gib_month: d("6"), ..TelemetryRates::default() },
+        );
+        // The store keeps 3 GiB of that day's traces.
+        let measured = [StoredBytes { signal: "traces".into(), day_ns: Some(DAY), bytes: 3 << 30, method: "test" }];
+        let rows = storage_rows(&Ledger::new(Arc::clone(&store)), &meter, DAY, &measured).await.unwrap();
+        let got: Vec<(&str, Decimal, Decimal)> = rows.iter().map(|r| (r.tenant.as_str(), r.consumed_quantity, r.cost)).collect();
+        // One day at $6 per GiB-month, November has 30 days: $0.20 per GiB-day.
+        // acme: 3 GiB x 300/400 = 2.25 GiB x 0.20 = 0.45;
+        // globex: 3 GiB x 100/400 = 0.75 GiB x 0.20 = 0.15. Together 3 x 0.20 = 0.60.
+        assert_eq!(
+            got,
+            [("acme", Decimal::from(3u64 << 30) * d("0.75"), d("0.45")), ("globex", Decimal::from(3u64 << 30) * d("0.25"), d("0.15"))]
+        );
+        let r = &rows[0];
+        // Stored bytes per ingested byte: 3 x 2^30 / 400 = 8,053,063.68.
+        assert_eq!(r.allocation_ratio, Some(d("8053063.68")));
+        assert!(r.allocation_method.starts_with("test; apportioned"), "{}", r.allocation_method);
+        assert_eq!((r.charge_period_start_ns, r.charge_period_end_ns), (DAY, DAY + DAY_NS));
+        assert_eq!((r.usage_type.as_str(), r.sku_id.as_str(), r.price_version.as_str()), ("storage", "telemetry/storage/traces", "storage-rate:6"));
+        // 2.25 GiB / 30 days = 0.075 GiB-months.
+        assert_eq!(r.pricing_quantity, d("0.075"));
+        // The embedded store measures itself without an error.
+        let measured = store.stored_bytes().await.unwrap();
+        assert_eq!(measured.iter().map(|m| m.signal.as_str()).collect::<Vec<_>>(), ["traces", "logs", "metrics"]);
+    }
 
     #[test]
     fn a_month_has_its_days() {
