@@ -452,6 +452,10 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     status, _, body = api(server, f"/api/costs/export?month={LLM_MONTH}")
     chargeback = list(csv.DictReader(io.StringIO(body.decode())))
     assert sum(Decimal(r["cost"]) for r in chargeback if r["kind"] == "llm" and r["tenant"] == "globex") == 2
+    # Its hour is closed; telemetry received this hour is provisional.
+    assert {r["charge_status"] for r in chargeback if r["kind"] == "llm" and r["tenant"] == "globex"} == {"closed"}
+    if LLM_MONTH == this_month:
+        assert {r["charge_status"] for r in chargeback if r["kind"] == "telemetry"} == {"provisional"}
     assert sum(Decimal(r["cost"]) for r in chargeback if r["kind"] == "llm" and r["tenant"] == "acme") == ACME_LLM
     # In place: the same total, no correction rows.
     status, _, body = api(server, "/api/v1/reprice", method="POST", body={**reprice, "in_place": True})

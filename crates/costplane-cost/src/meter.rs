@@ -130,6 +130,33 @@ fn tags(tenant: &str, project: &str, service: &str, pricing_reason: Option<&str>
     tags.to_string()
 }
 
+/// A span's own cost over its token kinds, by their share of the tokens:
+/// each share rounded by the ledger's rule, the last kind taking what is
+/// left, so the parts add up to the span's cost exactly.
+fn split_provided(total: Decimal, parts: &[(&'static str, u64, Decimal)]) -> Vec<(&'static str, u64, Decimal)> {
+    let tokens: u128 = parts.iter().map(|p| u128::from(p.1)).sum();
+    if parts.is_empty() || tokens == 0 {
+        return vec![("total", 0, total)];
+    }
+    let all = Decimal::from(tokens);
+    let mut left = total;
+    let last = parts.len() - 1;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, n, _))| {
+            let share = if i == last {
+                left
+            } else {
+                let s = total.checked_mul(Decimal::from(*n)).and_then(|x| x.checked_div(all)).map(round_money).unwrap_or_default();
+                left = left.checked_sub(s).unwrap_or(left);
+                s
+            };
+            (*kind, *n, share)
+        })
+        .collect()
+}
+
 /// ISO 8601 of a timestamp, for reasons.
 fn iso(ns: i64) -> String {
     DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -337,9 +364,12 @@ impl Meter {
             );
             let publisher = cost.provider.clone().unwrap_or_default();
             let new_row = || (Decimal::ZERO, Decimal::ZERO, publisher.clone());
-            // A provided cost (or a token-less usage) is one "total" row;
-            // a priced, unpriced or invalid one, a row per token kind.
-            let parts = if cost.status == PricingStatus::Provided || cost.parts.is_empty() {
+            // A row per token kind; a provided cost is split over the kinds
+            // by their tokens (the split of the quantities stays), a
+            // token-less usage is one "total" row.
+            let parts = if cost.status == PricingStatus::Provided {
+                split_provided(cost.total, &cost.parts)
+            } else if cost.parts.is_empty() {
                 vec![("total", u.input_tokens.saturating_add(u.output_tokens), cost.total)]
             } else {
                 cost.parts
@@ -656,5 +686,15 @@ mod tests {
         assert_eq!(cost_of(ProvidedCost::Ignore, &priced_model), (d("0.0125"), "priced".into()));
         assert_eq!(cost_of(ProvidedCost::Ignore, &unknown_model), (Decimal::ZERO, "unpriced".into()));
         assert_eq!(meter().provided_cost, ProvidedCost::WhenUnpriced);
+    }
+
+    #[test]
+    fn a_provided_cost_keeps_the_token_split() {
+        // A span's own $1 over 2 input and 1 output tokens: 2/3 and 1/3,
+        // rounded to 12 places half-even: 0.666666666667 and what is left,
+        // 0.333333333333; together exactly $1.
+        let parts = split_provided(d("1"), &[("input", 2, Decimal::ZERO), ("output", 1, Decimal::ZERO)]);
+        assert_eq!(parts, vec![("input", 2, d("0.666666666667")), ("output", 1, d("0.333333333333"))]);
+        assert_eq!(split_provided(d("0.5"), &[]), vec![("total", 0, d("0.5"))]);
     }
 }

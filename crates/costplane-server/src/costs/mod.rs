@@ -240,69 +240,99 @@ type Chunk = Result<String, ApiError>;
 
 /// The chargeback CSV: one row per tenant, project, service and signal
 /// (telemetry: items, bytes, ingest/query + storage cost), then LLM spend
-/// per tenant, project, service and model. Aggregated rows: small even
+/// per tenant, project, service and model; `charge_status` says whether a
+/// line still holds open (provisional) hours. Aggregated rows: small even
 /// for big months. Every cost is a sum of ledger rows (storage included):
 /// nothing is computed at export time.
 fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Body {
     let stream = futures::stream::once(async move {
-        let mut out =
-            csv::line(&["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost"].map(String::from));
+        let mut out = csv::line(
+            &["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost", "charge_status"].map(String::from),
+        );
         let usage = state.ledger().telemetry_usage(from, to, caller.tenant()).await?;
-        let dims = [Dimension::Source, Dimension::Tenant, Dimension::Project, Dimension::Service, Dimension::UsageType, Dimension::Model];
+        let dims = [
+            Dimension::Source,
+            Dimension::Tenant,
+            Dimension::Project,
+            Dimension::Service,
+            Dimension::UsageType,
+            Dimension::Model,
+            Dimension::ChargeStatus,
+        ];
         let sums = state.ledger().sum_costs(&filter(from, to, &caller, Vec::new()), &dims, None).await?;
         let storage = state
             .ledger()
             .rows(&filter(from, to, &caller, vec![(Dimension::Source, "telemetry".into()), (Dimension::UsageType, "storage".into())]))
             .await?;
         type Key = (String, String, String, String);
-        // (tenant, project, service, signal) → (items, bytes, cost)
-        let mut telemetry: BTreeMap<Key, (u64, u64, Decimal)> = BTreeMap::new();
-        let mut llm: BTreeMap<Key, (Decimal, Decimal)> = BTreeMap::new();
+        // A line is provisional while any of its hours is open (or its usage
+        // is not in the ledger yet).
+        #[derive(Default)]
+        struct Line {
+            items: u64,
+            bytes: u64,
+            tokens: Decimal,
+            cost: Decimal,
+            priced: bool,
+            provisional: bool,
+        }
+        let mut telemetry: BTreeMap<Key, Line> = BTreeMap::new();
+        let mut llm: BTreeMap<Key, Line> = BTreeMap::new();
         for u in usage {
             let e = telemetry.entry((u.tenant, u.project, u.service, u.signal)).or_default();
-            e.0 += u.items;
-            e.1 += u.bytes;
+            e.items += u.items;
+            e.bytes += u.bytes;
         }
         for s in sums {
-            let [source, tenant, project, service, usage_type, model] = <[String; 6]>::try_from(s.dims).unwrap_or_default();
-            if source == "llm" {
+            let [source, tenant, project, service, usage_type, model, status] = <[String; 7]>::try_from(s.dims).unwrap_or_default();
+            let e = if source == "llm" {
                 let e = llm.entry((tenant, project, service, model)).or_default();
-                e.0 += s.quantity.unwrap_or_default();
-                e.1 += s.cost;
+                e.tokens += s.quantity.unwrap_or_default();
+                e
             } else if usage_type != "storage" {
-                telemetry.entry((tenant, project, service, usage_type)).or_default().2 += s.cost;
-            }
+                telemetry.entry((tenant, project, service, usage_type)).or_default()
+            } else {
+                continue;
+            };
+            e.cost += s.cost;
+            e.priced = true;
+            e.provisional |= status != costplane_telemetry::usage::CLOSED;
         }
         for r in storage {
             let signal = r.sku_id.rsplit('/').next().unwrap_or_default().to_owned();
-            telemetry.entry((r.tenant, r.project, r.service, signal)).or_default().2 += r.cost;
+            let e = telemetry.entry((r.tenant, r.project, r.service, signal)).or_default();
+            e.cost += r.cost;
+            e.priced = true;
         }
-        for ((tenant, project, service, signal), (items, bytes, cost)) in telemetry {
+        let status = |l: &Line| if l.provisional || !l.priced { "provisional" } else { "closed" };
+        for ((tenant, project, service, signal), l) in &telemetry {
             out.push_str(&csv::line(&[
                 csv::text("telemetry"),
-                csv::text(&tenant),
-                csv::text(&project),
-                csv::text(&service),
-                csv::text(&signal),
+                csv::text(tenant),
+                csv::text(project),
+                csv::text(service),
+                csv::text(signal),
                 String::new(),
-                csv::number(&items.to_string()),
-                csv::number(&bytes.to_string()),
+                csv::number(&l.items.to_string()),
+                csv::number(&l.bytes.to_string()),
                 String::new(),
-                csv::number(&money(cost)),
+                csv::number(&money(l.cost)),
+                csv::text(status(l)),
             ]));
         }
-        for ((tenant, project, service, model), (tokens, cost)) in llm {
+        for ((tenant, project, service, model), l) in &llm {
             out.push_str(&csv::line(&[
                 csv::text("llm"),
-                csv::text(&tenant),
-                csv::text(&project),
-                csv::text(&service),
+                csv::text(tenant),
+                csv::text(project),
+                csv::text(service),
                 String::new(),
-                csv::text(&model),
+                csv::text(model),
                 String::new(),
                 String::new(),
-                csv::number(&money(tokens)),
-                csv::number(&money(cost)),
+                csv::number(&money(l.tokens)),
+                csv::number(&money(l.cost)),
+                csv::text(status(l)),
             ]));
         }
         Ok::<String, ApiError>(out)

@@ -94,5 +94,5 @@ async fn bad_parameters_are_400_with_a_message() {
     assert!(body.contains("only read-only statements"), "{body}");
     let (status, body) = call(&app, "GET", "/api/costs/export?month=2026-10", None, "").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, "kind,tenant,project,service,signal,model,items,bytes,tokens,cost\n");
+    assert_eq!(body, "kind,tenant,project,service,signal,model,items,bytes,tokens,cost,charge_status\n");
 }

@@ -179,9 +179,9 @@ async fn the_focus_export_conforms_to_focus_1_2() {
     assert!(ok, "the export does not conform:\n{problems}\n{body}");
 
     let rows = records(&body);
-    // LLM: priced input and output, the provided total, unpriced input and
-    // output; telemetry: three October hours.
-    assert_eq!(rows.len(), 8, "{body}");
+    // LLM: priced input and output, the provided cost over its input and
+    // output, unpriced input and output; telemetry: three October hours.
+    assert_eq!(rows.len(), 9, "{body}");
     for r in &rows {
         assert_eq!(r["BillingAccountId"], "acct-42");
         assert_eq!(r["BillingAccountName"], "", "an empty name is a null");
@@ -196,7 +196,11 @@ async fn the_focus_export_conforms_to_focus_1_2() {
     assert_eq!((priced["BilledCost"].as_str(), priced["ListUnitPrice"].as_str()), ("0.025", "2.5"), "{priced:?}");
     assert_eq!((priced["PricingCategory"].as_str(), priced["ServiceCategory"].as_str()), ("Standard", "AI and Machine Learning"));
     let provided = rows.iter().find(|r| r["x_PricingStatus"] == "provided").unwrap();
-    assert_eq!((provided["BilledCost"].as_str(), provided["ListUnitPrice"].as_str()), ("0.5", ""));
+    // The span's 0.5 over 10 input and 5 output tokens: 0.333333333333 + 0.166666666667.
+    let split: Vec<(&str, &str)> =
+        rows.iter().filter(|r| r["x_PricingStatus"] == "provided").map(|r| (r["x_UsageType"].as_str(), r["BilledCost"].as_str())).collect();
+    assert_eq!(split, [("input", "0.333333333333"), ("output", "0.166666666667")]);
+    assert_eq!(provided["ListUnitPrice"], "");
     assert_eq!(provided["PricingCategory"], "Other");
     let unpriced: Vec<_> = rows.iter().filter(|r| r["x_PricingStatus"] == "unpriced").collect();
     assert_eq!(unpriced.len(), 2, "unpriced usage stays visible");
