@@ -23,6 +23,18 @@
 //!
 //! Only one process may replace ledger rows of a store at a time (the
 //! server's closer holds a lock that repricing takes too).
+//!
+//! # Adding a source (Kubernetes, cloud bills, ...)
+//! A source gets a scope of its own (a name in `costplane_ledger_hours`),
+//! so its revisions never touch other sources' rows:
+//! - usage it meters (e.g. core-seconds per hour) goes in a usage table of
+//!   its own, counted per hour in [`Ledger::usage_counts`] and read back in
+//!   [`Ledger::usage_of_hour`]; the closer prices it like LLM usage;
+//! - costs that arrive already priced (an imported FOCUS bill) can be
+//!   written directly as a revision of their (period start, scope) with
+//!   [`Ledger::replace_window`]: importing the same bill again replaces it.
+//! Rows carry `x_Source` (`kubernetes`, `cloud`), and `x_AllocationRatio` /
+//! `x_AllocationMethod` for shared costs split between tenants.
 
 use std::collections::HashSet;
 use std::str::FromStr;

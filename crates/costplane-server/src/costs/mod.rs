@@ -209,8 +209,11 @@ pub async fn export(
         state.fresh().await?;
         state.count_query(&caller);
         // A later repricing of this month writes correction rows.
-        if let Err(e) = state.ledger().mark_exported(ns(from)).await {
-            tracing::warn!(error = %e, month, "could not record the export");
+        let known = state.ledger().exported_months(ns(from), ns(from) + 1).await?;
+        if known.is_empty() {
+            if let Err(e) = state.ledger().mark_exported(ns(from)).await {
+                tracing::warn!(error = %e, month, "could not record the export");
+            }
         }
     }
     let scope =

@@ -358,7 +358,7 @@ impl Store for ClickHouseStore {
         let sql = "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
                    toUnixTimestamp64Nano(toDateTime64(toDate(partition), 9)) AS day, sum(data_compressed_bytes) FROM system.parts \
                    WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
-                   AND match(partition, '^\\d{4}-\\d{2}-\\d{2}$') GROUP BY signal, day ORDER BY signal, day";
+                   AND partition LIKE '____-__-__' GROUP BY signal, day ORDER BY signal, day";
         let r = self.query_with(sql, &[Param::Str(self.config.schema.database.clone())]).await?;
         Ok(r.rows
             .iter()

@@ -341,3 +341,19 @@ pub async fn one_ledger_row_per_key_per_closed_hour(b: &Backend) {
     assert_eq!(rows.iter().map(|r| r.cost).sum::<Decimal>(), d("1.75"));
     assert_eq!(rows[2].consumed_quantity, Decimal::from(500 * u64::from(data::llm_call(0).spans[0].encoded_bytes)));
 }
+
+/// Each backend says how many bytes it keeps per signal (storage cost).
+pub async fn stored_bytes_are_measured(b: &Backend) {
+    let measured = b.store.stored_bytes().await.unwrap();
+    let traces: Vec<_> = measured.iter().filter(|m| m.signal == "traces").collect();
+    assert!(!traces.is_empty(), "{measured:?}");
+    match b.dialect {
+        // Day partitions, with the bytes of the traces written above.
+        costplane_store::Dialect::ClickHouse => {
+            assert!(traces.iter().all(|m| m.day_ns.is_some_and(|d| d % 86_400_000_000_000 == 0)), "{measured:?}");
+            assert!(traces.iter().map(|m| m.bytes).sum::<u64>() > 0, "{measured:?}");
+        }
+        // The whole signal (blocks count once checkpointed).
+        costplane_store::Dialect::DuckDb => assert!(traces.iter().all(|m| m.day_ns.is_none()), "{measured:?}"),
+    }
+}
