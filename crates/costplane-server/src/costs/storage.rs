@@ -69,7 +69,7 @@ pub(crate) async fn due(
 }
 
 /// Ledger rows charging one day of storage for the measured bytes.
-pub(crate) async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measured: &[StoredBytes]) -> Result<Vec<LedgerRow>, StoreError> {
+pub async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measured: &[StoredBytes]) -> Result<Vec<LedgerRow>, StoreError> {
     // (tenant, project, service, signal) → (cost, allocated bytes, stored, ingested, method)
     type Key = (String, String, String, String);
     let mut out: BTreeMap<Key, (Decimal, Decimal, Decimal, Decimal, &'static str)> = BTreeMap::new();

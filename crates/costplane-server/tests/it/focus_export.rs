@@ -132,7 +132,7 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
     (r, dir)
 }
 
-async fn get(app: &axum::Router, uri: &str, key: &str) -> (StatusCode, String) {
+pub(crate) async fn get(app: &axum::Router, uri: &str, key: &str) -> (StatusCode, String) {
     let req = Request::builder().uri(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
@@ -163,7 +163,7 @@ fn parse(csv: &str) -> Vec<Vec<String>> {
 }
 
 /// The export as maps from column to cell.
-fn records(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
+pub(crate) fn records(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
     let rows = parse(csv);
     let header = rows[0].clone();
     rows[1..].iter().map(|r| header.iter().cloned().zip(r.iter().cloned()).collect()).collect()
