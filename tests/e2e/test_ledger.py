@@ -203,3 +203,29 @@ def test_repricing_while_usage_arrives_loses_and_doubles_nothing(setup):
     assert sum(Decimal(r["cost"]) for r in rows) == Decimal("0.14")
     assert {r["period_start"] for r in rows} == {iso(CURRENT_HOUR - k * HOUR) for k in range(1, HOURS + 1)}
     assert server.terminate() == 0
+
+
+def test_sighup_reloads_prices_for_the_open_hour_and_new_usage(setup):
+    start, prices, _ = setup
+    server = start()
+    send_calls(server, [0])  # this hour: open
+    window = f"from={iso(CURRENT_HOUR)}&to={iso(CURRENT_HOUR + HOUR)}&source=llm"
+
+    def total():
+        status, body = api(server, f"/api/v1/costs?{window}")
+        return Decimal(json.loads(body)["total"])
+
+    deadline = time.time() + 30
+    while total() != Decimal("0.001"):  # 1,000 x $1/M
+        assert time.time() < deadline, server.log()[-2000:]
+        time.sleep(0.2)
+    prices.write_text(PRICES.format(n=5, input="5.00"))
+    server.proc.send_signal(signal.SIGHUP)
+    send_calls(server, [0])
+    # Both calls of the open hour at the reloaded price: 2 x 1,000 x $5/M = 0.01.
+    deadline = time.time() + 30
+    while total() != Decimal("0.01"):
+        assert time.time() < deadline, (total(), server.log()[-2000:])
+        time.sleep(0.2)
+    assert "prices reloaded" in server.log()
+    assert server.terminate() == 0

@@ -209,18 +209,22 @@ impl Closer {
         let counts = self.ledger.usage_counts(since).await?;
         let states: HashMap<(i64, String), HourState> =
             self.ledger.hour_states(since, i64::MAX).await?.into_iter().map(|s| ((s.hour_ns, s.scope.clone()), s)).collect();
+        let meter = self.meter();
         let mut due: Vec<(i64, &'static str, &'static str)> = Vec::new();
         for (hour, scope_name, n) in counts {
             let status = self.status_at(hour, now);
+            // An open hour follows the prices in force (after a reload);
+            // a closed one keeps its prices until repriced.
             let stale = match states.get(&(hour, scope_name.to_owned())) {
                 None => true,
-                Some(s) => s.usage_rows != n || s.status != status,
+                Some(s) => {
+                    s.usage_rows != n || s.status != status || (status == PROVISIONAL && s.price_version != price_version(&meter, scope_name))
+                }
             };
             if stale {
                 due.push((hour, scope_name, status));
             }
         }
-        let meter = self.meter();
         let mut replacement = LedgerReplacement::default();
         for (hour, scope_name, status) in &due {
             let (rows, usage_rows) = self.price_hour(&meter, scope_name, *hour, status).await?;
@@ -379,6 +383,14 @@ impl Closer {
     }
 }
 
+/// The price version a scope's rows are made with.
+fn price_version(meter: &Meter, scope_name: &str) -> String {
+    match scope_name {
+        scope::LLM => meter.catalog.version.clone(),
+        _ => meter.telemetry_price_version(),
+    }
+}
+
 /// Adds one (hour, scope)'s new revision and its rows to a replacement.
 fn push_revision(
     replacement: &mut LedgerReplacement,
@@ -393,10 +405,7 @@ fn push_revision(
     for r in &mut rows {
         r.revision = revision;
     }
-    let price_version = match scope_name {
-        scope::LLM => meter.catalog.version.clone(),
-        _ => meter.telemetry_price_version(),
-    };
+    let price_version = price_version(meter, scope_name);
     replacement.hours.push(HourState {
         hour_ns: hour,
         scope: scope_name.to_owned(),
