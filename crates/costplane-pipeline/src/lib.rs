@@ -53,8 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use buffer::{BufferError, DiskBuffer, DiskBufferConfig, FsyncPolicy, RequestMeta};
 pub use stats::{
-    BufferSnapshot, DeadLetterCount, Histogram, HistogramSnapshot, LedgerObserver, PipelineStats, SignalSnapshot, StatsSnapshot,
-    LATENCY_BUCKETS,
+    BufferSnapshot, DeadLetterCount, Histogram, HistogramSnapshot, PipelineStats, SignalSnapshot, StatsSnapshot, LATENCY_BUCKETS,
 };
 
 use buffer::RecordLocation;
@@ -366,12 +365,6 @@ impl Pipeline {
         if items > 0 {
             self.inner.stats.signal(signal).rejected_items.fetch_add(items, Ordering::Relaxed);
         }
-    }
-
-    /// Sets who is told about ledger rows the store committed (replacing
-    /// any earlier observer).
-    pub fn observe_ledger(&self, observer: std::sync::Arc<dyn LedgerObserver>) {
-        *self.inner.stats.ledger_observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
     }
 
     /// Queues costplane's own rows (API query metering): held in memory

@@ -1,16 +1,12 @@
 //! Counters the pipeline keeps for logs, `/readyz` and `/metrics`.
 //!
-//! Per-signal counters are indexed by [`Signal::ALL`]'s order. Ledger rows
-//! are handed to the [`LedgerObserver`] once the store committed the batch
-//! that carries them, so an observer sees each booked row exactly once
-//! (retries and replays are deduplicated by the store before that point).
+//! Per-signal counters are indexed by [`Signal::ALL`]'s order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use costplane_telemetry::usage::LedgerRow;
 use costplane_telemetry::Signal;
 use serde::Serialize;
 
@@ -60,12 +56,6 @@ impl HistogramSnapshot {
     }
 }
 
-/// Told about ledger rows once the store committed them (the `/metrics`
-/// cost counters).
-pub trait LedgerObserver: Send + Sync {
-    fn booked(&self, rows: &[LedgerRow]);
-}
-
 /// Items and bytes of one signal.
 #[derive(Debug, Default)]
 pub(crate) struct SignalCounters {
@@ -95,13 +85,6 @@ pub struct PipelineStats {
     pub(crate) dead_letters: Mutex<BTreeMap<(String, String, String), u64>>,
     pub(crate) signals: [SignalCounters; 3],
     pub(crate) write_duration: Histogram,
-    pub(crate) ledger_observer: RwLock<Option<Arc<dyn LedgerObserver>>>,
-}
-
-impl std::fmt::Debug for dyn LedgerObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LedgerObserver")
-    }
 }
 
 impl Default for PipelineStats {
@@ -120,7 +103,6 @@ impl Default for PipelineStats {
             dead_letters: Mutex::new(BTreeMap::new()),
             signals: Default::default(),
             write_duration: Histogram::default(),
-            ledger_observer: RwLock::new(None),
         }
     }
 }
@@ -145,17 +127,6 @@ impl PipelineStats {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.write_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         self.write_duration.observe(took);
-    }
-
-    /// Hands committed ledger rows to the observer, if one is set.
-    pub(crate) fn record_booked(&self, rows: &[LedgerRow]) {
-        if rows.is_empty() {
-            return;
-        }
-        let observer = self.ledger_observer.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(o) = observer {
-            o.booked(rows);
-        }
     }
 
     pub(crate) fn signal(&self, s: Signal) -> &SignalCounters {

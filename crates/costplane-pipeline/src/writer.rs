@@ -311,7 +311,6 @@ impl Writer {
             let error = match attempt_result {
                 Ok(Ok(())) => {
                     stats.record_write(batch.rows() as u64, t0.elapsed());
-                    stats.record_booked(&batch.usage.ledger);
                     if !stats.store_healthy.swap(true, Ordering::AcqRel) {
                         tracing::info!(backend = self.store.backend(), "the store is taking writes again");
                     }

@@ -36,8 +36,8 @@ pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
 /// [`router`], with `/metrics` serving cost series from `metrics`.
 pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics: Arc<MetricsCache>) -> Router {
     let keys = Arc::new(keys);
-    // Ledger rows the store commits feed the cost counters on /metrics.
-    state.pipeline.observe_ledger(Arc::clone(&metrics.counters) as Arc<dyn costplane_pipeline::LedgerObserver>);
+    // Cost the closer books feeds the cost counters on /metrics.
+    costs.closer.observe(Arc::clone(&metrics.counters) as Arc<dyn crate::costs::closer::LedgerObserver>);
     let api = Router::new()
         .route("/api/v1/sql", post(sql))
         .with_state(state.clone())
@@ -46,6 +46,7 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
                 .route("/api/v1/costs", get(crate::costs::costs))
                 .route("/api/v1/costs/unpriced", get(crate::costs::unpriced))
                 .route("/api/v1/reprice", post(crate::costs::reprice))
+                .route("/api/v1/prices/reload", post(crate::costs::reload_prices))
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )

@@ -56,6 +56,35 @@ pub struct Config {
     pub api: ApiSection,
     pub metrics: MetricsSection,
     pub billing: BillingSection,
+    pub ledger: LedgerSection,
+    /// The file this configuration was read from (price reloads read its
+    /// `[cost]` rates again).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[ledger]`: when hours close and how far back the closer looks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// An hour closes this many seconds after its end (default 600).
+    pub close_after_secs: u64,
+    /// Seconds between two refreshes of the open hours and closings (default 10).
+    pub refresh_secs: u64,
+    /// Days of usage the closer watches for late arrivals (default 32).
+    pub lookback_days: u64,
+    /// An LLM call's own time may be this many hours before its receive
+    /// time (default 168: 7 days) ...
+    pub llm_event_back_hours: u64,
+    /// ... or this many hours after it (default 1); outside, the call is
+    /// booked `invalid` at its receive hour.
+    pub llm_event_ahead_hours: u64,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection { close_after_secs: 600, refresh_secs: 10, lookback_days: 32, llm_event_back_hours: 168, llm_event_ahead_hours: 1 }
+    }
 }
 
 /// `[billing]`: who bills whom, as the FOCUS export names it.
@@ -100,6 +129,10 @@ pub struct CostSection {
     pub ingest_per_gib: String,
     pub storage_per_gib_month: String,
     pub queries_per_1000: String,
+    /// How a cost the span carries is used: "prefer" (it beats the
+    /// catalog), "ignore", or "when_unpriced" (default: a catalog or
+    /// override price wins; the span's cost fills in for unknown models).
+    pub provided_cost: String,
 }
 
 impl Default for CostSection {
@@ -111,6 +144,7 @@ impl Default for CostSection {
             ingest_per_gib: "0".into(),
             storage_per_gib_month: "0".into(),
             queries_per_1000: "0".into(),
+            provided_cost: "when_unpriced".into(),
         }
     }
 }
@@ -121,15 +155,20 @@ impl CostSection {
         let rate =
             |name: &str, v: &str| v.trim().parse::<rust_decimal::Decimal>().map_err(|e| format!("cost.{name} '{v}' is not a decimal: {e}"));
         let catalog = Catalog::load(self.price_overrides.as_deref()).map_err(|e| e.to_string())?;
-        Ok(Meter {
-            tenancy: Tenancy { tenant_attribute: self.tenant_attribute.clone(), project_attribute: self.project_attribute.clone() },
-            catalog: std::sync::Arc::new(catalog),
-            rates: TelemetryRates {
+        let provided_cost = costplane_cost::llm::ProvidedCost::parse(&self.provided_cost).ok_or_else(|| {
+            format!("cost.provided_cost '{}' is not one of \"prefer\", \"ignore\", \"when_unpriced\"", self.provided_cost)
+        })?;
+        let mut meter = Meter::new(
+            Tenancy { tenant_attribute: self.tenant_attribute.clone(), project_attribute: self.project_attribute.clone() },
+            std::sync::Arc::new(catalog),
+            TelemetryRates {
                 ingest_per_gib: rate("ingest_per_gib", &self.ingest_per_gib)?,
                 storage_per_gib_month: rate("storage_per_gib_month", &self.storage_per_gib_month)?,
                 queries_per_1000: rate("queries_per_1000", &self.queries_per_1000)?,
             },
-        })
+        );
+        meter.provided_cost = provided_cost;
+        Ok(meter)
     }
 }
 
@@ -317,6 +356,8 @@ impl Default for Config {
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
             billing: BillingSection::default(),
+            ledger: LedgerSection::default(),
+            source: None,
         }
     }
 }
@@ -387,7 +428,9 @@ impl Config {
         let Some(path) = path else { return Ok(Config::default()) };
         let text =
             std::fs::read_to_string(path).map_err(|e| ServerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
-        Config::from_toml(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+        let mut config = Config::from_toml(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
@@ -614,7 +657,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/costplane.example.toml");
         let config = Config::load(Some(&path)).unwrap();
         // The example documents every key with its default value.
-        assert_eq!(config, Config::default());
+        assert_eq!(config, Config { source: Some(path), ..Config::default() });
     }
 
     #[test]

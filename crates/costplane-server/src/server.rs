@@ -86,7 +86,14 @@ impl Server {
         let pipeline_config = self.config.pipeline_config().map_err(ServerError::Config)?;
         let buffer_config = self.config.buffer_config().map_err(ServerError::Config)?;
         let metrics = Arc::new(MetricsCache::new(&self.config.metrics).map_err(ServerError::Config)?);
-        let meter = Arc::new(self.config.cost.meter().map_err(ServerError::Config)?);
+        // Ingest only measures usage (tenancy, LLM attributes, the event
+        // window); prices are applied by the closer, which reloads them.
+        let source = crate::costs::closer::PriceSource {
+            cost: self.config.cost.clone(),
+            ledger: self.config.ledger.clone(),
+            file: self.config.source.clone(),
+        };
+        let meter = Arc::new(source.meter().map_err(ServerError::Config)?);
         tracing::info!(catalog = %meter.catalog.version, models = meter.catalog.models().len(), "price catalog loaded");
         let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)));
         let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store), buffer_config, decoder)
@@ -117,12 +124,9 @@ impl Server {
             })
         };
         let otlp_http_task = serve_http(self.otlp_http, http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
-        let costs = CostState {
-            store: Arc::clone(&self.store),
-            cost_config: self.config.cost.clone(),
-            meter: Arc::clone(&meter),
-            pipeline: pipeline.clone(),
-        };
+        let costs = CostState::new(Arc::clone(&self.store), &self.config, pipeline.clone()).map_err(ServerError::Config)?;
+        let closer_task = Arc::clone(&costs.closer).spawn(stop.clone());
+        let reload_task = reload_on_sighup(Arc::clone(&costs.closer), stop.clone());
         let api_task = serve_http(
             self.api,
             api::router_with(
@@ -154,6 +158,8 @@ impl Server {
                 Err(_) => tracing::warn!(server = name, "in-flight requests did not finish in time"),
             }
         }
+        let _ = closer_task.await;
+        reload_task.abort();
         let stats = handle.shutdown().await;
         tracing::info!(
             accepted_rows = stats.accepted_rows,
@@ -164,6 +170,33 @@ impl Server {
         );
         Ok(stats)
     }
+}
+
+/// Reloads prices on SIGHUP until `stop`.
+fn reload_on_sighup(closer: Arc<crate::costs::closer::Closer>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; prices reload through POST /api/v1/prices/reload only");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    got = hup.recv() => {
+                        if got.is_none() { break; }
+                        match closer.reload().await {
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: reloading prices failed; the previous prices stay in force"),
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        stop.cancelled().await;
+    })
 }
 
 fn serve_http(

@@ -9,10 +9,12 @@
 pub mod clickhouse;
 pub mod duckdb;
 mod error;
+pub mod ledger;
 mod query;
 mod verify;
 
 use async_trait::async_trait;
+use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 
 pub use error::StoreError;
@@ -63,9 +65,12 @@ pub const TELEMETRY_TABLES: [&str; 7] = [
 ///   deduplication token derived from the batch id, the table and the
 ///   partition, so the retry's inserts that were already stored are dropped
 ///   and the others land (within ClickHouse's deduplication window: the
-///   last 1000 inserts per table). Usage and ledger rows go last in the
-///   same write, so retrying it to success bills all stored telemetry, and a
-///   batch rejected (then split) has billed nothing.
+///   last 1000 inserts per table). Usage rows go last in the same write,
+///   so retrying it to success meters all stored telemetry, and a batch
+///   rejected (then split) has metered nothing.
+///
+/// Ledger rows (money) are never part of a batch: the closer makes them
+/// from stored usage and writes them with [`Store::replace_ledger`].
 ///
 /// A write error says whether to retry ([`StoreError::is_retryable`]) and
 /// whether the rows themselves are invalid ([`StoreError::is_invalid_data`]),
@@ -90,6 +95,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Bytes the store keeps of each signal's telemetry, as measured by the
+    /// backend (see [`StoredBytes`]); empty when it cannot tell.
+    async fn stored_bytes(&self) -> Result<Vec<StoredBytes>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// How many batches may be written at the same time.
     fn max_concurrent_writes(&self) -> usize {
         usize::MAX
@@ -103,9 +114,25 @@ pub trait Store: Send + Sync + 'static {
     /// (placeholders from [`Dialect::param`]).
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError>;
 
-    /// Deletes ledger rows of `source` whose charge period starts in
-    /// `[from_ns, to_ns)` (repricing replaces them).
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError>;
+    /// Replaces the ledger rows of some (hour, scope)s by a new revision of
+    /// each, so that a reader sees either every old row or every new one,
+    /// never a mix, a gap or both (see [`ledger`] for how each backend
+    /// does it). Interrupted at any point (an error, a SIGKILL), the old
+    /// revision stays whole and visible.
+    async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError>;
+}
+
+/// Stored bytes of one signal (one partition of it, when partitioned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBytes {
+    /// `traces`, `logs` or `metrics`.
+    pub signal: String,
+    /// The day the partition holds (ClickHouse: `toDate(Timestamp)`), or
+    /// `None` for the whole signal.
+    pub day_ns: Option<i64>,
+    pub bytes: u64,
+    /// How the bytes were measured.
+    pub method: &'static str,
 }
 
 /// A bound query parameter.

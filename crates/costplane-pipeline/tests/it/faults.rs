@@ -83,8 +83,8 @@ impl Store for FaultyStore {
         self.inner.query_with(sql, params).await
     }
 
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        self.inner.delete_ledger(source, from_ns, to_ns).await
+    async fn replace_ledger(&self, replacement: &costplane_telemetry::usage::LedgerReplacement) -> Result<(), StoreError> {
+        self.inner.replace_ledger(replacement).await
     }
 }
 

@@ -47,14 +47,15 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use costplane_pipeline::{Histogram, LedgerObserver};
-use costplane_store::Params;
-use costplane_telemetry::usage::LedgerRow;
+use costplane_pipeline::Histogram;
+
+use super::closer::LedgerObserver;
+use costplane_telemetry::usage::{CostFilter, Dimension, LedgerRow};
 use http::{header, HeaderMap};
 use rust_decimal::Decimal;
 
 use super::params::{ns, parse_month};
-use super::{decimal, ledger_where, money, text, CostState};
+use super::{money, CostState};
 use crate::auth::Caller;
 use crate::config::MetricsSection;
 use crate::error::ApiError;
@@ -312,6 +313,17 @@ pub fn render_view(out: &mut Exposition, view: &LedgerView, max_values: usize) {
     }
 }
 
+/// The month's groups `/metrics` labels come from, in `row_labels` order.
+const MONTH_DIMENSIONS: [Dimension; 7] = [
+    Dimension::Source,
+    Dimension::UsageType,
+    Dimension::Service,
+    Dimension::Tenant,
+    Dimension::Project,
+    Dimension::Provider,
+    Dimension::Model,
+];
+
 /// Reads the month's ledger sums for `caller`, and the compression ratios.
 async fn compute(
     state: &CostState,
@@ -326,35 +338,19 @@ async fn compute(
     // cover whole hours).
     let hour = 3_600_000_000_000i64;
     let end = ns(now).div_euclid(hour) * hour + hour;
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let month_where = ledger_where(&mut p, dialect, ns(from), ns(to), caller);
-    let days_where = ledger_where(&mut p, dialect, end - 30 * 24 * hour, end, caller);
-    // One statement, so one ledger read per refresh: the month's groups,
-    // then one row ('30d') with the 30-day sum.
-    let r = state
-        .store
-        .query_with(
-            &format!(
-                "SELECT 'month' AS part, x_Source, x_UsageType, x_Service, x_Tenant, x_Project, ProviderName, x_Model, \
-                 sum(BilledCost) AS cost FROM costplane_ledger WHERE {month_where} \
-                 GROUP BY x_Source, x_UsageType, x_Service, x_Tenant, x_Project, ProviderName, x_Model \
-                 UNION ALL \
-                 SELECT '30d', '', '', '', '', '', '', '', sum(BilledCost) FROM costplane_ledger WHERE {days_where}"
-            ),
-            &p.values,
-        )
-        .await?;
-    let mut last_30_days = Decimal::ZERO;
-    let mut rows = Vec::new();
-    for row in &r.rows {
-        let t: Vec<String> = row[..8].iter().map(text).collect();
-        if t[0] == "30d" {
-            last_30_days = decimal(&row[8]);
-        } else {
-            rows.push((row_labels(&t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]), decimal(&row[8])));
-        }
-    }
+    let tenant = caller.tenant().map(str::to_owned);
+    let month_filter = CostFilter { from_ns: ns(from), to_ns: ns(to), tenant: tenant.clone(), equals: Vec::new() };
+    let days_filter = CostFilter { from_ns: end - 30 * 24 * hour, to_ns: end, tenant, equals: Vec::new() };
+    let ledger = state.ledger();
+    let sums = ledger.sum_costs(&month_filter, &MONTH_DIMENSIONS, None).await?;
+    let last_30_days = ledger.sum_costs(&days_filter, &[], None).await?.iter().map(|s| s.cost).sum::<Decimal>();
+    let rows = sums
+        .into_iter()
+        .map(|s| {
+            let d = |i: usize| s.dims.get(i).map(String::as_str).unwrap_or_default();
+            (row_labels(d(0), d(1), d(2), d(3), d(4), d(5), d(6)), s.cost)
+        })
+        .collect();
     let (month, folded, ranked) = fold(rows, max_values, max_bytes);
     let compression = match state.store.compression_ratios().await {
         Ok(c) => c,
@@ -650,6 +646,11 @@ mod tests {
             usage_type: "input".into(),
             pricing_status: status.into(),
             price_version: "test".into(),
+            charge_class: None,
+            charge_status: "closed".into(),
+            revision: 0,
+            allocation_ratio: None,
+            allocation_method: String::new(),
         }
     }
 

@@ -42,14 +42,17 @@ impl Ingest {
     /// (with the disk buffer: logs the body first, so an answer of success
     /// means the items will be stored).
     pub fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<ExportOutcome, ApiError> {
-        let conversion = convert(signal, encoding, body, &self.limits, self.meter.as_deref())?;
+        // Usage is bucketed by this receive time; a replay of the buffered
+        // request meters it with the same time (the record keeps it).
+        let received_ns = RequestMeta::accepted_now(signal, encoding, String::new()).received_ns;
+        let conversion = convert(signal, encoding, body, &self.limits, self.meter.as_deref(), received_ns)?;
         let message = conversion.partial_success_message(signal);
         if let Some(m) = &message {
             tracing::debug!(%signal, rejected = conversion.rejected, reason = %m, "rejected items in an export request");
         }
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
         self.pipeline.record_rejected(signal, rejected);
-        let meta = RequestMeta::accepted_now(signal, encoding, tenants_of(&batch));
+        let meta = RequestMeta { signal, encoding, received_ns, tenant: tenants_of(&batch) };
         self.pipeline.submit(Submission { meta, body, batch })?;
         Ok(ExportOutcome { accepted, rejected, message })
     }
@@ -69,10 +72,11 @@ fn convert(
     body: &[u8],
     limits: &Limits,
     meter: Option<&Meter>,
+    received_ns: i64,
 ) -> Result<costplane_telemetry::Conversion, costplane_telemetry::TelemetryError> {
     let mut conversion = decode_request(signal, encoding, body, limits)?;
     if let Some(meter) = meter {
-        conversion.batch.usage = meter.measure(&conversion.batch);
+        conversion.batch.usage = meter.measure(&conversion.batch, received_ns);
     }
     Ok(conversion)
 }
@@ -97,6 +101,8 @@ struct BufferedRequestDecoder {
 
 impl RequestDecoder for BufferedRequestDecoder {
     fn decode(&self, meta: &RequestMeta, body: &[u8]) -> Result<TelemetryBatch, String> {
-        convert(meta.signal, meta.encoding, body, &self.limits, self.meter.as_deref()).map(|c| c.batch).map_err(|e| e.to_string())
+        convert(meta.signal, meta.encoding, body, &self.limits, self.meter.as_deref(), meta.received_ns)
+            .map(|c| c.batch)
+            .map_err(|e| e.to_string())
     }
 }

@@ -8,3 +8,4 @@ mod focus_export;
 mod limits;
 mod metrics;
 mod support;
+mod surfaces;

@@ -46,6 +46,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 
 use crate::verify::{self as check, FoundColumn};
@@ -320,9 +321,9 @@ impl Store for ClickHouseStore {
         self.insert_rows("otel_metrics_summary", &batch.summaries, |r| r.common.time_unix_ns, rowbinary::summaries, id).await?;
         // Billing last (see `tables::written`).
         let usage = &batch.usage;
-        self.insert_rows("costplane_usage_telemetry", &usage.telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
-        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.timestamp_ns, rowbinary::usage_llm, id).await?;
-        self.insert_rows("costplane_ledger", &usage.ledger, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
+        let telemetry = usage.aggregated_telemetry();
+        self.insert_rows("costplane_usage_telemetry", &telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
+        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.hour_ns, rowbinary::usage_llm, id).await?;
         Ok(())
     }
 
@@ -352,20 +353,63 @@ impl Store for ClickHouseStore {
             .collect())
     }
 
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        // A lightweight delete; in cluster mode it runs on the local tables.
-        let table = match self.config.schema.cluster {
-            Some(_) => "costplane_ledger_local",
-            None => "costplane_ledger",
-        };
+    async fn stored_bytes(&self) -> Result<Vec<crate::StoredBytes>, StoreError> {
+        // Active parts of this database's telemetry tables, per day partition.
+        let sql =
+            "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
+                   toUnixTimestamp64Nano(toDateTime64(toDate(partition), 9)) AS day, sum(data_compressed_bytes) FROM system.parts \
+                   WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
+                   AND partition LIKE '____-__-__' GROUP BY signal, day ORDER BY signal, day";
+        let r = self.query_with(sql, &[Param::Str(self.config.schema.database.clone())]).await?;
+        Ok(r.rows
+            .iter()
+            .map(|row| crate::StoredBytes {
+                signal: row[0].as_str().unwrap_or_default().to_owned(),
+                day_ns: row[1].as_i64(),
+                bytes: row[2].as_u64().unwrap_or(0),
+                method: "clickhouse system.parts data_compressed_bytes of the day's partition",
+            })
+            .collect())
+    }
+
+    async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {
+        if replacement.hours.is_empty() {
+            return Ok(());
+        }
+        // 1. The new rows: invisible until their revisions are listed.
+        let id = replacement.hours.iter().map(|h| h.revision).max().unwrap_or(0);
+        self.insert_rows("costplane_ledger", &replacement.rows, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
+        if let Some(pause) = crate::ledger::test_switch_delay(replacement) {
+            tracing::warn!(?pause, "test hook: pausing before the ledger switch");
+            tokio::time::sleep(pause).await;
+        }
+        // 2. The switch: every new revision in one insert (one part).
+        let body = rowbinary::ledger_hours(&replacement.hours);
+        self.insert("costplane_ledger_hours", rowbinary::LEDGER_HOURS_COLUMNS, body, format!("{id}-costplane_ledger_hours")).await?;
+        // 3. Retire what the switch superseded (and orphans of replacements
+        // killed before their switch). Readers already skip these rows.
+        let (from, to) = crate::ledger::replacement_window(replacement);
         let on_cluster = self.config.schema.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", schema::ident(c))).unwrap_or_default();
-        let sql = format!(
-            "DELETE FROM {}{on_cluster} WHERE x_Source = {{p0:String}} AND toUnixTimestamp64Nano(ChargePeriodStart) >= {{p1:Int64}} \
-             AND toUnixTimestamp64Nano(ChargePeriodStart) < {{p2:Int64}}",
-            self.config.schema.qualified(table)
+        let local = |t: &str| match self.config.schema.cluster {
+            Some(_) => self.config.schema.qualified(&format!("{t}_local")),
+            None => self.config.schema.qualified(t),
+        };
+        let statements = crate::ledger::retire_statements(
+            Dialect::ClickHouse,
+            &format!("{}{on_cluster}", local("costplane_ledger")),
+            &format!("{}{on_cluster}", local("costplane_ledger_hours")),
         );
-        let settings = vec![("param_p0", source.to_owned()), ("param_p1", from_ns.to_string()), ("param_p2", to_ns.to_string())];
-        self.execute(&sql, &settings, None, Op::Write).await.map(|_| ())
+        for sql in statements {
+            // The subquery reads the (distributed) revision table.
+            let sql = sql.replacen(
+                &format!("NOT IN (SELECT max(Revision) FROM {}{on_cluster}", local("costplane_ledger_hours")),
+                &format!("NOT IN (SELECT max(Revision) FROM {}", self.config.schema.qualified("costplane_ledger_hours")),
+                1,
+            );
+            let settings = vec![self.database_param(), ("param_p0", from.to_string()), ("param_p1", to.to_string())];
+            self.execute(&sql, &settings, None, Op::Write).await?;
+        }
+        Ok(())
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {

@@ -39,6 +39,7 @@ use ::arrow::datatypes::DataType;
 use ::arrow::record_batch::RecordBatch;
 use ::arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
+use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 use duckdb::{AccessMode, Config, Connection};
 
@@ -189,9 +190,11 @@ fn to_record_batches(batch: &TelemetryBatch, with_empty: bool) -> Result<Vec<(&'
     type Build<'a> = &'a dyn Fn() -> Result<RecordBatch, ::arrow::error::ArrowError>;
     let (b, usage) = (batch, &batch.usage);
     let tables: [(&'static str, bool, Build); 10] = [
-        ("costplane_usage_telemetry", usage.telemetry.is_empty(), &|| arrow::usage_telemetry(&usage.telemetry)),
+        ("costplane_usage_telemetry", usage.telemetry.is_empty(), &|| arrow::usage_telemetry(&usage.aggregated_telemetry())),
         ("costplane_usage_llm", usage.llm.is_empty(), &|| arrow::usage_llm(&usage.llm)),
-        ("costplane_ledger", usage.ledger.is_empty(), &|| arrow::ledger(&usage.ledger)),
+        // Ledger rows are written by `replace_ledger`, never with a batch;
+        // listed (empty) for the schema check.
+        ("costplane_ledger", true, &|| arrow::ledger(&[])),
         ("otel_traces", b.spans.is_empty(), &|| arrow::traces(&b.spans)),
         ("otel_logs", b.logs.is_empty(), &|| arrow::logs(&b.logs)),
         ("otel_metrics_gauge", b.gauges.is_empty(), &|| arrow::gauges(&b.gauges)),
@@ -397,21 +400,97 @@ impl Store for DuckDbStore {
         .map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?
     }
 
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
+    /// DuckDB keeps no partitions: per signal, the distinct storage blocks
+    /// its tables occupy in the file (`pragma_storage_info`) times the
+    /// block size. Rows not yet checkpointed into the file count from the
+    /// next checkpoint on.
+    async fn stored_bytes(&self) -> Result<Vec<crate::StoredBytes>, StoreError> {
+        let mut out = Vec::new();
+        let block: i64 = {
+            let r = self.query_with("SELECT block_size FROM pragma_database_size()", &[]).await?;
+            r.rows.first().and_then(|row| row.first()).and_then(serde_json::Value::as_i64).unwrap_or(262_144)
+        };
+        for (signal, tables) in [
+            ("traces", &["otel_traces"][..]),
+            ("logs", &["otel_logs"][..]),
+            (
+                "metrics",
+                &["otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exp_histogram", "otel_metrics_summary"]
+                    [..],
+            ),
+        ] {
+            let mut blocks = 0i64;
+            for t in tables {
+                let sql = format!("SELECT count(DISTINCT block_id) FROM pragma_storage_info('{t}') WHERE persistent AND block_id >= 0");
+                let r = self.query_with(&sql, &[]).await?;
+                blocks += r.rows.first().and_then(|row| row.first()).and_then(serde_json::Value::as_i64).unwrap_or(0);
+            }
+            out.push(crate::StoredBytes {
+                signal: signal.to_owned(),
+                day_ns: None,
+                bytes: u64::try_from(blocks.saturating_mul(block)).unwrap_or(0),
+                method: "duckdb pragma_storage_info distinct blocks x block_size of the signal's tables",
+            });
+        }
+        Ok(out)
+    }
+
+    async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {
+        if replacement.hours.is_empty() {
+            return Ok(());
+        }
+        let conv = |e: ::arrow::error::ArrowError| StoreError::Rejected(format!("building the Arrow batch failed: {e}"));
+        let rows = arrow::ledger(&replacement.rows).map_err(conv)?;
+        let hours = arrow::ledger_hours(&replacement.hours).map_err(conv)?;
+        let window = crate::ledger::replacement_window(replacement);
+        let pause = crate::ledger::test_switch_delay(replacement);
         let writer = Arc::clone(&self.writer);
-        let source = source.to_owned();
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
-            conn.execute(
-                "DELETE FROM costplane_ledger WHERE \"x_Source\" = ? AND epoch_ns(\"ChargePeriodStart\") >= ? AND epoch_ns(\"ChargePeriodStart\") < ?",
-                duckdb::params![source, from_ns, to_ns],
-            )
-            .map(|_| ())
-            .map_err(db_err)
+            replace_blocking(&conn, rows, hours, window, pause)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("the delete task failed: {e}")))?
+        .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
     }
+}
+
+/// One transaction: the new rows and revisions in, the superseded ones out.
+fn replace_blocking(
+    conn: &Connection,
+    rows: RecordBatch,
+    hours: RecordBatch,
+    (from, to): (i64, i64),
+    pause: Option<std::time::Duration>,
+) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
+    let result = (|| {
+        for (table, rb) in [("costplane_ledger", rows), ("costplane_ledger_hours", hours)] {
+            if table == "costplane_ledger_hours" {
+                if let Some(pause) = pause {
+                    tracing::warn!(?pause, "test hook: pausing before the ledger switch");
+                    std::thread::sleep(pause);
+                }
+            }
+            if rb.num_rows() == 0 {
+                continue;
+            }
+            let append_err = errors::classify_append;
+            let mut app = conn.appender(table).map_err(append_err)?;
+            for field in rb.schema().fields() {
+                app.add_column(field.name()).map_err(append_err)?;
+            }
+            app.append_record_batch(rb).map_err(append_err)?;
+            app.flush().map_err(append_err)?;
+        }
+        for sql in crate::ledger::retire_statements(Dialect::DuckDb, "costplane_ledger", "costplane_ledger_hours") {
+            conn.execute(&sql, duckdb::params![from, to]).map_err(db_err)?;
+        }
+        conn.execute_batch("COMMIT").map_err(db_err)
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ macro_rules! store_conformance_suite {
                 c::a_batch_written_twice_is_stored_once(&backend).await;
                 c::queries_must_be_read_only(&backend).await;
                 c::usage_and_ledger_round_trip(&backend).await;
+                c::one_ledger_row_per_key_per_closed_hour(&backend).await;
+                c::stored_bytes_are_measured(&backend).await;
             }
         }
     };
