@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use costplane_telemetry::TelemetryBatch;
 
 use crate::verify::{self as check, FoundColumn};
-use crate::{is_read_only_statement, result_cell, Dialect, Param, QueryResult, Store, StoreError};
+use crate::{result_cell, Dialect, Param, QueryLimits, QueryResult, Store, StoreError};
 use errors::Op;
 pub use schema::SchemaOptions;
 
@@ -327,8 +327,36 @@ impl Store for ClickHouseStore {
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        is_read_only_statement(sql).map_err(StoreError::NotReadOnly)?;
-        self.query_with(sql, &[]).await
+        self.query_limited(sql, &QueryLimits::default()).await
+    }
+
+    async fn query_limited(&self, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+        // ClickHouse decides: readonly=1 refuses writes, setting changes and
+        // table functions (url, s3, remote, file, ...: they need CREATE
+        // TEMPORARY TABLE, which readonly=1 withholds); its HTTP interface
+        // refuses several statements in one request. Rows past the limit
+        // end the query early ('break') and are cut here.
+        let bounds = [
+            ("readonly", "1".to_owned()),
+            ("max_execution_time", limits.timeout.as_secs().max(1).to_string()),
+            ("max_result_rows", limits.max_rows.saturating_add(1).to_string()),
+            ("result_overflow_mode", "break".to_owned()),
+            ("max_memory_usage", limits.max_memory_bytes.to_string()),
+        ];
+        let mut result = match tokio::time::timeout(limits.timeout + std::time::Duration::from_secs(2), self.select(sql, &[], &bounds)).await {
+            Ok(r) => r.map_err(|e| match e {
+                StoreError::Unexpected(m) | StoreError::Rejected(m) if m.contains("readonly") || m.contains("READONLY") => {
+                    StoreError::NotReadOnly(format!("ClickHouse refused it in read-only mode: {m}"))
+                }
+                other => other,
+            })?,
+            Err(_) => return Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?})", limits.timeout))),
+        };
+        if result.rows.len() > limits.max_rows {
+            result.rows.truncate(limits.max_rows);
+            result.truncated = true;
+        }
+        Ok(result)
     }
 
     fn dialect(&self) -> Dialect {
@@ -369,14 +397,37 @@ impl Store for ClickHouseStore {
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        self.select(sql, params, &[("readonly", "2".to_owned())]).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let url = format!("{}/ping", self.config.url.trim_end_matches('/'));
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url)))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("ClickHouse at {} answered {} to /ping", self.config.url, resp.status())))
+        }
+    }
+}
+
+impl ClickHouseStore {
+    /// Runs a query answering JSONCompact, with `bounds` (readonly and
+    /// limits) among its settings.
+    async fn select(&self, sql: &str, params: &[Param], bounds: &[(&'static str, String)]) -> Result<QueryResult, StoreError> {
         let mut settings = vec![
             self.database_param(),
             ("default_format", "JSONCompact".to_owned()),
-            ("readonly", "2".to_owned()),
             ("output_format_json_quote_64bit_integers", "0".to_owned()),
             // Decimals as strings: money stays exact.
             ("output_format_json_quote_decimals", "1".to_owned()),
         ];
+        settings.extend(bounds.iter().map(|(k, v)| (*k, v.clone())));
         let names: Vec<String> = (0..params.len()).map(|i| format!("param_p{i}")).collect();
         for (name, p) in names.iter().zip(params) {
             let value = match p {
@@ -404,21 +455,7 @@ impl Store for ClickHouseStore {
             columns: parsed.meta.iter().map(|m| m.name.clone()).collect(),
             types: parsed.meta.into_iter().map(|m| m.ty).collect(),
             rows: parsed.data.into_iter().map(|row| row.into_iter().map(result_cell).collect()).collect(),
+            truncated: false,
         })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let url = format!("{}/ping", self.config.url.trim_end_matches('/'));
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url)))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!("ClickHouse at {} answered {} to /ping", self.config.url, resp.status())))
-        }
     }
 }
