@@ -56,6 +56,8 @@ pub struct Config {
     pub api: ApiSection,
     pub metrics: MetricsSection,
     pub billing: BillingSection,
+    /// `[ingest]`: ingest keys and per-tenant rate limits.
+    pub ingest: crate::otlp::keys::IngestSection,
 }
 
 /// `[billing]`: who bills whom, as the FOCUS export names it.
@@ -77,13 +79,34 @@ impl Default for BillingSection {
 }
 
 /// `[api]`: access to the HTTP API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// `[[api.keys]]` entries: `key` plus `tenant = "..."` or `role = "admin"`.
     pub keys: Vec<crate::auth::ApiKey>,
     /// Serve the API without keys on a non-loopback address anyway.
     pub allow_open_remote: bool,
+    /// Most rows `/api/v1/sql` returns (the answer says when it cut).
+    pub sql_max_rows: usize,
+    /// How long an ad-hoc query may run before it is stopped.
+    pub sql_timeout: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { keys: Vec::new(), allow_open_remote: false, sql_max_rows: 10_000, sql_timeout: "30s".into() }
+    }
+}
+
+impl ApiSection {
+    /// The bounds of `/api/v1/sql` queries.
+    pub fn query_limits(&self) -> Result<costplane_store::QueryLimits, String> {
+        Ok(costplane_store::QueryLimits {
+            max_rows: self.sql_max_rows,
+            timeout: parse_duration(&self.sql_timeout).map_err(|e| format!("api.sql_timeout: {e}"))?,
+            ..costplane_store::QueryLimits::default()
+        })
+    }
 }
 
 /// `[cost]`: who owns telemetry, and what it costs.
@@ -140,7 +163,7 @@ pub struct ClickHouseSection {
     /// ClickHouse's HTTP interface.
     pub url: String,
     pub user: String,
-    pub password: Option<String>,
+    pub password: Option<crate::secret::Secret>,
     /// A file holding the password (first line), instead of `password`.
     pub password_file: Option<PathBuf>,
     pub database: String,
@@ -207,7 +230,7 @@ impl ClickHouseSection {
                     .unwrap_or("")
                     .to_owned(),
             ),
-            (Some(p), None) => Some(p.clone()),
+            (Some(p), None) => Some(p.expose().to_owned()),
             (None, None) => None,
         };
         let compression = match self.compression.as_str() {
@@ -317,6 +340,7 @@ impl Default for Config {
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
             billing: BillingSection::default(),
+            ingest: crate::otlp::keys::IngestSection::default(),
         }
     }
 }
@@ -391,7 +415,8 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.ingest.resolve_secrets()?;
         config.validate()?;
         Ok(config)
     }
@@ -433,7 +458,7 @@ impl Config {
             ch.user = v;
         }
         if let Some(v) = o.clickhouse_password {
-            ch.password = Some(v);
+            ch.password = Some(v.into());
         }
         if let Some(v) = o.clickhouse_password_file {
             ch.password_file = Some(v);
@@ -464,6 +489,11 @@ impl Config {
             return Err("pipeline.batch_max_rows must be at least 1".into());
         }
         crate::auth::validate(&self.api.keys)?;
+        self.ingest.validate()?;
+        self.api.query_limits()?;
+        if self.api.sql_max_rows == 0 {
+            return Err("api.sql_max_rows must be at least 1".into());
+        }
         if self.api.keys.is_empty() && !self.http.addr.ip().is_loopback() && !self.api.allow_open_remote {
             return Err(format!(
                 "the API would listen on {} without API keys; add [[api.keys]] to the config, \
@@ -626,7 +656,10 @@ mod tests {
                     if rest.starts_with("[[api.keys]]")
                         || rest.starts_with("key = ")
                         || rest.starts_with("tenant = ")
-                        || rest.starts_with("role = ") =>
+                        || rest.starts_with("role = ")
+                        || rest.starts_with("[[ingest.keys]]")
+                        || rest.starts_with("trust_provided_cost = ")
+                        || rest.starts_with("project = ") =>
                 {
                     rest
                 }
@@ -636,7 +669,35 @@ mod tests {
             .join("\n");
         let config = Config::from_toml(&uncommented).unwrap();
         assert_eq!(config.api.keys.len(), 2);
+        assert_eq!(config.ingest.keys.len(), 2);
+        assert_eq!(config.ingest.keys[0].tenant, "acme");
+        assert!(config.ingest.keys[1].trust_provided_cost);
+        // Secrets never print.
+        assert!(!format!("{config:?}").contains(config.ingest.keys[0].key.as_ref().unwrap().expose()));
+        assert!(!format!("{config:?}").contains(config.api.keys[0].key.expose()));
         assert!(!config.api.allow_open_remote);
+    }
+
+    #[test]
+    fn ingest_keys_come_from_files_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("acme.key");
+        std::fs::write(&file, "acme-ingest-key-from-file\n").unwrap();
+        std::env::set_var("COSTPLANE_TEST_GLOBEX_KEY", "globex-ingest-key-from-env");
+        let text = format!(
+            "[ingest]\ntenant_mode = \"require_match\"\n[[ingest.keys]]\nkey_file = {:?}\ntenant = \"acme\"\n\
+             [[ingest.keys]]\nkey_env = \"COSTPLANE_TEST_GLOBEX_KEY\"\ntenant = \"globex\"\nproject = \"web\"\n",
+            file.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        let keys = &config.ingest.keys;
+        assert_eq!(keys[0].key.as_ref().unwrap().expose(), "acme-ingest-key-from-file");
+        assert_eq!(keys[1].key.as_ref().unwrap().expose(), "globex-ingest-key-from-env");
+        assert_eq!(config.ingest.tenant_mode, crate::otlp::keys::TenantMode::RequireMatch);
+        let err = Config::from_toml("[[ingest.keys]]\nkey_env = \"COSTPLANE_TEST_NOT_SET\"\ntenant = \"a\"\n").unwrap_err();
+        assert!(err.contains("not set"), "{err}");
+        let err = Config::from_toml("[[ingest.keys]]\nkey = \"0123456789abcdef0\"\ntenant = \"a\"\ntenantt = 1\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

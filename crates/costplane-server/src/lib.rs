@@ -9,6 +9,7 @@ pub mod csv;
 mod error;
 pub mod health;
 pub mod otlp;
+pub mod secret;
 mod server;
 
 pub use config::{Config, Overrides, StoreKind};

@@ -98,7 +98,18 @@ impl Server {
             max_body_bytes: self.config.max_body_bytes(),
             inflight: InflightLimit::new(self.config.max_inflight_bytes()),
             meter: Some(Arc::clone(&meter)),
+            auth: Arc::new(crate::otlp::keys::IngestAuth::new(&self.config.ingest).map_err(ServerError::Config)?),
+            rates: Arc::new(crate::otlp::ratelimit::RateLimiter::new(&self.config.ingest.rate_limit)),
         };
+        if ingest.auth.is_open() {
+            tracing::warn!(
+                "ingest is open: no [[ingest.keys]] are configured, so anyone who reaches the OTLP ports can send, \
+                 as whatever tenant their resources name"
+            );
+        } else {
+            tracing::info!(keys = self.config.ingest.keys.len(), mode = ?self.config.ingest.tenant_mode, "ingest keys required; each pins its tenant");
+        }
+        let sql_limits = self.config.api.query_limits().map_err(ServerError::Config)?;
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
         let stop = CancellationToken::new();
 
@@ -131,7 +142,9 @@ impl Server {
                 self.config.api.keys.clone(),
                 metrics,
             )
-            .layer(axum::Extension(Arc::new(self.config.billing.clone()))),
+            .layer(axum::Extension(Arc::new(self.config.billing.clone())))
+            .layer(axum::Extension(api::SqlLimits(sql_limits)))
+            .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote })),
             stop.clone(),
             "HTTP API",
         );

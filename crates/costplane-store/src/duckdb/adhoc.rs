@@ -64,8 +64,10 @@ pub(super) fn run_read_only(
 fn refused(e: duckdb::Error) -> StoreError {
     let text = e.to_string();
     if text.contains("Expected a single SELECT statement") || text.contains("not supported in query() function") {
+        // DuckDB's caret points into the wrapper, not the user's text: cut it.
+        let reason = text.split("\n\n").next().unwrap_or(&text);
         StoreError::NotReadOnly(format!(
-            "only one reading statement (SELECT, FROM, WITH ... SELECT, DESCRIBE, SHOW, SUMMARIZE) is allowed: {text}"
+            "only read-only statements are allowed: one SELECT (or FROM, WITH ... SELECT, DESCRIBE, SHOW, SUMMARIZE) ({reason})"
         ))
     } else if text.contains("read-only mode") {
         StoreError::NotReadOnly(format!("the statement tried to write: {text}"))
