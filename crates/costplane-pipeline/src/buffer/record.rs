@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(&bytes[HEADER_BYTES..], &old[..]);
         // A tenant longer than the length field is cut on a character boundary.
         let long = RequestMeta { tenant: "é".repeat(40_000), ..meta() };
-        let mut bytes = encode_request(8, &long, b"");
+        let bytes = encode_request(8, &long, b"");
         let Record::Request { meta: m, .. } = decode(&bytes).unwrap().0 else { panic!() };
         assert_eq!(m.tenant.len(), 65_534);
     }
