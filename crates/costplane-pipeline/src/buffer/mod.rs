@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use record::{RequestMeta, Sender};
 use record::{Record, HEADER_BYTES};
+pub use record::{RequestMeta, Sender};
 use thiserror::Error;
 
 /// Errors of the disk buffer.

@@ -302,7 +302,8 @@ mod tests {
         let mut bytes = encode_request(3, &keyed, b"xy");
         bytes.extend_from_slice(b"xy");
         assert_eq!(decode(&bytes).unwrap().0, Record::Request { record_id: 3, meta: keyed.clone(), body: b"xy" });
-        let no_project = RequestMeta { sender: Some(Sender { project: None, trust_provided_cost: false, ..keyed.sender.unwrap() }), ..meta() };
+        let no_project =
+            RequestMeta { sender: Some(Sender { project: None, trust_provided_cost: false, ..keyed.sender.unwrap() }), ..meta() };
         let mut bytes = encode_request(4, &no_project, b"");
         assert_eq!(decode(&bytes).unwrap().0, Record::Request { record_id: 4, meta: no_project, body: b"" });
         // Kind 1, as written before senders existed: kind byte, id, signal

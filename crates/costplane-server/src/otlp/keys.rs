@@ -61,7 +61,12 @@ pub struct IngestSection {
 
 impl Default for IngestSection {
     fn default() -> Self {
-        IngestSection { keys: Vec::new(), header: String::new(), tenant_mode: TenantMode::Override, rate_limit: RateLimitSection::default() }
+        IngestSection {
+            keys: Vec::new(),
+            header: String::new(),
+            tenant_mode: TenantMode::Override,
+            rate_limit: RateLimitSection::default(),
+        }
     }
 }
 
@@ -219,7 +224,10 @@ pub fn pin(batch: &mut TelemetryBatch, sender: &Sender, tenancy: &Tenancy, mode:
                 if *claimed != sender.tenant {
                     return Err(ApiError::new(
                         ErrorCode::PermissionDenied,
-                        format!("a resource claims {} = '{claimed}', but the ingest key is for tenant '{}'", tenancy.tenant_attribute, sender.tenant),
+                        format!(
+                            "a resource claims {} = '{claimed}', but the ingest key is for tenant '{}'",
+                            tenancy.tenant_attribute, sender.tenant
+                        ),
                     ));
                 }
             }
@@ -286,7 +294,9 @@ pub fn measure(meter: &Meter, batch: &mut TelemetryBatch, trusted: bool) -> Usag
         return meter.measure(batch);
     }
     let provided = costplane_cost::llm::PROVIDED_COST;
-    let mut hidden: Vec<(usize, Vec<(usize, (String, String))>)> = Vec::new();
+    // Per span: its index, and the attributes taken out with their positions.
+    type Taken = Vec<(usize, (String, String))>;
+    let mut hidden: Vec<(usize, Taken)> = Vec::new();
     for (i, span) in batch.spans.iter_mut().enumerate() {
         if !span.span_attributes.iter().any(|(k, _)| provided.contains(&k.as_str())) {
             continue;
@@ -346,7 +356,8 @@ mod tests {
         let a = auth("x-costplane-key");
         assert_eq!(a.sender(&headers(&[("authorization", "Bearer acme-key-0123456789")])).unwrap().unwrap().tenant, "acme");
         assert_eq!(a.sender(&headers(&[("x-costplane-key", "acme-key-0123456789")])).unwrap().unwrap().tenant, "acme");
-        for bad in [headers(&[]), headers(&[("authorization", "Bearer nope-0123456789000")]), headers(&[("authorization", "acme-key-0123456789")])]
+        for bad in
+            [headers(&[]), headers(&[("authorization", "Bearer nope-0123456789000")]), headers(&[("authorization", "acme-key-0123456789")])]
         {
             assert_eq!(a.sender(&bad).unwrap_err().code, ErrorCode::Unauthenticated);
         }

@@ -343,15 +343,16 @@ impl Store for ClickHouseStore {
             ("result_overflow_mode", "break".to_owned()),
             ("max_memory_usage", limits.max_memory_bytes.to_string()),
         ];
-        let mut result = match tokio::time::timeout(limits.timeout + std::time::Duration::from_secs(2), self.select(sql, &[], &bounds)).await {
-            Ok(r) => r.map_err(|e| match e {
-                StoreError::Unexpected(m) | StoreError::Rejected(m) if m.contains("readonly") || m.contains("READONLY") => {
-                    StoreError::NotReadOnly(format!("ClickHouse refused it in read-only mode: {m}"))
-                }
-                other => other,
-            })?,
-            Err(_) => return Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?})", limits.timeout))),
-        };
+        let mut result =
+            match tokio::time::timeout(limits.timeout + std::time::Duration::from_secs(2), self.select(sql, &[], &bounds)).await {
+                Ok(r) => r.map_err(|e| match e {
+                    StoreError::Unexpected(m) | StoreError::Rejected(m) if m.contains("readonly") || m.contains("READONLY") => {
+                        StoreError::NotReadOnly(format!("ClickHouse refused it in read-only mode: {m}"))
+                    }
+                    other => other,
+                })?,
+                Err(_) => return Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?})", limits.timeout))),
+            };
         if result.rows.len() > limits.max_rows {
             result.rows.truncate(limits.max_rows);
             result.truncated = true;

@@ -85,7 +85,9 @@ pub async fn hostile_statements_are_refused(b: &Backend) {
     }
     // Reads still work, in the forms people type.
     let reads: &[&str] = match b.dialect {
-        Dialect::DuckDb => &["SELECT 1", "WITH x AS (SELECT 1 AS v) SELECT v FROM x", "FROM otel_logs LIMIT 1", "DESCRIBE otel_traces", "SELECT ';' AS s"],
+        Dialect::DuckDb => {
+            &["SELECT 1", "WITH x AS (SELECT 1 AS v) SELECT v FROM x", "FROM otel_logs LIMIT 1", "DESCRIBE otel_traces", "SELECT ';' AS s"]
+        }
         Dialect::ClickHouse => &["SELECT 1", "WITH x AS (SELECT 1 AS v) SELECT v FROM x", "DESCRIBE TABLE otel_traces", "SELECT ';' AS s"],
     };
     for sql in reads {

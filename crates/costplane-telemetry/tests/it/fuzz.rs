@@ -89,7 +89,14 @@ fn seeds() -> Vec<(Signal, Vec<u8>, Vec<u8>)> {
                     kind: 3,
                     start_time_unix_nano: 1_700_000_000_000_000_000,
                     end_time_unix_nano: 1_700_000_000_500_000_000,
-                    attributes: [attrs(), vec![kv("gen_ai.request.model", Value::StringValue("gpt-4o".into())), kv("gen_ai.usage.input_tokens", Value::IntValue(10))]].concat(),
+                    attributes: [
+                        attrs(),
+                        vec![
+                            kv("gen_ai.request.model", Value::StringValue("gpt-4o".into())),
+                            kv("gen_ai.usage.input_tokens", Value::IntValue(10)),
+                        ],
+                    ]
+                    .concat(),
                     events: vec![span::Event { name: "e".into(), attributes: attrs(), ..Default::default() }],
                     links: vec![span::Link { trace_id: vec![4; 16], span_id: vec![5; 8], ..Default::default() }],
                     status: Some(Status { message: "boom".into(), code: 2 }),
@@ -154,7 +161,11 @@ fn seeds() -> Vec<(Signal, Vec<u8>, Vec<u8>)> {
                     },
                     pm::Metric {
                         name: "s".into(),
-                        data: Some(pm::metric::Data::Sum(pm::Sum { data_points: vec![point], aggregation_temporality: 1, is_monotonic: true })),
+                        data: Some(pm::metric::Data::Sum(pm::Sum {
+                            data_points: vec![point],
+                            aggregation_temporality: 1,
+                            is_monotonic: true,
+                        })),
                         ..Default::default()
                     },
                 ],
