@@ -58,6 +58,8 @@ pub struct Config {
     pub billing: BillingSection,
     /// `[ingest]`: ingest keys and per-tenant rate limits.
     pub ingest: crate::otlp::keys::IngestSection,
+    /// `[tls]`: certificates for every listener.
+    pub tls: crate::tls::TlsSection,
 }
 
 /// `[billing]`: who bills whom, as the FOCUS export names it.
@@ -166,6 +168,8 @@ pub struct ClickHouseSection {
     pub password: Option<crate::secret::Secret>,
     /// A file holding the password (first line), instead of `password`.
     pub password_file: Option<PathBuf>,
+    /// For `https://` URLs: a PEM CA to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
     pub database: String,
     /// Cluster name: ReplicatedMergeTree tables plus Distributed tables, DDL ON CLUSTER.
     pub cluster: Option<String>,
@@ -191,6 +195,7 @@ impl Default for ClickHouseSection {
             user: "default".into(),
             password: None,
             password_file: None,
+            ca_file: None,
             database: schema.database,
             cluster: None,
             compression: "gzip".into(),
@@ -245,6 +250,7 @@ impl ClickHouseSection {
             compression,
             request_timeout: parse_duration(&self.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?,
             schema: self.schema_options(),
+            ca_file: self.ca_file.clone(),
         })
     }
 }
@@ -341,6 +347,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             billing: BillingSection::default(),
             ingest: crate::otlp::keys::IngestSection::default(),
+            tls: crate::tls::TlsSection::default(),
         }
     }
 }
@@ -490,6 +497,7 @@ impl Config {
         }
         crate::auth::validate(&self.api.keys)?;
         self.ingest.validate()?;
+        self.tls.validate()?;
         self.api.query_limits()?;
         if self.api.sql_max_rows == 0 {
             return Err("api.sql_max_rows must be at least 1".into());

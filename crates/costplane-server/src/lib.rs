@@ -11,6 +11,7 @@ pub mod health;
 pub mod otlp;
 pub mod secret;
 mod server;
+pub mod tls;
 
 pub use config::{Config, Overrides, StoreKind};
 pub use error::{ApiError, ErrorCode, ServerError};

@@ -112,22 +112,34 @@ impl Server {
         let sql_limits = self.config.api.query_limits().map_err(ServerError::Config)?;
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
         let stop = CancellationToken::new();
+        let tls = crate::tls::Tls::load(&self.config.tls).map_err(ServerError::Config)?;
+        if let Some(t) = &tls {
+            t.spawn_reloader(stop.clone());
+            tracing::info!(client_certificates = self.config.tls.client_ca_file.is_some(), "TLS on every listener");
+        }
 
         let grpc_task = {
             let stop = stop.clone();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
             let router = tonic::transport::Server::builder()
                 .add_service(grpc::ExportService::<grpc::Traces>::new(ingest.clone()))
                 .add_service(grpc::ExportService::<grpc::Logs>::new(ingest.clone()))
                 .add_service(grpc::ExportService::<grpc::Metrics>::new(ingest.clone()));
-            tokio::spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await
-                    .map_err(|e| ServerError::Serve(format!("OTLP/gRPC server: {e}")))
-            })
+            let failed = |e: tonic::transport::Error| ServerError::Serve(format!("OTLP/gRPC server: {e}"));
+            match &tls {
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+                    tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
+                }
+                Some(t) => {
+                    use tokio_stream::StreamExt;
+                    let rx = crate::tls::incoming(self.grpc, Arc::clone(t), stop.clone());
+                    let incoming =
+                        tokio_stream::wrappers::ReceiverStream::new(rx).map(|(s, _)| Ok::<_, std::io::Error>(crate::tls::GrpcTls(s)));
+                    tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
+                }
+            }
         };
-        let otlp_http_task = serve_http(self.otlp_http, http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
+        let otlp_http_task = serve_http(self.otlp_http, tls.clone(), http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
         let costs = CostState {
             store: Arc::clone(&self.store),
             cost_config: self.config.cost.clone(),
@@ -136,6 +148,7 @@ impl Server {
         };
         let api_task = serve_http(
             self.api,
+            tls.clone(),
             api::router_with(
                 ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
                 costs,
@@ -181,14 +194,20 @@ impl Server {
 
 fn serve_http(
     listener: TcpListener,
+    tls: Option<Arc<crate::tls::Tls>>,
     router: axum::Router,
     stop: CancellationToken,
     name: &'static str,
 ) -> tokio::task::JoinHandle<Result<(), ServerError>> {
     tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(|e| ServerError::Serve(format!("{name} server: {e}")))
+        let result = match tls {
+            None => axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await,
+            Some(tls) => {
+                let local = listener.local_addr().map_err(|e| ServerError::Serve(format!("{name} server: {e}")))?;
+                let rx = crate::tls::incoming(listener, tls, stop.clone());
+                axum::serve(crate::tls::TlsListener { rx, local }, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            }
+        };
+        result.map_err(|e| ServerError::Serve(format!("{name} server: {e}")))
     })
 }

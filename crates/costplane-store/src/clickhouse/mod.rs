@@ -61,16 +61,34 @@ pub enum BodyCompression {
     None,
 }
 
-/// Connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Connection settings. `https://` URLs are verified against the Mozilla
+/// root certificates (webpki-roots), plus `ca_file` when given (a private
+/// CA). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClickHouseConfig {
-    /// e.g. `http://127.0.0.1:8123`
+    /// e.g. `http://127.0.0.1:8123` or `https://host:8443`
     pub url: String,
     pub user: String,
     pub password: Option<String>,
     pub compression: BodyCompression,
     pub request_timeout: Duration,
     pub schema: SchemaOptions,
+    /// PEM CA certificate(s) to trust for `https://` besides the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("compression", &self.compression)
+            .field("request_timeout", &self.request_timeout)
+            .field("schema", &self.schema)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl Default for ClickHouseConfig {
@@ -82,6 +100,7 @@ impl Default for ClickHouseConfig {
             compression: BodyCompression::Gzip,
             request_timeout: Duration::from_secs(30),
             schema: SchemaOptions::default(),
+            ca_file: None,
         }
     }
 }
@@ -115,9 +134,17 @@ impl ClickHouseStore {
 
     /// A client that only reads (no connection check, no schema changes).
     pub fn for_queries(config: ClickHouseConfig) -> Result<Self, StoreError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
+        let mut builder = reqwest::Client::builder().timeout(config.request_timeout).pool_idle_timeout(Duration::from_secs(50));
+        if let Some(ca_file) = &config.ca_file {
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| StoreError::Unavailable(format!("cannot read the ClickHouse CA file {}: {e}", ca_file.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| StoreError::Unavailable(format!("{} holds no usable PEM certificate: {e}", ca_file.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
         Ok(ClickHouseStore { http, config })
