@@ -24,6 +24,15 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     $SUDO apt-get install -y -qq python3-venv
 fi
 
+if ! command -v openssl >/dev/null 2>&1; then
+    # The TLS tests make their test CA and certificates with the openssl CLI.
+    step "Debian packages the tests need (openssl)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq openssl
+fi
+
 step "Python test dependencies (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
