@@ -92,7 +92,8 @@ fn build(section: &TlsSection) -> Result<Arc<ServerConfig>, String> {
         return Err("tls.cert_file and tls.key_file are required".into());
     };
     let chain = certs(cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("cannot read the private key from {}: {e}", key_file.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key_file).map_err(|e| format!("cannot read the private key from {}: {e}", key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -162,7 +163,8 @@ impl Tls {
     /// Reloads on SIGHUP and when the files change, until `stop`.
     pub fn spawn_reloader(self: &Arc<Self>, stop: CancellationToken) {
         let tls = Arc::clone(self);
-        let every = crate::config::parse_duration(&self.section.reload_interval).unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
+        let every =
+            crate::config::parse_duration(&self.section.reload_interval).unwrap_or(Duration::from_secs(10)).max(Duration::from_millis(100));
         tokio::spawn(async move {
             let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
@@ -188,7 +190,11 @@ impl Tls {
 }
 
 /// Accepts TCP connections and hands over those whose handshake succeeds.
-pub fn incoming(listener: TcpListener, tls: Arc<Tls>, stop: CancellationToken) -> mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)> {
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<Tls>,
+    stop: CancellationToken,
+) -> mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {

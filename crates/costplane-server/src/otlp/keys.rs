@@ -18,6 +18,7 @@
 //! - With no keys configured, ingest is open (every sender is trusted, as a
 //!   local gateway's are), and the server says so when it starts.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -210,12 +211,13 @@ impl IngestAuth {
 
 /// Bills every resource of `batch` to the sender's tenant (and project).
 /// With `RequireMatch`, a resource that names another tenant fails the
-/// request. Resources are shared between rows, so each is rewritten once.
+/// request. Resources are shared between rows, so each is rewritten once
+/// (found by address: the batch holds every original, so none is reused).
 pub fn pin(batch: &mut TelemetryBatch, sender: &Sender, tenancy: &Tenancy, mode: TenantMode) -> Result<(), ApiError> {
-    let mut resources: Vec<(*const ResourceInfo, Arc<ResourceInfo>)> = Vec::new();
+    let mut resources: HashMap<*const ResourceInfo, Arc<ResourceInfo>> = HashMap::new();
     let mut pin_resource = |r: &mut Arc<ResourceInfo>| -> Result<(), ApiError> {
         let key = Arc::as_ptr(r);
-        if let Some((_, done)) = resources.iter().find(|(p, _)| *p == key) {
+        if let Some(done) = resources.get(&key) {
             *r = Arc::clone(done);
             return Ok(());
         }
@@ -238,7 +240,7 @@ pub fn pin(batch: &mut TelemetryBatch, sender: &Sender, tenancy: &Tenancy, mode:
             set(&mut info.attributes, &tenancy.project_attribute, project);
         }
         let pinned = Arc::new(info);
-        resources.push((key, Arc::clone(&pinned)));
+        resources.insert(key, Arc::clone(&pinned));
         *r = pinned;
         Ok(())
     };
@@ -248,17 +250,17 @@ pub fn pin(batch: &mut TelemetryBatch, sender: &Sender, tenancy: &Tenancy, mode:
     for l in &mut batch.logs {
         pin_resource(&mut l.resource)?;
     }
-    let mut metrics: Vec<(*const MetricInfo, Arc<MetricInfo>)> = Vec::new();
+    let mut metrics: HashMap<*const MetricInfo, Arc<MetricInfo>> = HashMap::new();
     let mut pin_metric = |m: &mut Arc<MetricInfo>| -> Result<(), ApiError> {
         let key = Arc::as_ptr(m);
-        if let Some((_, done)) = metrics.iter().find(|(p, _)| *p == key) {
+        if let Some(done) = metrics.get(&key) {
             *m = Arc::clone(done);
             return Ok(());
         }
         let mut info = MetricInfo::clone(m);
         pin_resource(&mut info.resource)?;
         let pinned = Arc::new(info);
-        metrics.push((key, Arc::clone(&pinned)));
+        metrics.insert(key, Arc::clone(&pinned));
         *m = pinned;
         Ok(())
     };

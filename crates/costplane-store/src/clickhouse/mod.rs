@@ -144,9 +144,7 @@ impl ClickHouseStore {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
+        let http = builder.build().map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
         Ok(ClickHouseStore { http, config })
     }
 

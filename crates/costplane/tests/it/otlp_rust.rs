@@ -126,14 +126,30 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 /// A test CA and a server certificate it signed, for localhost and 127.0.0.1.
 fn test_ca(dir: &std::path::Path) {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(dir, &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=costplane-test-ca", "-days", "2"]].concat());
+    openssl(
+        dir,
+        &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=costplane-test-ca", "-days", "2"]].concat(),
+    );
     openssl(dir, &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
     std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
-            "-extfile", "server.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
         ],
     );
 }
@@ -147,13 +163,18 @@ async fn rust_otlp_exporters_send_over_tls() {
     let config = dir.path().join("costplane.toml");
     std::fs::write(
         &config,
-        format!("[tls]\ncert_file = {:?}\nkey_file = {:?}\n", certs.join("server.crt").display().to_string(), certs.join("server.key").display().to_string()),
+        format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            certs.join("server.crt").display().to_string(),
+            certs.join("server.key").display().to_string()
+        ),
     )
     .unwrap();
     let mut server = ServerProcess::start_logged(dir, &["--config", config.to_str().unwrap()]);
     let ca = std::fs::read(certs.join("ca.pem")).unwrap();
 
-    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&ca)).domain_name("localhost");
+    let tls =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&ca)).domain_name("localhost");
     let mut grpc = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(format!("https://localhost:{}", server.grpc.port()))
