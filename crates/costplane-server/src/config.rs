@@ -405,7 +405,7 @@ pub struct Overrides {
     pub flush_interval: Option<String>,
     pub clickhouse_url: Option<String>,
     pub clickhouse_user: Option<String>,
-    pub clickhouse_password: Option<String>,
+    pub clickhouse_password: Option<crate::secret::Secret>,
     pub clickhouse_password_file: Option<PathBuf>,
     pub clickhouse_database: Option<String>,
     pub clickhouse_cluster: Option<String>,
@@ -465,7 +465,7 @@ impl Config {
             ch.user = v;
         }
         if let Some(v) = o.clickhouse_password {
-            ch.password = Some(v.into());
+            ch.password = Some(v);
         }
         if let Some(v) = o.clickhouse_password_file {
             ch.password_file = Some(v);
