@@ -28,6 +28,15 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     $SUDO apt-get install -y -qq python3-venv
 fi
 
+if ! command -v openssl >/dev/null 2>&1; then
+    # The TLS tests make their test CA and certificates with the openssl CLI.
+    step "Debian packages the tests need (openssl)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq openssl
+fi
+
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     step "Debian packages the rule and dashboard tests need (prometheus: server and promtool)"
     SUDO=""

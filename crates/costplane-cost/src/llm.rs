@@ -69,7 +69,7 @@ const CACHE_WRITE: [&str; 4] = [
 ];
 const REASONING: [&str; 3] =
     ["gen_ai.usage.reasoning.output_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"];
-const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
+pub const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
 
 /// The default of [`Limits::max_tokens_per_call`]: 100M tokens, far above
 /// any context window plus output in one call.

@@ -51,7 +51,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use buffer::{BufferError, DiskBuffer, DiskBufferConfig, FsyncPolicy, RequestMeta};
+pub use buffer::{BufferError, DiskBuffer, DiskBufferConfig, FsyncPolicy, RequestMeta, Sender};
 pub use stats::{
     BufferSnapshot, DeadLetterCount, Histogram, HistogramSnapshot, PipelineStats, SignalSnapshot, StatsSnapshot, LATENCY_BUCKETS,
 };

@@ -56,6 +56,10 @@ pub struct Config {
     pub api: ApiSection,
     pub metrics: MetricsSection,
     pub billing: BillingSection,
+    /// `[ingest]`: ingest keys and per-tenant rate limits.
+    pub ingest: crate::otlp::keys::IngestSection,
+    /// `[tls]`: certificates for every listener.
+    pub tls: crate::tls::TlsSection,
     pub ledger: LedgerSection,
     /// The file this configuration was read from (price reloads read its
     /// `[cost]` rates again).
@@ -106,13 +110,34 @@ impl Default for BillingSection {
 }
 
 /// `[api]`: access to the HTTP API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// `[[api.keys]]` entries: `key` plus `tenant = "..."` or `role = "admin"`.
     pub keys: Vec<crate::auth::ApiKey>,
     /// Serve the API without keys on a non-loopback address anyway.
     pub allow_open_remote: bool,
+    /// Most rows `/api/v1/sql` returns (the answer says when it cut).
+    pub sql_max_rows: usize,
+    /// How long an ad-hoc query may run before it is stopped.
+    pub sql_timeout: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { keys: Vec::new(), allow_open_remote: false, sql_max_rows: 10_000, sql_timeout: "30s".into() }
+    }
+}
+
+impl ApiSection {
+    /// The bounds of `/api/v1/sql` queries.
+    pub fn query_limits(&self) -> Result<costplane_store::QueryLimits, String> {
+        Ok(costplane_store::QueryLimits {
+            max_rows: self.sql_max_rows,
+            timeout: parse_duration(&self.sql_timeout).map_err(|e| format!("api.sql_timeout: {e}"))?,
+            ..costplane_store::QueryLimits::default()
+        })
+    }
 }
 
 /// `[cost]`: who owns telemetry, and what it costs.
@@ -179,9 +204,11 @@ pub struct ClickHouseSection {
     /// ClickHouse's HTTP interface.
     pub url: String,
     pub user: String,
-    pub password: Option<String>,
+    pub password: Option<crate::secret::Secret>,
     /// A file holding the password (first line), instead of `password`.
     pub password_file: Option<PathBuf>,
+    /// For `https://` URLs: a PEM CA to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
     pub database: String,
     /// Cluster name: ReplicatedMergeTree tables plus Distributed tables, DDL ON CLUSTER.
     pub cluster: Option<String>,
@@ -207,6 +234,7 @@ impl Default for ClickHouseSection {
             user: "default".into(),
             password: None,
             password_file: None,
+            ca_file: None,
             database: schema.database,
             cluster: None,
             compression: "gzip".into(),
@@ -246,7 +274,7 @@ impl ClickHouseSection {
                     .unwrap_or("")
                     .to_owned(),
             ),
-            (Some(p), None) => Some(p.clone()),
+            (Some(p), None) => Some(p.expose().to_owned()),
             (None, None) => None,
         };
         let compression = match self.compression.as_str() {
@@ -261,6 +289,7 @@ impl ClickHouseSection {
             compression,
             request_timeout: parse_duration(&self.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?,
             schema: self.schema_options(),
+            ca_file: self.ca_file.clone(),
         })
     }
 }
@@ -358,6 +387,8 @@ impl Default for Config {
             billing: BillingSection::default(),
             ledger: LedgerSection::default(),
             source: None,
+            ingest: crate::otlp::keys::IngestSection::default(),
+            tls: crate::tls::TlsSection::default(),
         }
     }
 }
@@ -415,7 +446,7 @@ pub struct Overrides {
     pub flush_interval: Option<String>,
     pub clickhouse_url: Option<String>,
     pub clickhouse_user: Option<String>,
-    pub clickhouse_password: Option<String>,
+    pub clickhouse_password: Option<crate::secret::Secret>,
     pub clickhouse_password_file: Option<PathBuf>,
     pub clickhouse_database: Option<String>,
     pub clickhouse_cluster: Option<String>,
@@ -434,7 +465,8 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.ingest.resolve_secrets()?;
         config.validate()?;
         Ok(config)
     }
@@ -507,6 +539,12 @@ impl Config {
             return Err("pipeline.batch_max_rows must be at least 1".into());
         }
         crate::auth::validate(&self.api.keys)?;
+        self.ingest.validate()?;
+        self.tls.validate()?;
+        self.api.query_limits()?;
+        if self.api.sql_max_rows == 0 {
+            return Err("api.sql_max_rows must be at least 1".into());
+        }
         if self.api.keys.is_empty() && !self.http.addr.ip().is_loopback() && !self.api.allow_open_remote {
             return Err(format!(
                 "the API would listen on {} without API keys; add [[api.keys]] to the config, \
@@ -684,7 +722,10 @@ mod tests {
                     if rest.starts_with("[[api.keys]]")
                         || rest.starts_with("key = ")
                         || rest.starts_with("tenant = ")
-                        || rest.starts_with("role = ") =>
+                        || rest.starts_with("role = ")
+                        || rest.starts_with("[[ingest.keys]]")
+                        || rest.starts_with("trust_provided_cost = ")
+                        || rest.starts_with("project = ") =>
                 {
                     rest
                 }
@@ -694,7 +735,35 @@ mod tests {
             .join("\n");
         let config = Config::from_toml(&uncommented).unwrap();
         assert_eq!(config.api.keys.len(), 2);
+        assert_eq!(config.ingest.keys.len(), 2);
+        assert_eq!(config.ingest.keys[0].tenant, "acme");
+        assert!(config.ingest.keys[1].trust_provided_cost);
+        // Secrets never print.
+        assert!(!format!("{config:?}").contains(config.ingest.keys[0].key.as_ref().unwrap().expose()));
+        assert!(!format!("{config:?}").contains(config.api.keys[0].key.expose()));
         assert!(!config.api.allow_open_remote);
+    }
+
+    #[test]
+    fn ingest_keys_come_from_files_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("acme.key");
+        std::fs::write(&file, "acme-ingest-key-from-file\n").unwrap();
+        std::env::set_var("COSTPLANE_TEST_GLOBEX_KEY", "globex-ingest-key-from-env");
+        let text = format!(
+            "[ingest]\ntenant_mode = \"require_match\"\n[[ingest.keys]]\nkey_file = {:?}\ntenant = \"acme\"\n\
+             [[ingest.keys]]\nkey_env = \"COSTPLANE_TEST_GLOBEX_KEY\"\ntenant = \"globex\"\nproject = \"web\"\n",
+            file.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        let keys = &config.ingest.keys;
+        assert_eq!(keys[0].key.as_ref().unwrap().expose(), "acme-ingest-key-from-file");
+        assert_eq!(keys[1].key.as_ref().unwrap().expose(), "globex-ingest-key-from-env");
+        assert_eq!(config.ingest.tenant_mode, crate::otlp::keys::TenantMode::RequireMatch);
+        let err = Config::from_toml("[[ingest.keys]]\nkey_env = \"COSTPLANE_TEST_NOT_SET\"\ntenant = \"a\"\n").unwrap_err();
+        assert!(err.contains("not set"), "{err}");
+        let err = Config::from_toml("[[ingest.keys]]\nkey = \"0123456789abcdef0\"\ntenant = \"a\"\ntenantt = 1\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod csv;
 mod error;
 pub mod health;
 pub mod otlp;
+pub mod secret;
 mod server;
+pub mod tls;
 
 pub use config::{Config, Overrides, StoreKind};
 pub use error::{ApiError, ErrorCode, ServerError};

@@ -105,37 +105,63 @@ impl Server {
             max_body_bytes: self.config.max_body_bytes(),
             inflight: InflightLimit::new(self.config.max_inflight_bytes()),
             meter: Some(Arc::clone(&meter)),
+            auth: Arc::new(crate::otlp::keys::IngestAuth::new(&self.config.ingest).map_err(ServerError::Config)?),
+            rates: Arc::new(crate::otlp::ratelimit::RateLimiter::new(&self.config.ingest.rate_limit)),
         };
+        if ingest.auth.is_open() {
+            tracing::warn!(
+                "ingest is open: no [[ingest.keys]] are configured, so anyone who reaches the OTLP ports can send, \
+                 as whatever tenant their resources name"
+            );
+        } else {
+            tracing::info!(keys = self.config.ingest.keys.len(), mode = ?self.config.ingest.tenant_mode, "ingest keys required; each pins its tenant");
+        }
+        let sql_limits = self.config.api.query_limits().map_err(ServerError::Config)?;
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
         let stop = CancellationToken::new();
+        let tls = crate::tls::Tls::load(&self.config.tls).map_err(ServerError::Config)?;
+        if let Some(t) = &tls {
+            t.spawn_reloader(stop.clone());
+            tracing::info!(client_certificates = self.config.tls.client_ca_file.is_some(), "TLS on every listener");
+        }
 
         let grpc_task = {
             let stop = stop.clone();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
             let router = tonic::transport::Server::builder()
                 .add_service(grpc::ExportService::<grpc::Traces>::new(ingest.clone()))
                 .add_service(grpc::ExportService::<grpc::Logs>::new(ingest.clone()))
                 .add_service(grpc::ExportService::<grpc::Metrics>::new(ingest.clone()));
-            tokio::spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await
-                    .map_err(|e| ServerError::Serve(format!("OTLP/gRPC server: {e}")))
-            })
+            let failed = |e: tonic::transport::Error| ServerError::Serve(format!("OTLP/gRPC server: {e}"));
+            match &tls {
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+                    tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
+                }
+                Some(t) => {
+                    use tokio_stream::StreamExt;
+                    let rx = crate::tls::incoming(self.grpc, Arc::clone(t), stop.clone());
+                    let incoming =
+                        tokio_stream::wrappers::ReceiverStream::new(rx).map(|(s, _)| Ok::<_, std::io::Error>(crate::tls::GrpcTls(s)));
+                    tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
+                }
+            }
         };
-        let otlp_http_task = serve_http(self.otlp_http, http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
+        let otlp_http_task = serve_http(self.otlp_http, tls.clone(), http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
         let costs = CostState::new(Arc::clone(&self.store), &self.config, pipeline.clone()).map_err(ServerError::Config)?;
         let closer_task = Arc::clone(&costs.closer).spawn(stop.clone());
         let reload_task = reload_on_sighup(Arc::clone(&costs.closer), stop.clone());
         let api_task = serve_http(
             self.api,
+            tls.clone(),
             api::router_with(
                 ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
                 costs,
                 self.config.api.keys.clone(),
                 metrics,
             )
-            .layer(axum::Extension(Arc::new(self.config.billing.clone()))),
+            .layer(axum::Extension(Arc::new(self.config.billing.clone())))
+            .layer(axum::Extension(api::SqlLimits(sql_limits)))
+            .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote })),
             stop.clone(),
             "HTTP API",
         );
@@ -201,14 +227,20 @@ fn reload_on_sighup(closer: Arc<crate::costs::closer::Closer>, stop: Cancellatio
 
 fn serve_http(
     listener: TcpListener,
+    tls: Option<Arc<crate::tls::Tls>>,
     router: axum::Router,
     stop: CancellationToken,
     name: &'static str,
 ) -> tokio::task::JoinHandle<Result<(), ServerError>> {
     tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(|e| ServerError::Serve(format!("{name} server: {e}")))
+        let result = match tls {
+            None => axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await,
+            Some(tls) => {
+                let local = listener.local_addr().map_err(|e| ServerError::Serve(format!("{name} server: {e}")))?;
+                let rx = crate::tls::incoming(listener, tls, stop.clone());
+                axum::serve(crate::tls::TlsListener { rx, local }, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            }
+        };
+        result.map_err(|e| ServerError::Serve(format!("{name} server: {e}")))
     })
 }

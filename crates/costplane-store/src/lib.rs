@@ -18,7 +18,7 @@ use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 
 pub use error::StoreError;
-pub use query::{is_read_only_statement, json_number, result_cell, QueryResult};
+pub use query::{json_number, result_cell, QueryLimits, QueryResult};
 
 /// Builds a parameter list and its placeholders together.
 #[derive(Debug)]
@@ -83,8 +83,16 @@ pub trait Store: Send + Sync + 'static {
     /// Writes every row of `batch`.
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError>;
 
-    /// Runs one read-only SQL statement and returns its rows.
+    /// Runs one read-only SQL statement (from a user) within the default
+    /// [`QueryLimits`] and returns its rows.
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError>;
+
+    /// [`Store::query`] within `limits`. The engine decides what only reads
+    /// (see `query.rs`); a backend without its own bounds runs `query`.
+    async fn query_limited(&self, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+        let _ = limits;
+        self.query(sql).await
+    }
 
     /// Checks that the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -139,7 +139,7 @@ impl ServeArgs {
             flush_interval: self.flush_interval,
             clickhouse_url: self.clickhouse_url,
             clickhouse_user: self.clickhouse_user,
-            clickhouse_password: self.clickhouse_password,
+            clickhouse_password: self.clickhouse_password.map(Into::into),
             clickhouse_password_file: self.clickhouse_password_file,
             clickhouse_database: self.clickhouse_database,
             clickhouse_cluster: self.clickhouse_cluster,

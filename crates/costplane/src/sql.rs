@@ -176,6 +176,7 @@ mod tests {
             columns: vec!["name".into(), "n".into()],
             types: vec!["Utf8".into(), "Int64".into()],
             rows: vec![vec![json!("checkout"), json!(12)]],
+            truncated: false,
         };
         let mut out = Vec::new();
         write_table(&mut out, &r).unwrap();

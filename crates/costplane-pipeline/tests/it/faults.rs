@@ -115,7 +115,7 @@ fn logs_body(tenant: &str, request: u64, n: u64) -> Vec<u8> {
 
 fn submit(pipeline: &Pipeline, tenant: &str, request: u64, n: u64) {
     let body = logs_body(tenant, request, n);
-    let meta = RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 1, tenant: tenant.into() };
+    let meta = RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 1, tenant: tenant.into(), sender: None };
     let batch = JsonDecoder.decode(&meta, &body).unwrap();
     assert_eq!(batch.logs.len() as u64, n);
     pipeline.submit(Submission { meta, body: &body, batch }).unwrap();

@@ -118,6 +118,10 @@ impl<S: GrpcSignal> NamedService for ExportService<S> {
     const NAME: &'static str = S::SERVICE;
 }
 
+/// The ingest key's sender, from the HTTP/2 headers to the export call.
+#[derive(Clone)]
+struct Authenticated(Option<costplane_pipeline::Sender>);
+
 struct Unary<S> {
     ingest: Ingest,
     _signal: PhantomData<S>,
@@ -133,10 +137,11 @@ impl<S: GrpcSignal> UnaryService<Bytes> for Unary<S> {
             // The request's reservation, shared with its body; held until
             // the export returns.
             let reservation = request.extensions().get::<Reservation>().cloned().unwrap_or_else(|| ingest.inflight.reservation());
+            let sender = request.extensions().get::<Authenticated>().and_then(|a| a.0.clone());
             let body = request.into_inner();
             let result = reservation
                 .reserve(decode_estimate(S::SIGNAL, Encoding::Protobuf, body.len()))
-                .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body));
+                .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body, sender));
             drop((body, reservation));
             match result {
                 Ok(outcome) => Ok(tonic::Response::new(encode_response(S::SIGNAL, Encoding::Protobuf, outcome.rejected, outcome.message))),
@@ -170,6 +175,11 @@ where
             if req.uri().path() != expected {
                 return Ok(Status::unimplemented(format!("unknown method {}", req.uri().path())).into_http());
             }
+            // The key is checked before any of the body is read.
+            let sender = match ingest.auth.sender(req.headers()) {
+                Ok(s) => s,
+                Err(e) => return Ok(e.to_status().into_http()),
+            };
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
             let max = ingest.max_body_bytes;
@@ -179,6 +189,7 @@ where
             let reservation = ingest.inflight.reservation();
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(reservation.clone());
+            parts.extensions.insert(Authenticated(sender));
             let req = http::Request::from_parts(parts, LimitedBody::new(body, reservation, max, gzip));
             let mut grpc = Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())

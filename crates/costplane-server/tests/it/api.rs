@@ -35,6 +35,9 @@ async fn call(app: &axum::Router, method: &str, uri: &str, key: Option<&str>, bo
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
     }
+    if !body.is_empty() {
+        req = req.header("content-type", "application/json");
+    }
     let resp = app.clone().oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();

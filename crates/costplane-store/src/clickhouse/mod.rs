@@ -50,7 +50,7 @@ use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 
 use crate::verify::{self as check, FoundColumn};
-use crate::{is_read_only_statement, result_cell, Dialect, Param, QueryResult, Store, StoreError};
+use crate::{result_cell, Dialect, Param, QueryLimits, QueryResult, Store, StoreError};
 use errors::Op;
 pub use schema::SchemaOptions;
 
@@ -62,16 +62,34 @@ pub enum BodyCompression {
     None,
 }
 
-/// Connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Connection settings. `https://` URLs are verified against the Mozilla
+/// root certificates (webpki-roots), plus `ca_file` when given (a private
+/// CA). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClickHouseConfig {
-    /// e.g. `http://127.0.0.1:8123`
+    /// e.g. `http://127.0.0.1:8123` or `https://host:8443`
     pub url: String,
     pub user: String,
     pub password: Option<String>,
     pub compression: BodyCompression,
     pub request_timeout: Duration,
     pub schema: SchemaOptions,
+    /// PEM CA certificate(s) to trust for `https://` besides the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("compression", &self.compression)
+            .field("request_timeout", &self.request_timeout)
+            .field("schema", &self.schema)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl Default for ClickHouseConfig {
@@ -83,6 +101,7 @@ impl Default for ClickHouseConfig {
             compression: BodyCompression::Gzip,
             request_timeout: Duration::from_secs(30),
             schema: SchemaOptions::default(),
+            ca_file: None,
         }
     }
 }
@@ -116,11 +135,17 @@ impl ClickHouseStore {
 
     /// A client that only reads (no connection check, no schema changes).
     pub fn for_queries(config: ClickHouseConfig) -> Result<Self, StoreError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
+        let mut builder = reqwest::Client::builder().timeout(config.request_timeout).pool_idle_timeout(Duration::from_secs(50));
+        if let Some(ca_file) = &config.ca_file {
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| StoreError::Unavailable(format!("cannot read the ClickHouse CA file {}: {e}", ca_file.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| StoreError::Unavailable(format!("{} holds no usable PEM certificate: {e}", ca_file.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
         Ok(ClickHouseStore { http, config })
     }
 
@@ -328,8 +353,37 @@ impl Store for ClickHouseStore {
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        is_read_only_statement(sql).map_err(StoreError::NotReadOnly)?;
-        self.query_with(sql, &[]).await
+        self.query_limited(sql, &QueryLimits::default()).await
+    }
+
+    async fn query_limited(&self, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+        // ClickHouse decides: readonly=1 refuses writes, setting changes and
+        // table functions (url, s3, remote, file, ...: they need CREATE
+        // TEMPORARY TABLE, which readonly=1 withholds); its HTTP interface
+        // refuses several statements in one request. Rows past the limit
+        // end the query early ('break') and are cut here.
+        let bounds = [
+            ("readonly", "1".to_owned()),
+            ("max_execution_time", limits.timeout.as_secs().max(1).to_string()),
+            ("max_result_rows", limits.max_rows.saturating_add(1).to_string()),
+            ("result_overflow_mode", "break".to_owned()),
+            ("max_memory_usage", limits.max_memory_bytes.to_string()),
+        ];
+        let mut result =
+            match tokio::time::timeout(limits.timeout + std::time::Duration::from_secs(2), self.select(sql, &[], &bounds)).await {
+                Ok(r) => r.map_err(|e| match e {
+                    StoreError::Unexpected(m) | StoreError::Rejected(m) if m.contains("readonly") || m.contains("READONLY") => {
+                        StoreError::NotReadOnly(format!("ClickHouse refused it in read-only mode: {m}"))
+                    }
+                    other => other,
+                })?,
+                Err(_) => return Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?})", limits.timeout))),
+            };
+        if result.rows.len() > limits.max_rows {
+            result.rows.truncate(limits.max_rows);
+            result.truncated = true;
+        }
+        Ok(result)
     }
 
     fn dialect(&self) -> Dialect {
@@ -413,14 +467,37 @@ impl Store for ClickHouseStore {
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        self.select(sql, params, &[("readonly", "2".to_owned())]).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let url = format!("{}/ping", self.config.url.trim_end_matches('/'));
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url)))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("ClickHouse at {} answered {} to /ping", self.config.url, resp.status())))
+        }
+    }
+}
+
+impl ClickHouseStore {
+    /// Runs a query answering JSONCompact, with `bounds` (readonly and
+    /// limits) among its settings.
+    async fn select(&self, sql: &str, params: &[Param], bounds: &[(&'static str, String)]) -> Result<QueryResult, StoreError> {
         let mut settings = vec![
             self.database_param(),
             ("default_format", "JSONCompact".to_owned()),
-            ("readonly", "2".to_owned()),
             ("output_format_json_quote_64bit_integers", "0".to_owned()),
             // Decimals as strings: money stays exact.
             ("output_format_json_quote_decimals", "1".to_owned()),
         ];
+        settings.extend(bounds.iter().map(|(k, v)| (*k, v.clone())));
         let names: Vec<String> = (0..params.len()).map(|i| format!("param_p{i}")).collect();
         for (name, p) in names.iter().zip(params) {
             let value = match p {
@@ -448,21 +525,7 @@ impl Store for ClickHouseStore {
             columns: parsed.meta.iter().map(|m| m.name.clone()).collect(),
             types: parsed.meta.into_iter().map(|m| m.ty).collect(),
             rows: parsed.data.into_iter().map(|row| row.into_iter().map(result_cell).collect()).collect(),
+            truncated: false,
         })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let url = format!("{}/ping", self.config.url.trim_end_matches('/'));
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url)))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!("ClickHouse at {} answered {} to /ping", self.config.url, resp.status())))
-        }
     }
 }

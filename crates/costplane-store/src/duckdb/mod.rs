@@ -26,6 +26,7 @@
 //!   (`Rejected`); locks, conflicts and I/O are `Unavailable`; missing tables
 //!   or columns are `Schema`; anything else is `Unexpected` and retried.
 
+mod adhoc;
 mod arrow;
 mod errors;
 pub mod schema;
@@ -43,7 +44,7 @@ use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 use duckdb::{AccessMode, Config, Connection};
 
-use crate::{is_read_only_statement, Dialect, Param, QueryResult, Store, StoreError};
+use crate::{Dialect, Param, QueryLimits, QueryResult, Store, StoreError};
 
 /// The file name of the embedded store inside the data directory.
 pub const FILE_NAME: &str = "costplane.duckdb";
@@ -53,6 +54,8 @@ pub struct DuckDbStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// Ad-hoc user SQL runs here, one query at a time (`adhoc.rs`).
+    adhoc: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for DuckDbStore {
@@ -94,7 +97,13 @@ impl DuckDbStore {
 
     fn with_connections(path: PathBuf, conn: Connection) -> Result<Self, StoreError> {
         let reader = conn.try_clone().map_err(db_err)?;
-        Ok(DuckDbStore { path, writer: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)) })
+        let adhoc = conn.try_clone().map_err(db_err)?;
+        Ok(DuckDbStore {
+            path,
+            writer: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
+            adhoc: Arc::new(Mutex::new(adhoc)),
+        })
     }
 
     /// Opens an existing store read-only, for `costplane sql` while no server runs.
@@ -327,14 +336,18 @@ fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<Quer
         .collect();
     let batches: Vec<RecordBatch> =
         stmt.query_arrow(duckdb::params_from_iter(values)).map_err(|e| StoreError::Rejected(e.to_string()))?.collect();
-    let schema = stmt.schema();
+    rows_of(&batches, &stmt.schema())
+}
+
+fn rows_of(batches: &[RecordBatch], schema: &::arrow::datatypes::SchemaRef) -> Result<QueryResult, StoreError> {
     let mut result = QueryResult {
         columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
         types: schema.fields().iter().map(|f| f.data_type().to_string()).collect(),
         rows: Vec::new(),
+        truncated: false,
     };
     let options = FormatOptions::default();
-    for rb in &batches {
+    for rb in batches {
         for row in 0..rb.num_rows() {
             let values = rb
                 .columns()
@@ -377,8 +390,28 @@ impl Store for DuckDbStore {
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        is_read_only_statement(sql).map_err(StoreError::NotReadOnly)?;
-        self.query_with(sql, &[]).await
+        self.query_limited(sql, &QueryLimits::default()).await
+    }
+
+    async fn query_limited(&self, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+        let conn = Arc::clone(&self.adhoc);
+        let (sql, max_rows) = (sql.to_owned(), limits.max_rows);
+        // Taken before the query starts, so the timer can stop it.
+        let interrupt = conn.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?.interrupt_handle();
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?;
+            let (batches, schema, truncated) = adhoc::run_read_only(&conn, &sql, max_rows)?;
+            let mut result = rows_of(&batches, &schema)?;
+            result.truncated = truncated;
+            Ok(result)
+        });
+        match tokio::time::timeout(limits.timeout, task).await {
+            Ok(joined) => joined.map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?,
+            Err(_) => {
+                interrupt.interrupt();
+                Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?}) and was stopped", limits.timeout)))
+            }
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
