@@ -261,7 +261,7 @@ def metrics_costs(server, exclude_service="costplane-api"):
     assert status == 200
     total = Decimal(0)
     for line in body.decode().splitlines():
-        if line.startswith("costplane_cost_month_to_date{") and f'service="{exclude_service}"' not in line:
+        if line.startswith("costplane_cost_month_to_date_usd{") and f'service="{exclude_service}"' not in line:
             total += Decimal(line.rsplit(" ", 1)[1])
     return total
 
