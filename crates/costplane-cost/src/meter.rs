@@ -33,9 +33,7 @@ use std::sync::Arc;
 
 use chrono::DateTime;
 use costplane_telemetry::model::{ResourceInfo, TelemetryBatch};
-use costplane_telemetry::usage::{
-    hour_of, round_money, CallKind, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, DAY_NS, HOUR_NS,
-};
+use costplane_telemetry::usage::{hour_of, round_money, CallKind, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, DAY_NS, HOUR_NS};
 use rust_decimal::Decimal;
 
 use crate::catalog::Catalog;
@@ -298,7 +296,8 @@ impl Meter {
                 let thousands = Decimal::from(u.items) / Decimal::from(1000u32);
                 let queries = u.signal == QUERIES;
                 // checked: a rate near Decimal's limit books 0 rather than panicking.
-                let cost = if queries { thousands.checked_mul(self.rates.queries_per_1000) } else { gib.checked_mul(self.rates.ingest_per_gib) };
+                let cost =
+                    if queries { thousands.checked_mul(self.rates.queries_per_1000) } else { gib.checked_mul(self.rates.ingest_per_gib) };
                 LedgerRow {
                     charge_period_start_ns: u.hour_ns,
                     charge_period_end_ns: u.hour_ns.saturating_add(HOUR_NS),
@@ -353,15 +352,8 @@ impl Meter {
                 None => llm::price_with(&self.catalog, u, day, self.provided_cost),
             };
             let provider = if u.provider.is_empty() { cost.provider.clone().unwrap_or_default() } else { u.provider.clone() };
-            let key_base = (
-                row.hour_ns,
-                row.tenant.clone(),
-                row.project.clone(),
-                row.service.clone(),
-                provider,
-                u.model.clone(),
-                u.operation.clone(),
-            );
+            let key_base =
+                (row.hour_ns, row.tenant.clone(), row.project.clone(), row.service.clone(), provider, u.model.clone(), u.operation.clone());
             let publisher = cost.provider.clone().unwrap_or_default();
             let new_row = || (Decimal::ZERO, Decimal::ZERO, publisher.clone());
             // A row per token kind; a provided cost is split over the kinds

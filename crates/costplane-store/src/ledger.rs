@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use costplane_ledger::{
-    scope, CallKind, CostFilter, CostSum, Dimension, HourState, LedgerReplacement, LedgerRow, LlmUsage, LlmUsageRow, Step,
-    TelemetryUsage, HOUR_NS,
+    scope, CallKind, CostFilter, CostSum, Dimension, HourState, LedgerReplacement, LedgerRow, LlmUsage, LlmUsageRow, Step, TelemetryUsage,
+    HOUR_NS,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -303,8 +303,14 @@ impl Ledger {
             group.push(format!("d{i}"));
         }
         select.extend(
-            ["sum(BilledCost) AS cost", "sum(ConsumedQuantity) AS quantity", "min(ConsumedUnit) AS unit_min", "max(ConsumedUnit) AS unit_max", "count(*) AS n"]
-                .map(String::from),
+            [
+                "sum(BilledCost) AS cost",
+                "sum(ConsumedQuantity) AS quantity",
+                "min(ConsumedUnit) AS unit_min",
+                "max(ConsumedUnit) AS unit_max",
+                "count(*) AS n",
+            ]
+            .map(String::from),
         );
         let mut sql = format!("SELECT {} FROM {LEDGER_TABLE} WHERE {w}", select.join(", "));
         if !group.is_empty() {

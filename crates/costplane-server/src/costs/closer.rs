@@ -218,7 +218,9 @@ impl Closer {
             let stale = match states.get(&(hour, scope_name.to_owned())) {
                 None => true,
                 Some(s) => {
-                    s.usage_rows != n || s.status != status || (status == PROVISIONAL && s.price_version != price_version(&meter, scope_name))
+                    s.usage_rows != n
+                        || s.status != status
+                        || (status == PROVISIONAL && s.price_version != price_version(&meter, scope_name))
                 }
             };
             if stale {
@@ -257,11 +259,8 @@ impl Closer {
                     .collect::<HashSet<_>>()
                     .into_iter()
                     .collect();
-                let covered = if rollup_traces.is_empty() {
-                    HashSet::new()
-                } else {
-                    self.ledger.traces_with_model_usage(&rollup_traces).await?
-                };
+                let covered =
+                    if rollup_traces.is_empty() { HashSet::new() } else { self.ledger.traces_with_model_usage(&rollup_traces).await? };
                 meter.llm_ledger(&usage.llm, &|r| !covered.contains(&r.trace_id), status)
             }
             _ => Vec::new(),

@@ -250,7 +250,8 @@ type Chunk = Result<String, ApiError>;
 fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Body {
     let stream = futures::stream::once(async move {
         let mut out = csv::line(
-            &["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost", "charge_status"].map(String::from),
+            &["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost", "charge_status"]
+                .map(String::from),
         );
         let usage = state.ledger().telemetry_usage(from, to, caller.tenant()).await?;
         let dims = [

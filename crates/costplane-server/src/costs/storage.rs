@@ -33,8 +33,9 @@ const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
 fn days_in_month(day_ns: i64) -> u32 {
     let d = DateTime::from_timestamp_nanos(day_ns).date_naive();
     let first = NaiveDate::from_ymd_opt(d.year(), d.month(), 1).expect("a month's first day");
-    let next = if d.month() == 12 { NaiveDate::from_ymd_opt(d.year() + 1, 1, 1) } else { NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1) }
-        .expect("the next month's first day");
+    let next =
+        if d.month() == 12 { NaiveDate::from_ymd_opt(d.year() + 1, 1, 1) } else { NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1) }
+            .expect("the next month's first day");
     u32::try_from((next - first).num_days()).unwrap_or(30)
 }
 
@@ -89,7 +90,12 @@ pub async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measured: &[
             usage
                 .iter()
                 .filter(|u| u.bytes > 0)
-                .map(|u| ((u.tenant.clone(), u.project.clone(), u.service.clone(), m.signal.clone()), Decimal::from(u.bytes) / Decimal::from(total)))
+                .map(|u| {
+                    (
+                        (u.tenant.clone(), u.project.clone(), u.service.clone(), m.signal.clone()),
+                        Decimal::from(u.bytes) / Decimal::from(total),
+                    )
+                })
                 .collect()
         };
         for (key, share) in shares {
@@ -202,7 +208,10 @@ mod tests {
         assert_eq!(r.allocation_ratio, Some(d("8053063.68")));
         assert!(r.allocation_method.starts_with("test; apportioned"), "{}", r.allocation_method);
         assert_eq!((r.charge_period_start_ns, r.charge_period_end_ns), (DAY, DAY + DAY_NS));
-        assert_eq!((r.usage_type.as_str(), r.sku_id.as_str(), r.price_version.as_str()), ("storage", "telemetry/storage/traces", "storage-rate:6"));
+        assert_eq!(
+            (r.usage_type.as_str(), r.sku_id.as_str(), r.price_version.as_str()),
+            ("storage", "telemetry/storage/traces", "storage-rate:6")
+        );
         // 2.25 GiB / 30 days = 0.075 GiB-months.
         assert_eq!(r.pricing_quantity, d("0.075"));
         // The embedded store measures itself without an error.

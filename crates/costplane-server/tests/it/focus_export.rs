@@ -105,14 +105,17 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
         &|_| true,
         "closed",
     );
-    ledger.extend(meter.telemetry_ledger(&[
-        telemetry(T, ["acme", "shop", "checkout"], "traces", 8, 12_345),
-        telemetry(T, ["=evil", "-x", "@svc"], "logs", 3, 999),
-        // 2026-10-31T23:00:00Z: the last hour of the month, ending on its exclusive end.
-        telemetry(T + (25 * 24 + 13) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
-        // November: not in October's file.
-        telemetry(T + (25 * 24 + 14) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
-    ], "closed"));
+    ledger.extend(meter.telemetry_ledger(
+        &[
+            telemetry(T, ["acme", "shop", "checkout"], "traces", 8, 12_345),
+            telemetry(T, ["=evil", "-x", "@svc"], "logs", 3, 999),
+            // 2026-10-31T23:00:00Z: the last hour of the month, ending on its exclusive end.
+            telemetry(T + (25 * 24 + 13) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
+            // November: not in October's file.
+            telemetry(T + (25 * 24 + 14) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
+        ],
+        "closed",
+    ));
     crate::support::write_ledger(store.as_ref(), ledger).await;
 
     let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };

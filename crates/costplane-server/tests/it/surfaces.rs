@@ -63,12 +63,17 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
     // The server's own closer prices at zero (default rates), so the
     // queries these requests add and the usage written below for the
     // storage shares leave the totals alone.
-    let config = PipelineConfig { dead_letter_dir: std::env::temp_dir().join(format!("dl-{}", rand::random::<u64>())), ..PipelineConfig::default() };
+    let config =
+        PipelineConfig { dead_letter_dir: std::env::temp_dir().join(format!("dl-{}", rand::random::<u64>())), ..PipelineConfig::default() };
     let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
     let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
     let costs = CostState::new(Arc::clone(&store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
     let keys = vec![ApiKey { key: ADMIN.into(), tenant: None, role: Some("admin".into()) }];
-    let app = router(ApiState { pipeline: handle.pipeline().clone(), store: Arc::clone(&store), inflight: InflightLimit::new(1 << 20) }, costs, keys);
+    let app = router(
+        ApiState { pipeline: handle.pipeline().clone(), store: Arc::clone(&store), inflight: InflightLimit::new(1 << 20) },
+        costs,
+        keys,
+    );
     std::mem::forget(handle);
 
     // The month's costs, made by a meter with every rate set.

@@ -355,7 +355,8 @@ impl Store for ClickHouseStore {
 
     async fn stored_bytes(&self) -> Result<Vec<crate::StoredBytes>, StoreError> {
         // Active parts of this database's telemetry tables, per day partition.
-        let sql = "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
+        let sql =
+            "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
                    toUnixTimestamp64Nano(toDateTime64(toDate(partition), 9)) AS day, sum(data_compressed_bytes) FROM system.parts \
                    WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
                    AND partition LIKE '____-__-__' GROUP BY signal, day ORDER BY signal, day";

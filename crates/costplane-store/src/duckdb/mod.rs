@@ -415,13 +415,8 @@ impl Store for DuckDbStore {
             ("logs", &["otel_logs"][..]),
             (
                 "metrics",
-                &[
-                    "otel_metrics_gauge",
-                    "otel_metrics_sum",
-                    "otel_metrics_histogram",
-                    "otel_metrics_exp_histogram",
-                    "otel_metrics_summary",
-                ][..],
+                &["otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exp_histogram", "otel_metrics_summary"]
+                    [..],
             ),
         ] {
             let mut blocks = 0i64;

@@ -268,7 +268,10 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
         let sums = ledger.sum_costs(&window, &[Dimension::Source, Dimension::ChargeStatus], None).await.unwrap();
         // gpt-4o: 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035, in two rows (input, output).
         let llm = &sums[0];
-        assert_eq!((llm.dims.clone(), llm.cost, llm.quantity, llm.rows), (vec!["llm".into(), status.into()], d("0.0035"), Some(d("1100")), 2));
+        assert_eq!(
+            (llm.dims.clone(), llm.cost, llm.quantity, llm.rows),
+            (vec!["llm".into(), status.into()], d("0.0035"), Some(d("1100")), 2)
+        );
         // Telemetry ingest: bytes x 2 / 2^30, rounded to 12 places, half-even.
         let expected = round_money(Decimal::from(bytes) * Decimal::from(2) / Decimal::from(1_073_741_824u64));
         assert_eq!((sums[1].dims[0].as_str(), sums[1].cost, sums.len()), ("telemetry", expected, 2), "{sums:?}");
@@ -328,7 +331,14 @@ pub async fn one_ledger_row_per_key_per_closed_hour(b: &Backend) {
         (scope::TELEMETRY, meter.telemetry_ledger(&telemetry.telemetry, CLOSED), telemetry.rows),
     ] {
         let revision = next_revision();
-        replacement.hours.push(HourState { hour_ns: hour, scope: scope_name.into(), revision, status: CLOSED.into(), usage_rows: n, price_version: "v".into() });
+        replacement.hours.push(HourState {
+            hour_ns: hour,
+            scope: scope_name.into(),
+            revision,
+            status: CLOSED.into(),
+            usage_rows: n,
+            price_version: "v".into(),
+        });
         replacement.rows.extend(rows.into_iter().map(|r| LedgerRow { revision, ..r }));
     }
     ledger.replace_window(&replacement).await.unwrap();
