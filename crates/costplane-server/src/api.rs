@@ -36,6 +36,8 @@ pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
 /// [`router`], with `/metrics` serving cost series from `metrics`.
 pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics: Arc<MetricsCache>) -> Router {
     let keys = Arc::new(keys);
+    // Cost the closer books feeds the cost counters on /metrics.
+    costs.closer.observe(Arc::clone(&metrics.counters) as Arc<dyn crate::costs::closer::LedgerObserver>);
     let api = Router::new()
         .route("/api/v1/sql", post(sql))
         .with_state(state.clone())
@@ -48,6 +50,7 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::costs::metrics::time_queries))
         .merge(Router::new().route("/metrics", get(crate::costs::metrics::metrics)).with_state(MetricsState {
             costs,
             pipeline: state.pipeline.clone(),

@@ -587,20 +587,29 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
-    /// Per label (tenant, project, service, model): how many values keep
-    /// their name (those with the largest cost this month); the rest are
-    /// summed into `other`.
+    /// Per label (service, tenant, project, provider, model): how many
+    /// values keep their name (the gauge: those with the largest cost this
+    /// month; the counters: see `costs::metrics`); the rest are `other`.
     pub max_series_per_label: usize,
     /// Longest label value, in bytes; longer values are cut.
     pub max_label_value_bytes: usize,
     /// How long the cost series are served before the ledger is read again
     /// (in the background; scrapes meanwhile get the last series).
     pub cache_ttl: String,
+    /// Monthly budgets in USD (decimal strings) by tenant, `"*"` for all
+    /// tenants together: `costplane_budget_monthly_usd`, which the
+    /// `CostplaneBudgetThreshold` alert compares month-to-date cost with.
+    pub budgets: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        MetricsSection { max_series_per_label: 100, max_label_value_bytes: 128, cache_ttl: "15s".into() }
+        MetricsSection {
+            max_series_per_label: 100,
+            max_label_value_bytes: 128,
+            cache_ttl: "15s".into(),
+            budgets: std::collections::BTreeMap::new(),
+        }
     }
 }
 
@@ -612,6 +621,12 @@ impl MetricsSection {
     fn validate(&self) -> Result<(), String> {
         if self.max_label_value_bytes == 0 {
             return Err("metrics.max_label_value_bytes must be at least 1".into());
+        }
+        for (scope, usd) in &self.budgets {
+            match rust_decimal::Decimal::from_str_exact(usd) {
+                Ok(d) if !d.is_sign_negative() => {}
+                _ => return Err(format!("metrics.budgets.{scope}: {usd:?} is not a non-negative decimal amount")),
+            }
         }
         self.cache_ttl().map(|_| ())
     }

@@ -10,6 +10,11 @@
 //!   hour is open, `closed` after. Late usage for a closed hour (a replay
 //!   of the disk buffer, a late LLM span) re-closes that hour from all its
 //!   usage: booked once, never dropped, never doubled.
+//! - Booked cost is handed to a [`LedgerObserver`] (the `/metrics`
+//!   counters) as the increase of each row key over the revision this
+//!   process last wrote for its (hour, scope), or over the stored revision
+//!   the first time it replaces one: re-closing an hour adds only what is
+//!   new, and a decrease (repricing) is left to the gauges.
 //! - Storage cost is written once a day (see [`Closer::close_storage`]).
 //! - Repricing ([`Closer::reprice`]) and price reloads go through the same
 //!   lock as closing, so they never race with it; the ingest path only
@@ -120,6 +125,15 @@ pub struct Closer {
     timing: Timing,
     /// Held while closing, repricing or reloading; the time of the last refresh.
     lock: tokio::sync::Mutex<Option<Instant>>,
+    observer: RwLock<Option<Arc<dyn LedgerObserver>>>,
+    /// Cost per row key of the revision last written, per (hour, scope).
+    booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Decimal>>>,
+}
+
+/// Told how much cost the ledger gained (the `/metrics` cost counters).
+pub trait LedgerObserver: Send + Sync {
+    /// `rows` carry, per row key, the increase of `cost` just booked.
+    fn booked(&self, rows: &[LedgerRow]);
 }
 
 impl std::fmt::Debug for Closer {
@@ -134,7 +148,94 @@ fn now_ns() -> i64 {
 
 impl Closer {
     pub fn new(ledger: Ledger, meter: Arc<Meter>, source: PriceSource, timing: Timing) -> Closer {
-        Closer { ledger, meter: RwLock::new(meter), source, timing, lock: tokio::sync::Mutex::new(None) }
+        Closer {
+            ledger,
+            meter: RwLock::new(meter),
+            source,
+            timing,
+            lock: tokio::sync::Mutex::new(None),
+            observer: RwLock::new(None),
+            booked: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sets who is told about booked cost (replacing any earlier observer).
+    pub fn observe(&self, observer: Arc<dyn LedgerObserver>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    /// After `replacement` was written: hands the increase per row key to
+    /// the observer. Hours this process has not written before are compared
+    /// with their stored rows (read before the replacement).
+    fn report_booked(&self, replacement: &LedgerReplacement, mut before: HashMap<(i64, String), HashMap<String, Decimal>>) {
+        let observer = self.observer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let hour_of_revision: HashMap<u64, (i64, String)> =
+            replacement.hours.iter().map(|s| (s.revision, (s.hour_ns, s.scope.clone()))).collect();
+        let mut fresh: HashMap<(i64, String), (HashMap<String, Decimal>, Vec<&LedgerRow>)> = HashMap::new();
+        for r in &replacement.rows {
+            let Some(k) = hour_of_revision.get(&r.revision) else { continue };
+            let (totals, rows) = fresh.entry(k.clone()).or_default();
+            let key = r.key();
+            if !totals.contains_key(&key) {
+                rows.push(r);
+            }
+            *totals.entry(key).or_default() += r.cost;
+        }
+        let mut booked = self.booked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut increases = Vec::new();
+        for state in &replacement.hours {
+            let hour_key = (state.hour_ns, state.scope.clone());
+            let (new, rows) = fresh.remove(&hour_key).unwrap_or_default();
+            let old = booked.remove(&hour_key).or_else(|| before.remove(&hour_key)).unwrap_or_default();
+            for r in rows {
+                let key = r.key();
+                let gained = new.get(&key).copied().unwrap_or_default() - old.get(&key).copied().unwrap_or_default();
+                if gained > Decimal::ZERO {
+                    increases.push(LedgerRow { cost: gained, ..r.clone() });
+                }
+            }
+            booked.insert(hour_key, new);
+        }
+        // Hours older than the lookback are never re-closed: forget them.
+        let oldest = hour_of(now_ns().saturating_sub(self.timing.lookback_ns));
+        booked.retain(|(hour, _), _| *hour >= oldest);
+        drop(booked);
+        if let (Some(o), false) = (observer, increases.is_empty()) {
+            o.booked(&increases);
+        }
+    }
+
+    /// Cost per row key of the stored revisions of the (hour, scope)s
+    /// `replacement` is about to replace that this process has not written
+    /// yet (none when nobody observes).
+    async fn stored_before(&self, replacement: &LedgerReplacement) -> Result<HashMap<(i64, String), HashMap<String, Decimal>>, StoreError> {
+        let mut out: HashMap<(i64, String), HashMap<String, Decimal>> = HashMap::new();
+        if self.observer.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return Ok(out);
+        }
+        let unknown: HashSet<(i64, String)> = {
+            let booked = self.booked.lock().unwrap_or_else(|p| p.into_inner());
+            replacement.hours.iter().map(|s| (s.hour_ns, s.scope.clone())).filter(|k| !booked.contains_key(k)).collect()
+        };
+        let (Some(from), Some(to)) = (unknown.iter().map(|k| k.0).min(), unknown.iter().map(|k| k.0).max()) else { return Ok(out) };
+        let to = to.saturating_add(HOUR_NS);
+        let stored: HashMap<u64, (i64, String)> = self
+            .ledger
+            .hour_states(from, to)
+            .await?
+            .into_iter()
+            .map(|s| (s.revision, (s.hour_ns, s.scope)))
+            .filter(|(_, k)| unknown.contains(k))
+            .collect();
+        if stored.is_empty() {
+            return Ok(out);
+        }
+        for r in self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await? {
+            if let Some(k) = stored.get(&r.revision) {
+                *out.entry(k.clone()).or_default().entry(r.key()).or_default() += r.cost;
+            }
+        }
+        Ok(out)
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -238,7 +339,9 @@ impl Closer {
         }
         let n = replacement.hours.len();
         if n > 0 {
+            let before = self.stored_before(&replacement).await?;
             self.ledger.replace_window(&replacement).await?;
+            self.report_booked(&replacement, before);
             tracing::debug!(hours = n, "ledger hours refreshed");
         }
         Ok(n)

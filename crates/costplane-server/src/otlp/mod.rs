@@ -51,6 +51,7 @@ impl Ingest {
             tracing::debug!(%signal, rejected = conversion.rejected, reason = %m, "rejected items in an export request");
         }
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
+        self.pipeline.record_rejected(signal, rejected);
         let meta = RequestMeta { signal, encoding, received_ns, tenant: tenants_of(&batch) };
         self.pipeline.submit(Submission { meta, body, batch })?;
         Ok(ExportOutcome { accepted, rejected, message })
