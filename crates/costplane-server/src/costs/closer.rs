@@ -565,3 +565,68 @@ pub const METRIC_DIMENSIONS: [Dimension; 7] = [
     Dimension::PricingStatus,
     Dimension::Currency,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn row(usage_type: &str, cost: &str, tokens: u64, version: &str) -> LedgerRow {
+        LedgerRow {
+            charge_period_start_ns: 0,
+            charge_period_end_ns: HOUR_NS,
+            cost: Decimal::from_str(cost).unwrap(),
+            billing_currency: "USD".into(),
+            charge_class: None,
+            service_name: "acme models".into(),
+            service_category: "AI and Machine Learning".into(),
+            provider_name: "acme".into(),
+            publisher_name: "acme".into(),
+            resource_id: "globex/ai/assistant".into(),
+            resource_name: "assistant".into(),
+            consumed_quantity: Decimal::from(tokens),
+            consumed_unit: "Tokens".into(),
+            pricing_quantity: Decimal::from(tokens) / Decimal::from(1_000_000),
+            pricing_unit: "1M Tokens".into(),
+            sku_id: format!("acme/acme-internal/{usage_type}"),
+            tags: "{}".into(),
+            tenant: "globex".into(),
+            project: "ai".into(),
+            service: "assistant".into(),
+            source: "llm".into(),
+            model: "acme-internal".into(),
+            operation: "chat".into(),
+            usage_type: usage_type.into(),
+            pricing_status: "priced".into(),
+            price_version: version.into(),
+            charge_status: CLOSED.into(),
+            revision: 1,
+            allocation_ratio: None,
+            allocation_method: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_exported_hour_keeps_its_rows_and_gets_corrections_for_the_difference() {
+        // 500,000 input tokens at $1/M = 0.5 and 250,000 output at $2/M = 0.5,
+        // repriced to $2/M and $4/M: 1.0 and 1.0.
+        let before = vec![row("input", "0.5", 500_000, "v1"), row("output", "0.5", 250_000, "v1")];
+        let after = vec![row("input", "1.0", 500_000, "v2"), row("output", "1.0", 250_000, "v2")];
+        let rows = with_corrections(before.clone(), &after);
+        assert_eq!(&rows[..2], &before[..], "the rows as exported stay");
+        let corrections: Vec<(&str, Decimal, Decimal, &str, Option<&str>)> = rows[2..]
+            .iter()
+            .map(|r| (r.usage_type.as_str(), r.cost, r.consumed_quantity, r.price_version.as_str(), r.charge_class.as_deref()))
+            .collect();
+        // +0.5 each (1.0 - 0.5), no change in tokens, at the new version.
+        let half = Decimal::from_str("0.5").unwrap();
+        assert_eq!(
+            corrections,
+            [("input", half, Decimal::ZERO, "v2", Some("Correction")), ("output", half, Decimal::ZERO, "v2", Some("Correction"))]
+        );
+        assert_eq!(rows.iter().map(|r| r.cost).sum::<Decimal>(), Decimal::from(2));
+        // Repricing again to the same prices adds nothing more.
+        let again = with_corrections(rows.clone(), &after);
+        assert_eq!(again, rows);
+    }
+}
