@@ -126,15 +126,20 @@ pub struct Closer {
     /// Held while closing, repricing or reloading; the time of the last refresh.
     lock: tokio::sync::Mutex<Option<Instant>>,
     observer: RwLock<Option<Arc<dyn LedgerObserver>>>,
-    /// Cost per row key of the revision last written, per (hour, scope).
-    booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Decimal>>>,
+    /// (cost, consumed quantity) per row key of the revision last written,
+    /// per (hour, scope).
+    booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Booked>>>,
 }
 
 /// Told how much cost the ledger gained (the `/metrics` cost counters).
 pub trait LedgerObserver: Send + Sync {
-    /// `rows` carry, per row key, the increase of `cost` just booked.
+    /// `rows` carry, per row key, the increase of `cost` and of
+    /// `consumed_quantity` just booked (never negative).
     fn booked(&self, rows: &[LedgerRow]);
 }
+
+/// Cost and consumed quantity of one row key.
+type Booked = (Decimal, Decimal);
 
 impl std::fmt::Debug for Closer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,11 +172,11 @@ impl Closer {
     /// After `replacement` was written: hands the increase per row key to
     /// the observer. Hours this process has not written before are compared
     /// with their stored rows (read before the replacement).
-    fn report_booked(&self, replacement: &LedgerReplacement, mut before: HashMap<(i64, String), HashMap<String, Decimal>>) {
+    fn report_booked(&self, replacement: &LedgerReplacement, mut before: HashMap<(i64, String), HashMap<String, Booked>>) {
         let observer = self.observer.read().unwrap_or_else(|p| p.into_inner()).clone();
         let hour_of_revision: HashMap<u64, (i64, String)> =
             replacement.hours.iter().map(|s| (s.revision, (s.hour_ns, s.scope.clone()))).collect();
-        let mut fresh: HashMap<(i64, String), (HashMap<String, Decimal>, Vec<&LedgerRow>)> = HashMap::new();
+        let mut fresh: HashMap<(i64, String), (HashMap<String, Booked>, Vec<&LedgerRow>)> = HashMap::new();
         for r in &replacement.rows {
             let Some(k) = hour_of_revision.get(&r.revision) else { continue };
             let (totals, rows) = fresh.entry(k.clone()).or_default();
@@ -179,7 +184,9 @@ impl Closer {
             if !totals.contains_key(&key) {
                 rows.push(r);
             }
-            *totals.entry(key).or_default() += r.cost;
+            let t = totals.entry(key).or_default();
+            t.0 += r.cost;
+            t.1 += r.consumed_quantity;
         }
         let mut booked = self.booked.lock().unwrap_or_else(|p| p.into_inner());
         let mut increases = Vec::new();
@@ -189,9 +196,10 @@ impl Closer {
             let old = booked.remove(&hour_key).or_else(|| before.remove(&hour_key)).unwrap_or_default();
             for r in rows {
                 let key = r.key();
-                let gained = new.get(&key).copied().unwrap_or_default() - old.get(&key).copied().unwrap_or_default();
-                if gained > Decimal::ZERO {
-                    increases.push(LedgerRow { cost: gained, ..r.clone() });
+                let (now, was) = (new.get(&key).copied().unwrap_or_default(), old.get(&key).copied().unwrap_or_default());
+                let (cost, quantity) = ((now.0 - was.0).max(Decimal::ZERO), (now.1 - was.1).max(Decimal::ZERO));
+                if cost > Decimal::ZERO || quantity > Decimal::ZERO {
+                    increases.push(LedgerRow { cost, consumed_quantity: quantity, ..r.clone() });
                 }
             }
             booked.insert(hour_key, new);
@@ -208,8 +216,8 @@ impl Closer {
     /// Cost per row key of the stored revisions of the (hour, scope)s
     /// `replacement` is about to replace that this process has not written
     /// yet (none when nobody observes).
-    async fn stored_before(&self, replacement: &LedgerReplacement) -> Result<HashMap<(i64, String), HashMap<String, Decimal>>, StoreError> {
-        let mut out: HashMap<(i64, String), HashMap<String, Decimal>> = HashMap::new();
+    async fn stored_before(&self, replacement: &LedgerReplacement) -> Result<HashMap<(i64, String), HashMap<String, Booked>>, StoreError> {
+        let mut out: HashMap<(i64, String), HashMap<String, Booked>> = HashMap::new();
         if self.observer.read().unwrap_or_else(|p| p.into_inner()).is_none() {
             return Ok(out);
         }
@@ -232,7 +240,9 @@ impl Closer {
         }
         for r in self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await? {
             if let Some(k) = stored.get(&r.revision) {
-                *out.entry(k.clone()).or_default().entry(r.key()).or_default() += r.cost;
+                let t = out.entry(k.clone()).or_default().entry(r.key()).or_default();
+                t.0 += r.cost;
+                t.1 += r.consumed_quantity;
             }
         }
         Ok(out)
