@@ -270,7 +270,10 @@ def llm():
             panel("table", "Cost per call by model", [sql(
                 "SELECT c.model AS model, u.calls AS calls, c.cost AS cost, c.cost / u.calls AS cost_per_call FROM "
                 "(SELECT x_Model AS model, sum(BilledCost) AS cost FROM costplane_ledger "
-                "WHERE x_Source = 'llm' AND $__timeFilter(ChargePeriodStart) GROUP BY model) AS c "
+                "WHERE x_Source = 'llm' AND $__timeFilter(ChargePeriodStart) "
+                # The current revision of each hour only, as costplane's own surfaces read it.
+                "AND x_Revision IN (SELECT max(Revision) FROM costplane_ledger_hours GROUP BY Hour, Scope) "
+                "GROUP BY model) AS c "
                 "INNER JOIN (SELECT Model AS model, count() AS calls FROM costplane_usage_llm "
                 "WHERE $__timeFilter(Timestamp) GROUP BY model) AS u ON c.model = u.model "
                 "ORDER BY cost_per_call DESC", fmt=1)], w=24),

@@ -132,8 +132,11 @@ def test_every_clickhouse_panel_query_runs_on_data_costplane_wrote(tmp_path):
                 raise AssertionError(f"{e.code}: {e.read().decode()}\n{sql}") from None
 
         deadline = time.time() + 30
+        # Usage is stored with the telemetry; its ledger rows once the closer
+        # has priced the open hour (every ledger.refresh_secs).
         while time.time() < deadline and not (run("SELECT count() AS n FROM otel_logs")[0]["n"]
-                                              and run("SELECT count() AS n FROM costplane_usage_llm")[0]["n"]):
+                                              and run("SELECT count() AS n FROM costplane_usage_llm")[0]["n"]
+                                              and run("SELECT count() AS n FROM costplane_ledger WHERE x_Source = 'llm'")[0]["n"]):
             time.sleep(0.2)
         now = int(time.time())
         variables = {"service": "assistant", "min_duration_ms": "500", "trace_id": trace_id}

@@ -126,15 +126,20 @@ pub struct Closer {
     /// Held while closing, repricing or reloading; the time of the last refresh.
     lock: tokio::sync::Mutex<Option<Instant>>,
     observer: RwLock<Option<Arc<dyn LedgerObserver>>>,
-    /// Cost per row key of the revision last written, per (hour, scope).
-    booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Decimal>>>,
+    /// (cost, consumed quantity) per row key of the revision last written,
+    /// per (hour, scope).
+    booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Booked>>>,
 }
 
 /// Told how much cost the ledger gained (the `/metrics` cost counters).
 pub trait LedgerObserver: Send + Sync {
-    /// `rows` carry, per row key, the increase of `cost` just booked.
+    /// `rows` carry, per row key, the increase of `cost` and of
+    /// `consumed_quantity` just booked (never negative).
     fn booked(&self, rows: &[LedgerRow]);
 }
+
+/// Cost and consumed quantity of one row key.
+type Booked = (Decimal, Decimal);
 
 impl std::fmt::Debug for Closer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,11 +172,11 @@ impl Closer {
     /// After `replacement` was written: hands the increase per row key to
     /// the observer. Hours this process has not written before are compared
     /// with their stored rows (read before the replacement).
-    fn report_booked(&self, replacement: &LedgerReplacement, mut before: HashMap<(i64, String), HashMap<String, Decimal>>) {
+    fn report_booked(&self, replacement: &LedgerReplacement, mut before: HashMap<(i64, String), HashMap<String, Booked>>) {
         let observer = self.observer.read().unwrap_or_else(|p| p.into_inner()).clone();
         let hour_of_revision: HashMap<u64, (i64, String)> =
             replacement.hours.iter().map(|s| (s.revision, (s.hour_ns, s.scope.clone()))).collect();
-        let mut fresh: HashMap<(i64, String), (HashMap<String, Decimal>, Vec<&LedgerRow>)> = HashMap::new();
+        let mut fresh: HashMap<(i64, String), (HashMap<String, Booked>, Vec<&LedgerRow>)> = HashMap::new();
         for r in &replacement.rows {
             let Some(k) = hour_of_revision.get(&r.revision) else { continue };
             let (totals, rows) = fresh.entry(k.clone()).or_default();
@@ -179,7 +184,9 @@ impl Closer {
             if !totals.contains_key(&key) {
                 rows.push(r);
             }
-            *totals.entry(key).or_default() += r.cost;
+            let t = totals.entry(key).or_default();
+            t.0 += r.cost;
+            t.1 += r.consumed_quantity;
         }
         let mut booked = self.booked.lock().unwrap_or_else(|p| p.into_inner());
         let mut increases = Vec::new();
@@ -189,9 +196,10 @@ impl Closer {
             let old = booked.remove(&hour_key).or_else(|| before.remove(&hour_key)).unwrap_or_default();
             for r in rows {
                 let key = r.key();
-                let gained = new.get(&key).copied().unwrap_or_default() - old.get(&key).copied().unwrap_or_default();
-                if gained > Decimal::ZERO {
-                    increases.push(LedgerRow { cost: gained, ..r.clone() });
+                let (now, was) = (new.get(&key).copied().unwrap_or_default(), old.get(&key).copied().unwrap_or_default());
+                let (cost, quantity) = ((now.0 - was.0).max(Decimal::ZERO), (now.1 - was.1).max(Decimal::ZERO));
+                if cost > Decimal::ZERO || quantity > Decimal::ZERO {
+                    increases.push(LedgerRow { cost, consumed_quantity: quantity, ..r.clone() });
                 }
             }
             booked.insert(hour_key, new);
@@ -208,8 +216,8 @@ impl Closer {
     /// Cost per row key of the stored revisions of the (hour, scope)s
     /// `replacement` is about to replace that this process has not written
     /// yet (none when nobody observes).
-    async fn stored_before(&self, replacement: &LedgerReplacement) -> Result<HashMap<(i64, String), HashMap<String, Decimal>>, StoreError> {
-        let mut out: HashMap<(i64, String), HashMap<String, Decimal>> = HashMap::new();
+    async fn stored_before(&self, replacement: &LedgerReplacement) -> Result<HashMap<(i64, String), HashMap<String, Booked>>, StoreError> {
+        let mut out: HashMap<(i64, String), HashMap<String, Booked>> = HashMap::new();
         if self.observer.read().unwrap_or_else(|p| p.into_inner()).is_none() {
             return Ok(out);
         }
@@ -232,7 +240,9 @@ impl Closer {
         }
         for r in self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await? {
             if let Some(k) = stored.get(&r.revision) {
-                *out.entry(k.clone()).or_default().entry(r.key()).or_default() += r.cost;
+                let t = out.entry(k.clone()).or_default().entry(r.key()).or_default();
+                t.0 += r.cost;
+                t.1 += r.consumed_quantity;
             }
         }
         Ok(out)
@@ -565,3 +575,68 @@ pub const METRIC_DIMENSIONS: [Dimension; 7] = [
     Dimension::PricingStatus,
     Dimension::Currency,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn row(usage_type: &str, cost: &str, tokens: u64, version: &str) -> LedgerRow {
+        LedgerRow {
+            charge_period_start_ns: 0,
+            charge_period_end_ns: HOUR_NS,
+            cost: Decimal::from_str(cost).unwrap(),
+            billing_currency: "USD".into(),
+            charge_class: None,
+            service_name: "acme models".into(),
+            service_category: "AI and Machine Learning".into(),
+            provider_name: "acme".into(),
+            publisher_name: "acme".into(),
+            resource_id: "globex/ai/assistant".into(),
+            resource_name: "assistant".into(),
+            consumed_quantity: Decimal::from(tokens),
+            consumed_unit: "Tokens".into(),
+            pricing_quantity: Decimal::from(tokens) / Decimal::from(1_000_000),
+            pricing_unit: "1M Tokens".into(),
+            sku_id: format!("acme/acme-internal/{usage_type}"),
+            tags: "{}".into(),
+            tenant: "globex".into(),
+            project: "ai".into(),
+            service: "assistant".into(),
+            source: "llm".into(),
+            model: "acme-internal".into(),
+            operation: "chat".into(),
+            usage_type: usage_type.into(),
+            pricing_status: "priced".into(),
+            price_version: version.into(),
+            charge_status: CLOSED.into(),
+            revision: 1,
+            allocation_ratio: None,
+            allocation_method: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_exported_hour_keeps_its_rows_and_gets_corrections_for_the_difference() {
+        // 500,000 input tokens at $1/M = 0.5 and 250,000 output at $2/M = 0.5,
+        // repriced to $2/M and $4/M: 1.0 and 1.0.
+        let before = vec![row("input", "0.5", 500_000, "v1"), row("output", "0.5", 250_000, "v1")];
+        let after = vec![row("input", "1.0", 500_000, "v2"), row("output", "1.0", 250_000, "v2")];
+        let rows = with_corrections(before.clone(), &after);
+        assert_eq!(&rows[..2], &before[..], "the rows as exported stay");
+        let corrections: Vec<(&str, Decimal, Decimal, &str, Option<&str>)> = rows[2..]
+            .iter()
+            .map(|r| (r.usage_type.as_str(), r.cost, r.consumed_quantity, r.price_version.as_str(), r.charge_class.as_deref()))
+            .collect();
+        // +0.5 each (1.0 - 0.5), no change in tokens, at the new version.
+        let half = Decimal::from_str("0.5").unwrap();
+        assert_eq!(
+            corrections,
+            [("input", half, Decimal::ZERO, "v2", Some("Correction")), ("output", half, Decimal::ZERO, "v2", Some("Correction"))]
+        );
+        assert_eq!(rows.iter().map(|r| r.cost).sum::<Decimal>(), Decimal::from(2));
+        // Repricing again to the same prices adds nothing more.
+        let again = with_corrections(rows.clone(), &after);
+        assert_eq!(again, rows);
+    }
+}

@@ -342,8 +342,9 @@ async fn compute(
     let month_filter = CostFilter { from_ns: ns(from), to_ns: ns(to), tenant: tenant.clone(), equals: Vec::new() };
     let days_filter = CostFilter { from_ns: end - 30 * 24 * hour, to_ns: end, tenant, equals: Vec::new() };
     let ledger = state.ledger();
-    let sums = ledger.sum_costs(&month_filter, &MONTH_DIMENSIONS, None).await?;
-    let last_30_days = ledger.sum_costs(&days_filter, &[], None).await?.iter().map(|s| s.cost).sum::<Decimal>();
+    // Two ledger reads per refresh, side by side.
+    let (sums, days) = tokio::join!(ledger.sum_costs(&month_filter, &MONTH_DIMENSIONS, None), ledger.sum_costs(&days_filter, &[], None));
+    let (sums, last_30_days) = (sums?, days?.iter().map(|s| s.cost).sum::<Decimal>());
     let rows = sums
         .into_iter()
         .map(|s| {

@@ -135,7 +135,7 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
     let (_, metrics) = get(&app, "/metrics", ADMIN).await;
     let metrics: Decimal = metrics
         .lines()
-        .filter(|l| l.starts_with("costplane_cost_month_to_date{"))
+        .filter(|l| l.starts_with("costplane_cost_month_to_date_usd{"))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<Decimal>().unwrap())
         .sum();
     assert_eq!((api, chargeback, focus, metrics), (expected, expected, expected, expected));

@@ -501,6 +501,15 @@ impl SchemaOptions {
                 .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
             {
                 let column = column.trim().trim_end_matches(',');
+                // Rows of version 2 read these from what they have: LLM
+                // calls are booked at their own hour and are model calls.
+                let default = match column.split(' ').next().unwrap_or_default() {
+                    "Hour" => " DEFAULT toStartOfHour(Timestamp)",
+                    "ReceivedAt" => " DEFAULT Timestamp",
+                    "CallKind" => " DEFAULT 'model'",
+                    _ => "",
+                };
+                let column = format!("{column}{default}");
                 for table in [Some(storage.clone()), self.cluster.as_ref().map(|_| name.to_owned())].into_iter().flatten() {
                     out.push(format!("ALTER TABLE {}{oc} ADD COLUMN IF NOT EXISTS {column}", self.qualified(&table)));
                 }

@@ -340,17 +340,17 @@ SETTINGS index_granularity = 8192;
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_llm` ON CLUSTER `c1` AS `otel`.`costplane_usage_llm_local`
 ENGINE = Distributed('c1', 'otel', 'costplane_usage_llm_local', cityHash64(Tenant));
 
-ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS ReceivedAt DateTime64(9);
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS ReceivedAt DateTime64(9) DEFAULT Timestamp;
 
-ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS ReceivedAt DateTime64(9);
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS ReceivedAt DateTime64(9) DEFAULT Timestamp;
 
-ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS Hour DateTime64(9);
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS Hour DateTime64(9) DEFAULT toStartOfHour(Timestamp);
 
-ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS Hour DateTime64(9);
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS Hour DateTime64(9) DEFAULT toStartOfHour(Timestamp);
 
-ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CallKind LowCardinality(String);
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CallKind LowCardinality(String) DEFAULT 'model';
 
-ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CallKind LowCardinality(String);
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CallKind LowCardinality(String) DEFAULT 'model';
 
 ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS InvalidReason String;
 
