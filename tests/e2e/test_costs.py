@@ -472,7 +472,8 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert first == api(server, f"/api/costs/export?month={LLM_MONTH}&format=focus")[2] or LLM_MONTH == this_month
     assert api(server, "/api/v1/reprice", key=ACME, method="POST", body=reprice)[0] == 403
     # Price reload: admin only.
-    assert api(server, "/api/v1/prices/reload", key=ACME, method="POST")[0] == 403
-    status, _, body = api(server, "/api/v1/prices/reload", method="POST")
+    # (A JSON body, as every POST under /api/ needs one: browser forms cannot send it.)
+    assert api(server, "/api/v1/prices/reload", key=ACME, method="POST", body={})[0] == 403
+    status, _, body = api(server, "/api/v1/prices/reload", method="POST", body={})
     assert status == 200 and json.loads(body)["catalog_version"].endswith("test-overrides-2"), body
     assert server.terminate() == 0

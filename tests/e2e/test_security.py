@@ -130,36 +130,39 @@ def otlp_json(n, tenant, first=1):
 def test_ingest_keys_pin_the_tenant_and_tenants_see_only_their_rows(keyed, monkeypatch):
     server = keyed
     # The acme key, through OTEL_EXPORTER_OTLP_HEADERS, on a span that claims
-    # to be globex's and carries its own (untrusted) cost of 9.99.
+    # to be globex's and carries its own (untrusted) cost of 9.99 for a model
+    # no price covers: a trusted cost would fill in (cost.provided_cost =
+    # "when_unpriced"), an untrusted one must not.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer%20{ACME_INGEST}")
     send_span(HttpSpanExporter(endpoint=f"http://127.0.0.1:{server.http_port}/v1/traces"), "globex", "chat http", {
-        "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100,
+        "gen_ai.request.model": "in-house-llm", "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100,
         "cost.usd": "9.99"})
     # The same key in the configured header, over gRPC.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"x-costplane-key={ACME_INGEST}")
     send_span(GrpcSpanExporter(endpoint=f"127.0.0.1:{server.grpc_port}", insecure=True), "globex", "chat grpc", {
         "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100})
-    # globex's key is trusted with provided costs: its 0.5 is billed as given,
-    # to globex, though the span claims acme.
+    # globex's key is trusted with provided costs: its 0.5 for an unpriced
+    # model is billed as given, to globex, though the span claims acme.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer%20{GLOBEX_INGEST}")
     send_span(HttpSpanExporter(endpoint=f"http://127.0.0.1:{server.http_port}/v1/traces"), "acme", "llm call", {
-        "cost.model": "gpt-4o", "cost.tokens.prompt": 10, "cost.tokens.completion": 5, "cost.usd": "0.5"})
+        "cost.model": "in-house-llm", "cost.tokens.prompt": 10, "cost.tokens.completion": 5, "cost.usd": "0.5"})
 
     stored = wait_rows(server, "SELECT SpanName, ResourceAttributes['tenant.id'] FROM otel_traces ORDER BY SpanName",
                        [["chat grpc", "acme"], ["chat http", "acme"], ["llm call", "globex"]])
     assert stored == [["chat grpc", "acme"], ["chat http", "acme"], ["llm call", "globex"]]
     # The stored span keeps the cost it carried; only the bill ignores it.
     assert sql(server, "SELECT SpanAttributes['cost.usd'] FROM otel_traces WHERE SpanName = 'chat http'") == [["9.99"]]
-    # gpt-4o, each acme span: 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035;
-    # two spans: 0.007 (not 9.99 + 0.0035). globex: 0.5 as provided.
+    # acme's gpt-4o span: 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035;
+    # its in-house-llm span is unpriced ($0, flagged), not 9.99.
+    # globex: 0.5 as provided.
     q = "SELECT x_Tenant, sum(BilledCost) FROM costplane_ledger WHERE x_Source = 'llm' GROUP BY x_Tenant ORDER BY x_Tenant"
     deadline = time.time() + 30
     while True:
         bills = {t: Decimal(str(c)) for t, c in sql(server, q)}
-        if bills == {"acme": Decimal("0.007"), "globex": Decimal("0.5")} or time.time() > deadline:
+        if bills == {"acme": Decimal("0.0035"), "globex": Decimal("0.5")} or time.time() > deadline:
             break
         time.sleep(0.2)
-    assert bills == {"acme": Decimal("0.007"), "globex": Decimal("0.5")}
+    assert bills == {"acme": Decimal("0.0035"), "globex": Decimal("0.5")}
 
     # No key, or a wrong one: 401 on HTTP, UNAUTHENTICATED on gRPC; nothing stored.
     for headers in ({}, {"Authorization": "Bearer not-a-key-0123456789"}, {"x-costplane-key": ADMIN}):
