@@ -24,6 +24,16 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     $SUDO apt-get install -y -qq python3-venv
 fi
 
+# chromium renders the cost page and the monthly report in the browser tests;
+# poppler-utils (pdftotext, pdftoppm) reads the report's PDF.
+if ! command -v chromium >/dev/null || ! command -v pdftotext >/dev/null; then
+    step "Debian packages the browser tests need (chromium, poppler-utils)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium poppler-utils
+fi
+
 step "Python test dependencies (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

@@ -54,7 +54,13 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
             cache: metrics,
         }))
         .layer(axum::middleware::from_fn_with_state(keys, crate::auth::authenticate));
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(state).merge(api)
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .merge(api)
+        .merge(crate::web::router())
+        .fallback(crate::web::not_found("HTTP API", crate::web::API_PATHS))
 }
 
 #[derive(Serialize)]

@@ -10,6 +10,7 @@ mod error;
 pub mod health;
 pub mod otlp;
 mod server;
+pub mod web;
 
 pub use config::{Config, Overrides, StoreKind};
 pub use error::{ApiError, ErrorCode, ServerError};
