@@ -1,6 +1,7 @@
 //! costplane-server: the OTLP receivers, the HTTP API and the server's
 //! lifecycle (start, serve, drain on shutdown).
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod config;

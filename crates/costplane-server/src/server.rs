@@ -28,6 +28,9 @@ use crate::otlp::{grpc, http, Ingest};
 /// How long in-flight requests get to finish once shutdown starts.
 const REQUEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the server logs what it ingested (skipped when nothing was).
+const ACTIVITY_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Opens the configured store (for ClickHouse: connects and creates or
 /// upgrades the schema).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
@@ -98,9 +101,17 @@ impl Server {
             max_body_bytes: self.config.max_body_bytes(),
             inflight: InflightLimit::new(self.config.max_inflight_bytes()),
             meter: Some(Arc::clone(&meter)),
+            activity: Arc::default(),
         };
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
         let stop = CancellationToken::new();
+        let reporter = crate::activity::spawn_reporter(
+            Arc::clone(&ingest.activity),
+            pipeline.clone(),
+            meter.catalog.currency.clone(),
+            ACTIVITY_LOG_INTERVAL,
+            stop.clone(),
+        );
 
         let grpc_task = {
             let stop = stop.clone();
@@ -154,6 +165,7 @@ impl Server {
                 Err(_) => tracing::warn!(server = name, "in-flight requests did not finish in time"),
             }
         }
+        let _ = reporter.await;
         let stats = handle.shutdown().await;
         tracing::info!(
             accepted_rows = stats.accepted_rows,

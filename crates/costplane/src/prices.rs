@@ -1,5 +1,6 @@
 //! `costplane prices list [PATTERN]` and `costplane prices check MODEL`.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -63,15 +64,18 @@ fn price_line(m: &ModelEntry) -> String {
 }
 
 pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
+    // Written with `writeln!`, not `println!`: a closed pipe (`| head`) is
+    // an error the caller ends quietly on, not a panic.
+    let mut out = std::io::stdout().lock();
     match cmd {
         PricesCommand::List(args) => {
             let catalog = load(&args.catalog)?;
             let pattern = args.pattern.unwrap_or_default().to_ascii_lowercase();
-            println!("catalog {} ({} per 1M tokens)", catalog.version, catalog.currency);
+            writeln!(out, "catalog {} ({} per 1M tokens)", catalog.version, catalog.currency)?;
             let mut shown = 0;
             for m in catalog.models() {
                 if m.name.contains(&pattern) || m.provider.contains(&pattern) {
-                    println!("{:<10} {:<28} {}", m.provider, m.name, price_line(m));
+                    writeln!(out, "{:<10} {:<28} {}", m.provider, m.name, price_line(m))?;
                     shown += 1;
                 }
             }
@@ -82,31 +86,33 @@ pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
         PricesCommand::Check(args) => {
             let catalog = load(&args.catalog)?;
             let found = catalog.lookup(&args.model);
-            println!("model:      {}", args.model);
-            println!("looked up:  {}", found.normalized.key);
+            writeln!(out, "model:      {}", args.model)?;
+            writeln!(out, "looked up:  {}", found.normalized.key)?;
             for step in &found.normalized.steps {
-                println!("            - {step}");
+                writeln!(out, "            - {step}")?;
             }
             let Some(entry) = found.entry else {
                 anyhow::bail!("no catalog entry for '{}': its usage is reported as unpriced; add it to a --overrides file", args.model);
             };
             let origin = if found.from_override { "your override file" } else { "the shipped catalog" };
-            println!("matched:    {}/{} (from {origin}, catalog {})", entry.provider, entry.name, catalog.version);
+            writeln!(out, "matched:    {}/{} (from {origin}, catalog {})", entry.provider, entry.name, catalog.version)?;
             let day = args.date.unwrap_or_else(|| chrono::Utc::now().date_naive());
             match entry.rates(day, args.input_tokens) {
                 Some(r) => {
-                    println!("effective:  {} (prices in force on {day})", r.effective);
+                    writeln!(out, "effective:  {} (prices in force on {day})", r.effective)?;
                     if let Some(t) = r.tier_above {
-                        println!("tier:       above {t} input tokens");
+                        writeln!(out, "tier:       above {t} input tokens")?;
                     }
-                    println!(
+                    writeln!(
+                        out,
                         "per 1M:     input {} · output {} · cache read {} · cache write {} · reasoning {} {}",
                         r.input, r.output, r.cache_read, r.cache_write, r.reasoning, catalog.currency
-                    );
+                    )?;
                 }
                 None => anyhow::bail!("no price for {}/{} in force on {day}", entry.provider, entry.name),
             }
         }
     }
+    out.flush()?;
     Ok(())
 }

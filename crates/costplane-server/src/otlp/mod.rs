@@ -35,6 +35,8 @@ pub struct Ingest {
     pub inflight: inflight::InflightLimit,
     /// Measures usage and cost of what is accepted.
     pub meter: Option<Arc<Meter>>,
+    /// Counts for the periodic log line and first-unpriced-model warnings.
+    pub activity: Arc<crate::activity::Activity>,
 }
 
 impl Ingest {
@@ -49,7 +51,9 @@ impl Ingest {
         }
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
         let meta = RequestMeta::accepted_now(signal, encoding, tenants_of(&batch));
+        let booked = crate::activity::Booked::of(&batch.usage);
         self.pipeline.submit(Submission { meta, body, batch })?;
+        self.activity.record(signal, accepted, booked);
         Ok(ExportOutcome { accepted, rejected, message })
     }
 
