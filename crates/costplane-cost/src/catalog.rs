@@ -6,8 +6,9 @@
 //! - Prices are per 1M tokens, with an effective date; a usage is priced by
 //!   the entry in force on its day, and by the tier its request's input size
 //!   reaches.
-//! - A user override file (same format) beats the shipped catalog: a model
-//!   it names replaces the shipped entry of that provider and name whole,
+//! - A user override file (same format; numbers or strings) beats the
+//!   shipped catalog: a model it names is merged field by field into the
+//!   shipped entry of that provider and name (see [`crate::overrides`]),
 //!   and the catalog version becomes `<shipped>+<override>`.
 //! - Entries are indexed by (provider, model) and, as a fallback for spans
 //!   whose provider has no entry of its own, by model alone. The same model
@@ -146,7 +147,8 @@ impl Catalog {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| CostError::Catalog(format!("cannot read price overrides {}: {e}", path.display())))?;
-                Some(parse(&text, &path.display().to_string())?)
+                let what = path.display().to_string();
+                Some(crate::overrides::resolve(&shipped, crate::overrides::parse(&text, &what)?)?)
             }
         };
         Catalog::from_files(shipped, overrides)
