@@ -3,6 +3,7 @@
 
 mod client;
 mod deadletter;
+mod litellm;
 mod loadgen;
 mod prices;
 mod reprice;

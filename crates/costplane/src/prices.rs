@@ -1,4 +1,5 @@
-//! `costplane prices list [PATTERN]` and `costplane prices check MODEL`.
+//! `costplane prices list [PATTERN]`, `costplane prices check MODEL` and
+//! `costplane prices import --format litellm FILE`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,6 +15,28 @@ pub enum PricesCommand {
     List(ListArgs),
     /// Show which catalog entry a model name matches, why, and its rates.
     Check(CheckArgs),
+    /// Turn another price list into a price override file (printed, or --out).
+    Import(ImportArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// LiteLLM's model_prices_and_context_window.json.
+    Litellm,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The file to read.
+    file: PathBuf,
+    #[arg(long, value_enum)]
+    format: ImportFormat,
+    /// Write the override file here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The day the imported prices take effect (default today), YYYY-MM-DD.
+    #[arg(long)]
+    effective: Option<chrono::NaiveDate>,
 }
 
 #[derive(Args)]
@@ -82,6 +105,18 @@ pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
             if shown == 0 {
                 anyhow::bail!("no catalog entry matches '{pattern}'");
             }
+        }
+        PricesCommand::Import(args) => {
+            let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+            let day = args.effective.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let (toml, taken, skipped) = match args.format {
+                ImportFormat::Litellm => crate::litellm::to_overrides(&text, day, &format!("litellm-{day}"))?,
+            };
+            match &args.out {
+                Some(path) => std::fs::write(path, &toml).with_context(|| format!("cannot write {}", path.display()))?,
+                None => out.write_all(toml.as_bytes())?,
+            }
+            eprintln!("imported {taken} models ({skipped} entries without token prices or repeated were skipped), effective {day}");
         }
         PricesCommand::Check(args) => {
             let catalog = load(&args.catalog)?;
