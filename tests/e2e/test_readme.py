@@ -48,3 +48,22 @@ def test_the_quick_start_works_as_written(server):
     # The page the README sends the reader to is there.
     with urllib.request.urlopen(f"http://127.0.0.1:{server.api_port}/", timeout=10) as r:
         assert r.status == 200 and b"costplane" in r.read()
+
+
+def test_the_readme_override_example_loads(tmp_path):
+    from conftest import costplane_bin
+
+    [example] = quick_start_blocks("toml")
+    prices = tmp_path / "prices.toml"
+    prices.write_text(example)
+
+    def check(model):
+        out = subprocess.run([costplane_bin(), "prices", "check", model, "--date", "2026-06-01", "--overrides", str(prices)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    # The discount changes input only: output 10 and cache read 1.25 stay the catalog's.
+    gpt = check("gpt-4o")
+    assert "input 2.00 · output 10.00 · cache read 1.25" in gpt, gpt
+    assert "input 0.40 · output 1.20" in check("acme-internal-7b")
