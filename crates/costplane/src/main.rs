@@ -6,6 +6,8 @@ mod deadletter;
 mod litellm;
 mod loadgen;
 mod prices;
+mod report;
+mod report_html;
 mod reprice;
 mod sql;
 
@@ -39,6 +41,8 @@ enum Command {
     Prices(prices::PricesCommand),
     /// Recompute LLM ledger rows of a window with the current prices.
     Reprice(reprice::RepriceArgs),
+    /// The month's cost report: HTML with charts, and a PDF of it.
+    Report(report::ReportArgs),
     /// Requests the store refused as invalid: list them, replay them.
     #[command(subcommand)]
     Deadletter(deadletter::DeadLetterCommand),
@@ -224,6 +228,7 @@ fn main() -> ExitCode {
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
+            Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Schema(SchemaCommand::Print(args)) => schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
         }
