@@ -77,6 +77,21 @@ impl Server {
         Ok(Server { config, store, grpc, otlp_http, api })
     }
 
+    /// Checks the configuration, binds every listener, and only then opens
+    /// (creates) the store: a bad rate or a port in use leaves nothing
+    /// behind on disk.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        config.pipeline_config().map_err(ServerError::Config)?;
+        config.buffer_config().map_err(ServerError::Config)?;
+        MetricsCache::new(&config.metrics).map_err(ServerError::Config)?;
+        config.cost.meter().map_err(ServerError::Config)?;
+        let grpc = bind(config.otlp.grpc_addr, "OTLP/gRPC", "otlp-grpc-addr").await?;
+        let otlp_http = bind(config.otlp.http_addr, "OTLP/HTTP", "otlp-http-addr").await?;
+        let api = bind(config.http.addr, "the HTTP API", "http-addr").await?;
+        let store = open_store(&config).await?;
+        Ok(Server { config, store, grpc, otlp_http, api })
+    }
+
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> (SocketAddr, SocketAddr, SocketAddr) {
         let a = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");

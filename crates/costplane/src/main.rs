@@ -195,8 +195,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let config = args.resolve()?;
-    let store = costplane_server::open_store(&config).await?;
-    let server = Server::bind(config, store).await?;
+    let server = Server::start(config).await?;
     server.run(shutdown_signal()).await?;
     Ok(())
 }

@@ -67,3 +67,33 @@ fn a_non_costplane_server_is_named_as_such() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("that is not a costplane server at http://{addr}")), "{err}");
 }
+
+#[test]
+fn startup_errors_come_before_anything_is_created_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let free = |l: TcpListener| l.local_addr().unwrap().to_string();
+    let (g, h) = (free(TcpListener::bind("127.0.0.1:0").unwrap()), free(TcpListener::bind("127.0.0.1:0").unwrap()));
+    let serve = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["serve", "--data-dir", data.to_str().unwrap(), "--otlp-grpc-addr", &g, "--otlp-http-addr", &h])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // The API port is taken.
+    let out = serve(&["--http-addr", &busy_addr]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&busy_addr), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!data.exists(), "the data directory was created before the port check");
+    // A rate that is not a decimal.
+    let config = dir.path().join("costplane.toml");
+    std::fs::write(&config, "[cost]\ningest_per_gib = \"cheap\"\n").unwrap();
+    let out = serve(&["--config", config.to_str().unwrap(), "--http-addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ingest_per_gib"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!data.exists(), "the data directory was created before the configuration was checked");
+    drop(busy);
+}
