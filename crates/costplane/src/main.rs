@@ -311,6 +311,8 @@ mod tests {
         assert!(check(&["costplane", "sql", "SELECT 1"], &["COSTPLANE_DATA_DIR", "COSTPLANE_STORE"]).is_ok());
         let err = check(&["costplane", "prices", "list"], &["COSTPLANE_DATA_DIR", "COSTPLANE_STORE"]).unwrap_err();
         assert!(err.starts_with("COSTPLANE_DATA_DIR, COSTPLANE_STORE are set, but `costplane prices list`"), "{err}");
+        let replay = &["costplane", "deadletter", "replay"][..];
+        assert!(check(replay, &["COSTPLANE_CONFIG", "COSTPLANE_DATA_DIR", "COSTPLANE_OTLP_HTTP_ADDR"]).is_ok());
         // The test harness's own names pass through.
         assert!(check(&["costplane", "prices", "list"], &["COSTPLANE_TEST_PYTHON", "COSTPLANE_BIN"]).is_ok());
     }
