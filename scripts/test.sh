@@ -49,6 +49,16 @@ step "Prometheus rules: promtool check rules, promtool test rules"
 promtool check rules deploy/prometheus/costplane-rules.yaml
 promtool test rules deploy/prometheus/tests/*.yaml
 
+# chromium renders the cost page and the monthly report in the browser tests;
+# poppler-utils (pdftotext, pdftoppm) reads the report's PDF.
+if ! command -v chromium >/dev/null || ! command -v pdftotext >/dev/null; then
+    step "Debian packages the browser tests need (chromium, poppler-utils)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium poppler-utils
+fi
+
 step "Python test dependencies (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

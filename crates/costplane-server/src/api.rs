@@ -69,6 +69,8 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
         .with_state(state)
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(open, crate::auth::browser_guard))
+        .merge(crate::web::router())
+        .fallback(crate::web::not_found("HTTP API", crate::web::API_PATHS))
 }
 
 #[derive(Serialize)]

@@ -28,6 +28,9 @@ use crate::otlp::{grpc, http, Ingest};
 /// How long in-flight requests get to finish once shutdown starts.
 const REQUEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the server logs what it ingested (skipped when nothing was).
+const ACTIVITY_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Opens the configured store (for ClickHouse: connects and creates or
 /// upgrades the schema).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
@@ -74,6 +77,21 @@ impl Server {
         Ok(Server { config, store, grpc, otlp_http, api })
     }
 
+    /// Checks the configuration, binds every listener, and only then opens
+    /// (creates) the store: a bad rate or a port in use leaves nothing
+    /// behind on disk.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        config.pipeline_config().map_err(ServerError::Config)?;
+        config.buffer_config().map_err(ServerError::Config)?;
+        MetricsCache::new(&config.metrics).map_err(ServerError::Config)?;
+        config.cost.meter().map_err(ServerError::Config)?;
+        let grpc = bind(config.otlp.grpc_addr, "OTLP/gRPC", "otlp-grpc-addr").await?;
+        let otlp_http = bind(config.otlp.http_addr, "OTLP/HTTP", "otlp-http-addr").await?;
+        let api = bind(config.http.addr, "the HTTP API", "http-addr").await?;
+        let store = open_store(&config).await?;
+        Ok(Server { config, store, grpc, otlp_http, api })
+    }
+
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> (SocketAddr, SocketAddr, SocketAddr) {
         let a = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
@@ -107,6 +125,7 @@ impl Server {
             meter: Some(Arc::clone(&meter)),
             auth: Arc::new(crate::otlp::keys::IngestAuth::new(&self.config.ingest).map_err(ServerError::Config)?),
             rates: Arc::new(crate::otlp::ratelimit::RateLimiter::new(&self.config.ingest.rate_limit)),
+            activity: Arc::default(),
         };
         if ingest.auth.is_open() {
             tracing::warn!(
@@ -124,6 +143,13 @@ impl Server {
             t.spawn_reloader(stop.clone());
             tracing::info!(client_certificates = self.config.tls.client_ca_file.is_some(), "TLS on every listener");
         }
+        let reporter = crate::activity::spawn_reporter(
+            Arc::clone(&ingest.activity),
+            pipeline.clone(),
+            meter.catalog.currency.clone(),
+            ACTIVITY_LOG_INTERVAL,
+            stop.clone(),
+        );
 
         let grpc_task = {
             let stop = stop.clone();
@@ -148,6 +174,7 @@ impl Server {
         };
         let otlp_http_task = serve_http(self.otlp_http, tls.clone(), http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
         let costs = CostState::new(Arc::clone(&self.store), &self.config, pipeline.clone()).map_err(ServerError::Config)?;
+        costs.closer.observe(Arc::clone(&ingest.activity) as Arc<dyn crate::costs::closer::LedgerObserver>);
         let closer_task = Arc::clone(&costs.closer).spawn(stop.clone());
         let reload_task = reload_on_sighup(Arc::clone(&costs.closer), stop.clone());
         let api_task = serve_http(
@@ -186,6 +213,7 @@ impl Server {
         }
         let _ = closer_task.await;
         reload_task.abort();
+        let _ = reporter.await;
         let stats = handle.shutdown().await;
         tracing::info!(
             accepted_rows = stats.accepted_rows,

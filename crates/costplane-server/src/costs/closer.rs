@@ -125,7 +125,7 @@ pub struct Closer {
     timing: Timing,
     /// Held while closing, repricing or reloading; the time of the last refresh.
     lock: tokio::sync::Mutex<Option<Instant>>,
-    observer: RwLock<Option<Arc<dyn LedgerObserver>>>,
+    observers: RwLock<Vec<Arc<dyn LedgerObserver>>>,
     /// (cost, consumed quantity) per row key of the revision last written,
     /// per (hour, scope).
     booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Booked>>>,
@@ -159,21 +159,21 @@ impl Closer {
             source,
             timing,
             lock: tokio::sync::Mutex::new(None),
-            observer: RwLock::new(None),
+            observers: RwLock::new(Vec::new()),
             booked: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// Sets who is told about booked cost (replacing any earlier observer).
+    /// Adds one more to tell about booked cost.
     pub fn observe(&self, observer: Arc<dyn LedgerObserver>) {
-        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+        self.observers.write().unwrap_or_else(|p| p.into_inner()).push(observer);
     }
 
     /// After `replacement` was written: hands the increase per row key to
     /// the observer. Hours this process has not written before are compared
     /// with their stored rows (read before the replacement).
     fn report_booked(&self, replacement: &LedgerReplacement, mut before: HashMap<(i64, String), HashMap<String, Booked>>) {
-        let observer = self.observer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let observers = self.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
         let hour_of_revision: HashMap<u64, (i64, String)> =
             replacement.hours.iter().map(|s| (s.revision, (s.hour_ns, s.scope.clone()))).collect();
         let mut fresh: HashMap<(i64, String), (HashMap<String, Booked>, Vec<&LedgerRow>)> = HashMap::new();
@@ -208,8 +208,10 @@ impl Closer {
         let oldest = hour_of(now_ns().saturating_sub(self.timing.lookback_ns));
         booked.retain(|(hour, _), _| *hour >= oldest);
         drop(booked);
-        if let (Some(o), false) = (observer, increases.is_empty()) {
-            o.booked(&increases);
+        if !increases.is_empty() {
+            for o in observers {
+                o.booked(&increases);
+            }
         }
     }
 
@@ -218,7 +220,7 @@ impl Closer {
     /// yet (none when nobody observes).
     async fn stored_before(&self, replacement: &LedgerReplacement) -> Result<HashMap<(i64, String), HashMap<String, Booked>>, StoreError> {
         let mut out: HashMap<(i64, String), HashMap<String, Booked>> = HashMap::new();
-        if self.observer.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+        if self.observers.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
             return Ok(out);
         }
         let unknown: HashSet<(i64, String)> = {

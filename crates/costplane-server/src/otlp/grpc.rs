@@ -3,7 +3,7 @@
 //! The services take the raw request bytes (a pass-through codec) and decode
 //! them with the same code as OTLP/HTTP, so a malformed message is answered
 //! `INVALID_ARGUMENT` with the decoder's reason (tonic's own codec would say
-//! `INTERNAL`), and both protocols validate identically. gzip is accepted.
+//! `INTERNAL`), and both protocols validate identically. gzip and zstd are accepted.
 //!
 //! The request body is wrapped ([`super::grpc_body::LimitedBody`]) so that
 //! the size limit and the in-flight budget apply while tonic reads the
@@ -21,6 +21,7 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompre
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::Status;
 
+use super::body::Compression;
 use super::grpc_body::LimitedBody;
 use super::inflight::{decode_estimate, Reservation};
 use super::Ingest;
@@ -182,15 +183,19 @@ where
             };
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
+            accept.enable(CompressionEncoding::Zstd);
             let max = ingest.max_body_bytes;
-            // The body hands tonic gzip messages inflated; tonic still checks
-            // that the client's grpc-encoding is one it accepts.
-            let gzip = req.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            // The body hands tonic gzip and zstd messages inflated; tonic still
+            // checks that the client's grpc-encoding is one it accepts.
+            let compression = match req.headers().get("grpc-encoding").and_then(|v| v.to_str().ok()).and_then(Compression::parse) {
+                Some(c @ (Compression::Gzip | Compression::Zstd)) => c,
+                _ => Compression::None,
+            };
             let reservation = ingest.inflight.reservation();
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(reservation.clone());
             parts.extensions.insert(Authenticated(sender));
-            let req = http::Request::from_parts(parts, LimitedBody::new(body, reservation, max, gzip));
+            let req = http::Request::from_parts(parts, LimitedBody::new(body, reservation, max, compression));
             let mut grpc = Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);

@@ -45,6 +45,7 @@ pub fn router(ingest: Ingest) -> Router {
         // OTLP-shaped answer.
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
+        .fallback(crate::web::not_found("OTLP/HTTP", crate::web::OTLP_HTTP_PATHS))
 }
 
 fn encoding_of(headers: &HeaderMap) -> Result<Encoding, ApiError> {

@@ -41,6 +41,8 @@ pub struct Ingest {
     pub auth: Arc<keys::IngestAuth>,
     /// Per-tenant rate limits.
     pub rates: Arc<ratelimit::RateLimiter>,
+    /// Counts for the periodic log line and first-unpriced-model warnings.
+    pub activity: Arc<crate::activity::Activity>,
 }
 
 impl Ingest {
@@ -65,6 +67,7 @@ impl Ingest {
         self.pipeline.record_rejected(signal, rejected);
         let meta = RequestMeta { signal, encoding, received_ns, tenant: tenants_of(&batch), sender };
         self.pipeline.submit(Submission { meta, body, batch })?;
+        self.activity.record(signal, accepted);
         Ok(ExportOutcome { accepted, rejected, message })
     }
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod backpressure;
+mod compression;
 mod focus_export;
 mod limits;
 mod metrics;
