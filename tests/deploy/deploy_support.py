@@ -31,14 +31,14 @@ free_port = e2e.free_port
 
 
 def helm_bin() -> str:
-    """helm from $COSTPLANE_HELM, PATH, or where scripts/test.sh installs it."""
-    explicit = os.environ.get("COSTPLANE_HELM")
+    """helm from $COSTPLANE_TEST_HELM, PATH, or where scripts/test.sh installs it."""
+    explicit = os.environ.get("COSTPLANE_TEST_HELM")
     candidates = [explicit] if explicit else []
     candidates += [shutil.which("helm"), str(Path.home() / ".cache/costplane-tools/bin/helm")]
     for c in candidates:
         if c and Path(c).is_file():
             return c
-    raise AssertionError("helm not found: run scripts/test.sh (it installs helm) or set COSTPLANE_HELM")
+    raise AssertionError("helm not found: run scripts/test.sh (it installs helm) or set COSTPLANE_TEST_HELM")
 
 
 def helm(*args, check=True):

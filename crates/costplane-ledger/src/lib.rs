@@ -148,7 +148,9 @@ impl UsageRows {
     /// LLM usage stays one row per call: pricing tiers apply per request
     /// and roll-up spans are decided per trace.
     pub fn aggregated_telemetry(&self) -> Vec<TelemetryUsage> {
-        let mut merged: BTreeMap<(i64, &str, &str, &str, &'static str), (u64, u64)> = BTreeMap::new();
+        // (hour, tenant, project, service, signal) -> (items, bytes)
+        type Key<'a> = (i64, &'a str, &'a str, &'a str, &'static str);
+        let mut merged: BTreeMap<Key<'_>, (u64, u64)> = BTreeMap::new();
         for u in &self.telemetry {
             let e = merged.entry((u.hour_ns, &u.tenant, &u.project, &u.service, u.signal)).or_default();
             e.0 = e.0.saturating_add(u.items);

@@ -33,6 +33,7 @@
 //! - costs that arrive already priced (an imported FOCUS bill) can be
 //!   written directly as a revision of their (period start, scope) with
 //!   [`Ledger::replace_window`]: importing the same bill again replaces it.
+//!
 //! Rows carry `x_Source` (`kubernetes`, `cloud`), and `x_AllocationRatio` /
 //! `x_AllocationMethod` for shared costs split between tenants.
 

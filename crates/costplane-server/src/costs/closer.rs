@@ -176,7 +176,9 @@ impl Closer {
         let observers = self.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
         let hour_of_revision: HashMap<u64, (i64, String)> =
             replacement.hours.iter().map(|s| (s.revision, (s.hour_ns, s.scope.clone()))).collect();
-        let mut fresh: HashMap<(i64, String), (HashMap<String, Booked>, Vec<&LedgerRow>)> = HashMap::new();
+        // Per (hour, scope): totals per row key, and one row of each key.
+        type HourRows<'a> = (HashMap<String, Booked>, Vec<&'a LedgerRow>);
+        let mut fresh: HashMap<(i64, String), HourRows<'_>> = HashMap::new();
         for r in &replacement.rows {
             let Some(k) = hour_of_revision.get(&r.revision) else { continue };
             let (totals, rows) = fresh.entry(k.clone()).or_default();

@@ -53,8 +53,14 @@ impl Ingest {
         // Usage is bucketed by this receive time; a replay of the buffered
         // request meters it with the same time (the record keeps it).
         let received_ns = RequestMeta::accepted_now(signal, encoding, String::new()).received_ns;
-        let conversion =
-            convert(signal, encoding, body, &self.limits, self.meter.as_deref(), sender.as_ref(), self.auth.mode, received_ns)?;
+        let conversion = convert(
+            signal,
+            encoding,
+            body,
+            &self.limits,
+            self.meter.as_deref(),
+            Origin { sender: sender.as_ref(), mode: self.auth.mode, received_ns },
+        )?;
         if !self.rates.is_off() {
             let tenant = sender.as_ref().map_or_else(|| tenants_of(&conversion.batch), |s| s.tenant.clone());
             self.rates.take(&tenant, conversion.accepted, body.len() as u64)?;
@@ -81,16 +87,23 @@ impl Ingest {
 /// Decodes a request body into rows, pins them to the ingest key's tenant
 /// and measures their usage: the one conversion both the live path and the
 /// buffer's replay run.
+/// Who sent a request and when it arrived: what its rows are pinned to and
+/// metered by.
+struct Origin<'a> {
+    sender: Option<&'a Sender>,
+    mode: keys::TenantMode,
+    received_ns: i64,
+}
+
 fn convert(
     signal: Signal,
     encoding: Encoding,
     body: &[u8],
     limits: &Limits,
     meter: Option<&Meter>,
-    sender: Option<&Sender>,
-    mode: keys::TenantMode,
-    received_ns: i64,
+    origin: Origin<'_>,
 ) -> Result<costplane_telemetry::Conversion, ApiError> {
+    let Origin { sender, mode, received_ns } = origin;
     let mut conversion = decode_request(signal, encoding, body, limits)?;
     if let Some(sender) = sender {
         let tenancy = meter.map(|m| m.tenancy.clone()).unwrap_or_default();
@@ -130,9 +143,7 @@ impl RequestDecoder for BufferedRequestDecoder {
             body,
             &self.limits,
             self.meter.as_deref(),
-            meta.sender.as_ref(),
-            keys::TenantMode::Override,
-            meta.received_ns,
+            Origin { sender: meta.sender.as_ref(), mode: keys::TenantMode::Override, received_ns: meta.received_ns },
         )
         .map(|c| c.batch)
         .map_err(|e| e.to_string())
