@@ -27,24 +27,21 @@ pub struct RepriceArgs {
     /// Replace exported months' rows instead of adding correction rows.
     #[arg(long)]
     in_place: bool,
-    /// The running server's HTTP API.
-    #[arg(long, env = "COSTPLANE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// An admin API key, when keys are configured.
-    #[arg(long, env = "COSTPLANE_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    /// The running server, as every client subcommand finds it (`--config`,
+    /// `--http-addr`, `--server`, `--api-key`: an admin key when keys are
+    /// configured).
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
 }
 
 pub async fn run(args: RepriceArgs) -> anyhow::Result<()> {
-    let url = format!("{}/api/v1/reprice", args.server.trim_end_matches('/'));
+    let config = args.server.config(Default::default())?;
+    let base = args.server.base_url(&config);
+    let url = format!("{base}/api/v1/reprice");
     let body = serde_json::json!({ "from": args.from, "to": args.to, "dry_run": args.dry_run, "in_place": args.in_place });
-    let mut req = reqwest::Client::new().post(&url).json(&body);
-    if let Some(key) = &args.api_key {
-        req = req.bearer_auth(key);
-    }
+    let req = args.server.authorize(reqwest::Client::new().post(&url).json(&body));
     let resp = req.send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.context("reading the server's answer")?;
+    let (status, body) = crate::client::costplane_json(resp, &base).await?;
     if !status.is_success() {
         bail!("repricing failed ({status}): {}", body["error"].as_str().unwrap_or("unknown error"));
     }

@@ -66,6 +66,16 @@ fn a_non_costplane_server_is_named_as_such() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("that is not a costplane server at http://{addr}")), "{err}");
+    // reprice finds the server as `serve` was told (here through the same
+    // COSTPLANE_HTTP_ADDR), and says the same.
+    let out = Command::new(BIN)
+        .args(["reprice", "--from", "2026-10-01", "--to", "2026-11-01", "--dry-run"])
+        .env("COSTPLANE_HTTP_ADDR", addr.to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("that is not a costplane server at http://{addr}")), "{err}");
 }
 
 #[test]
