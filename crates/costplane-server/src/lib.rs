@@ -1,6 +1,7 @@
 //! costplane-server: the OTLP receivers, the HTTP API and the server's
 //! lifecycle (start, serve, drain on shutdown).
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -10,7 +11,10 @@ mod error;
 pub mod health;
 pub mod insights;
 pub mod otlp;
+pub mod secret;
 mod server;
+pub mod tls;
+pub mod web;
 
 pub use config::{Config, Overrides, StoreKind};
 pub use error::{ApiError, ErrorCode, ServerError};

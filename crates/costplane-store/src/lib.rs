@@ -9,15 +9,17 @@
 pub mod clickhouse;
 pub mod duckdb;
 mod error;
+pub mod ledger;
 mod query;
 mod records;
 mod verify;
 
 use async_trait::async_trait;
+use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 
 pub use error::StoreError;
-pub use query::{is_read_only_statement, json_number, result_cell, QueryResult};
+pub use query::{json_number, result_cell, QueryLimits, QueryResult};
 pub use records::{Record, RecordTable};
 
 /// Builds a parameter list and its placeholders together.
@@ -65,9 +67,12 @@ pub const TELEMETRY_TABLES: [&str; 7] = [
 ///   deduplication token derived from the batch id, the table and the
 ///   partition, so the retry's inserts that were already stored are dropped
 ///   and the others land (within ClickHouse's deduplication window: the
-///   last 1000 inserts per table). Usage and ledger rows go last in the
-///   same write, so retrying it to success bills all stored telemetry, and a
-///   batch rejected (then split) has billed nothing.
+///   last 1000 inserts per table). Usage rows go last in the same write,
+///   so retrying it to success meters all stored telemetry, and a batch
+///   rejected (then split) has metered nothing.
+///
+/// Ledger rows (money) are never part of a batch: the closer makes them
+/// from stored usage and writes them with [`Store::replace_ledger`].
 ///
 /// A write error says whether to retry ([`StoreError::is_retryable`]) and
 /// whether the rows themselves are invalid ([`StoreError::is_invalid_data`]),
@@ -80,8 +85,16 @@ pub trait Store: Send + Sync + 'static {
     /// Writes every row of `batch`.
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError>;
 
-    /// Runs one read-only SQL statement and returns its rows.
+    /// Runs one read-only SQL statement (from a user) within the default
+    /// [`QueryLimits`] and returns its rows.
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError>;
+
+    /// [`Store::query`] within `limits`. The engine decides what only reads
+    /// (see `query.rs`); a backend without its own bounds runs `query`.
+    async fn query_limited(&self, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+        let _ = limits;
+        self.query(sql).await
+    }
 
     /// Checks that the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -89,6 +102,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stored (compressed) bytes per byte written, per signal (`traces`,
     /// `logs`, `metrics`), when the backend knows it; empty otherwise.
     async fn compression_ratios(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Bytes the store keeps of each signal's telemetry, as measured by the
+    /// backend (see [`StoredBytes`]); empty when it cannot tell.
+    async fn stored_bytes(&self) -> Result<Vec<StoredBytes>, StoreError> {
         Ok(Vec::new())
     }
 
@@ -105,10 +124,6 @@ pub trait Store: Send + Sync + 'static {
     /// (placeholders from [`Dialect::param`]).
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError>;
 
-    /// Deletes ledger rows of `source` whose charge period starts in
-    /// `[from_ns, to_ns)` (repricing replaces them).
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError>;
-
     /// Writes documents of a state table (see [`RecordTable`]); the latest
     /// write of a key wins.
     async fn put_records(&self, table: RecordTable, records: &[Record]) -> Result<(), StoreError>;
@@ -116,6 +131,26 @@ pub trait Store: Send + Sync + 'static {
     /// The current documents of a state table (deleted keys left out),
     /// ordered by key.
     async fn records(&self, table: RecordTable) -> Result<Vec<Record>, StoreError>;
+
+    /// Replaces the ledger rows of some (hour, scope)s by a new revision of
+    /// each, so that a reader sees either every old row or every new one,
+    /// never a mix, a gap or both (see [`ledger`] for how each backend
+    /// does it). Interrupted at any point (an error, a SIGKILL), the old
+    /// revision stays whole and visible.
+    async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError>;
+}
+
+/// Stored bytes of one signal (one partition of it, when partitioned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBytes {
+    /// `traces`, `logs` or `metrics`.
+    pub signal: String,
+    /// The day the partition holds (ClickHouse: `toDate(Timestamp)`), or
+    /// `None` for the whole signal.
+    pub day_ns: Option<i64>,
+    pub bytes: u64,
+    /// How the bytes were measured.
+    pub method: &'static str,
 }
 
 /// A bound query parameter.

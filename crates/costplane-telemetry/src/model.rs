@@ -267,7 +267,7 @@ impl TelemetryBatch {
     }
 
     /// Lengths of every row list (the seven telemetry tables, then usage
-    /// telemetry, LLM usage and ledger rows): where one merged request ends.
+    /// telemetry and LLM usage): where one merged request ends.
     pub fn lens(&self) -> BatchLens {
         BatchLens([
             self.spans.len(),
@@ -279,7 +279,6 @@ impl TelemetryBatch {
             self.summaries.len(),
             self.usage.telemetry.len(),
             self.usage.llm.len(),
-            self.usage.ledger.len(),
         ])
     }
 
@@ -301,7 +300,6 @@ impl TelemetryBatch {
             usage: crate::usage::UsageRows {
                 telemetry: self.usage.telemetry.split_off(a[7].min(self.usage.telemetry.len())),
                 llm: self.usage.llm.split_off(a[8].min(self.usage.llm.len())),
-                ledger: self.usage.ledger.split_off(a[9].min(self.usage.ledger.len())),
             },
         }
     }
@@ -322,7 +320,7 @@ impl TelemetryBatch {
 
 /// Row-list lengths of a batch; see [`TelemetryBatch::lens`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchLens(pub [usize; 10]);
+pub struct BatchLens(pub [usize; 9]);
 
 impl BatchLens {
     /// Element-wise difference (`self` - `earlier`).

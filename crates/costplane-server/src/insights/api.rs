@@ -206,7 +206,7 @@ pub async fn forecast(
     let days_left = usize::try_from((month_end.timestamp() - today) / 86_400).unwrap_or(0);
     let mtd_days =
         usize::try_from((today - month_start.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp()) / 86_400).unwrap_or(0);
-    let by = series::hourly_cost(state.store.as_ref(), from, today, &dims, &scope).await?;
+    let by = series::hourly_cost(&state.store, from, today, &dims, &scope, series::Hours::Closed).await?;
     let mut groups = Vec::new();
     for (key, hours) in by {
         let daily = series::daily(&hours);

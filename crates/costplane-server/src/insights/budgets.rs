@@ -21,7 +21,7 @@ use serde_json::json;
 use super::config::BudgetConfig;
 use super::detect::{iso, now_ns};
 use super::notify::{self, Event};
-use super::series::{self, HOUR};
+use super::series::{self, Hours, HOUR};
 use super::InsightsState;
 
 /// Where a budget is defined.
@@ -76,8 +76,11 @@ pub async fn status(state: &InsightsState, b: &BudgetConfig, origin: Origin, now
     let (start, end) = b.period.bounds(now);
     let now_s = now.timestamp();
     let until = (now_s.div_euclid(HOUR) + 1) * HOUR;
-    let spent: Decimal =
-        series::hourly_cost(state.store.as_ref(), start.timestamp(), until, &[], &b.scope).await?.values().flat_map(|v| v.iter()).sum();
+    let spent: Decimal = series::hourly_cost(&state.store, start.timestamp(), until, &[], &b.scope, Hours::WithProvisional)
+        .await?
+        .values()
+        .flat_map(|v| v.iter())
+        .sum();
     let mut projected = budget::run_rate(spent, start, end, now);
     let mut method = "run-rate";
     let mut band = (None, None);
@@ -85,7 +88,7 @@ pub async fn status(state: &InsightsState, b: &BudgetConfig, origin: Origin, now
         // Complete days so far, then the forecast of the rest (today included).
         let today = now_s.div_euclid(86_400) * 86_400;
         let history_from = today - 56 * 86_400;
-        let hours = series::hourly_cost(state.store.as_ref(), history_from, today, &[], &b.scope).await?;
+        let hours = series::hourly_cost(&state.store, history_from, today, &[], &b.scope, Hours::WithProvisional).await?;
         let daily = hours.values().next().map(|h| series::daily(h)).unwrap_or_default();
         let first = daily.iter().position(|d| !d.is_zero()).unwrap_or(daily.len());
         let days_left = usize::try_from((end.timestamp() - today) / 86_400).unwrap_or(0);

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 pub struct AnomaliesSection {
     /// Run detection and budget evaluation in the server.
     pub enabled: bool,
-    /// How often closed hours are looked at (e.g. "5m").
+    /// How often closed hours are looked at besides when the ledger closes
+    /// an hour (e.g. "5m"). Hours close `ledger.close_after_secs` after
+    /// their end.
     pub interval: String,
-    /// How long after an hour ends it counts as closed (late spans land).
-    pub close_after: String,
     /// |robust z| above this is unusual.
     pub threshold: f64,
     /// Least impact worth reporting, in the billing currency (per window).
@@ -37,7 +37,6 @@ impl Default for AnomaliesSection {
         AnomaliesSection {
             enabled: true,
             interval: "5m".into(),
-            close_after: "10m".into(),
             threshold: 3.0,
             impact_floor: Decimal::ONE,
             weeks: 4,
@@ -166,7 +165,6 @@ impl BudgetConfig {
 /// Checks `[anomalies]` and `[[budgets]]` (ids unique).
 pub fn validate(anomalies: &AnomaliesSection, budgets: &[BudgetConfig]) -> Result<(), String> {
     crate::config::parse_duration(&anomalies.interval).map_err(|e| format!("anomalies.interval: {e}"))?;
-    crate::config::parse_duration(&anomalies.close_after).map_err(|e| format!("anomalies.close_after: {e}"))?;
     let detect = costplane_insights::DetectConfig {
         threshold: anomalies.threshold,
         impact_floor: anomalies.impact_floor,

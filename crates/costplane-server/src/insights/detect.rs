@@ -2,8 +2,9 @@
 //! close the stored ones, and who is told.
 //!
 //! Invariants:
-//! - A bucket is evaluated once it is closed (`close_after` past its end);
-//!   the next bucket to evaluate per grain is stored (`InsightsProgress`),
+//! - A bucket is evaluated once the ledger has closed it: it ended
+//!   `ledger.close_after_secs` ago and no (hour, scope) of it is still
+//!   provisional (the closer may be a refresh behind); the next bucket to evaluate per grain is stored (`InsightsProgress`),
 //!   so a restart resumes where the last run stopped and evaluates nothing
 //!   twice. `--backfill` evaluates any range again; results overwrite the
 //!   figures of the same anomaly (its id is a hash of grain, group and
@@ -29,6 +30,8 @@ use super::config::Scope;
 use super::notify::{self, Event};
 use super::series::{self, Group, HOUR};
 use super::InsightsState;
+
+const NS: i64 = 1_000_000_000;
 use crate::costs::params::Dimension;
 
 /// An anomaly's life.
@@ -126,7 +129,7 @@ pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Res
     }
     let history = state.anomalies.weeks as i64 * 7 * 86_400;
     let start = from - history;
-    let groups = series::group_series(state.store.as_ref(), start, to, &Scope::default()).await?;
+    let groups = series::group_series(&state.store, start, to, &Scope::default()).await?;
     let mut stored: HashMap<String, AnomalyRecord> = load(state).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut changed: Vec<String> = Vec::new();
     let now = iso(Utc::now().timestamp());
@@ -233,7 +236,7 @@ async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Resu
     let from = a.start - weeks * week;
     let mut items = Vec::new();
     for dim in [Dimension::Operation, Dimension::UsageType, Dimension::Provider] {
-        let by = series::hourly_cost(state.store.as_ref(), from, a.end, &[dim], &group.scope()).await?;
+        let by = series::hourly_cost(&state.store, from, a.end, &[dim], &group.scope(), series::Hours::Closed).await?;
         if by.len() < 2 {
             // One value (a single provider, say) moved by the whole change: it explains nothing.
             continue;
@@ -323,14 +326,33 @@ pub async fn progress(state: &InsightsState) -> Result<HashMap<String, i64>, Sto
 }
 
 /// One periodic step: evaluates every closed, not yet evaluated bucket.
+/// The end of the closed hours from `from`, at most `to` (Unix seconds): the
+/// first hour of `[from, to)` the ledger still holds provisional, or `to`.
+/// Hours without usage have no revision and count as closed (nothing is
+/// coming for them).
+async fn closed_until(state: &InsightsState, from: i64, to: i64) -> Result<i64, StoreError> {
+    if from >= to {
+        return Ok(to);
+    }
+    let ledger = costplane_store::ledger::Ledger::new(std::sync::Arc::clone(&state.store));
+    let open = ledger
+        .hour_states(from * NS, to * NS)
+        .await?
+        .into_iter()
+        .filter(|s| s.status != costplane_ledger::CLOSED)
+        .map(|s| s.hour_ns.div_euclid(NS))
+        .min();
+    Ok(open.map_or(to, |h| h.min(to)))
+}
+
 pub async fn step(state: &InsightsState, now: i64) -> Result<(), StoreError> {
-    let close_after = crate::config::parse_duration(&state.anomalies.close_after).map(|d| d.as_secs() as i64).unwrap_or(600);
     let progress = progress(state).await?;
+    let due_to = (now - state.close_after_secs).div_euclid(HOUR) * HOUR;
     for grain in [Grain::Hour, Grain::Day] {
         let g = grain.seconds();
-        let closed_to = (now - close_after).div_euclid(g) * g;
         let lookback = i64::from(state.anomalies.initial_lookback_hours) * HOUR;
-        let next = progress.get(grain.name()).copied().unwrap_or_else(|| (closed_to - lookback).div_euclid(g) * g);
+        let next = progress.get(grain.name()).copied().unwrap_or_else(|| (due_to.div_euclid(g) * g - lookback).div_euclid(g) * g);
+        let closed_to = closed_until(state, next, due_to).await?.div_euclid(g) * g;
         if next >= closed_to {
             continue;
         }

@@ -10,12 +10,12 @@
 //!
 //! A tenant key sees only budgets scoped to its tenant and its anomalies.
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use super::budgets::BudgetStatus;
 use super::detect::{AnomalyRecord, Status};
 use crate::auth::Caller;
+use crate::health::{Exposition, Kind};
 
 /// (name, help, value of a budget's status).
 type Family = (&'static str, &'static str, fn(&BudgetStatus) -> String);
@@ -25,10 +25,6 @@ pub struct Gauges {
     budgets: Mutex<Vec<BudgetStatus>>,
     /// (tenant, grain, direction) of each open anomaly.
     open: Mutex<Vec<(String, &'static str, &'static str)>>,
-}
-
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Gauges {
@@ -45,41 +41,39 @@ impl Gauges {
         *self.open.lock().unwrap_or_else(|e| e.into_inner()) = open;
     }
 
-    /// The gauges in Prometheus text for `caller`.
-    pub fn render(&self, caller: &Caller) -> String {
-        let mut out = String::new();
+    /// Appends the gauges `caller` may see to a scrape.
+    pub fn render(&self, out: &mut Exposition, caller: &Caller) {
         let budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mine: Vec<&BudgetStatus> =
             budgets.iter().filter(|b| caller.tenant().is_none_or(|t| b.scope.tenant.as_deref() == Some(t))).collect();
         let families: [Family; 4] = [
-            ("costplane_budget_usd", "Budget amount per period.", |b| b.amount.normalize().to_string()),
-            ("costplane_budget_spent_usd", "Spend so far in the budget's current period.", |b| b.spent.normalize().to_string()),
+            ("costplane_budget_usd", "Budget amount per period (USD).", |b| b.amount.normalize().to_string()),
+            ("costplane_budget_spent_usd", "Spend so far in the budget's current period (USD).", |b| b.spent.normalize().to_string()),
             ("costplane_budget_spent_ratio", "Spend so far / budget amount.", |b| b.spent_ratio.normalize().to_string()),
-            ("costplane_budget_projected_usd", "Projected spend at the end of the budget's period.", |b| {
+            ("costplane_budget_projected_usd", "Projected spend at the end of the budget's period (USD).", |b| {
                 b.projected.normalize().to_string()
             }),
         ];
         for (name, help, value) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            out.family(name, Kind::Gauge, help);
             for b in &mine {
-                let _ = writeln!(out, "{name}{{budget=\"{}\",period=\"{}\"}} {}", label(&b.id), b.period.name(), value(b));
+                out.sample(name, &[("budget", &b.id), ("period", b.period.name())], value(b));
             }
         }
         let name = "costplane_forecast_month_end_usd";
-        let _ = writeln!(out, "# HELP {name} Month-end spend projected for monthly budgets' scopes.\n# TYPE {name} gauge");
+        out.family(name, Kind::Gauge, "Month-end spend projected for monthly budgets' scopes (USD).");
         for b in mine.iter().filter(|b| b.period == costplane_insights::budget::Period::Month) {
-            let _ = writeln!(out, "{name}{{budget=\"{}\"}} {}", label(&b.id), b.projected.normalize());
+            out.sample(name, &[("budget", &b.id)], b.projected.normalize());
         }
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let name = "costplane_anomalies_open";
-        let _ = writeln!(out, "# HELP {name} Open cost anomalies.\n# TYPE {name} gauge");
+        out.family(name, Kind::Gauge, "Open cost anomalies.");
         for grain in ["hour", "day"] {
             for direction in ["spike", "drop"] {
                 let n = open.iter().filter(|(t, g, d)| *g == grain && *d == direction && caller.tenant().is_none_or(|c| c == t)).count();
-                let _ = writeln!(out, "{name}{{grain=\"{grain}\",direction=\"{direction}\"}} {n}");
+                out.sample(name, &[("grain", grain), ("direction", direction)], n);
             }
         }
-        out
     }
 }
 
@@ -118,7 +112,12 @@ mod tests {
     fn gauges_render_per_caller() {
         let g = Gauges::default();
         g.set_budgets(vec![status("acme-month", Some("acme"), Period::Month), status("all \"week\"", None, Period::Week)]);
-        let admin = g.render(&Caller::Admin);
+        let render = |caller: &Caller| {
+            let mut out = Exposition::new(crate::health::Format::Text);
+            g.render(&mut out, caller);
+            out.finish()
+        };
+        let admin = render(&Caller::Admin);
         // $50 of $200 = 0.25; projected 180.5.
         assert!(admin.contains("costplane_budget_usd{budget=\"acme-month\",period=\"month\"} 200\n"), "{admin}");
         assert!(admin.contains("costplane_budget_spent_ratio{budget=\"acme-month\",period=\"month\"} 0.25\n"), "{admin}");
@@ -126,9 +125,9 @@ mod tests {
         assert!(admin.contains("costplane_budget_spent_usd{budget=\"all \\\"week\\\"\",period=\"week\"} 50\n"), "{admin}");
         assert!(!admin.contains("costplane_forecast_month_end_usd{budget=\"all"), "weekly budgets have no month-end: {admin}");
         assert!(admin.contains("costplane_anomalies_open{grain=\"day\",direction=\"spike\"} 0\n"), "{admin}");
-        let globex = g.render(&Caller::Tenant("globex".into()));
+        let globex = render(&Caller::Tenant("globex".into()));
         assert!(!globex.contains("acme-month") && !globex.contains("all \\\"week"), "{globex}");
-        let acme = g.render(&Caller::Tenant("acme".into()));
+        let acme = render(&Caller::Tenant("acme".into()));
         assert!(acme.contains("acme-month") && !acme.contains("week\\\""), "{acme}");
     }
 }

@@ -1,5 +1,10 @@
-//! Anomalies, forecasts and budgets in the server: a periodic evaluation
-//! task, the HTTP API, and `/metrics` gauges.
+//! Anomalies, forecasts and budgets in the server: an evaluation task, the
+//! HTTP API, and `/metrics` gauges.
+//!
+//! The task evaluates when the ledger closes an hour (the closer tells
+//! [`CloseTrigger`], a [`LedgerObserver`]), every `[anomalies] interval`
+//! besides (budgets then see the open hours' provisional spend), and on
+//! backfill requests. Anomalies are detected on closed hours only.
 //!
 //! - `series.rs` is the only reader of the ledger (hourly cost per group);
 //! - `detect.rs` runs detection over closed buckets and keeps anomalies;
@@ -27,7 +32,11 @@ use axum::Router;
 use costplane_store::Store;
 use tokio_util::sync::CancellationToken;
 
+use costplane_ledger::{HourState, LedgerRow};
+use tokio::sync::Notify;
+
 use crate::auth::ApiKey;
+use crate::costs::closer::LedgerObserver;
 use config::{AnomaliesSection, BudgetConfig};
 
 /// What the insights task and handlers share.
@@ -44,6 +53,23 @@ pub struct InsightsState {
     /// Serializes evaluation runs (periodic, backfill).
     pub run_lock: Arc<tokio::sync::Mutex<()>>,
     pub gauges: Arc<metrics::Gauges>,
+    /// `ledger.close_after_secs`: when an hour is due to close.
+    pub close_after_secs: i64,
+    /// Woken when the closer has closed hours.
+    pub closed: Arc<Notify>,
+}
+
+/// Wakes the evaluation task when the closer writes closed revisions
+/// (first closings and re-closings with late usage alike). One wake-up
+/// covers any number of closings before the task gets to run.
+pub struct CloseTrigger(Arc<Notify>);
+
+impl LedgerObserver for CloseTrigger {
+    fn booked(&self, _rows: &[LedgerRow]) {}
+
+    fn closed(&self, _hours: &[HourState]) {
+        self.0.notify_one();
+    }
 }
 
 impl InsightsState {
@@ -59,7 +85,14 @@ impl InsightsState {
             currency,
             run_lock: Arc::new(tokio::sync::Mutex::new(())),
             gauges: Arc::new(metrics::Gauges::default()),
+            close_after_secs: i64::try_from(config.ledger.close_after_secs).unwrap_or(i64::MAX / 2),
+            closed: Arc::new(Notify::new()),
         }
+    }
+
+    /// The observer to register with the closer.
+    pub fn close_trigger(&self) -> Arc<dyn LedgerObserver> {
+        Arc::new(CloseTrigger(Arc::clone(&self.closed)))
     }
 
     /// One evaluation: closed buckets, then budgets; gauges refreshed.
@@ -80,8 +113,8 @@ impl InsightsState {
     }
 }
 
-/// Runs [`InsightsState::evaluate`] now and every `[anomalies] interval`
-/// until `stop`.
+/// Runs [`InsightsState::evaluate`] now, whenever hours close, and every
+/// `[anomalies] interval`, until `stop`.
 pub fn spawn(state: InsightsState, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     let every = crate::config::parse_duration(&state.anomalies.interval).unwrap_or(Duration::from_secs(300));
     tokio::spawn(async move {
@@ -93,6 +126,7 @@ pub fn spawn(state: InsightsState, stop: CancellationToken) -> tokio::task::Join
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
+                _ = state.closed.notified() => {}
             }
         }
     })

@@ -1,19 +1,24 @@
 //! The one place anomalies, forecasts and budgets read the ledger: hourly
 //! cost per group over a window.
 //!
-//! Everything else in `insights` works on what [`hourly_cost`] returns, so
-//! when the ledger gains its own repository (hourly aggregates, closed
-//! hours) only this function changes. Today it sums `costplane_ledger`'s
-//! `BilledCost` per hour with the same parameterised SQL the cost API uses.
+//! Everything else in `insights` works on what [`hourly_cost`] returns. It
+//! asks the ledger repository ([`Ledger::sum_costs`]) for hourly sums of
+//! current revisions, so a repriced or re-closed hour counts once, at its
+//! newest figures. Anomalies and forecasts read closed hours only (an open
+//! hour's provisional cost is still growing and would look like a drop);
+//! budgets also count the open hours' provisional rows.
 
 use std::collections::BTreeMap;
 
-use costplane_store::{Param, Params, Store, StoreError};
+use std::sync::Arc;
+
+use costplane_ledger::{CostFilter, Step};
+use costplane_store::ledger::Ledger;
+use costplane_store::{Store, StoreError};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::config::Scope;
-use crate::costs::decimal;
 use crate::costs::params::Dimension;
 
 pub const HOUR: i64 = 3_600;
@@ -50,15 +55,27 @@ impl Group {
     }
 }
 
+/// Which ledger rows a series counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hours {
+    /// Closed hours only: final figures (anomalies, forecasts' history).
+    Closed,
+    /// Closed hours and the open hours' provisional rows (budgets: spend
+    /// shows before the hour closes).
+    WithProvisional,
+}
+
 /// Cost per hour of `[from, to)` (Unix seconds, whole hours), per distinct
 /// values of `dims`, for ledger rows inside `scope`. Each series has one
-/// entry per hour of the window, zero where the ledger has nothing.
+/// entry per hour of the window, zero where the ledger has nothing. Reads
+/// current revisions only, through the ledger repository.
 pub async fn hourly_cost(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     from: i64,
     to: i64,
     dims: &[Dimension],
     scope: &Scope,
+    which: Hours,
 ) -> Result<BTreeMap<Vec<String>, Vec<Decimal>>, StoreError> {
     let (from, to) = (from.div_euclid(HOUR) * HOUR, to.div_euclid(HOUR) * HOUR);
     let hours = usize::try_from((to - from) / HOUR).unwrap_or(0);
@@ -66,51 +83,38 @@ pub async fn hourly_cost(
     if hours == 0 {
         return Ok(out);
     }
-    let dialect = store.dialect();
-    let mut p = Params::new(dialect);
-    let col = dialect.ns("ChargePeriodStart");
-    let mut filter = format!("{col} >= {} AND {col} < {}", p.add(Param::Int(from * NS)), p.add(Param::Int(to * NS)));
-    for (name, value) in scope.fields() {
-        let d = Dimension::parse(name).expect("scope fields are dimensions");
-        let placeholder = p.add(Param::Str(value.to_owned()));
-        filter.push_str(&format!(" AND {}", d.matches(&placeholder)));
+    let mut equals: Vec<(Dimension, String)> = scope
+        .fields()
+        .into_iter()
+        .map(|(name, value)| (Dimension::parse(name).expect("scope fields are dimensions"), value.to_owned()))
+        .collect();
+    if which == Hours::Closed {
+        equals.push((Dimension::ChargeStatus, costplane_ledger::CLOSED.to_owned()));
     }
-    let mut select = vec![format!("{} AS h", dialect.trunc_ns("hour", "ChargePeriodStart"))];
-    let mut group = vec!["h".to_owned()];
-    for (i, d) in dims.iter().enumerate() {
-        select.push(format!("{} AS d{i}", d.column()));
-        group.push(format!("d{i}"));
-    }
-    select.push("sum(BilledCost) AS cost".into());
-    let sql = format!("SELECT {} FROM costplane_ledger WHERE {filter} GROUP BY {}", select.join(", "), group.join(", "));
-    let result = store.query_with(&sql, &p.values).await?;
-    for row in &result.rows {
-        let h = row[0].as_i64().unwrap_or(0) / NS;
+    let filter = CostFilter { from_ns: from * NS, to_ns: to * NS, tenant: None, equals };
+    let sums = Ledger::new(Arc::clone(store)).sum_costs(&filter, dims, Some(Step::Hour)).await?;
+    for sum in sums {
+        let h = sum.period_ns.unwrap_or(0) / NS;
         let Ok(i) = usize::try_from((h - from) / HOUR) else { continue };
         if i >= hours {
             continue;
         }
-        let key: Vec<String> = (0..dims.len()).map(|k| text(&row[k + 1])).collect();
-        let series = out.entry(key).or_insert_with(|| vec![Decimal::ZERO; hours]);
-        series[i] += decimal(&row[dims.len() + 1]);
+        let series = out.entry(sum.dims).or_insert_with(|| vec![Decimal::ZERO; hours]);
+        series[i] += sum.cost;
     }
     Ok(out)
 }
 
-/// [`hourly_cost`] per [`Group`].
-pub async fn group_series(store: &dyn Store, from: i64, to: i64, scope: &Scope) -> Result<BTreeMap<Group, Vec<Decimal>>, StoreError> {
-    Ok(hourly_cost(store, from, to, &GROUP_DIMS, scope).await?.into_iter().map(|(k, v)| (Group::from_values(&k), v)).collect())
+/// [`hourly_cost`] of closed hours per [`Group`].
+pub async fn group_series(store: &Arc<dyn Store>, from: i64, to: i64, scope: &Scope) -> Result<BTreeMap<Group, Vec<Decimal>>, StoreError> {
+    Ok(hourly_cost(store, from, to, &GROUP_DIMS, scope, Hours::Closed)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (Group::from_values(&k), v))
+        .collect())
 }
 
 /// Sums hourly values into days (`hours` must start at midnight UTC).
 pub fn daily(hours: &[Decimal]) -> Vec<Decimal> {
     hours.chunks(24).map(|c| c.iter().sum()).collect()
-}
-
-fn text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }

@@ -4,8 +4,10 @@
 
 mod api;
 mod backpressure;
+mod compression;
 mod focus_export;
 mod insights;
 mod limits;
 mod metrics;
 mod support;
+mod surfaces;

@@ -20,7 +20,7 @@ use super::partition::Granularity;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,9 +213,13 @@ fn metric_columns(table: &str) -> String {
     format!("{}{middle}{METRIC_INDEXES}", metric_prefix())
 }
 
+/// Columns schema version 3 added to version 2's cost tables.
+const V3_COLUMNS: [&str; 8] =
+    ["ReceivedAt", "CallKind", "InvalidReason", "x_ChargeStatus", "x_Revision", "x_AllocationRatio", "x_AllocationMethod", "Hour"];
+
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
-fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 3] {
+fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 4] {
     [
         (
             "costplane_usage_telemetry",
@@ -246,9 +250,13 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     CacheReadTokens UInt64,
     CacheWriteTokens UInt64,
     ReasoningTokens UInt64,
-    ProvidedCost Nullable(Decimal(38, 12))",
-            "Timestamp",
-            "(Tenant, Timestamp, Model)",
+    ProvidedCost Nullable(Decimal(38, 12)),
+    ReceivedAt DateTime64(9),
+    Hour DateTime64(9),
+    CallKind LowCardinality(String),
+    InvalidReason String",
+            "Hour",
+            "(Hour, Tenant, Model)",
             "cityHash64(Tenant)",
         ),
         (
@@ -283,10 +291,29 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     x_Operation LowCardinality(String),
     x_UsageType LowCardinality(String),
     x_PricingStatus LowCardinality(String),
-    x_PriceVersion LowCardinality(String)",
+    x_PriceVersion LowCardinality(String),
+    x_ChargeStatus LowCardinality(String),
+    x_Revision UInt64,
+    x_AllocationRatio Nullable(Decimal(38, 12)),
+    x_AllocationMethod LowCardinality(String)",
             "ChargePeriodStart",
             "(x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)",
             "cityHash64(x_Tenant)",
+        ),
+        (
+            // The current revision of each (hour, scope) of the ledger: the
+            // row with the largest Revision. Inserting it is the switch that
+            // makes a new revision's rows visible (see `ledger.rs`).
+            "costplane_ledger_hours",
+            "    Hour DateTime64(9),
+    Scope LowCardinality(String),
+    Revision UInt64,
+    Status LowCardinality(String),
+    UsageRows UInt64,
+    PriceVersion String",
+            "Hour",
+            "(Hour, Scope, Revision)",
+            "cityHash64(Hour)",
         ),
     ]
 }
@@ -408,6 +435,39 @@ impl SchemaOptions {
         }
     }
 
+    /// Schema version 4: the keyed state tables (`records.rs`: budgets,
+    /// notifications sent, anomalies, detection progress), where the newest
+    /// version of a key wins. New tables only, so a version 3 database
+    /// upgrades by creating them (`IF NOT EXISTS`: a no-op later).
+    fn state_tables(&self, oc: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for table in crate::RecordTable::ALL.map(crate::RecordTable::name) {
+            let storage = self.storage_table(table);
+            let engine = match &self.cluster {
+                Some(_) => format!(
+                    "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/{storage}', '{{replica}}', UpdatedNs)",
+                    self.database.replace('\'', "")
+                ),
+                None => "ReplacingMergeTree(UpdatedNs)".to_owned(),
+            };
+            out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {}{oc} (\n    Key String,\n    Body String,\n    UpdatedNs Int64,\n    Deleted UInt8\n) ENGINE = {engine}\nORDER BY Key",
+            self.qualified(&storage)
+        ));
+            if let Some(cluster) = &self.cluster {
+                out.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {}{oc} AS {}\nENGINE = Distributed({}, {}, {}, cityHash64(Key))",
+                    self.qualified(table),
+                    self.qualified(&storage),
+                    literal(cluster),
+                    literal(&self.database),
+                    literal(&storage)
+                ));
+            }
+        }
+        out
+    }
+
     /// Every DDL statement, in order, each idempotent (`IF NOT EXISTS`).
     pub fn statements(&self) -> Vec<String> {
         let db = ident(&self.database);
@@ -446,11 +506,14 @@ impl SchemaOptions {
         for (name, columns, time_column, order, shard) in cost_tables() {
             let storage = self.storage_table(name);
             let settings = self.settings();
+            // The revision table is one partition: inserting a revision
+            // switch is then one part, all hours of it at once.
+            let partition =
+                if name == "costplane_ledger_hours" { "tuple()".to_owned() } else { Granularity::Month.expression(time_column) };
             out.push(format!(
-                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY {}\nORDER BY {order}\nSETTINGS {}",
+                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY {partition}\nORDER BY {order}\nSETTINGS {}",
                 self.qualified(&storage),
                 self.engine(&storage),
-                Granularity::Month.expression(time_column),
                 settings.replace(", ttl_only_drop_parts = 1", "")
             ));
             if let Some(cluster) = &self.cluster {
@@ -463,32 +526,29 @@ impl SchemaOptions {
                     literal(&storage),
                 ));
             }
-        }
-        // Keyed state (`records.rs`): the newest version of a key wins.
-        for table in crate::RecordTable::ALL.map(crate::RecordTable::name) {
-            let storage = self.storage_table(table);
-            let engine = match &self.cluster {
-                Some(_) => format!(
-                    "ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{}/{storage}', '{{replica}}', UpdatedNs)",
-                    self.database.replace('\'', "")
-                ),
-                None => "ReplacingMergeTree(UpdatedNs)".to_owned(),
-            };
-            out.push(format!(
-                "CREATE TABLE IF NOT EXISTS {}{oc} (\n    Key String,\n    Body String,\n    UpdatedNs Int64,\n    Deleted UInt8\n) ENGINE = {engine}\nORDER BY Key",
-                self.qualified(&storage)
-            ));
-            if let Some(cluster) = &self.cluster {
-                out.push(format!(
-                    "CREATE TABLE IF NOT EXISTS {}{oc} AS {}\nENGINE = Distributed({}, {}, {}, cityHash64(Key))",
-                    self.qualified(table),
-                    self.qualified(&storage),
-                    literal(cluster),
-                    literal(&self.database),
-                    literal(&storage)
-                ));
+            // Upgrades from schema version 2: the columns version 3 added
+            // (no-ops on tables created above with them).
+            for column in columns
+                .lines()
+                .filter(|l| V3_COLUMNS.iter().any(|c| l.trim_start().starts_with(&format!("{c} "))))
+                .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
+            {
+                let column = column.trim().trim_end_matches(',');
+                // Rows of version 2 read these from what they have: LLM
+                // calls are booked at their own hour and are model calls.
+                let default = match column.split(' ').next().unwrap_or_default() {
+                    "Hour" => " DEFAULT toStartOfHour(Timestamp)",
+                    "ReceivedAt" => " DEFAULT Timestamp",
+                    "CallKind" => " DEFAULT 'model'",
+                    _ => "",
+                };
+                let column = format!("{column}{default}");
+                for table in [Some(storage.clone()), self.cluster.as_ref().map(|_| name.to_owned())].into_iter().flatten() {
+                    out.push(format!("ALTER TABLE {}{oc} ADD COLUMN IF NOT EXISTS {column}", self.qualified(&table)));
+                }
             }
         }
+        out.extend(self.state_tables(&oc));
         // Trace-id lookups: first and last timestamp per trace, kept by a
         // materialized view, so "find this trace" reads a small table.
         let lookup = self.storage_table("otel_traces_trace_id_ts");

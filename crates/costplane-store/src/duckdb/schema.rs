@@ -8,14 +8,41 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 const ATTRS: &str = "MAP(VARCHAR, VARCHAR)";
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
-    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, record_tables())]
+    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, HOURLY_LEDGER.to_owned()), (4, record_tables())]
 }
+
+/// Version 3: the hourly ledger. LLM usage keeps its receive time, booking
+/// hour, call kind and invalid reason; ledger rows carry their hour's
+/// revision and charge status; `costplane_ledger_hours` names each
+/// (hour, scope)'s current revision. Ledger rows of version 2 are dropped:
+/// the closer books every hour again from the stored usage (hours before
+/// `ledger.lookback`: `costplane reprice --from .. --to ..`).
+const HOURLY_LEDGER: &str = r#"
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "ReceivedAt" TIMESTAMP_NS;
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "Hour" TIMESTAMP_NS;
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "CallKind" VARCHAR;
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "InvalidReason" VARCHAR;
+UPDATE costplane_usage_llm SET "ReceivedAt" = "Timestamp", "Hour" = date_trunc('hour', "Timestamp"), "CallKind" = 'model', "InvalidReason" = '' WHERE "Hour" IS NULL;
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_ChargeStatus" VARCHAR;
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_Revision" UBIGINT;
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_AllocationRatio" DECIMAL(38, 12);
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_AllocationMethod" VARCHAR;
+DELETE FROM costplane_ledger WHERE "x_Revision" IS NULL;
+CREATE TABLE IF NOT EXISTS costplane_ledger_hours (
+    "Hour" TIMESTAMP_NS,
+    "Scope" VARCHAR,
+    "Revision" UBIGINT,
+    "Status" VARCHAR,
+    "UsageRows" UBIGINT,
+    "PriceVersion" VARCHAR
+);
+"#;
 
 /// Usage facts and the FOCUS-aligned cost ledger. Money is DECIMAL(38, 12).
 const COST_TABLES: &str = r#"
@@ -43,7 +70,11 @@ CREATE TABLE IF NOT EXISTS costplane_usage_llm (
     "CacheReadTokens" UBIGINT,
     "CacheWriteTokens" UBIGINT,
     "ReasoningTokens" UBIGINT,
-    "ProvidedCost" DECIMAL(38, 12)
+    "ProvidedCost" DECIMAL(38, 12),
+    "ReceivedAt" TIMESTAMP_NS,
+    "Hour" TIMESTAMP_NS,
+    "CallKind" VARCHAR,
+    "InvalidReason" VARCHAR
 );
 CREATE TABLE IF NOT EXISTS costplane_ledger (
     "ChargePeriodStart" TIMESTAMP_NS,
@@ -76,7 +107,19 @@ CREATE TABLE IF NOT EXISTS costplane_ledger (
     "x_Operation" VARCHAR,
     "x_UsageType" VARCHAR,
     "x_PricingStatus" VARCHAR,
-    "x_PriceVersion" VARCHAR
+    "x_PriceVersion" VARCHAR,
+    "x_ChargeStatus" VARCHAR,
+    "x_Revision" UBIGINT,
+    "x_AllocationRatio" DECIMAL(38, 12),
+    "x_AllocationMethod" VARCHAR
+);
+CREATE TABLE IF NOT EXISTS costplane_ledger_hours (
+    "Hour" TIMESTAMP_NS,
+    "Scope" VARCHAR,
+    "Revision" UBIGINT,
+    "Status" VARCHAR,
+    "UsageRows" UBIGINT,
+    "PriceVersion" VARCHAR
 );
 "#;
 

@@ -125,8 +125,8 @@ mod tests {
     fn ddl_tables_parse_with_their_types() {
         let ddl: String = schema::migrations().into_iter().map(|(_, sql)| sql).collect();
         let tables = declared_tables(&ddl);
-        // 11 telemetry and cost tables, 4 keyed state tables.
-        assert_eq!(tables.len(), 15, "{:?}", tables.keys());
+        // 12 telemetry, cost and ledger tables, 4 keyed state tables.
+        assert_eq!(tables.len(), 16, "{:?}", tables.keys());
         assert_eq!(tables["costplane_budgets"][2], ("UpdatedNs".to_owned(), "BIGINT".to_owned()));
         assert_eq!(tables["costplane_written_batches"][0], ("BatchId".to_owned(), "UBIGINT".to_owned()));
         let logs = &tables["otel_logs"];

@@ -22,7 +22,7 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
     // A second start is a no-op.
     let again = ClickHouseStore::connect(target.config()).await.unwrap();
     let versions = again.query("SELECT count(*), max(version) FROM costplane_schema_migrations").await.unwrap();
-    assert_eq!(versions.rows, vec![vec![json!(1), json!(3)]]);
+    assert_eq!(versions.rows, vec![vec![json!(1), json!(4)]]);
 
     let traces = show_create(&store, "otel_traces").await;
     for needle in [
@@ -60,7 +60,46 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
         .unwrap();
     assert!(bump.status().is_success());
     let err = ClickHouseStore::connect(target.config()).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Schema(m) if m.contains("version 99, newer than the version 3")), "{err}");
+    assert!(matches!(&err, StoreError::Schema(m) if m.contains("version 99, newer than the version 4")), "{err}");
+}
+
+/// A database at schema version 3 (no keyed state tables) is upgraded to
+/// version 4 at the next start, its ledger kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_database_is_upgraded_to_version_4() {
+    use costplane_store::{Record, RecordTable};
+    let target = ClickHouseTarget::new();
+    drop(ClickHouseStore::connect(target.config()).await.unwrap());
+    let http = reqwest::Client::new();
+    let run = |sql: String| {
+        let req = http.post(&target.url).body(sql);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        }
+    };
+    // Back to what a version 3 costplane left: no state tables, version 3 recorded.
+    for t in RecordTable::ALL {
+        run(format!("DROP TABLE `{}`.{}", target.database, t.name())).await;
+    }
+    run(format!("TRUNCATE TABLE `{}`.costplane_schema_migrations", target.database)).await;
+    run(format!("INSERT INTO `{}`.costplane_schema_migrations (version) VALUES (3)", target.database)).await;
+    run(format!(
+        "INSERT INTO `{}`.costplane_ledger_hours (Hour, Scope, Revision, Status, UsageRows, PriceVersion) \
+         VALUES ('2026-11-01 10:00:00', 'llm', 7, 'closed', 3, 'p1')",
+        target.database
+    ))
+    .await;
+
+    let store = ClickHouseStore::connect(target.config()).await.unwrap();
+    let v = store.query("SELECT max(version) FROM costplane_schema_migrations").await.unwrap();
+    assert_eq!(v.rows, vec![vec![json!(4)]]);
+    let kept = store.query("SELECT Revision, Status FROM costplane_ledger_hours").await.unwrap();
+    assert_eq!(kept.rows, vec![vec![json!(7), json!("closed")]]);
+    for t in RecordTable::ALL {
+        store.put_records(t, &[Record::new("k", "{}", 1)]).await.unwrap();
+        assert_eq!(store.records(t).await.unwrap(), vec![Record::new("k", "{}", 1)], "{}", t.name());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
