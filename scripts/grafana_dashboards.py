@@ -223,7 +223,7 @@ def shared():
 def anomalies():
     return dashboard(
         "costplane-anomalies", "costplane / Cost anomalies",
-        "Spend against the same hour a day earlier, untagged spend, and the cost alerts.",
+        "Open anomalies, budgets and their month-end forecasts, spend against the same hour a day earlier, untagged spend, and the cost alerts.",
         [
             panel("timeseries", "Hourly spend against a day earlier", [
                 prom("sum(tenant:costplane_cost_usd:increase1h)", "now"),
@@ -237,8 +237,16 @@ def anomalies():
             panel("table", "Cost alerts",
                   [prom('ALERTS{alertname=~"CostplaneCostSpike|CostplaneBudgetThreshold|CostplaneUntaggedSpend|CostplaneUnpricedUsage"}',
                         "{{alertname}} {{tenant}}", True)], w=12),
-            panel("timeseries", "Anomaly score by service", [prom("max by (service) (costplane_cost_anomaly_score)", "{{service}}")], w=12,
-                  description="Model-based anomaly scores (no data until anomaly detection is configured)."),
+            panel("timeseries", "Open anomalies", [prom("max by (grain, direction) (costplane_anomalies_open)", "{{grain}} {{direction}}")],
+                  w=12, unit="short", description="Open cost anomalies (robust z over the seasonal baseline); details: GET /api/v1/anomalies."),
+            panel("bargauge", "Budget spent (this period)", [prom("budget:costplane_budget_spent:ratio", "{{budget}} ({{period}})", True)],
+                  w=12, unit="percentunit",
+                  description="[[budgets]] spend over amount, provisional hours included; CostplaneBudgetThreshold fires above 0.9."),
+            panel("table", "Budgets: amount, projection, month-end forecast", [
+                prom("max by (budget, period) (costplane_budget_usd)", "amount {{budget}}", True),
+                prom("max by (budget, period) (costplane_budget_projected_usd)", "projected {{budget}}", True, ref="B"),
+                prom("max by (budget) (costplane_forecast_month_end_usd)", "month-end {{budget}}", True, ref="C"),
+            ], w=12, unit="currencyUSD", description="Projected: the period total at the forecast (months) or the run rate."),
         ],
         [PROM_VAR], ["cost"], time_from="now-7d",
     )

@@ -178,6 +178,11 @@ def stack(tmp_path_factory):
         '[cost]\ningest_per_gib = "0"\nqueries_per_1000 = "0"\n'
         '[metrics]\ncache_ttl = "1s"\n'
         f'[metrics.budgets]\nacme = "{ACME_BUDGET}"\n'
+        # The same amount as a [[budgets]] entry: its gauges, the budget
+        # ratio rule and the alert's budget form. Evaluated every second;
+        # the spend is in open (provisional) hours, which budgets count.
+        '[anomalies]\ninterval = "1s"\n'
+        f'[[budgets]]\nid = "acme-llm"\nscope = {{ tenant = "acme", source = "llm" }}\nperiod = "month"\namount = "{ACME_BUDGET}"\n'
     )
     server = Server(tmp, extra_args=["--config", str(config)])
     prom = Prometheus(tmp, server.api_port)
@@ -232,6 +237,8 @@ def test_recorded_series_equal_the_hand_computed_dollars(stack):
         close(prom.one("costplane:costplane_cost_month_to_date_usd:sum"), ACME_TOTAL, "total")
         # 0.0465 / 0.05 = 0.93
         close(prom.one("tenant:costplane_cost_month_to_date_usd_per_budget:ratio", tenant="acme"), Decimal("0.93"), "budget")
+        close(prom.one("budget:costplane_budget_spent:ratio", budget="acme-llm", period="month"), Decimal("0.93"), "[[budgets]] ratio")
+        close(prom.one("costplane_budget_usd", budget="acme-llm"), ACME_BUDGET, "[[budgets]] amount")
         return True
 
     prom.wait("recorded month-to-date series", recorded, timeout=30)
@@ -252,7 +259,7 @@ def test_every_rule_is_healthy_and_the_budget_alert_is_pending(stack):
     def healthy():
         groups = prom.api("rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == 29, len(rules)
+        assert len(rules) == 30, len(rules)
         bad = [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"]
         assert bad == [], bad
         return True
@@ -262,9 +269,13 @@ def test_every_rule_is_healthy_and_the_budget_alert_is_pending(stack):
     def pending():
         alerts = prom.api("alerts")["data"]["alerts"]
         budget = [a for a in alerts if a["labels"]["alertname"] == "CostplaneBudgetThreshold"]
-        assert [a["labels"]["tenant"] for a in budget] == ["acme"], alerts
-        assert budget[0]["state"] == "pending"  # for: 15m
-        assert budget[0]["annotations"]["description"] == "Tenant acme (* = all tenants) has spent 93% of its monthly budget."
+        by_tenant = [a for a in budget if "budget" not in a["labels"]]
+        by_budget = [a for a in budget if "budget" in a["labels"]]
+        assert [a["labels"]["tenant"] for a in by_tenant] == ["acme"], alerts
+        assert [a["labels"]["budget"] for a in by_budget] == ["acme-llm"], alerts
+        assert {a["state"] for a in budget} == {"pending"}  # for: 15m
+        assert by_tenant[0]["annotations"]["description"] == "Tenant acme (* = all tenants) has spent 93% of its monthly budget."
+        assert by_budget[0]["annotations"]["description"] == "Budget acme-llm has spent 93% of its amount this month."
         return True
 
     prom.wait("the budget alert", pending, timeout=30)
