@@ -325,7 +325,6 @@ pub async fn progress(state: &InsightsState) -> Result<HashMap<String, i64>, Sto
         .collect())
 }
 
-/// One periodic step: evaluates every closed, not yet evaluated bucket.
 /// The end of the closed hours from `from`, at most `to` (Unix seconds): the
 /// first hour of `[from, to)` the ledger still holds provisional, or `to`.
 /// Hours without usage have no revision and count as closed (nothing is
@@ -345,8 +344,20 @@ async fn closed_until(state: &InsightsState, from: i64, to: i64) -> Result<i64, 
     Ok(open.map_or(to, |h| h.min(to)))
 }
 
-pub async fn step(state: &InsightsState, now: i64) -> Result<(), StoreError> {
+/// One step: evaluates again the already evaluated buckets from `reclosed`
+/// (the earliest hour the closer closed again with late usage, if any), then
+/// every closed, not yet evaluated bucket.
+pub async fn step(state: &InsightsState, now: i64, reclosed: Option<i64>) -> Result<(), StoreError> {
     let progress = progress(state).await?;
+    if let Some(from) = reclosed {
+        for grain in [Grain::Hour, Grain::Day] {
+            if let Some(&next) = progress.get(grain.name()) {
+                if from < next {
+                    run(state, grain, from, next).await?;
+                }
+            }
+        }
+    }
     let due_to = (now - state.close_after_secs).div_euclid(HOUR) * HOUR;
     for grain in [Grain::Hour, Grain::Day] {
         let g = grain.seconds();

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod notify;
 pub mod series;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,18 +58,27 @@ pub struct InsightsState {
     pub close_after_secs: i64,
     /// Woken when the closer has closed hours.
     pub closed: Arc<Notify>,
+    /// The earliest hour (Unix seconds) closed since the last evaluation;
+    /// `i64::MAX`: none.
+    pub earliest_closed: Arc<AtomicI64>,
 }
 
 /// Wakes the evaluation task when the closer writes closed revisions
 /// (first closings and re-closings with late usage alike). One wake-up
 /// covers any number of closings before the task gets to run.
-pub struct CloseTrigger(Arc<Notify>);
+pub struct CloseTrigger {
+    wake: Arc<Notify>,
+    earliest: Arc<AtomicI64>,
+}
 
 impl LedgerObserver for CloseTrigger {
     fn booked(&self, _rows: &[LedgerRow]) {}
 
-    fn closed(&self, _hours: &[HourState]) {
-        self.0.notify_one();
+    fn closed(&self, hours: &[HourState]) {
+        if let Some(first) = hours.iter().map(|h| h.hour_ns.div_euclid(1_000_000_000)).min() {
+            self.earliest.fetch_min(first, Ordering::SeqCst);
+        }
+        self.wake.notify_one();
     }
 }
 
@@ -87,19 +97,26 @@ impl InsightsState {
             gauges: Arc::new(metrics::Gauges::default()),
             close_after_secs: i64::try_from(config.ledger.close_after_secs).unwrap_or(i64::MAX / 2),
             closed: Arc::new(Notify::new()),
+            earliest_closed: Arc::new(AtomicI64::new(i64::MAX)),
         }
     }
 
     /// The observer to register with the closer.
     pub fn close_trigger(&self) -> Arc<dyn LedgerObserver> {
-        Arc::new(CloseTrigger(Arc::clone(&self.closed)))
+        Arc::new(CloseTrigger { wake: Arc::clone(&self.closed), earliest: Arc::clone(&self.earliest_closed) })
     }
 
     /// One evaluation: closed buckets, then budgets; gauges refreshed.
     pub async fn evaluate(&self) {
         let _guard = self.run_lock.lock().await;
         let now = chrono::Utc::now();
-        if let Err(e) = detect::step(self, now.timestamp()).await {
+        // Hours closed before the detection's progress had late usage:
+        // their buckets are evaluated again.
+        let reclosed = Some(self.earliest_closed.swap(i64::MAX, Ordering::SeqCst)).filter(|h| *h != i64::MAX);
+        if let Err(e) = detect::step(self, now.timestamp(), reclosed).await {
+            if let Some(h) = reclosed {
+                self.earliest_closed.fetch_min(h, Ordering::SeqCst);
+            }
             tracing::warn!(error = %e, "anomaly detection failed; retried at the next interval");
         }
         match budgets::evaluate(self, now).await {

@@ -1,6 +1,7 @@
 //! Anomalies, forecasts and API budgets end to end on the real binary, on
 //! both stores: six weeks of daily LLM spend with one injected spike
-//! (yesterday), found by `costplane anomalies --backfill` with its expected
+//! (yesterday), found when the closer closes its hours and again by
+//! `costplane anomalies --backfill` with its expected
 //! value, impact and top contributor, and sent once to a webhook;
 //! dismissing keeps it dismissed across a second backfill; the forecast and
 //! budget CLIs print their tables.
@@ -68,7 +69,13 @@ fn backfill_scenario(store_args: &[&str]) {
     let config = dir.path().join("costplane.toml");
     std::fs::write(
         &config,
-        format!("[anomalies]\nnotify = [{{ kind = \"webhook\", url = \"{hook}\", secret = \"anomaly-hook-secret-01\" }}]\n"),
+        // Hours close at once, and the closer books calls up to 50 days old
+        // at their own hour (by default a call over 7 days old is booked
+        // invalid at its receive hour, and 32 days are watched).
+        format!(
+            "[ledger]\nclose_after_secs = 0\nlookback_days = 50\nllm_event_back_hours = 1200\n\
+             [anomalies]\nnotify = [{{ kind = \"webhook\", url = \"{hook}\", secret = \"anomaly-hook-secret-01\" }}]\n"
+        ),
     )
     .unwrap();
     let mut args = vec!["--config", config.to_str().unwrap()];
@@ -103,6 +110,13 @@ fn backfill_scenario(store_args: &[&str]) {
     wait_until(
         || api(&server, "GET", &format!("/api/v1/costs?from={since}"), None).1["total"] == total.as_str(),
         "the six weeks of spend in the ledger",
+    );
+
+    // The closer closed those hours (late, all at once): that alone ran
+    // detection over them, before any backfill.
+    wait_until(
+        || api(&server, "GET", "/api/v1/anomalies?grain=day&status=all", None).1["count"] == 1,
+        "the spike found when its hours closed",
     );
 
     let out = cli(&server, &["anomalies", "--backfill", "--since", &since, "--status", "all"]);
