@@ -22,7 +22,9 @@ fn span(at_secs: u64, name: &str, usd: &str, n: u64) -> Value {
         "traceId": format!("{:032x}", 0x5000 + n), "spanId": format!("{:016x}", 0x100 + n), "name": name, "kind": 3,
         "startTimeUnixNano": ns.to_string(), "endTimeUnixNano": (ns + 1_000_000).to_string(),
         "attributes": [
-            {"key": "cost.model", "value": {"stringValue": "gpt-4o"}},
+            // A model no price covers: the span's own cost is what it cost
+            // (cost.provided_cost = "when_unpriced").
+            {"key": "cost.model", "value": {"stringValue": "house-model-1"}},
             {"key": "cost.usd", "value": {"stringValue": usd}},
         ],
     })
@@ -137,7 +139,7 @@ fn backfill_scenario(store_args: &[&str]) {
     assert_eq!(a["status"], "open");
     assert_eq!(
         a["group"],
-        json!({"source": "llm", "tenant": "acme", "project": a["group"]["project"], "service": "chatbot", "model": "gpt-4o"})
+        json!({"source": "llm", "tenant": "acme", "project": a["group"]["project"], "service": "chatbot", "model": "house-model-1"})
     );
     // Who moved: "embed" went from nothing to $40; "chat" did not move.
     assert_eq!(a["contributors"][0]["dimension"], "operation");

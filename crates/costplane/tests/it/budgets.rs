@@ -123,7 +123,9 @@ fn send_cost(server: &ServerProcess, usd: &str, n: u32) {
             "traceId": format!("{:032x}", 0xabc0 + n), "spanId": format!("{:016x}", 0x10 + n), "name": "chat", "kind": 3,
             "startTimeUnixNano": (now - 1_000_000).to_string(), "endTimeUnixNano": now.to_string(),
             "attributes": [
-                {"key": "cost.model", "value": {"stringValue": "gpt-4o"}},
+                // A model no price covers: the span's own cost is what it cost
+                // (cost.provided_cost = "when_unpriced").
+                {"key": "cost.model", "value": {"stringValue": "house-model-1"}},
                 {"key": "cost.usd", "value": {"stringValue": usd}},
             ],
         }]}],
