@@ -249,6 +249,7 @@ impl Meter {
                         self.rates.ingest_per_gib.normalize(),
                         self.rates.queries_per_1000.normalize()
                     ),
+                    ext: Default::default(),
                 }
             })
             .collect()
@@ -338,6 +339,7 @@ impl Meter {
                     usage_type: kind.into(),
                     pricing_status: status.into(),
                     price_version: self.catalog.version.clone(),
+                    ext: Default::default(),
                 }
             })
             .collect()

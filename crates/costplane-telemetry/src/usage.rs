@@ -89,6 +89,37 @@ pub struct LedgerRow {
     /// `priced`, `provided` or `unpriced`.
     pub pricing_status: String,
     pub price_version: String,
+    /// Columns only Kubernetes and imported rows fill (`x_Namespace`, ...,
+    /// FOCUS costs that differ from `cost`).
+    pub ext: LedgerExt,
+}
+
+/// The ledger's Kubernetes and cloud-bill columns. Default: a row of
+/// costplane's own pricing (every cost = `cost`, `ChargeCategory` Usage,
+/// no Kubernetes identity).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerExt {
+    /// FOCUS EffectiveCost / ListCost / ContractedCost when they differ from BilledCost.
+    pub effective_cost: Option<Decimal>,
+    pub list_cost: Option<Decimal>,
+    pub contracted_cost: Option<Decimal>,
+    /// FOCUS ChargeCategory (default `Usage`) and ChargeClass (default null).
+    pub charge_category: Option<String>,
+    pub charge_class: Option<String>,
+    /// FOCUS InvoiceIssuerName (default: the provider).
+    pub invoice_issuer: Option<String>,
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+    pub cluster: String,
+    pub container: String,
+    /// Split rows: the shared namespace (or `__idle__`) the cost came from.
+    pub shared_from: String,
+    /// Imported rows: provider, billing account and billing period, the
+    /// unit a re-import replaces.
+    pub import_key: String,
+    /// Imported rows: the provider's `x_` columns as a JSON object.
+    pub extra: String,
 }
 
 /// Everything cost-related a batch carries.

@@ -93,6 +93,7 @@ impl App {
                 usage_type: "input".into(),
                 pricing_status: "priced".into(),
                 price_version: "test".into(),
+                ext: Default::default(),
             })
             .collect();
         let batch = TelemetryBatch { id: rand::random(), usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
