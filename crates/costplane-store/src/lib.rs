@@ -106,6 +106,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes ledger rows of `source` whose charge period starts in
     /// `[from_ns, to_ns)` (repricing replaces them).
     async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError>;
+
+    /// Deletes ledger rows of `source` whose `x_ImportKey` is `key` (a
+    /// re-imported bill replaces its billing period and account).
+    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError>;
 }
 
 /// A bound query parameter.

@@ -83,6 +83,10 @@ impl Store for WrappedStore {
     async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
         self.inner.delete_ledger(source, from_ns, to_ns).await
     }
+
+    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.delete_ledger_import(source, key).await
+    }
 }
 
 pub struct RunningServer {

@@ -368,6 +368,20 @@ impl Store for ClickHouseStore {
         self.execute(&sql, &settings, None, Op::Write).await.map(|_| ())
     }
 
+    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError> {
+        let table = match self.config.schema.cluster {
+            Some(_) => "costplane_ledger_local",
+            None => "costplane_ledger",
+        };
+        let on_cluster = self.config.schema.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", schema::ident(c))).unwrap_or_default();
+        let sql = format!(
+            "DELETE FROM {}{on_cluster} WHERE x_Source = {{p0:String}} AND x_ImportKey = {{p1:String}}",
+            self.config.schema.qualified(table)
+        );
+        let settings = vec![("param_p0", source.to_owned()), ("param_p1", key.to_owned())];
+        self.execute(&sql, &settings, None, Op::Write).await.map(|_| ())
+    }
+
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
         let mut settings = vec![
             self.database_param(),

@@ -313,22 +313,28 @@ pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>) -> Vec<u8>
 pub const LEDGER_COLUMNS: &str = "ChargePeriodStart, ChargePeriodEnd, BilledCost, EffectiveCost, ListCost, ContractedCost, \
 BillingCurrency, ChargeCategory, ChargeClass, ServiceName, ServiceCategory, ProviderName, PublisherName, InvoiceIssuerName, \
 ResourceId, ResourceName, ConsumedQuantity, ConsumedUnit, PricingQuantity, PricingUnit, SkuId, Tags, x_Tenant, x_Project, \
-x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion";
+x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion, x_Namespace, x_Pod, x_Node, x_Cluster, \
+x_Container, x_SharedFrom, x_ImportKey, x_Extra";
 
 pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.charge_period_start_ns);
         w.i64(r.charge_period_end_ns);
-        for _ in 0..4 {
-            w.decimal(r.cost);
+        for c in [None, r.ext.effective_cost, r.ext.list_cost, r.ext.contracted_cost] {
+            w.decimal(c.unwrap_or(r.cost));
         }
         w.str(&r.billing_currency);
-        w.str("Usage");
-        w.u8(1); // ChargeClass: NULL
-        for s in
-            [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, &r.provider_name, &r.resource_id, &r.resource_name]
-        {
+        w.str(r.ext.charge_category.as_deref().unwrap_or("Usage"));
+        match &r.ext.charge_class {
+            None => w.u8(1),
+            Some(c) => {
+                w.u8(0);
+                w.str(c);
+            }
+        }
+        let issuer = r.ext.invoice_issuer.as_ref().unwrap_or(&r.provider_name);
+        for s in [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, issuer, &r.resource_id, &r.resource_name] {
             w.str(s);
         }
         w.decimal(r.consumed_quantity);
@@ -347,6 +353,14 @@ pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
             &r.usage_type,
             &r.pricing_status,
             &r.price_version,
+            &r.ext.namespace,
+            &r.ext.pod,
+            &r.ext.node,
+            &r.ext.cluster,
+            &r.ext.container,
+            &r.ext.shared_from,
+            &r.ext.import_key,
+            &r.ext.extra,
         ] {
             w.str(s);
         }

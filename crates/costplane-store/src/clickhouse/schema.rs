@@ -20,7 +20,7 @@ use super::partition::Granularity;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +215,18 @@ fn metric_columns(table: &str) -> String {
 
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
+/// Ledger columns of Kubernetes and imported cloud rows (schema version 3).
+const LEDGER_V3_COLUMNS: [(&str, &str); 8] = [
+    ("x_Namespace", "LowCardinality(String)"),
+    ("x_Pod", "String"),
+    ("x_Node", "LowCardinality(String)"),
+    ("x_Cluster", "LowCardinality(String)"),
+    ("x_Container", "LowCardinality(String)"),
+    ("x_SharedFrom", "LowCardinality(String)"),
+    ("x_ImportKey", "LowCardinality(String)"),
+    ("x_Extra", "String"),
+];
+
 fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 3] {
     [
         (
@@ -283,7 +295,15 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     x_Operation LowCardinality(String),
     x_UsageType LowCardinality(String),
     x_PricingStatus LowCardinality(String),
-    x_PriceVersion LowCardinality(String)",
+    x_PriceVersion LowCardinality(String),
+    x_Namespace LowCardinality(String),
+    x_Pod String,
+    x_Node LowCardinality(String),
+    x_Cluster LowCardinality(String),
+    x_Container LowCardinality(String),
+    x_SharedFrom LowCardinality(String),
+    x_ImportKey LowCardinality(String),
+    x_Extra String",
             "ChargePeriodStart",
             "(x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)",
             "cityHash64(x_Tenant)",
@@ -462,6 +482,19 @@ impl SchemaOptions {
                     literal(&self.database),
                     literal(&storage),
                 ));
+            }
+            // Version 3 added columns at the ledger's end; a ledger made by
+            // version 2 gets them here (a no-op on a new one).
+            if name == "costplane_ledger" {
+                let mut tables = vec![storage.clone()];
+                if self.cluster.is_some() {
+                    tables.push(name.to_owned());
+                }
+                for t in tables {
+                    for (column, ty) in LEDGER_V3_COLUMNS {
+                        out.push(format!("ALTER TABLE {}{oc} ADD COLUMN IF NOT EXISTS {column} {ty}", self.qualified(&t)));
+                    }
+                }
             }
         }
         // Trace-id lookups: first and last timestamp per trace, kept by a

@@ -412,6 +412,19 @@ impl Store for DuckDbStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("the delete task failed: {e}")))?
     }
+
+    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let (source, key) = (source.to_owned(), key.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            conn.execute("DELETE FROM costplane_ledger WHERE \"x_Source\" = ? AND \"x_ImportKey\" = ?", duckdb::params![source, key])
+                .map(|_| ())
+                .map_err(db_err)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the delete task failed: {e}")))?
+    }
 }
 
 #[cfg(test)]

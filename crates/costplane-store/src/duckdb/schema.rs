@@ -8,13 +8,25 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 const ATTRS: &str = "MAP(VARCHAR, VARCHAR)";
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
-    vec![(1, initial_schema()), (2, COST_TABLES.to_owned())]
+    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, ledger_v3())]
+}
+
+/// Ledger columns of Kubernetes and imported cloud rows, added at the
+/// table's end (existing rows read '').
+pub const LEDGER_V3_COLUMNS: [&str; 8] =
+    ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
+
+fn ledger_v3() -> String {
+    LEDGER_V3_COLUMNS
+        .iter()
+        .map(|c| format!("ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS \"{c}\" VARCHAR DEFAULT '';\n"))
+        .collect()
 }
 
 /// Usage facts and the FOCUS-aligned cost ledger. Money is DECIMAL(38, 12).

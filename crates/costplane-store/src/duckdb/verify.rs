@@ -26,6 +26,16 @@ pub(crate) fn declared_tables(ddl: &str) -> HashMap<String, Vec<(String, String)
         out.insert(name, columns);
         rest = &rest[open + 1 + close..];
     }
+    // Columns later steps add: `ALTER TABLE t ADD COLUMN IF NOT EXISTS "c" TYPE ...;`
+    const ALTER: &str = "ALTER TABLE ";
+    const ADD: &str = " ADD COLUMN IF NOT EXISTS ";
+    for stmt in ddl.split(';').map(str::trim).filter(|s| s.starts_with(ALTER)) {
+        if let Some((table, def)) = stmt[ALTER.len()..].split_once(ADD) {
+            if let (Some(cols), Some(c)) = (out.get_mut(table.trim().trim_matches('"')), column_definition(def.trim())) {
+                cols.push(c);
+            }
+        }
+    }
     out
 }
 
