@@ -56,6 +56,7 @@ pub struct Config {
     pub api: ApiSection,
     pub metrics: MetricsSection,
     pub billing: BillingSection,
+    pub kubernetes: costplane_k8s::KubernetesConfig,
 }
 
 /// `[billing]`: who bills whom, as the FOCUS export names it.
@@ -317,6 +318,7 @@ impl Default for Config {
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
             billing: BillingSection::default(),
+            kubernetes: costplane_k8s::KubernetesConfig::default(),
         }
     }
 }
@@ -477,6 +479,7 @@ impl Config {
         if !["gzip", "none"].contains(&self.clickhouse.compression.as_str()) {
             return Err(format!("clickhouse.compression '{}' is not gzip or none", self.clickhouse.compression));
         }
+        self.kubernetes.validate().map_err(|e| e.to_string())?;
         if self.billing.account_id.trim().is_empty() {
             return Err("billing.account_id must not be empty (it is FOCUS BillingAccountId)".into());
         }

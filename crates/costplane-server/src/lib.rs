@@ -8,6 +8,9 @@ pub mod costs;
 pub mod csv;
 mod error;
 pub mod health;
+pub mod import;
+pub mod k8s_api;
+pub mod kubernetes;
 pub mod otlp;
 mod server;
 

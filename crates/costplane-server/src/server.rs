@@ -22,6 +22,7 @@ use crate::config::{Config, StoreKind};
 use crate::costs::metrics::MetricsCache;
 use crate::costs::CostState;
 use crate::error::ServerError;
+use crate::kubernetes::KubernetesMetering;
 use crate::otlp::inflight::InflightLimit;
 use crate::otlp::{grpc, http, Ingest};
 
@@ -92,12 +93,18 @@ impl Server {
         let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store), buffer_config, decoder)
             .map_err(|e| ServerError::Buffer(e.to_string()))?;
         let pipeline = handle.pipeline().clone();
+        let kubernetes = self
+            .config
+            .kubernetes
+            .enabled
+            .then(|| KubernetesMetering::new(self.config.kubernetes.clone(), meter.catalog.currency.clone(), pipeline.clone()));
         let ingest = Ingest {
             pipeline: pipeline.clone(),
             limits: self.config.limits(),
             max_body_bytes: self.config.max_body_bytes(),
             inflight: InflightLimit::new(self.config.max_inflight_bytes()),
             meter: Some(Arc::clone(&meter)),
+            kubernetes: kubernetes.clone(),
         };
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
         let stop = CancellationToken::new();
@@ -131,7 +138,8 @@ impl Server {
                 self.config.api.keys.clone(),
                 metrics,
             )
-            .layer(axum::Extension(Arc::new(self.config.billing.clone()))),
+            .layer(axum::Extension(Arc::new(self.config.billing.clone())))
+            .layer(axum::Extension(kubernetes.clone())),
             stop.clone(),
             "HTTP API",
         );
@@ -143,6 +151,7 @@ impl Server {
             "costplane is serving"
         );
 
+        let ticker = kubernetes.as_ref().map(|k| k.spawn_ticker(stop.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new requests; draining accepted telemetry");
         stop.cancel();
@@ -153,6 +162,14 @@ impl Server {
                 Ok(Err(e)) => tracing::error!(server = name, error = %e, "server task failed"),
                 Err(_) => tracing::warn!(server = name, "in-flight requests did not finish in time"),
             }
+        }
+        if let Some(k) = &kubernetes {
+            // Open hours are booked before the pipeline drains.
+            let rows = k.flush();
+            tracing::info!(rows, "kubernetes hours booked at shutdown");
+        }
+        if let Some(t) = ticker {
+            let _ = t.await;
         }
         let stats = handle.shutdown().await;
         tracing::info!(

@@ -35,6 +35,8 @@ pub struct Ingest {
     pub inflight: inflight::InflightLimit,
     /// Measures usage and cost of what is accepted.
     pub meter: Option<Arc<Meter>>,
+    /// Meters Kubernetes resource use from accepted metrics.
+    pub kubernetes: Option<Arc<crate::kubernetes::KubernetesMetering>>,
 }
 
 impl Ingest {
@@ -49,7 +51,11 @@ impl Ingest {
         }
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
         let meta = RequestMeta::accepted_now(signal, encoding, tenants_of(&batch));
+        let k8s = self.kubernetes.as_ref().map(|k| (k, k.samples(&batch)));
         self.pipeline.submit(Submission { meta, body, batch })?;
+        if let Some((k, samples)) = k8s {
+            k.observe(samples);
+        }
         Ok(ExportOutcome { accepted, rejected, message })
     }
 
