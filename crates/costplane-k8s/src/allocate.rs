@@ -296,7 +296,8 @@ pub fn allocate(h: &HourUsage, cfg: &KubernetesConfig, stats: &mut AllocationSta
     let mut idle = Vec::new();
     for (node, n) in &h.nodes {
         let rates = cfg.prices.node(node);
-        let id = Identity { cluster: n.cluster.clone(), namespace: IDLE.into(), pod: IDLE.into(), node: node.clone(), ..Identity::default() };
+        let id =
+            Identity { cluster: n.cluster.clone(), namespace: IDLE.into(), pod: IDLE.into(), node: node.clone(), ..Identity::default() };
         let (cpu_alloc, ram_alloc) = on_node.get(node.as_str()).copied().unwrap_or_default();
         let cpu_hrs = n.cpu.avg() * hours(n.cpu.span_ns(single));
         let ram_hrs = n.mem.avg() / GIB * hours(n.mem.span_ns(single));
@@ -337,8 +338,7 @@ pub fn allocate(h: &HourUsage, cfg: &KubernetesConfig, stats: &mut AllocationSta
             c
         };
         for cluster in clusters {
-            let total: Decimal =
-                lines.iter().filter(|l| &l.id.namespace == ns && l.id.cluster == cluster).map(|l| l.cost).sum();
+            let total: Decimal = lines.iter().filter(|l| &l.id.namespace == ns && l.id.cluster == cluster).map(|l| l.cost).sum();
             let shared = share_among(h.hour_ns, &lines, total, ns, cfg, |l| l.id.cluster == cluster);
             if !shared.is_empty() {
                 lines.retain(|l| !(&l.id.namespace == ns && l.id.cluster == cluster));

@@ -211,11 +211,7 @@ impl Prices {
     /// CPU, RAM and GPU rates of `node`.
     pub fn node(&self, node: &str) -> NodeRates {
         let o = self.nodes.get(node).cloned().unwrap_or_default();
-        let (cpu, ram) = if o.spot {
-            (self.spot_cpu_core_hour, self.spot_ram_gib_hour)
-        } else {
-            (self.cpu_core_hour, self.ram_gib_hour)
-        };
+        let (cpu, ram) = if o.spot { (self.spot_cpu_core_hour, self.spot_ram_gib_hour) } else { (self.cpu_core_hour, self.ram_gib_hour) };
         NodeRates {
             cpu_core_hour: o.cpu_core_hour.unwrap_or(cpu),
             ram_gib_hour: o.ram_gib_hour.unwrap_or(ram),

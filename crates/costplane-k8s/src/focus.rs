@@ -129,19 +129,19 @@ fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, K8sError> {
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| read_err(manifest, format!("not JSON: {e}")))?;
     let listed: Vec<String> = match (json.get("dataFiles"), json.get("blobs")) {
         (Some(files), _) => files.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        (None, Some(blobs)) => blobs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|b| b.get("blobName").and_then(|v| v.as_str()).map(str::to_owned))
-            .collect(),
+        (None, Some(blobs)) => {
+            blobs.as_array().into_iter().flatten().filter_map(|b| b.get("blobName").and_then(|v| v.as_str()).map(str::to_owned)).collect()
+        }
         _ => return Err(read_err(manifest, "lists neither dataFiles (AWS) nor blobs (Azure)")),
     };
     listed
         .iter()
         .map(|l| {
             let base = l.rsplit('/').next().unwrap_or(l);
-            all.iter().find(|p| name(p) == base).cloned().ok_or_else(|| read_err(manifest, format!("lists {l}, not found under the directory")))
+            all.iter()
+                .find(|p| name(p) == base)
+                .cloned()
+                .ok_or_else(|| read_err(manifest, format!("lists {l}, not found under the directory")))
         })
         .collect()
 }

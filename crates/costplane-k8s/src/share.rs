@@ -10,8 +10,8 @@
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::MONEY_SCALE;
 use crate::ShareSplit;
+use crate::MONEY_SCALE;
 
 /// Splits `total` among `recipients` (name, weight), returned in the same
 /// order. Empty recipients → empty result (the caller keeps the amount).

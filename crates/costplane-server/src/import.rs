@@ -39,7 +39,9 @@ pub async fn replace(store: &dyn costplane_store::Store, import: Import) -> Resu
     let totals: BTreeMap<String, serde_json::Value> = import
         .totals()
         .into_iter()
-        .map(|(p, (billed, effective))| (p, json!({"billed_cost": billed.normalize().to_string(), "effective_cost": effective.normalize().to_string()})))
+        .map(|(p, (billed, effective))| {
+            (p, json!({"billed_cost": billed.normalize().to_string(), "effective_cost": effective.normalize().to_string()}))
+        })
         .collect();
     let rows = import.rows.len();
     if rows > 0 {
@@ -49,7 +51,10 @@ pub async fn replace(store: &dyn costplane_store::Store, import: Import) -> Resu
             ..TelemetryBatch::default()
         };
         store.write(&batch).await.map_err(|e| {
-            ApiError::new(ErrorCode::Unavailable, format!("the bill's periods were cleared but its rows not written ({e}); import it again"))
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the bill's periods were cleared but its rows not written ({e}); import it again"),
+            )
         })?;
     }
     Ok(json!({ "files": import.files, "rows": rows, "replaced": import.keys, "totals": totals }))

@@ -134,7 +134,8 @@ impl Sums {
     fn add(&mut self, r: &Row) {
         // Usage and request hours from quantity = max(usage, request) × hours.
         let m = r.usage_avg.max(r.request_avg);
-        let (uh, rh) = if m > Decimal::ZERO { (r.quantity * r.usage_avg / m, r.quantity * r.request_avg / m) } else { (Decimal::ZERO, Decimal::ZERO) };
+        let (uh, rh) =
+            if m > Decimal::ZERO { (r.quantity * r.usage_avg / m, r.quantity * r.request_avg / m) } else { (Decimal::ZERO, Decimal::ZERO) };
         match r.usage_type.as_str() {
             "cpu" | "idle-cpu" => {
                 self.cpu_core_hours += r.quantity;
@@ -432,7 +433,10 @@ async fn untagged(
     Ok(Json(json!({"from": iso(ns(from)), "to": iso(ns(to)), "total": s(total), "rows": rows})).into_response())
 }
 
-async fn flush(Extension(caller): Extension<Caller>, k8s: Option<Extension<Option<Arc<KubernetesMetering>>>>) -> Result<Response, ApiError> {
+async fn flush(
+    Extension(caller): Extension<Caller>,
+    k8s: Option<Extension<Option<Arc<KubernetesMetering>>>>,
+) -> Result<Response, ApiError> {
     if caller.tenant().is_some() {
         return Err(ApiError::new(ErrorCode::PermissionDenied, "flushing needs an admin key"));
     }

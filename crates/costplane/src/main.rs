@@ -2,6 +2,7 @@
 //! Everything else lives in the library crates.
 
 mod deadletter;
+mod import;
 mod loadgen;
 mod prices;
 mod reprice;
@@ -37,6 +38,9 @@ enum Command {
     Prices(prices::PricesCommand),
     /// Recompute LLM ledger rows of a window with the current prices.
     Reprice(reprice::RepriceArgs),
+    /// Load cloud bills into the ledger.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Requests the store refused as invalid: list them, replay them.
     #[command(subcommand)]
     Deadletter(deadletter::DeadLetterCommand),
@@ -210,6 +214,7 @@ fn main() -> ExitCode {
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
+            Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Schema(SchemaCommand::Print(args)) => schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
         }

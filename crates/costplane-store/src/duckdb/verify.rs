@@ -22,7 +22,8 @@ pub(crate) fn declared_tables(ddl: &str) -> HashMap<String, Vec<(String, String)
         let Some(open) = rest.find('(') else { break };
         let Some(close) = matching_paren(&rest[open + 1..]) else { break };
         let name = rest[..open].trim().trim_matches('"').to_owned();
-        let columns: Vec<(String, String)> = split_top_level(&rest[open + 1..open + 1 + close]).into_iter().filter_map(column_definition).collect();
+        let columns: Vec<(String, String)> =
+            split_top_level(&rest[open + 1..open + 1 + close]).into_iter().filter_map(column_definition).collect();
         out.insert(name, columns);
         rest = &rest[open + 1 + close..];
     }

@@ -4,6 +4,8 @@
 mod bad_input;
 mod clickhouse_e2e;
 mod durability;
+mod focus_import;
+mod kubernetes;
 mod otlp_rust;
 mod shutdown;
 mod sql_cli;
