@@ -1,4 +1,4 @@
--- costplane ClickHouse schema, version 2
+-- costplane ClickHouse schema, version 3
 
 CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`;
 
@@ -367,7 +367,15 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_local` ON CLUSTER `c1` (
     x_Operation LowCardinality(String),
     x_UsageType LowCardinality(String),
     x_PricingStatus LowCardinality(String),
-    x_PriceVersion LowCardinality(String)
+    x_PriceVersion LowCardinality(String),
+    x_Namespace LowCardinality(String),
+    x_Pod String,
+    x_Node LowCardinality(String),
+    x_Cluster LowCardinality(String),
+    x_Container LowCardinality(String),
+    x_SharedFrom LowCardinality(String),
+    x_ImportKey LowCardinality(String),
+    x_Extra String
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_ledger_local', '{replica}')
 PARTITION BY toYYYYMM(ChargePeriodStart)
 ORDER BY (x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)
@@ -375,6 +383,38 @@ SETTINGS index_granularity = 8192;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger` ON CLUSTER `c1` AS `otel`.`costplane_ledger_local`
 ENGINE = Distributed('c1', 'otel', 'costplane_ledger_local', cityHash64(x_Tenant));
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Namespace LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Pod String;
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Node LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Cluster LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Container LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_SharedFrom LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ImportKey LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Extra String;
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Namespace LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Pod String;
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Node LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Cluster LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Container LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_SharedFrom LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ImportKey LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Extra String;
 
 CREATE TABLE IF NOT EXISTS `otel`.`otel_traces_trace_id_ts_local` ON CLUSTER `c1` (
     TraceId String CODEC(ZSTD(1)),
@@ -399,4 +439,4 @@ FROM `otel`.`otel_traces_local`
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (2);
+INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (3);
