@@ -97,7 +97,16 @@ SubAccountName,Tags,x_Discounts,x_Operation,x_ServiceCode";
 
 #[test]
 fn aws_12_gzip_export_through_its_manifest() {
-    let server = ServerProcess::start(&[]);
+    aws_12(ServerProcess::start(&[]));
+}
+
+#[test]
+fn aws_12_reimport_replaces_on_clickhouse() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    aws_12(ServerProcess::start(&crate::support::clickhouse_args(&target, &[])));
+}
+
+fn aws_12(server: ServerProcess) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data/BILLING_PERIOD=2025-03");
     std::fs::create_dir_all(&data).unwrap();
