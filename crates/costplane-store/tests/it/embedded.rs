@@ -5,7 +5,7 @@ use std::path::Path;
 
 use costplane_store::duckdb::{DuckDbStore, FILE_NAME};
 use costplane_store::{Store, StoreError};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::data;
 use crate::support::fixes;
@@ -79,4 +79,64 @@ async fn rows_a_constraint_refuses_are_invalid_data_and_nothing_of_the_batch_is_
     store.write(&low).await.unwrap();
     let r = store.query("SELECT count(*) FROM otel_logs").await.unwrap();
     assert_eq!(r.rows, vec![vec![json!(3)]]);
+}
+
+/// A ledger of schema version 2 (before the Kubernetes and cloud-bill
+/// columns) is upgraded in place: old rows read '' in the new columns and
+/// new rows keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_ledger_gains_the_kubernetes_columns() {
+    use costplane_telemetry::usage::{LedgerExt, LedgerRow, UsageRows};
+    let dir = tempfile::tempdir().unwrap();
+    drop(DuckDbStore::open(dir.path()).unwrap());
+    // Back to version 2: without the eight columns, one old row.
+    let drops: String = ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"]
+        .iter()
+        .map(|c| format!("ALTER TABLE costplane_ledger DROP COLUMN \"{c}\";"))
+        .collect();
+    run(dir.path(), &format!("{drops} DELETE FROM costplane_schema_migrations WHERE version = 3;"));
+    run(dir.path(), "INSERT INTO costplane_ledger (\"BilledCost\", \"x_Source\") VALUES (1.5, 'llm')");
+    let store = DuckDbStore::open(dir.path()).unwrap();
+    let row = LedgerRow {
+        charge_period_start_ns: 0,
+        charge_period_end_ns: 3_600_000_000_000,
+        cost: "0.02".parse().unwrap(),
+        billing_currency: "USD".into(),
+        service_name: "Kubernetes".into(),
+        service_category: "Compute".into(),
+        provider_name: "Kubernetes".into(),
+        publisher_name: "costplane".into(),
+        resource_id: "c1/shop/web/main".into(),
+        resource_name: "web".into(),
+        consumed_quantity: "0.5".parse().unwrap(),
+        consumed_unit: "Core-Hours".into(),
+        pricing_quantity: "0.5".parse().unwrap(),
+        pricing_unit: "Core-Hours".into(),
+        sku_id: "kubernetes/cpu".into(),
+        tags: "{}".into(),
+        tenant: "unassigned".into(),
+        project: "shop".into(),
+        service: "shop".into(),
+        source: "kubernetes".into(),
+        model: String::new(),
+        operation: "cpu".into(),
+        usage_type: "cpu".into(),
+        pricing_status: "priced".into(),
+        price_version: "k8s".into(),
+        ext: LedgerExt {
+            namespace: "shop".into(),
+            node: "n1".into(),
+            effective_cost: Some("0.01".parse().unwrap()),
+            ..LedgerExt::default()
+        },
+    };
+    let batch =
+        costplane_telemetry::TelemetryBatch { id: 7, usage: UsageRows { ledger: vec![row], ..UsageRows::default() }, ..Default::default() };
+    store.write(&batch).await.unwrap();
+    let r = store
+        .query("SELECT x_Source, x_Namespace, x_Node, CAST(EffectiveCost AS VARCHAR) FROM costplane_ledger ORDER BY x_Source")
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0], vec![json!("kubernetes"), json!("shop"), json!("n1"), json!("0.010000000000")]);
+    assert_eq!(r.rows[1], vec![json!("llm"), json!(""), json!(""), Value::Null]);
 }
