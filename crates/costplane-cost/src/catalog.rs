@@ -6,8 +6,9 @@
 //! - Prices are per 1M tokens, with an effective date; a usage is priced by
 //!   the entry in force on its day, and by the tier its request's input size
 //!   reaches.
-//! - A user override file (same format) beats the shipped catalog: a model
-//!   it names replaces the shipped entry of that provider and name whole,
+//! - A user override file (same format; numbers or strings) beats the
+//!   shipped catalog: a model it names is merged field by field into the
+//!   shipped entry of that provider and name (see [`crate::overrides`]),
 //!   and the catalog version becomes `<shipped>+<override>`.
 //! - Entries are indexed by (provider, model) and, as a fallback for spans
 //!   whose provider has no entry of its own, by model alone. The same model
@@ -146,7 +147,8 @@ impl Catalog {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| CostError::Catalog(format!("cannot read price overrides {}: {e}", path.display())))?;
-                Some(parse(&text, &path.display().to_string())?)
+                let what = path.display().to_string();
+                Some(crate::overrides::resolve(&shipped, crate::overrides::parse(&text, &what)?)?)
             }
         };
         Catalog::from_files(shipped, overrides)
@@ -327,12 +329,31 @@ mod tests {
             ("models/gemini-2.5-pro", "google", "gemini-2.5-pro"),
             ("mistral-large-latest", "mistral", "mistral-large"),
             ("bedrock/meta.llama3-1-70b-instruct-v1:0", "meta", "llama3-1-70b-instruct"),
+            // Names a newcomer's spans carried that an older catalog missed.
+            ("gpt-3.5-turbo", "openai", "gpt-3.5-turbo"),
+            ("gpt-4-turbo-2024-04-09", "openai", "gpt-4-turbo"),
+            ("o1-mini", "openai", "o1-mini"),
+            ("text-embedding-ada-002", "openai", "text-embedding-ada-002"),
+            ("claude-3-sonnet-20240229", "anthropic", "claude-3-sonnet"),
+            ("command-r-plus", "cohere", "command-r-plus"),
+            ("deepseek-chat", "deepseek", "deepseek-chat"),
+            ("llama-3.1-8b-instant", "groq", "llama-3.1-8b-instant"),
+            ("openai:gpt-4o-mini", "openai", "gpt-4o-mini"),
+            ("accounts/fireworks/models/llama-v3p1-70b-instruct", "fireworks", "llama-v3p1-70b-instruct"),
+            ("meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo", "together_ai", "meta-llama-3.1-8b-instruct-turbo"),
+            ("grok-4-0709", "xai", "grok-4"),
         ] {
             let found = cat.lookup(raw);
             let entry = found.entry.unwrap_or_else(|| panic!("{raw} is not matched ({:?})", found.normalized));
             assert_eq!((entry.provider.as_str(), entry.name.as_str()), (provider, name), "{raw}");
         }
         assert!(cat.lookup("acme-llm-7b").entry.is_none());
+        assert!(cat.models().len() >= 150, "{} models", cat.models().len());
+        // o1-mini's price cut on 2025-01-31: 3.00 before, 1.10 after.
+        let o1 = cat.lookup("o1-mini").entry.unwrap();
+        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        assert_eq!(o1.rates(day("2024-12-01"), 1).unwrap().input.to_string(), "3.00");
+        assert_eq!(o1.rates(day("2025-02-01"), 1).unwrap().input.to_string(), "1.10");
         let gemini = cat.lookup("gemini-2.5-pro").entry.unwrap();
         assert!(gemini.prices.last().unwrap().tiers.iter().any(|t| t.above_input_tokens == 200_000));
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`catalog`]: the versioned price catalog (shipped, plus user overrides);
 //! - [`model_name`]: model-name normalization for catalog matching;
+//! - [`overrides`]: user price override files (partial entries, numbers);
 //! - [`llm`]: LLM token usage from span attributes, and its price.
 //!
 //! Money is `rust_decimal::Decimal` end to end.
@@ -11,6 +12,7 @@ mod error;
 pub mod llm;
 pub mod meter;
 pub mod model_name;
+pub mod overrides;
 
 pub use catalog::Catalog;
 pub use error::CostError;

@@ -26,7 +26,7 @@
 //! - Money is exact: `Decimal` from the catalog's strings to the ledger.
 
 use chrono::NaiveDate;
-pub use costplane_telemetry::usage::LlmUsage;
+pub use costplane_telemetry::usage::{CallKind, LlmUsage};
 use costplane_telemetry::Attributes;
 use rust_decimal::Decimal;
 
@@ -69,7 +69,7 @@ const CACHE_WRITE: [&str; 4] = [
 ];
 const REASONING: [&str; 3] =
     ["gen_ai.usage.reasoning.output_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"];
-const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
+pub const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
 
 /// The default of [`Limits::max_tokens_per_call`]: 100M tokens, far above
 /// any context window plus output in one call.
@@ -97,6 +97,56 @@ pub struct Extracted {
     /// Set when a count is not a whole number or a sum of counts
     /// overflows: the call is then `invalid`, whatever its model.
     pub invalid: Option<String>,
+    /// A model call, or an agent/chain/workflow/tool span (see [`call_kind`]).
+    pub kind: CallKind,
+}
+
+/// Attributes that name what kind of operation a span is.
+const KIND: [&str; 4] = ["gen_ai.operation.name", "openinference.span.kind", "traceloop.span.kind", "llm.request.type"];
+
+/// Operation values of model calls: OTel GenAI (`chat`, `text_completion`,
+/// `generate_content`, `embeddings`), OpenInference (`LLM`, `EMBEDDING`),
+/// OpenLLMetry's `llm.request.type` (`completion`, `embedding`, `rerank`).
+const MODEL_CALLS: [&str; 9] =
+    ["chat", "text_completion", "generate_content", "embeddings", "llm", "embedding", "completion", "rerank", "responses"];
+
+/// Whether a span is a model call. A span that names an operation other
+/// than a model call's (agent, chain, workflow, tool, `invoke_agent`,
+/// `execute_tool`, ...) carries the roll-up of its children's usage: it is
+/// billed only when no model-call span of its trace carries usage (decided
+/// when its hour closes). A span naming no operation is a model call.
+pub fn call_kind(attrs: &Attributes) -> CallKind {
+    let named: Vec<&str> = KIND.iter().filter_map(|k| first(attrs, &[k])).collect();
+    if named.is_empty() || named.iter().any(|v| MODEL_CALLS.iter().any(|m| v.eq_ignore_ascii_case(m))) {
+        CallKind::Model
+    } else {
+        CallKind::Rollup
+    }
+}
+
+/// How a cost the span carries (`gen_ai.usage.cost`, `cost.usd`) is used
+/// (`cost.provided_cost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProvidedCost {
+    /// The span's figure beats the catalog and overrides.
+    Prefer,
+    /// Never used: calls are priced by the catalog or unpriced.
+    Ignore,
+    /// A catalog or override price wins; the span's figure fills in for
+    /// models no price covers.
+    #[default]
+    WhenUnpriced,
+}
+
+impl ProvidedCost {
+    pub fn parse(s: &str) -> Option<ProvidedCost> {
+        match s {
+            "prefer" => Some(ProvidedCost::Prefer),
+            "ignore" => Some(ProvidedCost::Ignore),
+            "when_unpriced" => Some(ProvidedCost::WhenUnpriced),
+            _ => None,
+        }
+    }
 }
 
 fn first_named<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
@@ -178,7 +228,7 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
         provided_cost,
     };
     let invalid = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-    Some(Extracted { usage, invalid })
+    Some(Extracted { usage, invalid, kind: call_kind(attrs) })
 }
 
 /// How a cost was obtained.
@@ -280,17 +330,33 @@ fn cost_of(tokens: u64, per_million: Decimal) -> Option<Decimal> {
     Decimal::from(tokens).checked_mul(per_million)?.checked_div(PER)
 }
 
-/// Prices one usage on `day` with `catalog`, within `catalog.limits`.
+/// Prices one usage on `day` with `catalog`, within `catalog.limits`; a
+/// cost the span carries wins ([`ProvidedCost::Prefer`]).
 pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
+    price_with(catalog, usage, day, ProvidedCost::Prefer)
+}
+
+/// Prices one usage on `day` with `catalog`, using the span's own cost as
+/// `provided` says.
+pub fn price_with(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate, provided: ProvidedCost) -> LlmCost {
     if let Some(reason) = over_limits(usage, &catalog.limits) {
         return invalid(catalog, usage, &reason.to_string());
     }
     let lookup = catalog.lookup_for(&usage.provider, &usage.model);
     let provider = lookup.entry.map(|e| e.provider.clone());
-    if let Some(cost) = usage.provided_cost {
+    let provided_cost = || LlmCost {
+        status: PricingStatus::Provided,
+        parts: unpriced_parts(usage),
+        total: usage.provided_cost.unwrap_or_default(),
+        provider: provider.clone(),
+        rates: None,
+        reason: None,
+    };
+    if usage.provided_cost.is_some() && provided == ProvidedCost::Prefer {
         // The span's own figure wins; token parts carry no separate price.
-        return LlmCost { status: PricingStatus::Provided, parts: unpriced_parts(usage), total: cost, provider, rates: None, reason: None };
+        return provided_cost();
     }
+    let fill_in = usage.provided_cost.is_some() && provided == ProvidedCost::WhenUnpriced;
     let unpriced = |reason: String| LlmCost {
         status: PricingStatus::Unpriced,
         parts: unpriced_parts(usage),
@@ -300,6 +366,9 @@ pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
         reason: Some(reason),
     };
     let Some(entry) = lookup.entry else {
+        if fill_in {
+            return provided_cost();
+        }
         return unpriced(if usage.model.is_empty() {
             "the span names no model".to_owned()
         } else {
@@ -307,6 +376,9 @@ pub fn price(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate) -> LlmCost {
         });
     };
     let Some(rates) = entry.rates(day, usage.input_tokens) else {
+        if fill_in {
+            return provided_cost();
+        }
         return unpriced(format!("no price for {}/{} in force on {day}", entry.provider, entry.name));
     };
     let mut parts = Vec::with_capacity(5);

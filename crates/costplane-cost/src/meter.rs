@@ -1,41 +1,48 @@
-//! Metering: usage facts and ledger rows from a batch of telemetry.
+//! Metering: usage facts from a batch of telemetry, and ledger rows from
+//! stored usage.
 //!
 //! - Tenant and project come from resource attributes (configurable; by
 //!   default `tenant.id` and `service.namespace`), `unassigned` when absent.
-//! - Telemetry usage: items and encoded OTLP bytes per hour, tenant,
-//!   project, service and signal; priced per GiB ingested.
+//! - Telemetry usage: items and encoded OTLP bytes per **receive** hour,
+//!   tenant, project, service and signal; priced per GiB ingested. Client
+//!   timestamps never pick the hour: backdated data cannot reopen a closed
+//!   month, and timestamp 0 or `i64::MAX` are no special case.
 //! - Queries: each cost/SQL API query is counted for the caller's tenant
-//!   (`unassigned` for admin keys), priced per 1,000.
-//! - LLM usage: one row per span that carries model or token attributes;
-//!   priced by the catalog (see [`crate::llm`]); ledger rows aggregate per
-//!   hour, tenant, project, service, provider, model, operation, token kind,
-//!   pricing status and reason.
+//!   (`unassigned` for admin keys) in the hour it ran, priced per 1,000.
+//! - LLM usage: one row per span that carries model or token attributes,
+//!   booked at its **event** hour when the event time is within
+//!   [`EventWindow`] of the receive time (default 7 days back, 1 hour
+//!   ahead); outside it the call is booked at the receive hour as `invalid`
+//!   with the reason (its event time kept, never shifted into the window).
+//! - Money is made only when an hour is closed (or shown provisionally):
+//!   [`Meter::telemetry_ledger`] and [`Meter::llm_ledger`] turn an hour's
+//!   stored usage into ledger rows, one per (hour, tenant, project,
+//!   service, provider, model, operation, usage type, pricing status,
+//!   reason) at the catalog in force.
 //! - An `invalid` LLM usage (unreadable token counts, above the token limit,
-//!   an overflow) is booked at zero cost with its readable tokens and
-//!   `pricing_status = "invalid"`; the reason is the `pricing_reason` key
-//!   of the row's tags JSON. The ledger row type has no reason column, and
-//!   the tags travel with the row to both stores and the FOCUS export
-//!   without a schema change.
-//! - Repricing from stored usage (`llm_ledger`) finds the rows above the
-//!   token limit again; an unreadable count was stored as 0, so that reason
-//!   is known only when the span is metered.
+//!   outside the time window, an overflow) is booked at zero cost with its
+//!   readable tokens and `pricing_status = "invalid"`; the reason is the
+//!   `pricing_reason` key of the row's tags JSON.
+//! - Agent, chain, workflow and tool spans ([`CallKind::Rollup`]) are billed
+//!   only when no model-call span of their trace carries usage; otherwise
+//!   they stay in the usage table as information and make no ledger row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::DateTime;
 use costplane_telemetry::model::{ResourceInfo, TelemetryBatch};
-use costplane_telemetry::usage::{LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, MONEY_SCALE};
+use costplane_telemetry::usage::{hour_of, round_money, CallKind, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, DAY_NS, HOUR_NS};
 use rust_decimal::Decimal;
 
 use crate::catalog::Catalog;
-use crate::llm::{self, PricingStatus};
+use crate::llm::{self, PricingStatus, ProvidedCost};
 use crate::model_name::canonical_provider;
 
 pub const UNASSIGNED: &str = "unassigned";
 /// The usage "signal" of API queries.
 pub const QUERIES: &str = "queries";
-const HOUR_NS: i64 = 3_600_000_000_000;
 const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
 
 /// Which resource attributes name the tenant and the project.
@@ -59,20 +66,31 @@ pub struct TelemetryRates {
     pub queries_per_1000: Decimal,
 }
 
-/// Turns batches into usage and ledger rows.
+/// How far an LLM call's own timestamp may be from its receive time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventWindow {
+    pub back_ns: i64,
+    pub ahead_ns: i64,
+}
+
+impl Default for EventWindow {
+    fn default() -> Self {
+        EventWindow { back_ns: 7 * DAY_NS, ahead_ns: HOUR_NS }
+    }
+}
+
+/// Turns batches into usage, and stored usage into ledger rows.
 #[derive(Debug, Clone)]
 pub struct Meter {
     pub tenancy: Tenancy,
     pub catalog: Arc<Catalog>,
     pub rates: TelemetryRates,
+    pub window: EventWindow,
+    pub provided_cost: ProvidedCost,
 }
 
 fn money(d: Decimal) -> Decimal {
-    d.round_dp(MONEY_SCALE)
-}
-
-fn hour_of(ns: i64) -> i64 {
-    ns.div_euclid(HOUR_NS) * HOUR_NS
+    round_money(d)
 }
 
 fn lookup(resource: &ResourceInfo, key: &str) -> String {
@@ -110,44 +128,85 @@ fn tags(tenant: &str, project: &str, service: &str, pricing_reason: Option<&str>
     tags.to_string()
 }
 
+/// A span's own cost over its token kinds, by their share of the tokens:
+/// each share rounded by the ledger's rule, the last kind taking what is
+/// left, so the parts add up to the span's cost exactly.
+fn split_provided(total: Decimal, parts: &[(&'static str, u64, Decimal)]) -> Vec<(&'static str, u64, Decimal)> {
+    let tokens: u128 = parts.iter().map(|p| u128::from(p.1)).sum();
+    if parts.is_empty() || tokens == 0 {
+        return vec![("total", 0, total)];
+    }
+    let all = Decimal::from(tokens);
+    let mut left = total;
+    let last = parts.len() - 1;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, n, _))| {
+            let share = if i == last {
+                left
+            } else {
+                let s = total.checked_mul(Decimal::from(*n)).and_then(|x| x.checked_div(all)).map(round_money).unwrap_or_default();
+                left = left.checked_sub(s).unwrap_or(left);
+                s
+            };
+            (*kind, *n, share)
+        })
+        .collect()
+}
+
+/// ISO 8601 of a timestamp, for reasons.
+fn iso(ns: i64) -> String {
+    DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 impl Meter {
-    /// Usage and ledger rows for `batch`.
-    pub fn measure(&self, batch: &TelemetryBatch) -> UsageRows {
-        // Hot path: count per (resource, hour, signal) without allocating;
-        // names are resolved once per resource at the end.
-        type Key = (*const ResourceInfo, i64, &'static str);
+    /// A meter with the shipped catalog and default settings.
+    pub fn new(tenancy: Tenancy, catalog: Arc<Catalog>, rates: TelemetryRates) -> Meter {
+        Meter { tenancy, catalog, rates, window: EventWindow::default(), provided_cost: ProvidedCost::default() }
+    }
+
+    /// Usage rows for `batch`, received at `received_ns`.
+    pub fn measure(&self, batch: &TelemetryBatch, received_ns: i64) -> UsageRows {
+        let hour_ns = hour_of(received_ns);
+        // Hot path: count per (resource, signal) without allocating; names
+        // are resolved once per resource at the end.
+        type Key = (*const ResourceInfo, &'static str);
         let mut counts: HashMap<Key, (u64, u64)> = HashMap::new();
         let mut resources: HashMap<*const ResourceInfo, &Arc<ResourceInfo>> = HashMap::new();
-        let mut add = |r: &'_ Arc<ResourceInfo>, ts: i64, signal: &'static str, bytes: u32| {
-            let e = counts.entry((Arc::as_ptr(r), hour_of(ts), signal)).or_default();
+        let mut add = |r: &'_ Arc<ResourceInfo>, signal: &'static str, bytes: u32| {
+            let e = counts.entry((Arc::as_ptr(r), signal)).or_default();
             e.0 += 1;
             e.1 += u64::from(bytes);
         };
         let mut llm_rows = Vec::new();
-        let mut invalid = Vec::new();
         for s in &batch.spans {
-            add(&s.resource, s.timestamp_ns, "traces", s.encoded_bytes);
+            add(&s.resource, "traces", s.encoded_bytes);
             resources.entry(Arc::as_ptr(&s.resource)).or_insert(&s.resource);
             // Cheap gate: only spans with GenAI-looking attributes are parsed.
             let maybe_llm =
                 s.span_attributes.iter().any(|(k, _)| k.starts_with("gen_ai.") || k.starts_with("llm.") || k.starts_with("cost."));
             if maybe_llm {
-                if let Some(llm::Extracted { usage: u, invalid: why }) = llm::extract(&s.span_name, &s.span_attributes) {
-                    invalid.push(why);
+                if let Some(llm::Extracted { usage: u, invalid, kind }) = llm::extract(&s.span_name, &s.span_attributes) {
+                    let (hour, invalid) = self.booking(s.timestamp_ns, received_ns, invalid);
                     llm_rows.push(LlmUsageRow {
                         timestamp_ns: s.timestamp_ns,
+                        received_ns,
+                        hour_ns: hour,
                         tenant: lookup(&s.resource, &self.tenancy.tenant_attribute),
                         project: lookup(&s.resource, &self.tenancy.project_attribute),
                         service: s.resource.service_name.clone(),
                         trace_id: s.trace_id.clone(),
                         span_id: s.span_id.clone(),
+                        kind,
                         usage: u,
+                        invalid_reason: invalid,
                     });
                 }
             }
         }
         for l in &batch.logs {
-            add(&l.resource, l.timestamp_ns, "logs", l.encoded_bytes);
+            add(&l.resource, "logs", l.encoded_bytes);
             resources.entry(Arc::as_ptr(&l.resource)).or_insert(&l.resource);
         }
         let points = batch
@@ -159,40 +218,51 @@ impl Meter {
             .chain(batch.exp_histograms.iter().map(|p| &p.common))
             .chain(batch.summaries.iter().map(|p| &p.common));
         for p in points {
-            add(&p.metric.resource, p.time_unix_ns, "metrics", p.encoded_bytes);
+            add(&p.metric.resource, "metrics", p.encoded_bytes);
             resources.entry(Arc::as_ptr(&p.metric.resource)).or_insert(&p.metric.resource);
         }
-        // Resources with the same tenant, project and service merge.
-        type Merged = (i64, String, String, String, &'static str);
-        let mut merged: BTreeMap<Merged, (u64, u64)> = BTreeMap::new();
-        for ((ptr, hour, signal), (items, bytes)) in counts {
-            let r = resources[&ptr];
-            let key = (
-                hour,
-                lookup(r, &self.tenancy.tenant_attribute),
-                lookup(r, &self.tenancy.project_attribute),
-                r.service_name.clone(),
-                signal,
-            );
-            let e = merged.entry(key).or_default();
-            e.0 += items;
-            e.1 += bytes;
-        }
-        let telemetry: Vec<TelemetryUsage> = merged
+        let telemetry: Vec<TelemetryUsage> = counts
             .into_iter()
-            .map(|((hour_ns, tenant, project, service, signal), (items, bytes))| TelemetryUsage {
-                hour_ns,
-                tenant,
-                project,
-                service,
-                signal,
-                items,
-                bytes,
+            .map(|((ptr, signal), (items, bytes))| {
+                let r = resources[&ptr];
+                TelemetryUsage {
+                    hour_ns,
+                    tenant: lookup(r, &self.tenancy.tenant_attribute),
+                    project: lookup(r, &self.tenancy.project_attribute),
+                    service: r.service_name.clone(),
+                    signal,
+                    items,
+                    bytes,
+                }
             })
             .collect();
-        let mut ledger = self.telemetry_ledger(&telemetry);
-        ledger.extend(self.llm_ledger_of(llm_rows.iter().zip(invalid.iter().map(Option::as_deref))));
-        UsageRows { telemetry, llm: llm_rows, ledger }
+        // Resources with the same tenant, project and service merge.
+        let telemetry = UsageRows { telemetry, ..UsageRows::default() }.aggregated_telemetry();
+        UsageRows { telemetry, llm: llm_rows, ..UsageRows::default() }
+    }
+
+    /// The hour an LLM call is booked in, and why it is invalid: a call
+    /// whose own time is outside the window around its receive time is
+    /// booked at the receive hour, invalid, with both times in the reason.
+    fn booking(&self, event_ns: i64, received_ns: i64, invalid: Option<String>) -> (i64, Option<String>) {
+        let earliest = received_ns.saturating_sub(self.window.back_ns);
+        let latest = received_ns.saturating_add(self.window.ahead_ns);
+        if (earliest..=latest).contains(&event_ns) {
+            return (hour_of(event_ns), invalid);
+        }
+        let why = format!(
+            "the span's time {} is outside the accepted window around its receive time {} ({} h back, {} h ahead); \
+             booked at the receive hour, not priced",
+            iso(event_ns),
+            iso(received_ns),
+            self.window.back_ns / HOUR_NS,
+            self.window.ahead_ns / HOUR_NS
+        );
+        let reason = match invalid {
+            Some(r) => format!("{r}; {why}"),
+            None => why,
+        };
+        (hour_of(received_ns), Some(reason))
     }
 
     /// Usage of `n` queries a tenant ran through the API, as of now.
@@ -207,23 +277,33 @@ impl Meter {
             items: n,
             bytes: 0,
         }];
-        let ledger = self.telemetry_ledger(&telemetry);
-        UsageRows { telemetry, llm: Vec::new(), ledger }
+        UsageRows { telemetry, ..UsageRows::default() }
     }
 
-    /// Ledger rows for telemetry usage: ingest priced per GiB, queries per 1,000.
-    pub fn telemetry_ledger(&self, usage: &[TelemetryUsage]) -> Vec<LedgerRow> {
+    /// The price version telemetry rows carry: the rates themselves.
+    pub fn telemetry_price_version(&self) -> String {
+        format!("telemetry-rates:{}/{}", self.rates.ingest_per_gib.normalize(), self.rates.queries_per_1000.normalize())
+    }
+
+    /// Ledger rows for an hour's telemetry usage: ingest priced per GiB,
+    /// queries per 1,000; `charge_status` provisional or closed.
+    pub fn telemetry_ledger(&self, usage: &[TelemetryUsage], charge_status: &str) -> Vec<LedgerRow> {
+        let version = self.telemetry_price_version();
         usage
             .iter()
             .map(|u| {
                 let gib = Decimal::from(u.bytes) / GIB;
                 let thousands = Decimal::from(u.items) / Decimal::from(1000u32);
                 let queries = u.signal == QUERIES;
+                // checked: a rate near Decimal's limit books 0 rather than panicking.
+                let cost =
+                    if queries { thousands.checked_mul(self.rates.queries_per_1000) } else { gib.checked_mul(self.rates.ingest_per_gib) };
                 LedgerRow {
                     charge_period_start_ns: u.hour_ns,
-                    charge_period_end_ns: u.hour_ns + HOUR_NS,
-                    cost: money(if queries { thousands * self.rates.queries_per_1000 } else { gib * self.rates.ingest_per_gib }),
+                    charge_period_end_ns: u.hour_ns.saturating_add(HOUR_NS),
+                    cost: money(cost.unwrap_or_default()),
                     billing_currency: self.catalog.currency.clone(),
+                    charge_class: None,
                     service_name: if queries { "Telemetry queries" } else { "Telemetry ingest" }.into(),
                     service_category: "Management and Governance".into(),
                     provider_name: "costplane".into(),
@@ -232,7 +312,7 @@ impl Meter {
                     resource_name: u.service.clone(),
                     consumed_quantity: Decimal::from(if queries { u.items } else { u.bytes }),
                     consumed_unit: if queries { "Queries" } else { "Bytes" }.into(),
-                    pricing_quantity: if queries { thousands } else { gib.round_dp(MONEY_SCALE) },
+                    pricing_quantity: money(if queries { thousands } else { gib }),
                     pricing_unit: if queries { "1000 Queries" } else { "GiB" }.into(),
                     sku_id: if queries { "telemetry/queries".to_owned() } else { format!("telemetry/ingest/{}", u.signal) },
                     tags: tags(&u.tenant, &u.project, &u.service, None),
@@ -243,51 +323,46 @@ impl Meter {
                     model: String::new(),
                     operation: if queries { "query" } else { "ingest" }.into(),
                     usage_type: u.signal.into(),
-                    pricing_status: "priced".into(),
-                    price_version: format!(
-                        "telemetry-rates:{}/{}",
-                        self.rates.ingest_per_gib.normalize(),
-                        self.rates.queries_per_1000.normalize()
-                    ),
+                    pricing_status: if cost.is_some() { "priced" } else { "invalid" }.into(),
+                    price_version: version.clone(),
+                    charge_status: charge_status.to_owned(),
+                    revision: 0,
+                    allocation_ratio: None,
+                    allocation_method: String::new(),
                     ext: Default::default(),
                 }
             })
             .collect()
     }
 
-    /// Ledger rows for LLM usage, aggregated per hour and dimensions.
-    pub fn llm_ledger(&self, usage: &[LlmUsageRow]) -> Vec<LedgerRow> {
-        self.llm_ledger_of(usage.iter().map(|row| (row, None)))
-    }
-
-    /// Ledger rows for LLM usage, each with why it is invalid when its
-    /// span's counts could not be read.
-    fn llm_ledger_of<'a>(&self, usage: impl Iterator<Item = (&'a LlmUsageRow, Option<&'a str>)>) -> Vec<LedgerRow> {
+    /// Ledger rows for an hour's LLM usage. `rollup_billed` says whether a
+    /// [`CallKind::Rollup`] call is billed (its trace has no model-call
+    /// usage); model calls always are.
+    pub fn llm_ledger(&self, usage: &[LlmUsageRow], rollup_billed: &dyn Fn(&LlmUsageRow) -> bool, charge_status: &str) -> Vec<LedgerRow> {
         type Key = (i64, String, String, String, String, String, String, &'static str, &'static str, Option<String>);
         // Tokens are summed as decimals: a sum of u64 counts can pass u64.
         let mut agg: BTreeMap<Key, (Decimal, Decimal, String)> = BTreeMap::new();
-        for (row, invalid) in usage {
+        for row in usage {
+            if row.kind == CallKind::Rollup && !rollup_billed(row) {
+                continue;
+            }
             let u = &row.usage;
             let day = DateTime::from_timestamp_nanos(row.timestamp_ns).date_naive();
-            let cost = match invalid {
+            let cost = match &row.invalid_reason {
                 Some(reason) => llm::invalid(&self.catalog, u, reason),
-                None => llm::price(&self.catalog, u, day),
+                None => llm::price_with(&self.catalog, u, day, self.provided_cost),
             };
             let provider = if u.provider.is_empty() { cost.provider.clone().unwrap_or_default() } else { u.provider.clone() };
-            let key_base = (
-                hour_of(row.timestamp_ns),
-                row.tenant.clone(),
-                row.project.clone(),
-                row.service.clone(),
-                provider,
-                u.model.clone(),
-                u.operation.clone(),
-            );
+            let key_base =
+                (row.hour_ns, row.tenant.clone(), row.project.clone(), row.service.clone(), provider, u.model.clone(), u.operation.clone());
             let publisher = cost.provider.clone().unwrap_or_default();
             let new_row = || (Decimal::ZERO, Decimal::ZERO, publisher.clone());
-            // A provided cost (or a token-less usage) is one "total" row;
-            // a priced, unpriced or invalid one, a row per token kind.
-            let parts = if cost.status == PricingStatus::Provided || cost.parts.is_empty() {
+            // A row per token kind; a provided cost is split over the kinds
+            // by their tokens (the split of the quantities stays), a
+            // token-less usage is one "total" row.
+            let parts = if cost.status == PricingStatus::Provided {
+                split_provided(cost.total, &cost.parts)
+            } else if cost.parts.is_empty() {
                 vec![("total", u.input_tokens.saturating_add(u.output_tokens), cost.total)]
             } else {
                 cost.parts
@@ -315,9 +390,10 @@ impl Meter {
                 let provider_name = provider_display(&provider);
                 LedgerRow {
                     charge_period_start_ns: hour,
-                    charge_period_end_ns: hour + HOUR_NS,
+                    charge_period_end_ns: hour.saturating_add(HOUR_NS),
                     cost: money(cost),
                     billing_currency: self.catalog.currency.clone(),
+                    charge_class: None,
                     service_name: format!("{provider_name} models"),
                     service_category: "AI and Machine Learning".into(),
                     publisher_name: if publisher.is_empty() { provider_name.clone() } else { provider_display(&publisher) },
@@ -326,7 +402,7 @@ impl Meter {
                     resource_name: service.clone(),
                     consumed_quantity: tokens,
                     consumed_unit: "Tokens".into(),
-                    pricing_quantity: (tokens / Decimal::from(1_000_000u32)).round_dp(MONEY_SCALE),
+                    pricing_quantity: money(tokens / Decimal::from(1_000_000u32)),
                     pricing_unit: "1M Tokens".into(),
                     sku_id: format!("{provider}/{model}/{kind}"),
                     tags: tags(&tenant, &project, &service, reason.as_deref()),
@@ -339,6 +415,10 @@ impl Meter {
                     usage_type: kind.into(),
                     pricing_status: status.into(),
                     price_version: self.catalog.version.clone(),
+                    charge_status: charge_status.to_owned(),
+                    revision: 0,
+                    allocation_ratio: None,
+                    allocation_method: String::new(),
                     ext: Default::default(),
                 }
             })
@@ -356,7 +436,7 @@ mod tests {
     const T: i64 = 1_791_280_800_000_000_000;
 
     fn meter() -> Meter {
-        Meter { tenancy: Tenancy::default(), catalog: Arc::new(Catalog::load(None).unwrap()), rates: TelemetryRates::default() }
+        Meter::new(Tenancy::default(), Arc::new(Catalog::load(None).unwrap()), TelemetryRates::default())
     }
 
     fn span(attrs: &[(&str, &str)]) -> SpanRow {
@@ -385,8 +465,10 @@ mod tests {
     }
 
     fn llm_rows(spans: Vec<SpanRow>) -> (UsageRows, Vec<LedgerRow>) {
-        let rows = meter().measure(&TelemetryBatch { spans, ..TelemetryBatch::default() });
-        let llm = rows.ledger.iter().filter(|r| r.source == "llm").cloned().collect();
+        let mut m = meter();
+        m.provided_cost = ProvidedCost::Prefer;
+        let rows = m.measure(&TelemetryBatch { spans, ..TelemetryBatch::default() }, T);
+        let llm = m.llm_ledger(&rows.llm, &|_| true, "closed");
         (rows, llm)
     }
 
@@ -438,6 +520,10 @@ mod tests {
         let m = meter();
         let row = LlmUsageRow {
             timestamp_ns: T,
+            received_ns: T,
+            hour_ns: T,
+            kind: CallKind::Model,
+            invalid_reason: None,
             tenant: "acme".into(),
             project: UNASSIGNED.into(),
             service: "chat-api".into(),
@@ -451,7 +537,7 @@ mod tests {
                 ..Default::default()
             },
         };
-        let ledger = m.llm_ledger(&[row.clone(), row]);
+        let ledger = m.llm_ledger(&[row.clone(), row], &|_| true, "closed");
         assert!(ledger.iter().all(|r| r.pricing_status == "invalid" && r.cost.is_zero()), "{ledger:?}");
         // Two calls' tokens summed past u64 without wrapping: 2 × (2^64 - 1) input tokens.
         let input = ledger.iter().find(|r| r.usage_type == "input").unwrap();
@@ -469,5 +555,140 @@ mod tests {
         let overflow = llm.iter().find(|r| r.pricing_status == "invalid").unwrap();
         assert_eq!((overflow.cost, overflow.consumed_quantity), (Decimal::ZERO, Decimal::from(10)));
         assert!(overflow.tags.contains("overflows"), "{}", overflow.tags);
+    }
+
+    fn spans_of_trace(trace: &str, specs: &[(&str, &[(&str, &str)])]) -> Vec<SpanRow> {
+        specs
+            .iter()
+            .map(|(id, attrs)| {
+                let mut s = span(attrs);
+                s.trace_id = trace.to_owned();
+                s.span_id = (*id).to_owned();
+                s
+            })
+            .collect()
+    }
+
+    const AGENT: &[(&str, &str)] = &[
+        ("gen_ai.operation.name", "invoke_agent"),
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.request.model", "gpt-4o-2024-05-13"),
+        ("gen_ai.usage.input_tokens", "3000"),
+        ("gen_ai.usage.output_tokens", "1500"),
+    ];
+    const CHAT: &[(&str, &str)] = &[
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.request.model", "gpt-4o-2024-05-13"),
+        ("gen_ai.usage.input_tokens", "1000"),
+        ("gen_ai.usage.output_tokens", "500"),
+    ];
+
+    #[test]
+    fn an_agent_span_with_child_calls_is_billed_once() {
+        // One agent span rolling up three chat calls of 1,000 in / 500 out.
+        let m = meter();
+        let spans = spans_of_trace("trace-1", &[("agent", AGENT), ("c1", CHAT), ("c2", CHAT), ("c3", CHAT)]);
+        let rows = m.measure(&TelemetryBatch { spans, ..TelemetryBatch::default() }, T);
+        let kinds: Vec<CallKind> = rows.llm.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [CallKind::Rollup, CallKind::Model, CallKind::Model, CallKind::Model]);
+        // The closer found model-call usage in trace-1: the agent span is information.
+        let ledger = m.llm_ledger(&rows.llm, &|_| false, "closed");
+        let total: Decimal = ledger.iter().map(|r| r.cost).sum();
+        // gpt-4o-2024-05-13 at $5/M in, $15/M out:
+        // 3 × (1,000 × 5 / 1M + 500 × 15 / 1M) = 3 × (0.005 + 0.0075) = 0.0375,
+        // not 0.0375 + the agent's 3,000 × 5 / 1M + 1,500 × 15 / 1M = 0.0375 more.
+        assert_eq!(total, d("0.0375"));
+        let tokens: Decimal = ledger.iter().map(|r| r.consumed_quantity).sum();
+        assert_eq!(tokens, Decimal::from(4_500), "3 × 1,500 tokens, the agent's 4,500 not added");
+    }
+
+    #[test]
+    fn an_agent_span_without_child_calls_is_billed() {
+        let m = meter();
+        let spans = spans_of_trace("trace-2", &[("agent", AGENT)]);
+        let rows = m.measure(&TelemetryBatch { spans, ..TelemetryBatch::default() }, T);
+        // No model-call span in trace-2 carries usage: the agent's usage is billed.
+        let ledger = m.llm_ledger(&rows.llm, &|_| true, "closed");
+        let total: Decimal = ledger.iter().map(|r| r.cost).sum();
+        // 3,000 × $5/M + 1,500 × $15/M = 0.015 + 0.0225 = 0.0375.
+        assert_eq!(total, d("0.0375"));
+    }
+
+    #[test]
+    fn a_call_30_days_old_is_invalid_and_not_shifted() {
+        let m = meter();
+        let mut s = span(CHAT);
+        let thirty_days = 30 * DAY_NS;
+        s.timestamp_ns = T - thirty_days;
+        let rows = m.measure(&TelemetryBatch { spans: vec![s], ..TelemetryBatch::default() }, T);
+        let r = &rows.llm[0];
+        // Its own time is kept; it is booked at the receive hour (T is on the hour).
+        assert_eq!((r.timestamp_ns, r.received_ns, r.hour_ns), (T - thirty_days, T, T));
+        let reason = r.invalid_reason.as_deref().unwrap();
+        assert!(reason.contains("2026-09-06T10:00:00Z") && reason.contains("outside the accepted window"), "{reason}");
+        let ledger = m.llm_ledger(&rows.llm, &|_| true, "closed");
+        // Not priced: 1,000 × $5/M + 500 × $15/M = $0.0125 would be its price; it books $0.
+        assert!(ledger.iter().all(|l| l.pricing_status == "invalid" && l.cost.is_zero()), "{ledger:?}");
+        assert_eq!(ledger.iter().map(|l| l.consumed_quantity).sum::<Decimal>(), Decimal::from(1_500));
+        // Within the window (6 days back, or 59 minutes ahead) it is priced at its event hour.
+        for offset in [-6 * DAY_NS, 59 * 60 * 1_000_000_000] {
+            let mut s = span(CHAT);
+            s.timestamp_ns = T + offset;
+            let rows = m.measure(&TelemetryBatch { spans: vec![s], ..TelemetryBatch::default() }, T);
+            assert_eq!((rows.llm[0].hour_ns, &rows.llm[0].invalid_reason), (hour_of(T + offset), &None));
+        }
+    }
+
+    #[test]
+    fn telemetry_is_bucketed_by_receive_time_whatever_the_timestamps() {
+        let m = meter();
+        let mut a = span(&[]);
+        a.timestamp_ns = 0;
+        let mut b = span(&[]);
+        b.timestamp_ns = i64::MAX;
+        let rows = m.measure(&TelemetryBatch { spans: vec![a, b], ..TelemetryBatch::default() }, T + 5);
+        assert_eq!(rows.telemetry.len(), 1);
+        assert_eq!((rows.telemetry[0].hour_ns, rows.telemetry[0].items, rows.telemetry[0].bytes), (T, 2, 200));
+        assert_eq!(hour_of(i64::MAX), i64::MAX - i64::MAX.rem_euclid(HOUR_NS));
+        assert_eq!(hour_of(i64::MIN), i64::MIN - i64::MIN.rem_euclid(HOUR_NS));
+    }
+
+    #[test]
+    fn provided_costs_follow_the_configured_rule() {
+        // gpt-4o-2024-05-13 (catalog: $5/M in, $15/M out) with a span cost of $9.
+        let priced_model = [
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o-2024-05-13"),
+            ("gen_ai.usage.input_tokens", "1000"),
+            ("gen_ai.usage.output_tokens", "500"),
+            ("gen_ai.usage.cost", "9"),
+        ];
+        let unknown_model = [("gen_ai.request.model", "house-model-7"), ("gen_ai.usage.input_tokens", "10"), ("gen_ai.usage.cost", "2")];
+        let cost_of = |mode: ProvidedCost, attrs: &[(&str, &str)]| {
+            let mut m = meter();
+            m.provided_cost = mode;
+            let rows = m.measure(&TelemetryBatch { spans: vec![span(attrs)], ..TelemetryBatch::default() }, T);
+            let ledger = m.llm_ledger(&rows.llm, &|_| true, "closed");
+            (ledger.iter().map(|r| r.cost).sum::<Decimal>(), ledger[0].pricing_status.clone())
+        };
+        // when_unpriced (default): the catalog's 1,000 × 5/1M + 500 × 15/1M = 0.0125 wins...
+        assert_eq!(cost_of(ProvidedCost::WhenUnpriced, &priced_model), (d("0.0125"), "priced".into()));
+        // ... and the span's $2 fills in for a model no price covers.
+        assert_eq!(cost_of(ProvidedCost::WhenUnpriced, &unknown_model), (d("2"), "provided".into()));
+        assert_eq!(cost_of(ProvidedCost::Prefer, &priced_model), (d("9"), "provided".into()));
+        assert_eq!(cost_of(ProvidedCost::Ignore, &priced_model), (d("0.0125"), "priced".into()));
+        assert_eq!(cost_of(ProvidedCost::Ignore, &unknown_model), (Decimal::ZERO, "unpriced".into()));
+        assert_eq!(meter().provided_cost, ProvidedCost::WhenUnpriced);
+    }
+
+    #[test]
+    fn a_provided_cost_keeps_the_token_split() {
+        // A span's own $1 over 2 input and 1 output tokens: 2/3 and 1/3,
+        // rounded to 12 places half-even: 0.666666666667 and what is left,
+        // 0.333333333333; together exactly $1.
+        let parts = split_provided(d("1"), &[("input", 2, Decimal::ZERO), ("output", 1, Decimal::ZERO)]);
+        assert_eq!(parts, vec![("input", 2, d("0.666666666667")), ("output", 1, d("0.333333333333"))]);
+        assert_eq!(split_provided(d("0.5"), &[]), vec![("total", 0, d("0.5"))]);
     }
 }

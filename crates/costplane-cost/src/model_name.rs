@@ -58,6 +58,16 @@ fn normalize_with(raw: &str, drop_date: bool) -> (Normalized, bool) {
         steps.push(format!("dropped provider prefix '{prefix}/'"));
         s = rest.to_owned();
     }
+    // `openai:gpt-4o-mini` (pydantic-ai, LangChain's init_chat_model): a
+    // word of letters before the colon. Bedrock's `...-v2:0` has digits after
+    // it and dots before it, so it is left for the version step below.
+    if let Some((prefix, rest)) = s.split_once(':') {
+        let word = !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '-');
+        if word && !rest.is_empty() && !rest.chars().all(|c| c.is_ascii_digit()) {
+            steps.push(format!("dropped provider prefix '{prefix}:'"));
+            s = rest.to_owned();
+        }
+    }
     for p in REGION_PREFIXES {
         if let Some(rest) = s.strip_prefix(p) {
             steps.push(format!("dropped region prefix '{p}'"));
@@ -143,6 +153,9 @@ mod tests {
             ("claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
             ("models/gemini-2.5-pro", "gemini-2-5-pro"),
             ("GPT-4.1", "gpt-4-1"),
+            ("openai:gpt-4o-mini", "gpt-4o-mini"),
+            ("anthropic:claude-3-5-sonnet-latest", "claude-3-5-sonnet-latest"),
+            ("llama-3.1-8b-instant", "llama-3-1-8b-instant"),
         ] {
             assert_eq!(normalize(raw).key, key, "{raw}");
         }

@@ -40,7 +40,7 @@ pub const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
 pub const IDLE: &str = "__idle__";
 
 /// A running average and the span of its sample times.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stream {
     pub sum: Decimal,
     pub n: u64,
@@ -82,7 +82,7 @@ impl Stream {
 }
 
 /// Who a line belongs to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub cluster: String,
     pub tenant: String,
@@ -116,7 +116,7 @@ impl Identity {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContainerHour {
     pub id: Identity,
     pub cpu_usage: Stream,
@@ -126,14 +126,14 @@ pub struct ContainerHour {
     pub gpu_request: Stream,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeHour {
     pub cluster: String,
     pub cpu: Stream,
     pub mem: Stream,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct VolumeHour {
     pub id: Identity,
     pub name: String,
@@ -141,7 +141,7 @@ pub struct VolumeHour {
     pub capacity: Stream,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NetworkHour {
     pub id: Identity,
     pub bytes: Decimal,

@@ -6,6 +6,9 @@ pub enum K8sError {
     /// A `[kubernetes]` setting that cannot be used.
     #[error("kubernetes config: {0}")]
     Config(String),
+    /// Stored Kubernetes usage that cannot be read back.
+    #[error("kubernetes usage: {0}")]
+    Usage(String),
     /// A FOCUS file that cannot be read at all (I/O, gzip, manifest).
     #[error("{file}: {message}")]
     Read { file: String, message: String },

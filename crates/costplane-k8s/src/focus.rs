@@ -19,8 +19,11 @@
 //!   ContractedCost / ListCost of 0 on a row with EffectiveCost ≠ 0 is
 //!   taken as EffectiveCost (as the FinOps toolkit's hubs do).
 //! - Idempotence: every row carries `x_ImportKey` = provider | billing
-//!   account | billing period month; importing replaces all ledger rows of
-//!   the file's keys (the caller deletes them, see [`Import::keys`]).
+//!   account | billing period month, and belongs to the ledger scope
+//!   `cloud:<provider>:<account>` ([`scope_of`]). The caller writes each
+//!   (charge hour, scope) as a new revision and empties the hours of the
+//!   file's billing periods ([`Import::periods`]) that the file no longer
+//!   has: a re-import replaces, never adds.
 //! - Provider `x_` columns (and BillingAccountId, SubAccountId, RegionId,
 //!   ChargeDescription) are kept as a JSON object in `x_Extra`.
 
@@ -30,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use costplane_telemetry::usage::{LedgerExt, LedgerRow, MONEY_SCALE};
+use costplane_telemetry::usage::{LedgerExt, LedgerRow, CLOSED, MONEY_SCALE};
 use rust_decimal::Decimal;
 
 use crate::K8sError;
@@ -60,6 +63,9 @@ pub struct Import {
     pub rows: Vec<LedgerRow>,
     /// The (provider, account, period) keys the rows replace.
     pub keys: BTreeSet<String>,
+    /// (scope, billing period start, end) of every key: the hours an import
+    /// replaces.
+    pub periods: BTreeSet<(String, i64, i64)>,
     pub files: Vec<String>,
 }
 
@@ -74,6 +80,20 @@ impl Import {
         }
         out
     }
+}
+
+/// The ledger scope of one provider's billing account: its revisions never
+/// touch another account's rows, nor costplane's own.
+pub fn scope_of(provider: &str, account: &str) -> String {
+    format!("{}{}:{}", costplane_telemetry::usage::scope::CLOUD_PREFIX, provider.to_ascii_lowercase(), account)
+}
+
+/// The start of the month after the one `ns` falls in (UTC).
+fn next_month(ns: i64) -> i64 {
+    use chrono::Datelike;
+    let d = DateTime::from_timestamp_nanos(ns).date_naive();
+    let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
+    NaiveDate::from_ymd_opt(y, m, 1).and_then(|n| n.and_hms_opt(0, 0, 0)).and_then(|n| n.and_utc().timestamp_nanos_opt()).unwrap_or(ns)
 }
 
 /// The files `paths` stand for (directories through their manifest).
@@ -156,6 +176,7 @@ pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl
         let one = parse_bytes(&label, &bytes, options)?;
         import.rows.extend(one.rows);
         import.keys.extend(one.keys);
+        import.periods.extend(one.periods);
         import.files.push(label);
     }
     Ok(import)
@@ -365,11 +386,18 @@ fn parse_csv(file: &str, text: &str, options: &ImportOptions) -> Result<Import, 
         let category = enum_case(get("ChargeCategory").unwrap_or("Usage"));
         let sub_account = get("SubAccountName").or(get("SubAccountId")).unwrap_or("unassigned").to_owned();
         out.keys.insert(key.clone());
+        let scope = scope_of(&provider, &account_key);
+        let period_end = match get("BillingPeriodEnd") {
+            Some(_) => time("BillingPeriodEnd", true)?,
+            None => next_month(period),
+        };
+        out.periods.insert((scope, period, period_end.max(period)));
         out.rows.push(LedgerRow {
             charge_period_start_ns: start,
             charge_period_end_ns: end,
             cost: billed,
             billing_currency: text("BillingCurrency"),
+            charge_class: get("ChargeClass").map(enum_case),
             service_name: text("ServiceName"),
             service_category: text("ServiceCategory"),
             provider_name: provider.clone(),
@@ -391,12 +419,15 @@ fn parse_csv(file: &str, text: &str, options: &ImportOptions) -> Result<Import, 
             usage_type: category.clone(),
             pricing_status: "provided".into(),
             price_version: format!("focus:{}", get("FocusVersion").or(get("x_FocusVersion")).unwrap_or("1.x")),
+            charge_status: CLOSED.into(),
+            revision: 0,
+            allocation_ratio: None,
+            allocation_method: String::new(),
             ext: LedgerExt {
                 effective_cost: Some(effective),
                 list_cost: Some(list.unwrap_or(effective)),
                 contracted_cost: Some(contracted.unwrap_or(effective)),
                 charge_category: Some(category),
-                charge_class: get("ChargeClass").map(enum_case),
                 invoice_issuer: Some(get("InvoiceIssuerName").unwrap_or(&provider).to_owned()),
                 import_key: key,
                 extra: serde_json::Value::Object(extra).to_string(),
@@ -440,10 +471,11 @@ mod tests {
         let i = parse_bytes("gcp.csv", csv.as_bytes(), &ImportOptions::default()).unwrap();
         let r = &i.rows[0];
         assert_eq!(r.ext.charge_category.as_deref(), Some("Usage"));
-        assert_eq!(r.ext.charge_class.as_deref(), Some("Correction"));
+        assert_eq!(r.charge_class.as_deref(), Some("Correction"));
         assert_eq!(r.service, "api");
         assert_eq!(r.tags, r#"{"service":"api"}"#);
         assert_eq!(i.keys.iter().next().unwrap(), "google cloud|ABC-1|2024-01");
+        assert_eq!(i.periods.iter().next().unwrap().0, "cloud:google cloud:ABC-1");
         assert_eq!(i.totals()["Google Cloud"], (d("1.25"), d("1.00")));
     }
 

@@ -32,8 +32,8 @@ fn dec(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
-/// Ledger rows of priced lines.
-pub fn rows(lines: &[Line], currency: &str, price_version: &str) -> Vec<LedgerRow> {
+/// Ledger rows of priced lines (`charge_status`: the hour's, from the closer).
+pub fn rows(lines: &[Line], currency: &str, price_version: &str, charge_status: &str) -> Vec<LedgerRow> {
     lines
         .iter()
         .map(|l| {
@@ -69,6 +69,7 @@ pub fn rows(lines: &[Line], currency: &str, price_version: &str) -> Vec<LedgerRo
                 charge_period_end_ns: l.hour_ns + HOUR_NS,
                 cost: l.cost,
                 billing_currency: currency.to_owned(),
+                charge_class: None,
                 service_name: "Kubernetes".into(),
                 service_category: category(l.resource).into(),
                 provider_name: "Kubernetes".into(),
@@ -90,6 +91,10 @@ pub fn rows(lines: &[Line], currency: &str, price_version: &str) -> Vec<LedgerRo
                 usage_type: l.resource.as_str().into(),
                 pricing_status: "priced".into(),
                 price_version: price_version.to_owned(),
+                charge_status: charge_status.to_owned(),
+                revision: 0,
+                allocation_ratio: None,
+                allocation_method: if l.shared_from.is_empty() { String::new() } else { format!("shared:{}", l.detail) },
                 ext: LedgerExt {
                     namespace: id.namespace.clone(),
                     pod: id.pod.clone(),

@@ -1,13 +1,16 @@
-//! Accumulates Kubernetes samples per hour as metrics arrive, and closes
-//! hours into priced lines. No metric table is read back.
+//! Accumulates Kubernetes samples per hour as metrics arrive, and hands
+//! out each hour's usage when it closes (the server stores it; the ledger's
+//! closer prices it). No metric table is read back.
 //!
 //! Invariants:
-//! - An hour is closed once, in ascending order: when a sample at least
+//! - An hour is closed in ascending order: when a sample at least
 //!   `close_after_secs` past its end arrives (event time), when the clock is
 //!   that far past its end and no sample for it arrived for as long, or on
-//!   [`K8sMeter::flush`] (shutdown, API). Samples of an already closed hour
-//!   are dropped and counted (`late_samples`): a closed hour is booked and
-//!   never re-opened.
+//!   [`K8sMeter::flush`] (shutdown). A closed hour's usage is kept for
+//!   [`RETAIN_HOURS`] hours of event time: a late sample for it updates it
+//!   and the whole hour is handed out again (the store keeps the latest
+//!   write; the changed usage count makes the closer price it again).
+//!   Samples older than that are dropped and counted (`late_samples`).
 //! - Counters (`k8s.pod.network.io`) keep their last value per series
 //!   across hours. A delta is booked in the hour of the later point. A
 //!   changed start time or a lower value is a reset: the new value is the
@@ -22,7 +25,7 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use crate::allocate::{allocate, AllocationStats, HourUsage, Line, HOUR_NS};
+use crate::allocate::{HourUsage, HOUR_NS};
 use crate::config::KubernetesConfig;
 use crate::sample::{Kind, Sample};
 
@@ -33,7 +36,6 @@ pub struct MeterStats {
     pub late_samples: u64,
     pub counter_resets: u64,
     pub hours_closed: u64,
-    pub idle_clamps: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -51,10 +53,15 @@ struct OpenHour {
 }
 
 /// The per-hour accumulator.
+/// Hours of event time a closed hour's usage is kept for late samples.
+pub const RETAIN_HOURS: i64 = 6;
+
 #[derive(Debug)]
 pub struct K8sMeter {
     cfg: KubernetesConfig,
     hours: BTreeMap<i64, OpenHour>,
+    /// Closed hours still accepting late samples, and whether one arrived.
+    closed: BTreeMap<i64, (HourUsage, bool)>,
     /// Hours starting before this are closed.
     closed_before: i64,
     watermark: i64,
@@ -77,6 +84,7 @@ impl K8sMeter {
         K8sMeter {
             cfg,
             hours: BTreeMap::new(),
+            closed: BTreeMap::new(),
             closed_before: i64::MIN,
             watermark: i64::MIN,
             counters: HashMap::new(),
@@ -92,16 +100,23 @@ impl K8sMeter {
         i64::try_from(self.cfg.close_after_secs).unwrap_or(i64::MAX / 4).saturating_mul(1_000_000_000)
     }
 
-    /// Adds samples (received at wall clock `now_ns`); returns the lines of
-    /// hours the samples' time closed.
-    pub fn observe(&mut self, mut samples: Vec<Sample>, now_ns: i64) -> Vec<Line> {
+    /// Adds samples (received at wall clock `now_ns`); returns the usage
+    /// of hours the samples' time closed (or late samples changed).
+    pub fn observe(&mut self, mut samples: Vec<Sample>, now_ns: i64) -> Vec<HourUsage> {
         // Counter deltas need time order within a batch.
         samples.sort_by_key(|s| s.time_ns);
         for s in samples {
             self.stats.samples += 1;
             let hour = hour_of(s.time_ns);
             if hour < self.closed_before {
-                self.stats.late_samples += 1;
+                let delta = if s.kind == Kind::Network { self.counter_delta(&s) } else { None };
+                match self.closed.get_mut(&hour) {
+                    Some((usage, dirty)) => {
+                        add(usage, &s, delta);
+                        *dirty = true;
+                    }
+                    None => self.stats.late_samples += 1,
+                }
                 continue;
             }
             self.watermark = self.watermark.max(s.time_ns);
@@ -133,33 +148,40 @@ impl K8sMeter {
     }
 
     /// Closes hours the clock (`now_ns`) has left behind.
-    pub fn close_due(&mut self, now_ns: i64) -> Vec<Line> {
+    pub fn close_due(&mut self, now_ns: i64) -> Vec<HourUsage> {
         let after = self.close_after_ns();
         self.close_while(|start, touched| now_ns >= start + HOUR_NS + after && now_ns - touched >= after)
     }
 
     /// Closes every open hour.
-    pub fn flush(&mut self) -> Vec<Line> {
+    pub fn flush(&mut self) -> Vec<HourUsage> {
         self.close_while(|_, _| true)
     }
 
-    fn close_while(&mut self, due: impl Fn(i64, i64) -> bool) -> Vec<Line> {
-        let mut lines = Vec::new();
+    fn close_while(&mut self, due: impl Fn(i64, i64) -> bool) -> Vec<HourUsage> {
+        // Closed hours late samples changed, again.
+        let mut out: Vec<HourUsage> = Vec::new();
+        for (usage, dirty) in self.closed.values_mut() {
+            if std::mem::take(dirty) {
+                out.push(usage.clone());
+            }
+        }
         while let Some(entry) = self.hours.first_entry() {
             if !due(*entry.key(), entry.get().touched_ns) {
                 break;
             }
             let (start, open) = entry.remove_entry();
-            let mut stats = AllocationStats::default();
-            lines.extend(allocate(&open.usage, &self.cfg, &mut stats));
-            self.stats.idle_clamps += stats.idle_clamps;
             self.stats.hours_closed += 1;
             self.closed_before = self.closed_before.max(start + HOUR_NS);
+            out.push(open.usage.clone());
+            self.closed.insert(start, (open.usage, false));
         }
+        let keep_from = hour_of(self.watermark).saturating_sub(RETAIN_HOURS * HOUR_NS);
+        self.closed.retain(|h, _| *h >= keep_from);
         // Series silent for two hours of event time are forgotten.
         let horizon = self.watermark.saturating_sub(2 * HOUR_NS);
         self.counters.retain(|_, c| c.time_ns >= horizon);
-        lines
+        out
     }
 }
 
@@ -210,7 +232,7 @@ fn add(h: &mut HourUsage, s: &Sample, delta: Option<Decimal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::allocate::{Resource, GIB, IDLE};
+    use crate::allocate::{allocate, AllocationStats, Line, Resource, GIB, IDLE};
     use crate::ShareSplit;
 
     const MIN: i64 = 60_000_000_000;
@@ -280,6 +302,13 @@ mod tests {
         v
     }
 
+    /// The hours' lines as the closer prices them, and the clamps counted.
+    fn price(m: &K8sMeter, hours: Vec<HourUsage>) -> (Vec<Line>, u64) {
+        let mut st = AllocationStats::default();
+        let lines = hours.iter().flat_map(|h| allocate(h, m.config(), &mut st)).collect();
+        (lines, st.idle_clamps)
+    }
+
     fn cost_of(lines: &[Line], ns: &str, r: Resource) -> Decimal {
         lines.iter().filter(|l| l.id.namespace == ns && l.resource == r).map(|l| l.cost).sum()
     }
@@ -288,7 +317,8 @@ mod tests {
     fn max_of_request_and_usage_idle_and_even_share() {
         let mut m = K8sMeter::new(cfg(ShareSplit::Even));
         assert!(m.observe(scenario(), 0).is_empty(), "the hour is still open");
-        let lines = m.flush();
+        let hours = m.flush();
+        let (lines, clamps) = price(&m, hours);
         // shop: CPU max(0.5, 0.25) = 0.5 core × 1 h × 0.04 = 0.02;
         //       RAM max(1, 2) = 2 GiB × 1 h × 0.005 = 0.01.
         assert_eq!(cost_of(&lines, "shop", Resource::Cpu), d("0.02"));
@@ -307,14 +337,15 @@ mod tests {
         assert_eq!(cost_of(&lines, IDLE, Resource::IdleRam), d("0.0575"));
         // Conservation: 0.16 + 0.08 = 0.24 node cost = everything booked.
         assert_eq!(lines.iter().map(|l| l.cost).sum::<Decimal>(), d("0.24"));
-        assert_eq!(m.stats.idle_clamps, 0);
+        assert_eq!(clamps, 0);
     }
 
     #[test]
     fn weighted_share_goes_by_own_cost() {
         let mut m = K8sMeter::new(cfg(ShareSplit::Weighted));
         m.observe(scenario(), 0);
-        let lines = m.flush();
+        let hours = m.flush();
+        let (lines, _) = price(&m, hours);
         // Own costs: shop 0.03, batch 0.05 (sum 0.08). 0.0065 × 0.03 / 0.08
         // = 0.0024375; 0.0065 × 0.05 / 0.08 = 0.0040625 (both exact).
         assert_eq!(cost_of(&lines, "shop", Resource::Shared), d("0.0024375"));
@@ -331,8 +362,9 @@ mod tests {
         v.push(s(Kind::NodeCpu, 0, 0.1, "", "", "n2"));
         v.push(s(Kind::CpuUsage, 0, 1.0, "shop", "big", "n2"));
         m.observe(v, 0);
-        let lines = m.flush();
-        assert_eq!(m.stats.idle_clamps, 1);
+        let hours = m.flush();
+        let (lines, clamps) = price(&m, hours);
+        assert_eq!(clamps, 1);
         assert!(lines.iter().all(|l| l.id.namespace != IDLE));
         // Node n2 seen once: 10 s = 1/360 h. big: 1 core × 1/360 h × 0.04
         // = 0.000111111111 (rounded to 12 places). n2 idle: 0.1 × 1/360 ×
@@ -374,7 +406,8 @@ mod tests {
             net(60, restart, gib(2.0)),
         ];
         m.observe(v, 0);
-        let lines = m.flush();
+        let hours = m.flush();
+        let (lines, _) = price(&m, hours);
         let first: Vec<&Line> = lines.iter().filter(|l| l.hour_ns == T0).collect();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].quantity, d("2"));
@@ -390,16 +423,30 @@ mod tests {
         m.observe(vec![s(Kind::CpuUsage, 10, 1.0, "shop", "web", "n1")], 0);
         // A sample 5 minutes past the hour's end closes it (close_after 300 s).
         let closed = m.observe(vec![s(Kind::CpuUsage, 65, 1.0, "shop", "web", "n1")], 0);
-        assert_eq!(closed.len(), 2, "the first hour's CPU and RAM lines");
+        assert_eq!(closed.len(), 1, "the first hour");
+        let (lines, _) = price(&m, closed);
+        assert_eq!(lines.len(), 2, "the first hour's CPU and RAM lines");
         // 1 core × 10 s (seen once) = 1/360 h × 0.04 = 0.000111111111.
-        assert_eq!(closed[0].cost, d("0.000111111111"));
-        m.observe(vec![s(Kind::CpuUsage, 50, 1.0, "shop", "web", "n1")], 0);
+        assert_eq!(lines[0].cost, d("0.000111111111"));
+        // A late sample of the closed hour: the hour is handed out again,
+        // whole: 2 samples 40 minutes apart span 40 + 40 = 80 → 60 minutes:
+        // 1 core × 1 h × 0.04.
+        let again = m.observe(vec![s(Kind::CpuUsage, 50, 1.0, "shop", "web", "n1")], 0);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].hour_ns, T0);
+        let (lines, _) = price(&m, again);
+        assert_eq!(lines[0].cost, d("0.04"));
+        assert_eq!(m.stats.late_samples, 0);
+        // Older than the retention: dropped and counted.
+        m.observe(vec![s(Kind::CpuUsage, 10 * 60 + 5, 1.0, "shop", "web", "n1")], 0);
+        m.observe(vec![s(Kind::CpuUsage, 20, 1.0, "shop", "web", "n1")], 0);
         assert_eq!(m.stats.late_samples, 1);
-        // The clock closes the second hour only after it went quiet.
-        let now = T0 + 2 * HOUR_NS + 301 * 1_000_000_000;
-        m.observe(vec![s(Kind::CpuUsage, 70, 1.0, "shop", "web", "n1")], now);
+        // The clock closes an hour only after it went quiet.
+        let now = T0 + 12 * HOUR_NS + 301 * 1_000_000_000;
+        m.observe(vec![s(Kind::CpuUsage, 11 * 60 + 10, 1.0, "shop", "web", "n1")], now);
+        let _ = m.close_due(now);
         assert!(m.close_due(now).is_empty(), "touched just now");
-        assert_eq!(m.close_due(now + 301 * 1_000_000_000).len(), 2);
+        assert_eq!(m.close_due(now + 301 * 1_000_000_000).len(), 1);
     }
 
     #[test]
@@ -410,7 +457,8 @@ mod tests {
         quarterly(&mut v, Kind::CpuUsage, 0.5, "shop", "web");
         quarterly(&mut v, Kind::PodPhase, 1.0, "shop", "web");
         m.observe(v, 0);
-        let lines = m.flush();
+        let hours = m.flush();
+        let (lines, _) = price(&m, hours);
         // Never Running: 0.5 core (usage) × 1 h × 0.04 = 0.02, not 2 × 0.04.
         assert_eq!(cost_of(&lines, "shop", Resource::Cpu), d("0.02"));
         let _ = GIB;

@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn a_dead_letter_keeps_body_and_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 0, tenant: "acme".into() };
+        let meta = RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 0, tenant: "acme".into(), sender: None };
         let body = b"{\"resourceLogs\":[]}\n second line";
         let path = write(dir.path(), 42, &meta, body, DeadLetterReason::Rejected, "Code: 469. constraint", 3).unwrap();
         let listed = list(dir.path()).unwrap();

@@ -51,8 +51,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use buffer::{BufferError, DiskBuffer, DiskBufferConfig, FsyncPolicy, RequestMeta};
-pub use stats::{BufferSnapshot, DeadLetterCount, PipelineStats, StatsSnapshot};
+pub use buffer::{BufferError, DiskBuffer, DiskBufferConfig, FsyncPolicy, RequestMeta, Sender};
+pub use stats::{
+    BufferSnapshot, DeadLetterCount, Histogram, HistogramSnapshot, PipelineStats, SignalSnapshot, StatsSnapshot, LATENCY_BUCKETS,
+};
 
 use buffer::RecordLocation;
 use memory::{MemoryBudget, Reservation};
@@ -319,6 +321,7 @@ impl Pipeline {
                 let (id, loc) = disk.append_request(&meta, body).map_err(|e| match e {
                     BufferError::Full { used, limit } => {
                         self.inner.stats.refused_rows.fetch_add(rows as u64, Ordering::Relaxed);
+                        self.inner.stats.signal(meta.signal).refused_items.fetch_add(rows as u64, Ordering::Relaxed);
                         SubmitError::BufferFull { used, limit }
                     }
                     other => {
@@ -333,12 +336,14 @@ impl Pipeline {
                 let size = batch.approx_bytes + body.len();
                 let reservation = self.inner.memory.try_reserve(size).map_err(|used| {
                     self.inner.stats.refused_rows.fetch_add(rows as u64, Ordering::Relaxed);
+                    self.inner.stats.signal(meta.signal).refused_items.fetch_add(rows as u64, Ordering::Relaxed);
                     SubmitError::Full { used, limit: self.inner.memory.limit() }
                 })?;
                 (self.inner.next_record.fetch_add(1, Ordering::Relaxed), None, Some(Bytes::copy_from_slice(body)), Some(reservation))
             }
         };
         let received_ns = meta.received_ns;
+        let signal = meta.signal;
         let approx_bytes = batch.approx_bytes;
         let batch = reservation.is_some().then(|| Box::new(batch));
         let part = Part { record_id, meta: Some(meta), location, body: body_copy, rows, approx_bytes, reservation };
@@ -348,7 +353,18 @@ impl Pipeline {
             return Err(SubmitError::ShuttingDown);
         }
         self.inner.stats.accepted_rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let counters = self.inner.stats.signal(signal);
+        counters.accepted_items.fetch_add(rows as u64, Ordering::Relaxed);
+        counters.accepted_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts items a receiver dropped from a request as invalid (its OTLP
+    /// partial-success answer), for `/metrics`.
+    pub fn record_rejected(&self, signal: costplane_telemetry::Signal, items: u64) {
+        if items > 0 {
+            self.inner.stats.signal(signal).rejected_items.fetch_add(items, Ordering::Relaxed);
+        }
     }
 
     /// Queues costplane's own rows (API query metering): held in memory

@@ -1,11 +1,73 @@
 //! Counters the pipeline keeps for logs, `/readyz` and `/metrics`.
+//!
+//! Per-signal counters are indexed by [`Signal::ALL`]'s order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use costplane_telemetry::Signal;
 use serde::Serialize;
+
+/// Upper bounds (seconds) of the latency histograms' buckets: store writes
+/// take milliseconds when healthy and seconds when the store struggles.
+pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// A latency histogram with [`LATENCY_BUCKETS`], lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = LATENCY_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = Vec::with_capacity(self.buckets.len());
+        let mut total = 0;
+        for b in &self.buckets {
+            total += b.load(Ordering::Relaxed);
+            cumulative.push(total);
+        }
+        HistogramSnapshot { cumulative, sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9 }
+    }
+}
+
+/// A histogram's counts as Prometheus shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct HistogramSnapshot {
+    /// Cumulative counts for each of [`LATENCY_BUCKETS`], then `+Inf` (the
+    /// total count).
+    pub cumulative: Vec<u64>,
+    pub sum_seconds: f64,
+}
+
+impl HistogramSnapshot {
+    pub fn count(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+}
+
+/// Items and bytes of one signal.
+#[derive(Debug, Default)]
+pub(crate) struct SignalCounters {
+    pub(crate) accepted_items: AtomicU64,
+    pub(crate) accepted_bytes: AtomicU64,
+    pub(crate) refused_items: AtomicU64,
+    pub(crate) rejected_items: AtomicU64,
+}
+
+pub(crate) fn signal_index(s: Signal) -> usize {
+    Signal::ALL.iter().position(|&x| x == s).unwrap_or(0)
+}
 
 #[derive(Debug)]
 pub struct PipelineStats {
@@ -21,6 +83,8 @@ pub struct PipelineStats {
     pub(crate) store_healthy: AtomicBool,
     /// Items dead-lettered per (tenant, signal, reason).
     pub(crate) dead_letters: Mutex<BTreeMap<(String, String, String), u64>>,
+    pub(crate) signals: [SignalCounters; 3],
+    pub(crate) write_duration: Histogram,
 }
 
 impl Default for PipelineStats {
@@ -37,6 +101,8 @@ impl Default for PipelineStats {
             replayed_requests: AtomicU64::new(0),
             store_healthy: AtomicBool::new(true),
             dead_letters: Mutex::new(BTreeMap::new()),
+            signals: Default::default(),
+            write_duration: Histogram::default(),
         }
     }
 }
@@ -60,6 +126,11 @@ impl PipelineStats {
         self.written_rows.fetch_add(rows, Ordering::Relaxed);
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.write_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.write_duration.observe(took);
+    }
+
+    pub(crate) fn signal(&self, s: Signal) -> &SignalCounters {
+        &self.signals[signal_index(s)]
     }
 
     pub(crate) fn record_dead_letter(&self, tenant: &str, signal: &str, reason: &str, items: u64) {
@@ -96,8 +167,34 @@ impl PipelineStats {
             limit_bytes,
             buffer,
             dead_letters,
+            signals: Signal::ALL
+                .iter()
+                .zip(&self.signals)
+                .map(|(s, c)| SignalSnapshot {
+                    signal: s.as_str(),
+                    accepted_items: c.accepted_items.load(Ordering::Relaxed),
+                    accepted_bytes: c.accepted_bytes.load(Ordering::Relaxed),
+                    refused_items: c.refused_items.load(Ordering::Relaxed),
+                    rejected_items: c.rejected_items.load(Ordering::Relaxed),
+                })
+                .collect(),
+            write_duration: self.write_duration.snapshot(),
         }
     }
+}
+
+/// One signal's ingest counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignalSnapshot {
+    pub signal: &'static str,
+    /// Items (spans, log records, data points) accepted into the pipeline.
+    pub accepted_items: u64,
+    /// Bytes of the accepted requests' bodies, uncompressed.
+    pub accepted_bytes: u64,
+    /// Items refused because the buffer was full (clients retry).
+    pub refused_items: u64,
+    /// Invalid items dropped from requests (OTLP partial success; final).
+    pub rejected_items: u64,
 }
 
 /// Items dead-lettered for one (tenant, signal, reason).
@@ -131,4 +228,27 @@ pub struct StatsSnapshot {
     pub limit_bytes: usize,
     pub buffer: BufferSnapshot,
     pub dead_letters: Vec<DeadLetterCount>,
+    /// Per signal, in [`Signal::ALL`]'s order.
+    pub signals: Vec<SignalSnapshot>,
+    pub write_duration: HistogramSnapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_bounds_inclusive() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(5)); // <= 0.005: first bucket
+        h.observe(Duration::from_millis(6)); // 0.01
+        h.observe(Duration::from_secs(60)); // past 30: only +Inf
+        let s = h.snapshot();
+        assert_eq!(s.cumulative.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(&s.cumulative[..3], &[1, 2, 2]);
+        assert_eq!(s.cumulative[LATENCY_BUCKETS.len() - 1], 2);
+        assert_eq!(s.count(), 3);
+        // 0.005 + 0.006 + 60 = 60.011 s.
+        assert!((s.sum_seconds - 60.011).abs() < 1e-9, "{}", s.sum_seconds);
+    }
 }

@@ -27,6 +27,10 @@ pub struct ApiState {
     pub inflight: InflightLimit,
 }
 
+/// Bounds of `/api/v1/sql` queries (row limit, timeout), as an extension.
+#[derive(Debug, Clone)]
+pub struct SqlLimits(pub costplane_store::QueryLimits);
+
 /// Health, readiness, and the API (behind API keys when configured), with
 /// the default `[metrics]` settings.
 pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
@@ -35,7 +39,10 @@ pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
 
 /// [`router`], with `/metrics` serving cost series from `metrics`.
 pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics: Arc<MetricsCache>) -> Router {
+    let open = keys.is_empty();
     let keys = Arc::new(keys);
+    // Cost the closer books feeds the cost counters on /metrics.
+    costs.closer.observe(Arc::clone(&metrics.counters) as Arc<dyn crate::costs::closer::LedgerObserver>);
     let api = Router::new()
         .route("/api/v1/sql", post(sql))
         .with_state(state.clone())
@@ -44,10 +51,12 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
                 .route("/api/v1/costs", get(crate::costs::costs))
                 .route("/api/v1/costs/unpriced", get(crate::costs::unpriced))
                 .route("/api/v1/reprice", post(crate::costs::reprice))
+                .route("/api/v1/prices/reload", post(crate::costs::reload_prices))
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )
         .merge(crate::k8s_api::router(costs.clone()).merge(crate::import::router(costs.clone())))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::costs::metrics::time_queries))
         .merge(Router::new().route("/metrics", get(crate::costs::metrics::metrics)).with_state(MetricsState {
             costs,
             pipeline: state.pipeline.clone(),
@@ -55,7 +64,14 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
             cache: metrics,
         }))
         .layer(axum::middleware::from_fn_with_state(keys, crate::auth::authenticate));
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).with_state(state).merge(api)
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .merge(api)
+        .layer(axum::middleware::from_fn_with_state(open, crate::auth::browser_guard))
+        .merge(crate::web::router())
+        .fallback(crate::web::not_found("HTTP API", crate::web::API_PATHS))
 }
 
 #[derive(Serialize)]
@@ -108,13 +124,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn sql(State(state): State<ApiState>, Extension(caller): Extension<Caller>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+async fn sql(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    limits: Option<Extension<SqlLimits>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     if !caller.is_admin() {
         return Err(ApiError::new(crate::error::ErrorCode::PermissionDenied, "raw SQL sees every tenant: it needs an admin API key"));
     }
     let req: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(crate::error::ErrorCode::InvalidArgument, format!("expected a JSON body {{\"sql\": \"SELECT ...\"}}: {e}"))
     })?;
-    let result = state.store.query(&req.sql).await?;
+    let limits = limits.map(|Extension(l)| l.0).unwrap_or_default();
+    let result = state.store.query_limited(&req.sql, &limits).await?;
     Ok(Json(result).into_response())
 }

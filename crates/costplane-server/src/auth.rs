@@ -17,7 +17,8 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
-    pub key: String,
+    /// The secret; never printed (`Debug` shows `[redacted]`).
+    pub key: crate::secret::Secret,
     /// The tenant this key sees; absent for an admin key.
     #[serde(default)]
     pub tenant: Option<String>,
@@ -61,7 +62,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Checks that every key is either admin or bound to a tenant.
 pub fn validate(keys: &[ApiKey]) -> Result<(), String> {
     for (i, k) in keys.iter().enumerate() {
-        if k.key.len() < 16 {
+        if k.key.expose().len() < 16 {
             return Err(format!("api.keys[{i}]: keys must be at least 16 characters"));
         }
         match (&k.tenant, k.role.as_deref()) {
@@ -91,7 +92,7 @@ pub async fn authenticate(State(keys): State<std::sync::Arc<Vec<ApiKey>>>, mut r
         // Compare against every key so timing does not reveal which matched.
         let mut found = None;
         for k in keys.iter() {
-            if constant_time_eq(k.key.as_bytes(), given.as_bytes()) && found.is_none() {
+            if constant_time_eq(k.key.expose().as_bytes(), given.as_bytes()) && found.is_none() {
                 found = Some(k);
             }
         }
@@ -102,6 +103,86 @@ pub async fn authenticate(State(keys): State<std::sync::Arc<Vec<ApiKey>>>, mut r
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// The address the API is bound to, and whether it may serve beyond
+/// loopback without keys (`api.allow_open_remote`), for the Host check.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddr {
+    pub addr: std::net::SocketAddr,
+    pub allow_open_remote: bool,
+}
+
+/// Middleware: keeps web pages from using the API through the operator's
+/// browser.
+///
+/// - A request with an `Origin` other than its own `Host` is refused (no
+///   CORS is served, so a page elsewhere cannot read answers either).
+/// - Without keys, `Host` must be `localhost`, a loopback address or the
+///   bound address: a page on a rebinding DNS name is refused.
+/// - Requests that change anything (`POST`, ...) under `/api/` must be
+///   `application/json`, which a page can only send cross-origin after a
+///   CORS preflight that fails; `text/plain` and form posts are refused.
+pub async fn browser_guard(State(open): State<bool>, req: Request, next: Next) -> Response {
+    if let Err(e) = check_browser_safety(&req, open) {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+fn host_of(req: &Request) -> Option<String> {
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+}
+
+/// The host name of an authority (`[::1]:8080` → `::1`, `a.b:80` → `a.b`).
+fn host_name(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+fn check_browser_safety(req: &Request, open: bool) -> Result<(), ApiError> {
+    let host = host_of(req);
+    if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+        let same = matches!((authority, host.as_deref()), (Some(a), Some(h)) if a.trim_end_matches('/').eq_ignore_ascii_case(h));
+        if !same {
+            return Err(ApiError::new(ErrorCode::PermissionDenied, format!("cross-origin requests are refused (Origin {origin})")));
+        }
+    }
+    if open {
+        let bound = req.extensions().get::<BoundAddr>().copied();
+        let remote_ok = bound.is_some_and(|b| b.allow_open_remote);
+        if let (Some(h), false) = (host.as_deref(), remote_ok) {
+            let name = host_name(h);
+            let loopback = name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            let bound_ip = bound.is_some_and(|b| name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == b.addr.ip()));
+            if !loopback && !bound_ip {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("Host '{h}' is not this server's address; without API keys only localhost and the bound address are served"),
+                ));
+            }
+        }
+    }
+    let changes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+    if changes && req.uri().path().starts_with("/api/") {
+        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("send Content-Type: application/json (got '{ct}'); other types are refused so web pages cannot post here"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -127,5 +208,34 @@ mod tests {
         assert!(validate(&[k(None, None)]).is_err());
         assert!(validate(&[k(Some("acme"), Some("admin"))]).is_err());
         assert!(validate(&[ApiKey { key: "short".into(), tenant: Some("a".into()), role: None }]).is_err());
+    }
+
+    fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Request {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn browsers_cannot_post_across_origins_or_rebind_hosts() {
+        let json = ("content-type", "application/json");
+        let host = ("host", "127.0.0.1:8080");
+        assert!(check_browser_safety(&request("POST", "/api/v1/sql", &[json, host]), true).is_ok());
+        let e = check_browser_safety(&request("POST", "/api/v1/sql", &[("content-type", "text/plain"), host]), true).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnsupportedMediaType);
+        assert!(check_browser_safety(&request("POST", "/api/v1/reprice", &[host]), false).is_err());
+        let e = check_browser_safety(&request("POST", "/api/v1/sql", &[json, host, ("origin", "https://evil.example")]), true).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PermissionDenied);
+        assert!(check_browser_safety(&request("GET", "/api/v1/costs", &[host, ("origin", "null")]), false).is_err());
+        assert!(check_browser_safety(&request("POST", "/api/v1/sql", &[json, host, ("origin", "http://127.0.0.1:8080")]), true).is_ok());
+        let e = check_browser_safety(&request("GET", "/api/v1/costs", &[("host", "rebound.evil.example:8080")]), true).unwrap_err();
+        assert!(e.message.contains("rebound.evil.example"), "{}", e.message);
+        // With keys, a browser cannot attach them cross-origin: any Host is fine.
+        assert!(check_browser_safety(&request("GET", "/api/v1/costs", &[("host", "costplane.internal:8080")]), false).is_ok());
+        for ok in ["localhost:8080", "[::1]:8080", "127.0.0.1"] {
+            assert!(check_browser_safety(&request("GET", "/metrics", &[("host", ok)]), true).is_ok(), "{ok}");
+        }
     }
 }

@@ -56,7 +56,40 @@ pub struct Config {
     pub api: ApiSection,
     pub metrics: MetricsSection,
     pub billing: BillingSection,
+    /// `[ingest]`: ingest keys and per-tenant rate limits.
+    pub ingest: crate::otlp::keys::IngestSection,
+    /// `[tls]`: certificates for every listener.
+    pub tls: crate::tls::TlsSection,
+    pub ledger: LedgerSection,
     pub kubernetes: costplane_k8s::KubernetesConfig,
+    /// The file this configuration was read from (price reloads read its
+    /// `[cost]` rates again).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[ledger]`: when hours close and how far back the closer looks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// An hour closes this many seconds after its end (default 600).
+    pub close_after_secs: u64,
+    /// Seconds between two refreshes of the open hours and closings (default 10).
+    pub refresh_secs: u64,
+    /// Days of usage the closer watches for late arrivals (default 32).
+    pub lookback_days: u64,
+    /// An LLM call's own time may be this many hours before its receive
+    /// time (default 168: 7 days) ...
+    pub llm_event_back_hours: u64,
+    /// ... or this many hours after it (default 1); outside, the call is
+    /// booked `invalid` at its receive hour.
+    pub llm_event_ahead_hours: u64,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection { close_after_secs: 600, refresh_secs: 10, lookback_days: 32, llm_event_back_hours: 168, llm_event_ahead_hours: 1 }
+    }
 }
 
 /// `[billing]`: who bills whom, as the FOCUS export names it.
@@ -78,13 +111,34 @@ impl Default for BillingSection {
 }
 
 /// `[api]`: access to the HTTP API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
     /// `[[api.keys]]` entries: `key` plus `tenant = "..."` or `role = "admin"`.
     pub keys: Vec<crate::auth::ApiKey>,
     /// Serve the API without keys on a non-loopback address anyway.
     pub allow_open_remote: bool,
+    /// Most rows `/api/v1/sql` returns (the answer says when it cut).
+    pub sql_max_rows: usize,
+    /// How long an ad-hoc query may run before it is stopped.
+    pub sql_timeout: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection { keys: Vec::new(), allow_open_remote: false, sql_max_rows: 10_000, sql_timeout: "30s".into() }
+    }
+}
+
+impl ApiSection {
+    /// The bounds of `/api/v1/sql` queries.
+    pub fn query_limits(&self) -> Result<costplane_store::QueryLimits, String> {
+        Ok(costplane_store::QueryLimits {
+            max_rows: self.sql_max_rows,
+            timeout: parse_duration(&self.sql_timeout).map_err(|e| format!("api.sql_timeout: {e}"))?,
+            ..costplane_store::QueryLimits::default()
+        })
+    }
 }
 
 /// `[cost]`: who owns telemetry, and what it costs.
@@ -101,6 +155,10 @@ pub struct CostSection {
     pub ingest_per_gib: String,
     pub storage_per_gib_month: String,
     pub queries_per_1000: String,
+    /// How a cost the span carries is used: "prefer" (it beats the
+    /// catalog), "ignore", or "when_unpriced" (default: a catalog or
+    /// override price wins; the span's cost fills in for unknown models).
+    pub provided_cost: String,
 }
 
 impl Default for CostSection {
@@ -112,6 +170,7 @@ impl Default for CostSection {
             ingest_per_gib: "0".into(),
             storage_per_gib_month: "0".into(),
             queries_per_1000: "0".into(),
+            provided_cost: "when_unpriced".into(),
         }
     }
 }
@@ -122,15 +181,20 @@ impl CostSection {
         let rate =
             |name: &str, v: &str| v.trim().parse::<rust_decimal::Decimal>().map_err(|e| format!("cost.{name} '{v}' is not a decimal: {e}"));
         let catalog = Catalog::load(self.price_overrides.as_deref()).map_err(|e| e.to_string())?;
-        Ok(Meter {
-            tenancy: Tenancy { tenant_attribute: self.tenant_attribute.clone(), project_attribute: self.project_attribute.clone() },
-            catalog: std::sync::Arc::new(catalog),
-            rates: TelemetryRates {
+        let provided_cost = costplane_cost::llm::ProvidedCost::parse(&self.provided_cost).ok_or_else(|| {
+            format!("cost.provided_cost '{}' is not one of \"prefer\", \"ignore\", \"when_unpriced\"", self.provided_cost)
+        })?;
+        let mut meter = Meter::new(
+            Tenancy { tenant_attribute: self.tenant_attribute.clone(), project_attribute: self.project_attribute.clone() },
+            std::sync::Arc::new(catalog),
+            TelemetryRates {
                 ingest_per_gib: rate("ingest_per_gib", &self.ingest_per_gib)?,
                 storage_per_gib_month: rate("storage_per_gib_month", &self.storage_per_gib_month)?,
                 queries_per_1000: rate("queries_per_1000", &self.queries_per_1000)?,
             },
-        })
+        );
+        meter.provided_cost = provided_cost;
+        Ok(meter)
     }
 }
 
@@ -141,9 +205,11 @@ pub struct ClickHouseSection {
     /// ClickHouse's HTTP interface.
     pub url: String,
     pub user: String,
-    pub password: Option<String>,
+    pub password: Option<crate::secret::Secret>,
     /// A file holding the password (first line), instead of `password`.
     pub password_file: Option<PathBuf>,
+    /// For `https://` URLs: a PEM CA to trust besides the public roots.
+    pub ca_file: Option<PathBuf>,
     pub database: String,
     /// Cluster name: ReplicatedMergeTree tables plus Distributed tables, DDL ON CLUSTER.
     pub cluster: Option<String>,
@@ -169,6 +235,7 @@ impl Default for ClickHouseSection {
             user: "default".into(),
             password: None,
             password_file: None,
+            ca_file: None,
             database: schema.database,
             cluster: None,
             compression: "gzip".into(),
@@ -208,7 +275,7 @@ impl ClickHouseSection {
                     .unwrap_or("")
                     .to_owned(),
             ),
-            (Some(p), None) => Some(p.clone()),
+            (Some(p), None) => Some(p.expose().to_owned()),
             (None, None) => None,
         };
         let compression = match self.compression.as_str() {
@@ -223,6 +290,7 @@ impl ClickHouseSection {
             compression,
             request_timeout: parse_duration(&self.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?,
             schema: self.schema_options(),
+            ca_file: self.ca_file.clone(),
         })
     }
 }
@@ -318,6 +386,10 @@ impl Default for Config {
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
             billing: BillingSection::default(),
+            ledger: LedgerSection::default(),
+            source: None,
+            ingest: crate::otlp::keys::IngestSection::default(),
+            tls: crate::tls::TlsSection::default(),
             kubernetes: costplane_k8s::KubernetesConfig::default(),
         }
     }
@@ -376,7 +448,7 @@ pub struct Overrides {
     pub flush_interval: Option<String>,
     pub clickhouse_url: Option<String>,
     pub clickhouse_user: Option<String>,
-    pub clickhouse_password: Option<String>,
+    pub clickhouse_password: Option<crate::secret::Secret>,
     pub clickhouse_password_file: Option<PathBuf>,
     pub clickhouse_database: Option<String>,
     pub clickhouse_cluster: Option<String>,
@@ -389,11 +461,14 @@ impl Config {
         let Some(path) = path else { return Ok(Config::default()) };
         let text =
             std::fs::read_to_string(path).map_err(|e| ServerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
-        Config::from_toml(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+        let mut config = Config::from_toml(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.ingest.resolve_secrets()?;
         config.validate()?;
         Ok(config)
     }
@@ -466,6 +541,12 @@ impl Config {
             return Err("pipeline.batch_max_rows must be at least 1".into());
         }
         crate::auth::validate(&self.api.keys)?;
+        self.ingest.validate()?;
+        self.tls.validate()?;
+        self.api.query_limits()?;
+        if self.api.sql_max_rows == 0 {
+            return Err("api.sql_max_rows must be at least 1".into());
+        }
         if self.api.keys.is_empty() && !self.http.addr.ip().is_loopback() && !self.api.allow_open_remote {
             return Err(format!(
                 "the API would listen on {} without API keys; add [[api.keys]] to the config, \
@@ -547,20 +628,29 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
-    /// Per label (tenant, project, service, model): how many values keep
-    /// their name (those with the largest cost this month); the rest are
-    /// summed into `other`.
+    /// Per label (service, tenant, project, provider, model): how many
+    /// values keep their name (the gauge: those with the largest cost this
+    /// month; the counters: see `costs::metrics`); the rest are `other`.
     pub max_series_per_label: usize,
     /// Longest label value, in bytes; longer values are cut.
     pub max_label_value_bytes: usize,
     /// How long the cost series are served before the ledger is read again
     /// (in the background; scrapes meanwhile get the last series).
     pub cache_ttl: String,
+    /// Monthly budgets in USD (decimal strings) by tenant, `"*"` for all
+    /// tenants together: `costplane_budget_monthly_usd`, which the
+    /// `CostplaneBudgetThreshold` alert compares month-to-date cost with.
+    pub budgets: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        MetricsSection { max_series_per_label: 100, max_label_value_bytes: 128, cache_ttl: "15s".into() }
+        MetricsSection {
+            max_series_per_label: 100,
+            max_label_value_bytes: 128,
+            cache_ttl: "15s".into(),
+            budgets: std::collections::BTreeMap::new(),
+        }
     }
 }
 
@@ -572,6 +662,12 @@ impl MetricsSection {
     fn validate(&self) -> Result<(), String> {
         if self.max_label_value_bytes == 0 {
             return Err("metrics.max_label_value_bytes must be at least 1".into());
+        }
+        for (scope, usd) in &self.budgets {
+            match rust_decimal::Decimal::from_str_exact(usd) {
+                Ok(d) if !d.is_sign_negative() => {}
+                _ => return Err(format!("metrics.budgets.{scope}: {usd:?} is not a non-negative decimal amount")),
+            }
         }
         self.cache_ttl().map(|_| ())
     }
@@ -602,7 +698,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/costplane.example.toml");
         let config = Config::load(Some(&path)).unwrap();
         // The example documents every key with its default value.
-        assert_eq!(config, Config::default());
+        assert_eq!(config, Config { source: Some(path), ..Config::default() });
     }
 
     #[test]
@@ -629,7 +725,10 @@ mod tests {
                     if rest.starts_with("[[api.keys]]")
                         || rest.starts_with("key = ")
                         || rest.starts_with("tenant = ")
-                        || rest.starts_with("role = ") =>
+                        || rest.starts_with("role = ")
+                        || rest.starts_with("[[ingest.keys]]")
+                        || rest.starts_with("trust_provided_cost = ")
+                        || rest.starts_with("project = ") =>
                 {
                     rest
                 }
@@ -639,7 +738,35 @@ mod tests {
             .join("\n");
         let config = Config::from_toml(&uncommented).unwrap();
         assert_eq!(config.api.keys.len(), 2);
+        assert_eq!(config.ingest.keys.len(), 2);
+        assert_eq!(config.ingest.keys[0].tenant, "acme");
+        assert!(config.ingest.keys[1].trust_provided_cost);
+        // Secrets never print.
+        assert!(!format!("{config:?}").contains(config.ingest.keys[0].key.as_ref().unwrap().expose()));
+        assert!(!format!("{config:?}").contains(config.api.keys[0].key.expose()));
         assert!(!config.api.allow_open_remote);
+    }
+
+    #[test]
+    fn ingest_keys_come_from_files_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("acme.key");
+        std::fs::write(&file, "acme-ingest-key-from-file\n").unwrap();
+        std::env::set_var("COSTPLANE_TEST_GLOBEX_KEY", "globex-ingest-key-from-env");
+        let text = format!(
+            "[ingest]\ntenant_mode = \"require_match\"\n[[ingest.keys]]\nkey_file = {:?}\ntenant = \"acme\"\n\
+             [[ingest.keys]]\nkey_env = \"COSTPLANE_TEST_GLOBEX_KEY\"\ntenant = \"globex\"\nproject = \"web\"\n",
+            file.display().to_string()
+        );
+        let config = Config::from_toml(&text).unwrap();
+        let keys = &config.ingest.keys;
+        assert_eq!(keys[0].key.as_ref().unwrap().expose(), "acme-ingest-key-from-file");
+        assert_eq!(keys[1].key.as_ref().unwrap().expose(), "globex-ingest-key-from-env");
+        assert_eq!(config.ingest.tenant_mode, crate::otlp::keys::TenantMode::RequireMatch);
+        let err = Config::from_toml("[[ingest.keys]]\nkey_env = \"COSTPLANE_TEST_NOT_SET\"\ntenant = \"a\"\n").unwrap_err();
+        assert!(err.contains("not set"), "{err}");
+        let err = Config::from_toml("[[ingest.keys]]\nkey = \"0123456789abcdef0\"\ntenant = \"a\"\ntenantt = 1\n").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

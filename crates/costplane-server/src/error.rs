@@ -23,6 +23,8 @@ pub enum ErrorCode {
     Unauthenticated,
     /// A valid key without the right (e.g. a tenant key on an admin endpoint).
     PermissionDenied,
+    /// The tenant is over its ingest rate: retry after the given delay.
+    RateLimited,
     Internal,
 }
 
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -49,6 +52,8 @@ impl ErrorCode {
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            // Retried by OTLP clients because it carries RetryInfo.
+            ErrorCode::RateLimited => tonic::Code::ResourceExhausted,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }
@@ -60,15 +65,81 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// When the client may try again (HTTP `Retry-After`, gRPC RetryInfo).
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.Status` with details, as `grpc-status-details-bin` carries it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StatusWithDetails {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<Any>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError { code, message: message.into(), retry_after: None }
+    }
+
+    /// A refusal the client should retry after `delay`.
+    pub fn retry_after(code: ErrorCode, message: impl Into<String>, delay: std::time::Duration) -> Self {
+        ApiError { code, message: message.into(), retry_after: Some(delay) }
+    }
+
+    /// Whole seconds for `Retry-After` (at least 1).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).map(|s| s.max(1))
     }
 
     pub fn to_status(&self) -> tonic::Status {
-        tonic::Status::new(self.code.grpc_code(), self.message.clone())
+        use prost::Message;
+        let code = self.code.grpc_code();
+        match self.retry_after {
+            Some(delay) => {
+                let info = RetryInfo {
+                    retry_delay: Some(ProtoDuration {
+                        seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
+                        nanos: i32::try_from(delay.subsec_nanos()).unwrap_or(0),
+                    }),
+                };
+                let details = StatusWithDetails {
+                    code: code as i32,
+                    message: self.message.clone(),
+                    details: vec![Any { type_url: "type.googleapis.com/google.rpc.RetryInfo".into(), value: info.encode_to_vec() }],
+                };
+                tonic::Status::with_details(code, self.message.clone(), details.encode_to_vec().into())
+            }
+            None => tonic::Status::new(code, self.message.clone()),
+        }
     }
 }
 

@@ -1,13 +1,15 @@
 //! `POST /api/v1/import/focus?file=NAME` (admin key): one FOCUS file (CSV
 //! or gzip CSV) as the body, parsed completely before anything is written
 //! (a bad cell answers 400 naming file, row and column, and nothing is
-//! imported). Then, per (provider, billing account, billing period) key of
-//! the file, the ledger's cloud rows of that key are deleted and the file's
-//! rows written: re-importing a re-delivered period replaces it.
+//! imported).
 //!
-//! Between the delete and the write a reader may see the period missing;
-//! a write failure after the delete leaves it missing until the import is
-//! run again (the answer says so).
+//! Each provider's billing account is a ledger scope of its own
+//! (`cloud:<provider>:<account>`); the file's rows are written as one new
+//! revision per (charge hour, scope), and every hour of the file's billing
+//! periods that has a revision but no row in the file gets an empty one.
+//! All of it is one replacement ([`costplane_store::ledger::Ledger::replace_window`]):
+//! readers see the old bill or the new one, never both, and re-importing
+//! a re-delivered period replaces it instead of adding to it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,11 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use costplane_k8s::focus::{self, Import, ImportOptions};
-use costplane_telemetry::usage::UsageRows;
-use costplane_telemetry::TelemetryBatch;
+use costplane_telemetry::usage::{hour_of, HourState, LedgerReplacement, LedgerRow, CLOSED};
 use serde_json::json;
 
 use crate::auth::Caller;
+use crate::costs::closer::Closer;
 use crate::costs::CostState;
 use crate::error::{ApiError, ErrorCode};
 
@@ -31,11 +33,44 @@ pub fn router(costs: CostState) -> Router {
     Router::new().route("/api/v1/import/focus", post(import_focus).layer(DefaultBodyLimit::max(MAX_FILE_BYTES))).with_state(costs)
 }
 
-/// Replaces the ledger rows of the import's keys by its rows.
-pub async fn replace(store: &dyn costplane_store::Store, import: Import) -> Result<serde_json::Value, ApiError> {
-    for key in &import.keys {
-        store.delete_ledger_import(focus::SOURCE, key).await?;
+/// The ledger scope of an imported row (from its import key).
+fn scope_of_row(r: &LedgerRow) -> String {
+    let mut parts = r.ext.import_key.splitn(3, '|');
+    let provider = parts.next().unwrap_or_default();
+    let account = parts.next().unwrap_or_default();
+    focus::scope_of(provider, account)
+}
+
+/// The revisions an import writes: one per (charge hour, scope) with rows,
+/// and an empty one per hour of its billing periods it no longer has.
+pub async fn replacement(closer: &Closer, import: Import) -> Result<LedgerReplacement, ApiError> {
+    let mut hours: BTreeMap<(String, i64), Vec<LedgerRow>> = BTreeMap::new();
+    for r in import.rows {
+        hours.entry((scope_of_row(&r), hour_of(r.charge_period_start_ns))).or_default().push(r);
     }
+    for (scope, from, to) in &import.periods {
+        for s in closer.ledger().hour_states(*from, *to).await? {
+            if &s.scope == scope {
+                hours.entry((s.scope, s.hour_ns)).or_default();
+            }
+        }
+    }
+    let mut out = LedgerReplacement::default();
+    for ((scope, hour_ns), mut rows) in hours {
+        let revision = costplane_store::ledger::next_revision();
+        let price_version = rows.first().map(|r| r.price_version.clone()).unwrap_or_default();
+        for r in &mut rows {
+            r.revision = revision;
+        }
+        out.hours.push(HourState { hour_ns, scope, revision, status: CLOSED.to_owned(), usage_rows: rows.len() as u64, price_version });
+        out.rows.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Replaces the ledger's bill lines of the import's billing periods and
+/// accounts by its rows; answers what was imported.
+pub async fn replace(closer: &Closer, import: Import) -> Result<serde_json::Value, ApiError> {
     let totals: BTreeMap<String, serde_json::Value> = import
         .totals()
         .into_iter()
@@ -43,21 +78,11 @@ pub async fn replace(store: &dyn costplane_store::Store, import: Import) -> Resu
             (p, json!({"billed_cost": billed.normalize().to_string(), "effective_cost": effective.normalize().to_string()}))
         })
         .collect();
-    let rows = import.rows.len();
-    if rows > 0 {
-        let batch = TelemetryBatch {
-            id: rand::random(),
-            usage: UsageRows { ledger: import.rows, ..UsageRows::default() },
-            ..TelemetryBatch::default()
-        };
-        store.write(&batch).await.map_err(|e| {
-            ApiError::new(
-                ErrorCode::Unavailable,
-                format!("the bill's periods were cleared but its rows not written ({e}); import it again"),
-            )
-        })?;
-    }
-    Ok(json!({ "files": import.files, "rows": rows, "replaced": import.keys, "totals": totals }))
+    let (files, keys, rows) = (import.files.clone(), import.keys.clone(), import.rows.len());
+    let replacement = replacement(closer, import).await?;
+    let hours = replacement.hours.len();
+    closer.replace_priced(&replacement).await?;
+    Ok(json!({ "files": files, "rows": rows, "hours": hours, "replaced": keys, "totals": totals }))
 }
 
 async fn import_focus(
@@ -79,7 +104,7 @@ async fn import_focus(
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
-    let answer = replace(state.store.as_ref(), import).await?;
+    let answer = replace(&state.closer, import).await?;
     tracing::info!(rows = %answer["rows"], files = %answer["files"], "FOCUS bill imported");
     Ok(Json(answer).into_response())
 }

@@ -11,7 +11,8 @@
 //!   Shares use [`costplane_k8s::share::split`], so they conserve exactly.
 //! - `GET /api/v1/costs/untagged?from&to`: Kubernetes and cloud cost
 //!   without a tenant (`x_Tenant = unassigned`) or, for bills, a service tag.
-//! - `POST /api/v1/kubernetes/flush` (admin): books every open hour now.
+//! - `POST /api/v1/kubernetes/flush` (admin): stores every open hour's
+//!   usage now and has the closer price it before answering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,13 +24,13 @@ use axum::{Extension, Json, Router};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use costplane_k8s::share::split;
 use costplane_k8s::ShareSplit;
-use costplane_store::{Param, Params};
+use costplane_telemetry::usage::{CostFilter, Dimension, LedgerRow};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
 use crate::costs::params::{iso, ns, parse_time};
-use crate::costs::{decimal, CostState};
+use crate::costs::CostState;
 use crate::error::{ApiError, ErrorCode};
 use crate::kubernetes::KubernetesMetering;
 
@@ -209,40 +210,40 @@ fn key_of(r: &Row, aggregate: &[String]) -> String {
     parts.join("/")
 }
 
+/// The visible ledger rows of one source in `[from, to)`, through the
+/// ledger repository (current revisions only).
+async fn source_rows(state: &CostState, caller: &Caller, source: &str, from: i64, to: i64) -> Result<Vec<LedgerRow>, ApiError> {
+    state.fresh().await?;
+    let filter = CostFilter {
+        from_ns: from,
+        to_ns: to,
+        tenant: caller.tenant().map(str::to_owned),
+        equals: vec![(Dimension::Source, source.to_owned())],
+    };
+    Ok(state.ledger().rows(&filter).await?)
+}
+
 async fn load(state: &CostState, caller: &Caller, from: i64, to: i64) -> Result<Vec<Row>, ApiError> {
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let col = dialect.ns("ChargePeriodStart");
-    let mut filter = format!("{col} >= {} AND {col} < {} AND x_Source = 'kubernetes'", p.add(Param::Int(from)), p.add(Param::Int(to)));
-    if let Some(t) = caller.tenant() {
-        filter.push_str(&format!(" AND x_Tenant = {}", p.add(Param::Str(t.to_owned()))));
-    }
-    let sql = format!(
-        "SELECT {col}, BilledCost, ConsumedQuantity, x_UsageType, x_Cluster, x_Node, x_Namespace, x_Pod, x_Container, x_Service, x_Tenant, Tags \
-         FROM costplane_ledger WHERE {filter}"
-    );
-    let res = state.store.query_with(&sql, &p.values).await?;
-    let text = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_default();
-    Ok(res
-        .rows
-        .iter()
+    Ok(source_rows(state, caller, "kubernetes", from, to)
+        .await?
+        .into_iter()
         .map(|r| {
-            let tags: Map<String, Value> = serde_json::from_str(&text(&r[11])).unwrap_or_default();
+            let tags: Map<String, Value> = serde_json::from_str(&r.tags).unwrap_or_default();
             let tag_dec = |k: &str| tags.get(k).and_then(|v| v.as_str()).and_then(|v| v.parse().ok()).unwrap_or_default();
             let props = BTreeMap::from([
-                ("cluster", text(&r[4])),
-                ("node", text(&r[5])),
-                ("namespace", text(&r[6])),
-                ("pod", text(&r[7])),
-                ("container", text(&r[8])),
-                ("service", text(&r[9])),
-                ("tenant", text(&r[10])),
+                ("cluster", r.ext.cluster.clone()),
+                ("node", r.ext.node.clone()),
+                ("namespace", r.ext.namespace.clone()),
+                ("pod", r.ext.pod.clone()),
+                ("container", r.ext.container.clone()),
+                ("service", r.service.clone()),
+                ("tenant", r.tenant.clone()),
             ]);
             Row {
-                start: r[0].as_i64().unwrap_or(0),
-                cost: decimal(&r[1]),
-                quantity: decimal(&r[2]),
-                usage_type: text(&r[3]),
+                start: r.charge_period_start_ns,
+                cost: r.cost,
+                quantity: r.consumed_quantity,
+                usage_type: r.usage_type.clone(),
                 usage_avg: tag_dec("usage_avg"),
                 request_avg: tag_dec("request_avg"),
                 labels: tags.into_iter().filter(|(k, _)| k.starts_with("label:")).collect(),
@@ -403,37 +404,30 @@ async fn untagged(
 ) -> Result<Response, ApiError> {
     let from = parse_time("from", q.get("from").ok_or_else(|| bad("from is required"))?)?;
     let to = parse_time("to", q.get("to").ok_or_else(|| bad("to is required"))?)?;
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let col = dialect.ns("ChargePeriodStart");
-    let mut filter = format!(
-        "{col} >= {} AND {col} < {} AND x_Source IN ('kubernetes', 'cloud') \
-         AND (x_Tenant = 'unassigned' OR (x_Source = 'cloud' AND x_Service = 'unassigned'))",
-        p.add(Param::Int(ns(from))),
-        p.add(Param::Int(ns(to)))
-    );
-    if let Some(t) = caller.tenant() {
-        filter.push_str(&format!(" AND x_Tenant = {}", p.add(Param::Str(t.to_owned()))));
+    // (source, provider, project) -> (cost, rows)
+    let mut groups: BTreeMap<(String, String, String), (Decimal, u64)> = BTreeMap::new();
+    for source in ["cloud", "kubernetes"] {
+        for r in source_rows(&state, &caller, source, ns(from), ns(to)).await? {
+            if r.tenant == "unassigned" || (source == "cloud" && r.service == "unassigned") {
+                let g = groups.entry((r.source.clone(), r.provider_name.clone(), r.project.clone())).or_default();
+                g.0 += r.cost;
+                g.1 += 1;
+            }
+        }
     }
-    let sql = format!(
-        "SELECT x_Source, ProviderName, x_Project, sum(BilledCost), count(*) FROM costplane_ledger WHERE {filter} \
-         GROUP BY x_Source, ProviderName, x_Project ORDER BY x_Source, ProviderName, x_Project"
-    );
-    let res = state.store.query_with(&sql, &p.values).await?;
     let mut total = Decimal::ZERO;
-    let rows: Vec<Value> = res
-        .rows
-        .iter()
-        .map(|r| {
-            let cost = decimal(&r[3]);
+    let rows: Vec<Value> = groups
+        .into_iter()
+        .map(|((source, provider, project), (cost, n))| {
             total += cost;
-            json!({"source": r[0], "provider": r[1], "project": r[2], "cost": s(cost), "rows": r[4]})
+            json!({"source": source, "provider": provider, "project": project, "cost": s(cost), "rows": n})
         })
         .collect();
     Ok(Json(json!({"from": iso(ns(from)), "to": iso(ns(to)), "total": s(total), "rows": rows})).into_response())
 }
 
 async fn flush(
+    State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
     k8s: Option<Extension<Option<Arc<KubernetesMetering>>>>,
 ) -> Result<Response, ApiError> {
@@ -444,6 +438,13 @@ async fn flush(
         return Err(ApiError::new(ErrorCode::NotFound, "kubernetes metering is off"));
     };
     let rows = k.flush();
+    // The usage goes through the pipeline; once it is written the closer
+    // prices it, so the answer's caller reads the hours booked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while state.pipeline.queued_bytes() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    state.closer.refresh_if_older(std::time::Duration::ZERO).await?;
     let st = k.stats();
     Ok(Json(json!({
         "rows": rows,
@@ -451,7 +452,7 @@ async fn flush(
         "samples": st.samples,
         "late_samples": st.late_samples,
         "counter_resets": st.counter_resets,
-        "idle_clamps": st.idle_clamps,
+        "idle_clamps": state.closer.idle_clamps(),
     }))
     .into_response())
 }

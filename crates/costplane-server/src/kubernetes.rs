@@ -1,9 +1,11 @@
 //! Kubernetes metering on the ingest path: samples are picked out of each
 //! accepted metrics request (a name match per point), accumulated per hour
-//! by [`costplane_k8s::K8sMeter`], and closed hours go to the ledger through
-//! the pipeline as costplane's own rows (`submit_internal`), never attached
-//! to the request's batch: a spilled or replayed request is decoded again
-//! without metering, so nothing is booked twice.
+//! by [`costplane_k8s::K8sMeter`], and each closed hour's usage goes to the
+//! store's `costplane_usage_kubernetes` through the pipeline's retried
+//! write (`submit_internal`), never attached to the request's batch: a
+//! spilled or replayed request is decoded again without metering, so
+//! nothing is metered twice. The closer prices the stored usage (scope
+//! `kubernetes`); an hour written again (late samples) is priced again.
 //!
 //! Samples are added only after the request was accepted, so a refused
 //! request (which the client resends) is not counted.
@@ -11,6 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use costplane_k8s::allocate::HourUsage;
 use costplane_k8s::meter::MeterStats;
 use costplane_k8s::sample::{extract, Sample};
 use costplane_k8s::{K8sMeter, KubernetesConfig};
@@ -26,8 +29,6 @@ const TICK: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct KubernetesMetering {
     meter: Mutex<K8sMeter>,
-    currency: String,
-    price_version: String,
     pipeline: Pipeline,
 }
 
@@ -36,9 +37,8 @@ fn now_ns() -> i64 {
 }
 
 impl KubernetesMetering {
-    pub fn new(config: KubernetesConfig, currency: String, pipeline: Pipeline) -> Arc<Self> {
-        let price_version = config.prices.version();
-        Arc::new(KubernetesMetering { meter: Mutex::new(K8sMeter::new(config)), currency, price_version, pipeline })
+    pub fn new(config: KubernetesConfig, pipeline: Pipeline) -> Arc<Self> {
+        Arc::new(KubernetesMetering { meter: Mutex::new(K8sMeter::new(config)), pipeline })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, K8sMeter> {
@@ -57,36 +57,40 @@ impl KubernetesMetering {
         extract(batch, &cluster, &tenant)
     }
 
-    /// Adds the samples of an accepted request; books hours they close.
+    /// Adds the samples of an accepted request; stores hours they close.
     pub fn observe(&self, samples: Vec<Sample>) {
         if samples.is_empty() {
             return;
         }
-        let lines = self.lock().observe(samples, now_ns());
-        self.book(&lines);
+        let hours = self.lock().observe(samples, now_ns());
+        self.book(&hours);
     }
 
-    /// Closes every open hour now; returns the rows booked.
+    /// Closes every open hour now; returns the usage rows stored.
     pub fn flush(&self) -> usize {
-        let lines = self.lock().flush();
-        self.book(&lines)
+        let hours = self.lock().flush();
+        self.book(&hours)
     }
 
     pub fn stats(&self) -> MeterStats {
         self.lock().stats.clone()
     }
 
-    fn book(&self, lines: &[costplane_k8s::allocate::Line]) -> usize {
-        if lines.is_empty() {
+    fn book(&self, hours: &[HourUsage]) -> usize {
+        if hours.is_empty() {
             return 0;
         }
-        let ledger = costplane_k8s::ledger::rows(lines, &self.currency, &self.price_version);
-        let n = ledger.len();
-        let batch =
-            TelemetryBatch { usage: UsageRows { ledger, ..UsageRows::default() }, approx_bytes: n * 512, ..TelemetryBatch::default() };
+        // One write stamp per call: every row of an hour shares it, and a
+        // later write of the same hour has a larger one.
+        let written = now_ns();
+        let cluster = self.lock().config().cluster.clone();
+        let kubernetes: Vec<_> = hours.iter().flat_map(|h| costplane_k8s::usage::encode(h, &cluster, written)).collect();
+        let n = kubernetes.len();
+        let approx_bytes = kubernetes.iter().map(|r| r.payload.len() + 64).sum();
+        let batch = TelemetryBatch { usage: UsageRows { kubernetes, ..UsageRows::default() }, approx_bytes, ..TelemetryBatch::default() };
         match self.pipeline.submit_internal(batch) {
-            Ok(()) => tracing::debug!(rows = n, "kubernetes hours booked"),
-            Err(e) => tracing::error!(error = %e, rows = n, "kubernetes cost rows could not be queued"),
+            Ok(()) => tracing::debug!(rows = n, hours = hours.len(), "kubernetes usage stored"),
+            Err(e) => tracing::error!(error = %e, rows = n, "kubernetes usage could not be queued"),
         }
         n
     }
@@ -100,8 +104,8 @@ impl KubernetesMetering {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {
-                        let lines = me.lock().close_due(now_ns());
-                        me.book(&lines);
+                        let hours = me.lock().close_due(now_ns());
+                        me.book(&hours);
                     }
                 }
             }

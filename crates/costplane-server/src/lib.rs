@@ -1,6 +1,7 @@
 //! costplane-server: the OTLP receivers, the HTTP API and the server's
 //! lifecycle (start, serve, drain on shutdown).
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -12,7 +13,10 @@ pub mod import;
 pub mod k8s_api;
 pub mod kubernetes;
 pub mod otlp;
+pub mod secret;
 mod server;
+pub mod tls;
+pub mod web;
 
 pub use config::{Config, Overrides, StoreKind};
 pub use error::{ApiError, ErrorCode, ServerError};

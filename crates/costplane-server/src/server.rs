@@ -29,6 +29,9 @@ use crate::otlp::{grpc, http, Ingest};
 /// How long in-flight requests get to finish once shutdown starts.
 const REQUEST_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the server logs what it ingested (skipped when nothing was).
+const ACTIVITY_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Opens the configured store (for ClickHouse: connects and creates or
 /// upgrades the schema).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
@@ -75,6 +78,21 @@ impl Server {
         Ok(Server { config, store, grpc, otlp_http, api })
     }
 
+    /// Checks the configuration, binds every listener, and only then opens
+    /// (creates) the store: a bad rate or a port in use leaves nothing
+    /// behind on disk.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        config.pipeline_config().map_err(ServerError::Config)?;
+        config.buffer_config().map_err(ServerError::Config)?;
+        MetricsCache::new(&config.metrics).map_err(ServerError::Config)?;
+        config.cost.meter().map_err(ServerError::Config)?;
+        let grpc = bind(config.otlp.grpc_addr, "OTLP/gRPC", "otlp-grpc-addr").await?;
+        let otlp_http = bind(config.otlp.http_addr, "OTLP/HTTP", "otlp-http-addr").await?;
+        let api = bind(config.http.addr, "the HTTP API", "http-addr").await?;
+        let store = open_store(&config).await?;
+        Ok(Server { config, store, grpc, otlp_http, api })
+    }
+
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> (SocketAddr, SocketAddr, SocketAddr) {
         let a = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
@@ -87,17 +105,21 @@ impl Server {
         let pipeline_config = self.config.pipeline_config().map_err(ServerError::Config)?;
         let buffer_config = self.config.buffer_config().map_err(ServerError::Config)?;
         let metrics = Arc::new(MetricsCache::new(&self.config.metrics).map_err(ServerError::Config)?);
-        let meter = Arc::new(self.config.cost.meter().map_err(ServerError::Config)?);
+        // Ingest only measures usage (tenancy, LLM attributes, the event
+        // window); prices are applied by the closer, which reloads them.
+        let source = crate::costs::closer::PriceSource {
+            cost: self.config.cost.clone(),
+            ledger: self.config.ledger.clone(),
+            kubernetes: self.config.kubernetes.clone(),
+            file: self.config.source.clone(),
+        };
+        let meter = Arc::new(source.meter().map_err(ServerError::Config)?);
         tracing::info!(catalog = %meter.catalog.version, models = meter.catalog.models().len(), "price catalog loaded");
         let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)));
         let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store), buffer_config, decoder)
             .map_err(|e| ServerError::Buffer(e.to_string()))?;
         let pipeline = handle.pipeline().clone();
-        let kubernetes = self
-            .config
-            .kubernetes
-            .enabled
-            .then(|| KubernetesMetering::new(self.config.kubernetes.clone(), meter.catalog.currency.clone(), pipeline.clone()));
+        let kubernetes = self.config.kubernetes.enabled.then(|| KubernetesMetering::new(self.config.kubernetes.clone(), pipeline.clone()));
         let ingest = Ingest {
             pipeline: pipeline.clone(),
             limits: self.config.limits(),
@@ -105,33 +127,63 @@ impl Server {
             inflight: InflightLimit::new(self.config.max_inflight_bytes()),
             meter: Some(Arc::clone(&meter)),
             kubernetes: kubernetes.clone(),
+            auth: Arc::new(crate::otlp::keys::IngestAuth::new(&self.config.ingest).map_err(ServerError::Config)?),
+            rates: Arc::new(crate::otlp::ratelimit::RateLimiter::new(&self.config.ingest.rate_limit)),
+            activity: Arc::default(),
         };
+        if ingest.auth.is_open() {
+            tracing::warn!(
+                "ingest is open: no [[ingest.keys]] are configured, so anyone who reaches the OTLP ports can send, \
+                 as whatever tenant their resources name"
+            );
+        } else {
+            tracing::info!(keys = self.config.ingest.keys.len(), mode = ?self.config.ingest.tenant_mode, "ingest keys required; each pins its tenant");
+        }
+        let sql_limits = self.config.api.query_limits().map_err(ServerError::Config)?;
         let (grpc_addr, http_addr, api_addr) = self.local_addrs();
         let stop = CancellationToken::new();
+        let tls = crate::tls::Tls::load(&self.config.tls).map_err(ServerError::Config)?;
+        if let Some(t) = &tls {
+            t.spawn_reloader(stop.clone());
+            tracing::info!(client_certificates = self.config.tls.client_ca_file.is_some(), "TLS on every listener");
+        }
+        let reporter = crate::activity::spawn_reporter(
+            Arc::clone(&ingest.activity),
+            pipeline.clone(),
+            meter.catalog.currency.clone(),
+            ACTIVITY_LOG_INTERVAL,
+            stop.clone(),
+        );
 
         let grpc_task = {
             let stop = stop.clone();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
             let router = tonic::transport::Server::builder()
                 .add_service(grpc::ExportService::<grpc::Traces>::new(ingest.clone()))
                 .add_service(grpc::ExportService::<grpc::Logs>::new(ingest.clone()))
                 .add_service(grpc::ExportService::<grpc::Metrics>::new(ingest.clone()));
-            tokio::spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                    .await
-                    .map_err(|e| ServerError::Serve(format!("OTLP/gRPC server: {e}")))
-            })
+            let failed = |e: tonic::transport::Error| ServerError::Serve(format!("OTLP/gRPC server: {e}"));
+            match &tls {
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+                    tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
+                }
+                Some(t) => {
+                    use tokio_stream::StreamExt;
+                    let rx = crate::tls::incoming(self.grpc, Arc::clone(t), stop.clone());
+                    let incoming =
+                        tokio_stream::wrappers::ReceiverStream::new(rx).map(|(s, _)| Ok::<_, std::io::Error>(crate::tls::GrpcTls(s)));
+                    tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
+                }
+            }
         };
-        let otlp_http_task = serve_http(self.otlp_http, http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
-        let costs = CostState {
-            store: Arc::clone(&self.store),
-            cost_config: self.config.cost.clone(),
-            meter: Arc::clone(&meter),
-            pipeline: pipeline.clone(),
-        };
+        let otlp_http_task = serve_http(self.otlp_http, tls.clone(), http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
+        let costs = CostState::new(Arc::clone(&self.store), &self.config, pipeline.clone()).map_err(ServerError::Config)?;
+        costs.closer.observe(Arc::clone(&ingest.activity) as Arc<dyn crate::costs::closer::LedgerObserver>);
+        let closer_task = Arc::clone(&costs.closer).spawn(stop.clone());
+        let reload_task = reload_on_sighup(Arc::clone(&costs.closer), stop.clone());
         let api_task = serve_http(
             self.api,
+            tls.clone(),
             api::router_with(
                 ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
                 costs,
@@ -139,6 +191,8 @@ impl Server {
                 metrics,
             )
             .layer(axum::Extension(Arc::new(self.config.billing.clone())))
+            .layer(axum::Extension(api::SqlLimits(sql_limits)))
+            .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote }))
             .layer(axum::Extension(kubernetes.clone())),
             stop.clone(),
             "HTTP API",
@@ -166,11 +220,14 @@ impl Server {
         if let Some(k) = &kubernetes {
             // Open hours are booked before the pipeline drains.
             let rows = k.flush();
-            tracing::info!(rows, "kubernetes hours booked at shutdown");
+            tracing::info!(rows, "kubernetes usage of open hours stored at shutdown");
         }
         if let Some(t) = ticker {
             let _ = t.await;
         }
+        let _ = closer_task.await;
+        reload_task.abort();
+        let _ = reporter.await;
         let stats = handle.shutdown().await;
         tracing::info!(
             accepted_rows = stats.accepted_rows,
@@ -183,16 +240,49 @@ impl Server {
     }
 }
 
+/// Reloads prices on SIGHUP until `stop`.
+fn reload_on_sighup(closer: Arc<crate::costs::closer::Closer>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; prices reload through POST /api/v1/prices/reload only");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    got = hup.recv() => {
+                        if got.is_none() { break; }
+                        match closer.reload().await {
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: reloading prices failed; the previous prices stay in force"),
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        stop.cancelled().await;
+    })
+}
+
 fn serve_http(
     listener: TcpListener,
+    tls: Option<Arc<crate::tls::Tls>>,
     router: axum::Router,
     stop: CancellationToken,
     name: &'static str,
 ) -> tokio::task::JoinHandle<Result<(), ServerError>> {
     tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(|e| ServerError::Serve(format!("{name} server: {e}")))
+        let result = match tls {
+            None => axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await,
+            Some(tls) => {
+                let local = listener.local_addr().map_err(|e| ServerError::Serve(format!("{name} server: {e}")))?;
+                let rx = crate::tls::incoming(listener, tls, stop.clone());
+                axum::serve(crate::tls::TlsListener { rx, local }, router).with_graceful_shutdown(stop.cancelled_owned()).await
+            }
+        };
+        result.map_err(|e| ServerError::Serve(format!("{name} server: {e}")))
     })
 }

@@ -9,14 +9,16 @@
 pub mod clickhouse;
 pub mod duckdb;
 mod error;
+pub mod ledger;
 mod query;
 mod verify;
 
 use async_trait::async_trait;
+use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 
 pub use error::StoreError;
-pub use query::{is_read_only_statement, json_number, result_cell, QueryResult};
+pub use query::{json_number, result_cell, QueryLimits, QueryResult};
 
 /// Builds a parameter list and its placeholders together.
 #[derive(Debug)]
@@ -63,9 +65,12 @@ pub const TELEMETRY_TABLES: [&str; 7] = [
 ///   deduplication token derived from the batch id, the table and the
 ///   partition, so the retry's inserts that were already stored are dropped
 ///   and the others land (within ClickHouse's deduplication window: the
-///   last 1000 inserts per table). Usage and ledger rows go last in the
-///   same write, so retrying it to success bills all stored telemetry, and a
-///   batch rejected (then split) has billed nothing.
+///   last 1000 inserts per table). Usage rows go last in the same write,
+///   so retrying it to success meters all stored telemetry, and a batch
+///   rejected (then split) has metered nothing.
+///
+/// Ledger rows (money) are never part of a batch: the closer makes them
+/// from stored usage and writes them with [`Store::replace_ledger`].
 ///
 /// A write error says whether to retry ([`StoreError::is_retryable`]) and
 /// whether the rows themselves are invalid ([`StoreError::is_invalid_data`]),
@@ -78,8 +83,16 @@ pub trait Store: Send + Sync + 'static {
     /// Writes every row of `batch`.
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError>;
 
-    /// Runs one read-only SQL statement and returns its rows.
+    /// Runs one read-only SQL statement (from a user) within the default
+    /// [`QueryLimits`] and returns its rows.
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError>;
+
+    /// [`Store::query`] within `limits`. The engine decides what only reads
+    /// (see `query.rs`); a backend without its own bounds runs `query`.
+    async fn query_limited(&self, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+        let _ = limits;
+        self.query(sql).await
+    }
 
     /// Checks that the store can be reached.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -87,6 +100,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stored (compressed) bytes per byte written, per signal (`traces`,
     /// `logs`, `metrics`), when the backend knows it; empty otherwise.
     async fn compression_ratios(&self) -> Result<Vec<(String, f64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Bytes the store keeps of each signal's telemetry, as measured by the
+    /// backend (see [`StoredBytes`]); empty when it cannot tell.
+    async fn stored_bytes(&self) -> Result<Vec<StoredBytes>, StoreError> {
         Ok(Vec::new())
     }
 
@@ -103,13 +122,25 @@ pub trait Store: Send + Sync + 'static {
     /// (placeholders from [`Dialect::param`]).
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError>;
 
-    /// Deletes ledger rows of `source` whose charge period starts in
-    /// `[from_ns, to_ns)` (repricing replaces them).
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError>;
+    /// Replaces the ledger rows of some (hour, scope)s by a new revision of
+    /// each, so that a reader sees either every old row or every new one,
+    /// never a mix, a gap or both (see [`ledger`] for how each backend
+    /// does it). Interrupted at any point (an error, a SIGKILL), the old
+    /// revision stays whole and visible.
+    async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError>;
+}
 
-    /// Deletes ledger rows of `source` whose `x_ImportKey` is `key` (a
-    /// re-imported bill replaces its billing period and account).
-    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError>;
+/// Stored bytes of one signal (one partition of it, when partitioned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBytes {
+    /// `traces`, `logs` or `metrics`.
+    pub signal: String,
+    /// The day the partition holds (ClickHouse: `toDate(Timestamp)`), or
+    /// `None` for the whole signal.
+    pub day_ns: Option<i64>,
+    pub bytes: u64,
+    /// How the bytes were measured.
+    pub method: &'static str,
 }
 
 /// A bound query parameter.

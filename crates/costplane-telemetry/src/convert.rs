@@ -9,7 +9,7 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1 as pm;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as pt;
@@ -68,6 +68,9 @@ impl Conversion {
     }
 }
 
+/// Deepest nesting of arrays and maps inside one attribute value or body.
+const MAX_VALUE_DEPTH: usize = 16;
+
 fn check_attributes(kvs: &[KeyValue], what: &str, limits: &Limits) -> Result<(), String> {
     if kvs.len() > limits.max_attributes {
         return Err(format!("{what} has {} attributes, more than the limit of {}", kvs.len(), limits.max_attributes));
@@ -76,15 +79,46 @@ fn check_attributes(kvs: &[KeyValue], what: &str, limits: &Limits) -> Result<(),
         if kv.key.len() > limits.max_value_bytes {
             return Err(format!("{what} has an attribute key of {} bytes, over the limit of {}", kv.key.len(), limits.max_value_bytes));
         }
-        if let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) =
-            kv.value.as_ref().and_then(|v| v.value.as_ref())
-        {
-            if s.len() > limits.max_value_bytes {
-                return Err(format!("{what} attribute '{}' is {} bytes, over the limit of {}", kv.key, s.len(), limits.max_value_bytes));
-            }
-        }
+        check_value(kv.value.as_ref(), limits, 0).map_err(|e| format!("{what} attribute '{}': {e}", truncate(&kv.key)))?;
     }
     Ok(())
+}
+
+/// Every string and bytes field of a value, at any depth, against the
+/// limits at its wire length (before rendering), and the element count of
+/// every array and map against `max_attributes`.
+fn check_value(value: Option<&AnyValue>, limits: &Limits, depth: usize) -> Result<(), String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let Some(v) = value.and_then(|v| v.value.as_ref()) else { return Ok(()) };
+    let over = |kind: &str, n: usize| Err(format!("a {kind} of {n} bytes, over the limit of {}", limits.max_value_bytes));
+    match v {
+        Value::StringValue(s) if s.len() > limits.max_value_bytes => over("string", s.len()),
+        Value::BytesValue(b) if b.len() > limits.max_value_bytes => over("bytes value", b.len()),
+        Value::ArrayValue(a) => {
+            if depth >= MAX_VALUE_DEPTH {
+                return Err(format!("values nested deeper than {MAX_VALUE_DEPTH} levels"));
+            }
+            if a.values.len() > limits.max_attributes {
+                return Err(format!("an array of {} elements, more than the limit of {}", a.values.len(), limits.max_attributes));
+            }
+            a.values.iter().try_for_each(|item| check_value(Some(item), limits, depth + 1))
+        }
+        Value::KvlistValue(kv) => {
+            if depth >= MAX_VALUE_DEPTH {
+                return Err(format!("values nested deeper than {MAX_VALUE_DEPTH} levels"));
+            }
+            if kv.values.len() > limits.max_attributes {
+                return Err(format!("a map of {} entries, more than the limit of {}", kv.values.len(), limits.max_attributes));
+            }
+            kv.values.iter().try_for_each(|item| {
+                if item.key.len() > limits.max_value_bytes {
+                    return over("map key", item.key.len());
+                }
+                check_value(item.value.as_ref(), limits, depth + 1)
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_len(value: &str, what: &str, limits: &Limits) -> Result<(), String> {
@@ -97,6 +131,7 @@ fn check_len(value: &str, what: &str, limits: &Limits) -> Result<(), String> {
 fn resource_info(resource: Option<&Resource>, schema_url: &str, limits: &Limits) -> Result<Arc<ResourceInfo>, String> {
     let kvs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
     check_attributes(kvs, "resource", limits)?;
+    check_len(schema_url, "resource schema_url", limits)?;
     let service_name = find_attribute(kvs, "service.name").unwrap_or_default();
     Ok(Arc::new(ResourceInfo { service_name, attributes: attributes(kvs), schema_url: schema_url.to_owned() }))
 }
@@ -106,6 +141,9 @@ fn scope_info(scope: Option<&InstrumentationScope>, schema_url: &str, limits: &L
         return Ok(Arc::new(ScopeInfo { schema_url: schema_url.to_owned(), ..ScopeInfo::default() }));
     };
     check_attributes(&scope.attributes, "scope", limits)?;
+    check_len(&scope.name, "scope name", limits)?;
+    check_len(&scope.version, "scope version", limits)?;
+    check_len(schema_url, "scope schema_url", limits)?;
     Ok(Arc::new(ScopeInfo {
         name: scope.name.clone(),
         version: scope.version.clone(),
@@ -178,14 +216,26 @@ fn span_row(span: &pt::Span, resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo
     let span_id = hex_id(&span.span_id, 8, "span_id", false)?;
     let parent_span_id = hex_id(&span.parent_span_id, 8, "parent_span_id", true)?;
     check_len(&span.name, "name", limits)?;
+    check_len(&span.trace_state, "trace_state", limits)?;
+    check_len(span.status.as_ref().map_or("", |s| s.message.as_str()), "status message", limits)?;
     check_attributes(&span.attributes, "span", limits)?;
+    if span.events.len() > limits.max_attributes || span.links.len() > limits.max_attributes {
+        return Err(format!(
+            "a span has {} events and {} links, more than the limit of {} each",
+            span.events.len(),
+            span.links.len(),
+            limits.max_attributes
+        ));
+    }
     let mut events = Vec::with_capacity(span.events.len());
     for ev in &span.events {
+        check_len(&ev.name, "event name", limits)?;
         check_attributes(&ev.attributes, "event", limits)?;
         events.push(SpanEvent { timestamp_ns: ts(ev.time_unix_nano), name: ev.name.clone(), attributes: attributes(&ev.attributes) });
     }
     let mut links = Vec::with_capacity(span.links.len());
     for link in &span.links {
+        check_len(&link.trace_state, "link trace_state", limits)?;
         check_attributes(&link.attributes, "link", limits)?;
         links.push(SpanLink {
             trace_id: hex_id(&link.trace_id, 16, "link trace_id", false)?,
@@ -261,6 +311,10 @@ fn log_row(
     limits: &Limits,
 ) -> Result<LogRow, String> {
     check_attributes(&rec.attributes, "log record", limits)?;
+    // The body is checked as sent, before rendering, then as rendered.
+    check_value(rec.body.as_ref(), limits, 0).map_err(|e| format!("body: {e}"))?;
+    check_len(&rec.severity_text, "severity_text", limits)?;
+    check_len(&rec.event_name, "event_name", limits)?;
     let body = any_value_to_string(rec.body.as_ref());
     check_len(&body, "body", limits)?;
     let severity_number =
@@ -332,6 +386,13 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
         out.reject(format!("metric '{name}' has no data (gauge, sum, histogram, exponential histogram or summary)"));
         return;
     };
+    let texts = [(&metric.name, "name"), (&metric.description, "description"), (&metric.unit, "unit")];
+    if let Some(Err(e)) = texts.iter().map(|(t, what)| check_len(t, what, limits)).find(Result::is_err) {
+        for _ in 0..data_point_count(metric).max(1) {
+            out.reject(format!("metric '{name}': {e}"));
+        }
+        return;
+    }
     let info = Arc::new(MetricInfo {
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
@@ -521,9 +582,45 @@ mod tests {
         assert_eq!((conv.accepted, conv.rejected), (2, 2), "{:?}", conv.reasons);
         let msg = conv.partial_success_message(Signal::Traces).unwrap();
         assert!(msg.contains("span 1 ('s'): span has 5 attributes, more than the limit of 4"), "{msg}");
-        assert!(msg.contains("span 2 ('s'): span attribute 'k0' is 17 bytes, over the limit of 16"), "{msg}");
+        assert!(msg.contains("span 2 ('s'): span attribute 'k0': a string of 17 bytes, over the limit of 16"), "{msg}");
         assert_eq!(conv.batch.spans.len(), 2);
         assert!(conv.batch.approx_bytes > 0);
+    }
+
+    #[test]
+    fn limits_apply_at_every_depth_and_to_every_name() {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+        let limits = Limits { max_attributes: 4, max_value_bytes: 16 };
+        let val = |v: Value| Some(AnyValue { value: Some(v) });
+        let long = || val(Value::StringValue("x".repeat(17)));
+        let nested = |inner: Option<AnyValue>| val(Value::ArrayValue(ArrayValue { values: vec![inner.unwrap()] }));
+        let with = |value: Option<AnyValue>| {
+            let mut s = span(0, 0);
+            s.attributes = vec![KeyValue { key: "k".into(), value, ..Default::default() }];
+            s
+        };
+        let mut deep = val(Value::IntValue(1));
+        for _ in 0..20 {
+            deep = nested(deep);
+        }
+        let bad = vec![
+            // A long string three levels down, in an array in a map.
+            with(val(Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue { key: "m".into(), value: nested(nested(long())), ..Default::default() }],
+            }))),
+            with(val(Value::BytesValue(vec![0; 17]))),
+            with(val(Value::ArrayValue(ArrayValue { values: vec![AnyValue::default(); 5] }))),
+            with(deep),
+            Span { events: vec![pt::span::Event { name: "e".repeat(17), ..Default::default() }], ..span(0, 0) },
+            Span { status: Some(pt::Status { message: "m".repeat(17), code: 2 }), ..span(0, 0) },
+            Span { trace_state: "t".repeat(17), ..span(0, 0) },
+        ];
+        let n = bad.len() as u64;
+        let conv = convert_traces(&request(bad), &limits);
+        assert_eq!((conv.accepted, conv.rejected), (0, n), "{:?}", conv.reasons);
+        let ok = with(nested(nested(val(Value::StringValue("x".repeat(16))))));
+        assert_eq!(convert_traces(&request(vec![ok]), &limits).accepted, 1);
     }
 
     #[test]

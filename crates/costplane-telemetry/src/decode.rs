@@ -52,9 +52,86 @@ where
                 // quoting serde's "EOF while parsing a value".
                 return Err(TelemetryError::MalformedJson("the body is empty; send at least {}".to_owned()));
             }
+            // Only a body that mentions an enum name pays for the detour
+            // through a JSON value. (A failed typed decode cannot be the
+            // signal: the metric data oneof is flattened, and serde turns
+            // an error inside it into "no data".)
+            if ENUM_PREFIXES.iter().any(|p| contains(body, p.as_bytes())) {
+                let mut value: serde_json::Value =
+                    serde_json::from_slice(body).map_err(|e| TelemetryError::MalformedJson(e.to_string()))?;
+                replace_enum_names(&mut value);
+                return serde_json::from_value(value).map_err(|e| TelemetryError::MalformedJson(e.to_string()));
+            }
             serde_json::from_slice(body).map_err(|e| TelemetryError::MalformedJson(e.to_string()))
         }
     }
+}
+
+/// The OTLP/JSON enum fields, whose values proto3 JSON may give as names
+/// (`"SPAN_KIND_CLIENT"`) as well as numbers; the Collector accepts both.
+const ENUM_FIELDS: [&str; 4] = ["kind", "code", "severityNumber", "aggregationTemporality"];
+
+/// The number of an OTLP enum value name (span kind, status code, severity
+/// number, aggregation temporality).
+fn enum_number(name: &str) -> Option<i64> {
+    const SEVERITIES: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    let n = match name {
+        "SPAN_KIND_UNSPECIFIED" | "STATUS_CODE_UNSET" | "SEVERITY_NUMBER_UNSPECIFIED" | "AGGREGATION_TEMPORALITY_UNSPECIFIED" => 0,
+        "SPAN_KIND_INTERNAL" | "STATUS_CODE_OK" | "AGGREGATION_TEMPORALITY_DELTA" => 1,
+        "SPAN_KIND_SERVER" | "STATUS_CODE_ERROR" | "AGGREGATION_TEMPORALITY_CUMULATIVE" => 2,
+        "SPAN_KIND_CLIENT" => 3,
+        "SPAN_KIND_PRODUCER" => 4,
+        "SPAN_KIND_CONSUMER" => 5,
+        other => {
+            // SEVERITY_NUMBER_<LEVEL>[2-4]: TRACE = 1..4, DEBUG = 5..8, ...
+            let rest = other.strip_prefix("SEVERITY_NUMBER_")?;
+            let level = SEVERITIES.iter().position(|l| rest.starts_with(l))?;
+            let step = match &rest[SEVERITIES[level].len()..] {
+                "" => 0,
+                "2" => 1,
+                "3" => 2,
+                "4" => 3,
+                _ => return None,
+            };
+            return Some(level as i64 * 4 + 1 + step);
+        }
+    };
+    Some(n)
+}
+
+/// Replaces enum names by their numbers throughout `v`; true when any was.
+fn replace_enum_names(v: &mut serde_json::Value) -> bool {
+    let mut changed = false;
+    match v {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if let serde_json::Value::String(name) = value {
+                    if ENUM_FIELDS.contains(&key.as_str()) {
+                        if let Some(n) = enum_number(name) {
+                            *value = serde_json::Value::from(n);
+                            changed = true;
+                        }
+                    }
+                } else {
+                    changed |= replace_enum_names(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                changed |= replace_enum_names(item);
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
+/// How every OTLP enum value name starts, quote included.
+const ENUM_PREFIXES: [&str; 4] = ["\"SPAN_KIND_", "\"STATUS_CODE_", "\"SEVERITY_NUMBER_", "\"AGGREGATION_TEMPORALITY_"];
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Encodes the export response for `signal`: empty on full success, with
@@ -154,6 +231,57 @@ mod tests {
         let bad = JSON_TRACES.replace("\"abcd\"", "\"xyz!\"");
         let err = decode_request(Signal::Traces, Encoding::Json, bad.as_bytes(), &Limits::default()).unwrap_err();
         assert!(err.to_string().starts_with("malformed OTLP JSON payload: "), "{err}");
+    }
+
+    #[test]
+    fn json_enum_names_are_accepted_as_well_as_numbers() {
+        let by_name =
+            JSON_TRACES.replace(r#""kind": 2"#, r#""kind": "SPAN_KIND_SERVER""#).replace(r#""code": 2"#, r#""code": "STATUS_CODE_ERROR""#);
+        assert_ne!(by_name, JSON_TRACES);
+        let a = decode_request(Signal::Traces, Encoding::Json, JSON_TRACES.as_bytes(), &Limits::default()).unwrap();
+        let b = decode_request(Signal::Traces, Encoding::Json, by_name.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(a.batch.spans[0].span_kind, "Server");
+        assert_eq!(b.batch.spans[0].span_kind, "Server");
+        assert_eq!(b.batch.spans[0].status_code, "Error");
+
+        let client = JSON_TRACES.replace(r#""kind": 2"#, r#""kind": "SPAN_KIND_CLIENT""#);
+        let c = decode_request(Signal::Traces, Encoding::Json, client.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(c.batch.spans[0].span_kind, "Client");
+
+        let unknown = JSON_TRACES.replace(r#""kind": 2"#, r#""kind": "SPAN_KIND_SIDEWAYS""#);
+        assert!(decode_request(Signal::Traces, Encoding::Json, unknown.as_bytes(), &Limits::default()).is_err());
+
+        for (name, n) in [
+            ("SEVERITY_NUMBER_TRACE", 1),
+            ("SEVERITY_NUMBER_DEBUG4", 8),
+            ("SEVERITY_NUMBER_INFO", 9),
+            ("SEVERITY_NUMBER_WARN2", 14),
+            ("SEVERITY_NUMBER_ERROR", 17),
+            ("SEVERITY_NUMBER_FATAL4", 24),
+            ("AGGREGATION_TEMPORALITY_DELTA", 1),
+            ("AGGREGATION_TEMPORALITY_CUMULATIVE", 2),
+            ("SPAN_KIND_CONSUMER", 5),
+            ("STATUS_CODE_OK", 1),
+        ] {
+            assert_eq!(enum_number(name), Some(n), "{name}");
+        }
+        assert_eq!(enum_number("SEVERITY_NUMBER_INFO5"), None);
+    }
+
+    #[test]
+    fn json_logs_and_metrics_take_enum_names() {
+        let logs = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+            {"timeUnixNano":"1700000000000000000","severityNumber":"SEVERITY_NUMBER_WARN","severityText":"WARN",
+             "body":{"stringValue":"disk almost full"}}]}]}]}"#;
+        let c = decode_request(Signal::Logs, Encoding::Json, logs.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(c.batch.logs.len(), 1);
+        assert_eq!(c.batch.logs[0].severity_number, 13);
+        let metrics = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"requests","sum":{
+            "aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","isMonotonic":true,
+            "dataPoints":[{"timeUnixNano":"1700000000000000000","asInt":"5"}]}}]}]}]}"#;
+        let c = decode_request(Signal::Metrics, Encoding::Json, metrics.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(c.batch.sums.len(), 1);
+        assert_eq!(c.batch.sums[0].aggregation_temporality, 2);
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl TelemetryBatch {
     }
 
     /// Lengths of every row list (the seven telemetry tables, then usage
-    /// telemetry, LLM usage and ledger rows): where one merged request ends.
+    /// telemetry, LLM and Kubernetes usage): where one merged request ends.
     pub fn lens(&self) -> BatchLens {
         BatchLens([
             self.spans.len(),
@@ -279,7 +279,7 @@ impl TelemetryBatch {
             self.summaries.len(),
             self.usage.telemetry.len(),
             self.usage.llm.len(),
-            self.usage.ledger.len(),
+            self.usage.kubernetes.len(),
         ])
     }
 
@@ -301,7 +301,7 @@ impl TelemetryBatch {
             usage: crate::usage::UsageRows {
                 telemetry: self.usage.telemetry.split_off(a[7].min(self.usage.telemetry.len())),
                 llm: self.usage.llm.split_off(a[8].min(self.usage.llm.len())),
-                ledger: self.usage.ledger.split_off(a[9].min(self.usage.ledger.len())),
+                kubernetes: self.usage.kubernetes.split_off(a[9].min(self.usage.kubernetes.len())),
             },
         }
     }

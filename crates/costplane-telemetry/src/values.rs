@@ -54,16 +54,35 @@ fn any_value_to_json(value: Option<&AnyValue>) -> serde_json::Value {
     }
 }
 
+/// Lists up to this long are deduplicated by scanning (faster than hashing
+/// for the few attributes most items carry); longer ones through an index,
+/// so the work stays linear whatever a sender puts in one list.
+const SCAN_DEDUP_MAX: usize = 16;
+
 /// Converts OTLP key/values to attribute pairs; a repeated key keeps its last
-/// value (maps in both stores hold a key once).
+/// value (maps in both stores hold a key once), at its first position.
 pub fn attributes(kvs: &[KeyValue]) -> Attributes {
     let mut out: Attributes = Vec::with_capacity(kvs.len());
+    if kvs.len() <= SCAN_DEDUP_MAX {
+        for kv in kvs {
+            let value = any_value_to_string(kv.value.as_ref());
+            if let Some(existing) = out.iter_mut().find(|(k, _)| *k == kv.key) {
+                existing.1 = value;
+            } else {
+                out.push((kv.key.clone(), value));
+            }
+        }
+        return out;
+    }
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(kvs.len());
     for kv in kvs {
         let value = any_value_to_string(kv.value.as_ref());
-        if let Some(existing) = out.iter_mut().find(|(k, _)| *k == kv.key) {
-            existing.1 = value;
-        } else {
-            out.push((kv.key.clone(), value));
+        match index.get(kv.key.as_str()) {
+            Some(&i) => out[i].1 = value,
+            None => {
+                index.insert(kv.key.as_str(), out.len());
+                out.push((kv.key.clone(), value));
+            }
         }
     }
     out
@@ -129,6 +148,23 @@ mod tests {
             KeyValue { key: "a".into(), value: Some(v(Value::IntValue(2))), ..Default::default() },
         ];
         assert_eq!(attributes(&kvs), vec![("a".to_owned(), "2".to_owned())]);
+    }
+
+    #[test]
+    fn long_lists_deduplicate_alike_and_in_linear_time() {
+        let kv = |k: String, i: i64| KeyValue { key: k, value: Some(v(Value::IntValue(i))), ..Default::default() };
+        // 40 entries over 20 keys, each key twice: first position, last value.
+        let kvs: Vec<KeyValue> = (0..40).map(|i| kv(format!("k{}", i % 20), i)).collect();
+        let out = attributes(&kvs);
+        assert_eq!(out.len(), 20);
+        assert_eq!(out[0], ("k0".to_owned(), "20".to_owned()));
+        assert_eq!(out[19], ("k19".to_owned(), "39".to_owned()));
+        // 200,000 distinct keys: a quadratic scan makes 2e10 comparisons
+        // (minutes); the index takes milliseconds.
+        let many: Vec<KeyValue> = (0..200_000).map(|i| kv(format!("key-{i}"), i)).collect();
+        let t = std::time::Instant::now();
+        assert_eq!(attributes(&many).len(), 200_000);
+        assert!(t.elapsed() < std::time::Duration::from_secs(3), "took {:?}", t.elapsed());
     }
 
     #[test]

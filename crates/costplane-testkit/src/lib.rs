@@ -33,19 +33,18 @@ impl ChdbFront {
             .args(["--port", &port.to_string(), "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Kept in a file so a front that dies before listening can say why.
+            .stderr(std::fs::File::create(data_dir.join("chdb-front.stderr")).map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {} {}: {e}; run ./scripts/test.sh, which installs chdb-core", python.display(), script.display())
             });
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the chDB front did not start (said {line:?})"));
+        let port = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| {
+            let stderr = std::fs::read_to_string(data_dir.join("chdb-front.stderr")).unwrap_or_default();
+            panic!("the chDB front did not start (said {line:?}; stderr: {stderr})")
+        });
         ChdbFront { child, port }
     }
 

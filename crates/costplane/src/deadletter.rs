@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use costplane_pipeline::deadletter;
+use costplane_server::{Config, Overrides};
 
 #[derive(Subcommand)]
 pub enum DeadLetterCommand {
@@ -20,11 +21,29 @@ pub enum DeadLetterCommand {
     Replay(ReplayArgs),
 }
 
+/// Where the server keeps its data, read as `serve` reads it.
+#[derive(Args)]
+pub struct DataArgs {
+    /// TOML configuration file (the one `serve` uses).
+    #[arg(long, env = "COSTPLANE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the server (its dead letters are in DIR/dead-letter). Default ./costplane-data.
+    #[arg(long, env = "COSTPLANE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn config(&self, overrides: Overrides) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        config.apply(Overrides { data_dir: self.data_dir.clone(), ..overrides })?;
+        Ok(config)
+    }
+}
+
 #[derive(Args)]
 pub struct ListArgs {
-    /// Data directory of the server (its dead letters are in DIR/dead-letter).
-    #[arg(long, env = "COSTPLANE_DATA_DIR", default_value = "./costplane-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
@@ -32,12 +51,15 @@ pub struct ListArgs {
 
 #[derive(Args)]
 pub struct ReplayArgs {
-    /// Data directory of the server (its dead letters are in DIR/dead-letter).
-    #[arg(long, env = "COSTPLANE_DATA_DIR", default_value = "./costplane-data")]
-    data_dir: PathBuf,
-    /// The server's OTLP/HTTP address.
-    #[arg(long, env = "COSTPLANE_OTLP_HTTP_ENDPOINT", default_value = "http://127.0.0.1:4318")]
-    otlp_http: String,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The server's OTLP/HTTP listen address, as given to `serve` (default
+    /// from the config file, else 127.0.0.1:4318).
+    #[arg(long, env = "COSTPLANE_OTLP_HTTP_ADDR")]
+    otlp_http_addr: Option<std::net::SocketAddr>,
+    /// The server's OTLP/HTTP endpoint as a URL (beats --otlp-http-addr).
+    #[arg(long)]
+    otlp_http: Option<String>,
     /// Only these files (default: all).
     files: Vec<PathBuf>,
 }
@@ -50,7 +72,7 @@ pub async fn run(cmd: DeadLetterCommand) -> anyhow::Result<()> {
 }
 
 fn list(args: ListArgs) -> anyhow::Result<()> {
-    let dir = args.data_dir.join("dead-letter");
+    let dir = args.data.config(Overrides::default())?.data_dir.join("dead-letter");
     let letters = deadletter::list(&dir).with_context(|| format!("reading {}", dir.display()))?;
     if args.json {
         for l in &letters {
@@ -85,14 +107,24 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
 }
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let dir = args.data_dir.join("dead-letter");
+    let config = args.data.config(Overrides { otlp_http_addr: args.otlp_http_addr, ..Overrides::default() })?;
+    let dir = config.data_dir.join("dead-letter");
     let paths: Vec<PathBuf> = if args.files.is_empty() {
         deadletter::list(&dir).with_context(|| format!("reading {}", dir.display()))?.into_iter().map(|l| l.path).collect()
     } else {
         args.files
     };
     let http = reqwest::Client::new();
-    let base = args.otlp_http.trim_end_matches('/');
+    let base = match &args.otlp_http {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let mut addr = config.otlp.http_addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
     let (mut sent, mut failed) = (0usize, 0usize);
     for path in paths {
         let (header, body) = deadletter::read(&path).with_context(|| format!("reading {}", path.display()))?;

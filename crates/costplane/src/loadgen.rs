@@ -23,14 +23,24 @@ use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSp
 use prost::Message;
 use rand::Rng;
 
+use crate::client::ServerArgs;
+
 #[derive(Args)]
 pub struct LoadgenArgs {
-    /// OTLP/gRPC endpoint of the server.
-    #[arg(long, default_value = "http://127.0.0.1:4317")]
-    endpoint: String,
-    /// The server's HTTP API, to count stored spans.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    api: String,
+    /// The server's HTTP API, to count stored spans (an admin API key when
+    /// keys are configured; it is sent with the spans too).
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The server's OTLP/gRPC listen address, as given to `serve` (default
+    /// from the config file, else 127.0.0.1:4317).
+    #[arg(long, env = "COSTPLANE_OTLP_GRPC_ADDR")]
+    otlp_grpc_addr: Option<std::net::SocketAddr>,
+    /// OTLP/gRPC endpoint as a URL (beats --otlp-grpc-addr).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// The tenant (`tenant.id` resource attribute) the spans are billed to.
+    #[arg(long, default_value = "loadgen")]
+    tenant: String,
     /// Spans to send in all.
     #[arg(long, default_value_t = 200_000)]
     spans: u64,
@@ -57,14 +67,14 @@ fn s(v: &str) -> any_value::Value {
 
 /// One export request of `n` spans: a resource with 10 attributes, spans
 /// with 20 attributes each, shaped like an HTTP service's server spans.
-pub fn make_request(n: usize, rng: &mut impl Rng) -> ExportTraceServiceRequest {
+pub fn make_request(n: usize, tenant: &str, rng: &mut impl Rng) -> ExportTraceServiceRequest {
     let resource = Resource {
         attributes: vec![
             kv("service.name", s("checkout")),
             kv("service.namespace", s("shop")),
             kv("service.version", s("1.42.0")),
             kv("deployment.environment.name", s("production")),
-            kv("tenant.id", s("acme")),
+            kv("tenant.id", s(tenant)),
             kv("host.name", s("ip-10-0-3-17")),
             kv("k8s.namespace.name", s("shop")),
             kv("k8s.pod.name", s("checkout-7c9f8d6b5-x2x4q")),
@@ -143,18 +153,17 @@ fn decode_rate(pool: &[Vec<u8>], per_request: usize, total: u64) -> f64 {
     spans as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn stored_spans(client: &reqwest::Client, api: &str) -> anyhow::Result<u64> {
-    let url = format!("{}/api/v1/sql", api.trim_end_matches('/'));
-    let resp = client
-        .post(&url)
-        .json(&serde_json::json!({ "sql": "SELECT count(*) AS n FROM otel_traces" }))
+async fn stored_spans(client: &reqwest::Client, api: &str, server: &ServerArgs) -> anyhow::Result<u64> {
+    let url = format!("{api}/api/v1/sql");
+    let resp = server
+        .authorize(client.post(&url).json(&serde_json::json!({ "sql": "SELECT count(*) AS n FROM otel_traces" })))
         .send()
         .await
         .with_context(|| format!("cannot reach the server's API at {url}; is `costplane serve` running?"))?;
-    if !resp.status().is_success() {
-        bail!("counting stored spans failed: {}", resp.text().await.unwrap_or_default());
+    let (status, body) = crate::client::costplane_json(resp, api).await?;
+    if !status.is_success() {
+        bail!("counting stored spans failed ({status}): {}", body["error"].as_str().unwrap_or("unknown error"));
     }
-    let body: serde_json::Value = resp.json().await?;
     body["rows"][0][0].as_u64().context("unexpected answer to the count query")
 }
 
@@ -163,7 +172,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         bail!("--spans, --batch and --concurrency must be at least 1");
     }
     let mut rng = rand::rng();
-    let pool: Vec<Vec<u8>> = (0..POOL).map(|_| make_request(args.batch, &mut rng).encode_to_vec()).collect();
+    let config = args.server.config(costplane_server::Overrides { otlp_grpc_addr: args.otlp_grpc_addr, ..Default::default() })?;
+    let api = args.server.base_url(&config);
+    let endpoint = args.endpoint.clone().unwrap_or_else(|| {
+        let mut addr = config.otlp.grpc_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    });
+    let pool: Vec<Vec<u8>> = (0..POOL).map(|_| make_request(args.batch, &args.tenant, &mut rng).encode_to_vec()).collect();
     let request_bytes = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
     eprintln!(
         "loadgen: {} spans in requests of {} spans ({} KiB each), {} streams",
@@ -177,12 +195,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let ceiling = decode_rate(&pool, args.batch, args.spans);
 
     let http = reqwest::Client::new();
-    let before = stored_spans(&http, &args.api).await?;
-    let channel = tonic::transport::Endpoint::from_shared(args.endpoint.clone())
+    let before = stored_spans(&http, &api, &args.server).await?;
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
         .context("invalid --endpoint")?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {}", args.endpoint))?;
+        .with_context(|| format!("cannot connect to {endpoint}"))?;
+    let auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match &args.server.api_key {
+        Some(key) => Some(format!("Bearer {key}").parse().context("the API key is not valid header text")?),
+        None => None,
+    };
 
     let requests = args.spans.div_ceil(args.batch as u64);
     let next = Arc::new(AtomicU64::new(0));
@@ -197,8 +219,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (channel, next, retries, sent_spans, pool, bar) =
-            (channel.clone(), next.clone(), retries.clone(), sent_spans.clone(), pool.clone(), bar.clone());
+        let (channel, next, retries, sent_spans, pool, bar, auth) =
+            (channel.clone(), next.clone(), retries.clone(), sent_spans.clone(), pool.clone(), bar.clone(), auth.clone());
         let (batch, total) = (args.batch as u64, args.spans);
         workers.push(tokio::spawn(async move {
             let mut grpc = tonic::client::Grpc::new(channel);
@@ -211,7 +233,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
                 let body = pool[(i as usize) % pool.len()].clone();
                 loop {
                     grpc.ready().await.context("the gRPC channel closed")?;
-                    match grpc.unary(tonic::Request::new(body.clone()), path.clone(), RawCodec).await {
+                    let mut request = tonic::Request::new(body.clone());
+                    if let Some(auth) = &auth {
+                        request.metadata_mut().insert("authorization", auth.clone());
+                    }
+                    match grpc.unary(request, path.clone(), RawCodec).await {
                         Ok(_) => break,
                         Err(status) if status.code() == tonic::Code::Unavailable => {
                             retries.fetch_add(1, Ordering::Relaxed);
@@ -235,7 +261,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let target = before + sent;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let stored = loop {
-        let n = stored_spans(&http, &args.api).await?;
+        let n = stored_spans(&http, &api, &args.server).await?;
         if n >= target {
             break n;
         }

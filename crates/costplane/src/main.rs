@@ -1,10 +1,14 @@
 //! The `costplane` binary: command-line parsing, logging, and exit codes.
 //! Everything else lives in the library crates.
 
+mod client;
 mod deadletter;
 mod import;
+mod litellm;
 mod loadgen;
 mod prices;
+mod report;
+mod report_html;
 mod reprice;
 mod sql;
 
@@ -12,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use costplane_server::{Config, Overrides, Server, ServerError, StoreKind};
 
 #[derive(Parser)]
@@ -41,6 +45,8 @@ enum Command {
     /// Load cloud bills into the ledger.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// The month's cost report: HTML with charts, and a PDF of it.
+    Report(report::ReportArgs),
     /// Requests the store refused as invalid: list them, replay them.
     #[command(subcommand)]
     Deadletter(deadletter::DeadLetterCommand),
@@ -143,7 +149,7 @@ impl ServeArgs {
             flush_interval: self.flush_interval,
             clickhouse_url: self.clickhouse_url,
             clickhouse_user: self.clickhouse_user,
-            clickhouse_password: self.clickhouse_password,
+            clickhouse_password: self.clickhouse_password.map(Into::into),
             clickhouse_password_file: self.clickhouse_password_file,
             clickhouse_database: self.clickhouse_database,
             clickhouse_cluster: self.clickhouse_cluster,
@@ -157,7 +163,11 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("COSTPLANE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("COSTPLANE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: logs sent to a file or a
+    // collector carry no ANSI codes.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -189,8 +199,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<(), ServerError> {
     let config = args.resolve()?;
-    let store = costplane_server::open_store(&config).await?;
-    let server = Server::bind(config, store).await?;
+    let server = Server::start(config).await?;
     server.run(shutdown_signal()).await?;
     Ok(())
 }
@@ -198,7 +207,15 @@ async fn serve(args: ServeArgs) -> Result<(), ServerError> {
 /// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration,
 /// 3 store (cannot open, schema too new).
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Err(msg) = check_environment(&matches, std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
+        eprintln!("error: {msg}");
+        return ExitCode::from(2);
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -215,15 +232,93 @@ fn main() -> ExitCode {
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),
+            Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Schema(SchemaCommand::Print(args)) => schema_print(args).map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `costplane sql ... | head`: the reader has all it wanted.
+        Err((_, e)) if client::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err((code, e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
+    }
+}
+
+/// `COSTPLANE_*` names every subcommand reads (logging).
+const GLOBAL_ENV: &[&str] = &["COSTPLANE_LOG", "COSTPLANE_LOG_FORMAT"];
+
+/// Names that belong to costplane's test harness, never to the binary.
+fn is_test_harness_name(name: &str) -> bool {
+    name.starts_with("COSTPLANE_TEST_") || name == "COSTPLANE_BIN" || name == "COSTPLANE_UPDATE_GOLDEN"
+}
+
+/// A `COSTPLANE_*` variable the chosen subcommand does not read is an
+/// error, not silently ignored: it is a setting the user believes is in
+/// force (e.g. `COSTPLANE_SERVER` for `serve`, which listens at
+/// `COSTPLANE_HTTP_ADDR`).
+fn check_environment(matches: &clap::ArgMatches, names: impl Iterator<Item = String>) -> Result<(), String> {
+    let mut cmd = Cli::command();
+    let mut m = matches;
+    let mut path = vec!["costplane".to_owned()];
+    while let Some((name, sub)) = m.subcommand() {
+        let Some(next) = cmd.find_subcommand(name).cloned() else { break };
+        path.push(name.to_owned());
+        cmd = next;
+        m = sub;
+    }
+    let reads: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .filter_map(|e| e.to_str().map(str::to_owned))
+        .chain(GLOBAL_ENV.iter().map(|s| (*s).to_owned()))
+        .collect();
+    let mut unused: Vec<String> = names.filter(|n| n.starts_with("COSTPLANE_") && !is_test_harness_name(n) && !reads.contains(n)).collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    unused.sort();
+    let mut reads = reads;
+    reads.sort();
+    reads.dedup();
+    Err(format!(
+        "{} {} set, but `{}` does not read {}; it reads {}",
+        unused.join(", "),
+        if unused.len() == 1 { "is" } else { "are" },
+        path.join(" "),
+        if unused.len() == 1 { "it" } else { "them" },
+        reads.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(args: &[&str], env: &[&str]) -> Result<(), String> {
+        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        check_environment(&matches, env.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn unused_environment_variables_are_errors() {
+        assert!(check(&["costplane", "serve"], &["COSTPLANE_HTTP_ADDR", "COSTPLANE_LOG", "PATH"]).is_ok());
+        let err = check(&["costplane", "serve"], &["COSTPLANE_SERVER"]).unwrap_err();
+        assert!(err.contains("COSTPLANE_SERVER is set, but `costplane serve` does not read it"), "{err}");
+        assert!(err.contains("COSTPLANE_HTTP_ADDR"), "{err}");
+        // The client commands read the names `serve` reads.
+        for cmd in [&["costplane", "sql", "SELECT 1"][..], &["costplane", "loadgen"][..]] {
+            assert!(check(cmd, &["COSTPLANE_CONFIG", "COSTPLANE_HTTP_ADDR", "COSTPLANE_API_KEY"]).is_ok(), "{cmd:?}");
+        }
+        assert!(check(&["costplane", "sql", "SELECT 1"], &["COSTPLANE_DATA_DIR", "COSTPLANE_STORE"]).is_ok());
+        let err = check(&["costplane", "prices", "list"], &["COSTPLANE_DATA_DIR", "COSTPLANE_STORE"]).unwrap_err();
+        assert!(err.starts_with("COSTPLANE_DATA_DIR, COSTPLANE_STORE are set, but `costplane prices list`"), "{err}");
+        let replay = &["costplane", "deadletter", "replay"][..];
+        assert!(check(replay, &["COSTPLANE_CONFIG", "COSTPLANE_DATA_DIR", "COSTPLANE_OTLP_HTTP_ADDR"]).is_ok());
+        // The test harness's own names pass through.
+        assert!(check(&["costplane", "prices", "list"], &["COSTPLANE_TEST_PYTHON", "COSTPLANE_BIN"]).is_ok());
     }
 }

@@ -1,5 +1,7 @@
-//! `costplane prices list [PATTERN]` and `costplane prices check MODEL`.
+//! `costplane prices list [PATTERN]`, `costplane prices check MODEL` and
+//! `costplane prices import --format litellm FILE`.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -13,6 +15,28 @@ pub enum PricesCommand {
     List(ListArgs),
     /// Show which catalog entry a model name matches, why, and its rates.
     Check(CheckArgs),
+    /// Turn another price list into a price override file (printed, or --out).
+    Import(ImportArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// LiteLLM's model_prices_and_context_window.json.
+    Litellm,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The file to read.
+    file: PathBuf,
+    #[arg(long, value_enum)]
+    format: ImportFormat,
+    /// Write the override file here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The day the imported prices take effect (default today), YYYY-MM-DD.
+    #[arg(long)]
+    effective: Option<chrono::NaiveDate>,
 }
 
 #[derive(Args)]
@@ -63,15 +87,18 @@ fn price_line(m: &ModelEntry) -> String {
 }
 
 pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
+    // Written with `writeln!`, not `println!`: a closed pipe (`| head`) is
+    // an error the caller ends quietly on, not a panic.
+    let mut out = std::io::stdout().lock();
     match cmd {
         PricesCommand::List(args) => {
             let catalog = load(&args.catalog)?;
             let pattern = args.pattern.unwrap_or_default().to_ascii_lowercase();
-            println!("catalog {} ({} per 1M tokens)", catalog.version, catalog.currency);
+            writeln!(out, "catalog {} ({} per 1M tokens)", catalog.version, catalog.currency)?;
             let mut shown = 0;
             for m in catalog.models() {
                 if m.name.contains(&pattern) || m.provider.contains(&pattern) {
-                    println!("{:<10} {:<28} {}", m.provider, m.name, price_line(m));
+                    writeln!(out, "{:<10} {:<28} {}", m.provider, m.name, price_line(m))?;
                     shown += 1;
                 }
             }
@@ -79,34 +106,48 @@ pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
                 anyhow::bail!("no catalog entry matches '{pattern}'");
             }
         }
+        PricesCommand::Import(args) => {
+            let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+            let day = args.effective.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let (toml, taken, skipped) = match args.format {
+                ImportFormat::Litellm => crate::litellm::to_overrides(&text, day, &format!("litellm-{day}"))?,
+            };
+            match &args.out {
+                Some(path) => std::fs::write(path, &toml).with_context(|| format!("cannot write {}", path.display()))?,
+                None => out.write_all(toml.as_bytes())?,
+            }
+            eprintln!("imported {taken} models ({skipped} entries without token prices or repeated were skipped), effective {day}");
+        }
         PricesCommand::Check(args) => {
             let catalog = load(&args.catalog)?;
             let found = catalog.lookup(&args.model);
-            println!("model:      {}", args.model);
-            println!("looked up:  {}", found.normalized.key);
+            writeln!(out, "model:      {}", args.model)?;
+            writeln!(out, "looked up:  {}", found.normalized.key)?;
             for step in &found.normalized.steps {
-                println!("            - {step}");
+                writeln!(out, "            - {step}")?;
             }
             let Some(entry) = found.entry else {
                 anyhow::bail!("no catalog entry for '{}': its usage is reported as unpriced; add it to a --overrides file", args.model);
             };
             let origin = if found.from_override { "your override file" } else { "the shipped catalog" };
-            println!("matched:    {}/{} (from {origin}, catalog {})", entry.provider, entry.name, catalog.version);
+            writeln!(out, "matched:    {}/{} (from {origin}, catalog {})", entry.provider, entry.name, catalog.version)?;
             let day = args.date.unwrap_or_else(|| chrono::Utc::now().date_naive());
             match entry.rates(day, args.input_tokens) {
                 Some(r) => {
-                    println!("effective:  {} (prices in force on {day})", r.effective);
+                    writeln!(out, "effective:  {} (prices in force on {day})", r.effective)?;
                     if let Some(t) = r.tier_above {
-                        println!("tier:       above {t} input tokens");
+                        writeln!(out, "tier:       above {t} input tokens")?;
                     }
-                    println!(
+                    writeln!(
+                        out,
                         "per 1M:     input {} · output {} · cache read {} · cache write {} · reasoning {} {}",
                         r.input, r.output, r.cache_read, r.cache_write, r.reasoning, catalog.currency
-                    );
+                    )?;
                 }
                 None => anyhow::bail!("no price for {}/{} in force on {day}", entry.provider, entry.name),
             }
         }
     }
+    out.flush()?;
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! DuckDB lets one process write a file. So while `costplane serve` runs,
 //! the query goes through the server (`POST /api/v1/sql`); when no server
-//! answers at `--server`, the file in `--data-dir` is opened read-only (or,
+//! answers (at `--server`, or the `--http-addr` / `[http] addr` that `serve`
+//! was given), the file in `--data-dir` is opened read-only (or,
 //! with `--store clickhouse`, ClickHouse is queried directly).
 
 use std::io::Write;
@@ -10,10 +11,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use costplane_server::{csv, StoreKind};
-use costplane_store::clickhouse::{ClickHouseConfig, ClickHouseStore, SchemaOptions};
+use costplane_server::{csv, Overrides, StoreKind};
+use costplane_store::clickhouse::ClickHouseStore;
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::{QueryResult, Store};
+
+use crate::client::{costplane_json, ServerArgs};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Format {
@@ -29,47 +32,50 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// The running server's HTTP API.
-    #[arg(long, env = "COSTPLANE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// Data directory to open read-only when no server answers (embedded store).
-    #[arg(long, env = "COSTPLANE_DATA_DIR", default_value = "./costplane-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Data directory to open read-only when no server answers (embedded store). Default ./costplane-data.
+    #[arg(long, env = "COSTPLANE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Store to query when no server answers: duckdb (the data directory) or clickhouse.
-    #[arg(long, env = "COSTPLANE_STORE", default_value = "duckdb")]
-    store: StoreKind,
-    /// ClickHouse HTTP interface, with --store clickhouse.
-    #[arg(long, env = "COSTPLANE_CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
-    clickhouse_url: String,
-    #[arg(long, env = "COSTPLANE_CLICKHOUSE_USER", default_value = "default")]
-    clickhouse_user: String,
+    #[arg(long, env = "COSTPLANE_STORE")]
+    store: Option<StoreKind>,
+    /// ClickHouse HTTP interface, with --store clickhouse. Default http://127.0.0.1:8123.
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_USER")]
+    clickhouse_user: Option<String>,
     #[arg(long, env = "COSTPLANE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     clickhouse_password: Option<String>,
-    #[arg(long, env = "COSTPLANE_CLICKHOUSE_DATABASE", default_value = "otel")]
-    clickhouse_database: String,
-    /// An admin API key, when the server has keys configured.
-    #[arg(long, env = "COSTPLANE_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_PASSWORD_FILE")]
+    clickhouse_password_file: Option<PathBuf>,
+    #[arg(long, env = "COSTPLANE_CLICKHOUSE_DATABASE")]
+    clickhouse_database: Option<String>,
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let result = match query_server(&args.server, &args.query, args.api_key.as_deref()).await? {
+    let config = args.server.config(Overrides {
+        data_dir: args.data_dir.clone(),
+        store: args.store,
+        clickhouse_url: args.clickhouse_url.clone(),
+        clickhouse_user: args.clickhouse_user.clone(),
+        clickhouse_password: args.clickhouse_password.clone().map(Into::into),
+        clickhouse_password_file: args.clickhouse_password_file.clone(),
+        clickhouse_database: args.clickhouse_database.clone(),
+        ..Overrides::default()
+    })?;
+    let base = args.server.base_url(&config);
+    let result = match query_server(&base, &args.query, &args.server).await? {
         Some(result) => result,
-        None => match args.store {
+        None => match config.store {
             StoreKind::Duckdb => {
-                let store = DuckDbStore::open_read_only(&args.data_dir)
-                    .with_context(|| format!("no server answered at {}, and the data directory could not be opened", args.server))?;
+                let store = DuckDbStore::open_read_only(&config.data_dir)
+                    .with_context(|| format!("no server answered at {base}, and the data directory could not be opened"))?;
                 store.query(&args.query).await?
             }
             StoreKind::Clickhouse => {
-                let config = ClickHouseConfig {
-                    url: args.clickhouse_url.clone(),
-                    user: args.clickhouse_user.clone(),
-                    password: args.clickhouse_password.clone(),
-                    schema: SchemaOptions { database: args.clickhouse_database.clone(), ..SchemaOptions::default() },
-                    ..ClickHouseConfig::default()
-                };
-                ClickHouseStore::for_queries(config)?.query(&args.query).await?
+                let ch = config.clickhouse.store_config().map_err(anyhow::Error::msg)?;
+                ClickHouseStore::for_queries(ch)?.query(&args.query).await?
             }
         },
     };
@@ -78,32 +84,29 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         Format::Table => write_table(&mut out, &result)?,
         Format::Csv => write_csv(&mut out, &result)?,
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &to_objects(&result))?;
+            serde_json::to_writer_pretty(&mut out, &to_objects(&result)).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
     }
+    out.flush()?;
     Ok(())
 }
 
-/// `Ok(None)` when nothing listens at `server`.
-async fn query_server(server: &str, sql: &str, api_key: Option<&str>) -> anyhow::Result<Option<QueryResult>> {
-    let url = format!("{}/api/v1/sql", server.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().post(&url).json(&serde_json::json!({ "sql": sql }));
-    if let Some(key) = api_key {
-        req = req.bearer_auth(key);
-    }
+/// `Ok(None)` when nothing listens at `base`.
+async fn query_server(base: &str, sql: &str, server: &ServerArgs) -> anyhow::Result<Option<QueryResult>> {
+    let url = format!("{base}/api/v1/sql");
+    let req = server.authorize(reqwest::Client::new().post(&url).json(&serde_json::json!({ "sql": sql })));
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) if e.is_connect() => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("querying {url}")),
     };
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.with_context(|| format!("reading the answer of {url}"))?;
+    let (status, body) = costplane_json(resp, base).await?;
     if !status.is_success() {
         let msg = body.get("error").and_then(|m| m.as_str()).unwrap_or("unknown error");
         bail!("the query failed ({status}): {msg}");
     }
-    Ok(Some(serde_json::from_value(body).context("the server's answer is not a query result")?))
+    Ok(Some(serde_json::from_value(body).with_context(|| format!("that is not a costplane server at {base} (no query result)"))?))
 }
 
 fn cell(v: &serde_json::Value) -> String {
@@ -176,6 +179,7 @@ mod tests {
             columns: vec!["name".into(), "n".into()],
             types: vec!["Utf8".into(), "Int64".into()],
             rows: vec![vec![json!("checkout"), json!(12)]],
+            truncated: false,
         };
         let mut out = Vec::new();
         write_table(&mut out, &r).unwrap();

@@ -82,7 +82,12 @@ fn converted_batches_meter_per_container() {
         assert_eq!(samples.len(), 8, "the unrelated gauge is skipped");
         meter.observe(samples, 0);
     }
-    let lines = meter.flush();
+    let hours = meter.flush();
+    assert_eq!(hours.len(), 1);
+    // Through the stored form, as the closer reads it back.
+    let rows = costplane_k8s::usage::encode(&hours[0], "c", 1);
+    let usage = costplane_k8s::usage::decode(hours[0].hour_ns, &rows).unwrap();
+    let lines = costplane_k8s::allocate::allocate(&usage, &cfg, &mut Default::default());
     // Each container: max(0.5 request, 0.25 usage) core × 1 h × 0.031611.
     let cpu: Vec<_> = lines.iter().filter(|l| l.resource == Resource::Cpu).collect();
     assert_eq!(cpu.len(), 2);
@@ -115,13 +120,18 @@ fn metering_throughput() {
         meter.observe(samples, 0);
     }
     let observed = started.elapsed();
-    let lines = meter.flush();
+    let hours = meter.flush();
+    let rows = costplane_k8s::usage::encode(&hours[0], "c", 1);
+    let stored = started.elapsed();
+    let lines = costplane_k8s::price_hour(hours[0].hour_ns, &rows, &cfg, "USD", "closed", &mut Default::default()).unwrap();
     let total = started.elapsed();
     eprintln!(
-        "metering: {points} points in {:.3} s ({:.0} points/s), hour closed into {} lines in {:.3} s",
+        "metering: {points} points in {:.3} s ({:.0} points/s), hour closed into {} usage rows in {:.3} s, priced into {} ledger rows in {:.3} s",
         observed.as_secs_f64(),
         points as f64 / observed.as_secs_f64(),
+        rows.len(),
+        (stored - observed).as_secs_f64(),
         lines.len(),
-        (total - observed).as_secs_f64()
+        (total - stored).as_secs_f64()
     );
 }

@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use record::RequestMeta;
 use record::{Record, HEADER_BYTES};
+pub use record::{RequestMeta, Sender};
 use thiserror::Error;
 
 /// Errors of the disk buffer.
@@ -475,7 +475,7 @@ mod tests {
     }
 
     fn meta(tenant: &str) -> RequestMeta {
-        RequestMeta { signal: Signal::Traces, encoding: Encoding::Protobuf, received_ns: 1, tenant: tenant.into() }
+        RequestMeta { signal: Signal::Traces, encoding: Encoding::Protobuf, received_ns: 1, tenant: tenant.into(), sender: None }
     }
 
     #[test]

@@ -4,9 +4,22 @@
 //! record  = len:u32le crc:u32le payload[len]      crc = CRC-32 (IEEE) of payload
 //! payload = 1 request:  record_id:u64 signal:u8 encoding:u8 received_ns:i64
 //!                       tenant_len:u16 tenant[tenant_len] body[..]
+//!         | 4 keyed request: the fields of 1, then, before body:
+//!                       flags:u8 (bit 0: trust_provided_cost)
+//!                       sender_tenant_len:u16 sender_tenant[..]
+//!                       project_len:u16 project[..]   (0: no project pinned)
+//!                       body[..]
 //!         | 2 intent:   batch_id:u64 count:u32 record_id:u64 × count
 //!         | 3 commit:   batch_id:u64
 //! ```
+//!
+//! A request accepted with an ingest key is written as kind 4, so that its
+//! replay after a restart bills the tenant the key pinned, with the same
+//! trust in provided costs, whatever the body's resources claim. Requests
+//! without a key keep kind 1, byte for byte as before, so buffers written by
+//! older versions replay unchanged. A reader that meets a kind it does not
+//! know stops there with an error (the buffer refuses to open), rather than
+//! replaying a keyed request as an unkeyed one.
 //!
 //! A record is whole or it is not there: the reader stops at the first
 //! record whose header, length or checksum does not hold (a torn write at
@@ -22,6 +35,18 @@ pub const MAX_PAYLOAD_BYTES: u32 = 1 << 30;
 const KIND_REQUEST: u8 = 1;
 const KIND_INTENT: u8 = 2;
 const KIND_COMMIT: u8 = 3;
+const KIND_KEYED_REQUEST: u8 = 4;
+
+/// Who sent a request, as its ingest key says (absent: no key was used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// The tenant every resource of the request is billed to.
+    pub tenant: String,
+    /// The project pinned too, if the key names one.
+    pub project: Option<String>,
+    /// Whether costs the spans carry (`cost.usd`, ...) are believed.
+    pub trust_provided_cost: bool,
+}
 
 /// What the buffer keeps about an accepted request besides its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +57,14 @@ pub struct RequestMeta {
     pub received_ns: i64,
     /// The tenant(s) the request's resources named, comma-separated.
     pub tenant: String,
+    /// The ingest key's pinning, when the request came with one.
+    pub sender: Option<Sender>,
 }
 
 impl RequestMeta {
     /// The metadata of a request accepted now.
     pub fn accepted_now(signal: Signal, encoding: Encoding, tenant: String) -> RequestMeta {
-        RequestMeta { signal, encoding, received_ns: crate::now_ns(), tenant }
+        RequestMeta { signal, encoding, received_ns: crate::now_ns(), tenant, sender: None }
     }
 }
 
@@ -95,17 +122,31 @@ fn frame(payload: Vec<u8>, body: &[u8]) -> Vec<u8> {
 
 /// The framed head of a request record, to be followed by `body`.
 pub fn encode_request(record_id: u64, meta: &RequestMeta, body: &[u8]) -> Vec<u8> {
-    let tenant = meta.tenant.as_bytes();
-    let tenant = &tenant[..tenant.len().min(u16::MAX as usize)];
-    let mut p = Vec::with_capacity(32 + tenant.len());
-    p.push(KIND_REQUEST);
+    let mut p = Vec::with_capacity(64 + meta.tenant.len());
+    p.push(if meta.sender.is_some() { KIND_KEYED_REQUEST } else { KIND_REQUEST });
     p.extend_from_slice(&record_id.to_le_bytes());
     p.push(signal_code(meta.signal));
     p.push(encoding_code(meta.encoding));
     p.extend_from_slice(&meta.received_ns.to_le_bytes());
-    p.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
-    p.extend_from_slice(tenant);
+    put_str(&mut p, &meta.tenant);
+    if let Some(sender) = &meta.sender {
+        p.push(u8::from(sender.trust_provided_cost));
+        put_str(&mut p, &sender.tenant);
+        put_str(&mut p, sender.project.as_deref().unwrap_or(""));
+    }
     frame(p, body)
+}
+
+/// A u16-length-prefixed string. Tenants and projects come from the
+/// configuration (keys) or are cut to a bound by the decoder; a longer one
+/// is cut at a character boundary rather than overflowing the length.
+fn put_str(p: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    p.extend_from_slice(&(end as u16).to_le_bytes());
+    p.extend_from_slice(&s.as_bytes()[..end]);
 }
 
 /// A whole intent record: batch `batch_id` is made of `records`, in order.
@@ -190,6 +231,10 @@ impl<'a> Cursor<'a> {
     fn u16(&mut self) -> Result<u16, Invalid> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().map_err(|_| Invalid::BadPayload("u16"))?))
     }
+    fn str(&mut self) -> Result<String, Invalid> {
+        let len = self.u16()? as usize;
+        Ok(String::from_utf8_lossy(self.take(len)?).into_owned())
+    }
     fn u32(&mut self) -> Result<u32, Invalid> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| Invalid::BadPayload("u32"))?))
     }
@@ -201,14 +246,24 @@ impl<'a> Cursor<'a> {
 fn parse_payload(payload: &[u8]) -> Result<Record<'_>, Invalid> {
     let mut c = Cursor(payload);
     match c.u8()? {
-        KIND_REQUEST => {
+        kind @ (KIND_REQUEST | KIND_KEYED_REQUEST) => {
             let record_id = c.u64()?;
             let signal = signal_of(c.u8()?).ok_or(Invalid::BadPayload("unknown signal"))?;
             let encoding = encoding_of(c.u8()?).ok_or(Invalid::BadPayload("unknown encoding"))?;
             let received_ns = c.u64()? as i64;
-            let tenant_len = c.u16()? as usize;
-            let tenant = String::from_utf8_lossy(c.take(tenant_len)?).into_owned();
-            Ok(Record::Request { record_id, meta: RequestMeta { signal, encoding, received_ns, tenant }, body: c.0 })
+            let tenant = c.str()?;
+            let sender = if kind == KIND_KEYED_REQUEST {
+                let flags = c.u8()?;
+                if flags > 1 {
+                    return Err(Invalid::BadPayload("unknown sender flags"));
+                }
+                let tenant = c.str()?;
+                let project = Some(c.str()?).filter(|p| !p.is_empty());
+                Some(Sender { tenant, project, trust_provided_cost: flags & 1 == 1 })
+            } else {
+                None
+            };
+            Ok(Record::Request { record_id, meta: RequestMeta { signal, encoding, received_ns, tenant, sender }, body: c.0 })
         }
         KIND_INTENT => {
             let batch_id = c.u64()?;
@@ -229,7 +284,44 @@ mod tests {
     use super::*;
 
     fn meta() -> RequestMeta {
-        RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 1_700_000_000_000_000_000, tenant: "acme".into() }
+        RequestMeta {
+            signal: Signal::Logs,
+            encoding: Encoding::Json,
+            received_ns: 1_700_000_000_000_000_000,
+            tenant: "acme".into(),
+            sender: None,
+        }
+    }
+
+    #[test]
+    fn a_keyed_request_keeps_its_sender_and_an_unkeyed_one_its_old_bytes() {
+        let keyed = RequestMeta {
+            sender: Some(Sender { tenant: "globex".into(), project: Some("web".into()), trust_provided_cost: true }),
+            ..meta()
+        };
+        let mut bytes = encode_request(3, &keyed, b"xy");
+        bytes.extend_from_slice(b"xy");
+        assert_eq!(decode(&bytes).unwrap().0, Record::Request { record_id: 3, meta: keyed.clone(), body: b"xy" });
+        let no_project =
+            RequestMeta { sender: Some(Sender { project: None, trust_provided_cost: false, ..keyed.sender.unwrap() }), ..meta() };
+        let mut bytes = encode_request(4, &no_project, b"");
+        assert_eq!(decode(&bytes).unwrap().0, Record::Request { record_id: 4, meta: no_project, body: b"" });
+        // Kind 1, as written before senders existed: kind byte, id, signal
+        // (2 = logs), encoding (2 = json), time, tenant "acme", body.
+        bytes = encode_request(7, &meta(), b"{}");
+        bytes.extend_from_slice(b"{}");
+        let mut old = vec![1u8];
+        old.extend_from_slice(&7u64.to_le_bytes());
+        old.extend_from_slice(&[2, 2]);
+        old.extend_from_slice(&1_700_000_000_000_000_000i64.to_le_bytes());
+        old.extend_from_slice(&4u16.to_le_bytes());
+        old.extend_from_slice(b"acme{}");
+        assert_eq!(&bytes[HEADER_BYTES..], &old[..]);
+        // A tenant longer than the length field is cut on a character boundary.
+        let long = RequestMeta { tenant: "é".repeat(40_000), ..meta() };
+        let bytes = encode_request(8, &long, b"");
+        let Record::Request { meta: m, .. } = decode(&bytes).unwrap().0 else { panic!() };
+        assert_eq!(m.tenant.len(), 65_534);
     }
 
     #[test]

@@ -83,12 +83,8 @@ impl Store for FaultyStore {
         self.inner.query_with(sql, params).await
     }
 
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        self.inner.delete_ledger(source, from_ns, to_ns).await
-    }
-
-    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError> {
-        self.inner.delete_ledger_import(source, key).await
+    async fn replace_ledger(&self, replacement: &costplane_telemetry::usage::LedgerReplacement) -> Result<(), StoreError> {
+        self.inner.replace_ledger(replacement).await
     }
 }
 
@@ -119,7 +115,7 @@ fn logs_body(tenant: &str, request: u64, n: u64) -> Vec<u8> {
 
 fn submit(pipeline: &Pipeline, tenant: &str, request: u64, n: u64) {
     let body = logs_body(tenant, request, n);
-    let meta = RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 1, tenant: tenant.into() };
+    let meta = RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 1, tenant: tenant.into(), sender: None };
     let batch = JsonDecoder.decode(&meta, &body).unwrap();
     assert_eq!(batch.logs.len() as u64, n);
     pipeline.submit(Submission { meta, body: &body, batch }).unwrap();

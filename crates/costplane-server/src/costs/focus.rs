@@ -28,13 +28,13 @@ use std::str::FromStr;
 
 use axum::body::Body;
 use chrono::{DateTime, Utc};
-use costplane_store::{Params, QueryResult};
+use costplane_telemetry::usage::CostFilter;
 use futures::StreamExt as _;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::params::{days, iso, ns};
-use super::{decimal, ledger_where, money, text, Chunk, CostState};
+use super::{decimal, money, text, Chunk, CostState};
 use crate::auth::Caller;
 use crate::config::BillingSection;
 use crate::csv;
@@ -52,7 +52,7 @@ pub enum Kind {
 }
 
 /// The export's columns in order: FOCUS first, then costplane's `x_` ones.
-pub const COLUMNS: [(&str, Kind); 45] = [
+pub const COLUMNS: [(&str, Kind); 48] = [
     ("ChargePeriodStart", Kind::DateTime),
     ("ChargePeriodEnd", Kind::DateTime),
     ("BilledCost", Kind::Decimal),
@@ -98,10 +98,13 @@ pub const COLUMNS: [(&str, Kind); 45] = [
     ("x_UsageType", Kind::Text),
     ("x_PricingStatus", Kind::Text),
     ("x_PriceVersion", Kind::Text),
+    ("x_ChargeStatus", Kind::Text),
+    ("x_AllocationRatio", Kind::Decimal),
+    ("x_AllocationMethod", Kind::Text),
 ];
 
 /// The ledger columns the export reads, in `SELECT` order.
-const LEDGER: [&str; 30] = [
+const LEDGER: [&str; 33] = [
     "ChargePeriodStart",
     "ChargePeriodEnd",
     "BilledCost",
@@ -132,6 +135,9 @@ const LEDGER: [&str; 30] = [
     "x_UsageType",
     "x_PricingStatus",
     "x_PriceVersion",
+    "x_ChargeStatus",
+    "x_AllocationRatio",
+    "x_AllocationMethod",
 ];
 
 /// FOCUS 1.2 ServiceCategory values.
@@ -188,18 +194,55 @@ pub fn stream(state: CostState, caller: Caller, ctx: Context) -> Body {
 }
 
 async fn day(state: &CostState, caller: &Caller, ctx: &Context, from: i64, to: i64) -> Chunk {
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let filter = ledger_where(&mut p, dialect, from, to, caller);
-    let cols: Vec<String> = LEDGER.iter().map(|c| if c.starts_with("ChargePeriod") { dialect.ns(c) } else { (*c).to_owned() }).collect();
-    let sql =
-        format!("SELECT {} FROM costplane_ledger WHERE {filter} ORDER BY ChargePeriodStart, x_Tenant, x_Source, SkuId", cols.join(", "));
-    let result: QueryResult = state.store.query_with(&sql, &p.values).await?;
+    let filter = CostFilter { from_ns: from, to_ns: to, tenant: caller.tenant().map(str::to_owned), equals: Vec::new() };
+    let rows = state.ledger().rows(&filter).await?;
     let mut out = String::new();
-    for r in &result.rows {
-        out.push_str(&render(&row(&LedgerRow(r), ctx)));
+    for r in &rows {
+        out.push_str(&render(&row(&LedgerRow(&values(r)), ctx)));
     }
     Ok(out)
+}
+
+/// A typed ledger row as cells in [`LEDGER`] order.
+fn values(r: &costplane_telemetry::usage::LedgerRow) -> Vec<Value> {
+    use serde_json::json;
+    let dec = |d: Decimal| json!(d.to_string());
+    LEDGER
+        .iter()
+        .map(|c| match *c {
+            "ChargePeriodStart" => json!(r.charge_period_start_ns),
+            "ChargePeriodEnd" => json!(r.charge_period_end_ns),
+            "BilledCost" | "EffectiveCost" | "ListCost" | "ContractedCost" => dec(r.cost),
+            "BillingCurrency" => json!(r.billing_currency),
+            "ChargeCategory" => json!("Usage"),
+            "ChargeClass" => r.charge_class.as_ref().map_or(Value::Null, |c| json!(c)),
+            "ServiceName" => json!(r.service_name),
+            "ServiceCategory" => json!(r.service_category),
+            "ProviderName" => json!(r.provider_name),
+            "PublisherName" => json!(r.publisher_name),
+            "ResourceId" => json!(r.resource_id),
+            "ResourceName" => json!(r.resource_name),
+            "ConsumedQuantity" => dec(r.consumed_quantity),
+            "ConsumedUnit" => json!(r.consumed_unit),
+            "PricingQuantity" => dec(r.pricing_quantity),
+            "PricingUnit" => json!(r.pricing_unit),
+            "SkuId" => json!(r.sku_id),
+            "Tags" => json!(r.tags),
+            "x_Tenant" => json!(r.tenant),
+            "x_Project" => json!(r.project),
+            "x_Service" => json!(r.service),
+            "x_Source" => json!(r.source),
+            "x_Model" => json!(r.model),
+            "x_Operation" => json!(r.operation),
+            "x_UsageType" => json!(r.usage_type),
+            "x_PricingStatus" => json!(r.pricing_status),
+            "x_PriceVersion" => json!(r.price_version),
+            "x_ChargeStatus" => json!(r.charge_status),
+            "x_AllocationRatio" => r.allocation_ratio.map_or(Value::Null, dec),
+            "x_AllocationMethod" => json!(r.allocation_method),
+            _ => Value::Null,
+        })
+        .collect()
 }
 
 /// One ledger row as the store returned it, by column name.
@@ -285,7 +328,7 @@ fn row(r: &LedgerRow<'_>, ctx: &Context) -> Vec<Option<String>> {
             // costplane prices at its catalog's (or the override file's)
             // rates: the list price is the contracted price.
             "ListUnitPrice" | "ContractedUnitPrice" => unit_price.map(money),
-            "PricingQuantity" | "ConsumedQuantity" => r.decimal(name).map(money),
+            "PricingQuantity" | "ConsumedQuantity" | "x_AllocationRatio" => r.decimal(name).map(money),
             "PricingUnit" | "ConsumedUnit" => r.text(name),
             "Tags" => r.text("Tags").and_then(|t| flat_tags(&t)),
             x => r.text(x),
@@ -325,10 +368,15 @@ fn unit_price(r: &LedgerRow<'_>) -> Option<Decimal> {
             return Some(rate);
         }
     }
+    if let Some(rate) = r.text("x_PriceVersion").as_deref().and_then(|v| v.strip_prefix("storage-rate:")) {
+        if let Ok(rate) = Decimal::from_str(rate) {
+            return Some(rate);
+        }
+    }
     if quantity.is_zero() {
         return None;
     }
-    cost.checked_div(quantity).map(|p| p.round_dp(costplane_telemetry::usage::MONEY_SCALE))
+    cost.checked_div(quantity).map(costplane_telemetry::usage::round_money)
 }
 
 fn description(r: &LedgerRow<'_>, service: &str, source: &str) -> String {
@@ -433,6 +481,9 @@ mod tests {
                     "x_UsageType" => json!("input"),
                     "x_PricingStatus" => json!("priced"),
                     "x_PriceVersion" => json!("2026-11-01"),
+                    "x_ChargeStatus" => json!("closed"),
+                    "x_AllocationRatio" => Value::Null,
+                    "x_AllocationMethod" => json!(""),
                     other => panic!("no default for {other}"),
                 }
             })

@@ -11,64 +11,105 @@
 //! trimmed, so the API and both exports agree to the last digit. Tenant API
 //! keys add a `x_Tenant = <their tenant>` condition to every query.
 
+//! The cost API and exports. Handlers parse, authorize and render; every
+//! ledger read goes through the ledger repository
+//! ([`costplane_store::ledger::Ledger`]), and every ledger write through
+//! the closer ([`closer::Closer`]).
+//!
+//! - `GET /api/v1/costs`: costs over a window, by step and dimensions.
+//! - `GET /api/v1/costs/unpriced`: usage no price covered, with its tokens.
+//! - `GET /api/costs/export?month=YYYY-MM`: the telemetry chargeback CSV
+//!   (plus LLM spend, `kind` column); `&format=focus`: the ledger as FOCUS CSV.
+//! - `POST /api/v1/reprice`: price closed hours of a window again.
+//! - `POST /api/v1/prices/reload`: load the prices again (also on SIGHUP).
+//!
+//! Every endpoint shows closed hours and the open ones (`x_ChargeStatus =
+//! provisional`), refreshed at most a second before it answers.
+//!
+//! Money: the one rounding rule of the ledger (12 decimal places,
+//! half-even, once per ledger row: see `costplane_ledger`) happens when a
+//! row is made. The store sums those `Decimal(38, 12)` values exactly and
+//! this module renders the sums from `Decimal` with trailing zeros
+//! trimmed, never rounding again, so the API, both exports and `/metrics`
+//! agree to the last digit. Tenant API keys add a `x_Tenant = <their
+//! tenant>` condition to every read.
+
+pub mod closer;
 pub mod focus;
 pub mod metrics;
 pub mod params;
+pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use costplane_cost::Meter;
-use costplane_store::{Param, Params, Store};
-use costplane_telemetry::usage::{LlmUsage, LlmUsageRow, UsageRows};
+use costplane_store::ledger::Ledger;
+use costplane_store::Store;
+use costplane_telemetry::usage::{CostFilter, Dimension};
 use costplane_telemetry::TelemetryBatch;
 use http::header;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use self::closer::{Closer, PriceSource, Timing};
 use self::params::{iso, ns, parse_month, parse_time, CostQuery, Step};
 use crate::auth::Caller;
 use crate::csv;
 use crate::error::{ApiError, ErrorCode};
 
+pub use costplane_store::ledger::{decimal, text};
+
 #[derive(Clone)]
 pub struct CostState {
     pub store: Arc<dyn Store>,
-    /// Reloaded by `reprice` so a changed override file takes effect.
-    pub cost_config: crate::config::CostSection,
-    pub meter: Arc<Meter>,
+    /// Closes hours, reprices, reloads prices; holds the prices in force.
+    pub closer: Arc<Closer>,
     /// Where query usage goes (with the telemetry, so it is stored alike).
     pub pipeline: costplane_pipeline::Pipeline,
 }
 
 impl CostState {
+    /// Cost endpoints over `store`, with the closer `config` describes.
+    pub fn new(store: Arc<dyn Store>, config: &crate::config::Config, pipeline: costplane_pipeline::Pipeline) -> Result<CostState, String> {
+        let source = PriceSource {
+            cost: config.cost.clone(),
+            ledger: config.ledger.clone(),
+            kubernetes: config.kubernetes.clone(),
+            file: config.source.clone(),
+        };
+        let meter = Arc::new(source.meter()?);
+        let closer = Arc::new(Closer::new(Ledger::new(Arc::clone(&store)), meter, source, Timing::of(&config.ledger)));
+        Ok(CostState { store, closer, pipeline })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        self.closer.ledger()
+    }
+
+    pub fn meter(&self) -> Arc<Meter> {
+        self.closer.meter()
+    }
+
     /// Counts one API query for the caller's tenant. Metering never fails
     /// the query: a full queue only costs the count.
     pub fn count_query(&self, caller: &Caller) {
         let tenant = caller.tenant().unwrap_or(costplane_cost::meter::UNASSIGNED);
-        let usage = self.meter.queries(tenant, 1);
+        let usage = self.meter().queries(tenant, 1);
         let batch = TelemetryBatch { usage, approx_bytes: 512, ..TelemetryBatch::default() };
         if let Err(e) = self.pipeline.submit_internal(batch) {
             tracing::debug!(error = %e, "query not metered");
         }
     }
-}
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::Internal, e.to_string())
-}
-
-/// A decimal from a store cell (text or number), exact.
-pub fn decimal(v: &Value) -> Decimal {
-    match v {
-        Value::String(s) => Decimal::from_str(s).unwrap_or_default(),
-        Value::Number(n) => Decimal::from_str(&n.to_string()).unwrap_or_default(),
-        _ => Decimal::ZERO,
+    /// Brings open hours and due closings up to date before a read.
+    pub async fn fresh(&self) -> Result<(), ApiError> {
+        self.closer.refresh_if_older(Duration::from_secs(1)).await.map_err(ApiError::from)
     }
 }
 
@@ -76,22 +117,9 @@ fn money(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// `WHERE` conditions shared by every ledger query.
-fn ledger_where(p: &mut Params, dialect: costplane_store::Dialect, from: i64, to: i64, caller: &Caller) -> String {
-    let col = dialect.ns("ChargePeriodStart");
-    let mut w = format!("{col} >= {} AND {col} < {}", p.add(Param::Int(from)), p.add(Param::Int(to)));
-    if let Some(tenant) = caller.tenant() {
-        w.push_str(&format!(" AND x_Tenant = {}", p.add(Param::Str(tenant.to_owned()))));
-    }
-    w
+/// The filter of a caller's read of `[from, to)`.
+fn filter(from: i64, to: i64, caller: &Caller, equals: Vec<(Dimension, String)>) -> CostFilter {
+    CostFilter { from_ns: from, to_ns: to, tenant: caller.tenant().map(str::to_owned), equals }
 }
 
 pub async fn costs(
@@ -100,61 +128,31 @@ pub async fn costs(
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let q = CostQuery::parse(&raw, chrono::Utc::now())?;
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let mut filter = ledger_where(&mut p, dialect, ns(q.from), ns(q.to), &caller);
-    for (d, v) in &q.filters {
-        let placeholder = p.add(Param::Str(v.clone()));
-        filter.push_str(&format!(" AND {}", d.matches(&placeholder)));
-    }
-    let mut select = vec![];
-    let mut group = vec![];
-    if let Some(step) = q.step {
-        select.push(format!("{} AS period", dialect.trunc_ns(step.name(), "ChargePeriodStart")));
-        group.push("period".to_owned());
-    }
-    for d in &q.group_by {
-        select.push(format!("{} AS {}", d.column(), d.name()));
-        group.push(d.name().to_owned());
-    }
-    select.push("sum(BilledCost) AS cost".into());
-    select.push("sum(ConsumedQuantity) AS quantity".into());
-    // Quantities of different units (tokens, bytes, queries) never add up:
-    // a row's quantity is shown only when all its ledger rows share a unit.
-    select.push("min(ConsumedUnit) AS unit_min".into());
-    select.push("max(ConsumedUnit) AS unit_max".into());
-    let mut sql = format!("SELECT {} FROM costplane_ledger WHERE {filter}", select.join(", "));
-    if !group.is_empty() {
-        sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", group.join(", ")));
-    }
-    let result = state.store.query_with(&sql, &p.values).await?;
+    state.fresh().await?;
+    let f = filter(ns(q.from), ns(q.to), &caller, q.filters.clone());
+    let sums = state.ledger().sum_costs(&f, &q.group_by, q.step).await?;
     state.count_query(&caller);
     let mut total = Decimal::ZERO;
     let mut rows = Vec::new();
-    for r in &result.rows {
-        if r.iter().rev().take(4).all(Value::is_null) {
-            continue; // an ungrouped sum over no rows
-        }
+    for s in sums {
         let mut obj = serde_json::Map::new();
-        let mut i = 0;
-        if q.step.is_some() {
-            obj.insert("period_start".into(), json!(iso(r[0].as_i64().unwrap_or(0))));
-            i = 1;
+        if let Some(p) = s.period_ns {
+            obj.insert("period_start".into(), json!(iso(p)));
         }
-        for d in &q.group_by {
-            obj.insert(d.name().into(), json!(text(&r[i])));
-            i += 1;
+        for (d, v) in q.group_by.iter().zip(&s.dims) {
+            obj.insert(d.name().into(), json!(v));
         }
-        let cost = decimal(&r[i]);
-        total += cost;
-        obj.insert("cost".into(), json!(money(cost)));
-        let (unit_min, unit_max) = (text(&r[i + 2]), text(&r[i + 3]));
-        if unit_min == unit_max {
-            obj.insert("quantity".into(), json!(money(decimal(&r[i + 1]))));
-            obj.insert("unit".into(), json!(unit_min));
-        } else {
-            obj.insert("quantity".into(), Value::Null);
-            obj.insert("unit".into(), json!("mixed; add group_by=unit to see quantities"));
+        total += s.cost;
+        obj.insert("cost".into(), json!(money(s.cost)));
+        match (s.quantity, s.unit) {
+            (Some(quantity), Some(unit)) => {
+                obj.insert("quantity".into(), json!(money(quantity)));
+                obj.insert("unit".into(), json!(unit));
+            }
+            _ => {
+                obj.insert("quantity".into(), Value::Null);
+                obj.insert("unit".into(), json!("mixed; add group_by=unit to see quantities"));
+            }
         }
         rows.push(Value::Object(obj));
     }
@@ -163,7 +161,7 @@ pub async fn costs(
         "to": iso(ns(q.to)),
         "step": q.step.map(Step::name),
         "group_by": q.group_by.iter().map(|d| d.name()).collect::<Vec<_>>(),
-        "currency": state.meter.catalog.currency,
+        "currency": state.meter().catalog.currency,
         "total": money(total),
         "rows": rows,
     }))
@@ -181,23 +179,17 @@ pub async fn unpriced(
         }
     }
     let q = CostQuery::parse(&raw, chrono::Utc::now())?;
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let filter = ledger_where(&mut p, dialect, ns(q.from), ns(q.to), &caller);
-    let sql = format!(
-        "SELECT x_Tenant, x_Project, x_Service, ProviderName, x_Model, x_UsageType, sum(ConsumedQuantity) AS tokens \
-         FROM costplane_ledger WHERE {filter} AND x_PricingStatus = 'unpriced' \
-         GROUP BY x_Tenant, x_Project, x_Service, ProviderName, x_Model, x_UsageType ORDER BY x_Model, x_Tenant, x_UsageType"
-    );
-    let result = state.store.query_with(&sql, &p.values).await?;
+    state.fresh().await?;
+    let f = filter(ns(q.from), ns(q.to), &caller, vec![(Dimension::PricingStatus, "unpriced".to_owned())]);
+    let dims = [Dimension::Tenant, Dimension::Project, Dimension::Service, Dimension::Provider, Dimension::Model, Dimension::UsageType];
+    let sums = state.ledger().sum_costs(&f, &dims, None).await?;
     state.count_query(&caller);
-    let rows: Vec<Value> = result
-        .rows
+    let rows: Vec<Value> = sums
         .iter()
-        .map(|r| {
+        .map(|s| {
             json!({
-                "tenant": text(&r[0]), "project": text(&r[1]), "service": text(&r[2]), "provider": text(&r[3]),
-                "model": text(&r[4]), "token_type": text(&r[5]), "tokens": money(decimal(&r[6])),
+                "tenant": s.dims[0], "project": s.dims[1], "service": s.dims[2], "provider": s.dims[3],
+                "model": s.dims[4], "token_type": s.dims[5], "tokens": s.quantity.map(money),
             })
         })
         .collect();
@@ -219,7 +211,15 @@ pub async fn export(
     let (from, to) = parse_month(month)?;
     let format = raw.get("format").map(String::as_str).unwrap_or("csv");
     if format == "csv" || format == "focus" {
+        state.fresh().await?;
         state.count_query(&caller);
+        // A later repricing of this month writes correction rows.
+        let known = state.ledger().exported_months(ns(from), ns(from) + 1).await?;
+        if known.is_empty() {
+            if let Err(e) = state.ledger().mark_exported(ns(from)).await {
+                tracing::warn!(error = %e, month, "could not record the export");
+            }
+        }
     }
     let scope =
         caller.tenant().map(|t| format!("-{}", t.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))).unwrap_or_default();
@@ -247,102 +247,101 @@ pub async fn export(
 type Chunk = Result<String, ApiError>;
 
 /// The chargeback CSV: one row per tenant, project, service and signal
-/// (telemetry: items, bytes, ingest + storage cost), then LLM spend per
-/// tenant, project, service and model. Aggregated rows: small even for big months.
+/// (telemetry: items, bytes, ingest/query + storage cost), then LLM spend
+/// per tenant, project, service and model; `charge_status` says whether a
+/// line still holds open (provisional) hours. Aggregated rows: small even
+/// for big months. Every cost is a sum of ledger rows (storage included):
+/// nothing is computed at export time.
 fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Body {
     let stream = futures::stream::once(async move {
-        let dialect = state.store.dialect();
-        let mut out =
-            csv::line(&["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost"].map(String::from));
-        // Telemetry: usage facts and their ledger cost.
-        let mut p = Params::new(dialect);
-        let hour = dialect.ns("Hour");
-        let mut filter = format!("{hour} >= {} AND {hour} < {}", p.add(Param::Int(from)), p.add(Param::Int(to)));
-        if let Some(t) = caller.tenant() {
-            filter.push_str(&format!(" AND Tenant = {}", p.add(Param::Str(t.to_owned()))));
+        let mut out = csv::line(
+            &["kind", "tenant", "project", "service", "signal", "model", "items", "bytes", "tokens", "cost", "charge_status"]
+                .map(String::from),
+        );
+        let usage = state.ledger().telemetry_usage(from, to, caller.tenant()).await?;
+        let dims = [
+            Dimension::Source,
+            Dimension::Tenant,
+            Dimension::Project,
+            Dimension::Service,
+            Dimension::UsageType,
+            Dimension::Model,
+            Dimension::ChargeStatus,
+        ];
+        let sums = state.ledger().sum_costs(&filter(from, to, &caller, Vec::new()), &dims, None).await?;
+        let storage = state
+            .ledger()
+            .rows(&filter(from, to, &caller, vec![(Dimension::Source, "telemetry".into()), (Dimension::UsageType, "storage".into())]))
+            .await?;
+        type Key = (String, String, String, String);
+        // A line is provisional while any of its hours is open (or its usage
+        // is not in the ledger yet).
+        #[derive(Default)]
+        struct Line {
+            items: u64,
+            bytes: u64,
+            tokens: Decimal,
+            cost: Decimal,
+            priced: bool,
+            provisional: bool,
         }
-        let usage = state
-            .store
-            .query_with(
-                &format!(
-                    "SELECT Tenant, Project, Service, Signal, sum(Items), sum(Bytes) FROM costplane_usage_telemetry \
-                     WHERE {filter} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
-                ),
-                &p.values,
-            )
-            .await?;
-        let mut p = Params::new(dialect);
-        let lw = ledger_where(&mut p, dialect, from, to, &caller);
-        let ledger = state
-            .store
-            .query_with(
-                &format!(
-                    "SELECT x_Tenant, x_Project, x_Service, x_UsageType, x_Model, sum(BilledCost), sum(ConsumedQuantity), x_Source \
-                     FROM costplane_ledger WHERE {lw} GROUP BY x_Tenant, x_Project, x_Service, x_UsageType, x_Model, x_Source \
-                     ORDER BY x_Tenant, x_Project, x_Service, x_Model"
-                ),
-                &p.values,
-            )
-            .await?;
-        let mut ingest: HashMap<(String, String, String, String), Decimal> = HashMap::new();
-        let mut llm: BTreeMap<(String, String, String, String), (Decimal, Decimal)> = BTreeMap::new();
-        for r in &ledger.rows {
-            let key = (text(&r[0]), text(&r[1]), text(&r[2]));
-            if text(&r[7]) == "telemetry" {
-                *ingest.entry((key.0, key.1, key.2, text(&r[3]))).or_default() += decimal(&r[5]);
+        let mut telemetry: BTreeMap<Key, Line> = BTreeMap::new();
+        let mut llm: BTreeMap<Key, Line> = BTreeMap::new();
+        for u in usage {
+            let e = telemetry.entry((u.tenant, u.project, u.service, u.signal)).or_default();
+            e.items += u.items;
+            e.bytes += u.bytes;
+        }
+        for s in sums {
+            let [source, tenant, project, service, usage_type, model, status] = <[String; 7]>::try_from(s.dims).unwrap_or_default();
+            let e = if source == "llm" {
+                let e = llm.entry((tenant, project, service, model)).or_default();
+                e.tokens += s.quantity.unwrap_or_default();
+                e
+            } else if usage_type != "storage" {
+                telemetry.entry((tenant, project, service, usage_type)).or_default()
             } else {
-                let e = llm.entry((key.0, key.1, key.2, text(&r[4]))).or_default();
-                e.0 += decimal(&r[6]);
-                e.1 += decimal(&r[5]);
-            }
+                continue;
+            };
+            e.cost += s.cost;
+            e.priced = true;
+            e.provisional |= status != costplane_telemetry::usage::CLOSED;
         }
-        let gib = Decimal::from(1_073_741_824u64);
-        let storage_rate = state.meter.rates.storage_per_gib_month;
-        // Storage: the month's ingested bytes kept for the month, shrunk by
-        // the table's compression ratio where the store reports it
-        // (ClickHouse's system.parts); otherwise the bytes as sent.
-        let ratios: HashMap<String, Decimal> = if storage_rate.is_zero() {
-            HashMap::new()
-        } else {
-            state
-                .store
-                .compression_ratios()
-                .await?
-                .into_iter()
-                .filter_map(|(signal, r)| Decimal::from_f64_retain(r).map(|d| (signal, d.round_dp(6))))
-                .collect()
-        };
-        for r in &usage.rows {
-            let key = (text(&r[0]), text(&r[1]), text(&r[2]), text(&r[3]));
-            let bytes = decimal(&r[5]);
-            let ratio = ratios.get(&key.3).copied().unwrap_or(Decimal::ONE);
-            let storage = (bytes * ratio / gib * storage_rate).round_dp(costplane_telemetry::usage::MONEY_SCALE);
-            let cost = ingest.get(&key).copied().unwrap_or_default() + storage;
+        for r in storage {
+            let signal = r.sku_id.rsplit('/').next().unwrap_or_default().to_owned();
+            let e = telemetry.entry((r.tenant, r.project, r.service, signal)).or_default();
+            e.cost += r.cost;
+            e.priced = true;
+        }
+        let status = |l: &Line| if l.provisional || !l.priced { "provisional" } else { "closed" };
+        for ((tenant, project, service, signal), l) in &telemetry {
             out.push_str(&csv::line(&[
                 csv::text("telemetry"),
-                csv::text(&key.0),
-                csv::text(&key.1),
-                csv::text(&key.2),
-                csv::text(&key.3),
+                csv::text(tenant),
+                csv::text(project),
+                csv::text(service),
+                csv::text(signal),
                 String::new(),
-                csv::number(&text(&r[4])),
-                csv::number(&text(&r[5])),
+                csv::number(&l.items.to_string()),
+                csv::number(&l.bytes.to_string()),
                 String::new(),
-                csv::number(&money(cost)),
+                csv::number(&money(l.cost)),
+                csv::text(status(l)),
             ]));
         }
-        for ((tenant, project, service, model), (tokens, cost)) in llm {
+        for ((tenant, project, service, model), l) in &llm {
             out.push_str(&csv::line(&[
                 csv::text("llm"),
-                csv::text(&tenant),
-                csv::text(&project),
-                csv::text(&service),
+                csv::text(tenant),
+                csv::text(project),
+                csv::text(service),
                 String::new(),
-                csv::text(&model),
+                csv::text(model),
                 String::new(),
                 String::new(),
-                csv::number(&money(tokens)),
-                csv::number(&money(cost)),
+                csv::number(&money(l.tokens)),
+                csv::number(&money(l.cost)),
+                csv::text(status(l)),
             ]));
         }
         Ok::<String, ApiError>(out)
@@ -355,10 +354,14 @@ fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Bo
 pub struct RepriceRequest {
     from: String,
     to: String,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    in_place: bool,
 }
 
-/// Recomputes the LLM ledger rows of `[from, to)` from stored usage with
-/// the current catalog (reloaded, so a changed override file counts).
+/// Prices the closed hours of `[from, to)` again from stored usage with the
+/// prices loaded now (the override file and config rates are read again).
 pub async fn reprice(
     State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
@@ -368,80 +371,37 @@ pub async fn reprice(
         return Err(ApiError::new(ErrorCode::PermissionDenied, "repricing needs an admin API key"));
     }
     let req: RepriceRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidArgument, format!("expected {{\"from\": \"YYYY-MM-DD\", \"to\": \"YYYY-MM-DD\"}}: {e}"))
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("expected {{\"from\": \"YYYY-MM-DD\", \"to\": \"YYYY-MM-DD\", \"dry_run\": false, \"in_place\": false}}: {e}"),
+        )
     })?;
     let (from, to) = (parse_time("from", &req.from)?, parse_time("to", &req.to)?);
     if from >= to {
         return Err(ApiError::new(ErrorCode::InvalidArgument, "from must be before to"));
     }
-    // Whole hours only: a ledger row covers an hour.
-    let hour = 3_600_000_000_000i64;
-    let (from_ns, to_ns) = (ns(from).div_euclid(hour) * hour, ns(to).div_euclid(hour) * hour);
-    let meter = Meter {
-        catalog: Arc::new(costplane_cost::Catalog::load(state.cost_config.price_overrides.as_deref()).map_err(internal)?),
-        ..(*state.meter).clone()
-    };
-    let dialect = state.store.dialect();
-    let before = sum_llm(&state, from_ns, to_ns).await?;
-    let mut p = Params::new(dialect);
-    let ts = dialect.ns("Timestamp");
-    let sql = format!(
-        "SELECT {ts}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
-         CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost FROM costplane_usage_llm \
-         WHERE {ts} >= {} AND {ts} < {}",
-        p.add(Param::Int(from_ns)),
-        p.add(Param::Int(to_ns))
-    );
-    let usage = state.store.query_with(&sql, &p.values).await?;
-    let count = |v: &Value| v.as_u64().unwrap_or(0);
-    let rows: Vec<LlmUsageRow> = usage
-        .rows
-        .iter()
-        .map(|r| LlmUsageRow {
-            timestamp_ns: r[0].as_i64().unwrap_or(0),
-            tenant: text(&r[1]),
-            project: text(&r[2]),
-            service: text(&r[3]),
-            trace_id: text(&r[4]),
-            span_id: text(&r[5]),
-            usage: LlmUsage {
-                provider: text(&r[6]),
-                model: text(&r[7]),
-                operation: text(&r[8]),
-                input_tokens: count(&r[9]),
-                output_tokens: count(&r[10]),
-                cache_read_tokens: count(&r[11]),
-                cache_write_tokens: count(&r[12]),
-                reasoning_tokens: count(&r[13]),
-                provided_cost: (!r[14].is_null()).then(|| decimal(&r[14])),
-            },
-        })
-        .collect();
-    let ledger = meter.llm_ledger(&rows);
-    state.store.delete_ledger("llm", from_ns, to_ns).await?;
-    if !ledger.is_empty() {
-        let batch = TelemetryBatch { id: rand::random(), usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
-        state.store.write(&batch).await?;
+    let report = state.closer.reprice(ns(from), ns(to), req.dry_run, req.in_place).await.map_err(internal)?;
+    let mut body = serde_json::to_value(&report).map_err(internal)?;
+    body["from"] = json!(iso(ns(from)));
+    body["to"] = json!(iso(ns(to)));
+    Ok(Json(body).into_response())
+}
+
+/// `POST /api/v1/prices/reload`: loads the prices again (the override file
+/// and the config file's rates); new usage and open hours use them.
+pub async fn reload_prices(State(state): State<CostState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+    if !caller.is_admin() {
+        return Err(ApiError::new(ErrorCode::PermissionDenied, "reloading prices needs an admin API key"));
     }
-    let after = sum_llm(&state, from_ns, to_ns).await?;
-    tracing::info!(from = %iso(from_ns), to = %iso(to_ns), usage_rows = rows.len(), before = %money(before), after = %money(after), "repriced");
+    let meter = state.closer.reload().await.map_err(internal)?;
     Ok(Json(json!({
-        "from": iso(from_ns),
-        "to": iso(to_ns),
-        "usage_rows": rows.len(),
         "catalog_version": meter.catalog.version,
-        "cost_before": money(before),
-        "cost_after": money(after),
-        "change": money(after - before),
+        "telemetry_version": meter.telemetry_price_version(),
+        "models": meter.catalog.models().len(),
     }))
     .into_response())
 }
 
-async fn sum_llm(state: &CostState, from: i64, to: i64) -> Result<Decimal, ApiError> {
-    let dialect = state.store.dialect();
-    let mut p = Params::new(dialect);
-    let lw = ledger_where(&mut p, dialect, from, to, &Caller::Admin);
-    let r =
-        state.store.query_with(&format!("SELECT sum(BilledCost) FROM costplane_ledger WHERE {lw} AND x_Source = 'llm'"), &p.values).await?;
-    Ok(r.rows.first().and_then(|row| row.first()).map(decimal).unwrap_or_default())
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, e.to_string())
 }

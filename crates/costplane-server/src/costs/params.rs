@@ -1,6 +1,6 @@
 //! Query-string parsing for the cost endpoints: strict, with messages that
 //! say what is accepted. Values never become SQL text; dimensions map to
-//! column names through a fixed table.
+//! column names through a fixed table (`costplane_store::ledger::column`).
 
 use std::collections::HashMap;
 
@@ -12,103 +12,7 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidArgument, msg)
 }
 
-/// A dimension of the ledger one can group or filter by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dimension {
-    Tenant,
-    Project,
-    Service,
-    Model,
-    Operation,
-    Source,
-    Provider,
-    /// Token kind (LLM) or signal (telemetry): the ledger's usage type.
-    UsageType,
-    /// The telemetry signal (`traces`, `logs`, `metrics`, `queries`); empty
-    /// for other sources.
-    Signal,
-    /// The consumed unit (tokens, bytes, ...): group by it to see quantities.
-    Unit,
-}
-
-impl Dimension {
-    pub const ALL: [Dimension; 10] = [
-        Dimension::Tenant,
-        Dimension::Project,
-        Dimension::Service,
-        Dimension::Model,
-        Dimension::Operation,
-        Dimension::Source,
-        Dimension::Provider,
-        Dimension::UsageType,
-        Dimension::Signal,
-        Dimension::Unit,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Dimension::Tenant => "tenant",
-            Dimension::Project => "project",
-            Dimension::Service => "service",
-            Dimension::Model => "model",
-            Dimension::Operation => "operation",
-            Dimension::Source => "source",
-            Dimension::Provider => "provider",
-            Dimension::UsageType => "usage_type",
-            Dimension::Signal => "signal",
-            Dimension::Unit => "unit",
-        }
-    }
-
-    /// The SQL expression over ledger columns (the same text on DuckDB and
-    /// ClickHouse).
-    pub fn column(self) -> &'static str {
-        match self {
-            Dimension::Tenant => "x_Tenant",
-            Dimension::Project => "x_Project",
-            Dimension::Service => "x_Service",
-            Dimension::Model => "x_Model",
-            Dimension::Operation => "x_Operation",
-            Dimension::Source => "x_Source",
-            Dimension::Provider => "ProviderName",
-            Dimension::UsageType => "x_UsageType",
-            Dimension::Signal => "(CASE WHEN x_Source = 'telemetry' THEN x_UsageType ELSE '' END)",
-            Dimension::Unit => "ConsumedUnit",
-        }
-    }
-
-    /// A condition that `value` matches this dimension, with `placeholder`
-    /// standing for the bound value. Providers match case-insensitively
-    /// (`provider=openai` finds "OpenAI").
-    pub fn matches(self, placeholder: &str) -> String {
-        match self {
-            Dimension::Provider => format!("lower(ProviderName) = lower({placeholder})"),
-            d => format!("{} = {placeholder}", d.column()),
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Dimension> {
-        Dimension::ALL.into_iter().find(|d| d.name() == s)
-    }
-}
-
-/// Time buckets of a cost series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Hour,
-    Day,
-    Month,
-}
-
-impl Step {
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::Hour => "hour",
-            Step::Day => "day",
-            Step::Month => "month",
-        }
-    }
-}
+pub use costplane_telemetry::usage::{Dimension, Step};
 
 pub fn ns(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -171,7 +75,7 @@ impl CostQuery {
             if !known {
                 return Err(bad(format!(
                     "unknown parameter '{key}'; use from, to, step, group_by, or a filter: {}",
-                    Dimension::ALL.map(|d| d.name()).join(", ")
+                    Dimension::API.map(|d| d.name()).join(", ")
                 )));
             }
         }
@@ -200,13 +104,13 @@ impl CostQuery {
         if let Some(list) = params.get("group_by") {
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let d = Dimension::parse(name)
-                    .ok_or_else(|| bad(format!("group_by={name:?} is not one of {}", Dimension::ALL.map(|d| d.name()).join(", "))))?;
+                    .ok_or_else(|| bad(format!("group_by={name:?} is not one of {}", Dimension::API.map(|d| d.name()).join(", "))))?;
                 if !group_by.contains(&d) {
                     group_by.push(d);
                 }
             }
         }
-        let filters = Dimension::ALL.into_iter().filter_map(|d| params.get(d.name()).map(|v| (d, v.clone()))).collect();
+        let filters = Dimension::API.into_iter().filter_map(|d| params.get(d.name()).map(|v| (d, v.clone()))).collect();
         Ok(CostQuery { from, to, step, group_by, filters })
     }
 }
@@ -238,7 +142,7 @@ mod tests {
         assert_eq!(ok.filters, vec![(Dimension::Tenant, "acme".to_owned())]);
         let by_kind = q(&[("group_by", "usage_type,signal,unit"), ("provider", "openai")]).unwrap();
         assert_eq!(by_kind.group_by, vec![Dimension::UsageType, Dimension::Signal, Dimension::Unit]);
-        assert_eq!(Dimension::Provider.matches("$1"), "lower(ProviderName) = lower($1)");
+        assert_eq!(costplane_store::ledger::matches(Dimension::Provider, "$1"), "lower(ProviderName) = lower($1)");
         assert!(q(&[("color", "red")]).unwrap_err().message.contains("unknown parameter 'color'"));
         assert!(q(&[("step", "week")]).unwrap_err().message.contains("not hour, day or month"));
         assert!(q(&[("group_by", "tenant;drop")]).unwrap_err().message.contains("is not one of"));

@@ -3,7 +3,8 @@
 //! Bodies are read frame by frame. Memory is reserved before it is allocated
 //! (see [`super::inflight`]): the announced size up front, then each growth of
 //! the (decompressed) buffer. gzip is inflated as the compressed frames
-//! arrive, so the compressed body is never held whole.
+//! arrive (zstd and deflate likewise), so the compressed body is never held
+//! whole.
 //!
 //! An HTTP request that is answered before its body was read (refused, too
 //! large, unsupported) has the rest of its body read and thrown away, up to a
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
-use flate2::write::MultiGzDecoder;
+use flate2::write::{MultiGzDecoder, ZlibDecoder};
 use http::{header, HeaderMap, HeaderValue};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -111,50 +112,111 @@ impl Write for ReservedBuf {
     }
 }
 
-/// Says why data could not be inflated (the protocol's own wording).
-pub(crate) type NotGzip = fn(std::io::Error) -> ApiError;
+/// Says why data could not be inflated (the protocol's own wording), given
+/// the encoding's name.
+pub(crate) type NotValid = fn(&'static str, std::io::Error) -> ApiError;
 
-/// Collects a body, inflating it on the way when it is gzip.
+/// How a body or message is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    None,
+    Gzip,
+    /// HTTP's `deflate`: the zlib format (RFC 9110 §8.4.1.2).
+    Deflate,
+    Zstd,
+}
+
+impl Compression {
+    /// The encoding named by `Content-Encoding` or `grpc-encoding`.
+    pub(crate) fn parse(name: &str) -> Option<Compression> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Some(Compression::None),
+            "gzip" | "x-gzip" => Some(Compression::Gzip),
+            "deflate" => Some(Compression::Deflate),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// zstd frames may ask for a window of up to 2^this bytes: 16 MiB, above
+/// what encoders use by default (8 MiB at most below `--long`), so a hostile
+/// frame cannot make the decoder allocate the format's 2 GiB maximum.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+type ZstdDecoder = zstd::stream::write::Decoder<'static, ReservedBuf>;
+
+/// Collects a body, inflating it on the way when it is compressed. Every
+/// decoder writes into a [`ReservedBuf`], so the decompressed size is
+/// bounded and reserved whatever the codec.
 pub(crate) enum Sink {
     Plain(ReservedBuf),
-    Gzip(Box<MultiGzDecoder<ReservedBuf>>, NotGzip),
+    Gzip(Box<MultiGzDecoder<ReservedBuf>>, NotValid),
+    Deflate(Box<ZlibDecoder<ReservedBuf>>, NotValid),
+    Zstd(Box<ZstdDecoder>, NotValid),
 }
 
 impl Sink {
-    pub(crate) fn gzip(buf: ReservedBuf, not_gzip: NotGzip) -> Sink {
-        Sink::Gzip(Box::new(MultiGzDecoder::new(buf)), not_gzip)
+    pub(crate) fn new(compression: Compression, buf: ReservedBuf, not_valid: NotValid) -> Result<Sink, ApiError> {
+        Ok(match compression {
+            Compression::None => Sink::Plain(buf),
+            Compression::Gzip => Sink::Gzip(Box::new(MultiGzDecoder::new(buf)), not_valid),
+            Compression::Deflate => Sink::Deflate(Box::new(ZlibDecoder::new(buf)), not_valid),
+            Compression::Zstd => {
+                let mut raw = zstd::stream::raw::Decoder::new().map_err(|e| not_valid("zstd", e))?;
+                raw.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX)).map_err(|e| not_valid("zstd", e))?;
+                Sink::Zstd(Box::new(ZstdDecoder::with_decoder(buf, raw)), not_valid)
+            }
+        })
     }
 
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), ApiError> {
+        // A decoder's io::Error only says that the buffer refused; the
+        // buffer keeps the reason (too large, over budget).
+        fn fail(buf: &mut ReservedBuf, name: &'static str, not_valid: NotValid, e: std::io::Error) -> ApiError {
+            buf.failure.take().unwrap_or_else(|| not_valid(name, e))
+        }
         match self {
             Sink::Plain(buf) => buf.push(data),
-            Sink::Gzip(dec, not_gzip) => dec.write_all(data).map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| not_gzip(e))),
+            Sink::Gzip(dec, nv) => dec.write_all(data).map_err(|e| fail(dec.get_mut(), "gzip", *nv, e)),
+            Sink::Deflate(dec, nv) => dec.write_all(data).map_err(|e| fail(dec.get_mut(), "deflate", *nv, e)),
+            Sink::Zstd(dec, nv) => dec.write_all(data).map_err(|e| fail(dec.get_mut(), "zstd", *nv, e)),
         }
     }
 
     pub(crate) fn finish(self) -> Result<Vec<u8>, ApiError> {
         match self {
             Sink::Plain(buf) => Ok(buf.into_vec()),
-            Sink::Gzip(mut dec, not_gzip) => {
-                dec.try_finish().map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| not_gzip(e)))?;
-                (*dec).finish().map(ReservedBuf::into_vec).map_err(not_gzip)
+            Sink::Gzip(mut dec, nv) => {
+                dec.try_finish().map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| nv("gzip", e)))?;
+                (*dec).finish().map(ReservedBuf::into_vec).map_err(|e| nv("gzip", e))
+            }
+            Sink::Deflate(mut dec, nv) => {
+                dec.try_finish().map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| nv("deflate", e)))?;
+                (*dec).finish().map(ReservedBuf::into_vec).map_err(|e| nv("deflate", e))
+            }
+            Sink::Zstd(mut dec, nv) => {
+                // `finish` fails on a truncated frame.
+                dec.do_finish().map_err(|e| dec.get_mut().failure.take().unwrap_or_else(|| nv("zstd", e)))?;
+                Ok(dec.into_inner().into_vec())
             }
         }
     }
 }
 
-fn http_not_gzip(e: std::io::Error) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, format!("the body is not valid gzip (Content-Encoding: gzip): {e}"))
+fn http_not_valid(name: &'static str, e: std::io::Error) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, format!("the body is not valid {name} (Content-Encoding: {name}): {e}"))
 }
 
-/// Whether the body is gzip (`Content-Encoding`); 415 for other encodings.
-pub(crate) fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase();
-    match encoding.as_str() {
-        "" | "identity" => Ok(false),
-        "gzip" => Ok(true),
-        other => Err(ApiError::new(ErrorCode::UnsupportedMediaType, format!("unsupported Content-Encoding '{other}'; use gzip or none"))),
-    }
+/// The body's compression (`Content-Encoding`); 415 for unknown encodings.
+pub(crate) fn compression_of(headers: &HeaderMap) -> Result<Compression, ApiError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+    Compression::parse(encoding).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("unsupported Content-Encoding '{}'; use gzip, zstd, deflate or none", encoding.trim()),
+        )
+    })
 }
 
 /// Reads an OTLP/HTTP body (decompressed), reserving its memory as it goes
@@ -165,7 +227,7 @@ pub(crate) async fn read_http_body(
     limit: usize,
     reservation: &Reservation,
 ) -> Result<Vec<u8>, ApiError> {
-    let gzip = is_gzip(headers)?;
+    let compression = compression_of(headers)?;
     // Content-Length: refuse an oversized body, or reserve the whole body,
     // before reading a byte.
     let hint = body.size_hint().exact().map(|n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -178,7 +240,7 @@ pub(crate) async fn read_http_body(
     // The reserved hint is the output buffer's first allocation: the whole
     // body, or the compressed size as a start for the inflated one.
     let buf = ReservedBuf::new(reservation.clone(), limit, hint.unwrap_or(0), "body");
-    let mut sink = if gzip { Sink::gzip(buf, http_not_gzip) } else { Sink::Plain(buf) };
+    let mut sink = Sink::new(compression, buf, http_not_valid)?;
     let mut received = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("reading the request body failed: {e}")))?;
@@ -271,28 +333,73 @@ mod tests {
         let limit = InflightLimit::new(10 * MIB);
         let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let packed = gzip(&data);
-        let mut sink = Sink::gzip(ReservedBuf::new(limit.reservation(), 2 * MIB, 0, "body"), http_not_gzip);
+        let mut sink = Sink::new(Compression::Gzip, ReservedBuf::new(limit.reservation(), 2 * MIB, 0, "body"), http_not_valid).unwrap();
         for chunk in packed.chunks(1000) {
             sink.write(chunk).unwrap();
         }
         assert_eq!(sink.finish().unwrap(), data);
 
-        let mut small = Sink::gzip(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_gzip);
+        let mut small = Sink::new(Compression::Gzip, ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_valid).unwrap();
         let err = packed.chunks(1000).try_for_each(|c| small.write(c)).unwrap_err();
         assert!(err.message.contains("after decompression"), "{}", err.message);
 
-        let mut bad = Sink::gzip(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_gzip);
+        let mut bad = Sink::new(Compression::Gzip, ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_valid).unwrap();
         let err = bad.write(b"definitely not gzip").and_then(|()| bad.finish().map(drop)).unwrap_err();
         assert!(err.message.contains("not valid gzip"), "{}", err.message);
 
         // Two members, as `cat a.gz b.gz` makes them.
         let mut two = gzip(b"hello ");
         two.extend(gzip(b"world"));
-        let mut sink = Sink::gzip(ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_gzip);
+        let mut sink = Sink::new(Compression::Gzip, ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_valid).unwrap();
         sink.write(&two).unwrap();
         assert_eq!(sink.finish().unwrap(), b"hello world");
         drop(small);
         assert_eq!(limit.in_flight_bytes(), 0);
+    }
+
+    #[test]
+    fn zstd_and_deflate_inflate_within_the_limit() {
+        let limit = InflightLimit::new(10 * MIB);
+        let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let zstd_packed = zstd::encode_all(&data[..], 3).unwrap();
+        let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        deflate.write_all(&data).unwrap();
+        let deflate_packed = deflate.finish().unwrap();
+        for (c, packed) in [(Compression::Zstd, &zstd_packed), (Compression::Deflate, &deflate_packed)] {
+            let mut sink = Sink::new(c, ReservedBuf::new(limit.reservation(), 2 * MIB, 0, "body"), http_not_valid).unwrap();
+            for chunk in packed.chunks(777) {
+                sink.write(chunk).unwrap();
+            }
+            assert_eq!(sink.finish().unwrap(), data, "{c:?}");
+            // 1.2 MB inflated does not fit a 1 MiB limit: refused as too large.
+            let mut small = Sink::new(c, ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_valid).unwrap();
+            let err = packed.chunks(777).try_for_each(|ch| small.write(ch)).and_then(|()| small.finish().map(drop)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::PayloadTooLarge, "{c:?}: {}", err.message);
+            // Cut short: invalid, never a silently shorter body.
+            let mut cut = Sink::new(c, ReservedBuf::new(limit.reservation(), 2 * MIB, 0, "body"), http_not_valid).unwrap();
+            let err = cut.write(&packed[..packed.len() / 2]).and_then(|()| cut.finish().map(drop)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidArgument, "{c:?}: {}", err.message);
+        }
+        let mut bad = Sink::new(Compression::Zstd, ReservedBuf::new(limit.reservation(), MIB, 0, "body"), http_not_valid).unwrap();
+        let err = bad.write(b"definitely not zstd").and_then(|()| bad.finish().map(drop)).unwrap_err();
+        assert!(err.message.contains("not valid zstd (Content-Encoding: zstd)"), "{}", err.message);
+        assert_eq!(limit.in_flight_bytes(), 0);
+    }
+
+    #[test]
+    fn encodings_are_named_as_http_and_grpc_name_them() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::CONTENT_ENCODING, HeaderValue::from_str(v).unwrap());
+            compression_of(&m)
+        };
+        assert_eq!(compression_of(&HeaderMap::new()).unwrap(), Compression::None);
+        assert_eq!(h("ZSTD").unwrap(), Compression::Zstd);
+        assert_eq!(h("deflate").unwrap(), Compression::Deflate);
+        assert_eq!(h(" gzip ").unwrap(), Compression::Gzip);
+        let err = h("br").unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedMediaType);
+        assert!(err.message.contains("use gzip, zstd, deflate or none"), "{}", err.message);
     }
 
     #[test]

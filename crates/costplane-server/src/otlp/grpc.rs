@@ -3,7 +3,7 @@
 //! The services take the raw request bytes (a pass-through codec) and decode
 //! them with the same code as OTLP/HTTP, so a malformed message is answered
 //! `INVALID_ARGUMENT` with the decoder's reason (tonic's own codec would say
-//! `INTERNAL`), and both protocols validate identically. gzip is accepted.
+//! `INTERNAL`), and both protocols validate identically. gzip and zstd are accepted.
 //!
 //! The request body is wrapped ([`super::grpc_body::LimitedBody`]) so that
 //! the size limit and the in-flight budget apply while tonic reads the
@@ -21,6 +21,7 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompre
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::Status;
 
+use super::body::Compression;
 use super::grpc_body::LimitedBody;
 use super::inflight::{decode_estimate, Reservation};
 use super::Ingest;
@@ -118,6 +119,10 @@ impl<S: GrpcSignal> NamedService for ExportService<S> {
     const NAME: &'static str = S::SERVICE;
 }
 
+/// The ingest key's sender, from the HTTP/2 headers to the export call.
+#[derive(Clone)]
+struct Authenticated(Option<costplane_pipeline::Sender>);
+
 struct Unary<S> {
     ingest: Ingest,
     _signal: PhantomData<S>,
@@ -133,10 +138,11 @@ impl<S: GrpcSignal> UnaryService<Bytes> for Unary<S> {
             // The request's reservation, shared with its body; held until
             // the export returns.
             let reservation = request.extensions().get::<Reservation>().cloned().unwrap_or_else(|| ingest.inflight.reservation());
+            let sender = request.extensions().get::<Authenticated>().and_then(|a| a.0.clone());
             let body = request.into_inner();
             let result = reservation
                 .reserve(decode_estimate(S::SIGNAL, Encoding::Protobuf, body.len()))
-                .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body));
+                .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body, sender));
             drop((body, reservation));
             match result {
                 Ok(outcome) => Ok(tonic::Response::new(encode_response(S::SIGNAL, Encoding::Protobuf, outcome.rejected, outcome.message))),
@@ -170,16 +176,26 @@ where
             if req.uri().path() != expected {
                 return Ok(Status::unimplemented(format!("unknown method {}", req.uri().path())).into_http());
             }
+            // The key is checked before any of the body is read.
+            let sender = match ingest.auth.sender(req.headers()) {
+                Ok(s) => s,
+                Err(e) => return Ok(e.to_status().into_http()),
+            };
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
+            accept.enable(CompressionEncoding::Zstd);
             let max = ingest.max_body_bytes;
-            // The body hands tonic gzip messages inflated; tonic still checks
-            // that the client's grpc-encoding is one it accepts.
-            let gzip = req.headers().get("grpc-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            // The body hands tonic gzip and zstd messages inflated; tonic still
+            // checks that the client's grpc-encoding is one it accepts.
+            let compression = match req.headers().get("grpc-encoding").and_then(|v| v.to_str().ok()).and_then(Compression::parse) {
+                Some(c @ (Compression::Gzip | Compression::Zstd)) => c,
+                _ => Compression::None,
+            };
             let reservation = ingest.inflight.reservation();
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(reservation.clone());
-            let req = http::Request::from_parts(parts, LimitedBody::new(body, reservation, max, gzip));
+            parts.extensions.insert(Authenticated(sender));
+            let req = http::Request::from_parts(parts, LimitedBody::new(body, reservation, max, compression));
             let mut grpc = Grpc::new(RawCodec)
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);

@@ -10,7 +10,7 @@
 //!   would answer `OUT_OF_RANGE`, which OTLP clients retry);
 //! - an uncompressed message reserves its length at its prefix (tonic
 //!   allocates that much on reading the prefix) and passes through untouched;
-//! - a gzip message is inflated here, frame by frame, into a buffer that
+//! - a gzip or zstd message is inflated here, frame by frame, into a buffer that
 //!   reserves as it grows and stops at the limit (`RESOURCE_EXHAUSTED`), and
 //!   is handed to tonic uncompressed; its copy in tonic's buffer is reserved
 //!   too.
@@ -25,7 +25,7 @@ use bytes::{Buf, Bytes};
 use http_body::Frame;
 use tonic::Status;
 
-use super::body::{too_large, ReservedBuf, Sink};
+use super::body::{too_large, Compression, ReservedBuf, Sink};
 use super::inflight::Reservation;
 use crate::error::{ApiError, ErrorCode};
 
@@ -37,7 +37,7 @@ enum Message {
     /// Passing `remaining` bytes of an uncompressed message through.
     Plain { remaining: usize },
     /// Inflating `remaining` more compressed bytes.
-    Gzip { remaining: usize, sink: Sink },
+    Compressed { remaining: usize, sink: Sink },
 }
 
 /// Wraps a gRPC request body; see the module documentation.
@@ -45,20 +45,20 @@ pub struct LimitedBody<B> {
     inner: Pin<Box<B>>,
     reservation: Reservation,
     limit: usize,
-    /// `grpc-encoding: gzip`: compressed messages are gzip.
-    gzip: bool,
+    /// `grpc-encoding`: how compressed messages are compressed.
+    compression: Compression,
     message: Message,
     out: VecDeque<Bytes>,
     done: bool,
 }
 
 impl<B> LimitedBody<B> {
-    pub fn new(inner: B, reservation: Reservation, limit: usize, gzip: bool) -> Self {
+    pub fn new(inner: B, reservation: Reservation, limit: usize, compression: Compression) -> Self {
         LimitedBody {
             inner: Box::pin(inner),
             reservation,
             limit,
-            gzip,
+            compression,
             message: Message::Prefix { buf: [0; PREFIX], have: 0 },
             out: VecDeque::new(),
             done: false,
@@ -86,7 +86,7 @@ impl<B> LimitedBody<B> {
                     *remaining -= n;
                     pos += n;
                 }
-                Message::Gzip { remaining, sink } => {
+                Message::Compressed { remaining, sink } => {
                     let n = (*remaining).min(rest);
                     sink.write(&data[pos..pos + n]).map_err(|e| e.to_status())?;
                     *remaining -= n;
@@ -104,12 +104,13 @@ impl<B> LimitedBody<B> {
         if len > self.limit {
             return Err(too_large("message", self.limit).to_status());
         }
-        if compressed && self.gzip {
+        if compressed && self.compression != Compression::None {
             let buf = ReservedBuf::new(self.reservation.clone(), self.limit, 0, "message");
-            self.message = Message::Gzip { remaining: len, sink: Sink::gzip(buf, grpc_not_gzip) };
+            let sink = Sink::new(self.compression, buf, grpc_not_valid).map_err(|e| e.to_status())?;
+            self.message = Message::Compressed { remaining: len, sink };
         } else {
             // tonic reserves the whole message once it has read the prefix.
-            // (A compressed flag without gzip is tonic's to refuse.)
+            // (A compressed flag without an encoding is tonic's to refuse.)
             self.reservation.reserve(PREFIX + len).map_err(|e| e.to_status())?;
             self.out.push_back(Bytes::copy_from_slice(&prefix));
             self.message = Message::Plain { remaining: len };
@@ -119,14 +120,14 @@ impl<B> LimitedBody<B> {
 
     fn end_message_if_complete(&mut self) -> Result<(), Status> {
         let complete = match &self.message {
-            Message::Plain { remaining } | Message::Gzip { remaining, .. } => *remaining == 0,
+            Message::Plain { remaining } | Message::Compressed { remaining, .. } => *remaining == 0,
             Message::Prefix { .. } => false,
         };
         if !complete {
             return Ok(());
         }
         let previous = std::mem::replace(&mut self.message, Message::Prefix { buf: [0; PREFIX], have: 0 });
-        if let Message::Gzip { sink, .. } = previous {
+        if let Message::Compressed { sink, .. } = previous {
             let message = sink.finish().map_err(|e| e.to_status())?;
             // tonic copies the message into its own buffer.
             self.reservation.reserve(PREFIX + message.len()).map_err(|e| e.to_status())?;
@@ -144,13 +145,13 @@ impl<B> LimitedBody<B> {
         match &self.message {
             Message::Prefix { have, .. } => *have > 0,
             Message::Plain { .. } => false, // tonic sees the truncation itself
-            Message::Gzip { .. } => true,
+            Message::Compressed { .. } => true,
         }
     }
 }
 
-fn grpc_not_gzip(e: std::io::Error) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, format!("the message is not valid gzip (grpc-encoding: gzip): {e}"))
+fn grpc_not_valid(name: &'static str, e: std::io::Error) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, format!("the message is not valid {name} (grpc-encoding: {name}): {e}"))
 }
 
 impl<B> http_body::Body for LimitedBody<B>
@@ -227,10 +228,14 @@ mod tests {
 
     /// Feeds `wire` in `chunk`-byte frames; returns what tonic would read.
     async fn run(wire: Vec<u8>, chunk: usize, limit: &InflightLimit, max: usize) -> Result<Vec<u8>, Status> {
+        run_with(Compression::Gzip, wire, chunk, limit, max).await
+    }
+
+    async fn run_with(c: Compression, wire: Vec<u8>, chunk: usize, limit: &InflightLimit, max: usize) -> Result<Vec<u8>, Status> {
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
             wire.chunks(chunk).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
         let inner = http_body_util::StreamBody::new(futures::stream::iter(frames));
-        let body = LimitedBody::new(inner, limit.reservation(), max, true);
+        let body = LimitedBody::new(inner, limit.reservation(), max, c);
         body.collect().await.map(|c| c.to_bytes().to_vec())
     }
 
@@ -241,7 +246,7 @@ mod tests {
         let wire = framed(0, &message);
         let r = limit.reservation();
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![Ok(Frame::data(Bytes::from(wire.clone())))];
-        let mut body = LimitedBody::new(http_body_util::StreamBody::new(futures::stream::iter(frames)), r.clone(), MIB, true);
+        let mut body = LimitedBody::new(http_body_util::StreamBody::new(futures::stream::iter(frames)), r.clone(), MIB, Compression::Gzip);
         let mut got = Vec::new();
         while let Some(frame) = body.frame().await {
             got.extend_from_slice(&frame.unwrap().into_data().unwrap());
@@ -302,5 +307,18 @@ mod tests {
         let limit = InflightLimit::new(MIB);
         let s = run(vec![0, 0, 0], 1, &limit, MIB).await.unwrap_err();
         assert_eq!(s.code(), tonic::Code::InvalidArgument, "a truncated prefix: {s:?}");
+    }
+
+    #[tokio::test]
+    async fn zstd_messages_are_handed_on_inflated() {
+        let limit = InflightLimit::new(10 * MIB);
+        let message: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let wire = framed(1, &zstd::encode_all(&message[..], 3).unwrap());
+        let out = run_with(Compression::Zstd, wire, 999, &limit, MIB).await.unwrap();
+        assert_eq!(out, framed(0, &message));
+        // 2 MiB of zeros inflate past a 1 MiB limit: RESOURCE_EXHAUSTED.
+        let big = framed(1, &zstd::encode_all(&vec![0u8; 2 * MIB][..], 3).unwrap());
+        let s = run_with(Compression::Zstd, big, 4096, &limit, MIB).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{}", s.message());
     }
 }

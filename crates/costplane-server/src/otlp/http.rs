@@ -45,6 +45,7 @@ pub fn router(ingest: Ingest) -> Router {
         // OTLP-shaped answer.
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
+        .fallback(crate::web::not_found("OTLP/HTTP", crate::web::OTLP_HTTP_PATHS))
 }
 
 fn encoding_of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
@@ -70,13 +71,17 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, mut body: Body
             return after_discarding_the_rest(resp, &mut body, ingest.max_body_bytes).await;
         }
     };
+    let sender = match ingest.auth.sender(&headers) {
+        Ok(s) => s,
+        Err(e) => return after_discarding_the_rest(error_response(&e, encoding), &mut body, ingest.max_body_bytes).await,
+    };
     // Released (with the body read so far) before any unread rest of the
     // body is discarded; on every path, as the handler's future is dropped.
     let reservation = ingest.inflight.reservation();
     let result = match read_http_body(&headers, &mut body, ingest.max_body_bytes, &reservation).await {
-        Ok(bytes) => {
-            reservation.reserve(decode_estimate(signal, encoding, bytes.len())).and_then(|()| ingest.export(signal, encoding, &bytes))
-        }
+        Ok(bytes) => reservation
+            .reserve(decode_estimate(signal, encoding, bytes.len()))
+            .and_then(|()| ingest.export(signal, encoding, &bytes, sender)),
         Err(e) => Err(e),
     };
     drop(reservation);
@@ -102,7 +107,9 @@ fn error_response(e: &ApiError, encoding: Encoding) -> Response {
         Encoding::Json => serde_json::to_vec(&status).unwrap_or_default(),
     };
     let mut resp = (e.code.http_status(), [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
-    if e.code == ErrorCode::Unavailable {
+    if let Some(secs) = e.retry_after_secs() {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    } else if e.code == ErrorCode::Unavailable {
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
     }
     resp

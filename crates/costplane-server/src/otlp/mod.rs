@@ -7,11 +7,13 @@ pub mod grpc;
 mod grpc_body;
 pub mod http;
 pub mod inflight;
+pub mod keys;
+pub mod ratelimit;
 
 use std::sync::Arc;
 
 use costplane_cost::Meter;
-use costplane_pipeline::{Pipeline, RequestDecoder, RequestMeta, Submission};
+use costplane_pipeline::{Pipeline, RequestDecoder, RequestMeta, Sender, Submission};
 use costplane_telemetry::{decode_request, Encoding, Limits, Signal, TelemetryBatch};
 
 use crate::error::ApiError;
@@ -37,25 +39,47 @@ pub struct Ingest {
     pub meter: Option<Arc<Meter>>,
     /// Meters Kubernetes resource use from accepted metrics.
     pub kubernetes: Option<Arc<crate::kubernetes::KubernetesMetering>>,
+    /// Ingest keys (none: open ingest).
+    pub auth: Arc<keys::IngestAuth>,
+    /// Per-tenant rate limits.
+    pub rates: Arc<ratelimit::RateLimiter>,
+    /// Counts for the periodic log line and first-unpriced-model warnings.
+    pub activity: Arc<crate::activity::Activity>,
 }
 
 impl Ingest {
     /// Decodes one uncompressed request body and queues its valid items
     /// (with the disk buffer: logs the body first, so an answer of success
     /// means the items will be stored).
-    pub fn export(&self, signal: Signal, encoding: Encoding, body: &[u8]) -> Result<ExportOutcome, ApiError> {
-        let conversion = convert(signal, encoding, body, &self.limits, self.meter.as_deref())?;
+    pub fn export(&self, signal: Signal, encoding: Encoding, body: &[u8], sender: Option<Sender>) -> Result<ExportOutcome, ApiError> {
+        // Usage is bucketed by this receive time; a replay of the buffered
+        // request meters it with the same time (the record keeps it).
+        let received_ns = RequestMeta::accepted_now(signal, encoding, String::new()).received_ns;
+        let conversion = convert(
+            signal,
+            encoding,
+            body,
+            &self.limits,
+            self.meter.as_deref(),
+            Origin { sender: sender.as_ref(), mode: self.auth.mode, received_ns },
+        )?;
+        if !self.rates.is_off() {
+            let tenant = sender.as_ref().map_or_else(|| tenants_of(&conversion.batch), |s| s.tenant.clone());
+            self.rates.take(&tenant, conversion.accepted, body.len() as u64)?;
+        }
         let message = conversion.partial_success_message(signal);
         if let Some(m) = &message {
             tracing::debug!(%signal, rejected = conversion.rejected, reason = %m, "rejected items in an export request");
         }
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
-        let meta = RequestMeta::accepted_now(signal, encoding, tenants_of(&batch));
+        self.pipeline.record_rejected(signal, rejected);
+        let meta = RequestMeta { signal, encoding, received_ns, tenant: tenants_of(&batch), sender };
         let k8s = self.kubernetes.as_ref().map(|k| (k, k.samples(&batch)));
         self.pipeline.submit(Submission { meta, body, batch })?;
         if let Some((k, samples)) = k8s {
             k.observe(samples);
         }
+        self.activity.record(signal, accepted);
         Ok(ExportOutcome { accepted, rejected, message })
     }
 
@@ -66,18 +90,34 @@ impl Ingest {
     }
 }
 
-/// Decodes a request body into rows and measures their usage: the one
-/// conversion both the live path and the buffer's replay run.
+/// Decodes a request body into rows, pins them to the ingest key's tenant
+/// and measures their usage: the one conversion both the live path and the
+/// buffer's replay run.
+/// Who sent a request and when it arrived: what its rows are pinned to and
+/// metered by.
+struct Origin<'a> {
+    sender: Option<&'a Sender>,
+    mode: keys::TenantMode,
+    received_ns: i64,
+}
+
 fn convert(
     signal: Signal,
     encoding: Encoding,
     body: &[u8],
     limits: &Limits,
     meter: Option<&Meter>,
-) -> Result<costplane_telemetry::Conversion, costplane_telemetry::TelemetryError> {
+    origin: Origin<'_>,
+) -> Result<costplane_telemetry::Conversion, ApiError> {
+    let Origin { sender, mode, received_ns } = origin;
     let mut conversion = decode_request(signal, encoding, body, limits)?;
+    if let Some(sender) = sender {
+        let tenancy = meter.map(|m| m.tenancy.clone()).unwrap_or_default();
+        keys::pin(&mut conversion.batch, sender, &tenancy, mode)?;
+    }
     if let Some(meter) = meter {
-        conversion.batch.usage = meter.measure(&conversion.batch);
+        let trusted = sender.is_none_or(|s| s.trust_provided_cost);
+        conversion.batch.usage = keys::measure(meter, &mut conversion.batch, trusted, received_ns);
     }
     Ok(conversion)
 }
@@ -102,6 +142,16 @@ struct BufferedRequestDecoder {
 
 impl RequestDecoder for BufferedRequestDecoder {
     fn decode(&self, meta: &RequestMeta, body: &[u8]) -> Result<TelemetryBatch, String> {
-        convert(meta.signal, meta.encoding, body, &self.limits, self.meter.as_deref()).map(|c| c.batch).map_err(|e| e.to_string())
+        // The claim was checked when the request was accepted; a replay pins.
+        convert(
+            meta.signal,
+            meta.encoding,
+            body,
+            &self.limits,
+            self.meter.as_deref(),
+            Origin { sender: meta.sender.as_ref(), mode: keys::TenantMode::Override, received_ns: meta.received_ns },
+        )
+        .map(|c| c.batch)
+        .map_err(|e| e.to_string())
     }
 }

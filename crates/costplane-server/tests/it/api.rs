@@ -6,7 +6,6 @@ use axum::body::Body;
 use costplane_pipeline::{BufferConfig, Pipeline, PipelineConfig};
 use costplane_server::api::{router, ApiState};
 use costplane_server::auth::ApiKey;
-use costplane_server::config::CostSection;
 use costplane_server::costs::CostState;
 use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
@@ -24,9 +23,7 @@ async fn app(keys: Vec<ApiKey>) -> (axum::Router, tempfile::TempDir) {
     let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
     let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
     let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
-    let cost_config = CostSection::default();
-    let meter = Arc::new(cost_config.meter().unwrap());
-    let costs = CostState { store: Arc::clone(&store), cost_config, meter, pipeline: handle.pipeline().clone() };
+    let costs = CostState::new(Arc::clone(&store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
     let inflight = InflightLimit::new(1 << 20);
     let r = router(ApiState { pipeline: handle.pipeline().clone(), store, inflight }, costs, keys);
     std::mem::forget(handle); // the writer task lives as long as the runtime
@@ -37,6 +34,9 @@ async fn call(app: &axum::Router, method: &str, uri: &str, key: Option<&str>, bo
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if !body.is_empty() {
+        req = req.header("content-type", "application/json");
     }
     let resp = app.clone().oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
     let status = resp.status();
@@ -97,5 +97,5 @@ async fn bad_parameters_are_400_with_a_message() {
     assert!(body.contains("only read-only statements"), "{body}");
     let (status, body) = call(&app, "GET", "/api/costs/export?month=2026-10", None, "").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, "kind,tenant,project,service,signal,model,items,bytes,tokens,cost\n");
+    assert_eq!(body, "kind,tenant,project,service,signal,model,items,bytes,tokens,cost,charge_status\n");
 }

@@ -15,8 +15,7 @@ use costplane_server::costs::CostState;
 use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::Store;
-use costplane_telemetry::usage::{LlmUsage, LlmUsageRow, TelemetryUsage, UsageRows};
-use costplane_telemetry::TelemetryBatch;
+use costplane_telemetry::usage::{LlmUsage, LlmUsageRow, TelemetryUsage};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rust_decimal::Decimal;
@@ -63,6 +62,10 @@ fn focus_check(csv: &str, tolerate: Option<&str>) -> (bool, String) {
 fn llm(tenant: &str, provider: &str, model: &str, input: u64, output: u64, provided: Option<&str>) -> LlmUsageRow {
     LlmUsageRow {
         timestamp_ns: T + 60_000_000_000,
+        received_ns: T + 60_000_000_000,
+        hour_ns: T,
+        kind: Default::default(),
+        invalid_reason: None,
         tenant: tenant.into(),
         project: "shop".into(),
         service: "checkout".into(),
@@ -90,28 +93,36 @@ fn telemetry(hour_ns: i64, [tenant, project, service]: [&str; 3], signal: &'stat
 async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
-    let cost_config = CostSection { ingest_per_gib: "0.50".into(), ..CostSection::default() };
+    // A span's own cost wins here ("prefer"), for a provided row.
+    let cost_config = CostSection { ingest_per_gib: "0.50".into(), provided_cost: "prefer".into(), ..CostSection::default() };
     let meter = Arc::new(cost_config.meter().unwrap());
-    let mut ledger = meter.llm_ledger(&[
-        llm("acme", "openai", "gpt-4o", 10_000, 500, None),
-        llm("acme", "", "gpt-4o", 10, 5, Some("0.5")),
-        llm("globex", "", "mystery-llm-7b", 42, 7, None),
-    ]);
-    ledger.extend(meter.telemetry_ledger(&[
-        telemetry(T, ["acme", "shop", "checkout"], "traces", 8, 12_345),
-        telemetry(T, ["=evil", "-x", "@svc"], "logs", 3, 999),
-        // 2026-10-31T23:00:00Z: the last hour of the month, ending on its exclusive end.
-        telemetry(T + (25 * 24 + 13) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
-        // November: not in October's file.
-        telemetry(T + (25 * 24 + 14) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
-    ]));
-    let batch = TelemetryBatch { id: 1, usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
-    store.write(&batch).await.unwrap();
+    let mut ledger = meter.llm_ledger(
+        &[
+            llm("acme", "openai", "gpt-4o", 10_000, 500, None),
+            llm("acme", "", "gpt-4o", 10, 5, Some("0.5")),
+            llm("globex", "", "mystery-llm-7b", 42, 7, None),
+        ],
+        &|_| true,
+        "closed",
+    );
+    ledger.extend(meter.telemetry_ledger(
+        &[
+            telemetry(T, ["acme", "shop", "checkout"], "traces", 8, 12_345),
+            telemetry(T, ["=evil", "-x", "@svc"], "logs", 3, 999),
+            // 2026-10-31T23:00:00Z: the last hour of the month, ending on its exclusive end.
+            telemetry(T + (25 * 24 + 13) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
+            // November: not in October's file.
+            telemetry(T + (25 * 24 + 14) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
+        ],
+        "closed",
+    ));
+    crate::support::write_ledger(store.as_ref(), ledger).await;
 
     let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
     let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
     let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
-    let costs = CostState { store: Arc::clone(&store), cost_config, meter, pipeline: handle.pipeline().clone() };
+    let config = costplane_server::Config { cost: cost_config, ..costplane_server::Config::default() };
+    let costs = CostState::new(Arc::clone(&store), &config, handle.pipeline().clone()).unwrap();
     let keys = vec![
         ApiKey { key: ADMIN.into(), tenant: None, role: Some("admin".into()) },
         ApiKey { key: ACME.into(), tenant: Some("acme".into()), role: None },
@@ -124,7 +135,7 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
     (r, dir)
 }
 
-async fn get(app: &axum::Router, uri: &str, key: &str) -> (StatusCode, String) {
+pub(crate) async fn get(app: &axum::Router, uri: &str, key: &str) -> (StatusCode, String) {
     let req = Request::builder().uri(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
@@ -155,7 +166,7 @@ fn parse(csv: &str) -> Vec<Vec<String>> {
 }
 
 /// The export as maps from column to cell.
-fn records(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
+pub(crate) fn records(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
     let rows = parse(csv);
     let header = rows[0].clone();
     rows[1..].iter().map(|r| header.iter().cloned().zip(r.iter().cloned()).collect()).collect()
@@ -171,9 +182,9 @@ async fn the_focus_export_conforms_to_focus_1_2() {
     assert!(ok, "the export does not conform:\n{problems}\n{body}");
 
     let rows = records(&body);
-    // LLM: priced input and output, the provided total, unpriced input and
-    // output; telemetry: three October hours.
-    assert_eq!(rows.len(), 8, "{body}");
+    // LLM: priced input and output, the provided cost over its input and
+    // output, unpriced input and output; telemetry: three October hours.
+    assert_eq!(rows.len(), 9, "{body}");
     for r in &rows {
         assert_eq!(r["BillingAccountId"], "acct-42");
         assert_eq!(r["BillingAccountName"], "", "an empty name is a null");
@@ -188,7 +199,11 @@ async fn the_focus_export_conforms_to_focus_1_2() {
     assert_eq!((priced["BilledCost"].as_str(), priced["ListUnitPrice"].as_str()), ("0.025", "2.5"), "{priced:?}");
     assert_eq!((priced["PricingCategory"].as_str(), priced["ServiceCategory"].as_str()), ("Standard", "AI and Machine Learning"));
     let provided = rows.iter().find(|r| r["x_PricingStatus"] == "provided").unwrap();
-    assert_eq!((provided["BilledCost"].as_str(), provided["ListUnitPrice"].as_str()), ("0.5", ""));
+    // The span's 0.5 over 10 input and 5 output tokens: 0.333333333333 + 0.166666666667.
+    let split: Vec<(&str, &str)> =
+        rows.iter().filter(|r| r["x_PricingStatus"] == "provided").map(|r| (r["x_UsageType"].as_str(), r["BilledCost"].as_str())).collect();
+    assert_eq!(split, [("input", "0.333333333333"), ("output", "0.166666666667")]);
+    assert_eq!(provided["ListUnitPrice"], "");
     assert_eq!(provided["PricingCategory"], "Other");
     let unpriced: Vec<_> = rows.iter().filter(|r| r["x_PricingStatus"] == "unpriced").collect();
     assert_eq!(unpriced.len(), 2, "unpriced usage stays visible");
@@ -272,9 +287,8 @@ async fn the_served_export_names_the_configured_billing() {
     };
     let mut server = crate::support::RunningServer::start(config, std::time::Duration::ZERO, 0).await;
     let meter = CostSection::default().meter().unwrap();
-    let ledger = meter.llm_ledger(&[llm("acme", "openai", "gpt-4o", 1_000, 100, None)]);
-    let batch = TelemetryBatch { id: 7, usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
-    server.store.write(&batch).await.unwrap();
+    let ledger = meter.llm_ledger(&[llm("acme", "openai", "gpt-4o", 1_000, 100, None)], &|_| true, "closed");
+    crate::support::write_ledger(server.store.as_ref(), ledger).await;
     let body =
         reqwest::get(format!("http://{}/api/costs/export?month=2026-10&format=focus", server.api)).await.unwrap().text().await.unwrap();
     let rows = records(&body);

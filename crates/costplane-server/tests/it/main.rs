@@ -4,7 +4,9 @@
 
 mod api;
 mod backpressure;
+mod compression;
 mod focus_export;
 mod limits;
 mod metrics;
 mod support;
+mod surfaces;

@@ -12,14 +12,14 @@ use chrono::{Datelike, TimeZone, Utc};
 use costplane_pipeline::{BufferConfig, Pipeline, PipelineConfig};
 use costplane_server::api::{router_with, ApiState};
 use costplane_server::auth::ApiKey;
-use costplane_server::config::{CostSection, MetricsSection};
-use costplane_server::costs::metrics::MetricsCache;
+use costplane_server::config::MetricsSection;
+use costplane_server::costs::closer::LedgerObserver;
+use costplane_server::costs::metrics::{CostCounters, MetricsCache};
 use costplane_server::costs::CostState;
 use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::Store;
-use costplane_telemetry::usage::{LedgerRow, UsageRows};
-use costplane_telemetry::TelemetryBatch;
+use costplane_telemetry::usage::LedgerRow;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rust_decimal::Decimal;
@@ -29,6 +29,7 @@ use crate::support::WrappedStore;
 
 struct App {
     router: axum::Router,
+    counters: Arc<CostCounters>,
     store: Arc<WrappedStore>,
     _dir: tempfile::TempDir,
 }
@@ -41,63 +42,43 @@ impl App {
         let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
         let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
         let handle = Pipeline::start(config, Arc::clone(&dyn_store), BufferConfig::Memory, decoder).unwrap();
-        let cost_config = CostSection::default();
-        let meter = Arc::new(cost_config.meter().unwrap());
-        let costs = CostState { store: Arc::clone(&dyn_store), cost_config, meter, pipeline: handle.pipeline().clone() };
+        let costs = CostState::new(Arc::clone(&dyn_store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
         let api = ApiState { pipeline: handle.pipeline().clone(), store: dyn_store, inflight: InflightLimit::new(1 << 20) };
-        let router = router_with(api, costs, keys, Arc::new(MetricsCache::new(&metrics).unwrap()));
+        let cache = Arc::new(MetricsCache::new(&metrics).unwrap());
+        let counters = Arc::clone(&cache.counters);
+        let router = router_with(api, costs, keys, cache);
         std::mem::forget(handle); // the writer task lives as long as the runtime
-        App { router, store, _dir: dir }
+        App { router, counters, store, _dir: dir }
     }
 
     async fn get(&self, uri: &str, key: Option<&str>) -> String {
+        self.get_with(uri, key, None).await.1
+    }
+
+    /// GET with an optional `Accept`; answers (content type, body).
+    async fn get_with(&self, uri: &str, key: Option<&str>, accept: Option<&str>) -> (String, String) {
         let mut req = Request::builder().uri(uri);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
         if let Some(k) = key {
             req = req.header("authorization", format!("Bearer {k}"));
         }
         let resp = self.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{uri}");
-        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (ct, String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
     }
 
     /// Writes ledger rows (tenant, model, cost) in the current hour.
     async fn bill(&self, rows: &[(&str, &str, &str)]) {
-        let now = Utc::now().timestamp_nanos_opt().unwrap();
-        let hour = 3_600_000_000_000i64;
-        let start = now - now.rem_euclid(hour);
-        let ledger = rows
-            .iter()
-            .map(|(tenant, model, cost)| LedgerRow {
-                charge_period_start_ns: start,
-                charge_period_end_ns: start + hour,
-                cost: Decimal::from_str(cost).unwrap(),
-                billing_currency: "USD".into(),
-                service_name: "OpenAI API".into(),
-                service_category: "AI and Machine Learning".into(),
-                provider_name: "openai".into(),
-                publisher_name: "openai".into(),
-                resource_id: String::new(),
-                resource_name: String::new(),
-                consumed_quantity: Decimal::ONE,
-                consumed_unit: "Tokens".into(),
-                pricing_quantity: Decimal::ONE,
-                pricing_unit: "Tokens".into(),
-                sku_id: format!("openai/{model}/input"),
-                tags: "{}".into(),
-                tenant: (*tenant).into(),
-                project: "web".into(),
-                service: "chat".into(),
-                source: "llm".into(),
-                model: (*model).into(),
-                operation: "chat".into(),
-                usage_type: "input".into(),
-                pricing_status: "priced".into(),
-                price_version: "test".into(),
-                ext: Default::default(),
-            })
-            .collect();
-        let batch = TelemetryBatch { id: rand::random(), usage: UsageRows { ledger, ..UsageRows::default() }, ..TelemetryBatch::default() };
-        self.store.inner.write(&batch).await.unwrap();
+        crate::support::write_ledger(&self.store.inner, ledger(rows)).await;
+    }
+
+    /// Hands ledger rows to the cost counters as the closer does when it
+    /// books an hour (the closer's own increase logic is tested beside it).
+    async fn book(&self, rows: &[(&str, &str, &str)]) {
+        self.counters.booked(&ledger(rows));
     }
 
     fn ledger_queries(&self) -> u64 {
@@ -105,16 +86,58 @@ impl App {
     }
 }
 
+/// Ledger rows (tenant, model, cost) in the current hour.
+fn ledger(rows: &[(&str, &str, &str)]) -> Vec<LedgerRow> {
+    let now = Utc::now().timestamp_nanos_opt().unwrap();
+    let hour = 3_600_000_000_000i64;
+    let start = now - now.rem_euclid(hour);
+    rows.iter()
+        .map(|(tenant, model, cost)| LedgerRow {
+            charge_period_start_ns: start,
+            charge_period_end_ns: start + hour,
+            cost: Decimal::from_str(cost).unwrap(),
+            billing_currency: "USD".into(),
+            service_name: "OpenAI API".into(),
+            service_category: "AI and Machine Learning".into(),
+            provider_name: "openai".into(),
+            publisher_name: "openai".into(),
+            resource_id: String::new(),
+            resource_name: String::new(),
+            consumed_quantity: Decimal::ONE,
+            consumed_unit: "Tokens".into(),
+            pricing_quantity: Decimal::ONE,
+            pricing_unit: "Tokens".into(),
+            sku_id: format!("openai/{model}/input"),
+            tags: "{}".into(),
+            tenant: (*tenant).into(),
+            project: "web".into(),
+            service: "chat".into(),
+            source: "llm".into(),
+            model: (*model).into(),
+            operation: "chat".into(),
+            usage_type: "input".into(),
+            pricing_status: if *cost == "0" { "unpriced" } else { "priced" }.into(),
+            price_version: "test".into(),
+            charge_class: None,
+            charge_status: "provisional".into(),
+            revision: 0,
+            allocation_ratio: None,
+            allocation_method: String::new(),
+            ext: Default::default(),
+        })
+        .collect()
+}
+
 fn section(max_series_per_label: usize, cache_ttl: &str) -> MetricsSection {
     MetricsSection { max_series_per_label, cache_ttl: cache_ttl.into(), ..MetricsSection::default() }
 }
 
-/// `(labels, value)` of every `costplane_cost_month_to_date` sample, with
+/// `(labels, value)` of every `costplane_cost_month_to_date_usd` sample, with
 /// label values unescaped.
 fn cost_samples(text: &str) -> Vec<(Vec<(String, String)>, Decimal)> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("costplane_cost_month_to_date{") else { continue };
+        let Some(rest) = line.strip_prefix("costplane_cost_month_to_date_usd{") else { continue };
         let (labels, value) = rest.rsplit_once("} ").unwrap();
         let mut parsed = Vec::new();
         let mut chars = labels.chars().peekable();
@@ -226,7 +249,13 @@ async fn label_values_are_escaped_and_cut() {
     let long = "é".repeat(100); // 200 bytes
     app.bill(&[("a\"b\\c\n", "gpt-4o", "1.25"), (&long, "gpt-4o", "2")]).await;
     let text = app.get("/metrics", None).await;
-    assert!(text.contains("costplane_cost_month_to_date{tenant=\"a\\\"b\\\\c\\n\",project=\"web\",service=\"chat\",source=\"llm\",model=\"gpt-4o\",pricing_status=\"priced\",currency=\"USD\"} 1.25\n"), "{text}");
+    assert!(
+        text.contains(
+            "costplane_cost_month_to_date_usd{source=\"llm\",cost_type=\"llm\",service=\"chat\",tenant=\"a\\\"b\\\\c\\n\",\
+             project=\"web\",provider=\"openai\",model=\"gpt-4o\"} 1.25\n"
+        ),
+        "{text}"
+    );
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         assert!(line.split_once(' ').is_some(), "every sample is one line: {line:?}");
     }
@@ -237,18 +266,21 @@ async fn label_values_are_escaped_and_cut() {
     assert!(tenants.contains(&"é".repeat(64).as_str()), "{tenants:?}");
 }
 
+/// Ledger reads of one refresh: the month's groups and the 30-day sum.
+const QUERIES_PER_REFRESH: u64 = 2;
+
 #[tokio::test]
 async fn a_scrape_within_the_ttl_reads_no_ledger() {
     let app = App::new(section(100, "1h"), vec![]).await;
     app.bill(&[("acme", "gpt-4o", "1")]).await;
     let first = app.get("/metrics", None).await;
-    assert_eq!(app.ledger_queries(), 1);
+    assert_eq!(app.ledger_queries(), QUERIES_PER_REFRESH);
     app.bill(&[("acme", "gpt-4o", "2")]).await;
     for _ in 0..5 {
         let again = app.get("/metrics", None).await;
         assert_eq!(cost_samples(&again), cost_samples(&first), "served from the cache");
     }
-    assert_eq!(app.ledger_queries(), 1, "five more scrapes, no more queries");
+    assert_eq!(app.ledger_queries(), QUERIES_PER_REFRESH, "five more scrapes, no more queries");
     assert_eq!(cost_samples(&first)[0].1, Decimal::ONE);
 }
 
@@ -273,7 +305,7 @@ async fn an_expired_cache_is_refreshed_off_the_scrape() {
         assert_eq!(cost_samples(&stale)[0].1, Decimal::ONE);
     }
     tokio::time::sleep(Duration::from_millis(50)).await; // the refresh task starts its query
-    assert_eq!(app.ledger_queries(), 2, "one refresh for three scrapes");
+    assert_eq!(app.ledger_queries(), 2 * QUERIES_PER_REFRESH, "one refresh for three scrapes");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = app.get("/metrics", None).await;
@@ -312,4 +344,67 @@ fn the_metrics_section_is_read_and_checked() {
     assert!(err.contains("metrics.max_label_value_bytes"), "{err}");
     let err = costplane_server::Config::from_toml("[metrics]\nmax_series = 5\n").unwrap_err();
     assert!(err.contains("unknown field `max_series`"), "{err}");
+}
+
+/// The value of the one sample starting with `prefix` (name and labels).
+fn value_of(text: &str, prefix: &str) -> Decimal {
+    let mut found = text.lines().filter_map(|l| l.strip_prefix(prefix)).map(|v| Decimal::from_str(v.trim()).unwrap());
+    let v = found.next().unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    assert!(found.next().is_none(), "{prefix} twice");
+    v
+}
+
+#[tokio::test]
+async fn booked_rows_feed_the_counters_in_both_formats() {
+    let app = App::new(section(100, "1h"), vec![]).await;
+    // Booked by the closer: acme 1.25 + 0.5 = 1.75 on gpt-4o; globex
+    // an unpriced row ($0) of 1 token (the helper's rows consume 1 unit).
+    app.book(&[("acme", "gpt-4o", "1.25"), ("globex", "mystery-1", "0")]).await;
+    app.book(&[("acme", "gpt-4o", "0.5")]).await;
+    // Written around the closer: in the ledger (month to date), not booked.
+    app.bill(&[("acme", "gpt-4o", "10")]).await;
+
+    let (ct, text) = app.get_with("/metrics", None, Some("text/plain;version=0.0.4")).await;
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let acme = "costplane_cost_usd_total{source=\"llm\",cost_type=\"llm\",service=\"chat\",tenant=\"acme\",project=\"web\",\
+                provider=\"openai\",model=\"gpt-4o\"} ";
+    assert_eq!(value_of(&text, acme), Decimal::from_str("1.75").unwrap(), "{text}");
+    assert_eq!(
+        value_of(&text, "costplane_unpriced_tokens_total{tenant=\"globex\",service=\"chat\",provider=\"openai\",model=\"mystery-1\"} "),
+        Decimal::ONE
+    );
+    // Month to date is the ledger's: only the 10 written to it (the booked
+    // rows went to the counters alone).
+    let month: Decimal = cost_samples(&text).iter().filter(|(l, _)| label(l, "tenant") == "acme").map(|(_, v)| *v).sum();
+    assert_eq!(month, Decimal::from(10));
+    // All in this hour, so also the last 30 days.
+    assert_eq!(value_of(&text, "costplane_cost_last_30_days_usd "), Decimal::from(10));
+    assert!(text.contains("# TYPE costplane_cost_usd_total counter\n"), "{text}");
+    assert!(text.contains("# TYPE costplane_store_write_duration_seconds histogram\n"), "{text}");
+    assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+    assert!(!text.contains("# EOF"));
+
+    // What Prometheus asks for: OpenMetrics, counters named without _total.
+    let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (ct, om) = app.get_with("/metrics", None, Some(prom)).await;
+    assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"), "{ct}");
+    assert!(om.contains("# TYPE costplane_cost_usd counter\n"), "{om}");
+    assert_eq!(value_of(&om, acme), Decimal::from_str("1.75").unwrap());
+    assert!(om.ends_with("# EOF\n"), "{om}");
+}
+
+#[tokio::test]
+async fn budgets_and_api_latency_are_exposed() {
+    let mut config = section(100, "1h");
+    config.budgets.insert("acme".into(), "500".into());
+    config.budgets.insert("*".into(), "2000.50".into());
+    let app = App::new(config, vec![]).await;
+    app.get("/api/v1/costs?from=2026-01-01&to=2026-01-02", None).await;
+    let text = app.get("/metrics", None).await;
+    assert_eq!(value_of(&text, "costplane_budget_monthly_usd{tenant=\"acme\"} "), Decimal::from(500));
+    assert_eq!(value_of(&text, "costplane_budget_monthly_usd{tenant=\"*\"} "), Decimal::from_str("2000.5").unwrap());
+    // One API request timed; /metrics itself is not an API query.
+    assert_eq!(value_of(&text, "costplane_query_duration_seconds_count "), Decimal::ONE, "{text}");
+    let err = costplane_server::Config::from_toml("[metrics.budgets]\nacme = \"lots\"\n").unwrap_err();
+    assert!(err.contains("metrics.budgets.acme"), "{err}");
 }

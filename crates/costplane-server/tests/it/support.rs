@@ -80,12 +80,8 @@ impl Store for WrappedStore {
         self.inner.query_with(sql, params).await
     }
 
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        self.inner.delete_ledger(source, from_ns, to_ns).await
-    }
-
-    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError> {
-        self.inner.delete_ledger_import(source, key).await
+    async fn replace_ledger(&self, replacement: &costplane_telemetry::usage::LedgerReplacement) -> Result<(), StoreError> {
+        self.inner.replace_ledger(replacement).await
     }
 }
 
@@ -155,4 +151,28 @@ pub fn trace_export(name: &str, ids: impl IntoIterator<Item = u64>) -> Vec<u8> {
         resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
     }
     .encode_to_vec()
+}
+
+/// Writes ledger rows as one new revision of their hours, in a scope of
+/// their own (so rows written by earlier calls stay).
+pub async fn write_ledger(store: &dyn Store, rows: Vec<costplane_telemetry::usage::LedgerRow>) {
+    use costplane_telemetry::usage::{HourState, LedgerReplacement, LedgerRow};
+    let scope = format!("test-{}", rand::random::<u32>());
+    let mut replacement = LedgerReplacement::default();
+    let mut revisions = std::collections::BTreeMap::new();
+    for r in &rows {
+        revisions.entry(r.charge_period_start_ns).or_insert_with(costplane_store::ledger::next_revision);
+    }
+    for (hour, revision) in &revisions {
+        replacement.hours.push(HourState {
+            hour_ns: *hour,
+            scope: scope.clone(),
+            revision: *revision,
+            status: r"closed".into(),
+            usage_rows: 0,
+            price_version: String::new(),
+        });
+    }
+    replacement.rows = rows.into_iter().map(|r| LedgerRow { revision: revisions[&r.charge_period_start_ns], ..r }).collect();
+    store.replace_ledger(&replacement).await.unwrap();
 }

@@ -46,10 +46,11 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::TelemetryBatch;
 
 use crate::verify::{self as check, FoundColumn};
-use crate::{is_read_only_statement, result_cell, Dialect, Param, QueryResult, Store, StoreError};
+use crate::{result_cell, Dialect, Param, QueryLimits, QueryResult, Store, StoreError};
 use errors::Op;
 pub use schema::SchemaOptions;
 
@@ -61,16 +62,34 @@ pub enum BodyCompression {
     None,
 }
 
-/// Connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Connection settings. `https://` URLs are verified against the Mozilla
+/// root certificates (webpki-roots), plus `ca_file` when given (a private
+/// CA). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClickHouseConfig {
-    /// e.g. `http://127.0.0.1:8123`
+    /// e.g. `http://127.0.0.1:8123` or `https://host:8443`
     pub url: String,
     pub user: String,
     pub password: Option<String>,
     pub compression: BodyCompression,
     pub request_timeout: Duration,
     pub schema: SchemaOptions,
+    /// PEM CA certificate(s) to trust for `https://` besides the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("compression", &self.compression)
+            .field("request_timeout", &self.request_timeout)
+            .field("schema", &self.schema)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 impl Default for ClickHouseConfig {
@@ -82,6 +101,7 @@ impl Default for ClickHouseConfig {
             compression: BodyCompression::Gzip,
             request_timeout: Duration::from_secs(30),
             schema: SchemaOptions::default(),
+            ca_file: None,
         }
     }
 }
@@ -115,11 +135,17 @@ impl ClickHouseStore {
 
     /// A client that only reads (no connection check, no schema changes).
     pub fn for_queries(config: ClickHouseConfig) -> Result<Self, StoreError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
+        let mut builder = reqwest::Client::builder().timeout(config.request_timeout).pool_idle_timeout(Duration::from_secs(50));
+        if let Some(ca_file) = &config.ca_file {
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| StoreError::Unavailable(format!("cannot read the ClickHouse CA file {}: {e}", ca_file.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| StoreError::Unavailable(format!("{} holds no usable PEM certificate: {e}", ca_file.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
         Ok(ClickHouseStore { http, config })
     }
 
@@ -320,15 +346,45 @@ impl Store for ClickHouseStore {
         self.insert_rows("otel_metrics_summary", &batch.summaries, |r| r.common.time_unix_ns, rowbinary::summaries, id).await?;
         // Billing last (see `tables::written`).
         let usage = &batch.usage;
-        self.insert_rows("costplane_usage_telemetry", &usage.telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
-        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.timestamp_ns, rowbinary::usage_llm, id).await?;
-        self.insert_rows("costplane_ledger", &usage.ledger, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
+        let telemetry = usage.aggregated_telemetry();
+        self.insert_rows("costplane_usage_telemetry", &telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
+        self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.hour_ns, rowbinary::usage_llm, id).await?;
+        self.insert_rows("costplane_usage_kubernetes", &usage.kubernetes, |r| r.hour_ns, rowbinary::usage_kubernetes, id).await?;
         Ok(())
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        is_read_only_statement(sql).map_err(StoreError::NotReadOnly)?;
-        self.query_with(sql, &[]).await
+        self.query_limited(sql, &QueryLimits::default()).await
+    }
+
+    async fn query_limited(&self, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+        // ClickHouse decides: readonly=1 refuses writes, setting changes and
+        // table functions (url, s3, remote, file, ...: they need CREATE
+        // TEMPORARY TABLE, which readonly=1 withholds); its HTTP interface
+        // refuses several statements in one request. Rows past the limit
+        // end the query early ('break') and are cut here.
+        let bounds = [
+            ("readonly", "1".to_owned()),
+            ("max_execution_time", limits.timeout.as_secs().max(1).to_string()),
+            ("max_result_rows", limits.max_rows.saturating_add(1).to_string()),
+            ("result_overflow_mode", "break".to_owned()),
+            ("max_memory_usage", limits.max_memory_bytes.to_string()),
+        ];
+        let mut result =
+            match tokio::time::timeout(limits.timeout + std::time::Duration::from_secs(2), self.select(sql, &[], &bounds)).await {
+                Ok(r) => r.map_err(|e| match e {
+                    StoreError::Unexpected(m) | StoreError::Rejected(m) if m.contains("readonly") || m.contains("READONLY") => {
+                        StoreError::NotReadOnly(format!("ClickHouse refused it in read-only mode: {m}"))
+                    }
+                    other => other,
+                })?,
+                Err(_) => return Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?})", limits.timeout))),
+            };
+        if result.rows.len() > limits.max_rows {
+            result.rows.truncate(limits.max_rows);
+            result.truncated = true;
+        }
+        Ok(result)
     }
 
     fn dialect(&self) -> Dialect {
@@ -352,45 +408,97 @@ impl Store for ClickHouseStore {
             .collect())
     }
 
-    async fn delete_ledger(&self, source: &str, from_ns: i64, to_ns: i64) -> Result<(), StoreError> {
-        // A lightweight delete; in cluster mode it runs on the local tables.
-        let table = match self.config.schema.cluster {
-            Some(_) => "costplane_ledger_local",
-            None => "costplane_ledger",
-        };
-        let on_cluster = self.config.schema.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", schema::ident(c))).unwrap_or_default();
-        let sql = format!(
-            "DELETE FROM {}{on_cluster} WHERE x_Source = {{p0:String}} AND toUnixTimestamp64Nano(ChargePeriodStart) >= {{p1:Int64}} \
-             AND toUnixTimestamp64Nano(ChargePeriodStart) < {{p2:Int64}}",
-            self.config.schema.qualified(table)
-        );
-        let settings = vec![("param_p0", source.to_owned()), ("param_p1", from_ns.to_string()), ("param_p2", to_ns.to_string())];
-        self.execute(&sql, &settings, None, Op::Write).await.map(|_| ())
+    async fn stored_bytes(&self) -> Result<Vec<crate::StoredBytes>, StoreError> {
+        // Active parts of this database's telemetry tables, per day partition.
+        let sql =
+            "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
+                   toUnixTimestamp64Nano(toDateTime64(toDate(partition), 9)) AS day, sum(data_compressed_bytes) FROM system.parts \
+                   WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
+                   AND partition LIKE '____-__-__' GROUP BY signal, day ORDER BY signal, day";
+        let r = self.query_with(sql, &[Param::Str(self.config.schema.database.clone())]).await?;
+        Ok(r.rows
+            .iter()
+            .map(|row| crate::StoredBytes {
+                signal: row[0].as_str().unwrap_or_default().to_owned(),
+                day_ns: row[1].as_i64(),
+                bytes: row[2].as_u64().unwrap_or(0),
+                method: "clickhouse system.parts data_compressed_bytes of the day's partition",
+            })
+            .collect())
     }
 
-    async fn delete_ledger_import(&self, source: &str, key: &str) -> Result<(), StoreError> {
-        let table = match self.config.schema.cluster {
-            Some(_) => "costplane_ledger_local",
-            None => "costplane_ledger",
-        };
+    async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {
+        if replacement.hours.is_empty() {
+            return Ok(());
+        }
+        // 1. The new rows: invisible until their revisions are listed.
+        let id = replacement.hours.iter().map(|h| h.revision).max().unwrap_or(0);
+        self.insert_rows("costplane_ledger", &replacement.rows, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;
+        if let Some(pause) = crate::ledger::test_switch_delay(replacement) {
+            tracing::warn!(?pause, "test hook: pausing before the ledger switch");
+            tokio::time::sleep(pause).await;
+        }
+        // 2. The switch: every new revision in one insert (one part).
+        let body = rowbinary::ledger_hours(&replacement.hours);
+        self.insert("costplane_ledger_hours", rowbinary::LEDGER_HOURS_COLUMNS, body, format!("{id}-costplane_ledger_hours")).await?;
+        // 3. Retire what the switch superseded (and orphans of replacements
+        // killed before their switch). Readers already skip these rows.
+        let (from, to) = crate::ledger::replacement_window(replacement);
         let on_cluster = self.config.schema.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", schema::ident(c))).unwrap_or_default();
-        let sql = format!(
-            "DELETE FROM {}{on_cluster} WHERE x_Source = {{p0:String}} AND x_ImportKey = {{p1:String}}",
-            self.config.schema.qualified(table)
+        let local = |t: &str| match self.config.schema.cluster {
+            Some(_) => self.config.schema.qualified(&format!("{t}_local")),
+            None => self.config.schema.qualified(t),
+        };
+        let statements = crate::ledger::retire_statements(
+            Dialect::ClickHouse,
+            &format!("{}{on_cluster}", local("costplane_ledger")),
+            &format!("{}{on_cluster}", local("costplane_ledger_hours")),
         );
-        let settings = vec![("param_p0", source.to_owned()), ("param_p1", key.to_owned())];
-        self.execute(&sql, &settings, None, Op::Write).await.map(|_| ())
+        for sql in statements {
+            // The subquery reads the (distributed) revision table.
+            let sql = sql.replacen(
+                &format!("NOT IN (SELECT max(Revision) FROM {}{on_cluster}", local("costplane_ledger_hours")),
+                &format!("NOT IN (SELECT max(Revision) FROM {}", self.config.schema.qualified("costplane_ledger_hours")),
+                1,
+            );
+            let settings = vec![self.database_param(), ("param_p0", from.to_string()), ("param_p1", to.to_string())];
+            self.execute(&sql, &settings, None, Op::Write).await?;
+        }
+        Ok(())
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        self.select(sql, params, &[("readonly", "2".to_owned())]).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let url = format!("{}/ping", self.config.url.trim_end_matches('/'));
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url)))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("ClickHouse at {} answered {} to /ping", self.config.url, resp.status())))
+        }
+    }
+}
+
+impl ClickHouseStore {
+    /// Runs a query answering JSONCompact, with `bounds` (readonly and
+    /// limits) among its settings.
+    async fn select(&self, sql: &str, params: &[Param], bounds: &[(&'static str, String)]) -> Result<QueryResult, StoreError> {
         let mut settings = vec![
             self.database_param(),
             ("default_format", "JSONCompact".to_owned()),
-            ("readonly", "2".to_owned()),
             ("output_format_json_quote_64bit_integers", "0".to_owned()),
             // Decimals as strings: money stays exact.
             ("output_format_json_quote_decimals", "1".to_owned()),
         ];
+        settings.extend(bounds.iter().map(|(k, v)| (*k, v.clone())));
         let names: Vec<String> = (0..params.len()).map(|i| format!("param_p{i}")).collect();
         for (name, p) in names.iter().zip(params) {
             let value = match p {
@@ -418,21 +526,7 @@ impl Store for ClickHouseStore {
             columns: parsed.meta.iter().map(|m| m.name.clone()).collect(),
             types: parsed.meta.into_iter().map(|m| m.ty).collect(),
             rows: parsed.data.into_iter().map(|row| row.into_iter().map(result_cell).collect()).collect(),
+            truncated: false,
         })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let url = format!("{}/ping", self.config.url.trim_end_matches('/'));
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot reach ClickHouse at {}: {e}", self.config.url)))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!("ClickHouse at {} answered {} to /ping", self.config.url, resp.status())))
-        }
     }
 }

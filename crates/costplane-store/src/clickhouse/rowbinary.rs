@@ -8,7 +8,7 @@
 //! flattened subcolumns (`Events.Name` ...), each an `Array`.
 
 use costplane_telemetry::model::*;
-use costplane_telemetry::usage::{LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
+use costplane_telemetry::usage::{HourState, KubernetesUsage, LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
 use rust_decimal::Decimal;
 
 #[derive(Default)]
@@ -286,7 +286,7 @@ pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>) -
 }
 
 pub const USAGE_LLM_COLUMNS: &str = "Timestamp, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, \
-InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost";
+InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, ReceivedAt, Hour, CallKind, InvalidReason";
 
 pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
@@ -306,6 +306,10 @@ pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>) -> Vec<u8>
                 w.decimal(d);
             }
         }
+        w.i64(r.received_ns);
+        w.i64(r.hour_ns);
+        w.str(r.kind.as_str());
+        w.str(r.invalid_reason.as_deref().unwrap_or(""));
     }
     w.buf
 }
@@ -313,8 +317,8 @@ pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>) -> Vec<u8>
 pub const LEDGER_COLUMNS: &str = "ChargePeriodStart, ChargePeriodEnd, BilledCost, EffectiveCost, ListCost, ContractedCost, \
 BillingCurrency, ChargeCategory, ChargeClass, ServiceName, ServiceCategory, ProviderName, PublisherName, InvoiceIssuerName, \
 ResourceId, ResourceName, ConsumedQuantity, ConsumedUnit, PricingQuantity, PricingUnit, SkuId, Tags, x_Tenant, x_Project, \
-x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion, x_Namespace, x_Pod, x_Node, x_Cluster, \
-x_Container, x_SharedFrom, x_ImportKey, x_Extra";
+x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion, x_ChargeStatus, x_Revision, \
+x_AllocationRatio, x_AllocationMethod, x_Namespace, x_Pod, x_Node, x_Cluster, x_Container, x_SharedFrom, x_ImportKey, x_Extra";
 
 pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
@@ -326,7 +330,7 @@ pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
         }
         w.str(&r.billing_currency);
         w.str(r.ext.charge_category.as_deref().unwrap_or("Usage"));
-        match &r.ext.charge_class {
+        match &r.charge_class {
             None => w.u8(1),
             Some(c) => {
                 w.u8(0);
@@ -353,17 +357,52 @@ pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
             &r.usage_type,
             &r.pricing_status,
             &r.price_version,
-            &r.ext.namespace,
-            &r.ext.pod,
-            &r.ext.node,
-            &r.ext.cluster,
-            &r.ext.container,
-            &r.ext.shared_from,
-            &r.ext.import_key,
-            &r.ext.extra,
+            &r.charge_status,
         ] {
             w.str(s);
         }
+        w.u64(r.revision);
+        match r.allocation_ratio {
+            None => w.u8(1),
+            Some(d) => {
+                w.u8(0);
+                w.decimal(d);
+            }
+        }
+        w.str(&r.allocation_method);
+        let e = &r.ext;
+        for s in [&e.namespace, &e.pod, &e.node, &e.cluster, &e.container, &e.shared_from, &e.import_key, &e.extra] {
+            w.str(s);
+        }
+    }
+    w.buf
+}
+
+pub const USAGE_KUBERNETES_COLUMNS: &str = "Hour, WrittenAt, Cluster, Kind, Payload";
+
+pub fn usage_kubernetes<'a>(rows: impl IntoIterator<Item = &'a KubernetesUsage>) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.hour_ns);
+        w.i64(r.written_ns);
+        w.str(&r.cluster);
+        w.str(&r.kind);
+        w.str(&r.payload);
+    }
+    w.buf
+}
+
+pub const LEDGER_HOURS_COLUMNS: &str = "Hour, Scope, Revision, Status, UsageRows, PriceVersion";
+
+pub fn ledger_hours<'a>(rows: impl IntoIterator<Item = &'a HourState>) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.hour_ns);
+        w.str(&r.scope);
+        w.u64(r.revision);
+        w.str(&r.status);
+        w.u64(r.usage_rows);
+        w.str(&r.price_version);
     }
     w.buf
 }

@@ -20,7 +20,7 @@ use super::partition::Granularity;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,21 +213,24 @@ fn metric_columns(table: &str) -> String {
     format!("{}{middle}{METRIC_INDEXES}", metric_prefix())
 }
 
+/// Columns schema version 3 added to version 2's cost tables.
+const V3_COLUMNS: [&str; 8] =
+    ["ReceivedAt", "CallKind", "InvalidReason", "x_ChargeStatus", "x_Revision", "x_AllocationRatio", "x_AllocationMethod", "Hour"];
+
+// ---- Step 3 -> 4: placeholder ---------------------------------------------
+// Version 4 belongs to another change; it adds its own tables here.
+// ---- end of step 3 -> 4 ----------------------------------------------------
+
+// ---- Step 4 -> 5: Kubernetes and cloud bills -------------------------------
+/// Ledger columns of Kubernetes and imported cloud rows (schema version 5),
+/// at the ledger's end; the Kubernetes usage table is created with the
+/// other cost tables.
+const V5_COLUMNS: [&str; 8] = ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
+// ---- end of step 4 -> 5 ----------------------------------------------------
+
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
-/// Ledger columns of Kubernetes and imported cloud rows (schema version 3).
-const LEDGER_V3_COLUMNS: [(&str, &str); 8] = [
-    ("x_Namespace", "LowCardinality(String)"),
-    ("x_Pod", "String"),
-    ("x_Node", "LowCardinality(String)"),
-    ("x_Cluster", "LowCardinality(String)"),
-    ("x_Container", "LowCardinality(String)"),
-    ("x_SharedFrom", "LowCardinality(String)"),
-    ("x_ImportKey", "LowCardinality(String)"),
-    ("x_Extra", "String"),
-];
-
-fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 3] {
+fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 5] {
     [
         (
             "costplane_usage_telemetry",
@@ -258,10 +261,27 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     CacheReadTokens UInt64,
     CacheWriteTokens UInt64,
     ReasoningTokens UInt64,
-    ProvidedCost Nullable(Decimal(38, 12))",
-            "Timestamp",
-            "(Tenant, Timestamp, Model)",
+    ProvidedCost Nullable(Decimal(38, 12)),
+    ReceivedAt DateTime64(9),
+    Hour DateTime64(9),
+    CallKind LowCardinality(String),
+    InvalidReason String",
+            "Hour",
+            "(Hour, Tenant, Model)",
             "cityHash64(Tenant)",
+        ),
+        (
+            // Schema version 5: the Kubernetes meter's usage (one row per
+            // entity, hour and write; see `KubernetesUsage`).
+            "costplane_usage_kubernetes",
+            "    Hour DateTime64(9),
+    WrittenAt DateTime64(9),
+    Cluster LowCardinality(String),
+    Kind LowCardinality(String),
+    Payload String CODEC(ZSTD(1))",
+            "Hour",
+            "(Hour, Cluster, WrittenAt, Kind)",
+            "cityHash64(Hour)",
         ),
         (
             "costplane_ledger",
@@ -296,6 +316,10 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     x_UsageType LowCardinality(String),
     x_PricingStatus LowCardinality(String),
     x_PriceVersion LowCardinality(String),
+    x_ChargeStatus LowCardinality(String),
+    x_Revision UInt64,
+    x_AllocationRatio Nullable(Decimal(38, 12)),
+    x_AllocationMethod LowCardinality(String),
     x_Namespace LowCardinality(String),
     x_Pod String,
     x_Node LowCardinality(String),
@@ -307,6 +331,21 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
             "ChargePeriodStart",
             "(x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)",
             "cityHash64(x_Tenant)",
+        ),
+        (
+            // The current revision of each (hour, scope) of the ledger: the
+            // row with the largest Revision. Inserting it is the switch that
+            // makes a new revision's rows visible (see `ledger.rs`).
+            "costplane_ledger_hours",
+            "    Hour DateTime64(9),
+    Scope LowCardinality(String),
+    Revision UInt64,
+    Status LowCardinality(String),
+    UsageRows UInt64,
+    PriceVersion String",
+            "Hour",
+            "(Hour, Scope, Revision)",
+            "cityHash64(Hour)",
         ),
     ]
 }
@@ -466,11 +505,14 @@ impl SchemaOptions {
         for (name, columns, time_column, order, shard) in cost_tables() {
             let storage = self.storage_table(name);
             let settings = self.settings();
+            // The revision table is one partition: inserting a revision
+            // switch is then one part, all hours of it at once.
+            let partition =
+                if name == "costplane_ledger_hours" { "tuple()".to_owned() } else { Granularity::Month.expression(time_column) };
             out.push(format!(
-                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY {}\nORDER BY {order}\nSETTINGS {}",
+                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY {partition}\nORDER BY {order}\nSETTINGS {}",
                 self.qualified(&storage),
                 self.engine(&storage),
-                Granularity::Month.expression(time_column),
                 settings.replace(", ttl_only_drop_parts = 1", "")
             ));
             if let Some(cluster) = &self.cluster {
@@ -483,17 +525,25 @@ impl SchemaOptions {
                     literal(&storage),
                 ));
             }
-            // Version 3 added columns at the ledger's end; a ledger made by
-            // version 2 gets them here (a no-op on a new one).
-            if name == "costplane_ledger" {
-                let mut tables = vec![storage.clone()];
-                if self.cluster.is_some() {
-                    tables.push(name.to_owned());
-                }
-                for t in tables {
-                    for (column, ty) in LEDGER_V3_COLUMNS {
-                        out.push(format!("ALTER TABLE {}{oc} ADD COLUMN IF NOT EXISTS {column} {ty}", self.qualified(&t)));
-                    }
+            // Upgrades from schema versions 2 and 4: the columns versions 3
+            // and 5 added (no-ops on tables created above with them).
+            for column in columns
+                .lines()
+                .filter(|l| V3_COLUMNS.iter().chain(V5_COLUMNS.iter()).any(|c| l.trim_start().starts_with(&format!("{c} "))))
+                .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
+            {
+                let column = column.trim().trim_end_matches(',');
+                // Rows of version 2 read these from what they have: LLM
+                // calls are booked at their own hour and are model calls.
+                let default = match column.split(' ').next().unwrap_or_default() {
+                    "Hour" => " DEFAULT toStartOfHour(Timestamp)",
+                    "ReceivedAt" => " DEFAULT Timestamp",
+                    "CallKind" => " DEFAULT 'model'",
+                    _ => "",
+                };
+                let column = format!("{column}{default}");
+                for table in [Some(storage.clone()), self.cluster.as_ref().map(|_| name.to_owned())].into_iter().flatten() {
+                    out.push(format!("ALTER TABLE {}{oc} ADD COLUMN IF NOT EXISTS {column}", self.qualified(&table)));
                 }
             }
         }

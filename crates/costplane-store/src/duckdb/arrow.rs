@@ -286,6 +286,10 @@ pub fn usage_llm(rows: &[LlmUsageRow]) -> Result<RecordBatch, ArrowError> {
         ("CacheWriteTokens", u64s(rows.iter().map(|r| r.usage.cache_write_tokens))),
         ("ReasoningTokens", u64s(rows.iter().map(|r| r.usage.reasoning_tokens))),
         ("ProvidedCost", decimals(rows.iter().map(|r| r.usage.provided_cost))?),
+        ("ReceivedAt", timestamps(rows.iter().map(|r| r.received_ns))),
+        ("Hour", timestamps(rows.iter().map(|r| r.hour_ns))),
+        ("CallKind", strings(rows.iter().map(|r| r.kind.as_str()))),
+        ("InvalidReason", strings(rows.iter().map(|r| r.invalid_reason.as_deref().unwrap_or("")))),
     ])
 }
 
@@ -300,7 +304,7 @@ pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
         ("ContractedCost", cost(|r| r.ext.contracted_cost)?),
         ("BillingCurrency", strings(rows.iter().map(|r| r.billing_currency.as_str()))),
         ("ChargeCategory", strings(rows.iter().map(|r| r.ext.charge_category.as_deref().unwrap_or("Usage")))),
-        ("ChargeClass", Arc::new(rows.iter().map(|r| r.ext.charge_class.as_deref()).collect::<StringArray>())),
+        ("ChargeClass", Arc::new(rows.iter().map(|r| r.charge_class.as_deref()).collect::<StringArray>())),
         ("ServiceName", strings(rows.iter().map(|r| r.service_name.as_str()))),
         ("ServiceCategory", strings(rows.iter().map(|r| r.service_category.as_str()))),
         ("ProviderName", strings(rows.iter().map(|r| r.provider_name.as_str()))),
@@ -323,6 +327,10 @@ pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
         ("x_UsageType", strings(rows.iter().map(|r| r.usage_type.as_str()))),
         ("x_PricingStatus", strings(rows.iter().map(|r| r.pricing_status.as_str()))),
         ("x_PriceVersion", strings(rows.iter().map(|r| r.price_version.as_str()))),
+        ("x_ChargeStatus", strings(rows.iter().map(|r| r.charge_status.as_str()))),
+        ("x_Revision", u64s(rows.iter().map(|r| r.revision))),
+        ("x_AllocationRatio", decimals(rows.iter().map(|r| r.allocation_ratio))?),
+        ("x_AllocationMethod", strings(rows.iter().map(|r| r.allocation_method.as_str()))),
         ("x_Namespace", strings(rows.iter().map(|r| r.ext.namespace.as_str()))),
         ("x_Pod", strings(rows.iter().map(|r| r.ext.pod.as_str()))),
         ("x_Node", strings(rows.iter().map(|r| r.ext.node.as_str()))),
@@ -331,5 +339,26 @@ pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
         ("x_SharedFrom", strings(rows.iter().map(|r| r.ext.shared_from.as_str()))),
         ("x_ImportKey", strings(rows.iter().map(|r| r.ext.import_key.as_str()))),
         ("x_Extra", strings(rows.iter().map(|r| r.ext.extra.as_str()))),
+    ])
+}
+
+pub fn usage_kubernetes(rows: &[costplane_telemetry::usage::KubernetesUsage]) -> Result<RecordBatch, ArrowError> {
+    batch(vec![
+        ("Hour", timestamps(rows.iter().map(|r| r.hour_ns))),
+        ("WrittenAt", timestamps(rows.iter().map(|r| r.written_ns))),
+        ("Cluster", strings(rows.iter().map(|r| r.cluster.as_str()))),
+        ("Kind", strings(rows.iter().map(|r| r.kind.as_str()))),
+        ("Payload", strings(rows.iter().map(|r| r.payload.as_str()))),
+    ])
+}
+
+pub fn ledger_hours(rows: &[costplane_telemetry::usage::HourState]) -> Result<RecordBatch, ArrowError> {
+    batch(vec![
+        ("Hour", timestamps(rows.iter().map(|r| r.hour_ns))),
+        ("Scope", strings(rows.iter().map(|r| r.scope.as_str()))),
+        ("Revision", u64s(rows.iter().map(|r| r.revision))),
+        ("Status", strings(rows.iter().map(|r| r.status.as_str()))),
+        ("UsageRows", u64s(rows.iter().map(|r| r.usage_rows))),
+        ("PriceVersion", strings(rows.iter().map(|r| r.price_version.as_str()))),
     ])
 }

@@ -8,26 +8,74 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 5;
 
 const ATTRS: &str = "MAP(VARCHAR, VARCHAR)";
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
-    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, ledger_v3())]
+    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, HOURLY_LEDGER.to_owned()), (4, STEP_4.to_owned()), (5, kubernetes_v5())]
 }
 
+// ---- Step 3 -> 4: placeholder --------------------------------------------
+// Version 4 belongs to another change (new state tables); this empty step
+// keeps the numbering until it lands and replaces it.
+const STEP_4: &str = "";
+
+// ---- Step 4 -> 5: Kubernetes and cloud bills ------------------------------
 /// Ledger columns of Kubernetes and imported cloud rows, added at the
 /// table's end (existing rows read '').
-pub const LEDGER_V3_COLUMNS: [&str; 8] =
+pub const LEDGER_V5_COLUMNS: [&str; 8] =
     ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
 
-fn ledger_v3() -> String {
-    LEDGER_V3_COLUMNS
+/// The Kubernetes meter's usage: one row per entity and hour per write
+/// (see `costplane_ledger::KubernetesUsage`).
+const USAGE_KUBERNETES: &str = r#"
+CREATE TABLE IF NOT EXISTS costplane_usage_kubernetes (
+    "Hour" TIMESTAMP_NS,
+    "WrittenAt" TIMESTAMP_NS,
+    "Cluster" VARCHAR,
+    "Kind" VARCHAR,
+    "Payload" VARCHAR
+);
+"#;
+
+fn kubernetes_v5() -> String {
+    let mut s: String = LEDGER_V5_COLUMNS
         .iter()
         .map(|c| format!("ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS \"{c}\" VARCHAR DEFAULT '';\n"))
-        .collect()
+        .collect();
+    s.push_str(USAGE_KUBERNETES);
+    s
 }
+// ---- end of step 4 -> 5 ---------------------------------------------------
+
+/// Version 3: the hourly ledger. LLM usage keeps its receive time, booking
+/// hour, call kind and invalid reason; ledger rows carry their hour's
+/// revision and charge status; `costplane_ledger_hours` names each
+/// (hour, scope)'s current revision. Ledger rows of version 2 are dropped:
+/// the closer books every hour again from the stored usage (hours before
+/// `ledger.lookback`: `costplane reprice --from .. --to ..`).
+const HOURLY_LEDGER: &str = r#"
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "ReceivedAt" TIMESTAMP_NS;
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "Hour" TIMESTAMP_NS;
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "CallKind" VARCHAR;
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "InvalidReason" VARCHAR;
+UPDATE costplane_usage_llm SET "ReceivedAt" = "Timestamp", "Hour" = date_trunc('hour', "Timestamp"), "CallKind" = 'model', "InvalidReason" = '' WHERE "Hour" IS NULL;
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_ChargeStatus" VARCHAR;
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_Revision" UBIGINT;
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_AllocationRatio" DECIMAL(38, 12);
+ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS "x_AllocationMethod" VARCHAR;
+DELETE FROM costplane_ledger WHERE "x_Revision" IS NULL;
+CREATE TABLE IF NOT EXISTS costplane_ledger_hours (
+    "Hour" TIMESTAMP_NS,
+    "Scope" VARCHAR,
+    "Revision" UBIGINT,
+    "Status" VARCHAR,
+    "UsageRows" UBIGINT,
+    "PriceVersion" VARCHAR
+);
+"#;
 
 /// Usage facts and the FOCUS-aligned cost ledger. Money is DECIMAL(38, 12).
 const COST_TABLES: &str = r#"
@@ -55,7 +103,11 @@ CREATE TABLE IF NOT EXISTS costplane_usage_llm (
     "CacheReadTokens" UBIGINT,
     "CacheWriteTokens" UBIGINT,
     "ReasoningTokens" UBIGINT,
-    "ProvidedCost" DECIMAL(38, 12)
+    "ProvidedCost" DECIMAL(38, 12),
+    "ReceivedAt" TIMESTAMP_NS,
+    "Hour" TIMESTAMP_NS,
+    "CallKind" VARCHAR,
+    "InvalidReason" VARCHAR
 );
 CREATE TABLE IF NOT EXISTS costplane_ledger (
     "ChargePeriodStart" TIMESTAMP_NS,
@@ -88,7 +140,19 @@ CREATE TABLE IF NOT EXISTS costplane_ledger (
     "x_Operation" VARCHAR,
     "x_UsageType" VARCHAR,
     "x_PricingStatus" VARCHAR,
-    "x_PriceVersion" VARCHAR
+    "x_PriceVersion" VARCHAR,
+    "x_ChargeStatus" VARCHAR,
+    "x_Revision" UBIGINT,
+    "x_AllocationRatio" DECIMAL(38, 12),
+    "x_AllocationMethod" VARCHAR
+);
+CREATE TABLE IF NOT EXISTS costplane_ledger_hours (
+    "Hour" TIMESTAMP_NS,
+    "Scope" VARCHAR,
+    "Revision" UBIGINT,
+    "Status" VARCHAR,
+    "UsageRows" UBIGINT,
+    "PriceVersion" VARCHAR
 );
 "#;
 

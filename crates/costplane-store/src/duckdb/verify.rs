@@ -136,7 +136,7 @@ mod tests {
     fn ddl_tables_parse_with_their_types() {
         let ddl: String = schema::migrations().into_iter().map(|(_, sql)| sql).collect();
         let tables = declared_tables(&ddl);
-        assert_eq!(tables.len(), 11, "{:?}", tables.keys());
+        assert_eq!(tables.len(), 12, "{:?}", tables.keys());
         assert_eq!(tables["costplane_written_batches"][0], ("BatchId".to_owned(), "UBIGINT".to_owned()));
         let logs = &tables["otel_logs"];
         assert_eq!(logs[4], ("SeverityText".to_owned(), "VARCHAR".to_owned()));

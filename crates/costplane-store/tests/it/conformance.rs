@@ -6,7 +6,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use costplane_cost::{Catalog, Meter, TelemetryRates, Tenancy};
-use costplane_store::{Param, Params, StoreError};
+use costplane_store::ledger::{next_revision, Ledger};
+use costplane_telemetry::usage::{
+    round_money, scope, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, CLOSED, HOUR_NS, PROVISIONAL,
+};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -204,61 +207,153 @@ pub async fn a_batch_written_twice_is_stored_once(b: &Backend) {
     assert_eq!(after - before, 10, "a retried batch (same id) must not duplicate rows");
 }
 
-pub async fn queries_must_be_read_only(b: &Backend) {
-    for sql in ["DELETE FROM otel_traces WHERE 1 = 1", "DROP TABLE otel_logs", "SELECT 1; SELECT 2"] {
-        match b.store.query(sql).await {
-            Err(StoreError::NotReadOnly(_)) => {}
-            other => panic!("{sql} must be refused as not read-only, got {other:?}"),
-        }
-    }
-}
-
 pub async fn usage_and_ledger_round_trip(b: &Backend) {
-    let meter = Meter {
-        tenancy: Tenancy::default(),
-        catalog: Arc::new(Catalog::load(None).unwrap()),
-        rates: TelemetryRates { ingest_per_gib: Decimal::from(2), ..TelemetryRates::default() },
-    };
+    let meter = Meter::new(
+        Tenancy::default(),
+        Arc::new(Catalog::load(None).unwrap()),
+        TelemetryRates { ingest_per_gib: Decimal::from(2), ..TelemetryRates::default() },
+    );
+    let received = T0 as i64;
+    let hour = received - received.rem_euclid(HOUR_NS);
     let mut batch = data::llm_call(90);
-    batch.usage = meter.measure(&batch);
+    batch.usage = meter.measure(&batch, received);
     let bytes: u64 = batch.spans.iter().map(|s| u64::from(s.encoded_bytes)).sum();
     b.store.write(&batch).await.unwrap();
-    let d = b.store.dialect();
-    let dec = |v: &Value| Decimal::from_str(v.as_str().unwrap_or(&v.to_string())).unwrap();
+    b.store.write(&batch).await.unwrap(); // a retry stores nothing twice
 
     let r = one(b, "SELECT sum(Items), sum(Bytes), min(Tenant), min(Signal) FROM costplane_usage_telemetry").await;
     assert_eq!(r, vec![json!(1), json!(bytes), json!("acme"), json!("traces")]);
     let r = one(b, "SELECT count(*), sum(InputTokens), sum(OutputTokens), min(Model), min(Provider) FROM costplane_usage_llm").await;
     assert_eq!(r, vec![json!(1), json!(1000), json!(100), json!("gpt-4o"), json!("openai")]);
+    let r = one(b, "SELECT count(*) FROM costplane_ledger").await;
+    assert_eq!(r, vec![json!(0)], "a batch writes usage only; money is made when hours close");
 
-    // gpt-4o: 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035, in two rows.
-    let mut p = Params::new(d);
-    let source = p.add(Param::Str("llm".into()));
-    let r = b
-        .store
-        .query_with(
-            &format!(
-                "SELECT count(*), sum(BilledCost), sum(ConsumedQuantity), min(x_Tenant) FROM costplane_ledger WHERE x_Source = {source}"
-            ),
-            &p.values,
-        )
-        .await
-        .unwrap()
-        .rows
-        .remove(0);
-    assert_eq!(
-        (r[0].clone(), dec(&r[1]), dec(&r[2]), r[3].clone()),
-        (json!(2), Decimal::from_str("0.0035").unwrap(), Decimal::from(1100), json!("acme"))
-    );
-    // Telemetry ingest: bytes x 2 / 2^30, rounded to 12 places.
-    let r = one(b, "SELECT sum(BilledCost) FROM costplane_ledger WHERE x_Source = 'telemetry'").await;
-    let expected = (Decimal::from(bytes) * Decimal::from(2) / Decimal::from(1_073_741_824u64)).round_dp(12);
-    assert_eq!(dec(&r[0]), expected);
+    let ledger = Ledger::new(Arc::clone(&b.store));
+    assert_eq!(ledger.usage_counts(0).await.unwrap(), vec![(hour, "llm", 1), (hour, "telemetry", 1)]);
+    let usage = ledger.usage_of_hour(scope::LLM, hour).await.unwrap();
+    assert_eq!(usage.llm, batch.usage.llm, "LLM usage reads back as written");
+    let telemetry = ledger.usage_of_hour(scope::TELEMETRY, hour).await.unwrap();
+    assert_eq!((telemetry.telemetry, telemetry.rows), (batch.usage.telemetry.clone(), 1));
 
-    let hour = (T0 as i64).div_euclid(3_600_000_000_000) * 3_600_000_000_000;
-    b.store.delete_ledger("llm", hour, hour + 3_600_000_000_000).await.unwrap();
-    let r = one(b, "SELECT count(*) FROM costplane_ledger WHERE x_Source = 'llm'").await;
-    assert_eq!(r, vec![json!(0)]);
-    let r = one(b, "SELECT count(*) FROM costplane_ledger WHERE x_Source = 'telemetry'").await;
-    assert_eq!(r, vec![json!(1)], "deleting one source leaves the other");
+    // Provisional, then closed: each a revision that replaces the last.
+    let window = CostFilter { from_ns: hour, to_ns: hour + HOUR_NS, tenant: None, equals: Vec::new() };
+    for status in [PROVISIONAL, CLOSED] {
+        let mut replacement = LedgerReplacement::default();
+        for (scope_name, rows) in [
+            (scope::LLM, meter.llm_ledger(&usage.llm, &|_| true, status)),
+            (scope::TELEMETRY, meter.telemetry_ledger(&batch.usage.telemetry, status)),
+        ] {
+            let revision = next_revision();
+            replacement.hours.push(HourState {
+                hour_ns: hour,
+                scope: scope_name.into(),
+                revision,
+                status: status.into(),
+                usage_rows: 1,
+                price_version: "v".into(),
+            });
+            replacement.rows.extend(rows.into_iter().map(|r| LedgerRow { revision, ..r }));
+        }
+        ledger.replace_window(&replacement).await.unwrap();
+        let sums = ledger.sum_costs(&window, &[Dimension::Source, Dimension::ChargeStatus], None).await.unwrap();
+        // gpt-4o: 1,000 x 2.50/M + 100 x 10/M = 0.0025 + 0.001 = 0.0035, in two rows (input, output).
+        let llm = &sums[0];
+        assert_eq!(
+            (llm.dims.clone(), llm.cost, llm.quantity, llm.rows),
+            (vec!["llm".into(), status.into()], d("0.0035"), Some(d("1100")), 2)
+        );
+        // Telemetry ingest: bytes x 2 / 2^30, rounded to 12 places, half-even.
+        let expected = round_money(Decimal::from(bytes) * Decimal::from(2) / Decimal::from(1_073_741_824u64));
+        assert_eq!((sums[1].dims[0].as_str(), sums[1].cost, sums.len()), ("telemetry", expected, 2), "{sums:?}");
+    }
+    let states = ledger.hour_states(hour, hour + 1).await.unwrap();
+    assert_eq!(states.iter().map(|s| (s.scope.as_str(), s.status.as_str())).collect::<Vec<_>>(), [("llm", CLOSED), ("telemetry", CLOSED)]);
+    // Superseded revisions are gone from the table, not only hidden.
+    let r = one(b, "SELECT count(*) FROM costplane_ledger").await;
+    assert_eq!(r, vec![json!(3)]);
+    let rows = ledger.rows(&window).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.charge_status == CLOSED && r.revision > 0), "{rows:?}");
+
+    // A tenant's filter and a case-insensitive provider filter.
+    let openai = CostFilter { tenant: Some("acme".into()), equals: vec![(Dimension::Provider, "openai".into())], ..window.clone() };
+    assert_eq!(ledger.sum_costs(&openai, &[], None).await.unwrap()[0].cost, d("0.0035"));
+    let other = CostFilter { tenant: Some("globex".into()), ..window.clone() };
+    assert!(ledger.sum_costs(&other, &[], None).await.unwrap().is_empty());
+
+    // Exports are recorded per month.
+    ledger.mark_exported(hour).await.unwrap();
+    assert_eq!(ledger.exported_months(hour, hour + 1).await.unwrap(), vec![hour]);
+    assert_eq!(ledger.sum_costs(&window, &[], None).await.unwrap()[0].rows, 3, "marking an export touches no row");
+}
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// 500 small requests in one hour: usage rows as written, one ledger row
+/// per key once the hour is closed.
+pub async fn one_ledger_row_per_key_per_closed_hour(b: &Backend) {
+    let meter = Meter::new(Tenancy::default(), Arc::new(Catalog::load(None).unwrap()), TelemetryRates::default());
+    let received = T0 as i64 + 7 * HOUR_NS;
+    let hour = received - received.rem_euclid(HOUR_NS);
+    // 50 batches of 10 requests each, as the batcher merges them.
+    for batch_no in 0..50u64 {
+        let mut merged = costplane_telemetry::TelemetryBatch { id: 10_000 + batch_no, ..Default::default() };
+        for i in 0..10u64 {
+            let mut one = data::llm_call(0);
+            one.spans[0].span_id = format!("{batch_no:04}{i:04}");
+            one.spans[0].timestamp_ns = received;
+            one.usage = meter.measure(&one, received + (batch_no * 10 + i) as i64);
+            merged.append(one);
+        }
+        b.store.write(&merged).await.unwrap();
+    }
+    let ledger = Ledger::new(Arc::clone(&b.store));
+    let counts: Vec<_> = ledger.usage_counts(hour).await.unwrap().into_iter().filter(|c| c.0 == hour).collect();
+    // Telemetry usage is aggregated per batch before it is written; LLM usage stays one row per call.
+    assert_eq!(counts, vec![(hour, "llm", 500), (hour, "telemetry", 50)]);
+    let usage = ledger.usage_of_hour(scope::LLM, hour).await.unwrap();
+    let telemetry = ledger.usage_of_hour(scope::TELEMETRY, hour).await.unwrap();
+    let mut replacement = LedgerReplacement::default();
+    for (scope_name, rows, n) in [
+        (scope::LLM, meter.llm_ledger(&usage.llm, &|_| true, CLOSED), usage.rows),
+        (scope::TELEMETRY, meter.telemetry_ledger(&telemetry.telemetry, CLOSED), telemetry.rows),
+    ] {
+        let revision = next_revision();
+        replacement.hours.push(HourState {
+            hour_ns: hour,
+            scope: scope_name.into(),
+            revision,
+            status: CLOSED.into(),
+            usage_rows: n,
+            price_version: "v".into(),
+        });
+        replacement.rows.extend(rows.into_iter().map(|r| LedgerRow { revision, ..r }));
+    }
+    ledger.replace_window(&replacement).await.unwrap();
+    let window = CostFilter { from_ns: hour, to_ns: hour + HOUR_NS, tenant: None, equals: Vec::new() };
+    let rows = ledger.rows(&window).await.unwrap();
+    // One row per key: gpt-4o input, gpt-4o output, traces ingest.
+    let keys: Vec<(String, String)> = rows.iter().map(|r| (r.source.clone(), r.usage_type.clone())).collect();
+    assert_eq!(keys, [("llm".into(), "input".into()), ("llm".into(), "output".into()), ("telemetry".into(), "traces".into())]);
+    // 500 calls x (1,000 x 2.50/M + 100 x 10/M) = 500 x 0.0035 = 1.75.
+    assert_eq!(rows.iter().map(|r| r.cost).sum::<Decimal>(), d("1.75"));
+    assert_eq!(rows[2].consumed_quantity, Decimal::from(500 * u64::from(data::llm_call(0).spans[0].encoded_bytes)));
+}
+
+/// Each backend says how many bytes it keeps per signal (storage cost).
+pub async fn stored_bytes_are_measured(b: &Backend) {
+    let measured = b.store.stored_bytes().await.unwrap();
+    let traces: Vec<_> = measured.iter().filter(|m| m.signal == "traces").collect();
+    assert!(!traces.is_empty(), "{measured:?}");
+    match () {
+        // Day partitions, with the bytes of the traces written above.
+        () if b.store.dialect() == costplane_store::Dialect::ClickHouse => {
+            assert!(traces.iter().all(|m| m.day_ns.is_some_and(|d| d % 86_400_000_000_000 == 0)), "{measured:?}");
+            assert!(traces.iter().map(|m| m.bytes).sum::<u64>() > 0, "{measured:?}");
+        }
+        // The whole signal (blocks count once checkpointed).
+        _ => assert!(traces.iter().all(|m| m.day_ns.is_none()), "{measured:?}"),
+    }
 }

@@ -6,6 +6,7 @@ mod clickhouse;
 mod conformance;
 mod data;
 mod embedded;
+mod readonly;
 mod support;
 
 /// Runs every conformance scenario against one backend. `$open` is an async
@@ -22,8 +23,11 @@ macro_rules! store_conformance_suite {
                 c::logs_round_trip(&backend).await;
                 c::metrics_round_trip(&backend).await;
                 c::a_batch_written_twice_is_stored_once(&backend).await;
-                c::queries_must_be_read_only(&backend).await;
                 c::usage_and_ledger_round_trip(&backend).await;
+                c::one_ledger_row_per_key_per_closed_hour(&backend).await;
+                c::stored_bytes_are_measured(&backend).await;
+                crate::readonly::hostile_statements_are_refused(&backend).await;
+                crate::readonly::results_are_bounded(&backend).await;
             }
         }
     };
@@ -31,3 +35,10 @@ macro_rules! store_conformance_suite {
 
 store_conformance_suite!(duckdb, crate::support::open_duckdb);
 store_conformance_suite!(clickhouse_engine, crate::support::open_clickhouse);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_slow_ad_hoc_queries_are_stopped_and_block_nothing() {
+    let backend = support::open_duckdb().await;
+    backend.store.write(&data::traces(5)).await.unwrap();
+    readonly::a_slow_query_is_stopped_and_blocks_nothing(&backend).await;
+}

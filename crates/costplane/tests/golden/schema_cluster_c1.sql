@@ -327,14 +327,34 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` (
     CacheReadTokens UInt64,
     CacheWriteTokens UInt64,
     ReasoningTokens UInt64,
-    ProvidedCost Nullable(Decimal(38, 12))
+    ProvidedCost Nullable(Decimal(38, 12)),
+    ReceivedAt DateTime64(9),
+    Hour DateTime64(9),
+    CallKind LowCardinality(String),
+    InvalidReason String
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_usage_llm_local', '{replica}')
-PARTITION BY toYYYYMM(Timestamp)
-ORDER BY (Tenant, Timestamp, Model)
+PARTITION BY toYYYYMM(Hour)
+ORDER BY (Hour, Tenant, Model)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_llm` ON CLUSTER `c1` AS `otel`.`costplane_usage_llm_local`
 ENGINE = Distributed('c1', 'otel', 'costplane_usage_llm_local', cityHash64(Tenant));
+
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS ReceivedAt DateTime64(9) DEFAULT Timestamp;
+
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS ReceivedAt DateTime64(9) DEFAULT Timestamp;
+
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS Hour DateTime64(9) DEFAULT toStartOfHour(Timestamp);
+
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS Hour DateTime64(9) DEFAULT toStartOfHour(Timestamp);
+
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CallKind LowCardinality(String) DEFAULT 'model';
+
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CallKind LowCardinality(String) DEFAULT 'model';
+
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS InvalidReason String;
+
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS InvalidReason String;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_local` ON CLUSTER `c1` (
     ChargePeriodStart DateTime64(9),
@@ -368,14 +388,10 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_local` ON CLUSTER `c1` (
     x_UsageType LowCardinality(String),
     x_PricingStatus LowCardinality(String),
     x_PriceVersion LowCardinality(String),
-    x_Namespace LowCardinality(String),
-    x_Pod String,
-    x_Node LowCardinality(String),
-    x_Cluster LowCardinality(String),
-    x_Container LowCardinality(String),
-    x_SharedFrom LowCardinality(String),
-    x_ImportKey LowCardinality(String),
-    x_Extra String
+    x_ChargeStatus LowCardinality(String),
+    x_Revision UInt64,
+    x_AllocationRatio Nullable(Decimal(38, 12)),
+    x_AllocationMethod LowCardinality(String)
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_ledger_local', '{replica}')
 PARTITION BY toYYYYMM(ChargePeriodStart)
 ORDER BY (x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)
@@ -384,37 +400,36 @@ SETTINGS index_granularity = 8192;
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger` ON CLUSTER `c1` AS `otel`.`costplane_ledger_local`
 ENGINE = Distributed('c1', 'otel', 'costplane_ledger_local', cityHash64(x_Tenant));
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Namespace LowCardinality(String);
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ChargeStatus LowCardinality(String);
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Pod String;
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ChargeStatus LowCardinality(String);
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Node LowCardinality(String);
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Revision UInt64;
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Cluster LowCardinality(String);
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Revision UInt64;
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Container LowCardinality(String);
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_AllocationRatio Nullable(Decimal(38, 12));
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_SharedFrom LowCardinality(String);
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_AllocationRatio Nullable(Decimal(38, 12));
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ImportKey LowCardinality(String);
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_AllocationMethod LowCardinality(String);
 
-ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Extra String;
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_AllocationMethod LowCardinality(String);
 
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Namespace LowCardinality(String);
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_hours_local` ON CLUSTER `c1` (
+    Hour DateTime64(9),
+    Scope LowCardinality(String),
+    Revision UInt64,
+    Status LowCardinality(String),
+    UsageRows UInt64,
+    PriceVersion String
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_ledger_hours_local', '{replica}')
+PARTITION BY tuple()
+ORDER BY (Hour, Scope, Revision)
+SETTINGS index_granularity = 8192;
 
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Pod String;
-
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Node LowCardinality(String);
-
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Cluster LowCardinality(String);
-
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Container LowCardinality(String);
-
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_SharedFrom LowCardinality(String);
-
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ImportKey LowCardinality(String);
-
-ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Extra String;
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_hours` ON CLUSTER `c1` AS `otel`.`costplane_ledger_hours_local`
+ENGINE = Distributed('c1', 'otel', 'costplane_ledger_hours_local', cityHash64(Hour));
 
 CREATE TABLE IF NOT EXISTS `otel`.`otel_traces_trace_id_ts_local` ON CLUSTER `c1` (
     TraceId String CODEC(ZSTD(1)),

@@ -125,11 +125,11 @@ fn cluster_ddl_matches_the_golden_file_and_parses_on_the_engine() {
     }
     let golden = std::fs::read_to_string(&golden_path).unwrap();
     assert_eq!(ddl, golden, "the cluster DDL changed; review it and rerun with COSTPLANE_UPDATE_GOLDEN=1");
-    // 25 CREATE statements and the ledger's 8 version-3 columns added to
-    // its local and distributed tables.
-    assert_eq!(ddl.matches("ON CLUSTER `c1`").count(), 25 + 2 * 8, "every DDL runs on the whole cluster");
-    assert_eq!(ddl.matches("ENGINE = Distributed('c1', 'otel', ").count(), 11);
-    assert_eq!(ddl.matches("ENGINE = ReplicatedMergeTree(").count(), 12);
+    // 29 CREATEs and 32 ALTERs (the columns schema versions 3 and 5 added,
+    // for upgrades).
+    assert_eq!(ddl.matches("ON CLUSTER `c1`").count(), 61, "every DDL runs on the whole cluster");
+    assert_eq!(ddl.matches("ENGINE = Distributed('c1', 'otel', ").count(), 13);
+    assert_eq!(ddl.matches("ENGINE = ReplicatedMergeTree(").count(), 14);
 
     // ClickHouse's own parser accepts every statement. (Executing them needs
     // a configured cluster and Keeper, which the in-process engine lacks.)

@@ -113,6 +113,10 @@ fn kill_9_under_load_on_the_embedded_store_loses_and_duplicates_nothing() {
     let total = server.count("otel_traces");
     let distinct = server.sql("SELECT count(*) AS n FROM (SELECT DISTINCT TraceId, SpanId FROM otel_traces)")[0]["n"].as_u64().unwrap();
     check_exactly_once(&acked, &per_request, total, distinct);
+    // Usage is written in the same write as the spans it meters: every
+    // stored span metered once, none twice, after the kill and the replay.
+    let metered = server.sql("SELECT sum(Items) AS n FROM costplane_usage_telemetry WHERE Signal = 'traces'")[0]["n"].as_u64().unwrap();
+    assert_eq!(metered, total, "metered spans");
     let log = server.log_text();
     assert!(log.contains("replaying what the disk buffer holds"), "{log}");
     eprintln!("kill -9 (embedded): {} requests acknowledged, {total} spans stored after the restart", acked.len());
@@ -141,6 +145,8 @@ fn kill_9_under_load_on_clickhouse_loses_and_duplicates_nothing() {
     let total: u64 = q("SELECT count() FROM otel_traces").parse().unwrap();
     let distinct: u64 = q("SELECT uniqExact(TraceId, SpanId) FROM otel_traces").parse().unwrap();
     check_exactly_once(&acked, &per_request, total, distinct);
+    let metered: u64 = q("SELECT sum(Items) FROM costplane_usage_telemetry WHERE Signal = 'traces'").parse().unwrap();
+    assert_eq!(metered, total, "metered spans: every stored span once");
     eprintln!("kill -9 (ClickHouse): {} requests acknowledged, {total} spans stored after the restart", acked.len());
     drop(server);
     if external_clickhouse().is_none() {

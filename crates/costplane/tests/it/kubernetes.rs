@@ -195,7 +195,8 @@ fn run_with(split: &str, clickhouse: Option<&costplane_testkit::ClickHouseTarget
         format!(
             "[kubernetes]\ncluster = \"c1\"\nshared_namespaces = [\"kube-system\"]\nshare_split = \"{split}\"\n\
              [kubernetes.prices]\ncpu_core_hour = \"0.04\"\nram_gib_hour = \"0.005\"\n\
-             [kubernetes.prices.network]\ntransmit_gib = \"0.01\"\nreceive_gib = \"0\"\n"
+             [kubernetes.prices.network]\ntransmit_gib = \"0.01\"\nreceive_gib = \"0\"\n\
+             [ledger]\nlookback_days = 3650\nrefresh_secs = 1\n"
         ),
     )
     .unwrap();
@@ -220,7 +221,8 @@ fn run_with(split: &str, clickhouse: Option<&costplane_testkit::ClickHouseTarget
         }
     }
     // Hour 0 closed when 01:15 arrived (5 minutes past its end); the flush
-    // books hour 1.
+    // stores hour 1's usage and has the closer price both hours (they are
+    // 2026-01-01: within the 10-year lookback configured above).
     let r: serde_json::Value = client.post(format!("http://{}/api/v1/kubernetes/flush", server.api)).send().unwrap().json().unwrap();
     assert_eq!(r["hours_closed"], 2, "{r}");
     assert_eq!(r["counter_resets"], 1, "{r}");

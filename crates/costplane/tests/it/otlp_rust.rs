@@ -116,3 +116,86 @@ async fn rust_otlp_exporters_over_grpc_and_http_store_exact_spans() {
     // Nanoseconds survive the round trip.
     assert_eq!(r["ts_ns"].as_u64(), Some(T0 + 1));
 }
+
+/// Runs the openssl CLI in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl CLI runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA and a server certificate it signed, for localhost and 127.0.0.1.
+fn test_ca(dir: &std::path::Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        dir,
+        &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=costplane-test-ca", "-days", "2"]].concat(),
+    );
+    openssl(dir, &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat());
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_otlp_exporters_send_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    test_ca(&certs);
+    let config = dir.path().join("costplane.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            certs.join("server.crt").display().to_string(),
+            certs.join("server.key").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut server = ServerProcess::start_logged(dir, &["--config", config.to_str().unwrap()]);
+    let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+
+    let tls =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&ca)).domain_name("localhost");
+    let mut grpc = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("https://localhost:{}", server.grpc.port()))
+        .with_tls_config(tls)
+        .build()
+        .expect("tonic exporter with TLS");
+    grpc.set_resource(&resource("rust-grpc-tls"));
+    grpc.export(vec![span(0xC0, 0x3000, "over grpcs", T0, vec![])]).await.expect("gRPC export over TLS succeeds");
+
+    // A client that does not trust the test CA is refused.
+    let untrusting = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("https://localhost:{}", server.grpc.port()))
+        .with_tls_config(tonic::transport::ClientTlsConfig::new().domain_name("localhost"))
+        .build()
+        .unwrap();
+    assert!(untrusting.export(vec![span(0xC2, 0x3002, "untrusted", T0 + 2, vec![])]).await.is_err());
+
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}\n{}", server.log_text());
+    let names = server.sql("SELECT SpanName FROM otel_traces ORDER BY SpanName");
+    let names: Vec<&str> = names.iter().map(|r| r["SpanName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["over grpcs"]);
+}

@@ -29,6 +29,20 @@ impl ServerProcess {
 
     /// Starts `costplane serve` on an existing data directory (a restart).
     pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> ServerProcess {
+        let server = ServerProcess::spawn(data_dir, extra);
+        server.wait_healthy();
+        server
+    }
+
+    /// Starts `costplane serve` and waits for its "serving" log line
+    /// (for listeners that speak TLS, where `/healthz` is not plain HTTP).
+    pub fn start_logged(data_dir: tempfile::TempDir, extra: &[&str]) -> ServerProcess {
+        let server = ServerProcess::spawn(data_dir, extra);
+        wait_until(|| server.log_text().contains("costplane is serving"), "the server to start");
+        server
+    }
+
+    fn spawn(data_dir: tempfile::TempDir, extra: &[&str]) -> ServerProcess {
         let (grpc, otlp_http, api) = (free_addr(), free_addr(), free_addr());
         let log = data_dir.path().join(format!("server-{}.log", rand::random::<u32>()));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -46,9 +60,7 @@ impl ServerProcess {
             .stderr(log_file)
             .spawn()
             .expect("spawn costplane serve");
-        let server = ServerProcess { child: Some(child), grpc, otlp_http, api, data_dir, log };
-        server.wait_healthy();
-        server
+        ServerProcess { child: Some(child), grpc, otlp_http, api, data_dir, log }
     }
 
     fn wait_healthy(&self) {

@@ -1,0 +1,695 @@
+//! The closer: turns stored usage into ledger rows, an hour at a time.
+//!
+//! - Every `ledger.refresh_secs` (and before a cost endpoint answers, at
+//!   most once a second) it compares, for every hour of the last
+//!   `ledger.lookback_days`, the usage rows stored per (hour, scope) with
+//!   the count the hour's current ledger revision was made from. An hour
+//!   whose usage changed, or whose end is `ledger.close_after_secs` past,
+//!   is priced again with the catalog in force and replaced as one step
+//!   ([`Ledger::replace_window`]): `x_ChargeStatus = provisional` while the
+//!   hour is open, `closed` after. Late usage for a closed hour (a replay
+//!   of the disk buffer, a late LLM span) re-closes that hour from all its
+//!   usage: booked once, never dropped, never doubled.
+//! - Booked cost is handed to a [`LedgerObserver`] (the `/metrics`
+//!   counters) as the increase of each row key over the revision this
+//!   process last wrote for its (hour, scope), or over the stored revision
+//!   the first time it replaces one: re-closing an hour adds only what is
+//!   new, and a decrease (repricing) is left to the gauges.
+//! - Storage cost is written once a day (see [`Closer::close_storage`]).
+//! - Repricing ([`Closer::reprice`]) and price reloads go through the same
+//!   lock as closing, so they never race with it; the ingest path only
+//!   records usage, so repricing cannot race with ingest either: usage that
+//!   arrives during a reprice changes its hour's count, and the next
+//!   refresh re-closes that hour with the (new) prices.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use costplane_cost::meter::EventWindow;
+use costplane_cost::Meter;
+use costplane_store::ledger::{HourUsage, Ledger};
+use costplane_store::StoreError;
+use costplane_telemetry::usage::{
+    hour_of, round_money, scope, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, CLOSED, HOUR_NS, PROVISIONAL,
+};
+use rust_decimal::Decimal;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{CostSection, LedgerSection};
+use costplane_k8s::KubernetesConfig;
+
+/// When hours close, and how far back late usage is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub close_after_ns: i64,
+    pub refresh: Duration,
+    pub lookback_ns: i64,
+}
+
+impl Timing {
+    pub fn of(s: &LedgerSection) -> Timing {
+        let secs = |n: u64| i64::try_from(n).unwrap_or(i64::MAX / 1_000_000_000).saturating_mul(1_000_000_000);
+        Timing {
+            close_after_ns: secs(s.close_after_secs),
+            refresh: Duration::from_secs(s.refresh_secs.max(1)),
+            lookback_ns: secs(s.lookback_days.saturating_mul(86_400)),
+        }
+    }
+}
+
+/// Where a price reload reads the configuration from.
+#[derive(Debug, Clone)]
+pub struct PriceSource {
+    pub cost: CostSection,
+    pub ledger: LedgerSection,
+    /// `[kubernetes]`: prices and splits of the `kubernetes` scope.
+    pub kubernetes: KubernetesConfig,
+    /// The config file, whose `[cost]` rates are read again on reload.
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl PriceSource {
+    /// The `[kubernetes]` section in force now (read again from the file).
+    pub fn kubernetes(&self) -> Result<KubernetesConfig, String> {
+        match &self.file {
+            Some(path) => Ok(crate::config::Config::load(Some(path)).map_err(|e| e.to_string())?.kubernetes),
+            None => Ok(self.kubernetes.clone()),
+        }
+    }
+
+    /// The meter the configuration describes now.
+    pub fn meter(&self) -> Result<Meter, String> {
+        let mut cost = self.cost.clone();
+        if let Some(path) = &self.file {
+            let fresh = crate::config::Config::load(Some(path)).map_err(|e| e.to_string())?;
+            cost.ingest_per_gib = fresh.cost.ingest_per_gib;
+            cost.storage_per_gib_month = fresh.cost.storage_per_gib_month;
+            cost.queries_per_1000 = fresh.cost.queries_per_1000;
+            cost.provided_cost = fresh.cost.provided_cost;
+        }
+        let mut meter = cost.meter()?;
+        let hours = |h: u64| i64::try_from(h).unwrap_or(i64::MAX / HOUR_NS).saturating_mul(HOUR_NS);
+        meter.window = EventWindow { back_ns: hours(self.ledger.llm_event_back_hours), ahead_ns: hours(self.ledger.llm_event_ahead_hours) };
+        Ok(meter)
+    }
+}
+
+/// One line of a repricing report: the change of one source, model and tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub source: String,
+    pub model: String,
+    pub tenant: String,
+    pub before: String,
+    pub after: String,
+    pub change: String,
+}
+
+/// What a repricing did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RepriceReport {
+    pub dry_run: bool,
+    pub hours: usize,
+    /// Open hours in the window, left alone (they close with the new prices).
+    pub open_hours_skipped: usize,
+    pub usage_rows: u64,
+    pub catalog_version: String,
+    pub telemetry_version: String,
+    pub cost_before: String,
+    pub cost_after: String,
+    pub change: String,
+    /// Hours of exported months written as correction rows.
+    pub corrected_hours: usize,
+    pub changes: Vec<Change>,
+}
+
+fn money(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+/// The closer.
+pub struct Closer {
+    ledger: Ledger,
+    meter: RwLock<Arc<Meter>>,
+    /// `[kubernetes]` in force (reloaded with the prices).
+    kubernetes: RwLock<Arc<KubernetesConfig>>,
+    /// Idle per node that came out negative and was clamped at zero.
+    idle_clamps: std::sync::atomic::AtomicU64,
+    source: PriceSource,
+    timing: Timing,
+    /// Held while closing, repricing or reloading; the time of the last refresh.
+    lock: tokio::sync::Mutex<Option<Instant>>,
+    observers: RwLock<Vec<Arc<dyn LedgerObserver>>>,
+    /// (cost, consumed quantity) per row key of the revision last written,
+    /// per (hour, scope).
+    booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Booked>>>,
+}
+
+/// Told how much cost the ledger gained (the `/metrics` cost counters).
+pub trait LedgerObserver: Send + Sync {
+    /// `rows` carry, per row key, the increase of `cost` and of
+    /// `consumed_quantity` just booked (never negative).
+    fn booked(&self, rows: &[LedgerRow]);
+}
+
+/// Cost and consumed quantity of one row key.
+type Booked = (Decimal, Decimal);
+
+impl std::fmt::Debug for Closer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closer").field("timing", &self.timing).finish()
+    }
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+impl Closer {
+    pub fn new(ledger: Ledger, meter: Arc<Meter>, source: PriceSource, timing: Timing) -> Closer {
+        Closer {
+            ledger,
+            meter: RwLock::new(meter),
+            kubernetes: RwLock::new(Arc::new(source.kubernetes.clone())),
+            idle_clamps: std::sync::atomic::AtomicU64::new(0),
+            source,
+            timing,
+            lock: tokio::sync::Mutex::new(None),
+            observers: RwLock::new(Vec::new()),
+            booked: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Adds one more to tell about booked cost.
+    pub fn observe(&self, observer: Arc<dyn LedgerObserver>) {
+        self.observers.write().unwrap_or_else(|p| p.into_inner()).push(observer);
+    }
+
+    /// After `replacement` was written: hands the increase per row key to
+    /// the observer. Hours this process has not written before are compared
+    /// with their stored rows (read before the replacement).
+    fn report_booked(&self, replacement: &LedgerReplacement, mut before: HashMap<(i64, String), HashMap<String, Booked>>) {
+        let observers = self.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let hour_of_revision: HashMap<u64, (i64, String)> =
+            replacement.hours.iter().map(|s| (s.revision, (s.hour_ns, s.scope.clone()))).collect();
+        // Per (hour, scope): totals per row key, and one row of each key.
+        type HourRows<'a> = (HashMap<String, Booked>, Vec<&'a LedgerRow>);
+        let mut fresh: HashMap<(i64, String), HourRows<'_>> = HashMap::new();
+        for r in &replacement.rows {
+            let Some(k) = hour_of_revision.get(&r.revision) else { continue };
+            let (totals, rows) = fresh.entry(k.clone()).or_default();
+            let key = r.key();
+            if !totals.contains_key(&key) {
+                rows.push(r);
+            }
+            let t = totals.entry(key).or_default();
+            t.0 += r.cost;
+            t.1 += r.consumed_quantity;
+        }
+        let mut booked = self.booked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut increases = Vec::new();
+        for state in &replacement.hours {
+            let hour_key = (state.hour_ns, state.scope.clone());
+            let (new, rows) = fresh.remove(&hour_key).unwrap_or_default();
+            let old = booked.remove(&hour_key).or_else(|| before.remove(&hour_key)).unwrap_or_default();
+            for r in rows {
+                let key = r.key();
+                let (now, was) = (new.get(&key).copied().unwrap_or_default(), old.get(&key).copied().unwrap_or_default());
+                let (cost, quantity) = ((now.0 - was.0).max(Decimal::ZERO), (now.1 - was.1).max(Decimal::ZERO));
+                if cost > Decimal::ZERO || quantity > Decimal::ZERO {
+                    increases.push(LedgerRow { cost, consumed_quantity: quantity, ..r.clone() });
+                }
+            }
+            booked.insert(hour_key, new);
+        }
+        // Hours older than the lookback are never re-closed: forget them.
+        let oldest = hour_of(now_ns().saturating_sub(self.timing.lookback_ns));
+        booked.retain(|(hour, _), _| *hour >= oldest);
+        drop(booked);
+        if !increases.is_empty() {
+            for o in observers {
+                o.booked(&increases);
+            }
+        }
+    }
+
+    /// Cost per row key of the stored revisions of the (hour, scope)s
+    /// `replacement` is about to replace that this process has not written
+    /// yet (none when nobody observes).
+    async fn stored_before(&self, replacement: &LedgerReplacement) -> Result<HashMap<(i64, String), HashMap<String, Booked>>, StoreError> {
+        let mut out: HashMap<(i64, String), HashMap<String, Booked>> = HashMap::new();
+        if self.observers.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return Ok(out);
+        }
+        let unknown: HashSet<(i64, String)> = {
+            let booked = self.booked.lock().unwrap_or_else(|p| p.into_inner());
+            replacement.hours.iter().map(|s| (s.hour_ns, s.scope.clone())).filter(|k| !booked.contains_key(k)).collect()
+        };
+        let (Some(from), Some(to)) = (unknown.iter().map(|k| k.0).min(), unknown.iter().map(|k| k.0).max()) else { return Ok(out) };
+        let to = to.saturating_add(HOUR_NS);
+        let stored: HashMap<u64, (i64, String)> = self
+            .ledger
+            .hour_states(from, to)
+            .await?
+            .into_iter()
+            .map(|s| (s.revision, (s.hour_ns, s.scope)))
+            .filter(|(_, k)| unknown.contains(k))
+            .collect();
+        if stored.is_empty() {
+            return Ok(out);
+        }
+        for r in self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await? {
+            if let Some(k) = stored.get(&r.revision) {
+                let t = out.entry(k.clone()).or_default().entry(r.key()).or_default();
+                t.0 += r.cost;
+                t.1 += r.consumed_quantity;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The meter (prices) in force.
+    pub fn meter(&self) -> Arc<Meter> {
+        Arc::clone(&self.meter.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Loads the prices again (override file, config rates): new usage,
+    /// open hours and hours closed from now on use them; closed hours keep
+    /// theirs until repriced.
+    pub async fn reload(&self) -> Result<Arc<Meter>, String> {
+        let _guard = self.lock.lock().await;
+        self.reload_locked()
+    }
+
+    /// `[kubernetes]` in force.
+    pub fn kubernetes(&self) -> Arc<KubernetesConfig> {
+        Arc::clone(&self.kubernetes.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Idle amounts clamped at zero so far (allocation above allocatable).
+    pub fn idle_clamps(&self) -> u64 {
+        self.idle_clamps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The price version a scope's rows are made with.
+    fn price_version(&self, meter: &Meter, scope_name: &str) -> String {
+        match scope_name {
+            scope::LLM => meter.catalog.version.clone(),
+            scope::KUBERNETES => self.kubernetes().prices.version(),
+            _ => meter.telemetry_price_version(),
+        }
+    }
+
+    fn reload_locked(&self) -> Result<Arc<Meter>, String> {
+        let kubernetes = Arc::new(self.source.kubernetes()?);
+        *self.kubernetes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = kubernetes;
+        let meter = Arc::new(self.source.meter()?);
+        *self.meter.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&meter);
+        tracing::info!(catalog = %meter.catalog.version, telemetry = %meter.telemetry_price_version(), "prices reloaded");
+        Ok(meter)
+    }
+
+    /// Writes revisions of already priced costs (an imported bill) under
+    /// the closer's lock, telling the observers what they added.
+    pub async fn replace_priced(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {
+        let _guard = self.lock.lock().await;
+        let before = self.stored_before(replacement).await?;
+        self.ledger.replace_window(replacement).await?;
+        self.report_booked(replacement, before);
+        Ok(())
+    }
+
+    /// Runs a refresh unless one finished within `max_age`.
+    pub async fn refresh_if_older(&self, max_age: Duration) -> Result<(), StoreError> {
+        let mut last = self.lock.lock().await;
+        if last.is_some_and(|t| t.elapsed() < max_age) {
+            return Ok(());
+        }
+        self.refresh_locked(now_ns()).await?;
+        *last = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Closes what is due and refreshes open hours, as of `now`.
+    pub async fn refresh_at(&self, now: i64) -> Result<usize, StoreError> {
+        let mut last = self.lock.lock().await;
+        let n = self.refresh_locked(now).await?;
+        *last = Some(Instant::now());
+        Ok(n)
+    }
+
+    /// Refreshes every `ledger.refresh_secs` until `stop`.
+    pub fn spawn(self: Arc<Self>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = self.refresh_if_older(Duration::from_millis(500)).await {
+                    tracing::warn!(error = %e, "the ledger closer could not refresh; retrying");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(self.timing.refresh) => {}
+                }
+            }
+        })
+    }
+
+    fn status_at(&self, hour_ns: i64, now: i64) -> &'static str {
+        let end = hour_ns.saturating_add(HOUR_NS);
+        if now >= end.saturating_add(self.timing.close_after_ns) {
+            CLOSED
+        } else {
+            PROVISIONAL
+        }
+    }
+
+    async fn refresh_locked(&self, now: i64) -> Result<usize, StoreError> {
+        let since = hour_of(now.saturating_sub(self.timing.lookback_ns));
+        let counts = self.ledger.usage_counts(since).await?;
+        let states: HashMap<(i64, String), HourState> =
+            self.ledger.hour_states(since, i64::MAX).await?.into_iter().map(|s| ((s.hour_ns, s.scope.clone()), s)).collect();
+        let meter = self.meter();
+        let mut due: Vec<(i64, &'static str, &'static str)> = Vec::new();
+        for (hour, scope_name, n) in counts {
+            let status = self.status_at(hour, now);
+            // An open hour follows the prices in force (after a reload);
+            // a closed one keeps its prices until repriced.
+            let stale = match states.get(&(hour, scope_name.to_owned())) {
+                None => true,
+                Some(s) => {
+                    s.usage_rows != n
+                        || s.status != status
+                        || (status == PROVISIONAL && s.price_version != self.price_version(&meter, scope_name))
+                }
+            };
+            if stale {
+                due.push((hour, scope_name, status));
+            }
+        }
+        let mut replacement = LedgerReplacement::default();
+        for (hour, scope_name, status) in &due {
+            let (rows, usage_rows) = self.price_hour(&meter, scope_name, *hour, status).await?;
+            push_revision(&mut replacement, *hour, scope_name, status, usage_rows, self.price_version(&meter, scope_name), rows);
+        }
+        let storage = self.close_storage(&meter, now, &states).await?;
+        for (state, rows) in storage {
+            let version = self.price_version(&meter, &state.scope);
+            push_revision(&mut replacement, state.hour_ns, &state.scope, &state.status, state.usage_rows, version, rows);
+        }
+        let n = replacement.hours.len();
+        if n > 0 {
+            let before = self.stored_before(&replacement).await?;
+            self.ledger.replace_window(&replacement).await?;
+            self.report_booked(&replacement, before);
+            tracing::debug!(hours = n, "ledger hours refreshed");
+        }
+        Ok(n)
+    }
+
+    /// Ledger rows of one (hour, scope) from its stored usage, and how many
+    /// usage rows they came from.
+    async fn price_hour(&self, meter: &Meter, scope_name: &str, hour: i64, status: &str) -> Result<(Vec<LedgerRow>, u64), StoreError> {
+        let usage: HourUsage = self.ledger.usage_of_hour(scope_name, hour).await?;
+        let rows = match scope_name {
+            scope::TELEMETRY => meter.telemetry_ledger(&usage.telemetry, status),
+            scope::LLM => {
+                let rollup_traces: Vec<String> = usage
+                    .llm
+                    .iter()
+                    .filter(|r| r.kind == costplane_telemetry::usage::CallKind::Rollup)
+                    .map(|r| r.trace_id.clone())
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                let covered =
+                    if rollup_traces.is_empty() { HashSet::new() } else { self.ledger.traces_with_model_usage(&rollup_traces).await? };
+                meter.llm_ledger(&usage.llm, &|r| !covered.contains(&r.trace_id), status)
+            }
+            scope::KUBERNETES => {
+                let cfg = self.kubernetes();
+                let mut stats = costplane_k8s::allocate::AllocationStats::default();
+                let rows = costplane_k8s::price_hour(hour, &usage.kubernetes, &cfg, &meter.catalog.currency, status, &mut stats)
+                    .map_err(|e| StoreError::Unexpected(e.to_string()))?;
+                self.idle_clamps.fetch_add(stats.idle_clamps, std::sync::atomic::Ordering::Relaxed);
+                rows
+            }
+            _ => Vec::new(),
+        };
+        Ok((rows, usage.rows))
+    }
+
+    /// Storage cost: once a day, for the day that ended (see
+    /// `storage.rs`). Returns the revisions to write.
+    async fn close_storage(
+        &self,
+        meter: &Meter,
+        now: i64,
+        states: &HashMap<(i64, String), HourState>,
+    ) -> Result<Vec<(HourState, Vec<LedgerRow>)>, StoreError> {
+        // Storage is measured once a day; a measurement that fails must not
+        // hold up the hourly closing, so it is logged and tried again.
+        match super::storage::due(&self.ledger, meter, now, self.timing.close_after_ns, states).await {
+            Ok(due) => Ok(due),
+            Err(e) => {
+                tracing::warn!(error = %e, "measuring stored bytes failed; storage cost is written at a later refresh");
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Prices the closed hours of `[from, to)` again with the prices loaded
+    /// now (reloaded first). `dry_run`: report the change, write nothing.
+    /// Hours of a month already exported get correction rows
+    /// (`ChargeClass = Correction`) beside their original rows, unless
+    /// `in_place`.
+    pub async fn reprice(&self, from: i64, to: i64, dry_run: bool, in_place: bool) -> Result<RepriceReport, String> {
+        let _guard = self.lock.lock().await;
+        let meter = if dry_run { Arc::new(self.source.meter()?) } else { self.reload_locked()? };
+        let now = now_ns();
+        let (from, to) = (hour_of(from), hour_of(to));
+        let err = |e: StoreError| e.to_string();
+        // Every (hour, scope) of the window with usage (closed or due).
+        let counts = self.ledger.usage_counts(from).await.map_err(err)?;
+        let mut hours: Vec<(i64, &'static str)> = Vec::new();
+        let mut open = 0;
+        for (hour, scope_name, _) in counts.into_iter().filter(|(h, ..)| *h < to) {
+            if self.status_at(hour, now) == CLOSED {
+                hours.push((hour, scope_name));
+            } else {
+                open += 1;
+            }
+        }
+        let month_of = |ns: i64| {
+            use chrono::Datelike;
+            let d = chrono::DateTime::from_timestamp_nanos(ns);
+            chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
+                .and_then(|m| m.and_hms_opt(0, 0, 0))
+                .and_then(|m| m.and_utc().timestamp_nanos_opt())
+                .unwrap_or(0)
+        };
+        let exported: HashSet<i64> = self.ledger.exported_months(month_of(from), to).await.map_err(err)?.into_iter().collect();
+        // The current rows of the window, by (hour, source).
+        let current = self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await.map_err(err)?;
+        let mut old: HashMap<(i64, String), Vec<LedgerRow>> = HashMap::new();
+        for r in current {
+            if r.usage_type == "storage" {
+                continue;
+            }
+            old.entry((r.charge_period_start_ns, r.source.clone())).or_default().push(r);
+        }
+        let mut changes: BTreeMap<(String, String, String), (Decimal, Decimal)> = BTreeMap::new();
+        let mut replacement = LedgerReplacement::default();
+        let mut usage_rows = 0;
+        let mut corrected = 0;
+        for (hour, scope_name) in &hours {
+            let (new, n) = self.price_hour(&meter, scope_name, *hour, CLOSED).await.map_err(err)?;
+            usage_rows += n;
+            let before = old.remove(&(*hour, (*scope_name).to_owned())).unwrap_or_default();
+            for r in &before {
+                changes.entry((r.source.clone(), r.model.clone(), r.tenant.clone())).or_default().0 += r.cost;
+            }
+            for r in &new {
+                changes.entry((r.source.clone(), r.model.clone(), r.tenant.clone())).or_default().1 += r.cost;
+            }
+            let rows = if exported.contains(&month_of(*hour)) && !in_place {
+                corrected += 1;
+                with_corrections(before, &new)
+            } else {
+                new
+            };
+            push_revision(&mut replacement, *hour, scope_name, CLOSED, n, self.price_version(&meter, scope_name), rows);
+        }
+        if !dry_run && !replacement.hours.is_empty() {
+            self.ledger.replace_window(&replacement).await.map_err(err)?;
+        }
+        let (before, after) = changes.values().fold((Decimal::ZERO, Decimal::ZERO), |(b, a), (x, y)| (b + x, a + y));
+        let report = RepriceReport {
+            dry_run,
+            hours: hours.len(),
+            open_hours_skipped: open,
+            usage_rows,
+            catalog_version: meter.catalog.version.clone(),
+            telemetry_version: meter.telemetry_price_version(),
+            cost_before: money(before),
+            cost_after: money(after),
+            change: money(after - before),
+            corrected_hours: if dry_run { 0 } else { corrected },
+            changes: changes
+                .into_iter()
+                .filter(|(_, (b, a))| b != a)
+                .map(|((source, model, tenant), (b, a))| Change {
+                    source,
+                    model,
+                    tenant,
+                    before: money(b),
+                    after: money(a),
+                    change: money(a - b),
+                })
+                .collect(),
+        };
+        tracing::info!(dry_run, hours = report.hours, before = %report.cost_before, after = %report.cost_after, "repriced");
+        Ok(report)
+    }
+}
+
+/// Adds one (hour, scope)'s new revision and its rows to a replacement.
+fn push_revision(
+    replacement: &mut LedgerReplacement,
+    hour: i64,
+    scope_name: &str,
+    status: &str,
+    usage_rows: u64,
+    price_version: String,
+    mut rows: Vec<LedgerRow>,
+) {
+    let revision = costplane_store::ledger::next_revision();
+    for r in &mut rows {
+        r.revision = revision;
+    }
+    replacement.hours.push(HourState {
+        hour_ns: hour,
+        scope: scope_name.to_owned(),
+        revision,
+        status: status.to_owned(),
+        usage_rows,
+        price_version,
+    });
+    replacement.rows.extend(rows);
+}
+
+/// The rows of an exported hour after repricing: its rows as exported,
+/// then one `Correction` row per key whose cost or quantity changed, for
+/// the difference. Their sum is the new price.
+fn with_corrections(before: Vec<LedgerRow>, after: &[LedgerRow]) -> Vec<LedgerRow> {
+    let mut by_key: BTreeMap<String, (Option<LedgerRow>, Decimal, Decimal, Decimal, Decimal)> = BTreeMap::new();
+    for r in &before {
+        let e = by_key.entry(r.key()).or_insert_with(|| (None, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO));
+        e.1 += r.cost;
+        e.3 += r.consumed_quantity;
+        if e.0.is_none() {
+            e.0 = Some(r.clone());
+        }
+    }
+    for r in after {
+        let e = by_key.entry(r.key()).or_insert_with(|| (None, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO));
+        e.2 += r.cost;
+        e.4 += r.consumed_quantity;
+        // The correction carries the new row's price version and names.
+        e.0 = Some(r.clone());
+    }
+    let mut out = before;
+    for (_, (template, old_cost, new_cost, old_q, new_q)) in by_key {
+        let Some(mut row) = template else { continue };
+        if old_cost == new_cost && old_q == new_q {
+            continue;
+        }
+        row.cost = round_money(new_cost - old_cost);
+        row.consumed_quantity = new_q - old_q;
+        row.pricing_quantity = Decimal::ZERO;
+        row.charge_class = Some("Correction".to_owned());
+        row.charge_status = CLOSED.to_owned();
+        out.push(row);
+    }
+    out
+}
+
+/// The dimensions of `/metrics`' cost series.
+pub const METRIC_DIMENSIONS: [Dimension; 7] = [
+    Dimension::Tenant,
+    Dimension::Project,
+    Dimension::Service,
+    Dimension::Source,
+    Dimension::Model,
+    Dimension::PricingStatus,
+    Dimension::Currency,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn row(usage_type: &str, cost: &str, tokens: u64, version: &str) -> LedgerRow {
+        LedgerRow {
+            charge_period_start_ns: 0,
+            charge_period_end_ns: HOUR_NS,
+            cost: Decimal::from_str(cost).unwrap(),
+            billing_currency: "USD".into(),
+            charge_class: None,
+            service_name: "acme models".into(),
+            service_category: "AI and Machine Learning".into(),
+            provider_name: "acme".into(),
+            publisher_name: "acme".into(),
+            resource_id: "globex/ai/assistant".into(),
+            resource_name: "assistant".into(),
+            consumed_quantity: Decimal::from(tokens),
+            consumed_unit: "Tokens".into(),
+            pricing_quantity: Decimal::from(tokens) / Decimal::from(1_000_000),
+            pricing_unit: "1M Tokens".into(),
+            sku_id: format!("acme/acme-internal/{usage_type}"),
+            tags: "{}".into(),
+            tenant: "globex".into(),
+            project: "ai".into(),
+            service: "assistant".into(),
+            source: "llm".into(),
+            model: "acme-internal".into(),
+            operation: "chat".into(),
+            usage_type: usage_type.into(),
+            pricing_status: "priced".into(),
+            price_version: version.into(),
+            charge_status: CLOSED.into(),
+            revision: 1,
+            allocation_ratio: None,
+            allocation_method: String::new(),
+            ext: Default::default(),
+        }
+    }
+
+    #[test]
+    fn an_exported_hour_keeps_its_rows_and_gets_corrections_for_the_difference() {
+        // 500,000 input tokens at $1/M = 0.5 and 250,000 output at $2/M = 0.5,
+        // repriced to $2/M and $4/M: 1.0 and 1.0.
+        let before = vec![row("input", "0.5", 500_000, "v1"), row("output", "0.5", 250_000, "v1")];
+        let after = vec![row("input", "1.0", 500_000, "v2"), row("output", "1.0", 250_000, "v2")];
+        let rows = with_corrections(before.clone(), &after);
+        assert_eq!(&rows[..2], &before[..], "the rows as exported stay");
+        let corrections: Vec<(&str, Decimal, Decimal, &str, Option<&str>)> = rows[2..]
+            .iter()
+            .map(|r| (r.usage_type.as_str(), r.cost, r.consumed_quantity, r.price_version.as_str(), r.charge_class.as_deref()))
+            .collect();
+        // +0.5 each (1.0 - 0.5), no change in tokens, at the new version.
+        let half = Decimal::from_str("0.5").unwrap();
+        assert_eq!(
+            corrections,
+            [("input", half, Decimal::ZERO, "v2", Some("Correction")), ("output", half, Decimal::ZERO, "v2", Some("Correction"))]
+        );
+        assert_eq!(rows.iter().map(|r| r.cost).sum::<Decimal>(), Decimal::from(2));
+        // Repricing again to the same prices adds nothing more.
+        let again = with_corrections(rows.clone(), &after);
+        assert_eq!(again, rows);
+    }
+}

@@ -1,0 +1,673 @@
+//! The ledger repository: every SQL statement that reads or replaces the
+//! cost ledger and its usage, beside the schema, for both backends. HTTP
+//! handlers, `/metrics`, the closer and repricing call these typed
+//! methods; none of them writes ledger SQL.
+//!
+//! # Revisions: readers see exactly one version of an hour
+//! Ledger rows are never updated in place. Each (hour, scope) of the ledger
+//! (scopes: `llm`, `telemetry`, `storage`, and later sources of their own)
+//! has revisions; `costplane_ledger_hours` lists them and the **largest
+//! revision is the current one**. Every read keeps only rows whose
+//! `x_Revision` is current ([`Ledger::visible`]). A replacement
+//! ([`Store::replace_ledger`]) writes the new rows under fresh revision
+//! numbers, *then* the revision entries (the switch), *then* retires the
+//! superseded rows and entries:
+//! - DuckDB: all three in one transaction.
+//! - ClickHouse: the rows (invisible: no entry names their revision yet),
+//!   then one INSERT of every entry (one part: the revision table is not
+//!   partitioned), then lightweight DELETEs. Killed before the switch, the
+//!   new rows stay invisible orphans and the next replacement of that
+//!   window deletes them; killed after it, the old rows are invisible and
+//!   deleted by the next replacement. Readers never see two revisions of
+//!   an hour, nor none.
+//!
+//! Only one process may replace ledger rows of a store at a time (the
+//! server's closer holds a lock that repricing takes too).
+//!
+//! # Adding a source (Kubernetes, cloud bills, ...)
+//! A source gets a scope of its own (a name in `costplane_ledger_hours`),
+//! so its revisions never touch other sources' rows:
+//! - usage it meters (e.g. core-seconds per hour) goes in a usage table of
+//!   its own, counted per hour in [`Ledger::usage_counts`] and read back in
+//!   [`Ledger::usage_of_hour`]; the closer prices it like LLM usage;
+//! - costs that arrive already priced (an imported FOCUS bill) can be
+//!   written directly as a revision of their (period start, scope) with
+//!   [`Ledger::replace_window`]: importing the same bill again replaces it.
+//!
+//! Rows carry `x_Source` (`kubernetes`, `cloud`), and `x_AllocationRatio` /
+//! `x_AllocationMethod` for shared costs split between tenants.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use costplane_ledger::{
+    scope, CallKind, CostFilter, CostSum, Dimension, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, LlmUsage,
+    LlmUsageRow, Step, TelemetryUsage, HOUR_NS,
+};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::{Dialect, Param, Params, Store, StoreError};
+
+pub const LEDGER_TABLE: &str = "costplane_ledger";
+pub const HOURS_TABLE: &str = "costplane_ledger_hours";
+
+static LAST_REVISION: AtomicU64 = AtomicU64::new(0);
+
+/// A revision number never handed out before by this process, and larger
+/// than any handed out by an earlier one (nanoseconds of the clock).
+pub fn next_revision() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut last = LAST_REVISION.load(Ordering::SeqCst);
+    loop {
+        let next = now.max(last + 1);
+        match LAST_REVISION.compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// For crash tests only: `COSTPLANE_TEST_LEDGER_SWITCH_DELAY_MS` holds a
+/// replacement of 10 or more hours between writing its rows and switching
+/// to them, so a test can kill the process there.
+pub(crate) fn test_switch_delay(r: &LedgerReplacement) -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("COSTPLANE_TEST_LEDGER_SWITCH_DELAY_MS").ok()?.parse().ok()?;
+    let hours: HashSet<i64> = r.hours.iter().map(|h| h.hour_ns).collect();
+    (hours.len() >= 10).then(|| std::time::Duration::from_millis(ms))
+}
+
+/// `[first hour, last hour + 1 ns)`: the charge-period starts a replacement
+/// covers (every row of an (hour, scope) starts at that hour).
+pub fn replacement_window(r: &LedgerReplacement) -> (i64, i64) {
+    let from = r.hours.iter().map(|h| h.hour_ns).min().unwrap_or(0);
+    let to = r.hours.iter().map(|h| h.hour_ns).max().unwrap_or(0).saturating_add(1);
+    (from, to)
+}
+
+/// The statements that retire superseded revisions inside the window
+/// bound as parameters 1 and 2 (DuckDB: run in the replacing transaction).
+pub fn retire_statements(dialect: Dialect, ledger: &str, hours: &str) -> Vec<String> {
+    let (p1, p2) = match dialect {
+        Dialect::DuckDb => ("$1".to_owned(), "$2".to_owned()),
+        Dialect::ClickHouse => ("{p0:Int64}".to_owned(), "{p1:Int64}".to_owned()),
+    };
+    let hour = dialect.ns("Hour");
+    let current = format!("SELECT max(Revision) FROM {hours} WHERE {hour} >= {p1} AND {hour} < {p2} GROUP BY Hour, Scope");
+    let start = dialect.ns("ChargePeriodStart");
+    vec![
+        format!("DELETE FROM {ledger} WHERE {start} >= {p1} AND {start} < {p2} AND x_Revision NOT IN ({current})"),
+        format!("DELETE FROM {hours} WHERE {hour} >= {p1} AND {hour} < {p2} AND Revision NOT IN ({current})"),
+    ]
+}
+
+/// A cell as text (null: empty).
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A cell as an exact decimal (text or number).
+pub fn decimal(v: &Value) -> Decimal {
+    match v {
+        Value::String(s) => Decimal::from_str(s).unwrap_or_default(),
+        Value::Number(n) => Decimal::from_str(&n.to_string()).unwrap_or_default(),
+        _ => Decimal::ZERO,
+    }
+}
+
+fn opt_decimal(v: &Value) -> Option<Decimal> {
+    (!v.is_null()).then(|| decimal(v))
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn uint(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        Value::String(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The signals usage rows name, as the static strings the types hold.
+pub fn static_signal(s: &str) -> &'static str {
+    match s {
+        "traces" => "traces",
+        "logs" => "logs",
+        "metrics" => "metrics",
+        "queries" => "queries",
+        "storage" => "storage",
+        _ => "other",
+    }
+}
+
+/// The SQL expression of a dimension over ledger columns (the same text on
+/// DuckDB and ClickHouse).
+pub fn column(d: Dimension) -> &'static str {
+    match d {
+        Dimension::Tenant => "x_Tenant",
+        Dimension::Project => "x_Project",
+        Dimension::Service => "x_Service",
+        Dimension::Model => "x_Model",
+        Dimension::Operation => "x_Operation",
+        Dimension::Source => "x_Source",
+        Dimension::Provider => "ProviderName",
+        Dimension::UsageType => "x_UsageType",
+        Dimension::Signal => "(CASE WHEN x_Source = 'telemetry' THEN x_UsageType ELSE '' END)",
+        Dimension::Unit => "ConsumedUnit",
+        Dimension::PricingStatus => "x_PricingStatus",
+        Dimension::ChargeStatus => "x_ChargeStatus",
+        Dimension::Currency => "BillingCurrency",
+    }
+}
+
+/// A condition that a dimension equals `placeholder`'s value. Providers
+/// match case-insensitively (`provider=openai` finds "OpenAI").
+pub fn matches(d: Dimension, placeholder: &str) -> String {
+    match d {
+        Dimension::Provider => format!("lower(ProviderName) = lower({placeholder})"),
+        d => format!("{} = {placeholder}", column(d)),
+    }
+}
+
+/// The ledger columns [`Ledger::rows`] reads, in order.
+const ROW_COLUMNS: [&str; 43] = [
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "BilledCost",
+    "BillingCurrency",
+    "ChargeClass",
+    "ServiceName",
+    "ServiceCategory",
+    "ProviderName",
+    "PublisherName",
+    "ResourceId",
+    "ResourceName",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "PricingQuantity",
+    "PricingUnit",
+    "SkuId",
+    "Tags",
+    "x_Tenant",
+    "x_Project",
+    "x_Service",
+    "x_Source",
+    "x_Model",
+    "x_Operation",
+    "x_UsageType",
+    "x_PricingStatus",
+    "x_PriceVersion",
+    "x_ChargeStatus",
+    "x_Revision",
+    "x_AllocationRatio",
+    "x_AllocationMethod",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "ChargeCategory",
+    "InvoiceIssuerName",
+    "x_Namespace",
+    "x_Pod",
+    "x_Node",
+    "x_Cluster",
+    "x_Container",
+    "x_SharedFrom",
+    "x_ImportKey",
+    "x_Extra",
+];
+
+/// Items and bytes of one (tenant, project, service, signal) over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageTotal {
+    pub tenant: String,
+    pub project: String,
+    pub service: String,
+    pub signal: String,
+    pub items: u64,
+    pub bytes: u64,
+}
+
+/// The usage of one (hour, scope), with how many stored rows it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourUsage {
+    pub telemetry: Vec<TelemetryUsage>,
+    pub llm: Vec<LlmUsageRow>,
+    /// The latest write of each cluster's hour.
+    pub kubernetes: Vec<KubernetesUsage>,
+    pub rows: u64,
+}
+
+/// The ledger repository over a store.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("backend", &self.store.backend()).finish()
+    }
+}
+
+impl Ledger {
+    pub fn new(store: Arc<dyn Store>) -> Ledger {
+        Ledger { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    /// Rows of current revisions only, for charge periods starting in `[from, to)`.
+    fn visible(&self, p: &mut Params, from: i64, to: i64) -> String {
+        let hour = self.dialect().ns("Hour");
+        format!(
+            "x_Revision IN (SELECT max(Revision) FROM {HOURS_TABLE} WHERE {hour} >= {} AND {hour} < {} GROUP BY Hour, Scope)",
+            p.add(Param::Int(from)),
+            p.add(Param::Int(to))
+        )
+    }
+
+    /// `WHERE` conditions of a filter (period, tenant, equalities, visibility).
+    fn conditions(&self, p: &mut Params, f: &CostFilter) -> String {
+        let col = self.dialect().ns("ChargePeriodStart");
+        let mut w = format!("{col} >= {} AND {col} < {}", p.add(Param::Int(f.from_ns)), p.add(Param::Int(f.to_ns)));
+        if let Some(tenant) = &f.tenant {
+            w.push_str(&format!(" AND x_Tenant = {}", p.add(Param::Str(tenant.clone()))));
+        }
+        for (d, v) in &f.equals {
+            let placeholder = p.add(Param::Str(v.clone()));
+            w.push_str(&format!(" AND {}", matches(*d, &placeholder)));
+        }
+        let visible = self.visible(p, f.from_ns, f.to_ns);
+        w.push_str(&format!(" AND {visible}"));
+        w
+    }
+
+    /// Costs over a window, by step and dimensions: exact sums of the
+    /// stored decimals. A group's quantity is given only when all its rows
+    /// share one unit (tokens, bytes and queries never add up).
+    pub async fn sum_costs(&self, filter: &CostFilter, group_by: &[Dimension], step: Option<Step>) -> Result<Vec<CostSum>, StoreError> {
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let w = self.conditions(&mut p, filter);
+        let mut select = vec![];
+        let mut group = vec![];
+        if let Some(step) = step {
+            select.push(format!("{} AS period", dialect.trunc_ns(step.name(), "ChargePeriodStart")));
+            group.push("period".to_owned());
+        }
+        for (i, d) in group_by.iter().enumerate() {
+            select.push(format!("{} AS d{i}", column(*d)));
+            group.push(format!("d{i}"));
+        }
+        select.extend(
+            [
+                "sum(BilledCost) AS cost",
+                "sum(ConsumedQuantity) AS quantity",
+                "min(ConsumedUnit) AS unit_min",
+                "max(ConsumedUnit) AS unit_max",
+                "count(*) AS n",
+            ]
+            .map(String::from),
+        );
+        let mut sql = format!("SELECT {} FROM {LEDGER_TABLE} WHERE {w}", select.join(", "));
+        if !group.is_empty() {
+            sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", group.join(", ")));
+        }
+        let r = self.store.query_with(&sql, &p.values).await?;
+        let mut out = Vec::new();
+        for row in &r.rows {
+            let n = row.len();
+            let rows = uint(&row[n - 1]);
+            if rows == 0 {
+                continue; // an ungrouped sum over no rows
+            }
+            let mut i = 0;
+            let period_ns = step.map(|_| {
+                i = 1;
+                int(&row[0])
+            });
+            let dims = group_by.iter().enumerate().map(|(k, _)| text(&row[i + k])).collect();
+            let (unit_min, unit_max) = (text(&row[n - 3]), text(&row[n - 2]));
+            let same = unit_min == unit_max;
+            out.push(CostSum {
+                period_ns,
+                dims,
+                cost: decimal(&row[n - 5]),
+                quantity: same.then(|| decimal(&row[n - 4])),
+                unit: same.then_some(unit_min),
+                rows,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ledger rows of a window, in a total order (re-reading a closed
+    /// window gives the same rows in the same order: exports are
+    /// byte-identical).
+    pub async fn rows(&self, filter: &CostFilter) -> Result<Vec<LedgerRow>, StoreError> {
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let w = self.conditions(&mut p, filter);
+        let cols: Vec<String> =
+            ROW_COLUMNS.iter().map(|c| if c.starts_with("ChargePeriod") { dialect.ns(c) } else { (*c).to_owned() }).collect();
+        let sql = format!(
+            "SELECT {} FROM {LEDGER_TABLE} WHERE {w} ORDER BY ChargePeriodStart, x_Tenant, x_Source, x_Project, x_Service, x_Model, \
+             x_Operation, x_UsageType, SkuId, x_PricingStatus, ChargeClass, Tags, BilledCost, ConsumedQuantity",
+            cols.join(", ")
+        );
+        let r = self.store.query_with(&sql, &p.values).await?;
+        Ok(r.rows.iter().map(|row| ledger_row(row)).collect())
+    }
+
+    /// Telemetry usage (items, bytes) per tenant, project, service and
+    /// signal over `[from, to)` of receive hours.
+    pub async fn telemetry_usage(&self, from: i64, to: i64, tenant: Option<&str>) -> Result<Vec<UsageTotal>, StoreError> {
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let hour = dialect.ns("Hour");
+        let mut w = format!("{hour} >= {} AND {hour} < {}", p.add(Param::Int(from)), p.add(Param::Int(to)));
+        if let Some(t) = tenant {
+            w.push_str(&format!(" AND Tenant = {}", p.add(Param::Str(t.to_owned()))));
+        }
+        let r = self
+            .store
+            .query_with(
+                &format!(
+                    "SELECT Tenant, Project, Service, Signal, sum(Items), sum(Bytes) FROM costplane_usage_telemetry \
+                     WHERE {w} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
+                ),
+                &p.values,
+            )
+            .await?;
+        Ok(r.rows
+            .iter()
+            .map(|row| UsageTotal {
+                tenant: text(&row[0]),
+                project: text(&row[1]),
+                service: text(&row[2]),
+                signal: text(&row[3]),
+                items: uint(&row[4]),
+                bytes: uint(&row[5]),
+            })
+            .collect())
+    }
+
+    /// The current revision of every (hour, scope) in `[from, to)`.
+    pub async fn hour_states(&self, from: i64, to: i64) -> Result<Vec<HourState>, StoreError> {
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let hour = dialect.ns("Hour");
+        let sql = format!(
+            "SELECT {hour}, Scope, Revision, Status, UsageRows, PriceVersion FROM {HOURS_TABLE} h \
+             WHERE {hour} >= {a} AND {hour} < {b} AND Revision IN \
+             (SELECT max(Revision) FROM {HOURS_TABLE} WHERE {hour} >= {a} AND {hour} < {b} GROUP BY Hour, Scope) ORDER BY 1, 2",
+            a = p.add(Param::Int(from)),
+            b = p.add(Param::Int(to)),
+        );
+        let r = self.store.query_with(&sql, &p.values).await?;
+        Ok(r.rows
+            .iter()
+            .map(|row| HourState {
+                hour_ns: int(&row[0]),
+                scope: text(&row[1]),
+                revision: uint(&row[2]),
+                status: text(&row[3]),
+                usage_rows: uint(&row[4]),
+                price_version: text(&row[5]),
+            })
+            .collect())
+    }
+
+    /// Stored usage rows per (hour, scope) for hours from `since`: what
+    /// tells the closer an hour has new usage.
+    pub async fn usage_counts(&self, since: i64) -> Result<Vec<(i64, &'static str, u64)>, StoreError> {
+        let dialect = self.dialect();
+        let hour = dialect.ns("Hour");
+        let mut out = Vec::new();
+        for (table, scope) in [
+            ("costplane_usage_telemetry", scope::TELEMETRY),
+            ("costplane_usage_llm", scope::LLM),
+            ("costplane_usage_kubernetes", scope::KUBERNETES),
+        ] {
+            let mut p = Params::new(dialect);
+            let sql = format!("SELECT {hour} AS h, count(*) AS n FROM {table} WHERE {hour} >= {} GROUP BY h", p.add(Param::Int(since)));
+            let r = self.store.query_with(&sql, &p.values).await?;
+            out.extend(r.rows.iter().map(|row| (int(&row[0]), scope, uint(&row[1]))));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The stored usage of one (hour, scope).
+    pub async fn usage_of_hour(&self, scope_name: &str, hour_ns: i64) -> Result<HourUsage, StoreError> {
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let hour = dialect.ns("Hour");
+        let at = p.add(Param::Int(hour_ns));
+        let mut out = HourUsage::default();
+        match scope_name {
+            scope::TELEMETRY => {
+                let sql = format!(
+                    "SELECT Tenant, Project, Service, Signal, sum(Items), sum(Bytes), count(*) FROM costplane_usage_telemetry \
+                     WHERE {hour} = {at} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
+                );
+                let r = self.store.query_with(&sql, &p.values).await?;
+                for row in &r.rows {
+                    out.rows += uint(&row[6]);
+                    out.telemetry.push(TelemetryUsage {
+                        hour_ns,
+                        tenant: text(&row[0]),
+                        project: text(&row[1]),
+                        service: text(&row[2]),
+                        signal: static_signal(&text(&row[3])),
+                        items: uint(&row[4]),
+                        bytes: uint(&row[5]),
+                    });
+                }
+            }
+            scope::LLM => {
+                let sql = format!(
+                    "SELECT {}, {}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
+                     CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, CallKind, InvalidReason \
+                     FROM costplane_usage_llm WHERE {hour} = {at} ORDER BY TraceId, SpanId",
+                    dialect.ns("Timestamp"),
+                    dialect.ns("ReceivedAt"),
+                );
+                let r = self.store.query_with(&sql, &p.values).await?;
+                for row in &r.rows {
+                    out.rows += 1;
+                    let reason = text(&row[17]);
+                    out.llm.push(LlmUsageRow {
+                        timestamp_ns: int(&row[0]),
+                        received_ns: int(&row[1]),
+                        hour_ns,
+                        tenant: text(&row[2]),
+                        project: text(&row[3]),
+                        service: text(&row[4]),
+                        trace_id: text(&row[5]),
+                        span_id: text(&row[6]),
+                        kind: CallKind::parse(&text(&row[16])),
+                        usage: LlmUsage {
+                            provider: text(&row[7]),
+                            model: text(&row[8]),
+                            operation: text(&row[9]),
+                            input_tokens: uint(&row[10]),
+                            output_tokens: uint(&row[11]),
+                            cache_read_tokens: uint(&row[12]),
+                            cache_write_tokens: uint(&row[13]),
+                            reasoning_tokens: uint(&row[14]),
+                            provided_cost: opt_decimal(&row[15]),
+                        },
+                        invalid_reason: (!reason.is_empty()).then_some(reason),
+                    });
+                }
+            }
+            scope::KUBERNETES => {
+                // Every row counts (a re-write changes the count), but only
+                // each cluster's latest write is the hour's usage.
+                let written = dialect.ns("WrittenAt");
+                let sql = format!(
+                    "SELECT Cluster, {written}, Kind, Payload FROM costplane_usage_kubernetes WHERE {hour} = {at} ORDER BY Cluster, 2, Kind, Payload"
+                );
+                let r = self.store.query_with(&sql, &p.values).await?;
+                let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                for row in &r.rows {
+                    out.rows += 1;
+                    let w = latest.entry(text(&row[0])).or_insert(i64::MIN);
+                    *w = (*w).max(int(&row[1]));
+                }
+                for row in &r.rows {
+                    let cluster = text(&row[0]);
+                    let written_ns = int(&row[1]);
+                    if latest.get(&cluster) == Some(&written_ns) {
+                        out.kubernetes.push(KubernetesUsage { hour_ns, written_ns, cluster, kind: text(&row[2]), payload: text(&row[3]) });
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// Which of `traces` have a model-call span with usage (any hour): their
+    /// agent, chain, workflow and tool spans are not billed again.
+    pub async fn traces_with_model_usage(&self, traces: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut out = HashSet::new();
+        for chunk in traces.chunks(500) {
+            let mut p = Params::new(self.dialect());
+            let list: Vec<String> = chunk.iter().map(|t| p.add(Param::Str(t.clone()))).collect();
+            let sql = format!(
+                "SELECT DISTINCT TraceId FROM costplane_usage_llm WHERE CallKind = 'model' AND TraceId IN ({}) \
+                 AND (InputTokens > 0 OR OutputTokens > 0 OR ProvidedCost IS NOT NULL)",
+                list.join(", ")
+            );
+            let r = self.store.query_with(&sql, &p.values).await?;
+            out.extend(r.rows.iter().map(|row| text(&row[0])));
+        }
+        Ok(out)
+    }
+
+    /// Replaces the given (hour, scope)s by their new revisions, as one step
+    /// for readers (see the module notes).
+    pub async fn replace_window(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {
+        self.store.replace_ledger(replacement).await
+    }
+
+    /// Closes (or re-closes) one (hour, scope) with `rows`.
+    pub async fn close_hour(&self, state: HourState, mut rows: Vec<LedgerRow>) -> Result<(), StoreError> {
+        for r in &mut rows {
+            r.revision = state.revision;
+        }
+        self.replace_window(&LedgerReplacement { hours: vec![state], rows }).await
+    }
+
+    /// Records that the month starting at `month_ns` was exported: later
+    /// repricing of it writes correction rows.
+    pub async fn mark_exported(&self, month_ns: i64) -> Result<(), StoreError> {
+        let state = HourState {
+            hour_ns: month_ns,
+            scope: scope::EXPORT.to_owned(),
+            revision: next_revision(),
+            status: "exported".to_owned(),
+            usage_rows: 0,
+            price_version: String::new(),
+        };
+        self.replace_window(&LedgerReplacement { hours: vec![state], rows: Vec::new() }).await
+    }
+
+    /// Starts of the months in `[from, to)` that were exported.
+    pub async fn exported_months(&self, from: i64, to: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(self.hour_states(from, to).await?.into_iter().filter(|s| s.scope == scope::EXPORT).map(|s| s.hour_ns).collect())
+    }
+}
+
+fn ledger_row(row: &[Value]) -> LedgerRow {
+    let at = |name: &str| -> &Value {
+        let i = ROW_COLUMNS.iter().position(|c| *c == name).expect("a ledger column");
+        row.get(i).unwrap_or(&Value::Null)
+    };
+    let t = |name: &str| text(at(name));
+    let class = t("ChargeClass");
+    LedgerRow {
+        charge_period_start_ns: int(at("ChargePeriodStart")),
+        charge_period_end_ns: int(at("ChargePeriodEnd")),
+        cost: decimal(at("BilledCost")),
+        billing_currency: t("BillingCurrency"),
+        charge_class: (!class.is_empty()).then_some(class),
+        service_name: t("ServiceName"),
+        service_category: t("ServiceCategory"),
+        provider_name: t("ProviderName"),
+        publisher_name: t("PublisherName"),
+        resource_id: t("ResourceId"),
+        resource_name: t("ResourceName"),
+        consumed_quantity: decimal(at("ConsumedQuantity")),
+        consumed_unit: t("ConsumedUnit"),
+        pricing_quantity: decimal(at("PricingQuantity")),
+        pricing_unit: t("PricingUnit"),
+        sku_id: t("SkuId"),
+        tags: t("Tags"),
+        tenant: t("x_Tenant"),
+        project: t("x_Project"),
+        service: t("x_Service"),
+        source: t("x_Source"),
+        model: t("x_Model"),
+        operation: t("x_Operation"),
+        usage_type: t("x_UsageType"),
+        pricing_status: t("x_PricingStatus"),
+        price_version: t("x_PriceVersion"),
+        charge_status: t("x_ChargeStatus"),
+        revision: uint(at("x_Revision")),
+        allocation_ratio: opt_decimal(at("x_AllocationRatio")),
+        allocation_method: t("x_AllocationMethod"),
+        ext: ledger_ext(&at, &t),
+    }
+}
+
+/// The version-5 columns of a row read back (costs equal to `BilledCost`
+/// and the defaults read as unset, as a row of costplane's own pricing
+/// leaves them).
+fn ledger_ext<'a>(at: &dyn Fn(&str) -> &'a Value, t: &dyn Fn(&str) -> String) -> LedgerExt {
+    let billed = decimal(at("BilledCost"));
+    let differs = |name: &str| opt_decimal(at(name)).filter(|d| *d != billed);
+    let category = t("ChargeCategory");
+    let issuer = t("InvoiceIssuerName");
+    LedgerExt {
+        effective_cost: differs("EffectiveCost"),
+        list_cost: differs("ListCost"),
+        contracted_cost: differs("ContractedCost"),
+        charge_category: (!category.is_empty() && category != "Usage").then_some(category),
+        invoice_issuer: (!issuer.is_empty() && issuer != t("ProviderName")).then_some(issuer),
+        namespace: t("x_Namespace"),
+        pod: t("x_Pod"),
+        node: t("x_Node"),
+        cluster: t("x_Cluster"),
+        container: t("x_Container"),
+        shared_from: t("x_SharedFrom"),
+        import_key: t("x_ImportKey"),
+        extra: t("x_Extra"),
+    }
+}
+
+/// The start of the hour after `hour_ns`'s hour.
+pub fn hour_end(hour_ns: i64) -> i64 {
+    hour_ns.saturating_add(HOUR_NS)
+}

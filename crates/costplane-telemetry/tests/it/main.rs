@@ -1,0 +1,4 @@
+//! costplane-telemetry integration tests: the decoder and converter under
+//! random and mutated input (`fuzz.rs`).
+
+mod fuzz;
