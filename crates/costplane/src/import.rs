@@ -55,9 +55,11 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
     for f in &files {
         let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         let len = body.len() as u64;
+        let content_type = if body.starts_with(&[0x1f, 0x8b]) { "application/gzip" } else { "text/csv" };
         let mut req = client
             .post(&url)
             .query(&[("file", f.display().to_string()), ("tenant_tag", args.tenant_tag.clone()), ("service_tag", args.service_tag.clone())])
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
         if let Some(key) = &args.api_key {
             req = req.bearer_auth(key);

@@ -193,6 +193,7 @@ ResourceId,ServiceName,SubAccountId,Tags,x_BilledCostInUsd,x_ResourceGroupName,x
     // The API refuses the same bad file with 400 and the same message.
     let r = reqwest::blocking::Client::new()
         .post(format!("http://{}/api/v1/import/focus?file=bad.csv", server.api))
+        .header("content-type", "text/csv")
         .body(std::fs::read(&bad).unwrap())
         .send()
         .unwrap();
