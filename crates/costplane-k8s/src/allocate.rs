@@ -177,17 +177,18 @@ pub enum Resource {
 }
 
 impl Resource {
-    /// The ledger's `x_UsageType`.
+    /// The ledger's `x_UsageType`: the `/metrics` cost type, then after a
+    /// slash the direction or what idle is of.
     pub fn as_str(self) -> &'static str {
         match self {
             Resource::Cpu => "cpu",
             Resource::Ram => "memory",
             Resource::Gpu => "gpu",
             Resource::Volume => "volume",
-            Resource::NetworkReceive => "network-receive",
-            Resource::NetworkTransmit => "network-transmit",
-            Resource::IdleCpu => "idle-cpu",
-            Resource::IdleRam => "idle-memory",
+            Resource::NetworkReceive => "network/receive",
+            Resource::NetworkTransmit => "network/transmit",
+            Resource::IdleCpu => "idle/cpu",
+            Resource::IdleRam => "idle/memory",
             Resource::Shared => "shared",
         }
     }

@@ -138,13 +138,13 @@ impl Sums {
         let (uh, rh) =
             if m > Decimal::ZERO { (r.quantity * r.usage_avg / m, r.quantity * r.request_avg / m) } else { (Decimal::ZERO, Decimal::ZERO) };
         match r.usage_type.as_str() {
-            "cpu" | "idle-cpu" => {
+            "cpu" | "idle/cpu" => {
                 self.cpu_core_hours += r.quantity;
                 self.cpu_usage_hours += uh;
                 self.cpu_request_hours += rh;
                 self.cpu_cost += r.cost;
             }
-            "memory" | "idle-memory" => {
+            "memory" | "idle/memory" => {
                 self.ram_byte_hours += r.quantity * GIB;
                 self.ram_usage_byte_hours += uh * GIB;
                 self.ram_request_byte_hours += rh * GIB;
@@ -158,11 +158,11 @@ impl Sums {
                 self.pv_byte_hours += r.quantity * GIB;
                 self.pv_cost += r.cost;
             }
-            "network-transmit" => {
+            "network/transmit" => {
                 self.network_transfer_bytes += r.quantity * GIB;
                 self.network_cost += r.cost;
             }
-            "network-receive" => {
+            "network/receive" => {
                 self.network_receive_bytes += r.quantity * GIB;
                 self.network_cost += r.cost;
             }
