@@ -90,7 +90,7 @@ mod tests {
         let first_cost = order.iter().position(|t| t.starts_with("costplane_")).unwrap();
         let last_otel = order.iter().rposition(|t| t.starts_with("otel_")).unwrap();
         assert!(last_otel < first_cost, "{order:?}");
-        assert_eq!(order.len(), crate::TELEMETRY_TABLES.len() + 3);
+        assert_eq!(order.len(), crate::TELEMETRY_TABLES.len() + 4);
         assert!(crate::TELEMETRY_TABLES.iter().all(|t| order.contains(t)));
     }
 }

@@ -22,7 +22,7 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
     // A second start is a no-op.
     let again = ClickHouseStore::connect(target.config()).await.unwrap();
     let versions = again.query("SELECT count(*), max(version) FROM costplane_schema_migrations").await.unwrap();
-    assert_eq!(versions.rows, vec![vec![json!(1), json!(3)]]);
+    assert_eq!(versions.rows, vec![vec![json!(1), json!(5)]]);
 
     let traces = show_create(&store, "otel_traces").await;
     for needle in [
@@ -60,7 +60,7 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
         .unwrap();
     assert!(bump.status().is_success());
     let err = ClickHouseStore::connect(target.config()).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Schema(m) if m.contains("version 99, newer than the version 3")), "{err}");
+    assert!(matches!(&err, StoreError::Schema(m) if m.contains("version 99, newer than the version 5")), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
