@@ -237,8 +237,8 @@ impl Meter {
             })
             .collect();
         // Resources with the same tenant, project and service merge.
-        let telemetry = UsageRows { telemetry, llm: Vec::new() }.aggregated_telemetry();
-        UsageRows { telemetry, llm: llm_rows }
+        let telemetry = UsageRows { telemetry, ..UsageRows::default() }.aggregated_telemetry();
+        UsageRows { telemetry, llm: llm_rows, ..UsageRows::default() }
     }
 
     /// The hour an LLM call is booked in, and why it is invalid: a call
@@ -277,7 +277,7 @@ impl Meter {
             items: n,
             bytes: 0,
         }];
-        UsageRows { telemetry, llm: Vec::new() }
+        UsageRows { telemetry, ..UsageRows::default() }
     }
 
     /// The price version telemetry rows carry: the rates themselves.
@@ -329,6 +329,7 @@ impl Meter {
                     revision: 0,
                     allocation_ratio: None,
                     allocation_method: String::new(),
+                    ext: Default::default(),
                 }
             })
             .collect()
@@ -418,6 +419,7 @@ impl Meter {
                     revision: 0,
                     allocation_ratio: None,
                     allocation_method: String::new(),
+                    ext: Default::default(),
                 }
             })
             .collect()

@@ -130,16 +130,37 @@ pub struct LlmUsageRow {
 pub struct UsageRows {
     pub telemetry: Vec<TelemetryUsage>,
     pub llm: Vec<LlmUsageRow>,
+    pub kubernetes: Vec<KubernetesUsage>,
+}
+
+/// One metered Kubernetes entity (a container, node, volume or pod's
+/// network) of one hour, as the meter wrote it. The meter writes every
+/// entity of an hour again when late samples change it, under a larger
+/// `written_ns`: the hour's usage is the rows of its latest write per
+/// cluster, and the added rows change the hour's count, so the closer
+/// prices it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesUsage {
+    pub hour_ns: i64,
+    /// When the meter wrote this hour (ns); one value per write.
+    pub written_ns: i64,
+    pub cluster: String,
+    /// `container`, `node`, `volume` or `network`.
+    pub kind: String,
+    /// The entity's identity and quantities as JSON, exact decimals as
+    /// strings (owned by `costplane-k8s`).
+    pub payload: String,
 }
 
 impl UsageRows {
     pub fn is_empty(&self) -> bool {
-        self.telemetry.is_empty() && self.llm.is_empty()
+        self.telemetry.is_empty() && self.llm.is_empty() && self.kubernetes.is_empty()
     }
 
     pub fn append(&mut self, mut other: UsageRows) {
         self.telemetry.append(&mut other.telemetry);
         self.llm.append(&mut other.llm);
+        self.kubernetes.append(&mut other.kubernetes);
     }
 
     /// Telemetry usage with one row per (hour, tenant, project, service,
@@ -223,6 +244,35 @@ pub struct LedgerRow {
     pub allocation_ratio: Option<Decimal>,
     /// How the cost was measured or apportioned, when not plain usage × price.
     pub allocation_method: String,
+    /// Columns only Kubernetes and imported rows fill (`x_Namespace`, ...,
+    /// FOCUS costs that differ from `cost`).
+    pub ext: LedgerExt,
+}
+
+/// The ledger's Kubernetes and cloud-bill columns (schema version 5).
+/// Default: a row of costplane's own pricing (every cost = `cost`,
+/// `ChargeCategory` Usage, no Kubernetes identity).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerExt {
+    /// FOCUS EffectiveCost / ListCost / ContractedCost when they differ from BilledCost.
+    pub effective_cost: Option<Decimal>,
+    pub list_cost: Option<Decimal>,
+    pub contracted_cost: Option<Decimal>,
+    /// FOCUS ChargeCategory (default `Usage`).
+    pub charge_category: Option<String>,
+    /// FOCUS InvoiceIssuerName (default: the provider).
+    pub invoice_issuer: Option<String>,
+    pub namespace: String,
+    pub pod: String,
+    pub node: String,
+    pub cluster: String,
+    pub container: String,
+    /// Split rows: the shared namespace (or `__idle__`) the cost came from.
+    pub shared_from: String,
+    /// Imported rows: provider, billing account and billing period.
+    pub import_key: String,
+    /// Imported rows: the provider's `x_` columns as a JSON object.
+    pub extra: String,
 }
 
 impl LedgerRow {
@@ -251,6 +301,11 @@ pub mod scope {
     pub const LLM: &str = "llm";
     pub const TELEMETRY: &str = "telemetry";
     pub const STORAGE: &str = "storage";
+    /// Kubernetes allocation, priced from the meter's usage.
+    pub const KUBERNETES: &str = "kubernetes";
+    /// Imported cloud bills: `cloud:<provider>:<account>`, one revision per
+    /// charge day.
+    pub const CLOUD_PREFIX: &str = "cloud:";
     /// Not a ledger scope: marks a month whose export was served.
     pub const EXPORT: &str = "export";
 }

@@ -193,6 +193,7 @@ mod tests {
             revision: 0,
             allocation_ratio: None,
             allocation_method: text(),
+            ext: Default::default(),
         }
     }
 

@@ -55,6 +55,7 @@ pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics
                 .route("/api/costs/export", get(crate::costs::export))
                 .with_state(costs.clone()),
         )
+        .merge(crate::k8s_api::router(costs.clone()).merge(crate::import::router(costs.clone())))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::costs::metrics::time_queries))
         .merge(Router::new().route("/metrics", get(crate::costs::metrics::metrics)).with_state(MetricsState {
             costs,

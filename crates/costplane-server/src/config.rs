@@ -63,6 +63,7 @@ pub struct Config {
     /// `[tls]`: certificates for every listener.
     pub tls: crate::tls::TlsSection,
     pub ledger: LedgerSection,
+    pub kubernetes: costplane_k8s::KubernetesConfig,
     /// The file this configuration was read from (price reloads read its
     /// `[cost]` rates again).
     #[serde(skip)]
@@ -393,6 +394,7 @@ impl Default for Config {
             source: None,
             ingest: crate::otlp::keys::IngestSection::default(),
             tls: crate::tls::TlsSection::default(),
+            kubernetes: costplane_k8s::KubernetesConfig::default(),
         }
     }
 }
@@ -563,6 +565,7 @@ impl Config {
         if !["gzip", "none"].contains(&self.clickhouse.compression.as_str()) {
             return Err(format!("clickhouse.compression '{}' is not gzip or none", self.clickhouse.compression));
         }
+        self.kubernetes.validate().map_err(|e| e.to_string())?;
         if self.billing.account_id.trim().is_empty() {
             return Err("billing.account_id must not be empty (it is FOCUS BillingAccountId)".into());
         }

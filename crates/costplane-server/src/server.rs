@@ -22,6 +22,7 @@ use crate::config::{Config, StoreKind};
 use crate::costs::metrics::MetricsCache;
 use crate::costs::CostState;
 use crate::error::ServerError;
+use crate::kubernetes::KubernetesMetering;
 use crate::otlp::inflight::InflightLimit;
 use crate::otlp::{grpc, http, Ingest};
 
@@ -109,6 +110,7 @@ impl Server {
         let source = crate::costs::closer::PriceSource {
             cost: self.config.cost.clone(),
             ledger: self.config.ledger.clone(),
+            kubernetes: self.config.kubernetes.clone(),
             file: self.config.source.clone(),
         };
         let meter = Arc::new(source.meter().map_err(ServerError::Config)?);
@@ -117,12 +119,14 @@ impl Server {
         let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store), buffer_config, decoder)
             .map_err(|e| ServerError::Buffer(e.to_string()))?;
         let pipeline = handle.pipeline().clone();
+        let kubernetes = self.config.kubernetes.enabled.then(|| KubernetesMetering::new(self.config.kubernetes.clone(), pipeline.clone()));
         let ingest = Ingest {
             pipeline: pipeline.clone(),
             limits: self.config.limits(),
             max_body_bytes: self.config.max_body_bytes(),
             inflight: InflightLimit::new(self.config.max_inflight_bytes()),
             meter: Some(Arc::clone(&meter)),
+            kubernetes: kubernetes.clone(),
             auth: Arc::new(crate::otlp::keys::IngestAuth::new(&self.config.ingest).map_err(ServerError::Config)?),
             rates: Arc::new(crate::otlp::ratelimit::RateLimiter::new(&self.config.ingest.rate_limit)),
             activity: Arc::default(),
@@ -193,7 +197,8 @@ impl Server {
             .layer(axum::Extension(Arc::new(self.config.billing.clone())))
             .layer(axum::Extension(api::SqlLimits(sql_limits)))
             .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote }))
-            .layer(axum::Extension(Arc::clone(&insights.gauges))),
+            .layer(axum::Extension(Arc::clone(&insights.gauges)))
+            .layer(axum::Extension(kubernetes.clone())),
             stop.clone(),
             "HTTP API",
         );
@@ -205,6 +210,7 @@ impl Server {
             "costplane is serving"
         );
 
+        let ticker = kubernetes.as_ref().map(|k| k.spawn_ticker(stop.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new requests; draining accepted telemetry");
         stop.cancel();
@@ -217,6 +223,14 @@ impl Server {
             }
         }
         let _ = insights_task.await;
+        if let Some(k) = &kubernetes {
+            // Open hours are booked before the pipeline drains.
+            let rows = k.flush();
+            tracing::info!(rows, "kubernetes usage of open hours stored at shutdown");
+        }
+        if let Some(t) = ticker {
+            let _ = t.await;
+        }
         let _ = closer_task.await;
         reload_task.abort();
         let _ = reporter.await;

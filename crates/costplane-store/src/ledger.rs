@@ -43,8 +43,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use costplane_ledger::{
-    scope, CallKind, CostFilter, CostSum, Dimension, HourState, LedgerReplacement, LedgerRow, LlmUsage, LlmUsageRow, Step, TelemetryUsage,
-    HOUR_NS,
+    scope, CallKind, CostFilter, CostSum, Dimension, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, LlmUsage,
+    LlmUsageRow, Step, TelemetryUsage, HOUR_NS,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -183,7 +183,7 @@ pub fn matches(d: Dimension, placeholder: &str) -> String {
 }
 
 /// The ledger columns [`Ledger::rows`] reads, in order.
-const ROW_COLUMNS: [&str; 30] = [
+const ROW_COLUMNS: [&str; 43] = [
     "ChargePeriodStart",
     "ChargePeriodEnd",
     "BilledCost",
@@ -214,6 +214,19 @@ const ROW_COLUMNS: [&str; 30] = [
     "x_Revision",
     "x_AllocationRatio",
     "x_AllocationMethod",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "ChargeCategory",
+    "InvoiceIssuerName",
+    "x_Namespace",
+    "x_Pod",
+    "x_Node",
+    "x_Cluster",
+    "x_Container",
+    "x_SharedFrom",
+    "x_ImportKey",
+    "x_Extra",
 ];
 
 /// Items and bytes of one (tenant, project, service, signal) over a window.
@@ -232,6 +245,8 @@ pub struct UsageTotal {
 pub struct HourUsage {
     pub telemetry: Vec<TelemetryUsage>,
     pub llm: Vec<LlmUsageRow>,
+    /// The latest write of each cluster's hour.
+    pub kubernetes: Vec<KubernetesUsage>,
     pub rows: u64,
 }
 
@@ -428,7 +443,11 @@ impl Ledger {
         let dialect = self.dialect();
         let hour = dialect.ns("Hour");
         let mut out = Vec::new();
-        for (table, scope) in [("costplane_usage_telemetry", scope::TELEMETRY), ("costplane_usage_llm", scope::LLM)] {
+        for (table, scope) in [
+            ("costplane_usage_telemetry", scope::TELEMETRY),
+            ("costplane_usage_llm", scope::LLM),
+            ("costplane_usage_kubernetes", scope::KUBERNETES),
+        ] {
             let mut p = Params::new(dialect);
             let sql = format!("SELECT {hour} AS h, count(*) AS n FROM {table} WHERE {hour} >= {} GROUP BY h", p.add(Param::Int(since)));
             let r = self.store.query_with(&sql, &p.values).await?;
@@ -500,6 +519,28 @@ impl Ledger {
                         },
                         invalid_reason: (!reason.is_empty()).then_some(reason),
                     });
+                }
+            }
+            scope::KUBERNETES => {
+                // Every row counts (a re-write changes the count), but only
+                // each cluster's latest write is the hour's usage.
+                let written = dialect.ns("WrittenAt");
+                let sql = format!(
+                    "SELECT Cluster, {written}, Kind, Payload FROM costplane_usage_kubernetes WHERE {hour} = {at} ORDER BY Cluster, 2, Kind, Payload"
+                );
+                let r = self.store.query_with(&sql, &p.values).await?;
+                let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                for row in &r.rows {
+                    out.rows += 1;
+                    let w = latest.entry(text(&row[0])).or_insert(i64::MIN);
+                    *w = (*w).max(int(&row[1]));
+                }
+                for row in &r.rows {
+                    let cluster = text(&row[0]);
+                    let written_ns = int(&row[1]);
+                    if latest.get(&cluster) == Some(&written_ns) {
+                        out.kubernetes.push(KubernetesUsage { hour_ns, written_ns, cluster, kind: text(&row[2]), payload: text(&row[3]) });
+                    }
                 }
             }
             _ => {}
@@ -597,6 +638,32 @@ fn ledger_row(row: &[Value]) -> LedgerRow {
         revision: uint(at("x_Revision")),
         allocation_ratio: opt_decimal(at("x_AllocationRatio")),
         allocation_method: t("x_AllocationMethod"),
+        ext: ledger_ext(&at, &t),
+    }
+}
+
+/// The version-5 columns of a row read back (costs equal to `BilledCost`
+/// and the defaults read as unset, as a row of costplane's own pricing
+/// leaves them).
+fn ledger_ext<'a>(at: &dyn Fn(&str) -> &'a Value, t: &dyn Fn(&str) -> String) -> LedgerExt {
+    let billed = decimal(at("BilledCost"));
+    let differs = |name: &str| opt_decimal(at(name)).filter(|d| *d != billed);
+    let category = t("ChargeCategory");
+    let issuer = t("InvoiceIssuerName");
+    LedgerExt {
+        effective_cost: differs("EffectiveCost"),
+        list_cost: differs("ListCost"),
+        contracted_cost: differs("ContractedCost"),
+        charge_category: (!category.is_empty() && category != "Usage").then_some(category),
+        invoice_issuer: (!issuer.is_empty() && issuer != t("ProviderName")).then_some(issuer),
+        namespace: t("x_Namespace"),
+        pod: t("x_Pod"),
+        node: t("x_Node"),
+        cluster: t("x_Cluster"),
+        container: t("x_Container"),
+        shared_from: t("x_SharedFrom"),
+        import_key: t("x_ImportKey"),
+        extra: t("x_Extra"),
     }
 }
 

@@ -267,7 +267,7 @@ impl TelemetryBatch {
     }
 
     /// Lengths of every row list (the seven telemetry tables, then usage
-    /// telemetry and LLM usage): where one merged request ends.
+    /// telemetry, LLM and Kubernetes usage): where one merged request ends.
     pub fn lens(&self) -> BatchLens {
         BatchLens([
             self.spans.len(),
@@ -279,6 +279,7 @@ impl TelemetryBatch {
             self.summaries.len(),
             self.usage.telemetry.len(),
             self.usage.llm.len(),
+            self.usage.kubernetes.len(),
         ])
     }
 
@@ -300,6 +301,7 @@ impl TelemetryBatch {
             usage: crate::usage::UsageRows {
                 telemetry: self.usage.telemetry.split_off(a[7].min(self.usage.telemetry.len())),
                 llm: self.usage.llm.split_off(a[8].min(self.usage.llm.len())),
+                kubernetes: self.usage.kubernetes.split_off(a[9].min(self.usage.kubernetes.len())),
             },
         }
     }
@@ -320,7 +322,7 @@ impl TelemetryBatch {
 
 /// Row-list lengths of a batch; see [`TelemetryBatch::lens`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchLens(pub [usize; 9]);
+pub struct BatchLens(pub [usize; 10]);
 
 impl BatchLens {
     /// Element-wise difference (`self` - `earlier`).

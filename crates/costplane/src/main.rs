@@ -4,6 +4,7 @@
 mod client;
 mod deadletter;
 mod insights;
+mod import;
 mod litellm;
 mod loadgen;
 mod prices;
@@ -42,6 +43,9 @@ enum Command {
     Prices(prices::PricesCommand),
     /// Recompute LLM ledger rows of a window with the current prices.
     Reprice(reprice::RepriceArgs),
+    /// Load cloud bills into the ledger.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// The month's cost report: HTML with charts, and a PDF of it.
     Report(report::ReportArgs),
     /// Requests the store refused as invalid: list them, replay them.
@@ -230,6 +234,7 @@ fn main() -> ExitCode {
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
+            Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),
             Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Insights(cmd) => insights::run(cmd).await.map_err(|e| (1, e)),

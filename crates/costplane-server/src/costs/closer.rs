@@ -37,6 +37,7 @@ use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CostSection, LedgerSection};
+use costplane_k8s::KubernetesConfig;
 
 /// When hours close, and how far back late usage is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +63,21 @@ impl Timing {
 pub struct PriceSource {
     pub cost: CostSection,
     pub ledger: LedgerSection,
+    /// `[kubernetes]`: prices and splits of the `kubernetes` scope.
+    pub kubernetes: KubernetesConfig,
     /// The config file, whose `[cost]` rates are read again on reload.
     pub file: Option<std::path::PathBuf>,
 }
 
 impl PriceSource {
+    /// The `[kubernetes]` section in force now (read again from the file).
+    pub fn kubernetes(&self) -> Result<KubernetesConfig, String> {
+        match &self.file {
+            Some(path) => Ok(crate::config::Config::load(Some(path)).map_err(|e| e.to_string())?.kubernetes),
+            None => Ok(self.kubernetes.clone()),
+        }
+    }
+
     /// The meter the configuration describes now.
     pub fn meter(&self) -> Result<Meter, String> {
         let mut cost = self.cost.clone();
@@ -121,6 +132,10 @@ fn money(d: Decimal) -> String {
 pub struct Closer {
     ledger: Ledger,
     meter: RwLock<Arc<Meter>>,
+    /// `[kubernetes]` in force (reloaded with the prices).
+    kubernetes: RwLock<Arc<KubernetesConfig>>,
+    /// Idle per node that came out negative and was clamped at zero.
+    idle_clamps: std::sync::atomic::AtomicU64,
     source: PriceSource,
     timing: Timing,
     /// Held while closing, repricing or reloading; the time of the last refresh.
@@ -162,6 +177,8 @@ impl Closer {
         Closer {
             ledger,
             meter: RwLock::new(meter),
+            kubernetes: RwLock::new(Arc::new(source.kubernetes.clone())),
+            idle_clamps: std::sync::atomic::AtomicU64::new(0),
             source,
             timing,
             lock: tokio::sync::Mutex::new(None),
@@ -275,11 +292,42 @@ impl Closer {
         self.reload_locked()
     }
 
+    /// `[kubernetes]` in force.
+    pub fn kubernetes(&self) -> Arc<KubernetesConfig> {
+        Arc::clone(&self.kubernetes.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Idle amounts clamped at zero so far (allocation above allocatable).
+    pub fn idle_clamps(&self) -> u64 {
+        self.idle_clamps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The price version a scope's rows are made with.
+    fn price_version(&self, meter: &Meter, scope_name: &str) -> String {
+        match scope_name {
+            scope::LLM => meter.catalog.version.clone(),
+            scope::KUBERNETES => self.kubernetes().prices.version(),
+            _ => meter.telemetry_price_version(),
+        }
+    }
+
     fn reload_locked(&self) -> Result<Arc<Meter>, String> {
+        let kubernetes = Arc::new(self.source.kubernetes()?);
+        *self.kubernetes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = kubernetes;
         let meter = Arc::new(self.source.meter()?);
         *self.meter.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&meter);
         tracing::info!(catalog = %meter.catalog.version, telemetry = %meter.telemetry_price_version(), "prices reloaded");
         Ok(meter)
+    }
+
+    /// Writes revisions of already priced costs (an imported bill) under
+    /// the closer's lock, telling the observers what they added.
+    pub async fn replace_priced(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {
+        let _guard = self.lock.lock().await;
+        let before = self.stored_before(replacement).await?;
+        self.ledger.replace_window(replacement).await?;
+        self.report_booked(replacement, before);
+        Ok(())
     }
 
     /// Runs a refresh unless one finished within `max_age`.
@@ -341,7 +389,7 @@ impl Closer {
                 Some(s) => {
                     s.usage_rows != n
                         || s.status != status
-                        || (status == PROVISIONAL && s.price_version != price_version(&meter, scope_name))
+                        || (status == PROVISIONAL && s.price_version != self.price_version(&meter, scope_name))
                 }
             };
             if stale {
@@ -351,11 +399,12 @@ impl Closer {
         let mut replacement = LedgerReplacement::default();
         for (hour, scope_name, status) in &due {
             let (rows, usage_rows) = self.price_hour(&meter, scope_name, *hour, status).await?;
-            push_revision(&mut replacement, *hour, scope_name, status, usage_rows, &meter, rows);
+            push_revision(&mut replacement, *hour, scope_name, status, usage_rows, self.price_version(&meter, scope_name), rows);
         }
         let storage = self.close_storage(&meter, now, &states).await?;
         for (state, rows) in storage {
-            push_revision(&mut replacement, state.hour_ns, &state.scope, &state.status, state.usage_rows, &meter, rows);
+            let version = self.price_version(&meter, &state.scope);
+            push_revision(&mut replacement, state.hour_ns, &state.scope, &state.status, state.usage_rows, version, rows);
         }
         let n = replacement.hours.len();
         if n > 0 {
@@ -392,6 +441,14 @@ impl Closer {
                 let covered =
                     if rollup_traces.is_empty() { HashSet::new() } else { self.ledger.traces_with_model_usage(&rollup_traces).await? };
                 meter.llm_ledger(&usage.llm, &|r| !covered.contains(&r.trace_id), status)
+            }
+            scope::KUBERNETES => {
+                let cfg = self.kubernetes();
+                let mut stats = costplane_k8s::allocate::AllocationStats::default();
+                let rows = costplane_k8s::price_hour(hour, &usage.kubernetes, &cfg, &meter.catalog.currency, status, &mut stats)
+                    .map_err(|e| StoreError::Unexpected(e.to_string()))?;
+                self.idle_clamps.fetch_add(stats.idle_clamps, std::sync::atomic::Ordering::Relaxed);
+                rows
             }
             _ => Vec::new(),
         };
@@ -477,7 +534,7 @@ impl Closer {
             } else {
                 new
             };
-            push_revision(&mut replacement, *hour, scope_name, CLOSED, n, &meter, rows);
+            push_revision(&mut replacement, *hour, scope_name, CLOSED, n, self.price_version(&meter, scope_name), rows);
         }
         if !dry_run && !replacement.hours.is_empty() {
             self.ledger.replace_window(&replacement).await.map_err(err)?;
@@ -512,14 +569,6 @@ impl Closer {
     }
 }
 
-/// The price version a scope's rows are made with.
-fn price_version(meter: &Meter, scope_name: &str) -> String {
-    match scope_name {
-        scope::LLM => meter.catalog.version.clone(),
-        _ => meter.telemetry_price_version(),
-    }
-}
-
 /// Adds one (hour, scope)'s new revision and its rows to a replacement.
 fn push_revision(
     replacement: &mut LedgerReplacement,
@@ -527,14 +576,13 @@ fn push_revision(
     scope_name: &str,
     status: &str,
     usage_rows: u64,
-    meter: &Meter,
+    price_version: String,
     mut rows: Vec<LedgerRow>,
 ) {
     let revision = costplane_store::ledger::next_revision();
     for r in &mut rows {
         r.revision = revision;
     }
-    let price_version = price_version(meter, scope_name);
     replacement.hours.push(HourState {
         hour_ns: hour,
         scope: scope_name.to_owned(),
@@ -630,6 +678,7 @@ mod tests {
             revision: 1,
             allocation_ratio: None,
             allocation_method: String::new(),
+            ext: Default::default(),
         }
     }
 

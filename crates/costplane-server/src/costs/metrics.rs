@@ -578,6 +578,24 @@ mod tests {
         assert_eq!(classify("kubernetes", "network/egress"), ("network", String::new(), "egress".into()));
         assert_eq!(classify("cloud", "AmazonEC2").0, "cloud");
         assert_eq!(classify("kubernetes", "mystery").0, OTHER);
+        // Every usage type Kubernetes allocation books has a cost type.
+        use costplane_k8s::allocate::Resource;
+        let types: Vec<_> = [
+            Resource::Cpu,
+            Resource::Ram,
+            Resource::Gpu,
+            Resource::Volume,
+            Resource::NetworkReceive,
+            Resource::NetworkTransmit,
+            Resource::IdleCpu,
+            Resource::IdleRam,
+            Resource::Shared,
+        ]
+        .iter()
+        .map(|r| classify("kubernetes", r.as_str()))
+        .map(|(t, _, d)| format!("{t}{d}"))
+        .collect();
+        assert_eq!(types, ["cpu", "memory", "gpu", "volume", "networkreceive", "networktransmit", "idle", "idle", "shared"]);
     }
 
     #[test]
@@ -656,6 +674,7 @@ mod tests {
             revision: 0,
             allocation_ratio: None,
             allocation_method: String::new(),
+            ext: Default::default(),
         }
     }
 

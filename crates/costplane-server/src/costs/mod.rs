@@ -77,7 +77,12 @@ pub struct CostState {
 impl CostState {
     /// Cost endpoints over `store`, with the closer `config` describes.
     pub fn new(store: Arc<dyn Store>, config: &crate::config::Config, pipeline: costplane_pipeline::Pipeline) -> Result<CostState, String> {
-        let source = PriceSource { cost: config.cost.clone(), ledger: config.ledger.clone(), file: config.source.clone() };
+        let source = PriceSource {
+            cost: config.cost.clone(),
+            ledger: config.ledger.clone(),
+            kubernetes: config.kubernetes.clone(),
+            file: config.source.clone(),
+        };
         let meter = Arc::new(source.meter()?);
         let closer = Arc::new(Closer::new(Ledger::new(Arc::clone(&store)), meter, source, Timing::of(&config.ledger)));
         Ok(CostState { store, closer, pipeline })

@@ -143,6 +143,7 @@ pub async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measured: &[
                 revision: 0,
                 allocation_ratio: ratio,
                 allocation_method: format!("{method}; apportioned by share of ingested bytes"),
+                ext: Default::default(),
             }
         })
         .collect())
@@ -183,7 +184,7 @@ mod tests {
         };
         let batch = TelemetryBatch {
             id: 1,
-            usage: UsageRows { telemetry: vec![usage("acme", 300), usage("globex", 100)], llm: Vec::new() },
+            usage: UsageRows { telemetry: vec![usage("acme", 300), usage("globex", 100)], ..UsageRows::default() },
             ..TelemetryBatch::default()
         };
         store.write(&batch).await.unwrap();

@@ -37,6 +37,8 @@ pub struct Ingest {
     pub inflight: inflight::InflightLimit,
     /// Measures usage and cost of what is accepted.
     pub meter: Option<Arc<Meter>>,
+    /// Meters Kubernetes resource use from accepted metrics.
+    pub kubernetes: Option<Arc<crate::kubernetes::KubernetesMetering>>,
     /// Ingest keys (none: open ingest).
     pub auth: Arc<keys::IngestAuth>,
     /// Per-tenant rate limits.
@@ -72,7 +74,11 @@ impl Ingest {
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
         self.pipeline.record_rejected(signal, rejected);
         let meta = RequestMeta { signal, encoding, received_ns, tenant: tenants_of(&batch), sender };
+        let k8s = self.kubernetes.as_ref().map(|k| (k, k.samples(&batch)));
         self.pipeline.submit(Submission { meta, body, batch })?;
+        if let Some((k, samples)) = k8s {
+            k.observe(samples);
+        }
         self.activity.record(signal, accepted);
         Ok(ExportOutcome { accepted, rejected, message })
     }

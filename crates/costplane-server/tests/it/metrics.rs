@@ -123,6 +123,7 @@ fn ledger(rows: &[(&str, &str, &str)]) -> Vec<LedgerRow> {
             revision: 0,
             allocation_ratio: None,
             allocation_method: String::new(),
+            ext: Default::default(),
         })
         .collect()
 }

@@ -114,7 +114,7 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
     // Storage: the store keeps 5 GiB + 12,345 bytes of today's traces,
     // shared by today's traces ingest (acme 123,457; globex and initech 98,765 each).
     store
-        .write(&TelemetryBatch { id: rand::random(), usage: UsageRows { telemetry, llm: Vec::new() }, ..TelemetryBatch::default() })
+        .write(&TelemetryBatch { id: rand::random(), usage: UsageRows { telemetry, ..UsageRows::default() }, ..TelemetryBatch::default() })
         .await
         .unwrap();
     let measured = [StoredBytes { signal: "traces".into(), day_ns: Some(today), bytes: (5 << 30) + 12_345, method: "test" }];

@@ -349,6 +349,7 @@ impl Store for ClickHouseStore {
         let telemetry = usage.aggregated_telemetry();
         self.insert_rows("costplane_usage_telemetry", &telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id).await?;
         self.insert_rows("costplane_usage_llm", &usage.llm, |r| r.hour_ns, rowbinary::usage_llm, id).await?;
+        self.insert_rows("costplane_usage_kubernetes", &usage.kubernetes, |r| r.hour_ns, rowbinary::usage_kubernetes, id).await?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 //! flattened subcolumns (`Events.Name` ...), each an `Array`.
 
 use costplane_telemetry::model::*;
-use costplane_telemetry::usage::{HourState, LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
+use costplane_telemetry::usage::{HourState, KubernetesUsage, LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
 use rust_decimal::Decimal;
 
 #[derive(Default)]
@@ -318,18 +318,18 @@ pub const LEDGER_COLUMNS: &str = "ChargePeriodStart, ChargePeriodEnd, BilledCost
 BillingCurrency, ChargeCategory, ChargeClass, ServiceName, ServiceCategory, ProviderName, PublisherName, InvoiceIssuerName, \
 ResourceId, ResourceName, ConsumedQuantity, ConsumedUnit, PricingQuantity, PricingUnit, SkuId, Tags, x_Tenant, x_Project, \
 x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion, x_ChargeStatus, x_Revision, \
-x_AllocationRatio, x_AllocationMethod";
+x_AllocationRatio, x_AllocationMethod, x_Namespace, x_Pod, x_Node, x_Cluster, x_Container, x_SharedFrom, x_ImportKey, x_Extra";
 
 pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.charge_period_start_ns);
         w.i64(r.charge_period_end_ns);
-        for _ in 0..4 {
-            w.decimal(r.cost);
+        for c in [None, r.ext.effective_cost, r.ext.list_cost, r.ext.contracted_cost] {
+            w.decimal(c.unwrap_or(r.cost));
         }
         w.str(&r.billing_currency);
-        w.str("Usage");
+        w.str(r.ext.charge_category.as_deref().unwrap_or("Usage"));
         match &r.charge_class {
             None => w.u8(1),
             Some(c) => {
@@ -337,9 +337,8 @@ pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
                 w.str(c);
             }
         }
-        for s in
-            [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, &r.provider_name, &r.resource_id, &r.resource_name]
-        {
+        let issuer = r.ext.invoice_issuer.as_ref().unwrap_or(&r.provider_name);
+        for s in [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, issuer, &r.resource_id, &r.resource_name] {
             w.str(s);
         }
         w.decimal(r.consumed_quantity);
@@ -371,6 +370,24 @@ pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
             }
         }
         w.str(&r.allocation_method);
+        let e = &r.ext;
+        for s in [&e.namespace, &e.pod, &e.node, &e.cluster, &e.container, &e.shared_from, &e.import_key, &e.extra] {
+            w.str(s);
+        }
+    }
+    w.buf
+}
+
+pub const USAGE_KUBERNETES_COLUMNS: &str = "Hour, WrittenAt, Cluster, Kind, Payload";
+
+pub fn usage_kubernetes<'a>(rows: impl IntoIterator<Item = &'a KubernetesUsage>) -> Vec<u8> {
+    let mut w = RowBinary::default();
+    for r in rows {
+        w.i64(r.hour_ns);
+        w.i64(r.written_ns);
+        w.str(&r.cluster);
+        w.str(&r.kind);
+        w.str(&r.payload);
     }
     w.buf
 }

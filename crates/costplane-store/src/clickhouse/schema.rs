@@ -20,7 +20,7 @@ use super::partition::Granularity;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,9 +217,18 @@ fn metric_columns(table: &str) -> String {
 const V3_COLUMNS: [&str; 8] =
     ["ReceivedAt", "CallKind", "InvalidReason", "x_ChargeStatus", "x_Revision", "x_AllocationRatio", "x_AllocationMethod", "Hour"];
 
+// Step 3 -> 4 only adds the keyed state tables: see `state_tables`.
+
+// ---- Step 4 -> 5: Kubernetes and cloud bills -------------------------------
+/// Ledger columns of Kubernetes and imported cloud rows (schema version 5),
+/// at the ledger's end; the Kubernetes usage table is created with the
+/// other cost tables.
+const V5_COLUMNS: [&str; 8] = ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
+// ---- end of step 4 -> 5 ----------------------------------------------------
+
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
-fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 4] {
+fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 5] {
     [
         (
             "costplane_usage_telemetry",
@@ -260,6 +269,19 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
             "cityHash64(Tenant)",
         ),
         (
+            // Schema version 5: the Kubernetes meter's usage (one row per
+            // entity, hour and write; see `KubernetesUsage`).
+            "costplane_usage_kubernetes",
+            "    Hour DateTime64(9),
+    WrittenAt DateTime64(9),
+    Cluster LowCardinality(String),
+    Kind LowCardinality(String),
+    Payload String CODEC(ZSTD(1))",
+            "Hour",
+            "(Hour, Cluster, WrittenAt, Kind)",
+            "cityHash64(Hour)",
+        ),
+        (
             "costplane_ledger",
             "    ChargePeriodStart DateTime64(9),
     ChargePeriodEnd DateTime64(9),
@@ -295,7 +317,15 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     x_ChargeStatus LowCardinality(String),
     x_Revision UInt64,
     x_AllocationRatio Nullable(Decimal(38, 12)),
-    x_AllocationMethod LowCardinality(String)",
+    x_AllocationMethod LowCardinality(String),
+    x_Namespace LowCardinality(String),
+    x_Pod String,
+    x_Node LowCardinality(String),
+    x_Cluster LowCardinality(String),
+    x_Container LowCardinality(String),
+    x_SharedFrom LowCardinality(String),
+    x_ImportKey LowCardinality(String),
+    x_Extra String",
             "ChargePeriodStart",
             "(x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)",
             "cityHash64(x_Tenant)",
@@ -526,11 +556,11 @@ impl SchemaOptions {
                     literal(&storage),
                 ));
             }
-            // Upgrades from schema version 2: the columns version 3 added
-            // (no-ops on tables created above with them).
+            // Upgrades from schema versions 2 and 4: the columns versions 3
+            // and 5 added (no-ops on tables created above with them).
             for column in columns
                 .lines()
-                .filter(|l| V3_COLUMNS.iter().any(|c| l.trim_start().starts_with(&format!("{c} "))))
+                .filter(|l| V3_COLUMNS.iter().chain(V5_COLUMNS.iter()).any(|c| l.trim_start().starts_with(&format!("{c} "))))
                 .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
             {
                 let column = column.trim().trim_end_matches(',');

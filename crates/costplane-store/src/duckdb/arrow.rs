@@ -294,22 +294,22 @@ pub fn usage_llm(rows: &[LlmUsageRow]) -> Result<RecordBatch, ArrowError> {
 }
 
 pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
-    let cost = || decimals(rows.iter().map(|r| Some(r.cost)));
+    let cost = |f: fn(&LedgerRow) -> Option<Decimal>| decimals(rows.iter().map(|r| Some(f(r).unwrap_or(r.cost))));
     batch(vec![
         ("ChargePeriodStart", timestamps(rows.iter().map(|r| r.charge_period_start_ns))),
         ("ChargePeriodEnd", timestamps(rows.iter().map(|r| r.charge_period_end_ns))),
-        ("BilledCost", cost()?),
-        ("EffectiveCost", cost()?),
-        ("ListCost", cost()?),
-        ("ContractedCost", cost()?),
+        ("BilledCost", cost(|_| None)?),
+        ("EffectiveCost", cost(|r| r.ext.effective_cost)?),
+        ("ListCost", cost(|r| r.ext.list_cost)?),
+        ("ContractedCost", cost(|r| r.ext.contracted_cost)?),
         ("BillingCurrency", strings(rows.iter().map(|r| r.billing_currency.as_str()))),
-        ("ChargeCategory", strings(rows.iter().map(|_| "Usage"))),
+        ("ChargeCategory", strings(rows.iter().map(|r| r.ext.charge_category.as_deref().unwrap_or("Usage")))),
         ("ChargeClass", Arc::new(rows.iter().map(|r| r.charge_class.as_deref()).collect::<StringArray>())),
         ("ServiceName", strings(rows.iter().map(|r| r.service_name.as_str()))),
         ("ServiceCategory", strings(rows.iter().map(|r| r.service_category.as_str()))),
         ("ProviderName", strings(rows.iter().map(|r| r.provider_name.as_str()))),
         ("PublisherName", strings(rows.iter().map(|r| r.publisher_name.as_str()))),
-        ("InvoiceIssuerName", strings(rows.iter().map(|r| r.provider_name.as_str()))),
+        ("InvoiceIssuerName", strings(rows.iter().map(|r| r.ext.invoice_issuer.as_deref().unwrap_or(&r.provider_name)))),
         ("ResourceId", strings(rows.iter().map(|r| r.resource_id.as_str()))),
         ("ResourceName", strings(rows.iter().map(|r| r.resource_name.as_str()))),
         ("ConsumedQuantity", decimals(rows.iter().map(|r| Some(r.consumed_quantity)))?),
@@ -331,6 +331,24 @@ pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
         ("x_Revision", u64s(rows.iter().map(|r| r.revision))),
         ("x_AllocationRatio", decimals(rows.iter().map(|r| r.allocation_ratio))?),
         ("x_AllocationMethod", strings(rows.iter().map(|r| r.allocation_method.as_str()))),
+        ("x_Namespace", strings(rows.iter().map(|r| r.ext.namespace.as_str()))),
+        ("x_Pod", strings(rows.iter().map(|r| r.ext.pod.as_str()))),
+        ("x_Node", strings(rows.iter().map(|r| r.ext.node.as_str()))),
+        ("x_Cluster", strings(rows.iter().map(|r| r.ext.cluster.as_str()))),
+        ("x_Container", strings(rows.iter().map(|r| r.ext.container.as_str()))),
+        ("x_SharedFrom", strings(rows.iter().map(|r| r.ext.shared_from.as_str()))),
+        ("x_ImportKey", strings(rows.iter().map(|r| r.ext.import_key.as_str()))),
+        ("x_Extra", strings(rows.iter().map(|r| r.ext.extra.as_str()))),
+    ])
+}
+
+pub fn usage_kubernetes(rows: &[costplane_telemetry::usage::KubernetesUsage]) -> Result<RecordBatch, ArrowError> {
+    batch(vec![
+        ("Hour", timestamps(rows.iter().map(|r| r.hour_ns))),
+        ("WrittenAt", timestamps(rows.iter().map(|r| r.written_ns))),
+        ("Cluster", strings(rows.iter().map(|r| r.cluster.as_str()))),
+        ("Kind", strings(rows.iter().map(|r| r.kind.as_str()))),
+        ("Payload", strings(rows.iter().map(|r| r.payload.as_str()))),
     ])
 }
 

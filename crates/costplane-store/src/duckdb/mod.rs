@@ -198,9 +198,10 @@ fn to_record_batches(batch: &TelemetryBatch, with_empty: bool) -> Result<Vec<(&'
     let conv = |e: ::arrow::error::ArrowError| StoreError::Rejected(format!("building the Arrow batch failed: {e}"));
     type Build<'a> = &'a dyn Fn() -> Result<RecordBatch, ::arrow::error::ArrowError>;
     let (b, usage) = (batch, &batch.usage);
-    let tables: [(&'static str, bool, Build); 10] = [
+    let tables: [(&'static str, bool, Build); 11] = [
         ("costplane_usage_telemetry", usage.telemetry.is_empty(), &|| arrow::usage_telemetry(&usage.aggregated_telemetry())),
         ("costplane_usage_llm", usage.llm.is_empty(), &|| arrow::usage_llm(&usage.llm)),
+        ("costplane_usage_kubernetes", usage.kubernetes.is_empty(), &|| arrow::usage_kubernetes(&usage.kubernetes)),
         // Ledger rows are written by `replace_ledger`, never with a batch;
         // listed (empty) for the schema check.
         ("costplane_ledger", true, &|| arrow::ledger(&[])),
@@ -598,10 +599,10 @@ mod tests {
     }
 
     /// A file written at schema version 3 (the hourly ledger, no keyed
-    /// state tables) opens at version 4: step 4 adds the state tables and
-    /// leaves the ledger as it was.
+    /// state tables) opens at the current version: step 4 adds the state
+    /// tables, step 5 the Kubernetes columns, and the ledger stays as it was.
     #[tokio::test]
-    async fn a_version_3_store_is_upgraded_to_version_4() {
+    async fn a_version_3_store_is_upgraded_to_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
         {
             let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
@@ -621,7 +622,7 @@ mod tests {
         }
         let store = DuckDbStore::open(dir.path()).unwrap();
         let v = store.query("SELECT max(version), count(*) FROM costplane_schema_migrations").await.unwrap();
-        assert_eq!(v.rows, vec![vec![serde_json::json!(4), serde_json::json!(4)]]);
+        assert_eq!(v.rows, vec![vec![serde_json::json!(5), serde_json::json!(5)]]);
         let kept = store.query("SELECT \"Revision\", \"Status\" FROM costplane_ledger_hours").await.unwrap();
         assert_eq!(kept.rows, vec![vec![serde_json::json!(7), serde_json::json!("closed")]]);
         for t in RecordTable::ALL {

@@ -8,14 +8,42 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 const ATTRS: &str = "MAP(VARCHAR, VARCHAR)";
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
-    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, HOURLY_LEDGER.to_owned()), (4, record_tables())]
+    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, HOURLY_LEDGER.to_owned()), (4, record_tables()), (5, kubernetes_v5())]
 }
+
+// ---- Step 4 -> 5: Kubernetes and cloud bills ------------------------------
+/// Ledger columns of Kubernetes and imported cloud rows, added at the
+/// table's end (existing rows read '').
+pub const LEDGER_V5_COLUMNS: [&str; 8] =
+    ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
+
+/// The Kubernetes meter's usage: one row per entity and hour per write
+/// (see `costplane_ledger::KubernetesUsage`).
+const USAGE_KUBERNETES: &str = r#"
+CREATE TABLE IF NOT EXISTS costplane_usage_kubernetes (
+    "Hour" TIMESTAMP_NS,
+    "WrittenAt" TIMESTAMP_NS,
+    "Cluster" VARCHAR,
+    "Kind" VARCHAR,
+    "Payload" VARCHAR
+);
+"#;
+
+fn kubernetes_v5() -> String {
+    let mut s: String = LEDGER_V5_COLUMNS
+        .iter()
+        .map(|c| format!("ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS \"{c}\" VARCHAR DEFAULT '';\n"))
+        .collect();
+    s.push_str(USAGE_KUBERNETES);
+    s
+}
+// ---- end of step 4 -> 5 ---------------------------------------------------
 
 /// Version 3: the hourly ledger. LLM usage keeps its receive time, booking
 /// hour, call kind and invalid reason; ledger rows carry their hour's

@@ -22,9 +22,20 @@ pub(crate) fn declared_tables(ddl: &str) -> HashMap<String, Vec<(String, String)
         let Some(open) = rest.find('(') else { break };
         let Some(close) = matching_paren(&rest[open + 1..]) else { break };
         let name = rest[..open].trim().trim_matches('"').to_owned();
-        let columns = split_top_level(&rest[open + 1..open + 1 + close]).into_iter().filter_map(column_definition).collect();
+        let columns: Vec<(String, String)> =
+            split_top_level(&rest[open + 1..open + 1 + close]).into_iter().filter_map(column_definition).collect();
         out.insert(name, columns);
         rest = &rest[open + 1 + close..];
+    }
+    // Columns later steps add: `ALTER TABLE t ADD COLUMN IF NOT EXISTS "c" TYPE ...;`
+    const ALTER: &str = "ALTER TABLE ";
+    const ADD: &str = " ADD COLUMN IF NOT EXISTS ";
+    for stmt in ddl.split(';').map(str::trim).filter(|s| s.starts_with(ALTER)) {
+        if let Some((table, def)) = stmt[ALTER.len()..].split_once(ADD) {
+            if let (Some(cols), Some(c)) = (out.get_mut(table.trim().trim_matches('"')), column_definition(def.trim())) {
+                cols.push(c);
+            }
+        }
     }
     out
 }
@@ -125,8 +136,8 @@ mod tests {
     fn ddl_tables_parse_with_their_types() {
         let ddl: String = schema::migrations().into_iter().map(|(_, sql)| sql).collect();
         let tables = declared_tables(&ddl);
-        // 12 telemetry, cost and ledger tables, 4 keyed state tables.
-        assert_eq!(tables.len(), 16, "{:?}", tables.keys());
+        // 13 telemetry, cost, usage and ledger tables, 4 keyed state tables.
+        assert_eq!(tables.len(), 17, "{:?}", tables.keys());
         assert_eq!(tables["costplane_budgets"][2], ("UpdatedNs".to_owned(), "BIGINT".to_owned()));
         assert_eq!(tables["costplane_written_batches"][0], ("BatchId".to_owned(), "UBIGINT".to_owned()));
         let logs = &tables["otel_logs"];
@@ -144,7 +155,7 @@ mod tests {
     fn every_appended_column_has_a_declared_type() {
         // `expected` panics on a field the DDL lacks.
         let tables = expected().unwrap();
-        assert_eq!(tables.len(), 10);
+        assert_eq!(tables.len(), 11);
         let summary = tables.iter().find(|t| t.table == "otel_metrics_summary").unwrap();
         assert_eq!(summary.columns.len(), 18);
     }

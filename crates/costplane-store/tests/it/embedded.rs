@@ -5,7 +5,7 @@ use std::path::Path;
 
 use costplane_store::duckdb::{DuckDbStore, FILE_NAME};
 use costplane_store::{Store, StoreError};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::data;
 use crate::support::fixes;
@@ -79,4 +79,107 @@ async fn rows_a_constraint_refuses_are_invalid_data_and_nothing_of_the_batch_is_
     store.write(&low).await.unwrap();
     let r = store.query("SELECT count(*) FROM otel_logs").await.unwrap();
     assert_eq!(r.rows, vec![vec![json!(3)]]);
+}
+
+/// A store of schema version 4 (before the Kubernetes and cloud-bill
+/// columns and the Kubernetes usage table) is upgraded in place: old rows
+/// read '' in the new columns, new rows keep theirs, and Kubernetes usage
+/// is stored and read back as the latest write of each cluster's hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_store_gains_the_kubernetes_columns_and_usage() {
+    use costplane_store::ledger::Ledger;
+    use costplane_telemetry::usage::{scope, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, UsageRows};
+    let dir = tempfile::tempdir().unwrap();
+    drop(DuckDbStore::open(dir.path()).unwrap());
+    // Back to version 4: without the eight columns and the usage table, one old row.
+    let drops: String = ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"]
+        .iter()
+        .map(|c| format!("ALTER TABLE costplane_ledger DROP COLUMN \"{c}\";"))
+        .collect();
+    run(dir.path(), &format!("{drops} DROP TABLE costplane_usage_kubernetes; DELETE FROM costplane_schema_migrations WHERE version = 5;"));
+    run(
+        dir.path(),
+        "INSERT INTO costplane_ledger (\"ChargePeriodStart\", \"BilledCost\", \"x_Source\", \"x_Revision\") VALUES (TIMESTAMP '1970-01-01 00:00:00', 1.5, 'llm', 1); \
+         INSERT INTO costplane_ledger_hours VALUES (TIMESTAMP '1970-01-01 00:00:00', 'llm', 1, 'closed', 1, '')",
+    );
+    let store: std::sync::Arc<dyn costplane_store::Store> = std::sync::Arc::new(DuckDbStore::open(dir.path()).unwrap());
+    let row = LedgerRow {
+        charge_period_start_ns: 0,
+        charge_period_end_ns: 3_600_000_000_000,
+        cost: "0.02".parse().unwrap(),
+        billing_currency: "USD".into(),
+        charge_class: None,
+        service_name: "Kubernetes".into(),
+        service_category: "Compute".into(),
+        provider_name: "Kubernetes".into(),
+        publisher_name: "costplane".into(),
+        resource_id: "c1/shop/web/main".into(),
+        resource_name: "web".into(),
+        consumed_quantity: "0.5".parse().unwrap(),
+        consumed_unit: "Core-Hours".into(),
+        pricing_quantity: "0.5".parse().unwrap(),
+        pricing_unit: "Core-Hours".into(),
+        sku_id: "kubernetes/cpu".into(),
+        tags: "{}".into(),
+        tenant: "unassigned".into(),
+        project: "shop".into(),
+        service: "shop".into(),
+        source: "kubernetes".into(),
+        model: String::new(),
+        operation: "cpu".into(),
+        usage_type: "cpu".into(),
+        pricing_status: "priced".into(),
+        price_version: "k8s".into(),
+        charge_status: "closed".into(),
+        revision: 2,
+        allocation_ratio: None,
+        allocation_method: String::new(),
+        ext: LedgerExt {
+            namespace: "shop".into(),
+            node: "n1".into(),
+            effective_cost: Some("0.01".parse().unwrap()),
+            ..LedgerExt::default()
+        },
+    };
+    let state = HourState {
+        hour_ns: 0,
+        scope: scope::KUBERNETES.into(),
+        revision: 2,
+        status: "closed".into(),
+        usage_rows: 1,
+        price_version: "k8s".into(),
+    };
+    store.replace_ledger(&LedgerReplacement { hours: vec![state], rows: vec![row.clone()] }).await.unwrap();
+    let r = store
+        .query("SELECT x_Source, x_Namespace, x_Node, CAST(EffectiveCost AS VARCHAR) FROM costplane_ledger ORDER BY x_Source")
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0], vec![json!("kubernetes"), json!("shop"), json!("n1"), json!("0.010000000000")]);
+    assert_eq!(r.rows[1], vec![json!("llm"), json!(""), json!(""), Value::Null]);
+    // The repository reads the new columns back as they were written.
+    let ledger = Ledger::new(std::sync::Arc::clone(&store));
+    let filter = costplane_telemetry::usage::CostFilter { from_ns: 0, to_ns: 3_600_000_000_000, tenant: None, equals: Vec::new() };
+    let rows = ledger.rows(&filter).await.unwrap();
+    assert_eq!(rows.iter().find(|r| r.source == "kubernetes"), Some(&row));
+    // Kubernetes usage: two writes of the same hour; the later one is the
+    // hour's usage, and all three rows count (the closer sees the change).
+    let usage = |written_ns: i64, payload: &str| KubernetesUsage {
+        hour_ns: 0,
+        written_ns,
+        cluster: "c1".into(),
+        kind: "node".into(),
+        payload: payload.into(),
+    };
+    for rows in [vec![usage(10, "a")], vec![usage(20, "b"), usage(20, "c")]] {
+        let batch = costplane_telemetry::TelemetryBatch {
+            id: rand::random(),
+            usage: UsageRows { kubernetes: rows, ..UsageRows::default() },
+            ..Default::default()
+        };
+        store.write(&batch).await.unwrap();
+    }
+    let hour = ledger.usage_of_hour(scope::KUBERNETES, 0).await.unwrap();
+    assert_eq!(hour.rows, 3);
+    assert_eq!(hour.kubernetes, vec![usage(20, "b"), usage(20, "c")]);
+    assert!(ledger.usage_counts(0).await.unwrap().contains(&(0, scope::KUBERNETES, 3)));
 }

@@ -1,4 +1,4 @@
--- costplane ClickHouse schema, version 4
+-- costplane ClickHouse schema, version 5
 
 CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`;
 
@@ -356,6 +356,20 @@ ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT
 
 ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS InvalidReason String;
 
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_kubernetes_local` ON CLUSTER `c1` (
+    Hour DateTime64(9),
+    WrittenAt DateTime64(9),
+    Cluster LowCardinality(String),
+    Kind LowCardinality(String),
+    Payload String CODEC(ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_usage_kubernetes_local', '{replica}')
+PARTITION BY toYYYYMM(Hour)
+ORDER BY (Hour, Cluster, WrittenAt, Kind)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_kubernetes` ON CLUSTER `c1` AS `otel`.`costplane_usage_kubernetes_local`
+ENGINE = Distributed('c1', 'otel', 'costplane_usage_kubernetes_local', cityHash64(Hour));
+
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_local` ON CLUSTER `c1` (
     ChargePeriodStart DateTime64(9),
     ChargePeriodEnd DateTime64(9),
@@ -391,7 +405,15 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_local` ON CLUSTER `c1` (
     x_ChargeStatus LowCardinality(String),
     x_Revision UInt64,
     x_AllocationRatio Nullable(Decimal(38, 12)),
-    x_AllocationMethod LowCardinality(String)
+    x_AllocationMethod LowCardinality(String),
+    x_Namespace LowCardinality(String),
+    x_Pod String,
+    x_Node LowCardinality(String),
+    x_Cluster LowCardinality(String),
+    x_Container LowCardinality(String),
+    x_SharedFrom LowCardinality(String),
+    x_ImportKey LowCardinality(String),
+    x_Extra String
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_ledger_local', '{replica}')
 PARTITION BY toYYYYMM(ChargePeriodStart)
 ORDER BY (x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)
@@ -415,6 +437,38 @@ ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x
 ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_AllocationMethod LowCardinality(String);
 
 ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_AllocationMethod LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Namespace LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Namespace LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Pod String;
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Pod String;
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Node LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Node LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Cluster LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Cluster LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Container LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Container LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_SharedFrom LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_SharedFrom LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ImportKey LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_ImportKey LowCardinality(String);
+
+ALTER TABLE `otel`.`costplane_ledger_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Extra String;
+
+ALTER TABLE `otel`.`costplane_ledger` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS x_Extra String;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_hours_local` ON CLUSTER `c1` (
     Hour DateTime64(9),
@@ -498,4 +552,4 @@ FROM `otel`.`otel_traces_local`
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (4);
+INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (5);

@@ -7,6 +7,8 @@ mod budgets;
 mod cli_manners;
 mod clickhouse_e2e;
 mod durability;
+mod focus_import;
+mod kubernetes;
 mod otlp_rust;
 mod shutdown;
 mod sql_cli;

@@ -1,0 +1,494 @@
+//! FOCUS bill files (AWS Data Exports, Azure `FocusCost`, GCP's FOCUS view
+//! output, any conformant file) into ledger rows with `x_Source = cloud`.
+//!
+//! - Formats: CSV and gzip CSV (`.gz`, or gzip magic bytes). Parquet is
+//!   refused with a clear error: no Parquet reader is compiled in.
+//! - A directory is read through its manifest: AWS `*Manifest.json`
+//!   (`dataFiles`) or Azure `manifest.json` (`blobs[].blobName`), the listed
+//!   files found by name under the directory; without a manifest, every
+//!   `.csv` / `.csv.gz` under it.
+//! - Atomic per call: every file is parsed completely before a row is
+//!   returned; the first bad cell fails the whole import and names the
+//!   file, the data row (1-based, header excluded) and the column.
+//! - Nulls: unquoted `NULL` and empty unquoted cells.
+//! - Normalised quirks: GCP's lower-case enum values (`usage` → `Usage`,
+//!   `correction` → `Correction`), date-only billing periods (GCP's view
+//!   ends them on the last day: date-only ends become the next day), Tags
+//!   given as an array of `{key, value}` structs (GCP) become a JSON object;
+//!   Azure billing account ids are compared case-insensitively; an Azure
+//!   ContractedCost / ListCost of 0 on a row with EffectiveCost ≠ 0 is
+//!   taken as EffectiveCost (as the FinOps toolkit's hubs do).
+//! - Idempotence: every row carries `x_ImportKey` = provider | billing
+//!   account | billing period month, and belongs to the ledger scope
+//!   `cloud:<provider>:<account>` ([`scope_of`]). The caller writes each
+//!   (charge hour, scope) as a new revision and empties the hours of the
+//!   file's billing periods ([`Import::periods`]) that the file no longer
+//!   has: a re-import replaces, never adds.
+//! - Provider `x_` columns (and BillingAccountId, SubAccountId, RegionId,
+//!   ChargeDescription) are kept as a JSON object in `x_Extra`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use costplane_telemetry::usage::{LedgerExt, LedgerRow, CLOSED, MONEY_SCALE};
+use rust_decimal::Decimal;
+
+use crate::K8sError;
+
+pub const SOURCE: &str = "cloud";
+
+/// Columns without which a file is refused.
+pub const MANDATORY: [&str; 6] =
+    ["BilledCost", "EffectiveCost", "BillingCurrency", "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart"];
+
+/// Which tags name the tenant and the service of a bill line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOptions {
+    pub tenant_tag: String,
+    pub service_tag: String,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions { tenant_tag: "tenant".into(), service_tag: "service".into() }
+    }
+}
+
+/// The parsed content of one import.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Import {
+    pub rows: Vec<LedgerRow>,
+    /// The (provider, account, period) keys the rows replace.
+    pub keys: BTreeSet<String>,
+    /// (scope, billing period start, end) of every key: the hours an import
+    /// replaces.
+    pub periods: BTreeSet<(String, i64, i64)>,
+    pub files: Vec<String>,
+}
+
+impl Import {
+    /// Σ BilledCost and Σ EffectiveCost per provider.
+    pub fn totals(&self) -> BTreeMap<String, (Decimal, Decimal)> {
+        let mut out: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+        for r in &self.rows {
+            let e = out.entry(r.provider_name.clone()).or_default();
+            e.0 += r.cost;
+            e.1 += r.ext.effective_cost.unwrap_or(r.cost);
+        }
+        out
+    }
+}
+
+/// The ledger scope of one provider's billing account: its revisions never
+/// touch another account's rows, nor costplane's own.
+pub fn scope_of(provider: &str, account: &str) -> String {
+    format!("{}{}:{}", costplane_telemetry::usage::scope::CLOUD_PREFIX, provider.to_ascii_lowercase(), account)
+}
+
+/// The start of the month after the one `ns` falls in (UTC).
+fn next_month(ns: i64) -> i64 {
+    use chrono::Datelike;
+    let d = DateTime::from_timestamp_nanos(ns).date_naive();
+    let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
+    NaiveDate::from_ymd_opt(y, m, 1).and_then(|n| n.and_hms_opt(0, 0, 0)).and_then(|n| n.and_utc().timestamp_nanos_opt()).unwrap_or(ns)
+}
+
+/// The files `paths` stand for (directories through their manifest).
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, K8sError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(directory_files(p)?);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn read_err(file: &Path, message: impl ToString) -> K8sError {
+    K8sError::Read { file: file.display().to_string(), message: message.to_string() }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), K8sError> {
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| read_err(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, K8sError> {
+    let mut all = Vec::new();
+    walk(dir, &mut all)?;
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let manifest = all.iter().find(|p| name(p).to_ascii_lowercase().ends_with("manifest.json"));
+    let Some(manifest) = manifest else {
+        let data: Vec<PathBuf> = all
+            .into_iter()
+            .filter(|p| {
+                let n = name(p).to_ascii_lowercase();
+                n.ends_with(".csv") || n.ends_with(".csv.gz")
+            })
+            .collect();
+        return match data.is_empty() {
+            true => Err(read_err(dir, "no manifest and no .csv / .csv.gz files")),
+            false => Ok(data),
+        };
+    };
+    let text = std::fs::read_to_string(manifest).map_err(|e| read_err(manifest, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| read_err(manifest, format!("not JSON: {e}")))?;
+    let listed: Vec<String> = match (json.get("dataFiles"), json.get("blobs")) {
+        (Some(files), _) => files.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        (None, Some(blobs)) => {
+            blobs.as_array().into_iter().flatten().filter_map(|b| b.get("blobName").and_then(|v| v.as_str()).map(str::to_owned)).collect()
+        }
+        _ => return Err(read_err(manifest, "lists neither dataFiles (AWS) nor blobs (Azure)")),
+    };
+    listed
+        .iter()
+        .map(|l| {
+            let base = l.rsplit('/').next().unwrap_or(l);
+            all.iter()
+                .find(|p| name(p) == base)
+                .cloned()
+                .ok_or_else(|| read_err(manifest, format!("lists {l}, not found under the directory")))
+        })
+        .collect()
+}
+
+/// Reads and parses every file; nothing is returned unless all parse.
+pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl FnMut(u64)) -> Result<Import, K8sError> {
+    let mut import = Import::default();
+    for f in files {
+        let bytes = std::fs::read(f).map_err(|e| read_err(f, e))?;
+        progress(bytes.len() as u64);
+        let label = f.display().to_string();
+        let one = parse_bytes(&label, &bytes, options)?;
+        import.rows.extend(one.rows);
+        import.keys.extend(one.keys);
+        import.periods.extend(one.periods);
+        import.files.push(label);
+    }
+    Ok(import)
+}
+
+/// Parses one file's bytes (gzip or plain CSV) named `file` in errors.
+pub fn parse_bytes(file: &str, bytes: &[u8], options: &ImportOptions) -> Result<Import, K8sError> {
+    let err = |m: &str| K8sError::Read { file: file.to_owned(), message: m.to_owned() };
+    if bytes.starts_with(b"PAR1") || file.to_ascii_lowercase().ends_with(".parquet") {
+        return Err(err("Parquet is not supported by this build; export CSV or gzip CSV"));
+    }
+    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        flate2::read::MultiGzDecoder::new(bytes).read_to_string(&mut s).map_err(|e| err(&format!("gzip: {e}")))?;
+        s
+    } else {
+        String::from_utf8(bytes.to_vec()).map_err(|_| err("not UTF-8 text"))?
+    };
+    parse_csv(file, text.trim_start_matches('\u{feff}'), options)
+}
+
+/// One CSV cell: `None` = null.
+type Cell = Option<String>;
+
+/// RFC 4180 records (quotes, doubled quotes, newlines inside quotes).
+fn records(text: &str) -> Vec<Vec<Cell>> {
+    let mut out = Vec::new();
+    let mut row: Vec<Cell> = Vec::new();
+    let mut cell = String::new();
+    let (mut quoted, mut in_quotes, mut any) = (false, false, false);
+    let mut chars = text.chars().peekable();
+    let end_cell = |row: &mut Vec<Cell>, cell: &mut String, quoted: bool| {
+        let v = std::mem::take(cell);
+        row.push(if !quoted && (v.is_empty() || v == "NULL") { None } else { Some(v) });
+    };
+    while let Some(c) = chars.next() {
+        any = true;
+        if in_quotes {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cell.push('"');
+                }
+                '"' => in_quotes = false,
+                _ => cell.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_quotes = true;
+                quoted = true;
+            }
+            ',' => {
+                end_cell(&mut row, &mut cell, quoted);
+                quoted = false;
+            }
+            '\r' => {}
+            '\n' => {
+                end_cell(&mut row, &mut cell, quoted);
+                quoted = false;
+                out.push(std::mem::take(&mut row));
+                any = false;
+            }
+            _ => cell.push(c),
+        }
+    }
+    if any {
+        end_cell(&mut row, &mut cell, quoted);
+        out.push(row);
+    }
+    out
+}
+
+/// A FOCUS date-time as ns since the epoch (UTC). Date-only values are
+/// midnight; `end` date-only values are the next midnight (GCP's inclusive
+/// last day).
+fn parse_time(s: &str, end: bool) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return t.timestamp_nanos_opt();
+    }
+    let bare = s.trim_end_matches('Z');
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(bare, f) {
+            return t.and_utc().timestamp_nanos_opt();
+        }
+    }
+    let day = NaiveDate::parse_from_str(bare, "%Y-%m-%d").ok()?;
+    let day = if end { day.succ_opt()? } else { day };
+    day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt()
+}
+
+fn parse_decimal(s: &str) -> Option<Decimal> {
+    let s = s.trim();
+    Decimal::from_str(s).ok().or_else(|| Decimal::from_scientific(s).ok())
+}
+
+/// FOCUS enum spelling (GCP's view writes them lower case).
+fn enum_case(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) if f.is_ascii_lowercase() => f.to_ascii_uppercase().to_string() + c.as_str(),
+        _ => s.to_owned(),
+    }
+}
+
+/// Tags as a flat JSON object: a JSON object as is, an array of
+/// `{key, value}` structs (GCP) folded into one.
+fn tags_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(serde_json::Value::Array(items)) => Ok(items
+            .iter()
+            .filter_map(|i| {
+                let k = i.get("key")?.as_str()?.to_owned();
+                Some((k, i.get("value").cloned().unwrap_or(serde_json::Value::Bool(true))))
+            })
+            .collect()),
+        Ok(_) => Err("is not a JSON object".into()),
+        Err(e) => Err(format!("is not JSON: {e}")),
+    }
+}
+
+fn parse_csv(file: &str, text: &str, options: &ImportOptions) -> Result<Import, K8sError> {
+    let mut recs = records(text).into_iter();
+    let header: Vec<String> = recs
+        .next()
+        .ok_or_else(|| K8sError::Read { file: file.into(), message: "empty file".into() })?
+        .into_iter()
+        .map(|c| c.unwrap_or_default().trim().to_owned())
+        .collect();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    for m in MANDATORY.iter().chain(["ProviderName"].iter()) {
+        if col(m).is_none() && !(*m == "ProviderName" && col("ServiceProviderName").is_some()) {
+            return Err(K8sError::MissingColumn { file: file.into(), column: (*m).into() });
+        }
+    }
+    let provider_col = col("ProviderName").or_else(|| col("ServiceProviderName")).expect("checked above");
+    let x_cols: Vec<usize> = (0..header.len()).filter(|&i| header[i].starts_with("x_")).collect();
+    let mut out = Import { files: vec![file.to_owned()], ..Import::default() };
+    for (i, rec) in recs.enumerate() {
+        let row = i + 1;
+        if rec.len() == 1 && rec[0].is_none() {
+            continue; // a blank line
+        }
+        let cell_err = |column: &str, message: String| K8sError::Cell { file: file.into(), row, column: column.into(), message };
+        if rec.len() != header.len() {
+            return Err(cell_err("*", format!("{} cells, the header has {}", rec.len(), header.len())));
+        }
+        let get = |name: &str| col(name).and_then(|c| rec[c].as_deref());
+        let text = |name: &str| get(name).unwrap_or("").to_owned();
+        let money = |name: &str, required: bool| -> Result<Option<Decimal>, K8sError> {
+            match get(name) {
+                None if required => Err(cell_err(name, "is null".into())),
+                None => Ok(None),
+                Some(v) => parse_decimal(v)
+                    .map(|d| Some(d.round_dp(MONEY_SCALE)))
+                    .ok_or_else(|| cell_err(name, format!("{v:?} is not a decimal number"))),
+            }
+        };
+        let time = |name: &str, end: bool| -> Result<i64, K8sError> {
+            let v = get(name).ok_or_else(|| cell_err(name, "is null".into()))?;
+            parse_time(v, end).ok_or_else(|| cell_err(name, format!("{v:?} is not a date-time")))
+        };
+        let billed = money("BilledCost", true)?.unwrap_or_default();
+        let effective = money("EffectiveCost", true)?.unwrap_or_default();
+        let mut list = money("ListCost", false)?;
+        let mut contracted = money("ContractedCost", false)?;
+        let consumed = money("ConsumedQuantity", false)?.unwrap_or_default();
+        let pricing = money("PricingQuantity", false)?.unwrap_or_default();
+        let start = time("ChargePeriodStart", false)?;
+        let end = time("ChargePeriodEnd", true)?;
+        let period = time("BillingPeriodStart", false)?;
+        if end < start {
+            return Err(cell_err("ChargePeriodEnd", "is before ChargePeriodStart".into()));
+        }
+        let provider = rec[provider_col].clone().unwrap_or_default();
+        let azure = provider.to_ascii_lowercase().contains("microsoft");
+        if azure && !effective.is_zero() {
+            for c in [&mut contracted, &mut list] {
+                if c.is_none_or(|v| v.is_zero()) {
+                    *c = Some(effective);
+                }
+            }
+        }
+        let tags = match get("Tags") {
+            None => serde_json::Map::new(),
+            Some(t) => tags_object(t).map_err(|m| cell_err("Tags", m))?,
+        };
+        let tag = |k: &str| tags.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+        let account = text("BillingAccountId");
+        let account_key = if azure { account.to_ascii_lowercase() } else { account.clone() };
+        let month = DateTime::from_timestamp_nanos(period).format("%Y-%m").to_string();
+        let key = format!("{}|{}|{}", provider.to_ascii_lowercase(), account_key, month);
+        let mut extra = serde_json::Map::new();
+        for name in ["BillingAccountId", "SubAccountId", "RegionId", "ChargeDescription"] {
+            if let Some(v) = get(name) {
+                extra.insert(name.into(), v.into());
+            }
+        }
+        for &c in &x_cols {
+            if let Some(v) = rec[c].as_deref() {
+                extra.insert(header[c].clone(), v.into());
+            }
+        }
+        let category = enum_case(get("ChargeCategory").unwrap_or("Usage"));
+        let sub_account = get("SubAccountName").or(get("SubAccountId")).unwrap_or("unassigned").to_owned();
+        out.keys.insert(key.clone());
+        let scope = scope_of(&provider, &account_key);
+        let period_end = match get("BillingPeriodEnd") {
+            Some(_) => time("BillingPeriodEnd", true)?,
+            None => next_month(period),
+        };
+        out.periods.insert((scope, period, period_end.max(period)));
+        out.rows.push(LedgerRow {
+            charge_period_start_ns: start,
+            charge_period_end_ns: end,
+            cost: billed,
+            billing_currency: text("BillingCurrency"),
+            charge_class: get("ChargeClass").map(enum_case),
+            service_name: text("ServiceName"),
+            service_category: text("ServiceCategory"),
+            provider_name: provider.clone(),
+            publisher_name: text("PublisherName"),
+            resource_id: text("ResourceId"),
+            resource_name: text("ResourceName"),
+            consumed_quantity: consumed,
+            consumed_unit: text("ConsumedUnit"),
+            pricing_quantity: pricing,
+            pricing_unit: text("PricingUnit"),
+            sku_id: text("SkuId"),
+            tags: serde_json::Value::Object(tags.clone()).to_string(),
+            tenant: tag(&options.tenant_tag).unwrap_or_else(|| "unassigned".into()),
+            project: sub_account,
+            service: tag(&options.service_tag).unwrap_or_else(|| "unassigned".into()),
+            source: SOURCE.into(),
+            model: String::new(),
+            operation: category.clone(),
+            usage_type: category.clone(),
+            pricing_status: "provided".into(),
+            price_version: format!("focus:{}", get("FocusVersion").or(get("x_FocusVersion")).unwrap_or("1.x")),
+            charge_status: CLOSED.into(),
+            revision: 0,
+            allocation_ratio: None,
+            allocation_method: String::new(),
+            ext: LedgerExt {
+                effective_cost: Some(effective),
+                list_cost: Some(list.unwrap_or(effective)),
+                contracted_cost: Some(contracted.unwrap_or(effective)),
+                charge_category: Some(category),
+                invoice_issuer: Some(get("InvoiceIssuerName").unwrap_or(&provider).to_owned()),
+                import_key: key,
+                extra: serde_json::Value::Object(extra).to_string(),
+                ..LedgerExt::default()
+            },
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn csv_quotes_nulls_and_newlines() {
+        let r = records("a,b,c\n\"x,\"\"y\"\"\",NULL,\"NULL\"\n\"multi\nline\",,3");
+        assert_eq!(r[1], vec![Some("x,\"y\"".into()), None, Some("NULL".into())]);
+        assert_eq!(r[2], vec![Some("multi\nline".into()), None, Some("3".into())]);
+    }
+
+    #[test]
+    fn times_in_every_provider_spelling() {
+        let jan = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
+        for s in ["2024-01-01 00:00:00", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.000Z", "2024-01-01T00:00Z", "2024-01-01"] {
+            assert_eq!(parse_time(s, false), Some(jan), "{s}");
+        }
+        // GCP's inclusive last day of December ends at January's midnight.
+        assert_eq!(parse_time("2023-12-31", true), Some(jan));
+        assert_eq!(parse_decimal("1.5E-3"), Some(d("0.0015")));
+    }
+
+    #[test]
+    fn gcp_lower_case_and_tag_arrays() {
+        let csv = "BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,BillingPeriodEnd,ProviderName,ChargeCategory,ChargeClass,Tags,BillingAccountId\n\
+                   1.25,1.00,USD,2024-01-05T00:00:00Z,2024-01-06T00:00:00Z,2024-01-01,2024-01-31,Google Cloud,usage,correction,\"[{\"\"key\"\":\"\"service\"\",\"\"value\"\":\"\"api\"\"}]\",ABC-1\n";
+        let i = parse_bytes("gcp.csv", csv.as_bytes(), &ImportOptions::default()).unwrap();
+        let r = &i.rows[0];
+        assert_eq!(r.ext.charge_category.as_deref(), Some("Usage"));
+        assert_eq!(r.charge_class.as_deref(), Some("Correction"));
+        assert_eq!(r.service, "api");
+        assert_eq!(r.tags, r#"{"service":"api"}"#);
+        assert_eq!(i.keys.iter().next().unwrap(), "google cloud|ABC-1|2024-01");
+        assert_eq!(i.periods.iter().next().unwrap().0, "cloud:google cloud:ABC-1");
+        assert_eq!(i.totals()["Google Cloud"], (d("1.25"), d("1.00")));
+    }
+
+    #[test]
+    fn errors_name_file_row_and_column() {
+        let csv = "BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,ProviderName\n\
+                   1,1,USD,2024-01-01,2024-01-02,2024-01-01,AWS\n\
+                   1,1..5,USD,2024-01-01,2024-01-02,2024-01-01,AWS\n";
+        let e = parse_bytes("bad.csv", csv.as_bytes(), &ImportOptions::default()).unwrap_err().to_string();
+        assert_eq!(e, "bad.csv: row 2, column EffectiveCost: \"1..5\" is not a decimal number");
+        let e = parse_bytes("m.csv", b"BilledCost\n1\n", &ImportOptions::default()).unwrap_err().to_string();
+        assert_eq!(e, "m.csv: missing mandatory column EffectiveCost");
+        let e = parse_bytes("p.parquet", b"PAR1....", &ImportOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("Parquet is not supported"), "{e}");
+    }
+}

@@ -1,0 +1,202 @@
+//! `costplane import focus` end to end against the real binary: the shared
+//! FOCUS 1.0 sample (totals checked against DuckDB's own CSV reader, an
+//! independent parser), idempotent re-import, an AWS-shaped FOCUS 1.2
+//! gzip export read through its Manifest.json, an Azure FocusCost 1.0r2
+//! file, and a malformed file that imports nothing.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rust_decimal::Decimal;
+
+use crate::support::{ServerProcess, BIN};
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/focus/focus_sample_1.0.csv")
+}
+
+fn import(server: &ServerProcess, paths: &[&Path]) -> Output {
+    Command::new(BIN)
+        .args(["import", "focus", "--server", &format!("http://{}", server.api)])
+        .args(paths)
+        .output()
+        .expect("run costplane import focus")
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Σ BilledCost and Σ EffectiveCost of the ledger's cloud rows per provider.
+fn ledger_totals(server: &ServerProcess) -> BTreeMap<String, (Decimal, Decimal)> {
+    server
+        .sql(
+            "SELECT ProviderName AS p, CAST(sum(BilledCost) AS VARCHAR) AS b, CAST(sum(EffectiveCost) AS VARCHAR) AS e \
+             FROM costplane_ledger WHERE x_Source = 'cloud' GROUP BY 1",
+        )
+        .iter()
+        .map(|r| (r["p"].as_str().unwrap().to_owned(), (d(r["b"].as_str().unwrap()), d(r["e"].as_str().unwrap()))))
+        .collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn focus_sample_imports_and_reimport_changes_nothing() {
+    let server = ServerProcess::start(&[]);
+    let out = ok(import(&server, &[&sample()]));
+    assert!(out.contains("imported 1000 rows"), "{out}");
+    // Independent totals: DuckDB's CSV reader over the same file, every
+    // cell as text, NULL as null, summed as DECIMAL(38, 12).
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT ProviderName, CAST(sum(CAST(BilledCost AS DECIMAL(38, 12))) AS VARCHAR), \
+             CAST(sum(CAST(EffectiveCost AS DECIMAL(38, 12))) AS VARCHAR), count(*) \
+             FROM read_csv(?, all_varchar = true, nullstr = 'NULL', header = true) GROUP BY 1",
+        )
+        .unwrap();
+    let expected: BTreeMap<String, (Decimal, Decimal)> = stmt
+        .query_map([sample().to_str().unwrap()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .map(|(p, b, e)| (p, (d(&b), d(&e))))
+        .collect();
+    assert_eq!(expected.len(), 3, "AWS, Microsoft, Oracle: {expected:?}");
+    let got = ledger_totals(&server);
+    // The sample's Microsoft rows carry ContractedCost/ListCost, not
+    // zeros, so the Azure fix-up does not touch Billed or Effective.
+    assert_eq!(got, expected);
+    let rows = server.count("costplane_ledger WHERE x_Source = 'cloud'");
+    assert_eq!(rows, 1000);
+    // A second import of the same file replaces its periods: same rows, same totals.
+    ok(import(&server, &[&sample()]));
+    assert_eq!(server.count("costplane_ledger WHERE x_Source = 'cloud'"), 1000);
+    assert_eq!(ledger_totals(&server), expected);
+    // Tags are kept as a JSON object; the non-spec `Id` column is dropped,
+    // BillingAccountId kept in x_Extra.
+    let r = server.sql("SELECT x_Extra AS x FROM costplane_ledger WHERE x_Source = 'cloud' AND ProviderName = 'AWS' LIMIT 1");
+    assert!(r[0]["x"].as_str().unwrap().contains("\"BillingAccountId\":\"1234567890123\""), "{:?}", r[0]);
+}
+
+const AWS_12_HEADER: &str = "BilledCost,BillingAccountId,BillingAccountName,BillingAccountType,BillingCurrency,BillingPeriodEnd,BillingPeriodStart,\
+ChargeCategory,ChargeClass,ChargeDescription,ChargePeriodEnd,ChargePeriodStart,ConsumedQuantity,ConsumedUnit,ContractedCost,EffectiveCost,\
+InvoiceIssuerName,ListCost,PricingQuantity,PricingUnit,ProviderName,PublisherName,ResourceId,ServiceCategory,ServiceName,SkuId,SubAccountId,\
+SubAccountName,Tags,x_Discounts,x_Operation,x_ServiceCode";
+
+#[test]
+fn aws_12_gzip_export_through_its_manifest() {
+    aws_12(ServerProcess::start(&[]));
+}
+
+#[test]
+fn aws_12_reimport_replaces_on_clickhouse() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    aws_12(ServerProcess::start(&crate::support::clickhouse_args(&target, &[])));
+}
+
+fn aws_12(server: ServerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data/BILLING_PERIOD=2025-03");
+    std::fs::create_dir_all(&data).unwrap();
+    // Two usage lines and a Savings Plan covered line:
+    // BilledCost 1.5 + 0.25 + 0 = 1.75; EffectiveCost 1.2 + 0.25 + 0.4 = 1.85.
+    let csv = format!(
+        "{AWS_12_HEADER}\n\
+         1.5,111122223333,Main,Billing Account,USD,2025-04-01T00:00:00.000Z,2025-03-01T00:00:00.000Z,Usage,,EC2 hours,2025-03-02T01:00:00.000Z,2025-03-02T00:00:00.000Z,3,Hrs,1.5,1.2,\"Amazon Web Services, Inc.\",1.5,3,Hrs,AWS,\"Amazon Web Services, Inc.\",i-1,Compute,Amazon Elastic Compute Cloud,SKU1,444455556666,dev,\"{{\"\"user:tenant\"\":\"\"acme\"\",\"\"service\"\":\"\"api\"\"}}\",\"{{\"\"SavingsPlan\"\":-0.3}}\",RunInstances,AmazonEC2\n\
+         0.25,111122223333,Main,Billing Account,USD,2025-04-01T00:00:00.000Z,2025-03-01T00:00:00.000Z,Usage,,S3 storage,2025-03-02T01:00:00.000Z,2025-03-02T00:00:00.000Z,10,GB-Mo,0.25,0.25,\"Amazon Web Services, Inc.\",0.25,10,GB-Mo,AWS,\"Amazon Web Services, Inc.\",bucket-1,Storage,Amazon Simple Storage Service,SKU2,444455556666,dev,,,PutObject,AmazonS3\n\
+         0,111122223333,Main,Billing Account,USD,2025-04-01T00:00:00.000Z,2025-03-01T00:00:00.000Z,Usage,,SP covered,2025-03-02T01:00:00.000Z,2025-03-02T00:00:00.000Z,1,Hrs,0.5,0.4,\"Amazon Web Services, Inc.\",0.5,1,Hrs,AWS,\"Amazon Web Services, Inc.\",i-2,Compute,Amazon Elastic Compute Cloud,SKU1,444455556666,dev,,,RunInstances,AmazonEC2\n"
+    );
+    std::fs::write(data.join("focus-00001.csv.gz"), gzip(csv.as_bytes())).unwrap();
+    let meta = dir.path().join("metadata/BILLING_PERIOD=2025-03");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::write(
+        meta.join("focus-export-Manifest.json"),
+        r#"{"dataFiles":["s3://bucket/prefix/focus-export/data/BILLING_PERIOD=2025-03/focus-00001.csv.gz"],"billingPeriod":{"start":"2025-03-01","end":"2025-04-01"}}"#,
+    )
+    .unwrap();
+    ok(import(&server, &[dir.path()]));
+    let t = ledger_totals(&server);
+    assert_eq!(t["AWS"], (d("1.75"), d("1.85")));
+    let r = server.sql("SELECT x_Extra AS x, Tags AS t FROM costplane_ledger WHERE ResourceId = 'i-1'");
+    let extra: serde_json::Value = serde_json::from_str(r[0]["x"].as_str().unwrap()).unwrap();
+    assert_eq!(extra["x_Operation"], "RunInstances");
+    assert_eq!(extra["x_ServiceCode"], "AmazonEC2");
+    assert_eq!(extra["x_Discounts"], r#"{"SavingsPlan":-0.3}"#);
+    assert!(r[0]["t"].as_str().unwrap().contains("user:tenant"));
+    // Re-delivered: the same period again replaces it.
+    ok(import(&server, &[dir.path()]));
+    assert_eq!(server.count("costplane_ledger WHERE x_Source = 'cloud'"), 3);
+}
+
+#[test]
+fn azure_10r2_and_malformed_files() {
+    let server = ServerProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let header = "BilledCost,BillingAccountId,BillingAccountName,BillingAccountType,BillingCurrency,BillingPeriodEnd,BillingPeriodStart,\
+ChargeCategory,ChargeClass,ChargePeriodEnd,ChargePeriodStart,ContractedCost,EffectiveCost,ListCost,ProviderName,PublisherName,\
+ResourceId,ServiceName,SubAccountId,Tags,x_BilledCostInUsd,x_ResourceGroupName,x_SkuMeterCategory";
+    // 1.0r2 dates carry seconds. Row 2 is MCA reservation usage with
+    // ContractedCost 0 and ListCost 0: both taken as its EffectiveCost 2.
+    // BilledCost 3 + 0 = 3; EffectiveCost 3 + 2 = 5.
+    let azure = format!(
+        "{header}\n\
+         3,/providers/Microsoft.Billing/billingAccounts/ABC,Contoso,Billing Profile,EUR,2025-04-01T00:00:00Z,2025-03-01T00:00:00Z,Usage,,2025-03-03T00:00:00Z,2025-03-02T00:00:00Z,3,3,3.5,Microsoft,Microsoft,/subscriptions/s/vm1,Virtual Machines,sub-1,\"{{\"\"tenant\"\":\"\"acme\"\"}}\",3.3,rg-1,Compute\n\
+         0,/providers/Microsoft.Billing/billingAccounts/ABC,Contoso,Billing Profile,EUR,2025-04-01T00:00:00Z,2025-03-01T00:00:00Z,Usage,,2025-03-03T00:00:00Z,2025-03-02T00:00:00Z,0,2,0,Microsoft,Microsoft,/subscriptions/s/vm2,Virtual Machines,sub-1,,0,rg-1,Compute\n"
+    );
+    let f = dir.path().join("part_0_0001.csv");
+    std::fs::write(&f, &azure).unwrap();
+    ok(import(&server, &[&f]));
+    assert_eq!(ledger_totals(&server)["Microsoft"], (d("3"), d("5")));
+    let r = server.sql(
+        "SELECT CAST(ContractedCost AS VARCHAR) AS c, CAST(ListCost AS VARCHAR) AS l FROM costplane_ledger WHERE ResourceId = '/subscriptions/s/vm2'",
+    );
+    assert_eq!((d(r[0]["c"].as_str().unwrap()), d(r[0]["l"].as_str().unwrap())), (d("2"), d("2")));
+    // The same period with the account id in another casing replaces it.
+    std::fs::write(&f, azure.replace("billingAccounts/ABC", "billingAccounts/abc")).unwrap();
+    ok(import(&server, &[&f]));
+    assert_eq!(server.count("costplane_ledger WHERE x_Source = 'cloud'"), 2);
+    // The untagged report lists the row without a tenant tag.
+    let u: serde_json::Value = reqwest::blocking::get(format!("http://{}/api/v1/costs/untagged?from=2025-03-01&to=2025-04-01", server.api))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(u["rows"].as_array().unwrap().len(), 1, "{u}");
+
+    // Malformed: an unparsable decimal in data row 2 (header excluded);
+    // nothing of the file (its first row is fine) is imported.
+    let bad = dir.path().join("bad.csv");
+    let mut text = azure.replace("Contoso", "Other").replace("billingAccounts/ABC", "billingAccounts/XYZ");
+    text = text.replacen("\n0,/providers", "\n0.0.1,/providers", 1);
+    std::fs::write(&bad, text).unwrap();
+    let out = import(&server, &[&bad]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv: row 2, column BilledCost"), "{err}");
+    // A missing mandatory column is named too.
+    let nocol = dir.path().join("nocol.csv");
+    std::fs::write(&nocol, azure.replace("EffectiveCost", "Effective")).unwrap();
+    let err = String::from_utf8_lossy(&import(&server, &[&nocol]).stderr).into_owned();
+    assert!(err.contains("missing mandatory column EffectiveCost"), "{err}");
+    assert_eq!(server.count("costplane_ledger WHERE x_Source = 'cloud'"), 2);
+    // The API refuses the same bad file with 400 and the same message.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{}/api/v1/import/focus?file=bad.csv", server.api))
+        .header("content-type", "text/csv")
+        .body(std::fs::read(&bad).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("row 2, column BilledCost"));
+}
