@@ -3,8 +3,8 @@
 
 mod client;
 mod deadletter;
-mod insights;
 mod import;
+mod insights;
 mod litellm;
 mod loadgen;
 mod prices;
