@@ -1,4 +1,4 @@
-//! What the client subcommands (`sql`, `reprice`, `loadgen`, `report`)
+//! What the client subcommands (`sql`, `reprice`, `import`, `loadgen`, `report`)
 //! share: finding the running server the way `serve` was configured
 //! (`--config`, `COSTPLANE_HTTP_ADDR`), and telling a costplane answer from
 //! anything else listening there.

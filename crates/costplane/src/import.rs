@@ -29,12 +29,11 @@ pub struct FocusArgs {
     /// Tag naming the service of a bill line.
     #[arg(long, default_value = "service")]
     service_tag: String,
-    /// The running server's HTTP API.
-    #[arg(long, env = "COSTPLANE_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// An admin API key, when keys are configured.
-    #[arg(long, env = "COSTPLANE_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    /// The running server, as every client subcommand finds it (`--config`,
+    /// `--http-addr`, `--server`, `--api-key`: an admin key when keys are
+    /// configured).
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
 }
 
 pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
@@ -50,23 +49,21 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
     let checked = focus::read_files(&files, &options, |n| bar.inc(n))?;
     bar.set_position(0);
     bar.set_message("importing");
+    let config = args.server.config(Default::default())?;
+    let base = args.server.base_url(&config);
     let client = reqwest::Client::new();
-    let url = format!("{}/api/v1/import/focus", args.server.trim_end_matches('/'));
+    let url = format!("{base}/api/v1/import/focus");
     for f in &files {
         let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         let len = body.len() as u64;
         let content_type = if body.starts_with(&[0x1f, 0x8b]) { "application/gzip" } else { "text/csv" };
-        let mut req = client
+        let req = client
             .post(&url)
             .query(&[("file", f.display().to_string()), ("tenant_tag", args.tenant_tag.clone()), ("service_tag", args.service_tag.clone())])
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
-        if let Some(key) = &args.api_key {
-            req = req.bearer_auth(key);
-        }
-        let resp = req.send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
-        let status = resp.status();
-        let answer: serde_json::Value = resp.json().await.context("reading the server's answer")?;
+        let resp = args.server.authorize(req).send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
+        let (status, answer) = crate::client::costplane_json(resp, &base).await?;
         if !status.is_success() {
             bar.abandon();
             bail!("importing {} failed ({status}): {}", f.display(), answer["error"].as_str().unwrap_or("unknown error"));
