@@ -1,6 +1,7 @@
 //! The `costplane` binary: command-line parsing, logging, and exit codes.
 //! Everything else lives in the library crates.
 
+mod bench;
 mod client;
 mod deadletter;
 mod litellm;
@@ -33,6 +34,9 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Send generated spans to a running server and measure throughput.
     Loadgen(loadgen::LoadgenArgs),
+    /// The same load against rotel and costplane side by side, with the
+    /// decode and Parquet-write ceilings (needs rotel and chdb-core in Python).
+    Bench(bench::BenchArgs),
     /// The ClickHouse schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
             Command::Sql(args) => sql::run(args).await.map_err(|e| (1, e)),
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
+            Command::Bench(args) => bench::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),
@@ -248,7 +253,7 @@ const GLOBAL_ENV: &[&str] = &["COSTPLANE_LOG", "COSTPLANE_LOG_FORMAT"];
 
 /// Names that belong to costplane's test harness, never to the binary.
 fn is_test_harness_name(name: &str) -> bool {
-    name.starts_with("COSTPLANE_TEST_") || name == "COSTPLANE_BIN" || name == "COSTPLANE_UPDATE_GOLDEN"
+    name.starts_with("COSTPLANE_TEST_") || name == "COSTPLANE_BIN" || name == "COSTPLANE_UPDATE_GOLDEN" || name == "COSTPLANE_BENCH"
 }
 
 /// A `COSTPLANE_*` variable the chosen subcommand does not read is an
