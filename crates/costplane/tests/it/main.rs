@@ -2,6 +2,7 @@
 //! on free loopback ports with its own data directory.
 
 mod bad_input;
+mod bench;
 mod cli_manners;
 mod clickhouse_e2e;
 mod durability;
