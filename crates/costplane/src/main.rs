@@ -44,6 +44,8 @@ enum Command {
     /// The same load against rotel and costplane side by side, with the
     /// decode and Parquet-write ceilings (needs rotel and chdb-core in Python).
     Bench(bench::BenchArgs),
+    /// Query speed over many stored spans (loads them through a server it starts).
+    BenchQueries(bench::queries::QueryBenchArgs),
     /// The ClickHouse schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -237,6 +239,7 @@ fn main() -> ExitCode {
             Command::Sql(args) => sql::run(args).await.map_err(|e| (1, e)),
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
             Command::Bench(args) => bench::run(args).await.map_err(|e| (1, e)),
+            Command::BenchQueries(args) => bench::queries::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),

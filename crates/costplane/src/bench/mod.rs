@@ -20,6 +20,7 @@
 
 mod ceilings;
 mod procs;
+pub mod queries;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -165,6 +166,10 @@ struct Gateway {
     front: Option<ChdbFront>,
     /// The table to count in the front, or the costplane API to ask.
     count: Counter,
+    /// costplane's API (costplane targets).
+    api: Option<String>,
+    /// costplane's data directory (costplane targets).
+    data_dir: PathBuf,
 }
 
 enum Counter {
@@ -173,9 +178,9 @@ enum Counter {
     Api(String),
 }
 
-fn rotel_binary(args: &BenchArgs, python: &Path) -> anyhow::Result<PathBuf> {
-    if let Some(r) = &args.rotel {
-        return Ok(r.clone());
+fn rotel_binary(rotel: Option<&Path>, python: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(r) = rotel {
+        return Ok(r.to_owned());
     }
     let out = Command::new(python)
         .args(["-c", "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))"])
@@ -191,16 +196,16 @@ fn rotel_binary(args: &BenchArgs, python: &Path) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-async fn start(target: Target, args: &BenchArgs, dir: &Path, http: &reqwest::Client) -> anyhow::Result<Gateway> {
+async fn start(target: Target, tools: &Tools, rotel: Option<&Path>, dir: &Path, http: &reqwest::Client) -> anyhow::Result<Gateway> {
     std::fs::create_dir_all(dir)?;
-    let python = args.tools.python();
-    let front =
-        if target.uses_clickhouse() { Some(ChdbFront::start(&python, &args.tools.chdb_front, &dir.join("clickhouse"))?) } else { None };
+    let python = tools.python();
+    let front = if target.uses_clickhouse() { Some(ChdbFront::start(&python, &tools.chdb_front, &dir.join("clickhouse"))?) } else { None };
     let grpc = free_addr()?;
     let otlp_http = free_addr()?;
+    let mut api_url = None;
     let (cmd, count) = match target {
         Target::RotelBlackhole | Target::RotelClickhouse => {
-            let mut cmd = Command::new(rotel_binary(args, &python)?);
+            let mut cmd = Command::new(rotel_binary(rotel, &python)?);
             cmd.arg("start")
                 .args(["--otlp-grpc-endpoint", &grpc.to_string(), "--otlp-http-endpoint", &otlp_http.to_string()])
                 .arg("--pid-file")
@@ -222,6 +227,7 @@ async fn start(target: Target, args: &BenchArgs, dir: &Path, http: &reqwest::Cli
         }
         Target::CostplaneEmbedded | Target::CostplaneClickhouse => {
             let api = free_addr()?;
+            api_url = Some(format!("http://{api}"));
             let mut cmd = Command::new(std::env::current_exe().context("cannot find the costplane binary")?);
             cmd.arg("serve")
                 .arg("--data-dir")
@@ -251,7 +257,7 @@ async fn start(target: Target, args: &BenchArgs, dir: &Path, http: &reqwest::Cli
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    Ok(Gateway { proc, grpc, front, count })
+    Ok(Gateway { proc, grpc, front, count, api: api_url, data_dir: dir.join("data") })
 }
 
 async fn stored(gw: &Gateway, http: &reqwest::Client) -> anyhow::Result<Option<u64>> {
@@ -284,7 +290,7 @@ fn spinner(prefix: String) -> ProgressBar {
 
 async fn run_target(target: Target, args: &BenchArgs, dir: &Path, pool: &Arc<Vec<(Vec<u8>, u64)>>) -> anyhow::Result<Outcome> {
     let http = reqwest::Client::new();
-    let mut gw = start(target, args, dir, &http).await?;
+    let mut gw = start(target, &args.tools, args.rotel.as_deref(), dir, &http).await?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gw.grpc))?
         .connect()
         .await

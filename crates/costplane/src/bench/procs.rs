@@ -178,7 +178,18 @@ impl ChdbFront {
     /// Runs `sql`, answering its text (TabSeparated) and the rows it read
     /// (`X-ClickHouse-Summary`).
     pub async fn query(&self, http: &reqwest::Client, sql: &str) -> anyhow::Result<(String, u64)> {
-        let resp = http.post(&self.url).body(sql.to_owned()).send().await.context("cannot reach the chDB front")?;
+        self.query_in(http, "default", sql).await
+    }
+
+    /// [`ChdbFront::query`] in `database`.
+    pub async fn query_in(&self, http: &reqwest::Client, database: &str, sql: &str) -> anyhow::Result<(String, u64)> {
+        let resp = http
+            .post(&self.url)
+            .query(&[("database", database)])
+            .body(sql.to_owned())
+            .send()
+            .await
+            .context("cannot reach the chDB front")?;
         let status = resp.status();
         let read_rows = resp
             .headers()

@@ -32,7 +32,7 @@ fn bench(extra: &[&str]) -> String {
 fn rows(table: &str) -> Vec<Vec<String>> {
     table
         .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| target"))
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| target") && !l.starts_with("| store"))
         .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect())
         .collect()
 }
@@ -78,4 +78,52 @@ fn the_full_benchmark_runs_with_costplane_bench_set() {
             assert_eq!(row[1], row[2], "every acknowledged span is stored: {out}");
         }
     }
+}
+
+fn bench_queries(extra: &[&str]) -> String {
+    let front = repo_root().join("tests/support/chdb_front.py");
+    let out = Command::new(BIN)
+        .arg("bench-queries")
+        .args(["--python", &python(), "--chdb-front"])
+        .arg(&front)
+        .args(extra)
+        .output()
+        .expect("run costplane bench-queries");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "costplane bench-queries failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn the_query_benchmark_answers_alike_on_both_stores_and_counts_rows_scanned() {
+    // 16,000 spans: 8 services x 16 span names = 128 groups; trace 0 is
+    // spans 0..7 (8 spans); one log record per 10 spans, of which span 0's
+    // belongs to trace 0 (1 record).
+    let out = bench_queries(&["--spans", "16000", "--stores", "embedded,clickhouse", "--repeat", "1"]);
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 10, "{out}");
+    for store in ["Embedded", "Clickhouse"] {
+        let of = |q: &str| rows.iter().find(|r| r[0] == store && r[1].starts_with(q)).unwrap_or_else(|| panic!("{store} {q}: {out}"));
+        for (q, result_rows) in
+            [("count by service", "8"), ("p95 Duration", "128"), ("spans of one trace id", "8"), ("logs of one trace id", "1")]
+        {
+            let r = of(q);
+            assert_eq!(r[3], result_rows, "{store} {q}: {out}");
+            let scanned: u64 = r[4].parse().unwrap_or_else(|_| panic!("{store} {q} rows scanned: {out}"));
+            assert!(scanned >= result_rows.parse().unwrap(), "{store} {q}: {out}");
+        }
+        // Counting by service reads every span (no index answers it).
+        assert_eq!(of("count by service")[4], "16000", "{out}");
+        assert!(of("cost API month view")[2].parse::<f64>().is_ok(), "{out}");
+    }
+}
+
+#[test]
+fn the_full_query_benchmark_runs_with_costplane_bench_set() {
+    if std::env::var("COSTPLANE_BENCH").as_deref() != Ok("1") {
+        return;
+    }
+    let spans = std::env::var("COSTPLANE_TEST_BENCH_QUERY_SPANS").unwrap_or_else(|_| "10000000".into());
+    let out = bench_queries(&["--spans", &spans, "--stores", "embedded,clickhouse"]);
+    println!("{out}");
 }
