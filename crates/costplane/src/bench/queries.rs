@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn the_data_spreads_over_the_day_in_traces_of_eight() {
         // 1,000 spans over a day: one every 86.4 s; request 1 of 512 holds
-        // spans 512..999 (488 of them), of which 49 (512, 522, ..., 992)
+        // spans 512..999 (488 of them), of which 48 (520, 530, ..., 990)
         // get a log record.
         let day = 1_700_000_000_000_000_000 / 86_400_000_000_000 * 86_400_000_000_000;
         let r = traces(1, 512, 1000, day);
@@ -436,8 +436,9 @@ mod tests {
         assert_ne!(spans[7].trace_id, spans[8].trace_id);
         assert!(spans.last().unwrap().start_time_unix_nano < day + 86_400_000_000_000);
         let l = logs(1, 512, 1000, day);
-        assert_eq!(l.resource_logs[0].scope_logs[0].log_records.len(), 49);
-        assert_eq!(l.resource_logs[0].scope_logs[0].log_records[0].trace_id, spans[0].trace_id);
+        assert_eq!(l.resource_logs[0].scope_logs[0].log_records.len(), 48);
+        // Span 520 is the request's ninth.
+        assert_eq!(l.resource_logs[0].scope_logs[0].log_records[0].trace_id, spans[8].trace_id);
         assert!(trace_id(0).iter().any(|b| *b != 0));
     }
 }
