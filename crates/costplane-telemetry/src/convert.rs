@@ -205,19 +205,18 @@ pub fn convert_traces_owned(req: ExportTraceServiceRequest, limits: &Limits, siz
             for (i, span) in ss.spans.into_iter().enumerate() {
                 let size = sizes.as_mut().and_then(Iterator::next);
                 let checked = match (&resource, &scope) {
-                    (Ok(_), Ok(_)) => check_span(&span, limits),
+                    (Ok(r), Ok(s)) => check_span(&span, limits).map(|ids| (ids, r, s)),
                     (Err(e), _) | (_, Err(e)) => Err(e.clone()),
                 };
-                match (checked, &resource, &scope) {
-                    (Ok(ids), Ok(r), Ok(s)) => {
+                match checked {
+                    Ok((ids, r, s)) => {
                         let bytes = size.unwrap_or_else(|| encoded_size(&span));
                         let row = span_row(span, ids, r, s, bytes);
                         out.batch.approx_bytes += span_bytes(&row);
                         out.batch.spans.push(row);
                         out.accepted += 1;
                     }
-                    (Err(e), _, _) => out.reject(format!("span {i} ('{}'): {e}", truncate(&span.name))),
-                    _ => unreachable!("a span is checked only under a valid resource and scope"),
+                    Err(e) => out.reject(format!("span {i} ('{}'): {e}", truncate(&span.name))),
                 }
             }
         }
