@@ -140,11 +140,10 @@ impl<S: GrpcSignal> UnaryService<Bytes> for Unary<S> {
             let reservation = request.extensions().get::<Reservation>().cloned().unwrap_or_else(|| ingest.inflight.reservation());
             let sender = request.extensions().get::<Authenticated>().and_then(|a| a.0.clone());
             let body = request.into_inner();
-            let result = match reservation.reserve(decode_estimate(S::SIGNAL, Encoding::Protobuf, body.len())) {
-                Ok(()) => ingest.export_off_runtime(S::SIGNAL, Encoding::Protobuf, body, sender).await,
-                Err(e) => Err(e),
-            };
-            drop(reservation);
+            let result = reservation
+                .reserve(decode_estimate(S::SIGNAL, Encoding::Protobuf, body.len()))
+                .and_then(|()| ingest.export(S::SIGNAL, Encoding::Protobuf, &body, sender));
+            drop((body, reservation));
             match result {
                 Ok(outcome) => Ok(tonic::Response::new(encode_response(S::SIGNAL, Encoding::Protobuf, outcome.rejected, outcome.message))),
                 Err(e) => {

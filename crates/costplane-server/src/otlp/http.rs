@@ -79,10 +79,9 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, mut body: Body
     // body is discarded; on every path, as the handler's future is dropped.
     let reservation = ingest.inflight.reservation();
     let result = match read_http_body(&headers, &mut body, ingest.max_body_bytes, &reservation).await {
-        Ok(bytes) => match reservation.reserve(decode_estimate(signal, encoding, bytes.len())) {
-            Ok(()) => ingest.export_off_runtime(signal, encoding, bytes, sender).await,
-            Err(e) => Err(e),
-        },
+        Ok(bytes) => reservation
+            .reserve(decode_estimate(signal, encoding, bytes.len()))
+            .and_then(|()| ingest.export(signal, encoding, &bytes, sender)),
         Err(e) => Err(e),
     };
     drop(reservation);

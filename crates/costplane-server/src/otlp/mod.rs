@@ -77,24 +77,6 @@ impl Ingest {
         Ok(ExportOutcome { accepted, rejected, message })
     }
 
-    /// [`Ingest::export`] on the runtime's blocking pool: decoding and
-    /// converting a request is CPU work of milliseconds, which on a worker
-    /// thread would stall every other connection that thread serves (the
-    /// receivers, the API, the writer's I/O). The request's memory stays
-    /// reserved by the caller until this returns.
-    pub async fn export_off_runtime(
-        &self,
-        signal: Signal,
-        encoding: Encoding,
-        body: impl AsRef<[u8]> + Send + 'static,
-        sender: Option<Sender>,
-    ) -> Result<ExportOutcome, ApiError> {
-        let ingest = self.clone();
-        tokio::task::spawn_blocking(move || ingest.export(signal, encoding, body.as_ref(), sender))
-            .await
-            .unwrap_or_else(|e| Err(ApiError::new(crate::error::ErrorCode::Internal, format!("the export task failed: {e}"))))
-    }
-
     /// What decodes buffered requests again (replay, spilled requests):
     /// the same limits and meter as the live path.
     pub fn decoder_for(limits: Limits, meter: Option<Arc<Meter>>) -> Arc<dyn RequestDecoder> {
