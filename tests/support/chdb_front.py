@@ -26,8 +26,10 @@ What it speaks, as ClickHouse does:
 * URL parameters: `database`, `default_format`, `param_<name>` (query
   parameters for `{name:Type}` placeholders); `query_id`, `user`, `password`
   and the other parameters ClickHouse's HTTP handler keeps for itself are
-  accepted and ignored; `compress=1` / `decompress=1` (ClickHouse's own LZ4
-  framing) are refused; everything else is a setting for that one query,
+  accepted and ignored; `decompress=1` (a body in ClickHouse's own
+  compressed-block framing: LZ4, ZSTD or none, each block checked against
+  its CityHash128) and `compress=1` (the answer in that framing, as
+  uncompressed blocks) are spoken; everything else is a setting for that one query,
   applied with `SET name = 'value'` in the session and undone afterwards.
   `readonly` is enforced by the front itself (the engine cannot leave
   readonly mode once its session is in it), and `SET readonly` is refused;
@@ -35,7 +37,7 @@ What it speaks, as ClickHouse does:
   per-query `SETTINGS readonly = 1` clause, so the engine's own checks (table
   functions such as `url()` and `file()`, setting changes) apply as on a
   server, and refuses several statements in one request, as a server does.
-* `Content-Encoding: gzip` (or deflate) request bodies, chunked request
+* `Content-Encoding: gzip`, deflate or zstd request bodies, chunked request
   bodies, HTTP/1.1 keep-alive, and gzip responses when
   `enable_http_compression=1` and the client accepts gzip.
 * Errors: the status ClickHouse would use (500 for most, 400 for parse and
@@ -63,6 +65,10 @@ import threading
 import time
 import uuid
 import zlib
+
+import lz4.block
+import zstandard
+from clickhouse_cityhash.cityhash import CityHash128
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -76,6 +82,7 @@ NOT_IMPLEMENTED = 48
 UNKNOWN_FORMAT = 73
 READONLY = 164
 UNKNOWN_COMPRESSION_METHOD = 89
+CHECKSUM_DOESNT_MATCH = 40
 CANNOT_DECOMPRESS = 271
 ZLIB_INFLATE_FAILED = 354
 STD_EXCEPTION = 1001
@@ -87,6 +94,7 @@ _ERROR_NAMES = {
     UNKNOWN_FORMAT: "UNKNOWN_FORMAT",
     READONLY: "READONLY",
     UNKNOWN_COMPRESSION_METHOD: "UNKNOWN_COMPRESSION_METHOD",
+    CHECKSUM_DOESNT_MATCH: "CHECKSUM_DOESNT_MATCH",
     CANNOT_DECOMPRESS: "CANNOT_DECOMPRESS",
     ZLIB_INFLATE_FAILED: "ZLIB_INFLATE_FAILED",
     STD_EXCEPTION: "STD_EXCEPTION",
@@ -487,6 +495,8 @@ class Request:
         self.params = {}          # query parameters for {name:Type}
         self.query_id = None
         self.gzip_response = False
+        self.decompress = False         # the body is in compressed blocks
+        self.compress_response = False  # answer in compressed blocks
         self.readonly = 0
 
     def summary(self):
@@ -509,10 +519,75 @@ def decode_body(body, encoding):
                 return zlib.decompress(body)
             except zlib.error:
                 return zlib.decompress(body, -zlib.MAX_WBITS)
-    except (OSError, EOFError, zlib.error) as exc:
+        if encoding == "zstd":
+            # A frame without a content size (streamed) needs the reader.
+            with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+                return reader.read()
+    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         raise QueryError.make(ZLIB_INFLATE_FAILED, f"Cannot decompress the {encoding} request body: {exc}")
     raise QueryError.make(UNKNOWN_COMPRESSION_METHOD,
-                          f"Content-Encoding {encoding!r} is not supported by this front (use gzip or deflate)")
+                          f"Content-Encoding {encoding!r} is not supported by this front (use gzip, deflate or zstd)")
+
+
+# ClickHouse's compressed-block framing (`decompress=1` / `compress=1`):
+# a 16-byte CityHash128 (v1.0.2) of the rest of the block, the method byte,
+# the block's size including this 9-byte header and the raw size (both
+# UInt32 little-endian), then the payload.
+_BLOCK_NONE, _BLOCK_LZ4, _BLOCK_ZSTD = 0x02, 0x82, 0x90
+_BLOCK_HEADER = 9
+
+
+def _checksum(block):
+    h = CityHash128(block)
+    # ClickHouse writes the hash's two halves as UInt64 little-endian, the
+    # half this package returns in the high bits first.
+    return (h >> 64).to_bytes(8, "little") + (h & (2**64 - 1)).to_bytes(8, "little")
+
+
+def decode_blocks(body):
+    out = []
+    pos = 0
+    while pos < len(body):
+        if len(body) - pos < 16 + _BLOCK_HEADER:
+            raise QueryError.make(CANNOT_DECOMPRESS, "Cannot decompress: the body ends inside a block header")
+        method = body[pos + 16]
+        size = int.from_bytes(body[pos + 17:pos + 21], "little")
+        raw = int.from_bytes(body[pos + 21:pos + 25], "little")
+        block = body[pos + 16:pos + 16 + size]
+        if size < _BLOCK_HEADER or len(block) != size:
+            raise QueryError.make(CANNOT_DECOMPRESS, "Cannot decompress: a block is cut short")
+        if _checksum(block) != body[pos:pos + 16]:
+            raise QueryError.make(CHECKSUM_DOESNT_MATCH, "Checksum doesn't match: corrupted data")
+        payload = block[_BLOCK_HEADER:]
+        try:
+            if method == _BLOCK_LZ4:
+                data = lz4.block.decompress(payload, uncompressed_size=raw)
+            elif method == _BLOCK_ZSTD:
+                data = zstandard.ZstdDecompressor().decompress(payload, max_output_size=raw)
+            elif method == _BLOCK_NONE:
+                data = payload
+            else:
+                raise QueryError.make(UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: {method:#x}")
+        except (lz4.block.LZ4BlockError, zstandard.ZstdError) as exc:
+            raise QueryError.make(CANNOT_DECOMPRESS, f"Cannot decompress a {method:#x} block: {exc}")
+        if len(data) != raw:
+            raise QueryError.make(CANNOT_DECOMPRESS, "Cannot decompress: a block's raw size does not match")
+        out.append(data)
+        pos += 16 + size
+    return b"".join(out)
+
+
+def encode_blocks(data):
+    """`data` as uncompressed blocks (method none), which every client of
+    the framing reads."""
+    out = []
+    step = 1 << 20
+    for start in range(0, len(data), step):
+        chunk = data[start:start + step]
+        block = bytes([_BLOCK_NONE]) + (len(chunk) + _BLOCK_HEADER).to_bytes(4, "little") \
+            + len(chunk).to_bytes(4, "little") + chunk
+        out.append(_checksum(block) + block)
+    return b"".join(out)
 
 
 def build_request(params, headers, body, method):
@@ -531,12 +606,10 @@ def build_request(params, headers, body, method):
             req.default_format = value or req.default_format
         elif name == "query_id":
             req.query_id = value
-        elif name in ("compress", "decompress"):
-            if _truthy(value):
-                raise QueryError.make(
-                    NOT_IMPLEMENTED,
-                    f"{name}=1 asks for ClickHouse's own LZ4-framed compression: LZ4 is not supported "
-                    "by this front; send plain bodies or Content-Encoding: gzip")
+        elif name == "decompress":
+            req.decompress = _truthy(value)
+        elif name == "compress":
+            req.compress_response = _truthy(value)
         elif name == "readonly":
             if value.strip() not in ("0", "1", "2"):
                 raise QueryError.make(BAD_ARGUMENTS, f"readonly must be 0, 1 or 2, not {value!r}")
@@ -563,6 +636,8 @@ def build_request(params, headers, body, method):
     if method != "POST":
         body = b""
     body = decode_body(body, headers.get("Content-Encoding"))
+    if req.decompress and body:
+        body = decode_blocks(body)
 
     if query is not None and body:
         header = parse_insert_header(query)
@@ -905,6 +980,8 @@ class Handler(BaseHTTPRequestHandler):
         if result.fmt:
             headers.append(("X-ClickHouse-Format", result.fmt))
         body_out = result.body
+        if req.compress_response and body_out:
+            body_out = encode_blocks(body_out)
         if req.gzip_response and body_out:
             body_out = gzip.compress(body_out, compresslevel=3)
             headers.append(("Content-Encoding", "gzip"))

@@ -215,7 +215,7 @@ pub struct ClickHouseSection {
     pub database: String,
     /// Cluster name: ReplicatedMergeTree tables plus Distributed tables, DDL ON CLUSTER.
     pub cluster: Option<String>,
-    /// Insert body compression: "gzip" or "none".
+    /// Insert body compression: "zstd" (default), "gzip" or "none".
     pub compression: String,
     pub request_timeout: String,
     /// Days to keep each signal; 0 keeps forever.
@@ -240,7 +240,7 @@ impl Default for ClickHouseSection {
             ca_file: None,
             database: schema.database,
             cluster: None,
-            compression: "gzip".into(),
+            compression: "zstd".into(),
             request_timeout: "30s".into(),
             traces_ttl_days: schema.traces_ttl_days,
             logs_ttl_days: schema.logs_ttl_days,
@@ -281,9 +281,10 @@ impl ClickHouseSection {
             (None, None) => None,
         };
         let compression = match self.compression.as_str() {
+            "zstd" => BodyCompression::Zstd,
             "gzip" => BodyCompression::Gzip,
             "none" => BodyCompression::None,
-            other => return Err(format!("clickhouse.compression '{other}' is not gzip or none")),
+            other => return Err(format!("clickhouse.compression '{other}' is not zstd, gzip or none")),
         };
         Ok(ClickHouseConfig {
             url: self.url.clone(),
@@ -562,8 +563,8 @@ impl Config {
         if self.clickhouse.database.is_empty() {
             return Err("clickhouse.database must not be empty".into());
         }
-        if !["gzip", "none"].contains(&self.clickhouse.compression.as_str()) {
-            return Err(format!("clickhouse.compression '{}' is not gzip or none", self.clickhouse.compression));
+        if !["zstd", "gzip", "none"].contains(&self.clickhouse.compression.as_str()) {
+            return Err(format!("clickhouse.compression '{}' is not zstd, gzip or none", self.clickhouse.compression));
         }
         self.kubernetes.validate().map_err(|e| e.to_string())?;
         if self.billing.account_id.trim().is_empty() {

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as pt;
 
 use crate::model::*;
-use crate::values::{any_value_to_string, attributes, find_attribute, hex_id};
+use crate::values::{any_value_into_string, attributes, attributes_owned, find_attribute, hex_id};
 
 /// Limits applied to every item. An item over a limit is rejected (not
 /// truncated), so that what is stored is always what was sent.
@@ -129,27 +129,35 @@ fn check_len(value: &str, what: &str, limits: &Limits) -> Result<(), String> {
 }
 
 fn resource_info(resource: Option<&Resource>, schema_url: &str, limits: &Limits) -> Result<Arc<ResourceInfo>, String> {
-    let kvs = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-    check_attributes(kvs, "resource", limits)?;
-    check_len(schema_url, "resource schema_url", limits)?;
-    let service_name = find_attribute(kvs, "service.name").unwrap_or_default();
-    Ok(Arc::new(ResourceInfo { service_name, attributes: attributes(kvs), schema_url: schema_url.to_owned() }))
+    resource_info_owned(resource.cloned(), schema_url.to_owned(), limits)
+}
+
+fn resource_info_owned(resource: Option<Resource>, schema_url: String, limits: &Limits) -> Result<Arc<ResourceInfo>, String> {
+    let kvs = resource.map(|r| r.attributes).unwrap_or_default();
+    check_attributes(&kvs, "resource", limits)?;
+    check_len(&schema_url, "resource schema_url", limits)?;
+    let service_name = find_attribute(&kvs, "service.name").unwrap_or_default();
+    Ok(Arc::new(ResourceInfo { service_name, attributes: attributes_owned(kvs), schema_url }))
 }
 
 fn scope_info(scope: Option<&InstrumentationScope>, schema_url: &str, limits: &Limits) -> Result<Arc<ScopeInfo>, String> {
+    scope_info_owned(scope.cloned(), schema_url.to_owned(), limits)
+}
+
+fn scope_info_owned(scope: Option<InstrumentationScope>, schema_url: String, limits: &Limits) -> Result<Arc<ScopeInfo>, String> {
     let Some(scope) = scope else {
-        return Ok(Arc::new(ScopeInfo { schema_url: schema_url.to_owned(), ..ScopeInfo::default() }));
+        return Ok(Arc::new(ScopeInfo { schema_url, ..ScopeInfo::default() }));
     };
     check_attributes(&scope.attributes, "scope", limits)?;
     check_len(&scope.name, "scope name", limits)?;
     check_len(&scope.version, "scope version", limits)?;
-    check_len(schema_url, "scope schema_url", limits)?;
+    check_len(&schema_url, "scope schema_url", limits)?;
     Ok(Arc::new(ScopeInfo {
-        name: scope.name.clone(),
-        version: scope.version.clone(),
-        attributes: attributes(&scope.attributes),
+        name: scope.name,
+        version: scope.version,
+        attributes: attributes_owned(scope.attributes),
         dropped_attributes_count: scope.dropped_attributes_count,
-        schema_url: schema_url.to_owned(),
+        schema_url,
     }))
 }
 
@@ -179,18 +187,31 @@ fn status_code(status: Option<&pt::Status>) -> &'static str {
 
 /// Converts a trace export request.
 pub fn convert_traces(req: &ExportTraceServiceRequest, limits: &Limits) -> Conversion {
+    convert_traces_owned(req.clone(), limits, None)
+}
+
+/// Converts a trace export request, moving its strings into the rows.
+/// `sizes`: each span's encoded length as it arrived (see `wire.rs`);
+/// without them (or when they do not match the spans) each span's
+/// `encoded_len` is used.
+pub fn convert_traces_owned(req: ExportTraceServiceRequest, limits: &Limits, sizes: Option<Vec<u32>>) -> Conversion {
+    let total: usize = req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum();
+    let mut sizes = sizes.filter(|s| s.len() == total).map(Vec::into_iter);
     let mut out = Conversion::default();
-    for rs in &req.resource_spans {
-        let resource = resource_info(rs.resource.as_ref(), &rs.schema_url, limits);
-        for ss in &rs.scope_spans {
-            let scope = scope_info(ss.scope.as_ref(), &ss.schema_url, limits);
-            for (i, span) in ss.spans.iter().enumerate() {
-                let row = match (&resource, &scope) {
-                    (Ok(r), Ok(s)) => span_row(span, r, s, limits),
+    for rs in req.resource_spans {
+        let resource = resource_info_owned(rs.resource, rs.schema_url, limits);
+        for ss in rs.scope_spans {
+            let scope = scope_info_owned(ss.scope, ss.schema_url, limits);
+            for (i, span) in ss.spans.into_iter().enumerate() {
+                let size = sizes.as_mut().and_then(Iterator::next);
+                let checked = match (&resource, &scope) {
+                    (Ok(r), Ok(s)) => check_span(&span, limits).map(|ids| (ids, r, s)),
                     (Err(e), _) | (_, Err(e)) => Err(e.clone()),
                 };
-                match row {
-                    Ok(row) => {
+                match checked {
+                    Ok((ids, r, s)) => {
+                        let bytes = size.unwrap_or_else(|| encoded_size(&span));
+                        let row = span_row(span, ids, r, s, bytes);
                         out.batch.approx_bytes += span_bytes(&row);
                         out.batch.spans.push(row);
                         out.accepted += 1;
@@ -211,7 +232,16 @@ fn truncate(s: &str) -> &str {
     &s[..end]
 }
 
-fn span_row(span: &pt::Span, resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits: &Limits) -> Result<SpanRow, String> {
+/// A span's ids (and its links'), checked and hex-encoded: everything
+/// about a span that can be refused, decided before anything is moved.
+struct SpanIds {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    links: Vec<(String, String)>,
+}
+
+fn check_span(span: &pt::Span, limits: &Limits) -> Result<SpanIds, String> {
     let trace_id = hex_id(&span.trace_id, 16, "trace_id", false)?;
     let span_id = hex_id(&span.span_id, 8, "span_id", false)?;
     let parent_span_id = hex_id(&span.parent_span_id, 8, "parent_span_id", true)?;
@@ -227,42 +257,56 @@ fn span_row(span: &pt::Span, resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo
             limits.max_attributes
         ));
     }
-    let mut events = Vec::with_capacity(span.events.len());
     for ev in &span.events {
         check_len(&ev.name, "event name", limits)?;
         check_attributes(&ev.attributes, "event", limits)?;
-        events.push(SpanEvent { timestamp_ns: ts(ev.time_unix_nano), name: ev.name.clone(), attributes: attributes(&ev.attributes) });
     }
     let mut links = Vec::with_capacity(span.links.len());
     for link in &span.links {
         check_len(&link.trace_state, "link trace_state", limits)?;
         check_attributes(&link.attributes, "link", limits)?;
-        links.push(SpanLink {
-            trace_id: hex_id(&link.trace_id, 16, "link trace_id", false)?,
-            span_id: hex_id(&link.span_id, 8, "link span_id", false)?,
-            trace_state: link.trace_state.clone(),
-            attributes: attributes(&link.attributes),
-        });
+        links.push((hex_id(&link.trace_id, 16, "link trace_id", false)?, hex_id(&link.span_id, 8, "link span_id", false)?));
     }
-    Ok(SpanRow {
+    Ok(SpanIds { trace_id, span_id, parent_span_id, links })
+}
+
+fn span_row(span: pt::Span, ids: SpanIds, resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, encoded_bytes: u32) -> SpanRow {
+    let events = span
+        .events
+        .into_iter()
+        .map(|ev| SpanEvent { timestamp_ns: ts(ev.time_unix_nano), name: ev.name, attributes: attributes_owned(ev.attributes) })
+        .collect();
+    let links = span
+        .links
+        .into_iter()
+        .zip(ids.links)
+        .map(|(link, (trace_id, span_id))| SpanLink {
+            trace_id,
+            span_id,
+            trace_state: link.trace_state,
+            attributes: attributes_owned(link.attributes),
+        })
+        .collect();
+    let status_code = status_code(span.status.as_ref());
+    SpanRow {
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
         timestamp_ns: ts(span.start_time_unix_nano),
-        trace_id,
-        span_id,
-        parent_span_id,
-        trace_state: span.trace_state.clone(),
-        span_name: span.name.clone(),
+        trace_id: ids.trace_id,
+        span_id: ids.span_id,
+        parent_span_id: ids.parent_span_id,
+        trace_state: span.trace_state,
+        span_name: span.name,
         span_kind: span_kind(span.kind),
-        span_attributes: attributes(&span.attributes),
+        span_attributes: attributes_owned(span.attributes),
         // A span that ends before it starts (clock skew) is kept with a zero duration.
         duration_ns: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano),
-        status_code: status_code(span.status.as_ref()),
-        status_message: span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
+        status_code,
+        status_message: span.status.map(|s| s.message).unwrap_or_default(),
         events,
         links,
-        encoded_bytes: encoded_size(span),
-    })
+        encoded_bytes,
+    }
 }
 
 fn encoded_size(item: &impl prost::Message) -> u32 {
@@ -280,14 +324,23 @@ fn span_bytes(row: &SpanRow) -> usize {
 
 /// Converts a logs export request.
 pub fn convert_logs(req: &ExportLogsServiceRequest, limits: &Limits) -> Conversion {
+    convert_logs_owned(req.clone(), limits, None)
+}
+
+/// Converts a logs export request, moving its strings into the rows;
+/// `sizes` as for [`convert_traces_owned`].
+pub fn convert_logs_owned(req: ExportLogsServiceRequest, limits: &Limits, sizes: Option<Vec<u32>>) -> Conversion {
+    let total: usize = req.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len()).sum();
+    let mut sizes = sizes.filter(|s| s.len() == total).map(Vec::into_iter);
     let mut out = Conversion::default();
-    for rl in &req.resource_logs {
-        let resource = resource_info(rl.resource.as_ref(), &rl.schema_url, limits);
-        for sl in &rl.scope_logs {
-            let scope = scope_info(sl.scope.as_ref(), &sl.schema_url, limits);
-            for (i, rec) in sl.log_records.iter().enumerate() {
+    for rl in req.resource_logs {
+        let resource = resource_info_owned(rl.resource, rl.schema_url, limits);
+        for sl in rl.scope_logs {
+            let scope = scope_info_owned(sl.scope, sl.schema_url, limits);
+            for (i, rec) in sl.log_records.into_iter().enumerate() {
+                let size = sizes.as_mut().and_then(Iterator::next);
                 let row = match (&resource, &scope) {
-                    (Ok(r), Ok(s)) => log_row(rec, r, s, limits),
+                    (Ok(r), Ok(s)) => log_row(rec, r, s, limits, size),
                     (Err(e), _) | (_, Err(e)) => Err(e.clone()),
                 };
                 match row {
@@ -305,20 +358,24 @@ pub fn convert_logs(req: &ExportLogsServiceRequest, limits: &Limits) -> Conversi
 }
 
 fn log_row(
-    rec: &opentelemetry_proto::tonic::logs::v1::LogRecord,
+    rec: opentelemetry_proto::tonic::logs::v1::LogRecord,
     resource: &Arc<ResourceInfo>,
     scope: &Arc<ScopeInfo>,
     limits: &Limits,
+    size: Option<u32>,
 ) -> Result<LogRow, String> {
     check_attributes(&rec.attributes, "log record", limits)?;
     // The body is checked as sent, before rendering, then as rendered.
     check_value(rec.body.as_ref(), limits, 0).map_err(|e| format!("body: {e}"))?;
     check_len(&rec.severity_text, "severity_text", limits)?;
     check_len(&rec.event_name, "event_name", limits)?;
-    let body = any_value_to_string(rec.body.as_ref());
-    check_len(&body, "body", limits)?;
     let severity_number =
         u8::try_from(rec.severity_number).map_err(|_| format!("severity_number {} is outside 0..=24", rec.severity_number))?;
+    let trace_id = hex_id(&rec.trace_id, 16, "trace_id", true)?;
+    let span_id = hex_id(&rec.span_id, 8, "span_id", true)?;
+    let encoded_bytes = size.unwrap_or_else(|| encoded_size(&rec));
+    let body = any_value_into_string(rec.body);
+    check_len(&body, "body", limits)?;
     // As the Collector's exporter does: a record without a timestamp is
     // stored at its observed time.
     let timestamp = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
@@ -326,15 +383,15 @@ fn log_row(
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
         timestamp_ns: ts(timestamp),
-        trace_id: hex_id(&rec.trace_id, 16, "trace_id", true)?,
-        span_id: hex_id(&rec.span_id, 8, "span_id", true)?,
+        trace_id,
+        span_id,
         trace_flags: (rec.flags & 0xff) as u8,
-        severity_text: rec.severity_text.clone(),
+        severity_text: rec.severity_text,
         severity_number,
         body,
-        log_attributes: attributes(&rec.attributes),
-        event_name: rec.event_name.clone(),
-        encoded_bytes: encoded_size(rec),
+        log_attributes: attributes_owned(rec.attributes),
+        event_name: rec.event_name,
+        encoded_bytes,
     })
 }
 

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 
-use crate::convert::{convert_logs, convert_metrics, convert_traces, Conversion, Limits};
+use crate::convert::{convert_logs_owned, convert_metrics, convert_traces_owned, Conversion, Limits};
 use crate::error::TelemetryError;
 use crate::model::Signal;
 
@@ -34,9 +34,22 @@ impl Encoding {
 /// Decodes one export request body of `signal` and converts it to rows.
 pub fn decode_request(signal: Signal, encoding: Encoding, body: &[u8], limits: &Limits) -> Result<Conversion, TelemetryError> {
     match signal {
-        Signal::Traces => decode::<ExportTraceServiceRequest>(encoding, body).map(|r| convert_traces(&r, limits)),
-        Signal::Logs => decode::<ExportLogsServiceRequest>(encoding, body).map(|r| convert_logs(&r, limits)),
+        Signal::Traces => {
+            decode::<ExportTraceServiceRequest>(encoding, body).map(|r| convert_traces_owned(r, limits, wire_sizes(encoding, body)))
+        }
+        Signal::Logs => {
+            decode::<ExportLogsServiceRequest>(encoding, body).map(|r| convert_logs_owned(r, limits, wire_sizes(encoding, body)))
+        }
         Signal::Metrics => decode::<ExportMetricsServiceRequest>(encoding, body).map(|r| convert_metrics(&r, limits)),
+    }
+}
+
+/// Each item's size as it arrived, for metering (protobuf only: a JSON
+/// item is metered by its protobuf `encoded_len`).
+fn wire_sizes(encoding: Encoding, body: &[u8]) -> Option<Vec<u32>> {
+    match encoding {
+        Encoding::Protobuf => crate::wire::item_sizes(body),
+        Encoding::Json => None,
     }
 }
 

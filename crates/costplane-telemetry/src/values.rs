@@ -18,8 +18,8 @@ pub fn any_value_to_string(value: Option<&AnyValue>) -> String {
         // has the table; in traces, logs and metrics they carry no text.
         None | Some(Value::StringValueStrindex(_)) => String::new(),
         Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::BoolValue(b)) => b.to_string(),
-        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => if *b { "true" } else { "false" }.to_owned(),
+        Some(Value::IntValue(i)) => itoa::Buffer::new().format(*i).to_owned(),
         Some(Value::DoubleValue(d)) => format_double(*d),
         Some(Value::BytesValue(b)) => base64::engine::general_purpose::STANDARD.encode(b),
         Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_)) => any_value_to_json(value).to_string(),
@@ -32,9 +32,27 @@ fn format_double(d: f64) -> String {
     } else if d.is_infinite() {
         if d > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
     } else {
-        // Rust's Display is the shortest representation that round-trips,
-        // without an exponent, as Go's FormatFloat(d, 'f', -1, 64) prints.
-        format!("{d}")
+        // The shortest representation that round-trips, without an
+        // exponent, as Go's FormatFloat(d, 'f', -1, 64) prints. ryu finds
+        // the digits without the formatting machinery; when it chooses an
+        // exponent (very large or small values), Rust's Display, which
+        // never does, writes them out.
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(d);
+        if text.contains('e') {
+            format!("{d}")
+        } else {
+            // ryu writes integral values as "5.0"; Go writes "5".
+            text.strip_suffix(".0").unwrap_or(text).to_owned()
+        }
+    }
+}
+
+/// Renders a value, taking its string rather than copying it.
+pub fn any_value_into_string(value: Option<AnyValue>) -> String {
+    match value {
+        Some(AnyValue { value: Some(Value::StringValue(s)) }) => s,
+        other => any_value_to_string(other.as_ref()),
     }
 }
 
@@ -82,6 +100,34 @@ pub fn attributes(kvs: &[KeyValue]) -> Attributes {
             None => {
                 index.insert(kv.key.as_str(), out.len());
                 out.push((kv.key.clone(), value));
+            }
+        }
+    }
+    out
+}
+
+/// [`attributes`], moving keys and string values out of `kvs`.
+pub fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
+    let mut out: Attributes = Vec::with_capacity(kvs.len());
+    if kvs.len() <= SCAN_DEDUP_MAX {
+        for kv in kvs {
+            let value = any_value_into_string(kv.value);
+            if let Some(existing) = out.iter_mut().find(|(k, _)| *k == kv.key) {
+                existing.1 = value;
+            } else {
+                out.push((kv.key, value));
+            }
+        }
+        return out;
+    }
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(kvs.len());
+    for kv in kvs {
+        let value = any_value_into_string(kv.value);
+        match index.get(kv.key.as_str()) {
+            Some(&i) => out[i].1 = value,
+            None => {
+                index.insert(kv.key.clone(), out.len());
+                out.push((kv.key, value));
             }
         }
     }
@@ -139,6 +185,39 @@ mod tests {
             values: vec![KeyValue { key: "k".into(), value: Some(v(Value::BoolValue(false))), ..Default::default() }],
         }));
         assert_eq!(any_value_to_string(Some(&map)), r#"{"k":false}"#);
+    }
+
+    #[test]
+    fn doubles_render_as_go_does_whatever_path_finds_the_digits() {
+        // (value, Go's strconv.FormatFloat(v, 'f', -1, 64))
+        for (d, go) in [
+            (5.0, "5"),
+            (-0.5, "-0.5"),
+            (123.456, "123.456"),
+            (1e-7, "0.0000001"),
+            (2.5e-10, "0.00000000025"),
+            (1e16, "10000000000000000"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(format_double(d), go, "{d:?}");
+        }
+        assert_eq!(format_double(f64::NAN), "NaN");
+        assert_eq!(format_double(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn owned_attributes_equal_borrowed_ones() {
+        let kv = |k: String, val: Value| KeyValue { key: k, value: Some(v(val)), ..Default::default() };
+        for n in [3, 40] {
+            let kvs: Vec<KeyValue> = (0..n)
+                .map(|i| {
+                    kv(format!("k{}", i % (n / 2 + 1)), if i % 2 == 0 { Value::StringValue(format!("s{i}")) } else { Value::IntValue(i) })
+                })
+                .chain([kv("d".into(), Value::DoubleValue(2.5)), KeyValue { key: "none".into(), value: None, ..Default::default() }])
+                .collect();
+            assert_eq!(attributes_owned(kvs.clone()), attributes(&kvs), "{n}");
+        }
     }
 
     #[test]

@@ -139,14 +139,20 @@ pub fn make_request(n: usize, tenant: &str, rng: &mut impl Rng) -> ExportTraceSe
     }
 }
 
+/// Encoded requests of `batch` spans each (with their span counts), to
+/// send round-robin: generating them is not part of what is measured.
+pub fn request_pool(batch: usize, tenant: &str, rng: &mut impl Rng) -> Vec<(Vec<u8>, u64)> {
+    (0..POOL).map(|_| (make_request(batch, tenant, rng).encode_to_vec(), batch as u64)).collect()
+}
+
 /// Spans per second one core decodes from protobuf into rows.
-fn decode_rate(pool: &[Vec<u8>], per_request: usize, total: u64) -> f64 {
+pub fn decode_rate(pool: &[(Vec<u8>, u64)], per_request: usize, total: u64) -> f64 {
     let limits = Limits::default();
     let requests = (total as usize).div_ceil(per_request).max(1);
     let started = Instant::now();
     let mut spans = 0u64;
     for i in 0..requests {
-        let conv = decode_request(Signal::Traces, Encoding::Protobuf, &pool[i % pool.len()], &limits).expect("generated requests decode");
+        let conv = decode_request(Signal::Traces, Encoding::Protobuf, &pool[i % pool.len()].0, &limits).expect("generated requests decode");
         spans += conv.accepted;
         std::hint::black_box(&conv.batch);
     }
@@ -167,6 +173,76 @@ async fn stored_spans(client: &reqwest::Client, api: &str, server: &ServerArgs) 
     body["rows"][0][0].as_u64().context("unexpected answer to the count query")
 }
 
+/// How a load is sent: over `streams` concurrent export streams, at most
+/// `requests` requests, until `until` when given.
+pub struct Drive {
+    pub streams: usize,
+    pub requests: u64,
+    pub until: Option<Instant>,
+    pub auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+/// What a load acknowledged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent {
+    /// Spans in requests answered OK.
+    pub spans: u64,
+    /// Requests answered UNAVAILABLE and sent again.
+    pub retries: u64,
+}
+
+/// Sends the requests of `pool` (encoded trace export requests, the
+/// number of spans each holds beside it) round-robin; a request answered
+/// UNAVAILABLE (back-pressure) is sent again after 50 ms, as exporters do.
+pub async fn drive(
+    channel: tonic::transport::Channel,
+    pool: Arc<Vec<(Vec<u8>, u64)>>,
+    plan: Drive,
+    bar: ProgressBar,
+) -> anyhow::Result<Sent> {
+    let next = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..plan.streams {
+        let (channel, next, retries, acked, pool, bar, auth) =
+            (channel.clone(), next.clone(), retries.clone(), acked.clone(), pool.clone(), bar.clone(), plan.auth.clone());
+        let (requests, until) = (plan.requests, plan.until);
+        workers.push(tokio::spawn(async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests || until.is_some_and(|t| Instant::now() >= t) {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let (body, spans) = &pool[(i as usize) % pool.len()];
+                loop {
+                    grpc.ready().await.context("the gRPC channel closed")?;
+                    let mut request = tonic::Request::new(body.clone());
+                    if let Some(auth) = &auth {
+                        request.metadata_mut().insert("authorization", auth.clone());
+                    }
+                    match grpc.unary(request, path.clone(), RawCodec).await {
+                        Ok(_) => break,
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(status) => bail!("export failed: {status}"),
+                    }
+                }
+                acked.fetch_add(*spans, Ordering::Relaxed);
+                bar.inc(*spans);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.context("a sender task panicked")??;
+    }
+    Ok(Sent { spans: acked.load(Ordering::Relaxed), retries: retries.load(Ordering::Relaxed) })
+}
+
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     if args.batch == 0 || args.concurrency == 0 || args.spans == 0 {
         bail!("--spans, --batch and --concurrency must be at least 1");
@@ -181,8 +257,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         }
         format!("http://{addr}")
     });
-    let pool: Vec<Vec<u8>> = (0..POOL).map(|_| make_request(args.batch, &args.tenant, &mut rng).encode_to_vec()).collect();
-    let request_bytes = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
+    let pool = request_pool(args.batch, &args.tenant, &mut rng);
+    let request_bytes = pool.iter().map(|(b, _)| b.len()).sum::<usize>() / pool.len();
     eprintln!(
         "loadgen: {} spans in requests of {} spans ({} KiB each), {} streams",
         args.spans,
@@ -207,57 +283,17 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     };
 
     let requests = args.spans.div_ceil(args.batch as u64);
-    let next = Arc::new(AtomicU64::new(0));
-    let retries = Arc::new(AtomicU64::new(0));
-    let sent_spans = Arc::new(AtomicU64::new(0));
-    let pool = Arc::new(pool);
     let bar = ProgressBar::new(args.spans);
     bar.set_style(
         ProgressStyle::with_template("{spinner} sending [{bar:40}] {pos}/{len} spans ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
-        let (channel, next, retries, sent_spans, pool, bar, auth) =
-            (channel.clone(), next.clone(), retries.clone(), sent_spans.clone(), pool.clone(), bar.clone(), auth.clone());
-        let (batch, total) = (args.batch as u64, args.spans);
-        workers.push(tokio::spawn(async move {
-            let mut grpc = tonic::client::Grpc::new(channel);
-            let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
-                    return Ok::<(), anyhow::Error>(());
-                }
-                let body = pool[(i as usize) % pool.len()].clone();
-                loop {
-                    grpc.ready().await.context("the gRPC channel closed")?;
-                    let mut request = tonic::Request::new(body.clone());
-                    if let Some(auth) = &auth {
-                        request.metadata_mut().insert("authorization", auth.clone());
-                    }
-                    match grpc.unary(request, path.clone(), RawCodec).await {
-                        Ok(_) => break,
-                        Err(status) if status.code() == tonic::Code::Unavailable => {
-                            retries.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        Err(status) => bail!("export failed: {status}"),
-                    }
-                }
-                let n = batch.min(total - (i * batch).min(total));
-                sent_spans.fetch_add(n, Ordering::Relaxed);
-                bar.inc(n);
-            }
-        }));
-    }
-    for w in workers {
-        w.await.context("a sender task panicked")??;
-    }
+    let sent = drive(channel, Arc::new(pool), Drive { streams: args.concurrency, requests, until: None, auth }, bar.clone()).await?;
+    let retries = sent.retries;
     let send_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    let sent = requests * args.batch as u64;
+    let sent = sent.spans;
     let target = before + sent;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let stored = loop {
@@ -272,7 +308,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     };
     let e2e_secs = started.elapsed().as_secs_f64();
     let e2e = sent as f64 / e2e_secs;
-    println!("spans sent:            {sent} ({} retried requests)", retries.load(Ordering::Relaxed));
+    println!("spans sent:            {sent} ({retries} retried requests)");
     println!("spans stored:          {}", stored - before);
     println!("send rate:             {:>12.0} spans/s ({send_secs:.2}s)", sent as f64 / send_secs);
     println!("end-to-end into store: {e2e:>12.0} spans/s ({e2e_secs:.2}s)");

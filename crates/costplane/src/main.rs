@@ -1,6 +1,7 @@
 //! The `costplane` binary: command-line parsing, logging, and exit codes.
 //! Everything else lives in the library crates.
 
+mod bench;
 mod client;
 mod deadletter;
 mod import;
@@ -35,6 +36,11 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Send generated spans to a running server and measure throughput.
     Loadgen(loadgen::LoadgenArgs),
+    /// The same load against rotel and costplane side by side, with the
+    /// decode and Parquet-write ceilings (needs rotel and chdb-core in Python).
+    Bench(bench::BenchArgs),
+    /// Query speed over many stored spans (loads them through a server it starts).
+    BenchQueries(bench::queries::QueryBenchArgs),
     /// The ClickHouse schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -232,6 +238,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await.map_err(|e| (e.exit_code(), anyhow::Error::new(e))),
             Command::Sql(args) => sql::run(args).await.map_err(|e| (1, e)),
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
+            Command::Bench(args) => bench::run(args).await.map_err(|e| (1, e)),
+            Command::BenchQueries(args) => bench::queries::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),
@@ -257,7 +265,7 @@ const GLOBAL_ENV: &[&str] = &["COSTPLANE_LOG", "COSTPLANE_LOG_FORMAT"];
 
 /// Names that belong to costplane's test harness, never to the binary.
 fn is_test_harness_name(name: &str) -> bool {
-    name.starts_with("COSTPLANE_TEST_") || name == "COSTPLANE_BIN" || name == "COSTPLANE_UPDATE_GOLDEN"
+    name.starts_with("COSTPLANE_TEST_") || name == "COSTPLANE_BIN" || name == "COSTPLANE_UPDATE_GOLDEN" || name == "COSTPLANE_BENCH"
 }
 
 /// A `COSTPLANE_*` variable the chosen subcommand does not read is an

@@ -10,6 +10,7 @@
 use costplane_telemetry::model::*;
 use costplane_telemetry::usage::{HourState, KubernetesUsage, LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
 use rust_decimal::Decimal;
+use std::sync::Arc;
 
 #[derive(Default)]
 pub struct RowBinary {
@@ -72,11 +73,37 @@ impl RowBinary {
         }
     }
 
+    /// The map of a shared (`Arc`) attribute list: encoded once while
+    /// consecutive rows share it (all rows of one resource or scope), then
+    /// copied as bytes.
+    fn shared_map<T>(&mut self, owner: &Arc<T>, attrs: &Attributes, cache: &mut MapCache<T>) {
+        if !cache.owner.as_ref().is_some_and(|o| Arc::ptr_eq(o, owner)) {
+            let mut w = RowBinary { buf: std::mem::take(&mut cache.bytes) };
+            w.buf.clear();
+            w.map(attrs);
+            cache.bytes = w.buf;
+            cache.owner = Some(Arc::clone(owner));
+        }
+        self.buf.extend_from_slice(&cache.bytes);
+    }
+
     fn array<T>(&mut self, items: &[T], mut each: impl FnMut(&mut Self, &T)) {
         self.uleb(items.len() as u64);
         for item in items {
             each(self, item);
         }
+    }
+}
+
+/// The last shared attribute map encoded, and its bytes.
+struct MapCache<T> {
+    owner: Option<Arc<T>>,
+    bytes: Vec<u8>,
+}
+
+impl<T> Default for MapCache<T> {
+    fn default() -> Self {
+        MapCache { owner: None, bytes: Vec::new() }
     }
 }
 
@@ -86,6 +113,7 @@ Events.Timestamp, Events.Name, Events.Attributes, Links.TraceId, Links.SpanId, L
 
 pub fn traces<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
+    let mut resources = MapCache::default();
     for r in rows {
         w.i64(r.timestamp_ns);
         w.str(&r.trace_id);
@@ -95,7 +123,7 @@ pub fn traces<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> Vec<u8> {
         w.str(&r.span_name);
         w.str(r.span_kind);
         w.str(&r.resource.service_name);
-        w.map(&r.resource.attributes);
+        w.shared_map(&r.resource, &r.resource.attributes, &mut resources);
         w.str(&r.scope.name);
         w.str(&r.scope.version);
         w.map(&r.span_attributes);
@@ -118,6 +146,7 @@ ResourceSchemaUrl, ResourceAttributes, ScopeSchemaUrl, ScopeName, ScopeVersion, 
 
 pub fn logs<'a>(rows: impl IntoIterator<Item = &'a LogRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
+    let (mut resources, mut scopes) = (MapCache::default(), MapCache::default());
     for r in rows {
         w.i64(r.timestamp_ns);
         w.str(&r.trace_id);
@@ -128,11 +157,11 @@ pub fn logs<'a>(rows: impl IntoIterator<Item = &'a LogRow>) -> Vec<u8> {
         w.str(&r.resource.service_name);
         w.str(&r.body);
         w.str(&r.resource.schema_url);
-        w.map(&r.resource.attributes);
+        w.shared_map(&r.resource, &r.resource.attributes, &mut resources);
         w.str(&r.scope.schema_url);
         w.str(&r.scope.name);
         w.str(&r.scope.version);
-        w.map(&r.scope.attributes);
+        w.shared_map(&r.scope, &r.scope.attributes, &mut scopes);
         w.map(&r.log_attributes);
         w.str(&r.event_name);
     }
@@ -145,13 +174,20 @@ StartTimeUnix, TimeUnix";
 
 const EXEMPLAR_COLUMNS: &str = "Exemplars.FilteredAttributes, Exemplars.TimeUnix, Exemplars.Value, Exemplars.SpanId, Exemplars.TraceId";
 
-fn metric_prefix(w: &mut RowBinary, c: &PointCommon) {
+/// The resource and scope maps last encoded by [`metric_prefix`].
+#[derive(Default)]
+struct PrefixCaches {
+    resources: MapCache<ResourceInfo>,
+    scopes: MapCache<ScopeInfo>,
+}
+
+fn metric_prefix(w: &mut RowBinary, c: &PointCommon, caches: &mut PrefixCaches) {
     let m = &c.metric;
-    w.map(&m.resource.attributes);
+    w.shared_map(&m.resource, &m.resource.attributes, &mut caches.resources);
     w.str(&m.resource.schema_url);
     w.str(&m.scope.name);
     w.str(&m.scope.version);
-    w.map(&m.scope.attributes);
+    w.shared_map(&m.scope, &m.scope.attributes, &mut caches.scopes);
     w.u32(m.scope.dropped_attributes_count);
     w.str(&m.scope.schema_url);
     w.str(&m.resource.service_name);
@@ -177,8 +213,9 @@ pub fn gauge_columns() -> String {
 
 pub fn gauges<'a>(rows: impl IntoIterator<Item = &'a GaugeRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
+    let mut caches = PrefixCaches::default();
     for r in rows {
-        metric_prefix(&mut w, &r.common);
+        metric_prefix(&mut w, &r.common, &mut caches);
         w.f64(r.value);
         w.u32(r.common.flags);
         exemplars(&mut w, &r.exemplars);
@@ -192,8 +229,9 @@ pub fn sum_columns() -> String {
 
 pub fn sums<'a>(rows: impl IntoIterator<Item = &'a SumRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
+    let mut caches = PrefixCaches::default();
     for r in rows {
-        metric_prefix(&mut w, &r.common);
+        metric_prefix(&mut w, &r.common, &mut caches);
         w.f64(r.value);
         w.u32(r.common.flags);
         exemplars(&mut w, &r.exemplars);
@@ -209,8 +247,9 @@ pub fn histogram_columns() -> String {
 
 pub fn histograms<'a>(rows: impl IntoIterator<Item = &'a HistogramRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
+    let mut caches = PrefixCaches::default();
     for r in rows {
-        metric_prefix(&mut w, &r.common);
+        metric_prefix(&mut w, &r.common, &mut caches);
         w.u64(r.count);
         w.f64(r.sum);
         w.array(&r.bucket_counts, |w, v| w.u64(*v));
@@ -233,8 +272,9 @@ NegativeBucketCounts, {EXEMPLAR_COLUMNS}, Flags, Min, Max, AggregationTemporalit
 
 pub fn exp_histograms<'a>(rows: impl IntoIterator<Item = &'a ExpHistogramRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
+    let mut caches = PrefixCaches::default();
     for r in rows {
-        metric_prefix(&mut w, &r.common);
+        metric_prefix(&mut w, &r.common, &mut caches);
         w.u64(r.count);
         w.f64(r.sum);
         w.i32(r.scale);
@@ -258,8 +298,9 @@ pub fn summary_columns() -> String {
 
 pub fn summaries<'a>(rows: impl IntoIterator<Item = &'a SummaryRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
+    let mut caches = PrefixCaches::default();
     for r in rows {
-        metric_prefix(&mut w, &r.common);
+        metric_prefix(&mut w, &r.common, &mut caches);
         w.u64(r.count);
         w.f64(r.sum);
         w.array(&r.quantiles, |w, q| w.f64(q.0));
@@ -417,6 +458,42 @@ mod tests {
         w.uleb(300);
         w.str("ab");
         assert_eq!(w.buf, vec![0xac, 0x02, 2, b'a', b'b']);
+    }
+
+    fn span(resource: &Arc<ResourceInfo>, name: &str) -> SpanRow {
+        SpanRow {
+            resource: Arc::clone(resource),
+            scope: Arc::new(ScopeInfo::default()),
+            timestamp_ns: 1,
+            trace_id: "t".into(),
+            span_id: "s".into(),
+            parent_span_id: String::new(),
+            trace_state: String::new(),
+            span_name: name.into(),
+            span_kind: "Server",
+            span_attributes: vec![("a".into(), name.into())],
+            duration_ns: 2,
+            status_code: "Unset",
+            status_message: String::new(),
+            events: vec![],
+            links: vec![],
+            encoded_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn a_shared_resource_map_encodes_as_if_encoded_per_row() {
+        let r1 = Arc::new(ResourceInfo { service_name: "a".into(), attributes: vec![("k".into(), "1".into())], ..Default::default() });
+        // Equal content, another resource: still encoded on its own.
+        let r2 = Arc::new(ResourceInfo { service_name: "b".into(), attributes: vec![("k".into(), "22".into())], ..Default::default() });
+        let rows = [span(&r1, "x"), span(&r1, "y"), span(&r2, "z"), span(&r1, "w")];
+        let one_by_one: Vec<u8> = rows.iter().flat_map(|r| traces([r])).collect();
+        assert_eq!(traces(&rows), one_by_one);
+        // And the map bytes are where a per-row encoder puts them.
+        let mut w = RowBinary::default();
+        w.map(&r2.attributes);
+        let z = traces([&rows[2]]);
+        assert!(z.windows(w.buf.len()).any(|win| win == w.buf.as_slice()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod anomalies;
 mod bad_input;
 mod budgets;
+mod bench;
 mod cli_manners;
 mod clickhouse_e2e;
 mod durability;
