@@ -240,7 +240,8 @@ mod tests {
         let segments = Segments::open(dir.path()).unwrap();
         let noon = DAY * DAY_NS + DAY_NS / 2;
         // Batch 1: two spans on DAY, one on DAY+1. Batch 2: two on DAY.
-        let b1 = super::super::arrow::traces(&[span("b", "x", noon, 1), span("a", "y", noon + DAY_NS, 2), span("a", "z", noon, 3)]).unwrap();
+        let b1 =
+            super::super::arrow::traces(&[span("b", "x", noon, 1), span("a", "y", noon + DAY_NS, 2), span("a", "z", noon, 3)]).unwrap();
         let b2 = super::super::arrow::traces(&[span("a", "x", noon + 5, 4), span("c", "x", noon - 5, 5)]).unwrap();
         assert!(segments.write(1, "otel_traces", &b1).unwrap(), "the first segment starts the table");
         assert!(!segments.write(2, "otel_traces", &b2).unwrap());

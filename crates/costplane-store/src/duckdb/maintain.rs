@@ -159,3 +159,95 @@ pub(crate) fn spawn(
         .expect("spawning the compactor thread");
     (tx, handle)
 }
+
+#[cfg(test)]
+mod measure {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use costplane_telemetry::model::{ResourceInfo, ScopeInfo, SpanRow};
+
+    use super::super::{arrow, schema, segments};
+
+    /// `COSTPLANE_MEASURE=1`: single-thread Parquet write speed and bytes per
+    /// million spans, against the same rows appended to DuckDB tables as
+    /// the store did before (spans with 20 attributes, resources with 10,
+    /// 8,192-row batches, as in the issue's measurement).
+    #[test]
+    fn parquet_write_speed_and_size() {
+        if std::env::var("COSTPLANE_MEASURE").is_err() {
+            return;
+        }
+        let total: usize = std::env::var("COSTPLANE_MEASURE_SPANS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+        let resources: Vec<Arc<ResourceInfo>> = (0..8)
+            .map(|r| {
+                Arc::new(ResourceInfo {
+                    service_name: format!("svc-{r}"),
+                    attributes: (0..10).map(|i| (format!("resource.key.{i}"), format!("value-{r}-{i}"))).collect(),
+                    schema_url: String::new(),
+                })
+            })
+            .collect();
+        let scope = Arc::new(ScopeInfo { name: "bench".into(), ..ScopeInfo::default() });
+        let t0 = 1_893_456_000_000_000_000i64;
+        let span = |n: usize| SpanRow {
+            resource: Arc::clone(&resources[n % 8]),
+            scope: Arc::clone(&scope),
+            timestamp_ns: t0 + i64::try_from(n).unwrap() * 1_000_000,
+            trace_id: format!("{:032x}", n / 8),
+            span_id: format!("{n:016x}"),
+            parent_span_id: if n % 8 == 0 { String::new() } else { format!("{:016x}", n - n % 8) },
+            trace_state: String::new(),
+            span_name: format!("op-{}", n % 16),
+            span_kind: "Server",
+            span_attributes: (0..20).map(|i| (format!("attr.key.{i}"), format!("v{}", (n * 7 + i) % 1000))).collect(),
+            duration_ns: u64::try_from(n % 5000).unwrap() * 1000,
+            status_code: "Ok",
+            status_message: String::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            encoded_bytes: 500,
+        };
+        let batches: Vec<_> = (0..total.div_ceil(8192))
+            .map(|b| arrow::traces(&(b * 8192..((b + 1) * 8192).min(total)).map(span).collect::<Vec<_>>()).unwrap())
+            .collect();
+
+        let dir = tempfile::tempdir().unwrap();
+        let segs = segments::Segments::open(dir.path()).unwrap();
+        let started = Instant::now();
+        for (i, rb) in batches.iter().enumerate() {
+            segs.write(i as u64, "otel_traces", rb).unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let parquet_bytes: u64 = segs.partition_bytes("otel_traces").unwrap().iter().map(|(_, b)| b).sum();
+        let merged =
+            super::compact::compact_all(&segs, &super::CompactPolicy { target_bytes: 1 << 40, max_age: std::time::Duration::ZERO })
+                .unwrap();
+        let compacted_bytes: u64 = segs.partition_bytes("otel_traces").unwrap().iter().map(|(_, b)| b).sum();
+
+        let db = dir.path().join("native.duckdb");
+        let conn = duckdb::Connection::open(&db).unwrap();
+        let ddl: String = schema::migrations().into_iter().map(|(_, s)| s).collect();
+        conn.execute_batch(&ddl).unwrap();
+        let started = Instant::now();
+        for rb in &batches {
+            let mut app = conn.appender("otel_traces").unwrap();
+            app.append_record_batch(rb.clone()).unwrap();
+            app.flush().unwrap();
+        }
+        conn.execute_batch("CHECKPOINT").unwrap();
+        let native_secs = started.elapsed().as_secs_f64();
+        drop(conn);
+        let native_bytes = std::fs::metadata(&db).unwrap().len();
+        let per_m = |b: u64| b as f64 * 1e6 / total as f64 / 1_048_576.0;
+        println!(
+            "spans={total} parquet: {:.0} spans/s, {:.1} MiB/M spans as segments, {:.1} MiB/M after compaction ({merged} merged); \
+             duckdb tables: {:.0} spans/s, {:.1} MiB/M spans",
+            total as f64 / secs,
+            per_m(parquet_bytes),
+            per_m(compacted_bytes),
+            total as f64 / native_secs,
+            per_m(native_bytes)
+        );
+    }
+}

@@ -464,15 +464,19 @@ impl Store for DuckDbStore {
                 return Ok(());
             }
             let (rows, cost): (Vec<_>, Vec<_>) = tables.into_iter().partition(|(t, _)| crate::TELEMETRY_TABLES.contains(t));
-            let mut started = false;
+            let (mut started, mut files) = (false, Vec::new());
             for (table, rb) in &rows {
-                started |= telemetry.segments.write(batch_id, table, rb)?;
+                started |= telemetry.segments.write_files(batch_id, table, rb, &mut files)?;
             }
             let conn = writer.lock().map_err(|_| poisoned())?;
             if started {
                 telemetry.sync_views(&conn, false)?;
             }
-            write_blocking(&conn, batch_id, cost)
+            let result = write_blocking(&conn, batch_id, cost);
+            if result.as_ref().is_err_and(StoreError::is_invalid_data) {
+                telemetry.segments.unwrite(&files)?;
+            }
+            result
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?

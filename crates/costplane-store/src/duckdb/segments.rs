@@ -139,10 +139,10 @@ pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64]
 
 /// A partition's rows of one batch split by day.
 pub(crate) fn split_by_day(table: &str, rb: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>, StoreError> {
-    let column = rb
-        .column_by_name(time_column(table))
-        .ok_or_else(|| StoreError::Schema(format!("{table} has no {} column", time_column(table))))?;
-    let times = column.as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| StoreError::Schema(format!("{table}: time is not ns")))?;
+    let column =
+        rb.column_by_name(time_column(table)).ok_or_else(|| StoreError::Schema(format!("{table} has no {} column", time_column(table))))?;
+    let times =
+        column.as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| StoreError::Schema(format!("{table}: time is not ns")))?;
     let day_of = |i: usize| if times.is_null(i) { 0 } else { times.value(i).div_euclid(DAY_NS) };
     let mut rows: HashMap<i64, Vec<u32>> = HashMap::new();
     for i in 0..rb.num_rows() {
@@ -159,6 +159,15 @@ pub(crate) fn split_by_day(table: &str, rb: &RecordBatch) -> Result<Vec<(i64, Re
     }
     out.sort_by_key(|(day, _)| *day);
     Ok(out)
+}
+
+/// A segment one write made.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    batch_id: u64,
+    table: &'static str,
+    day: i64,
+    name: String,
 }
 
 /// One partition as found on disk.
@@ -362,6 +371,11 @@ impl Segments {
     /// days whose segments already hold `batch_id`. Returns whether the
     /// table had no partition before (its view must start reading files).
     pub fn write(&self, batch_id: u64, table: &'static str, rb: &RecordBatch) -> Result<bool, StoreError> {
+        self.write_files(batch_id, table, rb, &mut Vec::new())
+    }
+
+    /// [`Segments::write`], adding the files it wrote to `written`.
+    pub fn write_files(&self, batch_id: u64, table: &'static str, rb: &RecordBatch, files: &mut Vec<Written>) -> Result<bool, StoreError> {
         let was_empty = !self.has_files(table)?;
         let ti = table_index(table);
         for (day, rows) in split_by_day(table, rb)? {
@@ -380,8 +394,31 @@ impl Segments {
                 sync_dir(&dir)?;
             }
             self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((batch_id, ti, day), now_ns());
+            files.push(Written { batch_id, table, day, name });
         }
         Ok(was_empty)
+    }
+
+    /// Takes back segments of a batch the store then refused as invalid
+    /// (the pipeline sets its rows aside, so they must not stay stored).
+    pub fn unwrite(&self, files: &[Written]) -> Result<(), StoreError> {
+        let _layout = self.lock();
+        for w in files {
+            let link = self.table_dir(w.table).join(format!("date={}", day_name(w.day)));
+            if let Ok(target) = fs::read_link(&link) {
+                let path = self.table_dir(w.table).join(target).join(&w.name);
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    // Merged meanwhile: the merged file keeps the rows.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::warn!(table = w.table, batch_id = w.batch_id, "a refused batch's segment was already compacted");
+                    }
+                    Err(e) => return Err(io(format!("removing {}", path.display()), e)),
+                }
+            }
+            self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(w.batch_id, table_index(w.table), w.day));
+        }
+        Ok(())
     }
 
     /// Forgets batch ids learnt more than a day ago (a replay comes sooner).

@@ -36,10 +36,7 @@ pub(crate) fn view_sql(segments: &Segments, table: &'static str, has_files: bool
     let columns = declared.get(table).ok_or_else(|| StoreError::Schema(format!("{table} has no DDL")))?;
     let body = if has_files {
         let list = columns.iter().map(|(name, _)| format!("\"{name}\"")).collect::<Vec<_>>().join(", ");
-        format!(
-            "SELECT {list} FROM read_parquet({}, hive_partitioning = true, union_by_name = true)",
-            quote_path(&segments.glob(table))
-        )
+        format!("SELECT {list} FROM read_parquet({}, hive_partitioning = true, union_by_name = true)", quote_path(&segments.glob(table)))
     } else {
         let list = columns.iter().map(|(name, ty)| format!("CAST(NULL AS {ty}) AS \"{name}\"")).collect::<Vec<_>>().join(", ");
         format!("SELECT {list} LIMIT 0")
