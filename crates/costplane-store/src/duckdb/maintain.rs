@@ -146,14 +146,12 @@ pub(crate) fn spawn(
     let (tx, rx) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name("costplane-compactor".into())
-        .spawn(move || loop {
-            match rx.recv_timeout(interval) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(e) = telemetry.maintain(&writer, segments::now_ns()) {
-                        tracing::warn!(error = %e, "expiring or compacting telemetry segments failed; trying again later");
-                    }
+        .spawn(move || {
+            // A message never comes: the sender is dropped (the store closed).
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                if let Err(e) = telemetry.maintain(&writer, segments::now_ns()) {
+                    tracing::warn!(error = %e, "expiring or compacting telemetry segments failed; trying again later");
                 }
-                _ => break,
             }
         })
         .expect("spawning the compactor thread");
@@ -196,7 +194,7 @@ mod measure {
             timestamp_ns: t0 + i64::try_from(n).unwrap() * 1_000_000,
             trace_id: format!("{:032x}", n / 8),
             span_id: format!("{n:016x}"),
-            parent_span_id: if n % 8 == 0 { String::new() } else { format!("{:016x}", n - n % 8) },
+            parent_span_id: if n.is_multiple_of(8) { String::new() } else { format!("{:016x}", n - n % 8) },
             trace_state: String::new(),
             span_name: format!("op-{}", n % 16),
             span_kind: "Server",

@@ -48,6 +48,8 @@ mod views;
 
 pub use compact::CompactPolicy;
 pub use maintain::EmbeddedOptions;
+#[cfg(test)]
+pub(crate) use verify::declared_tables;
 pub use views::VIEWS_FILE;
 
 use std::path::{Path, PathBuf};
