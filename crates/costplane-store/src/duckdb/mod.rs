@@ -129,11 +129,13 @@ impl DuckDbStore {
         })?;
         maintain::restrict_files(&conn, segments.root())?;
         migrate(&conn)?;
+        // Checked before anything moves: a telemetry table made by another
+        // tool stops startup with the fix rather than being moved half-read.
+        check_schema(&conn, &path)?;
         maintain::move_native_tables(&conn, &segments)?;
         let interval = options.maintenance_interval;
         let telemetry = Arc::new(maintain::Telemetry::new(segments, options));
         telemetry.sync_views(&conn, true)?;
-        check_schema(&conn, &path)?;
         conn.execute_batch("SET parquet_metadata_cache = true").map_err(db_err)?;
         let mut store = DuckDbStore::with_connections(path, conn, Some(Arc::clone(&telemetry)))?;
         if let Some(interval) = interval {
