@@ -190,7 +190,7 @@ pub(crate) fn compact_all(segments: &Segments, policy: &CompactPolicy) -> Result
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use costplane_telemetry::model::{ResourceInfo, ScopeInfo, SpanRow};

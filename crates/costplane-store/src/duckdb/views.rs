@@ -94,3 +94,25 @@ mod tests {
         assert!(!full.contains("\"date\""));
     }
 }
+
+#[cfg(test)]
+mod dump {
+    /// `COSTPLANE_DUMP_DIR=DIR`: leaves a store's segments and `views.sql`
+    /// in DIR, for reading with another DuckDB by hand.
+    #[test]
+    fn dump_segments_and_views() {
+        let Ok(dir) = std::env::var("COSTPLANE_DUMP_DIR") else { return };
+        let segments = super::Segments::open(std::path::Path::new(&dir)).unwrap();
+        let noon = 20_454 * super::super::segments::DAY_NS + 43_200_000_000_000;
+        let mut spans: Vec<_> =
+            (0..5).map(|i| super::super::compact::tests::span("svc", "op", noon + i, usize::try_from(i).unwrap())).collect();
+        spans[1].span_attributes = vec![("k".into(), "v".into())];
+        spans[2].events = vec![costplane_telemetry::model::SpanEvent {
+            timestamp_ns: noon,
+            name: "e".into(),
+            attributes: vec![("a".into(), "b".into())],
+        }];
+        segments.write(1, "otel_traces", &super::super::arrow::traces(&spans).unwrap()).unwrap();
+        super::write_views_file(&segments, &super::all_views(&segments).unwrap()).unwrap();
+    }
+}
