@@ -112,7 +112,6 @@ impl DuckDbStore {
     pub fn open_with(data_dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
-        let segments = segments::Segments::open(data_dir)?;
         // External access goes off once the segment directories are allowed
         // (`restrict_files`): ad-hoc SQL must not read or write other files.
         let config = Config::default();
@@ -127,6 +126,10 @@ impl DuckDbStore {
                 db_err(e)
             }
         })?;
+        // Only now, holding DuckDB's lock on the file: opening the segments
+        // deletes what an interrupted compaction left, which must never be a
+        // running server's compaction in progress.
+        let segments = segments::Segments::open(data_dir)?;
         maintain::restrict_files(&conn, segments.root())?;
         migrate(&conn)?;
         // Checked before anything moves: a telemetry table made by another
