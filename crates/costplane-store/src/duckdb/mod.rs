@@ -482,6 +482,7 @@ impl Store for DuckDbStore {
             let result = write_blocking(&conn, batch_id, cost);
             if result.as_ref().is_err_and(StoreError::is_invalid_data) {
                 telemetry.segments.unwrite(&files)?;
+                telemetry.sync_views(&conn, false)?;
             }
             result
         })

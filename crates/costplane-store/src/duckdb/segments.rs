@@ -334,7 +334,13 @@ impl Segments {
 
     /// Whether `table` has at least one partition (its view can read files).
     pub fn has_files(&self, table: &'static str) -> Result<bool, StoreError> {
-        Ok(!self.partitions(table)?.is_empty())
+        // A partition can be empty (its only segment taken back by `unwrite`).
+        for p in self.partitions(table)? {
+            if !self.files(&p)?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The generation directory of (table, day), creating the partition

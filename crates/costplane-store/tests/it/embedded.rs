@@ -5,7 +5,23 @@ use std::path::Path;
 
 use costplane_store::duckdb::{DuckDbStore, FILE_NAME};
 use costplane_store::{Store, StoreError};
+use costplane_telemetry::usage::TelemetryUsage;
+use costplane_telemetry::TelemetryBatch;
 use serde_json::json;
+
+/// `batch` with one usage row of `items` items.
+fn with_usage(mut batch: TelemetryBatch, items: u64) -> TelemetryBatch {
+    batch.usage.telemetry = vec![TelemetryUsage {
+        hour_ns: 1_893_456_000_000_000_000,
+        tenant: "acme".into(),
+        project: "shop".into(),
+        service: "cart".into(),
+        signal: "logs",
+        items,
+        bytes: 100,
+    }];
+    batch
+}
 
 use crate::data;
 use crate::support::fixes;
@@ -50,13 +66,15 @@ async fn a_hand_made_table_without_a_column_stops_startup_with_the_fix() {
         run(dir.path(), sql);
     }
     let store = DuckDbStore::open(dir.path()).unwrap();
-    store.write(&data::logs(5)).await.unwrap();
-    // data::logs(5) holds 6 log records (see data.rs), all of one service.
+    store.write(&with_usage(data::logs(5), 6)).await.unwrap();
+    // data::logs(5) holds 6 log records; its usage row says 6 items of one service.
     let r = store
-        .query("SELECT (SELECT count(*) FROM otel_logs), sum(Items), count(DISTINCT Service), count(Note), count(Owner) FROM costplane_usage_telemetry WHERE Signal = 'logs'")
+        .query(
+            "SELECT (SELECT count(*) FROM otel_logs), sum(Items), min(Service), count(Note), count(Owner) FROM costplane_usage_telemetry",
+        )
         .await
         .unwrap();
-    assert_eq!(r.rows, vec![vec![json!(6), json!(6), json!(1), json!(0), json!(0)]]);
+    assert_eq!(r.rows, vec![vec![json!(6), json!(6), json!("cart"), json!(0), json!(0)]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,16 +85,15 @@ async fn rows_a_constraint_refuses_are_invalid_data_and_nothing_of_the_batch_is_
         &format!(r#"CREATE TABLE costplane_usage_telemetry ({}, "Service" VARCHAR, CHECK ("Items" < 7))"#, usage_columns("UBIGINT")),
     );
     let store = DuckDbStore::open(dir.path()).unwrap();
-    // data::traces holds 10 spans of one service and tenant: a usage row of
-    // 10 items, which the check refuses (logs: 6 items, accepted).
-    let batch = data::traces(31);
+    // A usage row of 10 items, which the check refuses.
+    let batch = with_usage(data::traces(31), 10);
     let err = store.write(&batch).await.unwrap_err();
     assert!(err.is_invalid_data() && !err.is_retryable(), "{err:?}");
     // The batch's Parquet segments are taken back: nothing of it is stored.
     let r = store.query("SELECT (SELECT count(*) FROM otel_traces), (SELECT count(*) FROM costplane_usage_telemetry)").await.unwrap();
     assert_eq!(r.rows, vec![vec![json!(0), json!(0)]]);
     // A batch the constraint accepts is stored.
-    store.write(&data::logs(5)).await.unwrap();
+    store.write(&with_usage(data::logs(5), 6)).await.unwrap();
     let r = store.query("SELECT (SELECT count(*) FROM otel_logs), (SELECT count(*) FROM otel_traces)").await.unwrap();
     assert_eq!(r.rows, vec![vec![json!(6), json!(0)]]);
 }
