@@ -19,8 +19,10 @@
 //!   `rename(2)`. A reader lists either the old or the new generation, never
 //!   both, so no row is seen twice or missed; a kill at any point leaves the
 //!   symlink on one whole generation, and unreferenced generations are
-//!   deleted at the next open. Old generations stay on disk for a grace
-//!   period, so a query that listed them just before the swap still reads.
+//!   deleted at the next open. Readers open files through the symlink, so
+//!   a query that listed a generation just before the swap can fail to
+//!   open a file merged away (an error, never a wrong answer; run it
+//!   again). Old generations stay on disk for a grace period.
 //! - **One lock for the layout.** Renaming a segment in, creating a
 //!   partition, swapping a generation and removing a partition all hold
 //!   `Segments::layout`; encoding Parquet never does.
