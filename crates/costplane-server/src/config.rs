@@ -52,6 +52,8 @@ pub struct Config {
     pub pipeline: PipelineSection,
     pub buffer: BufferSection,
     pub clickhouse: ClickHouseSection,
+    /// `[embedded]`: the embedded store's Parquet segments.
+    pub embedded: EmbeddedSection,
     pub cost: CostSection,
     pub api: ApiSection,
     pub metrics: MetricsSection,
@@ -197,6 +199,58 @@ impl CostSection {
         );
         meter.provided_cost = provided_cost;
         Ok(meter)
+    }
+}
+
+/// `[embedded]`: used when `store = "duckdb"` (the default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSection {
+    /// Days to keep each signal (whole days are removed, as ClickHouse's
+    /// TTL drops whole parts); 0 keeps forever.
+    pub traces_ttl_days: u32,
+    pub logs_ttl_days: u32,
+    pub metrics_ttl_days: u32,
+    /// How often expired days are removed and small segments merged.
+    pub maintenance_interval: String,
+    /// Small segments of a day are merged once they add up to this many
+    /// MiB or the oldest is `compact_after` old.
+    pub compact_target_mib: u64,
+    pub compact_after: String,
+}
+
+impl Default for EmbeddedSection {
+    fn default() -> Self {
+        let o = costplane_store::duckdb::EmbeddedOptions::default();
+        EmbeddedSection {
+            traces_ttl_days: o.traces_ttl_days,
+            logs_ttl_days: o.logs_ttl_days,
+            metrics_ttl_days: o.metrics_ttl_days,
+            maintenance_interval: "60s".into(),
+            compact_target_mib: o.compact.target_bytes / MIB as u64,
+            compact_after: "1h".into(),
+        }
+    }
+}
+
+impl EmbeddedSection {
+    /// The store's options; errors name the bad key.
+    pub fn options(&self) -> Result<costplane_store::duckdb::EmbeddedOptions, String> {
+        let interval = parse_duration(&self.maintenance_interval).map_err(|e| format!("embedded.maintenance_interval: {e}"))?;
+        let max_age = parse_duration(&self.compact_after).map_err(|e| format!("embedded.compact_after: {e}"))?;
+        if interval.is_zero() {
+            return Err("embedded.maintenance_interval must be more than 0s".into());
+        }
+        if self.compact_target_mib == 0 {
+            return Err("embedded.compact_target_mib must be at least 1".into());
+        }
+        Ok(costplane_store::duckdb::EmbeddedOptions {
+            traces_ttl_days: self.traces_ttl_days,
+            logs_ttl_days: self.logs_ttl_days,
+            metrics_ttl_days: self.metrics_ttl_days,
+            compact: costplane_store::duckdb::CompactPolicy { target_bytes: self.compact_target_mib.saturating_mul(MIB as u64), max_age },
+            maintenance_interval: Some(interval),
+        })
     }
 }
 
@@ -385,6 +439,7 @@ impl Default for Config {
             pipeline: PipelineSection::default(),
             buffer: BufferSection::default(),
             clickhouse: ClickHouseSection::default(),
+            embedded: EmbeddedSection::default(),
             cost: CostSection::default(),
             api: ApiSection::default(),
             metrics: MetricsSection::default(),
@@ -575,6 +630,7 @@ impl Config {
         }
         parse_duration(&self.clickhouse.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?;
         self.metrics.validate()?;
+        self.embedded.options()?;
         self.buffer_config()?;
         self.pipeline_config().map(|_| ())
     }

@@ -37,8 +37,9 @@ const ACTIVITY_LOG_INTERVAL: Duration = Duration::from_secs(60);
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     match config.store {
         StoreKind::Duckdb => {
-            let store = DuckDbStore::open(&config.data_dir)?;
-            tracing::info!(path = %store.path().display(), "opened the embedded DuckDB store");
+            let options = config.embedded.options().map_err(ServerError::Config)?;
+            let store = DuckDbStore::open_with(&config.data_dir, options)?;
+            tracing::info!(path = %store.path().display(), "opened the embedded store (telemetry as Parquet segments, ledger in DuckDB)");
             Ok(Arc::new(store))
         }
         StoreKind::Clickhouse => {

@@ -215,9 +215,10 @@ mod tests {
         );
         // 2.25 GiB / 30 days = 0.075 GiB-months.
         assert_eq!(r.pricing_quantity, d("0.075"));
-        // The embedded store measures itself without an error.
+        // The embedded store measures itself without an error: no telemetry
+        // was written, so it has no day partitions to report.
         let measured = store.stored_bytes().await.unwrap();
-        assert_eq!(measured.iter().map(|m| m.signal.as_str()).collect::<Vec<_>>(), ["traces", "logs", "metrics"]);
+        assert!(measured.is_empty(), "{measured:?}");
     }
 
     #[test]

@@ -18,6 +18,10 @@ use std::fmt::Write as _;
 
 use super::partition::Granularity;
 
+#[cfg(test)]
+#[path = "column_order.rs"]
+mod column_order;
+
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
 pub const SCHEMA_VERSION: u32 = 5;

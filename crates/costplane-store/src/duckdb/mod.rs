@@ -1,26 +1,36 @@
-//! The embedded store: one DuckDB file, no server to run.
+//! The embedded store: telemetry as Parquet segments, everything else in
+//! one DuckDB file; no server to run.
 //!
 //! Durability and concurrency:
-//! - One process owns the file (DuckDB allows one writing process). Inside it,
-//!   writes go through one connection and reads through a second connection
-//!   to the same database, so a long query never blocks ingestion and always
-//!   sees whole batches (MVCC).
-//! - A batch is written in one transaction across all seven tables: either
-//!   every row of it is committed or none is, so the pipeline can retry a
-//!   failed batch without duplicating rows.
-//! - Other processes read the file only while no server holds it
+//! - Telemetry tables are Parquet files per table and day
+//!   (`segments.rs`), read through DuckDB views of the exporter's names
+//!   (`views.rs`); a background thread compacts them (`compact.rs`) and
+//!   drops expired days. Writing Parquet costs a fraction of DuckDB's insert
+//!   into MAP columns, and DuckDB reads the files directly.
+//! - The ledger, usage and bookkeeping tables live in `costplane.duckdb`.
+//!   One process owns that file (DuckDB allows one writing process). Inside
+//!   it, writes go through one connection and reads through a second
+//!   connection, so a long query never blocks ingestion.
+//! - A batch's segments are written first (each records the batch id, so a
+//!   retry skips what is stored), then its usage rows and its id in
+//!   `costplane_written_batches` in one DuckDB transaction. A batch id found
+//!   there is skipped whole; a crash between the two steps is repaired by
+//!   the retry or the buffer's replay, which skips the stored segments and
+//!   writes the usage. Every row ends up stored exactly once.
+//! - Other processes read the telemetry through `views.sql`, also while the
+//!   server runs; the DuckDB file they read only while no server holds it
 //!   ([`DuckDbStore::open_read_only`]); while `serve` runs, `costplane sql`
 //!   goes through the server's `/api/v1/sql`.
-//! - A batch id already in `costplane_written_batches` is not written again
-//!   (the same rule ClickHouse's deduplication tokens give), so a batch
-//!   written twice is stored once on every backend.
+//! - Ad-hoc SQL cannot touch files: external access is off, except for the
+//!   `tables/` and `segments/` directories the views read.
 //! - The schema is versioned in `costplane_schema_migrations`; a file written
 //!   by a newer costplane is refused rather than misread. After migrations,
 //!   every start checks the tables' columns against what the writer appends
 //!   (`verify.rs`): a table made by hand with a missing or mistyped column
 //!   stops startup with the fix, rather than failing every write. The
 //!   appender names its columns, so columns costplane does not write may
-//!   exist (nullable or with a default).
+//!   exist (nullable or with a default). Telemetry tables of a store from
+//!   before the Parquet layout are moved into segments at the first start.
 //! - Errors are classified by DuckDB's error type (`errors.rs`): conversion,
 //!   invalid-input, constraint and out-of-range errors are invalid data
 //!   (`Rejected`); locks, conflicts and I/O are `Unavailable`; missing tables
@@ -28,9 +38,19 @@
 
 mod adhoc;
 mod arrow;
+mod compact;
 mod errors;
+mod maintain;
 pub mod schema;
+mod segments;
 mod verify;
+mod views;
+
+pub use compact::CompactPolicy;
+pub use maintain::EmbeddedOptions;
+#[cfg(test)]
+pub(crate) use verify::declared_tables;
+pub use views::VIEWS_FILE;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -56,6 +76,19 @@ pub struct DuckDbStore {
     reader: Arc<Mutex<Connection>>,
     /// Ad-hoc user SQL runs here, one query at a time (`adhoc.rs`).
     adhoc: Arc<Mutex<Connection>>,
+    /// The Parquet segments (none when opened read-only).
+    telemetry: Option<Arc<maintain::Telemetry>>,
+    /// Stops and joins the compactor thread on drop.
+    compactor: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Drop for DuckDbStore {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.compactor.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for DuckDbStore {
@@ -69,13 +102,19 @@ fn db_err(e: duckdb::Error) -> StoreError {
 }
 
 impl DuckDbStore {
-    /// Opens (creating if needed) `data_dir/costplane.duckdb` for writing and
-    /// brings its schema up to date.
+    /// Opens (creating if needed) the store in `data_dir` for writing with
+    /// the default options, and brings its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        DuckDbStore::open_with(data_dir, EmbeddedOptions::default())
+    }
+
+    /// [`DuckDbStore::open`] with `options` for the telemetry segments.
+    pub fn open_with(data_dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
-        // External access stays off: ad-hoc SQL must not read or write files.
-        let config = Config::default().enable_external_access(false).map_err(db_err)?;
+        // External access goes off once the segment directories are allowed
+        // (`restrict_files`): ad-hoc SQL must not read or write other files.
+        let config = Config::default();
         let conn = Connection::open_with_flags(&path, config).map_err(|e| {
             let text = e.to_string();
             if text.contains("lock") {
@@ -87,15 +126,28 @@ impl DuckDbStore {
                 db_err(e)
             }
         })?;
+        // Only now, holding DuckDB's lock on the file: opening the segments
+        // deletes what an interrupted compaction left, which must never be a
+        // running server's compaction in progress.
+        let segments = segments::Segments::open(data_dir)?;
+        maintain::restrict_files(&conn, segments.root())?;
         migrate(&conn)?;
+        // Checked before anything moves: a telemetry table made by another
+        // tool stops startup with the fix rather than being moved half-read.
         check_schema(&conn, &path)?;
-        // Checkpoint (fold the WAL into the file) less often than the 16 MB
-        // default: ingest appends steadily, and each checkpoint recompresses.
-        conn.execute_batch("SET checkpoint_threshold = '256MB'").map_err(db_err)?;
-        DuckDbStore::with_connections(path, conn)
+        maintain::move_native_tables(&conn, &segments)?;
+        let interval = options.maintenance_interval;
+        let telemetry = Arc::new(maintain::Telemetry::new(segments, options));
+        telemetry.sync_views(&conn, true)?;
+        conn.execute_batch("SET parquet_metadata_cache = true").map_err(db_err)?;
+        let mut store = DuckDbStore::with_connections(path, conn, Some(Arc::clone(&telemetry)))?;
+        if let Some(interval) = interval {
+            store.compactor = Some(maintain::spawn(telemetry, Arc::clone(&store.writer), interval));
+        }
+        Ok(store)
     }
 
-    fn with_connections(path: PathBuf, conn: Connection) -> Result<Self, StoreError> {
+    fn with_connections(path: PathBuf, conn: Connection, telemetry: Option<Arc<maintain::Telemetry>>) -> Result<Self, StoreError> {
         let reader = conn.try_clone().map_err(db_err)?;
         let adhoc = conn.try_clone().map_err(db_err)?;
         Ok(DuckDbStore {
@@ -103,7 +155,25 @@ impl DuckDbStore {
             writer: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
             adhoc: Arc::new(Mutex::new(adhoc)),
+            telemetry,
+            compactor: None,
         })
+    }
+
+    /// Expires and compacts the telemetry segments now, as the background
+    /// thread does every `maintenance_interval`, as if the time were
+    /// `now_ns`. Returns (partitions removed, partitions merged).
+    pub async fn maintain_now(&self, now_ns: i64) -> Result<(usize, usize), StoreError> {
+        let Some(telemetry) = self.telemetry.clone() else { return Ok((0, 0)) };
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || telemetry.maintain(&writer, now_ns))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the maintenance task failed: {e}")))?
+    }
+
+    /// The data directory's `tables/` (what the views read).
+    pub fn tables_dir(&self) -> Option<PathBuf> {
+        self.telemetry.as_ref().map(|t| t.segments.tables_dir())
     }
 
     /// Opens an existing store read-only, for `costplane sql` while no server runs.
@@ -116,10 +186,12 @@ impl DuckDbStore {
                 data_dir.display()
             )));
         }
-        let config = Config::default().access_mode(AccessMode::ReadOnly).and_then(|c| c.enable_external_access(false)).map_err(db_err)?;
+        let config = Config::default().access_mode(AccessMode::ReadOnly).map_err(db_err)?;
         let conn = Connection::open_with_flags(&path, config).map_err(db_err)?;
+        maintain::restrict_files(&conn, &data_dir.canonicalize()?)?;
+        conn.execute_batch("SET parquet_metadata_cache = true").map_err(db_err)?;
         check_version(&conn)?;
-        DuckDbStore::with_connections(path, conn)
+        DuckDbStore::with_connections(path, conn, None)
     }
 
     pub fn path(&self) -> &Path {
@@ -214,6 +286,12 @@ fn to_record_batches(batch: &TelemetryBatch, with_empty: bool) -> Result<Vec<(&'
         ("otel_metrics_summary", b.summaries.is_empty(), &|| arrow::summaries(&b.summaries)),
     ];
     tables.into_iter().filter(|(_, empty, _)| with_empty || !empty).map(|(table, _, build)| Ok((table, build().map_err(conv)?))).collect()
+}
+
+fn already_written(conn: &Connection, batch_id: u64) -> Result<bool, StoreError> {
+    let n: i64 =
+        conn.query_row("SELECT count(*) FROM costplane_written_batches WHERE \"BatchId\" = ?", [batch_id], |r| r.get(0)).map_err(db_err)?;
+    Ok(n > 0)
 }
 
 fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, RecordBatch)>) -> Result<(), StoreError> {
@@ -378,13 +456,36 @@ impl Store for DuckDbStore {
             return Ok(());
         }
         // Building Arrow arrays is CPU work on owned data; it runs before the
-        // blocking section so the connection is held only for the append.
+        // blocking section. Parquet encoding runs on the blocking pool, off
+        // the runtime's workers, and without the connection held.
         let tables = to_record_batches(batch, false)?;
         let writer = Arc::clone(&self.writer);
+        let telemetry = self.telemetry.clone();
         let batch_id = batch.id;
         tokio::task::spawn_blocking(move || {
-            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
-            write_blocking(&conn, batch_id, tables)
+            let poisoned = || StoreError::Unavailable("the writer connection is poisoned".into());
+            let Some(telemetry) = telemetry else {
+                return Err(StoreError::Unavailable("the store was opened read-only".into()));
+            };
+            if already_written(&*writer.lock().map_err(|_| poisoned())?, batch_id)? {
+                tracing::debug!(batch_id, "batch already written; skipping");
+                return Ok(());
+            }
+            let (rows, cost): (Vec<_>, Vec<_>) = tables.into_iter().partition(|(t, _)| crate::TELEMETRY_TABLES.contains(t));
+            let (mut started, mut files) = (false, Vec::new());
+            for (table, rb) in &rows {
+                started |= telemetry.segments.write_files(batch_id, table, rb, &mut files)?;
+            }
+            let conn = writer.lock().map_err(|_| poisoned())?;
+            if started {
+                telemetry.sync_views(&conn, false)?;
+            }
+            let result = write_blocking(&conn, batch_id, cost);
+            if result.as_ref().is_err_and(StoreError::is_invalid_data) {
+                telemetry.segments.unwrite(&files)?;
+                telemetry.sync_views(&conn, false)?;
+            }
+            result
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?
@@ -434,39 +535,33 @@ impl Store for DuckDbStore {
         .map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?
     }
 
-    /// DuckDB keeps no partitions: per signal, the distinct storage blocks
-    /// its tables occupy in the file (`pragma_storage_info`) times the
-    /// block size. Rows not yet checkpointed into the file count from the
-    /// next checkpoint on.
+    /// Per signal and day: the bytes of the partition's Parquet files.
     async fn stored_bytes(&self) -> Result<Vec<crate::StoredBytes>, StoreError> {
-        let mut out = Vec::new();
-        let block: i64 = {
-            let r = self.query_with("SELECT block_size FROM pragma_database_size()", &[]).await?;
-            r.rows.first().and_then(|row| row.first()).and_then(serde_json::Value::as_i64).unwrap_or(262_144)
-        };
-        for (signal, tables) in [
-            ("traces", &["otel_traces"][..]),
-            ("logs", &["otel_logs"][..]),
-            (
-                "metrics",
-                &["otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exp_histogram", "otel_metrics_summary"]
-                    [..],
-            ),
-        ] {
-            let mut blocks = 0i64;
-            for t in tables {
-                let sql = format!("SELECT count(DISTINCT block_id) FROM pragma_storage_info('{t}') WHERE persistent AND block_id >= 0");
-                let r = self.query_with(&sql, &[]).await?;
-                blocks += r.rows.first().and_then(|row| row.first()).and_then(serde_json::Value::as_i64).unwrap_or(0);
+        let Some(telemetry) = self.telemetry.clone() else { return Ok(Vec::new()) };
+        tokio::task::spawn_blocking(move || {
+            let mut by_day: std::collections::BTreeMap<(&'static str, i64), u64> = std::collections::BTreeMap::new();
+            for table in crate::TELEMETRY_TABLES {
+                let signal = match table {
+                    "otel_traces" => "traces",
+                    "otel_logs" => "logs",
+                    _ => "metrics",
+                };
+                for (day, bytes) in telemetry.segments.partition_bytes(table)? {
+                    *by_day.entry((signal, day)).or_default() += bytes;
+                }
             }
-            out.push(crate::StoredBytes {
-                signal: signal.to_owned(),
-                day_ns: None,
-                bytes: u64::try_from(blocks.saturating_mul(block)).unwrap_or(0),
-                method: "duckdb pragma_storage_info distinct blocks x block_size of the signal's tables",
-            });
-        }
-        Ok(out)
+            Ok(by_day
+                .into_iter()
+                .map(|((signal, day), bytes)| crate::StoredBytes {
+                    signal: signal.to_owned(),
+                    day_ns: Some(day * segments::DAY_NS),
+                    bytes,
+                    method: "sum of the partition's Parquet file sizes",
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the size task failed: {e}")))?
     }
 
     async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {

@@ -347,13 +347,8 @@ pub async fn stored_bytes_are_measured(b: &Backend) {
     let measured = b.store.stored_bytes().await.unwrap();
     let traces: Vec<_> = measured.iter().filter(|m| m.signal == "traces").collect();
     assert!(!traces.is_empty(), "{measured:?}");
-    match () {
-        // Day partitions, with the bytes of the traces written above.
-        () if b.store.dialect() == costplane_store::Dialect::ClickHouse => {
-            assert!(traces.iter().all(|m| m.day_ns.is_some_and(|d| d % 86_400_000_000_000 == 0)), "{measured:?}");
-            assert!(traces.iter().map(|m| m.bytes).sum::<u64>() > 0, "{measured:?}");
-        }
-        // The whole signal (blocks count once checkpointed).
-        _ => assert!(traces.iter().all(|m| m.day_ns.is_none()), "{measured:?}"),
-    }
+    // Both stores keep day partitions (ClickHouse's parts, the embedded
+    // store's Parquet directories), with the bytes of the traces written above.
+    assert!(traces.iter().all(|m| m.day_ns.is_some_and(|d| d % 86_400_000_000_000 == 0)), "{measured:?}");
+    assert!(traces.iter().map(|m| m.bytes).sum::<u64>() > 0, "{measured:?}");
 }

@@ -5,20 +5,31 @@ use std::path::Path;
 
 use costplane_store::duckdb::{DuckDbStore, FILE_NAME};
 use costplane_store::{Store, StoreError};
+use costplane_telemetry::usage::TelemetryUsage;
+use costplane_telemetry::TelemetryBatch;
 use serde_json::{json, Value};
+
+/// `batch` with one usage row of `items` items.
+fn with_usage(mut batch: TelemetryBatch, items: u64) -> TelemetryBatch {
+    batch.usage.telemetry = vec![TelemetryUsage {
+        hour_ns: 1_893_456_000_000_000_000,
+        tenant: "acme".into(),
+        project: "shop".into(),
+        service: "cart".into(),
+        signal: "logs",
+        items,
+        bytes: 100,
+    }];
+    batch
+}
 
 use crate::data;
 use crate::support::fixes;
 
-/// The columns costplane appends to `otel_logs`, but for SeverityText, and
-/// with SeverityNumber of type `severity`.
-fn logs_columns(severity: &str) -> String {
-    format!(
-        r#""Timestamp" TIMESTAMP_NS, "TraceId" VARCHAR, "SpanId" VARCHAR, "TraceFlags" UTINYINT, "SeverityNumber" {severity},
-           "ServiceName" VARCHAR, "Body" VARCHAR, "ResourceSchemaUrl" VARCHAR, "ResourceAttributes" MAP(VARCHAR, VARCHAR),
-           "ScopeSchemaUrl" VARCHAR, "ScopeName" VARCHAR, "ScopeVersion" VARCHAR, "ScopeAttributes" MAP(VARCHAR, VARCHAR),
-           "LogAttributes" MAP(VARCHAR, VARCHAR), "EventName" VARCHAR"#
-    )
+/// The columns costplane appends to `costplane_usage_telemetry`, but for
+/// Service, and with Items of type `items`.
+fn usage_columns(items: &str) -> String {
+    format!(r#""Hour" TIMESTAMP_NS, "Tenant" VARCHAR, "Project" VARCHAR, "Signal" VARCHAR, "Items" {items}, "Bytes" UBIGINT"#)
 }
 
 /// Runs `sql` on the store file of `dir` while no store has it open.
@@ -30,15 +41,17 @@ fn run(dir: &Path, sql: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_made_table_without_a_column_stops_startup_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    // Made by hand: no SeverityText, SeverityNumber of another type, and two
-    // columns costplane does not write (one nullable, one NOT NULL without
-    // a default).
-    run(dir.path(), &format!(r#"CREATE TABLE otel_logs ({}, "Note" VARCHAR, "Owner" VARCHAR NOT NULL)"#, logs_columns("INTEGER")));
+    // Made by hand: no Service, Items of another type, and two columns
+    // costplane does not write (one nullable, one NOT NULL without a default).
+    run(
+        dir.path(),
+        &format!(r#"CREATE TABLE costplane_usage_telemetry ({}, "Note" VARCHAR, "Owner" VARCHAR NOT NULL)"#, usage_columns("INTEGER")),
+    );
     let err = DuckDbStore::open(dir.path()).unwrap_err();
     let StoreError::Schema(message) = &err else { panic!("expected a schema error, got {err:?}") };
-    assert!(message.contains("table otel_logs has no column SeverityText (expected type VARCHAR, found none)"), "{message}");
-    assert!(message.contains("table otel_logs, column SeverityNumber: expected type UTINYINT, found INTEGER"), "{message}");
-    assert!(message.contains("table otel_logs, column Owner (VARCHAR) is NOT NULL without a default"), "{message}");
+    assert!(message.contains("table costplane_usage_telemetry has no column Service (expected type VARCHAR, found none)"), "{message}");
+    assert!(message.contains("table costplane_usage_telemetry, column Items: expected type UBIGINT, found INTEGER"), "{message}");
+    assert!(message.contains("table costplane_usage_telemetry, column Owner (VARCHAR) is NOT NULL without a default"), "{message}");
     assert!(message.contains("--data-dir"), "{message}");
     assert!(!message.contains("column Note"), "a nullable extra column is fine: {message}");
     // A second start (the schema version is recorded by now) checks again.
@@ -53,9 +66,15 @@ async fn a_hand_made_table_without_a_column_stops_startup_with_the_fix() {
         run(dir.path(), sql);
     }
     let store = DuckDbStore::open(dir.path()).unwrap();
-    store.write(&data::logs(5)).await.unwrap();
-    let r = store.query("SELECT count(*), min(SeverityText), count(Note), count(Owner) FROM otel_logs").await.unwrap();
-    assert_eq!(r.rows, vec![vec![json!(6), json!("SEV0"), json!(0), json!(0)]]);
+    store.write(&with_usage(data::logs(5), 6)).await.unwrap();
+    // data::logs(5) holds 6 log records; its usage row says 6 items of one service.
+    let r = store
+        .query(
+            "SELECT (SELECT count(*) FROM otel_logs), sum(Items), min(Service), count(Note), count(Owner) FROM costplane_usage_telemetry",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.rows, vec![vec![json!(6), json!(6), json!("cart"), json!(0), json!(0)]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,22 +82,20 @@ async fn rows_a_constraint_refuses_are_invalid_data_and_nothing_of_the_batch_is_
     let dir = tempfile::tempdir().unwrap();
     run(
         dir.path(),
-        &format!(r#"CREATE TABLE otel_logs ({}, "SeverityText" VARCHAR, CHECK ("SeverityNumber" < 12))"#, logs_columns("UTINYINT")),
+        &format!(r#"CREATE TABLE costplane_usage_telemetry ({}, "Service" VARCHAR, CHECK ("Items" < 7))"#, usage_columns("UBIGINT")),
     );
     let store = DuckDbStore::open(dir.path()).unwrap();
-    let mut batch = data::logs(31);
-    batch.spans = data::traces(31).spans;
+    // A usage row of 10 items, which the check refuses.
+    let batch = with_usage(data::traces(31), 10);
     let err = store.write(&batch).await.unwrap_err();
     assert!(err.is_invalid_data() && !err.is_retryable(), "{err:?}");
-    // One transaction: the spans of the refused batch are not stored either.
-    let r = store.query("SELECT (SELECT count(*) FROM otel_logs), (SELECT count(*) FROM otel_traces)").await.unwrap();
+    // The batch's Parquet segments are taken back: nothing of it is stored.
+    let r = store.query("SELECT (SELECT count(*) FROM otel_traces), (SELECT count(*) FROM costplane_usage_telemetry)").await.unwrap();
     assert_eq!(r.rows, vec![vec![json!(0), json!(0)]]);
-    // Rows the constraint accepts are stored.
-    let mut low = data::logs(32);
-    low.logs.retain(|l| l.severity_number < 12);
-    store.write(&low).await.unwrap();
-    let r = store.query("SELECT count(*) FROM otel_logs").await.unwrap();
-    assert_eq!(r.rows, vec![vec![json!(3)]]);
+    // A batch the constraint accepts is stored.
+    store.write(&with_usage(data::logs(5), 6)).await.unwrap();
+    let r = store.query("SELECT (SELECT count(*) FROM otel_logs), (SELECT count(*) FROM otel_traces)").await.unwrap();
+    assert_eq!(r.rows, vec![vec![json!(6), json!(0)]]);
 }
 
 /// A store of schema version 4 (before the Kubernetes and cloud-bill

@@ -7,6 +7,7 @@ mod conformance;
 mod data;
 mod embedded;
 mod readonly;
+mod segments;
 mod support;
 
 /// Runs every conformance scenario against one backend. `$open` is an async

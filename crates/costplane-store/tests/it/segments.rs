@@ -1,0 +1,161 @@
+//! The embedded store's Parquet segments: compaction killed at each step of
+//! its swap, exactly-once across compaction, retention, and `views.sql`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use costplane_store::duckdb::{CompactPolicy, DuckDbStore, EmbeddedOptions, VIEWS_FILE};
+use costplane_store::Store;
+use costplane_telemetry::TelemetryBatch;
+use serde_json::json;
+
+use crate::data;
+
+const CHILD_DIR: &str = "COSTPLANE_TEST_COMPACT_CHILD_DIR";
+
+/// No background thread; merges whatever is small, whatever its age.
+fn eager() -> EmbeddedOptions {
+    EmbeddedOptions {
+        compact: CompactPolicy { target_bytes: 1 << 30, max_age: Duration::ZERO },
+        maintenance_interval: None,
+        ..EmbeddedOptions::default()
+    }
+}
+
+/// `data::traces(id)` with span ids unique to the batch.
+fn traces(id: u64) -> TelemetryBatch {
+    let mut batch = data::traces(id);
+    for (i, span) in batch.spans.iter_mut().enumerate() {
+        span.span_id = format!("{id:08x}{i:08x}");
+    }
+    batch
+}
+
+async fn counts(store: &DuckDbStore) -> serde_json::Value {
+    let r = store.query("SELECT count(*), count(DISTINCT SpanId) FROM otel_traces").await.unwrap();
+    json!(r.rows[0])
+}
+
+fn files(dir: &Path) -> usize {
+    let partition = dir.join("tables/otel_traces");
+    std::fs::read_dir(&partition).unwrap().flatten().map(|p| std::fs::read_dir(p.path()).unwrap().count()).sum()
+}
+
+/// Run by `compaction_killed_mid_swap_loses_and_doubles_nothing` as a child
+/// process: compacts the store in `COSTPLANE_TEST_COMPACT_CHILD_DIR`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a child process of compaction_killed_mid_swap_loses_and_doubles_nothing"]
+async fn compaction_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let store = DuckDbStore::open_with(Path::new(&dir), eager()).unwrap();
+    // A day after data::T0: nothing has expired yet.
+    let now = i64::try_from(data::T0).unwrap() + 86_400_000_000_000;
+    store.maintain_now(now).await.unwrap();
+    println!("costplane-test: compaction done");
+}
+
+/// Starts the child compactor paused at `point` and SIGKILLs it there.
+fn kill_compaction_at(dir: &Path, point: &str) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["segments::compaction_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, dir)
+        .env("COSTPLANE_TEST_COMPACT_PAUSE", format!("{point}:60000"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let wanted = format!("costplane-test: compaction paused at {point}");
+    let mut seen = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.contains(&wanted) {
+            // std's Child::kill sends SIGKILL on Unix: no cleanup runs.
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("the child never paused at {point}: {seen:?}; {:?}", child.wait());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_killed_mid_swap_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DuckDbStore::open_with(dir.path(), eager()).unwrap();
+        for id in 1..=3 {
+            store.write(&traces(id)).await.unwrap();
+        }
+        // 3 batches of 10 spans, all on the day of data::T0: one segment each.
+        assert_eq!(counts(&store).await, json!([30, 30]));
+        assert_eq!(files(dir.path()), 3);
+    }
+    for point in ["written", "linked", "swapped"] {
+        kill_compaction_at(dir.path(), point);
+        let store = DuckDbStore::open_with(dir.path(), eager()).unwrap();
+        assert_eq!(counts(&store).await, json!([30, 30]), "after a kill at {point}");
+        // Killed before the rename the three segments stay; after it, the merged file.
+        let expected_files = if point == "swapped" { 1 } else { 3 };
+        assert_eq!(files(dir.path()), expected_files, "after a kill at {point}");
+        if point == "swapped" {
+            // What the killed process left (the old generation) is gone.
+            let generations = std::fs::read_dir(dir.path().join("segments/otel_traces")).unwrap().count();
+            assert_eq!(generations, 2, "tmp and one generation");
+        }
+    }
+    // Exactly once across compaction: replaying batch 2 (as the buffer does
+    // after a crash) stores nothing; a new batch lands.
+    let store = DuckDbStore::open_with(dir.path(), eager()).unwrap();
+    store.write(&traces(2)).await.unwrap();
+    assert_eq!(counts(&store).await, json!([30, 30]));
+    store.write(&traces(4)).await.unwrap();
+    assert_eq!(counts(&store).await, json!([40, 40]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_views_are_empty_then_read_files_then_empty_again_after_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DuckDbStore::open_with(dir.path(), eager()).unwrap();
+    let empty = store.query("SELECT count(*) FROM otel_traces").await.unwrap();
+    assert_eq!(empty.rows, vec![vec![json!(0)]]);
+    let views = std::fs::read_to_string(dir.path().join(VIEWS_FILE)).unwrap();
+    assert!(views.contains("CREATE OR REPLACE VIEW otel_traces AS SELECT CAST(NULL AS TIMESTAMP_NS)"), "{views}");
+    store.write(&traces(1)).await.unwrap();
+    assert_eq!(counts(&store).await, json!([10, 10]));
+    let views = std::fs::read_to_string(dir.path().join(VIEWS_FILE)).unwrap();
+    assert!(views.contains("CREATE OR REPLACE VIEW otel_traces AS SELECT \"Timestamp\""), "{views}");
+    // The day of data::T0 is long past 7 days: retention removes it, and the
+    // view goes back to no rows (a glob matching nothing would be an error).
+    let (removed, _) = store.maintain_now(i64::MAX / 2).await.unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(counts(&store).await, json!([0, 0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_filter_reads_only_matching_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DuckDbStore::open_with(dir.path(), eager()).unwrap();
+    let mut late = traces(2);
+    for s in &mut late.spans {
+        // Ten days later: another partition.
+        s.timestamp_ns += 10 * 86_400_000_000_000;
+    }
+    store.write(&traces(1)).await.unwrap();
+    store.write(&late).await.unwrap();
+    let plan = store
+        .query_with(
+            &format!(
+                "EXPLAIN ANALYZE SELECT count(*) FROM otel_traces WHERE Timestamp > make_timestamp_ns({})",
+                data::T0 + 86_400_000_000_000
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let text = plan.rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n");
+    // One row group per segment; the earlier day's is skipped by its statistics.
+    assert!(text.contains("Row Groups Scanned: 1 / 2"), "{text}");
+}
