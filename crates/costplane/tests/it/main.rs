@@ -3,8 +3,8 @@
 
 mod anomalies;
 mod bad_input;
-mod budgets;
 mod bench;
+mod budgets;
 mod cli_manners;
 mod clickhouse_e2e;
 mod durability;
