@@ -1,12 +1,13 @@
 //! FOCUS bill files (AWS Data Exports, Azure `FocusCost`, GCP's FOCUS view
 //! output, any conformant file) into ledger rows with `x_Source = cloud`.
 //!
-//! - Formats: CSV and gzip CSV (`.gz`, or gzip magic bytes). Parquet is
-//!   refused with a clear error: no Parquet reader is compiled in.
+//! - Formats: CSV, gzip CSV (`.gz`, or gzip magic bytes) and Parquet
+//!   (`PAR1` magic bytes; read as text cells by `focus_parquet`, then
+//!   checked by the same parser).
 //! - A directory is read through its manifest: AWS `*Manifest.json`
 //!   (`dataFiles`) or Azure `manifest.json` (`blobs[].blobName`), the listed
 //!   files found by name under the directory; without a manifest, every
-//!   `.csv` / `.csv.gz` under it.
+//!   `.csv` / `.csv.gz` / `.parquet` under it.
 //! - Atomic per call: every file is parsed completely before a row is
 //!   returned; the first bad cell fails the whole import and names the
 //!   file, the data row (1-based, header excluded) and the column.
@@ -137,11 +138,11 @@ fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, K8sError> {
             .into_iter()
             .filter(|p| {
                 let n = name(p).to_ascii_lowercase();
-                n.ends_with(".csv") || n.ends_with(".csv.gz")
+                n.ends_with(".csv") || n.ends_with(".csv.gz") || n.ends_with(".parquet")
             })
             .collect();
         return match data.is_empty() {
-            true => Err(read_err(dir, "no manifest and no .csv / .csv.gz files")),
+            true => Err(read_err(dir, "no manifest and no .csv / .csv.gz / .parquet files")),
             false => Ok(data),
         };
     };
@@ -182,11 +183,12 @@ pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl
     Ok(import)
 }
 
-/// Parses one file's bytes (gzip or plain CSV) named `file` in errors.
+/// Parses one file's bytes (Parquet, gzip or plain CSV) named `file` in errors.
 pub fn parse_bytes(file: &str, bytes: &[u8], options: &ImportOptions) -> Result<Import, K8sError> {
     let err = |m: &str| K8sError::Read { file: file.to_owned(), message: m.to_owned() };
-    if bytes.starts_with(b"PAR1") || file.to_ascii_lowercase().ends_with(".parquet") {
-        return Err(err("Parquet is not supported by this build; export CSV or gzip CSV"));
+    if bytes.starts_with(b"PAR1") {
+        let (header, rows) = crate::focus_parquet::records(file, bytes)?;
+        return parse_rows(file, header, rows.into_iter(), options);
     }
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
@@ -198,8 +200,7 @@ pub fn parse_bytes(file: &str, bytes: &[u8], options: &ImportOptions) -> Result<
     parse_csv(file, text.trim_start_matches('\u{feff}'), options)
 }
 
-/// One CSV cell: `None` = null.
-type Cell = Option<String>;
+use crate::focus_parquet::Cell;
 
 /// RFC 4180 records (quotes, doubled quotes, newlines inside quotes).
 fn records(text: &str) -> Vec<Vec<Cell>> {
@@ -309,6 +310,12 @@ fn parse_csv(file: &str, text: &str, options: &ImportOptions) -> Result<Import, 
         .into_iter()
         .map(|c| c.unwrap_or_default().trim().to_owned())
         .collect();
+    parse_rows(file, header, recs, options)
+}
+
+/// Checks and converts the data rows under `header`, whatever format they
+/// were read from.
+fn parse_rows(file: &str, header: Vec<String>, recs: impl Iterator<Item = Vec<Cell>>, options: &ImportOptions) -> Result<Import, K8sError> {
     let col = |name: &str| header.iter().position(|h| h == name);
     for m in MANDATORY.iter().chain(["ProviderName"].iter()) {
         if col(m).is_none() && !(*m == "ProviderName" && col("ServiceProviderName").is_some()) {
@@ -489,6 +496,6 @@ mod tests {
         let e = parse_bytes("m.csv", b"BilledCost\n1\n", &ImportOptions::default()).unwrap_err().to_string();
         assert_eq!(e, "m.csv: missing mandatory column EffectiveCost");
         let e = parse_bytes("p.parquet", b"PAR1....", &ImportOptions::default()).unwrap_err().to_string();
-        assert!(e.contains("Parquet is not supported"), "{e}");
+        assert!(e.starts_with("p.parquet: not a readable Parquet file"), "{e}");
     }
 }

@@ -15,6 +15,7 @@ pub mod allocate;
 pub mod config;
 mod error;
 pub mod focus;
+mod focus_parquet;
 pub mod ledger;
 pub mod meter;
 pub mod sample;

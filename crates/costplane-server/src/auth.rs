@@ -175,10 +175,10 @@ fn check_browser_safety(req: &Request, open: bool) -> Result<(), ApiError> {
     if changes && req.uri().path().starts_with("/api/") {
         let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let mime = ct.split(';').next().unwrap_or("").trim();
-        // A bill upload is CSV or gzip: types a web form cannot send
-        // without a preflight, so they are as safe as JSON there.
-        let bill =
-            req.uri().path() == "/api/v1/import/focus" && ["text/csv", "application/gzip"].iter().any(|t| mime.eq_ignore_ascii_case(t));
+        // A bill upload is CSV, gzip or Parquet: types a web form cannot
+        // send without a preflight, so they are as safe as JSON there.
+        let bill = req.uri().path() == "/api/v1/import/focus"
+            && ["text/csv", "application/gzip", "application/vnd.apache.parquet"].iter().any(|t| mime.eq_ignore_ascii_case(t));
         if !mime.eq_ignore_ascii_case("application/json") && !bill {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,

@@ -1,5 +1,5 @@
-//! `POST /api/v1/import/focus?file=NAME` (admin key): one FOCUS file (CSV
-//! or gzip CSV) as the body, parsed completely before anything is written
+//! `POST /api/v1/import/focus?file=NAME` (admin key): one FOCUS file (CSV,
+//! gzip CSV or Parquet) as the body, parsed completely before anything is written
 //! (a bad cell answers 400 naming file, row and column, and nothing is
 //! imported).
 //!

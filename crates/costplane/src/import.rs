@@ -20,7 +20,7 @@ pub enum ImportCommand {
 
 #[derive(Args)]
 pub struct FocusArgs {
-    /// Files (.csv, .csv.gz) or export directories (with Manifest.json).
+    /// Files (.csv, .csv.gz, .parquet) or export directories (with Manifest.json).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// Tag naming the tenant of a bill line.
@@ -56,7 +56,13 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
     for f in &files {
         let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         let len = body.len() as u64;
-        let content_type = if body.starts_with(&[0x1f, 0x8b]) { "application/gzip" } else { "text/csv" };
+        let content_type = if body.starts_with(&[0x1f, 0x8b]) {
+            "application/gzip"
+        } else if body.starts_with(b"PAR1") {
+            "application/vnd.apache.parquet"
+        } else {
+            "text/csv"
+        };
         let req = client
             .post(&url)
             .query(&[("file", f.display().to_string()), ("tenant_tag", args.tenant_tag.clone()), ("service_tag", args.service_tag.clone())])

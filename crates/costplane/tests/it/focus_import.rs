@@ -52,13 +52,9 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-#[test]
-fn focus_sample_imports_and_reimport_changes_nothing() {
-    let server = ServerProcess::start(&[]);
-    let out = ok(import(&server, &[&sample()]));
-    assert!(out.contains("imported 1000 rows"), "{out}");
-    // Independent totals: DuckDB's CSV reader over the same file, every
-    // cell as text, NULL as null, summed as DECIMAL(38, 12).
+/// Independent totals: DuckDB's CSV reader over the sample, every cell as
+/// text, NULL as null, summed as DECIMAL(38, 12) per provider.
+fn sample_totals() -> BTreeMap<String, (Decimal, Decimal)> {
     let conn = duckdb::Connection::open_in_memory().unwrap();
     let mut stmt = conn
         .prepare(
@@ -67,12 +63,19 @@ fn focus_sample_imports_and_reimport_changes_nothing() {
              FROM read_csv(?, all_varchar = true, nullstr = 'NULL', header = true) GROUP BY 1",
         )
         .unwrap();
-    let expected: BTreeMap<String, (Decimal, Decimal)> = stmt
-        .query_map([sample().to_str().unwrap()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+    stmt.query_map([sample().to_str().unwrap()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
         .unwrap()
         .map(|r| r.unwrap())
         .map(|(p, b, e)| (p, (d(&b), d(&e))))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn focus_sample_imports_and_reimport_changes_nothing() {
+    let server = ServerProcess::start(&[]);
+    let out = ok(import(&server, &[&sample()]));
+    assert!(out.contains("imported 1000 rows"), "{out}");
+    let expected = sample_totals();
     assert_eq!(expected.len(), 3, "AWS, Microsoft, Oracle: {expected:?}");
     let got = ledger_totals(&server);
     // The sample's Microsoft rows carry ContractedCost/ListCost, not
@@ -199,4 +202,31 @@ ResourceId,ServiceName,SubAccountId,Tags,x_BilledCostInUsd,x_ResourceGroupName,x
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().unwrap().contains("row 2, column BilledCost"));
+}
+
+/// The same sample as a Parquet export (decimal costs, timestamps, snappy,
+/// as AWS and Azure write them) imports the same totals; importing the CSV
+/// afterwards replaces it rather than adding to it.
+#[test]
+fn the_sample_as_parquet_imports_the_same_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("focus_sample.parquet");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    // The paths are the test's own, not user input.
+    conn.execute_batch(&format!(
+        "COPY (SELECT * REPLACE (CAST(BilledCost AS DECIMAL(38, 12)) AS BilledCost, \
+         CAST(EffectiveCost AS DECIMAL(38, 12)) AS EffectiveCost, \
+         CAST(ChargePeriodStart AS TIMESTAMP) AS ChargePeriodStart, CAST(ChargePeriodEnd AS TIMESTAMP) AS ChargePeriodEnd) \
+         FROM read_csv('{}', all_varchar = true, nullstr = 'NULL', header = true)) TO '{}' (FORMAT parquet, COMPRESSION snappy)",
+        sample().display(),
+        parquet.display()
+    ))
+    .unwrap();
+    let server = ServerProcess::start(&[]);
+    let out = ok(import(&server, &[&parquet]));
+    assert!(out.contains("imported 1000 rows"), "{out}");
+    let expected = sample_totals();
+    assert_eq!(ledger_totals(&server), expected);
+    ok(import(&server, &[&sample()]));
+    assert_eq!(ledger_totals(&server), expected, "the CSV of the same bill replaces the Parquet import");
 }
