@@ -72,66 +72,87 @@ fn any_value_to_json(value: Option<&AnyValue>) -> serde_json::Value {
     }
 }
 
-/// Lists up to this long are deduplicated by scanning (faster than hashing
-/// for the few attributes most items carry); longer ones through an index,
-/// so the work stays linear whatever a sender puts in one list.
-const SCAN_DEDUP_MAX: usize = 16;
-
 /// Converts OTLP key/values to attribute pairs; a repeated key keeps its last
 /// value (maps in both stores hold a key once), at its first position.
 pub fn attributes(kvs: &[KeyValue]) -> Attributes {
-    let mut out: Attributes = Vec::with_capacity(kvs.len());
-    if kvs.len() <= SCAN_DEDUP_MAX {
-        for kv in kvs {
-            let value = any_value_to_string(kv.value.as_ref());
-            if let Some(existing) = out.iter_mut().find(|(k, _)| *k == kv.key) {
-                existing.1 = value;
-            } else {
-                out.push((kv.key.clone(), value));
+    match duplicate_slots(kvs) {
+        None => kvs.iter().map(|kv| (kv.key.clone(), any_value_to_string(kv.value.as_ref()))).collect(),
+        Some(slots) => {
+            let mut out: Attributes = Vec::with_capacity(kvs.len());
+            for (kv, slot) in kvs.iter().zip(slots) {
+                let value = any_value_to_string(kv.value.as_ref());
+                match slot {
+                    Some(i) => out[i].1 = value,
+                    None => out.push((kv.key.clone(), value)),
+                }
             }
-        }
-        return out;
-    }
-    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(kvs.len());
-    for kv in kvs {
-        let value = any_value_to_string(kv.value.as_ref());
-        match index.get(kv.key.as_str()) {
-            Some(&i) => out[i].1 = value,
-            None => {
-                index.insert(kv.key.as_str(), out.len());
-                out.push((kv.key.clone(), value));
-            }
+            out
         }
     }
-    out
 }
 
 /// [`attributes`], moving keys and string values out of `kvs`.
 pub fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
-    let mut out: Attributes = Vec::with_capacity(kvs.len());
-    if kvs.len() <= SCAN_DEDUP_MAX {
-        for kv in kvs {
-            let value = any_value_into_string(kv.value);
-            if let Some(existing) = out.iter_mut().find(|(k, _)| *k == kv.key) {
-                existing.1 = value;
-            } else {
-                out.push((kv.key, value));
+    match duplicate_slots(&kvs) {
+        None => kvs.into_iter().map(|kv| (kv.key, any_value_into_string(kv.value))).collect(),
+        Some(slots) => {
+            let mut out: Attributes = Vec::with_capacity(kvs.len());
+            for (kv, slot) in kvs.into_iter().zip(slots) {
+                let value = any_value_into_string(kv.value);
+                match slot {
+                    Some(i) => out[i].1 = value,
+                    None => out.push((kv.key, value)),
+                }
             }
+            out
         }
-        return out;
     }
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(kvs.len());
-    for kv in kvs {
-        let value = any_value_into_string(kv.value);
-        match index.get(kv.key.as_str()) {
-            Some(&i) => out[i].1 = value,
+}
+
+/// `None` when every key of `kvs` is distinct (nearly always); otherwise,
+/// per entry, the output position of the earlier entry with the same key
+/// (`None` for a key's first entry).
+///
+/// Why two steps: an exact index (hashing and comparing every key) cost
+/// more than the rest of a span's conversion. A 64-bit FNV-1a of each key,
+/// sorted, proves the common case (no two hashes alike, so no two keys
+/// alike) without allocating for up to 64 keys; only equal hashes pay for
+/// the exact index, which keeps any list linear in its length.
+fn duplicate_slots(kvs: &[KeyValue]) -> Option<Vec<Option<usize>>> {
+    if kvs.len() < 2 {
+        return None;
+    }
+    let fnv = |key: &str| key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    const INLINE: usize = 64;
+    let mut inline = [0u64; INLINE];
+    let mut heap = Vec::new();
+    let hashes: &mut [u64] = if kvs.len() <= INLINE {
+        &mut inline[..kvs.len()]
+    } else {
+        heap.resize(kvs.len(), 0);
+        &mut heap
+    };
+    for (h, kv) in hashes.iter_mut().zip(kvs) {
+        *h = fnv(&kv.key);
+    }
+    hashes.sort_unstable();
+    if hashes.windows(2).all(|w| w[0] != w[1]) {
+        return None;
+    }
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(kvs.len());
+    let mut next = 0;
+    let slots = kvs
+        .iter()
+        .map(|kv| match index.get(kv.key.as_str()) {
+            Some(&i) => Some(i),
             None => {
-                index.insert(kv.key.clone(), out.len());
-                out.push((kv.key, value));
+                index.insert(kv.key.as_str(), next);
+                next += 1;
+                None
             }
-        }
-    }
-    out
+        })
+        .collect();
+    Some(slots)
 }
 
 /// Looks up a string attribute without allocating the whole list.
@@ -154,7 +175,19 @@ pub fn hex_id(bytes: &[u8], width: usize, what: &str, optional: bool) -> Result<
         }
         return Err(format!("{what} is all zeroes, which OTLP defines as invalid"));
     }
-    Ok(hex::encode(bytes))
+    Ok(lower_hex(bytes))
+}
+
+/// Lowercase hex through a table: `hex::encode` builds its `String` one
+/// `char` at a time, which showed up in profiles of the span path.
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -247,8 +280,28 @@ mod tests {
     }
 
     #[test]
+    fn distinct_keys_keep_their_order_and_a_late_repeat_is_found() {
+        let kv = |k: String, i: i64| KeyValue { key: k, value: Some(v(Value::IntValue(i))), ..Default::default() };
+        for n in [2_usize, 20, 64, 65, 300] {
+            let distinct: Vec<KeyValue> = (0..n).map(|i| kv(format!("attr.{i}"), i as i64)).collect();
+            let out = attributes_owned(distinct.clone());
+            assert_eq!(out.len(), n, "{n}");
+            assert!(out.iter().enumerate().all(|(i, (k, val))| *k == format!("attr.{i}") && *val == i.to_string()), "{n}");
+            // The last entry repeats the first key: one pair fewer, the first
+            // position keeps the last value.
+            let mut repeated = distinct;
+            repeated.push(kv("attr.0".into(), -1));
+            let out = attributes_owned(repeated.clone());
+            assert_eq!(out.len(), n, "{n}");
+            assert_eq!(out[0], ("attr.0".to_owned(), "-1".to_owned()), "{n}");
+            assert_eq!(out, attributes(&repeated), "{n}");
+        }
+    }
+
+    #[test]
     fn ids_are_checked_and_hex_encoded() {
         assert_eq!(hex_id(&[0xAB; 8], 8, "span_id", false).unwrap(), "abababababababab");
+        assert_eq!(hex_id(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef], 8, "span_id", false).unwrap(), "0123456789abcdef");
         assert!(hex_id(&[1, 2, 3], 8, "span_id", false).unwrap_err().contains("must be 8 bytes, got 3"));
         assert!(hex_id(&[0; 16], 16, "trace_id", false).is_err());
         assert_eq!(hex_id(&[], 16, "trace_id", true).unwrap(), "");

@@ -47,6 +47,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::schema::types::ColumnPath;
 
 use crate::{StoreError, TELEMETRY_TABLES};
 
@@ -118,6 +119,10 @@ pub(crate) fn file_batches(path: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(value.split(',').filter_map(|s| s.parse().ok()).collect())
 }
 
+/// The id columns of the telemetry tables (top level; span links and
+/// events keep theirs inside lists).
+const ID_COLUMNS: [&str; 3] = ["TraceId", "SpanId", "ParentSpanId"];
+
 /// Writes `batches` as one Parquet file at `path` (which must not be read
 /// yet), naming `batch_ids` in its metadata, and syncs it.
 pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64], level: i32) -> Result<u64, StoreError> {
@@ -126,8 +131,10 @@ pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64]
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| StoreError::Unexpected(e.to_string()))?))
         .set_key_value_metadata(Some(vec![KeyValue::new(BATCHES_KEY.to_owned(), ids)]))
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build();
+        .set_max_row_group_row_count(Some(128 * 1024));
+    // Ids are unique per row: a dictionary never pays for them, and trying
+    // one (hashing every id until the dictionary page overflows) costs CPU.
+    let props = ID_COLUMNS.iter().fold(props, |p, column| p.set_column_dictionary_enabled(ColumnPath::from(*column), false)).build();
     let file = File::create(path).map_err(|e| io(format!("creating {}", path.display()), e))?;
     let parquet_err = |e: parquet::errors::ParquetError| StoreError::Rejected(format!("encoding Parquet failed: {e}"));
     let mut writer = ArrowWriter::try_new(file, first.schema(), Some(props)).map_err(parquet_err)?;
@@ -146,6 +153,11 @@ pub(crate) fn split_by_day(table: &str, rb: &RecordBatch) -> Result<Vec<(i64, Re
     let times =
         column.as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| StoreError::Schema(format!("{table}: time is not ns")))?;
     let day_of = |i: usize| if times.is_null(i) { 0 } else { times.value(i).div_euclid(DAY_NS) };
+    // Nearly every batch falls in one day: check that before indexing rows.
+    let first = if rb.num_rows() == 0 { 0 } else { day_of(0) };
+    if (1..rb.num_rows()).all(|i| day_of(i) == first) {
+        return Ok(if rb.num_rows() == 0 { Vec::new() } else { vec![(first, rb.clone())] });
+    }
     let mut rows: HashMap<i64, Vec<u32>> = HashMap::new();
     for i in 0..rb.num_rows() {
         rows.entry(day_of(i)).or_default().push(u32::try_from(i).unwrap_or(u32::MAX));
