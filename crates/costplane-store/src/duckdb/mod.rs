@@ -48,6 +48,7 @@ mod views;
 
 pub use compact::CompactPolicy;
 pub use maintain::EmbeddedOptions;
+use segments::SEGMENT_ZSTD_LEVEL;
 #[cfg(test)]
 pub(crate) use verify::declared_tables;
 pub use views::VIEWS_FILE;
@@ -61,7 +62,7 @@ use ::arrow::record_batch::RecordBatch;
 use ::arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use costplane_ledger::LedgerReplacement;
-use costplane_telemetry::TelemetryBatch;
+use costplane_telemetry::{SpanRow, TelemetryBatch};
 use duckdb::{AccessMode, Config, Connection};
 
 use crate::{Dialect, Param, QueryLimits, QueryResult, Record, RecordTable, Store, StoreError};
@@ -654,6 +655,20 @@ fn replace_blocking(
         let _ = conn.execute_batch("ROLLBACK");
     }
     result
+}
+
+/// Writes `spans` as one `otel_traces` segment at `path`, encoded exactly as
+/// the embedded store encodes them (its Arrow columns, zstd level, writer
+/// properties), but outside any data directory: no layout, no batch ids.
+/// `costplane bench` times it as the Parquet-write ceiling. Returns the
+/// file's size.
+pub fn write_traces_segment(spans: &[SpanRow], path: &Path) -> Result<u64, StoreError> {
+    const CHUNK: usize = 8192;
+    let batches = spans
+        .chunks(CHUNK)
+        .map(|chunk| arrow::traces(chunk).map_err(|e| StoreError::Rejected(format!("building the Arrow batch failed: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    segments::write_file(path, &batches, &[], SEGMENT_ZSTD_LEVEL)
 }
 
 #[cfg(test)]

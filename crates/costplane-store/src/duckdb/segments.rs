@@ -119,6 +119,10 @@ pub(crate) fn file_batches(path: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(value.split(',').filter_map(|s| s.parse().ok()).collect())
 }
 
+/// The zstd level of flushed segments: the fastest, since compaction
+/// rewrites them at a higher level.
+pub(crate) const SEGMENT_ZSTD_LEVEL: i32 = 1;
+
 /// The id columns of the telemetry tables (top level; span links and
 /// events keep theirs inside lists).
 const ID_COLUMNS: [&str; 3] = ["TraceId", "SpanId", "ParentSpanId"];
@@ -405,7 +409,7 @@ impl Segments {
             }
             let name = format!("{}.parquet", self.unique(&format!("s{batch_id}")));
             let tmp = self.tmp_dir(table).join(&name);
-            write_file(&tmp, &[rows], &[batch_id], 1)?;
+            write_file(&tmp, &[rows], &[batch_id], SEGMENT_ZSTD_LEVEL)?;
             {
                 let _layout = self.lock();
                 let dir = self.partition_dir(table, day)?;
