@@ -7,6 +7,7 @@
 //! read costplane's tables unchanged.
 
 pub mod clickhouse;
+mod days;
 pub mod duckdb;
 mod error;
 pub mod ledger;

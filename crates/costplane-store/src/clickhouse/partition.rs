@@ -29,22 +29,7 @@ impl Granularity {
     }
 }
 
-const NS_PER_DAY: i64 = 86_400_000_000_000;
-
-/// (year, month, day) of a day count since 1970-01-01, proleptic Gregorian
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+use crate::days::{civil_from_days, DAY_NS};
 
 /// The partition of a day since 1970-01-01 (UTC), named as ClickHouse
 /// names it: `YYYYMMDD` by day, `YYYYMM` by month.
@@ -64,7 +49,7 @@ pub(crate) fn split<T>(rows: &[T], granularity: Granularity, time_ns: impl Fn(&T
     let mut groups: Vec<(i64, Vec<&T>)> = Vec::new();
     let (mut last_day, mut at) = (None, 0);
     for row in rows {
-        let day = time_ns(row).div_euclid(NS_PER_DAY);
+        let day = time_ns(row).div_euclid(DAY_NS);
         if last_day != Some(day) {
             let key = partition_of_day(day, granularity);
             at = groups.iter().position(|g| g.0 == key).unwrap_or_else(|| {
@@ -92,7 +77,7 @@ mod tests {
     use super::*;
 
     fn partition_of(ns: i64, granularity: Granularity) -> i64 {
-        partition_of_day(ns.div_euclid(NS_PER_DAY), granularity)
+        partition_of_day(ns.div_euclid(DAY_NS), granularity)
     }
 
     #[test]
@@ -111,7 +96,7 @@ mod tests {
         // Every day of 1970..2200 follows the previous one.
         let mut previous = day(0);
         for d in 1..(230 * 366) {
-            let p = day(d * NS_PER_DAY);
+            let p = day(d * DAY_NS);
             assert!(p > previous, "{p} after {previous}");
             let (m, dd) = ((p / 100) % 100, p % 100);
             assert!((1..=12).contains(&m) && (1..=31).contains(&dd), "{p}");
@@ -121,10 +106,10 @@ mod tests {
 
     #[test]
     fn rows_split_by_partition_keep_their_order() {
-        let rows = [NS_PER_DAY + 5, 3, 2 * NS_PER_DAY, NS_PER_DAY + 1, 4];
+        let rows = [DAY_NS + 5, 3, 2 * DAY_NS, DAY_NS + 1, 4];
         let groups = split(&rows, Granularity::Day, |&ns| ns);
         let got: Vec<(i64, Vec<i64>)> = groups.into_iter().map(|(p, rs)| (p, rs.into_iter().copied().collect())).collect();
-        assert_eq!(got, vec![(19700101, vec![3, 4]), (19700102, vec![NS_PER_DAY + 5, NS_PER_DAY + 1]), (19700103, vec![2 * NS_PER_DAY])]);
+        assert_eq!(got, vec![(19700101, vec![3, 4]), (19700102, vec![DAY_NS + 5, DAY_NS + 1]), (19700103, vec![2 * DAY_NS])]);
         assert_eq!(split(&rows, Granularity::Month, |&ns| ns).len(), 1);
         assert_eq!(dedup_token(0xab, "otel_logs", 20300101), "00000000000000ab-otel_logs-20300101");
     }

@@ -53,7 +53,8 @@ use crate::{StoreError, TELEMETRY_TABLES};
 
 /// Key of the Parquet key-value metadata entry that lists a file's batch ids.
 pub(crate) const BATCHES_KEY: &str = "costplane.batches";
-pub(crate) const DAY_NS: i64 = 86_400_000_000_000;
+pub(crate) use crate::days::DAY_NS;
+use crate::days::{civil_from_days, days_from_civil};
 /// How long a replaced generation stays readable after a swap.
 const GRACE: Duration = Duration::from_secs(120);
 
@@ -68,33 +69,18 @@ pub(crate) fn time_column(table: &str) -> &'static str {
 
 /// `YYYY-MM-DD` of a day number (days since 1970-01-01).
 pub(crate) fn day_name(day: i64) -> String {
-    // Civil-from-days (proleptic Gregorian), so no date library is needed here.
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil_from_days(day);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// The day number of `YYYY-MM-DD`, the inverse of [`day_name`].
 pub(crate) fn parse_day(name: &str) -> Option<i64> {
     let mut parts = name.splitn(3, '-');
-    let (y, m, d): (i64, i64, i64) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    let (y, m, d): (i64, u32, u32) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let day = era * 146_097 + doe - 719_468;
+    let day = days_from_civil(y, m, d);
     (day_name(day) == name).then_some(day)
 }
 
