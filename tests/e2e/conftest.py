@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +23,45 @@ def costplane_bin() -> str:
         return explicit
     target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
     return str(Path(target) / "release" / "costplane")
+
+
+def iso(ns):
+    """Nanoseconds since the epoch as the API's RFC 3339 UTC time (whole seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+
+
+def api_request(server, path, key=None, method="GET", body=None, timeout=30):
+    """One call to costplane's REST API: (status, headers, body bytes).
+
+    An HTTP error status is an answer like any other; a connection that
+    fails (a server killed mid-request) answers status None."""
+    req = urllib.request.Request(f"http://127.0.0.1:{server.api_port}{path}", method=method)
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, data=data, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+    except OSError as e:
+        return None, {}, str(e).encode()
+
+
+def wait_for_value(read, expected, server, what, seconds=30):
+    """Polls `read()` until it returns `expected`; fails naming `what`, the
+    last value and the end of the server's log."""
+    deadline = time.time() + seconds
+    got = None
+    while time.time() < deadline:
+        got = read()
+        if got == expected:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{what} is {got}, expected {expected}\n{server.log()[-3000:]}")
 
 
 def free_port() -> int:

@@ -12,12 +12,10 @@ import io
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 import pytest
-from conftest import ROOT, Server, clickhouse_url_for_tests
+from conftest import ROOT, Server, api_request, clickhouse_url_for_tests, iso
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -41,10 +39,6 @@ NOW = time.time_ns()
 CURRENT_HOUR = NOW - NOW % HOUR
 T = CURRENT_HOUR - HOUR  # the LLM calls' hour: closed
 DAY = 24 * HOUR
-
-
-def iso(ns):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
 
 
 def month_of(ns):
@@ -177,18 +171,7 @@ def focus_export(server, month, key=ADMIN):
 
 
 def api(server, path, key=ADMIN, method="GET", body=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{server.api_port}{path}", method=method)
-    if key:
-        req.add_header("Authorization", f"Bearer {key}")
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, data=data, timeout=30) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    return api_request(server, path, key, method, body)
 
 
 def send_spans(server):

@@ -13,12 +13,10 @@ import os
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 
 import pytest
-from conftest import Server, clickhouse_url_for_tests
+from conftest import Server, api_request, clickhouse_url_for_tests, iso, wait_for_value
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -43,27 +41,12 @@ name = "acme-internal"
 """
 
 
-def iso(ns):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
-
-
 WINDOW = {"from": iso(CURRENT_HOUR - (HOURS + 1) * HOUR), "to": iso(CURRENT_HOUR)}
 
 
 def api(server, path, method="GET", body=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{server.api_port}{path}", method=method)
-    req.add_header("Authorization", f"Bearer {ADMIN}")
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, data=data, timeout=120) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError as e:  # the server was killed mid-request
-        return None, str(e).encode()
+    status, _, answer = api_request(server, path, ADMIN, method, body, timeout=120)
+    return status, answer
 
 
 def llm_total(server):
@@ -87,14 +70,7 @@ def send_calls(server, hours_ago):
 
 
 def wait_for_total(server, expected, seconds=60):
-    deadline = time.time() + seconds
-    total = None
-    while time.time() < deadline:
-        total, _ = llm_total(server)
-        if total == expected:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"LLM total {total}, expected {expected}\n{server.log()[-3000:]}")
+    wait_for_value(lambda: llm_total(server)[0], expected, server, "the LLM total", seconds)
 
 
 @pytest.fixture(params=["duckdb", "clickhouse"])

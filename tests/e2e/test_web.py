@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Server, clickhouse_url_for_tests
+from conftest import ROOT, Server, clickhouse_url_for_tests, wait_for_value
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -90,13 +90,7 @@ def api_costs(server, query, key=None):
 
 
 def wait_for_total(server, expected, key=None):
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        got = api_costs(server, "group_by=tenant", key)["total"]
-        if got == expected:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the ledger never reached {expected}:\n{server.log()}")
+    wait_for_value(lambda: api_costs(server, "group_by=tenant", key)["total"], expected, server, "the ledger's total")
 
 
 @pytest.fixture(params=["duckdb", "clickhouse"])
