@@ -180,6 +180,10 @@ pub struct Drive {
     pub requests: u64,
     pub until: Option<Instant>,
     pub auth: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// Spans per second offered in all (`None`: as fast as answered). Request
+    /// `i` goes out no earlier than the time at which a steady stream at
+    /// this rate would send it, whichever sender takes it.
+    pub rate: Option<f64>,
 }
 
 /// What a load acknowledged.
@@ -201,13 +205,14 @@ pub async fn drive(
     bar: ProgressBar,
 ) -> anyhow::Result<Sent> {
     let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
     let retries = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..plan.streams {
         let (channel, next, retries, acked, pool, bar, auth) =
             (channel.clone(), next.clone(), retries.clone(), acked.clone(), pool.clone(), bar.clone(), plan.auth.clone());
-        let (requests, until) = (plan.requests, plan.until);
+        let (requests, until, rate) = (plan.requests, plan.until, plan.rate);
         workers.push(tokio::spawn(async move {
             let mut grpc = tonic::client::Grpc::new(channel);
             let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
@@ -217,6 +222,12 @@ pub async fn drive(
                     return Ok::<(), anyhow::Error>(());
                 }
                 let (body, spans) = &pool[(i as usize) % pool.len()];
+                if let Some(rate) = rate {
+                    // Requests of the pool have about the same size: pace by
+                    // this one's spans.
+                    let due = start + Duration::from_secs_f64(i as f64 * *spans as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 loop {
                     grpc.ready().await.context("the gRPC channel closed")?;
                     let mut request = tonic::Request::new(body.clone());
@@ -289,7 +300,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let sent = drive(channel, Arc::new(pool), Drive { streams: args.concurrency, requests, until: None, auth }, bar.clone()).await?;
+    let sent = drive(channel, Arc::new(pool), Drive { streams: args.concurrency, requests, until: None, auth, rate: None }, bar.clone()).await?;
     let retries = sent.retries;
     let send_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();

@@ -101,6 +101,13 @@ impl Tools {
     }
 }
 
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("'{text}' is not a positive number of spans per second")),
+    }
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Seconds of load per target.
@@ -116,6 +123,10 @@ pub struct BenchArgs {
     /// Concurrent export streams.
     #[arg(long, default_value_t = 4)]
     streams: usize,
+    /// Spans per second to offer (default: as fast as each target
+    /// acknowledges), e.g. 10000 for the memory a steady moderate load takes.
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
     /// Targets, in the order run.
     #[arg(
         long,
@@ -301,7 +312,13 @@ async fn run_target(target: Target, args: &BenchArgs, dir: &Path, pool: &Arc<Vec
     bar.set_message("acknowledged");
     let cpu0 = cpu_seconds(pid)?;
     let started = Instant::now();
-    let plan = Drive { streams: args.streams, requests, until: Some(started + Duration::from_secs(args.duration_secs)), auth: None };
+    let plan = Drive {
+        streams: args.streams,
+        requests,
+        until: Some(started + Duration::from_secs(args.duration_secs)),
+        auth: None,
+        rate: args.rate,
+    };
     let sent = drive(channel, pool.clone(), plan, bar.clone()).await.with_context(|| format!("loading {}", target.name()))?;
     let load_secs = started.elapsed().as_secs_f64();
     bar.set_message("stored");
@@ -357,8 +374,11 @@ pub fn machine() -> String {
 fn print_table(args: &BenchArgs, outcomes: &[Outcome], decode: &ceilings::Ceiling, parquet: &ceilings::Ceiling) {
     println!();
     println!(
-        "costplane bench: OTLP/gRPC, {} spans per request (20 attributes per span, 10 per resource), {} streams, {} s per target",
-        args.batch, args.streams, args.duration_secs
+        "costplane bench: OTLP/gRPC, {} spans per request (20 attributes per span, 10 per resource), {} streams, {} s per target, {}",
+        args.batch,
+        args.streams,
+        args.duration_secs,
+        args.rate.map_or("as fast as acknowledged".to_owned(), |r| format!("{r:.0} spans/s offered"))
     );
     println!("machine: {}", machine());
     println!();
