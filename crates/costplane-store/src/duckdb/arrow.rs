@@ -1,5 +1,6 @@
-//! Rows → Arrow record batches, one per table, in the column order of
-//! `schema.rs`. DuckDB's appender ingests a record batch a vector (2,048
+//! Rows → Arrow record batches, one per table. Telemetry batches carry the
+//! schema `crate::tables` derives (see `described_batch`); the ledger and
+//! usage ones follow `schema.rs`. DuckDB's appender ingests a record batch a vector (2,048
 //! rows) at a time, which is its fast bulk path; there is no per-row INSERT.
 
 use std::sync::Arc;
@@ -81,70 +82,90 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_from_iter(columns)
 }
 
+/// A telemetry table's batch under the schema its description derives
+/// (`crate::tables`): the builders must name the described columns in
+/// order, and `RecordBatch::try_new` refuses an array of another type, so
+/// a builder that drifts from the description fails rather than writing
+/// segments of a different shape.
+pub(crate) fn described_batch(table: &str, columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, ArrowError> {
+    let schema = crate::tables::described(table).arrow_schema();
+    let names = columns.iter().map(|(name, _)| *name);
+    if !names.clone().eq(schema.fields().iter().map(|f| f.name().as_str())) {
+        return Err(ArrowError::SchemaError(format!("{table}: built columns {:?} are not the described ones", names.collect::<Vec<_>>())));
+    }
+    RecordBatch::try_new(schema, columns.into_iter().map(|(_, array)| array).collect())
+}
+
 pub fn traces(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
     let events: Vec<&SpanEvent> = rows.iter().flat_map(|r| r.events.iter()).collect();
     let links: Vec<&SpanLink> = rows.iter().flat_map(|r| r.links.iter()).collect();
-    batch(vec![
-        ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
-        ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
-        ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
-        ("ParentSpanId", strings(rows.iter().map(|r| r.parent_span_id.as_str()))),
-        ("TraceState", strings(rows.iter().map(|r| r.trace_state.as_str()))),
-        ("SpanName", strings(rows.iter().map(|r| r.span_name.as_str()))),
-        ("SpanKind", strings(rows.iter().map(|r| r.span_kind))),
-        ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
-        ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
-        ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
-        ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
-        ("SpanAttributes", maps(rows.iter().map(|r| &r.span_attributes))?),
-        ("Duration", Arc::new(rows.iter().map(|r| r.duration_ns).collect::<UInt64Array>())),
-        ("StatusCode", strings(rows.iter().map(|r| r.status_code))),
-        ("StatusMessage", strings(rows.iter().map(|r| r.status_message.as_str()))),
-        (
-            "Events",
-            struct_list(
-                rows.iter().map(|r| r.events.len()),
-                vec![
-                    ("Timestamp", timestamps(events.iter().map(|e| e.timestamp_ns))),
-                    ("Name", strings(events.iter().map(|e| e.name.as_str()))),
-                    ("Attributes", maps(events.iter().map(|e| &e.attributes))?),
-                ],
+    described_batch(
+        "otel_traces",
+        vec![
+            ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
+            ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
+            ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
+            ("ParentSpanId", strings(rows.iter().map(|r| r.parent_span_id.as_str()))),
+            ("TraceState", strings(rows.iter().map(|r| r.trace_state.as_str()))),
+            ("SpanName", strings(rows.iter().map(|r| r.span_name.as_str()))),
+            ("SpanKind", strings(rows.iter().map(|r| r.span_kind))),
+            ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
+            ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
+            ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
+            ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
+            ("SpanAttributes", maps(rows.iter().map(|r| &r.span_attributes))?),
+            ("Duration", Arc::new(rows.iter().map(|r| r.duration_ns).collect::<UInt64Array>())),
+            ("StatusCode", strings(rows.iter().map(|r| r.status_code))),
+            ("StatusMessage", strings(rows.iter().map(|r| r.status_message.as_str()))),
+            (
+                "Events",
+                struct_list(
+                    rows.iter().map(|r| r.events.len()),
+                    vec![
+                        ("Timestamp", timestamps(events.iter().map(|e| e.timestamp_ns))),
+                        ("Name", strings(events.iter().map(|e| e.name.as_str()))),
+                        ("Attributes", maps(events.iter().map(|e| &e.attributes))?),
+                    ],
+                ),
             ),
-        ),
-        (
-            "Links",
-            struct_list(
-                rows.iter().map(|r| r.links.len()),
-                vec![
-                    ("TraceId", strings(links.iter().map(|l| l.trace_id.as_str()))),
-                    ("SpanId", strings(links.iter().map(|l| l.span_id.as_str()))),
-                    ("TraceState", strings(links.iter().map(|l| l.trace_state.as_str()))),
-                    ("Attributes", maps(links.iter().map(|l| &l.attributes))?),
-                ],
+            (
+                "Links",
+                struct_list(
+                    rows.iter().map(|r| r.links.len()),
+                    vec![
+                        ("TraceId", strings(links.iter().map(|l| l.trace_id.as_str()))),
+                        ("SpanId", strings(links.iter().map(|l| l.span_id.as_str()))),
+                        ("TraceState", strings(links.iter().map(|l| l.trace_state.as_str()))),
+                        ("Attributes", maps(links.iter().map(|l| &l.attributes))?),
+                    ],
+                ),
             ),
-        ),
-    ])
+        ],
+    )
 }
 
 pub fn logs(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
-    batch(vec![
-        ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
-        ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
-        ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
-        ("TraceFlags", Arc::new(rows.iter().map(|r| r.trace_flags).collect::<UInt8Array>())),
-        ("SeverityText", strings(rows.iter().map(|r| r.severity_text.as_str()))),
-        ("SeverityNumber", Arc::new(rows.iter().map(|r| r.severity_number).collect::<UInt8Array>())),
-        ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
-        ("Body", strings(rows.iter().map(|r| r.body.as_str()))),
-        ("ResourceSchemaUrl", strings(rows.iter().map(|r| r.resource.schema_url.as_str()))),
-        ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
-        ("ScopeSchemaUrl", strings(rows.iter().map(|r| r.scope.schema_url.as_str()))),
-        ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
-        ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
-        ("ScopeAttributes", maps(rows.iter().map(|r| &r.scope.attributes))?),
-        ("LogAttributes", maps(rows.iter().map(|r| &r.log_attributes))?),
-        ("EventName", strings(rows.iter().map(|r| r.event_name.as_str()))),
-    ])
+    described_batch(
+        "otel_logs",
+        vec![
+            ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
+            ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
+            ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
+            ("TraceFlags", Arc::new(rows.iter().map(|r| r.trace_flags).collect::<UInt8Array>())),
+            ("SeverityText", strings(rows.iter().map(|r| r.severity_text.as_str()))),
+            ("SeverityNumber", Arc::new(rows.iter().map(|r| r.severity_number).collect::<UInt8Array>())),
+            ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
+            ("Body", strings(rows.iter().map(|r| r.body.as_str()))),
+            ("ResourceSchemaUrl", strings(rows.iter().map(|r| r.resource.schema_url.as_str()))),
+            ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
+            ("ScopeSchemaUrl", strings(rows.iter().map(|r| r.scope.schema_url.as_str()))),
+            ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
+            ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
+            ("ScopeAttributes", maps(rows.iter().map(|r| &r.scope.attributes))?),
+            ("LogAttributes", maps(rows.iter().map(|r| &r.log_attributes))?),
+            ("EventName", strings(rows.iter().map(|r| r.event_name.as_str()))),
+        ],
+    )
 }
 
 /// The 14 leading columns every metric table shares.
@@ -204,7 +225,7 @@ pub fn gauges(rows: &[GaugeRow]) -> Result<RecordBatch, ArrowError> {
     cols.push(("Value", f64s(rows.iter().map(|r| r.value))));
     cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
     cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
-    batch(cols)
+    described_batch("otel_metrics_gauge", cols)
 }
 
 pub fn sums(rows: &[SumRow]) -> Result<RecordBatch, ArrowError> {
@@ -215,7 +236,7 @@ pub fn sums(rows: &[SumRow]) -> Result<RecordBatch, ArrowError> {
     cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
     cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
     cols.push(("IsMonotonic", Arc::new(rows.iter().map(|r| Some(r.is_monotonic)).collect::<BooleanArray>())));
-    batch(cols)
+    described_batch("otel_metrics_sum", cols)
 }
 
 pub fn histograms(rows: &[HistogramRow]) -> Result<RecordBatch, ArrowError> {
@@ -230,7 +251,7 @@ pub fn histograms(rows: &[HistogramRow]) -> Result<RecordBatch, ArrowError> {
     cols.push(("Min", f64s(rows.iter().map(|r| r.min))));
     cols.push(("Max", f64s(rows.iter().map(|r| r.max))));
     cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
-    batch(cols)
+    described_batch("otel_metrics_histogram", cols)
 }
 
 pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Result<RecordBatch, ArrowError> {
@@ -249,7 +270,7 @@ pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Result<RecordBatch, ArrowErro
     cols.push(("Min", f64s(rows.iter().map(|r| r.min))));
     cols.push(("Max", f64s(rows.iter().map(|r| r.max))));
     cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
-    batch(cols)
+    described_batch("otel_metrics_exp_histogram", cols)
 }
 
 pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
@@ -266,7 +287,7 @@ pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
         ),
     ));
     cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
-    batch(cols)
+    described_batch("otel_metrics_summary", cols)
 }
 
 /// DECIMAL(38, 12) from exact decimals.
