@@ -488,7 +488,11 @@ mod tests {
         // prints this script.
         let golden = include_str!("../../costplane/tests/golden/schema_cluster_c1.sql");
         let script = SchemaOptions { cluster: Some("c1".into()), ..SchemaOptions::default() }.script();
-        assert_eq!(script, golden);
+        // Line by line, so a difference names its line instead of printing both scripts.
+        for (n, (ours, theirs)) in script.lines().zip(golden.lines()).enumerate() {
+            assert_eq!(ours, theirs, "line {} of the cluster DDL differs from the golden file", n + 1);
+        }
+        assert_eq!(script.len(), golden.len(), "the cluster DDL and the golden file differ in length");
     }
 
     #[test]

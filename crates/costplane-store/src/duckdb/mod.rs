@@ -48,7 +48,6 @@ mod views;
 
 pub use compact::CompactPolicy;
 pub use maintain::EmbeddedOptions;
-#[cfg(test)]
 pub use views::VIEWS_FILE;
 
 use std::path::{Path, PathBuf};
