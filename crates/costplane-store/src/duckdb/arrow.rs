@@ -1,6 +1,7 @@
 //! Rows → Arrow record batches, one per table. Telemetry batches carry the
-//! schema `crate::tables` derives (see `described_batch`); the ledger and
-//! usage ones follow `schema.rs`. DuckDB's appender ingests a record batch a vector (2,048
+//! schema `crate::tables` derives (each builder's `batch` is
+//! `described_batch` for its table); the ledger and usage ones follow
+//! `schema.rs`. DuckDB's appender ingests a record batch a vector (2,048
 //! rows) at a time, which is its fast bulk path; there is no per-row INSERT.
 
 use std::sync::Arc;
@@ -97,75 +98,71 @@ pub(crate) fn described_batch(table: &str, columns: Vec<(&str, ArrayRef)>) -> Re
 }
 
 pub fn traces(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_traces", columns);
     let events: Vec<&SpanEvent> = rows.iter().flat_map(|r| r.events.iter()).collect();
     let links: Vec<&SpanLink> = rows.iter().flat_map(|r| r.links.iter()).collect();
-    described_batch(
-        "otel_traces",
-        vec![
-            ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
-            ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
-            ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
-            ("ParentSpanId", strings(rows.iter().map(|r| r.parent_span_id.as_str()))),
-            ("TraceState", strings(rows.iter().map(|r| r.trace_state.as_str()))),
-            ("SpanName", strings(rows.iter().map(|r| r.span_name.as_str()))),
-            ("SpanKind", strings(rows.iter().map(|r| r.span_kind))),
-            ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
-            ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
-            ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
-            ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
-            ("SpanAttributes", maps(rows.iter().map(|r| &r.span_attributes))?),
-            ("Duration", Arc::new(rows.iter().map(|r| r.duration_ns).collect::<UInt64Array>())),
-            ("StatusCode", strings(rows.iter().map(|r| r.status_code))),
-            ("StatusMessage", strings(rows.iter().map(|r| r.status_message.as_str()))),
-            (
-                "Events",
-                struct_list(
-                    rows.iter().map(|r| r.events.len()),
-                    vec![
-                        ("Timestamp", timestamps(events.iter().map(|e| e.timestamp_ns))),
-                        ("Name", strings(events.iter().map(|e| e.name.as_str()))),
-                        ("Attributes", maps(events.iter().map(|e| &e.attributes))?),
-                    ],
-                ),
+    batch(vec![
+        ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
+        ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
+        ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
+        ("ParentSpanId", strings(rows.iter().map(|r| r.parent_span_id.as_str()))),
+        ("TraceState", strings(rows.iter().map(|r| r.trace_state.as_str()))),
+        ("SpanName", strings(rows.iter().map(|r| r.span_name.as_str()))),
+        ("SpanKind", strings(rows.iter().map(|r| r.span_kind))),
+        ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
+        ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
+        ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
+        ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
+        ("SpanAttributes", maps(rows.iter().map(|r| &r.span_attributes))?),
+        ("Duration", Arc::new(rows.iter().map(|r| r.duration_ns).collect::<UInt64Array>())),
+        ("StatusCode", strings(rows.iter().map(|r| r.status_code))),
+        ("StatusMessage", strings(rows.iter().map(|r| r.status_message.as_str()))),
+        (
+            "Events",
+            struct_list(
+                rows.iter().map(|r| r.events.len()),
+                vec![
+                    ("Timestamp", timestamps(events.iter().map(|e| e.timestamp_ns))),
+                    ("Name", strings(events.iter().map(|e| e.name.as_str()))),
+                    ("Attributes", maps(events.iter().map(|e| &e.attributes))?),
+                ],
             ),
-            (
-                "Links",
-                struct_list(
-                    rows.iter().map(|r| r.links.len()),
-                    vec![
-                        ("TraceId", strings(links.iter().map(|l| l.trace_id.as_str()))),
-                        ("SpanId", strings(links.iter().map(|l| l.span_id.as_str()))),
-                        ("TraceState", strings(links.iter().map(|l| l.trace_state.as_str()))),
-                        ("Attributes", maps(links.iter().map(|l| &l.attributes))?),
-                    ],
-                ),
+        ),
+        (
+            "Links",
+            struct_list(
+                rows.iter().map(|r| r.links.len()),
+                vec![
+                    ("TraceId", strings(links.iter().map(|l| l.trace_id.as_str()))),
+                    ("SpanId", strings(links.iter().map(|l| l.span_id.as_str()))),
+                    ("TraceState", strings(links.iter().map(|l| l.trace_state.as_str()))),
+                    ("Attributes", maps(links.iter().map(|l| &l.attributes))?),
+                ],
             ),
-        ],
-    )
+        ),
+    ])
 }
 
 pub fn logs(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
-    described_batch(
-        "otel_logs",
-        vec![
-            ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
-            ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
-            ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
-            ("TraceFlags", Arc::new(rows.iter().map(|r| r.trace_flags).collect::<UInt8Array>())),
-            ("SeverityText", strings(rows.iter().map(|r| r.severity_text.as_str()))),
-            ("SeverityNumber", Arc::new(rows.iter().map(|r| r.severity_number).collect::<UInt8Array>())),
-            ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
-            ("Body", strings(rows.iter().map(|r| r.body.as_str()))),
-            ("ResourceSchemaUrl", strings(rows.iter().map(|r| r.resource.schema_url.as_str()))),
-            ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
-            ("ScopeSchemaUrl", strings(rows.iter().map(|r| r.scope.schema_url.as_str()))),
-            ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
-            ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
-            ("ScopeAttributes", maps(rows.iter().map(|r| &r.scope.attributes))?),
-            ("LogAttributes", maps(rows.iter().map(|r| &r.log_attributes))?),
-            ("EventName", strings(rows.iter().map(|r| r.event_name.as_str()))),
-        ],
-    )
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_logs", columns);
+    batch(vec![
+        ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
+        ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
+        ("SpanId", strings(rows.iter().map(|r| r.span_id.as_str()))),
+        ("TraceFlags", Arc::new(rows.iter().map(|r| r.trace_flags).collect::<UInt8Array>())),
+        ("SeverityText", strings(rows.iter().map(|r| r.severity_text.as_str()))),
+        ("SeverityNumber", Arc::new(rows.iter().map(|r| r.severity_number).collect::<UInt8Array>())),
+        ("ServiceName", strings(rows.iter().map(|r| r.resource.service_name.as_str()))),
+        ("Body", strings(rows.iter().map(|r| r.body.as_str()))),
+        ("ResourceSchemaUrl", strings(rows.iter().map(|r| r.resource.schema_url.as_str()))),
+        ("ResourceAttributes", maps(rows.iter().map(|r| &r.resource.attributes))?),
+        ("ScopeSchemaUrl", strings(rows.iter().map(|r| r.scope.schema_url.as_str()))),
+        ("ScopeName", strings(rows.iter().map(|r| r.scope.name.as_str()))),
+        ("ScopeVersion", strings(rows.iter().map(|r| r.scope.version.as_str()))),
+        ("ScopeAttributes", maps(rows.iter().map(|r| &r.scope.attributes))?),
+        ("LogAttributes", maps(rows.iter().map(|r| &r.log_attributes))?),
+        ("EventName", strings(rows.iter().map(|r| r.event_name.as_str()))),
+    ])
 }
 
 /// The 14 leading columns every metric table shares.
@@ -220,15 +217,17 @@ fn u32s(values: impl Iterator<Item = u32>) -> ArrayRef {
 }
 
 pub fn gauges(rows: &[GaugeRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_gauge", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Value", f64s(rows.iter().map(|r| r.value))));
     cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
     cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
-    described_batch("otel_metrics_gauge", cols)
+    batch(cols)
 }
 
 pub fn sums(rows: &[SumRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_sum", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Value", f64s(rows.iter().map(|r| r.value))));
@@ -236,10 +235,11 @@ pub fn sums(rows: &[SumRow]) -> Result<RecordBatch, ArrowError> {
     cols.push(("Exemplars", exemplar_column(rows.iter().map(|r| &r.exemplars))?));
     cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
     cols.push(("IsMonotonic", Arc::new(rows.iter().map(|r| Some(r.is_monotonic)).collect::<BooleanArray>())));
-    described_batch("otel_metrics_sum", cols)
+    batch(cols)
 }
 
 pub fn histograms(rows: &[HistogramRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_histogram", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Count", u64s(rows.iter().map(|r| r.count))));
@@ -251,10 +251,11 @@ pub fn histograms(rows: &[HistogramRow]) -> Result<RecordBatch, ArrowError> {
     cols.push(("Min", f64s(rows.iter().map(|r| r.min))));
     cols.push(("Max", f64s(rows.iter().map(|r| r.max))));
     cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
-    described_batch("otel_metrics_histogram", cols)
+    batch(cols)
 }
 
 pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_exp_histogram", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Count", u64s(rows.iter().map(|r| r.count))));
@@ -270,10 +271,11 @@ pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Result<RecordBatch, ArrowErro
     cols.push(("Min", f64s(rows.iter().map(|r| r.min))));
     cols.push(("Max", f64s(rows.iter().map(|r| r.max))));
     cols.push(("AggregationTemporality", i32s(rows.iter().map(|r| r.aggregation_temporality))));
-    described_batch("otel_metrics_exp_histogram", cols)
+    batch(cols)
 }
 
 pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_summary", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     let quantiles: Vec<&(f64, f64)> = rows.iter().flat_map(|r| r.quantiles.iter()).collect();
@@ -287,7 +289,7 @@ pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
         ),
     ));
     cols.push(("Flags", u32s(rows.iter().map(|r| r.common.flags))));
-    described_batch("otel_metrics_summary", cols)
+    batch(cols)
 }
 
 /// DECIMAL(38, 12) from exact decimals.
