@@ -13,6 +13,10 @@
 //!   deterministic keys so a retried insert splits the same way.
 //! - Every non-replicated table keeps a deduplication window, so a retried
 //!   insert with the same `insert_deduplication_token` adds nothing.
+//!
+//! The telemetry tables' columns, codecs, skip indexes and keys come from
+//! their one description (`crate::tables`); only the cost, usage and state
+//! tables, which have versioned upgrades, are written out here.
 
 use std::fmt::Write as _;
 
