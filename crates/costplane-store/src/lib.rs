@@ -13,6 +13,7 @@ mod error;
 pub mod ledger;
 mod query;
 mod records;
+pub mod tables;
 mod verify;
 
 use async_trait::async_trait;

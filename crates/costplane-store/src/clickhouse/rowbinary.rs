@@ -6,6 +6,10 @@
 //! `DateTime64(9)` as Int64 nanoseconds; `Map(K, V)` as a count then key,
 //! value pairs; `Bool` as one byte. `Nested` columns are inserted as their
 //! flattened subcolumns (`Events.Name` ...), each an `Array`.
+//!
+//! The telemetry encoders write the columns `crate::tables` describes, in
+//! its order (the INSERT names them from there); `column_order.rs` decodes
+//! their output by the description to hold them to it.
 
 use costplane_telemetry::model::*;
 use costplane_telemetry::usage::{HourState, KubernetesUsage, LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
@@ -107,10 +111,6 @@ impl<T> Default for MapCache<T> {
     }
 }
 
-pub const TRACES_COLUMNS: &str = "Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName, \
-ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage, \
-Events.Timestamp, Events.Name, Events.Attributes, Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes";
-
 pub fn traces<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     let mut resources = MapCache::default();
@@ -141,9 +141,6 @@ pub fn traces<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> Vec<u8> {
     w.buf
 }
 
-pub const LOGS_COLUMNS: &str = "Timestamp, TraceId, SpanId, TraceFlags, SeverityText, SeverityNumber, ServiceName, Body, \
-ResourceSchemaUrl, ResourceAttributes, ScopeSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, LogAttributes, EventName";
-
 pub fn logs<'a>(rows: impl IntoIterator<Item = &'a LogRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     let (mut resources, mut scopes) = (MapCache::default(), MapCache::default());
@@ -167,12 +164,6 @@ pub fn logs<'a>(rows: impl IntoIterator<Item = &'a LogRow>) -> Vec<u8> {
     }
     w.buf
 }
-
-const METRIC_PREFIX: &str = "ResourceAttributes, ResourceSchemaUrl, ScopeName, ScopeVersion, ScopeAttributes, \
-ScopeDroppedAttrCount, ScopeSchemaUrl, ServiceName, MetricName, MetricDescription, MetricUnit, Attributes, \
-StartTimeUnix, TimeUnix";
-
-const EXEMPLAR_COLUMNS: &str = "Exemplars.FilteredAttributes, Exemplars.TimeUnix, Exemplars.Value, Exemplars.SpanId, Exemplars.TraceId";
 
 /// The resource and scope maps last encoded by [`metric_prefix`].
 #[derive(Default)]
@@ -207,10 +198,6 @@ fn exemplars(w: &mut RowBinary, ex: &[Exemplar]) {
     w.array(ex, |w, e| w.str(&e.trace_id));
 }
 
-pub fn gauge_columns() -> String {
-    format!("{METRIC_PREFIX}, Value, Flags, {EXEMPLAR_COLUMNS}")
-}
-
 pub fn gauges<'a>(rows: impl IntoIterator<Item = &'a GaugeRow>) -> Vec<u8> {
     let mut w = RowBinary::default();
     let mut caches = PrefixCaches::default();
@@ -221,10 +208,6 @@ pub fn gauges<'a>(rows: impl IntoIterator<Item = &'a GaugeRow>) -> Vec<u8> {
         exemplars(&mut w, &r.exemplars);
     }
     w.buf
-}
-
-pub fn sum_columns() -> String {
-    format!("{METRIC_PREFIX}, Value, Flags, {EXEMPLAR_COLUMNS}, AggregationTemporality, IsMonotonic")
 }
 
 pub fn sums<'a>(rows: impl IntoIterator<Item = &'a SumRow>) -> Vec<u8> {
@@ -239,10 +222,6 @@ pub fn sums<'a>(rows: impl IntoIterator<Item = &'a SumRow>) -> Vec<u8> {
         w.u8(u8::from(r.is_monotonic));
     }
     w.buf
-}
-
-pub fn histogram_columns() -> String {
-    format!("{METRIC_PREFIX}, Count, Sum, BucketCounts, ExplicitBounds, {EXEMPLAR_COLUMNS}, Flags, Min, Max, AggregationTemporality")
 }
 
 pub fn histograms<'a>(rows: impl IntoIterator<Item = &'a HistogramRow>) -> Vec<u8> {
@@ -261,13 +240,6 @@ pub fn histograms<'a>(rows: impl IntoIterator<Item = &'a HistogramRow>) -> Vec<u
         w.i32(r.aggregation_temporality);
     }
     w.buf
-}
-
-pub fn exp_histogram_columns() -> String {
-    format!(
-        "{METRIC_PREFIX}, Count, Sum, Scale, ZeroCount, PositiveOffset, PositiveBucketCounts, NegativeOffset, \
-NegativeBucketCounts, {EXEMPLAR_COLUMNS}, Flags, Min, Max, AggregationTemporality"
-    )
 }
 
 pub fn exp_histograms<'a>(rows: impl IntoIterator<Item = &'a ExpHistogramRow>) -> Vec<u8> {
@@ -290,10 +262,6 @@ pub fn exp_histograms<'a>(rows: impl IntoIterator<Item = &'a ExpHistogramRow>) -
         w.i32(r.aggregation_temporality);
     }
     w.buf
-}
-
-pub fn summary_columns() -> String {
-    format!("{METRIC_PREFIX}, Count, Sum, ValueAtQuantiles.Quantile, ValueAtQuantiles.Value, Flags")
 }
 
 pub fn summaries<'a>(rows: impl IntoIterator<Item = &'a SummaryRow>) -> Vec<u8> {

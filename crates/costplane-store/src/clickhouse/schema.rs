@@ -13,10 +13,15 @@
 //!   deterministic keys so a retried insert splits the same way.
 //! - Every non-replicated table keeps a deduplication window, so a retried
 //!   insert with the same `insert_deduplication_token` adds nothing.
+//!
+//! The telemetry tables' columns, codecs, skip indexes and keys come from
+//! their one description (`crate::tables`); only the cost, usage and state
+//! tables, which have versioned upgrades, are written out here.
 
 use std::fmt::Write as _;
 
 use super::partition::Granularity;
+use crate::tables::Signal;
 
 #[cfg(test)]
 #[path = "column_order.rs"]
@@ -65,156 +70,6 @@ pub fn ident(name: &str) -> String {
 /// Quotes a string literal.
 pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-const ATTRS: &str = "Map(LowCardinality(String), String) CODEC(ZSTD(1))";
-
-fn traces_columns() -> String {
-    format!(
-        "    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    ParentSpanId String CODEC(ZSTD(1)),
-    TraceState String CODEC(ZSTD(1)),
-    SpanName LowCardinality(String) CODEC(ZSTD(1)),
-    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-    ResourceAttributes {ATTRS},
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion String CODEC(ZSTD(1)),
-    SpanAttributes {ATTRS},
-    Duration UInt64 CODEC(ZSTD(1)),
-    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
-    StatusMessage String CODEC(ZSTD(1)),
-    Events Nested (
-        Timestamp DateTime64(9),
-        Name LowCardinality(String),
-        Attributes Map(LowCardinality(String), String)
-    ) CODEC(ZSTD(1)),
-    Links Nested (
-        TraceId String,
-        SpanId String,
-        TraceState String,
-        Attributes Map(LowCardinality(String), String)
-    ) CODEC(ZSTD(1)),
-    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_duration Duration TYPE minmax GRANULARITY 1"
-    )
-}
-
-fn logs_columns() -> String {
-    format!(
-        "    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
-    TimestampTime DateTime ALIAS toDateTime(Timestamp),
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    TraceFlags UInt8,
-    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
-    SeverityNumber UInt8,
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-    Body String CODEC(ZSTD(1)),
-    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
-    ResourceAttributes {ATTRS},
-    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
-    ScopeAttributes {ATTRS},
-    LogAttributes {ATTRS},
-    EventName String CODEC(ZSTD(1)),
-    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8"
-    )
-}
-
-fn metric_prefix() -> String {
-    format!(
-        "    ResourceAttributes {ATTRS},
-    ResourceSchemaUrl String CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion String CODEC(ZSTD(1)),
-    ScopeAttributes {ATTRS},
-    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
-    ScopeSchemaUrl String CODEC(ZSTD(1)),
-    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-    MetricName String CODEC(ZSTD(1)),
-    MetricDescription String CODEC(ZSTD(1)),
-    MetricUnit String CODEC(ZSTD(1)),
-    Attributes {ATTRS},
-    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
-    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
-"
-    )
-}
-
-const EXEMPLARS: &str = "    Exemplars Nested (
-        FilteredAttributes Map(LowCardinality(String), String),
-        TimeUnix DateTime64(9),
-        Value Float64,
-        SpanId String,
-        TraceId String
-    ) CODEC(ZSTD(1)),
-";
-
-const METRIC_INDEXES: &str = "    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1";
-
-fn metric_columns(table: &str) -> String {
-    let middle = match table {
-        "otel_metrics_gauge" => format!("    Value Float64 CODEC(ZSTD(1)),\n    Flags UInt32 CODEC(ZSTD(1)),\n{EXEMPLARS}"),
-        "otel_metrics_sum" => format!(
-            "    Value Float64 CODEC(ZSTD(1)),\n    Flags UInt32 CODEC(ZSTD(1)),\n{EXEMPLARS}    AggregationTemporality Int32 CODEC(ZSTD(1)),\n    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),\n"
-        ),
-        "otel_metrics_histogram" => format!(
-            "    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
-    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
-{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
-    Min Float64 CODEC(ZSTD(1)),
-    Max Float64 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),
-"
-        ),
-        "otel_metrics_exp_histogram" => format!(
-            "    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    Scale Int32 CODEC(ZSTD(1)),
-    ZeroCount UInt64 CODEC(ZSTD(1)),
-    PositiveOffset Int32 CODEC(ZSTD(1)),
-    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
-    NegativeOffset Int32 CODEC(ZSTD(1)),
-    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
-{EXEMPLARS}    Flags UInt32 CODEC(ZSTD(1)),
-    Min Float64 CODEC(ZSTD(1)),
-    Max Float64 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),
-"
-        ),
-        _ => "    Count UInt64 CODEC(Delta, ZSTD(1)),
-    Sum Float64 CODEC(ZSTD(1)),
-    ValueAtQuantiles Nested (
-        Quantile Float64,
-        Value Float64
-    ) CODEC(ZSTD(1)),
-    Flags UInt32 CODEC(ZSTD(1)),
-"
-        .to_owned(),
-    };
-    format!("{}{middle}{METRIC_INDEXES}", metric_prefix())
 }
 
 /// Columns schema version 3 added to version 2's cost tables.
@@ -374,44 +229,25 @@ struct TableSpec {
     shard_key: &'static str,
 }
 
+/// The telemetry tables' DDL parts, from their one description (`crate::tables`).
 fn table_specs(o: &SchemaOptions) -> Vec<TableSpec> {
-    let metric = |name: &'static str| TableSpec {
-        name,
-        columns: metric_columns(name),
-        time_column: "TimeUnix",
-        granularity: Granularity::Day,
-        order: "(ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))",
-        ttl_column: "toDateTime(TimeUnix)",
-        ttl_days: o.metrics_ttl_days,
-        shard_key: "cityHash64(ServiceName, MetricName, Attributes)",
-    };
-    vec![
-        TableSpec {
-            name: "otel_traces",
-            columns: traces_columns(),
-            time_column: "Timestamp",
+    crate::tables::telemetry_tables()
+        .iter()
+        .map(|t| TableSpec {
+            name: t.name,
+            columns: t.clickhouse_columns(),
+            time_column: t.time_column,
             granularity: Granularity::Day,
-            order: "(ServiceName, SpanName, toDateTime(Timestamp), Timestamp)",
-            ttl_column: "toDateTime(Timestamp)",
-            ttl_days: o.traces_ttl_days,
-            shard_key: "cityHash64(TraceId)",
-        },
-        TableSpec {
-            name: "otel_logs",
-            columns: logs_columns(),
-            time_column: "Timestamp",
-            granularity: Granularity::Day,
-            order: "(toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)",
-            ttl_column: "toDateTime(Timestamp)",
-            ttl_days: o.logs_ttl_days,
-            shard_key: "cityHash64(ServiceName, TraceId, Timestamp)",
-        },
-        metric("otel_metrics_gauge"),
-        metric("otel_metrics_sum"),
-        metric("otel_metrics_histogram"),
-        metric("otel_metrics_exp_histogram"),
-        metric("otel_metrics_summary"),
-    ]
+            order: t.order_by,
+            ttl_column: t.ttl_column,
+            ttl_days: match t.signal {
+                Signal::Traces => o.traces_ttl_days,
+                Signal::Logs => o.logs_ttl_days,
+                Signal::Metrics => o.metrics_ttl_days,
+            },
+            shard_key: t.shard_key,
+        })
+        .collect()
 }
 
 impl SchemaOptions {

@@ -32,14 +32,16 @@ static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
         let (ddl, time_column, granularity) = schema::layout(table).unwrap_or_else(|| panic!("{table} has no CREATE TABLE"));
         Written { table, columns, ddl, time_column, granularity }
     };
+    // The telemetry tables' INSERT columns come from their description.
+    let described = |table: &str| crate::tables::described(table).insert_columns().join(", ");
     vec![
-        written("otel_traces", rowbinary::TRACES_COLUMNS.to_owned()),
-        written("otel_logs", rowbinary::LOGS_COLUMNS.to_owned()),
-        written("otel_metrics_gauge", rowbinary::gauge_columns()),
-        written("otel_metrics_sum", rowbinary::sum_columns()),
-        written("otel_metrics_histogram", rowbinary::histogram_columns()),
-        written("otel_metrics_exp_histogram", rowbinary::exp_histogram_columns()),
-        written("otel_metrics_summary", rowbinary::summary_columns()),
+        written("otel_traces", described("otel_traces")),
+        written("otel_logs", described("otel_logs")),
+        written("otel_metrics_gauge", described("otel_metrics_gauge")),
+        written("otel_metrics_sum", described("otel_metrics_sum")),
+        written("otel_metrics_histogram", described("otel_metrics_histogram")),
+        written("otel_metrics_exp_histogram", described("otel_metrics_exp_histogram")),
+        written("otel_metrics_summary", described("otel_metrics_summary")),
         written("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS.to_owned()),
         written("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS.to_owned()),
         written("costplane_usage_kubernetes", rowbinary::USAGE_KUBERNETES_COLUMNS.to_owned()),

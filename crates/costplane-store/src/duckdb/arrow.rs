@@ -1,4 +1,6 @@
-//! Rows → Arrow record batches, one per table, in the column order of
+//! Rows → Arrow record batches, one per table. Telemetry batches carry the
+//! schema `crate::tables` derives (each builder's `batch` is
+//! `described_batch` for its table); the ledger and usage ones follow
 //! `schema.rs`. DuckDB's appender ingests a record batch a vector (2,048
 //! rows) at a time, which is its fast bulk path; there is no per-row INSERT.
 
@@ -81,7 +83,22 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_from_iter(columns)
 }
 
+/// A telemetry table's batch under the schema its description derives
+/// (`crate::tables`): the builders must name the described columns in
+/// order, and `RecordBatch::try_new` refuses an array of another type, so
+/// a builder that drifts from the description fails rather than writing
+/// segments of a different shape.
+pub(crate) fn described_batch(table: &str, columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, ArrowError> {
+    let schema = crate::tables::described(table).arrow_schema();
+    let names = columns.iter().map(|(name, _)| *name);
+    if !names.clone().eq(schema.fields().iter().map(|f| f.name().as_str())) {
+        return Err(ArrowError::SchemaError(format!("{table}: built columns {:?} are not the described ones", names.collect::<Vec<_>>())));
+    }
+    RecordBatch::try_new(schema, columns.into_iter().map(|(_, array)| array).collect())
+}
+
 pub fn traces(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_traces", columns);
     let events: Vec<&SpanEvent> = rows.iter().flat_map(|r| r.events.iter()).collect();
     let links: Vec<&SpanLink> = rows.iter().flat_map(|r| r.links.iter()).collect();
     batch(vec![
@@ -127,6 +144,7 @@ pub fn traces(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
 }
 
 pub fn logs(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_logs", columns);
     batch(vec![
         ("Timestamp", timestamps(rows.iter().map(|r| r.timestamp_ns))),
         ("TraceId", strings(rows.iter().map(|r| r.trace_id.as_str()))),
@@ -199,6 +217,7 @@ fn u32s(values: impl Iterator<Item = u32>) -> ArrayRef {
 }
 
 pub fn gauges(rows: &[GaugeRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_gauge", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Value", f64s(rows.iter().map(|r| r.value))));
@@ -208,6 +227,7 @@ pub fn gauges(rows: &[GaugeRow]) -> Result<RecordBatch, ArrowError> {
 }
 
 pub fn sums(rows: &[SumRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_sum", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Value", f64s(rows.iter().map(|r| r.value))));
@@ -219,6 +239,7 @@ pub fn sums(rows: &[SumRow]) -> Result<RecordBatch, ArrowError> {
 }
 
 pub fn histograms(rows: &[HistogramRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_histogram", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Count", u64s(rows.iter().map(|r| r.count))));
@@ -234,6 +255,7 @@ pub fn histograms(rows: &[HistogramRow]) -> Result<RecordBatch, ArrowError> {
 }
 
 pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_exp_histogram", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     cols.push(("Count", u64s(rows.iter().map(|r| r.count))));
@@ -253,6 +275,7 @@ pub fn exp_histograms(rows: &[ExpHistogramRow]) -> Result<RecordBatch, ArrowErro
 }
 
 pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
+    let batch = |columns: Vec<(&str, ArrayRef)>| described_batch("otel_metrics_summary", columns);
     let commons: Vec<&PointCommon> = rows.iter().map(|r| &r.common).collect();
     let mut cols = metric_columns(&commons)?;
     let quantiles: Vec<&(f64, f64)> = rows.iter().flat_map(|r| r.quantiles.iter()).collect();

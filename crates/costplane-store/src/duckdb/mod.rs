@@ -37,7 +37,7 @@
 //!   or columns are `Schema`; anything else is `Unexpected` and retried.
 
 mod adhoc;
-mod arrow;
+pub(crate) mod arrow;
 mod compact;
 mod errors;
 mod maintain;
@@ -49,8 +49,6 @@ mod views;
 pub use compact::CompactPolicy;
 pub use maintain::EmbeddedOptions;
 use segments::SEGMENT_ZSTD_LEVEL;
-#[cfg(test)]
-pub(crate) use verify::declared_tables;
 pub use views::VIEWS_FILE;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,9 @@
 //! DuckDB DDL for the OpenTelemetry ClickHouse exporter's tables.
 //!
+//! The telemetry tables' columns are derived from `crate::tables` (their one
+//! description); the ledger, usage and state tables are written out here,
+//! step by step, because their migrations are versioned.
+//!
 //! Names match the exporter column for column; types are DuckDB's closest:
 //! `DateTime64(9)` → `TIMESTAMP_NS`, `Map(LowCardinality(String), String)` →
 //! `MAP(VARCHAR, VARCHAR)`, `Nested(...)` → a list of structs (`Events[1].Name`),
@@ -9,8 +13,6 @@
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
 pub const SCHEMA_VERSION: i32 = 5;
-
-const ATTRS: &str = "MAP(VARCHAR, VARCHAR)";
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
@@ -165,126 +167,21 @@ fn record_tables() -> String {
         .collect()
 }
 
-fn metric_prefix() -> String {
-    format!(
-        r#""ResourceAttributes" {ATTRS},
-    "ResourceSchemaUrl" VARCHAR,
-    "ScopeName" VARCHAR,
-    "ScopeVersion" VARCHAR,
-    "ScopeAttributes" {ATTRS},
-    "ScopeDroppedAttrCount" UINTEGER,
-    "ScopeSchemaUrl" VARCHAR,
-    "ServiceName" VARCHAR,
-    "MetricName" VARCHAR,
-    "MetricDescription" VARCHAR,
-    "MetricUnit" VARCHAR,
-    "Attributes" {ATTRS},
-    "StartTimeUnix" TIMESTAMP_NS,
-    "TimeUnix" TIMESTAMP_NS"#
-    )
-}
-
-fn exemplars() -> String {
-    format!(
-        r#""Exemplars" STRUCT("FilteredAttributes" {ATTRS}, "TimeUnix" TIMESTAMP_NS, "Value" DOUBLE, "SpanId" VARCHAR, "TraceId" VARCHAR)[]"#
-    )
-}
-
+/// Version 1: the batch ids written, and the telemetry tables (today the
+/// Parquet segments' views hold the rows; these tables are what stores
+/// created before the segments have), with the columns `crate::tables`
+/// describes.
 fn initial_schema() -> String {
-    let m = metric_prefix();
-    let ex = exemplars();
-    format!(
+    let mut s = String::from(
         r#"
 CREATE TABLE IF NOT EXISTS costplane_written_batches (
     "BatchId" UBIGINT PRIMARY KEY,
     "WrittenAtNs" BIGINT
 );
-CREATE TABLE IF NOT EXISTS otel_traces (
-    "Timestamp" TIMESTAMP_NS,
-    "TraceId" VARCHAR,
-    "SpanId" VARCHAR,
-    "ParentSpanId" VARCHAR,
-    "TraceState" VARCHAR,
-    "SpanName" VARCHAR,
-    "SpanKind" VARCHAR,
-    "ServiceName" VARCHAR,
-    "ResourceAttributes" {ATTRS},
-    "ScopeName" VARCHAR,
-    "ScopeVersion" VARCHAR,
-    "SpanAttributes" {ATTRS},
-    "Duration" UBIGINT,
-    "StatusCode" VARCHAR,
-    "StatusMessage" VARCHAR,
-    "Events" STRUCT("Timestamp" TIMESTAMP_NS, "Name" VARCHAR, "Attributes" {ATTRS})[],
-    "Links" STRUCT("TraceId" VARCHAR, "SpanId" VARCHAR, "TraceState" VARCHAR, "Attributes" {ATTRS})[]
-);
-CREATE TABLE IF NOT EXISTS otel_logs (
-    "Timestamp" TIMESTAMP_NS,
-    "TraceId" VARCHAR,
-    "SpanId" VARCHAR,
-    "TraceFlags" UTINYINT,
-    "SeverityText" VARCHAR,
-    "SeverityNumber" UTINYINT,
-    "ServiceName" VARCHAR,
-    "Body" VARCHAR,
-    "ResourceSchemaUrl" VARCHAR,
-    "ResourceAttributes" {ATTRS},
-    "ScopeSchemaUrl" VARCHAR,
-    "ScopeName" VARCHAR,
-    "ScopeVersion" VARCHAR,
-    "ScopeAttributes" {ATTRS},
-    "LogAttributes" {ATTRS},
-    "EventName" VARCHAR
-);
-CREATE TABLE IF NOT EXISTS otel_metrics_gauge (
-    {m},
-    "Value" DOUBLE,
-    "Flags" UINTEGER,
-    {ex}
-);
-CREATE TABLE IF NOT EXISTS otel_metrics_sum (
-    {m},
-    "Value" DOUBLE,
-    "Flags" UINTEGER,
-    {ex},
-    "AggregationTemporality" INTEGER,
-    "IsMonotonic" BOOLEAN
-);
-CREATE TABLE IF NOT EXISTS otel_metrics_histogram (
-    {m},
-    "Count" UBIGINT,
-    "Sum" DOUBLE,
-    "BucketCounts" UBIGINT[],
-    "ExplicitBounds" DOUBLE[],
-    {ex},
-    "Flags" UINTEGER,
-    "Min" DOUBLE,
-    "Max" DOUBLE,
-    "AggregationTemporality" INTEGER
-);
-CREATE TABLE IF NOT EXISTS otel_metrics_exp_histogram (
-    {m},
-    "Count" UBIGINT,
-    "Sum" DOUBLE,
-    "Scale" INTEGER,
-    "ZeroCount" UBIGINT,
-    "PositiveOffset" INTEGER,
-    "PositiveBucketCounts" UBIGINT[],
-    "NegativeOffset" INTEGER,
-    "NegativeBucketCounts" UBIGINT[],
-    {ex},
-    "Flags" UINTEGER,
-    "Min" DOUBLE,
-    "Max" DOUBLE,
-    "AggregationTemporality" INTEGER
-);
-CREATE TABLE IF NOT EXISTS otel_metrics_summary (
-    {m},
-    "Count" UBIGINT,
-    "Sum" DOUBLE,
-    "ValueAtQuantiles" STRUCT("Quantile" DOUBLE, "Value" DOUBLE)[],
-    "Flags" UINTEGER
-);
-"#
-    )
+"#,
+    );
+    for table in crate::tables::telemetry_tables() {
+        s.push_str(&table.duckdb_create());
+    }
+    s
 }

@@ -1,7 +1,7 @@
 //! The DuckDB views that make the Parquet segments the exporter's tables.
 //!
 //! Each telemetry table is a view named as the exporter's table, listing the
-//! exporter's columns (from the DDL of `schema.rs`, so both stay one list)
+//! exporter's columns (from the table description, `crate::tables`)
 //! over `read_parquet(<tables>/<table>/*/*.parquet, hive_partitioning,
 //! union_by_name)`. `union_by_name` lets segments written before a column
 //! was added be read with the column NULL; the hive `date` column is left
@@ -18,7 +18,6 @@
 use std::path::Path;
 
 use super::segments::Segments;
-use super::{schema, verify};
 use crate::{StoreError, TELEMETRY_TABLES};
 
 /// The file other processes read the views from.
@@ -31,9 +30,8 @@ fn quote_path(path: &str) -> String {
 
 /// `CREATE OR REPLACE VIEW` for `table`, reading files when `has_files`.
 pub(crate) fn view_sql(segments: &Segments, table: &'static str, has_files: bool) -> Result<String, StoreError> {
-    let ddl: String = schema::migrations().into_iter().map(|(_, sql)| sql).collect();
-    let declared = verify::declared_tables(&ddl);
-    let columns = declared.get(table).ok_or_else(|| StoreError::Schema(format!("{table} has no DDL")))?;
+    let columns =
+        crate::tables::table(table).ok_or_else(|| StoreError::Schema(format!("{table} is not a telemetry table")))?.duckdb_columns();
     let body = if has_files {
         let list = columns.iter().map(|(name, _)| format!("\"{name}\"")).collect::<Vec<_>>().join(", ");
         format!("SELECT {list} FROM read_parquet({}, hive_partitioning = true, union_by_name = true)", quote_path(&segments.glob(table)))
