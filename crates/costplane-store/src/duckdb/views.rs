@@ -1,23 +1,36 @@
 //! The DuckDB views that make the Parquet segments the exporter's tables.
 //!
 //! Each telemetry table is a view named as the exporter's table, listing the
-//! exporter's columns (from the DDL of `schema.rs`, so both stay one list)
-//! over `read_parquet(<tables>/<table>/*/*.parquet, hive_partitioning,
-//! union_by_name)`. `union_by_name` lets segments written before a column
-//! was added be read with the column NULL; the hive `date` column is left
-//! out so `SELECT *` gives the same columns as ClickHouse.
+//! exporter's columns (from the DDL of `schema.rs`, so both stay one list).
+//! `union_by_name` lets segments written before a column was added be read
+//! with the column NULL; no `date` column is listed, so `SELECT *` gives
+//! the same columns as ClickHouse.
+//!
+//! Two forms read the files:
+//! - **costplane's own connections** ([`partition_view_sql`]): one `UNION ALL` branch
+//!   per date partition, each reading that partition's *generation
+//!   directory* (not the `tables/` symlink) and bounded by the partition's
+//!   day on the time column. DuckDB's optimizer drops a branch whose bound
+//!   contradicts the query's filter, so `WHERE Timestamp >= X AND Timestamp
+//!   < Y` opens only the files of the days it can match (hive filter
+//!   pushdown needs a filter on `date` itself, which the exporter's columns
+//!   have not). Reading generation directories also makes compaction
+//!   invisible to queries: a query bound before a swap reads the replaced
+//!   generation, which stays whole for a grace period; the store rewrites
+//!   the view right after each swap, each new partition and each expiry.
+//! - **`views.sql` for other processes** ([`view_sql`]): one
+//!   `read_parquet` over the `tables/<table>/*/*.parquet` glob, so days that
+//!   arrive later are read without rerunning the file. Its header tells how
+//!   such a reader prunes days.
 //!
 //! A table without files yet cannot be a `read_parquet` (DuckDB refuses a
 //! glob that matches nothing), so its view is the same columns, typed, with
 //! no rows; the store switches it over when the first segment lands and
 //! back when retention removes the last partition.
-//!
-//! `views.sql` in the data directory holds the same definitions for other
-//! processes (`duckdb -init views.sql`, Python, Grafana's DuckDB plugin).
 
 use std::path::Path;
 
-use super::segments::Segments;
+use super::segments::{day_name, time_column, Segments};
 use super::{schema, verify};
 use crate::{StoreError, TELEMETRY_TABLES};
 
@@ -30,6 +43,7 @@ fn quote_path(path: &str) -> String {
 }
 
 /// `CREATE OR REPLACE VIEW` for `table`, reading files when `has_files`.
+/// With files this is `views.sql`'s form (the `tables/` glob).
 pub(crate) fn view_sql(segments: &Segments, table: &'static str, has_files: bool) -> Result<String, StoreError> {
     let ddl: String = schema::migrations().into_iter().map(|(_, sql)| sql).collect();
     let declared = verify::declared_tables(&ddl);
@@ -44,7 +58,52 @@ pub(crate) fn view_sql(segments: &Segments, table: &'static str, has_files: bool
     Ok(format!("CREATE OR REPLACE VIEW {table} AS {body};"))
 }
 
-/// Every view, as the current files decide.
+/// The in-process `CREATE OR REPLACE VIEW` for `table`: one branch per
+/// partition with files, over its generation directory, bounded by its
+/// day (see the module notes).
+pub(crate) fn partition_view_sql(segments: &Segments, table: &'static str) -> Result<String, StoreError> {
+    let time = time_column(table);
+    let mut branches = Vec::new();
+    for p in segments.partitions(table)? {
+        if segments.files(&p)?.is_empty() {
+            continue;
+        }
+        let glob = quote_path(&format!("{}/*.parquet", p.dir.display()));
+        // hive_partitioning off: the generation's name (`date=D.<gen>`) is not a value.
+        let scan = format!("SELECT * FROM read_parquet({glob}, hive_partitioning = false, union_by_name = true)");
+        // Day 0 also holds the rows without a time (`split_by_day`): no bound there.
+        branches.push(if p.day == 0 {
+            scan
+        } else {
+            format!("{scan} WHERE \"{time}\" >= TIMESTAMP_NS '{}' AND \"{time}\" < TIMESTAMP_NS '{}'", day_name(p.day), day_name(p.day + 1))
+        });
+    }
+    let empty = view_sql(segments, table, false)?;
+    if branches.is_empty() {
+        return Ok(empty);
+    }
+    // The typed empty view's body goes first: `BY NAME` gives the DDL's
+    // columns and types to every branch, and NULLs to a day whose files
+    // predate a column. The outer list keeps the DDL's order.
+    let typed = empty
+        .strip_prefix(&format!("CREATE OR REPLACE VIEW {table} AS "))
+        .and_then(|s| s.strip_suffix(';'))
+        .ok_or_else(|| StoreError::Unexpected(format!("the empty view of {table} has an unexpected form")))?;
+    let list = typed_names(typed);
+    let mut body = format!("({typed})");
+    for b in branches {
+        body.push_str(" UNION ALL BY NAME ");
+        body.push_str(&b);
+    }
+    Ok(format!("CREATE OR REPLACE VIEW {table} AS SELECT {list} FROM ({body});"))
+}
+
+/// The quoted column names of the empty view's `CAST(NULL AS T) AS "c"` list.
+fn typed_names(select: &str) -> String {
+    select.split(" AS \"").skip(1).filter_map(|s| s.split_once('"')).map(|(name, _)| format!("\"{name}\"")).collect::<Vec<_>>().join(", ")
+}
+
+/// Every view of `views.sql`, as the current files decide.
 pub(crate) fn all_views(segments: &Segments) -> Result<Vec<String>, StoreError> {
     TELEMETRY_TABLES.iter().map(|t| view_sql(segments, t, segments.has_files(t)?)).collect()
 }
@@ -56,6 +115,17 @@ pub(crate) fn write_views_file(segments: &Segments, views: &[String]) -> Result<
         "-- costplane's telemetry tables as DuckDB views over its Parquet segments.\n\
          -- Rewritten by costplane; open with: duckdb -init views.sql (from this directory)\n\
          -- A table with no data yet is an empty view: run this file again once data arrives.\n\
+         --\n\
+         -- Pruning: each view reads every day's files (days that arrive later included).\n\
+         -- A filter on Timestamp (TimeUnix for metrics) skips other days' row groups by\n\
+         -- their statistics, and the metadata cache below keeps their footers in memory,\n\
+         -- but DuckDB still opens every file. To open only some days' files, bound the\n\
+         -- hive `date` column of the directory layout, e.g.\n\
+         --   SELECT count(*) FROM read_parquet('tables/otel_traces/*/*.parquet', hive_partitioning = true)\n\
+         --   WHERE date BETWEEN DATE '2026-11-20' AND DATE '2026-11-21'\n\
+         --     AND Timestamp >= TIMESTAMP '2026-11-20 12:00' AND Timestamp < TIMESTAMP '2026-11-21';\n\
+         -- A query that lists a day's files just as costplane compacts that day can fail\n\
+         -- with a missing file: run it again (no row is ever read twice or missed).\n\
          SET parquet_metadata_cache = true;\n",
     );
     for v in views {
