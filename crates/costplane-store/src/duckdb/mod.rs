@@ -405,7 +405,7 @@ fn cell_json(array: &dyn Array, row: usize, options: &FormatOptions) -> Result<s
 }
 
 fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
-    let mut stmt = conn.prepare(sql).map_err(|e| StoreError::Rejected(e.to_string()))?;
+    let mut stmt = conn.prepare(sql).map_err(errors::read_error)?;
     let values: Vec<duckdb::types::Value> = params
         .iter()
         .map(|p| match p {
@@ -413,8 +413,7 @@ fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<Quer
             Param::Int(i) => duckdb::types::Value::BigInt(*i),
         })
         .collect();
-    let batches: Vec<RecordBatch> =
-        stmt.query_arrow(duckdb::params_from_iter(values)).map_err(|e| StoreError::Rejected(e.to_string()))?.collect();
+    let batches: Vec<RecordBatch> = stmt.query_arrow(duckdb::params_from_iter(values)).map_err(errors::read_error)?.collect();
     rows_of(&batches, &stmt.schema())
 }
 
@@ -505,7 +504,7 @@ impl Store for DuckDbStore {
         let interrupt = conn.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?.interrupt_handle();
         let task = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?;
-            let (batches, schema, truncated) = adhoc::run_read_only(&conn, &sql, max_rows)?;
+            let (batches, schema, truncated) = errors::retry_vanished(|| adhoc::run_read_only(&conn, &sql, max_rows))?;
             let mut result = rows_of(&batches, &schema)?;
             result.truncated = truncated;
             Ok(result)
@@ -532,7 +531,7 @@ impl Store for DuckDbStore {
         let (sql, params) = (sql.to_owned(), params.to_vec());
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().map_err(|_| StoreError::Unavailable("the reader connection is poisoned".into()))?;
-            query_blocking(&conn, &sql, &params)
+            errors::retry_vanished(|| query_blocking(&conn, &sql, &params))
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?
