@@ -413,7 +413,11 @@ impl Segments {
             {
                 let _layout = self.lock();
                 let dir = self.partition_dir(table, day)?;
-                new_day |= self.files(&Partition { table, day, dir: dir.clone() })?.is_empty();
+                // Stops at the first file: a day's directory can hold an hour of small segments.
+                new_day |= !fs::read_dir(&dir)
+                    .map_err(|e| io(format!("listing {}", dir.display()), e))?
+                    .flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
                 let dest = dir.join(&name);
                 fs::rename(&tmp, &dest).map_err(|e| io(format!("renaming {} to {}", tmp.display(), dest.display()), e))?;
                 sync_dir(&dir)?;
