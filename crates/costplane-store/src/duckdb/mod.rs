@@ -191,7 +191,26 @@ impl DuckDbStore {
         maintain::restrict_files(&conn, &data_dir.canonicalize()?)?;
         conn.execute_batch("SET parquet_metadata_cache = true").map_err(db_err)?;
         check_version(&conn)?;
-        DuckDbStore::with_connections(path, conn, None)
+        // The file's views are as the server last left them; a server killed
+        // between a swap and the views' rewrite leaves them on a generation
+        // its next start deletes. Temporary views (read-only files allow
+        // them, and they come before the file's in name lookup) read the
+        // partitions as they are now.
+        // Temporary views belong to one connection: each of the three gets them.
+        let segments = segments::Segments::open_listing(data_dir)?;
+        let mut temp = String::new();
+        for table in crate::TELEMETRY_TABLES {
+            temp.push_str(&views::partition_view_sql(&segments, table)?.replacen(
+                "CREATE OR REPLACE VIEW ",
+                "CREATE OR REPLACE TEMP VIEW ",
+                1,
+            ));
+        }
+        let store = DuckDbStore::with_connections(path, conn, None)?;
+        for conn in [&store.writer, &store.reader, &store.adhoc] {
+            conn.lock().map_err(|_| StoreError::Unavailable("a connection is poisoned".into()))?.execute_batch(&temp).map_err(db_err)?;
+        }
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {

@@ -242,6 +242,19 @@ impl Segments {
         Ok(Arc::new(segments))
     }
 
+    /// The layout under `data_dir` for listing only: nothing is created,
+    /// recovered or learnt (a read-only store while no server runs).
+    pub fn open_listing(data_dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let root = data_dir.canonicalize().map_err(|e| io(format!("resolving {}", data_dir.display()), e))?;
+        Ok(Arc::new(Segments {
+            root,
+            layout: Mutex::new(()),
+            written: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            retired: Mutex::new(Vec::new()),
+        }))
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -326,6 +339,10 @@ impl Segments {
     pub fn partitions(&self, table: &'static str) -> Result<Vec<Partition>, StoreError> {
         let dir = self.table_dir(table);
         let mut out = Vec::new();
+        if !dir.exists() {
+            // A store whose telemetry was never written (listing-only opens).
+            return Ok(out);
+        }
         for entry in fs::read_dir(&dir).map_err(|e| io(format!("listing {}", dir.display()), e))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(day) = name.strip_prefix("date=").and_then(parse_day) else { continue };
