@@ -74,6 +74,6 @@ fn refused(e: duckdb::Error) -> StoreError {
     } else if text.contains("INTERRUPT") || text.contains("nterrupted") {
         StoreError::Unavailable(format!("the query was stopped at the time limit: {text}"))
     } else {
-        StoreError::Rejected(text)
+        super::errors::read_error_text(text)
     }
 }

@@ -92,8 +92,29 @@ fn age(path: &Path) -> Duration {
     fs::metadata(path).and_then(|m| m.modified()).ok().and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default()
 }
 
+/// Runs a swap (the closure it is given) and whatever must happen around
+/// it: the store holds its writer connection and rewrites the views.
+pub(crate) type SwapHook<'a> = &'a dyn Fn(&mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError>;
+
+/// A hook that only swaps (no views to keep up to date).
+#[cfg(test)]
+pub(crate) fn just_swap(swap: &mut dyn FnMut() -> Result<(), StoreError>) -> Result<(), StoreError> {
+    swap()
+}
+
 /// Merges `p`'s small segments when the policy says so. Returns whether it did.
+#[cfg(test)]
 pub(crate) fn compact_partition(segments: &Segments, p: &Partition, policy: &CompactPolicy) -> Result<bool, StoreError> {
+    compact_partition_with(segments, p, policy, &just_swap)
+}
+
+/// [`compact_partition`], swapping inside `hook`.
+pub(crate) fn compact_partition_with(
+    segments: &Segments,
+    p: &Partition,
+    policy: &CompactPolicy,
+    hook: SwapHook<'_>,
+) -> Result<bool, StoreError> {
     let mut small: Vec<(PathBuf, u64)> = Vec::new();
     for f in segments.files(p)? {
         let len = fs::metadata(&f)?.len();
@@ -155,7 +176,7 @@ pub(crate) fn compact_partition(segments: &Segments, p: &Partition, policy: &Com
         write_file(&new_dir.join(&merged_name), &[sorted], &ids, 3)?;
     }
     test_pause("written");
-    {
+    hook(&mut || {
         let _layout = segments.lock();
         // Segments that arrived while merging move over as they are.
         for f in segments.files(p)? {
@@ -169,18 +190,25 @@ pub(crate) fn compact_partition(segments: &Segments, p: &Partition, policy: &Com
         test_pause("linked");
         segments.point(p.table, p.day, &generation)?;
         test_pause("swapped");
-    }
+        Ok(())
+    })?;
     segments.retire(p.dir.clone());
     tracing::info!(table = p.table, day = %super::segments::day_name(p.day), files = inputs.len(), rows, "compacted a partition");
     Ok(true)
 }
 
 /// One pass over every partition of every table; returns how many merged.
+#[cfg(test)]
 pub(crate) fn compact_all(segments: &Segments, policy: &CompactPolicy) -> Result<usize, StoreError> {
+    compact_all_with(segments, policy, &just_swap)
+}
+
+/// [`compact_all`], each swap inside `hook`.
+pub(crate) fn compact_all_with(segments: &Segments, policy: &CompactPolicy, hook: SwapHook<'_>) -> Result<usize, StoreError> {
     let mut merged = 0;
     for table in crate::TELEMETRY_TABLES {
         for p in segments.partitions(table)? {
-            if compact_partition(segments, &p, policy)? {
+            if compact_partition_with(segments, &p, policy, hook)? {
                 merged += 1;
             }
         }

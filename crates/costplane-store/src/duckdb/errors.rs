@@ -6,6 +6,10 @@
 //! memory pass; missing tables and columns are schema problems; anything
 //! else is unexpected and retried.
 //!
+//! A read that finds a segment file it listed gone (compaction or retention
+//! moved it) is `Unavailable` and read again ([`retry_vanished`]); other
+//! read errors are about the statement (`Rejected`).
+//!
 //! The appender's errors come without the type (DuckDB's C API hands out
 //! the bare message), so [`classify_append`] recognises the messages the
 //! appender and its flush raise instead.
@@ -80,6 +84,49 @@ pub(crate) fn classify_text(text: String) -> StoreError {
     }
 }
 
+/// How a failed read that found a listed segment file gone starts its
+/// message (see [`read_error`]).
+const VANISHED: &str = "a segment file vanished while the query listed it (a compaction or retention moved it)";
+
+/// Whether DuckDB's message says a Parquet file of the data directory it
+/// had listed cannot be opened: a reader of `tables/` that listed a
+/// partition just before compaction swapped it, or a query bound to a
+/// generation past its grace period. Reading again lists what is there now.
+fn is_vanished_segment(text: &str) -> bool {
+    error_type(text) == Some("IO")
+        && (text.contains("No such file or directory") || text.contains("No files found that match the pattern"))
+        && (text.contains("/tables/") || text.contains("/segments/"))
+}
+
+/// The error for a failed read-side DuckDB call: a vanished segment is
+/// transient (read again); anything else is about the statement.
+pub(crate) fn read_error(e: duckdb::Error) -> StoreError {
+    read_error_text(e.to_string())
+}
+
+pub(crate) fn read_error_text(text: String) -> StoreError {
+    if is_vanished_segment(&text) {
+        StoreError::Unavailable(format!("{VANISHED}: {text}"))
+    } else {
+        StoreError::Rejected(text)
+    }
+}
+
+/// Runs a read, again (at most three more times) while it fails because a
+/// segment vanished under it: each run lists the files anew.
+pub(crate) fn retry_vanished<T>(mut read: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut again = 0;
+    loop {
+        match read() {
+            Err(StoreError::Unavailable(text)) if again < 3 && text.starts_with(VANISHED) => {
+                again += 1;
+                tracing::debug!(again, error = %text, "reading again after a segment vanished");
+            }
+            result => return result,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +162,45 @@ mod tests {
             ("appender is null", "unexpected"),
         ];
         check(classify_append_text, &cases);
+    }
+
+    #[test]
+    fn a_vanished_segment_is_read_again_and_other_read_errors_are_not() {
+        let gone = "IO Error: Cannot open file \"/tmp/d/tables/otel_traces/date=2030-01-01/c-1-f.parquet\": No such file or directory";
+        let glob = "IO Error: No files found that match the pattern \"/tmp/d/segments/otel_traces/date=2030-01-01.g-1-2/*.parquet\"";
+        let other_file = "IO Error: Cannot open file \"/etc/x.parquet\": No such file or directory";
+        assert!(matches!(read_error_text(gone.into()), StoreError::Unavailable(t) if t.starts_with(VANISHED)));
+        assert!(matches!(read_error_text(glob.into()), StoreError::Unavailable(_)));
+        assert!(matches!(read_error_text(other_file.into()), StoreError::Rejected(_)));
+        assert!(matches!(read_error_text("Binder Error: no column x".into()), StoreError::Rejected(_)));
+        // Read again until it passes; at most three times more; never for other errors.
+        let mut runs = 0;
+        assert_eq!(
+            retry_vanished(|| {
+                runs += 1;
+                if runs < 3 {
+                    Err(read_error_text(gone.into()))
+                } else {
+                    Ok(runs)
+                }
+            })
+            .unwrap(),
+            3
+        );
+        runs = 0;
+        assert!(retry_vanished(|| -> Result<(), _> {
+            runs += 1;
+            Err(read_error_text(gone.into()))
+        })
+        .is_err());
+        assert_eq!(runs, 4);
+        runs = 0;
+        assert!(retry_vanished(|| -> Result<(), _> {
+            runs += 1;
+            Err(StoreError::Unavailable("the query ran past its time limit".into()))
+        })
+        .is_err());
+        assert_eq!(runs, 1);
     }
 
     #[test]

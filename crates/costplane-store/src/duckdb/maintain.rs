@@ -47,28 +47,37 @@ impl EmbeddedOptions {
     }
 }
 
-/// The segments and which views currently read files.
+/// The segments and what each view currently reads.
 pub(crate) struct Telemetry {
     pub segments: Arc<Segments>,
     pub options: EmbeddedOptions,
-    /// Per table of `TELEMETRY_TABLES`: whether its view reads files.
+    /// Per table of `TELEMETRY_TABLES`: the view's current definition
+    /// (empty before the first sync).
+    views: Mutex<[String; 7]>,
+    /// Per table: whether `views.sql`'s view reads files.
     reading: Mutex<[bool; 7]>,
 }
 
 impl Telemetry {
     pub fn new(segments: Arc<Segments>, options: EmbeddedOptions) -> Self {
-        Telemetry { segments, options, reading: Mutex::new([false; 7]) }
+        Telemetry { segments, options, views: Mutex::new(Default::default()), reading: Mutex::new([false; 7]) }
     }
 
-    /// Makes every view match the files on disk (all of them with `force`)
-    /// and rewrites `views.sql` when anything changed.
+    /// Makes every view match the partitions on disk (all of them with
+    /// `force`) and rewrites `views.sql` when a table started or stopped
+    /// having files.
     pub fn sync_views(&self, conn: &Connection, force: bool) -> Result<(), StoreError> {
+        let mut views = self.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut reading = self.reading.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut changed = force;
         for (i, table) in TELEMETRY_TABLES.iter().enumerate() {
+            let sql = views::partition_view_sql(&self.segments, table)?;
+            if force || sql != views[i] {
+                conn.execute_batch(&sql).map_err(db_err)?;
+                views[i] = sql;
+            }
             let has = self.segments.has_files(table)?;
-            if force || has != reading[i] {
-                conn.execute_batch(&views::view_sql(&self.segments, table, has)?).map_err(db_err)?;
+            if has != reading[i] {
                 reading[i] = has;
                 changed = true;
             }
@@ -85,11 +94,21 @@ impl Telemetry {
         for table in TELEMETRY_TABLES {
             removed += self.segments.expire(table, self.options.ttl_days(table), now_ns)?.len();
         }
-        if removed > 0 {
+        {
+            // Also after no expiry: a view left on a replaced generation (a
+            // sync that failed) moves off it before that generation is deleted.
             let conn = conn.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
             self.sync_views(&conn, false)?;
         }
-        let merged = compact::compact_all(&self.segments, &self.options.compact)?;
+        // Each swap rewrites the views holding the writer connection, so a
+        // write that lands in the new generation returns only once the views
+        // read it; queries bound earlier keep reading the old generation.
+        let swap = |swap: &mut dyn FnMut() -> Result<(), StoreError>| -> Result<(), StoreError> {
+            let conn = conn.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            swap()?;
+            self.sync_views(&conn, false)
+        };
+        let merged = compact::compact_all_with(&self.segments, &self.options.compact, &swap)?;
         self.segments.prune_written();
         Ok((removed, merged))
     }

@@ -190,7 +190,26 @@ impl DuckDbStore {
         maintain::restrict_files(&conn, &data_dir.canonicalize()?)?;
         conn.execute_batch("SET parquet_metadata_cache = true").map_err(db_err)?;
         check_version(&conn)?;
-        DuckDbStore::with_connections(path, conn, None)
+        // The file's views are as the server last left them; a server killed
+        // between a swap and the views' rewrite leaves them on a generation
+        // its next start deletes. Temporary views (read-only files allow
+        // them, and they come before the file's in name lookup) read the
+        // partitions as they are now.
+        // Temporary views belong to one connection: each of the three gets them.
+        let segments = segments::Segments::open_listing(data_dir)?;
+        let mut temp = String::new();
+        for table in crate::TELEMETRY_TABLES {
+            temp.push_str(&views::partition_view_sql(&segments, table)?.replacen(
+                "CREATE OR REPLACE VIEW ",
+                "CREATE OR REPLACE TEMP VIEW ",
+                1,
+            ));
+        }
+        let store = DuckDbStore::with_connections(path, conn, None)?;
+        for conn in [&store.writer, &store.reader, &store.adhoc] {
+            conn.lock().map_err(|_| StoreError::Unavailable("a connection is poisoned".into()))?.execute_batch(&temp).map_err(db_err)?;
+        }
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -404,7 +423,7 @@ fn cell_json(array: &dyn Array, row: usize, options: &FormatOptions) -> Result<s
 }
 
 fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
-    let mut stmt = conn.prepare(sql).map_err(|e| StoreError::Rejected(e.to_string()))?;
+    let mut stmt = conn.prepare(sql).map_err(errors::read_error)?;
     let values: Vec<duckdb::types::Value> = params
         .iter()
         .map(|p| match p {
@@ -412,8 +431,7 @@ fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<Quer
             Param::Int(i) => duckdb::types::Value::BigInt(*i),
         })
         .collect();
-    let batches: Vec<RecordBatch> =
-        stmt.query_arrow(duckdb::params_from_iter(values)).map_err(|e| StoreError::Rejected(e.to_string()))?.collect();
+    let batches: Vec<RecordBatch> = stmt.query_arrow(duckdb::params_from_iter(values)).map_err(errors::read_error)?.collect();
     rows_of(&batches, &stmt.schema())
 }
 
@@ -504,7 +522,7 @@ impl Store for DuckDbStore {
         let interrupt = conn.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?.interrupt_handle();
         let task = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?;
-            let (batches, schema, truncated) = adhoc::run_read_only(&conn, &sql, max_rows)?;
+            let (batches, schema, truncated) = errors::retry_vanished(|| adhoc::run_read_only(&conn, &sql, max_rows))?;
             let mut result = rows_of(&batches, &schema)?;
             result.truncated = truncated;
             Ok(result)
@@ -531,7 +549,7 @@ impl Store for DuckDbStore {
         let (sql, params) = (sql.to_owned(), params.to_vec());
         tokio::task::spawn_blocking(move || {
             let conn = reader.lock().map_err(|_| StoreError::Unavailable("the reader connection is poisoned".into()))?;
-            query_blocking(&conn, &sql, &params)
+            errors::retry_vanished(|| query_blocking(&conn, &sql, &params))
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?

@@ -6,8 +6,10 @@
 //! segments/<table>/date=YYYY-MM-DD.<gen>/<segment>.parquet
 //! segments/<table>/tmp/                     files being written (never read)
 //! ```
-//! Readers glob `tables/<table>/*/*.parquet` (the views in `views.rs`), so
-//! what they see of a partition is exactly one generation directory.
+//! Other processes glob `tables/<table>/*/*.parquet` (`views.sql`);
+//! costplane's own views read each partition's generation directory
+//! directly (`views.rs`). Either way what a query sees of a partition is
+//! exactly one generation directory.
 //!
 //! Invariants:
 //! - **Whole files only.** A segment is written under `tmp/`, synced, then
@@ -19,10 +21,12 @@
 //!   `rename(2)`. A reader lists either the old or the new generation, never
 //!   both, so no row is seen twice or missed; a kill at any point leaves the
 //!   symlink on one whole generation, and unreferenced generations are
-//!   deleted at the next open. Readers open files through the symlink, so
-//!   a query that listed a generation just before the swap can fail to
-//!   open a file merged away (an error, never a wrong answer; run it
-//!   again). Old generations stay on disk for a grace period.
+//!   deleted at the next open. Old generations stay on disk, whole, for a
+//!   grace period: costplane's views, rewritten at each swap, keep reading
+//!   the old one until then, so its queries never fail on a swap. A reader
+//!   of `tables/` opens files through the symlink, so one that listed a
+//!   generation just before the swap can fail to open a file merged away
+//!   (an error, never a wrong answer; run it again).
 //! - **One lock for the layout.** Renaming a segment in, creating a
 //!   partition, swapping a generation and removing a partition all hold
 //!   `Segments::layout`; encoding Parquet never does.
@@ -228,6 +232,19 @@ impl Segments {
         Ok(Arc::new(segments))
     }
 
+    /// The layout under `data_dir` for listing only: nothing is created,
+    /// recovered or learnt (a read-only store while no server runs).
+    pub fn open_listing(data_dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let root = data_dir.canonicalize().map_err(|e| io(format!("resolving {}", data_dir.display()), e))?;
+        Ok(Arc::new(Segments {
+            root,
+            layout: Mutex::new(()),
+            written: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            retired: Mutex::new(Vec::new()),
+        }))
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -312,6 +329,10 @@ impl Segments {
     pub fn partitions(&self, table: &'static str) -> Result<Vec<Partition>, StoreError> {
         let dir = self.table_dir(table);
         let mut out = Vec::new();
+        if !dir.exists() {
+            // A store whose telemetry was never written (listing-only opens).
+            return Ok(out);
+        }
         for entry in fs::read_dir(&dir).map_err(|e| io(format!("listing {}", dir.display()), e))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(day) = name.strip_prefix("date=").and_then(parse_day) else { continue };
@@ -378,15 +399,15 @@ impl Segments {
     }
 
     /// Writes a batch's rows of `table`, one segment per day, skipping the
-    /// days whose segments already hold `batch_id`. Returns whether the
-    /// table had no partition before (its view must start reading files).
+    /// days whose segments already hold `batch_id`. Returns whether a day
+    /// had no files before (the table's view must start reading it).
     pub fn write(&self, batch_id: u64, table: &'static str, rb: &RecordBatch) -> Result<bool, StoreError> {
         self.write_files(batch_id, table, rb, &mut Vec::new())
     }
 
     /// [`Segments::write`], adding the files it wrote to `written`.
     pub fn write_files(&self, batch_id: u64, table: &'static str, rb: &RecordBatch, files: &mut Vec<Written>) -> Result<bool, StoreError> {
-        let was_empty = !self.has_files(table)?;
+        let mut new_day = false;
         let ti = table_index(table);
         for (day, rows) in split_by_day(table, rb)? {
             if self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&(batch_id, ti, day)) {
@@ -399,6 +420,11 @@ impl Segments {
             {
                 let _layout = self.lock();
                 let dir = self.partition_dir(table, day)?;
+                // Stops at the first file: a day's directory can hold an hour of small segments.
+                new_day |= !fs::read_dir(&dir)
+                    .map_err(|e| io(format!("listing {}", dir.display()), e))?
+                    .flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "parquet"));
                 let dest = dir.join(&name);
                 fs::rename(&tmp, &dest).map_err(|e| io(format!("renaming {} to {}", tmp.display(), dest.display()), e))?;
                 sync_dir(&dir)?;
@@ -406,7 +432,7 @@ impl Segments {
             self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((batch_id, ti, day), now_ns());
             files.push(Written { batch_id, table, day, name });
         }
-        Ok(was_empty)
+        Ok(new_day)
     }
 
     /// Takes back segments of a batch the store then refused as invalid
