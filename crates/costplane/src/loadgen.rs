@@ -300,7 +300,8 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let sent = drive(channel, Arc::new(pool), Drive { streams: args.concurrency, requests, until: None, auth, rate: None }, bar.clone()).await?;
+    let sent =
+        drive(channel, Arc::new(pool), Drive { streams: args.concurrency, requests, until: None, auth, rate: None }, bar.clone()).await?;
     let retries = sent.retries;
     let send_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();

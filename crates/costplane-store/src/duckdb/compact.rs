@@ -6,6 +6,11 @@
 //! partition holds at most an hour's worth of small files and otherwise
 //! files of at least `target_bytes`.
 //!
+//! Memory: the merge is DuckDB's `COPY (... ORDER BY key) TO` on a private
+//! in-memory instance limited to [`MERGE_MEMORY`], an external sort that
+//! spills to `segments/<table>/tmp`; up to `target_bytes` of compressed
+//! segments (gigabytes once unpacked) never need to fit in memory.
+//!
 //! How (see `segments.rs` for the layout): the merged file is written into
 //! a new generation directory; then, holding the layout lock, every segment
 //! of the current generation that was not merged (it arrived meanwhile) is
@@ -20,13 +25,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use ::arrow::array::{ArrayRef, AsArray, Int64Array};
-use ::arrow::compute::{lexsort_to_indices, SortColumn};
-use ::arrow::datatypes::TimestampNanosecondType;
-use ::arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-use super::segments::{file_batches, write_file, Partition, Segments};
+use super::segments::{file_batches, Partition, Segments, BATCHES_KEY};
 use crate::StoreError;
 
 /// When small segments are merged.
@@ -62,30 +61,53 @@ fn test_pause(point: &str) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-/// The columns of the table's ClickHouse ORDER BY key that Arrow can sort
-/// by (maps are left out of the metrics key).
-fn sort_columns(table: &str, rb: &RecordBatch) -> Result<Vec<ArrayRef>, StoreError> {
-    let col = |name: &str| rb.column_by_name(name).cloned().ok_or_else(|| StoreError::Schema(format!("{table} has no {name} column")));
+/// The table's ClickHouse ORDER BY key as DuckDB sorts it (maps are left
+/// out of the metrics key; logs' `toStartOfFiveMinutes` is a bucket number).
+fn order_by(table: &str) -> &'static str {
     match table {
-        "otel_traces" => Ok(vec![col("ServiceName")?, col("SpanName")?, col("Timestamp")?]),
-        "otel_logs" => {
-            // toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp
-            let ts = col("Timestamp")?;
-            let ts = ts.as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| StoreError::Schema("Timestamp is not ns".into()))?;
-            const FIVE_MIN_NS: i64 = 300_000_000_000;
-            let bucket: Int64Array = ts.iter().map(|v| v.map(|v| v.div_euclid(FIVE_MIN_NS))).collect();
-            Ok(vec![std::sync::Arc::new(bucket), col("ServiceName")?, col("Timestamp")?])
-        }
-        _ => Ok(vec![col("ServiceName")?, col("MetricName")?, col("TimeUnix")?]),
+        "otel_traces" => r#""ServiceName", "SpanName", "Timestamp""#,
+        "otel_logs" => r#"epoch_ns("Timestamp") // 300000000000, "ServiceName", "Timestamp""#,
+        _ => r#""ServiceName", "MetricName", "TimeUnix""#,
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<RecordBatch>, StoreError> {
-    let err = |e: String| StoreError::Unexpected(format!("reading {}: {e}", path.display()));
-    let file = File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?.with_batch_size(64 * 1024).build();
-    let reader = reader.map_err(|e| err(e.to_string()))?;
-    reader.map(|b| b.map_err(|e| err(e.to_string()))).collect()
+/// How much memory one merge's sort may hold; past it DuckDB spills to the
+/// table's temporary directory. A merge reads up to `target_bytes` of
+/// zstd Parquet, which unpacks to twenty times that or more in memory, so
+/// sorting it all in memory (as an Arrow sort must) would need gigabytes.
+const MERGE_MEMORY: &str = "256MB";
+
+/// A literal SQL string of a path costplane made (its data directory and
+/// generated names), quotes doubled.
+fn sql_path(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "''"))
+}
+
+/// Writes `inputs`' rows sorted by the table's key into one zstd Parquet
+/// file at `out`, naming `ids` in its metadata, and syncs it. DuckDB does
+/// the sort on a private in-memory instance with its own memory limit (an
+/// external sort, so memory stays bounded whatever the inputs hold); files
+/// written before a column was added read it as NULL. Returns the size.
+fn merge_sorted(table: &str, inputs: &[PathBuf], out: &Path, ids: &[u64], spill_dir: &Path) -> Result<u64, StoreError> {
+    let err = |e: duckdb::Error| StoreError::Unexpected(format!("merging segments of {table} into {} failed: {e}", out.display()));
+    let conn = duckdb::Connection::open_in_memory().map_err(err)?;
+    conn.execute_batch(&format!("SET memory_limit = '{MERGE_MEMORY}'; SET threads = 1; SET temp_directory = {};", sql_path(spill_dir)))
+        .map_err(err)?;
+    let files: Vec<String> = inputs.iter().map(|f| sql_path(f)).collect();
+    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+    let sql = format!(
+        "COPY (SELECT * FROM read_parquet([{}], union_by_name = true) ORDER BY {}) TO {} \
+         (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE 131072, KV_METADATA {{'{BATCHES_KEY}': '{}'}})",
+        files.join(", "),
+        order_by(table),
+        sql_path(out),
+        ids.join(",")
+    );
+    conn.execute_batch(&sql).map_err(err)?;
+    drop(conn);
+    let file = File::open(out)?;
+    file.sync_all()?;
+    Ok(file.metadata()?.len())
 }
 
 fn age(path: &Path) -> Duration {
@@ -130,24 +152,11 @@ pub(crate) fn compact_partition_with(
     if total < policy.target_bytes && oldest < policy.max_age {
         return Ok(false);
     }
-    // Oldest first, up to the target: bounds what one merge holds in memory.
+    // Oldest first, up to the target.
     small.sort_by_key(|(f, _)| std::cmp::Reverse(age(f)));
-    let (mut inputs, mut batches, mut ids, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
-    let mut schema = None;
+    let (mut inputs, mut ids, mut bytes) = (Vec::new(), Vec::new(), 0u64);
     for (f, len) in small {
-        let read = read_file(&f)?;
-        let Some(first) = read.first() else {
-            inputs.push(f);
-            continue;
-        };
-        // Files written before a column was added keep their own schema: they
-        // are merged with their own kind only.
-        let s = first.schema();
-        if schema.get_or_insert_with(|| s.clone()) != &s {
-            continue;
-        }
         ids.extend(file_batches(&f)?);
-        batches.extend(read);
         inputs.push(f);
         bytes += len;
         if bytes >= policy.target_bytes {
@@ -159,22 +168,11 @@ pub(crate) fn compact_partition_with(
     }
     ids.sort_unstable();
     ids.dedup();
-    let conv = |e: ::arrow::error::ArrowError| StoreError::Unexpected(format!("merging {} failed: {e}", p.dir.display()));
     let generation = format!("date={}.{}", super::segments::day_name(p.day), segments.unique("g"));
     let new_dir = segments.segments_dir().join(p.table).join(&generation);
     fs::create_dir(&new_dir)?;
     let merged_name = format!("{}.parquet", segments.unique("c"));
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if let Some(schema) = schema {
-        let all = ::arrow::compute::concat_batches(&schema, &batches).map_err(conv)?;
-        drop(batches);
-        let keys = sort_columns(p.table, &all)?;
-        let sort: Vec<SortColumn> = keys.into_iter().map(|values| SortColumn { values, options: None }).collect();
-        let order = lexsort_to_indices(&sort, None).map_err(conv)?;
-        let sorted = ::arrow::compute::take_record_batch(&all, &order).map_err(conv)?;
-        drop(all);
-        write_file(&new_dir.join(&merged_name), &[sorted], &ids, 3)?;
-    }
+    let merged_bytes = merge_sorted(p.table, &inputs, &new_dir.join(&merged_name), &ids, &segments.tmp_dir(p.table))?;
     test_pause("written");
     hook(&mut || {
         let _layout = segments.lock();
@@ -193,7 +191,14 @@ pub(crate) fn compact_partition_with(
         Ok(())
     })?;
     segments.retire(p.dir.clone());
-    tracing::info!(table = p.table, day = %super::segments::day_name(p.day), files = inputs.len(), rows, "compacted a partition");
+    tracing::info!(
+        table = p.table,
+        day = %super::segments::day_name(p.day),
+        files = inputs.len(),
+        bytes_in = bytes,
+        bytes_out = merged_bytes,
+        "compacted a partition"
+    );
     Ok(true)
 }
 
@@ -223,8 +228,17 @@ pub(crate) mod tests {
 
     use costplane_telemetry::model::{ResourceInfo, ScopeInfo, SpanRow};
 
-    use super::super::segments::{day_name, DAY_NS};
+    use ::arrow::array::AsArray;
+    use ::arrow::record_batch::RecordBatch;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::super::segments::{day_name, write_file, DAY_NS};
     use super::*;
+
+    fn read_file(path: &Path) -> Vec<RecordBatch> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().build().unwrap();
+        reader.map(Result::unwrap).collect()
+    }
 
     const DAY: i64 = 20_454; // 2026-01-01
 
@@ -250,7 +264,7 @@ pub(crate) mod tests {
     }
 
     fn rows_of(segments: &Segments, p: &Partition) -> Vec<RecordBatch> {
-        segments.files(p).unwrap().iter().flat_map(|f| read_file(f).unwrap()).collect()
+        segments.files(p).unwrap().iter().flat_map(|f| read_file(f)).collect()
     }
 
     fn span_ids(batches: &[RecordBatch]) -> Vec<String> {

@@ -263,7 +263,7 @@ impl Segments {
         self.tables_dir().join(table)
     }
 
-    fn tmp_dir(&self, table: &str) -> PathBuf {
+    pub(crate) fn tmp_dir(&self, table: &str) -> PathBuf {
         self.segments_dir().join(table).join("tmp")
     }
 
