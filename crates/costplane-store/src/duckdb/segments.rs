@@ -49,7 +49,7 @@ use ::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::ColumnPath;
 
@@ -113,10 +113,6 @@ pub(crate) fn file_batches(path: &Path) -> Result<Vec<u64>, StoreError> {
 /// rewrites them at a higher level.
 pub(crate) const SEGMENT_ZSTD_LEVEL: i32 = 1;
 
-/// The id columns of the telemetry tables (top level; span links and
-/// events keep theirs inside lists).
-const ID_COLUMNS: [&str; 3] = ["TraceId", "SpanId", "ParentSpanId"];
-
 /// Writes `batches` as one Parquet file at `path` (which must not be read
 /// yet), naming `batch_ids` in its metadata, and syncs it.
 pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64], level: i32) -> Result<u64, StoreError> {
@@ -125,10 +121,19 @@ pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64]
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| StoreError::Unexpected(e.to_string()))?))
         .set_key_value_metadata(Some(vec![KeyValue::new(BATCHES_KEY.to_owned(), ids)]))
-        .set_max_row_group_row_count(Some(128 * 1024));
-    // Ids are unique per row: a dictionary never pays for them, and trying
-    // one (hashing every id until the dictionary page overflows) costs CPU.
-    let props = ID_COLUMNS.iter().fold(props, |p, column| p.set_column_dictionary_enabled(ColumnPath::from(*column), false)).build();
+        .set_max_row_group_row_count(Some(128 * 1024))
+        // Statistics only where a reader can prune with them: the top-level
+        // scalar columns (times, names, ids). Minimum and maximum of every
+        // attribute key and value (thirty per span) cost a string compare
+        // each, and no filter on a map element can use them.
+        .set_statistics_enabled(EnabledStatistics::None);
+    let props = first
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| !f.data_type().is_nested())
+        .fold(props, |p, f| p.set_column_statistics_enabled(ColumnPath::from(f.name().as_str()), EnabledStatistics::Page))
+        .build();
     let file = File::create(path).map_err(|e| io(format!("creating {}", path.display()), e))?;
     let parquet_err = |e: parquet::errors::ParquetError| StoreError::Rejected(format!("encoding Parquet failed: {e}"));
     let mut writer = ArrowWriter::try_new(file, first.schema(), Some(props)).map_err(parquet_err)?;
