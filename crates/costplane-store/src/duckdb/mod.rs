@@ -680,11 +680,11 @@ fn replace_blocking(
 /// file's size.
 pub fn write_traces_segment(spans: &[SpanRow], path: &Path) -> Result<u64, StoreError> {
     const CHUNK: usize = 8192;
+    let schema = crate::tables::described("otel_traces").arrow_schema();
     let batches = spans
         .chunks(CHUNK)
-        .map(|chunk| arrow::traces(chunk).map_err(|e| StoreError::Rejected(format!("building the Arrow batch failed: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    segments::write_file(path, &batches, &[], SEGMENT_ZSTD_LEVEL)
+        .map(|chunk| arrow::traces(chunk).map_err(|e| StoreError::Rejected(format!("building the Arrow batch failed: {e}"))));
+    segments::write_stream(path, &schema, batches, &[], SEGMENT_ZSTD_LEVEL)
 }
 
 #[cfg(test)]

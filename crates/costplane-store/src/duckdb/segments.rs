@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use ::arrow::array::{Array, AsArray, UInt32Array};
+use ::arrow::datatypes::SchemaRef;
 use ::arrow::datatypes::TimestampNanosecondType;
 use ::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -117,6 +118,18 @@ pub(crate) const SEGMENT_ZSTD_LEVEL: i32 = 1;
 /// yet), naming `batch_ids` in its metadata, and syncs it.
 pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64], level: i32) -> Result<u64, StoreError> {
     let Some(first) = batches.first() else { return Err(StoreError::Rejected("no rows to write".into())) };
+    write_stream(path, &first.schema(), batches.iter().map(|b| Ok(b.clone())), batch_ids, level)
+}
+
+/// [`write_file`] for batches made one at a time (each is encoded and
+/// dropped before the next is built), all of `schema`.
+pub(crate) fn write_stream(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch, StoreError>>,
+    batch_ids: &[u64],
+    level: i32,
+) -> Result<u64, StoreError> {
     let ids = batch_ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| StoreError::Unexpected(e.to_string()))?))
@@ -127,8 +140,7 @@ pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64]
         // attribute key and value (thirty per span) cost a string compare
         // each, and no filter on a map element can use them.
         .set_statistics_enabled(EnabledStatistics::None);
-    let props = first
-        .schema()
+    let props = schema
         .fields()
         .iter()
         .filter(|f| !f.data_type().is_nested())
@@ -136,9 +148,9 @@ pub(crate) fn write_file(path: &Path, batches: &[RecordBatch], batch_ids: &[u64]
         .build();
     let file = File::create(path).map_err(|e| io(format!("creating {}", path.display()), e))?;
     let parquet_err = |e: parquet::errors::ParquetError| StoreError::Rejected(format!("encoding Parquet failed: {e}"));
-    let mut writer = ArrowWriter::try_new(file, first.schema(), Some(props)).map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(parquet_err)?;
     for b in batches {
-        writer.write(b).map_err(parquet_err)?;
+        writer.write(&b?).map_err(parquet_err)?;
     }
     let file = writer.into_inner().map_err(parquet_err)?;
     file.sync_all().map_err(|e| io(format!("syncing {}", path.display()), e))?;
