@@ -24,6 +24,19 @@ pub use error::StoreError;
 pub use query::{json_number, result_cell, QueryLimits, QueryResult};
 pub use records::{Record, RecordTable};
 
+/// Runs a write's encoding (Arrow columns, RowBinary, compression: tens of
+/// milliseconds per batch) without holding up the runtime's worker
+/// threads, which serve the receivers: on a multi-thread runtime the
+/// current worker hands its queued tasks to another for the duration
+/// (`block_in_place`, which, unlike `spawn_blocking`, may borrow the batch);
+/// on a current-thread runtime (unit tests) it simply runs.
+pub(crate) fn off_worker<T>(encode: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(encode),
+        _ => encode(),
+    }
+}
+
 /// Builds a parameter list and its placeholders together.
 #[derive(Debug)]
 pub struct Params {

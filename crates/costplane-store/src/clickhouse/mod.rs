@@ -406,8 +406,8 @@ impl ClickHouseStore {
     }
 
     /// The inserts of `batch`: those kept from a failed attempt at the same
-    /// batch, else encoded now, off the runtime's worker threads when the
-    /// runtime has others to carry on with.
+    /// batch, else encoded now, off the runtime's worker threads
+    /// ([`crate::off_worker`]).
     fn inserts_for(&self, batch: &TelemetryBatch) -> Result<Vec<Insert>, StoreError> {
         let lens = batch.lens();
         if let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
@@ -415,9 +415,7 @@ impl ClickHouseStore {
                 return Ok(p.inserts.clone());
             }
         }
-        let multi_thread =
-            tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let inserts = if multi_thread { tokio::task::block_in_place(|| self.encode_batch(batch))? } else { self.encode_batch(batch)? };
+        let inserts = crate::off_worker(|| self.encode_batch(batch))?;
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending { id: batch.id, lens, inserts: inserts.clone() });
         Ok(inserts)
     }
