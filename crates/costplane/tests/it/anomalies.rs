@@ -101,12 +101,7 @@ fn backfill_scenario(store_args: &[&str]) {
         ]},
         "scopeSpans": [{"spans": spans}],
     }]});
-    let r = reqwest::blocking::Client::new()
-        .post(format!("http://{}/v1/traces", server.otlp_http))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
+    let r = server.export("/v1/traces", "application/json", body.to_string().into_bytes());
     assert!(r.status().is_success());
     let since = chrono::DateTime::from_timestamp((today - 42 * DAY) as i64, 0).unwrap().format("%Y-%m-%d").to_string();
     wait_until(

@@ -130,12 +130,7 @@ fn send_cost(server: &ServerProcess, usd: &str, n: u32) {
             ],
         }]}],
     }]});
-    let r = reqwest::blocking::Client::new()
-        .post(format!("http://{}/v1/traces", server.otlp_http))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
+    let r = server.export("/v1/traces", "application/json", body.to_string().into_bytes());
     assert!(r.status().is_success(), "{}", r.text().unwrap());
 }
 

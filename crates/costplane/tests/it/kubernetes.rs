@@ -211,12 +211,7 @@ fn run_with(split: &str, clickhouse: Option<&costplane_testkit::ClickHouseTarget
     for h in 0..2 {
         for q in 0..4 {
             let body = scrape(h, q, &pods).encode_to_vec();
-            let r = client
-                .post(format!("http://{}/v1/metrics", server.otlp_http))
-                .header("content-type", "application/x-protobuf")
-                .body(body)
-                .send()
-                .unwrap();
+            let r = server.export("/v1/metrics", "application/x-protobuf", body);
             assert!(r.status().is_success(), "{}", r.status());
         }
     }

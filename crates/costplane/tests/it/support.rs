@@ -119,6 +119,19 @@ impl ServerProcess {
         serde_json::from_slice(&out.stdout).expect("sql --format json prints JSON")
     }
 
+    /// One OTLP/HTTP export (`path` like "/v1/traces") to this server.
+    pub fn export(&self, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::blocking::Response {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+            .post(format!("http://{}{path}", self.otlp_http))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .expect("an OTLP/HTTP export")
+    }
+
     pub fn count(&self, table: &str) -> u64 {
         let rows = self.sql(&format!("SELECT count(*) AS n FROM {table}"));
         rows[0]["n"].as_u64().expect("count is a number")
