@@ -159,7 +159,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let code = match &e {
             StoreError::NotReadOnly(_) | StoreError::Rejected(_) => ErrorCode::InvalidArgument,
-            StoreError::Unavailable(_) | StoreError::Unexpected(_) | StoreError::Io(_) => ErrorCode::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Unexpected(_) | StoreError::Io(_) | StoreError::SegmentMoved(_) => {
+                ErrorCode::Unavailable
+            }
             StoreError::Schema(_) => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())

@@ -47,6 +47,10 @@ pub enum StoreError {
     Schema(String),
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A file a read had listed was gone when it was opened: compaction or
+    /// retention moved it. Transient: reading again lists what is there now.
+    #[error("a segment file vanished while the query listed it (a compaction or retention moved it): {0}")]
+    SegmentMoved(String),
 }
 
 impl StoreError {
@@ -82,6 +86,7 @@ mod tests {
             (StoreError::Unexpected(String::new()), true, false, true),
             (StoreError::Schema(String::new()), true, false, true),
             (StoreError::Io(std::io::Error::other("disk")), true, false, false),
+            (StoreError::SegmentMoved(String::new()), true, false, false),
             (StoreError::Rejected(String::new()), false, true, false),
             (StoreError::NotReadOnly(String::new()), false, false, false),
         ];

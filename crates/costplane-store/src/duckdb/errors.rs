@@ -7,7 +7,7 @@
 //! else is unexpected and retried.
 //!
 //! A read that finds a segment file it listed gone (compaction or retention
-//! moved it) is `Unavailable` and read again ([`retry_vanished`]); other
+//! moved it) is `SegmentMoved` and read again ([`retry_vanished`]); other
 //! read errors are about the statement (`Rejected`).
 //!
 //! The appender's errors come without the type (DuckDB's C API hands out
@@ -84,10 +84,6 @@ pub(crate) fn classify_text(text: String) -> StoreError {
     }
 }
 
-/// How a failed read that found a listed segment file gone starts its
-/// message (see [`read_error`]).
-const VANISHED: &str = "a segment file vanished while the query listed it (a compaction or retention moved it)";
-
 /// Whether DuckDB's message says a Parquet file of the data directory it
 /// had listed cannot be opened: a reader of `tables/` that listed a
 /// partition just before compaction swapped it, or a query bound to a
@@ -106,7 +102,7 @@ pub(crate) fn read_error(e: duckdb::Error) -> StoreError {
 
 pub(crate) fn read_error_text(text: String) -> StoreError {
     if is_vanished_segment(&text) {
-        StoreError::Unavailable(format!("{VANISHED}: {text}"))
+        StoreError::SegmentMoved(text)
     } else {
         StoreError::Rejected(text)
     }
@@ -118,7 +114,7 @@ pub(crate) fn retry_vanished<T>(mut read: impl FnMut() -> Result<T, StoreError>)
     let mut again = 0;
     loop {
         match read() {
-            Err(StoreError::Unavailable(text)) if again < 3 && text.starts_with(VANISHED) => {
+            Err(StoreError::SegmentMoved(text)) if again < 3 => {
                 again += 1;
                 tracing::debug!(again, error = %text, "reading again after a segment vanished");
             }
@@ -169,8 +165,8 @@ mod tests {
         let gone = "IO Error: Cannot open file \"/tmp/d/tables/otel_traces/date=2030-01-01/c-1-f.parquet\": No such file or directory";
         let glob = "IO Error: No files found that match the pattern \"/tmp/d/segments/otel_traces/date=2030-01-01.g-1-2/*.parquet\"";
         let other_file = "IO Error: Cannot open file \"/etc/x.parquet\": No such file or directory";
-        assert!(matches!(read_error_text(gone.into()), StoreError::Unavailable(t) if t.starts_with(VANISHED)));
-        assert!(matches!(read_error_text(glob.into()), StoreError::Unavailable(_)));
+        assert!(matches!(read_error_text(gone.into()), StoreError::SegmentMoved(_)));
+        assert!(matches!(read_error_text(glob.into()), StoreError::SegmentMoved(_)));
         assert!(matches!(read_error_text(other_file.into()), StoreError::Rejected(_)));
         assert!(matches!(read_error_text("Binder Error: no column x".into()), StoreError::Rejected(_)));
         // Read again until it passes; at most three times more; never for other errors.
