@@ -87,7 +87,7 @@ fn check_attributes(kvs: &[KeyValue], what: &str, limits: &Limits) -> Result<(),
 /// Every string and bytes field of a value, at any depth, against the
 /// limits at its wire length (before rendering), and the element count of
 /// every array and map against `max_attributes`.
-fn check_value(value: Option<&AnyValue>, limits: &Limits, depth: usize) -> Result<(), String> {
+pub(crate) fn check_value(value: Option<&AnyValue>, limits: &Limits, depth: usize) -> Result<(), String> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     let Some(v) = value.and_then(|v| v.value.as_ref()) else { return Ok(()) };
     let over = |kind: &str, n: usize| Err(format!("a {kind} of {n} bytes, over the limit of {}", limits.max_value_bytes));
@@ -161,12 +161,12 @@ fn scope_info_owned(scope: Option<InstrumentationScope>, schema_url: String, lim
     }))
 }
 
-fn ts(nanos: u64) -> i64 {
+pub(crate) fn ts(nanos: u64) -> i64 {
     // Timestamps past year 2262 do not fit DateTime64(9); clamp rather than wrap.
     i64::try_from(nanos).unwrap_or(i64::MAX)
 }
 
-fn span_kind(kind: i32) -> &'static str {
+pub(crate) fn span_kind(kind: i32) -> &'static str {
     match pt::span::SpanKind::try_from(kind) {
         Ok(pt::span::SpanKind::Internal) => "Internal",
         Ok(pt::span::SpanKind::Server) => "Server",
@@ -178,9 +178,14 @@ fn span_kind(kind: i32) -> &'static str {
 }
 
 fn status_code(status: Option<&pt::Status>) -> &'static str {
-    match status.map(|s| pt::status::StatusCode::try_from(s.code)) {
-        Some(Ok(pt::status::StatusCode::Ok)) => "Ok",
-        Some(Ok(pt::status::StatusCode::Error)) => "Error",
+    status.map_or("Unset", |s| status_name(s.code))
+}
+
+/// The `StatusCode` column's text for an OTLP status code number.
+pub(crate) fn status_name(code: i32) -> &'static str {
+    match pt::status::StatusCode::try_from(code) {
+        Ok(pt::status::StatusCode::Ok) => "Ok",
+        Ok(pt::status::StatusCode::Error) => "Error",
         _ => "Unset",
     }
 }
@@ -313,7 +318,7 @@ fn encoded_size(item: &impl prost::Message) -> u32 {
     u32::try_from(item.encoded_len()).unwrap_or(u32::MAX)
 }
 
-fn span_bytes(row: &SpanRow) -> usize {
+pub(crate) fn span_bytes(row: &SpanRow) -> usize {
     256 + row.span_name.len()
         + row.trace_state.len()
         + row.status_message.len()

@@ -10,7 +10,7 @@ mod error;
 pub mod model;
 pub mod usage;
 pub mod values;
-mod wire;
+pub mod wire;
 
 pub use convert::{Conversion, Limits};
 pub use decode::{decode_request, encode_response, Encoding};

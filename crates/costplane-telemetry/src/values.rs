@@ -26,7 +26,7 @@ pub fn any_value_to_string(value: Option<&AnyValue>) -> String {
     }
 }
 
-fn format_double(d: f64) -> String {
+pub(crate) fn format_double(d: f64) -> String {
     if d.is_nan() {
         "NaN".to_owned()
     } else if d.is_infinite() {
@@ -75,7 +75,7 @@ fn any_value_to_json(value: Option<&AnyValue>) -> serde_json::Value {
 /// Converts OTLP key/values to attribute pairs; a repeated key keeps its last
 /// value (maps in both stores hold a key once), at its first position.
 pub fn attributes(kvs: &[KeyValue]) -> Attributes {
-    match duplicate_slots(kvs) {
+    match duplicate_slots(kvs, |kv| &kv.key) {
         None => kvs.iter().map(|kv| (kv.key.clone(), any_value_to_string(kv.value.as_ref()))).collect(),
         Some(slots) => {
             let mut out: Attributes = Vec::with_capacity(kvs.len());
@@ -93,7 +93,7 @@ pub fn attributes(kvs: &[KeyValue]) -> Attributes {
 
 /// [`attributes`], moving keys and string values out of `kvs`.
 pub fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
-    match duplicate_slots(&kvs) {
+    match duplicate_slots(&kvs, |kv| &kv.key) {
         None => kvs.into_iter().map(|kv| (kv.key, any_value_into_string(kv.value))).collect(),
         Some(slots) => {
             let mut out: Attributes = Vec::with_capacity(kvs.len());
@@ -109,6 +109,20 @@ pub fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
     }
 }
 
+/// Key/value pairs as they arrived (repeats included) to attribute pairs,
+/// with [`attributes`]' rule for a repeated key.
+pub(crate) fn dedup_pairs(pairs: Attributes) -> Attributes {
+    let Some(slots) = duplicate_slots(&pairs, |(k, _)| k) else { return pairs };
+    let mut out: Attributes = Vec::with_capacity(pairs.len());
+    for ((key, value), slot) in pairs.into_iter().zip(slots) {
+        match slot {
+            Some(i) => out[i].1 = value,
+            None => out.push((key, value)),
+        }
+    }
+    out
+}
+
 /// `None` when every key of `kvs` is distinct (nearly always); otherwise,
 /// per entry, the output position of the earlier entry with the same key
 /// (`None` for a key's first entry).
@@ -118,7 +132,7 @@ pub fn attributes_owned(kvs: Vec<KeyValue>) -> Attributes {
 /// sorted, proves the common case (no two hashes alike, so no two keys
 /// alike) without allocating for up to 64 keys; only equal hashes pay for
 /// the exact index, which keeps any list linear in its length.
-fn duplicate_slots(kvs: &[KeyValue]) -> Option<Vec<Option<usize>>> {
+fn duplicate_slots<T>(kvs: &[T], key: impl Fn(&T) -> &str) -> Option<Vec<Option<usize>>> {
     if kvs.len() < 2 {
         return None;
     }
@@ -133,7 +147,7 @@ fn duplicate_slots(kvs: &[KeyValue]) -> Option<Vec<Option<usize>>> {
         &mut heap
     };
     for (h, kv) in hashes.iter_mut().zip(kvs) {
-        *h = fnv(&kv.key);
+        *h = fnv(key(kv));
     }
     hashes.sort_unstable();
     if hashes.windows(2).all(|w| w[0] != w[1]) {
@@ -143,10 +157,10 @@ fn duplicate_slots(kvs: &[KeyValue]) -> Option<Vec<Option<usize>>> {
     let mut next = 0;
     let slots = kvs
         .iter()
-        .map(|kv| match index.get(kv.key.as_str()) {
+        .map(|kv| match index.get(key(kv)) {
             Some(&i) => Some(i),
             None => {
-                index.insert(kv.key.as_str(), next);
+                index.insert(key(kv), next);
                 next += 1;
                 None
             }

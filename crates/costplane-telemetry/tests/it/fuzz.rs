@@ -32,7 +32,7 @@ fn cases() -> u32 {
     std::env::var("COSTPLANE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
 }
 
-fn config() -> Config {
+pub(crate) fn config() -> Config {
     Config {
         cases: cases(),
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/fuzz-regressions.txt"))),
@@ -73,7 +73,7 @@ fn attrs() -> Vec<KeyValue> {
 }
 
 /// Valid requests of every signal, the seeds mutations start from.
-fn seeds() -> Vec<(Signal, Vec<u8>, Vec<u8>)> {
+pub(crate) fn seeds() -> Vec<(Signal, Vec<u8>, Vec<u8>)> {
     let resource = Some(Resource { attributes: attrs(), ..Default::default() });
     let scope = Some(InstrumentationScope { name: "fuzz".into(), version: "1".into(), attributes: attrs(), ..Default::default() });
     let traces = ExportTraceServiceRequest {
@@ -183,7 +183,7 @@ fn seeds() -> Vec<(Signal, Vec<u8>, Vec<u8>)> {
 
 /// One byte-level edit.
 #[derive(Debug, Clone)]
-enum Edit {
+pub(crate) enum Edit {
     Flip(usize, u8),
     Insert(usize, u8),
     Delete(usize),
@@ -191,7 +191,7 @@ enum Edit {
     Duplicate(usize, usize),
 }
 
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
+pub(crate) fn edits() -> impl Strategy<Value = Vec<Edit>> {
     prop::collection::vec(
         prop_oneof![
             (any::<usize>(), 1u8..=255).prop_map(|(i, b)| Edit::Flip(i, b)),
@@ -204,7 +204,7 @@ fn edits() -> impl Strategy<Value = Vec<Edit>> {
     )
 }
 
-fn mutate(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
+pub(crate) fn mutate(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
     let mut b = seed.to_vec();
     for e in edits {
         let at = |i: usize, len: usize| if len == 0 { 0 } else { i % len };

@@ -1,0 +1,350 @@
+//! The single-pass decoder of OTLP trace export requests (protobuf).
+//!
+//! prost first builds the request's message tree (a `String` for every key
+//! and value, a `Vec` per attribute list, an `AnyValue` per value), and the
+//! conversion then moves those strings into rows. This decoder reads the
+//! body once and copies each key and value straight into its row.
+//!
+//! Invariant: it is an accelerator, never a second set of rules. It answers
+//! `None` whenever a body is not the common, fully valid shape, and the
+//! caller then takes the prost path (`convert_traces_owned`), which decides.
+//! `None` covers:
+//! - anything prost would refuse (see [`Fields`]), and a field of a known
+//!   number with another wire type than its own;
+//! - a singular message field given twice (prost merges the two), and an
+//!   `AnyValue` with more than one field set (the oneof's last-wins rules);
+//! - entity references and string-table indexes, which no row stores;
+//! - every item a limit or an id rule rejects, so that partial-success
+//!   texts are written in one place only.
+//!
+//! Arrays and maps inside values are decoded by prost and rendered by
+//! `values`, as on the general path. Scalars follow the same rendering
+//! rules (`format_double`, base64, decimal integers). A property test holds
+//! the two paths to identical conversions on generated and mutated bodies.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use prost::Message;
+
+use super::{Fields, Payload};
+use crate::convert::{check_value, span_bytes, span_kind, status_name, ts, Conversion, Limits};
+use crate::model::{Attributes, ResourceInfo, ScopeInfo, SpanEvent, SpanLink, SpanRow};
+use crate::values::{any_value_to_string, dedup_pairs, format_double, hex_id};
+
+/// Decodes and converts a trace export request in one pass; `None` sends
+/// the body to the general path.
+pub fn decode_traces(body: &[u8], limits: &Limits) -> Option<Conversion> {
+    let mut out = Conversion::default();
+    let mut fields = Fields::new(body);
+    while let Some((field, payload)) = fields.next()? {
+        if field == 1 {
+            resource_spans(bytes(payload)?, limits, &mut out)?;
+        }
+    }
+    Some(out)
+}
+
+fn bytes(p: Payload<'_>) -> Option<&[u8]> {
+    match p {
+        Payload::Bytes(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn varint(p: Payload<'_>) -> Option<u64> {
+    match p {
+        Payload::Varint(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn fixed64(p: Payload<'_>) -> Option<u64> {
+    match p {
+        Payload::Fixed64(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn fixed32(p: Payload<'_>) -> Option<u32> {
+    match p {
+        Payload::Fixed32(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// A string field: valid UTF-8 (as prost demands of every occurrence) and
+/// within the value length limit (which the general path applies to every
+/// string a row keeps).
+fn text<'a>(p: Payload<'a>, limits: &Limits) -> Option<&'a str> {
+    let b = bytes(p)?;
+    if b.len() > limits.max_value_bytes {
+        return None;
+    }
+    std::str::from_utf8(b).ok()
+}
+
+/// Records the one occurrence of a singular message field.
+fn once<'a>(slot: &mut Option<&'a [u8]>, p: Payload<'a>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(bytes(p)?);
+    Some(())
+}
+
+fn resource_spans(buf: &[u8], limits: &Limits, out: &mut Conversion) -> Option<()> {
+    // Fields may come in any order, and the resource applies to every
+    // scope: find it (and the schema URL) first.
+    let (mut resource, mut schema_url) = (None, "");
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => once(&mut resource, p)?,
+            2 => _ = bytes(p)?,
+            3 => schema_url = text(p, limits)?,
+            _ => {}
+        }
+    }
+    let resource = Arc::new(resource_info(resource, schema_url, limits)?);
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        if field == 2 {
+            scope_spans(bytes(p)?, &resource, limits, out)?;
+        }
+    }
+    Some(())
+}
+
+fn resource_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<ResourceInfo> {
+    let mut attrs = Vec::new();
+    let mut fields = Fields::new(buf.unwrap_or_default());
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => push_attribute(&mut attrs, p, limits)?,
+            2 => _ = varint(p)?,
+            // Entity references: rare, and stored nowhere; prost checks them.
+            3 => return None,
+            _ => {}
+        }
+    }
+    let attributes = dedup_pairs(attrs);
+    // After `dedup_pairs` a key's entry holds its last value, the one the
+    // general path's `find_attribute` picks.
+    let service_name = attributes.iter().find(|(k, _)| k == "service.name").map(|(_, v)| v.clone()).unwrap_or_default();
+    Some(ResourceInfo { service_name, attributes, schema_url: schema_url.to_owned() })
+}
+
+fn scope_spans(buf: &[u8], resource: &Arc<ResourceInfo>, limits: &Limits, out: &mut Conversion) -> Option<()> {
+    let (mut scope, mut schema_url) = (None, "");
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => once(&mut scope, p)?,
+            2 => _ = bytes(p)?,
+            3 => schema_url = text(p, limits)?,
+            _ => {}
+        }
+    }
+    let scope = Arc::new(scope_info(scope, schema_url, limits)?);
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        if field == 2 {
+            let row = span(bytes(p)?, resource, &scope, limits)?;
+            out.batch.approx_bytes += span_bytes(&row);
+            out.batch.spans.push(row);
+            out.accepted += 1;
+        }
+    }
+    Some(())
+}
+
+/// An absent scope and an empty one make the same row values.
+fn scope_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<ScopeInfo> {
+    let (mut name, mut version, mut dropped) = ("", "", 0);
+    let mut attrs = Vec::new();
+    let mut fields = Fields::new(buf.unwrap_or_default());
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => name = text(p, limits)?,
+            2 => version = text(p, limits)?,
+            3 => push_attribute(&mut attrs, p, limits)?,
+            // uint32 on the wire is a varint prost truncates.
+            4 => dropped = varint(p)? as u32,
+            _ => {}
+        }
+    }
+    Some(ScopeInfo {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        attributes: dedup_pairs(attrs),
+        dropped_attributes_count: dropped,
+        schema_url: schema_url.to_owned(),
+    })
+}
+
+fn span(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits: &Limits) -> Option<SpanRow> {
+    let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    let (mut trace_state, mut name, mut kind, mut start, mut end) = ("", "", 0, 0, 0);
+    let mut attrs = Vec::new();
+    let (mut events, mut links) = (Vec::new(), Vec::new());
+    let mut status = None;
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => trace_id = bytes(p)?,
+            2 => span_id = bytes(p)?,
+            3 => trace_state = text(p, limits)?,
+            4 => parent = bytes(p)?,
+            5 => name = text(p, limits)?,
+            // int32 enums are varints prost truncates.
+            6 => kind = varint(p)? as i32,
+            7 => start = fixed64(p)?,
+            8 => end = fixed64(p)?,
+            9 => push_attribute(&mut attrs, p, limits)?,
+            10 | 12 | 14 => _ = varint(p)?,
+            11 => {
+                if events.len() == limits.max_attributes {
+                    return None;
+                }
+                events.push(event(bytes(p)?, limits)?);
+            }
+            13 => {
+                if links.len() == limits.max_attributes {
+                    return None;
+                }
+                links.push(link(bytes(p)?, limits)?);
+            }
+            15 => once(&mut status, p)?,
+            16 => _ = fixed32(p)?,
+            _ => {}
+        }
+    }
+    let (status_code, status_message) = match status {
+        Some(b) => span_status(b, limits)?,
+        None => ("Unset", String::new()),
+    };
+    Some(SpanRow {
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
+        timestamp_ns: ts(start),
+        trace_id: hex_id(trace_id, 16, "trace_id", false).ok()?,
+        span_id: hex_id(span_id, 8, "span_id", false).ok()?,
+        parent_span_id: hex_id(parent, 8, "parent_span_id", true).ok()?,
+        trace_state: trace_state.to_owned(),
+        span_name: name.to_owned(),
+        span_kind: span_kind(kind),
+        span_attributes: dedup_pairs(attrs),
+        duration_ns: end.saturating_sub(start),
+        status_code,
+        status_message,
+        events,
+        links,
+        // The span's length prefix, as `item_sizes` reads it.
+        encoded_bytes: u32::try_from(buf.len()).ok()?,
+    })
+}
+
+fn event(buf: &[u8], limits: &Limits) -> Option<SpanEvent> {
+    let (mut time, mut name) = (0, "");
+    let mut attrs = Vec::new();
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => time = fixed64(p)?,
+            2 => name = text(p, limits)?,
+            3 => push_attribute(&mut attrs, p, limits)?,
+            4 => _ = varint(p)?,
+            _ => {}
+        }
+    }
+    Some(SpanEvent { timestamp_ns: ts(time), name: name.to_owned(), attributes: dedup_pairs(attrs) })
+}
+
+fn link(buf: &[u8], limits: &Limits) -> Option<SpanLink> {
+    let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &str) = (&[], &[], "");
+    let mut attrs = Vec::new();
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => trace_id = bytes(p)?,
+            2 => span_id = bytes(p)?,
+            3 => trace_state = text(p, limits)?,
+            4 => push_attribute(&mut attrs, p, limits)?,
+            5 => _ = varint(p)?,
+            6 => _ = fixed32(p)?,
+            _ => {}
+        }
+    }
+    Some(SpanLink {
+        trace_id: hex_id(trace_id, 16, "link trace_id", false).ok()?,
+        span_id: hex_id(span_id, 8, "link span_id", false).ok()?,
+        trace_state: trace_state.to_owned(),
+        attributes: dedup_pairs(attrs),
+    })
+}
+
+fn span_status(buf: &[u8], limits: &Limits) -> Option<(&'static str, String)> {
+    let (mut message, mut code) = ("", 0);
+    let mut fields = Fields::new(buf);
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            2 => message = text(p, limits)?,
+            3 => code = varint(p)? as i32,
+            _ => {}
+        }
+    }
+    Some((status_name(code), message.to_owned()))
+}
+
+/// Appends one `KeyValue`, as it arrived (`dedup_pairs` applies the rule
+/// for repeated keys once the list is complete); the list may hold at most
+/// `max_attributes` entries, repeats included.
+fn push_attribute(attrs: &mut Attributes, p: Payload<'_>, limits: &Limits) -> Option<()> {
+    if attrs.len() == limits.max_attributes {
+        return None;
+    }
+    let (mut key, mut value) = ("", None);
+    let mut fields = Fields::new(bytes(p)?);
+    while let Some((field, p)) = fields.next()? {
+        match field {
+            1 => key = text(p, limits)?,
+            2 => once(&mut value, p)?,
+            3 => _ = varint(p)?,
+            _ => {}
+        }
+    }
+    let value = match value {
+        Some(v) => any_value(v, limits)?,
+        None => String::new(),
+    };
+    attrs.push((key.to_owned(), value));
+    Some(())
+}
+
+/// Renders an `AnyValue` as `values::any_value_to_string` does.
+fn any_value(buf: &[u8], limits: &Limits) -> Option<String> {
+    let mut fields = Fields::new(buf);
+    let Some((field, p)) = fields.next()? else { return Some(String::new()) };
+    if fields.next()?.is_some() {
+        return None;
+    }
+    match (field, p) {
+        (1, p) => Some(text(p, limits)?.to_owned()),
+        (2, Payload::Varint(b)) => Some(if b != 0 { "true" } else { "false" }.to_owned()),
+        (3, Payload::Varint(i)) => Some(itoa::Buffer::new().format(i as i64).to_owned()),
+        (4, Payload::Fixed64(bits)) => Some(format_double(f64::from_bits(bits))),
+        (5 | 6, Payload::Bytes(_)) => {
+            let value = AnyValue::decode(buf).ok()?;
+            check_value(Some(&value), limits, 0).ok()?;
+            Some(any_value_to_string(Some(&value)))
+        }
+        (7, Payload::Bytes(b)) if b.len() <= limits.max_value_bytes => Some(base64::engine::general_purpose::STANDARD.encode(b)),
+        // A known field with another wire type, an oversized bytes value,
+        // or a string-table index.
+        (1..=8, _) => None,
+        // Only an unknown field: prost leaves the value empty.
+        _ => Some(String::new()),
+    }
+}
