@@ -150,7 +150,7 @@ impl ProvidedCost {
 }
 
 fn first_named<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
-    keys.iter().find_map(|k| attrs.iter().find(|(name, _)| name == k).map(|(_, v)| (*k, v.as_str()))).filter(|(_, v)| !v.is_empty())
+    keys.iter().find_map(|k| attrs.get(k).map(|v| (*k, v))).filter(|(_, v)| !v.is_empty())
 }
 
 fn first<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<&'a str> {

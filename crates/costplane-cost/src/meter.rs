@@ -94,13 +94,7 @@ fn money(d: Decimal) -> Decimal {
 }
 
 fn lookup(resource: &ResourceInfo, key: &str) -> String {
-    resource
-        .attributes
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| UNASSIGNED.to_owned())
+    resource.attributes.get(key).filter(|v| !v.is_empty()).unwrap_or(UNASSIGNED).to_owned()
 }
 
 /// A provider's display name, however the span or the catalog spells it.
@@ -443,7 +437,7 @@ mod tests {
         SpanRow {
             resource: Arc::new(ResourceInfo {
                 service_name: "chat-api".into(),
-                attributes: vec![("tenant.id".into(), "acme".into())],
+                attributes: costplane_telemetry::Attributes::from([("tenant.id", "acme")]),
                 schema_url: String::new(),
             }),
             scope: Arc::new(ScopeInfo::default()),

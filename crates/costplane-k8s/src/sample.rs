@@ -9,7 +9,7 @@
 //! No receiver emits GPU requests; `k8s.container.gpu_request` /
 //! `k8s.container.gpu.request` (GPUs) are read when a pipeline adds them.
 
-use costplane_telemetry::model::{PointCommon, TelemetryBatch};
+use costplane_telemetry::model::{Attributes, PointCommon, TelemetryBatch};
 
 /// What a sample measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,8 +75,8 @@ pub struct Sample {
     pub labels: Vec<(String, String)>,
 }
 
-fn attr<'a>(attrs: &'a [(String, String)], key: &str) -> &'a str {
-    attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+fn attr<'a>(attrs: &'a Attributes, key: &str) -> &'a str {
+    attrs.get(key).unwrap_or("")
 }
 
 fn sample(kind: Kind, p: &PointCommon, value: f64, cluster: &str, tenant_attribute: &str) -> Sample {
@@ -89,7 +89,7 @@ fn sample(kind: Kind, p: &PointCommon, value: f64, cluster: &str, tenant_attribu
     let mut labels: Vec<(String, String)> = r
         .iter()
         .filter_map(|(k, v)| {
-            k.strip_prefix("k8s.pod.label.").or_else(|| k.strip_prefix("k8s.pod.labels.")).map(|k| (k.to_owned(), v.clone()))
+            k.strip_prefix("k8s.pod.label.").or_else(|| k.strip_prefix("k8s.pod.labels.")).map(|k| (k.to_owned(), v.to_owned()))
         })
         .collect();
     labels.sort();

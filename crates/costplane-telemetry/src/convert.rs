@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as pt;
 
 use crate::model::*;
-use crate::values::{any_value_into_string, attributes, attributes_owned, find_attribute, hex_id};
+use crate::values::{any_value_into_string, attributes, find_attribute, hex_id};
 
 /// Limits applied to every item. An item over a limit is rejected (not
 /// truncated), so that what is stored is always what was sent.
@@ -137,7 +137,7 @@ fn resource_info_owned(resource: Option<Resource>, schema_url: String, limits: &
     check_attributes(&kvs, "resource", limits)?;
     check_len(&schema_url, "resource schema_url", limits)?;
     let service_name = find_attribute(&kvs, "service.name").unwrap_or_default();
-    Ok(Arc::new(ResourceInfo { service_name, attributes: attributes_owned(kvs), schema_url }))
+    Ok(Arc::new(ResourceInfo { service_name, attributes: attributes(&kvs), schema_url }))
 }
 
 fn scope_info(scope: Option<&InstrumentationScope>, schema_url: &str, limits: &Limits) -> Result<Arc<ScopeInfo>, String> {
@@ -155,7 +155,7 @@ fn scope_info_owned(scope: Option<InstrumentationScope>, schema_url: String, lim
     Ok(Arc::new(ScopeInfo {
         name: scope.name,
         version: scope.version,
-        attributes: attributes_owned(scope.attributes),
+        attributes: attributes(&scope.attributes),
         dropped_attributes_count: scope.dropped_attributes_count,
         schema_url,
     }))
@@ -279,7 +279,7 @@ fn span_row(span: pt::Span, ids: SpanIds, resource: &Arc<ResourceInfo>, scope: &
     let events = span
         .events
         .into_iter()
-        .map(|ev| SpanEvent { timestamp_ns: ts(ev.time_unix_nano), name: ev.name, attributes: attributes_owned(ev.attributes) })
+        .map(|ev| SpanEvent { timestamp_ns: ts(ev.time_unix_nano), name: ev.name, attributes: attributes(&ev.attributes) })
         .collect();
     let links = span
         .links
@@ -289,7 +289,7 @@ fn span_row(span: pt::Span, ids: SpanIds, resource: &Arc<ResourceInfo>, scope: &
             trace_id,
             span_id,
             trace_state: link.trace_state,
-            attributes: attributes_owned(link.attributes),
+            attributes: attributes(&link.attributes),
         })
         .collect();
     let status_code = status_code(span.status.as_ref());
@@ -303,7 +303,7 @@ fn span_row(span: pt::Span, ids: SpanIds, resource: &Arc<ResourceInfo>, scope: &
         trace_state: span.trace_state,
         span_name: span.name,
         span_kind: span_kind(span.kind),
-        span_attributes: attributes_owned(span.attributes),
+        span_attributes: attributes(&span.attributes),
         // A span that ends before it starts (clock skew) is kept with a zero duration.
         duration_ns: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano),
         status_code,
@@ -394,7 +394,7 @@ fn log_row(
         severity_text: rec.severity_text,
         severity_number,
         body,
-        log_attributes: attributes_owned(rec.attributes),
+        log_attributes: attributes(&rec.attributes),
         event_name: rec.event_name,
         encoded_bytes,
     })

@@ -35,6 +35,13 @@ impl Encoding {
 pub fn decode_request(signal: Signal, encoding: Encoding, body: &[u8], limits: &Limits) -> Result<Conversion, TelemetryError> {
     match signal {
         Signal::Traces => {
+            // The single-pass decoder takes the bodies it fully accepts;
+            // the rest (and every rejection's reason) go through prost.
+            if encoding == Encoding::Protobuf {
+                if let Some(conversion) = crate::wire::spans::decode_traces(body, limits) {
+                    return Ok(conversion);
+                }
+            }
             decode::<ExportTraceServiceRequest>(encoding, body).map(|r| convert_traces_owned(r, limits, wire_sizes(encoding, body)))
         }
         Signal::Logs => {
@@ -229,14 +236,7 @@ mod tests {
         assert_eq!(span.span_kind, "Server");
         assert_eq!(span.status_code, "Error");
         assert_eq!(span.resource.service_name, "checkout");
-        assert_eq!(
-            span.span_attributes,
-            vec![
-                ("http.response.status_code".to_owned(), "200".to_owned()),
-                ("retry".to_owned(), "3".to_owned()),
-                ("ok".to_owned(), "true".to_owned())
-            ]
-        );
+        assert_eq!(span.span_attributes.iter().collect::<Vec<_>>(), [("http.response.status_code", "200"), ("retry", "3"), ("ok", "true")]);
         // "abcd" is hex but 2 bytes: that span alone is rejected.
         let msg = conv.partial_success_message(Signal::Traces).unwrap();
         assert_eq!(msg, "rejected 1 of 2 spans: span 1 ('bad id'): trace_id must be 16 bytes, got 2");

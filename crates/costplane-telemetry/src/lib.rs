@@ -4,6 +4,7 @@
 //! converts it into the rows of the OpenTelemetry ClickHouse exporter's
 //! tables. Nothing here does I/O.
 
+mod attributes;
 pub mod convert;
 pub mod decode;
 mod error;

@@ -13,8 +13,7 @@
 
 use std::sync::Arc;
 
-/// Attributes as ordered key/value pairs; keys are unique within one list.
-pub type Attributes = Vec<(String, String)>;
+pub use crate::attributes::Attributes;
 
 /// The three OTLP signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -335,7 +334,8 @@ impl BatchLens {
     }
 }
 
-/// Heap bytes of an attribute list, for memory accounting.
+/// Heap bytes of an attribute list, for memory accounting: its text and
+/// two offsets per entry.
 pub(crate) fn attributes_bytes(attrs: &Attributes) -> usize {
-    attrs.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>() + 24
+    attrs.text_len() + attrs.len() * 8 + 48
 }

@@ -22,7 +22,7 @@ fn gauge(m: &Arc<MetricInfo>, t: i64, value: f64) -> GaugeRow {
     GaugeRow {
         common: PointCommon {
             metric: Arc::clone(m),
-            attributes: Vec::new(),
+            attributes: Default::default(),
             start_time_unix_ns: 0,
             time_unix_ns: t,
             flags: 0,

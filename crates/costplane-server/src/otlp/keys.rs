@@ -235,9 +235,9 @@ pub fn pin(batch: &mut TelemetryBatch, sender: &Sender, tenancy: &Tenancy, mode:
             }
         }
         let mut info = ResourceInfo::clone(r);
-        set(&mut info.attributes, &tenancy.tenant_attribute, &sender.tenant);
+        info.attributes.set(&tenancy.tenant_attribute, &sender.tenant);
         if let Some(project) = &sender.project {
-            set(&mut info.attributes, &tenancy.project_attribute, project);
+            info.attributes.set(&tenancy.project_attribute, project);
         }
         let pinned = Arc::new(info);
         resources.insert(key, Arc::clone(&pinned));
@@ -282,13 +282,6 @@ pub fn pin(batch: &mut TelemetryBatch, sender: &Sender, tenancy: &Tenancy, mode:
     Ok(())
 }
 
-fn set(attributes: &mut Vec<(String, String)>, key: &str, value: &str) {
-    match attributes.iter_mut().find(|(k, _)| k == key) {
-        Some((_, v)) => value.clone_into(v),
-        None => attributes.push((key.to_owned(), value.to_owned())),
-    }
-}
-
 /// Measures `batch`; unless the sender is trusted, without the costs the
 /// spans carry (they are put back afterwards: the stored span keeps them).
 pub fn measure(meter: &Meter, batch: &mut TelemetryBatch, trusted: bool, received_ns: i64) -> UsageRows {
@@ -296,31 +289,18 @@ pub fn measure(meter: &Meter, batch: &mut TelemetryBatch, trusted: bool, receive
         return meter.measure(batch, received_ns);
     }
     let provided = costplane_cost::llm::PROVIDED_COST;
-    // Per span: its index, and the attributes taken out with their positions.
-    type Taken = Vec<(usize, (String, String))>;
-    let mut hidden: Vec<(usize, Taken)> = Vec::new();
+    // Per span that carries any: its index and its attributes as sent.
+    let mut hidden: Vec<(usize, costplane_telemetry::Attributes)> = Vec::new();
     for (i, span) in batch.spans.iter_mut().enumerate() {
-        if !span.span_attributes.iter().any(|(k, _)| provided.contains(&k.as_str())) {
+        if !span.span_attributes.iter().any(|(k, _)| provided.contains(&k)) {
             continue;
         }
-        let mut taken = Vec::new();
-        let mut pos = 0;
-        span.span_attributes.retain(|(k, v)| {
-            let keep = !provided.contains(&k.as_str());
-            if !keep {
-                taken.push((pos, (k.clone(), v.clone())));
-            }
-            pos += 1;
-            keep
-        });
-        hidden.push((i, taken));
+        hidden.push((i, span.span_attributes.clone()));
+        span.span_attributes.retain(|k, _| !provided.contains(&k));
     }
     let usage = meter.measure(batch, received_ns);
-    for (i, taken) in hidden {
-        let attrs = &mut batch.spans[i].span_attributes;
-        for (pos, kv) in taken {
-            attrs.insert(pos.min(attrs.len()), kv);
-        }
+    for (i, sent) in hidden {
+        batch.spans[i].span_attributes = sent;
     }
     usage
 }

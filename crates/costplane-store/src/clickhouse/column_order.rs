@@ -154,8 +154,13 @@ fn s(v: &str) -> Value {
     Value::Str(v.to_owned())
 }
 
+/// `attrs(tag)` as the decoder reads a map back.
+fn map_of(tag: &str) -> Value {
+    Value::Map(attrs(tag).iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+}
+
 fn attrs(tag: &str) -> Attributes {
-    vec![(format!("{tag}.k1"), format!("{tag}.v1")), (format!("{tag}.k2"), format!("{tag}.v2"))]
+    Attributes::from([(format!("{tag}.k1"), format!("{tag}.v1")), (format!("{tag}.k2"), format!("{tag}.v2"))])
 }
 
 fn resource(n: i64) -> Arc<ResourceInfo> {
@@ -257,7 +262,7 @@ fn check_metric_prefix(row: &[(String, Value)]) {
     assert_eq!(get(row, "MetricUnit"), &s("unit1"));
     assert_eq!(get(row, "StartTimeUnix"), &Value::Int(4_001));
     assert_eq!(get(row, "TimeUnix"), &Value::Int(5_001));
-    assert_eq!(get(row, "Attributes"), &Value::Map(attrs("point")));
+    assert_eq!(get(row, "Attributes"), &map_of("point"));
 }
 
 #[test]
@@ -282,13 +287,13 @@ fn traces_encode_the_described_columns() {
     }
     assert_eq!(get(row, "Timestamp"), &Value::Int(1_002));
     assert_eq!(get(row, "Duration"), &Value::UInt(502));
-    assert_eq!(get(row, "SpanAttributes"), &Value::Map(attrs("span")));
+    assert_eq!(get(row, "SpanAttributes"), &map_of("span"));
     let Value::List(events) = get(row, "Events") else { panic!("Events is a list") };
     assert_eq!(events.len(), 2);
-    assert_eq!(events[1], Value::Struct(vec![Value::Int(2_001), s("event1"), Value::Map(attrs("event"))]));
+    assert_eq!(events[1], Value::Struct(vec![Value::Int(2_001), s("event1"), map_of("event")]));
     assert_eq!(
         get(row, "Links"),
-        &Value::List(vec![Value::Struct(vec![s("link-trace2"), s("link-span2"), s("link-state2"), Value::Map(attrs("link"))])])
+        &Value::List(vec![Value::Struct(vec![s("link-trace2"), s("link-span2"), s("link-state2"), map_of("link")])])
     );
 }
 
@@ -305,8 +310,8 @@ fn logs_encode_the_described_columns() {
     assert_eq!(get(row, "ResourceSchemaUrl"), &s("res-url1"));
     assert_eq!(get(row, "ScopeSchemaUrl"), &s("scope-url1"));
     assert_eq!(get(row, "ScopeVersion"), &s("scope-v1"));
-    assert_eq!(get(row, "ScopeAttributes"), &Value::Map(attrs("scope")));
-    assert_eq!(get(row, "LogAttributes"), &Value::Map(attrs("log")));
+    assert_eq!(get(row, "ScopeAttributes"), &map_of("scope"));
+    assert_eq!(get(row, "LogAttributes"), &map_of("log"));
     assert_eq!(get(row, "EventName"), &s("event-name1"));
 }
 
@@ -319,13 +324,7 @@ fn gauges_and_sums_encode_the_described_columns() {
     assert_eq!(get(&decoded[0], "Flags"), &Value::UInt(9));
     assert_eq!(
         get(&decoded[0], "Exemplars"),
-        &Value::List(vec![Value::Struct(vec![
-            Value::Map(attrs("exemplar")),
-            Value::Int(6_000),
-            Value::Float(0.25),
-            s("ex-span0"),
-            s("ex-trace0")
-        ])])
+        &Value::List(vec![Value::Struct(vec![map_of("exemplar"), Value::Int(6_000), Value::Float(0.25), s("ex-span0"), s("ex-trace0")])])
     );
 
     let sums: Vec<SumRow> = (1..=2)

@@ -439,7 +439,7 @@ mod tests {
             trace_state: String::new(),
             span_name: name.into(),
             span_kind: "Server",
-            span_attributes: vec![("a".into(), name.into())],
+            span_attributes: costplane_telemetry::Attributes::from([("a", name)]),
             duration_ns: 2,
             status_code: "Unset",
             status_message: String::new(),
@@ -451,9 +451,17 @@ mod tests {
 
     #[test]
     fn a_shared_resource_map_encodes_as_if_encoded_per_row() {
-        let r1 = Arc::new(ResourceInfo { service_name: "a".into(), attributes: vec![("k".into(), "1".into())], ..Default::default() });
+        let r1 = Arc::new(ResourceInfo {
+            service_name: "a".into(),
+            attributes: costplane_telemetry::Attributes::from([("k", "1")]),
+            ..Default::default()
+        });
         // Equal content, another resource: still encoded on its own.
-        let r2 = Arc::new(ResourceInfo { service_name: "b".into(), attributes: vec![("k".into(), "22".into())], ..Default::default() });
+        let r2 = Arc::new(ResourceInfo {
+            service_name: "b".into(),
+            attributes: costplane_telemetry::Attributes::from([("k", "22")]),
+            ..Default::default()
+        });
         let rows = [span(&r1, "x"), span(&r1, "y"), span(&r2, "z"), span(&r1, "w")];
         let one_by_one: Vec<u8> = rows.iter().flat_map(|r| traces([r])).collect();
         assert_eq!(traces(&rows), one_by_one);
@@ -467,7 +475,7 @@ mod tests {
     #[test]
     fn maps_are_count_then_pairs() {
         let mut w = RowBinary::default();
-        w.map(&vec![("k".into(), "v".into())]);
+        w.map(&costplane_telemetry::Attributes::from([("k", "v")]));
         assert_eq!(w.buf, vec![1, 1, b'k', 1, b'v']);
     }
 }

@@ -258,11 +258,11 @@ mod dump {
         let noon = 20_454 * super::super::segments::DAY_NS + 43_200_000_000_000;
         let mut spans: Vec<_> =
             (0..5).map(|i| super::super::compact::tests::span("svc", "op", noon + i, usize::try_from(i).unwrap())).collect();
-        spans[1].span_attributes = vec![("k".into(), "v".into())];
+        spans[1].span_attributes = costplane_telemetry::Attributes::from([("k", "v")]);
         spans[2].events = vec![costplane_telemetry::model::SpanEvent {
             timestamp_ns: noon,
             name: "e".into(),
-            attributes: vec![("a".into(), "b".into())],
+            attributes: costplane_telemetry::Attributes::from([("a", "b")]),
         }];
         segments.write(1, "otel_traces", &super::super::arrow::traces(&spans).unwrap()).unwrap();
         super::write_views_file(&segments, &super::all_views(&segments).unwrap()).unwrap();

@@ -31,7 +31,7 @@ use prost::Message;
 use super::{Fields, Payload};
 use crate::convert::{check_value, span_bytes, span_kind, status_name, ts, Conversion, Limits};
 use crate::model::{Attributes, ResourceInfo, ScopeInfo, SpanEvent, SpanLink, SpanRow};
-use crate::values::{any_value_to_string, dedup_pairs, format_double, hex_id};
+use crate::values::{any_value_to_string, format_double, hex_id};
 
 /// Decodes and converts a trace export request in one pass; `None` sends
 /// the body to the general path.
@@ -118,7 +118,7 @@ fn resource_spans(buf: &[u8], limits: &Limits, out: &mut Conversion) -> Option<(
 }
 
 fn resource_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<ResourceInfo> {
-    let mut attrs = Vec::new();
+    let mut attrs = RawAttributes::default();
     let mut fields = Fields::new(buf.unwrap_or_default());
     while let Some((field, p)) = fields.next()? {
         match field {
@@ -129,10 +129,10 @@ fn resource_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Optio
             _ => {}
         }
     }
-    let attributes = dedup_pairs(attrs);
-    // After `dedup_pairs` a key's entry holds its last value, the one the
-    // general path's `find_attribute` picks.
-    let service_name = attributes.iter().find(|(k, _)| k == "service.name").map(|(_, v)| v.clone()).unwrap_or_default();
+    let attributes = attrs.finish()?;
+    // After `dedup` a key's entry holds its last value, the one the general
+    // path's `find_attribute` picks.
+    let service_name = attributes.get("service.name").unwrap_or_default().to_owned();
     Some(ResourceInfo { service_name, attributes, schema_url: schema_url.to_owned() })
 }
 
@@ -163,7 +163,7 @@ fn scope_spans(buf: &[u8], resource: &Arc<ResourceInfo>, limits: &Limits, out: &
 /// An absent scope and an empty one make the same row values.
 fn scope_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<ScopeInfo> {
     let (mut name, mut version, mut dropped) = ("", "", 0);
-    let mut attrs = Vec::new();
+    let mut attrs = RawAttributes::default();
     let mut fields = Fields::new(buf.unwrap_or_default());
     while let Some((field, p)) = fields.next()? {
         match field {
@@ -178,7 +178,7 @@ fn scope_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<S
     Some(ScopeInfo {
         name: name.to_owned(),
         version: version.to_owned(),
-        attributes: dedup_pairs(attrs),
+        attributes: attrs.finish()?,
         dropped_attributes_count: dropped,
         schema_url: schema_url.to_owned(),
     })
@@ -187,7 +187,7 @@ fn scope_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<S
 fn span(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits: &Limits) -> Option<SpanRow> {
     let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let (mut trace_state, mut name, mut kind, mut start, mut end) = ("", "", 0, 0, 0);
-    let mut attrs = Vec::new();
+    let mut attrs = RawAttributes::default();
     let (mut events, mut links) = (Vec::new(), Vec::new());
     let mut status = None;
     let mut fields = Fields::new(buf);
@@ -235,7 +235,7 @@ fn span(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits
         trace_state: trace_state.to_owned(),
         span_name: name.to_owned(),
         span_kind: span_kind(kind),
-        span_attributes: dedup_pairs(attrs),
+        span_attributes: attrs.finish()?,
         duration_ns: end.saturating_sub(start),
         status_code,
         status_message,
@@ -248,7 +248,7 @@ fn span(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits
 
 fn event(buf: &[u8], limits: &Limits) -> Option<SpanEvent> {
     let (mut time, mut name) = (0, "");
-    let mut attrs = Vec::new();
+    let mut attrs = RawAttributes::default();
     let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         match field {
@@ -259,12 +259,12 @@ fn event(buf: &[u8], limits: &Limits) -> Option<SpanEvent> {
             _ => {}
         }
     }
-    Some(SpanEvent { timestamp_ns: ts(time), name: name.to_owned(), attributes: dedup_pairs(attrs) })
+    Some(SpanEvent { timestamp_ns: ts(time), name: name.to_owned(), attributes: attrs.finish()? })
 }
 
 fn link(buf: &[u8], limits: &Limits) -> Option<SpanLink> {
     let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &str) = (&[], &[], "");
-    let mut attrs = Vec::new();
+    let mut attrs = RawAttributes::default();
     let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         match field {
@@ -281,7 +281,7 @@ fn link(buf: &[u8], limits: &Limits) -> Option<SpanLink> {
         trace_id: hex_id(trace_id, 16, "link trace_id", false).ok()?,
         span_id: hex_id(span_id, 8, "link span_id", false).ok()?,
         trace_state: trace_state.to_owned(),
-        attributes: dedup_pairs(attrs),
+        attributes: attrs.finish()?,
     })
 }
 
@@ -298,53 +298,104 @@ fn span_status(buf: &[u8], limits: &Limits) -> Option<(&'static str, String)> {
     Some((status_name(code), message.to_owned()))
 }
 
-/// Appends one `KeyValue`, as it arrived (`dedup_pairs` applies the rule
-/// for repeated keys once the list is complete); the list may hold at most
-/// `max_attributes` entries, repeats included.
-fn push_attribute(attrs: &mut Attributes, p: Payload<'_>, limits: &Limits) -> Option<()> {
+/// An attribute list as it arrives: bytes, checked as UTF-8 once the list
+/// is complete (one `from_utf8` over the whole list, not two per pair).
+#[derive(Default)]
+struct RawAttributes {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl RawAttributes {
+    fn len(&self) -> usize {
+        self.ends.len() / 2
+    }
+
+    fn end(&mut self) {
+        // Bounded by the body, which is far below 4 GiB.
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    /// The list, with the rule for repeated keys applied; `None` when any
+    /// key or value is not UTF-8 (prost refuses such a body).
+    fn finish(self) -> Option<Attributes> {
+        let text = String::from_utf8(self.bytes).ok()?;
+        // Valid as a whole and cut only at char boundaries: valid piece by piece.
+        if !self.ends.iter().all(|&e| text.is_char_boundary(e as usize)) {
+            return None;
+        }
+        Some(Attributes::from_parts(text, self.ends).dedup())
+    }
+}
+
+/// Appends one `KeyValue` as it arrived (`RawAttributes::finish` applies
+/// the rule for repeated keys); a list may hold at most `max_attributes`
+/// entries, repeats included.
+fn push_attribute(attrs: &mut RawAttributes, p: Payload<'_>, limits: &Limits) -> Option<()> {
     if attrs.len() == limits.max_attributes {
         return None;
     }
-    let (mut key, mut value) = ("", None);
+    let (mut key, mut value): (&[u8], _) = (&[], None);
     let mut fields = Fields::new(bytes(p)?);
     while let Some((field, p)) = fields.next()? {
         match field {
-            1 => key = text(p, limits)?,
+            1 => key = limited(p, limits)?,
             2 => once(&mut value, p)?,
             3 => _ = varint(p)?,
             _ => {}
         }
     }
-    let value = match value {
-        Some(v) => any_value(v, limits)?,
-        None => String::new(),
-    };
-    attrs.push((key.to_owned(), value));
+    attrs.bytes.extend_from_slice(key);
+    attrs.end();
+    match value {
+        None => {}
+        Some(v) => match any_value(v, limits)? {
+            Rendered::Text(t) => attrs.bytes.extend_from_slice(t),
+            Rendered::Int(i) => attrs.bytes.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Rendered::Owned(t) => attrs.bytes.extend_from_slice(t.as_bytes()),
+        },
+    }
+    attrs.end();
     Some(())
 }
 
+/// A string field's bytes within the length limit, UTF-8 still unchecked.
+fn limited<'a>(p: Payload<'a>, limits: &Limits) -> Option<&'a [u8]> {
+    bytes(p).filter(|b| b.len() <= limits.max_value_bytes)
+}
+
+/// A value's text: bytes of the body (UTF-8 checked with the whole list),
+/// an integer still to print, or rendered.
+enum Rendered<'a> {
+    Text(&'a [u8]),
+    Int(i64),
+    Owned(String),
+}
+
 /// Renders an `AnyValue` as `values::any_value_to_string` does.
-fn any_value(buf: &[u8], limits: &Limits) -> Option<String> {
+fn any_value<'a>(buf: &'a [u8], limits: &Limits) -> Option<Rendered<'a>> {
     let mut fields = Fields::new(buf);
-    let Some((field, p)) = fields.next()? else { return Some(String::new()) };
+    let Some((field, p)) = fields.next()? else { return Some(Rendered::Text(&[])) };
     if fields.next()?.is_some() {
         return None;
     }
     match (field, p) {
-        (1, p) => Some(text(p, limits)?.to_owned()),
-        (2, Payload::Varint(b)) => Some(if b != 0 { "true" } else { "false" }.to_owned()),
-        (3, Payload::Varint(i)) => Some(itoa::Buffer::new().format(i as i64).to_owned()),
-        (4, Payload::Fixed64(bits)) => Some(format_double(f64::from_bits(bits))),
+        (1, p) => Some(Rendered::Text(limited(p, limits)?)),
+        (2, Payload::Varint(b)) => Some(Rendered::Text(if b != 0 { b"true" } else { b"false" })),
+        (3, Payload::Varint(i)) => Some(Rendered::Int(i as i64)),
+        (4, Payload::Fixed64(bits)) => Some(Rendered::Owned(format_double(f64::from_bits(bits)))),
         (5 | 6, Payload::Bytes(_)) => {
             let value = AnyValue::decode(buf).ok()?;
             check_value(Some(&value), limits, 0).ok()?;
-            Some(any_value_to_string(Some(&value)))
+            Some(Rendered::Owned(any_value_to_string(Some(&value))))
         }
-        (7, Payload::Bytes(b)) if b.len() <= limits.max_value_bytes => Some(base64::engine::general_purpose::STANDARD.encode(b)),
+        (7, Payload::Bytes(b)) if b.len() <= limits.max_value_bytes => {
+            Some(Rendered::Owned(base64::engine::general_purpose::STANDARD.encode(b)))
+        }
         // A known field with another wire type, an oversized bytes value,
         // or a string-table index.
         (1..=8, _) => None,
         // Only an unknown field: prost leaves the value empty.
-        _ => Some(String::new()),
+        _ => Some(Rendered::Text(&[])),
     }
 }

@@ -250,6 +250,16 @@ fn shapes_prost_merges_or_refuses_go_to_the_general_path() {
     let body = field(1, 2, &field(3, 0, &[1]));
     assert!(decode_traces(&body, &LIMITS).is_none());
     assert!(general(&body).is_none());
+    // A key ending in the first byte of "é" and a value starting with its
+    // second: valid UTF-8 together, invalid apart, so prost refuses the body.
+    let kv = [field(1, 2, b"k\xc3"), field(2, 2, &field(1, 2, b"\xa9v"))].concat();
+    let span = [field(1, 2, &[1; 16]), field(2, 2, &[2; 8]), field(9, 2, &kv)].concat();
+    let body = field(1, 2, &field(2, 2, &field(2, 2, &span)));
+    assert!(decode_traces(&body, &LIMITS).is_none());
+    assert!(general(&body).is_none());
+    let kv = [field(1, 2, "kü".as_bytes()), field(2, 2, &field(1, 2, "é".as_bytes()))].concat();
+    let body = field(1, 2, &field(2, 2, &field(2, 2, &[field(1, 2, &[1; 16]), field(2, 2, &[2; 8]), field(9, 2, &kv)].concat())));
+    assert_eq!(decode_traces(&body, &LIMITS).expect("valid").batch.spans[0].span_attributes.get("kü"), Some("é"));
     // A span over a limit: the general path writes the partial-success reason.
     let long = Span { name: "x".repeat(LIMITS.max_value_bytes + 1), ..one_span() };
     let body = ExportTraceServiceRequest {
