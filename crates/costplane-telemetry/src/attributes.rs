@@ -39,6 +39,7 @@ impl Attributes {
         Attributes { text: String::with_capacity(bytes), ends: Vec::with_capacity(entries * 2) }
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         self.ends.len() / 2
     }
@@ -48,6 +49,7 @@ impl Attributes {
     }
 
     /// Bytes of key and value text.
+    #[inline]
     pub fn text_len(&self) -> usize {
         self.text.len()
     }
@@ -85,6 +87,7 @@ impl Attributes {
         self.ends.push(self.end_of_text());
     }
 
+    #[inline]
     fn start(&self, slot: usize) -> usize {
         if slot == 0 {
             0
@@ -93,20 +96,24 @@ impl Attributes {
         }
     }
 
+    #[inline]
     fn slot(&self, slot: usize) -> &str {
         &self.text[self.start(slot)..self.ends[slot] as usize]
     }
 
     /// The key of entry `i`.
+    #[inline]
     pub fn key(&self, i: usize) -> &str {
         self.slot(2 * i)
     }
 
     /// The value of entry `i`.
+    #[inline]
     pub fn value(&self, i: usize) -> &str {
         self.slot(2 * i + 1)
     }
 
+    #[inline]
     pub fn iter(&self) -> Iter<'_> {
         Iter { attrs: self, front: 0, back: self.len() }
     }
@@ -168,6 +175,7 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.front == self.back {
             return None;

@@ -21,13 +21,6 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use costplane_server::{Config, Overrides, Server, ServerError, StoreKind};
 
-/// mimalloc rather than glibc's malloc: the hot path allocates and frees
-/// millions of small strings per second across threads, where glibc's
-/// per-thread arenas grow and fragment (see the README's performance
-/// section for the numbers that decided it).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "costplane", version, about = "The open cost-intelligence plane for OpenTelemetry")]
 struct Cli {

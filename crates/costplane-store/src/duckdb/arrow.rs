@@ -37,14 +37,10 @@ fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
 }
 
 fn maps<'a>(values: impl Iterator<Item = &'a Attributes> + Clone) -> Result<ArrayRef, ArrowError> {
-    let (rows, entries, key_bytes, value_bytes) = values.clone().fold((0, 0, 0, 0), |(r, e, kb, vb), attrs| {
-        (
-            r + 1,
-            e + attrs.len(),
-            kb + attrs.iter().map(|(k, _)| k.len()).sum::<usize>(),
-            vb + attrs.iter().map(|(_, v)| v.len()).sum::<usize>(),
-        )
+    let (rows, entries, key_bytes, text_bytes) = values.clone().fold((0, 0, 0, 0), |(r, e, kb, tb), attrs| {
+        (r + 1, e + attrs.len(), kb + attrs.iter().map(|(k, _)| k.len()).sum::<usize>(), tb + attrs.text_len())
     });
+    let value_bytes = text_bytes - key_bytes;
     let mut b = MapBuilder::with_capacity(
         None,
         StringBuilder::with_capacity(entries, key_bytes),
