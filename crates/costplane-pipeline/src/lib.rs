@@ -107,7 +107,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            memory_limit_bytes: 256 * 1024 * 1024,
+            memory_limit_bytes: 64 * 1024 * 1024,
             batch_max_rows: 8192,
             flush_interval: Duration::from_secs(1),
             retry: RetryPolicy::default(),

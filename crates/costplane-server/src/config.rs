@@ -481,7 +481,7 @@ impl Default for HttpConfig {
 impl Default for PipelineSection {
     fn default() -> Self {
         PipelineSection {
-            memory_limit_mib: 256,
+            memory_limit_mib: 64,
             batch_max_rows: 8192,
             flush_interval: "1s".into(),
             retry_initial_interval: "1s".into(),

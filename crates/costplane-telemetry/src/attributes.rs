@@ -64,6 +64,18 @@ impl Attributes {
         Attributes { text, ends }
     }
 
+    /// Hands back unused capacity (rows wait in batches).
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+
+    /// Heap bytes the list holds (capacities and two allocation headers),
+    /// for the memory budget.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4 + 32
+    }
+
     fn end_of_text(&self) -> u32 {
         debug_assert!(self.text.len() <= u32::MAX as usize, "an attribute list over 4 GiB");
         self.text.len() as u32

@@ -318,13 +318,26 @@ fn encoded_size(item: &impl prost::Message) -> u32 {
     u32::try_from(item.encoded_len()).unwrap_or(u32::MAX)
 }
 
+/// What a span row takes in memory, for the memory budget: the row itself
+/// and every allocation it owns, by capacity (the budget is meant to track
+/// the process's memory, not the length of the text).
 pub(crate) fn span_bytes(row: &SpanRow) -> usize {
-    256 + row.span_name.len()
-        + row.trace_state.len()
-        + row.status_message.len()
+    use std::mem::size_of;
+    let strings = [&row.trace_id, &row.span_id, &row.parent_span_id, &row.trace_state, &row.span_name, &row.status_message];
+    size_of::<SpanRow>()
+        + strings.iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>()
         + attributes_bytes(&row.span_attributes)
-        + row.events.iter().map(|e| 64 + e.name.len() + attributes_bytes(&e.attributes)).sum::<usize>()
-        + row.links.iter().map(|l| 128 + l.trace_state.len() + attributes_bytes(&l.attributes)).sum::<usize>()
+        + allocation_bytes(row.events.capacity() * size_of::<SpanEvent>())
+        + row.events.iter().map(|e| allocation_bytes(e.name.capacity()) + attributes_bytes(&e.attributes)).sum::<usize>()
+        + allocation_bytes(row.links.capacity() * size_of::<SpanLink>())
+        + row
+            .links
+            .iter()
+            .map(|l| {
+                [&l.trace_id, &l.span_id, &l.trace_state].iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>()
+                    + attributes_bytes(&l.attributes)
+            })
+            .sum::<usize>()
 }
 
 /// Converts a logs export request.

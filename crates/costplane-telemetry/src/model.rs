@@ -334,8 +334,17 @@ impl BatchLens {
     }
 }
 
-/// Heap bytes of an attribute list, for memory accounting: its text and
-/// two offsets per entry.
+/// Heap bytes of an attribute list, for memory accounting.
 pub(crate) fn attributes_bytes(attrs: &Attributes) -> usize {
-    attrs.text_len() + attrs.len() * 8 + 48
+    attrs.heap_bytes()
+}
+
+/// Heap bytes of one allocation of `capacity` bytes (a string's, say):
+/// the capacity and the allocator's header.
+pub(crate) fn allocation_bytes(capacity: usize) -> usize {
+    if capacity == 0 {
+        0
+    } else {
+        capacity + 16
+    }
 }

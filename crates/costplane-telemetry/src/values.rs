@@ -80,6 +80,7 @@ pub fn attributes(kvs: &[KeyValue]) -> Attributes {
     for kv in kvs {
         out.push_with(&kv.key, |buf| render_into(buf, kv.value.as_ref()));
     }
+    out.shrink_to_fit();
     out.dedup()
 }
 

@@ -118,8 +118,9 @@ fn resource_spans(buf: &[u8], limits: &Limits, out: &mut Conversion) -> Option<(
 }
 
 fn resource_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<ResourceInfo> {
-    let mut attrs = RawAttributes::default();
-    let mut fields = Fields::new(buf.unwrap_or_default());
+    let buf = buf.unwrap_or_default();
+    let mut attrs = RawAttributes::for_message(buf.len());
+    let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         match field {
             1 => push_attribute(&mut attrs, p, limits)?,
@@ -163,8 +164,9 @@ fn scope_spans(buf: &[u8], resource: &Arc<ResourceInfo>, limits: &Limits, out: &
 /// An absent scope and an empty one make the same row values.
 fn scope_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<ScopeInfo> {
     let (mut name, mut version, mut dropped) = ("", "", 0);
-    let mut attrs = RawAttributes::default();
-    let mut fields = Fields::new(buf.unwrap_or_default());
+    let buf = buf.unwrap_or_default();
+    let mut attrs = RawAttributes::for_message(buf.len());
+    let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         match field {
             1 => name = text(p, limits)?,
@@ -187,7 +189,7 @@ fn scope_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<S
 fn span(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits: &Limits) -> Option<SpanRow> {
     let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let (mut trace_state, mut name, mut kind, mut start, mut end) = ("", "", 0, 0, 0);
-    let mut attrs = RawAttributes::default();
+    let mut attrs = RawAttributes::for_message(buf.len());
     let (mut events, mut links) = (Vec::new(), Vec::new());
     let mut status = None;
     let mut fields = Fields::new(buf);
@@ -248,7 +250,7 @@ fn span(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits
 
 fn event(buf: &[u8], limits: &Limits) -> Option<SpanEvent> {
     let (mut time, mut name) = (0, "");
-    let mut attrs = RawAttributes::default();
+    let mut attrs = RawAttributes::for_message(buf.len());
     let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         match field {
@@ -264,7 +266,7 @@ fn event(buf: &[u8], limits: &Limits) -> Option<SpanEvent> {
 
 fn link(buf: &[u8], limits: &Limits) -> Option<SpanLink> {
     let (mut trace_id, mut span_id, mut trace_state): (&[u8], &[u8], &str) = (&[], &[], "");
-    let mut attrs = RawAttributes::default();
+    let mut attrs = RawAttributes::for_message(buf.len());
     let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         match field {
@@ -300,13 +302,19 @@ fn span_status(buf: &[u8], limits: &Limits) -> Option<(&'static str, String)> {
 
 /// An attribute list as it arrives: bytes, checked as UTF-8 once the list
 /// is complete (one `from_utf8` over the whole list, not two per pair).
-#[derive(Default)]
 struct RawAttributes {
     bytes: Vec<u8>,
     ends: Vec<u32>,
 }
 
 impl RawAttributes {
+    /// For the attributes of a message of `len` bytes: its keys and values
+    /// take about that much (less the framing, more where numbers print
+    /// longer than they encode), so the buffer rarely grows.
+    fn for_message(len: usize) -> Self {
+        RawAttributes { bytes: Vec::with_capacity(len), ends: Vec::new() }
+    }
+
     fn len(&self) -> usize {
         self.ends.len() / 2
     }
@@ -318,7 +326,10 @@ impl RawAttributes {
 
     /// The list, with the rule for repeated keys applied; `None` when any
     /// key or value is not UTF-8 (prost refuses such a body).
-    fn finish(self) -> Option<Attributes> {
+    fn finish(mut self) -> Option<Attributes> {
+        // Rows wait in batches: hand back what the list did not use.
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
         let text = String::from_utf8(self.bytes).ok()?;
         // Valid as a whole and cut only at char boundaries: valid piece by piece.
         if !self.ends.iter().all(|&e| text.is_char_boundary(e as usize)) {
