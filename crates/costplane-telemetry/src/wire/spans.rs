@@ -312,7 +312,8 @@ impl RawAttributes {
     /// take about that much (less the framing, more where numbers print
     /// longer than they encode), so the buffer rarely grows.
     fn for_message(len: usize) -> Self {
-        RawAttributes { bytes: Vec::with_capacity(len), ends: Vec::new() }
+        // A pair takes some 30 bytes on the wire; two ends per pair.
+        RawAttributes { bytes: Vec::with_capacity(len), ends: Vec::with_capacity(len / 12) }
     }
 
     fn len(&self) -> usize {
