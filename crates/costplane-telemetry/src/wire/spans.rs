@@ -94,27 +94,39 @@ fn once<'a>(slot: &mut Option<&'a [u8]>, p: Payload<'a>) -> Option<()> {
     Some(())
 }
 
-fn resource_spans(buf: &[u8], limits: &Limits, out: &mut Conversion) -> Option<()> {
-    // Fields may come in any order, and the resource applies to every
-    // scope: find it (and the schema URL) first.
-    let (mut resource, mut schema_url) = (None, "");
+/// The two container levels share one layout: the resource (or scope) in
+/// field 1, the items in field 2, the schema URL in field 3. Fields may come
+/// in any order and field 1 applies to every item, so this first pass finds
+/// fields 1 and 3 (and checks that the items are length-delimited).
+fn container_header<'a>(buf: &'a [u8], limits: &Limits) -> Option<(Option<&'a [u8]>, &'a str)> {
+    let (mut head, mut schema_url) = (None, "");
     let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         match field {
-            1 => once(&mut resource, p)?,
+            1 => once(&mut head, p)?,
             2 => _ = bytes(p)?,
             3 => schema_url = text(p, limits)?,
             _ => {}
         }
     }
-    let resource = Arc::new(resource_info(resource, schema_url, limits)?);
+    Some((head, schema_url))
+}
+
+/// Runs `item` on each field 2 of a container, in order.
+fn each_item(buf: &[u8], mut item: impl FnMut(&[u8]) -> Option<()>) -> Option<()> {
     let mut fields = Fields::new(buf);
     while let Some((field, p)) = fields.next()? {
         if field == 2 {
-            scope_spans(bytes(p)?, &resource, limits, out)?;
+            item(bytes(p)?)?;
         }
     }
     Some(())
+}
+
+fn resource_spans(buf: &[u8], limits: &Limits, out: &mut Conversion) -> Option<()> {
+    let (resource, schema_url) = container_header(buf, limits)?;
+    let resource = Arc::new(resource_info(resource, schema_url, limits)?);
+    each_item(buf, |scope_spans_buf| scope_spans(scope_spans_buf, &resource, limits, out))
 }
 
 fn resource_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Option<ResourceInfo> {
@@ -138,27 +150,15 @@ fn resource_info(buf: Option<&[u8]>, schema_url: &str, limits: &Limits) -> Optio
 }
 
 fn scope_spans(buf: &[u8], resource: &Arc<ResourceInfo>, limits: &Limits, out: &mut Conversion) -> Option<()> {
-    let (mut scope, mut schema_url) = (None, "");
-    let mut fields = Fields::new(buf);
-    while let Some((field, p)) = fields.next()? {
-        match field {
-            1 => once(&mut scope, p)?,
-            2 => _ = bytes(p)?,
-            3 => schema_url = text(p, limits)?,
-            _ => {}
-        }
-    }
+    let (scope, schema_url) = container_header(buf, limits)?;
     let scope = Arc::new(scope_info(scope, schema_url, limits)?);
-    let mut fields = Fields::new(buf);
-    while let Some((field, p)) = fields.next()? {
-        if field == 2 {
-            let row = span(bytes(p)?, resource, &scope, limits)?;
-            out.batch.approx_bytes += span_bytes(&row);
-            out.batch.spans.push(row);
-            out.accepted += 1;
-        }
-    }
-    Some(())
+    each_item(buf, |span_buf| {
+        let row = span(span_buf, resource, &scope, limits)?;
+        out.batch.approx_bytes += span_bytes(&row);
+        out.batch.spans.push(row);
+        out.accepted += 1;
+        Some(())
+    })
 }
 
 /// An absent scope and an empty one make the same row values.
