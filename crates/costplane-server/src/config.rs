@@ -588,8 +588,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.otlp.max_body_mib == 0 {
-            return Err("otlp.max_body_mib must be at least 1".into());
+        if self.otlp.max_body_mib == 0 || self.otlp.max_body_mib > 256 {
+            return Err(format!("otlp.max_body_mib must be between 1 and 256, got {}", self.otlp.max_body_mib));
         }
         if self.otlp.max_inflight_mib == 0 {
             return Err("otlp.max_inflight_mib must be at least 1".into());
@@ -855,6 +855,10 @@ mod tests {
         assert_eq!(config.max_inflight_bytes(), 32 * MIB);
         let err = Config::from_toml("[otlp]\nmax_inflight_mib = 0\n").unwrap_err();
         assert!(err.contains("otlp.max_inflight_mib must be at least 1"), "{err}");
+        // Attribute lists keep 32-bit offsets: bodies stay far below 4 GiB.
+        assert!(Config::from_toml("[otlp]\nmax_body_mib = 256\n").is_ok());
+        let err = Config::from_toml("[otlp]\nmax_body_mib = 257\n").unwrap_err();
+        assert!(err.contains("otlp.max_body_mib must be between 1 and 256, got 257"), "{err}");
     }
 
     #[test]

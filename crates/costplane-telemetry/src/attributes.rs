@@ -13,8 +13,8 @@
 //!   keep it; a repeated key keeps its last value at its first position,
 //!   which is how both stores' maps hold a key once;
 //! - entries keep their order (the Collector's, and the stores' map order);
-//! - offsets are `u32`: a list's text is bounded by the request size limit,
-//!   far below 4 GiB.
+//! - offsets are `u32`: a list's text is bounded by the request size limit
+//!   (at most 256 MiB, rendered to a few times that), far below 4 GiB.
 
 use std::fmt;
 
@@ -73,12 +73,14 @@ impl Attributes {
     /// Heap bytes the list holds (capacities and two allocation headers),
     /// for the memory budget.
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4 + 32
+        crate::model::allocation_bytes(self.text.capacity()) + crate::model::allocation_bytes(self.ends.capacity() * 4)
     }
 
     fn end_of_text(&self) -> u32 {
-        debug_assert!(self.text.len() <= u32::MAX as usize, "an attribute list over 4 GiB");
-        self.text.len() as u32
+        // Lists come from request bodies, and `otlp.max_body_mib` is held
+        // to 256 at load: rendered (base64, JSON, printed numbers), a list's
+        // text stays far below 4 GiB.
+        u32::try_from(self.text.len()).expect("an attribute list under 4 GiB")
     }
 
     /// Appends a pair without looking for its key: the decoders push what

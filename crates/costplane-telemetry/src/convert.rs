@@ -195,8 +195,9 @@ pub fn convert_traces(req: &ExportTraceServiceRequest, limits: &Limits) -> Conve
     convert_traces_owned(req.clone(), limits, None)
 }
 
-/// Converts a trace export request, moving its strings into the rows.
-/// `sizes`: each span's encoded length as it arrived (see `wire.rs`);
+/// Converts a trace export request, moving its names and messages into the
+/// rows (attributes are copied into packed lists).
+/// `sizes`: each span's encoded length as it arrived (see `wire/mod.rs`);
 /// without them (or when they do not match the spans) each span's
 /// `encoded_len` is used.
 pub fn convert_traces_owned(req: ExportTraceServiceRequest, limits: &Limits, sizes: Option<Vec<u32>>) -> Conversion {
@@ -340,6 +341,14 @@ pub(crate) fn span_bytes(row: &SpanRow) -> usize {
             .sum::<usize>()
 }
 
+/// What a log row takes in memory, as [`span_bytes`] counts a span.
+fn log_bytes(row: &LogRow) -> usize {
+    let strings = [&row.trace_id, &row.span_id, &row.severity_text, &row.body, &row.event_name];
+    std::mem::size_of::<LogRow>()
+        + strings.iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>()
+        + attributes_bytes(&row.log_attributes)
+}
+
 /// Converts a logs export request.
 pub fn convert_logs(req: &ExportLogsServiceRequest, limits: &Limits) -> Conversion {
     convert_logs_owned(req.clone(), limits, None)
@@ -363,7 +372,7 @@ pub fn convert_logs_owned(req: ExportLogsServiceRequest, limits: &Limits, sizes:
                 };
                 match row {
                     Ok(row) => {
-                        out.batch.approx_bytes += 192 + row.body.len() + row.severity_text.len() + attributes_bytes(&row.log_attributes);
+                        out.batch.approx_bytes += log_bytes(&row);
                         out.batch.logs.push(row);
                         out.accepted += 1;
                     }

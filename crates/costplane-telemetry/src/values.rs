@@ -80,8 +80,9 @@ pub fn attributes(kvs: &[KeyValue]) -> Attributes {
     for kv in kvs {
         out.push_with(&kv.key, |buf| render_into(buf, kv.value.as_ref()));
     }
+    let mut out = out.dedup();
     out.shrink_to_fit();
-    out.dedup()
+    out
 }
 
 /// Appends a value's text as [`any_value_to_string`] renders it, without

@@ -13,7 +13,8 @@
 //!   number with another wire type than its own;
 //! - a singular message field given twice (prost merges the two), and an
 //!   `AnyValue` with more than one field set (the oneof's last-wins rules);
-//! - entity references and string-table indexes, which no row stores;
+//! - entity references and string-table index values, which no row stores
+//!   (a key's string-table index is skipped, as the general path ignores it);
 //! - every item a limit or an id rule rejects, so that partial-success
 //!   texts are written in one place only.
 //!
@@ -320,23 +321,25 @@ impl RawAttributes {
         self.ends.len() / 2
     }
 
-    fn end(&mut self) {
-        // Bounded by the body, which is far below 4 GiB.
-        self.ends.push(self.bytes.len() as u32);
+    /// Closes a key or a value; `None` past 4 GiB of text (rendering can
+    /// make a list longer than the body it came from).
+    fn end(&mut self) -> Option<()> {
+        self.ends.push(u32::try_from(self.bytes.len()).ok()?);
+        Some(())
     }
 
     /// The list, with the rule for repeated keys applied; `None` when any
     /// key or value is not UTF-8 (prost refuses such a body).
-    fn finish(mut self) -> Option<Attributes> {
-        // Rows wait in batches: hand back what the list did not use.
-        self.bytes.shrink_to_fit();
-        self.ends.shrink_to_fit();
+    fn finish(self) -> Option<Attributes> {
         let text = String::from_utf8(self.bytes).ok()?;
         // Valid as a whole and cut only at char boundaries: valid piece by piece.
         if !self.ends.iter().all(|&e| text.is_char_boundary(e as usize)) {
             return None;
         }
-        Some(Attributes::from_parts(text, self.ends).dedup())
+        let mut attributes = Attributes::from_parts(text, self.ends).dedup();
+        // Rows wait in batches: hand back what the list did not use.
+        attributes.shrink_to_fit();
+        Some(attributes)
     }
 }
 
@@ -347,18 +350,21 @@ fn push_attribute(attrs: &mut RawAttributes, p: Payload<'_>, limits: &Limits) ->
     if attrs.len() == limits.max_attributes {
         return None;
     }
-    let (mut key, mut value): (&[u8], _) = (&[], None);
+    let (mut key, mut value): (Option<&[u8]>, _) = (None, None);
     let mut fields = Fields::new(bytes(p)?);
     while let Some((field, p)) = fields.next()? {
         match field {
-            1 => key = limited(p, limits)?,
+            // A key given twice: prost checks the UTF-8 of both, and only the
+            // last would reach the list's check.
+            1 if key.is_some() => return None,
+            1 => key = Some(limited(p, limits)?),
             2 => once(&mut value, p)?,
             3 => _ = varint(p)?,
             _ => {}
         }
     }
-    attrs.bytes.extend_from_slice(key);
-    attrs.end();
+    attrs.bytes.extend_from_slice(key.unwrap_or_default());
+    attrs.end()?;
     match value {
         None => {}
         Some(v) => match any_value(v, limits)? {
@@ -367,8 +373,7 @@ fn push_attribute(attrs: &mut RawAttributes, p: Payload<'_>, limits: &Limits) ->
             Rendered::Owned(t) => attrs.bytes.extend_from_slice(t.as_bytes()),
         },
     }
-    attrs.end();
-    Some(())
+    attrs.end()
 }
 
 /// A string field's bytes within the length limit, UTF-8 still unchecked.

@@ -70,7 +70,8 @@ fn value(small: bool) -> impl Strategy<Value = Option<Value>> {
 
 fn attributes(small: bool) -> impl Strategy<Value = Vec<KeyValue>> {
     // Keys from a small set, so that repeats (last value wins) are common.
-    let max = if small { LIMITS.max_attributes } else { LIMITS.max_attributes + 2 };
+    // Up to the limit itself when small (a list may hold exactly that many).
+    let max = if small { LIMITS.max_attributes + 1 } else { LIMITS.max_attributes + 3 };
     prop::collection::vec(
         (prop::sample::select(vec!["service.name", "a", "b", "http.method", "gen_ai.system"]), prop::option::weighted(0.95, value(small))),
         0..max,
@@ -187,8 +188,8 @@ proptest! {
     }
 
     #[test]
-    fn mutated_bodies_never_diverge(edits in edits()) {
-        let seed = seeds().into_iter().find(|(s, _, _)| *s == Signal::Traces).expect("a trace seed").1;
+    fn mutated_bodies_never_diverge(edits in edits(), which in 0usize..2) {
+        let seed = if which == 0 { seed_within_limits() } else { seeds().into_iter().find(|(s, _, _)| *s == Signal::Traces).expect("a trace seed").1 };
         let body = mutate(&seed, &edits);
         if let Some(fast) = decode_traces(&body, &LIMITS) {
             let general = general(&body).expect("the fast path accepted a body prost refuses");
@@ -201,6 +202,96 @@ fn has_empty_or_scopeless_parts(req: &ExportTraceServiceRequest) -> bool {
     req.resource_spans.iter().any(|rs| {
         rs.scope_spans.iter().all(|ss| ss.spans.is_empty()) || rs.scope_spans.iter().any(|ss| ss.spans.is_empty() || ss.scope.is_none())
     })
+}
+
+/// A request within `LIMITS` with every kind of value, event, link and
+/// status: the fast path takes it, so mutations of it reach both paths.
+fn seed_within_limits() -> Vec<u8> {
+    let v = |value: Value| Some(AnyValue { value: Some(value) });
+    let kv = |key: &str, value| KeyValue { key: key.into(), value, ..Default::default() };
+    let attrs = vec![
+        kv("s", v(Value::StringValue("GET /cart".into()))),
+        kv("i", v(Value::IntValue(-7))),
+        kv("d", v(Value::DoubleValue(0.25))),
+        kv("b", v(Value::BoolValue(true))),
+        kv("y", v(Value::BytesValue(vec![0, 1, 254]))),
+        kv("a", v(Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::IntValue(1)) }] }))),
+        kv("n", None),
+        kv("s", v(Value::StringValue("again".into()))),
+    ];
+    let span = Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        parent_span_id: vec![3; 8],
+        name: "checkout".into(),
+        kind: 2,
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_250_000_000,
+        attributes: attrs.clone(),
+        events: vec![span::Event {
+            time_unix_nano: 1_700_000_000_100_000_000,
+            name: "retry".into(),
+            attributes: attrs[..3].to_vec(),
+            ..Default::default()
+        }],
+        links: vec![span::Link {
+            trace_id: vec![4; 16],
+            span_id: vec![5; 8],
+            trace_state: "k=v".into(),
+            attributes: attrs[3..5].to_vec(),
+            ..Default::default()
+        }],
+        status: Some(Status { message: "timeout".into(), code: 2 }),
+        ..Default::default()
+    };
+    let body = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", v(Value::StringValue("cart".into()))), attrs[1].clone()],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "lib".into(),
+                    version: "1".into(),
+                    attributes: attrs[2..4].to_vec(),
+                    dropped_attributes_count: 0,
+                }),
+                spans: vec![span.clone(), Span { span_id: vec![6; 8], ..span }],
+                schema_url: "https://opentelemetry.io/schemas/1.26.0".chars().take(24).collect(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec();
+    assert!(decode_traces(&body, &LIMITS).is_some(), "the seed must take the fast path");
+    body
+}
+
+#[test]
+fn non_canonical_fields_are_read_as_prost_reads_them_or_left_to_it() {
+    let ids = [field(1, 2, &[1; 16]), field(2, 2, &[2; 8])].concat();
+    let request = |span: &[u8]| field(1, 2, &field(2, 2, &field(2, 2, span)));
+    // A key given twice, the first not UTF-8: prost refuses the body.
+    let kv = [field(1, 2, b"\xff"), field(1, 2, b"k"), field(2, 2, &[])].concat();
+    let body = request(&[ids.clone(), field(9, 2, &kv)].concat());
+    assert!(decode_traces(&body, &LIMITS).is_none());
+    assert!(general(&body).is_none());
+    // A name given twice: the last wins on both paths.
+    let body = request(&[ids.clone(), field(5, 2, b"first"), field(5, 2, b"second")].concat());
+    let fast = decode_traces(&body, &LIMITS).expect("fast path");
+    assert_eq!(fast.batch.spans[0].span_name, "second");
+    assert_same(&fast, &general(&body).unwrap());
+    // A key's string-table index (ignored by both) and an unknown varint field.
+    let kv = [field(1, 2, b"k"), field(3, 0, &[5]), field(2, 2, &field(1, 2, b"v"))].concat();
+    let body = request(&[ids.clone(), field(9, 2, &kv), field(99, 0, &[1])].concat());
+    let fast = decode_traces(&body, &LIMITS).expect("fast path");
+    assert_eq!(fast.batch.spans[0].span_attributes.get("k"), Some("v"));
+    assert_same(&fast, &general(&body).unwrap());
+    // An unknown group (wire type 3): prost skips it; the fast path leaves it to prost.
+    let body = request(&[ids, vec![0x9b, 0x06, 0x9c, 0x06]].concat());
+    assert!(decode_traces(&body, &LIMITS).is_none());
+    assert!(general(&body).is_some());
 }
 
 /// A field: key varint, then the payload as given.
