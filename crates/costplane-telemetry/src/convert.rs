@@ -342,7 +342,7 @@ pub(crate) fn span_bytes(row: &SpanRow) -> usize {
 }
 
 /// What a log row takes in memory, as [`span_bytes`] counts a span.
-fn log_bytes(row: &LogRow) -> usize {
+pub(crate) fn log_bytes(row: &LogRow) -> usize {
     let strings = [&row.trace_id, &row.span_id, &row.severity_text, &row.body, &row.event_name];
     std::mem::size_of::<LogRow>()
         + strings.iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>()

@@ -45,6 +45,11 @@ pub fn decode_request(signal: Signal, encoding: Encoding, body: &[u8], limits: &
             decode::<ExportTraceServiceRequest>(encoding, body).map(|r| convert_traces_owned(r, limits, wire_sizes(encoding, body)))
         }
         Signal::Logs => {
+            if encoding == Encoding::Protobuf {
+                if let Some(conversion) = crate::wire::logs::decode_logs(body, limits) {
+                    return Ok(conversion);
+                }
+            }
             decode::<ExportLogsServiceRequest>(encoding, body).map(|r| convert_logs_owned(r, limits, wire_sizes(encoding, body)))
         }
         Signal::Metrics => decode::<ExportMetricsServiceRequest>(encoding, body).map(|r| convert_metrics(&r, limits)),

@@ -11,8 +11,35 @@
 //!   `encoded_len` walks all of its attributes again. When the body does not
 //!   have the expected shape, or its item count differs from the decoded
 //!   request's, the caller falls back to `encoded_len`.
-//! - [`spans`]: the single-pass decoder of trace export requests.
+//! - [`spans`] and [`logs`]: single-pass decoders of trace and log export
+//!   requests, on the readers of `common.rs`.
+//!
+//! Why: prost first builds the request's message tree (a `String` for every
+//! key and value, a `Vec` per attribute list, an `AnyValue` per value), and
+//! the conversion then copies those into rows. These decoders read the body
+//! once and copy each key and value straight into its row.
+//!
+//! Invariant: a decoder is an accelerator, never a second set of rules. It
+//! answers `None` whenever a body is not the common, fully valid shape, and
+//! the caller then takes the prost path (`convert_traces_owned`,
+//! `convert_logs_owned`), which decides.
+//! `None` covers:
+//! - anything prost would refuse (see [`Fields`]), and a field of a known
+//!   number with another wire type than its own;
+//! - a singular message field given twice (prost merges the two), and an
+//!   `AnyValue` with more than one field set (the oneof's last-wins rules);
+//! - entity references and string-table index values, which no row stores
+//!   (a key's string-table index is skipped, as the general path ignores it);
+//! - every item a limit or an id rule rejects, so that partial-success
+//!   texts are written in one place only.
+//!
+//! Arrays and maps inside values are decoded by prost and rendered by
+//! `values`, as on the general path. Scalars follow the same rendering
+//! rules (`format_double`, base64, decimal integers). Property tests hold
+//! the two paths to identical conversions on generated and mutated bodies.
 
+mod common;
+pub mod logs;
 pub mod spans;
 
 /// Field numbers from the request down to the items: `resource_spans` /
