@@ -327,16 +327,16 @@ pub(crate) fn span_bytes(row: &SpanRow) -> usize {
     let strings = [&row.trace_id, &row.span_id, &row.parent_span_id, &row.trace_state, &row.span_name, &row.status_message];
     size_of::<SpanRow>()
         + strings.iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>()
-        + attributes_bytes(&row.span_attributes)
+        + row.span_attributes.heap_bytes()
         + allocation_bytes(row.events.capacity() * size_of::<SpanEvent>())
-        + row.events.iter().map(|e| allocation_bytes(e.name.capacity()) + attributes_bytes(&e.attributes)).sum::<usize>()
+        + row.events.iter().map(|e| allocation_bytes(e.name.capacity()) + e.attributes.heap_bytes()).sum::<usize>()
         + allocation_bytes(row.links.capacity() * size_of::<SpanLink>())
         + row
             .links
             .iter()
             .map(|l| {
                 [&l.trace_id, &l.span_id, &l.trace_state].iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>()
-                    + attributes_bytes(&l.attributes)
+                    + l.attributes.heap_bytes()
             })
             .sum::<usize>()
 }
@@ -344,9 +344,7 @@ pub(crate) fn span_bytes(row: &SpanRow) -> usize {
 /// What a log row takes in memory, as [`span_bytes`] counts a span.
 pub(crate) fn log_bytes(row: &LogRow) -> usize {
     let strings = [&row.trace_id, &row.span_id, &row.severity_text, &row.body, &row.event_name];
-    std::mem::size_of::<LogRow>()
-        + strings.iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>()
-        + attributes_bytes(&row.log_attributes)
+    std::mem::size_of::<LogRow>() + strings.iter().map(|s| allocation_bytes(s.capacity())).sum::<usize>() + row.log_attributes.heap_bytes()
 }
 
 /// Converts a logs export request.
@@ -495,7 +493,7 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
             encoded_bytes: bytes,
         })
     };
-    let batch_bytes = |c: &PointCommon, extra: usize| 160 + attributes_bytes(&c.attributes) + extra;
+    let batch_bytes = |c: &PointCommon, extra: usize| 160 + c.attributes.heap_bytes() + extra;
     macro_rules! push_or_reject {
         ($res:expr, $vec:ident, $extra:expr, $i:expr) => {
             match $res {

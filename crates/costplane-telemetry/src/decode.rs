@@ -33,23 +33,18 @@ impl Encoding {
 
 /// Decodes one export request body of `signal` and converts it to rows.
 pub fn decode_request(signal: Signal, encoding: Encoding, body: &[u8], limits: &Limits) -> Result<Conversion, TelemetryError> {
+    // The single-pass decoders take the protobuf bodies they fully accept;
+    // the rest (and every rejection's reason) go through prost.
+    if encoding == Encoding::Protobuf {
+        if let Some(conversion) = crate::wire::decode_fast(signal, body, limits) {
+            return Ok(conversion);
+        }
+    }
     match signal {
         Signal::Traces => {
-            // The single-pass decoder takes the bodies it fully accepts;
-            // the rest (and every rejection's reason) go through prost.
-            if encoding == Encoding::Protobuf {
-                if let Some(conversion) = crate::wire::spans::decode_traces(body, limits) {
-                    return Ok(conversion);
-                }
-            }
             decode::<ExportTraceServiceRequest>(encoding, body).map(|r| convert_traces_owned(r, limits, wire_sizes(encoding, body)))
         }
         Signal::Logs => {
-            if encoding == Encoding::Protobuf {
-                if let Some(conversion) = crate::wire::logs::decode_logs(body, limits) {
-                    return Ok(conversion);
-                }
-            }
             decode::<ExportLogsServiceRequest>(encoding, body).map(|r| convert_logs_owned(r, limits, wire_sizes(encoding, body)))
         }
         Signal::Metrics => decode::<ExportMetricsServiceRequest>(encoding, body).map(|r| convert_metrics(&r, limits)),

@@ -334,11 +334,6 @@ impl BatchLens {
     }
 }
 
-/// Heap bytes of an attribute list, for memory accounting.
-pub(crate) fn attributes_bytes(attrs: &Attributes) -> usize {
-    attrs.heap_bytes()
-}
-
 /// Heap bytes of one allocation of `capacity` bytes (a string's, say):
 /// the capacity and the allocator's header.
 pub(crate) fn allocation_bytes(capacity: usize) -> usize {
