@@ -74,8 +74,11 @@ def test_multi_stage_rust_build_and_slim_runtime():
 
 
 def test_builder_rust_builds_every_locked_dependency():
-    # The newest rust-version any locked dependency asks for.
-    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--locked", "--offline"],
+    # The newest rust-version any locked dependency asks for. Not --offline:
+    # metadata covers every target's crates (android_system_properties, ...),
+    # which a fresh machine's cargo cache has never downloaded; --locked keeps
+    # the lockfile as committed.
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--locked"],
                           cwd=ROOT, capture_output=True, text=True)
     assert meta.returncode == 0, meta.stderr
     versions = [tuple(map(int, p["rust_version"].split(".")[:2])) for p in json.loads(meta.stdout)["packages"] if p.get("rust_version")]
