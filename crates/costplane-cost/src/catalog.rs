@@ -16,7 +16,9 @@
 //!   Two entries that claim the same model name in the fallback are
 //!   reported at load; an override wins there, else the entry listed first.
 //! - A dated snapshot key (`gpt-4o-2024-05-13`) is tried before the
-//!   undated one, as some snapshots have their own list price.
+//!   undated one, as some snapshots have their own list price; but an
+//!   override of the undated name beats a shipped snapshot entry, so a
+//!   price negotiated for a model covers every snapshot its calls report.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -265,10 +267,15 @@ impl Catalog {
             });
         let candidates: Vec<&Normalized> = dated.iter().chain([&undated]).chain(shorter.iter()).collect();
         let own = self.by_provider.get(&canonical_provider(provider));
-        let found = own
-            .into_iter()
-            .chain([&self.index])
-            .find_map(|keys| candidates.iter().find_map(|n| keys.get(&n.key).map(|&i| ((*n).clone(), i))));
+        // Within one key map, an overridden entry beats a shipped one that a
+        // more specific key reaches: a price negotiated for `gpt-4o` covers
+        // the calls that report the `gpt-4o-2024-08-06` snapshot.
+        let found = own.into_iter().chain([&self.index]).find_map(|keys| {
+            let mut hits = candidates.iter().filter_map(|n| keys.get(&n.key).map(|&i| (*n, i)));
+            let first = hits.next()?;
+            let chosen = if self.overridden[first.1] { first } else { hits.find(|(_, i)| self.overridden[*i]).unwrap_or(first) };
+            Some((chosen.0.clone(), chosen.1))
+        });
         match found {
             Some((normalized, i)) => Lookup { entry: Some(&self.models[i]), from_override: self.overridden[i], normalized },
             // Unmatched: explain with the key the name reduces to.

@@ -4,10 +4,24 @@
 //! Rules (each one something users of LLM cost tools have asked for):
 //! - A cost the span carries (`gen_ai.usage.cost`, `cost.usd`) beats an
 //!   inferred one: status `provided`.
-//! - Cache reads/writes are parts of the input total and reasoning tokens
-//!   part of the output total, never added on top. When a span's cached
-//!   counts exceed its input count, the instrumentation reported input
-//!   *excluding* cache (Anthropic's API does), and the total is rebuilt.
+//! - Token totals follow what each convention means by its counts (the
+//!   rules, with their sources, are in `docs/token-rules.md`):
+//!   - **Input.** The OTel GenAI names (`gen_ai.usage.input_tokens` with
+//!     `gen_ai.usage.cache_read.input_tokens` /
+//!     `gen_ai.usage.cache_creation.input_tokens`) and OpenInference's
+//!     `prompt_details` count cached tokens inside the input total, so they
+//!     are parts of it, never added on top. Anthropic's Messages API reports
+//!     `input_tokens` *excluding* cache reads and writes, and the
+//!     instrumentations that copy its fields (the `cache_read_input_tokens`
+//!     / `cache_creation_input_tokens` names on an `anthropic` call) keep
+//!     that meaning: their cache counts are always added to the input.
+//!     Whatever the convention, cached counts above the input count can
+//!     only mean an input that excludes them, and the total is rebuilt.
+//!   - **Output.** OpenAI's `completion_tokens` includes reasoning tokens;
+//!     Gemini's `candidatesTokenCount` excludes its `thoughtsTokenCount`.
+//!     A reasoning count up to the output count is taken as part of it; a
+//!     reasoning count above it can only be apart from it, and both are
+//!     billed (output + reasoning).
 //! - The response model beats the request model.
 //! - An unknown model is `unpriced`: kept with its tokens and flagged,
 //!   never a silent $0.
@@ -184,6 +198,19 @@ fn count(attrs: &Attributes, keys: &[&str], problems: &mut Vec<CostError>) -> Op
     n.ok()
 }
 
+/// The cache counts are under the names of Anthropic's API fields
+/// (`cache_read_input_tokens`, `cache_creation_input_tokens`), which the
+/// instrumentations that use them copy from the response as they are.
+fn anthropic_cache_names(attrs: &Attributes) -> bool {
+    const RAW: [&str; 4] = [
+        "gen_ai.usage.cache_read_input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+        "llm.usage.cache_read_input_tokens",
+        "llm.usage.cache_creation_input_tokens",
+    ];
+    RAW.iter().any(|k| attrs.get(k).is_some_and(|v| !v.is_empty()))
+}
+
 /// Reads LLM usage from a span's attributes; `None` when the span is not an
 /// LLM call (no model, no token counts and no cost).
 pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
@@ -207,21 +234,33 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
             input_tokens = t.saturating_sub(o);
         }
     }
+    let provider = first(attrs, &PROVIDER).unwrap_or("").to_ascii_lowercase();
+    let input_excludes_cache = provider == "anthropic" && anthropic_cache_names(attrs);
     match cache_read.checked_add(cache_write) {
-        // The input count excluded cached tokens (as Anthropic reports it).
-        Some(cached) if cached > input_tokens => match input_tokens.checked_add(cached) {
+        // The input count excluded cached tokens: by the convention's
+        // meaning, or because the cached counts alone exceed it.
+        Some(cached) if cached > 0 && (input_excludes_cache || cached > input_tokens) => match input_tokens.checked_add(cached) {
             Some(n) => input_tokens = n,
             None => problems.push(CostError::TokenOverflow { a: input_tokens, a_kind: "input", b: cached, b_kind: "cached" }),
         },
         Some(_) => {}
         None => problems.push(CostError::TokenOverflow { a: cache_read, a_kind: "cache read", b: cache_write, b_kind: "cache write" }),
     }
+    // Reasoning above the output count is counted apart from it (Gemini).
+    let output_tokens = if reasoning > output_tokens {
+        output_tokens.checked_add(reasoning).unwrap_or_else(|| {
+            problems.push(CostError::TokenOverflow { a: output_tokens, a_kind: "output", b: reasoning, b_kind: "reasoning" });
+            reasoning
+        })
+    } else {
+        output_tokens
+    };
     let usage = LlmUsage {
-        provider: first(attrs, &PROVIDER).unwrap_or("").to_ascii_lowercase(),
+        provider,
         model: model.unwrap_or_default(),
         operation: first(attrs, &OPERATION).map_or_else(|| span_name.to_owned(), str::to_owned).to_ascii_lowercase(),
         input_tokens,
-        output_tokens: output_tokens.max(reasoning),
+        output_tokens,
         cache_read_tokens: cache_read,
         cache_write_tokens: cache_write,
         reasoning_tokens: reasoning,
@@ -539,6 +578,67 @@ name = "gemini-2.5-pro"
         // 100 × 3/M = 0.0003; 5,000 × 0.30/M = 0.0015; 1,000 × 3.75/M = 0.00375;
         // 200 × 15/M = 0.003; total 0.00855.
         assert_eq!(price(&catalog(), &u, day("2025-01-01")).total, d("0.00855"));
+    }
+
+    #[test]
+    fn anthropic_raw_input_adds_cache_whatever_its_size() {
+        // Anthropic's API: input_tokens 10,000 fresh, 4,000 read from cache;
+        // the cache count is below the input count, and still apart from it.
+        let u = valid(
+            "chat",
+            &attrs(&[
+                ("gen_ai.system", "anthropic"),
+                ("gen_ai.request.model", "claude-3-5-sonnet-20241022"),
+                ("gen_ai.usage.prompt_tokens", "10000"),
+                ("gen_ai.usage.cache_read_input_tokens", "4000"),
+                ("gen_ai.usage.completion_tokens", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((u.input_tokens, u.cache_read_tokens), (14_000, 4_000));
+        // 10,000 × 3/M = 0.03; 4,000 × 0.30/M = 0.0012; 100 × 15/M = 0.0015;
+        // total 0.0327.
+        assert_eq!(price(&catalog(), &u, day("2025-01-01")).total, d("0.0327"));
+    }
+
+    #[test]
+    fn otel_genai_input_includes_cache_even_for_anthropic() {
+        // The OTel GenAI names: input_tokens already holds the cached part.
+        let u = valid(
+            "chat",
+            &attrs(&[
+                ("gen_ai.provider.name", "anthropic"),
+                ("gen_ai.request.model", "claude-3-5-sonnet-20241022"),
+                ("gen_ai.usage.input_tokens", "10000"),
+                ("gen_ai.usage.cache_read.input_tokens", "4000"),
+                ("gen_ai.usage.output_tokens", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(u.input_tokens, 10_000);
+        // 6,000 × 3/M = 0.018; 4,000 × 0.30/M = 0.0012; 100 × 15/M = 0.0015;
+        // total 0.0207.
+        assert_eq!(price(&catalog(), &u, day("2025-01-01")).total, d("0.0207"));
+    }
+
+    #[test]
+    fn reasoning_above_output_is_billed_beside_it() {
+        // Gemini counts thoughts apart from candidates: output 500, reasoning
+        // 2,000 means 2,500 billed output tokens, not 2,000.
+        let u = valid(
+            "chat o3-mini",
+            &attrs(&[
+                ("gen_ai.request.model", "o3-mini"),
+                ("gen_ai.usage.input_tokens", "1000"),
+                ("gen_ai.usage.output_tokens", "500"),
+                ("gen_ai.usage.reasoning.output_tokens", "2000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((u.output_tokens, u.reasoning_tokens), (2_500, 2_000));
+        // 1,000 × 1.10/M = 0.0011; 500 × 4.40/M = 0.0022; 2,000 reasoning ×
+        // 4.40/M = 0.0088; total 0.0121.
+        assert_eq!(price(&catalog(), &u, day("2025-02-01")).total, d("0.0121"));
     }
 
     #[test]

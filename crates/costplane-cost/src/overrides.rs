@@ -2,10 +2,15 @@
 //!
 //! - **Field by field.** An override entry for a model the shipped catalog
 //!   has changes only the fields it gives: `input = "2.00"` alone keeps the
-//!   catalog's output, cache and reasoning prices, and tiers. The base of
-//!   an override price is the catalog price with the same `effective` date,
-//!   else the one in force on that date; a model the catalog lacks needs
-//!   `input` and `output`.
+//!   catalog's output, cache and reasoning prices, and tiers. A model the
+//!   catalog lacks needs `input` and `output`.
+//! - **An override holds from its date on.** A field an override price
+//!   gives is the price from that price's `effective` date until a later
+//!   override price gives the same field, whatever the shipped catalog
+//!   lists before or after: a negotiated $2.00 from 2024-01-01 is not
+//!   undone by a list price the catalog dates 2024-10-01. Fields no
+//!   override gives follow the catalog, list price changes included. The
+//!   merged entry has one price at each date where either side changes.
 //! - **Numbers or strings.** Rates may be TOML numbers (`input = 2.5`) or
 //!   strings (`input = "2.5"`). Numbers are read from their text as written
 //!   in the file (never through a float), so `0.1` is exactly 0.1.
@@ -124,24 +129,39 @@ pub fn parse(text: &str, what: &str) -> Result<OverrideFile, CostError> {
     toml::from_str(&text).map_err(|e| CostError::Catalog(format!("{what}: {e}")))
 }
 
-fn overlay(base: Option<&Price>, o: &OverridePrice, model: &str) -> Result<Price, CostError> {
+/// The price in force on `day` among `prices` (sorted by date).
+fn in_force(prices: &[Price], day: NaiveDate) -> Option<&Price> {
+    prices.iter().rev().find(|p| p.effective <= day)
+}
+
+/// The latest value on or before `day` that an override price gives for one
+/// field (`overrides` sorted by date).
+fn given<'a, T>(overrides: &'a [OverridePrice], day: NaiveDate, field: impl Fn(&'a OverridePrice) -> Option<T>) -> Option<T> {
+    overrides.iter().rev().filter(|o| o.effective <= day).find_map(field)
+}
+
+/// The merged price of one date: each field from the latest override price
+/// that gives it, else from the catalog price in force.
+fn merged_on(day: NaiveDate, base: Option<&Price>, overrides: &[OverridePrice], model: &str) -> Result<Price, CostError> {
     let need = |v: Option<Decimal>, field: &str| {
         v.ok_or_else(|| {
             CostError::Catalog(format!(
-                "override for {model} on {}: {field} is required (the catalog has no price in force on that date to start from)",
-                o.effective
+                "override for {model} on {day}: {field} is required (the catalog has no price in force on that date to start from)"
             ))
         })
     };
+    let latest = overrides.iter().rev().find(|o| o.effective <= day);
     Ok(Price {
-        effective: o.effective,
-        input: need(o.input.or(base.map(|b| b.input)), "input")?,
-        output: need(o.output.or(base.map(|b| b.output)), "output")?,
-        cache_read: o.cache_read.or(base.and_then(|b| b.cache_read)),
-        cache_write: o.cache_write.or(base.and_then(|b| b.cache_write)),
-        reasoning: o.reasoning.or(base.and_then(|b| b.reasoning)),
-        source: o.source.clone().or_else(|| Some("price override".to_owned())),
-        tiers: o.tiers.clone().unwrap_or_else(|| base.map(|b| b.tiers.clone()).unwrap_or_default()),
+        effective: day,
+        input: need(given(overrides, day, |o| o.input).or(base.map(|b| b.input)), "input")?,
+        output: need(given(overrides, day, |o| o.output).or(base.map(|b| b.output)), "output")?,
+        cache_read: given(overrides, day, |o| o.cache_read).or(base.and_then(|b| b.cache_read)),
+        cache_write: given(overrides, day, |o| o.cache_write).or(base.and_then(|b| b.cache_write)),
+        reasoning: given(overrides, day, |o| o.reasoning).or(base.and_then(|b| b.reasoning)),
+        source: latest
+            .map(|o| o.source.clone().unwrap_or_else(|| "price override".to_owned()))
+            .or_else(|| base.and_then(|b| b.source.clone())),
+        tiers: given(overrides, day, |o| o.tiers.clone()).unwrap_or_else(|| base.map(|b| b.tiers.clone()).unwrap_or_default()),
     })
 }
 
@@ -149,23 +169,28 @@ fn overlay(base: Option<&Price>, o: &OverridePrice, model: &str) -> Result<Price
 /// the shipped entry of the same provider and name, or standing alone.
 pub fn resolve(shipped: &CatalogFile, file: OverrideFile) -> Result<CatalogFile, CostError> {
     let mut out = Vec::with_capacity(file.model.len());
-    for o in file.model {
+    for mut o in file.model {
         let base = shipped.model.iter().find(|m| canonical_provider(&m.provider) == canonical_provider(&o.provider) && m.name == o.name);
         let label = format!("{}/{}", o.provider, o.name);
         if o.prices.is_empty() {
             return Err(CostError::Catalog(format!("override for {label} has no prices")));
         }
-        let mut prices: Vec<Price> = base.map(|b| b.prices.clone()).unwrap_or_default();
-        prices.sort_by_key(|p| p.effective);
-        for op in &o.prices {
-            let same_day = prices.iter().position(|p| p.effective == op.effective);
-            let in_force = prices.iter().rev().find(|p| p.effective <= op.effective);
-            let merged = overlay(same_day.map(|i| &prices[i]).or(in_force), op, &label)?;
-            match same_day {
-                Some(i) => prices[i] = merged,
-                None => prices.push(merged),
-            }
-            prices.sort_by_key(|p| p.effective);
+        o.prices.sort_by_key(|p| p.effective);
+        if let Some(w) = o.prices.windows(2).find(|w| w[0].effective == w[1].effective) {
+            return Err(CostError::Catalog(format!("override for {label} gives two prices effective {}", w[0].effective)));
+        }
+        let mut catalog: Vec<Price> = base.map(|b| b.prices.clone()).unwrap_or_default();
+        catalog.sort_by_key(|p| p.effective);
+        let first = o.prices[0].effective;
+        // Before the first override price the catalog stands as it is; from
+        // it on, one merged price at each date where either side changes.
+        let mut prices: Vec<Price> = catalog.iter().filter(|p| p.effective < first).cloned().collect();
+        let mut days: Vec<NaiveDate> =
+            catalog.iter().map(|p| p.effective).filter(|d| *d >= first).chain(o.prices.iter().map(|p| p.effective)).collect();
+        days.sort();
+        days.dedup();
+        for day in days {
+            prices.push(merged_on(day, in_force(&catalog, day), &o.prices, &label)?);
         }
         out.push(ModelEntry {
             provider: o.provider,
@@ -206,6 +231,35 @@ mod tests {
         // Before the override's date the catalog's price still applies.
         let r = e.rates(NaiveDate::from_ymd_opt(2024, 12, 1).unwrap(), 1000).unwrap();
         assert_eq!(r.input, d("2.50"));
+    }
+
+    #[test]
+    fn an_override_is_not_undone_by_a_later_catalog_price() {
+        // Shipped gpt-4o: 5.00/15.00 from 2024-05-13, then 2.50/10.00 from
+        // 2024-10-01. A negotiated input of 2.00 from 2024-01-01 holds on
+        // every later day; output follows the catalog.
+        let c = load(
+            "version = \"deal\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"openai\"\nname = \"gpt-4o\"\n  [[model.prices]]\n  effective = \"2024-01-01\"\n  input = 2.0\n",
+        )
+        .unwrap();
+        let e = c.lookup_for("openai", "gpt-4o").entry.unwrap();
+        for (day, output) in [("2024-06-01", "15.00"), ("2025-06-01", "10.00"), ("2026-12-06", "10.00")] {
+            let r = e.rates(NaiveDate::from_str(day).unwrap(), 1000).unwrap();
+            assert_eq!((r.input, r.output), (d("2.0"), d(output)), "{day}");
+        }
+    }
+
+    #[test]
+    fn a_later_override_price_keeps_the_fields_of_an_earlier_one() {
+        let c = load(
+            "version = \"deal\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"openai\"\nname = \"gpt-4o\"\n  [[model.prices]]\n  effective = \"2025-02-01\"\n  input = 1.5\n  [[model.prices]]\n  effective = \"2024-01-01\"\n  input = 2\n  output = 8\n",
+        )
+        .unwrap();
+        let e = c.lookup_for("openai", "gpt-4o").entry.unwrap();
+        let r = e.rates(NaiveDate::from_ymd_opt(2025, 6, 1).unwrap(), 1000).unwrap();
+        assert_eq!((r.input, r.output), (d("1.5"), d("8")));
+        let r = e.rates(NaiveDate::from_ymd_opt(2024, 12, 1).unwrap(), 1000).unwrap();
+        assert_eq!((r.input, r.output), (d("2"), d("8")));
     }
 
     #[test]
