@@ -161,9 +161,39 @@ fn scope_info_owned(scope: Option<InstrumentationScope>, schema_url: String, lim
     }))
 }
 
+/// The latest time both stores hold, in nanoseconds since 1970:
+/// 2262-04-11T23:47:16Z, the last whole second of signed 64-bit
+/// nanoseconds, which is what DuckDB's `TIMESTAMP_NS` and ClickHouse's
+/// `DateTime64(9)` are (ClickHouse documents this second as its maximum;
+/// DuckDB reads the very last nanosecond, `i64::MAX`, as `infinity`). The
+/// earliest they hold, 1900-01-01 for ClickHouse, is before anything an
+/// unsigned OTLP time can say.
+pub const MAX_TIME_NS: u64 = 9_223_372_036_000_000_000;
+
+/// The range [`check_time`] holds times to, as reasons quote it.
+pub const TIME_RANGE: &str = "1900-01-01T00:00:00Z..=2262-04-11T23:47:16Z";
+
+/// A time the stores can hold, or the reason naming `field` and the range.
+/// Every time a row keeps goes through here before the row is made, so an
+/// item with a time no store can hold is rejected (partial success) rather
+/// than accepted and lost or clamped.
+pub(crate) fn check_time(nanos: u64, field: &str) -> Result<(), String> {
+    if nanos > MAX_TIME_NS {
+        return Err(format!("{field} {nanos} is outside the range the stores hold ({TIME_RANGE}); send nanoseconds since 1970-01-01"));
+    }
+    Ok(())
+}
+
+/// Whether `nanos` is a time the stores hold (the fast path's test: it
+/// leaves every other item to the general path, which words the reason).
+pub(crate) fn time_fits(nanos: u64) -> bool {
+    nanos <= MAX_TIME_NS
+}
+
+/// A checked time as the rows hold it.
 pub(crate) fn ts(nanos: u64) -> i64 {
-    // Timestamps past year 2262 do not fit DateTime64(9); clamp rather than wrap.
-    i64::try_from(nanos).unwrap_or(i64::MAX)
+    // Callers checked the range; clamp rather than wrap all the same.
+    i64::try_from(nanos.min(MAX_TIME_NS)).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn span_kind(kind: i32) -> &'static str {
@@ -251,6 +281,8 @@ fn check_span(span: &pt::Span, limits: &Limits) -> Result<SpanIds, String> {
     let trace_id = hex_id(&span.trace_id, 16, "trace_id", false)?;
     let span_id = hex_id(&span.span_id, 8, "span_id", false)?;
     let parent_span_id = hex_id(&span.parent_span_id, 8, "parent_span_id", true)?;
+    check_time(span.start_time_unix_nano, "start_time_unix_nano")?;
+    check_time(span.end_time_unix_nano, "end_time_unix_nano")?;
     check_len(&span.name, "name", limits)?;
     check_len(&span.trace_state, "trace_state", limits)?;
     check_len(span.status.as_ref().map_or("", |s| s.message.as_str()), "status message", limits)?;
@@ -264,6 +296,7 @@ fn check_span(span: &pt::Span, limits: &Limits) -> Result<SpanIds, String> {
         ));
     }
     for ev in &span.events {
+        check_time(ev.time_unix_nano, "event time_unix_nano")?;
         check_len(&ev.name, "event name", limits)?;
         check_attributes(&ev.attributes, "event", limits)?;
     }
@@ -404,6 +437,10 @@ fn log_row(
     // As the Collector's exporter does: a record without a timestamp is
     // stored at its observed time.
     let timestamp = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+    check_time(
+        timestamp,
+        if rec.time_unix_nano != 0 { "time_unix_nano" } else { "observed_time_unix_nano (the record has no time_unix_nano)" },
+    )?;
     Ok(LogRow {
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
@@ -483,6 +520,8 @@ fn convert_metric(metric: &pm::Metric, resource: &Arc<ResourceInfo>, scope: &Arc
         unit: metric.unit.clone(),
     });
     let common = |attrs: &[KeyValue], start: u64, time: u64, flags: u32, bytes: u32| -> Result<PointCommon, String> {
+        check_time(start, "start_time_unix_nano")?;
+        check_time(time, "time_unix_nano")?;
         check_attributes(attrs, "data point", limits)?;
         Ok(PointCommon {
             metric: Arc::clone(&info),
@@ -612,6 +651,7 @@ fn number_value(p: &pm::NumberDataPoint) -> f64 {
 fn exemplars(exs: &[pm::Exemplar]) -> Result<Vec<Exemplar>, String> {
     exs.iter()
         .map(|e| {
+            check_time(e.time_unix_nano, "exemplar time_unix_nano")?;
             Ok(Exemplar {
                 filtered_attributes: attributes(&e.filtered_attributes),
                 time_unix_ns: ts(e.time_unix_nano),

@@ -72,15 +72,24 @@ where
                 // quoting serde's "EOF while parsing a value".
                 return Err(TelemetryError::MalformedJson("the body is empty; send at least {}".to_owned()));
             }
-            // Only a body that mentions an enum name pays for the detour
-            // through a JSON value. (A failed typed decode cannot be the
-            // signal: the metric data oneof is flattened, and serde turns
-            // an error inside it into "no data".)
-            if ENUM_PREFIXES.iter().any(|p| contains(body, p.as_bytes())) {
+            // Only a body that mentions an enum name or a non-finite double
+            // pays for the detour through a JSON value. (A failed typed
+            // decode cannot be the signal: the metric data oneof is
+            // flattened, and serde turns an error inside it into "no data".)
+            let enums = ENUM_PREFIXES.iter().any(|p| contains(body, p.as_bytes()));
+            let non_finite = crate::json::may_have_non_finite(body);
+            if enums || non_finite {
                 let mut value: serde_json::Value =
                     serde_json::from_slice(body).map_err(|e| TelemetryError::MalformedJson(e.to_string()))?;
-                replace_enum_names(&mut value);
-                return serde_json::from_value(value).map_err(|e| TelemetryError::MalformedJson(e.to_string()));
+                if enums {
+                    replace_enum_names(&mut value);
+                }
+                let typed = if non_finite {
+                    <T as serde::Deserialize>::deserialize(crate::json::Json::from_value(value))
+                } else {
+                    serde_json::from_value(value)
+                };
+                return typed.map_err(|e| TelemetryError::MalformedJson(e.to_string()));
             }
             serde_json::from_slice(body).map_err(|e| TelemetryError::MalformedJson(e.to_string()))
         }
@@ -313,6 +322,135 @@ mod tests {
         assert_eq!((conv.accepted, conv.rejected), (0, 0));
         let conv = decode_request(Signal::Metrics, Encoding::Json, b"{}", &Limits::default()).unwrap();
         assert!(conv.batch.is_empty());
+    }
+
+    /// A JSON trace request of spans named by `(name, start, end)`.
+    fn json_spans(spans: &[(&str, &str, &str)]) -> String {
+        let spans: Vec<String> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, (name, start, end))| {
+                format!(
+                    r#"{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b17{i}","name":"{name}",
+                        "startTimeUnixNano":"{start}","endTimeUnixNano":"{end}"}}"#
+                )
+            })
+            .collect();
+        format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#, spans.join(","))
+    }
+
+    #[test]
+    fn times_past_what_the_stores_hold_are_rejected_per_item() {
+        // Year 2300, u64::MAX (a valid fixed64: it parses, then is refused)
+        // and the last nanosecond the stores hold.
+        let body = json_spans(&[
+            ("ok", "1700000000000000000", "1700000000000000100"),
+            ("2300", "10413792000000000000", "10413792000000000100"),
+            ("max", "18446744073709551615", "18446744073709551615"),
+            ("ends-never", "1700000000000000000", "18446744073709551615"),
+            ("last", "9223372036000000000", "9223372036000000000"),
+            ("past-last", "9223372036000000001", "9223372036000000001"),
+        ]);
+        let conv = decode_request(Signal::Traces, Encoding::Json, body.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!((conv.accepted, conv.rejected), (2, 4), "{:?}", conv.reasons);
+        let names: Vec<&str> = conv.batch.spans.iter().map(|s| s.span_name.as_str()).collect();
+        assert_eq!(names, ["ok", "last"]);
+        assert_eq!(conv.batch.spans[1].timestamp_ns, 9_223_372_036_000_000_000);
+        let msg = conv.partial_success_message(Signal::Traces).unwrap();
+        assert!(msg.starts_with("rejected 4 of 6 spans: span 1 ('2300'): start_time_unix_nano 10413792000000000000 is outside the range the stores hold (1900-01-01T00:00:00Z..=2262-04-11T23:47:16Z)"), "{msg}");
+        assert!(msg.contains("span 2 ('max'): start_time_unix_nano 18446744073709551615"), "{msg}");
+        assert!(msg.contains("span 3 ('ends-never'): end_time_unix_nano 18446744073709551615"), "{msg}");
+
+        // The same spans over protobuf: the fast path leaves them to the
+        // general path, which answers the same.
+        let req: ExportTraceServiceRequest = serde_json::from_str(&body).unwrap();
+        let pb = req.encode_to_vec();
+        assert!(crate::wire::decode_fast(Signal::Traces, &pb, &Limits::default()).is_none());
+        let from_pb = decode_request(Signal::Traces, Encoding::Protobuf, &pb, &Limits::default()).unwrap();
+        assert_eq!(from_pb.partial_success_message(Signal::Traces), Some(msg));
+        assert_eq!(from_pb.batch.spans.len(), 2);
+
+        // An event past the range takes its span with it.
+        let mut with_event = req.clone();
+        with_event.resource_spans[0].scope_spans[0].spans.truncate(1);
+        with_event.resource_spans[0].scope_spans[0].spans[0]
+            .events
+            .push(opentelemetry_proto::tonic::trace::v1::span::Event { time_unix_nano: u64::MAX, ..Default::default() });
+        let conv = decode_request(Signal::Traces, Encoding::Protobuf, &with_event.encode_to_vec(), &Limits::default()).unwrap();
+        assert_eq!((conv.accepted, conv.rejected), (0, 1));
+        assert!(conv.reasons[0].contains("event time_unix_nano 18446744073709551615"), "{:?}", conv.reasons);
+    }
+
+    #[test]
+    fn a_log_is_held_to_the_time_it_is_stored_at() {
+        let logs = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+            {"timeUnixNano":"1700000000000000000","observedTimeUnixNano":"18446744073709551615","body":{"stringValue":"time set"}},
+            {"timeUnixNano":"0","observedTimeUnixNano":"1700000000000000000","body":{"stringValue":"observed only"}},
+            {"observedTimeUnixNano":"18446744073709551615","body":{"stringValue":"observed past 2262"}},
+            {"timeUnixNano":"10413792000000000000","body":{"stringValue":"year 2300"}}]}]}]}"#;
+        for encoding in [Encoding::Json, Encoding::Protobuf] {
+            let body = match encoding {
+                Encoding::Json => logs.as_bytes().to_vec(),
+                Encoding::Protobuf => serde_json::from_str::<ExportLogsServiceRequest>(logs).unwrap().encode_to_vec(),
+            };
+            let conv = decode_request(Signal::Logs, encoding, &body, &Limits::default()).unwrap();
+            assert_eq!((conv.accepted, conv.rejected), (2, 2), "{encoding:?}: {:?}", conv.reasons);
+            assert_eq!(conv.batch.logs.iter().map(|l| l.timestamp_ns).collect::<Vec<_>>(), [1_700_000_000_000_000_000; 2]);
+            assert!(
+                conv.reasons[0]
+                    .starts_with("log record 2: observed_time_unix_nano (the record has no time_unix_nano) 18446744073709551615"),
+                "{:?}",
+                conv.reasons
+            );
+            assert!(conv.reasons[1].starts_with("log record 3: time_unix_nano 10413792000000000000"), "{:?}", conv.reasons);
+        }
+    }
+
+    #[test]
+    fn metric_points_and_exemplars_past_the_range_are_rejected() {
+        let metrics = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":{"dataPoints":[
+            {"timeUnixNano":"1700000000000000000","asDouble":1},
+            {"timeUnixNano":"18446744073709551615","asDouble":2},
+            {"startTimeUnixNano":"10413792000000000000","timeUnixNano":"1700000000000000000","asDouble":3},
+            {"timeUnixNano":"1700000000000000000","asDouble":4,"exemplars":[{"timeUnixNano":"18446744073709551615","asDouble":1}]}
+        ]}}]}]}]}"#;
+        let conv = decode_request(Signal::Metrics, Encoding::Json, metrics.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!((conv.accepted, conv.rejected), (1, 3), "{:?}", conv.reasons);
+        assert_eq!(conv.batch.gauges[0].value, 1.0);
+        assert!(conv.reasons[0].starts_with("metric 'g' point 1: time_unix_nano 18446744073709551615"), "{:?}", conv.reasons);
+        assert!(conv.reasons[1].starts_with("metric 'g' point 2: start_time_unix_nano 10413792000000000000"), "{:?}", conv.reasons);
+        assert!(conv.reasons[2].starts_with("metric 'g' point 3: exemplar time_unix_nano"), "{:?}", conv.reasons);
+    }
+
+    #[test]
+    fn json_non_finite_doubles_are_read_as_doubles() {
+        let spans = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",
+            "spanId":"eee19b7ec3c1b174","name":"nan","startTimeUnixNano":"1700000000000000000",
+            "attributes":[{"key":"ratio","value":{"doubleValue":"NaN"}},{"key":"up","value":{"doubleValue":"Infinity"}},
+                          {"key":"down","value":{"doubleValue":"-Infinity"}},{"key":"text","value":{"stringValue":"NaN"}}]}]}]}]}"#;
+        let conv = decode_request(Signal::Traces, Encoding::Json, spans.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!((conv.accepted, conv.rejected), (1, 0), "{:?}", conv.reasons);
+        let attrs: Vec<_> = conv.batch.spans[0].span_attributes.iter().collect();
+        assert_eq!(attrs, [("ratio", "NaN"), ("up", "+Inf"), ("down", "-Inf"), ("text", "NaN")]);
+
+        let metrics = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+            {"name":"g","gauge":{"dataPoints":[{"timeUnixNano":"1700000000000000000","asDouble":"NaN"}]}},
+            {"name":"s","sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","dataPoints":[
+                {"timeUnixNano":"1700000000000000000","asDouble":"-Infinity"}]}},
+            {"name":"h","histogram":{"aggregationTemporality":2,"dataPoints":[{"timeUnixNano":"1700000000000000000",
+                "count":"1","sum":"Infinity","min":"NaN","max":"Infinity","bucketCounts":["1"]}]}}]}]}]}"#;
+        let conv = decode_request(Signal::Metrics, Encoding::Json, metrics.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!((conv.accepted, conv.rejected), (3, 0), "{:?}", conv.reasons);
+        assert!(conv.batch.gauges[0].value.is_nan());
+        assert_eq!(conv.batch.sums[0].value, f64::NEG_INFINITY);
+        assert_eq!(conv.batch.sums[0].aggregation_temporality, 2);
+        let h = &conv.batch.histograms[0];
+        assert!(h.sum == f64::INFINITY && h.min.is_nan() && h.max == f64::INFINITY);
+
+        // Other strings in a double field are still refused.
+        let bad = spans.replace(r#"{"doubleValue":"NaN"}"#, r#"{"doubleValue":"nan"}"#);
+        let err = decode_request(Signal::Traces, Encoding::Json, bad.as_bytes(), &Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("invalid type: string \"nan\""), "{err}");
     }
 
     #[test]

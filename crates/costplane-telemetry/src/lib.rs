@@ -8,6 +8,7 @@ mod attributes;
 pub mod convert;
 pub mod decode;
 mod error;
+mod json;
 pub mod model;
 pub mod usage;
 pub mod values;

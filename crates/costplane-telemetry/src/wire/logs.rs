@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::common::{any_value, bytes, each_record, fixed32, fixed64, once, push_attribute, text, varint, RawAttributes, Rendered};
 use super::Fields;
-use crate::convert::{log_bytes, ts, Conversion, Limits};
+use crate::convert::{log_bytes, time_fits, ts, Conversion, Limits};
 use crate::model::{LogRow, ResourceInfo, ScopeInfo};
 use crate::values::hex_id;
 
@@ -46,6 +46,12 @@ fn log_record(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, 
             _ => {}
         }
     }
+    // As the general path: a record without a timestamp is stored at its
+    // observed time; one no store holds is the general path's to reject.
+    let time = if time != 0 { time } else { observed };
+    if !time_fits(time) {
+        return None;
+    }
     // The body is rendered, then held to the same length limit as sent.
     let body = match body {
         None => String::new(),
@@ -61,9 +67,7 @@ fn log_record(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, 
     Some(LogRow {
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
-        // As the general path: a record without a timestamp is stored at
-        // its observed time.
-        timestamp_ns: ts(if time != 0 { time } else { observed }),
+        timestamp_ns: ts(time),
         trace_id: hex_id(trace_id, 16, "trace_id", true).ok()?,
         span_id: hex_id(span_id, 8, "span_id", true).ok()?,
         trace_flags: (flags & 0xff) as u8,

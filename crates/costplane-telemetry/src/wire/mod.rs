@@ -30,8 +30,8 @@
 //!   `AnyValue` with more than one field set (the oneof's last-wins rules);
 //! - entity references and string-table index values, which no row stores
 //!   (a key's string-table index is skipped, as the general path ignores it);
-//! - every item a limit or an id rule rejects, so that partial-success
-//!   texts are written in one place only.
+//! - every item a limit, an id rule or the time range (`convert::check_time`)
+//!   rejects, so that partial-success texts are written in one place only.
 //!
 //! Arrays and maps inside values are decoded by prost and rendered by
 //! `values`, as on the general path. Scalars follow the same rendering

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::common::{bytes, each_record, fixed32, fixed64, once, push_attribute, text, varint, RawAttributes};
 use super::Fields;
-use crate::convert::{span_bytes, span_kind, status_name, ts, Conversion, Limits};
+use crate::convert::{span_bytes, span_kind, status_name, time_fits, ts, Conversion, Limits};
 use crate::model::{ResourceInfo, ScopeInfo, SpanEvent, SpanLink, SpanRow};
 use crate::values::hex_id;
 
@@ -59,6 +59,10 @@ fn span(buf: &[u8], resource: &Arc<ResourceInfo>, scope: &Arc<ScopeInfo>, limits
             _ => {}
         }
     }
+    // A time no store holds: the general path rejects the span and says why.
+    if !time_fits(start) || !time_fits(end) {
+        return None;
+    }
     let (status_code, status_message) = match status {
         Some(b) => span_status(b, limits)?,
         None => ("Unset", String::new()),
@@ -96,6 +100,9 @@ fn event(buf: &[u8], limits: &Limits) -> Option<SpanEvent> {
             4 => _ = varint(p)?,
             _ => {}
         }
+    }
+    if !time_fits(time) {
+        return None;
     }
     Some(SpanEvent { timestamp_ns: ts(time), name: name.to_owned(), attributes: attrs.finish()? })
 }

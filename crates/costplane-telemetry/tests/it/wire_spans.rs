@@ -7,7 +7,7 @@
 //! answers only when the general path accepts the body and converts it to
 //! the same rows.
 
-use costplane_telemetry::convert::convert_traces_owned;
+use costplane_telemetry::convert::{convert_traces_owned, MAX_TIME_NS};
 use costplane_telemetry::wire::{item_sizes, spans::decode_traces};
 use costplane_telemetry::{Conversion, Limits, Signal, TelemetryBatch};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -100,10 +100,20 @@ fn text(small: bool) -> impl Strategy<Value = String> {
     }
 }
 
+/// A time the stores hold (up to the last one) when `valid`; otherwise
+/// any `u64`, past the range half the time.
+fn time(valid: bool) -> BoxedStrategy<u64> {
+    if valid {
+        prop_oneof![0..=MAX_TIME_NS, Just(MAX_TIME_NS)].boxed()
+    } else {
+        prop_oneof![any::<u64>(), Just(MAX_TIME_NS + 1), Just(u64::MAX)].boxed()
+    }
+}
+
 fn span_strategy(valid: bool) -> impl Strategy<Value = Span> {
     let ids = (id(16, valid), id(8, valid), prop_oneof![Just(vec![]), id(8, valid)]);
-    let times = (any::<u64>(), prop_oneof![any::<u64>(), (0u64..1 << 40).prop_map(|d| 1_700_000_000_000_000_000 + d)]);
-    let event = (any::<u64>(), text(valid), attributes(valid)).prop_map(|(time_unix_nano, name, attributes)| span::Event {
+    let times = (time(valid), prop_oneof![time(valid), (0u64..1 << 40).prop_map(|d| 1_700_000_000_000_000_000 + d)]);
+    let event = (time(valid), text(valid), attributes(valid)).prop_map(|(time_unix_nano, name, attributes)| span::Event {
         time_unix_nano,
         name,
         attributes,
