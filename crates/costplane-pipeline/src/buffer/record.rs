@@ -17,13 +17,28 @@
 //! replay after a restart bills the tenant the key pinned, with the same
 //! trust in provided costs, whatever the body's resources claim. Requests
 //! without a key keep kind 1, byte for byte as before, so buffers written by
-//! older versions replay unchanged. A reader that meets a kind it does not
-//! know stops there with an error (the buffer refuses to open), rather than
-//! replaying a keyed request as an unkeyed one.
+//! older versions replay unchanged.
 //!
-//! A record is whole or it is not there: the reader stops at the first
-//! record whose header, length or checksum does not hold (a torn write at
-//! the tail after a crash, or corruption), and the caller truncates there.
+//! Invariants:
+//! - **A record is whole or it is not there.** [`decode`] accepts a record
+//!   only when its length fits, its payload matches its CRC and the payload
+//!   parses.
+//! - **Unknown is not corrupt.** A record whose CRC holds but whose kind
+//!   (or signal, encoding, sender flags) this version does not know was
+//!   written by a newer costplane: [`Invalid::Unknown`]. The buffer refuses
+//!   to open on it, naming the file and the version that wrote it, rather
+//!   than dropping or misreading it (replaying a keyed request as an
+//!   unkeyed one).
+//! - **Resynchronising after corruption.** The format has no sync marker
+//!   (adding one would change every record and break older buffers), so
+//!   [`resync`] finds the next record after a bad one by the framing
+//!   itself: first where the bad record's own length says it ends (flipped
+//!   bits inside a payload leave the length intact), then at each later
+//!   byte offset whose header passes cheap checks (a length that fits, a
+//!   known kind, a known signal and encoding, an intent's count that matches
+//!   its length) and whose payload then matches its CRC-32 and parses. A
+//!   false match needs those bytes *and* a 32-bit checksum to agree by
+//!   chance. Nothing after a bad record is taken without its CRC.
 
 use costplane_telemetry::{Encoding, Signal};
 
@@ -180,6 +195,9 @@ pub enum Invalid {
     BadChecksum,
     /// The payload's fields do not parse.
     BadPayload(&'static str),
+    /// The checksum holds but the record uses a kind, signal, encoding or
+    /// flag this version does not know: written by a newer costplane.
+    Unknown(String),
 }
 
 impl std::fmt::Display for Invalid {
@@ -189,6 +207,7 @@ impl std::fmt::Display for Invalid {
             Invalid::BadLength(n) => write!(f, "impossible record length {n}"),
             Invalid::BadChecksum => f.write_str("checksum mismatch"),
             Invalid::BadPayload(why) => write!(f, "malformed record: {why}"),
+            Invalid::Unknown(what) => write!(f, "{what}, which this version of costplane does not know"),
         }
     }
 }
@@ -248,14 +267,16 @@ fn parse_payload(payload: &[u8]) -> Result<Record<'_>, Invalid> {
     match c.u8()? {
         kind @ (KIND_REQUEST | KIND_KEYED_REQUEST) => {
             let record_id = c.u64()?;
-            let signal = signal_of(c.u8()?).ok_or(Invalid::BadPayload("unknown signal"))?;
-            let encoding = encoding_of(c.u8()?).ok_or(Invalid::BadPayload("unknown encoding"))?;
+            let code = c.u8()?;
+            let signal = signal_of(code).ok_or_else(|| Invalid::Unknown(format!("signal code {code}")))?;
+            let code = c.u8()?;
+            let encoding = encoding_of(code).ok_or_else(|| Invalid::Unknown(format!("encoding code {code}")))?;
             let received_ns = c.u64()? as i64;
             let tenant = c.str()?;
             let sender = if kind == KIND_KEYED_REQUEST {
                 let flags = c.u8()?;
                 if flags > 1 {
-                    return Err(Invalid::BadPayload("unknown sender flags"));
+                    return Err(Invalid::Unknown(format!("sender flags {flags:#04x}")));
                 }
                 let tenant = c.str()?;
                 let project = Some(c.str()?).filter(|p| !p.is_empty());
@@ -275,8 +296,44 @@ fn parse_payload(payload: &[u8]) -> Result<Record<'_>, Invalid> {
             Ok(Record::Intent { batch_id, records })
         }
         KIND_COMMIT => Ok(Record::Commit { batch_id: c.u64()? }),
-        _ => Err(Invalid::BadPayload("unknown record kind")),
+        kind => Err(Invalid::Unknown(format!("record kind {kind}"))),
     }
+}
+
+/// Cheap checks of a would-be record header at the start of `bytes`,
+/// before its CRC is computed: the length fits in `bytes`, the kind is
+/// known, and the kind's fixed fields hold.
+fn plausible(bytes: &[u8]) -> bool {
+    if bytes.len() < HEADER_BYTES + 9 {
+        return false;
+    }
+    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    if len < 9 || len > bytes.len() - HEADER_BYTES {
+        return false;
+    }
+    let p = &bytes[HEADER_BYTES..];
+    match p[0] {
+        KIND_REQUEST | KIND_KEYED_REQUEST => len >= 21 && signal_of(p[9]).is_some() && encoding_of(p[10]).is_some(),
+        KIND_INTENT => len >= 13 && u32::from_le_bytes([p[9], p[10], p[11], p[12]]) as usize * 8 + 13 == len,
+        KIND_COMMIT => len == 9,
+        _ => false,
+    }
+}
+
+/// Where the next whole record after a bad one at `at` begins, if any:
+/// see the module's "Resynchronising after corruption".
+pub fn resync(bytes: &[u8], at: usize) -> Option<usize> {
+    let whole = |pos: usize| pos > at && pos < bytes.len() && plausible(&bytes[pos..]) && decode(&bytes[pos..]).is_ok();
+    if bytes.len() >= at + HEADER_BYTES {
+        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let end = at.saturating_add(HEADER_BYTES).saturating_add(len);
+        // Where the bad record says it ends, a record of a newer version
+        // counts as a boundary too (the reader then refuses it).
+        if end > at && end < bytes.len() && matches!(decode(&bytes[end..]), Ok(_) | Err(Invalid::Unknown(_))) {
+            return Some(end);
+        }
+    }
+    (at + 1..bytes.len()).find(|&pos| whole(pos))
 }
 
 #[cfg(test)]
@@ -353,5 +410,51 @@ mod tests {
         let mut huge = bytes;
         huge[3] = 0xff;
         assert!(matches!(decode(&huge).unwrap_err(), Invalid::BadLength(_)));
+    }
+
+    #[test]
+    fn an_unknown_kind_or_code_with_a_good_checksum_is_unknown_not_corrupt() {
+        let mut future = vec![9u8];
+        future.extend_from_slice(&1u64.to_le_bytes());
+        assert_eq!(decode(&frame(future, &[])).unwrap_err(), Invalid::Unknown("record kind 9".into()));
+        let mut bytes = encode_request(1, &meta(), b"");
+        bytes[HEADER_BYTES + 9] = 4; // a signal code from the future
+        let crc = crc32fast::hash(&bytes[HEADER_BYTES..]);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&bytes).unwrap_err(), Invalid::Unknown("signal code 4".into()));
+        // Without a good checksum the same bytes are corruption.
+        bytes[5] ^= 1;
+        assert_eq!(decode(&bytes).unwrap_err(), Invalid::BadChecksum);
+    }
+
+    #[test]
+    fn resync_finds_the_next_record_after_a_bad_one() {
+        let mut bytes = encode_request(1, &meta(), b"first body");
+        bytes.extend_from_slice(b"first body");
+        let second = bytes.len();
+        bytes.extend(encode_request(2, &meta(), b"second"));
+        bytes.extend_from_slice(b"second");
+        let third = bytes.len();
+        bytes.extend(encode_intent(5, &[1, 2]));
+        let fourth = bytes.len();
+        bytes.extend(encode_commit(5));
+
+        // A flipped payload bit: the length still says where the next one is.
+        let mut flipped = bytes.clone();
+        flipped[second + HEADER_BYTES + 12] ^= 0x10;
+        assert_eq!(decode(&flipped[second..]).unwrap_err(), Invalid::BadChecksum);
+        assert_eq!(resync(&flipped, second), Some(third));
+        // A broken length: found by scanning.
+        let mut broken = bytes.clone();
+        broken[second..second + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
+        assert_eq!(resync(&broken, second), Some(third));
+        // Garbage over two records: the scan skips to the commit.
+        let mut garbage = bytes.clone();
+        for (i, b) in garbage[second..fourth].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        assert_eq!(resync(&garbage, second), Some(fourth));
+        // Nothing whole after a bad tail.
+        assert_eq!(resync(&bytes[..fourth + 3], fourth), None);
     }
 }
