@@ -22,6 +22,11 @@
 //!   with its composition before the first attempt, derived for bisected
 //!   halves), and `Store::write` is idempotent per id, so retries and
 //!   replays store nothing twice.
+//! - **Nothing is written that the log does not hold.** With the disk
+//!   buffer, a batch whose intent cannot be logged (ENOSPC, EIO) is not
+//!   written: it waits, retried with the write back-off, and meanwhile
+//!   submits are refused with a retryable error. A commit that cannot be
+//!   logged is owed by the buffer (see [`buffer`]).
 //! - **Bounded memory.** Decoded rows held in memory reserve their size
 //!   ([`memory`], RAII guards released on every path, panics included).
 //!   With the disk buffer, a request that does not fit is kept on disk only
@@ -202,6 +207,11 @@ pub(crate) struct Inner {
     pub(crate) stats: PipelineStats,
     pub(crate) disk: Option<Arc<DiskBuffer>>,
     next_record: AtomicU64,
+    /// The disk buffer cannot log batch intents: requests are refused
+    /// until it can (nothing is written to the store around the log).
+    pub(crate) log_failing: AtomicBool,
+    /// Corrupt stretches of the disk buffer skipped at start.
+    corrupt_records: u64,
     /// Unresolved requests: record id → acceptance time (ns), for the lag.
     pub(crate) pending: Mutex<BTreeMap<u64, i64>>,
 }
@@ -228,11 +238,23 @@ impl Pipeline {
         buffer: BufferConfig,
         decoder: Arc<dyn RequestDecoder>,
     ) -> Result<PipelineHandle, PipelineError> {
+        Pipeline::start_on(config, store, buffer, Arc::new(buffer::fs::StdFs), decoder)
+    }
+
+    /// [`Pipeline::start`] with the disk buffer on `fs` (tests use an
+    /// in-memory filesystem that injects faults).
+    pub fn start_on(
+        config: PipelineConfig,
+        store: Arc<dyn Store>,
+        buffer: BufferConfig,
+        fs: Arc<dyn buffer::fs::BufferFs>,
+        decoder: Arc<dyn RequestDecoder>,
+    ) -> Result<PipelineHandle, PipelineError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (disk, recovery) = match buffer {
             BufferConfig::Memory => (None, None),
             BufferConfig::Disk(c) => {
-                let (disk, recovery) = DiskBuffer::open(c)?;
+                let (disk, recovery) = DiskBuffer::open_with(c, fs)?;
                 (Some(Arc::new(disk)), Some(recovery))
             }
         };
@@ -243,6 +265,8 @@ impl Pipeline {
             stats: PipelineStats::default(),
             disk: disk.clone(),
             next_record: AtomicU64::new(1),
+            log_failing: AtomicBool::new(false),
+            corrupt_records: recovery.as_ref().map_or(0, |r| r.corrupt.len() as u64),
             pending: Mutex::new(BTreeMap::new()),
         });
         if let Some(recovery) = recovery {
@@ -270,6 +294,12 @@ impl Pipeline {
             }
             if batches + requests > 0 {
                 tracing::info!(batches, requests, "replaying what the disk buffer holds before accepting new data");
+            }
+            if !recovery.corrupt.is_empty() {
+                tracing::error!(
+                    corrupt = recovery.corrupt.len(),
+                    "the disk buffer held corrupt records: they were skipped (their bytes are in buffer.dir/quarantine) and everything else is replayed"
+                );
             }
         }
         drop(tx);
@@ -317,6 +347,9 @@ impl Pipeline {
         // logging, so no record is written for a request the client resends.
         let Some(sender) = tx.as_ref().filter(|s| !s.is_closed()) else { return Err(SubmitError::ShuttingDown) };
         let (record_id, location, body_copy, reservation) = match &self.inner.disk {
+            Some(_) if self.inner.log_failing.load(Ordering::Acquire) => {
+                return Err(SubmitError::Buffer("batches cannot be logged to it".into()));
+            }
             Some(disk) => {
                 let (id, loc) = disk.append_request(&meta, body).map_err(|e| match e {
                     BufferError::Full { used, limit } => {
@@ -414,8 +447,22 @@ impl Pipeline {
         };
         let oldest_age_seconds = oldest_ns.map_or(0.0, |t| ((now_ns() - t).max(0) as f64) / 1e9);
         let buffer = match &self.inner.disk {
-            Some(d) => BufferSnapshot { kind: "disk", bytes: d.bytes(), limit_bytes: d.max_bytes(), records, oldest_age_seconds },
-            None => BufferSnapshot { kind: "memory", bytes: 0, limit_bytes: self.inner.memory.limit() as u64, records, oldest_age_seconds },
+            Some(d) => BufferSnapshot {
+                kind: "disk",
+                bytes: d.bytes(),
+                limit_bytes: d.max_bytes(),
+                records,
+                oldest_age_seconds,
+                corrupt_records: self.inner.corrupt_records,
+            },
+            None => BufferSnapshot {
+                kind: "memory",
+                bytes: 0,
+                limit_bytes: self.inner.memory.limit() as u64,
+                records,
+                oldest_age_seconds,
+                corrupt_records: 0,
+            },
         };
         self.inner.stats.snapshot(self.queued_bytes(), self.inner.memory.limit(), buffer)
     }

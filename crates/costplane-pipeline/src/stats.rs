@@ -119,6 +119,9 @@ pub struct BufferSnapshot {
     pub records: u64,
     /// Age of the oldest accepted, unstored request, in seconds.
     pub oldest_age_seconds: f64,
+    /// Corrupt records (stretches of bytes) the disk buffer skipped and
+    /// quarantined when it was opened at start.
+    pub corrupt_records: u64,
 }
 
 impl PipelineStats {

@@ -3,6 +3,7 @@
 //! store rejects, dead-letters the requests at fault and commits.
 
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::BufferError;
 use crate::deadletter::{self, DeadLetterReason};
 use crate::{Entry, Part, Pipeline, PipelineConfig, RequestDecoder};
 
@@ -201,7 +203,10 @@ impl Writer {
                 // request resolved.
                 let id = derive_id(part.record_id, 3);
                 if let Err(e) = disk.append_intent(id, &[part.record_id]) {
-                    tracing::error!(error = %e, "cannot log to the disk buffer");
+                    // Not resolved without its intent: the next start
+                    // decodes it again.
+                    tracing::error!(error = %e, "cannot log to the disk buffer; the request stays in it for the next start");
+                    return Err(Unloaded::Stuck);
                 }
                 self.resolve(id, &[part]);
                 Err(Unloaded::Resolved)
@@ -220,24 +225,63 @@ impl Writer {
             return;
         }
         let Ok(permit) = Arc::clone(slots).acquire_owned().await else { return };
+        let mut intent = Vec::new();
         if log_intent {
             batch.id = rand::rng().random();
-            if let Some(disk) = &self.pipeline.inner.disk {
-                let records: Vec<u64> = batch.parts.iter().filter(|(p, _)| p.location.is_some()).map(|(p, _)| p.record_id).collect();
-                if !records.is_empty() {
-                    if let Err(e) = disk.append_intent(batch.id, &records) {
-                        // Without its intent a replay may re-batch these
-                        // requests differently; the write itself goes on.
-                        tracing::error!(error = %e, "cannot log a batch's composition to the disk buffer");
-                    }
-                }
+            if self.pipeline.inner.disk.is_some() {
+                intent = batch.parts.iter().filter(|(p, _)| p.location.is_some()).map(|(p, _)| p.record_id).collect();
             }
         }
         let writer = Arc::clone(self);
         tasks.spawn(async move {
-            writer.write_resolving(batch).await;
+            if intent.is_empty() || writer.log_intent(batch.id, intent).await {
+                writer.write_resolving(batch).await;
+            }
             drop(permit);
         });
+    }
+
+    /// Logs a batch's composition (fsynced) before its first write, trying
+    /// again with the write back-off until the log takes it: nothing is
+    /// written to the store that the log does not hold, so a replay always
+    /// re-forms the batch under this id. While it fails, the receivers
+    /// refuse new requests (retryable). False at the shutdown deadline: the
+    /// requests stay in the buffer.
+    async fn log_intent(&self, batch_id: u64, records: Vec<u64>) -> bool {
+        let inner = &self.pipeline.inner;
+        let Some(disk) = &inner.disk else { return true };
+        let records = Arc::new(records);
+        let mut attempt = 0u32;
+        loop {
+            let (d, r) = (Arc::clone(disk), Arc::clone(&records));
+            let logged = tokio::task::spawn_blocking(move || d.append_intent(batch_id, &r))
+                .await
+                .unwrap_or_else(|e| Err(BufferError::Io { path: PathBuf::new(), source: std::io::Error::other(e.to_string()) }));
+            match logged {
+                Ok(()) => {
+                    if inner.log_failing.swap(false, Ordering::AcqRel) {
+                        tracing::info!("the disk buffer takes batch intents again; accepting requests");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    if !inner.log_failing.swap(true, Ordering::AcqRel) || attempt.is_multiple_of(10) {
+                        tracing::error!(
+                            batch = batch_id,
+                            attempt,
+                            error = %e,
+                            "cannot log a batch's composition to the disk buffer; the batch waits and new requests are refused until it can"
+                        );
+                    }
+                }
+            }
+            let delay = self.config.retry.delay(attempt);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => return false,
+            }
+        }
     }
 
     /// Writes a batch until every request in it is stored or dead-lettered,
@@ -288,7 +332,11 @@ impl Writer {
             let locations: Vec<_> = parts.iter().filter_map(|p| p.location).collect();
             if !locations.is_empty() {
                 if let Err(e) = disk.commit(batch_id, &locations) {
-                    tracing::error!(error = %e, "cannot log a commit to the disk buffer; the batch will be replayed (and deduplicated) at the next start");
+                    tracing::error!(
+                        batch = batch_id,
+                        error = %e,
+                        "cannot log a commit to the disk buffer; it is owed and written with the buffer's next write (if the process stops first, the batch is replayed under its id and the store skips it)"
+                    );
                 }
             }
         }

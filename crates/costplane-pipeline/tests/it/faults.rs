@@ -12,18 +12,18 @@ use costplane_store::{Dialect, Param, QueryResult, Store, StoreError};
 use costplane_telemetry::{decode_request, Encoding, Limits, Signal, TelemetryBatch};
 
 /// The real DuckDB store, plus injected faults.
-struct FaultyStore {
-    inner: Arc<DuckDbStore>,
-    panics_left: AtomicU32,
-    outages_left: AtomicU32,
+pub(crate) struct FaultyStore {
+    pub(crate) inner: Arc<DuckDbStore>,
+    pub(crate) panics_left: AtomicU32,
+    pub(crate) outages_left: AtomicU32,
     /// Rows whose body names this tenant are refused as invalid data.
-    reject_tenant: Option<String>,
+    pub(crate) reject_tenant: Option<String>,
     /// After storing a batch, never answer (a crash before the commit is logged).
-    hang_after_write: AtomicBool,
+    pub(crate) hang_after_write: AtomicBool,
 }
 
 impl FaultyStore {
-    fn new(inner: Arc<DuckDbStore>) -> FaultyStore {
+    pub(crate) fn new(inner: Arc<DuckDbStore>) -> FaultyStore {
         FaultyStore {
             inner,
             panics_left: AtomicU32::new(0),
@@ -96,7 +96,7 @@ impl Store for FaultyStore {
     }
 }
 
-struct JsonDecoder;
+pub(crate) struct JsonDecoder;
 
 impl RequestDecoder for JsonDecoder {
     fn decode(&self, meta: &RequestMeta, body: &[u8]) -> Result<TelemetryBatch, String> {
@@ -105,7 +105,7 @@ impl RequestDecoder for JsonDecoder {
 }
 
 /// An OTLP/JSON logs request of `n` records whose bodies start with `tenant`.
-fn logs_body(tenant: &str, request: u64, n: u64) -> Vec<u8> {
+pub(crate) fn logs_body(tenant: &str, request: u64, n: u64) -> Vec<u8> {
     let records: Vec<String> = (0..n)
         .map(|i| {
             format!(
@@ -121,7 +121,7 @@ fn logs_body(tenant: &str, request: u64, n: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn submit(pipeline: &Pipeline, tenant: &str, request: u64, n: u64) {
+pub(crate) fn submit(pipeline: &Pipeline, tenant: &str, request: u64, n: u64) {
     let body = logs_body(tenant, request, n);
     let meta = RequestMeta { signal: Signal::Logs, encoding: Encoding::Json, received_ns: 1, tenant: tenant.into(), sender: None };
     let batch = JsonDecoder.decode(&meta, &body).unwrap();
@@ -129,7 +129,7 @@ fn submit(pipeline: &Pipeline, tenant: &str, request: u64, n: u64) {
     pipeline.submit(Submission { meta, body: &body, batch }).unwrap();
 }
 
-fn config(dir: &std::path::Path) -> PipelineConfig {
+pub(crate) fn config(dir: &std::path::Path) -> PipelineConfig {
     PipelineConfig {
         batch_max_rows: 10_000,
         flush_interval: Duration::from_millis(200),
@@ -140,7 +140,7 @@ fn config(dir: &std::path::Path) -> PipelineConfig {
     }
 }
 
-fn disk(dir: &std::path::Path) -> BufferConfig {
+pub(crate) fn disk(dir: &std::path::Path) -> BufferConfig {
     BufferConfig::Disk(DiskBufferConfig {
         dir: dir.join("buffer"),
         max_bytes: 64 << 20,
@@ -149,7 +149,7 @@ fn disk(dir: &std::path::Path) -> BufferConfig {
     })
 }
 
-async fn count(store: &DuckDbStore, sql: &str) -> u64 {
+pub(crate) async fn count(store: &DuckDbStore, sql: &str) -> u64 {
     store.query(sql).await.unwrap().rows[0][0].as_u64().unwrap()
 }
 

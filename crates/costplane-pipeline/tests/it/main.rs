@@ -1,5 +1,7 @@
 //! Pipeline tests over the real embedded store (DuckDB), with a wrapper that
 //! injects the faults a store can show: a panic, an outage, a rejection of
-//! one tenant's data, a crash between storing a batch and logging it.
+//! one tenant's data, a crash between storing a batch and logging it; and
+//! the disk buffer under disk faults.
 
+mod disk_faults;
 mod faults;
