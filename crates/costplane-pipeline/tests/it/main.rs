@@ -1,7 +1,8 @@
 //! Pipeline tests over the real embedded store (DuckDB), with a wrapper that
 //! injects the faults a store can show: a panic, an outage, a rejection of
-//! one tenant's data, a crash between storing a batch and logging it; and
-//! the disk buffer under disk faults.
+//! one tenant's data, a crash between storing a batch and logging it; the
+//! disk buffer under disk faults; and a model-based test of the buffer.
 
 mod disk_faults;
 mod faults;
+mod wal_model;
