@@ -78,6 +78,15 @@ pub(crate) fn day_name(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The first and last day whose midnight a `TIMESTAMP_NS` (signed 64-bit
+/// nanoseconds) holds: 1677-09-22 and 2262-04-11 (division truncates
+/// towards zero, so both round inwards). A partition outside them cannot
+/// be bounded in a view (DuckDB refuses the literal), and no row the
+/// receivers accept can be in one. The last day's end, 2262-04-12, is past
+/// the range too: its view branch has no upper bound.
+pub(crate) const FIRST_DAY: i64 = i64::MIN / DAY_NS;
+pub(crate) const LAST_DAY: i64 = i64::MAX / DAY_NS;
+
 /// The day number of `YYYY-MM-DD`, the inverse of [`day_name`].
 pub(crate) fn parse_day(name: &str) -> Option<i64> {
     let mut parts = name.splitn(3, '-');
@@ -87,6 +96,14 @@ pub(crate) fn parse_day(name: &str) -> Option<i64> {
     }
     let day = days_from_civil(y, m, d);
     (day_name(day) == name).then_some(day)
+}
+
+/// Whether `name` is a generation directory's, as [`Segments::partition_dir`]
+/// and compaction name them: `date=YYYY-MM-DD.g-...`.
+fn is_generation_name(name: &str) -> bool {
+    name.strip_prefix("date=")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(day, suffix)| parse_day(day).is_some() && suffix.starts_with("g-"))
 }
 
 pub(crate) fn now_ns() -> i64 {
@@ -214,6 +231,9 @@ pub(crate) struct Segments {
     seq: AtomicU64,
     /// Replaced generations and when they were replaced.
     retired: Mutex<Vec<(PathBuf, std::time::Instant)>>,
+    /// Entries of `tables/` or `segments/` that are no partition or
+    /// generation of this layout, already warned about (once each).
+    strays: Mutex<HashSet<PathBuf>>,
 }
 
 impl std::fmt::Debug for Segments {
@@ -238,6 +258,7 @@ impl Segments {
             written: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             retired: Mutex::new(Vec::new()),
+            strays: Mutex::new(HashSet::new()),
         };
         for table in TELEMETRY_TABLES {
             for dir in [segments.table_dir(table), segments.tmp_dir(table)] {
@@ -259,6 +280,7 @@ impl Segments {
             written: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             retired: Mutex::new(Vec::new()),
+            strays: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -298,22 +320,59 @@ impl Segments {
         format!("{prefix}-{:x}-{:x}", now_ns(), self.seq.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Warns once about an entry that is no partition or generation of
+    /// this layout: it is skipped (never read, never deleted), and reads of
+    /// everything else go on.
+    fn stray(&self, path: &Path, why: &str) {
+        let mut strays = self.strays.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if strays.insert(path.to_path_buf()) {
+            tracing::warn!(
+                path = %path.display(),
+                why,
+                "skipping an entry of the telemetry segments that costplane did not make; \
+                 its rows (if any) are not read; move it out of the data directory to silence this"
+            );
+        }
+    }
+
+    /// Every link of `tables/<table>/` as (entry path, resolved target),
+    /// whatever its name: what a generation must not be deleted under.
+    fn link_targets(&self, table: &'static str) -> Result<HashSet<PathBuf>, StoreError> {
+        let dir = self.table_dir(table);
+        let mut out = HashSet::new();
+        for entry in fs::read_dir(&dir).map_err(|e| io(format!("listing {}", dir.display()), e))?.flatten() {
+            if let Ok(target) = fs::read_link(entry.path()) {
+                let resolved = dir.join(target);
+                out.insert(resolved.canonicalize().unwrap_or(resolved));
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes temporary files and generations no symlink points at.
+    /// Only what this layout makes is deleted: a directory whose name is no
+    /// generation's (`date=YYYY-MM-DD.g-...`) is left alone and reported.
     fn recover(&self, table: &'static str) -> Result<(), StoreError> {
         let tmp = self.tmp_dir(table);
         for entry in fs::read_dir(&tmp).map_err(|e| io(format!("listing {}", tmp.display()), e))?.flatten() {
             let _ = fs::remove_file(entry.path());
         }
-        let live: HashSet<PathBuf> = self.partitions(table)?.into_iter().map(|p| p.dir).collect();
+        // Every link's target, a skipped partition's included: its
+        // generation stays on disk for whoever looks at it.
+        let live = self.link_targets(table)?;
         let seg_dir = self.segments_dir().join(table);
         for entry in fs::read_dir(&seg_dir).map_err(|e| io(format!("listing {}", seg_dir.display()), e))?.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("date=") && path.is_dir() && !live.contains(&path) {
+            if name.starts_with(".link") {
+                let _ = fs::remove_file(&path);
+            } else if name == "tmp" || !path.is_dir() || live.contains(&path) {
+                continue;
+            } else if is_generation_name(&name) {
                 tracing::info!(dir = %path.display(), "removing a generation no partition uses (left by an interrupted compaction)");
                 fs::remove_dir_all(&path).map_err(|e| io(format!("removing {}", path.display()), e))?;
-            } else if name.starts_with(".link") {
-                let _ = fs::remove_file(&path);
+            } else {
+                self.stray(&path, "not a generation directory (date=YYYY-MM-DD.g-...) and no partition links to it");
             }
         }
         Ok(())
@@ -342,7 +401,11 @@ impl Segments {
         Ok(())
     }
 
-    /// The partitions of `table`, by day.
+    /// The partitions of `table`, by day. Whatever else `tables/<table>/`
+    /// holds is skipped and reported once ([`Segments::stray`]): a name
+    /// that is no `date=YYYY-MM-DD`, a day outside
+    /// [`FIRST_DAY`]..=[`LAST_DAY`] (no view can bound it), an entry that
+    /// is no symlink, or a link to no directory. None of them fails a read.
     pub fn partitions(&self, table: &'static str) -> Result<Vec<Partition>, StoreError> {
         let dir = self.table_dir(table);
         let mut out = Vec::new();
@@ -351,11 +414,26 @@ impl Segments {
             return Ok(out);
         }
         for entry in fs::read_dir(&dir).map_err(|e| io(format!("listing {}", dir.display()), e))?.flatten() {
+            let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(day) = name.strip_prefix("date=").and_then(parse_day) else { continue };
-            let target = fs::read_link(entry.path()).map_err(|e| io(format!("reading the link {}", entry.path().display()), e))?;
+            let Some(day) = name.strip_prefix("date=").and_then(parse_day) else {
+                self.stray(&path, "not a partition name (date=YYYY-MM-DD)");
+                continue;
+            };
+            if !(FIRST_DAY..=LAST_DAY).contains(&day) {
+                self.stray(&path, "a day outside 1677-09-22..=2262-04-11, which no nanosecond timestamp reaches");
+                continue;
+            }
+            let Ok(target) = fs::read_link(&path) else {
+                self.stray(&path, "not a symlink to a generation directory");
+                continue;
+            };
             let resolved = dir.join(target);
             let resolved = resolved.canonicalize().unwrap_or(resolved);
+            if !resolved.is_dir() {
+                self.stray(&path, "links to no directory");
+                continue;
+            }
             out.push(Partition { table, day, dir: resolved });
         }
         out.sort_by_key(|p| p.day);
@@ -511,8 +589,9 @@ impl Segments {
         }
         let mut removed = Vec::new();
         for p in self.partitions(table)? {
-            let end_ns = (p.day + 1) * DAY_NS;
-            if end_ns + i64::from(ttl_days) * DAY_NS > now_ns {
+            // Saturating: the last day's end (2262-04-12) is past i64 nanoseconds.
+            let end_ns = (p.day + 1).saturating_mul(DAY_NS);
+            if end_ns.saturating_add(i64::from(ttl_days).saturating_mul(DAY_NS)) > now_ns {
                 continue;
             }
             {

@@ -31,7 +31,7 @@
 
 use std::path::Path;
 
-use super::segments::{day_name, time_column, Segments};
+use super::segments::{day_name, time_column, Segments, LAST_DAY};
 use crate::{StoreError, TELEMETRY_TABLES};
 
 /// Most `UNION ALL` branches of an in-process view (see [`partition_view_sql`]).
@@ -84,6 +84,10 @@ pub(crate) fn partition_view_sql(segments: &Segments, table: &'static str) -> Re
         // Day 0 also holds the rows without a time (`split_by_day`): no bound there.
         branches.push(if first.day == 0 {
             scan
+        } else if last.day >= LAST_DAY {
+            // The day after the last one is past `TIMESTAMP_NS`: DuckDB
+            // refuses its literal, and no time reaches it anyway.
+            format!("{scan} WHERE \"{time}\" >= TIMESTAMP_NS '{}'", day_name(first.day))
         } else {
             format!(
                 "{scan} WHERE \"{time}\" >= TIMESTAMP_NS '{}' AND \"{time}\" < TIMESTAMP_NS '{}'",
@@ -244,6 +248,96 @@ mod partition_views {
         conn.execute_batch(&sql).unwrap();
         assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces"), 80);
         assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces WHERE Timestamp >= '2026-01-04' AND Timestamp < '2026-01-05'"), 2);
+    }
+}
+
+#[cfg(test)]
+mod odd_partitions {
+    use super::super::compact::tests::span;
+    use super::super::compact::{compact_all, CompactPolicy};
+    use super::super::segments::{day_name, DAY_NS, FIRST_DAY, LAST_DAY};
+    use super::*;
+
+    const NOON: i64 = 20_454 * DAY_NS + DAY_NS / 2; // 2026-01-01T12:00Z
+
+    fn count(conn: &duckdb::Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn the_nanosecond_range_is_1677_09_22_to_2262_04_11() {
+        assert_eq!(day_name(FIRST_DAY), "1677-09-22");
+        assert_eq!(day_name(LAST_DAY), "2262-04-11");
+        assert_eq!(i64::MAX.div_euclid(DAY_NS), LAST_DAY);
+    }
+
+    #[test]
+    fn the_last_day_a_timestamp_reaches_is_read_without_an_upper_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = Segments::open(dir.path()).unwrap();
+        // The last nanosecond TIMESTAMP_NS holds, as a store before the
+        // receivers refused later times clamped them to.
+        let rb = super::super::arrow::traces(&[span("a", "now", NOON, 1), span("b", "last", i64::MAX, 2)]).unwrap();
+        segments.write(1, "otel_traces", &rb).unwrap();
+        let sql = partition_view_sql(&segments, "otel_traces").unwrap();
+        assert!(sql.contains("WHERE \"Timestamp\" >= TIMESTAMP_NS '2262-04-11')"), "{sql}");
+        assert!(!sql.contains("2262-04-12"), "{sql}");
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&sql).unwrap();
+        assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces"), 2);
+        assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces WHERE Timestamp < '2027-01-01'"), 1);
+        // Compaction and retention cope with it too (its end is past i64 nanoseconds).
+        segments.write(2, "otel_traces", &rb).unwrap();
+        let now = CompactPolicy { target_bytes: 1 << 30, max_age: std::time::Duration::ZERO };
+        assert_eq!(compact_all(&segments, &now).unwrap(), 2);
+        assert_eq!(segments.expire("otel_traces", 1, NOON + 400 * DAY_NS).unwrap(), vec![20_454]);
+        let days: Vec<i64> = segments.partitions("otel_traces").unwrap().iter().map(|p| p.day).collect();
+        assert_eq!(days, [LAST_DAY]);
+    }
+
+    #[test]
+    fn stray_entries_are_skipped_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = Segments::open(dir.path()).unwrap();
+        let rb = super::super::arrow::traces(&[span("a", "x", NOON, 1), span("a", "y", NOON + 1, 2)]).unwrap();
+        segments.write(1, "otel_traces", &rb).unwrap();
+        let tables = dir.path().join("tables/otel_traces");
+        let segs = dir.path().join("segments/otel_traces");
+        // A day no nanosecond timestamp reaches, linked to a generation with a file.
+        let far = segs.join("date=2262-04-12.g-0-0");
+        std::fs::create_dir(&far).unwrap();
+        super::super::segments::write_file(&far.join("s.parquet"), std::slice::from_ref(&rb), &[9], 1).unwrap();
+        std::os::unix::fs::symlink("../../segments/otel_traces/date=2262-04-12.g-0-0", tables.join("date=2262-04-12")).unwrap();
+        // A real directory where a link belongs, a name that is no day, a
+        // file, a dangling link, and a directory under segments/ that is no
+        // generation.
+        std::fs::create_dir(tables.join("date=2026-02-01")).unwrap();
+        std::fs::create_dir(tables.join("date=someday")).unwrap();
+        std::fs::write(tables.join("NOTES"), "kept by hand").unwrap();
+        std::os::unix::fs::symlink("../../segments/otel_traces/gone", tables.join("date=2026-03-01")).unwrap();
+        let legacy = segs.join("date=2025-12-31");
+        std::fs::create_dir(&legacy).unwrap();
+
+        let check = |segments: &Segments| {
+            let days: Vec<String> = segments.partitions("otel_traces").unwrap().iter().map(|p| day_name(p.day)).collect();
+            assert_eq!(days, ["2026-01-01"]);
+            let conn = duckdb::Connection::open_in_memory().unwrap();
+            conn.execute_batch(&partition_view_sql(segments, "otel_traces").unwrap()).unwrap();
+            assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces"), 2);
+        };
+        check(&segments);
+        drop(segments);
+        // Opening again (which removes what interrupted compactions left)
+        // deletes none of them.
+        let segments = Segments::open(dir.path()).unwrap();
+        check(&segments);
+        assert!(far.join("s.parquet").exists() && legacy.exists() && tables.join("NOTES").exists());
+        segments.write(2, "otel_traces", &rb).unwrap();
+        let now = CompactPolicy { target_bytes: 1 << 30, max_age: std::time::Duration::ZERO };
+        assert_eq!(compact_all(&segments, &now).unwrap(), 1);
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&partition_view_sql(&segments, "otel_traces").unwrap()).unwrap();
+        assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces"), 4);
     }
 }
 
