@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use crate::support::ServerProcess;
+use crate::support::{wait_until, ServerProcess};
 
 fn request(names: &[&str], attr_value: &str) -> ExportTraceServiceRequest {
     let spans = names
@@ -210,4 +210,212 @@ fn a_foreign_otel_logs_table_stops_startup_with_the_fix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "a store error: {stderr}");
     assert!(stderr.contains("otel_logs") && stderr.contains("SeverityText"), "names the table and the column: {stderr}");
+}
+
+/// 2300-01-01T00:00:00Z in nanoseconds: past what either store holds.
+const YEAR_2300_NS: u64 = 10_413_792_000_000_000_000;
+
+/// An OTLP/JSON trace request of spans `(name, startTimeUnixNano)`, each a
+/// millisecond long where the start allows it.
+fn json_spans(spans: &[(&str, u64)]) -> Vec<u8> {
+    let spans: Vec<serde_json::Value> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, (name, start))| {
+            serde_json::json!({
+                "traceId": "0102030405060708090a0b0c0d0e0f10",
+                "spanId": format!("{:016x}", i + 1),
+                "name": name,
+                "startTimeUnixNano": start.to_string(),
+                "endTimeUnixNano": start.saturating_add(1_000_000).to_string(),
+                "attributes": [{"key": "ratio", "value": {"doubleValue": "NaN"}}]
+            })
+        })
+        .collect();
+    serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "range"}}]},
+        "scopeSpans": [{"spans": spans}]
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+/// A gauge of one point at `time` in OTLP/JSON, its value written as the
+/// protobuf JSON mapping writes a NaN.
+fn json_nan_gauge(name: &str, time: u64) -> Vec<u8> {
+    serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+        {"name": name, "gauge": {"dataPoints": [{"timeUnixNano": time.to_string(), "asDouble": "NaN"}]}}
+    ]}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+/// The same gauge in protobuf.
+fn proto_gauge(name: &str, time: u64, value: f64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: time,
+                            value: Some(number_data_point::Value::AsDouble(value)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// The partial success of an OTLP/JSON answer: (rejected, message).
+fn json_partial(resp: reqwest::blocking::Response, field: &str) -> (String, String) {
+    assert_eq!(resp.status().as_u16(), 200, "partial success is a 200");
+    let body: serde_json::Value = resp.json().expect("a JSON answer");
+    let ps = &body["partialSuccess"];
+    (ps[field].as_str().unwrap_or_default().to_owned(), ps["errorMessage"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Span names and gauge rows as `costplane sql` reads them.
+fn stored(server: &ServerProcess) -> (Vec<String>, Vec<String>) {
+    let spans = server.sql("SELECT SpanName FROM otel_traces ORDER BY SpanName");
+    let spans = spans.iter().map(|r| r["SpanName"].as_str().unwrap().to_owned()).collect();
+    let gauges = server.sql("SELECT MetricName, isnan(\"Value\") AS nan FROM otel_metrics_gauge ORDER BY MetricName");
+    let gauges = gauges.iter().map(|r| format!("{} nan={}", r["MetricName"].as_str().unwrap(), r["nan"])).collect();
+    (spans, gauges)
+}
+
+#[test]
+fn times_past_2262_are_refused_per_item_and_nan_is_stored_and_strays_break_no_read() {
+    let mut server = ServerProcess::start(&[]);
+    const NOW: u64 = 1_700_000_000_000_000_000;
+
+    // OTLP/JSON: a span in 2300 and one at u64::MAX (a valid fixed64) are
+    // refused one by one; the normal span beside them is stored.
+    let body = json_spans(&[("json-normal", NOW), ("json-2300", YEAR_2300_NS), ("json-max", u64::MAX)]);
+    let (rejected, message) = json_partial(server.export("/v1/traces", "application/json", body), "rejectedSpans");
+    assert_eq!(rejected, "2", "{message}");
+    assert!(message.contains("span 1 ('json-2300'): start_time_unix_nano 10413792000000000000 is outside the range the stores hold (1900-01-01T00:00:00Z..=2262-04-11T23:47:16Z)"), "{message}");
+    assert!(message.contains("span 2 ('json-max'): start_time_unix_nano 18446744073709551615"), "{message}");
+
+    // The same over protobuf.
+    let mut pb = request(&["pb-normal", "pb-2300"], "v");
+    pb.resource_spans[0].scope_spans[0].spans[1].start_time_unix_nano = YEAR_2300_NS;
+    let resp = server.export("/v1/traces", "application/x-protobuf", pb.encode_to_vec());
+    assert_eq!(resp.status().as_u16(), 200);
+    let ps = ExportTraceServiceResponse::decode(resp.bytes().unwrap()).unwrap().partial_success.expect("partial_success is set");
+    assert_eq!(ps.rejected_spans, 1);
+    assert!(ps.error_message.contains("span 1 ('pb-2300'): start_time_unix_nano 10413792000000000000 is outside"), "{}", ps.error_message);
+
+    // A gauge point in 2300 is refused too; NaN gauges over JSON ("NaN")
+    // and protobuf are stored.
+    let (rejected, message) =
+        json_partial(server.export("/v1/metrics", "application/json", json_nan_gauge("json-2300", YEAR_2300_NS)), "rejectedDataPoints");
+    assert_eq!(rejected, "1", "{message}");
+    assert!(message.contains("time_unix_nano 10413792000000000000 is outside"), "{message}");
+    for (path, content_type, body) in [
+        ("/v1/metrics", "application/json", json_nan_gauge("json-nan", NOW)),
+        ("/v1/metrics", "application/x-protobuf", proto_gauge("pb-nan", NOW, f64::NAN)),
+    ] {
+        let resp = server.export(path, content_type, body);
+        assert_eq!(resp.status().as_u16(), 200);
+        let text = resp.text().unwrap();
+        assert!(!text.contains("partialSuccess") && !text.contains("rejected"), "fully accepted: {text}");
+    }
+
+    let want_spans = ["json-normal", "pb-normal"];
+    let want_gauges = ["json-nan nan=true", "pb-nan nan=true"];
+    wait_until(|| stored(&server).0.len() == 2 && stored(&server).1.len() == 2, "the accepted spans and gauges");
+    assert_eq!(stored(&server), (want_spans.map(String::from).to_vec(), want_gauges.map(String::from).to_vec()));
+    assert!(server.terminate().success(), "{}", server.log_text());
+
+    // Stray entries in the segment tree: a day past what a timestamp
+    // reaches (linked to a generation holding a file), a legacy plain
+    // directory, a name that is no day, and a directory under segments/
+    // that is no generation. None of them breaks a read, with the server
+    // stopped (`costplane sql` on the directory) or running.
+    let root = server.data_dir.path().to_path_buf();
+    let tables = root.join("tables/otel_traces");
+    let segments = root.join("segments/otel_traces");
+    let real = std::fs::read_dir(&segments)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("date=2023-11-14."))
+        .expect("the generation of 2023-11-14");
+    let far = segments.join("date=2262-04-12.g-0-0");
+    std::fs::create_dir(&far).unwrap();
+    for f in std::fs::read_dir(&real).unwrap().flatten() {
+        std::fs::copy(f.path(), far.join(f.file_name())).unwrap();
+    }
+    std::os::unix::fs::symlink("../../segments/otel_traces/date=2262-04-12.g-0-0", tables.join("date=2262-04-12")).unwrap();
+    std::fs::create_dir(tables.join("date=2024-01-01")).unwrap();
+    std::fs::create_dir(tables.join("legacy")).unwrap();
+    std::fs::create_dir(segments.join("date=2262-04-13")).unwrap();
+    assert_eq!(stored(&server).0, want_spans);
+
+    let dir = std::mem::replace(&mut server.data_dir, tempfile::tempdir().unwrap());
+    let mut server = ServerProcess::start_in(dir, &[]);
+    let resp = server.export("/v1/traces", "application/json", json_spans(&[("after-restart", NOW + 1)]));
+    assert_eq!(resp.status().as_u16(), 200);
+    wait_until(|| stored(&server).0.len() == 3, "the span sent after the restart");
+    assert_eq!(stored(&server).0, ["after-restart", "json-normal", "pb-normal"]);
+    let log = server.log_text();
+    assert!(log.contains("skipping an entry of the telemetry segments"), "{log}");
+    for name in ["date=2262-04-12", "date=2024-01-01", "legacy", "date=2262-04-13"] {
+        assert!(log.contains(name), "the warning names {name}: {log}");
+    }
+    assert!(server.terminate().success(), "{}", server.log_text());
+    // Nothing stray was deleted.
+    assert!(far.exists() && segments.join("date=2262-04-13").exists() && tables.join("legacy").exists());
+}
+
+#[test]
+fn on_clickhouse_times_past_2262_are_refused_per_item_and_nan_is_stored() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    let mut server = ServerProcess::start(&crate::support::clickhouse_args(&target, &[]));
+    let q = |sql: &str| crate::support::query_clickhouse(&target.url, &target.database, sql);
+    // 2030-01-01: inside every TTL, so ClickHouse keeps the rows.
+    const IN_TTL: u64 = 1_893_456_000_000_000_000;
+
+    let body = json_spans(&[("ch-normal", IN_TTL), ("ch-2300", YEAR_2300_NS), ("ch-max", u64::MAX)]);
+    let (rejected, message) = json_partial(server.export("/v1/traces", "application/json", body), "rejectedSpans");
+    assert_eq!(rejected, "2", "{message}");
+    assert!(message.contains("start_time_unix_nano 18446744073709551615 is outside the range the stores hold"), "{message}");
+    let mut pb = request(&["ch-pb-normal", "ch-pb-2300"], "v");
+    for (span, start) in pb.resource_spans[0].scope_spans[0].spans.iter_mut().zip([IN_TTL, YEAR_2300_NS]) {
+        span.start_time_unix_nano = start;
+        span.end_time_unix_nano = start + 1;
+    }
+    let resp = server.export("/v1/traces", "application/x-protobuf", pb.encode_to_vec());
+    let ps = ExportTraceServiceResponse::decode(resp.bytes().unwrap()).unwrap().partial_success.expect("partial_success is set");
+    assert_eq!(ps.rejected_spans, 1, "{}", ps.error_message);
+    for (content_type, body) in [
+        ("application/json", json_nan_gauge("ch-json-nan", IN_TTL)),
+        ("application/x-protobuf", proto_gauge("ch-pb-nan", IN_TTL, f64::NAN)),
+    ] {
+        let resp = server.export("/v1/metrics", content_type, body);
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(!resp.text().unwrap().contains("partialSuccess"));
+    }
+
+    wait_until(|| q("SELECT count() FROM otel_traces") == "2" && q("SELECT count() FROM otel_metrics_gauge") == "2", "the accepted rows");
+    assert_eq!(
+        q("SELECT arrayStringConcat(groupArray(SpanName), ',') FROM (SELECT SpanName FROM otel_traces ORDER BY SpanName)"),
+        "ch-normal,ch-pb-normal"
+    );
+    assert_eq!(q("SELECT SpanAttributes['ratio'] FROM otel_traces WHERE SpanName = 'ch-normal'"), "NaN");
+    assert_eq!(q("SELECT countIf(isNaN(Value)) FROM otel_metrics_gauge"), "2");
+    assert!(server.terminate().success(), "{}", server.log_text());
+    assert!(!server.log_text().contains("dead-lettered"), "{}", server.log_text());
 }
