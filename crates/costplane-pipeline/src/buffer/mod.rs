@@ -24,7 +24,8 @@
 //!   deleted one once the deletion is reported done.
 //! - **Same batch, same id.** The intent is logged and fsynced (in every
 //!   mode) before a batch's first write attempt; when it cannot be, the
-//!   caller does not write. A replay re-forms uncommitted batches from their
+//!   caller does not write (a failed intent left in the log claims nothing:
+//!   a request belongs to the last intent naming it). A replay re-forms uncommitted batches from their
 //!   intents with the same id, so the store's deduplication (DuckDB's
 //!   written-batch table, ClickHouse's insert tokens) drops what a crashed
 //!   run had already stored: exactly once across crashes and power loss.
@@ -356,19 +357,21 @@ impl DiskBuffer {
     }
 
     /// Logs the composition of a batch before its first write attempt, and
-    /// fsyncs it (in every mode): an error means it is not logged, and the
-    /// batch must not be written.
+    /// fsyncs it (in every mode): an error means it may not be on disk, and
+    /// the batch must not be written (log the same intent again).
     pub fn append_intent(&self, batch_id: u64, records: &[u64]) -> Result<(), BufferError> {
-        let mut st = self.lock();
-        let _ = self.settle_owed(&mut st);
+        let (file, path) = {
+            let mut st = self.lock();
+            let _ = self.settle_owed(&mut st);
+            self.write_locked(&mut st, &[&record::encode_intent(batch_id, records)])?;
+            (Arc::clone(&st.active), segment_path(&self.config.dir, st.active_seq))
+        };
         // On disk before the first write attempt, so a power loss cannot
         // make a replay re-batch (under a new id) requests the store has.
-        let len = self.write_locked(&mut st, &[&record::encode_intent(batch_id, records)])?;
-        if let Err(e) = self.sync_active(&st) {
-            self.unwrite(&mut st, len);
-            return Err(e);
-        }
-        Ok(())
+        // The fsync runs outside the lock: appends go on meanwhile. When it
+        // fails the intent stays in the log, harmless: nothing is written
+        // under its id, and a request belongs to the last intent naming it.
+        file.sync_data().map_err(io(&path))
     }
 
     /// Logs that batch `batch_id` is resolved, releasing its requests

@@ -254,7 +254,7 @@ fn a_write_or_fsync_failure_refuses_the_request_and_leaves_no_trace() {
 }
 
 #[test]
-fn a_failed_intent_is_not_logged_and_a_failed_commit_is_owed() {
+fn a_failed_intent_claims_nothing_and_a_failed_commit_is_owed() {
     let fs = MemFs::new();
     let mut cfg = config(Path::new("/buf"));
     cfg.segment_bytes = 1 << 20;
@@ -262,6 +262,7 @@ fn a_failed_intent_is_not_logged_and_a_failed_commit_is_owed() {
     let a = buf.append_request(&meta("a"), b"one").unwrap();
     fs.inject(FsOp::SyncData, Fault::Eio);
     assert!(buf.append_intent(1, &[a.0]).is_err(), "an intent that is not on disk is an error");
+    // Batched again (it was never written under 1): the last intent claims it.
     buf.append_intent(2, &[a.0]).unwrap();
     fs.inject(FsOp::Append, Fault::NoSpace);
     assert!(buf.commit(2, &[a.1]).is_err());

@@ -237,14 +237,12 @@ impl Harness {
                 let id = self.next_batch;
                 self.next_batch += 1;
                 let ids: Vec<u64> = members.iter().map(|s| self.reqs[s].handle.unwrap().0).collect();
-                let cuts_failed = self.fs.fired(FsOp::SetLen);
                 let ok = self.buf().append_intent(id, &ids).is_ok();
-                let maybe_logged = self.fs.fired(FsOp::SetLen) > cuts_failed;
                 for s in &members {
                     let t = self.reqs.get_mut(s).unwrap();
                     if ok {
                         t.batch = Some(id);
-                    } else if maybe_logged {
+                    } else {
                         t.maybe_batches.push(id);
                     }
                 }
