@@ -1,4 +1,7 @@
-//! The HTTP API: health, readiness and read-only SQL.
+//! The HTTP API listener: every route (health, readiness, the page, the
+//! cost, Kubernetes, import and insights APIs, `/metrics`), built from one
+//! list ([`ROUTES`]) and layered once with authentication and the browser
+//! guard, and the read-only SQL endpoint.
 //!
 //! `/api/v1/sql` is how `costplane sql` reads the embedded store while the
 //! server holds it (DuckDB allows one writing process per file).
@@ -6,11 +9,13 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Extension, Json, Router};
 use costplane_pipeline::Pipeline;
 use costplane_store::Store;
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{ApiKey, Caller};
@@ -31,47 +36,207 @@ pub struct ApiState {
 #[derive(Debug, Clone)]
 pub struct SqlLimits(pub costplane_store::QueryLimits);
 
+/// Every route of the API listener, as `METHOD /path`. The router is built
+/// through [`Routes`], which refuses a route missing here, and checks that
+/// every entry was built; 404 answers list these paths, and the route-walk
+/// test visits each one. Adding a route means adding it here.
+pub const ROUTES: &[&str] = &[
+    "GET /",
+    "GET /ui/app.js",
+    "GET /ui/style.css",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+    "POST /api/v1/sql",
+    "GET /api/v1/costs",
+    "GET /api/v1/costs/unpriced",
+    "GET /api/v1/costs/untagged",
+    "POST /api/v1/reprice",
+    "POST /api/v1/prices/reload",
+    "GET /api/costs/export",
+    "GET /api/v1/allocation",
+    "POST /api/v1/kubernetes/flush",
+    "POST /api/v1/import/focus",
+    "GET /api/v1/anomalies",
+    "POST /api/v1/anomalies/backfill",
+    "POST /api/v1/anomalies/{id}/dismiss",
+    "GET /api/v1/forecast",
+    "GET /api/v1/forecasts",
+    "GET /api/v1/budgets",
+    "POST /api/v1/budgets",
+    "GET /api/v1/budgets/status",
+    "GET /api/v1/budgets/{id}",
+    "PUT /api/v1/budgets/{id}",
+    "DELETE /api/v1/budgets/{id}",
+];
+
+/// The routes answered without an API key: the page's static files (they
+/// carry no data) and the health probes. Every other route needs a key when
+/// keys are configured. The browser guard covers these too.
+pub const PUBLIC: &[&str] = &["GET /", "GET /ui/app.js", "GET /ui/style.css", "GET /healthz", "GET /readyz"];
+
+/// Bounds on query parameters that are not part of a handler's own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryBounds {
+    /// Most steps one `/api/v1/allocation` answer may have (`api.max_steps`).
+    pub max_steps: usize,
+}
+
+impl Default for QueryBounds {
+    fn default() -> Self {
+        QueryBounds { max_steps: crate::config::DEFAULT_MAX_STEPS }
+    }
+}
+
+/// The API listener's routes, built from [`ROUTES`]: each added route is
+/// checked against the list and sorted into the keyed or public router by
+/// [`PUBLIC`]; [`Routes::finish`] layers authentication on the keyed
+/// routes and the browser guard on all of them, after everything is merged.
+pub(crate) struct Routes {
+    keyed: Router,
+    public: Router,
+    built: Vec<&'static str>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes { keyed: Router::new(), public: Router::new(), built: Vec::new() }
+    }
+
+    fn entry(route: &'static str) -> (Method, &'static str) {
+        assert!(ROUTES.contains(&route), "route {route:?} is not listed in api::ROUTES; add it there");
+        let (method, path) = route.split_once(' ').expect("routes are 'METHOD /path'");
+        (method.parse().expect("a method"), path)
+    }
+
+    fn place(mut self, route: &'static str, method_router: MethodRouter) -> Routes {
+        let (_, path) = Routes::entry(route);
+        assert!(!self.built.contains(&route), "route {route:?} is built twice");
+        self.built.push(route);
+        if PUBLIC.contains(&route) {
+            self.public = self.public.route(path, method_router);
+        } else {
+            self.keyed = self.keyed.route(path, method_router);
+        }
+        self
+    }
+
+    /// `route` ("METHOD /path") answered by `handler` over `state`.
+    pub(crate) fn at<H, T, S>(self, route: &'static str, handler: H, state: &S) -> Routes
+    where
+        H: Handler<T, S>,
+        T: 'static,
+        S: Clone + Send + Sync + 'static,
+    {
+        let (method, _) = Routes::entry(route);
+        let filter = MethodFilter::try_from(method).expect("a routable method");
+        self.place(route, axum::routing::on(filter, handler).with_state(state.clone()))
+    }
+
+    /// Like [`Routes::at`], timed into `costplane_query_duration_seconds`.
+    fn timed<H, T, S>(self, route: &'static str, handler: H, state: &S, metrics: &Arc<MetricsCache>) -> Routes
+    where
+        H: Handler<T, S>,
+        T: 'static,
+        S: Clone + Send + Sync + 'static,
+    {
+        let (method, _) = Routes::entry(route);
+        let filter = MethodFilter::try_from(method).expect("a routable method");
+        let timer = axum::middleware::from_fn_with_state(Arc::clone(metrics), crate::costs::metrics::time_queries);
+        self.place(route, axum::routing::on(filter, handler).with_state(state.clone()).route_layer(timer))
+    }
+
+    /// A router built elsewhere, serving exactly `routes` (all keyed or all
+    /// public).
+    fn router(mut self, routes: &[&'static str], router: Router) -> Routes {
+        let public = routes.iter().all(|r| PUBLIC.contains(r));
+        assert!(public || routes.iter().all(|r| !PUBLIC.contains(r)), "a merged router is all public or all keyed: {routes:?}");
+        for &r in routes {
+            Routes::entry(r);
+            assert!(!self.built.contains(&r), "route {r:?} is built twice");
+            self.built.push(r);
+        }
+        if public {
+            self.public = self.public.merge(router);
+        } else {
+            self.keyed = self.keyed.merge(router);
+        }
+        self
+    }
+
+    /// One router: authentication on every keyed route, then the browser
+    /// guard on everything (the 404 fallback included). Nothing may be
+    /// merged into the result: it would miss both.
+    fn finish(self, keys: Vec<ApiKey>) -> Router {
+        let missing: Vec<&str> = ROUTES.iter().copied().filter(|r| !self.built.contains(r)).collect();
+        assert!(missing.is_empty(), "api::ROUTES lists routes nothing serves: {missing:?}");
+        let open = keys.is_empty();
+        self.keyed
+            .layer(axum::middleware::from_fn_with_state(Arc::new(keys), crate::auth::authenticate))
+            .merge(self.public)
+            .fallback(crate::web::not_found("HTTP API", ROUTES))
+            .layer(axum::middleware::from_fn_with_state(open, crate::auth::browser_guard))
+    }
+}
+
+/// What the API listener serves.
+pub struct ApiParts {
+    pub state: ApiState,
+    pub costs: CostState,
+    pub keys: Vec<ApiKey>,
+    /// `/metrics` serves cost series from here.
+    pub metrics: Arc<MetricsCache>,
+    /// Anomalies, forecasts and budgets.
+    pub insights: crate::insights::InsightsState,
+}
+
 /// Health, readiness, and the API (behind API keys when configured), with
-/// the default `[metrics]` settings.
+/// the default `[metrics]` and `[anomalies]` settings.
 pub fn router(state: ApiState, costs: CostState, keys: Vec<ApiKey>) -> Router {
     router_with(state, costs, keys, Arc::new(MetricsCache::default()))
 }
 
 /// [`router`], with `/metrics` serving cost series from `metrics`.
 pub fn router_with(state: ApiState, costs: CostState, keys: Vec<ApiKey>, metrics: Arc<MetricsCache>) -> Router {
-    let open = keys.is_empty();
-    let keys = Arc::new(keys);
+    let currency = costs.meter().catalog.currency.clone();
+    let insights = crate::insights::InsightsState::new(&crate::Config::default(), Arc::clone(&state.store), currency);
+    app(ApiParts { state, costs, keys, metrics, insights })
+}
+
+/// The whole API listener. Every route is in [`ROUTES`]; the browser guard
+/// and (for all but [`PUBLIC`]) authentication are layered once, over all
+/// of them.
+pub fn app(parts: ApiParts) -> Router {
+    let ApiParts { state, costs, keys, metrics, insights } = parts;
     // Cost the closer books feeds the cost counters on /metrics.
     costs.closer.observe(Arc::clone(&metrics.counters) as Arc<dyn crate::costs::closer::LedgerObserver>);
-    let api = Router::new()
-        .route("/api/v1/sql", post(sql))
-        .with_state(state.clone())
-        .merge(
-            Router::new()
-                .route("/api/v1/costs", get(crate::costs::costs))
-                .route("/api/v1/costs/unpriced", get(crate::costs::unpriced))
-                .route("/api/v1/reprice", post(crate::costs::reprice))
-                .route("/api/v1/prices/reload", post(crate::costs::reload_prices))
-                .route("/api/costs/export", get(crate::costs::export))
-                .with_state(costs.clone()),
-        )
-        .merge(crate::k8s_api::router(costs.clone()).merge(crate::import::router(costs.clone())))
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&metrics), crate::costs::metrics::time_queries))
-        .merge(Router::new().route("/metrics", get(crate::costs::metrics::metrics)).with_state(MetricsState {
-            costs,
-            pipeline: state.pipeline.clone(),
-            inflight: state.inflight.clone(),
-            cache: metrics,
-        }))
-        .layer(axum::middleware::from_fn_with_state(keys, crate::auth::authenticate));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(state)
-        .merge(api)
-        .layer(axum::middleware::from_fn_with_state(open, crate::auth::browser_guard))
-        .merge(crate::web::router())
-        .fallback(crate::web::not_found("HTTP API", crate::web::API_PATHS))
+    let metrics_state = MetricsState {
+        costs: costs.clone(),
+        pipeline: state.pipeline.clone(),
+        inflight: state.inflight.clone(),
+        cache: Arc::clone(&metrics),
+    };
+    let m = &metrics;
+    let routes = Routes::new()
+        .router(&["GET /", "GET /ui/app.js", "GET /ui/style.css"], crate::web::router())
+        .at("GET /healthz", || async { "ok\n" }, &())
+        .at("GET /readyz", readyz, &state)
+        .at("GET /metrics", crate::costs::metrics::metrics, &metrics_state)
+        .timed("POST /api/v1/sql", sql, &state, m)
+        .timed("GET /api/v1/costs", crate::costs::costs, &costs, m)
+        .timed("GET /api/v1/costs/unpriced", crate::costs::unpriced, &costs, m)
+        .timed("POST /api/v1/reprice", crate::costs::reprice, &costs, m)
+        .timed("POST /api/v1/prices/reload", crate::costs::reload_prices, &costs, m)
+        .timed("GET /api/costs/export", crate::costs::export, &costs, m)
+        .timed("GET /api/v1/allocation", crate::k8s_api::allocation, &costs, m)
+        .timed("GET /api/v1/costs/untagged", crate::k8s_api::untagged, &costs, m)
+        .timed("POST /api/v1/kubernetes/flush", crate::k8s_api::flush, &costs, m)
+        .router(
+            &["POST /api/v1/import/focus"],
+            crate::import::router(costs.clone())
+                .route_layer(axum::middleware::from_fn_with_state(Arc::clone(m), crate::costs::metrics::time_queries)),
+        );
+    crate::insights::routes(routes, &insights).finish(keys)
 }
 
 #[derive(Serialize)]

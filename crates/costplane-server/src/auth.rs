@@ -120,9 +120,14 @@ pub struct BoundAddr {
 ///   CORS is served, so a page elsewhere cannot read answers either).
 /// - Without keys, `Host` must be `localhost`, a loopback address or the
 ///   bound address: a page on a rebinding DNS name is refused.
-/// - Requests that change anything (`POST`, ...) under `/api/` must be
-///   `application/json`, which a page can only send cross-origin after a
-///   CORS preflight that fails; `text/plain` and form posts are refused.
+/// - Requests that carry a body to change something (`POST`, `PUT`,
+///   `PATCH`) must be `application/json`, which a page can only send
+///   cross-origin after a CORS preflight that fails; `text/plain` and form
+///   posts are refused. (`DELETE` carries no body, and a page can only send
+///   it after a preflight.)
+///
+/// It is layered over the API listener's whole router (`api::app`), so it
+/// holds for every route and the 404 fallback.
 pub async fn browser_guard(State(open): State<bool>, req: Request, next: Next) -> Response {
     if let Err(e) = check_browser_safety(&req, open) {
         return e.into_response();
@@ -153,7 +158,10 @@ fn check_browser_safety(req: &Request, open: bool) -> Result<(), ApiError> {
         let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
         let same = matches!((authority, host.as_deref()), (Some(a), Some(h)) if a.trim_end_matches('/').eq_ignore_ascii_case(h));
         if !same {
-            return Err(ApiError::new(ErrorCode::PermissionDenied, format!("cross-origin requests are refused (Origin {origin})")));
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!("cross-origin requests are refused (Origin {})", crate::costs::params::cut(origin)),
+            ));
         }
     }
     if open {
@@ -166,13 +174,16 @@ fn check_browser_safety(req: &Request, open: bool) -> Result<(), ApiError> {
             if !loopback && !bound_ip {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
-                    format!("Host '{h}' is not this server's address; without API keys only localhost and the bound address are served"),
+                    format!(
+                        "Host '{}' is not this server's address; without API keys only localhost and the bound address are served",
+                        crate::costs::params::cut(h)
+                    ),
                 ));
             }
         }
     }
-    let changes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
-    if changes && req.uri().path().starts_with("/api/") {
+    let changes = !matches!(*req.method(), http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::DELETE);
+    if changes {
         let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let mime = ct.split(';').next().unwrap_or("").trim();
         // A bill upload is CSV, gzip or Parquet: types a web form cannot
@@ -182,7 +193,10 @@ fn check_browser_safety(req: &Request, open: bool) -> Result<(), ApiError> {
         if !mime.eq_ignore_ascii_case("application/json") && !bill {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
-                format!("send Content-Type: application/json (got '{ct}'); other types are refused so web pages cannot post here"),
+                format!(
+                    "send Content-Type: application/json (got '{}'); other types are refused so web pages cannot post here",
+                    crate::costs::params::cut(ct)
+                ),
             ));
         }
     }

@@ -126,11 +126,26 @@ pub struct ApiSection {
     pub sql_max_rows: usize,
     /// How long an ad-hoc query may run before it is stopped.
     pub sql_timeout: String,
+    /// Most steps (`window` / `step`) one `/api/v1/allocation` answer may
+    /// have; more is answered 400 before anything is read.
+    pub max_steps: usize,
 }
+
+/// The default of `api.max_steps`: a year of hours.
+pub const DEFAULT_MAX_STEPS: usize = 8_784;
+
+/// The ceiling of `api.max_steps`.
+pub const MAX_STEPS_CEILING: usize = 100_000;
 
 impl Default for ApiSection {
     fn default() -> Self {
-        ApiSection { keys: Vec::new(), allow_open_remote: false, sql_max_rows: 10_000, sql_timeout: "30s".into() }
+        ApiSection {
+            keys: Vec::new(),
+            allow_open_remote: false,
+            sql_max_rows: 10_000,
+            sql_timeout: "30s".into(),
+            max_steps: DEFAULT_MAX_STEPS,
+        }
     }
 }
 
@@ -607,6 +622,9 @@ impl Config {
         self.api.query_limits()?;
         if self.api.sql_max_rows == 0 {
             return Err("api.sql_max_rows must be at least 1".into());
+        }
+        if self.api.max_steps == 0 || self.api.max_steps > MAX_STEPS_CEILING {
+            return Err(format!("api.max_steps must be between 1 and {MAX_STEPS_CEILING}, got {}", self.api.max_steps));
         }
         if self.api.keys.is_empty() && !self.http.addr.ip().is_loopback() && !self.api.allow_open_remote {
             return Err(format!(

@@ -19,8 +19,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use costplane_k8s::share::split;
 use costplane_k8s::ShareSplit;
@@ -29,7 +28,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
-use crate::costs::params::{iso, ns, parse_time};
+use crate::costs::params::{from_unix, iso, ns, parse_time, shown, EARLIEST_SECS, LATEST_SECS};
 use crate::costs::CostState;
 use crate::error::{ApiError, ErrorCode};
 use crate::kubernetes::KubernetesMetering;
@@ -37,14 +36,6 @@ use crate::kubernetes::KubernetesMetering;
 const IDLE: &str = "__idle__";
 const UNALLOCATED: &str = "__unallocated__";
 const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
-
-pub fn router(costs: CostState) -> Router {
-    Router::new()
-        .route("/api/v1/allocation", get(allocation))
-        .route("/api/v1/costs/untagged", get(untagged))
-        .route("/api/v1/kubernetes/flush", post(flush))
-        .with_state(costs)
-}
 
 fn bad(m: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidArgument, m)
@@ -54,18 +45,33 @@ fn s(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
+/// The longest span a window or step may cover: the whole range of times
+/// parameters may name.
+const MAX_SPAN_SECS: i64 = LATEST_SECS - EARLIEST_SECS;
+/// Most entries of `aggregate` and of `shareNamespaces`.
+const MAX_AGGREGATE: usize = 16;
+const MAX_SHARED_NAMESPACES: usize = 256;
+/// The longest `label:<key>` (a Kubernetes label key is at most 317 bytes).
+const MAX_LABEL_KEY: usize = 317;
+
+/// `N` followed by `m`, `h` or `d`: N a positive decimal of at most 12
+/// digits, the span at most [`MAX_SPAN_SECS`]. Checked arithmetic only.
 fn duration(v: &str) -> Option<Duration> {
-    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
-    match unit {
-        "m" => Some(Duration::minutes(n)),
-        "h" => Some(Duration::hours(n)),
-        "d" => Some(Duration::days(n)),
-        _ => None,
+    let (n, unit) = [('m', 60), ('h', 3_600), ('d', 86_400)].into_iter().find_map(|(c, secs)| v.strip_suffix(c).map(|n| (n, secs)))?;
+    if n.is_empty() || n.len() > 12 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    let secs = n.parse::<i64>().ok()?.checked_mul(unit)?;
+    if secs <= 0 || secs > MAX_SPAN_SECS {
+        return None;
+    }
+    Duration::try_seconds(secs)
 }
 
-/// `[start, end)` of an OpenCost window.
+const WINDOWS: &str = "today, yesterday, week, month, lastmonth, Nm, Nh or Nd (e.g. 7d), or start,end as RFC 3339 times, \
+                       dates or Unix seconds";
+
+/// `[start, end)` of an OpenCost window, within [1970-01-01, 2262-01-01].
 pub fn window(v: &str, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"));
     let today = midnight(now.date_naive());
@@ -81,21 +87,62 @@ pub fn window(v: &str, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Ut
             (prev, this)
         }
         _ => {
-            if let Some(d) = duration(v) {
-                return Ok((now - d, now));
+            if v.ends_with(['m', 'h', 'd']) && v.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+                let d = duration(v).ok_or_else(|| {
+                    bad(format!("window={} is not a duration: use a positive whole number of m, h or d up to 292 years", shown(v)))
+                })?;
+                let start = now
+                    .checked_sub_signed(d)
+                    .filter(|s| s.timestamp() >= EARLIEST_SECS)
+                    .ok_or_else(|| bad(format!("window={} reaches before 1970-01-01; use a shorter window", shown(v))))?;
+                return Ok((start, now));
             }
-            let (a, b) = v.split_once(',').ok_or_else(|| bad(format!("window={v:?} is not a window")))?;
-            let t = |x: &str| match x.parse::<i64>() {
-                Ok(secs) => DateTime::from_timestamp(secs, 0).ok_or_else(|| bad(format!("window={v:?} is out of range"))),
-                Err(_) => parse_time("window", x),
+            let (a, b) = v.split_once(',').ok_or_else(|| bad(format!("window={} is not a window; use {WINDOWS}", shown(v))))?;
+            let t = |x: &str| {
+                if !x.is_empty() && x.len() <= 12 && x.bytes().all(|b| b.is_ascii_digit()) {
+                    let secs: i64 = x.parse().map_err(|_| bad(format!("window={} is out of range", shown(v))))?;
+                    from_unix("window", v, secs)
+                } else {
+                    parse_time("window", x).map_err(|_| bad(format!("window={} is not a window; use {WINDOWS}", shown(v))))
+                }
             };
             let (a, b) = (t(a.trim())?, t(b.trim())?);
             if b <= a {
-                return Err(bad(format!("window={v:?} ends before it starts")));
+                return Err(bad(format!("window={} ends before it starts", shown(v))));
             }
             (a, b)
         }
     })
+}
+
+/// A step of whole hours (`Nh`, `Nd`).
+fn step_of(v: &str) -> Result<Duration, ApiError> {
+    duration(v)
+        .filter(|d| d.num_seconds() % 3_600 == 0)
+        .ok_or_else(|| bad(format!("step={} is not a duration of whole hours (e.g. 1h, 6h, 1d)", shown(v))))
+}
+
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// The steps of `[start, end)`, after checking there are at most `max`.
+fn steps_of(start: DateTime<Utc>, end: DateTime<Utc>, step: Duration, max: usize) -> Result<Vec<Span>, ApiError> {
+    let (span, each) = ((end - start).num_seconds(), step.num_seconds());
+    // Both are positive and below 2^34: no overflow.
+    let count = (span + each - 1) / each;
+    if count > i64::try_from(max).unwrap_or(i64::MAX) {
+        return Err(bad(format!(
+            "the window and step give {count} steps; at most {max} are served (api.max_steps): use a larger step, a shorter window, \
+             or accumulate=true"
+        )));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut t = start;
+    while t < end {
+        let next = t.checked_add_signed(step).map_or(end, |n| n.min(end));
+        out.push((t, next));
+        t = next;
+    }
+    Ok(out)
 }
 
 /// One ledger row as the allocation needs it.
@@ -253,8 +300,13 @@ async fn load(state: &CostState, caller: &Caller, from: i64, to: i64) -> Result<
         .collect())
 }
 
-fn flag(q: &HashMap<String, String>, k: &str) -> bool {
-    q.get(k).is_some_and(|v| v == "true" || v == "1")
+/// A boolean parameter: `true`/`1`, `false`/`0`, absent is false.
+fn flag(q: &HashMap<String, String>, k: &str) -> Result<bool, ApiError> {
+    match q.get(k).map(String::as_str) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(v) => Err(bad(format!("{k}={} is not true or false", shown(v)))),
+    }
 }
 
 /// Moves `from` keys' totals into the `sharedCost` of the others (exact split).
@@ -276,50 +328,60 @@ fn share_out(sets: &mut BTreeMap<String, Sums>, from: &[String], how: ShareSplit
     }
 }
 
-async fn allocation(
+pub async fn allocation(
     State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
+    bounds: Option<Extension<crate::api::QueryBounds>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let max_steps = bounds.map(|Extension(b)| b.max_steps).unwrap_or(crate::config::DEFAULT_MAX_STEPS);
     let now = Utc::now();
-    let (start, end) = window(q.get("window").map(String::as_str).ok_or_else(|| bad("window is required"))?, now)?;
+    let (start, end) = window(q.get("window").map(String::as_str).ok_or_else(|| bad(format!("window is required; use {WINDOWS}")))?, now)?;
     let aggregate: Vec<String> = match q.get("aggregate").map(String::as_str).unwrap_or("") {
         "" => ["cluster", "node", "namespace", "pod", "container"].map(String::from).to_vec(),
         "all" => Vec::new(),
-        a => a.split(',').map(|x| x.trim().to_owned()).collect(),
-    };
-    for a in &aggregate {
-        let known = ["cluster", "node", "namespace", "pod", "container", "service", "tenant"].contains(&a.as_str());
-        if !known && !a.starts_with("label:") {
-            return Err(bad(format!("aggregate={a:?} is not supported")));
+        a => {
+            let mut list: Vec<String> = Vec::new();
+            for x in a.split(',').map(str::trim) {
+                let known = ["cluster", "node", "namespace", "pod", "container", "service", "tenant"].contains(&x);
+                let label = x.strip_prefix("label:").is_some_and(|k| !k.is_empty() && k.len() <= MAX_LABEL_KEY);
+                if !known && !label {
+                    return Err(bad(format!(
+                        "aggregate={} is not supported; use cluster, node, namespace, pod, container, service, tenant or label:<key>",
+                        shown(x)
+                    )));
+                }
+                if !list.iter().any(|y| y == x) {
+                    list.push(x.to_owned());
+                }
+                if list.len() > MAX_AGGREGATE {
+                    return Err(bad(format!("aggregate names more than {MAX_AGGREGATE} properties")));
+                }
+            }
+            list
         }
-    }
-    let step = match q.get("step") {
-        Some(v) => duration(v).filter(|d| d.num_hours() >= 1).ok_or_else(|| bad(format!("step={v:?} is not a duration of whole hours")))?,
-        None => end - start,
     };
-    let accumulate = flag(&q, "accumulate");
-    let include_idle = flag(&q, "includeIdle");
-    let share_idle = flag(&q, "shareIdle");
-    let shared_ns: Vec<String> =
+    let accumulate = flag(&q, "accumulate")?;
+    let include_idle = flag(&q, "includeIdle")?;
+    let share_idle = flag(&q, "shareIdle")?;
+    let step = q.get("step").map(String::as_str).map(step_of).transpose()?;
+    let shared_ns: std::collections::HashSet<String> =
         q.get("shareNamespaces").map(|v| v.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    if shared_ns.len() > MAX_SHARED_NAMESPACES {
+        return Err(bad(format!("shareNamespaces names more than {MAX_SHARED_NAMESPACES} namespaces")));
+    }
     let how = match q.get("shareSplit").map(String::as_str) {
         None | Some("weighted") => ShareSplit::Weighted,
         Some("even") => ShareSplit::Even,
-        Some(v) => return Err(bad(format!("shareSplit={v:?} is not even or weighted"))),
+        Some(v) => return Err(bad(format!("shareSplit={} is not even or weighted", shown(v)))),
     };
-    let rows = load(&state, &caller, ns(start), ns(end)).await?;
-    let steps: Vec<(DateTime<Utc>, DateTime<Utc>)> = if accumulate {
-        vec![(start, end)]
-    } else {
-        let mut v = Vec::new();
-        let mut t = start;
-        while t < end {
-            v.push((t, (t + step).min(end)));
-            t += step;
-        }
-        v
+    // Every parameter is checked, and the steps counted, before anything is read.
+    let steps = match (accumulate, step) {
+        (false, Some(step)) => steps_of(start, end, step, max_steps)?,
+        _ => vec![(start, end)],
     };
+    let mut rows = load(&state, &caller, ns(start), ns(end)).await?;
+    rows.sort_by_key(|r| r.start);
     let mut data = Vec::new();
     for (a, b) in steps {
         let (a_ns, b_ns) = (ns(a), ns(b));
@@ -327,7 +389,8 @@ async fn allocation(
         let mut props: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
         // Shared-namespace rows are keyed by their namespace so they can be
         // shared out, whatever the aggregation.
-        for r in rows.iter().filter(|r| r.start >= a_ns && r.start < b_ns) {
+        let (first, last) = (rows.partition_point(|r| r.start < a_ns), rows.partition_point(|r| r.start < b_ns));
+        for r in &rows[first..last] {
             let ns_name = r.props.get("namespace").cloned().unwrap_or_default();
             let key = if shared_ns.contains(&ns_name) { format!("__shared__/{ns_name}") } else { key_of(r, &aggregate) };
             let e = sets.entry(key.clone()).or_default();
@@ -397,13 +460,21 @@ async fn allocation(
     Ok(Json(json!({"code": 200, "status": "success", "data": data})).into_response())
 }
 
-async fn untagged(
+pub async fn untagged(
     State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let from = parse_time("from", q.get("from").ok_or_else(|| bad("from is required"))?)?;
-    let to = parse_time("to", q.get("to").ok_or_else(|| bad("to is required"))?)?;
+    for key in q.keys() {
+        if key != "from" && key != "to" {
+            return Err(bad(format!("unknown parameter '{}'; use from and to", crate::costs::params::cut(key))));
+        }
+    }
+    let from = parse_time("from", q.get("from").ok_or_else(|| bad("from is required (YYYY-MM-DD or RFC 3339)"))?)?;
+    let to = parse_time("to", q.get("to").ok_or_else(|| bad("to is required (YYYY-MM-DD or RFC 3339)"))?)?;
+    if from >= to {
+        return Err(bad(format!("from ({}) must be before to ({})", iso(ns(from)), iso(ns(to)))));
+    }
     // (source, provider, project) -> (cost, rows)
     let mut groups: BTreeMap<(String, String, String), (Decimal, u64)> = BTreeMap::new();
     for source in ["cloud", "kubernetes"] {
@@ -426,7 +497,7 @@ async fn untagged(
     Ok(Json(json!({"from": iso(ns(from)), "to": iso(ns(to)), "total": s(total), "rows": rows})).into_response())
 }
 
-async fn flush(
+pub async fn flush(
     State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
     k8s: Option<Extension<Option<Arc<KubernetesMetering>>>>,
@@ -455,4 +526,60 @@ async fn flush(
         "idle_clamps": state.closer.idle_clamps(),
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn windows_parse_with_checked_arithmetic() {
+        let (a, b) = window("7d", now()).unwrap();
+        assert_eq!((b - a).num_days(), 7);
+        let (a, b) = window("1700000000,1700003600", now()).unwrap();
+        assert_eq!((a.timestamp(), b.timestamp()), (1_700_000_000, 1_700_003_600));
+        assert!(window("2026-10-01,2026-10-02T00:00:00Z", now()).is_ok());
+        for bad in [
+            "é",
+            "1é",
+            "éd",
+            "99999999999999d",
+            "1000000000d",
+            "100000d",
+            "0d",
+            "-1d",
+            "1.5h",
+            "0,8000000000000",
+            "0,99999999999",
+            "1700000000,1600000000",
+            "-1,1",
+            "",
+            ",",
+            "１d",
+        ] {
+            assert!(window(bad, now()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn steps_are_counted_before_they_are_made() {
+        let (a, b) = window("366d", now()).unwrap();
+        assert_eq!(steps_of(a, b, step_of("1h").unwrap(), 8_784).unwrap().len(), 8_784);
+        let e = steps_of(a, b, step_of("1h").unwrap(), 8_783).unwrap_err();
+        assert!(e.message.contains("8784 steps"), "{}", e.message);
+        let (a, b) = window("0,9214000000", now()).unwrap();
+        assert!(steps_of(a, b, step_of("1h").unwrap(), 100_000).is_err());
+        // A last, shorter step ends at the window's end.
+        let (a, b) = window("1700000000,1700009000", now()).unwrap();
+        let steps = steps_of(a, b, step_of("1h").unwrap(), 10).unwrap();
+        assert_eq!(steps.len(), 3);
+        assert_eq!(steps[2].1, b);
+        for bad in ["90m", "0h", "1m", "9999999999999h", "1 h"] {
+            assert!(step_of(bad).is_err(), "{bad}");
+        }
+    }
 }

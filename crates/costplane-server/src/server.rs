@@ -188,15 +188,16 @@ impl Server {
         let api_task = serve_http(
             self.api,
             tls.clone(),
-            api::router_with(
-                ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
+            api::app(api::ApiParts {
+                state: ApiState { pipeline: pipeline.clone(), store: Arc::clone(&self.store), inflight: ingest.inflight.clone() },
                 costs,
-                self.config.api.keys.clone(),
+                keys: self.config.api.keys.clone(),
                 metrics,
-            )
-            .merge(crate::insights::router(insights.clone(), self.config.api.keys.clone()))
+                insights: insights.clone(),
+            })
             .layer(axum::Extension(Arc::new(self.config.billing.clone())))
             .layer(axum::Extension(api::SqlLimits(sql_limits)))
+            .layer(axum::Extension(api::QueryBounds { max_steps: self.config.api.max_steps }))
             .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote }))
             .layer(axum::Extension(Arc::clone(&insights.gauges)))
             .layer(axum::Extension(kubernetes.clone())),

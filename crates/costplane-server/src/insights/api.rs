@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{Datelike, Utc};
@@ -23,11 +24,28 @@ use super::detect::{self, iso, now_ns, Status};
 use super::series;
 use super::InsightsState;
 use crate::auth::Caller;
-use crate::costs::params::{parse_time, Dimension};
+use crate::costs::params::{cut, parse_time, shown, Dimension};
 use crate::error::{ApiError, ErrorCode};
+
+/// The longest backfill, even asked for explicitly.
+pub const MAX_BACKFILL_DAYS: i64 = 400;
+
+/// The longest value a scope filter (`tenant=...`) may have.
+const MAX_VALUE_LEN: usize = 1024;
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidArgument, msg)
+}
+
+/// Writes carry JSON: any other content type is refused before the body is
+/// read (the browser guard refuses it too; this holds for the handler alone).
+fn json_only(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::UnsupportedMediaType, format!("send Content-Type: application/json (got '{}')", cut(ct))))
+    }
 }
 
 fn admin(caller: &Caller, what: &str) -> Result<(), ApiError> {
@@ -39,9 +57,15 @@ fn admin(caller: &Caller, what: &str) -> Result<(), ApiError> {
 }
 
 fn check_keys(raw: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
-    for k in raw.keys() {
+    for (k, v) in raw {
         if !allowed.contains(&k.as_str()) {
-            return Err(bad(format!("unknown parameter '{k}'; use {}", allowed.join(", "))));
+            return Err(bad(match allowed {
+                [] => format!("unknown parameter '{}'; this endpoint takes no parameters", cut(k)),
+                _ => format!("unknown parameter '{}'; use {}", cut(k), allowed.join(", ")),
+            }));
+        }
+        if v.len() > MAX_VALUE_LEN {
+            return Err(bad(format!("{k} is {} bytes long; at most {MAX_VALUE_LEN} are accepted", v.len())));
         }
     }
     Ok(())
@@ -74,13 +98,13 @@ pub async fn anomalies(
     check_keys(&raw, &allowed)?;
     let status = match raw.get("status").map(String::as_str) {
         None | Some("all") => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| bad(format!("status={s:?} is not open, resolved, dismissed or all")))?),
+        Some(s) => Some(Status::parse(s).ok_or_else(|| bad(format!("status={} is not open, resolved, dismissed or all", shown(s))))?),
     };
     let grain = match raw.get("grain").map(String::as_str) {
         None => None,
         Some("hour") => Some(Grain::Hour),
         Some("day") => Some(Grain::Day),
-        Some(g) => return Err(bad(format!("grain={g:?} is not hour or day"))),
+        Some(g) => return Err(bad(format!("grain={} is not hour or day", shown(g)))),
     };
     let since = raw.get("since").map(|s| parse_time("since", s)).transpose()?.map(|t| t.timestamp());
     let scope = scope_of(&raw, &caller)?;
@@ -116,8 +140,10 @@ pub async fn dismiss(
     State(state): State<InsightsState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    json_only(&headers)?;
     let req: DismissRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("expected {{\"reason\": \"...\"}}: {e}")))?;
     if req.reason.trim().is_empty() {
         return Err(bad("a reason is required"));
@@ -127,7 +153,7 @@ pub async fn dismiss(
         .await?
         .into_iter()
         .find(|r| r.id == id && caller.tenant().is_none_or(|t| t == r.group.tenant))
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no anomaly {id:?}")))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no anomaly {}", shown(&id))))?;
     r.status = Status::Dismissed;
     r.reason = Some(req.reason);
     detect::save(&state, &[&r]).await?;
@@ -140,22 +166,42 @@ pub struct BackfillRequest {
     since: String,
     #[serde(default)]
     until: Option<String>,
+    /// Go further back than `ledger.lookback_days` (up to 400 days).
+    #[serde(default)]
+    beyond_lookback: bool,
 }
 
 /// `POST /api/v1/anomalies/backfill {"since": "YYYY-MM-DD"}`: evaluates
-/// every closed hour and day since then again (admin).
+/// every closed hour and day since then again (admin). At most
+/// `ledger.lookback_days` unless `"beyond_lookback": true`, and never more
+/// than 400 days; the window is checked before anything is read.
 pub async fn backfill(
     State(state): State<InsightsState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     admin(&caller, "a backfill")?;
-    let req: BackfillRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("expected {{\"since\": \"YYYY-MM-DD\"}}: {e}")))?;
+    json_only(&headers)?;
+    let req: BackfillRequest = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("expected {{\"since\": \"YYYY-MM-DD\", \"until\": ..., \"beyond_lookback\": false}}: {e}")))?;
     let since = parse_time("since", &req.since)?.timestamp();
     let now = Utc::now().timestamp();
     let until = req.until.as_deref().map(|u| parse_time("until", u)).transpose()?.map_or(now, |t| t.timestamp().min(now));
     if since >= until {
         return Err(bad("since must be before until (and before now)"));
+    }
+    let days = (until - since).div_euclid(86_400) + i64::from((until - since).rem_euclid(86_400) > 0);
+    if req.beyond_lookback {
+        if days > MAX_BACKFILL_DAYS {
+            return Err(bad(format!("a backfill covers at most {MAX_BACKFILL_DAYS} days, this one {days}; run several")));
+        }
+    } else if days > state.backfill_days {
+        return Err(bad(format!(
+            "a backfill covers at most ledger.lookback_days ({}) days, this one {days}; \
+             send \"beyond_lookback\": true to go further back (up to {MAX_BACKFILL_DAYS} days)",
+            state.backfill_days
+        )));
     }
     let _guard = state.run_lock.lock().await;
     let mut found = BTreeMap::new();
@@ -183,13 +229,13 @@ pub async fn forecast(
     check_keys(&raw, &allowed)?;
     let days: usize = match raw.get("days") {
         None => 30,
-        Some(d) => d.parse().ok().filter(|d| (1..=90).contains(d)).ok_or_else(|| bad(format!("days={d:?} is not 1 to 90")))?,
+        Some(d) => d.parse().ok().filter(|d| (1..=90).contains(d)).ok_or_else(|| bad(format!("days={} is not 1 to 90", shown(d))))?,
     };
     let mut dims = Vec::new();
     for name in raw.get("group_by").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let d = Dimension::parse(name)
             .filter(|d| SCOPE_KEYS.contains(&d.name()) || *d == Dimension::Operation || *d == Dimension::Provider)
-            .ok_or_else(|| bad(format!("group_by={name:?} is not one of {}, operation, provider", SCOPE_KEYS.join(", "))))?;
+            .ok_or_else(|| bad(format!("group_by={} is not one of {}, operation, provider", shown(name), SCOPE_KEYS.join(", "))))?;
         if !dims.contains(&d) {
             dims.push(d);
         }
@@ -270,7 +316,12 @@ fn visible(b: &BudgetConfig, caller: &Caller) -> bool {
     caller.tenant().is_none_or(|t| b.scope.tenant.as_deref() == Some(t))
 }
 
-pub async fn list_budgets(State(state): State<InsightsState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+pub async fn list_budgets(
+    State(state): State<InsightsState>,
+    Extension(caller): Extension<Caller>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    check_keys(&raw, &[])?;
     let list: Vec<Value> =
         budgets::all(&state).await?.iter().filter(|(b, _)| visible(b, &caller)).map(|(b, o)| budget_json(b, *o)).collect();
     Ok(Json(json!({ "budgets": list })).into_response())
@@ -280,18 +331,21 @@ pub async fn get_budget(
     State(state): State<InsightsState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    check_keys(&raw, &[])?;
     let (b, o) = budgets::all(&state)
         .await?
         .into_iter()
         .find(|(b, _)| b.id == id && visible(b, &caller))
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no budget {id:?}")))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no budget {}", shown(&id))))?;
     Ok(Json(budget_json(&b, o)).into_response())
 }
 
-fn parse_budget(body: &[u8]) -> Result<BudgetConfig, ApiError> {
+fn parse_budget(state: &InsightsState, headers: &HeaderMap, body: &[u8]) -> Result<BudgetConfig, ApiError> {
+    json_only(headers)?;
     let b: BudgetConfig = serde_json::from_slice(body).map_err(|e| bad(format!("not a budget: {e}")))?;
-    b.validate("budget").map_err(bad)?;
+    b.validate("budget", &state.anomalies.notify_hosts).map_err(bad)?;
     Ok(b)
 }
 
@@ -304,10 +358,11 @@ async fn put(state: &InsightsState, b: &BudgetConfig) -> Result<(), ApiError> {
 pub async fn create_budget(
     State(state): State<InsightsState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     admin(&caller, "creating a budget")?;
-    let b = parse_budget(&body)?;
+    let b = parse_budget(&state, &headers, &body)?;
     if budgets::all(&state).await?.iter().any(|(x, _)| x.id == b.id) {
         return Err(bad(format!("a budget {:?} exists; PUT /api/v1/budgets/{} changes it", b.id, b.id)));
     }
@@ -318,7 +373,7 @@ pub async fn create_budget(
 /// The API budget `id`, or why it cannot be changed.
 async fn api_budget(state: &InsightsState, id: &str) -> Result<BudgetConfig, ApiError> {
     match budgets::all(state).await?.into_iter().find(|(b, _)| b.id == id) {
-        None => Err(ApiError::new(ErrorCode::NotFound, format!("no budget {id:?}"))),
+        None => Err(ApiError::new(ErrorCode::NotFound, format!("no budget {}", shown(id)))),
         Some((_, Origin::Config)) => Err(bad(format!("budget {id:?} is defined in the config file; change it there"))),
         Some((b, Origin::Api)) => Ok(b),
     }
@@ -328,12 +383,13 @@ pub async fn update_budget(
     State(state): State<InsightsState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     admin(&caller, "changing a budget")?;
-    let b = parse_budget(&body)?;
+    let b = parse_budget(&state, &headers, &body)?;
     if b.id != id {
-        return Err(bad(format!("the body's id {:?} is not the path's {id:?}", b.id)));
+        return Err(bad(format!("the body's id {:?} is not the path's {}", b.id, shown(&id))));
     }
     api_budget(&state, &id).await?;
     put(&state, &b).await?;
@@ -352,7 +408,12 @@ pub async fn delete_budget(
 }
 
 /// `GET /api/v1/budgets/status`
-pub async fn budget_status(State(state): State<InsightsState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+pub async fn budget_status(
+    State(state): State<InsightsState>,
+    Extension(caller): Extension<Caller>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    check_keys(&raw, &[])?;
     let now = Utc::now();
     let list = budgets::statuses(&state, caller.tenant(), now).await?;
     Ok(Json(json!({ "at": iso(now.timestamp()), "budgets": list })).into_response())

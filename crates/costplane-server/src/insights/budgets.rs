@@ -181,19 +181,30 @@ pub async fn evaluate(state: &InsightsState, now: DateTime<Utc>) -> Result<Vec<B
             };
             // Once per target: a target that was down is retried at the
             // next evaluation without repeating the others.
-            let targets: Vec<(String, Option<&super::config::Target>)> = if s.notify.is_empty() {
-                vec![(format!("{key}|log"), None)]
+            // A target is named by its position and a digest of its URL
+            // (which may carry a token); keys written with the URL itself
+            // by earlier versions still count as sent.
+            let targets: Vec<(String, Option<String>, Option<&super::config::Target>)> = if s.notify.is_empty() {
+                vec![(format!("{key}|log"), None, None)]
             } else {
-                s.notify.iter().enumerate().map(|(i, t)| (format!("{key}|{i}:{}", t.url()), Some(t))).collect()
+                s.notify
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("{key}|{i}:{}", notify::url_digest(t.url())), Some(format!("{key}|{i}:{}", t.url())), Some(t)))
+                    .collect()
             };
-            let pending: Vec<_> = targets.into_iter().filter(|(k, _)| !sent.contains(k)).collect();
+            let pending: Vec<_> = targets
+                .into_iter()
+                .filter(|(k, old, _)| !sent.contains(k) && old.as_ref().is_none_or(|o| !sent.contains(o)))
+                .map(|(k, _, t)| (k, t))
+                .collect();
             if pending.is_empty() {
                 continue;
             }
             notify::log(&event);
             for (k, target) in pending {
                 let ok = match target {
-                    Some(t) => notify::deliver_to(&state.http, t, &event).await,
+                    Some(t) => notify::deliver_to(&state.http, t, &state.anomalies.notify_hosts, &event).await,
                     None => true,
                 };
                 if ok {

@@ -5,6 +5,8 @@ use costplane_insights::budget::{self, Period, Threshold};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::secret::Secret;
+
 /// `[anomalies]`: detection, evaluation cadence and who hears about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -30,6 +32,10 @@ pub struct AnomaliesSection {
     /// Base of links in notifications (e.g. "https://costplane.example.com");
     /// default: the API's listen address.
     pub public_url: Option<String>,
+    /// The hosts notifications may go to (budgets' and `notify` targets,
+    /// configured or created through the API): exact names, or
+    /// `*.example.com` for its subdomains. Empty: any host.
+    pub notify_hosts: Vec<String>,
 }
 
 impl Default for AnomaliesSection {
@@ -44,6 +50,7 @@ impl Default for AnomaliesSection {
             floors: Vec::new(),
             notify: Vec::new(),
             public_url: None,
+            notify_hosts: Vec::new(),
         }
     }
 }
@@ -93,13 +100,24 @@ pub struct GroupFloor {
     pub impact_floor: Decimal,
 }
 
+/// A webhook secret as budgets are stored: API-created budgets are kept as
+/// their JSON, so the value is written there. API answers replace it
+/// (`"<set>"`), and `Debug` and `Display` never show it.
+fn stored_secret<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
+}
+
 /// Where a notification goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum Target {
     /// JSON POST signed with HMAC-SHA256 of the body under `secret`
     /// (header `X-Costplane-Signature: sha256=<hex>`).
-    Webhook { url: String, secret: String },
+    Webhook {
+        url: String,
+        #[serde(serialize_with = "stored_secret")]
+        secret: Secret,
+    },
     /// Alertmanager's API: `url` is its base, alerts go to `/api/v2/alerts`.
     Alertmanager { url: String },
     /// A Slack-compatible incoming webhook (`{"text": ...}`).
@@ -113,18 +131,60 @@ impl Target {
         }
     }
 
-    pub fn validate(&self, at: &str) -> Result<(), String> {
-        let url = self.url();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("{at}: url {url:?} must start with http:// or https://"));
+    /// Checks the URL: `http` or `https`, with a host that `hosts` allows
+    /// (any host when it is empty). The message names the host, never the
+    /// whole URL (its path may hold a token).
+    pub fn check_url(&self, hosts: &[String]) -> Result<(), String> {
+        let url = reqwest::Url::parse(self.url()).map_err(|e| format!("url is not a URL ({e}); use http(s)://host/path"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!("url scheme {:?} is not allowed: notification URLs must start with http:// or https://", url.scheme()));
         }
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or("url has no host; use http(s)://host/path")?;
+        if !hosts.is_empty() && !host_allowed(host, hosts) {
+            return Err(format!("host {host:?} is not in anomalies.notify_hosts; add it there to send notifications to it"));
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self, at: &str, hosts: &[String]) -> Result<(), String> {
+        self.check_url(hosts).map_err(|e| format!("{at}: {e}"))?;
         if let Target::Webhook { secret, .. } = self {
-            if secret.len() < 16 {
+            if secret.expose().len() < 16 {
                 return Err(format!("{at}: a webhook secret must be at least 16 characters"));
             }
         }
         Ok(())
     }
+}
+
+/// Whether `host` is one of `hosts` (case-insensitive), or a subdomain of
+/// a `*.domain` entry.
+pub fn host_allowed(host: &str, hosts: &[String]) -> bool {
+    let host = host.trim_end_matches('.');
+    hosts.iter().any(|h| match h.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1 && host.is_char_boundary(host.len() - domain.len()) && {
+                let (sub, tail) = host.split_at(host.len() - domain.len());
+                sub.ends_with('.') && tail.eq_ignore_ascii_case(domain)
+            }
+        }
+        None => host.eq_ignore_ascii_case(h.trim_end_matches('.')),
+    })
+}
+
+/// Checks `anomalies.notify_hosts` entries: host names, or `*.domain`.
+fn validate_hosts(hosts: &[String]) -> Result<(), String> {
+    for (i, h) in hosts.iter().enumerate() {
+        let name = h.strip_prefix("*.").unwrap_or(h);
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+            && !name.contains('*');
+        if !ok {
+            return Err(format!("anomalies.notify_hosts[{i}]: {h:?} is not a host name (e.g. hooks.slack.com or *.example.com)"));
+        }
+    }
+    Ok(())
 }
 
 /// One budget (`[[budgets]]` in the config, or created through the API).
@@ -145,7 +205,9 @@ pub struct BudgetConfig {
 }
 
 impl BudgetConfig {
-    pub fn validate(&self, at: &str) -> Result<(), String> {
+    /// Checks the budget; notification targets must be on `hosts` (when
+    /// not empty).
+    pub fn validate(&self, at: &str, hosts: &[String]) -> Result<(), String> {
         if self.id.is_empty() || self.id.len() > 100 || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(format!("{at}: id {:?} must be 1 to 100 letters, digits, '-', '_' or '.'", self.id));
         }
@@ -156,7 +218,7 @@ impl BudgetConfig {
             }
         }
         for (i, t) in self.notify.iter().enumerate() {
-            t.validate(&format!("{at}.notify[{i}]"))?;
+            t.validate(&format!("{at}.notify[{i}]"), hosts)?;
         }
         Ok(())
     }
@@ -176,12 +238,13 @@ pub fn validate(anomalies: &AnomaliesSection, budgets: &[BudgetConfig]) -> Resul
             return Err(format!("anomalies.floors[{i}]: impact_floor must not be negative"));
         }
     }
+    validate_hosts(&anomalies.notify_hosts)?;
     for (i, t) in anomalies.notify.iter().enumerate() {
-        t.validate(&format!("anomalies.notify[{i}]"))?;
+        t.validate(&format!("anomalies.notify[{i}]"), &anomalies.notify_hosts)?;
     }
     let mut seen = std::collections::HashSet::new();
     for (i, b) in budgets.iter().enumerate() {
-        b.validate(&format!("budgets[{i}]"))?;
+        b.validate(&format!("budgets[{i}]"), &anomalies.notify_hosts)?;
         if !seen.insert(b.id.as_str()) {
             return Err(format!("budgets[{i}]: id {:?} is used twice", b.id));
         }
@@ -236,6 +299,38 @@ mod tests {
         );
         assert_eq!(b.scope.fields(), vec![("tenant", "acme"), ("source", "llm")]);
         assert_eq!(f.anomalies.floors[0].impact_floor, Decimal::new(1, 1));
+    }
+
+    #[test]
+    fn webhook_secrets_never_print_but_are_stored() {
+        let t = Target::Webhook { url: "https://hooks.example/x".into(), secret: "s3cret-0123456789abcdef".into() };
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let stored = serde_json::to_string(&t).unwrap();
+        let back: Target = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn notification_urls_are_http_to_allowed_hosts() {
+        let slack = |url: &str| Target::Slack { url: url.into() };
+        assert!(slack("https://hooks.slack.com/services/T/B/x").check_url(&[]).is_ok());
+        for bad in ["file:///etc/passwd", "gopher://x/", "ftp://x/", "http://", "hooks.slack.com/x", "javascript:alert(1)"] {
+            assert!(slack(bad).check_url(&[]).is_err(), "{bad}");
+        }
+        let hosts = vec!["hooks.slack.com".to_owned(), "*.example.com".to_owned()];
+        assert!(slack("https://HOOKS.slack.com/x").check_url(&hosts).is_ok());
+        assert!(slack("https://a.b.example.com/x").check_url(&hosts).is_ok());
+        for refused in
+            ["https://example.com/x", "https://evil.com/hooks.slack.com", "https://hooks.slack.com.evil.com/", "http://169.254.169.254/"]
+        {
+            let e = slack(refused).check_url(&hosts).unwrap_err();
+            assert!(e.contains("notify_hosts") && !e.contains("/x"), "{refused}: {e}");
+        }
+        // The allow-list applies to configured budgets at load.
+        let text = "[anomalies]\nnotify_hosts = [\"hooks.example\"]\n[[budgets]]\nid = \"b\"\nperiod = \"day\"\namount = \"1\"\n\
+                    notify = [{ kind = \"slack\", url = \"https://elsewhere.example/x\" }]";
+        assert!(parse(text).map(|_| ()).unwrap_err().contains("notify_hosts"));
+        assert!(parse("[anomalies]\nnotify_hosts = [\"a b\"]").map(|_| ()).unwrap_err().contains("not a host name"));
     }
 
     #[test]

@@ -306,7 +306,7 @@ async fn notify_new(state: &InsightsState, candidates: Vec<AnomalyRecord>) -> Re
             starts_at: iso(a.start),
             ends_at: None,
         };
-        if notify::deliver(&state.http, &state.anomalies.notify, &event).await {
+        if notify::deliver(&state.http, &state.anomalies.notify, &state.anomalies.notify_hosts, &event).await {
             r.notified = true;
             sent.push(r);
         }

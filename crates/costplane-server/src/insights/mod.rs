@@ -28,15 +28,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
-use axum::Router;
 use costplane_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use costplane_ledger::{HourState, LedgerRow};
 use tokio::sync::Notify;
 
-use crate::auth::ApiKey;
 use crate::costs::closer::LedgerObserver;
 use config::{AnomaliesSection, BudgetConfig};
 
@@ -56,6 +53,9 @@ pub struct InsightsState {
     pub gauges: Arc<metrics::Gauges>,
     /// `ledger.close_after_secs`: when an hour is due to close.
     pub close_after_secs: i64,
+    /// `ledger.lookback_days`: the longest backfill without
+    /// `"beyond_lookback": true`.
+    pub backfill_days: i64,
     /// Woken when the closer has closed hours.
     pub closed: Arc<Notify>,
     /// The earliest hour (Unix seconds) closed since the last evaluation;
@@ -90,12 +90,13 @@ impl InsightsState {
             store,
             anomalies: Arc::new(config.anomalies.clone()),
             budgets: Arc::new(config.budgets.clone()),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+            http: notify::client(),
             public_url,
             currency,
             run_lock: Arc::new(tokio::sync::Mutex::new(())),
             gauges: Arc::new(metrics::Gauges::default()),
             close_after_secs: i64::try_from(config.ledger.close_after_secs).unwrap_or(i64::MAX / 2),
+            backfill_days: i64::try_from(config.ledger.lookback_days).unwrap_or(i64::MAX).min(api::MAX_BACKFILL_DAYS),
             closed: Arc::new(Notify::new()),
             earliest_closed: Arc::new(AtomicI64::new(i64::MAX)),
         }
@@ -149,17 +150,19 @@ pub fn spawn(state: InsightsState, stop: CancellationToken) -> tokio::task::Join
     })
 }
 
-/// The insights API, behind the same API keys as the rest.
-pub fn router(state: InsightsState, keys: Vec<ApiKey>) -> Router {
-    Router::new()
-        .route("/api/v1/anomalies", get(api::anomalies))
-        .route("/api/v1/anomalies/backfill", post(api::backfill))
-        .route("/api/v1/anomalies/{id}/dismiss", post(api::dismiss))
-        .route("/api/v1/forecast", get(api::forecast))
-        .route("/api/v1/forecasts", get(api::forecast))
-        .route("/api/v1/budgets", get(api::list_budgets).post(api::create_budget))
-        .route("/api/v1/budgets/status", get(api::budget_status))
-        .route("/api/v1/budgets/{id}", get(api::get_budget).put(api::update_budget).delete(api::delete_budget))
-        .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(keys), crate::auth::authenticate))
+/// The insights API's routes, added to the API listener's (which layers
+/// authentication and the browser guard over all of them).
+pub(crate) fn routes(routes: crate::api::Routes, state: &InsightsState) -> crate::api::Routes {
+    routes
+        .at("GET /api/v1/anomalies", api::anomalies, state)
+        .at("POST /api/v1/anomalies/backfill", api::backfill, state)
+        .at("POST /api/v1/anomalies/{id}/dismiss", api::dismiss, state)
+        .at("GET /api/v1/forecast", api::forecast, state)
+        .at("GET /api/v1/forecasts", api::forecast, state)
+        .at("GET /api/v1/budgets", api::list_budgets, state)
+        .at("POST /api/v1/budgets", api::create_budget, state)
+        .at("GET /api/v1/budgets/status", api::budget_status, state)
+        .at("GET /api/v1/budgets/{id}", api::get_budget, state)
+        .at("PUT /api/v1/budgets/{id}", api::update_budget, state)
+        .at("DELETE /api/v1/budgets/{id}", api::delete_budget, state)
 }

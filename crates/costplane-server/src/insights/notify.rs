@@ -23,6 +23,26 @@ use sha2::{Digest, Sha256};
 
 use super::config::Target;
 
+/// The HTTP client notifications go out with: a 10 s timeout, and
+/// redirects are not followed (a target answering 3xx has refused the
+/// event), so a webhook cannot bounce the server's requests elsewhere.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("the TLS roots and settings of the notification client load")
+}
+
+/// `scheme://host[:port]` of a target URL, for logs: paths and queries of
+/// webhook URLs often carry tokens.
+pub fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()),
+        Err(_) => "<not a URL>".to_owned(),
+    }
+}
+
 /// What happened, in every target's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -58,6 +78,12 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     outer.update(block.map(|b| b ^ 0x5c));
     outer.update(inner);
     outer.finalize().into()
+}
+
+/// A short digest of a target's URL, naming it in stored notification
+/// keys without keeping the URL (and the token it may carry).
+pub fn url_digest(url: &str) -> String {
+    hex(&Sha256::digest(url.as_bytes())[..8])
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -100,21 +126,26 @@ pub fn log(event: &Event) {
 }
 
 /// Sends `event` to every target (and logs it); true when all took it.
-pub async fn deliver(http: &reqwest::Client, targets: &[Target], event: &Event) -> bool {
+/// Targets whose host `hosts` does not allow are refused (and logged).
+pub async fn deliver(http: &reqwest::Client, targets: &[Target], hosts: &[String], event: &Event) -> bool {
     log(event);
     let mut all = true;
     for t in targets {
-        all &= deliver_to(http, t, event).await;
+        all &= deliver_to(http, t, hosts, event).await;
     }
     all
 }
 
 /// Sends `event` to one target, with retries; true when it took it.
-pub async fn deliver_to(http: &reqwest::Client, target: &Target, event: &Event) -> bool {
+pub async fn deliver_to(http: &reqwest::Client, target: &Target, hosts: &[String], event: &Event) -> bool {
+    if let Err(e) = target.check_url(hosts) {
+        tracing::error!(error = %e, alert = event.alertname, "notification not sent; fix the target or anomalies.notify_hosts");
+        return false;
+    }
     let (url, body, signature) = match target {
         Target::Webhook { url, secret } => {
             let body = serde_json::to_vec(&webhook_body(event)).expect("JSON values serialize");
-            let sig = format!("sha256={}", hex(&hmac_sha256(secret.as_bytes(), &body)));
+            let sig = format!("sha256={}", hex(&hmac_sha256(secret.expose().as_bytes(), &body)));
             (url.clone(), body, Some(sig))
         }
         Target::Alertmanager { url } => (
@@ -130,15 +161,16 @@ pub async fn deliver_to(http: &reqwest::Client, target: &Target, event: &Event) 
     };
     let ok = post_with_retries(http, &url, body, signature).await;
     if !ok {
-        tracing::error!(target = %url, alert = event.alertname, "notification not delivered; it is retried at the next evaluation");
+        tracing::error!(target = %shown(&url), alert = event.alertname, "notification not delivered; it is retried at the next evaluation");
     }
     ok
 }
 
-async fn post_with_retries(http: &reqwest::Client, url: &str, body: Vec<u8>, signature: Option<String>) -> bool {
+async fn post_with_retries(http: &reqwest::Client, target: &str, body: Vec<u8>, signature: Option<String>) -> bool {
+    let url = shown(target);
     let mut wait = Duration::from_millis(500);
     for attempt in 1..=4 {
-        let mut req = http.post(url).header("content-type", "application/json").body(body.clone());
+        let mut req = http.post(target).header("content-type", "application/json").body(body.clone());
         if let Some(sig) = &signature {
             req = req.header("x-costplane-signature", sig);
         }
@@ -149,7 +181,7 @@ async fn post_with_retries(http: &reqwest::Client, url: &str, body: Vec<u8>, sig
                 return false;
             }
             Ok(resp) => tracing::warn!(%url, status = %resp.status(), attempt, "notification failed; retrying"),
-            Err(e) => tracing::warn!(%url, error = %e, attempt, "notification failed; retrying"),
+            Err(e) => tracing::warn!(%url, error = %e.without_url(), attempt, "notification failed; retrying"),
         }
         if attempt < 4 {
             tokio::time::sleep(wait).await;

@@ -78,12 +78,71 @@ async fn tenant_keys_see_their_own_budgets_anomalies_and_forecasts_only() {
     }
     let (code, own) = call(&server, Some(ACME), "GET", "/api/v1/anomalies", None).await;
     assert_eq!((code, own["count"].as_u64()), (200, Some(0)));
-    let since = json!({"since": "2026-01-01"});
+    let since = json!({"since": (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%d").to_string()});
     assert_eq!(call(&server, Some(ACME), "POST", "/api/v1/anomalies/backfill", Some(since.clone())).await.0, 403);
     assert_eq!(call(&server, Some(ADMIN), "POST", "/api/v1/anomalies/backfill", Some(since)).await.0, 200);
     assert_eq!(call(&server, Some(ACME), "POST", "/api/v1/anomalies/nope/dismiss", Some(json!({"reason": "x"}))).await.0, 404);
     let (code, err) = call(&server, Some(ADMIN), "GET", "/api/v1/anomalies?colour=red", None).await;
     assert_eq!(code, 400);
     assert!(err["error"].as_str().unwrap().contains("unknown parameter 'colour'"), "{err}");
+    server.stop().await;
+}
+
+/// Notifications go to allowed `http(s)` hosts only, and a target that
+/// answers with a redirect has refused the event: it is not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_go_to_allowed_hosts_and_redirects_are_not_followed() {
+    use std::sync::{Arc, Mutex};
+    let hits: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let hit = |name: &'static str, hits: &Arc<Mutex<Vec<&'static str>>>| {
+        let hits = Arc::clone(hits);
+        axum::routing::post(move || async move {
+            hits.lock().unwrap().push(name);
+            "ok"
+        })
+    };
+    let receiver = axum::Router::new()
+        .route("/direct", hit("direct", &hits))
+        .route("/final", hit("final", &hits))
+        .route("/redirect", axum::routing::post(|| async { (http::StatusCode::TEMPORARY_REDIRECT, [(http::header::LOCATION, "/final")]) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let mut config = Config::default();
+    config.anomalies.interval = "1s".into();
+    config.anomalies.notify_hosts = vec!["127.0.0.1".into()];
+    let webhook = |path: &str| json!({"kind": "webhook", "url": format!("http://{at}{path}"), "secret": "0123456789abcdef"});
+    config.budgets = vec![serde_json::from_value(json!({
+        "id": "acme-month", "scope": {"tenant": "acme"}, "period": "month", "amount": "1",
+        "thresholds": [{"percent": "50"}],
+        "notify": [webhook("/redirect"), webhook("/direct")],
+    }))
+    .unwrap()];
+    let mut server = RunningServer::start(config, Duration::ZERO, 0).await;
+
+    // Budgets created through the API are held to the same rules.
+    for (url, needle) in [
+        ("http://hooks.elsewhere.example/x", "notify_hosts"),
+        ("file:///etc/passwd", "http:// or https://"),
+        ("gopher://127.0.0.1/x", "http:// or https://"),
+    ] {
+        let b = json!({"id": "b", "period": "day", "amount": "1", "notify": [{"kind": "slack", "url": url}]});
+        let (code, err) = call(&server, None, "POST", "/api/v1/budgets", Some(b)).await;
+        assert_eq!(code, 400, "{url}: {err}");
+        assert!(err["error"].as_str().unwrap().contains(needle), "{url}: {err}");
+    }
+
+    crate::support::write_ledger(&server.store.inner, crate::metrics::ledger(&[("acme", "gpt-4o", "10")])).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !hits.lock().unwrap().contains(&"direct") {
+        assert!(std::time::Instant::now() < deadline, "the budget's webhook was never called: {:?}", hits.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Evaluations go on every second, retrying the redirecting target.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = hits.lock().unwrap().clone();
+    assert!(!seen.contains(&"final"), "a redirect was followed: {seen:?}");
+    assert_eq!(seen.iter().filter(|h| **h == "direct").count(), 1, "sent once: {seen:?}");
     server.stop().await;
 }

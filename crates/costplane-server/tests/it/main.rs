@@ -6,6 +6,8 @@ mod api;
 mod backpressure;
 mod compression;
 mod focus_export;
+mod guard;
+mod hostile;
 mod insights;
 mod limits;
 mod metrics;

@@ -87,7 +87,7 @@ impl App {
 }
 
 /// Ledger rows (tenant, model, cost) in the current hour.
-fn ledger(rows: &[(&str, &str, &str)]) -> Vec<LedgerRow> {
+pub fn ledger(rows: &[(&str, &str, &str)]) -> Vec<LedgerRow> {
     let now = Utc::now().timestamp_nanos_opt().unwrap();
     let hour = 3_600_000_000_000i64;
     let start = now - now.rem_euclid(hour);

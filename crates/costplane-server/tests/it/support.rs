@@ -184,3 +184,50 @@ pub async fn write_ledger(store: &dyn Store, rows: Vec<costplane_telemetry::usag
     replacement.rows = rows.into_iter().map(|r| LedgerRow { revision: revisions[&r.charge_period_start_ns], ..r }).collect();
     store.replace_ledger(&replacement).await.unwrap();
 }
+
+/// One HTTP/1.1 request on a connection of its own, sent byte for byte as
+/// given (`target` is the request target, already encoded; a `Host` header
+/// is added unless `headers` has one), and the answer read to its end:
+/// (status, body). `Err` when the server drops the connection without a
+/// whole answer (a handler that panicked, say).
+pub async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut head = format!("{method} {target} HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 60 s"))??;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let dropped = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("the connection closed without an answer: {text:?}"));
+    let status = text.strip_prefix("HTTP/1.1 ").and_then(|s| s.get(..3)).and_then(|s| s.parse().ok()).ok_or_else(dropped)?;
+    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(dropped)?;
+    Ok((status, body.to_owned()))
+}
+
+/// `value` percent-encoded for a query string (everything but unreserved
+/// ASCII is encoded).
+pub fn query_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
