@@ -236,13 +236,15 @@ mod tests {
     #[test]
     fn an_override_is_not_undone_by_a_later_catalog_price() {
         // Shipped gpt-4o: 5.00/15.00 from 2024-05-13, then 2.50/10.00 from
-        // 2024-10-01. A negotiated input of 2.00 from 2024-01-01 holds on
+        // 2024-10-01. A negotiated input of 2.00 from 2024-06-01 holds on
         // every later day; output follows the catalog.
         let c = load(
-            "version = \"deal\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"openai\"\nname = \"gpt-4o\"\n  [[model.prices]]\n  effective = \"2024-01-01\"\n  input = 2.0\n",
+            "version = \"deal\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"openai\"\nname = \"gpt-4o\"\n  [[model.prices]]\n  effective = \"2024-06-01\"\n  input = 2.0\n",
         )
         .unwrap();
         let e = c.lookup_for("openai", "gpt-4o").entry.unwrap();
+        // Before the override, the catalog's own price.
+        assert_eq!(e.rates(NaiveDate::from_ymd_opt(2024, 5, 20).unwrap(), 1000).unwrap().input, d("5.00"));
         for (day, output) in [("2024-06-01", "15.00"), ("2025-06-01", "10.00"), ("2026-12-06", "10.00")] {
             let r = e.rates(NaiveDate::from_str(day).unwrap(), 1000).unwrap();
             assert_eq!((r.input, r.output), (d("2.0"), d(output)), "{day}");

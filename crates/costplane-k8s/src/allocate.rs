@@ -16,8 +16,11 @@
 //! - Network: GiB of the hour's counter deltas × the direction's rate.
 //! - Idle per node and resource (CPU, RAM): allocatable × node hours × rate
 //!   − the allocated cost of containers on the node, clamped at zero (each
-//!   clamp counted). Booked in namespace `__idle__`, or with `share_idle`
-//!   split weighted among namespaces (`x_SharedFrom = __idle__`).
+//!   clamp counted). Booked in namespace `__idle__` (to the samples'
+//!   owner), or with `share_idle` split weighted among the namespaces of
+//!   the node's cluster (`x_SharedFrom = __idle__`).
+//! - One [`HourUsage`] holds one owner's samples; owners are allocated
+//!   apart (see [`crate::price_hour`]).
 //! - Shared namespaces: the hour's cost of each (cluster, shared namespace)
 //!   is split among the cluster's other namespaces (even or weighted by
 //!   their own allocated cost, see [`crate::share`]); the shared
@@ -129,6 +132,10 @@ pub struct ContainerHour {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeHour {
     pub cluster: String,
+    /// The owner of the samples (the ingest key's tenant), who pays the
+    /// node's idle; empty for open ingest.
+    #[serde(default)]
+    pub tenant: String,
     pub cpu: Stream,
     pub mem: Stream,
 }
@@ -151,6 +158,8 @@ pub struct NetworkHour {
 #[derive(Debug, Clone, Default)]
 pub struct HourUsage {
     pub hour_ns: i64,
+    /// Whose samples these are (see [`crate::sample::Sample::owner`]).
+    pub owner: String,
     /// By (pod uid, container).
     pub containers: BTreeMap<(String, String), ContainerHour>,
     pub nodes: BTreeMap<String, NodeHour>,
@@ -297,8 +306,14 @@ pub fn allocate(h: &HourUsage, cfg: &KubernetesConfig, stats: &mut AllocationSta
     let mut idle = Vec::new();
     for (node, n) in &h.nodes {
         let rates = cfg.prices.node(node);
-        let id =
-            Identity { cluster: n.cluster.clone(), namespace: IDLE.into(), pod: IDLE.into(), node: node.clone(), ..Identity::default() };
+        let id = Identity {
+            cluster: n.cluster.clone(),
+            tenant: n.tenant.clone(),
+            namespace: IDLE.into(),
+            pod: IDLE.into(),
+            node: node.clone(),
+            ..Identity::default()
+        };
         let (cpu_alloc, ram_alloc) = on_node.get(node.as_str()).copied().unwrap_or_default();
         let cpu_hrs = n.cpu.avg() * hours(n.cpu.span_ns(single));
         let ram_hrs = n.mem.avg() / GIB * hours(n.mem.span_ns(single));
@@ -320,12 +335,20 @@ pub fn allocate(h: &HourUsage, cfg: &KubernetesConfig, stats: &mut AllocationSta
         }
     }
     if cfg.share_idle {
-        let total: Decimal = idle.iter().map(|l| l.cost).sum();
-        let shared = share_among(h.hour_ns, &lines, total, IDLE, cfg, |_| true);
-        if shared.is_empty() {
-            lines.extend(idle);
-        } else {
-            lines.extend(shared);
+        // Each cluster's idle among that cluster's namespaces only.
+        let mut clusters: Vec<String> = idle.iter().map(|l| l.id.cluster.clone()).collect();
+        clusters.sort();
+        clusters.dedup();
+        for cluster in clusters {
+            let (mine, rest): (Vec<Line>, Vec<Line>) = idle.into_iter().partition(|l| l.id.cluster == cluster);
+            idle = rest;
+            let total: Decimal = mine.iter().map(|l| l.cost).sum();
+            let shared = share_among(h.hour_ns, &lines, total, IDLE, cfg, |l| l.id.cluster == cluster);
+            if shared.is_empty() {
+                lines.extend(mine);
+            } else {
+                lines.extend(shared);
+            }
         }
     } else {
         lines.extend(idle);

@@ -70,7 +70,48 @@ pub struct KubernetesConfig {
     pub sample_interval_secs: u64,
     /// Resource attribute naming the tenant (as `[cost]` does for telemetry).
     pub tenant_attribute: String,
+    /// What one sample may claim (`[kubernetes.limits]`).
+    pub limits: SampleLimits,
     pub prices: Prices,
+}
+
+/// `[kubernetes.limits]`: the largest values a Kubernetes sample may carry,
+/// and how far ahead of its arrival it may be dated. A sample beyond them
+/// is refused at the receiver (OTLP partial success, with the reason), so
+/// one sender's absurd or future-dated point never reaches the meter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleLimits {
+    /// Cores one container may request or use.
+    pub max_container_cores: u64,
+    /// GiB one container may request or use.
+    pub max_container_memory_gib: u64,
+    /// GPUs one container may request.
+    pub max_container_gpus: u64,
+    /// Allocatable cores of one node.
+    pub max_node_cores: u64,
+    /// Allocatable GiB of one node.
+    pub max_node_memory_gib: u64,
+    /// GiB of one volume.
+    pub max_volume_gib: u64,
+    /// Seconds a sample may be dated after the time it arrives.
+    pub max_future_skew_secs: u64,
+}
+
+impl Default for SampleLimits {
+    fn default() -> Self {
+        // Well above the largest machines sold (AWS u7in-32tb: 896 vCPUs,
+        // 32 TiB; 8-GPU nodes) and volumes (64 TiB io2).
+        SampleLimits {
+            max_container_cores: 1024,
+            max_container_memory_gib: 32_768,
+            max_container_gpus: 64,
+            max_node_cores: 4096,
+            max_node_memory_gib: 65_536,
+            max_volume_gib: 1_048_576,
+            max_future_skew_secs: 300,
+        }
+    }
 }
 
 impl Default for KubernetesConfig {
@@ -84,6 +125,7 @@ impl Default for KubernetesConfig {
             close_after_secs: 300,
             sample_interval_secs: 10,
             tenant_attribute: "tenant.id".into(),
+            limits: SampleLimits::default(),
             prices: Prices::default(),
         }
     }
@@ -100,6 +142,19 @@ impl KubernetesConfig {
         }
         if self.sample_interval_secs > 3600 {
             return Err(K8sError::Config("sample_interval_secs must be at most 3600".into()));
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("max_container_cores", l.max_container_cores),
+            ("max_container_memory_gib", l.max_container_memory_gib),
+            ("max_container_gpus", l.max_container_gpus),
+            ("max_node_cores", l.max_node_cores),
+            ("max_node_memory_gib", l.max_node_memory_gib),
+            ("max_volume_gib", l.max_volume_gib),
+        ] {
+            if v == 0 {
+                return Err(K8sError::Config(format!("limits.{name} must be positive")));
+            }
         }
         self.prices.validate()
     }

@@ -4,10 +4,12 @@
 //! - Formats: CSV, gzip CSV (`.gz`, or gzip magic bytes) and Parquet
 //!   (`PAR1` magic bytes; read as text cells by `focus_parquet`, then
 //!   checked by the same parser).
-//! - A directory is read through its manifest: AWS `*Manifest.json`
+//! - A directory is read through its manifests (every one under it: an
+//!   export holds one per billing period): AWS `*Manifest.json`
 //!   (`dataFiles`) or Azure `manifest.json` (`blobs[].blobName`), the listed
 //!   files found by name under the directory; without a manifest, every
-//!   `.csv` / `.csv.gz` / `.parquet` under it.
+//!   `.csv` / `.csv.gz` / `.parquet` under it. gzip files may inflate to
+//!   [`MAX_INFLATED_BYTES`] at most.
 //! - Atomic per call: every file is parsed completely before a row is
 //!   returned; the first bad cell fails the whole import and names the
 //!   file, the data row (1-based, header excluded) and the column.
@@ -25,8 +27,13 @@
 //!   (charge hour, scope) as a new revision and empties the hours of the
 //!   file's billing periods ([`Import::periods`]) that the file no longer
 //!   has: a re-import replaces, never adds.
-//! - Provider `x_` columns (and BillingAccountId, SubAccountId, RegionId,
-//!   ChargeDescription) are kept as a JSON object in `x_Extra`.
+//! - Provider `x_` columns, and every FOCUS column of [`KEPT_COLUMNS`]
+//!   that the ledger has no column of its own for (billing account and
+//!   period, sub-account, charge description and frequency, pricing
+//!   category, unit prices, SKU price, commitment discounts, region), are
+//!   kept as a JSON object in `x_Extra`, so the FOCUS export writes an
+//!   imported row as it came. Billing periods are kept normalised
+//!   (`YYYY-MM-DDTHH:MM:SSZ`, ends exclusive); other cells as written.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -40,6 +47,33 @@ use rust_decimal::Decimal;
 use crate::K8sError;
 
 pub const SOURCE: &str = "cloud";
+
+/// FOCUS columns kept in `x_Extra` as the file gives them (see the module
+/// header); the billing period is added normalised.
+pub const KEPT_COLUMNS: [&str; 22] = [
+    "BillingAccountId",
+    "BillingAccountName",
+    "SubAccountId",
+    "SubAccountName",
+    "RegionId",
+    "RegionName",
+    "AvailabilityZone",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "ServiceSubcategory",
+    "ResourceType",
+    "SkuPriceId",
+    "PricingCategory",
+    "ListUnitPrice",
+    "ContractedUnitPrice",
+    "CommitmentDiscountCategory",
+    "CommitmentDiscountId",
+    "CommitmentDiscountName",
+    "CommitmentDiscountStatus",
+    "CommitmentDiscountType",
+    "CommitmentDiscountQuantity",
+    "CommitmentDiscountUnit",
+];
 
 /// Columns without which a file is refused.
 pub const MANDATORY: [&str; 6] =
@@ -71,6 +105,15 @@ pub struct Import {
 }
 
 impl Import {
+    /// Adds another file's rows: the files of one bill (an export split
+    /// into parts, several months) import as one replacement.
+    pub fn merge(&mut self, other: Import) {
+        self.rows.extend(other.rows);
+        self.keys.extend(other.keys);
+        self.periods.extend(other.periods);
+        self.files.extend(other.files);
+    }
+
     /// Σ BilledCost and Σ EffectiveCost per provider.
     pub fn totals(&self) -> BTreeMap<String, (Decimal, Decimal)> {
         let mut out: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
@@ -132,8 +175,8 @@ fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, K8sError> {
     let mut all = Vec::new();
     walk(dir, &mut all)?;
     let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let manifest = all.iter().find(|p| name(p).to_ascii_lowercase().ends_with("manifest.json"));
-    let Some(manifest) = manifest else {
+    let manifests: Vec<&PathBuf> = all.iter().filter(|p| name(p).to_ascii_lowercase().ends_with("manifest.json")).collect();
+    if manifests.is_empty() {
         let data: Vec<PathBuf> = all
             .into_iter()
             .filter(|p| {
@@ -145,7 +188,22 @@ fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, K8sError> {
             true => Err(read_err(dir, "no manifest and no .csv / .csv.gz / .parquet files")),
             false => Ok(data),
         };
-    };
+    }
+    // Every manifest: an export directory holds one per billing period.
+    let mut out: Vec<PathBuf> = Vec::new();
+    for manifest in manifests {
+        for f in manifest_files(manifest, &all)? {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The data files one manifest lists, found by name among `all`.
+fn manifest_files(manifest: &Path, all: &[PathBuf]) -> Result<Vec<PathBuf>, K8sError> {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let text = std::fs::read_to_string(manifest).map_err(|e| read_err(manifest, e))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| read_err(manifest, format!("not JSON: {e}")))?;
     let listed: Vec<String> = match (json.get("dataFiles"), json.get("blobs")) {
@@ -158,14 +216,25 @@ fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, K8sError> {
     listed
         .iter()
         .map(|l| {
-            let base = l.rsplit('/').next().unwrap_or(l);
+            // The file whose path ends in the most of the listed path's
+            // components: billing periods repeat file names
+            // (`BILLING_PERIOD=2025-03/focus-00001.csv.gz`).
+            let wanted: Vec<&str> = l.rsplit('/').collect();
+            let shared = |p: &Path| {
+                let mine: Vec<String> = p.components().rev().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                mine.iter().zip(&wanted).take_while(|(a, b)| a == *b).count()
+            };
             all.iter()
-                .find(|p| name(p) == base)
+                .filter(|p| Some(name(p).as_str()) == wanted.first().copied())
+                .max_by_key(|p| shared(p))
                 .cloned()
                 .ok_or_else(|| read_err(manifest, format!("lists {l}, not found under the directory")))
         })
         .collect()
 }
+
+/// The most a gzip file may inflate to (a bill is held whole while parsed).
+pub const MAX_INFLATED_BYTES: u64 = 2 << 30;
 
 /// Reads and parses every file; nothing is returned unless all parse.
 pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl FnMut(u64)) -> Result<Import, K8sError> {
@@ -174,11 +243,7 @@ pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl
         let bytes = std::fs::read(f).map_err(|e| read_err(f, e))?;
         progress(bytes.len() as u64);
         let label = f.display().to_string();
-        let one = parse_bytes(&label, &bytes, options)?;
-        import.rows.extend(one.rows);
-        import.keys.extend(one.keys);
-        import.periods.extend(one.periods);
-        import.files.push(label);
+        import.merge(parse_bytes(&label, &bytes, options)?);
     }
     Ok(import)
 }
@@ -192,7 +257,15 @@ pub fn parse_bytes(file: &str, bytes: &[u8], options: &ImportOptions) -> Result<
     }
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
-        flate2::read::MultiGzDecoder::new(bytes).read_to_string(&mut s).map_err(|e| err(&format!("gzip: {e}")))?;
+        // One more byte than the cap tells an over-large file from one at it.
+        let mut inflated = flate2::read::MultiGzDecoder::new(bytes).take(MAX_INFLATED_BYTES + 1);
+        inflated.read_to_string(&mut s).map_err(|e| err(&format!("gzip: {e}")))?;
+        if s.len() as u64 > MAX_INFLATED_BYTES {
+            return Err(err(&format!(
+                "gzip: the file inflates to more than {} GiB; split the export into smaller files",
+                MAX_INFLATED_BYTES >> 30
+            )));
+        }
         s
     } else {
         String::from_utf8(bytes.to_vec()).map_err(|_| err("not UTF-8 text"))?
@@ -380,7 +453,7 @@ fn parse_rows(file: &str, header: Vec<String>, recs: impl Iterator<Item = Vec<Ce
         let month = DateTime::from_timestamp_nanos(period).format("%Y-%m").to_string();
         let key = format!("{}|{}|{}", provider.to_ascii_lowercase(), account_key, month);
         let mut extra = serde_json::Map::new();
-        for name in ["BillingAccountId", "SubAccountId", "RegionId", "ChargeDescription"] {
+        for name in KEPT_COLUMNS {
             if let Some(v) = get(name) {
                 extra.insert(name.into(), v.into());
             }
@@ -398,6 +471,9 @@ fn parse_rows(file: &str, header: Vec<String>, recs: impl Iterator<Item = Vec<Ce
             Some(_) => time("BillingPeriodEnd", true)?,
             None => next_month(period),
         };
+        let iso = |ns: i64| DateTime::from_timestamp_nanos(ns).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        extra.insert("BillingPeriodStart".into(), iso(period).into());
+        extra.insert("BillingPeriodEnd".into(), iso(period_end.max(period)).into());
         out.periods.insert((scope, period, period_end.max(period)));
         out.rows.push(LedgerRow {
             charge_period_start_ns: start,

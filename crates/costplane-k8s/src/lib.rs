@@ -22,7 +22,7 @@ pub mod sample;
 pub mod share;
 pub mod usage;
 
-pub use config::{KubernetesConfig, Prices, ShareSplit};
+pub use config::{KubernetesConfig, Prices, SampleLimits, ShareSplit};
 pub use costplane_telemetry::usage::MONEY_SCALE;
 pub use error::K8sError;
 pub use meter::K8sMeter;
@@ -31,7 +31,8 @@ use costplane_telemetry::usage::{KubernetesUsage, LedgerRow};
 
 /// Prices one stored hour of Kubernetes usage (the closer's `kubernetes`
 /// scope): allocation, idle per node (clamps counted in `stats`), shared
-/// splits, as ledger rows with `x_Source = kubernetes`.
+/// splits, as ledger rows with `x_Source = kubernetes`. The rows of each
+/// write scope ([`usage::write_scope`]: one owner's) are allocated apart.
 pub fn price_hour(
     hour_ns: i64,
     rows: &[KubernetesUsage],
@@ -40,7 +41,15 @@ pub fn price_hour(
     charge_status: &str,
     stats: &mut allocate::AllocationStats,
 ) -> Result<Vec<LedgerRow>, K8sError> {
-    let usage = usage::decode(hour_ns, rows)?;
-    let lines = allocate::allocate(&usage, cfg, stats);
+    // Each write scope (an owner's usage) is allocated apart.
+    let mut scopes: std::collections::BTreeMap<&str, Vec<KubernetesUsage>> = std::collections::BTreeMap::new();
+    for r in rows {
+        scopes.entry(r.cluster.as_str()).or_default().push(r.clone());
+    }
+    let mut lines = Vec::new();
+    for scoped in scopes.values() {
+        let usage = usage::decode(hour_ns, scoped)?;
+        lines.extend(allocate::allocate(&usage, cfg, stats));
+    }
     Ok(ledger::rows(&lines, currency, &cfg.prices.version(), charge_status))
 }

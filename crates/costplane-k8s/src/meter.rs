@@ -17,6 +17,11 @@
 //!   delta (bytes since the restart). A series seen for the first time
 //!   counts its whole value only when its start time falls in the same
 //!   hour (a pod that started while watched); otherwise it is a baseline.
+//! - Each sample's owner (the ingest key's tenant, see
+//!   [`crate::sample`]) has hours of its own: an hour is accumulated,
+//!   closed, stored and allocated per (hour, owner), so containers, nodes,
+//!   shared namespaces and idle of one owner never meet another's, even
+//!   under the same cluster, namespace and pod names.
 //! - State lives in memory: hours still open when the process stops
 //!   without a flush are not booked.
 
@@ -59,13 +64,15 @@ pub const RETAIN_HOURS: i64 = 6;
 #[derive(Debug)]
 pub struct K8sMeter {
     cfg: KubernetesConfig,
-    hours: BTreeMap<i64, OpenHour>,
+    /// By (hour start, owner).
+    hours: BTreeMap<(i64, String), OpenHour>,
     /// Closed hours still accepting late samples, and whether one arrived.
-    closed: BTreeMap<i64, (HourUsage, bool)>,
+    closed: BTreeMap<(i64, String), (HourUsage, bool)>,
     /// Hours starting before this are closed.
     closed_before: i64,
     watermark: i64,
-    counters: HashMap<(String, String, String), Counter>,
+    /// By (owner, pod uid, interface, direction).
+    counters: HashMap<(String, String, String, String), Counter>,
     pub stats: MeterStats,
 }
 
@@ -108,9 +115,12 @@ impl K8sMeter {
         for s in samples {
             self.stats.samples += 1;
             let hour = hour_of(s.time_ns);
-            if hour < self.closed_before {
+            let key = (hour, s.owner.clone());
+            // Closing stops at the first hour not yet due, so another
+            // owner's hour may still be open below `closed_before`.
+            if hour < self.closed_before && !self.hours.contains_key(&key) {
                 let delta = if s.kind == Kind::Network { self.counter_delta(&s) } else { None };
-                match self.closed.get_mut(&hour) {
+                match self.closed.get_mut(&key) {
                     Some((usage, dirty)) => {
                         add(usage, &s, delta);
                         *dirty = true;
@@ -121,10 +131,10 @@ impl K8sMeter {
             }
             self.watermark = self.watermark.max(s.time_ns);
             let delta = if s.kind == Kind::Network { self.counter_delta(&s) } else { None };
-            let open = self
-                .hours
-                .entry(hour)
-                .or_insert_with(|| OpenHour { usage: HourUsage { hour_ns: hour, ..HourUsage::default() }, touched_ns: now_ns });
+            let open = self.hours.entry(key).or_insert_with(|| OpenHour {
+                usage: HourUsage { hour_ns: hour, owner: s.owner.clone(), ..HourUsage::default() },
+                touched_ns: now_ns,
+            });
             open.touched_ns = now_ns;
             add(&mut open.usage, &s, delta);
         }
@@ -133,7 +143,7 @@ impl K8sMeter {
     }
 
     fn counter_delta(&mut self, s: &Sample) -> Option<Decimal> {
-        let key = (s.pod_uid.clone(), s.detail.clone(), s.detail2.clone());
+        let key = (s.owner.clone(), s.pod_uid.clone(), s.detail.clone(), s.detail2.clone());
         let delta = match self.counters.get(&key) {
             None => (s.start_ns > 0 && hour_of(s.start_ns) == hour_of(s.time_ns)).then_some(s.value),
             Some(c) if s.time_ns <= c.time_ns => return None,
@@ -167,17 +177,17 @@ impl K8sMeter {
             }
         }
         while let Some(entry) = self.hours.first_entry() {
-            if !due(*entry.key(), entry.get().touched_ns) {
+            if !due(entry.key().0, entry.get().touched_ns) {
                 break;
             }
-            let (start, open) = entry.remove_entry();
+            let (key, open) = entry.remove_entry();
             self.stats.hours_closed += 1;
-            self.closed_before = self.closed_before.max(start + HOUR_NS);
+            self.closed_before = self.closed_before.max(key.0 + HOUR_NS);
             out.push(open.usage.clone());
-            self.closed.insert(start, (open.usage, false));
+            self.closed.insert(key, (open.usage, false));
         }
         let keep_from = hour_of(self.watermark).saturating_sub(RETAIN_HOURS * HOUR_NS);
-        self.closed.retain(|h, _| *h >= keep_from);
+        self.closed.retain(|(h, _), _| *h >= keep_from);
         // Series silent for two hours of event time are forgotten.
         let horizon = self.watermark.saturating_sub(2 * HOUR_NS);
         self.counters.retain(|_, c| c.time_ns >= horizon);
@@ -209,6 +219,9 @@ fn add(h: &mut HourUsage, s: &Sample, delta: Option<Decimal>) {
             let n = h.nodes.entry(s.node.clone()).or_default();
             if n.cluster.is_empty() {
                 n.cluster.clone_from(&s.cluster);
+            }
+            if n.tenant.is_empty() {
+                n.tenant.clone_from(&s.owner);
             }
             if s.kind == Kind::NodeCpu { &mut n.cpu } else { &mut n.mem }.add(s.time_ns, v);
         }
@@ -249,6 +262,7 @@ mod tests {
             start_ns: 0,
             value,
             cluster: "c1".into(),
+            owner: String::new(),
             tenant: String::new(),
             namespace: ns.into(),
             pod: pod.into(),

@@ -8,8 +8,19 @@
 //! `k8s.node.cpu.allocatable`, `k8s.node.allocatable.cpu`) are accepted.
 //! No receiver emits GPU requests; `k8s.container.gpu_request` /
 //! `k8s.container.gpu.request` (GPUs) are read when a pipeline adds them.
+//!
+//! Samples are untrusted input that moves money, so [`screen`] refuses,
+//! before anything is stored or metered, every Kubernetes point that is
+//! negative, not finite, beyond `[kubernetes.limits]`, or dated further
+//! ahead of its arrival than the allowed skew: the receiver answers those
+//! as OTLP partial success. Each sample carries its `owner`: the ingest
+//! key's tenant when the request came with one. The meter keeps each
+//! owner's usage apart (see [`crate::meter`]), so one key's metrics can
+//! never join, share into or idle against another's.
 
 use costplane_telemetry::model::{Attributes, PointCommon, TelemetryBatch};
+
+use crate::config::SampleLimits;
 
 /// What a sample measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +73,9 @@ pub struct Sample {
     pub start_ns: i64,
     pub value: f64,
     pub cluster: String,
+    /// The ingest key's tenant the sample arrived under; empty for open
+    /// ingest (one operator's metrics).
+    pub owner: String,
     pub tenant: String,
     pub namespace: String,
     pub pod: String,
@@ -79,7 +93,7 @@ fn attr<'a>(attrs: &'a Attributes, key: &str) -> &'a str {
     attrs.get(key).unwrap_or("")
 }
 
-fn sample(kind: Kind, p: &PointCommon, value: f64, cluster: &str, tenant_attribute: &str) -> Sample {
+fn sample(kind: Kind, p: &PointCommon, value: f64, cluster: &str, tenant_attribute: &str, owner: &str) -> Sample {
     let r = &p.metric.resource.attributes;
     let (detail, detail2) = match kind {
         Kind::VolumeCapacity => (attr(r, "k8s.volume.name").to_owned(), attr(r, "k8s.volume.type").to_owned()),
@@ -100,6 +114,7 @@ fn sample(kind: Kind, p: &PointCommon, value: f64, cluster: &str, tenant_attribu
         start_ns: p.start_time_unix_ns,
         value,
         cluster: if c.is_empty() { cluster.to_owned() } else { c.to_owned() },
+        owner: owner.to_owned(),
         tenant: attr(r, tenant_attribute).to_owned(),
         namespace: attr(r, "k8s.namespace.name").to_owned(),
         pod: attr(r, "k8s.pod.name").to_owned(),
@@ -112,16 +127,77 @@ fn sample(kind: Kind, p: &PointCommon, value: f64, cluster: &str, tenant_attribu
     }
 }
 
-/// Every Kubernetes sample of `batch` (gauges and sums; NaN and infinite
-/// values are skipped).
-pub fn extract(batch: &TelemetryBatch, cluster: &str, tenant_attribute: &str) -> Vec<Sample> {
-    let gauges = batch.gauges.iter().map(|g| (&g.common, g.value));
-    let sums = batch.sums.iter().map(|s| (&s.common, s.value));
-    gauges
-        .chain(sums)
-        .filter(|(_, v)| v.is_finite())
-        .filter_map(|(p, v)| kind_of(&p.metric.name).map(|k| sample(k, p, v, cluster, tenant_attribute)))
-        .collect()
+/// What [`screen`] kept and refused.
+#[derive(Debug, Default)]
+pub struct Screened {
+    /// The samples of the points kept.
+    pub samples: Vec<Sample>,
+    /// Points refused (and removed from the batch).
+    pub rejected: u64,
+    /// Why, one line per refused point (the first few).
+    pub reasons: Vec<String>,
+}
+
+/// Reasons kept per request, as the receivers' own partial-success limit.
+const MAX_REASONS: usize = 3;
+
+const GIB: f64 = 1_073_741_824.0;
+
+/// Why a sample's value is not one a real object can have, if it is not.
+fn out_of_bounds(kind: Kind, value: f64, limits: &SampleLimits) -> Option<String> {
+    if !value.is_finite() {
+        return Some(format!("{value} is not a finite number"));
+    }
+    if value < 0.0 {
+        return Some(format!("{value} is negative"));
+    }
+    let (max, unit, what) = match kind {
+        Kind::CpuUsage | Kind::CpuRequest => (limits.max_container_cores as f64, 1.0, "limits.max_container_cores"),
+        Kind::MemUsage | Kind::MemRequest => (limits.max_container_memory_gib as f64, GIB, "limits.max_container_memory_gib"),
+        Kind::GpuRequest => (limits.max_container_gpus as f64, 1.0, "limits.max_container_gpus"),
+        Kind::NodeCpu => (limits.max_node_cores as f64, 1.0, "limits.max_node_cores"),
+        Kind::NodeMem => (limits.max_node_memory_gib as f64, GIB, "limits.max_node_memory_gib"),
+        Kind::VolumeCapacity => (limits.max_volume_gib as f64, GIB, "limits.max_volume_gib"),
+        Kind::PodPhase => (5.0, 1.0, "the highest pod phase (5, Unknown)"),
+        // A cumulative byte counter: any non-negative value.
+        Kind::Network => return None,
+    };
+    (value / unit > max).then(|| format!("{value} is above {what} ({max})"))
+}
+
+/// Refuses the Kubernetes points of `batch` that no real cluster reports
+/// (see the module header), removing them from the batch, and returns the
+/// samples of the rest, owned by `owner`. Points of other metrics pass
+/// untouched. `received_ns` is the request's arrival (kept by the disk
+/// buffer, so a replay screens the same way).
+pub fn screen(batch: &mut TelemetryBatch, cluster: &str, tenant_attribute: &str, owner: &str, limits: &SampleLimits, received_ns: i64) -> Screened {
+    let mut out = Screened::default();
+    let skew_ns = i64::try_from(limits.max_future_skew_secs).unwrap_or(i64::MAX).saturating_mul(1_000_000_000);
+    let latest = received_ns.saturating_add(skew_ns);
+    let mut check = |p: &PointCommon, value: f64| -> bool {
+        let Some(kind) = kind_of(&p.metric.name) else { return true };
+        let why = out_of_bounds(kind, value, limits).or_else(|| {
+            (p.time_unix_ns > latest).then(|| {
+                format!("dated {} s after it arrived, more than limits.max_future_skew_secs ({})", (p.time_unix_ns - received_ns) / 1_000_000_000, limits.max_future_skew_secs)
+            })
+        });
+        match why {
+            None => {
+                out.samples.push(sample(kind, p, value, cluster, tenant_attribute, owner));
+                true
+            }
+            Some(why) => {
+                out.rejected += 1;
+                if out.reasons.len() < MAX_REASONS {
+                    out.reasons.push(format!("Kubernetes metric {}: {why}", p.metric.name));
+                }
+                false
+            }
+        }
+    };
+    batch.gauges.retain(|g| check(&g.common, g.value));
+    batch.sums.retain(|s| check(&s.common, s.value));
+    out
 }
 
 #[cfg(test)]

@@ -3,6 +3,11 @@
 //! quantities as JSON (decimals as strings, so nothing is rounded in the
 //! store). The meter writes every row of an hour under one `written_ns`;
 //! [`decode`] rebuilds the hour from the rows of one write.
+//!
+//! The stored `Cluster` column is the write's scope ([`write_scope`]): the
+//! meter's cluster, and the owner's tenant when the samples came with an
+//! ingest key. Each scope's latest write is its hour, and each scope is
+//! allocated apart, so owners never replace or share into each other.
 
 use costplane_telemetry::usage::KubernetesUsage;
 use serde::{Deserialize, Serialize};
@@ -44,12 +49,24 @@ struct Phase {
     running: bool,
 }
 
+/// The `Cluster` column of an owner's rows: the meter's cluster alone for
+/// open ingest (as rows were always written), else the cluster and the
+/// owner's tenant.
+pub fn write_scope(cluster: &str, owner: &str) -> String {
+    if owner.is_empty() {
+        cluster.to_owned()
+    } else {
+        format!("{cluster} tenant={owner}")
+    }
+}
+
 /// The rows of one hour's usage, written at `written_ns` by the meter of `cluster`.
 pub fn encode(h: &HourUsage, cluster: &str, written_ns: i64) -> Vec<KubernetesUsage> {
+    let scope = write_scope(cluster, &h.owner);
     let row = |kind: &str, payload: String| KubernetesUsage {
         hour_ns: h.hour_ns,
         written_ns,
-        cluster: cluster.to_owned(),
+        cluster: scope.clone(),
         kind: kind.to_owned(),
         payload,
     };

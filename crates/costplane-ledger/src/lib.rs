@@ -34,7 +34,8 @@ pub const DAY_NS: i64 = 24 * HOUR_NS;
 
 /// The start of the hour holding `ns`, without overflow for any `i64`.
 pub fn hour_of(ns: i64) -> i64 {
-    ns - ns.rem_euclid(HOUR_NS)
+    // Saturating: the hour of i64::MIN starts before i64::MIN.
+    ns.saturating_sub(ns.rem_euclid(HOUR_NS))
 }
 
 /// Items and bytes of one signal for one (hour, tenant, project, service).

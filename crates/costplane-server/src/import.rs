@@ -10,12 +10,24 @@
 //! All of it is one replacement ([`costplane_store::ledger::Ledger::replace_window`]):
 //! readers see the old bill or the new one, never both, and re-importing
 //! a re-delivered period replaces it instead of adding to it.
+//!
+//! A bill in several files (an export split into parts, several months) is
+//! one import session, so its files replace the periods together rather
+//! than each file replacing what the one before wrote:
+//! `POST /api/v1/import/focus/sessions` opens one (`{"session": ID}`),
+//! `POST /api/v1/import/focus?session=ID&file=NAME` parses a file into it
+//! (nothing is written), `POST /api/v1/import/focus/sessions/ID/commit`
+//! writes every file of it as one replacement, `DELETE
+//! /api/v1/import/focus/sessions/ID` drops it. At most
+//! [`MAX_SESSIONS`] are open; one left alone for [`SESSION_IDLE`] is dropped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::{Extension, Json, Router};
 use costplane_k8s::focus::{self, Import, ImportOptions};
 use costplane_telemetry::usage::{hour_of, HourState, LedgerReplacement, LedgerRow, CLOSED};
@@ -29,8 +41,98 @@ use crate::error::{ApiError, ErrorCode};
 /// Largest bill file accepted through the API.
 const MAX_FILE_BYTES: usize = 1 << 30;
 
+/// Import sessions open at once.
+pub const MAX_SESSIONS: usize = 4;
+
+/// A session nobody added to or committed for this long is dropped.
+pub const SESSION_IDLE: Duration = Duration::from_secs(3600);
+
+/// Open import sessions: the files parsed so far, by session id.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<String, (Import, Instant)>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Import, Instant)>> {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn create(&self) -> Result<String, ApiError> {
+        let mut open = self.lock();
+        open.retain(|_, (_, touched)| touched.elapsed() < SESSION_IDLE);
+        if open.len() >= MAX_SESSIONS {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("{MAX_SESSIONS} import sessions are open; commit or delete one (DELETE /api/v1/import/focus/sessions/ID)"),
+            ));
+        }
+        let id = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        open.insert(id.clone(), (Import::default(), Instant::now()));
+        Ok(id)
+    }
+
+    fn add(&self, id: &str, import: Import) -> Result<(usize, usize), ApiError> {
+        let mut open = self.lock();
+        let (session, touched) = open.get_mut(id).ok_or_else(|| unknown_session(id))?;
+        session.merge(import);
+        *touched = Instant::now();
+        Ok((session.files.len(), session.rows.len()))
+    }
+
+    fn take(&self, id: &str) -> Result<Import, ApiError> {
+        self.lock().remove(id).map(|(i, _)| i).ok_or_else(|| unknown_session(id))
+    }
+}
+
+fn unknown_session(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no open import session {id:?} (sessions expire after an hour unused); open one again"))
+}
+
 pub fn router(costs: CostState) -> Router {
-    Router::new().route("/api/v1/import/focus", post(import_focus).layer(DefaultBodyLimit::max(MAX_FILE_BYTES))).with_state(costs)
+    let sessions = Arc::new(Sessions::default());
+    Router::new()
+        .route("/api/v1/import/focus", post(import_focus).layer(DefaultBodyLimit::max(MAX_FILE_BYTES)))
+        .route("/api/v1/import/focus/sessions", post(open_session))
+        .route("/api/v1/import/focus/sessions/{id}/commit", post(commit_session))
+        .route("/api/v1/import/focus/sessions/{id}", delete(drop_session))
+        .layer(Extension(sessions))
+        .with_state(costs)
+}
+
+fn admin_only(caller: &Caller) -> Result<(), ApiError> {
+    match caller.tenant() {
+        Some(_) => Err(ApiError::new(ErrorCode::PermissionDenied, "importing bills needs an admin key")),
+        None => Ok(()),
+    }
+}
+
+async fn open_session(Extension(caller): Extension<Caller>, Extension(sessions): Extension<Arc<Sessions>>) -> Result<Response, ApiError> {
+    admin_only(&caller)?;
+    Ok(Json(json!({ "session": sessions.create()? })).into_response())
+}
+
+async fn commit_session(
+    State(state): State<CostState>,
+    Extension(caller): Extension<Caller>,
+    Extension(sessions): Extension<Arc<Sessions>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin_only(&caller)?;
+    let import = sessions.take(&id)?;
+    let answer = replace(&state.closer, import).await?;
+    tracing::info!(rows = %answer["rows"], files = %answer["files"], "FOCUS bill imported");
+    Ok(Json(answer).into_response())
+}
+
+async fn drop_session(
+    Extension(caller): Extension<Caller>,
+    Extension(sessions): Extension<Arc<Sessions>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin_only(&caller)?;
+    sessions.take(&id)?;
+    Ok(Json(json!({ "dropped": id })).into_response())
 }
 
 /// The ledger scope of an imported row (from its import key).
@@ -88,11 +190,16 @@ pub async fn replace(closer: &Closer, import: Import) -> Result<serde_json::Valu
 async fn import_focus(
     State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
+    Extension(sessions): Extension<Arc<Sessions>>,
     Query(q): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    if caller.tenant().is_some() {
-        return Err(ApiError::new(ErrorCode::PermissionDenied, "importing bills needs an admin key"));
+    admin_only(&caller)?;
+    // Checked before the file is parsed.
+    if let Some(id) = q.get("session") {
+        if !sessions.lock().contains_key(id) {
+            return Err(unknown_session(id));
+        }
     }
     let file = q.get("file").cloned().unwrap_or_else(|| "upload.csv".into());
     let options = ImportOptions {
@@ -104,6 +211,10 @@ async fn import_focus(
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+    if let Some(id) = q.get("session") {
+        let (files, rows) = sessions.add(id, import)?;
+        return Ok(Json(json!({ "session": id, "files": files, "rows": rows })).into_response());
+    }
     let answer = replace(&state.closer, import).await?;
     tracing::info!(rows = %answer["rows"], files = %answer["files"], "FOCUS bill imported");
     Ok(Json(answer).into_response())

@@ -15,12 +15,48 @@ use std::time::Duration;
 
 use costplane_k8s::allocate::HourUsage;
 use costplane_k8s::meter::MeterStats;
-use costplane_k8s::sample::{extract, Sample};
-use costplane_k8s::{K8sMeter, KubernetesConfig};
+use costplane_k8s::sample::{screen, Sample};
+use costplane_k8s::{K8sMeter, KubernetesConfig, SampleLimits};
 use costplane_pipeline::Pipeline;
 use costplane_telemetry::usage::UsageRows;
-use costplane_telemetry::TelemetryBatch;
+use costplane_telemetry::{Conversion, TelemetryBatch};
 use tokio_util::sync::CancellationToken;
+
+/// The receivers' check of Kubernetes points (`[kubernetes.limits]`), run
+/// on the live path and on a replay of the buffered request alike.
+#[derive(Debug, Clone)]
+pub struct SampleScreen {
+    cluster: String,
+    tenant_attribute: String,
+    limits: SampleLimits,
+}
+
+/// Reasons a partial-success answer carries at most.
+const MAX_REASONS: usize = 3;
+
+impl SampleScreen {
+    pub fn new(c: &KubernetesConfig) -> Self {
+        SampleScreen { cluster: c.cluster.clone(), tenant_attribute: c.tenant_attribute.clone(), limits: c.limits.clone() }
+    }
+
+    /// Refuses the Kubernetes points no real cluster reports (as rejected
+    /// items of `conversion`) and returns the samples of the rest, owned by
+    /// `owner` (the ingest key's tenant; empty for open ingest).
+    pub fn apply(&self, conversion: &mut Conversion, owner: &str, received_ns: i64) -> Vec<Sample> {
+        let batch = &mut conversion.batch;
+        if batch.gauges.is_empty() && batch.sums.is_empty() {
+            return Vec::new();
+        }
+        let screened = screen(batch, &self.cluster, &self.tenant_attribute, owner, &self.limits, received_ns);
+        if screened.rejected > 0 {
+            conversion.accepted = conversion.accepted.saturating_sub(screened.rejected);
+            conversion.rejected += screened.rejected;
+            let room = MAX_REASONS.saturating_sub(conversion.reasons.len());
+            conversion.reasons.extend(screened.reasons.into_iter().take(room));
+        }
+        screened.samples
+    }
+}
 
 /// How often hours the clock left behind are closed.
 const TICK: Duration = Duration::from_secs(15);
@@ -30,6 +66,7 @@ const TICK: Duration = Duration::from_secs(15);
 pub struct KubernetesMetering {
     meter: Mutex<K8sMeter>,
     pipeline: Pipeline,
+    screen: SampleScreen,
 }
 
 fn now_ns() -> i64 {
@@ -38,23 +75,17 @@ fn now_ns() -> i64 {
 
 impl KubernetesMetering {
     pub fn new(config: KubernetesConfig, pipeline: Pipeline) -> Arc<Self> {
-        Arc::new(KubernetesMetering { meter: Mutex::new(K8sMeter::new(config)), pipeline })
+        let screen = SampleScreen::new(&config);
+        Arc::new(KubernetesMetering { meter: Mutex::new(K8sMeter::new(config)), pipeline, screen })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, K8sMeter> {
         self.meter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The Kubernetes samples of a decoded batch (cheap when there are none).
-    pub fn samples(&self, batch: &TelemetryBatch) -> Vec<Sample> {
-        if batch.gauges.is_empty() && batch.sums.is_empty() {
-            return Vec::new();
-        }
-        let (cluster, tenant) = {
-            let m = self.lock();
-            (m.config().cluster.clone(), m.config().tenant_attribute.clone())
-        };
-        extract(batch, &cluster, &tenant)
+    /// What the receivers check Kubernetes points against.
+    pub fn screen(&self) -> &SampleScreen {
+        &self.screen
     }
 
     /// Adds the samples of an accepted request; stores hours they close.

@@ -116,7 +116,8 @@ impl Server {
         };
         let meter = Arc::new(source.meter().map_err(ServerError::Config)?);
         tracing::info!(catalog = %meter.catalog.version, models = meter.catalog.models().len(), "price catalog loaded");
-        let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)));
+        let screen = self.config.kubernetes.enabled.then(|| crate::kubernetes::SampleScreen::new(&self.config.kubernetes));
+        let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)), screen);
         let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store), buffer_config, decoder)
             .map_err(|e| ServerError::Buffer(e.to_string()))?;
         let pipeline = handle.pipeline().clone();

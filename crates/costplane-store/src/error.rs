@@ -14,6 +14,7 @@
 //! | `Schema`      | yes    | a table or column is missing or mistyped (fatal at startup)    |
 //! | `Rejected`    | no     | the data (for a query: the statement) is invalid               |
 //! | `NotReadOnly` | no     | a query that would change the store                            |
+//! | `BadCell`     | no     | a stored value costplane cannot read (never read as 0)         |
 //! | `Io`          | yes    | local I/O                                                      |
 
 use thiserror::Error;
@@ -45,6 +46,11 @@ pub enum StoreError {
     /// can fix the schema while costplane holds the batch.
     #[error("{0}")]
     Schema(String),
+    /// A stored cell that does not hold what its column promises (money
+    /// that is not a decimal). Reads fail with it rather than read the cell
+    /// as 0: an operator must look at the row.
+    #[error("{table} row {row}: column {column} holds {value}, which is not {expected}; the row must be repaired or removed before it can be read")]
+    BadCell { table: &'static str, row: usize, column: &'static str, value: String, expected: &'static str },
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// A file a read had listed was gone when it was opened: compaction or
@@ -57,7 +63,7 @@ impl StoreError {
     /// Whether writing the same batch again may succeed: everything but
     /// invalid data and refused queries.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Rejected(_) | StoreError::NotReadOnly(_))
+        !matches!(self, StoreError::Rejected(_) | StoreError::NotReadOnly(_) | StoreError::BadCell { .. })
     }
 
     /// Whether the store said the data itself is invalid: for a write, some
@@ -71,7 +77,7 @@ impl StoreError {
     /// (authentication, schema, an unrecognised error). Such errors are
     /// retryable too; this only says how loudly to report them.
     pub fn needs_attention(&self) -> bool {
-        matches!(self, StoreError::Unexpected(_) | StoreError::Schema(_))
+        matches!(self, StoreError::Unexpected(_) | StoreError::Schema(_) | StoreError::BadCell { .. })
     }
 }
 

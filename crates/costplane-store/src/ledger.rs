@@ -112,17 +112,35 @@ pub fn text(v: &Value) -> String {
     }
 }
 
-/// A cell as an exact decimal (text or number).
-pub fn decimal(v: &Value) -> Decimal {
+/// A cell as an exact decimal (text or number); `None` for anything else,
+/// NULL included: callers say which row and column it was
+/// ([`StoreError::BadCell`]), never read it as 0.
+pub fn decimal(v: &Value) -> Option<Decimal> {
     match v {
-        Value::String(s) => Decimal::from_str(s).unwrap_or_default(),
-        Value::Number(n) => Decimal::from_str(&n.to_string()).unwrap_or_default(),
-        _ => Decimal::ZERO,
+        Value::String(s) => Decimal::from_str(s.trim()).ok().or_else(|| Decimal::from_scientific(s.trim()).ok()),
+        Value::Number(n) => {
+            let t = n.to_string();
+            Decimal::from_str(&t).ok().or_else(|| Decimal::from_scientific(&t).ok())
+        }
+        _ => None,
     }
 }
 
-fn opt_decimal(v: &Value) -> Option<Decimal> {
-    (!v.is_null()).then(|| decimal(v))
+/// A money or quantity cell of the ledger, read exactly or refused.
+fn money_cell(v: &Value, row: usize, column: &'static str) -> Result<Decimal, StoreError> {
+    decimal_cell(LEDGER_TABLE, v, row, column)
+}
+
+fn decimal_cell(table: &'static str, v: &Value, row: usize, column: &'static str) -> Result<Decimal, StoreError> {
+    decimal(v).ok_or_else(|| StoreError::BadCell { table, row, column, value: v.to_string(), expected: "a decimal" })
+}
+
+/// A nullable money cell: NULL is `None`, anything else must be a decimal.
+fn opt_money_cell(v: &Value, row: usize, column: &'static str) -> Result<Option<Decimal>, StoreError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    money_cell(v, row, column).map(Some)
 }
 
 fn int(v: &Value) -> i64 {
@@ -334,7 +352,7 @@ impl Ledger {
         }
         let r = self.store.query_with(&sql, &p.values).await?;
         let mut out = Vec::new();
-        for row in &r.rows {
+        for (at, row) in r.rows.iter().enumerate() {
             let n = row.len();
             let rows = uint(&row[n - 1]);
             if rows == 0 {
@@ -351,8 +369,8 @@ impl Ledger {
             out.push(CostSum {
                 period_ns,
                 dims,
-                cost: decimal(&row[n - 5]),
-                quantity: same.then(|| decimal(&row[n - 4])),
+                cost: money_cell(&row[n - 5], at, "sum(BilledCost)")?,
+                quantity: if same { Some(money_cell(&row[n - 4], at, "sum(ConsumedQuantity)")?) } else { None },
                 unit: same.then_some(unit_min),
                 rows,
             });
@@ -375,7 +393,7 @@ impl Ledger {
             cols.join(", ")
         );
         let r = self.store.query_with(&sql, &p.values).await?;
-        Ok(r.rows.iter().map(|row| ledger_row(row)).collect())
+        r.rows.iter().enumerate().map(|(i, row)| ledger_row(i, row)).collect()
     }
 
     /// Telemetry usage (items, bytes) per tenant, project, service and
@@ -488,13 +506,24 @@ impl Ledger {
                 let sql = format!(
                     "SELECT {}, {}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
                      CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, CallKind, InvalidReason \
-                     FROM costplane_usage_llm WHERE {hour} = {at} ORDER BY TraceId, SpanId",
+                     FROM costplane_usage_llm WHERE {hour} = {at} ORDER BY TraceId, SpanId, 2",
                     dialect.ns("Timestamp"),
                     dialect.ns("ReceivedAt"),
                 );
                 let r = self.store.query_with(&sql, &p.values).await?;
-                for row in &r.rows {
+                let mut previous: Option<(&Value, &Value)> = None;
+                for (i, row) in r.rows.iter().enumerate() {
                     out.rows += 1;
+                    // A span delivered twice (an exporter's retry after a
+                    // timeout, a replay) is one call: its copies share the
+                    // event time, so they meet in this hour; the first
+                    // received is billed. Spans without ids are never merged.
+                    let ids = (&row[5], &row[6]);
+                    let same = previous == Some(ids) && !text(ids.0).is_empty() && !text(ids.1).is_empty();
+                    previous = Some(ids);
+                    if same {
+                        continue;
+                    }
                     let reason = text(&row[17]);
                     out.llm.push(LlmUsageRow {
                         timestamp_ns: int(&row[0]),
@@ -515,7 +544,11 @@ impl Ledger {
                             cache_read_tokens: uint(&row[12]),
                             cache_write_tokens: uint(&row[13]),
                             reasoning_tokens: uint(&row[14]),
-                            provided_cost: opt_decimal(&row[15]),
+                            provided_cost: if row[15].is_null() {
+                                None
+                            } else {
+                                Some(decimal_cell("costplane_usage_llm", &row[15], i, "ProvidedCost")?)
+                            },
                         },
                         invalid_reason: (!reason.is_empty()).then_some(reason),
                     });
@@ -600,17 +633,19 @@ impl Ledger {
     }
 }
 
-fn ledger_row(row: &[Value]) -> LedgerRow {
+fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
     let at = |name: &str| -> &Value {
         let i = ROW_COLUMNS.iter().position(|c| *c == name).expect("a ledger column");
         row.get(i).unwrap_or(&Value::Null)
     };
     let t = |name: &str| text(at(name));
+    let money = |name: &'static str| money_cell(at(name), index, name);
     let class = t("ChargeClass");
-    LedgerRow {
+    let billed = money("BilledCost")?;
+    Ok(LedgerRow {
         charge_period_start_ns: int(at("ChargePeriodStart")),
         charge_period_end_ns: int(at("ChargePeriodEnd")),
-        cost: decimal(at("BilledCost")),
+        cost: billed,
         billing_currency: t("BillingCurrency"),
         charge_class: (!class.is_empty()).then_some(class),
         service_name: t("ServiceName"),
@@ -619,9 +654,9 @@ fn ledger_row(row: &[Value]) -> LedgerRow {
         publisher_name: t("PublisherName"),
         resource_id: t("ResourceId"),
         resource_name: t("ResourceName"),
-        consumed_quantity: decimal(at("ConsumedQuantity")),
+        consumed_quantity: money("ConsumedQuantity")?,
         consumed_unit: t("ConsumedUnit"),
-        pricing_quantity: decimal(at("PricingQuantity")),
+        pricing_quantity: money("PricingQuantity")?,
         pricing_unit: t("PricingUnit"),
         sku_id: t("SkuId"),
         tags: t("Tags"),
@@ -636,24 +671,23 @@ fn ledger_row(row: &[Value]) -> LedgerRow {
         price_version: t("x_PriceVersion"),
         charge_status: t("x_ChargeStatus"),
         revision: uint(at("x_Revision")),
-        allocation_ratio: opt_decimal(at("x_AllocationRatio")),
+        allocation_ratio: opt_money_cell(at("x_AllocationRatio"), index, "x_AllocationRatio")?,
         allocation_method: t("x_AllocationMethod"),
-        ext: ledger_ext(&at, &t),
-    }
+        ext: ledger_ext(index, billed, &at, &t)?,
+    })
 }
 
 /// The version-5 columns of a row read back (costs equal to `BilledCost`
 /// and the defaults read as unset, as a row of costplane's own pricing
 /// leaves them).
-fn ledger_ext<'a>(at: &dyn Fn(&str) -> &'a Value, t: &dyn Fn(&str) -> String) -> LedgerExt {
-    let billed = decimal(at("BilledCost"));
-    let differs = |name: &str| opt_decimal(at(name)).filter(|d| *d != billed);
+fn ledger_ext<'a>(index: usize, billed: Decimal, at: &dyn Fn(&str) -> &'a Value, t: &dyn Fn(&str) -> String) -> Result<LedgerExt, StoreError> {
+    let differs = |name: &'static str| opt_money_cell(at(name), index, name).map(|d| d.filter(|d| *d != billed));
     let category = t("ChargeCategory");
     let issuer = t("InvoiceIssuerName");
-    LedgerExt {
-        effective_cost: differs("EffectiveCost"),
-        list_cost: differs("ListCost"),
-        contracted_cost: differs("ContractedCost"),
+    Ok(LedgerExt {
+        effective_cost: differs("EffectiveCost")?,
+        list_cost: differs("ListCost")?,
+        contracted_cost: differs("ContractedCost")?,
         charge_category: (!category.is_empty() && category != "Usage").then_some(category),
         invoice_issuer: (!issuer.is_empty() && issuer != t("ProviderName")).then_some(issuer),
         namespace: t("x_Namespace"),
@@ -664,10 +698,42 @@ fn ledger_ext<'a>(at: &dyn Fn(&str) -> &'a Value, t: &dyn Fn(&str) -> String) ->
         shared_from: t("x_SharedFrom"),
         import_key: t("x_ImportKey"),
         extra: t("x_Extra"),
-    }
+    })
 }
 
 /// The start of the hour after `hour_ns`'s hour.
 pub fn hour_end(hour_ns: i64) -> i64 {
     hour_ns.saturating_add(HOUR_NS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row_with(column: &str, value: Value) -> Vec<Value> {
+        ROW_COLUMNS
+            .iter()
+            .map(|c| match *c {
+                c if c == column => value.clone(),
+                "BilledCost" | "ConsumedQuantity" | "PricingQuantity" => json!("1.5"),
+                "ChargePeriodStart" | "ChargePeriodEnd" | "x_Revision" => json!(0),
+                _ => Value::Null,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_money_cell_that_does_not_parse_is_an_error_never_zero() {
+        assert_eq!(ledger_row(0, &row_with("BilledCost", json!("0.000000000001"))).unwrap().cost, Decimal::new(1, 12));
+        for (column, bad) in [("BilledCost", json!("1,5")), ("BilledCost", Value::Null), ("PricingQuantity", json!("n/a"))] {
+            match ledger_row(7, &row_with(column, bad.clone())) {
+                Err(StoreError::BadCell { row: 7, column: c, .. }) => assert_eq!(c, column),
+                other => panic!("{column} = {bad}: {other:?}"),
+            }
+        }
+        // A nullable money column may be NULL, but not text.
+        assert_eq!(ledger_row(0, &row_with("EffectiveCost", Value::Null)).unwrap().ext.effective_cost, None);
+        assert!(ledger_row(0, &row_with("EffectiveCost", json!("x"))).is_err());
+    }
 }

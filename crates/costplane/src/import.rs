@@ -1,9 +1,11 @@
 //! `costplane import focus PATH...`: FOCUS bill files (CSV, gzip CSV, or a
 //! directory read through its AWS/Azure manifest) into the ledger of a
 //! running server. Every file is parsed here first (with a progress bar),
-//! so a malformed file stops the import before anything is sent; then each
-//! file goes to `POST /api/v1/import/focus`, which replaces the billing
-//! periods and accounts it covers.
+//! so a malformed file stops the import before anything is sent; then the
+//! files go to `POST /api/v1/import/focus`, which replaces the billing
+//! periods and accounts they cover. Several files are sent in one import
+//! session and committed together: a bill split into parts replaces its
+//! periods once, with every part.
 
 use std::path::PathBuf;
 
@@ -53,6 +55,19 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
     let base = args.server.base_url(&config);
     let client = reqwest::Client::new();
     let url = format!("{base}/api/v1/import/focus");
+    let reach = || format!("cannot reach {url}; is `costplane serve` running?");
+    let session = if files.len() > 1 {
+        let open = client.post(format!("{url}/sessions")).header(reqwest::header::CONTENT_TYPE, "application/json").body("{}");
+        let resp = args.server.authorize(open).send().await.with_context(reach)?;
+        let (status, answer) = crate::client::costplane_json(resp, &base).await?;
+        if !status.is_success() {
+            bar.abandon();
+            bail!("opening an import session failed ({status}): {}", answer["error"].as_str().unwrap_or("unknown error"));
+        }
+        Some(answer["session"].as_str().context("the server answered no session id")?.to_owned())
+    } else {
+        None
+    };
     for f in &files {
         let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         let len = body.len() as u64;
@@ -63,18 +78,27 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         } else {
             "text/csv"
         };
-        let req = client
-            .post(&url)
-            .query(&[("file", f.display().to_string()), ("tenant_tag", args.tenant_tag.clone()), ("service_tag", args.service_tag.clone())])
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
-        let resp = args.server.authorize(req).send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
+        let mut query = vec![("file", f.display().to_string()), ("tenant_tag", args.tenant_tag.clone()), ("service_tag", args.service_tag.clone())];
+        if let Some(id) = &session {
+            query.push(("session", id.clone()));
+        }
+        let req = client.post(&url).query(&query).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+        let resp = args.server.authorize(req).send().await.with_context(reach)?;
         let (status, answer) = crate::client::costplane_json(resp, &base).await?;
         if !status.is_success() {
             bar.abandon();
             bail!("importing {} failed ({status}): {}", f.display(), answer["error"].as_str().unwrap_or("unknown error"));
         }
         bar.inc(len);
+    }
+    if let Some(id) = &session {
+        let commit = client.post(format!("{url}/sessions/{id}/commit")).header(reqwest::header::CONTENT_TYPE, "application/json").body("{}");
+        let resp = args.server.authorize(commit).send().await.with_context(reach)?;
+        let (status, answer) = crate::client::costplane_json(resp, &base).await?;
+        if !status.is_success() {
+            bar.abandon();
+            bail!("committing the import failed ({status}): {}", answer["error"].as_str().unwrap_or("unknown error"));
+        }
     }
     bar.finish_and_clear();
     println!("imported {} rows from {} file(s)", checked.rows.len(), files.len());

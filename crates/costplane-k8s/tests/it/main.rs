@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use costplane_k8s::allocate::Resource;
-use costplane_k8s::sample::extract;
+use costplane_k8s::sample::screen;
+use costplane_k8s::SampleLimits;
 use costplane_k8s::{K8sMeter, KubernetesConfig};
 use costplane_telemetry::model::{GaugeRow, MetricInfo, PointCommon, ResourceInfo, SpanRow, TelemetryBatch};
 use rust_decimal::Decimal;
@@ -77,8 +78,8 @@ fn converted_batches_meter_per_container() {
     let cfg = KubernetesConfig { shared_namespaces: Vec::new(), ..KubernetesConfig::default() };
     let mut meter = K8sMeter::new(cfg.clone());
     for q in 0..4 {
-        let b = batch(2, T0 + q * 900_000_000_000, &m);
-        let samples = extract(&b, &cfg.cluster, &cfg.tenant_attribute);
+        let mut b = batch(2, T0 + q * 900_000_000_000, &m);
+        let samples = screen(&mut b, &cfg.cluster, &cfg.tenant_attribute, "", &SampleLimits::default(), T0 + q * 900_000_000_000).samples;
         assert_eq!(samples.len(), 8, "the unrelated gauge is skipped");
         meter.observe(samples, 0);
     }
@@ -96,8 +97,8 @@ fn converted_batches_meter_per_container() {
     let ram: Vec<_> = lines.iter().filter(|l| l.resource == Resource::Ram).collect();
     assert!(ram.iter().all(|l| l.cost == "0.0021185".parse::<Decimal>().unwrap()));
     // No Kubernetes points: nothing extracted.
-    let spans = TelemetryBatch { spans: Vec::<SpanRow>::new(), ..TelemetryBatch::default() };
-    assert!(extract(&spans, "c", "tenant.id").is_empty());
+    let mut spans = TelemetryBatch { spans: Vec::<SpanRow>::new(), ..TelemetryBatch::default() };
+    assert!(screen(&mut spans, "c", "tenant.id", "", &SampleLimits::default(), T0).samples.is_empty());
 }
 
 #[test]
@@ -111,12 +112,12 @@ fn metering_throughput() {
     let m = metrics(pods);
     let cfg = KubernetesConfig::default();
     let mut meter = K8sMeter::new(cfg.clone());
-    let batches: Vec<TelemetryBatch> = (0..360).map(|i| batch(pods, T0 + i * 10_000_000_000, &m)).collect();
+    let mut batches: Vec<TelemetryBatch> = (0..360).map(|i| batch(pods, T0 + i * 10_000_000_000, &m)).collect();
     let started = Instant::now();
     let mut points = 0usize;
-    for b in &batches {
+    for b in &mut batches {
         points += b.gauges.len();
-        let samples = extract(b, &cfg.cluster, &cfg.tenant_attribute);
+        let samples = screen(b, &cfg.cluster, &cfg.tenant_attribute, "", &cfg.limits, i64::MAX).samples;
         meter.observe(samples, 0);
     }
     let observed = started.elapsed();

@@ -15,6 +15,13 @@
 //! defused against spreadsheet formulas; numbers and dates never are, so a
 //! FOCUS reader parses them as they are.
 //!
+//! Imported cloud rows (`x_Source = cloud`) export as they came: their own
+//! cost columns, charge category, class and frequency, pricing category,
+//! billing period, billing account, sub-account, invoice issuer, charge
+//! description, SKU price, unit prices, region and commitment-discount
+//! columns, kept at import (`x_Extra`); the rules below are for the rows
+//! costplane prices itself.
+//!
 //! Rows no price covered (`x_PricingStatus = unpriced`) stay in the file:
 //! FOCUS does not allow null costs, so their BilledCost, EffectiveCost,
 //! ListCost and ContractedCost are 0 and `x_PricingStatus` says why. Their
@@ -52,7 +59,7 @@ pub enum Kind {
 }
 
 /// The export's columns in order: FOCUS first, then costplane's `x_` ones.
-pub const COLUMNS: [(&str, Kind); 48] = [
+pub const COLUMNS: [(&str, Kind); 57] = [
     ("ChargePeriodStart", Kind::DateTime),
     ("ChargePeriodEnd", Kind::DateTime),
     ("BilledCost", Kind::Decimal),
@@ -88,6 +95,15 @@ pub const COLUMNS: [(&str, Kind); 48] = [
     ("PricingUnit", Kind::Text),
     ("ConsumedQuantity", Kind::Decimal),
     ("ConsumedUnit", Kind::Text),
+    ("RegionId", Kind::Text),
+    ("RegionName", Kind::Text),
+    ("CommitmentDiscountCategory", Kind::Text),
+    ("CommitmentDiscountId", Kind::Text),
+    ("CommitmentDiscountName", Kind::Text),
+    ("CommitmentDiscountQuantity", Kind::Decimal),
+    ("CommitmentDiscountStatus", Kind::Text),
+    ("CommitmentDiscountType", Kind::Text),
+    ("CommitmentDiscountUnit", Kind::Text),
     ("Tags", Kind::Json),
     ("x_Tenant", Kind::Text),
     ("x_Project", Kind::Text),
@@ -104,7 +120,7 @@ pub const COLUMNS: [(&str, Kind); 48] = [
 ];
 
 /// The ledger columns the export reads, in `SELECT` order.
-const LEDGER: [&str; 33] = [
+const LEDGER: [&str; 35] = [
     "ChargePeriodStart",
     "ChargePeriodEnd",
     "BilledCost",
@@ -138,6 +154,8 @@ const LEDGER: [&str; 33] = [
     "x_ChargeStatus",
     "x_AllocationRatio",
     "x_AllocationMethod",
+    "InvoiceIssuerName",
+    "x_Extra",
 ];
 
 /// FOCUS 1.2 ServiceCategory values.
@@ -212,9 +230,14 @@ fn values(r: &costplane_telemetry::usage::LedgerRow) -> Vec<Value> {
         .map(|c| match *c {
             "ChargePeriodStart" => json!(r.charge_period_start_ns),
             "ChargePeriodEnd" => json!(r.charge_period_end_ns),
-            "BilledCost" | "EffectiveCost" | "ListCost" | "ContractedCost" => dec(r.cost),
+            "BilledCost" => dec(r.cost),
+            "EffectiveCost" => dec(r.ext.effective_cost.unwrap_or(r.cost)),
+            "ListCost" => dec(r.ext.list_cost.unwrap_or(r.cost)),
+            "ContractedCost" => dec(r.ext.contracted_cost.unwrap_or(r.cost)),
             "BillingCurrency" => json!(r.billing_currency),
-            "ChargeCategory" => json!("Usage"),
+            "ChargeCategory" => json!(r.ext.charge_category.as_deref().unwrap_or("Usage")),
+            "InvoiceIssuerName" => r.ext.invoice_issuer.as_ref().map_or(Value::Null, |i| json!(i)),
+            "x_Extra" => json!(r.ext.extra),
             "ChargeClass" => r.charge_class.as_ref().map_or(Value::Null, |c| json!(c)),
             "ServiceName" => json!(r.service_name),
             "ServiceCategory" => json!(r.service_category),
@@ -260,9 +283,10 @@ impl LedgerRow<'_> {
         Some(text(self.value(name))).filter(|s| !s.trim().is_empty())
     }
 
+    /// A decimal cell; the cells come from typed rows ([`values`]), so
+    /// only a null one is `None`.
     fn decimal(&self, name: &str) -> Option<Decimal> {
-        let v = self.value(name);
-        (!v.is_null()).then(|| decimal(v))
+        decimal(self.value(name))
     }
 
     fn time(&self, name: &str) -> i64 {
@@ -291,8 +315,16 @@ fn row(r: &LedgerRow<'_>, ctx: &Context) -> Vec<Option<String>> {
         }
     });
     let resource = r.text("ResourceId");
+    // What an imported row kept of its file, written back as it came.
+    let kept = imported_columns(r, &source);
     let mut cells: Vec<Option<String>> = Vec::with_capacity(COLUMNS.len());
     for (name, _) in COLUMNS {
+        if let Some(kept) = &kept {
+            if let Some(cell) = imported_cell(r, kept, name) {
+                cells.push(cell);
+                continue;
+            }
+        }
         let cell = match name {
             "ChargePeriodStart" => Some(iso(start)),
             "ChargePeriodEnd" => Some(iso(r.time("ChargePeriodEnd"))),
@@ -330,12 +362,40 @@ fn row(r: &LedgerRow<'_>, ctx: &Context) -> Vec<Option<String>> {
             "ListUnitPrice" | "ContractedUnitPrice" => unit_price.map(money),
             "PricingQuantity" | "ConsumedQuantity" | "x_AllocationRatio" => r.decimal(name).map(money),
             "PricingUnit" | "ConsumedUnit" => r.text(name),
+            // costplane's own charges have no region or commitment discount.
+            "RegionId" | "RegionName" => None,
+            n if n.starts_with("CommitmentDiscount") => None,
             "Tags" => r.text("Tags").and_then(|t| flat_tags(&t)),
             x => r.text(x),
         };
         cells.push(cell);
     }
     cells
+}
+
+/// The FOCUS columns an imported cloud row kept at import (`x_Extra`).
+fn imported_columns(r: &LedgerRow<'_>, source: &str) -> Option<serde_json::Map<String, Value>> {
+    if source != costplane_k8s::focus::SOURCE {
+        return None;
+    }
+    match serde_json::from_str(&r.text("x_Extra").unwrap_or_default()) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => Some(serde_json::Map::new()),
+    }
+}
+
+/// An imported row's cell for `name` as its bill gave it: `Some(cell)`
+/// (possibly null) for the columns a bill decides, `None` for the columns
+/// costplane writes the same way for every row.
+fn imported_cell(r: &LedgerRow<'_>, kept: &serde_json::Map<String, Value>, name: &str) -> Option<Option<String>> {
+    let kept_text = || kept.get(name).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).filter(|v| !v.trim().is_empty());
+    match name {
+        "InvoiceIssuerName" => Some(r.text("InvoiceIssuerName").or_else(|| r.text("ProviderName"))),
+        "ChargeCategory" | "ChargeClass" | "ServiceName" | "ServiceCategory" | "ProviderName" | "PublisherName" | "SkuId"
+        | "ResourceId" | "ResourceName" => Some(r.text(name)),
+        n if costplane_k8s::focus::KEPT_COLUMNS.contains(&n) || n.starts_with("BillingPeriod") => Some(kept_text()),
+        _ => None,
+    }
 }
 
 /// The cells as a CSV line: empty for null, text defused, numbers and
@@ -484,6 +544,8 @@ mod tests {
                     "x_ChargeStatus" => json!("closed"),
                     "x_AllocationRatio" => Value::Null,
                     "x_AllocationMethod" => json!(""),
+                    "InvoiceIssuerName" => Value::Null,
+                    "x_Extra" => json!(""),
                     other => panic!("no default for {other}"),
                 }
             })
@@ -529,6 +591,42 @@ mod tests {
         ] {
             assert!(names.contains(&mandatory), "{mandatory}");
         }
+    }
+
+    #[test]
+    fn an_imported_cloud_row_exports_as_it_came() {
+        // A credit from an AWS bill: EffectiveCost apart from BilledCost,
+        // its own category, frequency, pricing category, billing period,
+        // issuer and commitment discount.
+        let extra = json!({
+            "BillingAccountId": "123456789012", "BillingPeriodStart": "2024-09-01T00:00:00Z",
+            "BillingPeriodEnd": "2024-10-01T00:00:00Z", "SubAccountId": "210987654321", "ChargeFrequency": "One-Time",
+            "PricingCategory": "Committed", "CommitmentDiscountId": "arn:aws:ec2:sp/abc", "ChargeDescription": "SP credit",
+            "ListUnitPrice": "0.0416"
+        });
+        let c = cells(&[
+            ("x_Source", json!("cloud")),
+            ("BilledCost", json!("-1.25")),
+            ("EffectiveCost", json!("-0.98")),
+            ("ListCost", json!("-1.30")),
+            ("ContractedCost", json!("-1.25")),
+            ("ChargeCategory", json!("Credit")),
+            ("InvoiceIssuerName", json!("Amazon Web Services, Inc.")),
+            ("ProviderName", json!("AWS")),
+            ("x_Extra", json!(extra.to_string())),
+        ]);
+        let get = |n: &str| c[n].as_deref();
+        assert_eq!((get("BilledCost"), get("EffectiveCost"), get("ListCost")), (Some("-1.25"), Some("-0.98"), Some("-1.3")));
+        assert_eq!(get("ChargeCategory"), Some("Credit"));
+        assert_eq!(get("ChargeFrequency"), Some("One-Time"));
+        assert_eq!(get("PricingCategory"), Some("Committed"));
+        assert_eq!((get("BillingPeriodStart"), get("BillingPeriodEnd")), (Some("2024-09-01T00:00:00Z"), Some("2024-10-01T00:00:00Z")));
+        assert_eq!((get("BillingAccountId"), get("SubAccountId")), (Some("123456789012"), Some("210987654321")));
+        assert_eq!(get("InvoiceIssuerName"), Some("Amazon Web Services, Inc."));
+        assert_eq!(get("CommitmentDiscountId"), Some("arn:aws:ec2:sp/abc"));
+        assert_eq!(get("ChargeDescription"), Some("SP credit"));
+        assert_eq!(get("ListUnitPrice"), Some("0.0416"));
+        assert_eq!(get("RegionId"), None);
     }
 
     #[test]

@@ -287,6 +287,9 @@ fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Bo
         }
         let mut telemetry: BTreeMap<Key, Line> = BTreeMap::new();
         let mut llm: BTreeMap<Key, Line> = BTreeMap::new();
+        // Kubernetes and cloud lines under their own kind, the usage type
+        // (cpu, memory, Usage, Credit, ...) in the signal column.
+        let mut other: BTreeMap<(String, Key), Line> = BTreeMap::new();
         for u in usage {
             let e = telemetry.entry((u.tenant, u.project, u.service, u.signal)).or_default();
             e.items += u.items;
@@ -298,6 +301,8 @@ fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Bo
                 let e = llm.entry((tenant, project, service, model)).or_default();
                 e.tokens += s.quantity.unwrap_or_default();
                 e
+            } else if source != "telemetry" {
+                other.entry((source, (tenant, project, service, usage_type))).or_default()
             } else if usage_type != "storage" {
                 telemetry.entry((tenant, project, service, usage_type)).or_default()
             } else {
@@ -324,6 +329,21 @@ fn chargeback_stream(state: CostState, caller: Caller, from: i64, to: i64) -> Bo
                 String::new(),
                 csv::number(&l.items.to_string()),
                 csv::number(&l.bytes.to_string()),
+                String::new(),
+                csv::number(&money(l.cost)),
+                csv::text(status(l)),
+            ]));
+        }
+        for ((kind, (tenant, project, service, usage_type)), l) in &other {
+            out.push_str(&csv::line(&[
+                csv::text(kind),
+                csv::text(tenant),
+                csv::text(project),
+                csv::text(service),
+                csv::text(usage_type),
+                String::new(),
+                String::new(),
+                String::new(),
                 String::new(),
                 csv::number(&money(l.cost)),
                 csv::text(status(l)),

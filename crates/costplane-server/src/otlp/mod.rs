@@ -16,7 +16,10 @@ use costplane_cost::Meter;
 use costplane_pipeline::{Pipeline, RequestDecoder, RequestMeta, Sender, Submission};
 use costplane_telemetry::{decode_request, Encoding, Limits, Signal, TelemetryBatch};
 
+use costplane_k8s::sample::Sample;
+
 use crate::error::ApiError;
+use crate::kubernetes::SampleScreen;
 
 /// What an accepted export request answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +58,14 @@ impl Ingest {
         // Usage is bucketed by this receive time; a replay of the buffered
         // request meters it with the same time (the record keeps it).
         let received_ns = RequestMeta::accepted_now(signal, encoding, String::new()).received_ns;
-        let conversion = convert(
+        let screen = self.kubernetes.as_deref().map(|k| k.screen());
+        let (conversion, samples) = convert(
             signal,
             encoding,
             body,
             &self.limits,
             self.meter.as_deref(),
-            Origin { sender: sender.as_ref(), mode: self.auth.mode, received_ns },
+            Origin { sender: sender.as_ref(), mode: self.auth.mode, received_ns, kubernetes: screen },
         )?;
         if !self.rates.is_off() {
             let tenant = sender.as_ref().map_or_else(|| tenants_of(&conversion.batch), |s| s.tenant.clone());
@@ -74,9 +78,8 @@ impl Ingest {
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
         self.pipeline.record_rejected(signal, rejected);
         let meta = RequestMeta { signal, encoding, received_ns, tenant: tenants_of(&batch), sender };
-        let k8s = self.kubernetes.as_ref().map(|k| (k, k.samples(&batch)));
         self.pipeline.submit(Submission { meta, body, batch })?;
-        if let Some((k, samples)) = k8s {
+        if let Some(k) = &self.kubernetes {
             k.observe(samples);
         }
         self.activity.record(signal, accepted);
@@ -85,8 +88,8 @@ impl Ingest {
 
     /// What decodes buffered requests again (replay, spilled requests):
     /// the same limits and meter as the live path.
-    pub fn decoder_for(limits: Limits, meter: Option<Arc<Meter>>) -> Arc<dyn RequestDecoder> {
-        Arc::new(BufferedRequestDecoder { limits, meter })
+    pub fn decoder_for(limits: Limits, meter: Option<Arc<Meter>>, kubernetes: Option<SampleScreen>) -> Arc<dyn RequestDecoder> {
+        Arc::new(BufferedRequestDecoder { limits, meter, kubernetes })
     }
 }
 
@@ -99,6 +102,8 @@ struct Origin<'a> {
     sender: Option<&'a Sender>,
     mode: keys::TenantMode,
     received_ns: i64,
+    /// With Kubernetes metering: the check its points pass first.
+    kubernetes: Option<&'a SampleScreen>,
 }
 
 fn convert(
@@ -108,18 +113,21 @@ fn convert(
     limits: &Limits,
     meter: Option<&Meter>,
     origin: Origin<'_>,
-) -> Result<costplane_telemetry::Conversion, ApiError> {
-    let Origin { sender, mode, received_ns } = origin;
+) -> Result<(costplane_telemetry::Conversion, Vec<Sample>), ApiError> {
+    let Origin { sender, mode, received_ns, kubernetes } = origin;
     let mut conversion = decode_request(signal, encoding, body, limits)?;
     if let Some(sender) = sender {
         let tenancy = meter.map(|m| m.tenancy.clone()).unwrap_or_default();
         keys::pin(&mut conversion.batch, sender, &tenancy, mode)?;
     }
+    // Refused points are neither stored nor metered.
+    let owner = sender.map_or("", |s| s.tenant.as_str());
+    let samples = kubernetes.map(|k| k.apply(&mut conversion, owner, received_ns)).unwrap_or_default();
     if let Some(meter) = meter {
         let trusted = sender.is_none_or(|s| s.trust_provided_cost);
         conversion.batch.usage = keys::measure(meter, &mut conversion.batch, trusted, received_ns);
     }
-    Ok(conversion)
+    Ok((conversion, samples))
 }
 
 /// The tenants a request's resources name (from its usage rows), for
@@ -138,6 +146,7 @@ fn tenants_of(batch: &TelemetryBatch) -> String {
 struct BufferedRequestDecoder {
     limits: Limits,
     meter: Option<Arc<Meter>>,
+    kubernetes: Option<SampleScreen>,
 }
 
 impl RequestDecoder for BufferedRequestDecoder {
@@ -149,9 +158,15 @@ impl RequestDecoder for BufferedRequestDecoder {
             body,
             &self.limits,
             self.meter.as_deref(),
-            Origin { sender: meta.sender.as_ref(), mode: keys::TenantMode::Override, received_ns: meta.received_ns },
+            Origin {
+                sender: meta.sender.as_ref(),
+                mode: keys::TenantMode::Override,
+                received_ns: meta.received_ns,
+                kubernetes: self.kubernetes.as_ref(),
+            },
         )
-        .map(|c| c.batch)
+        // A replay is not metered again: the live path observed its samples.
+        .map(|(c, _)| c.batch)
         .map_err(|e| e.to_string())
     }
 }

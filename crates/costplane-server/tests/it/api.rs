@@ -21,7 +21,7 @@ async fn app(keys: Vec<ApiKey>) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
     let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
-    let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
+    let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None, None);
     let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
     let costs = CostState::new(Arc::clone(&store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
     let inflight = InflightLimit::new(1 << 20);

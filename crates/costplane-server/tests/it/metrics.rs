@@ -40,7 +40,7 @@ impl App {
         let store = Arc::new(WrappedStore::new(DuckDbStore::open(dir.path()).unwrap(), Duration::ZERO, 0));
         let dyn_store: Arc<dyn Store> = store.clone();
         let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
-        let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
+        let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None, None);
         let handle = Pipeline::start(config, Arc::clone(&dyn_store), BufferConfig::Memory, decoder).unwrap();
         let costs = CostState::new(Arc::clone(&dyn_store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
         let api = ApiState { pipeline: handle.pipeline().clone(), store: dyn_store, inflight: InflightLimit::new(1 << 20) };

@@ -65,7 +65,7 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
     // storage shares leave the totals alone.
     let config =
         PipelineConfig { dead_letter_dir: std::env::temp_dir().join(format!("dl-{}", rand::random::<u64>())), ..PipelineConfig::default() };
-    let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None);
+    let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None, None);
     let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
     let costs = CostState::new(Arc::clone(&store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
     let keys = vec![ApiKey { key: ADMIN.into(), tenant: None, role: Some("admin".into()) }];

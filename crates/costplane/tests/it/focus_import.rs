@@ -230,3 +230,102 @@ fn the_sample_as_parquet_imports_the_same_totals() {
     ok(import(&server, &[&sample()]));
     assert_eq!(ledger_totals(&server), expected, "the CSV of the same bill replaces the Parquet import");
 }
+
+/// Per column value, the count of rows of a FOCUS CSV file (DuckDB's reader,
+/// every cell as text, NULL as null), and Σ of each cost column.
+fn file_profile(path: &Path, null: &str) -> (BTreeMap<String, u64>, BTreeMap<String, Decimal>) {
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let file = path.to_str().unwrap().replace('\'', "''");
+    let read = format!("read_csv('{file}', all_varchar = true, nullstr = '{null}', header = true)");
+    let mut counts = BTreeMap::new();
+    for column in ["ChargeCategory", "ChargeFrequency", "PricingCategory", "BillingPeriodStart"] {
+        // Billing periods compared by their date ("2024-09-01 00:00:00" in
+        // the sample, RFC 3339 in the export); an empty cell is a null.
+        let value = if column == "BillingPeriodStart" { format!("left({column}, 10)") } else { column.to_owned() };
+        let sql = format!("SELECT coalesce(nullif({value}, ''), '(null)'), count(*) FROM {read} GROUP BY 1");
+        let mut stmt = conn.prepare(&sql).unwrap();
+        for (value, n) in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap().map(|r| r.unwrap()) {
+            // FOCUS values compared case-insensitively ("Usage-based").
+            *counts.entry(format!("{column}={}", value.to_ascii_lowercase())).or_insert(0) += n as u64;
+        }
+    }
+    let mut sums = BTreeMap::new();
+    for column in ["BilledCost", "EffectiveCost", "ListCost", "ContractedCost"] {
+        let s: String = conn
+            .query_row(&format!("SELECT CAST(sum(CAST({column} AS DECIMAL(38, 12))) AS VARCHAR) FROM {read}"), [], |r| r.get(0))
+            .unwrap();
+        sums.insert(column.to_owned(), d(&s));
+    }
+    (counts, sums)
+}
+
+#[test]
+fn imported_rows_export_as_they_came() {
+    let server = ServerProcess::start(&[]);
+    ok(import(&server, &[&sample()]));
+    // Every row of the sample is charged in September 2024.
+    let body = reqwest::blocking::get(format!("http://{}/api/costs/export?month=2024-09&format=focus", server.api)).unwrap().text().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exported = dir.path().join("export.csv");
+    std::fs::write(&exported, &body).unwrap();
+    let (file_counts, file_sums) = file_profile(&sample(), "NULL");
+    let (export_counts, export_sums) = file_profile(&exported, "");
+    // The four cost columns sum as in the bill (EffectiveCost 14.97..., not
+    // the BilledCost 20.52... it was once overwritten with), and the
+    // categories, frequencies (Adjustment and Credit rows, a One-Time row),
+    // pricing categories and billing periods come back as they were.
+    assert_eq!(export_sums, file_sums);
+    assert_eq!(export_counts, file_counts);
+    assert!(file_counts.contains_key("ChargeCategory=credit") && file_counts.contains_key("ChargeCategory=adjustment"), "{file_counts:?}");
+}
+
+#[test]
+fn a_bill_split_into_files_imports_whole() {
+    let server = ServerProcess::start(&[]);
+    // The sample's 1,000 rows as two files of the same accounts and period:
+    // each file alone would replace the other's hours.
+    let text = std::fs::read_to_string(sample()).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("part-1.csv"), dir.path().join("part-2.csv"));
+    std::fs::write(&a, format!("{header}\n{}\n", rows[..rows.len() / 2].join("\n"))).unwrap();
+    std::fs::write(&b, format!("{header}\n{}\n", rows[rows.len() / 2..].join("\n"))).unwrap();
+    let out = ok(import(&server, &[&a, &b]));
+    assert!(out.contains("imported 1000 rows from 2 file(s)"), "{out}");
+    // The ledger holds the whole bill (DuckDB's reader over the sample).
+    assert_eq!(ledger_totals(&server), sample_totals());
+    assert_eq!(server.count("costplane_ledger WHERE x_Source = 'cloud'"), 1000);
+    // Again, the same two files: replaced, not added.
+    ok(import(&server, &[&a, &b]));
+    assert_eq!(ledger_totals(&server), sample_totals());
+}
+
+#[test]
+fn an_export_directory_imports_every_manifests_period() {
+    let server = ServerProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // Two billing periods, each with its manifest and a data file of the
+    // same name (as AWS Data Exports write them).
+    // March: BilledCost 1.5; April: 2.25. Σ 3.75.
+    for (period, next, cost) in [("2025-03", "2025-04", "1.5"), ("2025-04", "2025-05", "2.25")] {
+        let data = dir.path().join(format!("data/BILLING_PERIOD={period}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let csv = format!(
+            "{AWS_12_HEADER}\n\
+             {cost},111122223333,Main,Billing Account,USD,{next}-01T00:00:00.000Z,{period}-01T00:00:00.000Z,Usage,,EC2 hours,{period}-02T01:00:00.000Z,{period}-02T00:00:00.000Z,3,Hrs,{cost},{cost},\"Amazon Web Services, Inc.\",{cost},3,Hrs,AWS,\"Amazon Web Services, Inc.\",i-1,Compute,Amazon Elastic Compute Cloud,SKU1,444455556666,dev,,,RunInstances,AmazonEC2\n"
+        );
+        std::fs::write(data.join("focus-00001.csv.gz"), gzip(csv.as_bytes())).unwrap();
+        let meta = dir.path().join(format!("metadata/BILLING_PERIOD={period}"));
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(
+            meta.join("focus-export-Manifest.json"),
+            format!(r#"{{"dataFiles":["s3://bucket/prefix/focus-export/data/BILLING_PERIOD={period}/focus-00001.csv.gz"]}}"#),
+        )
+        .unwrap();
+    }
+    ok(import(&server, &[dir.path()]));
+    assert_eq!(ledger_totals(&server)["AWS"], (d("3.75"), d("3.75")));
+    assert_eq!(server.count("costplane_ledger WHERE x_Source = 'cloud'"), 2);
+}

@@ -39,11 +39,11 @@ use rust_decimal::Decimal;
 
 use crate::support::{wait_until, ServerProcess};
 
-const T0: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
-const MIN: u64 = 60_000_000_000;
-const GIB: i64 = 1_073_741_824;
+pub(crate) const T0: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+pub(crate) const MIN: u64 = 60_000_000_000;
+pub(crate) const GIB: i64 = 1_073_741_824;
 
-fn kv(k: &str, v: &str) -> KeyValue {
+pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue { key: k.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }), ..Default::default() }
 }
 
@@ -51,12 +51,12 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-enum V {
+pub(crate) enum V {
     F(f64),
     I(i64),
 }
 
-fn point(t: u64, start: u64, v: V, attrs: Vec<KeyValue>) -> NumberDataPoint {
+pub(crate) fn point(t: u64, start: u64, v: V, attrs: Vec<KeyValue>) -> NumberDataPoint {
     NumberDataPoint {
         attributes: attrs,
         start_time_unix_nano: start,
@@ -69,11 +69,11 @@ fn point(t: u64, start: u64, v: V, attrs: Vec<KeyValue>) -> NumberDataPoint {
     }
 }
 
-fn gauge(name: &str, unit: &str, p: NumberDataPoint) -> Metric {
+pub(crate) fn gauge(name: &str, unit: &str, p: NumberDataPoint) -> Metric {
     Metric { name: name.into(), unit: unit.into(), data: Some(metric::Data::Gauge(Gauge { data_points: vec![p] })), ..Default::default() }
 }
 
-fn resource(attrs: Vec<KeyValue>, scope: &str, metrics: Vec<Metric>) -> ResourceMetrics {
+pub(crate) fn resource(attrs: Vec<KeyValue>, scope: &str, metrics: Vec<Metric>) -> ResourceMetrics {
     ResourceMetrics {
         resource: Some(Resource { attributes: attrs, ..Default::default() }),
         scope_metrics: vec![ScopeMetrics {

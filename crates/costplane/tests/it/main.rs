@@ -4,12 +4,14 @@
 mod anomalies;
 mod bad_input;
 mod bench;
+mod billing;
 mod budgets;
 mod cli_manners;
 mod clickhouse_e2e;
 mod durability;
 mod focus_import;
 mod kubernetes;
+mod kubernetes_tenants;
 mod otlp_rust;
 mod shutdown;
 mod sql_cli;

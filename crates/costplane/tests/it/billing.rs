@@ -1,0 +1,166 @@
+//! Figures a platform team invoices from, through `costplane serve` and the
+//! cost API: negotiated prices that stay negotiated, and token counts read
+//! the way each convention means them (`docs/token-rules.md`).
+
+use serde_json::{json, Value};
+
+use crate::support::{wait_until, ServerProcess};
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn attr(key: &str, value: &str) -> Value {
+    match value.parse::<u64>() {
+        Ok(n) => json!({"key": key, "value": {"intValue": n.to_string()}}),
+        Err(_) => json!({"key": key, "value": {"stringValue": value}}),
+    }
+}
+
+/// One OTLP/JSON request of LLM spans for `tenant`, each given as its
+/// attributes, dated now.
+fn llm_request(tenant: &str, spans: &[&[(&str, &str)]]) -> Vec<u8> {
+    let start = now_ns();
+    let spans: Vec<Value> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, attrs)| {
+            json!({
+                "traceId": format!("{:032x}", 0xb111_0000_u128 + i as u128),
+                "spanId": format!("{:016x}", 0xb111_u64 + i as u64),
+                "name": "chat",
+                "kind": 3,
+                "startTimeUnixNano": start.to_string(),
+                "endTimeUnixNano": (start + 1_000_000).to_string(),
+                "attributes": attrs.iter().map(|(k, v)| attr(k, v)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [attr("service.name", "chat-api"), attr("tenant.id", tenant)]},
+        "scopeSpans": [{"spans": spans}],
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+/// The cost API's figure of one (tenant, model) today, if it has one.
+fn cost_of(server: &ServerProcess, tenant: &str, model: &str) -> Option<String> {
+    let url = format!("http://{}/api/v1/costs?group_by=tenant,model", server.api);
+    let body: Value = reqwest::blocking::get(url).ok()?.json().ok()?;
+    body["rows"]
+        .as_array()?
+        .iter()
+        .find(|r| r["tenant"] == tenant && r["model"] == model)
+        .and_then(|r| r["cost"].as_str().map(str::to_owned))
+}
+
+fn wait_for_cost(server: &ServerProcess, tenant: &str, model: &str, expected: &str) {
+    let mut last = None;
+    wait_until(
+        || {
+            last = cost_of(server, tenant, model);
+            last.as_deref() == Some(expected)
+        },
+        &format!("{tenant}/{model} to cost {expected}"),
+    );
+}
+
+#[test]
+fn a_negotiated_price_holds_after_later_catalog_prices() {
+    // The shipped catalog prices gpt-4o input at 5.00 from 2024-05-13 and
+    // 2.50 from 2024-10-01 (and its 2024-08-06 snapshot at 2.50). The
+    // contract: input 2.00 from 2024-06-01, output at list.
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "version = \"contract-1\"\ncurrency = \"USD\"\n[[model]]\nprovider = \"openai\"\nname = \"gpt-4o\"\n  [[model.prices]]\n  effective = \"2024-06-01\"\n  input = \"2.00\"\n",
+    )
+    .unwrap();
+    let server = ServerProcess::start(&["--overrides", prices.to_str().unwrap()]);
+    let body = llm_request(
+        "contract",
+        &[&[
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o"),
+            ("gen_ai.response.model", "gpt-4o-2024-08-06"),
+            ("gen_ai.usage.input_tokens", "1000000"),
+            ("gen_ai.usage.output_tokens", "1000"),
+        ]],
+    );
+    assert!(server.export("/v1/traces", "application/json", body).status().is_success());
+    // The call reports the dated snapshot (the response model beats the
+    // request model), whose shipped entry lists 2.50: the contract for
+    // gpt-4o covers it. 1,000,000 × 2.00/1M = 2.00; 1,000 × 10.00/1M = 0.01.
+    wait_for_cost(&server, "contract", "gpt-4o-2024-08-06", "2.01");
+}
+
+#[test]
+fn token_counts_are_read_as_each_convention_means_them() {
+    let server = ServerProcess::start(&[]);
+    let body = llm_request(
+        "tokens",
+        &[
+            // Anthropic's API fields: 10,000 fresh input tokens beside 4,000
+            // cache reads (a cache count below the input count).
+            &[
+                ("gen_ai.system", "anthropic"),
+                ("gen_ai.request.model", "claude-3-5-sonnet-20241022"),
+                ("gen_ai.usage.prompt_tokens", "10000"),
+                ("gen_ai.usage.cache_read_input_tokens", "4000"),
+                ("gen_ai.usage.completion_tokens", "100"),
+            ],
+            // Gemini: 500 candidate tokens and 2,000 thought tokens, apart.
+            &[
+                ("gen_ai.request.model", "gemini-2.5-flash"),
+                ("gen_ai.usage.input_tokens", "1000"),
+                ("gen_ai.usage.output_tokens", "500"),
+                ("gen_ai.usage.reasoning.output_tokens", "2000"),
+            ],
+        ],
+    );
+    assert!(server.export("/v1/traces", "application/json", body).status().is_success());
+    // claude-3-5-sonnet (3.00 in, 0.30 cache read, 15.00 out per 1M):
+    // 10,000 × 3.00/1M = 0.03; 4,000 × 0.30/1M = 0.0012; 100 × 15/1M =
+    // 0.0015; total 0.0327 (billing the cache inside the input would give
+    // 0.0207).
+    wait_for_cost(&server, "tokens", "claude-3-5-sonnet-20241022", "0.0327");
+    // gemini-2.5-flash (0.30 in, 2.50 out, reasoning at the output rate):
+    // 1,000 × 0.30/1M = 0.0003; 500 × 2.50/1M = 0.00125; 2,000 × 2.50/1M =
+    // 0.005; total 0.00655 (taking max(output, reasoning) gave 0.0053).
+    wait_for_cost(&server, "tokens", "gemini-2.5-flash", "0.00655");
+}
+
+/// An exporter that retries after a timeout sends the same span again.
+fn a_span_delivered_twice_is_billed_once(server: &ServerProcess) {
+    let span: &[(&str, &str)] = &[
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.request.model", "gpt-4o"),
+        ("gen_ai.usage.input_tokens", "1000"),
+        ("gen_ai.usage.output_tokens", "100"),
+    ];
+    let body = llm_request("retries", &[span]);
+    for _ in 0..2 {
+        assert!(server.export("/v1/traces", "application/json", body.clone()).status().is_success());
+    }
+    wait_until(|| server.count("costplane_usage_llm WHERE Tenant = 'retries'") == 2, "both copies stored as usage");
+    // gpt-4o: 1,000 × 2.50/1M + 100 × 10.00/1M = 0.0025 + 0.001 = 0.0035,
+    // once (twice would be 0.007).
+    wait_for_cost(server, "retries", "gpt-4o", "0.0035");
+    for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(cost_of(server, "retries", "gpt-4o").as_deref(), Some("0.0035"));
+    }
+}
+
+#[test]
+fn a_span_delivered_twice_is_billed_once_embedded() {
+    a_span_delivered_twice_is_billed_once(&ServerProcess::start(&[]));
+}
+
+#[test]
+fn a_span_delivered_twice_is_billed_once_clickhouse() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    a_span_delivered_twice_is_billed_once(&ServerProcess::start(&crate::support::clickhouse_args(&target, &[])));
+}
