@@ -358,7 +358,8 @@ pub enum Dimension {
 
 impl Dimension {
     /// The dimensions the cost API accepts.
-    pub const API: [Dimension; 12] = [
+    pub const API: [Dimension; 13] = [
+        Dimension::Currency,
         Dimension::Tenant,
         Dimension::Project,
         Dimension::Service,

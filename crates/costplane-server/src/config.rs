@@ -106,11 +106,20 @@ pub struct BillingSection {
     pub account_name: String,
     /// FOCUS `InvoiceIssuerName`: who invoices the charges (not empty).
     pub invoice_issuer: String,
+    /// `[billing.exchange_rates]`: the ledger currency's amount for one unit
+    /// of another currency (`EUR = "1.08"`). An imported bill in a currency
+    /// without a rate here is refused, never summed with the ledger's own.
+    pub exchange_rates: std::collections::BTreeMap<String, rust_decimal::Decimal>,
 }
 
 impl Default for BillingSection {
     fn default() -> Self {
-        BillingSection { account_id: "costplane".into(), account_name: "costplane".into(), invoice_issuer: "costplane".into() }
+        BillingSection {
+            account_id: "costplane".into(),
+            account_name: "costplane".into(),
+            invoice_issuer: "costplane".into(),
+            exchange_rates: std::collections::BTreeMap::new(),
+        }
     }
 }
 
@@ -642,6 +651,11 @@ impl Config {
         self.kubernetes.validate().map_err(|e| e.to_string())?;
         if self.billing.account_id.trim().is_empty() {
             return Err("billing.account_id must not be empty (it is FOCUS BillingAccountId)".into());
+        }
+        if let Some((currency, rate)) = self.billing.exchange_rates.iter().find(|(c, r)| **r <= rust_decimal::Decimal::ZERO || c.len() != 3) {
+            return Err(format!(
+                "billing.exchange_rates.{currency} = {rate}: rates are keyed by ISO 4217 codes (EUR) and must be positive"
+            ));
         }
         if self.billing.invoice_issuer.trim().is_empty() {
             return Err("billing.invoice_issuer must not be empty (it is FOCUS InvoiceIssuerName)".into());

@@ -34,6 +34,7 @@ use costplane_telemetry::usage::{hour_of, HourState, LedgerReplacement, LedgerRo
 use serde_json::json;
 
 use crate::auth::Caller;
+use crate::config::BillingSection;
 use crate::costs::closer::Closer;
 use crate::costs::CostState;
 use crate::error::{ApiError, ErrorCode};
@@ -170,6 +171,43 @@ pub async fn replacement(closer: &Closer, import: Import) -> Result<LedgerReplac
     Ok(out)
 }
 
+/// Brings every row of `import` into the ledger's currency: rows already in
+/// it stay as they are; rows in a currency with a rate in
+/// `[billing.exchange_rates]` have their four costs converted (rounded to
+/// the ledger's 12 places) and keep their original currency, amount and
+/// rate in `x_Extra`; any other currency refuses the whole import, so a EUR
+/// bill is never summed into USD totals.
+pub fn to_ledger_currency(import: &mut Import, ledger: &str, billing: &BillingSection) -> Result<(), ApiError> {
+    for r in &mut import.rows {
+        let currency = r.billing_currency.trim().to_ascii_uppercase();
+        if currency == ledger.to_ascii_uppercase() {
+            continue;
+        }
+        let Some(rate) = billing.exchange_rates.get(&currency).copied() else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "the bill is in {shown}, the ledger in {ledger}: add [billing.exchange_rates] {shown} = \"<{ledger} per {shown}>\" \
+                     to the configuration, or export the bill in {ledger}",
+                    shown = if currency.is_empty() { "an unnamed currency".to_owned() } else { currency.clone() }
+                ),
+            ));
+        };
+        let convert = |d: rust_decimal::Decimal| costplane_telemetry::usage::round_money(d * rate);
+        let mut extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&r.ext.extra).unwrap_or_default();
+        extra.insert("x_OriginalCurrency".into(), currency.clone().into());
+        extra.insert("x_OriginalBilledCost".into(), r.cost.normalize().to_string().into());
+        extra.insert("x_ExchangeRate".into(), rate.normalize().to_string().into());
+        r.ext.extra = serde_json::Value::Object(extra).to_string();
+        r.cost = convert(r.cost);
+        for c in [&mut r.ext.effective_cost, &mut r.ext.list_cost, &mut r.ext.contracted_cost].into_iter().flatten() {
+            *c = convert(*c);
+        }
+        r.billing_currency = ledger.to_owned();
+    }
+    Ok(())
+}
+
 /// Replaces the ledger's bill lines of the import's billing periods and
 /// accounts by its rows; answers what was imported.
 pub async fn replace(closer: &Closer, import: Import) -> Result<serde_json::Value, ApiError> {
@@ -191,6 +229,7 @@ async fn import_focus(
     State(state): State<CostState>,
     Extension(caller): Extension<Caller>,
     Extension(sessions): Extension<Arc<Sessions>>,
+    billing: Option<Extension<Arc<BillingSection>>>,
     Query(q): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -207,10 +246,12 @@ async fn import_focus(
         service_tag: q.get("service_tag").cloned().unwrap_or_else(|| "service".into()),
     };
     let body = body.to_vec();
-    let import = tokio::task::spawn_blocking(move || focus::parse_bytes(&file, &body, &options))
+    let mut import = tokio::task::spawn_blocking(move || focus::parse_bytes(&file, &body, &options))
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+    let billing = billing.map(|Extension(b)| b).unwrap_or_default();
+    to_ledger_currency(&mut import, &state.closer.meter().catalog.currency, &billing)?;
     if let Some(id) = q.get("session") {
         let (files, rows) = sessions.add(id, import)?;
         return Ok(Json(json!({ "session": id, "files": files, "rows": rows })).into_response());

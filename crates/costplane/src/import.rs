@@ -68,6 +68,9 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
     } else {
         None
     };
+    // The ledger's figures of the import (after currency conversion), as the
+    // server answers them for the last file or the session's commit.
+    let mut booked = serde_json::Value::Null;
     for f in &files {
         let body = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         let len = body.len() as u64;
@@ -89,6 +92,7 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
             bar.abandon();
             bail!("importing {} failed ({status}): {}", f.display(), answer["error"].as_str().unwrap_or("unknown error"));
         }
+        booked = answer;
         bar.inc(len);
     }
     if let Some(id) = &session {
@@ -99,11 +103,13 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
             bar.abandon();
             bail!("committing the import failed ({status}): {}", answer["error"].as_str().unwrap_or("unknown error"));
         }
+        booked = answer;
     }
     bar.finish_and_clear();
     println!("imported {} rows from {} file(s)", checked.rows.len(), files.len());
-    for (provider, (billed, effective)) in checked.totals() {
-        println!("{provider}: BilledCost {} · EffectiveCost {}", billed.normalize(), effective.normalize());
+    for (provider, t) in booked["totals"].as_object().into_iter().flatten() {
+        let cell = |k: &str| t[k].as_str().unwrap_or("?").to_owned();
+        println!("{provider}: BilledCost {} · EffectiveCost {}", cell("billed_cost"), cell("effective_cost"));
     }
     Ok(())
 }

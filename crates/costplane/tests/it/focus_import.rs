@@ -145,14 +145,17 @@ fn aws_12(server: ServerProcess) {
 
 #[test]
 fn azure_10r2_and_malformed_files() {
-    let server = ServerProcess::start(&[]);
+    // The Azure bill is in EUR; the ledger in USD at 1.1 USD per EUR.
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("costplane.toml");
+    std::fs::write(&config, "[billing.exchange_rates]\nEUR = \"1.1\"\n").unwrap();
+    let server = ServerProcess::start(&["--config", config.to_str().unwrap()]);
     let header = "BilledCost,BillingAccountId,BillingAccountName,BillingAccountType,BillingCurrency,BillingPeriodEnd,BillingPeriodStart,\
 ChargeCategory,ChargeClass,ChargePeriodEnd,ChargePeriodStart,ContractedCost,EffectiveCost,ListCost,ProviderName,PublisherName,\
 ResourceId,ServiceName,SubAccountId,Tags,x_BilledCostInUsd,x_ResourceGroupName,x_SkuMeterCategory";
     // 1.0r2 dates carry seconds. Row 2 is MCA reservation usage with
     // ContractedCost 0 and ListCost 0: both taken as its EffectiveCost 2.
-    // BilledCost 3 + 0 = 3; EffectiveCost 3 + 2 = 5.
+    // BilledCost 3 + 0 = 3 EUR = 3.3 USD; EffectiveCost 3 + 2 = 5 EUR = 5.5 USD.
     let azure = format!(
         "{header}\n\
          3,/providers/Microsoft.Billing/billingAccounts/ABC,Contoso,Billing Profile,EUR,2025-04-01T00:00:00Z,2025-03-01T00:00:00Z,Usage,,2025-03-03T00:00:00Z,2025-03-02T00:00:00Z,3,3,3.5,Microsoft,Microsoft,/subscriptions/s/vm1,Virtual Machines,sub-1,\"{{\"\"tenant\"\":\"\"acme\"\"}}\",3.3,rg-1,Compute\n\
@@ -160,12 +163,24 @@ ResourceId,ServiceName,SubAccountId,Tags,x_BilledCostInUsd,x_ResourceGroupName,x
     );
     let f = dir.path().join("part_0_0001.csv");
     std::fs::write(&f, &azure).unwrap();
-    ok(import(&server, &[&f]));
-    assert_eq!(ledger_totals(&server)["Microsoft"], (d("3"), d("5")));
+    let out = ok(import(&server, &[&f]));
+    assert!(out.contains("Microsoft: BilledCost 3.3 · EffectiveCost 5.5"), "{out}");
+    assert_eq!(ledger_totals(&server)["Microsoft"], (d("3.3"), d("5.5")));
     let r = server.sql(
-        "SELECT CAST(ContractedCost AS VARCHAR) AS c, CAST(ListCost AS VARCHAR) AS l FROM costplane_ledger WHERE ResourceId = '/subscriptions/s/vm2'",
+        "SELECT CAST(ContractedCost AS VARCHAR) AS c, CAST(ListCost AS VARCHAR) AS l, BillingCurrency AS cur, x_Extra AS x \
+         FROM costplane_ledger WHERE ResourceId = '/subscriptions/s/vm2'",
     );
-    assert_eq!((d(r[0]["c"].as_str().unwrap()), d(r[0]["l"].as_str().unwrap())), (d("2"), d("2")));
+    // 2 EUR × 1.1 = 2.2 USD each.
+    assert_eq!((d(r[0]["c"].as_str().unwrap()), d(r[0]["l"].as_str().unwrap())), (d("2.2"), d("2.2")));
+    assert_eq!(r[0]["cur"], "USD");
+    assert!(r[0]["x"].as_str().unwrap().contains("\"x_OriginalCurrency\":\"EUR\""), "{:?}", r[0]);
+    // A bill in a currency without a rate is refused whole, naming the fix.
+    let gbp = dir.path().join("gbp.csv");
+    std::fs::write(&gbp, azure.replace(",EUR,", ",GBP,").replace("billingAccounts/ABC", "billingAccounts/GB")).unwrap();
+    let refused = import(&server, &[&gbp]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("the bill is in GBP") && err.contains("[billing.exchange_rates]"), "{err}");
     // The same period with the account id in another casing replaces it.
     std::fs::write(&f, azure.replace("billingAccounts/ABC", "billingAccounts/abc")).unwrap();
     ok(import(&server, &[&f]));
