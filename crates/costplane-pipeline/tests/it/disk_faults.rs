@@ -147,3 +147,60 @@ async fn a_batch_whose_intent_cannot_be_logged_is_not_written_and_requests_are_r
     assert_eq!(count(&duck, "SELECT count(*) FROM otel_logs").await, accepted * 10);
     assert_eq!(count(&duck, "SELECT count(DISTINCT Body) FROM otel_logs").await, accepted * 10);
 }
+
+/// A buffer filesystem that fills up under load, with the first batch
+/// stored but its commit never logged, then a crash: every acknowledged
+/// request is stored after the restart, none twice (the stored batch is
+/// replayed under its id), and the requests the full disk refused are not
+/// stored at all.
+#[test]
+fn a_full_buffer_disk_refuses_and_after_a_crash_every_acknowledged_request_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let duck = Arc::new(DuckDbStore::open(dir.path()).unwrap());
+    let fs = MemFs::new();
+    let mut acked: Vec<u64> = Vec::new();
+    let mut refused = 0;
+
+    let crashed = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    crashed.block_on(async {
+        let store = FaultyStore::new(Arc::clone(&duck));
+        store.hang_after_write.store(true, Ordering::Release);
+        let handle =
+            Pipeline::start_on(config(dir.path()), Arc::new(store), disk(dir.path()), Arc::new(fs.clone()), Arc::new(JsonDecoder)).unwrap();
+        // Room for about twenty requests: the first batch is logged and
+        // stored (then its write never returns), the rest fill the disk.
+        fs.set_capacity(Some(fs.used() + 16_000));
+        for r in 0..40 {
+            match try_submit(handle.pipeline(), "acme", r, 5) {
+                Ok(()) => acked.push(r),
+                Err(SubmitError::Buffer(_) | SubmitError::BufferFull { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        let stored = count(&duck, "SELECT count(*) FROM otel_logs").await;
+        assert!(stored > 0 && stored < acked.len() as u64 * 5, "stored {stored} rows of {} acknowledged requests", acked.len());
+        std::mem::forget(handle);
+    });
+    // The crash: every task goes away, whatever it was doing.
+    crashed.shutdown_background();
+    assert!(!acked.is_empty() && refused > 0, "acked {acked:?}, refused {refused}");
+
+    fs.set_capacity(None);
+    let restarted = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    restarted.block_on(async {
+        let store = FaultyStore::new(Arc::clone(&duck));
+        let handle =
+            Pipeline::start_on(config(dir.path()), Arc::new(store), disk(dir.path()), Arc::new(fs.clone()), Arc::new(JsonDecoder)).unwrap();
+        let stats = handle.shutdown().await;
+        assert_eq!(stats.replayed_requests, acked.len() as u64, "nothing was committed before the crash");
+        assert_eq!(stats.buffer.records, 0, "{stats:?}");
+        assert_eq!(count(&duck, "SELECT count(*) FROM otel_logs").await, acked.len() as u64 * 5, "acked {acked:?}");
+        assert_eq!(count(&duck, "SELECT count(DISTINCT Body) FROM otel_logs").await, acked.len() as u64 * 5);
+        for r in 0..40 {
+            let sql = format!("SELECT count(*) FROM otel_logs WHERE Body LIKE 'acme r{r} %'");
+            let want = if acked.contains(&r) { 5 } else { 0 };
+            assert_eq!(count(&duck, &sql).await, want, "request {r}");
+        }
+    });
+}
