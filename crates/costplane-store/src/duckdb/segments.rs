@@ -6,7 +6,7 @@
 //! segments/<table>/date=YYYY-MM-DD.<gen>/<segment>.parquet
 //! segments/<table>/tmp/                     files being written (never read)
 //! ```
-//! Other processes glob `tables/<table>/*/*.parquet` (`views.sql`);
+//! Other processes glob `tables/<table>/date=*/*.parquet` (`views.sql`);
 //! costplane's own views read each partition's generation directory
 //! directly (`views.rs`). Either way what a query sees of a partition is
 //! exactly one generation directory.
@@ -306,9 +306,11 @@ impl Segments {
         self.segments_dir().join(table).join("tmp")
     }
 
-    /// The glob a view reads.
+    /// The glob a view reads: partitions only, so that another directory
+    /// under `tables/<table>/` (whose path has no `date=`) cannot fail a
+    /// hive-partitioned read with "Hive partition mismatch".
     pub fn glob(&self, table: &str) -> String {
-        format!("{}/*/*.parquet", self.table_dir(table).display())
+        format!("{}/date=*/*.parquet", self.table_dir(table).display())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {

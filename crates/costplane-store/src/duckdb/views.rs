@@ -20,7 +20,7 @@
 //!   generation, which stays whole for a grace period; the store rewrites
 //!   the view right after each swap, each new partition and each expiry.
 //! - **`views.sql` for other processes** ([`view_sql`]): one
-//!   `read_parquet` over the `tables/<table>/*/*.parquet` glob, so days that
+//!   `read_parquet` over the `tables/<table>/date=*/*.parquet` glob, so days that
 //!   arrive later are read without rerunning the file. Its header tells how
 //!   such a reader prunes days.
 //!
@@ -139,7 +139,7 @@ pub(crate) fn write_views_file(segments: &Segments, views: &[String]) -> Result<
          -- their statistics, and the metadata cache below keeps their footers in memory,\n\
          -- but DuckDB still opens every file. To open only some days' files, bound the\n\
          -- hive `date` column of the directory layout, e.g.\n\
-         --   SELECT count(*) FROM read_parquet('tables/otel_traces/*/*.parquet', hive_partitioning = true)\n\
+         --   SELECT count(*) FROM read_parquet('tables/otel_traces/date=*/*.parquet', hive_partitioning = true)\n\
          --   WHERE date BETWEEN DATE '2026-11-20' AND DATE '2026-11-21'\n\
          --     AND Timestamp >= TIMESTAMP '2026-11-20 12:00' AND Timestamp < TIMESTAMP '2026-11-21';\n\
          -- A query that lists a day's files just as costplane compacts that day can fail\n\
@@ -178,7 +178,7 @@ mod tests {
         assert!(empty.ends_with("LIMIT 0;"));
         let full = view_sql(&segments, "otel_logs", true).unwrap();
         assert!(full.contains("\"EventName\" FROM read_parquet('"), "{full}");
-        assert!(full.contains("/tables/otel_logs/*/*.parquet', hive_partitioning = true, union_by_name = true)"), "{full}");
+        assert!(full.contains("/tables/otel_logs/date=*/*.parquet', hive_partitioning = true, union_by_name = true)"), "{full}");
         assert!(!full.contains("\"date\""));
     }
 }
@@ -326,12 +326,27 @@ mod odd_partitions {
             assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces"), 2);
         };
         check(&segments);
+        // views.sql's form globs partitions only: Parquet files in a
+        // directory without `date=` cannot fail its hive-partitioned read
+        // ("Hive partition mismatch"). It reads every `date=` entry's files,
+        // the far day's included (2 + 2 rows).
+        std::fs::create_dir(tables.join("legacy")).unwrap();
+        super::super::segments::write_file(&tables.join("legacy/old.parquet"), std::slice::from_ref(&rb), &[8], 1).unwrap();
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&view_sql(&segments, "otel_traces", true).unwrap()).unwrap();
+        assert_eq!(count(&conn, "SELECT count(*) FROM otel_traces"), 4);
+        check(&segments);
         drop(segments);
         // Opening again (which removes what interrupted compactions left)
         // deletes none of them.
         let segments = Segments::open(dir.path()).unwrap();
         check(&segments);
-        assert!(far.join("s.parquet").exists() && legacy.exists() && tables.join("NOTES").exists());
+        assert!(
+            far.join("s.parquet").exists()
+                && legacy.exists()
+                && tables.join("NOTES").exists()
+                && tables.join("legacy/old.parquet").exists()
+        );
         segments.write(2, "otel_traces", &rb).unwrap();
         let now = CompactPolicy { target_bytes: 1 << 30, max_age: std::time::Duration::ZERO };
         assert_eq!(compact_all(&segments, &now).unwrap(), 1);
