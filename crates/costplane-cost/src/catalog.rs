@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use crate::error::CostError;
 use crate::llm::Limits;
-use crate::model_name::{canonical_provider, normalize_both, normalize_keeping_date, Normalized};
+use crate::model_name::{canonical_provider, normalize_both, normalize_exact, normalize_keeping_date, Normalized};
 
 /// The catalog shipped inside the binary.
 pub const SHIPPED: &str = include_str!("../prices/catalog.toml");
@@ -205,9 +205,22 @@ impl Catalog {
         let who = |j: usize| format!("{}/{}", models[j].provider, models[j].name);
         for (i, m) in models.iter().enumerate() {
             let own = by_provider.entry(canonical_provider(&m.provider)).or_default();
-            for name in std::iter::once(&m.name).chain(m.aliases.iter()) {
-                // Dates are kept: a dated entry is its own snapshot, not the alias.
-                let key = normalize_keeping_date(name).key;
+            let names = std::iter::once(&m.name).chain(m.aliases.iter());
+            // Dates are kept: a dated entry is its own snapshot, not the
+            // alias. A name with a version (`titan-embed-text-v1`) claims
+            // its exact key, which lookups try first: that version is a
+            // model of its own.
+            let keys: Vec<String> = names
+                .map(|name| {
+                    let exact = normalize_exact(name).key;
+                    if name.rsplit_once("-v").is_some_and(|(_, v)| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit())) {
+                        exact
+                    } else {
+                        normalize_keeping_date(name).key
+                    }
+                })
+                .collect();
+            for key in keys {
                 let same_provider = claim(own, &key, i);
                 let any_provider = claim(&mut index, &key, i);
                 if let Some((won, lost)) = same_provider {
@@ -265,7 +278,8 @@ impl Catalog {
                 n.key = head.to_owned();
                 n
             });
-        let candidates: Vec<&Normalized> = dated.iter().chain([&undated]).chain(shorter.iter()).collect();
+        let exact = Some(normalize_exact(model)).filter(|e| e.key != undated.key && dated.as_ref().is_none_or(|d| d.key != e.key));
+        let candidates: Vec<&Normalized> = exact.iter().chain(dated.iter()).chain([&undated]).chain(shorter.iter()).collect();
         let own = self.by_provider.get(&canonical_provider(provider));
         // Within one key map, an overridden entry beats a shipped one that a
         // more specific key reaches: a price negotiated for `gpt-4o` covers

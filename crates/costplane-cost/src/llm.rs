@@ -736,6 +736,42 @@ name = "gemini-2.5-pro"
     }
 
     #[test]
+    fn snapshots_versions_and_vertex_names_are_priced_as_themselves() {
+        let dec = day("2025-12-06");
+        // 1M input + 1M output tokens at each model's own rates.
+        for (provider, model, total) in [
+            // The moving alias is Mistral Large 3 (0.50 + 1.50 = 2); the
+            // 2411 and 2407 snapshots stay at 2 + 6 = 8.
+            ("mistral", "mistral-large-latest", "2"),
+            ("mistral", "mistral-large-2411", "8"),
+            ("mistral", "mistral-large-2407", "8"),
+            // gpt-3.5-turbo (0125) 0.50 + 1.50; 1106 1.00 + 2.00; 0613 1.50 + 2.00.
+            ("openai", "gpt-3.5-turbo", "2"),
+            ("openai", "gpt-3.5-turbo-1106", "3"),
+            ("openai", "gpt-3.5-turbo-0613", "3.5"),
+            // Titan embeddings v1 at 0.10 per 1M, v2 at 0.02 (output free).
+            ("aws.bedrock", "amazon.titan-embed-text-v1", "0.1"),
+            ("aws.bedrock", "amazon.titan-embed-text-v2:0", "0.02"),
+            // Vertex names the version before the date: claude-3-5-sonnet
+            // 3.00 + 15.00.
+            ("gcp.vertex_ai", "claude-3-5-sonnet-v2@20241022", "18"),
+            // gpt-5.1: 1.25 + 10.00.
+            ("openai", "gpt-5.1", "11.25"),
+        ] {
+            let c = price(&shipped(), &usage(provider, model, 1_000_000, 1_000_000), dec);
+            assert_eq!((c.status, c.total), (PricingStatus::Priced, d(total)), "{model}");
+        }
+        // Long-context tiers: grok-4 above 128k input (6.00 / 30.00), and
+        // gemini-3-pro above 200k (4.00 / 18.00): 200,001 input + 1,000 output.
+        let c = price(&shipped(), &usage("xai", "grok-4", 200_001, 1_000), dec);
+        // 200,001 × 6/1M = 1.200006; 1,000 × 30/1M = 0.03.
+        assert_eq!(c.total, d("1.230006"));
+        let c = price(&shipped(), &usage("gcp.gemini", "gemini-3-pro-preview", 200_001, 1_000), dec);
+        // 200,001 × 4/1M = 0.800004; 1,000 × 18/1M = 0.018.
+        assert_eq!(c.total, d("0.818004"));
+    }
+
+    #[test]
     fn a_dated_snapshot_keeps_its_own_price() {
         let march = day("2025-03-01");
         // 1,000 × $5/M + 500 × $15/M = 0.005 + 0.0075 = 0.0125.

@@ -50,8 +50,20 @@ pub fn normalize_both(raw: &str) -> (Normalized, Option<Normalized>) {
     (undated, dropped_date.then(|| normalize_keeping_date(raw)))
 }
 
-/// The normalized name, and whether a date was dropped.
+/// The name with only its spelling normalized: prefixes dropped, its
+/// version and date kept (`amazon.titan-embed-text-v1` → `titan-embed-text-v1`).
+/// Tried first, for models whose version is another model with its own
+/// price (Titan embeddings v1 and v2), not a revision of the same one.
+pub fn normalize_exact(raw: &str) -> Normalized {
+    normalize_full(raw, false, true).0
+}
+
 fn normalize_with(raw: &str, drop_date: bool) -> (Normalized, bool) {
+    normalize_full(raw, drop_date, false)
+}
+
+/// The normalized name, and whether a date was dropped.
+fn normalize_full(raw: &str, drop_date: bool, keep_version: bool) -> (Normalized, bool) {
     let mut steps = Vec::new();
     let mut s = raw.trim().to_ascii_lowercase();
     if let Some((prefix, rest)) = s.rsplit_once('/') {
@@ -82,6 +94,13 @@ fn normalize_with(raw: &str, drop_date: bool) -> (Normalized, bool) {
             break;
         }
     }
+    // Vertex AI dates after the version (`claude-3-5-sonnet-v2@20241022`):
+    // set the date aside, and put it back after the version as the
+    // dashless date suffix the other spellings use.
+    let vertex_date = s.rsplit_once('@').filter(|(_, d)| d.len() == 8 && d.chars().all(|c| c.is_ascii_digit())).map(|(h, d)| (h.len(), d.to_owned()));
+    if let Some((head_len, _)) = &vertex_date {
+        s.truncate(*head_len);
+    }
     // Bedrock versions: "-v2:0", "-v1", ":0".
     if let Some((head, tail)) = s.rsplit_once(':') {
         if tail.chars().all(|c| c.is_ascii_digit()) {
@@ -90,10 +109,13 @@ fn normalize_with(raw: &str, drop_date: bool) -> (Normalized, bool) {
         }
     }
     if let Some((head, tail)) = s.rsplit_once("-v") {
-        if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit()) {
+        if !keep_version && !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit()) {
             steps.push(format!("dropped version '-v{tail}'"));
             s = head.to_owned();
         }
+    }
+    if let Some((_, date)) = vertex_date {
+        s = format!("{s}-{date}");
     }
     // Date suffixes: -2024-08-06, -20241022, @20241022.
     let mut dropped_date = false;
@@ -151,6 +173,8 @@ mod tests {
             ("claude-3.5-sonnet", "claude-3-5-sonnet"),
             ("openrouter/anthropic/claude-sonnet-4", "claude-sonnet-4"),
             ("claude-3-5-sonnet@20240620", "claude-3-5-sonnet"),
+            ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet"),
+            ("amazon.titan-embed-text-v1", "titan-embed-text"),
             ("models/gemini-2.5-pro", "gemini-2-5-pro"),
             ("GPT-4.1", "gpt-4-1"),
             ("openai:gpt-4o-mini", "gpt-4o-mini"),
@@ -168,9 +192,12 @@ mod tests {
             ("openai/GPT-4o-2024-05-13", "gpt-4o-2024-05-13"),
             ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet-20241022"),
             ("claude-3.5-sonnet", "claude-3-5-sonnet"),
+            ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet-20241022"),
         ] {
             assert_eq!(normalize_keeping_date(raw).key, key, "{raw}");
         }
+        assert_eq!(normalize_exact("amazon.titan-embed-text-v1").key, "titan-embed-text-v1");
+        assert_eq!(normalize_exact("amazon.titan-embed-text-v2:0").key, "titan-embed-text-v2");
         assert!(!normalize_keeping_date("gpt-4o-2024-05-13").steps.iter().any(|s| s.contains("date")));
     }
 
