@@ -16,7 +16,9 @@
 //!   answered. Power loss can take what was written since the last fsync:
 //!   `fsync_interval` bounds that window (0: fsync before every answer).
 //!   A request whose record cannot be written, or (fsync per request) not
-//!   synced, is cut back out of the segment and refused.
+//!   synced, is cut back out of the segment and refused; when even the cut
+//!   fails, the record is voided (an intent and a commit of a batch of its
+//!   own), so it is not replayed besides the client's retry.
 //! - **Names are durable too.** Creating a segment fsyncs the directory
 //!   before anything is written to it, in every fsync mode, and so do
 //!   deleting segments and renaming quarantine files: a power loss cannot
@@ -168,6 +170,9 @@ impl std::fmt::Debug for DiskBuffer {
     }
 }
 
+/// Mixed into the batch id that voids a refused request's record.
+const VOID_BATCH: u64 = 0x766f_6964_0000_0000;
+
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.wal"))
 }
@@ -285,6 +290,20 @@ impl DiskBuffer {
         self.cut_back(st);
     }
 
+    /// A refused request's record could not be cut back out (it may be
+    /// whole in the log): logs it as resolved, an intent and a commit of a
+    /// batch of its own, so no start replays a request its client was told
+    /// to resend. Best effort: a second failure is only reported.
+    fn void(&self, st: &mut State, record_id: u64) {
+        let batch_id = record_id.rotate_left(32) ^ VOID_BATCH;
+        let records = [record::encode_intent(batch_id, &[record_id]), record::encode_commit(batch_id)];
+        // Synced: the record it voids may be on disk already.
+        if let Err(e) = self.write_locked(st, &[&records[0], &records[1]]).and_then(|_| self.sync_active(st)) {
+            self.dirty.store(true, Ordering::Release);
+            tracing::warn!(record = record_id, error = %e, "disk buffer: cannot void a refused request left in the log; the next start may replay it");
+        }
+    }
+
     fn sync_active(&self, st: &State) -> Result<(), BufferError> {
         let path = segment_path(&self.config.dir, st.active_seq);
         st.active.sync_data().map_err(io(&path))
@@ -340,16 +359,28 @@ impl DiskBuffer {
         // Taken even if the record is refused below: a record that could
         // not be cut back out may still be read at the next start.
         st.next_record += 1;
-        let len = self.write_locked(&mut st, &[&head, body])?;
-        match self.config.fsync {
-            FsyncPolicy::EveryRequest => {
-                if let Err(e) = self.sync_active(&st) {
+        let written = self.write_locked(&mut st, &[&head, body]).and_then(|len| match self.config.fsync {
+            FsyncPolicy::EveryRequest => match self.sync_active(&st) {
+                Ok(()) => Ok(len),
+                Err(e) => {
                     self.unwrite(&mut st, len);
-                    return Err(e);
+                    Err(e)
                 }
+            },
+            FsyncPolicy::Interval(_) => {
+                self.dirty.store(true, Ordering::Release);
+                Ok(len)
             }
-            FsyncPolicy::Interval(_) => self.dirty.store(true, Ordering::Release),
-        }
+        });
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                if st.torn || st.active_seq != segment {
+                    self.void(&mut st, record_id);
+                }
+                return Err(e);
+            }
+        };
         if let Some(s) = st.segments.get_mut(&segment) {
             s.pending += 1;
         }

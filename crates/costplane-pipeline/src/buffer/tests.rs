@@ -302,3 +302,30 @@ fn a_deleted_segment_stays_deleted_after_power_loss() {
         rec.requests.iter().map(|r| r.record_id).chain(rec.batches.iter().flat_map(|(_, rs)| rs.iter().map(|r| r.record_id))).collect();
     assert_eq!(ids, vec![b.0], "the committed request's segment did not come back");
 }
+
+#[test]
+fn a_refused_request_that_cannot_be_cut_back_is_voided_not_replayed() {
+    let modes = [FsyncPolicy::EveryRequest, FsyncPolicy::Interval(Duration::from_secs(1))];
+    for (fsync, failed_fsync) in [(modes[0], false), (modes[0], true), (modes[1], false)] {
+        let fs = MemFs::new();
+        let cfg = DiskBufferConfig { fsync, segment_bytes: 1 << 20, ..config(Path::new("/buf")) };
+        let (buf, _) = DiskBuffer::open_with(cfg.clone(), Arc::new(fs.clone())).unwrap();
+        buf.append_request(&meta("a"), b"one").unwrap();
+        // The whole record lands and the call fails (its body's write, or
+        // its fsync), and so does the cut.
+        if failed_fsync {
+            fs.inject(FsOp::SyncData, Fault::Eio);
+        } else {
+            fs.inject(FsOp::Append, Fault::Short(usize::MAX));
+            fs.inject(FsOp::Append, Fault::Torn(usize::MAX));
+        }
+        fs.inject(FsOp::SetLen, Fault::Eio);
+        assert!(buf.append_request(&meta("refused"), b"two").is_err());
+        buf.append_request(&meta("c"), b"three").unwrap();
+        drop(buf);
+        let (_buf, rec) = DiskBuffer::open_with(cfg, Arc::new(fs.clone())).unwrap();
+        let tenants: Vec<_> = rec.requests.iter().map(|r| r.meta.tenant.as_str()).collect();
+        assert_eq!(tenants, ["a", "c"], "{fsync:?}, failed fsync: {failed_fsync}");
+        assert!(rec.corrupt.is_empty(), "the refused record is whole: {:?}", rec.corrupt);
+    }
+}
