@@ -305,3 +305,22 @@ async fn sql(
     let result = state.store.query_limited(&req.sql, &limits).await?;
     Ok(Json(result).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_list_is_well_formed() {
+        for (i, r) in ROUTES.iter().enumerate() {
+            let (method, path) = r.split_once(' ').unwrap_or_else(|| panic!("{r:?} is not 'METHOD /path'"));
+            assert!(MethodFilter::try_from(method.parse::<Method>().unwrap()).is_ok(), "{r}");
+            assert!(path.starts_with('/') && !path.contains(' '), "{r}");
+            assert!(!ROUTES[..i].contains(r), "{r} is listed twice");
+        }
+        for p in PUBLIC {
+            assert!(ROUTES.contains(p), "public route {p} is not in ROUTES");
+            assert!(!p.contains("/api/") && p.starts_with("GET "), "{p}: API routes and writes need a key");
+        }
+    }
+}

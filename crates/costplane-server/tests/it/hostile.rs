@@ -164,7 +164,28 @@ fn targets() -> Vec<(&'static str, &'static str, &'static str, Kind)> {
         ("/api/v1/budgets/no-such-budget", "", "x", Strict),
         ("/metrics", "", "x", Free),
         ("/healthz", "", "x", Free),
+        ("/readyz", "", "x", Free),
+        ("/", "", "x", Free),
+        ("/ui/app.js", "", "x", Free),
+        ("/ui/style.css", "", "x", Free),
     ]
+}
+
+/// Whether `path` is an instance of the route pattern `route` (`{id}`
+/// matches one segment).
+fn instance(path: &str, route: &str) -> bool {
+    let (p, r): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), route.split('/').collect());
+    p.len() == r.len() && p.iter().zip(&r).all(|(a, b)| a == b || (b.starts_with('{') && !a.is_empty()))
+}
+
+/// A GET route added to `api::ROUTES` without parameters in [`targets`]
+/// fails here: the corpus covers every GET endpoint.
+#[test]
+fn the_corpus_covers_every_get_route() {
+    let covered: Vec<&str> = targets().iter().map(|t| t.0).collect();
+    for route in costplane_server::api::ROUTES.iter().filter_map(|r| r.strip_prefix("GET ")) {
+        assert!(covered.iter().any(|p| instance(p, route)), "GET {route} is not in the hostile corpus's targets; add its parameters");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
