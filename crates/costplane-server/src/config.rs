@@ -652,7 +652,8 @@ impl Config {
         if self.billing.account_id.trim().is_empty() {
             return Err("billing.account_id must not be empty (it is FOCUS BillingAccountId)".into());
         }
-        if let Some((currency, rate)) = self.billing.exchange_rates.iter().find(|(c, r)| **r <= rust_decimal::Decimal::ZERO || c.len() != 3) {
+        if let Some((currency, rate)) = self.billing.exchange_rates.iter().find(|(c, r)| **r <= rust_decimal::Decimal::ZERO || c.len() != 3)
+        {
             return Err(format!(
                 "billing.exchange_rates.{currency} = {rate}: rates are keyed by ISO 4217 codes (EUR) and must be positive"
             ));
