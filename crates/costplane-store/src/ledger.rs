@@ -370,7 +370,8 @@ impl Ledger {
                 period_ns,
                 dims,
                 cost: money_cell(&row[n - 5], at, "sum(BilledCost)")?,
-                quantity: if same { Some(money_cell(&row[n - 4], at, "sum(ConsumedQuantity)")?) } else { None },
+                // NULL: rows older than the column, no quantity recorded.
+                quantity: if same { opt_money_cell(&row[n - 4], at, "sum(ConsumedQuantity)")? } else { None },
                 unit: same.then_some(unit_min),
                 rows,
             });
@@ -654,9 +655,11 @@ fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
         publisher_name: t("PublisherName"),
         resource_id: t("ResourceId"),
         resource_name: t("ResourceName"),
-        consumed_quantity: money("ConsumedQuantity")?,
+        // Quantities are NULL on rows older than their columns (a store
+        // upgraded in place): no quantity was recorded, so none is shown.
+        consumed_quantity: opt_money_cell(at("ConsumedQuantity"), index, "ConsumedQuantity")?.unwrap_or_default(),
         consumed_unit: t("ConsumedUnit"),
-        pricing_quantity: money("PricingQuantity")?,
+        pricing_quantity: opt_money_cell(at("PricingQuantity"), index, "PricingQuantity")?.unwrap_or_default(),
         pricing_unit: t("PricingUnit"),
         sku_id: t("SkuId"),
         tags: t("Tags"),

@@ -174,7 +174,12 @@ pub(crate) fn records(csv: &str) -> Vec<std::collections::HashMap<String, String
 
 #[tokio::test]
 async fn the_focus_export_conforms_to_focus_1_2() {
-    let billing = BillingSection { account_id: "acct-42".into(), account_name: String::new(), invoice_issuer: "Platform team".into() };
+    let billing = BillingSection {
+        account_id: "acct-42".into(),
+        account_name: String::new(),
+        invoice_issuer: "Platform team".into(),
+        ..BillingSection::default()
+    };
     let (app, _dir) = app(Some(billing)).await;
     let (status, body) = get(&app, "/api/costs/export?month=2026-10&format=focus", ADMIN).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -282,6 +287,7 @@ async fn the_served_export_names_the_configured_billing() {
             account_id: "acct-7".into(),
             account_name: "Platform chargeback".into(),
             invoice_issuer: "Platform team".into(),
+            ..BillingSection::default()
         },
         ..costplane_server::config::Config::default()
     };
