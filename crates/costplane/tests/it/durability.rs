@@ -192,7 +192,11 @@ fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
     // record (records: len u32, crc u32, payload; payload[0] = 1 for a
     // request) and add a torn half-record at the end.
     let buffer = dir.path().join("buffer");
-    let mut segments: Vec<_> = std::fs::read_dir(&buffer).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segments: Vec<_> = std::fs::read_dir(&buffer)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
     segments.sort();
     let last = segments.iter().rev().find(|p| std::fs::metadata(p).unwrap().len() > 0).unwrap().clone();
     let mut bytes = std::fs::read(&last).unwrap();
@@ -217,5 +221,8 @@ fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
     assert_eq!(stored, 4 * SPANS_PER_REQUEST, "the four intact requests are stored; the damaged last one is cut");
     let log = server.log_text();
     let file = last.display().to_string();
-    assert!(log.contains("truncating the segment at an invalid record") && log.contains(&file), "{log}");
+    assert!(log.contains("truncating the segment at an invalid tail") && log.contains(&file), "{log}");
+    // The damaged record's bytes are kept for inspection, not lost.
+    let quarantined: Vec<_> = std::fs::read_dir(server.data_dir.path().join("buffer/quarantine")).unwrap().collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
 }
