@@ -97,7 +97,8 @@ fn normalize_full(raw: &str, drop_date: bool, keep_version: bool) -> (Normalized
     // Vertex AI dates after the version (`claude-3-5-sonnet-v2@20241022`):
     // set the date aside, and put it back after the version as the
     // dashless date suffix the other spellings use.
-    let vertex_date = s.rsplit_once('@').filter(|(_, d)| d.len() == 8 && d.chars().all(|c| c.is_ascii_digit())).map(|(h, d)| (h.len(), d.to_owned()));
+    let vertex_date =
+        s.rsplit_once('@').filter(|(_, d)| d.len() == 8 && d.chars().all(|c| c.is_ascii_digit())).map(|(h, d)| (h.len(), d.to_owned()));
     if let Some((head_len, _)) = &vertex_date {
         s.truncate(*head_len);
     }

@@ -170,7 +170,14 @@ fn out_of_bounds(kind: Kind, value: f64, limits: &SampleLimits) -> Option<String
 /// samples of the rest, owned by `owner`. Points of other metrics pass
 /// untouched. `received_ns` is the request's arrival (kept by the disk
 /// buffer, so a replay screens the same way).
-pub fn screen(batch: &mut TelemetryBatch, cluster: &str, tenant_attribute: &str, owner: &str, limits: &SampleLimits, received_ns: i64) -> Screened {
+pub fn screen(
+    batch: &mut TelemetryBatch,
+    cluster: &str,
+    tenant_attribute: &str,
+    owner: &str,
+    limits: &SampleLimits,
+    received_ns: i64,
+) -> Screened {
     let mut out = Screened::default();
     let skew_ns = i64::try_from(limits.max_future_skew_secs).unwrap_or(i64::MAX).saturating_mul(1_000_000_000);
     let latest = received_ns.saturating_add(skew_ns);
@@ -178,7 +185,11 @@ pub fn screen(batch: &mut TelemetryBatch, cluster: &str, tenant_attribute: &str,
         let Some(kind) = kind_of(&p.metric.name) else { return true };
         let why = out_of_bounds(kind, value, limits).or_else(|| {
             (p.time_unix_ns > latest).then(|| {
-                format!("dated {} s after it arrived, more than limits.max_future_skew_secs ({})", (p.time_unix_ns - received_ns) / 1_000_000_000, limits.max_future_skew_secs)
+                format!(
+                    "dated {} s after it arrived, more than limits.max_future_skew_secs ({})",
+                    (p.time_unix_ns - received_ns) / 1_000_000_000,
+                    limits.max_future_skew_secs
+                )
             })
         });
         match why {

@@ -683,7 +683,12 @@ fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
 /// The version-5 columns of a row read back (costs equal to `BilledCost`
 /// and the defaults read as unset, as a row of costplane's own pricing
 /// leaves them).
-fn ledger_ext<'a>(index: usize, billed: Decimal, at: &dyn Fn(&str) -> &'a Value, t: &dyn Fn(&str) -> String) -> Result<LedgerExt, StoreError> {
+fn ledger_ext<'a>(
+    index: usize,
+    billed: Decimal,
+    at: &dyn Fn(&str) -> &'a Value,
+    t: &dyn Fn(&str) -> String,
+) -> Result<LedgerExt, StoreError> {
     let differs = |name: &'static str| opt_money_cell(at(name), index, name).map(|d| d.filter(|d| *d != billed));
     let category = t("ChargeCategory");
     let issuer = t("InvoiceIssuerName");

@@ -81,7 +81,8 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         } else {
             "text/csv"
         };
-        let mut query = vec![("file", f.display().to_string()), ("tenant_tag", args.tenant_tag.clone()), ("service_tag", args.service_tag.clone())];
+        let mut query =
+            vec![("file", f.display().to_string()), ("tenant_tag", args.tenant_tag.clone()), ("service_tag", args.service_tag.clone())];
         if let Some(id) = &session {
             query.push(("session", id.clone()));
         }
@@ -96,7 +97,8 @@ pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
         bar.inc(len);
     }
     if let Some(id) = &session {
-        let commit = client.post(format!("{url}/sessions/{id}/commit")).header(reqwest::header::CONTENT_TYPE, "application/json").body("{}");
+        let commit =
+            client.post(format!("{url}/sessions/{id}/commit")).header(reqwest::header::CONTENT_TYPE, "application/json").body("{}");
         let resp = args.server.authorize(commit).send().await.with_context(reach)?;
         let (status, answer) = crate::client::costplane_json(resp, &base).await?;
         if !status.is_success() {

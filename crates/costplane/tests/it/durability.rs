@@ -192,11 +192,8 @@ fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
     // record (records: len u32, crc u32, payload; payload[0] = 1 for a
     // request) and add a torn half-record at the end.
     let buffer = dir.path().join("buffer");
-    let mut segments: Vec<_> = std::fs::read_dir(&buffer)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
+    let mut segments: Vec<_> =
+        std::fs::read_dir(&buffer).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "wal")).collect();
     segments.sort();
     let last = segments.iter().rev().find(|p| std::fs::metadata(p).unwrap().len() > 0).unwrap().clone();
     let mut bytes = std::fs::read(&last).unwrap();

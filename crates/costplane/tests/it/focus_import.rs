@@ -279,7 +279,8 @@ fn imported_rows_export_as_they_came() {
     let server = ServerProcess::start(&[]);
     ok(import(&server, &[&sample()]));
     // Every row of the sample is charged in September 2024.
-    let body = reqwest::blocking::get(format!("http://{}/api/costs/export?month=2024-09&format=focus", server.api)).unwrap().text().unwrap();
+    let body =
+        reqwest::blocking::get(format!("http://{}/api/costs/export?month=2024-09&format=focus", server.api)).unwrap().text().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let exported = dir.path().join("export.csv");
     std::fs::write(&exported, &body).unwrap();

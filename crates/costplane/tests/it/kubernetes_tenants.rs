@@ -68,7 +68,12 @@ fn scrape(h: u64, q: u64, containers: &[Container]) -> ExportMetricsServiceReque
     ExportMetricsServiceRequest { resource_metrics: rms }
 }
 
-fn send(client: &reqwest::blocking::Client, server: &ServerProcess, key: &str, body: &ExportMetricsServiceRequest) -> ExportMetricsServiceResponse {
+fn send(
+    client: &reqwest::blocking::Client,
+    server: &ServerProcess,
+    key: &str,
+    body: &ExportMetricsServiceRequest,
+) -> ExportMetricsServiceResponse {
     let r = client
         .post(format!("http://{}/v1/metrics", server.otlp_http))
         .header("content-type", "application/x-protobuf")
@@ -117,7 +122,9 @@ fn one_tenants_kubernetes_metrics_never_move_another_tenants_cost() {
     // Points no cluster reports: each refused as partial success with its
     // reason, the request's other points kept.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let web = || vec![kv("k8s.pod.uid", "uid-web"), kv("k8s.pod.name", "web"), kv("k8s.namespace.name", "shop"), kv("k8s.container.name", "main")];
+    let web = || {
+        vec![kv("k8s.pod.uid", "uid-web"), kv("k8s.pod.name", "web"), kv("k8s.namespace.name", "shop"), kv("k8s.container.name", "main")]
+    };
     let t = T0 + 30 * MIN;
     let hostile = ExportMetricsServiceRequest {
         resource_metrics: vec![resource(
