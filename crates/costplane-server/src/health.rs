@@ -139,8 +139,33 @@ pub fn label_value(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Appends the pipeline's series.
-pub fn write_pipeline_metrics(out: &mut Exposition, s: &StatsSnapshot) {
+/// Dead-letter series `/metrics` shows at most; the rest are summed into one.
+pub const MAX_DEAD_LETTER_SERIES: usize = 200;
+
+/// The dead-letter series a caller may see, as (tenant, signal, reason,
+/// items): a tenant key sees its own tenant's only; past
+/// [`MAX_DEAD_LETTER_SERIES`] the rest are summed under tenant `__other__`,
+/// so senders cannot grow a scrape without bound by naming tenants.
+pub fn dead_letter_series(dead: &[costplane_pipeline::DeadLetterCount], tenant: Option<&str>) -> Vec<(String, String, String, u64)> {
+    let mut visible: Vec<&costplane_pipeline::DeadLetterCount> = dead.iter().filter(|d| tenant.is_none_or(|t| d.tenant == t)).collect();
+    visible.sort_by(|a, b| b.items.cmp(&a.items).then_with(|| (&a.tenant, &a.signal, &a.reason).cmp(&(&b.tenant, &b.signal, &b.reason))));
+    let mut out: Vec<(String, String, String, u64)> = Vec::new();
+    let mut other = 0u64;
+    for (i, d) in visible.into_iter().enumerate() {
+        if i < MAX_DEAD_LETTER_SERIES {
+            out.push((d.tenant.clone(), d.signal.clone(), d.reason.clone(), d.items));
+        } else {
+            other = other.saturating_add(d.items);
+        }
+    }
+    if other > 0 {
+        out.push(("__other__".into(), String::new(), "other".into(), other));
+    }
+    out
+}
+
+/// Appends the pipeline's series; `tenant` is the caller's tenant key, if any.
+pub fn write_pipeline_metrics(out: &mut Exposition, s: &StatsSnapshot, tenant: Option<&str>) {
     use Kind::{Counter, Gauge, Histogram};
     out.family("costplane_ingest_items_total", Counter, "Items (spans, log records, data points) accepted, by signal.");
     for sig in &s.signals {
@@ -188,9 +213,15 @@ pub fn write_pipeline_metrics(out: &mut Exposition, s: &StatsSnapshot) {
     out.one("costplane_buffer_records", Gauge, "Accepted requests not yet stored (or dead-lettered).", s.buffer.records);
     out.one("costplane_ingest_lag_seconds", Gauge, "Age of the oldest accepted, not yet stored request.", s.buffer.oldest_age_seconds);
     out.one("costplane_buffer_replayed_requests_total", Counter, "Requests replayed from the disk buffer at start.", s.replayed_requests);
+    out.one(
+        "costplane_buffer_corrupt_records",
+        Gauge,
+        "Corrupt records the disk buffer skipped and quarantined when it was opened (see buffer_dir/quarantine).",
+        s.buffer.corrupt_records,
+    );
     out.family("costplane_dead_letter_items_total", Counter, "Items moved to the dead-letter area, by tenant, signal and reason.");
-    for d in &s.dead_letters {
-        out.sample("costplane_dead_letter_items_total", &[("tenant", &d.tenant), ("signal", &d.signal), ("reason", &d.reason)], d.items);
+    for (t, signal, reason, items) in dead_letter_series(&s.dead_letters, tenant) {
+        out.sample("costplane_dead_letter_items_total", &[("tenant", &t), ("signal", &signal), ("reason", &reason)], items);
     }
 }
 
@@ -259,6 +290,25 @@ fn parse_stat(stat: &str, boot_time_seconds: f64) -> Option<ProcessStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_sees_only_its_dead_letters_and_the_series_are_capped() {
+        let count = |tenant: &str, items: u64| costplane_pipeline::DeadLetterCount {
+            tenant: tenant.into(),
+            signal: "traces".into(),
+            reason: "rejected by the store".into(),
+            items,
+        };
+        let dead = vec![count("acme", 3), count("globex", 5)];
+        let names = |t: Option<&str>| dead_letter_series(&dead, t).into_iter().map(|(t, ..)| t).collect::<Vec<_>>();
+        assert_eq!(names(Some("acme")), vec!["acme"]);
+        assert_eq!(names(None), vec!["globex", "acme"]);
+        // 250 tenants of 1 item each: 200 series, the other 50 items summed.
+        let many: Vec<_> = (0..250).map(|i| count(&format!("t{i:03}"), 1)).collect();
+        let series = dead_letter_series(&many, None);
+        assert_eq!(series.len(), MAX_DEAD_LETTER_SERIES + 1);
+        assert_eq!(series.last().unwrap(), &("__other__".to_owned(), String::new(), "other".to_owned(), 50));
+    }
 
     #[test]
     fn accept_headers_pick_the_format() {

@@ -540,7 +540,7 @@ pub async fn metrics(
         "Seconds since the month-to-date series were read from the ledger (they are reused for metrics.cache_ttl).",
         format!("{:.3}", cached.at.elapsed().as_secs_f64()),
     );
-    crate::health::write_pipeline_metrics(&mut out, &s.pipeline.stats());
+    crate::health::write_pipeline_metrics(&mut out, &s.pipeline.stats(), tenant);
     out.family("costplane_query_duration_seconds", Kind::Histogram, "Duration of cost, export and SQL API requests.");
     out.histogram("costplane_query_duration_seconds", &[], &s.cache.query_duration.snapshot());
     out.one(

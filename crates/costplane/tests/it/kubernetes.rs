@@ -218,17 +218,22 @@ fn run_with(split: &str, clickhouse: Option<&costplane_testkit::ClickHouseTarget
     // Hour 0 closed when 01:15 arrived (5 minutes past its end); the flush
     // stores hour 1's usage and has the closer price both hours (they are
     // 2026-01-01: within the 10-year lookback configured above).
-    let r: serde_json::Value = client
+    let r = flush(&client, &server);
+    assert_eq!(r["hours_closed"], 2, "{r}");
+    assert_eq!(r["counter_resets"], 1, "{r}");
+    assert_eq!(r["late_samples"], 0, "{r}");
+    (server, client)
+}
+
+/// `POST /api/v1/kubernetes/flush`: closes every open hour; the meter's counters.
+pub(crate) fn flush(client: &reqwest::blocking::Client, server: &ServerProcess) -> serde_json::Value {
+    client
         .post(format!("http://{}/api/v1/kubernetes/flush", server.api))
         .header("content-type", "application/json")
         .send()
         .unwrap()
         .json()
-        .unwrap();
-    assert_eq!(r["hours_closed"], 2, "{r}");
-    assert_eq!(r["counter_resets"], 1, "{r}");
-    assert_eq!(r["late_samples"], 0, "{r}");
-    (server, client)
+        .unwrap()
 }
 
 fn by_namespace(server: &ServerProcess) -> BTreeMap<String, Decimal> {
