@@ -38,6 +38,10 @@ pub struct AnomaliesArgs {
     /// Evaluate every closed hour and day since --since again first.
     #[arg(long, requires = "since")]
     backfill: bool,
+    /// Let --backfill reach further back than `ledger.lookback_days` (at
+    /// most 400 days).
+    #[arg(long, requires = "backfill")]
+    beyond_lookback: bool,
     #[command(flatten)]
     server: Server,
 }
@@ -121,7 +125,13 @@ pub async fn run(cmd: Command) -> anyhow::Result<()> {
 async fn anomalies(a: AnomaliesArgs) -> anyhow::Result<()> {
     if a.backfill {
         let since = a.since.clone().unwrap_or_default();
-        let r = call(&a.server, reqwest::Method::POST, "/api/v1/anomalies/backfill", Some(serde_json::json!({ "since": since }))).await?;
+        let r = call(
+            &a.server,
+            reqwest::Method::POST,
+            "/api/v1/anomalies/backfill",
+            Some(serde_json::json!({ "since": since, "beyond_lookback": a.beyond_lookback })),
+        )
+        .await?;
         println!(
             "evaluated {} to {}: {} hourly and {} daily anomalies found",
             s(&r["since"]),

@@ -163,6 +163,14 @@ fn backfill_scenario(store_args: &[&str]) {
     assert_eq!(code, 200);
     cli(&server, &["anomalies", "--backfill", "--since", &since]);
     assert_eq!(sent(&got).len(), 2, "a second backfill notifies nothing again");
+    // 60 days back is beyond the 50-day lookback: refused unless asked for.
+    let older = chrono::DateTime::from_timestamp((today - 60 * DAY) as i64, 0).unwrap().format("%Y-%m-%d").to_string();
+    let server_url = format!("http://{}", server.api);
+    let refused = Command::new(BIN).args(["anomalies", "--backfill", "--since", &older, "--server", &server_url]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("beyond_lookback"), "{}", String::from_utf8_lossy(&refused.stderr));
+    cli(&server, &["anomalies", "--backfill", "--beyond-lookback", "--since", &older]);
+    assert_eq!(sent(&got).len(), 2, "the longer backfill finds nothing new");
     let (_, dismissed) = api(&server, "GET", "/api/v1/anomalies?status=dismissed", None);
     assert_eq!(dismissed["count"], 1, "{dismissed:#}");
     assert_eq!(dismissed["anomalies"][0]["reason"], "embedding backfill, planned");
