@@ -42,13 +42,13 @@ pub fn price_hour(
     stats: &mut allocate::AllocationStats,
 ) -> Result<Vec<LedgerRow>, K8sError> {
     // Each write scope (an owner's usage) is allocated apart.
-    let mut scopes: std::collections::BTreeMap<&str, Vec<KubernetesUsage>> = std::collections::BTreeMap::new();
+    let mut scopes: std::collections::BTreeMap<&str, Vec<&KubernetesUsage>> = std::collections::BTreeMap::new();
     for r in rows {
-        scopes.entry(r.cluster.as_str()).or_default().push(r.clone());
+        scopes.entry(r.cluster.as_str()).or_default().push(r);
     }
     let mut lines = Vec::new();
     for scoped in scopes.values() {
-        let usage = usage::decode(hour_ns, scoped)?;
+        let usage = usage::decode(hour_ns, scoped.iter().copied())?;
         lines.extend(allocate::allocate(&usage, cfg, stats));
     }
     Ok(ledger::rows(&lines, currency, &cfg.prices.version(), charge_status))

@@ -138,8 +138,8 @@ pub struct Screened {
     pub reasons: Vec<String>,
 }
 
-/// Reasons kept per request, as the receivers' own partial-success limit.
-const MAX_REASONS: usize = 3;
+/// Reasons kept per request: what a partial-success answer quotes.
+use costplane_telemetry::convert::MAX_REASONS;
 
 const GIB: f64 = 1_073_741_824.0;
 

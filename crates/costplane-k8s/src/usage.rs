@@ -96,7 +96,7 @@ fn json<T: Serialize>(v: &T) -> String {
 }
 
 /// The hour `hour_ns` rebuilt from stored rows (of one write per cluster).
-pub fn decode(hour_ns: i64, rows: &[KubernetesUsage]) -> Result<HourUsage, K8sError> {
+pub fn decode<'a>(hour_ns: i64, rows: impl IntoIterator<Item = &'a KubernetesUsage>) -> Result<HourUsage, K8sError> {
     let mut h = HourUsage { hour_ns, ..HourUsage::default() };
     for r in rows {
         let bad = |e: serde_json::Error| K8sError::Usage(format!("a stored {} row of hour {hour_ns}: {e}", r.kind));

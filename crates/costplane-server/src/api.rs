@@ -128,9 +128,19 @@ impl Routes {
         T: 'static,
         S: Clone + Send + Sync + 'static,
     {
+        self.place(route, Routes::method_router(route, handler, state))
+    }
+
+    /// The method router of `route` ("METHOD /path") answered by `handler`.
+    fn method_router<H, T, S>(route: &'static str, handler: H, state: &S) -> MethodRouter
+    where
+        H: Handler<T, S>,
+        T: 'static,
+        S: Clone + Send + Sync + 'static,
+    {
         let (method, _) = Routes::entry(route);
         let filter = MethodFilter::try_from(method).expect("a routable method");
-        self.place(route, axum::routing::on(filter, handler).with_state(state.clone()))
+        axum::routing::on(filter, handler).with_state(state.clone())
     }
 
     /// Like [`Routes::at`], timed into `costplane_query_duration_seconds`.
@@ -140,10 +150,8 @@ impl Routes {
         T: 'static,
         S: Clone + Send + Sync + 'static,
     {
-        let (method, _) = Routes::entry(route);
-        let filter = MethodFilter::try_from(method).expect("a routable method");
         let timer = axum::middleware::from_fn_with_state(Arc::clone(metrics), crate::costs::metrics::time_queries);
-        self.place(route, axum::routing::on(filter, handler).with_state(state.clone()).route_layer(timer))
+        self.place(route, Routes::method_router(route, handler, state).route_layer(timer))
     }
 
     /// A router built elsewhere, serving exactly `routes` (all keyed or all

@@ -31,9 +31,6 @@ pub struct SampleScreen {
     limits: SampleLimits,
 }
 
-/// Reasons a partial-success answer carries at most.
-const MAX_REASONS: usize = 3;
-
 impl SampleScreen {
     pub fn new(c: &KubernetesConfig) -> Self {
         SampleScreen { cluster: c.cluster.clone(), tenant_attribute: c.tenant_attribute.clone(), limits: c.limits.clone() }
@@ -49,10 +46,7 @@ impl SampleScreen {
         }
         let screened = screen(batch, &self.cluster, &self.tenant_attribute, owner, &self.limits, received_ns);
         if screened.rejected > 0 {
-            conversion.accepted = conversion.accepted.saturating_sub(screened.rejected);
-            conversion.rejected += screened.rejected;
-            let room = MAX_REASONS.saturating_sub(conversion.reasons.len());
-            conversion.reasons.extend(screened.reasons.into_iter().take(room));
+            conversion.reject_accepted(screened.rejected, screened.reasons);
         }
         screened.samples
     }

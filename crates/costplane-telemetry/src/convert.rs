@@ -34,7 +34,7 @@ impl Default for Limits {
 }
 
 /// How many reasons a partial-success message quotes.
-const MAX_REASONS: usize = 3;
+pub const MAX_REASONS: usize = 3;
 
 /// The result of converting one export request.
 #[derive(Debug, Default)]
@@ -51,6 +51,15 @@ impl Conversion {
         if self.reasons.len() < MAX_REASONS {
             self.reasons.push(reason);
         }
+    }
+
+    /// Counts `n` items accepted by decoding as rejected after all (a later
+    /// check, e.g. Kubernetes limits), with their reasons.
+    pub fn reject_accepted(&mut self, n: u64, reasons: impl IntoIterator<Item = String>) {
+        self.accepted = self.accepted.saturating_sub(n);
+        self.rejected += n;
+        let room = MAX_REASONS.saturating_sub(self.reasons.len());
+        self.reasons.extend(reasons.into_iter().take(room));
     }
 
     /// The OTLP partial-success message, or `None` when nothing was rejected.
