@@ -64,6 +64,8 @@ pub struct Config {
     pub ingest: crate::otlp::keys::IngestSection,
     /// `[tls]`: certificates for every listener.
     pub tls: crate::tls::TlsSection,
+    /// `[postgres]`: the read-only PostgreSQL endpoint.
+    pub postgres: crate::postgres::PostgresSection,
     pub ledger: LedgerSection,
     pub kubernetes: costplane_k8s::KubernetesConfig,
     /// The file this configuration was read from (price reloads read its
@@ -474,6 +476,7 @@ impl Default for Config {
             source: None,
             ingest: crate::otlp::keys::IngestSection::default(),
             tls: crate::tls::TlsSection::default(),
+            postgres: crate::postgres::PostgresSection::default(),
             kubernetes: costplane_k8s::KubernetesConfig::default(),
         }
     }
@@ -628,6 +631,7 @@ impl Config {
         crate::insights::config::validate(&self.anomalies, &self.budgets)?;
         self.ingest.validate()?;
         self.tls.validate()?;
+        self.postgres.validate(self)?;
         self.api.query_limits()?;
         if self.api.sql_max_rows == 0 {
             return Err("api.sql_max_rows must be at least 1".into());

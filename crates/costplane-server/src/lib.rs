@@ -14,6 +14,7 @@ pub mod insights;
 pub mod k8s_api;
 pub mod kubernetes;
 pub mod otlp;
+pub mod postgres;
 pub mod secret;
 mod server;
 pub mod tls;

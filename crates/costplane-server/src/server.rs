@@ -149,6 +149,7 @@ impl Server {
             t.spawn_reloader(stop.clone());
             tracing::info!(client_certificates = self.config.tls.client_ca_file.is_some(), "TLS on every listener");
         }
+        let postgres_task = crate::postgres::start(&self.config, Arc::clone(&self.store), tls.clone(), stop.clone()).await?;
         let reporter = crate::activity::spawn_reporter(
             Arc::clone(&ingest.activity),
             pipeline.clone(),
@@ -226,6 +227,9 @@ impl Server {
             }
         }
         let _ = insights_task.await;
+        if let Some(t) = postgres_task {
+            let _ = t.await;
+        }
         if let Some(k) = &kubernetes {
             // Open hours are booked before the pipeline drains.
             let rows = k.flush();

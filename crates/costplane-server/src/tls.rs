@@ -144,7 +144,8 @@ impl Tls {
         Ok(Some(Arc::new(Tls { section: section.clone(), current: RwLock::new(config), stamps: RwLock::new(stamps(section)) })))
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
+    /// The acceptor of the certificate in force now.
+    pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner)))
     }
 

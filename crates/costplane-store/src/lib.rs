@@ -7,6 +7,7 @@
 //! read costplane's tables unchanged.
 
 pub mod clickhouse;
+pub mod cost_views;
 mod days;
 pub mod duckdb;
 mod error;
@@ -133,6 +134,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// How this backend spells what differs between engines.
     fn dialect(&self) -> Dialect;
+
+    /// The embedded store, for what only it serves (the PostgreSQL endpoint).
+    fn as_duckdb(&self) -> Option<&duckdb::DuckDbStore> {
+        None
+    }
 
     /// Runs costplane's own SQL with bound parameters. The SQL comes from
     /// code, never from users; user values travel only as `params`

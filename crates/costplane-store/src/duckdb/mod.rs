@@ -41,6 +41,7 @@ pub(crate) mod arrow;
 mod compact;
 mod errors;
 mod maintain;
+mod pg;
 pub mod schema;
 mod segments;
 mod verify;
@@ -138,6 +139,7 @@ impl DuckDbStore {
         let interval = options.maintenance_interval;
         let telemetry = Arc::new(maintain::Telemetry::new(segments, options));
         telemetry.sync_views(&conn, true)?;
+        pg::install(&conn)?;
         conn.execute_batch("SET parquet_metadata_cache = true").map_err(db_err)?;
         let mut store = DuckDbStore::with_connections(path, conn, Some(Arc::clone(&telemetry)))?;
         if let Some(interval) = interval {
@@ -460,6 +462,10 @@ fn rows_of(batches: &[RecordBatch], schema: &::arrow::datatypes::SchemaRef) -> R
 impl Store for DuckDbStore {
     fn backend(&self) -> &'static str {
         "duckdb"
+    }
+
+    fn as_duckdb(&self) -> Option<&DuckDbStore> {
+        Some(self)
     }
 
     /// Two: a write's Arrow and Parquet encoding (most of its work) runs
