@@ -296,6 +296,16 @@ def llm():
                 "INNER JOIN (SELECT Model AS model, count() AS calls FROM costplane_usage_llm "
                 "WHERE $__timeFilter(Timestamp) GROUP BY model) AS u ON c.model = u.model "
                 "ORDER BY cost_per_call DESC", fmt=1)], w=24),
+            panel("timeseries", "Estimated and invoiced, last 7 closed days", [
+                prom("max by (provider) (costplane_reconciliation_estimated_usd)", "{{provider}} estimated"),
+                prom("max by (provider) (costplane_reconciliation_invoiced_usd)", "{{provider}} invoiced", ref="B"),
+            ], w=12, unit="currencyUSD",
+                description="LLM cost estimated from spans against what the provider invoiced, over the closed days its invoices cover "
+                            "(imported cost reports and FOCUS bills); costplane reconcile shows the models and days."),
+            panel("timeseries", "Estimate drift, worst closed day", [
+                prom("max by (provider) (costplane_reconciliation_max_daily_drift_percent)", "{{provider}}"),
+            ], w=12, unit="percent", description="The largest daily drift of the last 7 closed days, in percent of the day's invoice "
+                                                 "(the CostplaneEstimateDrift alert fires above 10)."),
         ],
         [PROM_VAR, CH_VAR], ["cost", "llm"],
     )

@@ -57,6 +57,8 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/allocation",
     "POST /api/v1/kubernetes/flush",
     "POST /api/v1/import/focus",
+    "POST /api/v1/import/invoice",
+    "GET /api/v1/reconciliation",
     "GET /api/v1/anomalies",
     "POST /api/v1/anomalies/backfill",
     "POST /api/v1/anomalies/{id}/dismiss",
@@ -242,6 +244,11 @@ pub fn app(parts: ApiParts) -> Router {
         .router(
             &["POST /api/v1/import/focus"],
             crate::import::router(costs.clone())
+                .route_layer(axum::middleware::from_fn_with_state(Arc::clone(m), crate::costs::metrics::time_queries)),
+        )
+        .router(
+            &["POST /api/v1/import/invoice", "GET /api/v1/reconciliation"],
+            crate::reconcile::router(costs.clone())
                 .route_layer(axum::middleware::from_fn_with_state(Arc::clone(m), crate::costs::metrics::time_queries)),
         );
     crate::insights::routes(routes, &insights).finish(keys)

@@ -112,6 +112,8 @@ pub struct BillingSection {
     /// of another currency (`EUR = "1.08"`). An imported bill in a currency
     /// without a rate here is refused, never summed with the ledger's own.
     pub exchange_rates: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+    /// `[billing.reconciliation]`: invoices against estimates.
+    pub reconciliation: crate::reconcile::ReconciliationSettings,
 }
 
 impl Default for BillingSection {
@@ -121,6 +123,7 @@ impl Default for BillingSection {
             account_name: "costplane".into(),
             invoice_issuer: "costplane".into(),
             exchange_rates: std::collections::BTreeMap::new(),
+            reconciliation: Default::default(),
         }
     }
 }
@@ -665,6 +668,7 @@ impl Config {
         if self.billing.invoice_issuer.trim().is_empty() {
             return Err("billing.invoice_issuer must not be empty (it is FOCUS InvoiceIssuerName)".into());
         }
+        self.billing.reconciliation.check()?;
         parse_duration(&self.clickhouse.request_timeout).map_err(|e| format!("clickhouse.request_timeout: {e}"))?;
         self.metrics.validate()?;
         self.embedded.options()?;

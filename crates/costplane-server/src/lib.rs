@@ -15,6 +15,7 @@ pub mod k8s_api;
 pub mod kubernetes;
 pub mod otlp;
 pub mod postgres;
+pub mod reconcile;
 pub mod secret;
 mod server;
 pub mod tls;

@@ -18,6 +18,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub enum ImportCommand {
     /// Import FOCUS exports (AWS Data Exports, Azure FocusCost, GCP, any conformant file).
     Focus(FocusArgs),
+    /// Import provider cost reports (OpenAI costs, Anthropic cost and usage reports).
+    Invoice(crate::reconcile::InvoiceArgs),
 }
 
 #[derive(Args)]
@@ -39,7 +41,10 @@ pub struct FocusArgs {
 }
 
 pub async fn run(cmd: ImportCommand) -> anyhow::Result<()> {
-    let ImportCommand::Focus(args) = cmd;
+    let args = match cmd {
+        ImportCommand::Focus(args) => args,
+        ImportCommand::Invoice(args) => return crate::reconcile::import(args).await,
+    };
     let files = focus::expand(&args.paths)?;
     let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let bar = ProgressBar::new(total);

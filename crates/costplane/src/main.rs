@@ -9,6 +9,7 @@ mod insights;
 mod litellm;
 mod loadgen;
 mod prices;
+mod reconcile;
 mod report;
 mod report_html;
 mod reprice;
@@ -49,9 +50,11 @@ enum Command {
     Prices(prices::PricesCommand),
     /// Recompute LLM ledger rows of a window with the current prices.
     Reprice(reprice::RepriceArgs),
-    /// Load cloud bills into the ledger.
+    /// Load cloud bills and provider invoices into the ledger.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Estimated LLM cost against the providers' invoices, per provider, model and day.
+    Reconcile(reconcile::ReconcileArgs),
     /// The month's cost report: HTML with charts, and a PDF of it.
     Report(report::ReportArgs),
     /// Requests the store refused as invalid: list them, replay them.
@@ -243,6 +246,7 @@ fn main() -> ExitCode {
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),
+            Command::Reconcile(args) => reconcile::reconcile(args).await.map_err(|e| (1, e)),
             Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Insights(cmd) => insights::run(cmd).await.map_err(|e| (1, e)),

@@ -102,6 +102,30 @@ fn text(v: &Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_default()
 }
 
+/// The month's reconciliation in one sentence, from the API's totals.
+fn reconciliation_line(body: &Value) -> String {
+    let t = &body["totals"];
+    let lines = |status: &str| t["lines"][status].as_u64().unwrap_or(0);
+    if lines("matched") + lines("drift") + lines("invoiced-only") == 0 {
+        return format!(
+            "No invoice covers this month yet (costplane import invoice, or a FOCUS bill); estimated {}.",
+            text(&t["estimated_cost"])
+        );
+    }
+    let pct = t["drift_percent"].as_str().map(|p| format!(" ({p}%)")).unwrap_or_default();
+    format!(
+        "Estimated {} · invoiced {} · drift {}{pct} · providers: {} matched, {} drifting, {} invoiced only, {} not invoiced · unpriced tokens {}",
+        text(&t["estimated_cost"]),
+        text(&t["invoiced_cost"]),
+        text(&t["drift"]),
+        lines("matched"),
+        lines("drift"),
+        lines("invoiced-only"),
+        lines("estimated-only"),
+        text(&t["unpriced_tokens"]),
+    )
+}
+
 /// `(name, cost text)` rows of a grouped answer, largest first.
 fn ranked(body: &Value, dim: &str) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> =
@@ -119,7 +143,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         server: args.server.clone(),
         tenant: args.tenant.clone(),
     };
-    let steps = 10u64 + u64::from(!args.no_pdf);
+    let steps = 11u64 + u64::from(!args.no_pdf);
     let bar = ProgressBar::new(steps);
     bar.set_style(
         ProgressStyle::with_template("{spinner} report [{bar:30}] {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -149,6 +173,16 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     step("sources");
     let unpriced = api.get("/api/v1/costs/unpriced", &[("from", start.to_string()), ("to", next.to_string())]).await?;
     step("unpriced usage");
+    // Estimates against invoices: all tenants' (or the key's own); a report
+    // of one tenant through an admin key leaves it out.
+    let reconciliation = match &args.tenant {
+        Some(_) => String::new(),
+        None => {
+            let q = [("from", start.to_string()), ("to", next.to_string()), ("group_by", "provider".to_owned())];
+            reconciliation_line(&api.get("/api/v1/reconciliation", &q).await?)
+        }
+    };
+    step("reconciliation");
 
     let currency = text(&total["currency"]);
     let (this, before) = (dec(&total["total"]), dec(&previous["total"]));
@@ -206,6 +240,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         by_source: ranked(&by_source, "source"),
         efficiency,
         unpriced: unpriced_rows,
+        reconciliation,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let stem = match &args.tenant {

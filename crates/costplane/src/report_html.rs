@@ -31,6 +31,8 @@ pub struct Page {
     pub efficiency: Vec<(String, String, String, String)>,
     /// model, provider, tenant, token type, tokens
     pub unpriced: Vec<[String; 5]>,
+    /// Estimates against invoices, one line (empty: left out).
+    pub reconciliation: String,
 }
 
 fn esc(s: &str) -> String {
@@ -208,7 +210,15 @@ impl Page {
             }
             h.push_str("</table>");
         }
-        h.push_str("</section></body></html>\n");
+        h.push_str("</section>");
+        if !self.reconciliation.is_empty() {
+            let _ = write!(
+                h,
+                "<section><h2>Estimates against invoices</h2><p id=\"reconciliation\">{}</p></section>",
+                esc(&self.reconciliation)
+            );
+        }
+        h.push_str("</body></html>\n");
         h
     }
 }
@@ -235,9 +245,11 @@ mod tests {
             by_source: vec![],
             efficiency: vec![],
             unpriced: vec![],
+            reconciliation: "Estimated 1 · invoiced <2>".into(),
         };
         let html = page.render();
         assert!(html.contains("0.0104 USD") && html.contains("&lt;script&gt;") && !html.contains("<script>"));
+        assert!(html.contains("<p id=\"reconciliation\">Estimated 1 · invoiced &lt;2&gt;</p>"), "{html}");
         assert!(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"));
     }
 }

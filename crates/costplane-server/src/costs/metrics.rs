@@ -274,6 +274,8 @@ pub struct LedgerView {
     /// Stored bytes per ingested byte, per signal (empty when the store
     /// cannot tell).
     pub compression: Vec<(String, f64)>,
+    /// Estimated against invoiced, per provider (`crate::reconcile`).
+    pub reconciliation: Vec<crate::reconcile::ProviderDrift>,
 }
 
 /// The month-to-date and compression families.
@@ -311,6 +313,7 @@ pub fn render_view(out: &mut Exposition, view: &LedgerView, max_values: usize) {
     for (signal, ratio) in &view.compression {
         out.sample("costplane_store_compression_ratio", &[("signal", signal)], ratio);
     }
+    crate::reconcile::render_metrics(out, &view.reconciliation);
 }
 
 /// The month's groups `/metrics` labels come from, in `row_labels` order.
@@ -360,7 +363,12 @@ async fn compute(
             Vec::new()
         }
     };
-    Ok((LedgerView { month, folded, last_30_days, compression }, ranked))
+    let reconciliation = crate::reconcile::provider_drift(state, caller.tenant(), ns(now), crate::reconcile::METRICS_DAYS).await;
+    let reconciliation = reconciliation.unwrap_or_else(|e| {
+        tracing::warn!(error = %e.message, "no reconciliation series for /metrics");
+        Vec::new()
+    });
+    Ok((LedgerView { month, folded, last_30_days, compression, reconciliation }, ranked))
 }
 
 #[derive(Clone)]
@@ -746,7 +754,13 @@ mod tests {
     fn rendering_escapes_label_values_and_drops_empty_ones() {
         let (series, folded, _) = fold(vec![(labels("a\"b\\c\n", "m"), d("1.50"))], 100, 128);
         let mut out = Exposition::new(Format::Text);
-        let view = LedgerView { month: series, folded, last_30_days: d("12.5"), compression: vec![("logs".into(), 0.125)] };
+        let view = LedgerView {
+            month: series,
+            folded,
+            last_30_days: d("12.5"),
+            compression: vec![("logs".into(), 0.125)],
+            reconciliation: Vec::new(),
+        };
         render_view(&mut out, &view, 100);
         let text = out.finish();
         assert!(

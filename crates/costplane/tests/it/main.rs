@@ -13,6 +13,7 @@ mod focus_import;
 mod kubernetes;
 mod kubernetes_tenants;
 mod otlp_rust;
+mod reconcile;
 mod shutdown;
 mod sql_cli;
 mod support;

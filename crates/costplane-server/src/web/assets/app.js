@@ -207,6 +207,19 @@ async function loadUnpriced(monthStart) {
   fillBody(document.getElementById('unpriced'), rows.length ? rows : [emptyRow(5, 'every model is priced')]);
 }
 
+// Estimated against invoiced per provider and model (the API's default
+// window: last month and this month).
+async function loadReconciliation() {
+  const r = await get('/api/v1/reconciliation?' + query({ group_by: 'provider,model' }));
+  const rows = r.lines.map((l) => el('tr', { 'data-key': l.provider + '/' + l.model, 'data-status': l.status },
+    el('td', {}, label(l.provider)), el('td', {}, l.model === '' ? '(no model)' : l.model),
+    el('td', { class: 'status-' + l.status }, l.status),
+    el('td', { class: 'num' }, money(l.estimated_cost)), el('td', { class: 'num' }, money(l.invoiced_cost)),
+    el('td', { class: 'num' }, money(l.drift)), el('td', { class: 'num' }, l.drift_percent === null ? '–' : l.drift_percent + '%'),
+    el('td', { class: 'num' }, count(l.unpriced_tokens))));
+  fillBody(document.getElementById('reconciliation'), rows.length ? rows : [emptyRow(8, 'no estimates or invoices in this window')]);
+}
+
 async function loadHealth() {
   const h = await get('/readyz');
   const stateEl = document.getElementById('ingest-state');
@@ -278,7 +291,7 @@ async function refresh() {
   document.getElementById('month-name').textContent = utcMonth(now);
   try {
     await loadBreakdowns(today, monthStart);
-    await Promise.all([loadTrend(now), loadOperations(monthStart), loadTokens(monthStart), loadUnpriced(monthStart), loadHealth()]);
+    await Promise.all([loadTrend(now), loadOperations(monthStart), loadTokens(monthStart), loadUnpriced(monthStart), loadReconciliation(), loadHealth()]);
     document.getElementById('dashboard').hidden = false;
     document.getElementById('key-form').hidden = true;
     document.getElementById('updated').textContent = 'updated ' + now.toISOString().slice(11, 19) + ' UTC';
