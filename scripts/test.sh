@@ -54,6 +54,27 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
 fi
 
+if ! command -v psql >/dev/null 2>&1; then
+    # The PostgreSQL endpoint's tests (Rust and Python) drive the real psql.
+    step "Debian packages the tests need (postgresql-client)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql-client
+fi
+
+# Node's pg reads the PostgreSQL endpoint in tests/e2e/test_postgres.py.
+PG_NODE_PACKAGE="pg@8.23.1"
+PG_NODE_DIR="${COSTPLANE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/costplane-tools}/pg"
+if [ "$(cat "$PG_NODE_DIR/.from" 2>/dev/null)" != "$PG_NODE_PACKAGE" ]; then
+    step "npm packages the tests need ($PG_NODE_PACKAGE)"
+    command -v npm >/dev/null || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo; $SUDO apt-get update -qq; $SUDO apt-get install -y -qq npm; }
+    mkdir -p "$PG_NODE_DIR"
+    npm install --prefix "$PG_NODE_DIR" --no-audit --no-fund --silent "$PG_NODE_PACKAGE"
+    echo "$PG_NODE_PACKAGE" > "$PG_NODE_DIR/.from"
+fi
+export COSTPLANE_TEST_NODE_MODULES="$PG_NODE_DIR/node_modules"
+
 step "Prometheus rules: promtool check rules, promtool test rules"
 promtool check rules deploy/prometheus/costplane-rules.yaml
 promtool test rules deploy/prometheus/tests/*.yaml

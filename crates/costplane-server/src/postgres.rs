@@ -190,7 +190,8 @@ pub async fn start(
         limits: config.api.query_limits().map_err(ServerError::Config)?,
         allow_open_remote: config.api.allow_open_remote,
     };
-    let source: Option<costplane_pgwire::TlsSource> = tls.map(|t| Arc::new(move || t.acceptor()) as costplane_pgwire::TlsSource);
+    let source: Option<costplane_pgwire::TlsSource> =
+        tls.map(|t| Arc::new(move || t.acceptor_for(&[b"postgresql"])) as costplane_pgwire::TlsSource);
     tracing::info!(addr = %section.addr, tls = source.is_some(), keys = config.api.keys.len(), "PostgreSQL endpoint serving (read-only)");
     Ok(Some(tokio::spawn(costplane_pgwire::serve(listener, Arc::new(backend), source, stop))))
 }

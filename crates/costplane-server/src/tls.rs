@@ -149,6 +149,14 @@ impl Tls {
         TlsAcceptor::from(Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner)))
     }
 
+    /// [`Tls::acceptor`] offering `protocols` by ALPN instead of HTTP's
+    /// (PostgreSQL clients ask for `postgresql`).
+    pub fn acceptor_for(&self, protocols: &[&[u8]]) -> TlsAcceptor {
+        let mut config = ServerConfig::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        TlsAcceptor::from(Arc::new(config))
+    }
+
     /// Reads the files again; keeps the old certificate if that fails.
     pub fn reload(&self, why: &str) {
         match build(&self.section) {

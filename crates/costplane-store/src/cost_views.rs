@@ -136,7 +136,7 @@ FROM {prefix}costplane_cost_rows",
                 "SELECT \"timestamp\", pod_name, namespace, service_name, cluster_name, tenant,
     {cpu} AS cpu_cost_usd, {memory} AS memory_cost_usd, {gpu} AS gpu_cost_usd, {volume} AS storage_cost_usd,
     {network} AS network_cost_usd, sum(cost_usd) AS total_cost_usd
-FROM {lines} AS l WHERE source = 'kubernetes' AND pod_name <> ''
+FROM {lines} AS l WHERE source = 'kubernetes' AND pod_name <> '' AND cost_type <> 'idle'
 GROUP BY \"timestamp\", pod_name, namespace, service_name, cluster_name, tenant",
                 cpu = sum_of("cpu"),
                 memory = sum_of("memory"),

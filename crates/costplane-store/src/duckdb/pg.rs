@@ -77,7 +77,8 @@ fn tenant_database(reader: &Connection, tenant: &str) -> Result<Connection, Stor
 fn relations_of(conn: &Connection) -> Result<Vec<(String, String, bool)>, StoreError> {
     let mut stmt = conn
         .prepare(
-            "SELECT table_schema, table_name, table_type = 'VIEW' FROM information_schema.tables \
+            // The telemetry tables are views over Parquet files: tables to clients.
+            "SELECT table_schema, table_name, table_type = 'VIEW' AND table_name NOT LIKE 'otel\\_%' ESCAPE '\\' FROM information_schema.tables \
              WHERE table_schema NOT IN ('information_schema', 'pg_catalog') AND table_name NOT LIKE 'costplane\\_%' ESCAPE '\\' \
              OR table_name IN ('costplane_ledger', 'costplane_ledger_hours', 'costplane_anomalies') ORDER BY table_name",
         )
