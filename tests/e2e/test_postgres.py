@@ -570,3 +570,47 @@ addr = "127.0.0.1:{pg_port}"
         assert out.returncode != 0
     finally:
         server.terminate()
+
+
+def clickhouse_dialect(sql, now):
+    """The same query for Grafana's ClickHouse datasource."""
+    import re
+    sql = grafana(sql, now).replace("time_bucket('1 hour', timestamp)", "toStartOfHour(timestamp)")
+    sql = re.sub(r"'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.000Z'", r"toDateTime64('\1', 6, 'UTC')", sql)
+    units = {"days": "DAY", "day": "DAY", "hours": "HOUR"}
+    return re.sub(r"INTERVAL '(\d+) (\w+)'", lambda m: f"INTERVAL {m.group(1)} {units[m.group(2)]}", sql)
+
+
+def test_clickhouse_has_the_same_views_and_no_endpoint(tmp_path):
+    from conftest import clickhouse_url_for_tests
+    url, front = clickhouse_url_for_tests(tmp_path)
+    server = None
+    try:
+        server = Server(tmp_path, store="clickhouse", clickhouse_url=url)
+        now = int(time.time())
+        body = {"resourceSpans": [{"resource": {"attributes": [kv("service.name", "chatbot"), kv("tenant.id", "acme")]},
+                                   "scopeSpans": [{"spans": [llm_span(now - 60, "2.5", 1), llm_span(now - 30, "0.25", 2)]}]}]}
+        assert post(server, "/v1/traces", json.dumps(body).encode())[0] == 200
+        # $2.5 + $0.25 = $2.75, as the cost API says.
+        deadline = time.time() + 60
+        while time.time() < deadline and api_request(server, "/api/v1/costs?from=1970-01-01")[2].find(b'"total":"2.75"') < 0:
+            time.sleep(0.5)
+        for q in QUERIES:
+            rows = server.sql(clickhouse_dialect(q, now))
+            assert isinstance(rows, list), q
+        got = server.sql(clickhouse_dialect(QUERIES[1], now))
+        assert [(r["service_name"], Decimal(str(r["cost"]))) for r in got if r["service_name"] == "chatbot"] == [("chatbot", Decimal("2.75"))]
+        server.terminate()
+        server = None
+        # The endpoint is refused on ClickHouse, with the reason.
+        config = tmp_path / "pg.toml"
+        config.write_text(f'[postgres]\nenabled = true\naddr = "127.0.0.1:{free_port()}"\n')
+        out = subprocess.run([os.environ.get("COSTPLANE_BIN", str(ROOT / "target/release/costplane")), "serve", "--config", str(config),
+                              "--store", "clickhouse", "--clickhouse-url", url, "--data-dir", str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and "embedded store only" in out.stderr, out.stderr
+    finally:
+        if server and server.proc.poll() is None:
+            server.proc.kill()
+        if front:
+            front.stop()

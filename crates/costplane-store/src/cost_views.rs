@@ -73,10 +73,22 @@ impl Flavor {
     }
 }
 
-/// The ledger's current rows, as the cost API reads them.
-pub fn current_rows_sql(flavor: Flavor) -> String {
-    let _ = flavor;
-    "SELECT * FROM costplane_ledger WHERE x_Revision IN (SELECT max(Revision) FROM costplane_ledger_hours GROUP BY Hour, Scope)".to_owned()
+/// The ledger's current rows, as the cost API reads them; `prefix` names
+/// the database on ClickHouse (`db.`), empty on DuckDB.
+pub fn current_rows_sql(prefix: &str) -> String {
+    format!(
+        "SELECT * FROM {prefix}costplane_ledger WHERE x_Revision IN \
+         (SELECT max(Revision) FROM {prefix}costplane_ledger_hours GROUP BY Hour, Scope)"
+    )
+}
+
+/// The ClickHouse statements: the current-rows view and the cost views in
+/// database `prefix` (`db.`), `on_cluster` (` ON CLUSTER c` or empty)
+/// after each view's name.
+pub fn clickhouse_statements(prefix: &str, on_cluster: &str) -> Vec<String> {
+    let mut out = vec![format!("CREATE OR REPLACE VIEW {prefix}costplane_cost_rows AS {}", current_rows_sql(prefix))];
+    out.extend(view_statements(Flavor::ClickHouse, prefix));
+    out.into_iter().map(|s| s.replacen(" AS ", &format!("{on_cluster} AS "), 1)).collect()
 }
 
 /// `CREATE` statements of the views, over `costplane_cost_rows` (a view or
@@ -118,9 +130,13 @@ FROM {prefix}costplane_cost_rows",
         Flavor::DuckDb => format!("TRY_CAST({e} AS DOUBLE)"),
         Flavor::ClickHouse => format!("toFloat64OrNull({e})"),
     };
-    let not_deleted = match flavor {
-        Flavor::DuckDb => "NOT coalesce(\"Deleted\", false)",
-        Flavor::ClickHouse => "Deleted = 0",
+    // A record's latest version (ClickHouse keeps every write of a key).
+    let anomalies = match flavor {
+        Flavor::DuckDb => format!("{prefix}costplane_anomalies WHERE NOT coalesce(\"Deleted\", false)"),
+        Flavor::ClickHouse => format!(
+            "(SELECT Key, argMax(Body, UpdatedNs) AS Body FROM {prefix}costplane_anomalies GROUP BY Key \
+             HAVING argMax(Deleted, UpdatedNs) = 0) AS a"
+        ),
     };
     vec![
         create(
@@ -198,7 +214,7 @@ LEFT JOIN totals AS t ON t.\"timestamp\" = s.\"timestamp\" AND t.cluster_name = 
                 "SELECT {start} AS \"timestamp\", {end} AS end_time, {grain} AS grain, {service} AS service_name, {tenant} AS tenant,
     {project} AS project, {source} AS source, {model} AS model, {actual} AS cost_usd, {expected} AS expected_cost,
     {score} AS zscore, {direction} AS direction, {status} AS status, \"Key\" AS anomaly_id
-FROM {prefix}costplane_anomalies WHERE {not_deleted}",
+FROM {anomalies}",
                 start = anomaly_time("start"),
                 end = anomaly_time("end"),
                 grain = flavor.body_field("grain"),
@@ -222,7 +238,7 @@ FROM {prefix}costplane_anomalies WHERE {not_deleted}",
 pub fn duckdb_statements() -> Vec<String> {
     let mut out = vec![
         "CREATE OR REPLACE MACRO now() AS CAST(get_current_timestamp() AS TIMESTAMP)".to_owned(),
-        format!("CREATE OR REPLACE VIEW costplane_cost_rows AS {}", current_rows_sql(Flavor::DuckDb)),
+        format!("CREATE OR REPLACE VIEW costplane_cost_rows AS {}", current_rows_sql("")),
     ];
     out.extend(view_statements(Flavor::DuckDb, ""));
     out

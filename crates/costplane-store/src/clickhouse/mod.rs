@@ -45,6 +45,7 @@ mod rowbinary;
 pub mod schema;
 mod tables;
 mod verify;
+mod views;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -166,6 +167,7 @@ impl ClickHouseStore {
         let store = Self::for_queries(config)?;
         store.ping().await?;
         store.migrate().await?;
+        store.create_cost_views().await?;
         Ok(store)
     }
 
