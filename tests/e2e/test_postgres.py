@@ -614,3 +614,33 @@ def test_clickhouse_has_the_same_views_and_no_endpoint(tmp_path):
             server.proc.kill()
         if front:
             front.stop()
+
+
+def test_the_grafana_postgres_dashboards_run_on_the_endpoint(dataset):
+    """Every panel and variable query of deploy/grafana/postgres, with the
+    datasource's macros expanded as Grafana does, answers on the endpoint;
+    the files are what scripts/grafana_postgres_dashboards.py writes."""
+    import re
+    import sys
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/grafana_postgres_dashboards.py"), "--check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    import yaml
+    provisioning = ROOT / "deploy/grafana/postgres/provisioning"
+    sources = yaml.safe_load((provisioning / "datasources/costplane-postgres.yaml").read_text())["datasources"]
+    assert [(s["uid"], s["type"], s["jsonData"]["database"]) for s in sources] == [
+        ("costplane-postgres", "grafana-postgresql-datasource", "costplane")]
+    now = int(time.time())
+    fmt = "%Y-%m-%dT%H:%M:%S.000Z"
+    frm, to = time.strftime(fmt, time.gmtime(now - 7 * DAY)), time.strftime(fmt, time.gmtime(now + HOUR))
+    ran = 0
+    for path in sorted((ROOT / "deploy/grafana/postgres/dashboards").glob("*.json")):
+        d = json.loads(path.read_text())
+        queries = [t["rawSql"] for p in d["panels"] for t in p["targets"]]
+        queries += [v["query"] for v in d["templating"]["list"] if v["type"] == "query"]
+        for sql in queries:
+            sql = re.sub(r"\$__timeFilter\((\w+)\)", lambda m: f"{m.group(1)} BETWEEN '{frm}' AND '{to}'", sql)
+            sql = grafana(sql, now).replace("$service", "web")
+            assert "$" not in sql, sql
+            psycopg_rows(dataset, sql, binary=True)
+            ran += 1
+    assert ran >= 14
