@@ -3,10 +3,13 @@
 //! - [`catalog`]: the versioned price catalog (shipped, plus user overrides);
 //! - [`model_name`]: model-name normalization for catalog matching;
 //! - [`overrides`]: user price override files (partial entries, numbers);
-//! - [`llm`]: LLM token usage from span attributes, and its price.
+//! - [`llm`]: LLM token usage from span attributes, and its price;
+//! - [`meter`]: usage from batches, ledger rows from usage;
+//! - [`aggregate`]: an hour's priced usage, added a fact at a time.
 //!
 //! Money is `rust_decimal::Decimal` end to end.
 
+pub mod aggregate;
 pub mod catalog;
 mod error;
 pub mod llm;

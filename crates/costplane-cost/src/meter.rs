@@ -27,7 +27,6 @@
 //!   only when no model-call span of their trace carries usage; otherwise
 //!   they stay in the usage table as information and make no ledger row.
 
-use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,14 +35,15 @@ use costplane_telemetry::model::{ResourceInfo, TelemetryBatch};
 use costplane_telemetry::usage::{hour_of, round_money, CallKind, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, DAY_NS, HOUR_NS};
 use rust_decimal::Decimal;
 
+use crate::aggregate::LlmAggregate;
 use crate::catalog::Catalog;
-use crate::llm::{self, PricingStatus, ProvidedCost};
+use crate::llm::{self, ProvidedCost};
 use crate::model_name::canonical_provider;
 
 pub const UNASSIGNED: &str = "unassigned";
 /// The usage "signal" of API queries.
 pub const QUERIES: &str = "queries";
-const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
+pub(crate) const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
 
 /// Which resource attributes name the tenant and the project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,16 +89,12 @@ pub struct Meter {
     pub provided_cost: ProvidedCost,
 }
 
-fn money(d: Decimal) -> Decimal {
-    round_money(d)
-}
-
 fn lookup(resource: &ResourceInfo, key: &str) -> String {
     resource.attributes.get(key).filter(|v| !v.is_empty()).unwrap_or(UNASSIGNED).to_owned()
 }
 
 /// A provider's display name, however the span or the catalog spells it.
-fn provider_display(provider: &str) -> String {
+pub(crate) fn provider_display(provider: &str) -> String {
     match canonical_provider(provider).as_str() {
         "openai" => "OpenAI".into(),
         "anthropic" => "Anthropic".into(),
@@ -114,7 +110,7 @@ fn provider_display(provider: &str) -> String {
 
 /// The FOCUS-facing tags of a row, with why it is not priced when it is
 /// an `invalid` LLM row.
-fn tags(tenant: &str, project: &str, service: &str, pricing_reason: Option<&str>) -> String {
+pub(crate) fn tags(tenant: &str, project: &str, service: &str, pricing_reason: Option<&str>) -> String {
     let mut tags = serde_json::json!({ "tenant": tenant, "project": project, "service": service });
     if let Some(r) = pricing_reason {
         tags["pricing_reason"] = r.into();
@@ -125,7 +121,7 @@ fn tags(tenant: &str, project: &str, service: &str, pricing_reason: Option<&str>
 /// A span's own cost over its token kinds, by their share of the tokens:
 /// each share rounded by the ledger's rule, the last kind taking what is
 /// left, so the parts add up to the span's cost exactly.
-fn split_provided(total: Decimal, parts: &[(&'static str, u64, Decimal)]) -> Vec<(&'static str, u64, Decimal)> {
+pub(crate) fn split_provided(total: Decimal, parts: &[(&'static str, u64, Decimal)]) -> Vec<(&'static str, u64, Decimal)> {
     let tokens: u128 = parts.iter().map(|p| u128::from(p.1)).sum();
     if parts.is_empty() || tokens == 0 {
         return vec![("total", 0, total)];
@@ -283,140 +279,21 @@ impl Meter {
     /// queries per 1,000; `charge_status` provisional or closed.
     pub fn telemetry_ledger(&self, usage: &[TelemetryUsage], charge_status: &str) -> Vec<LedgerRow> {
         let version = self.telemetry_price_version();
-        usage
-            .iter()
-            .map(|u| {
-                let gib = Decimal::from(u.bytes) / GIB;
-                let thousands = Decimal::from(u.items) / Decimal::from(1000u32);
-                let queries = u.signal == QUERIES;
-                // checked: a rate near Decimal's limit books 0 rather than panicking.
-                let cost =
-                    if queries { thousands.checked_mul(self.rates.queries_per_1000) } else { gib.checked_mul(self.rates.ingest_per_gib) };
-                LedgerRow {
-                    charge_period_start_ns: u.hour_ns,
-                    charge_period_end_ns: u.hour_ns.saturating_add(HOUR_NS),
-                    cost: money(cost.unwrap_or_default()),
-                    billing_currency: self.catalog.currency.clone(),
-                    charge_class: None,
-                    service_name: if queries { "Telemetry queries" } else { "Telemetry ingest" }.into(),
-                    service_category: "Management and Governance".into(),
-                    provider_name: "costplane".into(),
-                    publisher_name: "costplane".into(),
-                    resource_id: format!("{}/{}/{}", u.tenant, u.project, u.service),
-                    resource_name: u.service.clone(),
-                    consumed_quantity: Decimal::from(if queries { u.items } else { u.bytes }),
-                    consumed_unit: if queries { "Queries" } else { "Bytes" }.into(),
-                    pricing_quantity: money(if queries { thousands } else { gib }),
-                    pricing_unit: if queries { "1000 Queries" } else { "GiB" }.into(),
-                    sku_id: if queries { "telemetry/queries".to_owned() } else { format!("telemetry/ingest/{}", u.signal) },
-                    tags: tags(&u.tenant, &u.project, &u.service, None),
-                    tenant: u.tenant.clone(),
-                    project: u.project.clone(),
-                    service: u.service.clone(),
-                    source: "telemetry".into(),
-                    model: String::new(),
-                    operation: if queries { "query" } else { "ingest" }.into(),
-                    usage_type: u.signal.into(),
-                    pricing_status: if cost.is_some() { "priced" } else { "invalid" }.into(),
-                    price_version: version.clone(),
-                    charge_status: charge_status.to_owned(),
-                    revision: 0,
-                    allocation_ratio: None,
-                    allocation_method: String::new(),
-                    ext: Default::default(),
-                }
-            })
-            .collect()
+        usage.iter().map(|u| self.telemetry_row(u, &version, charge_status)).collect()
     }
 
     /// Ledger rows for an hour's LLM usage. `rollup_billed` says whether a
     /// [`CallKind::Rollup`] call is billed (its trace has no model-call
     /// usage); model calls always are.
     pub fn llm_ledger(&self, usage: &[LlmUsageRow], rollup_billed: &dyn Fn(&LlmUsageRow) -> bool, charge_status: &str) -> Vec<LedgerRow> {
-        type Key = (i64, String, String, String, String, String, String, &'static str, &'static str, Option<String>);
-        // Tokens are summed as decimals: a sum of u64 counts can pass u64.
-        let mut agg: BTreeMap<Key, (Decimal, Decimal, String)> = BTreeMap::new();
+        let mut agg = LlmAggregate::default();
         for row in usage {
             if row.kind == CallKind::Rollup && !rollup_billed(row) {
                 continue;
             }
-            let u = &row.usage;
-            let day = DateTime::from_timestamp_nanos(row.timestamp_ns).date_naive();
-            let cost = match &row.invalid_reason {
-                Some(reason) => llm::invalid(&self.catalog, u, reason),
-                None => llm::price_with(&self.catalog, u, day, self.provided_cost),
-            };
-            let provider = if u.provider.is_empty() { cost.provider.clone().unwrap_or_default() } else { u.provider.clone() };
-            let key_base =
-                (row.hour_ns, row.tenant.clone(), row.project.clone(), row.service.clone(), provider, u.model.clone(), u.operation.clone());
-            let publisher = cost.provider.clone().unwrap_or_default();
-            let new_row = || (Decimal::ZERO, Decimal::ZERO, publisher.clone());
-            // A row per token kind; a provided cost is split over the kinds
-            // by their tokens (the split of the quantities stays), a
-            // token-less usage is one "total" row.
-            let parts = if cost.status == PricingStatus::Provided {
-                split_provided(cost.total, &cost.parts)
-            } else if cost.parts.is_empty() {
-                vec![("total", u.input_tokens.saturating_add(u.output_tokens), cost.total)]
-            } else {
-                cost.parts
-            };
-            let reason = if cost.status == PricingStatus::Invalid { cost.reason.clone() } else { None };
-            for (kind, tokens, amount) in parts {
-                let tokens = Decimal::from(tokens);
-                let (h, t, p, s, pr, m, o) = key_base.clone();
-                let e = agg.entry((h, t, p, s, pr, m, o, kind, cost.status.as_str(), reason.clone())).or_insert_with(new_row);
-                if let Some(sum) = e.1.checked_add(amount) {
-                    e.0 = e.0.saturating_add(tokens);
-                    e.1 = sum;
-                    continue;
-                }
-                // Only provided costs near Decimal's limit get here; the
-                // part is kept, unbooked, rather than panicking.
-                let (h, t, p, s, pr, m, o) = key_base.clone();
-                let why = format!("adding {amount} to this hour's cost of the row overflows");
-                let e = agg.entry((h, t, p, s, pr, m, o, kind, PricingStatus::Invalid.as_str(), Some(why))).or_insert_with(new_row);
-                e.0 = e.0.saturating_add(tokens);
-            }
+            self.add_llm_call(&mut agg, row);
         }
-        agg.into_iter()
-            .map(|((hour, tenant, project, service, provider, model, operation, kind, status, reason), (tokens, cost, publisher))| {
-                let provider_name = provider_display(&provider);
-                LedgerRow {
-                    charge_period_start_ns: hour,
-                    charge_period_end_ns: hour.saturating_add(HOUR_NS),
-                    cost: money(cost),
-                    billing_currency: self.catalog.currency.clone(),
-                    charge_class: None,
-                    service_name: format!("{provider_name} models"),
-                    service_category: "AI and Machine Learning".into(),
-                    publisher_name: if publisher.is_empty() { provider_name.clone() } else { provider_display(&publisher) },
-                    provider_name,
-                    resource_id: format!("{}/{}/{}", tenant, project, service),
-                    resource_name: service.clone(),
-                    consumed_quantity: tokens,
-                    consumed_unit: "Tokens".into(),
-                    pricing_quantity: money(tokens / Decimal::from(1_000_000u32)),
-                    pricing_unit: "1M Tokens".into(),
-                    sku_id: format!("{provider}/{model}/{kind}"),
-                    tags: tags(&tenant, &project, &service, reason.as_deref()),
-                    tenant,
-                    project,
-                    service,
-                    source: "llm".into(),
-                    model,
-                    operation,
-                    usage_type: kind.into(),
-                    pricing_status: status.into(),
-                    price_version: self.catalog.version.clone(),
-                    charge_status: charge_status.to_owned(),
-                    revision: 0,
-                    allocation_ratio: None,
-                    allocation_method: String::new(),
-                    ext: Default::default(),
-                }
-            })
-            .collect()
+        self.llm_rows(&agg, charge_status)
     }
 }
 

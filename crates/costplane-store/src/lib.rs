@@ -16,6 +16,7 @@ mod query;
 mod records;
 pub mod tables;
 mod verify;
+pub mod write_seq;
 
 use async_trait::async_trait;
 use costplane_ledger::LedgerReplacement;
@@ -132,6 +133,12 @@ pub trait Store: Send + Sync + 'static {
         usize::MAX
     }
 
+    /// The write numbers of usage rows (see [`write_seq`]); `None` when
+    /// the backend keeps none, and the closer prices whole hours.
+    fn write_seqs(&self) -> Option<std::sync::Arc<write_seq::WriteSeqs>> {
+        None
+    }
+
     /// How this backend spells what differs between engines.
     fn dialect(&self) -> Dialect;
 
@@ -179,6 +186,7 @@ pub struct StoredBytes {
 pub enum Param {
     Str(String),
     Int(i64),
+    UInt(u64),
 }
 
 /// SQL spellings that differ between DuckDB and ClickHouse.
@@ -189,12 +197,16 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// Placeholder for parameter `index` (0-based) of type `Int64` or `String`.
+    /// Placeholder for parameter `index` (0-based) of type `Int64`, `UInt64` or `String`.
     pub fn param(self, index: usize, param: &Param) -> String {
         match self {
             Dialect::DuckDb => format!("${}", index + 1),
             Dialect::ClickHouse => {
-                let ty = if matches!(param, Param::Int(_)) { "Int64" } else { "String" };
+                let ty = match param {
+                    Param::Int(_) => "Int64",
+                    Param::UInt(_) => "UInt64",
+                    Param::Str(_) => "String",
+                };
                 format!("{{p{index}:{ty}}}")
             }
         }

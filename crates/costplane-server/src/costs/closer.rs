@@ -22,10 +22,11 @@
 //!   arrives during a reprice changes its hour's count, and the next
 //!   refresh re-closes that hour with the (new) prices.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use costplane_cost::aggregate::TelemetryAggregate;
 use costplane_cost::meter::EventWindow;
 use costplane_cost::Meter;
 use costplane_store::ledger::{HourUsage, Ledger};
@@ -36,6 +37,7 @@ use costplane_telemetry::usage::{
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 
+use super::incremental::{trace_hash, Applied, Incremental, LlmHour, OpenHour, Priced};
 use crate::config::{CostSection, LedgerSection};
 use costplane_k8s::KubernetesConfig;
 
@@ -144,6 +146,8 @@ pub struct Closer {
     /// (cost, consumed quantity) per row key of the revision last written,
     /// per (hour, scope).
     booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Booked>>>,
+    /// Open hours priced incrementally (see `incremental.rs`).
+    incremental: std::sync::Mutex<Incremental>,
 }
 
 /// Told how much cost the ledger gained (the `/metrics` cost counters),
@@ -184,6 +188,7 @@ impl Closer {
             lock: tokio::sync::Mutex::new(None),
             observers: RwLock::new(Vec::new()),
             booked: std::sync::Mutex::new(HashMap::new()),
+            incremental: std::sync::Mutex::new(Incremental::default()),
         }
     }
 
@@ -279,6 +284,11 @@ impl Closer {
         &self.ledger
     }
 
+    /// Open (hour, scope)s held for incremental pricing.
+    pub fn held_hours(&self) -> usize {
+        self.incremental.lock().unwrap_or_else(std::sync::PoisonError::into_inner).hours.len()
+    }
+
     /// The meter (prices) in force.
     pub fn meter(&self) -> Arc<Meter> {
         Arc::clone(&self.meter.read().unwrap_or_else(std::sync::PoisonError::into_inner))
@@ -316,6 +326,8 @@ impl Closer {
         *self.kubernetes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = kubernetes;
         let meter = Arc::new(self.source.meter()?);
         *self.meter.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&meter);
+        // Open hours were priced with the old prices: from scratch next time.
+        self.incremental.lock().unwrap_or_else(std::sync::PoisonError::into_inner).reset();
         tracing::info!(catalog = %meter.catalog.version, telemetry = %meter.telemetry_price_version(), "prices reloaded");
         Ok(meter)
     }
@@ -374,12 +386,72 @@ impl Closer {
     }
 
     async fn refresh_locked(&self, now: i64) -> Result<usize, StoreError> {
+        // Taken out while the refresh runs: an error leaves the default (no
+        // cursor), and the next refresh prices every hour from scratch.
+        let mut inc = std::mem::take(&mut *self.incremental.lock().unwrap_or_else(|p| p.into_inner()));
+        let result = self.refresh_with(now, &mut inc).await;
+        if result.is_ok() {
+            *self.incremental.lock().unwrap_or_else(|p| p.into_inner()) = inc;
+        }
+        result
+    }
+
+    async fn refresh_with(&self, now: i64, inc: &mut Incremental) -> Result<usize, StoreError> {
         let since = hour_of(now.saturating_sub(self.timing.lookback_ns));
-        let counts = self.ledger.usage_counts(since).await?;
         let states: HashMap<(i64, String), HourState> =
             self.ledger.hour_states(since, i64::MAX).await?.into_iter().map(|s| ((s.hour_ns, s.scope.clone()), s)).collect();
         let meter = self.meter();
-        let mut due: Vec<(i64, &'static str, &'static str)> = Vec::new();
+        let seqs = self.ledger.store().write_seqs();
+        // Hours to price from scratch, and held hours to write again.
+        let mut dirty: BTreeSet<(i64, &'static str)> = BTreeSet::new();
+        let mut touched: BTreeSet<(i64, &'static str)> = BTreeSet::new();
+        let upto = seqs.as_ref().map(|s| s.settled());
+        let counts = match (upto, inc.cursor) {
+            (Some(upto), Some(cursor)) => {
+                let new = self.ledger.usage_since(cursor, upto, since).await?;
+                let mut applied = Applied::default();
+                inc.apply_telemetry(&new.telemetry, &mut applied);
+                inc.apply_llm(&meter, &new.llm, &mut applied);
+                // New roll-ups in held hours: is their trace covered?
+                let traces: Vec<String> =
+                    applied.new_rollup_traces.iter().map(|(_, t)| t.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+                if !traces.is_empty() {
+                    let covered = self.ledger.traces_with_model_usage(&traces).await?;
+                    for (key, trace) in &applied.new_rollup_traces {
+                        if let (true, Some(OpenHour { priced: Priced::Llm(held), .. })) = (covered.contains(trace), inc.hours.get_mut(key))
+                        {
+                            held.cover(trace);
+                        }
+                    }
+                }
+                dirty.extend(applied.dirty);
+                touched.extend(applied.touched);
+                inc.cursor = Some(upto);
+                // Only Kubernetes hours are found by counting.
+                self.ledger.usage_counts(since, Some(upto)).await?.into_iter().filter(|c| c.1 == scope::KUBERNETES).collect()
+            }
+            _ => {
+                // The first refresh (or the first after an error or a
+                // reload): every hour is checked against its count.
+                inc.reset();
+                if upto.is_some() {
+                    for (hour, trace) in self.ledger.rollup_hours(since).await? {
+                        inc.rollups.entry(trace_hash(&trace)).or_default().insert(hour);
+                    }
+                }
+                let counts = self.ledger.usage_counts(since, upto).await?;
+                if upto.is_some() {
+                    // Open hours of the incremental scopes are held from now on.
+                    for (hour, scope_name, _) in &counts {
+                        if *scope_name != scope::KUBERNETES && self.status_at(*hour, now) == PROVISIONAL {
+                            dirty.insert((*hour, scope_name));
+                        }
+                    }
+                }
+                inc.cursor = upto;
+                counts
+            }
+        };
         for (hour, scope_name, n) in counts {
             let status = self.status_at(hour, now);
             // An open hour follows the prices in force (after a reload);
@@ -393,14 +465,78 @@ impl Closer {
                 }
             };
             if stale {
-                due.push((hour, scope_name, status));
+                dirty.insert((hour, scope_name));
+            }
+        }
+        if inc.cursor.is_some() {
+            // Held hours that close now are checked against their stored
+            // count; held hours whose stored revision differs are written.
+            let held: Vec<(i64, &'static str)> = inc.hours.keys().copied().collect();
+            for key in held {
+                if dirty.contains(&key) {
+                    continue;
+                }
+                let state = states.get(&(key.0, key.1.to_owned()));
+                if self.status_at(key.0, now) == CLOSED {
+                    let n = inc.hours.get(&key).map_or(0, |h| h.usage_rows);
+                    if self.ledger.usage_count(key.1, key.0).await? == n {
+                        touched.insert(key);
+                    } else {
+                        tracing::info!(
+                            hour = key.0,
+                            scope = key.1,
+                            "an hour's stored usage differs from what was read; pricing it from scratch"
+                        );
+                        dirty.insert(key);
+                    }
+                } else if state
+                    .is_none_or(|s| inc.hours.get(&key).is_some_and(|h| h.usage_rows != s.usage_rows || h.price_version != s.price_version))
+                {
+                    touched.insert(key);
+                }
+            }
+            // Stored revisions of the incremental scopes not held here
+            // whose status or prices are due to change.
+            for ((hour, scope_name), s) in &states {
+                let key = match scope_name.as_str() {
+                    scope::LLM => (*hour, scope::LLM),
+                    scope::TELEMETRY => (*hour, scope::TELEMETRY),
+                    _ => continue,
+                };
+                if inc.hours.contains_key(&key) || *hour < since {
+                    continue;
+                }
+                let status = self.status_at(*hour, now);
+                if s.status != status || (status == PROVISIONAL && s.price_version != self.price_version(&meter, key.1)) {
+                    dirty.insert(key);
+                }
             }
         }
         let mut replacement = LedgerReplacement::default();
-        for (hour, scope_name, status) in &due {
-            let (rows, usage_rows) = self.price_hour(&meter, scope_name, *hour, status).await?;
+        for key @ (hour, scope_name) in &dirty {
+            let status = self.status_at(*hour, now);
+            let upto_here = if *scope_name == scope::KUBERNETES { None } else { inc.cursor };
+            let (rows, usage_rows, held) = self.price_scratch(&meter, scope_name, *hour, status, upto_here).await?;
             push_revision(&mut replacement, *hour, scope_name, status, usage_rows, self.price_version(&meter, scope_name), rows);
+            inc.hours.remove(key);
+            if let (Some(held), PROVISIONAL, Some(_)) = (held, status, inc.cursor) {
+                inc.hours.insert(*key, held);
+            }
         }
+        for key @ (hour, scope_name) in touched.difference(&dirty) {
+            let status = self.status_at(*hour, now);
+            let Some(held) = inc.hours.get(key) else { continue };
+            let rows = held.rows(&meter, status);
+            push_revision(&mut replacement, *hour, scope_name, status, held.usage_rows, held.price_version.clone(), rows);
+            if status == CLOSED {
+                inc.hours.remove(key);
+            }
+        }
+        // Roll-ups are looked for over the lookback only.
+        inc.rollups.retain(|_, hours| {
+            hours.retain(|h| *h >= since);
+            !hours.is_empty()
+        });
         let storage = self.close_storage(&meter, now, &states).await?;
         for (state, rows) in storage {
             let version = self.price_version(&meter, &state.scope);
@@ -418,29 +554,45 @@ impl Closer {
                     o.closed(&closed);
                 }
             }
-            tracing::debug!(hours = n, "ledger hours refreshed");
+            tracing::debug!(hours = n, scratch = dirty.len(), incremental = touched.len(), "ledger hours refreshed");
         }
         Ok(n)
     }
 
-    /// Ledger rows of one (hour, scope) from its stored usage, and how many
-    /// usage rows they came from.
-    async fn price_hour(&self, meter: &Meter, scope_name: &str, hour: i64, status: &str) -> Result<(Vec<LedgerRow>, u64), StoreError> {
-        let usage: HourUsage = self.ledger.usage_of_hour(scope_name, hour).await?;
-        let rows = match scope_name {
-            scope::TELEMETRY => meter.telemetry_ledger(&usage.telemetry, status),
+    /// Ledger rows of one (hour, scope) from its stored usage (LLM and
+    /// telemetry rows up to write number `upto`), how many usage rows they
+    /// came from, and the hour as held for incremental pricing.
+    async fn price_scratch(
+        &self,
+        meter: &Meter,
+        scope_name: &str,
+        hour: i64,
+        status: &str,
+        upto: Option<u64>,
+    ) -> Result<(Vec<LedgerRow>, u64, Option<OpenHour>), StoreError> {
+        let usage: HourUsage = self.ledger.usage_of_hour(scope_name, hour, upto).await?;
+        let version = self.price_version(meter, scope_name);
+        let held = match scope_name {
+            scope::TELEMETRY => {
+                let mut agg = TelemetryAggregate::default();
+                for u in &usage.telemetry {
+                    agg.add(u);
+                }
+                OpenHour { usage_rows: usage.rows, price_version: version, priced: Priced::Telemetry(agg) }
+            }
             scope::LLM => {
                 let rollup_traces: Vec<String> = usage
                     .llm
                     .iter()
                     .filter(|r| r.kind == costplane_telemetry::usage::CallKind::Rollup)
                     .map(|r| r.trace_id.clone())
-                    .collect::<HashSet<_>>()
+                    .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
                 let covered =
                     if rollup_traces.is_empty() { HashSet::new() } else { self.ledger.traces_with_model_usage(&rollup_traces).await? };
-                meter.llm_ledger(&usage.llm, &|r| !covered.contains(&r.trace_id), status)
+                let llm = LlmHour::from_rows(meter, &usage.llm, &covered);
+                OpenHour { usage_rows: usage.rows, price_version: version, priced: Priced::Llm(llm) }
             }
             scope::KUBERNETES => {
                 let cfg = self.kubernetes();
@@ -448,11 +600,11 @@ impl Closer {
                 let rows = costplane_k8s::price_hour(hour, &usage.kubernetes, &cfg, &meter.catalog.currency, status, &mut stats)
                     .map_err(|e| StoreError::Unexpected(e.to_string()))?;
                 self.idle_clamps.fetch_add(stats.idle_clamps, std::sync::atomic::Ordering::Relaxed);
-                rows
+                return Ok((rows, usage.rows, None));
             }
-            _ => Vec::new(),
+            _ => return Ok((Vec::new(), usage.rows, None)),
         };
-        Ok((rows, usage.rows))
+        Ok((held.rows(meter, status), usage.rows, Some(held)))
     }
 
     /// Storage cost: once a day, for the day that ended (see
@@ -486,7 +638,7 @@ impl Closer {
         let (from, to) = (hour_of(from), hour_of(to));
         let err = |e: StoreError| e.to_string();
         // Every (hour, scope) of the window with usage (closed or due).
-        let counts = self.ledger.usage_counts(from).await.map_err(err)?;
+        let counts = self.ledger.usage_counts(from, None).await.map_err(err)?;
         let mut hours: Vec<(i64, &'static str)> = Vec::new();
         let mut open = 0;
         for (hour, scope_name, _) in counts.into_iter().filter(|(h, ..)| *h < to) {
@@ -519,7 +671,7 @@ impl Closer {
         let mut usage_rows = 0;
         let mut corrected = 0;
         for (hour, scope_name) in &hours {
-            let (new, n) = self.price_hour(&meter, scope_name, *hour, CLOSED).await.map_err(err)?;
+            let (new, n, _) = self.price_scratch(&meter, scope_name, *hour, CLOSED, None).await.map_err(err)?;
             usage_rows += n;
             let before = old.remove(&(*hour, (*scope_name).to_owned())).unwrap_or_default();
             for r in &before {

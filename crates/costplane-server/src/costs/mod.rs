@@ -36,6 +36,7 @@
 
 pub mod closer;
 pub mod focus;
+mod incremental;
 pub mod metrics;
 pub mod params;
 pub mod storage;

@@ -8,6 +8,7 @@ mod compression;
 mod focus_export;
 mod guard;
 mod hostile;
+mod incremental;
 mod insights;
 mod limits;
 mod metrics;

@@ -72,6 +72,10 @@ impl Store for WrappedStore {
         self.inner.max_concurrent_writes()
     }
 
+    fn write_seqs(&self) -> Option<Arc<costplane_store::write_seq::WriteSeqs>> {
+        self.inner.write_seqs()
+    }
+
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
         if sql.contains("costplane_ledger") {
             self.ledger_queries.fetch_add(1, Ordering::SeqCst);

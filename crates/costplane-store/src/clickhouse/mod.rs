@@ -146,6 +146,8 @@ pub struct ClickHouseStore {
     http: reqwest::Client,
     config: ClickHouseConfig,
     pending: std::sync::Mutex<Option<Pending>>,
+    /// Write numbers of usage rows (set above the stored ones at connect).
+    seqs: std::sync::Arc<crate::write_seq::WriteSeqs>,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -164,11 +166,23 @@ impl ClickHouseStore {
     /// Connects, creates or upgrades the schema, and checks that every table
     /// has the columns costplane inserts.
     pub async fn connect(config: ClickHouseConfig) -> Result<Self, StoreError> {
-        let store = Self::for_queries(config)?;
+        let mut store = Self::for_queries(config)?;
         store.ping().await?;
         store.migrate().await?;
         store.create_cost_views().await?;
+        store.seqs = crate::write_seq::WriteSeqs::after(store.stored_write_seq().await?);
         Ok(store)
+    }
+
+    /// The largest write number of the usage tables (0 for none).
+    async fn stored_write_seq(&self) -> Result<u64, StoreError> {
+        let (llm, telemetry) =
+            (self.config.schema.qualified("costplane_usage_llm"), self.config.schema.qualified("costplane_usage_telemetry"));
+        let sql =
+            format!("SELECT greatest((SELECT max(WriteSeq) FROM {llm}), (SELECT max(WriteSeq) FROM {telemetry})) FORMAT TabSeparated");
+        let out = self.execute(&sql, &[], None, Op::Write).await?;
+        let text = String::from_utf8_lossy(&out);
+        text.trim().parse().map_err(|e| StoreError::Unexpected(format!("reading the largest stored write number: {e} in {text:?}")))
     }
 
     /// A client that only reads (no connection check, no schema changes).
@@ -184,7 +198,7 @@ impl ClickHouseStore {
             }
         }
         let http = builder.build().map_err(|e| StoreError::Unavailable(format!("building the HTTP client failed: {e}")))?;
-        Ok(ClickHouseStore { http, config, pending: std::sync::Mutex::new(None) })
+        Ok(ClickHouseStore { http, config, pending: std::sync::Mutex::new(None), seqs: crate::write_seq::WriteSeqs::after(0) })
     }
 
     pub fn config(&self) -> &ClickHouseConfig {
@@ -382,7 +396,7 @@ impl ClickHouseStore {
 
     /// Every insert of `batch`, in write order (billing last, see
     /// `tables::written`).
-    fn encode_batch(&self, batch: &TelemetryBatch) -> Result<Vec<Insert>, StoreError> {
+    fn encode_batch(&self, batch: &TelemetryBatch, write_seq: u64) -> Result<Vec<Insert>, StoreError> {
         let id = batch.id;
         let mut out = Vec::new();
         self.encode_rows(&mut out, "otel_traces", &batch.spans, |r| r.timestamp_ns, rowbinary::traces, id)?;
@@ -401,23 +415,24 @@ impl ClickHouseStore {
         self.encode_rows(&mut out, "otel_metrics_summary", &batch.summaries, |r| r.common.time_unix_ns, rowbinary::summaries, id)?;
         let usage = &batch.usage;
         let telemetry = usage.aggregated_telemetry();
-        self.encode_rows(&mut out, "costplane_usage_telemetry", &telemetry, |r| r.hour_ns, rowbinary::usage_telemetry, id)?;
-        self.encode_rows(&mut out, "costplane_usage_llm", &usage.llm, |r| r.hour_ns, rowbinary::usage_llm, id)?;
+        let usage_telemetry = |rows| rowbinary::usage_telemetry(rows, write_seq);
+        self.encode_rows(&mut out, "costplane_usage_telemetry", &telemetry, |r| r.hour_ns, usage_telemetry, id)?;
+        self.encode_rows(&mut out, "costplane_usage_llm", &usage.llm, |r| r.hour_ns, |rows| rowbinary::usage_llm(rows, write_seq), id)?;
         self.encode_rows(&mut out, "costplane_usage_kubernetes", &usage.kubernetes, |r| r.hour_ns, rowbinary::usage_kubernetes, id)?;
         Ok(out)
     }
 
     /// The inserts of `batch`: those kept from a failed attempt at the same
-    /// batch, else encoded now, off the runtime's worker threads
-    /// ([`crate::off_worker`]).
-    fn inserts_for(&self, batch: &TelemetryBatch) -> Result<Vec<Insert>, StoreError> {
+    /// batch (with that attempt's write number), else encoded now with
+    /// `write_seq`, off the runtime's worker threads ([`crate::off_worker`]).
+    fn inserts_for(&self, batch: &TelemetryBatch, write_seq: u64) -> Result<Vec<Insert>, StoreError> {
         let lens = batch.lens();
         if let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             if p.id == batch.id && p.lens == lens {
                 return Ok(p.inserts.clone());
             }
         }
-        let inserts = crate::off_worker(|| self.encode_batch(batch))?;
+        let inserts = crate::off_worker(|| self.encode_batch(batch, write_seq))?;
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending { id: batch.id, lens, inserts: inserts.clone() });
         Ok(inserts)
     }
@@ -437,8 +452,14 @@ impl Store for ClickHouseStore {
         "clickhouse"
     }
 
+    fn write_seqs(&self) -> Option<std::sync::Arc<crate::write_seq::WriteSeqs>> {
+        Some(std::sync::Arc::clone(&self.seqs))
+    }
+
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
-        for i in self.inserts_for(batch)? {
+        // Held until the inserts return (see `write_seq`).
+        let ticket = self.seqs.begin();
+        for i in self.inserts_for(batch, ticket.seq())? {
             self.insert(i.table, &tables::table(i.table).columns, (i.body, i.encoding), i.token).await?;
         }
         // Stored: nothing to keep for a retry.
@@ -631,6 +652,7 @@ impl ClickHouseStore {
             let value = match p {
                 Param::Str(s) => s.clone(),
                 Param::Int(i) => i.to_string(),
+                Param::UInt(u) => u.to_string(),
             };
             settings.push((name.as_str(), value));
         }

@@ -278,9 +278,9 @@ pub fn summaries<'a>(rows: impl IntoIterator<Item = &'a SummaryRow>) -> Vec<u8> 
     w.buf
 }
 
-pub const USAGE_TELEMETRY_COLUMNS: &str = "Hour, Tenant, Project, Service, Signal, Items, Bytes";
+pub const USAGE_TELEMETRY_COLUMNS: &str = "Hour, Tenant, Project, Service, Signal, Items, Bytes, WriteSeq";
 
-pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>) -> Vec<u8> {
+pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>, write_seq: u64) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.hour_ns);
@@ -290,14 +290,15 @@ pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>) -
         w.str(r.signal);
         w.u64(r.items);
         w.u64(r.bytes);
+        w.u64(write_seq);
     }
     w.buf
 }
 
 pub const USAGE_LLM_COLUMNS: &str = "Timestamp, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, \
-InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, ReceivedAt, Hour, CallKind, InvalidReason";
+InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, ReceivedAt, Hour, CallKind, InvalidReason, WriteSeq";
 
-pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>) -> Vec<u8> {
+pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>, write_seq: u64) -> Vec<u8> {
     let mut w = RowBinary::default();
     for r in rows {
         w.i64(r.timestamp_ns);
@@ -319,6 +320,7 @@ pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>) -> Vec<u8>
         w.i64(r.hour_ns);
         w.str(r.kind.as_str());
         w.str(r.invalid_reason.as_deref().unwrap_or(""));
+        w.u64(write_seq);
     }
     w.buf
 }

@@ -29,7 +29,7 @@ mod column_order;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +85,11 @@ const V3_COLUMNS: [&str; 8] =
 const V5_COLUMNS: [&str; 8] = ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
 // ---- end of step 4 -> 5 ----------------------------------------------------
 
+/// Usage rows' write numbers (schema version 6, `crate::write_seq`): the
+/// closer reads the usage stored since it last looked. Rows from before
+/// read 0.
+const V6_COLUMNS: [&str; 1] = ["WriteSeq"];
+
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
 fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 5] {
@@ -97,7 +102,9 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     Service LowCardinality(String),
     Signal LowCardinality(String),
     Items UInt64,
-    Bytes UInt64",
+    Bytes UInt64,
+    WriteSeq UInt64,
+    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1",
             "Hour",
             "(Tenant, Hour, Project, Service, Signal)",
             "cityHash64(Tenant)",
@@ -122,7 +129,9 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     ReceivedAt DateTime64(9),
     Hour DateTime64(9),
     CallKind LowCardinality(String),
-    InvalidReason String",
+    InvalidReason String,
+    WriteSeq UInt64,
+    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1",
             "Hour",
             "(Hour, Tenant, Model)",
             "cityHash64(Tenant)",
@@ -396,11 +405,17 @@ impl SchemaOptions {
                     literal(&storage),
                 ));
             }
-            // Upgrades from schema versions 2 and 4: the columns versions 3
-            // and 5 added (no-ops on tables created above with them).
+            // Upgrades from schema versions 2, 4 and 5: the columns versions
+            // 3, 5 and 6 added (no-ops on tables created above with them).
             for column in columns
                 .lines()
-                .filter(|l| V3_COLUMNS.iter().chain(V5_COLUMNS.iter()).any(|c| l.trim_start().starts_with(&format!("{c} "))))
+                .filter(|l| {
+                    V3_COLUMNS
+                        .iter()
+                        .chain(V5_COLUMNS.iter())
+                        .chain(V6_COLUMNS.iter())
+                        .any(|c| l.trim_start().starts_with(&format!("{c} ")))
+                })
                 .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
             {
                 let column = column.trim().trim_end_matches(',');

@@ -308,6 +308,8 @@ pub fn usage_telemetry(rows: &[TelemetryUsage]) -> Result<RecordBatch, ArrowErro
         ("Signal", strings(rows.iter().map(|r| r.signal))),
         ("Items", u64s(rows.iter().map(|r| r.items))),
         ("Bytes", u64s(rows.iter().map(|r| r.bytes))),
+        // Set when the write takes its number (`with_write_seq`).
+        ("WriteSeq", u64s(rows.iter().map(|_| 0))),
     ])
 }
 
@@ -332,6 +334,8 @@ pub fn usage_llm(rows: &[LlmUsageRow]) -> Result<RecordBatch, ArrowError> {
         ("Hour", timestamps(rows.iter().map(|r| r.hour_ns))),
         ("CallKind", strings(rows.iter().map(|r| r.kind.as_str()))),
         ("InvalidReason", strings(rows.iter().map(|r| r.invalid_reason.as_deref().unwrap_or("")))),
+        // Set when the write takes its number (`with_write_seq`).
+        ("WriteSeq", u64s(rows.iter().map(|_| 0))),
     ])
 }
 
@@ -403,4 +407,12 @@ pub fn ledger_hours(rows: &[costplane_telemetry::usage::HourState]) -> Result<Re
         ("UsageRows", u64s(rows.iter().map(|r| r.usage_rows))),
         ("PriceVersion", strings(rows.iter().map(|r| r.price_version.as_str()))),
     ])
+}
+
+/// `batch` with its `WriteSeq` column (when it has one) set to `seq`.
+pub fn with_write_seq(batch: RecordBatch, seq: u64) -> Result<RecordBatch, ArrowError> {
+    let Ok(at) = batch.schema().index_of("WriteSeq") else { return Ok(batch) };
+    let mut columns = batch.columns().to_vec();
+    columns[at] = u64s(std::iter::repeat_n(seq, batch.num_rows()));
+    RecordBatch::try_new(batch.schema(), columns)
 }

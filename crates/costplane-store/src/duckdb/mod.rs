@@ -50,6 +50,8 @@ mod views;
 pub use compact::CompactPolicy;
 pub use maintain::EmbeddedOptions;
 use segments::SEGMENT_ZSTD_LEVEL;
+
+use crate::write_seq::WriteSeqs;
 pub use views::VIEWS_FILE;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +82,8 @@ pub struct DuckDbStore {
     telemetry: Option<Arc<maintain::Telemetry>>,
     /// Stops and joins the compactor thread on drop.
     compactor: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// Write numbers of usage rows, taken under the writer's lock.
+    seqs: Arc<WriteSeqs>,
 }
 
 impl Drop for DuckDbStore {
@@ -151,7 +155,9 @@ impl DuckDbStore {
     fn with_connections(path: PathBuf, conn: Connection, telemetry: Option<Arc<maintain::Telemetry>>) -> Result<Self, StoreError> {
         let reader = conn.try_clone().map_err(db_err)?;
         let adhoc = conn.try_clone().map_err(db_err)?;
+        let seqs = WriteSeqs::after(stored_write_seq(&conn)?);
         Ok(DuckDbStore {
+            seqs,
             path,
             writer: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
@@ -308,13 +314,34 @@ fn to_record_batches(batch: &TelemetryBatch, with_empty: bool) -> Result<Vec<(&'
     tables.into_iter().filter(|(_, empty, _)| with_empty || !empty).map(|(table, _, build)| Ok((table, build().map_err(conv)?))).collect()
 }
 
+/// The largest write number stored (0 for none, and for a store opened
+/// read-only from before write numbers).
+fn stored_write_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let sql = "SELECT max(s) FROM (SELECT max(\"WriteSeq\") AS s FROM costplane_usage_llm \
+               UNION ALL SELECT max(\"WriteSeq\") FROM costplane_usage_telemetry)";
+    match conn.query_row(sql, [], |r| r.get::<_, Option<u64>>(0)) {
+        Ok(n) => Ok(n.unwrap_or(0)),
+        // A read-only open of a store not yet migrated has no column: it writes nothing.
+        Err(e) if e.to_string().contains("WriteSeq") => Ok(0),
+        Err(e) => Err(db_err(e)),
+    }
+}
+
 fn already_written(conn: &Connection, batch_id: u64) -> Result<bool, StoreError> {
     let n: i64 =
         conn.query_row("SELECT count(*) FROM costplane_written_batches WHERE \"BatchId\" = ?", [batch_id], |r| r.get(0)).map_err(db_err)?;
     Ok(n > 0)
 }
 
-fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, RecordBatch)>) -> Result<(), StoreError> {
+fn write_blocking(
+    conn: &Connection,
+    batch_id: u64,
+    tables: Vec<(&'static str, RecordBatch)>,
+    seqs: &Arc<WriteSeqs>,
+) -> Result<(), StoreError> {
+    // Taken and dropped under the writer's lock, which the commit is made
+    // under: numbers become visible in order.
+    let ticket = seqs.begin();
     conn.execute_batch("BEGIN TRANSACTION").map_err(db_err)?;
     let result = (|| {
         // Times come from here, not SQL: the bundled DuckDB has no ICU, so
@@ -338,6 +365,8 @@ fn write_blocking(conn: &Connection, batch_id: u64, tables: Vec<(&'static str, R
             conn.execute("DELETE FROM costplane_written_batches WHERE \"WrittenAtNs\" < ?", [now_ns - DAY_NS]).map_err(db_err)?;
         }
         for (table, rb) in tables {
+            let rb = arrow::with_write_seq(rb, ticket.seq())
+                .map_err(|e| StoreError::Rejected(format!("building the Arrow batch failed: {e}")))?;
             let append_err = errors::classify_append;
             let mut app = conn.appender(table).map_err(append_err)?;
             // By name: the table may have columns costplane does not write.
@@ -431,6 +460,7 @@ fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<Quer
         .map(|p| match p {
             Param::Str(s) => duckdb::types::Value::Text(s.clone()),
             Param::Int(i) => duckdb::types::Value::BigInt(*i),
+            Param::UInt(u) => duckdb::types::Value::UBigInt(*u),
         })
         .collect();
     let batches: Vec<RecordBatch> = stmt.query_arrow(duckdb::params_from_iter(values)).map_err(errors::read_error)?.collect();
@@ -477,6 +507,10 @@ impl Store for DuckDbStore {
         2
     }
 
+    fn write_seqs(&self) -> Option<Arc<WriteSeqs>> {
+        Some(Arc::clone(&self.seqs))
+    }
+
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -490,6 +524,7 @@ impl Store for DuckDbStore {
         let writer = Arc::clone(&self.writer);
         let telemetry = self.telemetry.clone();
         let batch_id = batch.id;
+        let seqs = Arc::clone(&self.seqs);
         tokio::task::spawn_blocking(move || {
             let poisoned = || StoreError::Unavailable("the writer connection is poisoned".into());
             let Some(telemetry) = telemetry else {
@@ -508,7 +543,7 @@ impl Store for DuckDbStore {
             if started {
                 telemetry.sync_views(&conn, false)?;
             }
-            let result = write_blocking(&conn, batch_id, cost);
+            let result = write_blocking(&conn, batch_id, cost, &seqs);
             if result.as_ref().is_err_and(StoreError::is_invalid_data) {
                 telemetry.segments.unwrite(&files)?;
                 telemetry.sync_views(&conn, false)?;
@@ -706,7 +741,7 @@ mod tests {
         let conn = store.writer.lock().unwrap();
         conn.execute_batch("INSERT INTO costplane_written_batches VALUES (7, 0)").unwrap();
         // A batch id that is a multiple of 1024 prunes ids older than a day.
-        write_blocking(&conn, 2048, Vec::new()).unwrap();
+        write_blocking(&conn, 2048, Vec::new(), &WriteSeqs::after(0)).unwrap();
         let ids: Vec<u64> = conn
             .prepare("SELECT \"BatchId\" FROM costplane_written_batches ORDER BY 1")
             .unwrap()
@@ -716,7 +751,7 @@ mod tests {
             .collect();
         assert_eq!(ids, vec![2048]);
         // The same id again is a no-op, not an error.
-        write_blocking(&conn, 2048, Vec::new()).unwrap();
+        write_blocking(&conn, 2048, Vec::new(), &WriteSeqs::after(0)).unwrap();
     }
 
     #[tokio::test]

@@ -12,12 +12,28 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
-    vec![(1, initial_schema()), (2, COST_TABLES.to_owned()), (3, HOURLY_LEDGER.to_owned()), (4, record_tables()), (5, kubernetes_v5())]
+    vec![
+        (1, initial_schema()),
+        (2, COST_TABLES.to_owned()),
+        (3, HOURLY_LEDGER.to_owned()),
+        (4, record_tables()),
+        (5, kubernetes_v5()),
+        (6, WRITE_SEQ_V6.to_owned()),
+    ]
 }
+
+// ---- Step 5 -> 6: write numbers of usage rows ------------------------------
+/// Each usage row's write number (`crate::write_seq`): the closer reads the
+/// usage stored since it last looked. Rows from before read 0.
+const WRITE_SEQ_V6: &str = r#"
+ALTER TABLE costplane_usage_telemetry ADD COLUMN IF NOT EXISTS "WriteSeq" UBIGINT DEFAULT 0;
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "WriteSeq" UBIGINT DEFAULT 0;
+"#;
+// ---- end of step 5 -> 6 ---------------------------------------------------
 
 // ---- Step 4 -> 5: Kubernetes and cloud bills ------------------------------
 /// Ledger columns of Kubernetes and imported cloud rows, added at the

@@ -229,10 +229,10 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
     assert_eq!(r, vec![json!(0)], "a batch writes usage only; money is made when hours close");
 
     let ledger = Ledger::new(Arc::clone(&b.store));
-    assert_eq!(ledger.usage_counts(0).await.unwrap(), vec![(hour, "llm", 1), (hour, "telemetry", 1)]);
-    let usage = ledger.usage_of_hour(scope::LLM, hour).await.unwrap();
+    assert_eq!(ledger.usage_counts(0, None).await.unwrap(), vec![(hour, "llm", 1), (hour, "telemetry", 1)]);
+    let usage = ledger.usage_of_hour(scope::LLM, hour, None).await.unwrap();
     assert_eq!(usage.llm, batch.usage.llm, "LLM usage reads back as written");
-    let telemetry = ledger.usage_of_hour(scope::TELEMETRY, hour).await.unwrap();
+    let telemetry = ledger.usage_of_hour(scope::TELEMETRY, hour, None).await.unwrap();
     assert_eq!((telemetry.telemetry, telemetry.rows), (batch.usage.telemetry.clone(), 1));
 
     // Provisional, then closed: each a revision that replaces the last.
@@ -310,11 +310,11 @@ pub async fn one_ledger_row_per_key_per_closed_hour(b: &Backend) {
         b.store.write(&merged).await.unwrap();
     }
     let ledger = Ledger::new(Arc::clone(&b.store));
-    let counts: Vec<_> = ledger.usage_counts(hour).await.unwrap().into_iter().filter(|c| c.0 == hour).collect();
+    let counts: Vec<_> = ledger.usage_counts(hour, None).await.unwrap().into_iter().filter(|c| c.0 == hour).collect();
     // Telemetry usage is aggregated per batch before it is written; LLM usage stays one row per call.
     assert_eq!(counts, vec![(hour, "llm", 500), (hour, "telemetry", 50)]);
-    let usage = ledger.usage_of_hour(scope::LLM, hour).await.unwrap();
-    let telemetry = ledger.usage_of_hour(scope::TELEMETRY, hour).await.unwrap();
+    let usage = ledger.usage_of_hour(scope::LLM, hour, None).await.unwrap();
+    let telemetry = ledger.usage_of_hour(scope::TELEMETRY, hour, None).await.unwrap();
     let mut replacement = LedgerReplacement::default();
     for (scope_name, rows, n) in [
         (scope::LLM, meter.llm_ledger(&usage.llm, &|_| true, CLOSED), usage.rows),
@@ -351,4 +351,42 @@ pub async fn stored_bytes_are_measured(b: &Backend) {
     // store's Parquet directories), with the bytes of the traces written above.
     assert!(traces.iter().all(|m| m.day_ns.is_some_and(|d| d % 86_400_000_000_000 == 0)), "{measured:?}");
     assert!(traces.iter().map(|m| m.bytes).sum::<u64>() > 0, "{measured:?}");
+}
+
+/// Usage rows carry their write's number: a read of the rows written after
+/// one number and a whole-hour read up to it split the rows exactly.
+pub async fn usage_is_read_since_a_write_number(b: &Backend) {
+    let meter = Meter::new(Tenancy::default(), Arc::new(Catalog::load(None).unwrap()), TelemetryRates::default());
+    let received = T0 as i64 + 20 * HOUR_NS;
+    let hour = received - received.rem_euclid(HOUR_NS);
+    let seqs = b.store.write_seqs().expect("every store numbers its usage writes");
+    let write = |id: u64, span: &'static str| {
+        let mut batch = data::llm_call(0);
+        batch.id = id;
+        batch.spans[0].span_id = span.into();
+        batch.spans[0].timestamp_ns = received;
+        batch.usage = meter.measure(&batch, received);
+        batch
+    };
+    let ledger = Ledger::new(Arc::clone(&b.store));
+    b.store.write(&write(30_001, "00000000000000a1")).await.unwrap();
+    let first = seqs.settled();
+    b.store.write(&write(30_002, "00000000000000a2")).await.unwrap();
+    b.store.write(&write(30_003, "00000000000000a3")).await.unwrap();
+    let second = seqs.settled();
+    assert!(second > first);
+
+    let before = ledger.usage_of_hour(scope::LLM, hour, Some(first)).await.unwrap();
+    assert_eq!(before.llm.iter().map(|r| r.span_id.as_str()).collect::<Vec<_>>(), ["00000000000000a1"]);
+    let since = ledger.usage_since(first, second, hour).await.unwrap();
+    let mut spans: Vec<&str> = since.llm.iter().map(|r| r.span_id.as_str()).collect();
+    spans.sort_unstable();
+    assert_eq!(spans, ["00000000000000a2", "00000000000000a3"]);
+    // One telemetry usage row per batch (each one span).
+    assert_eq!(since.telemetry.iter().map(|u| (u.hour_ns, u.items)).collect::<Vec<_>>(), [(hour, 1), (hour, 1)]);
+    assert_eq!(since.llm[0].usage.input_tokens, 1000, "the rows read back whole");
+    assert!(ledger.usage_since(second, second, hour).await.unwrap().llm.is_empty(), "nothing after the last write");
+    assert_eq!(ledger.usage_count(scope::LLM, hour).await.unwrap(), 3);
+    let counts = ledger.usage_counts(hour, Some(first)).await.unwrap();
+    assert_eq!(counts.into_iter().filter(|c| c.0 == hour).collect::<Vec<_>>(), [(hour, "llm", 1), (hour, "telemetry", 1)]);
 }

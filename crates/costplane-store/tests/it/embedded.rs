@@ -195,8 +195,8 @@ async fn a_version_4_store_gains_the_kubernetes_columns_and_usage() {
         };
         store.write(&batch).await.unwrap();
     }
-    let hour = ledger.usage_of_hour(scope::KUBERNETES, 0).await.unwrap();
+    let hour = ledger.usage_of_hour(scope::KUBERNETES, 0, None).await.unwrap();
     assert_eq!(hour.rows, 3);
     assert_eq!(hour.kubernetes, vec![usage(20, "b"), usage(20, "c")]);
-    assert!(ledger.usage_counts(0).await.unwrap().contains(&(0, scope::KUBERNETES, 3)));
+    assert!(ledger.usage_counts(0, None).await.unwrap().contains(&(0, scope::KUBERNETES, 3)));
 }

@@ -43,13 +43,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use costplane_ledger::{
-    scope, CallKind, CostFilter, CostSum, Dimension, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, LlmUsage,
-    LlmUsageRow, Step, TelemetryUsage, HOUR_NS,
+    scope, CostFilter, CostSum, Dimension, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, LlmUsageRow, Step,
+    TelemetryUsage, HOUR_NS,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::{Dialect, Param, Params, Store, StoreError};
+
+mod usage;
+pub use usage::NewUsage;
 
 pub const LEDGER_TABLE: &str = "costplane_ledger";
 pub const HOURS_TABLE: &str = "costplane_ledger_hours";
@@ -454,150 +457,6 @@ impl Ledger {
                 price_version: text(&row[5]),
             })
             .collect())
-    }
-
-    /// Stored usage rows per (hour, scope) for hours from `since`: what
-    /// tells the closer an hour has new usage.
-    pub async fn usage_counts(&self, since: i64) -> Result<Vec<(i64, &'static str, u64)>, StoreError> {
-        let dialect = self.dialect();
-        let hour = dialect.ns("Hour");
-        let mut out = Vec::new();
-        for (table, scope) in [
-            ("costplane_usage_telemetry", scope::TELEMETRY),
-            ("costplane_usage_llm", scope::LLM),
-            ("costplane_usage_kubernetes", scope::KUBERNETES),
-        ] {
-            let mut p = Params::new(dialect);
-            let sql = format!("SELECT {hour} AS h, count(*) AS n FROM {table} WHERE {hour} >= {} GROUP BY h", p.add(Param::Int(since)));
-            let r = self.store.query_with(&sql, &p.values).await?;
-            out.extend(r.rows.iter().map(|row| (int(&row[0]), scope, uint(&row[1]))));
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// The stored usage of one (hour, scope).
-    pub async fn usage_of_hour(&self, scope_name: &str, hour_ns: i64) -> Result<HourUsage, StoreError> {
-        let dialect = self.dialect();
-        let mut p = Params::new(dialect);
-        let hour = dialect.ns("Hour");
-        let at = p.add(Param::Int(hour_ns));
-        let mut out = HourUsage::default();
-        match scope_name {
-            scope::TELEMETRY => {
-                let sql = format!(
-                    "SELECT Tenant, Project, Service, Signal, sum(Items), sum(Bytes), count(*) FROM costplane_usage_telemetry \
-                     WHERE {hour} = {at} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
-                );
-                let r = self.store.query_with(&sql, &p.values).await?;
-                for row in &r.rows {
-                    out.rows += uint(&row[6]);
-                    out.telemetry.push(TelemetryUsage {
-                        hour_ns,
-                        tenant: text(&row[0]),
-                        project: text(&row[1]),
-                        service: text(&row[2]),
-                        signal: static_signal(&text(&row[3])),
-                        items: uint(&row[4]),
-                        bytes: uint(&row[5]),
-                    });
-                }
-            }
-            scope::LLM => {
-                let sql = format!(
-                    "SELECT {}, {}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
-                     CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, CallKind, InvalidReason \
-                     FROM costplane_usage_llm WHERE {hour} = {at} ORDER BY TraceId, SpanId, 2",
-                    dialect.ns("Timestamp"),
-                    dialect.ns("ReceivedAt"),
-                );
-                let r = self.store.query_with(&sql, &p.values).await?;
-                let mut previous: Option<(&Value, &Value)> = None;
-                for (i, row) in r.rows.iter().enumerate() {
-                    out.rows += 1;
-                    // A span delivered twice (an exporter's retry after a
-                    // timeout, a replay) is one call: its copies share the
-                    // event time, so they meet in this hour; the first
-                    // received is billed. Spans without ids are never merged.
-                    let ids = (&row[5], &row[6]);
-                    let same = previous == Some(ids) && !text(ids.0).is_empty() && !text(ids.1).is_empty();
-                    previous = Some(ids);
-                    if same {
-                        continue;
-                    }
-                    let reason = text(&row[17]);
-                    out.llm.push(LlmUsageRow {
-                        timestamp_ns: int(&row[0]),
-                        received_ns: int(&row[1]),
-                        hour_ns,
-                        tenant: text(&row[2]),
-                        project: text(&row[3]),
-                        service: text(&row[4]),
-                        trace_id: text(&row[5]),
-                        span_id: text(&row[6]),
-                        kind: CallKind::parse(&text(&row[16])),
-                        usage: LlmUsage {
-                            provider: text(&row[7]),
-                            model: text(&row[8]),
-                            operation: text(&row[9]),
-                            input_tokens: uint(&row[10]),
-                            output_tokens: uint(&row[11]),
-                            cache_read_tokens: uint(&row[12]),
-                            cache_write_tokens: uint(&row[13]),
-                            reasoning_tokens: uint(&row[14]),
-                            provided_cost: if row[15].is_null() {
-                                None
-                            } else {
-                                Some(decimal_cell("costplane_usage_llm", &row[15], i, "ProvidedCost")?)
-                            },
-                        },
-                        invalid_reason: (!reason.is_empty()).then_some(reason),
-                    });
-                }
-            }
-            scope::KUBERNETES => {
-                // Every row counts (a re-write changes the count), but only
-                // each cluster's latest write is the hour's usage.
-                let written = dialect.ns("WrittenAt");
-                let sql = format!(
-                    "SELECT Cluster, {written}, Kind, Payload FROM costplane_usage_kubernetes WHERE {hour} = {at} ORDER BY Cluster, 2, Kind, Payload"
-                );
-                let r = self.store.query_with(&sql, &p.values).await?;
-                let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-                for row in &r.rows {
-                    out.rows += 1;
-                    let w = latest.entry(text(&row[0])).or_insert(i64::MIN);
-                    *w = (*w).max(int(&row[1]));
-                }
-                for row in &r.rows {
-                    let cluster = text(&row[0]);
-                    let written_ns = int(&row[1]);
-                    if latest.get(&cluster) == Some(&written_ns) {
-                        out.kubernetes.push(KubernetesUsage { hour_ns, written_ns, cluster, kind: text(&row[2]), payload: text(&row[3]) });
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(out)
-    }
-
-    /// Which of `traces` have a model-call span with usage (any hour): their
-    /// agent, chain, workflow and tool spans are not billed again.
-    pub async fn traces_with_model_usage(&self, traces: &[String]) -> Result<HashSet<String>, StoreError> {
-        let mut out = HashSet::new();
-        for chunk in traces.chunks(500) {
-            let mut p = Params::new(self.dialect());
-            let list: Vec<String> = chunk.iter().map(|t| p.add(Param::Str(t.clone()))).collect();
-            let sql = format!(
-                "SELECT DISTINCT TraceId FROM costplane_usage_llm WHERE CallKind = 'model' AND TraceId IN ({}) \
-                 AND (InputTokens > 0 OR OutputTokens > 0 OR ProvidedCost IS NOT NULL)",
-                list.join(", ")
-            );
-            let r = self.store.query_with(&sql, &p.values).await?;
-            out.extend(r.rows.iter().map(|row| text(&row[0])));
-        }
-        Ok(out)
     }
 
     /// Replaces the given (hour, scope)s by their new revisions, as one step

@@ -1,0 +1,261 @@
+//! Reading stored usage for the closer: whole hours (a first pricing, a
+//! re-close, repricing), and the rows written since a write number (the
+//! incremental refresh, see `crate::write_seq`).
+//!
+//! `upto` bounds every read to rows with `WriteSeq <= upto`, so that a
+//! whole-hour read and the reads after it split the rows exactly: a row is
+//! in the one or in the other, never in both. Kubernetes usage has no write
+//! numbers (the meter writes whole hours again): it is always read whole.
+
+use std::collections::HashSet;
+
+use costplane_ledger::{scope, CallKind, KubernetesUsage, LlmUsage, LlmUsageRow, TelemetryUsage};
+use serde_json::Value;
+
+use super::{decimal_cell, int, static_signal, text, uint, HourUsage, Ledger};
+use crate::{Dialect, Param, Params, StoreError};
+
+/// Usage rows written after one write number, up to another.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewUsage {
+    /// One entry per stored row (a batch's aggregate), not merged.
+    pub telemetry: Vec<TelemetryUsage>,
+    /// One entry per stored row, copies of a span included.
+    pub llm: Vec<LlmUsageRow>,
+}
+
+/// The columns an LLM usage row is read from, in [`llm_row`]'s order.
+fn llm_columns(dialect: Dialect) -> String {
+    format!(
+        "{}, {}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
+         CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, CallKind, InvalidReason, {}",
+        dialect.ns("Timestamp"),
+        dialect.ns("ReceivedAt"),
+        dialect.ns("Hour"),
+    )
+}
+
+fn llm_row(i: usize, row: &[Value]) -> Result<LlmUsageRow, StoreError> {
+    let reason = text(&row[17]);
+    Ok(LlmUsageRow {
+        timestamp_ns: int(&row[0]),
+        received_ns: int(&row[1]),
+        hour_ns: int(&row[18]),
+        tenant: text(&row[2]),
+        project: text(&row[3]),
+        service: text(&row[4]),
+        trace_id: text(&row[5]),
+        span_id: text(&row[6]),
+        kind: CallKind::parse(&text(&row[16])),
+        usage: LlmUsage {
+            provider: text(&row[7]),
+            model: text(&row[8]),
+            operation: text(&row[9]),
+            input_tokens: uint(&row[10]),
+            output_tokens: uint(&row[11]),
+            cache_read_tokens: uint(&row[12]),
+            cache_write_tokens: uint(&row[13]),
+            reasoning_tokens: uint(&row[14]),
+            provided_cost: if row[15].is_null() { None } else { Some(decimal_cell("costplane_usage_llm", &row[15], i, "ProvidedCost")?) },
+        },
+        invalid_reason: (!reason.is_empty()).then_some(reason),
+    })
+}
+
+/// Which of a span's copies received at the same time is billed: the one
+/// with the most tokens, then by names, so that every pricing of the hour
+/// picks the same copy.
+const COPY_ORDER: &str = "InputTokens DESC, OutputTokens DESC, CacheReadTokens DESC, CacheWriteTokens DESC, ReasoningTokens DESC, \
+                          ProvidedCost DESC NULLS LAST, Provider, Model, Operation, CallKind, Tenant, Project, Service, InvalidReason";
+
+/// ` AND WriteSeq <= {upto}` when bounded.
+fn bounded(p: &mut Params, upto: Option<u64>) -> String {
+    match upto {
+        Some(n) => format!(" AND WriteSeq <= {}", p.add(Param::UInt(n))),
+        None => String::new(),
+    }
+}
+
+impl Ledger {
+    /// Stored usage rows per (hour, scope) for hours from `since` (LLM and
+    /// telemetry rows up to write number `upto`): what tells the closer an
+    /// hour has new usage.
+    pub async fn usage_counts(&self, since: i64, upto: Option<u64>) -> Result<Vec<(i64, &'static str, u64)>, StoreError> {
+        let dialect = self.dialect();
+        let hour = dialect.ns("Hour");
+        let mut out = Vec::new();
+        for (table, scope, numbered) in [
+            ("costplane_usage_telemetry", scope::TELEMETRY, true),
+            ("costplane_usage_llm", scope::LLM, true),
+            ("costplane_usage_kubernetes", scope::KUBERNETES, false),
+        ] {
+            let mut p = Params::new(dialect);
+            let from = p.add(Param::Int(since));
+            let bound = if numbered { bounded(&mut p, upto) } else { String::new() };
+            let sql = format!("SELECT {hour} AS h, count(*) AS n FROM {table} WHERE {hour} >= {from}{bound} GROUP BY h");
+            let r = self.store.query_with(&sql, &p.values).await?;
+            out.extend(r.rows.iter().map(|row| (int(&row[0]), scope, uint(&row[1]))));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// How many usage rows one (hour, scope) has stored, whatever their
+    /// write numbers: the count an hour is checked against when it closes.
+    pub async fn usage_count(&self, scope_name: &str, hour_ns: i64) -> Result<u64, StoreError> {
+        let table = match scope_name {
+            scope::TELEMETRY => "costplane_usage_telemetry",
+            scope::LLM => "costplane_usage_llm",
+            scope::KUBERNETES => "costplane_usage_kubernetes",
+            _ => return Ok(0),
+        };
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let sql = format!("SELECT count(*) FROM {table} WHERE {} = {}", dialect.ns("Hour"), p.add(Param::Int(hour_ns)));
+        let r = self.store.query_with(&sql, &p.values).await?;
+        Ok(r.rows.first().map_or(0, |row| uint(&row[0])))
+    }
+
+    /// The usage rows written after write number `after`, up to `upto`,
+    /// for hours from `since`.
+    pub async fn usage_since(&self, after: u64, upto: u64, since: i64) -> Result<NewUsage, StoreError> {
+        let dialect = self.dialect();
+        let hour = dialect.ns("Hour");
+        let mut out = NewUsage::default();
+        if upto <= after {
+            return Ok(out);
+        }
+        let mut p = Params::new(dialect);
+        let (a, b, s) = (p.add(Param::UInt(after)), p.add(Param::UInt(upto)), p.add(Param::Int(since)));
+        let window = format!("WriteSeq > {a} AND WriteSeq <= {b} AND {hour} >= {s}");
+        let sql = format!("SELECT {hour}, Tenant, Project, Service, Signal, Items, Bytes FROM costplane_usage_telemetry WHERE {window}");
+        for row in &self.store.query_with(&sql, &p.values).await?.rows {
+            out.telemetry.push(TelemetryUsage {
+                hour_ns: int(&row[0]),
+                tenant: text(&row[1]),
+                project: text(&row[2]),
+                service: text(&row[3]),
+                signal: static_signal(&text(&row[4])),
+                items: uint(&row[5]),
+                bytes: uint(&row[6]),
+            });
+        }
+        let sql = format!("SELECT {} FROM costplane_usage_llm WHERE {window}", llm_columns(dialect));
+        for (i, row) in self.store.query_with(&sql, &p.values).await?.rows.iter().enumerate() {
+            out.llm.push(llm_row(i, row)?);
+        }
+        Ok(out)
+    }
+
+    /// The stored usage of one (hour, scope): LLM and telemetry rows up to
+    /// write number `upto` (all when `None`).
+    pub async fn usage_of_hour(&self, scope_name: &str, hour_ns: i64, upto: Option<u64>) -> Result<HourUsage, StoreError> {
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let hour = dialect.ns("Hour");
+        let at = p.add(Param::Int(hour_ns));
+        let mut out = HourUsage::default();
+        match scope_name {
+            scope::TELEMETRY => {
+                let bound = bounded(&mut p, upto);
+                let sql = format!(
+                    "SELECT Tenant, Project, Service, Signal, sum(Items), sum(Bytes), count(*) FROM costplane_usage_telemetry \
+                     WHERE {hour} = {at}{bound} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
+                );
+                let r = self.store.query_with(&sql, &p.values).await?;
+                for row in &r.rows {
+                    out.rows += uint(&row[6]);
+                    out.telemetry.push(TelemetryUsage {
+                        hour_ns,
+                        tenant: text(&row[0]),
+                        project: text(&row[1]),
+                        service: text(&row[2]),
+                        signal: static_signal(&text(&row[3])),
+                        items: uint(&row[4]),
+                        bytes: uint(&row[5]),
+                    });
+                }
+            }
+            scope::LLM => {
+                let bound = bounded(&mut p, upto);
+                let sql = format!(
+                    "SELECT {} FROM costplane_usage_llm WHERE {hour} = {at}{bound} ORDER BY TraceId, SpanId, 2, WriteSeq, {COPY_ORDER}",
+                    llm_columns(dialect)
+                );
+                let r = self.store.query_with(&sql, &p.values).await?;
+                let mut previous: Option<(&Value, &Value)> = None;
+                for (i, row) in r.rows.iter().enumerate() {
+                    out.rows += 1;
+                    // A span delivered twice (an exporter's retry after a
+                    // timeout, a replay) is one call: its copies share the
+                    // event time, so they meet in this hour; the first
+                    // received is billed (`COPY_ORDER` among copies received
+                    // together). Spans without ids are never merged.
+                    let ids = (&row[5], &row[6]);
+                    let same = previous == Some(ids) && !text(ids.0).is_empty() && !text(ids.1).is_empty();
+                    previous = Some(ids);
+                    if !same {
+                        out.llm.push(llm_row(i, row)?);
+                    }
+                }
+            }
+            scope::KUBERNETES => {
+                // Every row counts (a re-write changes the count), but only
+                // each cluster's latest write is the hour's usage.
+                let written = dialect.ns("WrittenAt");
+                let sql = format!(
+                    "SELECT Cluster, {written}, Kind, Payload FROM costplane_usage_kubernetes WHERE {hour} = {at} ORDER BY Cluster, 2, Kind, Payload"
+                );
+                let r = self.store.query_with(&sql, &p.values).await?;
+                let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                for row in &r.rows {
+                    out.rows += 1;
+                    let w = latest.entry(text(&row[0])).or_insert(i64::MIN);
+                    *w = (*w).max(int(&row[1]));
+                }
+                for row in &r.rows {
+                    let cluster = text(&row[0]);
+                    let written_ns = int(&row[1]);
+                    if latest.get(&cluster) == Some(&written_ns) {
+                        out.kubernetes.push(KubernetesUsage { hour_ns, written_ns, cluster, kind: text(&row[2]), payload: text(&row[3]) });
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// Which of `traces` have a model-call span with usage (any hour): their
+    /// agent, chain, workflow and tool spans are not billed again.
+    pub async fn traces_with_model_usage(&self, traces: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut out = HashSet::new();
+        for chunk in traces.chunks(500) {
+            let mut p = Params::new(self.dialect());
+            let list: Vec<String> = chunk.iter().map(|t| p.add(Param::Str(t.clone()))).collect();
+            let sql = format!(
+                "SELECT DISTINCT TraceId FROM costplane_usage_llm WHERE CallKind = 'model' AND TraceId IN ({}) \
+                 AND (InputTokens > 0 OR OutputTokens > 0 OR ProvidedCost IS NOT NULL)",
+                list.join(", ")
+            );
+            let r = self.store.query_with(&sql, &p.values).await?;
+            out.extend(r.rows.iter().map(|row| text(&row[0])));
+        }
+        Ok(out)
+    }
+
+    /// The (hour, trace) of every roll-up span (agent, chain, workflow,
+    /// tool) booked from `since`: where a model call that arrives later for
+    /// the same trace changes what an hour bills.
+    pub async fn rollup_hours(&self, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let dialect = self.dialect();
+        let hour = dialect.ns("Hour");
+        let mut p = Params::new(dialect);
+        let sql = format!(
+            "SELECT DISTINCT {hour}, TraceId FROM costplane_usage_llm WHERE CallKind = 'rollup' AND {hour} >= {}",
+            p.add(Param::Int(since))
+        );
+        let r = self.store.query_with(&sql, &p.values).await?;
+        Ok(r.rows.iter().map(|row| (int(&row[0]), text(&row[1]))).collect())
+    }
+}
