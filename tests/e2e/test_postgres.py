@@ -627,8 +627,8 @@ def test_the_grafana_postgres_dashboards_run_on_the_endpoint(dataset):
     import yaml
     provisioning = ROOT / "deploy/grafana/postgres/provisioning"
     sources = yaml.safe_load((provisioning / "datasources/costplane-postgres.yaml").read_text())["datasources"]
-    assert [(s["uid"], s["type"], s["jsonData"]["database"]) for s in sources] == [
-        ("costplane-postgres", "grafana-postgresql-datasource", "costplane")]
+    assert [(s["uid"], s["type"]) for s in sources] == [("prometheus", "prometheus"), ("costplane-postgres", "grafana-postgresql-datasource")]
+    assert sources[1]["jsonData"]["database"] == "costplane" and sources[1]["user"] == "costplane"
     now = int(time.time())
     fmt = "%Y-%m-%dT%H:%M:%S.000Z"
     frm, to = time.strftime(fmt, time.gmtime(now - 7 * DAY)), time.strftime(fmt, time.gmtime(now + HOUR))
@@ -644,3 +644,23 @@ def test_the_grafana_postgres_dashboards_run_on_the_endpoint(dataset):
             psycopg_rows(dataset, sql, binary=True)
             ran += 1
     assert ran >= 14
+
+
+def test_a_cancel_request_stops_the_query(dataset):
+    """psycopg sends a cancel request for a query that would run for minutes:
+    the client gets 57014 at once, and DuckDB's connection is free again."""
+    import threading
+    import psycopg
+    ds = dataset
+    with psycopg.connect(host="127.0.0.1", port=ds.pg_port, user="costplane", password=ADMIN, dbname="costplane",
+                         sslmode="disable") as conn:
+        timer = threading.Timer(1.0, conn.cancel_safe)
+        timer.start()
+        started = time.time()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT count(*) FROM range(100000000000) AS a(x) WHERE x % 7 = 3")
+        timer.join()
+        assert time.time() - started < 10
+    started = time.time()
+    assert psycopg_rows(ds, "SELECT count(*) FROM service_costs WHERE cost_type = 'volume'", binary=False) == [(2,)]
+    assert time.time() - started < 5, "the cancelled query still held the connection"

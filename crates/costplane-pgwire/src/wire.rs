@@ -204,6 +204,12 @@ fn principal_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Principal>> {
     client.session_extensions().get::<Principal>().ok_or_else(|| wire_error(PgError::Auth(String::new())))
 }
 
+/// The rows a Describe of a portal produced, kept for the Execute that
+/// follows it (drivers describe, then execute, every portal: the statement
+/// runs once).
+#[derive(Default)]
+struct Described(std::sync::Mutex<Option<(String, Rows)>>);
+
 /// What one statement answers.
 enum Answer {
     Tag(Tag, Option<bool>),
@@ -387,6 +393,17 @@ impl ExtendedQueryHandler for Handler {
         let principal = principal_of(client)?;
         let statement =
             sql::bind_parameters(&portal.statement.statement, &bound_parameters(portal).map_err(wire_error)?).map_err(wire_error)?;
+        if sql::session_statement(&statement) == Session::Query {
+            let rows = match self.answer(&principal, &statement).await.map_err(wire_error)? {
+                Answer::Rows(rows) => rows,
+                Answer::Tag(..) => return Ok(DescribePortalResponse::new(Vec::new())),
+            };
+            let described = fields(&rows.columns, &portal.result_column_format);
+            if let Ok(mut slot) = client.session_extensions().get_or_insert_with(Described::default).0.lock() {
+                *slot = Some((statement, rows));
+            }
+            return Ok(DescribePortalResponse::new(described));
+        }
         let columns = self.columns(&principal, &statement).await.map_err(wire_error)?;
         Ok(DescribePortalResponse::new(fields(&columns, &portal.result_column_format)))
     }
@@ -404,7 +421,11 @@ impl ExtendedQueryHandler for Handler {
         if sql::without_comments(&statement).trim().trim_matches(';').trim().is_empty() {
             return Ok(Response::EmptyQuery);
         }
-        let answer = self.answer(&principal, &statement).await.map_err(wire_error)?;
+        let described = client.session_extensions().get::<Described>().and_then(|d| d.0.lock().ok().and_then(|mut s| s.take()));
+        let answer = match described {
+            Some((text, rows)) if text == statement => Answer::Rows(rows),
+            _ => self.answer(&principal, &statement).await.map_err(wire_error)?,
+        };
         to_response(answer, &portal.result_column_format).map_err(wire_error)
     }
 }

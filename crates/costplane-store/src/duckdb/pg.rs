@@ -14,6 +14,7 @@
 //!   read-only rules. Other tenants' rows and the telemetry tables are not
 //!   in that database, so no statement can name them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use duckdb::{Config, Connection};
@@ -87,10 +88,31 @@ fn relations_of(conn: &Connection) -> Result<Vec<(String, String, bool)>, StoreE
     rows
 }
 
+/// Interrupts the statement in DuckDB when dropped before it finished: the
+/// client sent a cancel request or went away, or the time limit passed.
+/// A statement still waiting for its connection does not start.
+struct Stopper {
+    handle: Arc<Mutex<Option<Arc<duckdb::InterruptHandle>>>>,
+    stopped: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stopped.store(true, Ordering::SeqCst);
+            if let Some(handle) = self.handle.lock().ok().and_then(|h| h.clone()) {
+                handle.interrupt();
+            }
+        }
+    }
+}
+
 impl DuckDbStore {
     /// Runs one read-only statement of the SQL endpoint: as `/api/v1/sql`
-    /// for `tenant = None`, in the tenant's own database otherwise. With
-    /// `describe`, only the columns are wanted (no rows are returned).
+    /// does (on the ad-hoc connection) for `tenant = None`, in the tenant's
+    /// own database otherwise. With `describe`, only the columns are wanted
+    /// (no rows are returned). Dropping the future stops the statement.
     pub async fn endpoint_query(
         &self,
         sql: &str,
@@ -99,37 +121,46 @@ impl DuckDbStore {
         describe: bool,
     ) -> Result<QueryResult, StoreError> {
         let max_rows = if describe { 0 } else { limits.max_rows };
-        let Some(tenant) = tenant else {
-            let mut result = crate::Store::query_limited(self, sql, &QueryLimits { max_rows: max_rows.max(1), ..limits.clone() }).await?;
-            if describe {
-                result.rows.clear();
-            }
-            return Ok(result);
-        };
-        let (reader, sql, tenant) = (Arc::clone(&self.reader), sql.to_owned(), tenant.to_owned());
-        let interrupt: Arc<Mutex<Option<Arc<duckdb::InterruptHandle>>>> = Arc::default();
-        let slot = Arc::clone(&interrupt);
+        let mut stopper = Stopper { handle: Arc::default(), stopped: Arc::default(), done: false };
+        let (slot, stopped) = (Arc::clone(&stopper.handle), Arc::clone(&stopper.stopped));
+        let (sql, tenant) = (sql.to_owned(), tenant.map(str::to_owned));
+        let (reader, adhoc) = (Arc::clone(&self.reader), Arc::clone(&self.adhoc));
         let task = tokio::task::spawn_blocking(move || {
-            let db = {
-                let reader = reader.lock().map_err(|_| StoreError::Unavailable("the reader connection is poisoned".into()))?;
-                tenant_database(&reader, &tenant)?
+            let set = |handle| {
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(handle);
+                }
+                if stopped.load(Ordering::SeqCst) {
+                    return Err(StoreError::Unavailable("the query was cancelled".into()));
+                }
+                Ok(())
             };
-            if let Ok(mut slot) = slot.lock() {
-                *slot = Some(db.interrupt_handle());
-            }
-            let (batches, schema, truncated) = adhoc::run_read_only(&db, &sql, max_rows.max(1))?;
+            let (batches, schema, truncated) = match tenant {
+                None => {
+                    let conn = adhoc.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?;
+                    set(conn.interrupt_handle())?;
+                    errors::retry_vanished(|| adhoc::run_read_only(&conn, &sql, max_rows.max(1)))?
+                }
+                Some(tenant) => {
+                    let db = {
+                        let reader = reader.lock().map_err(|_| StoreError::Unavailable("the reader connection is poisoned".into()))?;
+                        tenant_database(&reader, &tenant)?
+                    };
+                    set(db.interrupt_handle())?;
+                    adhoc::run_read_only(&db, &sql, max_rows.max(1))?
+                }
+            };
             let mut result = rows_of(if max_rows == 0 { &[] } else { &batches }, &schema)?;
             result.truncated = truncated && max_rows > 0;
             Ok(result)
         });
         match tokio::time::timeout(limits.timeout, task).await {
-            Ok(joined) => joined.map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?,
-            Err(_) => {
-                if let Some(handle) = interrupt.lock().ok().and_then(|h| h.clone()) {
-                    handle.interrupt();
-                }
-                Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?}) and was stopped", limits.timeout)))
+            Ok(joined) => {
+                stopper.done = true;
+                joined.map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?
             }
+            // The stopper interrupts it.
+            Err(_) => Err(StoreError::Unavailable(format!("the query ran past its time limit ({:?}) and was stopped", limits.timeout))),
         }
     }
 
