@@ -259,7 +259,7 @@ def test_every_rule_is_healthy_and_the_budget_alert_is_pending(stack):
     def healthy():
         groups = prom.api("rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == 30, len(rules)
+        assert len(rules) == 31, len(rules)
         bad = [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"]
         assert bad == [], bad
         return True

@@ -419,7 +419,8 @@ pub async fn provider_drift(state: &CostState, tenant: Option<&str>, now_ns: i64
 pub fn render_metrics(out: &mut crate::health::Exposition, drifts: &[ProviderDrift]) {
     use crate::health::Kind;
     let window = format!("the last {METRICS_DAYS} closed days (UTC) the provider's invoices cover");
-    let families: [(&str, String, fn(&ProviderDrift) -> Decimal); 4] = [
+    type Family = (&'static str, String, fn(&ProviderDrift) -> Decimal);
+    let families: [Family; 4] = [
         ("costplane_reconciliation_estimated_usd", format!("LLM cost estimated from spans over {window} (USD)."), |d| d.estimated),
         ("costplane_reconciliation_invoiced_usd", format!("LLM cost the provider invoiced over {window} (USD)."), |d| d.invoiced),
         ("costplane_reconciliation_drift_usd", format!("Invoiced minus estimated over {window} (USD)."), |d| d.drift),
