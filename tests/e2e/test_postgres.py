@@ -664,3 +664,28 @@ def test_a_cancel_request_stops_the_query(dataset):
     started = time.time()
     assert psycopg_rows(ds, "SELECT count(*) FROM service_costs WHERE cost_type = 'volume'", binary=False) == [(2,)]
     assert time.time() - started < 5, "the cancelled query still held the connection"
+
+
+def test_grafana_metadata_and_prepared_statements(dataset):
+    """What Grafana's PostgreSQL datasource asks besides panels (version
+    detection, TimescaleDB, the table and column pickers, $__timeGroup), and
+    psycopg's server-side prepared statements."""
+    ds = dataset
+    assert psycopg_rows(ds, "SELECT current_setting('server_version_num')::int/100 as version", False) == [(1600,)]
+    assert psycopg_rows(ds, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'", False) == []
+    tables = {t for (t,) in psycopg_rows(ds, "SELECT quote_ident(table_name) AS \"table\" FROM information_schema.tables "
+                                             "WHERE quote_ident(table_schema) = 'main'", False)}
+    assert {"service_costs", "pod_costs", "cost_anomalies", "costplane_ledger", "otel_traces"} <= tables
+    columns = dict(psycopg_rows(ds, "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns "
+                                    "WHERE quote_ident(table_schema) = 'main' AND quote_ident(table_name) = 'service_costs'", True))
+    assert columns["cost_usd"] == "DECIMAL(38,12)" and columns["timestamp"] == "TIMESTAMP"
+    # $__timeGroup(timestamp, '1h') as Grafana expands it: per hour, the
+    # volume's 1.0 (see the module's docstring).
+    rows = psycopg_rows(ds, "SELECT floor(extract(epoch from timestamp)/3600)*3600 AS \"time\", SUM(cost_usd) FROM service_costs "
+                            f"WHERE cost_type = 'volume' AND timestamp BETWEEN '2000-01-01T00:00:00Z' AND '2100-01-01T00:00:00Z' GROUP BY 1 ORDER BY 1", True)
+    assert [(int(t), c) for t, c in rows] == [(ds.h0, Decimal(1)), (ds.h0 + HOUR, Decimal(1))]
+    import psycopg
+    with psycopg.connect(host="127.0.0.1", port=ds.pg_port, user="costplane", password=ADMIN, dbname="costplane", sslmode="disable") as conn:
+        for _ in range(3):
+            got = conn.execute("SELECT SUM(cost_usd) FROM service_costs WHERE cost_type = %s", ("volume",), prepare=True).fetchall()
+            assert got == [(Decimal(2),)]

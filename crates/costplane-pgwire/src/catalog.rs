@@ -121,7 +121,8 @@ fn pattern_matches(pattern: &str, name: &str) -> bool {
 /// Whether `sql` is a psql catalog question this module answers.
 pub(crate) fn is_catalog_query(sql: &str) -> bool {
     let lower = without_comments(sql).to_ascii_lowercase();
-    PSQL_TABLES.iter().any(|t| lower.contains(t))
+    // Grafana asks for TimescaleDB: no extensions here.
+    PSQL_TABLES.iter().any(|t| lower.contains(t)) || lower.contains("from pg_extension") || lower.contains("pg_catalog.pg_extension")
 }
 
 /// Answers a psql catalog question (see [`is_catalog_query`]).
@@ -253,5 +254,6 @@ mod tests {
         assert!(pattern_matches("otel_.*", "otel_traces"));
         assert!(is_catalog_query("SELECT 1 FROM pg_catalog.pg_class c"));
         assert!(!is_catalog_query("SELECT 1 FROM service_costs -- pg_catalog.pg_class"));
+        assert!(is_catalog_query("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"));
     }
 }

@@ -65,6 +65,7 @@ fn copy_table(from: &Connection, to: &Connection, source: &str, table: &str, sel
 fn tenant_database(reader: &Connection, tenant: &str) -> Result<Connection, StoreError> {
     let config = Config::default().enable_external_access(false).and_then(|c| c.enable_autoload_extension(false)).map_err(db_err)?;
     let db = Connection::open_in_memory_with_flags(config).map_err(db_err)?;
+    db.execute_batch("SET integer_division = true").map_err(db_err)?;
     copy_table(reader, &db, "costplane_ledger", "costplane_cost_rows", "SELECT * FROM costplane_cost_rows WHERE x_Tenant = ?", tenant)?;
     copy_table(reader, &db, "costplane_anomalies", "costplane_anomalies", TENANT_ANOMALIES, tenant)?;
     db.execute_batch(&cost_views::duckdb_statements()[0]).map_err(db_err)?;
@@ -139,7 +140,12 @@ impl DuckDbStore {
                 None => {
                     let conn = adhoc.lock().map_err(|_| StoreError::Unavailable("the SQL connection is poisoned".into()))?;
                     set(conn.interrupt_handle())?;
-                    errors::retry_vanished(|| adhoc::run_read_only(&conn, &sql, max_rows.max(1)))?
+                    // PostgreSQL's integer division for PostgreSQL clients
+                    // (7 / 2 = 3), on this connection for this statement.
+                    conn.execute_batch("SET integer_division = true").map_err(db_err)?;
+                    let result = errors::retry_vanished(|| adhoc::run_read_only(&conn, &sql, max_rows.max(1)));
+                    conn.execute_batch("RESET integer_division").map_err(db_err)?;
+                    result?
                 }
                 Some(tenant) => {
                     let db = {
