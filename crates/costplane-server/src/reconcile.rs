@@ -457,6 +457,59 @@ mod tests {
         assert_eq!(r.options.tolerance_percent, Decimal::from(5));
     }
 
+    /// A FOCUS bill's AI lines (Bedrock, Azure OpenAI, Vertex AI) beside
+    /// lines that are no AI's (EC2, Cloud Storage), read through the FOCUS
+    /// import and reconciled with spans of the same models.
+    #[test]
+    fn the_ai_lines_of_a_focus_bill_reconcile() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../costplane-invoice/tests/fixtures/focus_ai.csv");
+        let bytes = std::fs::read(path).unwrap();
+        let import = costplane_k8s::focus::parse_bytes("focus_ai.csv", &bytes, &Default::default()).unwrap();
+        let lines: Vec<_> = import.rows.iter().filter_map(focus_ai::line).collect();
+        // Eight bill lines, six of them AI lines: 1.50 + 0.03 + 2.50 + 10.00 + 0.30 + 2.50 = 16.83.
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines.iter().map(|l| l.cost).sum::<Decimal>(), Decimal::new(1683, 2));
+        let day = lines[0].start_ns;
+        let est = |provider: &str, model: &str, cost: i64, tokens: u64| Estimate {
+            provider: provider.into(),
+            model: model.into(),
+            start_ns: day + 3_600_000_000_000,
+            cost: Decimal::new(cost, 2),
+            tokens: Decimal::from(tokens),
+            unpriced_tokens: Decimal::ZERO,
+        };
+        let estimates = [
+            est("aws.bedrock", "us.anthropic.claude-3-5-sonnet-20241022-v2:0", 150, 600_000),
+            est("azure.ai.openai", "gpt-4o", 1250, 2_000_000),
+            est("gcp.vertex_ai", "gemini-2.5-flash", 280, 2_000_000),
+        ];
+        let options = Options { group_by: vec![Dim::Provider, Dim::Model], ..Options::default() };
+        let report = reconcile(&estimates, &lines, &options);
+        let got: Vec<(String, String, &str, String, Option<String>)> = report
+            .lines
+            .iter()
+            .map(|l| {
+                let p = l.provider.clone().unwrap_or_default();
+                let m = l.model.clone().unwrap_or_default();
+                (p, m, l.status.as_str(), l.invoiced_cost.normalize().to_string(), l.invoiced_tokens.map(|t| t.normalize().to_string()))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                // Bedrock: 1.50 + 0.03 = 1.53 billed against 1.50: 0.03 is 1.96%
+                // of 1.53; tokens (500 + 100) × 1K.
+                ("aws.bedrock".into(), "claude-3-5-sonnet".into(), "matched", "1.53".into(), Some("600000".into())),
+                // Azure: 2.50 + 10.00, (1,000 + 1,000) × 1K tokens.
+                ("azure.ai.openai".into(), "gpt-4o".into(), "matched", "12.5".into(), Some("2000000".into())),
+                // Vertex: 0.30 + 2.50, (1 + 1) × 1M tokens.
+                ("gcp.vertex_ai".into(), "gemini-2-5-flash".into(), "matched", "2.8".into(), Some("2000000".into())),
+            ]
+        );
+        let azure = report.mapping.iter().find(|m| m.provider == "azure.ai.openai").unwrap();
+        assert_eq!(azure.invoice_names, ["gpt-4o-0806".to_owned()].into());
+    }
+
     #[test]
     fn parameters_are_checked() {
         assert!(q(&[("colour", "red")]).is_err());
