@@ -54,10 +54,13 @@ impl LlmAggregate {
     }
 }
 
+/// (hour, tenant, project, service, signal).
+type TelemetryKey = (i64, String, String, String, &'static str);
+
 /// Items and bytes per (hour, tenant, project, service, signal) of one hour.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TelemetryAggregate {
-    sums: BTreeMap<(i64, String, String, String, &'static str), (u64, u64)>,
+    sums: BTreeMap<TelemetryKey, (u64, u64)>,
 }
 
 impl TelemetryAggregate {

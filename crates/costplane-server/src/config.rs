@@ -90,11 +90,23 @@ pub struct LedgerSection {
     /// ... or this many hours after it (default 1); outside, the call is
     /// booked `invalid` at its receive hour.
     pub llm_event_ahead_hours: u64,
+    /// Price open hours incrementally (default true): each refresh reads
+    /// and prices only the usage written since the last one. `false`
+    /// prices every changed hour whole at each refresh (the behaviour
+    /// before incremental pricing; kept to compare against).
+    pub incremental: bool,
 }
 
 impl Default for LedgerSection {
     fn default() -> Self {
-        LedgerSection { close_after_secs: 600, refresh_secs: 10, lookback_days: 32, llm_event_back_hours: 168, llm_event_ahead_hours: 1 }
+        LedgerSection {
+            close_after_secs: 600,
+            refresh_secs: 10,
+            lookback_days: 32,
+            llm_event_back_hours: 168,
+            llm_event_ahead_hours: 1,
+            incremental: true,
+        }
     }
 }
 

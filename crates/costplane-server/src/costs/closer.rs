@@ -47,6 +47,8 @@ pub struct Timing {
     pub close_after_ns: i64,
     pub refresh: Duration,
     pub lookback_ns: i64,
+    /// Open hours priced incrementally (`ledger.incremental`).
+    pub incremental: bool,
 }
 
 impl Timing {
@@ -56,6 +58,7 @@ impl Timing {
             close_after_ns: secs(s.close_after_secs),
             refresh: Duration::from_secs(s.refresh_secs.max(1)),
             lookback_ns: secs(s.lookback_days.saturating_mul(86_400)),
+            incremental: s.incremental,
         }
     }
 }
@@ -148,6 +151,17 @@ pub struct Closer {
     booked: std::sync::Mutex<HashMap<(i64, String), HashMap<String, Booked>>>,
     /// Open hours priced incrementally (see `incremental.rs`).
     incremental: std::sync::Mutex<Incremental>,
+    stats: RefreshStats,
+}
+
+/// What the refreshes did, for `/metrics`.
+#[derive(Debug, Default)]
+struct RefreshStats {
+    refreshes: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+    scratch_hours: std::sync::atomic::AtomicU64,
+    incremental_hours: std::sync::atomic::AtomicU64,
+    usage_rows_read: std::sync::atomic::AtomicU64,
 }
 
 /// Told how much cost the ledger gained (the `/metrics` cost counters),
@@ -189,6 +203,7 @@ impl Closer {
             observers: RwLock::new(Vec::new()),
             booked: std::sync::Mutex::new(HashMap::new()),
             incremental: std::sync::Mutex::new(Incremental::default()),
+            stats: RefreshStats::default(),
         }
     }
 
@@ -282,6 +297,30 @@ impl Closer {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The closer's series of `/metrics`.
+    pub fn write_metrics(&self, out: &mut crate::health::Exposition) {
+        use crate::health::Kind::Counter;
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats;
+        out.one(
+            "costplane_ledger_refreshes_total",
+            Counter,
+            "Ledger refreshes run (open hours priced, due hours closed).",
+            s.refreshes.load(Relaxed),
+        );
+        let secs = s.nanos.load(Relaxed) as f64 / 1e9;
+        out.one("costplane_ledger_refresh_seconds_total", Counter, "Time spent in ledger refreshes.", format!("{secs:.6}"));
+        out.family("costplane_ledger_hours_priced_total", Counter, "(Hour, scope)s written by refreshes, by how they were priced.");
+        out.sample("costplane_ledger_hours_priced_total", &[("how", "incremental")], s.incremental_hours.load(Relaxed));
+        out.sample("costplane_ledger_hours_priced_total", &[("how", "scratch")], s.scratch_hours.load(Relaxed));
+        out.one(
+            "costplane_ledger_usage_rows_read_total",
+            Counter,
+            "Usage rows refreshes read to price hours.",
+            s.usage_rows_read.load(Relaxed),
+        );
     }
 
     /// Open (hour, scope)s held for incremental pricing.
@@ -389,7 +428,11 @@ impl Closer {
         // Taken out while the refresh runs: an error leaves the default (no
         // cursor), and the next refresh prices every hour from scratch.
         let mut inc = std::mem::take(&mut *self.incremental.lock().unwrap_or_else(|p| p.into_inner()));
+        let started = Instant::now();
         let result = self.refresh_with(now, &mut inc).await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
         if result.is_ok() {
             *self.incremental.lock().unwrap_or_else(|p| p.into_inner()) = inc;
         }
@@ -401,14 +444,18 @@ impl Closer {
         let states: HashMap<(i64, String), HourState> =
             self.ledger.hour_states(since, i64::MAX).await?.into_iter().map(|s| ((s.hour_ns, s.scope.clone()), s)).collect();
         let meter = self.meter();
-        let seqs = self.ledger.store().write_seqs();
+        let seqs = if self.timing.incremental { self.ledger.store().write_seqs() } else { None };
         // Hours to price from scratch, and held hours to write again.
         let mut dirty: BTreeSet<(i64, &'static str)> = BTreeSet::new();
         let mut touched: BTreeSet<(i64, &'static str)> = BTreeSet::new();
+        // Open hours to hold for incremental pricing without writing them.
+        let mut to_hold: Vec<(i64, &'static str)> = Vec::new();
         let upto = seqs.as_ref().map(|s| s.settled());
         let counts = match (upto, inc.cursor) {
             (Some(upto), Some(cursor)) => {
                 let new = self.ledger.usage_since(cursor, upto, since).await?;
+                let read = u64::try_from(new.llm.len() + new.telemetry.len()).unwrap_or(u64::MAX);
+                self.stats.usage_rows_read.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
                 let mut applied = Applied::default();
                 inc.apply_telemetry(&new.telemetry, &mut applied);
                 inc.apply_llm(&meter, &new.llm, &mut applied);
@@ -444,7 +491,7 @@ impl Closer {
                     // Open hours of the incremental scopes are held from now on.
                     for (hour, scope_name, _) in &counts {
                         if *scope_name != scope::KUBERNETES && self.status_at(*hour, now) == PROVISIONAL {
-                            dirty.insert((*hour, scope_name));
+                            to_hold.push((*hour, scope_name));
                         }
                     }
                 }
@@ -512,11 +559,21 @@ impl Closer {
                 }
             }
         }
+        for key @ (hour, scope_name) in to_hold.iter().filter(|k| !dirty.contains(k)) {
+            // Unchanged since stored: read to be held, not written again.
+            let (_, usage_rows, held) = self.price_scratch(&meter, scope_name, *hour, PROVISIONAL, inc.cursor).await?;
+            self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
+            if let Some(held) = held {
+                inc.hours.insert(*key, held);
+            }
+        }
         let mut replacement = LedgerReplacement::default();
         for key @ (hour, scope_name) in &dirty {
             let status = self.status_at(*hour, now);
             let upto_here = if *scope_name == scope::KUBERNETES { None } else { inc.cursor };
             let (rows, usage_rows, held) = self.price_scratch(&meter, scope_name, *hour, status, upto_here).await?;
+            self.stats.scratch_hours.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
             push_revision(&mut replacement, *hour, scope_name, status, usage_rows, self.price_version(&meter, scope_name), rows);
             inc.hours.remove(key);
             if let (Some(held), PROVISIONAL, Some(_)) = (held, status, inc.cursor) {
@@ -527,6 +584,7 @@ impl Closer {
             let status = self.status_at(*hour, now);
             let Some(held) = inc.hours.get(key) else { continue };
             let rows = held.rows(&meter, status);
+            self.stats.incremental_hours.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             push_revision(&mut replacement, *hour, scope_name, status, held.usage_rows, held.price_version.clone(), rows);
             if status == CLOSED {
                 inc.hours.remove(key);

@@ -549,6 +549,7 @@ pub async fn metrics(
         format!("{:.3}", cached.at.elapsed().as_secs_f64()),
     );
     crate::health::write_pipeline_metrics(&mut out, &s.pipeline.stats(), tenant);
+    s.costs.closer.write_metrics(&mut out);
     out.family("costplane_query_duration_seconds", Kind::Histogram, "Duration of cost, export and SQL API requests.");
     out.histogram("costplane_query_duration_seconds", &[], &s.cache.query_duration.snapshot());
     out.one(

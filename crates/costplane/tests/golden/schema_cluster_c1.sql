@@ -1,4 +1,4 @@
--- costplane ClickHouse schema, version 5
+-- costplane ClickHouse schema, version 6
 
 CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`;
 
@@ -303,7 +303,9 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_telemetry_local` ON CLUSTER `
     Service LowCardinality(String),
     Signal LowCardinality(String),
     Items UInt64,
-    Bytes UInt64
+    Bytes UInt64,
+    WriteSeq UInt64,
+    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_usage_telemetry_local', '{replica}')
 PARTITION BY toYYYYMM(Hour)
 ORDER BY (Tenant, Hour, Project, Service, Signal)
@@ -311,6 +313,10 @@ SETTINGS index_granularity = 8192;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_telemetry` ON CLUSTER `c1` AS `otel`.`costplane_usage_telemetry_local`
 ENGINE = Distributed('c1', 'otel', 'costplane_usage_telemetry_local', cityHash64(Tenant));
+
+ALTER TABLE `otel`.`costplane_usage_telemetry_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
+
+ALTER TABLE `otel`.`costplane_usage_telemetry` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` (
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
@@ -331,7 +337,9 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` (
     ReceivedAt DateTime64(9),
     Hour DateTime64(9),
     CallKind LowCardinality(String),
-    InvalidReason String
+    InvalidReason String,
+    WriteSeq UInt64,
+    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_usage_llm_local', '{replica}')
 PARTITION BY toYYYYMM(Hour)
 ORDER BY (Hour, Tenant, Model)
@@ -355,6 +363,10 @@ ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXIST
 ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS InvalidReason String;
 
 ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS InvalidReason String;
+
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
+
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_kubernetes_local` ON CLUSTER `c1` (
     Hour DateTime64(9),
@@ -552,4 +564,4 @@ FROM `otel`.`otel_traces_local`
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (5);
+INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (6);
