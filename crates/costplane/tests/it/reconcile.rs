@@ -72,16 +72,23 @@ fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap()
 }
 
+/// `req` with `key` as its bearer token (none when empty: an open server).
+fn authorized(req: reqwest::blocking::RequestBuilder, key: &str) -> reqwest::blocking::RequestBuilder {
+    if key.is_empty() {
+        req
+    } else {
+        req.bearer_auth(key)
+    }
+}
+
 fn get(server: &ServerProcess, key: &str, path_and_query: &str) -> (u16, Value) {
-    let r = client().get(format!("http://{}{path_and_query}", server.api)).bearer_auth(key).send().unwrap();
+    let r = authorized(client().get(format!("http://{}{path_and_query}", server.api)), key).send().unwrap();
     let status = r.status().as_u16();
     (status, r.json().unwrap_or(Value::Null))
 }
 
 fn import(server: &ServerProcess, key: &str, query: &str, body: String) -> (u16, Value) {
-    let r = client()
-        .post(format!("http://{}/api/v1/import/invoice?{query}", server.api))
-        .bearer_auth(key)
+    let r = authorized(client().post(format!("http://{}/api/v1/import/invoice?{query}", server.api)), key)
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -373,4 +380,40 @@ fn invoices_reconcile_with_estimates() {
     assert!(row("gpt-4o-mini").contains("invoiced-only"), "{text}");
     assert!(text.contains("total: estimated 3.5 · invoiced 4.25 · drift 0.75"), "{text}");
     assert!(text.contains("model openai / gpt-4o: spans [gpt-4o] · invoices [gpt-4o-2024-08-06]"), "{text}");
+}
+
+/// `/metrics` carries the drift of the closed days the invoices cover.
+#[test]
+fn metrics_show_the_drift_of_closed_days() {
+    let server = ServerProcess::start(&[]);
+    let yesterday = (Utc::now() - chrono::Duration::days(1)).date_naive();
+    let noon = Utc.from_utc_datetime(&yesterday.and_hms_opt(12, 0, 0).unwrap());
+    // gpt-4o at 2.50 per 1M input tokens: 1,000,000 → 2.50.
+    let s = span(
+        "acme",
+        noon,
+        9,
+        &[("gen_ai.provider.name", "openai"), ("gen_ai.request.model", "gpt-4o"), ("gen_ai.usage.input_tokens", "1000000")],
+    );
+    assert!(server.export("/v1/traces", "application/json", s).status().is_success());
+    let (from, to) = (yesterday.to_string(), yesterday.succ_opt().unwrap().to_string());
+    wait_until(
+        || get(&server, "", &format!("/api/v1/reconciliation?from={from}&to={to}")).1["totals"]["estimated_cost"] == "2.5",
+        "yesterday's estimate",
+    );
+    let start = yesterday.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    let page = json!({"object": "page", "has_more": false, "data": [{"object": "bucket", "start_time": start, "end_time": start + 86_400,
+        "results": [{"object": "organization.costs.result", "amount": {"value": 3, "currency": "usd"}, "line_item": "gpt-4o-2024-08-06, input"}]}]});
+    let (status, body) = import(&server, "", "account=org-acme", page.to_string());
+    assert_eq!(status, 200, "{body}");
+    let metrics = client().get(format!("http://{}/metrics", server.api)).send().unwrap().text().unwrap();
+    // Billed 3.00 against 2.50: drift 0.50, 16.67% of 3.00 (0.1666..).
+    for line in [
+        "costplane_reconciliation_estimated_usd{provider=\"openai\"} 2.5",
+        "costplane_reconciliation_invoiced_usd{provider=\"openai\"} 3",
+        "costplane_reconciliation_drift_usd{provider=\"openai\"} 0.5",
+        "costplane_reconciliation_max_daily_drift_percent{provider=\"openai\"} 16.67",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
+    }
 }
