@@ -182,8 +182,9 @@ class Dataset:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     left = HOUR - time.time() % HOUR
-    if left < 600:
-        # The hours the data sits in are relative to now: start fresh.
+    if left < 120:
+        # The hours the data sits in are relative to now, and the tests'
+        # windows too: not across an hour's end.
         time.sleep(left + 2)
     tmp = tmp_path_factory.mktemp("pg")
     pg_port = free_port()

@@ -85,8 +85,8 @@ fn relations_of(conn: &Connection) -> Result<Vec<(String, String, bool)>, StoreE
              OR table_name IN ('costplane_ledger', 'costplane_ledger_hours', 'costplane_anomalies') ORDER BY table_name",
         )
         .map_err(db_err)?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err);
-    rows
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
 }
 
 /// Interrupts the statement in DuckDB when dropped before it finished: the
