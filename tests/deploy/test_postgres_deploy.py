@@ -31,8 +31,18 @@ def test_the_chart_serves_the_endpoint_when_enabled(tmp_path):
     path.write_text(toml + '\n[[api.keys]]\nkey = "an-admin-key-0123456789"\nrole = "admin"\n')
     out = check_config(path)
     assert out.returncode == 0, out.stderr
+    # Grafana's sidecars get the PostgreSQL datasource (the admin key logs in)
+    # and one ConfigMap per PostgreSQL dashboard.
+    ds = yaml.safe_load(only(docs, "Secret", "cp-costplane-grafana-datasource-postgres")["stringData"]["costplane-postgres.yaml"])
+    [source] = ds["datasources"]
+    assert (source["uid"], source["type"], source["url"]) == ("costplane-postgres", "grafana-postgresql-datasource", "cp-costplane.observability.svc:5432")
+    assert source["secureJsonData"]["password"] == only(docs, "Secret", "cp-costplane")["stringData"]["admin-key"]
+    names = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap" and "-pg-dashboard-" in d["metadata"]["name"])
+    assert names == ["cp-costplane-pg-dashboard-anomalies", "cp-costplane-pg-dashboard-cxo-overview",
+                     "cp-costplane-pg-dashboard-service-deep-dive", "cp-costplane-pg-dashboard-shared-infrastructure"]
     # Off by default: no port, no section.
     docs = render()
+    assert not any("-pg-dashboard-" in d["metadata"]["name"] or d["metadata"]["name"].endswith("-postgres") for d in docs)
     assert "postgres" not in tomllib.loads(only(docs, "ConfigMap", "cp-costplane")["data"]["costplane.toml"])
     assert all(p["name"] != "postgres" for p in only(docs, "Service", "cp-costplane")["spec"]["ports"])
 
