@@ -511,6 +511,18 @@ mod tests {
     }
 
     #[test]
+    fn the_configured_tolerance_is_checked() {
+        let c = crate::Config::from_toml("[billing.reconciliation]\ntolerance_percent = \"2.5\"\n").unwrap();
+        assert_eq!(c.billing.reconciliation.tolerance_percent, Decimal::new(25, 1));
+        assert_eq!(c.billing.reconciliation.tolerance_usd, Decimal::new(1, 2));
+        let e = crate::Config::from_toml("[billing.reconciliation]\ntolerance_percent = \"101\"\n").unwrap_err();
+        assert!(e.contains("billing.reconciliation.tolerance_percent = 101"), "{e}");
+        let e = crate::Config::from_toml("[billing.reconciliation]\ntolerance_usd = \"-1\"\n").unwrap_err();
+        assert!(e.contains("tolerance_usd"), "{e}");
+        assert!(crate::Config::from_toml("[billing.reconciliation]\ntolerance = \"1\"\n").is_err());
+    }
+
+    #[test]
     fn parameters_are_checked() {
         assert!(q(&[("colour", "red")]).is_err());
         assert!(q(&[("group_by", "tenant")]).is_err());
