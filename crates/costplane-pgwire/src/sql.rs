@@ -295,7 +295,7 @@ pub fn rewrite(sql: &str, version_text: &str) -> Result<String, PgError> {
                 code = replace_ci(&code, "pg_catalog.quote_ident(", "quote_ident(");
                 code = replace_word_ci(&code, "quote_ident(", "(");
                 let lit = quote_literal(version_text)?;
-                code = replace_word_ci(&code, "version()", &lit);
+                code = replace_version(&code, &lit, idx + 1 == pieces.len());
                 // current_setting('x') spans a code piece, a string, a code piece.
                 let lower = code.to_ascii_lowercase();
                 if lower.trim_end().ends_with("current_setting(") {
@@ -325,6 +325,32 @@ pub fn rewrite(sql: &str, version_text: &str) -> Result<String, PgError> {
         }
     }
     Ok(out)
+}
+
+/// `version()` as `literal`, named `version` as PostgreSQL names it when
+/// nothing else names it (it ends a select item: `,`, `FROM`, `;` or the end).
+fn replace_version(code: &str, literal: &str, last_piece: bool) -> String {
+    let lower = code.to_ascii_lowercase();
+    let mut out = String::with_capacity(code.len() + literal.len());
+    let mut last = 0;
+    for (at, _) in lower.match_indices("version()") {
+        if !word_at(code, at) {
+            continue;
+        }
+        let rest = lower[at + 9..].trim_start();
+        let unnamed = (rest.is_empty() && last_piece)
+            || rest.starts_with(',')
+            || rest.starts_with(';')
+            || rest.strip_prefix("from").is_some_and(|r| r.starts_with(|c: char| c.is_whitespace()));
+        out.push_str(&code[last..at]);
+        out.push_str(literal);
+        if unnamed {
+            out.push_str(" AS version");
+        }
+        last = at + 9;
+    }
+    out.push_str(&code[last..]);
+    out
 }
 
 fn replace_ci(haystack: &str, from: &str, to: &str) -> String {
@@ -403,7 +429,9 @@ mod tests {
     #[test]
     fn postgres_spellings_are_rewritten() {
         let v = "PostgreSQL 16.4 (costplane)";
-        assert_eq!(rewrite("SELECT version()", v).unwrap(), "SELECT 'PostgreSQL 16.4 (costplane)'");
+        assert_eq!(rewrite("SELECT version()", v).unwrap(), "SELECT 'PostgreSQL 16.4 (costplane)' AS version");
+        assert_eq!(rewrite("SELECT version() AS v, 1", v).unwrap(), "SELECT 'PostgreSQL 16.4 (costplane)' AS v, 1");
+        assert_eq!(rewrite("SELECT version(), 1", v).unwrap(), "SELECT 'PostgreSQL 16.4 (costplane)' AS version, 1");
         assert_eq!(
             rewrite("SELECT current_setting('server_version_num')::int/100 as version", v).unwrap(),
             "SELECT '160004' ::int/100 as version"
