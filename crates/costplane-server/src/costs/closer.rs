@@ -595,6 +595,7 @@ impl Closer {
             hours.retain(|h| *h >= since);
             !hours.is_empty()
         });
+        self.correct_exported(&mut replacement, &states).await?;
         let storage = self.close_storage(&meter, now, &states).await?;
         for (state, rows) in storage {
             let version = self.price_version(&meter, &state.scope);
@@ -615,6 +616,48 @@ impl Closer {
             tracing::debug!(hours = n, scratch = dirty.len(), incremental = touched.len(), "ledger hours refreshed");
         }
         Ok(n)
+    }
+
+    /// Closed hours written again (late usage, a roll-up decided later) in
+    /// a month whose export was served keep their rows as exported and get
+    /// `ChargeClass = Correction` rows for the difference, so a re-export
+    /// reconciles line by line with the first.
+    async fn correct_exported(
+        &self,
+        replacement: &mut LedgerReplacement,
+        states: &HashMap<(i64, String), HourState>,
+    ) -> Result<(), StoreError> {
+        // (new revision, stored revision, hour) of re-closed hours.
+        let reclosed: Vec<(u64, u64, i64)> = replacement
+            .hours
+            .iter()
+            .filter(|h| h.status == CLOSED)
+            .filter_map(|h| {
+                states.get(&(h.hour_ns, h.scope.clone())).filter(|s| s.status == CLOSED).map(|s| (h.revision, s.revision, h.hour_ns))
+            })
+            .collect();
+        let (Some(from), Some(to)) = (reclosed.iter().map(|r| r.2).min(), reclosed.iter().map(|r| r.2).max()) else { return Ok(()) };
+        let exported: HashSet<i64> = self.ledger.exported_months(month_of(from), to.saturating_add(1)).await?.into_iter().collect();
+        let corrected: Vec<&(u64, u64, i64)> = reclosed.iter().filter(|r| exported.contains(&month_of(r.2))).collect();
+        if corrected.is_empty() {
+            return Ok(());
+        }
+        let stored =
+            self.ledger.rows(&CostFilter { from_ns: from, to_ns: to.saturating_add(HOUR_NS), tenant: None, equals: Vec::new() }).await?;
+        for (new_revision, old_revision, hour) in corrected {
+            let before: Vec<LedgerRow> = stored.iter().filter(|r| r.revision == *old_revision).cloned().collect();
+            let (after, rest): (Vec<LedgerRow>, Vec<LedgerRow>) =
+                std::mem::take(&mut replacement.rows).into_iter().partition(|r| r.revision == *new_revision);
+            replacement.rows = rest;
+            let rows = with_corrections(before, &after);
+            tracing::info!(
+                hour,
+                corrections = rows.iter().filter(|r| r.charge_class.is_some()).count(),
+                "an exported hour changed; correction rows added"
+            );
+            replacement.rows.extend(rows.into_iter().map(|r| LedgerRow { revision: *new_revision, ..r }));
+        }
+        Ok(())
     }
 
     /// Ledger rows of one (hour, scope) from its stored usage (LLM and
@@ -706,14 +749,6 @@ impl Closer {
                 open += 1;
             }
         }
-        let month_of = |ns: i64| {
-            use chrono::Datelike;
-            let d = chrono::DateTime::from_timestamp_nanos(ns);
-            chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
-                .and_then(|m| m.and_hms_opt(0, 0, 0))
-                .and_then(|m| m.and_utc().timestamp_nanos_opt())
-                .unwrap_or(0)
-        };
         let exported: HashSet<i64> = self.ledger.exported_months(month_of(from), to).await.map_err(err)?.into_iter().collect();
         // The current rows of the window, by (hour, source).
         let current = self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await.map_err(err)?;
@@ -777,6 +812,16 @@ impl Closer {
         tracing::info!(dry_run, hours = report.hours, before = %report.cost_before, after = %report.cost_after, "repriced");
         Ok(report)
     }
+}
+
+/// The start of the month holding `ns` (UTC).
+fn month_of(ns: i64) -> i64 {
+    use chrono::Datelike;
+    let d = chrono::DateTime::from_timestamp_nanos(ns);
+    chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
+        .and_then(|m| m.and_hms_opt(0, 0, 0))
+        .and_then(|m| m.and_utc().timestamp_nanos_opt())
+        .unwrap_or(0)
 }
 
 /// Adds one (hour, scope)'s new revision and its rows to a replacement.

@@ -206,3 +206,44 @@ async fn a_refresh_after_the_first_reads_only_new_usage() {
     assert_eq!(total, rust_decimal::Decimal::new(750, 2), "{rows:?}");
     assert_eq!(closer.held_hours(), 1, "the open hour is held for incremental pricing");
 }
+
+/// A closed hour of a month whose export was served, then a late call for
+/// it: the exported rows stay as they were and a correction row carries the
+/// difference.
+#[tokio::test]
+async fn late_usage_in_an_exported_month_adds_correction_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
+    let ledger = Ledger::new(Arc::clone(&store));
+    let ledger_section = LedgerSection::default();
+    let source = PriceSource { cost: CostSection::default(), ledger: ledger_section.clone(), kubernetes: Default::default(), file: None };
+    let closer = Closer::new(ledger.clone(), Arc::new(source.meter().unwrap()), source, Timing::of(&ledger_section));
+    let write = |id: u64, span: u8, input: u64| {
+        let store = Arc::clone(&store);
+        async move {
+            let call = Call { hour: 0, trace: span, span, rollup: false, input, output: 0, model: 0 };
+            let usage = UsageRows { llm: vec![llm_row(&call, T + 1)], ..UsageRows::default() };
+            store.write(&TelemetryBatch { id, usage, ..TelemetryBatch::default() }).await.unwrap();
+        }
+    };
+    let window = CostFilter { from_ns: T, to_ns: T + HOUR_NS, tenant: None, equals: Vec::new() };
+    write(1, 1, 1_000_000).await;
+    // Closed: 10:00-11:00 closes 600 s after 11:00.
+    closer.refresh_at(T + 2 * HOUR_NS).await.unwrap();
+    let exported = ledger.rows(&window).await.unwrap();
+    // 1M gpt-4o input tokens at $2.50 per 1M.
+    assert_eq!(exported.iter().map(|r| r.cost).collect::<Vec<_>>(), [rust_decimal::Decimal::new(250, 2)]);
+    // The month's export was served: 2026-10-01T00:00:00Z.
+    ledger.mark_exported(1_790_812_800_000_000_000).await.unwrap();
+
+    write(2, 2, 400_000).await;
+    closer.refresh_at(T + 2 * HOUR_NS + 60_000_000_000).await.unwrap();
+    let rows = ledger.rows(&window).await.unwrap();
+    let original: Vec<_> = rows.iter().filter(|r| r.charge_class.is_none()).map(|r| (r.cost, r.consumed_quantity)).collect();
+    let corrections: Vec<_> =
+        rows.iter().filter(|r| r.charge_class.as_deref() == Some("Correction")).map(|r| (r.cost, r.consumed_quantity)).collect();
+    assert_eq!(original, [(exported[0].cost, exported[0].consumed_quantity)], "the exported row stays as it was");
+    // The late call: 400,000 tokens at $2.50 per 1M = $1.00.
+    assert_eq!(corrections, [(rust_decimal::Decimal::ONE, rust_decimal::Decimal::from(400_000))]);
+    assert_eq!(rows.iter().map(|r| r.cost).sum::<rust_decimal::Decimal>(), rust_decimal::Decimal::new(350, 2));
+}
