@@ -87,7 +87,8 @@ pub type Series = BTreeMap<Labels, Decimal>;
 /// `llm`; telemetry rows are `query` (usage type `queries`), `storage` or
 /// `ingest`; other sources name their cost type in the usage type's head,
 /// with the storage type or network direction after a slash
-/// (`storage/ssd`, `network/egress`); a cloud bill's rows are `cloud`.
+/// (`storage/ssd`, `network/egress`); a cloud bill's rows are `cloud`, an
+/// imported provider invoice's `invoice`.
 pub fn classify(source: &str, usage_type: &str) -> (&'static str, String, String) {
     let (head, detail) = usage_type.split_once('/').unwrap_or((usage_type, ""));
     let cost_type = match source {
@@ -97,7 +98,11 @@ pub fn classify(source: &str, usage_type: &str) -> (&'static str, String, String
             "storage" => "storage",
             _ => "ingest",
         },
-        _ => COST_TYPES.iter().find(|&&t| t == head).copied().unwrap_or(if source == "cloud" { "cloud" } else { OTHER }),
+        _ => COST_TYPES.iter().find(|&&t| t == head).copied().unwrap_or(match source {
+            "cloud" => "cloud",
+            "invoice" => "invoice",
+            _ => OTHER,
+        }),
     };
     let storage_type = if matches!(cost_type, "storage" | "volume") { detail } else { "" };
     let direction = if cost_type == "network" { detail } else { "" };
@@ -586,6 +591,7 @@ mod tests {
         assert_eq!(classify("kubernetes", "storage/ssd"), ("storage", "ssd".into(), String::new()));
         assert_eq!(classify("kubernetes", "network/egress"), ("network", String::new(), "egress".into()));
         assert_eq!(classify("cloud", "AmazonEC2").0, "cloud");
+        assert_eq!(classify("invoice", "output").0, "invoice");
         assert_eq!(classify("kubernetes", "mystery").0, OTHER);
         // Every usage type Kubernetes allocation books has a cost type.
         use costplane_k8s::allocate::Resource;
