@@ -171,7 +171,17 @@ fn aws_focus_bill() -> String {
 }
 
 #[test]
-fn invoices_reconcile_with_estimates() {
+fn invoices_reconcile_with_estimates_embedded() {
+    invoices_reconcile_with_estimates(&[]);
+}
+
+#[test]
+fn invoices_reconcile_with_estimates_clickhouse() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    invoices_reconcile_with_estimates(&crate::support::clickhouse_args(&target, &[]));
+}
+
+fn invoices_reconcile_with_estimates(store: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("costplane.toml");
     std::fs::write(
@@ -184,7 +194,9 @@ fn invoices_reconcile_with_estimates() {
         ),
     )
     .unwrap();
-    let server = ServerProcess::start(&["--config", config.to_str().unwrap()]);
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(store);
+    let server = ServerProcess::start(&args);
     let spans = [
         // 3 months ago: gpt-4o at 2.50 in / 10.00 out per 1M:
         // 1,000,000 × 2.50/1M = 2.50; 100,000 × 10/1M = 1.00; 3.50.
