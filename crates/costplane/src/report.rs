@@ -304,4 +304,20 @@ mod tests {
         assert!(month_bounds("2026-13").is_err());
         assert!(month_bounds("October").is_err());
     }
+
+    #[test]
+    fn the_reconciliation_line() {
+        let body = serde_json::json!({"totals": {"estimated_cost": "3.5", "invoiced_cost": "4.27", "drift": "0.77", "drift_percent": "18.03",
+            "unpriced_tokens": "0", "lines": {"matched": 1, "invoiced-only": 1}}});
+        assert_eq!(
+            reconciliation_line(&body),
+            "Estimated 3.5 · invoiced 4.27 · drift 0.77 (18.03%) · providers: 1 matched, 0 drifting, 1 invoiced only, 0 not invoiced · \
+             unpriced tokens 0"
+        );
+        let body = serde_json::json!({"totals": {"estimated_cost": "5", "lines": {"estimated-only": 1}}});
+        assert_eq!(
+            reconciliation_line(&body),
+            "No invoice covers this month yet (costplane import invoice, or a FOCUS bill); estimated 5."
+        );
+    }
 }
