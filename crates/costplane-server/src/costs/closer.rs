@@ -708,8 +708,9 @@ impl Closer {
         Ok((held.rows(meter, status), usage.rows, Some(held)))
     }
 
-    /// Storage cost: once a day, for the day that ended (see
-    /// `storage.rs`). Returns the revisions to write.
+    /// Storage cost: once for each ended day without it, the days a stopped
+    /// server missed included (see `storage.rs`). Returns the revisions to
+    /// write.
     async fn close_storage(
         &self,
         meter: &Meter,

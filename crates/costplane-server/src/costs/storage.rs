@@ -1,6 +1,12 @@
 //! Storage cost, written into the ledger once a day.
 //!
-//! When a day has ended (plus `ledger.close_after_secs`), the closer asks
+//! Every day that has ended (plus `ledger.close_after_secs`) and has no
+//! storage revision yet gets one, once: the day that just ended, and every
+//! day a stopped server missed, from the first day with telemetry usage in
+//! the closer's lookback. A missed day is charged for the bytes measured
+//! when it is caught up (the store keeps no history of its size).
+//!
+//! For each such day the closer asks
 //! the store how many bytes it keeps of each signal
 //! ([`Store::stored_bytes`](costplane_store::Store::stored_bytes)):
 //! - ClickHouse: `system.parts` compressed bytes of each day partition of
@@ -39,8 +45,9 @@ fn days_in_month(day_ns: i64) -> u32 {
     u32::try_from((next - first).num_days()).unwrap_or(30)
 }
 
-/// The storage revision due at `now`, if any: the day that ended at least
-/// `close_after_ns` ago and has no storage rows yet.
+/// The storage revisions due at `now`: every day that ended at least
+/// `close_after_ns` ago, from the first day with telemetry usage among
+/// `states` (the closer's lookback), that has no storage revision yet.
 pub(crate) async fn due(
     ledger: &Ledger,
     meter: &Meter,
@@ -52,21 +59,34 @@ pub(crate) async fn due(
         return Ok(Vec::new());
     }
     let closed_until = now.saturating_sub(close_after_ns);
-    let day = closed_until - closed_until.rem_euclid(DAY_NS) - DAY_NS;
-    if states.contains_key(&(day, scope::STORAGE.to_owned())) {
+    let last = closed_until - closed_until.rem_euclid(DAY_NS) - DAY_NS;
+    let first = states.keys().filter(|(_, s)| s == scope::TELEMETRY).map(|(h, _)| h - h.rem_euclid(DAY_NS)).min();
+    let Some(first) = first else { return Ok(Vec::new()) };
+    let days: Vec<i64> = std::iter::successors(Some(first), |d| d.checked_add(DAY_NS))
+        .take_while(|d| *d <= last)
+        .filter(|d| !states.contains_key(&(*d, scope::STORAGE.to_owned())))
+        .collect();
+    if days.is_empty() {
         return Ok(Vec::new());
     }
     let measured = ledger.store().stored_bytes().await?;
-    let rows = storage_rows(ledger, meter, day, &measured).await?;
-    let state = HourState {
-        hour_ns: day,
-        scope: scope::STORAGE.to_owned(),
-        revision: 0,
-        status: CLOSED.to_owned(),
-        usage_rows: 1,
-        price_version: String::new(),
-    };
-    Ok(vec![(state, rows)])
+    let mut out = Vec::with_capacity(days.len());
+    for day in days {
+        let rows = storage_rows(ledger, meter, day, &measured).await?;
+        let state = HourState {
+            hour_ns: day,
+            scope: scope::STORAGE.to_owned(),
+            revision: 0,
+            status: CLOSED.to_owned(),
+            usage_rows: 1,
+            price_version: String::new(),
+        };
+        out.push((state, rows));
+    }
+    if out.len() > 1 {
+        tracing::info!(days = out.len(), "storage cost caught up for days the server missed");
+    }
+    Ok(out)
 }
 
 /// Ledger rows charging one day of storage for the measured bytes.

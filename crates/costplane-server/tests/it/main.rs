@@ -9,6 +9,7 @@ mod focus_export;
 mod guard;
 mod hostile;
 mod incremental;
+mod storage_days;
 mod insights;
 mod limits;
 mod metrics;
