@@ -164,3 +164,79 @@ fn a_span_delivered_twice_is_billed_once_clickhouse() {
     let target = costplane_testkit::ClickHouseTarget::new();
     a_span_delivered_twice_is_billed_once(&ServerProcess::start(&crate::support::clickhouse_args(&target, &[])));
 }
+
+/// One OTLP/JSON request of one span of `trace` for `tenant`, at `at_ns`.
+fn span_at(tenant: &str, trace: u128, span: u64, at_ns: u128, attrs: &[(&str, &str)]) -> Vec<u8> {
+    json!({"resourceSpans": [{
+        "resource": {"attributes": [attr("service.name", "agents"), attr("tenant.id", tenant)]},
+        "scopeSpans": [{"spans": [{
+            "traceId": format!("{trace:032x}"),
+            "spanId": format!("{span:016x}"),
+            "name": "agent step",
+            "kind": 3,
+            "startTimeUnixNano": at_ns.to_string(),
+            "endTimeUnixNano": (at_ns + 1_000_000).to_string(),
+            "attributes": attrs.iter().map(|(k, v)| attr(k, v)).collect::<Vec<_>>(),
+        }]}],
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+/// The cost API's total for `tenant` since `from` (RFC 3339).
+fn tenant_total(server: &ServerProcess, tenant: &str, from: &str) -> Option<String> {
+    let url = format!("http://{}/api/v1/costs?group_by=tenant&from={from}", server.api);
+    let body: Value = reqwest::blocking::get(url).ok()?.json().ok()?;
+    body["rows"].as_array()?.iter().find(|r| r["tenant"] == tenant).and_then(|r| r["cost"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn an_agent_span_and_its_child_call_in_different_hours_are_billed_once() {
+    let server = ServerProcess::start(&[]);
+    // Two hours that both closed before anything arrives: the agent span at
+    // 2 s before the end of the hour three hours ago, its child call 1 s
+    // into the next hour.
+    const HOUR: u128 = 3_600_000_000_000;
+    let now = now_ns();
+    let boundary = now - now % HOUR - 2 * HOUR;
+    let from = chrono::DateTime::from_timestamp_nanos(i64::try_from(boundary - 2 * HOUR).unwrap()).to_rfc3339();
+    let from = from.replace('+', "%2B");
+    let agent: &[(&str, &str)] = &[
+        ("gen_ai.operation.name", "invoke_agent"),
+        ("gen_ai.request.model", "gpt-4o"),
+        ("gen_ai.usage.input_tokens", "3000"),
+        ("gen_ai.usage.output_tokens", "300"),
+    ];
+    let child: &[(&str, &str)] = &[
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.request.model", "gpt-4o"),
+        ("gen_ai.usage.input_tokens", "1000"),
+        ("gen_ai.usage.output_tokens", "100"),
+    ];
+    // The child alone: 1,000 x 2.50/1M + 100 x 10.00/1M = 0.0025 + 0.001 = 0.0035.
+    // The agent alone: 3,000 x 2.50/1M + 300 x 10.00/1M = 0.0075 + 0.003 = 0.0105.
+    for (tenant, agent_first) in [("agent-first", true), ("child-first", false)] {
+        let trace = if agent_first { 0xa6e1 } else { 0xa6e2 };
+        let agent_body = span_at(tenant, trace, 1, boundary - 2_000_000_000, agent);
+        let child_body = span_at(tenant, trace, 2, boundary + 1_000_000_000, child);
+        let (first, first_cost, second) = if agent_first { (agent_body, "0.0105", child_body) } else { (child_body, "0.0035", agent_body) };
+        assert!(server.export("/v1/traces", "application/json", first).status().is_success());
+        // The first span's hour is closed and billed before the second arrives.
+        let mut last = None;
+        wait_until(
+            || {
+                last = tenant_total(&server, tenant, &from);
+                last.as_deref() == Some(first_cost)
+            },
+            &format!("{tenant}'s first span to be billed {first_cost}"),
+        );
+        assert!(server.export("/v1/traces", "application/json", second).status().is_success());
+        // Whichever came first, the trace costs its model call once: the
+        // agent span carries the roll-up of its child and is not billed.
+        wait_until(|| tenant_total(&server, tenant, &from).as_deref() == Some("0.0035"), &format!("{tenant} to cost 0.0035"));
+        for _ in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            assert_eq!(tenant_total(&server, tenant, &from).as_deref(), Some("0.0035"), "{tenant}");
+        }
+    }
+}
