@@ -184,7 +184,13 @@ pub struct Drive {
     /// `i` goes out no earlier than the time at which a steady stream at
     /// this rate would send it, whichever sender takes it.
     pub rate: Option<f64>,
+    /// Makes request `i`'s body (the pool entry then only gives its span
+    /// count), for loads whose requests must each be different.
+    pub stamp: Option<Stamp>,
 }
+
+/// The body of request `i`, made when it is sent.
+pub type Stamp = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
 
 /// What a load acknowledged.
 #[derive(Debug, Clone, Copy, Default)]
@@ -212,7 +218,7 @@ pub async fn drive(
     for _ in 0..plan.streams {
         let (channel, next, retries, acked, pool, bar, auth) =
             (channel.clone(), next.clone(), retries.clone(), acked.clone(), pool.clone(), bar.clone(), plan.auth.clone());
-        let (requests, until, rate) = (plan.requests, plan.until, plan.rate);
+        let (requests, until, rate, stamp) = (plan.requests, plan.until, plan.rate, plan.stamp.clone());
         workers.push(tokio::spawn(async move {
             let mut grpc = tonic::client::Grpc::new(channel);
             let path = tonic::codegen::http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
@@ -221,7 +227,9 @@ pub async fn drive(
                 if i >= requests || until.is_some_and(|t| Instant::now() >= t) {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let (body, spans) = &pool[(i as usize) % pool.len()];
+                let (pooled, spans) = &pool[(i as usize) % pool.len()];
+                let stamped = stamp.as_ref().map(|f| f(i));
+                let body = stamped.as_ref().unwrap_or(pooled);
                 if let Some(rate) = rate {
                     // Requests of the pool have about the same size: pace by
                     // this one's spans.
@@ -300,8 +308,13 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let sent =
-        drive(channel, Arc::new(pool), Drive { streams: args.concurrency, requests, until: None, auth, rate: None }, bar.clone()).await?;
+    let sent = drive(
+        channel,
+        Arc::new(pool),
+        Drive { streams: args.concurrency, requests, until: None, auth, rate: None, stamp: None },
+        bar.clone(),
+    )
+    .await?;
     let retries = sent.retries;
     let send_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();

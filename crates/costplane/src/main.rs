@@ -42,6 +42,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Query speed over many stored spans (loads them through a server it starts).
     BenchQueries(bench::queries::QueryBenchArgs),
+    /// The ledger under a steady LLM load: incremental pricing against
+    /// pricing every open hour whole, over an hour of data.
+    BenchLedger(bench::ledger::LedgerBenchArgs),
     /// The ClickHouse schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -243,6 +246,7 @@ fn main() -> ExitCode {
             Command::Loadgen(args) => loadgen::run(args).await.map_err(|e| (1, e)),
             Command::Bench(args) => bench::run(args).await.map_err(|e| (1, e)),
             Command::BenchQueries(args) => bench::queries::run(args).await.map_err(|e| (1, e)),
+            Command::BenchLedger(args) => bench::ledger::run(args).await.map_err(|e| (1, e)),
             Command::Prices(cmd) => prices::run(cmd).map_err(|e| (1, e)),
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),

@@ -17,8 +17,17 @@
 //! start of the load until everything is stored, and its peak RSS. The
 //! numbers are of the gateway process alone (see `procs.rs`); the load
 //! generator and ClickHouse's engine share the machine with it.
+//!
+//! With `--loads plain,llm` (the default) the costplane targets then take
+//! the LLM load too (`llm_load.rs`: every span an LLM call), and a second
+//! table sets its CPU seconds per million spans and peak RSS beside the
+//! plain load's, as ratios. For costplane targets the measured span ends
+//! once the ledger has priced what was stored (a cost API read, which
+//! refreshes the open hours first), so the LLM figures include pricing.
 
 mod ceilings;
+pub mod ledger;
+mod llm_load;
 mod procs;
 pub mod queries;
 
@@ -31,7 +40,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::loadgen::{drive, request_pool, Drive};
+use crate::loadgen::{drive, request_pool, Drive, Stamp};
 use procs::{cpu_seconds, free_addr, peak_rss_bytes, ChdbFront, Proc};
 
 const ROTEL_TABLES: &str = include_str!("rotel_tables.sql");
@@ -56,6 +65,28 @@ impl Target {
 
     fn uses_clickhouse(self) -> bool {
         matches!(self, Target::RotelClickhouse | Target::CostplaneClickhouse)
+    }
+
+    fn is_costplane(self) -> bool {
+        matches!(self, Target::CostplaneEmbedded | Target::CostplaneClickhouse)
+    }
+}
+
+/// What the spans of a load are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Load {
+    /// HTTP server spans (`loadgen`'s), to every target.
+    Plain,
+    /// Every span an LLM call (`llm_load.rs`), to the costplane targets.
+    Llm,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::Plain => "plain spans",
+            Load::Llm => "LLM calls",
+        }
     }
 }
 
@@ -135,6 +166,10 @@ pub struct BenchArgs {
         default_value = "rotel-blackhole,rotel-clickhouse,costplane-embedded,costplane-clickhouse"
     )]
     targets: Vec<Target>,
+    /// Loads, in the order run: `plain` to every target, `llm` (every span
+    /// an LLM call, four tenants, five models) to the costplane targets.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,llm")]
+    loads: Vec<Load>,
     /// Spans each ceiling (decode only, Parquet write only) processes.
     #[arg(long, default_value_t = 500_000)]
     ceiling_spans: u64,
@@ -153,6 +188,7 @@ pub struct BenchArgs {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub target: Target,
+    pub load: Load,
     pub acked: u64,
     /// `None` for the blackhole (it stores nothing).
     pub stored: Option<u64>,
@@ -299,7 +335,30 @@ fn spinner(prefix: String) -> ProgressBar {
     bar
 }
 
-async fn run_target(target: Target, args: &BenchArgs, dir: &Path, pool: &Arc<Vec<(Vec<u8>, u64)>>) -> anyhow::Result<Outcome> {
+/// The requests of a load: encoded ones sent round-robin, or (`stamp`)
+/// made per request, the pool then giving only their span counts.
+#[derive(Clone)]
+struct Requests {
+    pool: Arc<Vec<(Vec<u8>, u64)>>,
+    stamp: Option<Stamp>,
+}
+
+/// The LLM load's requests: templates of `batch` calls, stamped with ids
+/// of their own and the current time when sent.
+fn llm_requests(batch: usize, rng: &mut impl rand::Rng) -> anyhow::Result<Requests> {
+    let templates = Arc::new(llm_load::templates(batch, 8, rng)?);
+    let pool = Arc::new(templates.iter().map(|t| (Vec::new(), t.calls())).collect());
+    let run: u64 = rng.random_range(1..1 << 20);
+    let stamp: Stamp = Arc::new(move |i| {
+        let t = &templates[(i as usize) % templates.len()];
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+        t.stamp(run, i * t.calls(), |j| now - 1_000_000_000 + j * 1_000)
+    });
+    Ok(Requests { pool, stamp: Some(stamp) })
+}
+
+async fn run_target(target: Target, load: Load, args: &BenchArgs, dir: &Path, requests_of: &Requests) -> anyhow::Result<Outcome> {
+    let pool = &requests_of.pool;
     let http = reqwest::Client::new();
     let mut gw = start(target, &args.tools, args.rotel.as_deref(), dir, &http).await?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gw.grpc))?
@@ -308,7 +367,10 @@ async fn run_target(target: Target, args: &BenchArgs, dir: &Path, pool: &Arc<Vec
         .with_context(|| format!("cannot connect to {}", gw.grpc))?;
     let pid = gw.proc.pid();
     let requests = args.spans.map_or(u64::MAX, |s| s.div_ceil(args.batch as u64));
-    let bar = spinner(target.name().to_owned());
+    let bar = spinner(match load {
+        Load::Plain => target.name().to_owned(),
+        Load::Llm => format!("{}, LLM", target.name()),
+    });
     bar.set_message("acknowledged");
     let cpu0 = cpu_seconds(pid)?;
     let started = Instant::now();
@@ -318,6 +380,7 @@ async fn run_target(target: Target, args: &BenchArgs, dir: &Path, pool: &Arc<Vec
         until: Some(started + Duration::from_secs(args.duration_secs)),
         auth: None,
         rate: args.rate,
+        stamp: requests_of.stamp.clone(),
     };
     let sent = drive(channel, pool.clone(), plan, bar.clone()).await.with_context(|| format!("loading {}", target.name()))?;
     let load_secs = started.elapsed().as_secs_f64();
@@ -342,15 +405,23 @@ async fn run_target(target: Target, args: &BenchArgs, dir: &Path, pool: &Arc<Vec
         }
     };
     let total_secs = started.elapsed().as_secs_f64();
+    if let Some(api) = gw.api.as_deref().filter(|_| target.is_costplane()) {
+        // The ledger prices open hours before a cost read answers.
+        let resp = http.get(format!("{api}/api/v1/costs?group_by=tenant,model")).send().await.context("cannot reach costplane's API")?;
+        if !resp.status().is_success() {
+            bail!("{}: the cost API answered {}: {}", target.name(), resp.status(), resp.text().await.unwrap_or_default());
+        }
+    }
     let cpu_secs = cpu_seconds(pid)? - cpu0;
     let rss_bytes = peak_rss_bytes(pid)?;
     bar.finish_and_clear();
     gw.proc.stop();
     drop(gw.front.take());
-    let outcome = Outcome { target, acked: sent.spans, stored, load_secs, total_secs, cpu_secs, rss_bytes, retries: sent.retries };
+    let outcome = Outcome { target, load, acked: sent.spans, stored, load_secs, total_secs, cpu_secs, rss_bytes, retries: sent.retries };
     eprintln!(
-        "{:28} {} spans acknowledged ({} requests retried), {} stored, {:.1} CPU-s per million spans",
+        "{:28} {:11} {} spans acknowledged ({} requests retried), {} stored, {:.1} CPU-s per million spans",
         target.name(),
+        load.name(),
         outcome.acked,
         outcome.retries,
         outcome.stored.map_or("-".to_owned(), |s| s.to_string()),
@@ -384,7 +455,7 @@ fn print_table(args: &BenchArgs, outcomes: &[Outcome], decode: &ceilings::Ceilin
     println!();
     println!("| target | spans acknowledged | spans stored | spans/s | stored after (s) | CPU-s per million spans | peak RSS (MiB) |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for o in outcomes {
+    for o in outcomes.iter().filter(|o| o.load == Load::Plain) {
         println!(
             "| {} | {} | {} | {:.0} | {} | {:.1} | {:.0} |",
             o.target.name(),
@@ -410,24 +481,71 @@ fn print_table(args: &BenchArgs, outcomes: &[Outcome], decode: &ceilings::Ceilin
         parquet.rate(),
         parquet.cpu_per_million()
     );
+    print_llm_table(outcomes);
     let lost: Vec<&Outcome> = outcomes.iter().filter(|o| o.stored.is_some_and(|s| s != o.acked)).collect();
     for o in lost {
-        println!("note: {} stored {} of {} acknowledged spans", o.target.name(), o.stored.unwrap_or(0), o.acked);
+        println!("note: {} ({}) stored {} of {} acknowledged spans", o.target.name(), o.load.name(), o.stored.unwrap_or(0), o.acked);
+    }
+}
+
+/// The LLM load beside the plain one, per costplane target.
+fn print_llm_table(outcomes: &[Outcome]) {
+    let llm: Vec<&Outcome> = outcomes.iter().filter(|o| o.load == Load::Llm).collect();
+    if llm.is_empty() {
+        return;
+    }
+    println!();
+    println!("LLM load: every span an LLM call (input, output and cache-read tokens; 5 models, 4 tenants; 20 attributes per span), beside the plain load");
+    println!();
+    println!("| store | load | spans acknowledged | spans stored | spans/s | CPU-s per million spans | peak RSS (MiB) |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let mib = |o: &Outcome| o.rss_bytes as f64 / 1024.0 / 1024.0;
+    for o in llm {
+        let plain = outcomes.iter().find(|p| p.target == o.target && p.load == Load::Plain);
+        for x in plain.into_iter().chain([o]) {
+            println!(
+                "| {} | {} | {} | {} | {:.0} | {:.1} | {:.0} |",
+                x.target.name(),
+                x.load.name(),
+                x.acked,
+                x.stored.map_or("-".to_owned(), |s| s.to_string()),
+                x.acked as f64 / x.load_secs.max(1e-9),
+                x.cpu_per_million(),
+                mib(x)
+            );
+        }
+        if let Some(p) = plain {
+            println!(
+                "| {} | LLM / plain | - | - | - | {:.2}x | {:.2}x |",
+                o.target.name(),
+                o.cpu_per_million() / p.cpu_per_million().max(1e-9),
+                mib(o) / mib(p).max(1e-9)
+            );
+        }
     }
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.batch == 0 || args.streams == 0 || args.spans == Some(0) || args.targets.is_empty() {
-        bail!("--batch, --streams, --spans and --targets must not be zero or empty");
+    if args.batch == 0 || args.streams == 0 || args.spans == Some(0) || args.targets.is_empty() || args.loads.is_empty() {
+        bail!("--batch, --streams, --spans, --targets and --loads must not be zero or empty");
     }
     let (work, _guard) = args.tools.work_dir()?;
     let mut rng = rand::rng();
     let pool = Arc::new(request_pool(args.batch, "bench", &mut rng));
+    let plain = Requests { pool: pool.clone(), stamp: None };
+    let llm = if args.loads.contains(&Load::Llm) { Some(llm_requests(args.batch, &mut rng)?) } else { None };
     eprintln!("costplane bench on {}; data in {}", machine(), work.display());
     let mut outcomes = Vec::new();
-    for (i, target) in args.targets.iter().enumerate() {
-        let dir = work.join(format!("{i}-{target:?}").to_lowercase());
-        outcomes.push(run_target(*target, &args, &dir, &pool).await?);
+    for load in &args.loads {
+        for (i, target) in args.targets.iter().enumerate() {
+            let requests = match (load, &llm) {
+                (Load::Plain, _) => &plain,
+                (Load::Llm, Some(llm)) if target.is_costplane() => llm,
+                (Load::Llm, _) => continue,
+            };
+            let dir = work.join(format!("{i}-{target:?}-{load:?}").to_lowercase());
+            outcomes.push(run_target(*target, *load, &args, &dir, requests).await?);
+        }
     }
     eprintln!("measuring the ceilings on one core ({} spans each)...", args.ceiling_spans);
     let decode = ceilings::decode(&pool, args.ceiling_spans)?;

@@ -41,7 +41,8 @@ fn rows(table: &str) -> Vec<Vec<String>> {
 fn a_small_load_is_stored_whole_by_every_target_and_tabled() {
     // 10 requests of 512 spans = 5,120 spans per target; 30 s is a bound
     // the load never reaches.
-    let out = bench(&["--spans", "5120", "--duration-secs", "30", "--ceiling-spans", "4096", "--settle-secs", "60"]);
+    // The plain load only: the LLM load runs in the full benchmark.
+    let out = bench(&["--spans", "5120", "--duration-secs", "30", "--ceiling-spans", "4096", "--settle-secs", "60", "--loads", "plain"]);
     let rows = rows(&out);
     let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(
@@ -77,6 +78,13 @@ fn the_full_benchmark_runs_with_costplane_bench_set() {
         if row[2] != "-" {
             assert_eq!(row[1], row[2], "every acknowledged span is stored: {out}");
         }
+    }
+    // The LLM load beside the plain one, on both stores, with the ratios.
+    let rows = rows(&out);
+    for store in ["costplane, embedded store", "costplane, ClickHouse"] {
+        let llm = rows.iter().find(|r| r[0] == store && r[1] == "LLM calls").unwrap_or_else(|| panic!("{store}: {out}"));
+        assert_eq!(llm[2], llm[3], "every acknowledged LLM call is stored: {out}");
+        assert!(rows.iter().any(|r| r[0] == store && r[1] == "LLM / plain"), "{out}");
     }
 }
 
@@ -126,4 +134,32 @@ fn the_full_query_benchmark_runs_with_costplane_bench_set() {
     let spans = std::env::var("COSTPLANE_TEST_BENCH_QUERY_SPANS").unwrap_or_else(|_| "10000000".into());
     let out = bench_queries(&["--spans", &spans, "--stores", "embedded,clickhouse"]);
     println!("{out}");
+}
+
+fn bench_ledger(extra: &[&str]) -> String {
+    let out = Command::new(BIN).arg("bench-ledger").args(extra).output().expect("run costplane bench-ledger");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "costplane bench-ledger failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn the_ledger_benchmark_runs_with_costplane_bench_set() {
+    if std::env::var("COSTPLANE_BENCH").as_deref() != Ok("1") {
+        return;
+    }
+    // Two minutes of data at 2,000 calls/s (240,000 calls per mode), sent at
+    // 20x real time: four windows of 30 data seconds. The full hour is
+    // `--data-secs 3600`, the default.
+    let data_secs = std::env::var("COSTPLANE_TEST_BENCH_LEDGER_SECS").unwrap_or_else(|_| "120".into());
+    let out = bench_ledger(&["--data-secs", &data_secs, "--samples", "3"]);
+    println!("{out}");
+    let windows = rows(&out).into_iter().filter(|r| r[0].parse::<u64>().is_ok()).count();
+    assert!(windows >= 2, "{out}");
+    let summary: Vec<Vec<String>> = rows(&out).into_iter().filter(|r| r[0] == "incremental" || r[0] == "whole hour").collect();
+    assert_eq!(summary.len(), 2, "{out}");
+    for r in &summary {
+        assert_eq!(r[1], (data_secs.parse::<u64>().unwrap() * 2000).to_string(), "every call acknowledged: {out}");
+    }
+    assert!(out.contains("both modes booked the same LLM cost"), "{out}");
 }
