@@ -504,6 +504,16 @@ async fn run_mode(mode: Mode, args: &LedgerBenchArgs, dir: &Path, templates: Arc
     Ok(ModeRun { mode, windows: out, calls, stopped, load_secs, end_p50_ms, end_p95_ms, total, rss_bytes, booked: booked_now })
 }
 
+/// `a / b` as printed: "-" when `b` is nothing to divide by (no refresh
+/// ended in the windows compared).
+fn ratio(a: f64, b: f64, digits: usize) -> String {
+    if b > 1e-9 {
+        format!("{:.digits$}x", a / b)
+    } else {
+        "-".to_owned()
+    }
+}
+
 fn diff(a: Reading, b: Reading) -> Reading {
     Reading {
         at: a.at - b.at,
@@ -584,7 +594,7 @@ fn print_tables(args: &LedgerBenchArgs, runs: &[ModeRun]) {
         let s = r.summary(edge);
         let t = &r.total;
         println!(
-            "| {} | {}{} | {:.1} | {:.0} | {:.2} | {:.3} | {:.3} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} / {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} |",
+            "| {} | {}{} | {:.1} | {:.0} | {:.2} | {:.3} | {:.3} | {} | {:.1} | {:.1} | {:.0} | {:.0} / {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} |",
             r.mode.name(),
             r.calls,
             if r.stopped { format!(" (stopped at data second {})", r.windows.last().map_or(0, |w| w.data_end)) } else { String::new() },
@@ -593,7 +603,7 @@ fn print_tables(args: &LedgerBenchArgs, runs: &[ModeRun]) {
             t.refresh_secs,
             s.first.closer_secs,
             s.last.closer_secs,
-            s.last.closer_secs / s.first.closer_secs.max(1e-9),
+            ratio(s.last.closer_secs, s.first.closer_secs, 2),
             s.first.ms_per_refresh,
             s.last.ms_per_refresh,
             t.rows_read / t.refreshes.max(1.0),
@@ -613,13 +623,13 @@ fn print_tables(args: &LedgerBenchArgs, runs: &[ModeRun]) {
         let (si, sw) = (i.summary(edge), w.summary(edge));
         println!();
         println!(
-            "incremental / whole hour: closer seconds {:.3}x (last windows {:.3}x), usage rows read {:.4}x, server CPU {:.2}x, peak RSS {:.2}x, cost read p95 in the last windows {:.3}x",
-            i.total.refresh_secs / w.total.refresh_secs.max(1e-9),
-            si.last.closer_secs / sw.last.closer_secs.max(1e-9),
-            i.total.rows_read / w.total.rows_read.max(1.0),
-            i.total.cpu / w.total.cpu.max(1e-9),
-            i.rss_bytes as f64 / w.rss_bytes.max(1) as f64,
-            si.last.p95_ms / sw.last.p95_ms.max(1e-9)
+            "incremental / whole hour: closer seconds {} (last windows {}), usage rows read {}, server CPU {}, peak RSS {}, cost read p95 in the last windows {}",
+            ratio(i.total.refresh_secs, w.total.refresh_secs, 3),
+            ratio(si.last.closer_secs, sw.last.closer_secs, 3),
+            ratio(i.total.rows_read, w.total.rows_read, 4),
+            ratio(i.total.cpu, w.total.cpu, 2),
+            ratio(i.rss_bytes as f64, w.rss_bytes as f64, 2),
+            ratio(si.last.p95_ms, sw.last.p95_ms, 3)
         );
         if i.stopped || w.stopped {
             println!("booked costs not compared: a load stopped at --mode-secs before the hour was sent");
