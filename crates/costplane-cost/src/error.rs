@@ -23,6 +23,9 @@ pub enum CostError {
     /// More tokens in one call than the sanity limit.
     #[error("{tokens} {kind} tokens are above the limit of {limit} per call")]
     AboveTokenLimit { tokens: u64, kind: &'static str, limit: u64 },
+    /// A cost the span carries that the ledger cannot keep exactly.
+    #[error("the span's cost {value} is outside what the ledger keeps exactly (below 10^15, at most 12 decimal places)")]
+    ProvidedCostOutOfRange { value: Decimal },
     /// Money past `Decimal`'s range.
     #[error("the cost of {tokens} {kind} tokens at {rate} per 1M tokens of {entry} overflows")]
     CostOverflow { tokens: u64, kind: &'static str, rate: Decimal, entry: String },

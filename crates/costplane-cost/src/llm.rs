@@ -215,8 +215,14 @@ fn anthropic_cache_names(attrs: &Attributes) -> bool {
 /// LLM call (no model, no token counts and no cost).
 pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
     let model = first(attrs, &MODEL).map(str::to_owned);
-    let provided_cost = first(attrs, &PROVIDED_COST).and_then(|v| v.trim().parse::<Decimal>().ok());
+    let mut provided_cost = first(attrs, &PROVIDED_COST).and_then(|v| v.trim().parse::<Decimal>().ok());
     let mut problems = Vec::new();
+    // The ledger keeps money as DECIMAL(38, 12): a cost it cannot hold
+    // exactly (and sums of many) makes the call invalid, never a rounded figure.
+    if let Some(c) = provided_cost.filter(|c| c.abs() >= Decimal::from(1_000_000_000_000_000u64) || c.normalize().scale() > 12) {
+        problems.push(CostError::ProvidedCostOutOfRange { value: c });
+        provided_cost = None;
+    }
     let input = count(attrs, &INPUT, &mut problems);
     let output = count(attrs, &OUTPUT, &mut problems);
     let total = count(attrs, &TOTAL, &mut problems);
@@ -685,6 +691,18 @@ name = "gemini-2.5-pro"
         // 1M × $2 + 1M × $8.
         assert_eq!(price(&cat, &u, day("2025-01-01")).total, d("10"));
         assert!(cat.lookup("gpt-4o").from_override);
+    }
+
+    #[test]
+    fn a_provided_cost_the_ledger_cannot_keep_makes_the_call_invalid() {
+        for cost in ["1000000000000000", "0.0000000000001"] {
+            let attrs = costplane_telemetry::Attributes::from([("gen_ai.request.model", "gpt-4o"), ("gen_ai.usage.cost", cost)]);
+            let got = extract("chat", &attrs).unwrap();
+            assert_eq!(got.usage.provided_cost, None, "{cost}");
+            assert!(got.invalid.as_deref().is_some_and(|r| r.contains("outside what the ledger keeps")), "{cost}: {:?}", got.invalid);
+        }
+        let attrs = costplane_telemetry::Attributes::from([("gen_ai.request.model", "gpt-4o"), ("gen_ai.usage.cost", "999999999999999.5")]);
+        assert_eq!(extract("chat", &attrs).unwrap().invalid, None);
     }
 
     #[test]

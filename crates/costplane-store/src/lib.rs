@@ -12,6 +12,7 @@ mod days;
 pub mod duckdb;
 mod error;
 pub mod ledger;
+pub mod money;
 mod query;
 mod records;
 pub mod tables;

@@ -457,6 +457,7 @@ impl Store for ClickHouseStore {
     }
 
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
+        crate::money::check_rows(&[], &batch.usage.llm)?;
         // Held until the inserts return (see `write_seq`).
         let ticket = self.seqs.begin();
         for i in self.inserts_for(batch, ticket.seq())? {
@@ -548,6 +549,7 @@ impl Store for ClickHouseStore {
         if replacement.hours.is_empty() {
             return Ok(());
         }
+        crate::money::check_rows(&replacement.rows, &[])?;
         // 1. The new rows: invisible until their revisions are listed.
         let id = replacement.hours.iter().map(|h| h.revision).max().unwrap_or(0);
         self.insert_rows("costplane_ledger", &replacement.rows, |r| r.charge_period_start_ns, rowbinary::ledger, id).await?;

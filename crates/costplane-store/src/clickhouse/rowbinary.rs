@@ -12,7 +12,7 @@
 //! their output by the description to hold them to it.
 
 use costplane_telemetry::model::*;
-use costplane_telemetry::usage::{HourState, KubernetesUsage, LedgerRow, LlmUsageRow, TelemetryUsage, MONEY_SCALE};
+use costplane_telemetry::usage::{HourState, KubernetesUsage, LedgerRow, LlmUsageRow, TelemetryUsage};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 
@@ -63,10 +63,13 @@ impl RowBinary {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
-    /// Decimal(38, 12): the scaled mantissa as Int128.
-    fn decimal(&mut self, mut d: Decimal) {
-        d.rescale(MONEY_SCALE);
-        self.buf.extend_from_slice(&d.mantissa().to_le_bytes());
+    /// Decimal(38, 12): the scaled mantissa as Int128. Every write checks
+    /// its decimals before encoding (`crate::money::check_rows`), so the
+    /// fallback is unreachable; debug builds assert it.
+    fn decimal(&mut self, d: Decimal) {
+        let m = crate::money::mantissa_38_12(d);
+        debug_assert!(m.is_some(), "{d} was not checked to fit DECIMAL(38, 12)");
+        self.buf.extend_from_slice(&m.unwrap_or_default().to_le_bytes());
     }
 
     fn map(&mut self, attrs: &Attributes) {

@@ -288,15 +288,19 @@ pub fn summaries(rows: &[SummaryRow]) -> Result<RecordBatch, ArrowError> {
     batch(cols)
 }
 
-/// DECIMAL(38, 12) from exact decimals.
+/// DECIMAL(38, 12) from exact decimals; a value the column cannot hold
+/// exactly is an error (`crate::money`), never stored at another scale.
 fn decimals(values: impl Iterator<Item = Option<Decimal>>) -> Result<ArrayRef, ArrowError> {
-    let scaled = values.map(|v| {
-        v.map(|mut d| {
-            d.rescale(MONEY_SCALE);
-            d.mantissa()
+    let scaled: Vec<Option<i128>> = values
+        .map(|v| {
+            v.map(|d| {
+                crate::money::mantissa_38_12(d)
+                    .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{d} does not fit DECIMAL(38, 12) exactly")))
+            })
+            .transpose()
         })
-    });
-    Ok(Arc::new(scaled.collect::<Decimal128Array>().with_precision_and_scale(38, MONEY_SCALE as i8)?))
+        .collect::<Result<_, _>>()?;
+    Ok(Arc::new(scaled.into_iter().collect::<Decimal128Array>().with_precision_and_scale(38, MONEY_SCALE as i8)?))
 }
 
 pub fn usage_telemetry(rows: &[TelemetryUsage]) -> Result<RecordBatch, ArrowError> {
