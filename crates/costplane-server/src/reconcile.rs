@@ -297,9 +297,11 @@ pub async fn report(state: &CostState, tenant: Option<&str>, from: i64, to: i64,
         };
         async move { state.ledger().rows(&filter).await }
     };
-    let estimates: Vec<Estimate> = read("llm").await?.iter().filter_map(Estimate::of_ledger_row).collect();
-    let mut invoices: Vec<_> = read(costplane_invoice::SOURCE).await?.iter().filter_map(line_of_ledger_row).collect();
-    invoices.extend(read(focus_ai::CLOUD_SOURCE).await?.iter().filter_map(focus_ai::line));
+    // Side by side: the three reads are independent.
+    let (llm, invoice, cloud) = tokio::join!(read("llm"), read(costplane_invoice::SOURCE), read(focus_ai::CLOUD_SOURCE));
+    let estimates: Vec<Estimate> = llm?.iter().filter_map(Estimate::of_ledger_row).collect();
+    let mut invoices: Vec<_> = invoice?.iter().filter_map(line_of_ledger_row).collect();
+    invoices.extend(cloud?.iter().filter_map(focus_ai::line));
     Ok(reconcile(&estimates, &invoices, options))
 }
 

@@ -37,7 +37,7 @@ use costplane_telemetry::usage::{
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 
-use super::incremental::{trace_hash, Applied, Incremental, LlmHour, OpenHour, Priced};
+use super::incremental::{covers, trace_hash, Applied, Incremental, LlmHour, OpenHour, Priced};
 use crate::config::{CostSection, LedgerSection};
 use costplane_k8s::KubernetesConfig;
 
@@ -240,6 +240,10 @@ impl Closer {
             let (new, rows) = fresh.remove(&hour_key).unwrap_or_default();
             let old = booked.remove(&hour_key).or_else(|| before.remove(&hour_key)).unwrap_or_default();
             for r in rows {
+                // Invoice lines restate estimated spend: never counted as booked.
+                if r.source == costplane_store::ledger::INVOICE_SOURCE {
+                    continue;
+                }
                 let key = r.key();
                 let (now, was) = (new.get(&key).copied().unwrap_or_default(), old.get(&key).copied().unwrap_or_default());
                 let (cost, quantity) = ((now.0 - was.0).max(Decimal::ZERO), (now.1 - was.1).max(Decimal::ZERO));
@@ -559,24 +563,39 @@ impl Closer {
                 }
             }
         }
-        for key @ (hour, scope_name) in to_hold.iter().filter(|k| !dirty.contains(k)) {
-            // Unchanged since stored: read to be held, not written again.
-            let (_, usage_rows, held) = self.price_scratch(&meter, scope_name, *hour, PROVISIONAL, inc.cursor).await?;
-            self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
-            if let Some(held) = held {
-                inc.hours.insert(*key, held);
-            }
-        }
         let mut replacement = LedgerReplacement::default();
-        for key @ (hour, scope_name) in &dirty {
-            let status = self.status_at(*hour, now);
-            let upto_here = if *scope_name == scope::KUBERNETES { None } else { inc.cursor };
-            let (rows, usage_rows, held) = self.price_scratch(&meter, scope_name, *hour, status, upto_here).await?;
+        // Hours priced from scratch; a model call found there also decides
+        // its trace's roll-ups in other hours, which are priced again too.
+        let mut queue: Vec<(i64, &'static str)> = dirty.iter().copied().collect();
+        let mut done: BTreeSet<(i64, &'static str)> = BTreeSet::new();
+        while let Some(key @ (hour, scope_name)) = queue.pop() {
+            if !done.insert(key) {
+                continue;
+            }
+            let status = self.status_at(hour, now);
+            let upto_here = if scope_name == scope::KUBERNETES { None } else { inc.cursor };
+            let (rows, usage_rows, held, covering) = self.price_scratch(&meter, scope_name, hour, status, upto_here).await?;
             self.stats.scratch_hours.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
-            push_revision(&mut replacement, *hour, scope_name, status, usage_rows, self.price_version(&meter, scope_name), rows);
-            inc.hours.remove(key);
+            push_revision(&mut replacement, hour, scope_name, status, usage_rows, self.price_version(&meter, scope_name), rows);
+            inc.hours.remove(&key);
             if let (Some(held), PROVISIONAL, Some(_)) = (held, status, inc.cursor) {
+                inc.hours.insert(key, held);
+            }
+            for trace in covering {
+                for h in inc.rollups.get(&trace_hash(&trace)).into_iter().flatten() {
+                    if !done.contains(&(*h, scope::LLM)) && *h >= since {
+                        queue.push((*h, scope::LLM));
+                    }
+                }
+            }
+        }
+        let dirty = done;
+        for key @ (hour, scope_name) in to_hold.iter().filter(|k| !dirty.contains(k)) {
+            // Unchanged since stored: read to be held, not written again.
+            let (_, usage_rows, held, _) = self.price_scratch(&meter, scope_name, *hour, PROVISIONAL, inc.cursor).await?;
+            self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
+            if let Some(held) = held {
                 inc.hours.insert(*key, held);
             }
         }
@@ -670,9 +689,11 @@ impl Closer {
         hour: i64,
         status: &str,
         upto: Option<u64>,
-    ) -> Result<(Vec<LedgerRow>, u64, Option<OpenHour>), StoreError> {
+    ) -> Result<(Vec<LedgerRow>, u64, Option<OpenHour>, Vec<String>), StoreError> {
         let usage: HourUsage = self.ledger.usage_of_hour(scope_name, hour, upto).await?;
         let version = self.price_version(meter, scope_name);
+        // Traces whose model calls here decide roll-ups elsewhere.
+        let mut covering = Vec::new();
         let held = match scope_name {
             scope::TELEMETRY => {
                 let mut agg = TelemetryAggregate::default();
@@ -692,6 +713,7 @@ impl Closer {
                     .collect();
                 let covered =
                     if rollup_traces.is_empty() { HashSet::new() } else { self.ledger.traces_with_model_usage(&rollup_traces).await? };
+                covering = usage.llm.iter().filter(|r| covers(r) && !r.trace_id.is_empty()).map(|r| r.trace_id.clone()).collect();
                 let llm = LlmHour::from_rows(meter, &usage.llm, &covered);
                 OpenHour { usage_rows: usage.rows, price_version: version, priced: Priced::Llm(llm) }
             }
@@ -701,11 +723,11 @@ impl Closer {
                 let rows = costplane_k8s::price_hour(hour, &usage.kubernetes, &cfg, &meter.catalog.currency, status, &mut stats)
                     .map_err(|e| StoreError::Unexpected(e.to_string()))?;
                 self.idle_clamps.fetch_add(stats.idle_clamps, std::sync::atomic::Ordering::Relaxed);
-                return Ok((rows, usage.rows, None));
+                return Ok((rows, usage.rows, None, Vec::new()));
             }
-            _ => return Ok((Vec::new(), usage.rows, None)),
+            _ => return Ok((Vec::new(), usage.rows, None, Vec::new())),
         };
-        Ok((held.rows(meter, status), usage.rows, Some(held)))
+        Ok((held.rows(meter, status), usage.rows, Some(held), covering))
     }
 
     /// Storage cost: once for each ended day without it, the days a stopped
@@ -765,7 +787,7 @@ impl Closer {
         let mut usage_rows = 0;
         let mut corrected = 0;
         for (hour, scope_name) in &hours {
-            let (new, n, _) = self.price_scratch(&meter, scope_name, *hour, CLOSED, None).await.map_err(err)?;
+            let (new, n, ..) = self.price_scratch(&meter, scope_name, *hour, CLOSED, None).await.map_err(err)?;
             usage_rows += n;
             let before = old.remove(&(*hour, (*scope_name).to_owned())).unwrap_or_default();
             for r in &before {

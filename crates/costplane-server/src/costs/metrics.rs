@@ -350,8 +350,13 @@ async fn compute(
     let month_filter = CostFilter { from_ns: ns(from), to_ns: ns(to), tenant: tenant.clone(), equals: Vec::new() };
     let days_filter = CostFilter { from_ns: end - 30 * 24 * hour, to_ns: end, tenant, equals: Vec::new() };
     let ledger = state.ledger();
-    // Two ledger reads per refresh, side by side.
-    let (sums, days) = tokio::join!(ledger.sum_costs(&month_filter, &MONTH_DIMENSIONS, None), ledger.sum_costs(&days_filter, &[], None));
+    // The ledger reads of a refresh run side by side: the month's groups,
+    // the 30-day sum and the reconciliation's.
+    let (sums, days, reconciliation) = tokio::join!(
+        ledger.sum_costs(&month_filter, &MONTH_DIMENSIONS, None),
+        ledger.sum_costs(&days_filter, &[], None),
+        crate::reconcile::provider_drift(state, caller.tenant(), ns(now), crate::reconcile::METRICS_DAYS)
+    );
     let (sums, last_30_days) = (sums?, days?.iter().map(|s| s.cost).sum::<Decimal>());
     let rows = sums
         .into_iter()
@@ -368,7 +373,6 @@ async fn compute(
             Vec::new()
         }
     };
-    let reconciliation = crate::reconcile::provider_drift(state, caller.tenant(), ns(now), crate::reconcile::METRICS_DAYS).await;
     let reconciliation = reconciliation.unwrap_or_else(|e| {
         tracing::warn!(error = %e.message, "no reconciliation series for /metrics");
         Vec::new()

@@ -56,6 +56,8 @@ pub use usage::NewUsage;
 
 pub const LEDGER_TABLE: &str = "costplane_ledger";
 pub const HOURS_TABLE: &str = "costplane_ledger_hours";
+/// `x_Source` of imported provider invoices, left out of every total.
+pub const INVOICE_SOURCE: &str = "invoice";
 
 static LAST_REVISION: AtomicU64 = AtomicU64::new(0);
 
@@ -316,6 +318,11 @@ impl Ledger {
         for (d, v) in &f.equals {
             let placeholder = p.add(Param::Str(v.clone()));
             w.push_str(&format!(" AND {}", matches(*d, &placeholder)));
+        }
+        if !f.equals.iter().any(|(d, _)| *d == Dimension::Source) {
+            // Invoice lines (providers' cost reports) restate spend the
+            // estimates count: read only when asked for by source.
+            w.push_str(&format!(" AND x_Source <> '{INVOICE_SOURCE}'"));
         }
         let visible = self.visible(p, f.from_ns, f.to_ns);
         w.push_str(&format!(" AND {visible}"));
