@@ -37,7 +37,7 @@ use costplane_telemetry::usage::{
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 
-use super::incremental::{covers, trace_hash, Applied, Incremental, LlmHour, OpenHour, Priced};
+use super::incremental::{trace_hash, Applied, Incremental, LlmHour, OpenHour, Priced};
 use crate::config::{CostSection, LedgerSection};
 use costplane_k8s::KubernetesConfig;
 
@@ -479,7 +479,7 @@ impl Closer {
                 touched.extend(applied.touched);
                 inc.cursor = Some(upto);
                 // Only Kubernetes hours are found by counting.
-                self.ledger.usage_counts(since, Some(upto)).await?.into_iter().filter(|c| c.1 == scope::KUBERNETES).collect()
+                self.ledger.usage_counts_of(&[scope::KUBERNETES], since, Some(upto)).await?
             }
             _ => {
                 // The first refresh (or the first after an error or a
@@ -692,7 +692,7 @@ impl Closer {
     ) -> Result<(Vec<LedgerRow>, u64, Option<OpenHour>, Vec<String>), StoreError> {
         let usage: HourUsage = self.ledger.usage_of_hour(scope_name, hour, upto).await?;
         let version = self.price_version(meter, scope_name);
-        // Traces whose model calls here decide roll-ups elsewhere.
+        // Traces of this hour: their roll-ups elsewhere are decided again.
         let mut covering = Vec::new();
         let held = match scope_name {
             scope::TELEMETRY => {
@@ -713,7 +713,9 @@ impl Closer {
                     .collect();
                 let covered =
                     if rollup_traces.is_empty() { HashSet::new() } else { self.ledger.traces_with_model_usage(&rollup_traces).await? };
-                covering = usage.llm.iter().filter(|r| covers(r) && !r.trace_id.is_empty()).map(|r| r.trace_id.clone()).collect();
+                // Every trace of the hour (not only its model calls': a
+                // copy dropped here may be the call that covers a trace).
+                covering = usage.llm.iter().filter(|r| !r.trace_id.is_empty()).map(|r| r.trace_id.clone()).collect();
                 let llm = LlmHour::from_rows(meter, &usage.llm, &covered);
                 OpenHour { usage_rows: usage.rows, price_version: version, priced: Priced::Llm(llm) }
             }

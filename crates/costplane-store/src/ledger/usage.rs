@@ -81,6 +81,18 @@ impl Ledger {
     /// telemetry rows up to write number `upto`): what tells the closer an
     /// hour has new usage.
     pub async fn usage_counts(&self, since: i64, upto: Option<u64>) -> Result<Vec<(i64, &'static str, u64)>, StoreError> {
+        self.usage_counts_of(&[scope::TELEMETRY, scope::LLM, scope::KUBERNETES], since, upto).await
+    }
+
+    /// [`Ledger::usage_counts`] of some scopes only (the incremental
+    /// refresh counts Kubernetes hours alone: counting the others would
+    /// read every usage row of the lookback).
+    pub async fn usage_counts_of(
+        &self,
+        scopes: &[&str],
+        since: i64,
+        upto: Option<u64>,
+    ) -> Result<Vec<(i64, &'static str, u64)>, StoreError> {
         let dialect = self.dialect();
         let hour = dialect.ns("Hour");
         let mut out = Vec::new();
@@ -89,6 +101,9 @@ impl Ledger {
             ("costplane_usage_llm", scope::LLM, true),
             ("costplane_usage_kubernetes", scope::KUBERNETES, false),
         ] {
+            if !scopes.contains(&scope) {
+                continue;
+            }
             let mut p = Params::new(dialect);
             let from = p.add(Param::Int(since));
             let bound = if numbered { bounded(&mut p, upto) } else { String::new() };
