@@ -8,7 +8,7 @@
 # --- build: the release profile, as `cargo build --release` does locally.
 # The bookworm (not slim) Rust image carries the C++ toolchain the bundled
 # DuckDB needs.
-FROM rust:1.88-bookworm AS builder
+FROM rust:1.89-bookworm AS builder
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and the target directory between builds
