@@ -29,4 +29,7 @@ pub enum CostError {
     /// Money past `Decimal`'s range.
     #[error("the cost of {tokens} {kind} tokens at {rate} per 1M tokens of {entry} overflows")]
     CostOverflow { tokens: u64, kind: &'static str, rate: Decimal, entry: String },
+    /// A telemetry cost figure past `Decimal`'s range.
+    #[error("the telemetry {what} figure overflows")]
+    TelemetryCostOverflow { what: &'static str },
 }

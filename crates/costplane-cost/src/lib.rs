@@ -5,7 +5,8 @@
 //! - [`overrides`]: user price override files (partial entries, numbers);
 //! - [`llm`]: LLM token usage from span attributes, and its price;
 //! - [`meter`]: usage from batches, ledger rows from usage;
-//! - [`aggregate`]: an hour's priced usage, added a fact at a time.
+//! - [`aggregate`]: an hour's priced usage, added a fact at a time;
+//! - [`telemetry_costs`]: what telemetry costs to keep, and what-ifs.
 //!
 //! Money is `rust_decimal::Decimal` end to end.
 
@@ -16,6 +17,7 @@ pub mod llm;
 pub mod meter;
 pub mod model_name;
 pub mod overrides;
+pub mod telemetry_costs;
 
 pub use catalog::Catalog;
 pub use error::CostError;
