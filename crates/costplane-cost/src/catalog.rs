@@ -245,6 +245,16 @@ impl Catalog {
         &self.models
     }
 
+    /// Every input-token count above which some entry's price tier starts,
+    /// sorted and without repeats: calls on the same side of each of them
+    /// price at the same tier of any entry.
+    pub fn tier_thresholds(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self.models.iter().flat_map(|m| m.prices.iter().flat_map(|p| p.tiers.iter().map(|t| t.above_input_tokens))).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Model keys claimed by more than one entry (each also logged at load).
     pub fn collisions(&self) -> &[String] {
         &self.collisions

@@ -387,6 +387,19 @@ pub fn price_with(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate, provided:
     if let Some(reason) = over_limits(usage, &catalog.limits) {
         return invalid(catalog, usage, &reason.to_string());
     }
+    price_at_tier(catalog, usage, usage.input_tokens, day, provided)
+}
+
+/// Prices a *sum* of calls that all fall in the price tier a call of
+/// `tier_input` input tokens selects, as [`price_with`] prices each of them
+/// (pricing is linear in each token part within a tier, so the sum of their
+/// costs is the cost of their summed parts). The per-call token limit is
+/// the caller's to check, per call.
+pub fn price_summed(catalog: &Catalog, sum: &LlmUsage, tier_input: u64, day: NaiveDate, provided: ProvidedCost) -> LlmCost {
+    price_at_tier(catalog, sum, tier_input, day, provided)
+}
+
+fn price_at_tier(catalog: &Catalog, usage: &LlmUsage, tier_input: u64, day: NaiveDate, provided: ProvidedCost) -> LlmCost {
     let lookup = catalog.lookup_for(&usage.provider, &usage.model);
     let provider = lookup.entry.map(|e| e.provider.clone());
     let provided_cost = || LlmCost {
@@ -420,7 +433,7 @@ pub fn price_with(catalog: &Catalog, usage: &LlmUsage, day: NaiveDate, provided:
             format!("no catalog entry for '{}' (looked up as '{}')", usage.model, lookup.normalized.key)
         });
     };
-    let Some(rates) = entry.rates(day, usage.input_tokens) else {
+    let Some(rates) = entry.rates(day, tier_input) else {
         if fill_in {
             return provided_cost();
         }

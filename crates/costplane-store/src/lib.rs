@@ -16,6 +16,7 @@ pub mod money;
 mod query;
 mod records;
 pub mod tables;
+pub mod unit_costs;
 pub mod telemetry_costs;
 mod verify;
 pub mod write_seq;

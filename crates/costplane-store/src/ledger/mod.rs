@@ -52,6 +52,7 @@ use serde_json::Value;
 use crate::{Dialect, Param, Params, Store, StoreError};
 
 mod usage;
+pub(crate) use usage::COPY_ORDER;
 pub use usage::NewUsage;
 
 pub const LEDGER_TABLE: &str = "costplane_ledger";
