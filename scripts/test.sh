@@ -94,6 +94,10 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+# LiteLLM, the oracle of the price import's test: the wheel's hash is pinned
+# (--require-hashes), its dependencies installed apart at pinned versions.
+.venv/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r tests/requirements-litellm.txt
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements-litellm-deps.txt
 
 step "Rust tests (cargo test --release --workspace)"
 cargo test --release --workspace --no-fail-fast

@@ -15,6 +15,11 @@
 //!   sold by two providers is two entries; a span's provider picks its own.
 //!   Two entries that claim the same model name in the fallback are
 //!   reported at load; an override wins there, else the entry listed first.
+//! - A variant of a model (a fine-tune, a region, a data zone, a deployment
+//!   tier: `ft:gpt-4o-2024-08-06`, `azure/eu/gpt-4o-2024-08-06`,
+//!   `us.anthropic.claude-...`) has a price of its own but normalizes to
+//!   the plain model's key; an entry marked `variant` is matched by its full
+//!   name only, tried before any key, so it never takes the plain name.
 //! - A dated snapshot key (`gpt-4o-2024-05-13`) is tried before the
 //!   undated one, as some snapshots have their own list price; but an
 //!   override of the undated name beats a shipped snapshot entry, so a
@@ -50,6 +55,11 @@ pub struct ModelEntry {
     pub name: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// What kind of variant of a plain model this entry is (`fine-tune`,
+    /// `regional`, `data-zone`, `deployment-tier`), if it is one: it is
+    /// then matched by its full name (and aliases) only.
+    #[serde(default)]
+    pub variant: Option<String>,
     pub prices: Vec<Price>,
 }
 
@@ -66,6 +76,10 @@ pub struct Price {
     pub cache_read: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub cache_write: Option<Decimal>,
+    /// Cache writes kept for an hour (Anthropic bills them at 2x input,
+    /// where 5-minute writes are 1.25x); the 5-minute rate when absent.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub cache_write_1h: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub reasoning: Option<Decimal>,
     #[serde(default)]
@@ -96,6 +110,7 @@ pub struct Rates {
     pub output: Decimal,
     pub cache_read: Decimal,
     pub cache_write: Decimal,
+    pub cache_write_1h: Decimal,
     pub reasoning: Decimal,
     /// `Some(threshold)` when a tier applied.
     pub tier_above: Option<u64>,
@@ -118,6 +133,10 @@ pub struct Catalog {
     by_provider: HashMap<String, HashMap<String, usize>>,
     /// Model key to entry, whatever the provider.
     index: HashMap<String, usize>,
+    /// Variants' full names (lowercased), by canonical provider and
+    /// whatever the provider.
+    exact_by_provider: HashMap<String, HashMap<String, usize>>,
+    exact: HashMap<String, usize>,
     /// Keys claimed by more than one entry, described for the operator.
     collisions: Vec<String>,
 }
@@ -201,11 +220,25 @@ impl Catalog {
         };
         let mut by_provider: HashMap<String, HashMap<String, usize>> = HashMap::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let mut exact_by_provider: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut exact: HashMap<String, usize> = HashMap::new();
         let mut collisions = Vec::new();
         let who = |j: usize| format!("{}/{}", models[j].provider, models[j].name);
         for (i, m) in models.iter().enumerate() {
-            let own = by_provider.entry(canonical_provider(&m.provider)).or_default();
             let names = std::iter::once(&m.name).chain(m.aliases.iter());
+            if m.variant.is_some() {
+                let own = exact_by_provider.entry(canonical_provider(&m.provider)).or_default();
+                for name in names {
+                    let key = name.trim().to_ascii_lowercase();
+                    let same_provider = claim(own, &key, i);
+                    let any_provider = claim(&mut exact, &key, i);
+                    if let Some((won, lost)) = same_provider.or(any_provider) {
+                        collisions.push(format!("variant name '{key}' is claimed by {} and {}; {} is used", who(won), who(lost), who(won)));
+                    }
+                }
+                continue;
+            }
+            let own = by_provider.entry(canonical_provider(&m.provider)).or_default();
             // Dates are kept: a dated entry is its own snapshot, not the
             // alias. A name with a version (`titan-embed-text-v1`) claims
             // its exact key, which lookups try first: that version is a
@@ -235,10 +268,27 @@ impl Catalog {
                 }
             }
         }
-        for c in &collisions {
-            tracing::warn!(catalog = %version, "price catalog collision: {c}");
+        // Once, not per name: an imported price list claims hundreds of
+        // names twice (one model sold by several providers), each normal.
+        if !collisions.is_empty() {
+            tracing::warn!(
+                catalog = %version,
+                "{} model names are claimed by more than one price entry; `costplane prices collisions` lists them and the entry used",
+                collisions.len()
+            );
         }
-        Ok(Catalog { version, currency: shipped.currency, limits: Limits::default(), models, overridden, by_provider, index, collisions })
+        Ok(Catalog {
+            version,
+            currency: shipped.currency,
+            limits: Limits::default(),
+            models,
+            overridden,
+            by_provider,
+            index,
+            exact_by_provider,
+            exact,
+            collisions,
+        })
     }
 
     pub fn models(&self) -> &[ModelEntry] {
@@ -255,7 +305,7 @@ impl Catalog {
         out
     }
 
-    /// Model keys claimed by more than one entry (each also logged at load).
+    /// Model keys claimed by more than one entry (their count is logged at load).
     pub fn collisions(&self) -> &[String] {
         &self.collisions
     }
@@ -290,16 +340,33 @@ impl Catalog {
             });
         let exact = Some(normalize_exact(model)).filter(|e| e.key != undated.key && dated.as_ref().is_none_or(|d| d.key != e.key));
         let candidates: Vec<&Normalized> = exact.iter().chain(dated.iter()).chain([&undated]).chain(shorter.iter()).collect();
-        let own = self.by_provider.get(&canonical_provider(provider));
+        let provider = canonical_provider(provider);
+        // A variant's full name; a fine-tuned model's name with its
+        // organization, suffix and id (`ft:gpt-4o-2024-08-06:acme::abc123`)
+        // reaches the fine-tune price of its base (`ft:gpt-4o-2024-08-06`).
+        let full = model.trim().to_ascii_lowercase();
+        let fine_tune = full.strip_prefix("ft:").and_then(|rest| rest.split(':').next()).map(|base| format!("ft:{base}"));
+        let full_names: Vec<&String> = [Some(&full), fine_tune.as_ref()].into_iter().flatten().collect();
+        let variant = |names: &HashMap<String, usize>| {
+            full_names.iter().find_map(|name| {
+                let steps = vec!["matched a variant's full name".to_owned()];
+                names.get(*name).map(|&i| (Normalized { key: (*name).clone(), steps }, i))
+            })
+        };
         // Within one key map, an overridden entry beats a shipped one that a
         // more specific key reaches: a price negotiated for `gpt-4o` covers
         // the calls that report the `gpt-4o-2024-08-06` snapshot.
-        let found = own.into_iter().chain([&self.index]).find_map(|keys| {
+        let keyed = |keys: &HashMap<String, usize>| {
             let mut hits = candidates.iter().filter_map(|n| keys.get(&n.key).map(|&i| (*n, i)));
             let first = hits.next()?;
             let chosen = if self.overridden[first.1] { first } else { hits.find(|(_, i)| self.overridden[*i]).unwrap_or(first) };
             Some((chosen.0.clone(), chosen.1))
-        });
+        };
+        // The provider's own entries (variants, then keys), then anyone's.
+        let own = (self.exact_by_provider.get(&provider), self.by_provider.get(&provider));
+        let found = [own, (Some(&self.exact), Some(&self.index))]
+            .into_iter()
+            .find_map(|(exact, keys)| exact.and_then(variant).or_else(|| keys.and_then(keyed)));
         match found {
             Some((normalized, i)) => Lookup { entry: Some(&self.models[i]), from_override: self.overridden[i], normalized },
             // Unmatched: explain with the key the name reduces to.
@@ -323,6 +390,7 @@ impl ModelEntry {
             // Without a published cache rate, cached tokens cost what input costs.
             cache_read: cache_read.unwrap_or(input),
             cache_write: cache_write.unwrap_or(input),
+            cache_write_1h: price.cache_write_1h.or(cache_write).unwrap_or(input),
             reasoning: price.reasoning.unwrap_or(output),
             tier_above: tier.map(|t| t.above_input_tokens),
             effective: price.effective,
@@ -452,6 +520,89 @@ mod tests {
         assert_eq!(cat.lookup_for("openai", "gpt-4o").entry.unwrap().provider, "openai");
         assert_eq!(cat.collisions().len(), 1, "{:?}", cat.collisions());
         assert!(cat.collisions()[0].ends_with("priced by az.ai.openai/gpt-4o"), "{:?}", cat.collisions());
+    }
+
+    #[test]
+    fn a_variant_is_matched_by_its_full_name_only() {
+        let file = parse(
+            r#"version = "v"
+currency = "USD"
+[[model]]
+provider = "openai"
+name = "ft:gpt-4o-2024-08-06"
+variant = "fine-tune"
+  [[model.prices]]
+  effective = "2024-08-06"
+  input = "3.75"
+  output = "15"
+[[model]]
+provider = "openai"
+name = "gpt-4o-2024-08-06"
+  [[model.prices]]
+  effective = "2024-08-06"
+  input = "2.5"
+  output = "10"
+"#,
+            "test",
+        )
+        .unwrap();
+        let cat = Catalog::from_files(file, None).unwrap();
+        let name = |provider: &str, model: &str| cat.lookup_for(provider, model).entry.map(|e| e.name.clone());
+        // The fine-tune is listed first yet never takes the plain snapshot's name.
+        assert_eq!(name("openai", "gpt-4o-2024-08-06").as_deref(), Some("gpt-4o-2024-08-06"));
+        assert_eq!(name("", "openai/gpt-4o-2024-08-06").as_deref(), Some("gpt-4o-2024-08-06"));
+        // A fine-tuned model's own name (organization, suffix, id) reaches its base's fine-tune price.
+        assert_eq!(name("openai", "ft:gpt-4o-2024-08-06:acme::9xYz").as_deref(), Some("ft:gpt-4o-2024-08-06"));
+        assert_eq!(name("", "FT:gpt-4o-2024-08-06").as_deref(), Some("ft:gpt-4o-2024-08-06"));
+        assert_eq!(cat.collisions(), &[] as &[String]);
+        // A fine-tune of another model has no entry: the base model's name is not a fallback.
+        assert_eq!(name("openai", "ft:gpt-4o-mini-2024-07-18:acme::1").as_deref(), None);
+    }
+
+    #[test]
+    fn one_hour_cache_writes_have_their_own_rate() {
+        let file = parse(
+            r#"version = "v"
+currency = "USD"
+[[model]]
+provider = "anthropic"
+name = "claude-sonnet-4-5"
+  [[model.prices]]
+  effective = "2025-09-29"
+  input = "3"
+  output = "15"
+  cache_write = "3.75"
+  cache_write_1h = "6"
+[[model]]
+provider = "anthropic"
+name = "claude-3-haiku"
+  [[model.prices]]
+  effective = "2024-03-07"
+  input = "0.25"
+  output = "1.25"
+  cache_write = "0.30"
+[[model]]
+provider = "acme"
+name = "acme-1"
+  [[model.prices]]
+  effective = "2024-03-07"
+  input = "1"
+  output = "2"
+"#,
+            "test",
+        )
+        .unwrap();
+        let cat = Catalog::from_files(file, None).unwrap();
+        let day = NaiveDate::from_ymd_opt(2025, 12, 1).unwrap();
+        let write = |model: &str| {
+            let r = cat.lookup(model).entry.unwrap().rates(day, 1).unwrap();
+            (r.cache_write, r.cache_write_1h)
+        };
+        // Anthropic: 5-minute writes 1.25 x 3 = 3.75, 1-hour writes 2 x 3 = 6.
+        assert_eq!(write("claude-sonnet-4-5"), (Decimal::new(375, 2), Decimal::new(6, 0)));
+        // No 1-hour rate published: the 5-minute one; no write rate at all: input's.
+        assert_eq!(write("claude-3-haiku"), (Decimal::new(30, 2), Decimal::new(30, 2)));
+        assert_eq!(write("acme-1"), (Decimal::ONE, Decimal::ONE));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::error::CostError;
 use crate::model_name::canonical_provider;
 
 /// The keys whose values are money.
-const MONEY_KEYS: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
+const MONEY_KEYS: [&str; 6] = ["input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning"];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +45,9 @@ pub struct OverrideEntry {
     /// Replaces the catalog's aliases when given.
     #[serde(default)]
     pub aliases: Option<Vec<String>>,
+    /// Marks the entry a variant of a plain model (see [`ModelEntry::variant`]).
+    #[serde(default)]
+    pub variant: Option<String>,
     pub prices: Vec<OverridePrice>,
 }
 
@@ -60,6 +63,8 @@ pub struct OverridePrice {
     pub cache_read: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub cache_write: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub cache_write_1h: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub reasoning: Option<Decimal>,
     #[serde(default)]
@@ -157,6 +162,7 @@ fn merged_on(day: NaiveDate, base: Option<&Price>, overrides: &[OverridePrice], 
         output: need(given(overrides, day, |o| o.output).or(base.map(|b| b.output)), "output")?,
         cache_read: given(overrides, day, |o| o.cache_read).or(base.and_then(|b| b.cache_read)),
         cache_write: given(overrides, day, |o| o.cache_write).or(base.and_then(|b| b.cache_write)),
+        cache_write_1h: given(overrides, day, |o| o.cache_write_1h).or(base.and_then(|b| b.cache_write_1h)),
         reasoning: given(overrides, day, |o| o.reasoning).or(base.and_then(|b| b.reasoning)),
         source: latest
             .map(|o| o.source.clone().unwrap_or_else(|| "price override".to_owned()))
@@ -196,6 +202,7 @@ pub fn resolve(shipped: &CatalogFile, file: OverrideFile) -> Result<CatalogFile,
             provider: o.provider,
             name: o.name,
             aliases: o.aliases.unwrap_or_else(|| base.map(|b| b.aliases.clone()).unwrap_or_default()),
+            variant: o.variant.or_else(|| base.and_then(|b| b.variant.clone())),
             prices,
         });
     }

@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod reconcile;
 pub mod secret;
 mod server;
+pub mod telemetry_costs;
 pub mod tls;
 pub mod web;
 

@@ -202,7 +202,8 @@ impl Server {
             .layer(axum::Extension(api::QueryBounds { max_steps: self.config.api.max_steps }))
             .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote }))
             .layer(axum::Extension(Arc::clone(&insights.gauges)))
-            .layer(axum::Extension(kubernetes.clone())),
+            .layer(axum::Extension(kubernetes.clone()))
+            .layer(axum::Extension(crate::telemetry_costs::Retention::of(&self.config))),
             stop.clone(),
             "HTTP API",
         );

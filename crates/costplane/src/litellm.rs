@@ -1,178 +1,51 @@
 //! `costplane prices import --format litellm FILE`: LiteLLM's public
 //! `model_prices_and_context_window.json` (per-token USD prices, facts) into
 //! a costplane price override file, so prices can be refreshed without a
-//! release.
+//! release, pricing each call as LiteLLM's own `cost_per_token` does.
 //!
-//! The file's prices are JSON numbers such as `2.5e-06`. They are read from
-//! their text (a small JSON reader below keeps each number's digits), never
-//! through a float, and scaled to costplane's per-1M-token unit exactly.
+//! - Numbers are read from their text ([`json`]), never through a float,
+//!   and scaled to costplane's per-1M-token unit exactly.
+//! - The entry LiteLLM resolves for a plain model name keeps that name.
+//!   A variant that normalizes to the same name (a fine-tune `ft:...`, a
+//!   region `bedrock/ap-south-1/...`, a data zone `azure/eu/...` or
+//!   `us.anthropic...`, a deployment tier `azure/global-standard/...` or a
+//!   Bedrock commitment) is written with `variant`, so the catalog matches
+//!   it by its full name only. Two spellings of one model of one provider
+//!   keep the one LiteLLM looks up first (`deepseek/deepseek-chat` before
+//!   `deepseek-chat`: it tries `provider/model` before `model`).
+//! - Carried: input, output, cache read and write, 1-hour cache writes
+//!   (`cache_creation_input_token_cost_above_1hr`), reasoning
+//!   (`output_cost_per_reasoning_token`) and every `_above_<N>_tokens` tier
+//!   of input, output, cache read and cache write. Every other priced field
+//!   (batch, priority and flex rates, audio, images, seconds, characters,
+//!   queries) is counted in the summary as not carried.
+//! - Entries that are not priced per token are skipped, counted by reason.
+//! - Bare names (`gpt-4o`) are written before provider-prefixed ones
+//!   (`azure/gpt-4o`): LiteLLM prices a name given without a provider by
+//!   its bare entry, and the catalog gives the provider-less fallback to
+//!   the entry listed first.
 
-use std::collections::HashSet;
+mod json;
+
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use costplane_cost::model_name::{canonical_provider, normalize_keeping_date};
+use costplane_cost::model_name::{canonical_provider, normalize_exact, normalize_keeping_date};
+use json::Json;
 use rust_decimal::Decimal;
 
-/// A JSON value whose numbers keep their text.
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Object(Vec<(String, Json)>),
-    Array(Vec<Json>),
-    Str(String),
-    Num(String),
-    Other,
-}
+/// The modes whose entries are priced per token.
+const TOKEN_MODES: [&str; 4] = ["chat", "completion", "embedding", "responses"];
 
-struct Reader<'a> {
-    s: &'a [u8],
-    i: usize,
-}
+/// Bedrock cross-region inference profile prefixes (data zones).
+const PROFILE_PREFIXES: [&str; 8] = ["us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca."];
 
-impl Reader<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn err<T>(&self, what: &str) -> anyhow::Result<T> {
-        bail!("not LiteLLM's JSON: {what} at byte {}", self.i)
-    }
-
-    fn eat(&mut self, b: u8) -> anyhow::Result<()> {
-        self.ws();
-        if self.s.get(self.i) == Some(&b) {
-            self.i += 1;
-            Ok(())
-        } else {
-            self.err(&format!("expected '{}'", b as char))
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> anyhow::Result<Json> {
-        if depth > 64 {
-            return self.err("nesting too deep");
-        }
-        self.ws();
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Object(fields));
-                }
-                loop {
-                    self.ws();
-                    let Json::Str(key) = self.string()? else { unreachable!() };
-                    self.eat(b':')?;
-                    fields.push((key, self.value(depth + 1)?));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Object(fields));
-                        }
-                        _ => return self.err("expected ',' or '}'"),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Array(items));
-                }
-                loop {
-                    items.push(self.value(depth + 1)?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Array(items));
-                        }
-                        _ => return self.err("expected ',' or ']'"),
-                    }
-                }
-            }
-            Some(b'"') => self.string(),
-            Some(c) if *c == b'-' || c.is_ascii_digit() => {
-                let start = self.i;
-                while self.i < self.s.len() && matches!(self.s[self.i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
-                    self.i += 1;
-                }
-                Ok(Json::Num(String::from_utf8_lossy(&self.s[start..self.i]).into_owned()))
-            }
-            _ => {
-                for word in [&b"true"[..], b"false", b"null"] {
-                    if self.s[self.i..].starts_with(word) {
-                        self.i += word.len();
-                        return Ok(Json::Other);
-                    }
-                }
-                self.err("unexpected character")
-            }
-        }
-    }
-
-    fn string(&mut self) -> anyhow::Result<Json> {
-        if self.s.get(self.i) != Some(&b'"') {
-            return self.err("expected a string");
-        }
-        self.i += 1;
-        let mut out = Vec::new();
-        while let Some(&c) = self.s.get(self.i) {
-            self.i += 1;
-            match c {
-                b'"' => return Ok(Json::Str(String::from_utf8(out).context("a string is not UTF-8")?)),
-                b'\\' => {
-                    let e = *self.s.get(self.i).context("unfinished escape")?;
-                    self.i += 1;
-                    match e {
-                        b'n' => out.push(b'\n'),
-                        b't' => out.push(b'\t'),
-                        b'r' => out.push(b'\r'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'u' => {
-                            let hex = self.s.get(self.i..self.i + 4).context("unfinished \\u escape")?;
-                            self.i += 4;
-                            let code = u32::from_str_radix(std::str::from_utf8(hex)?, 16)?;
-                            // Surrogates (emoji in descriptions) are not names or prices.
-                            let ch = char::from_u32(code).unwrap_or('\u{fffd}');
-                            out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
-                        }
-                        other => out.push(other),
-                    }
-                }
-                other => out.push(other),
-            }
-        }
-        self.err("unfinished string")
-    }
-}
-
-fn parse(text: &str) -> anyhow::Result<Json> {
-    let mut r = Reader { s: text.as_bytes(), i: 0 };
-    let v = r.value(0)?;
-    r.ws();
-    if r.i != r.s.len() {
-        return r.err("trailing data");
-    }
-    Ok(v)
-}
-
-/// A per-token price's text as a per-1M-token decimal string.
-fn per_million(text: &str) -> anyhow::Result<String> {
+/// A per-token price's text as a per-1M-token decimal.
+fn per_million(text: &str) -> anyhow::Result<Decimal> {
     let d = Decimal::from_str(text).or_else(|_| Decimal::from_scientific(text)).with_context(|| format!("{text} is not a price"))?;
-    Ok((d * Decimal::from(1_000_000u32)).normalize().to_string())
+    d.checked_mul(Decimal::from(1_000_000u32)).map(|d| d.normalize()).with_context(|| format!("{text} per token is out of range"))
 }
 
 fn field<'a>(fields: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
@@ -186,16 +59,304 @@ fn num<'a>(fields: &'a [(String, Json)], key: &str) -> Option<&'a str> {
     }
 }
 
-/// LiteLLM's provider names for costplane's (others are kept).
+fn text<'a>(fields: &'a [(String, Json)], key: &str) -> Option<&'a str> {
+    match field(fields, key) {
+        Some(Json::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// costplane's provider for LiteLLM's `litellm_provider` (others are kept).
 fn provider(litellm: &str) -> &str {
     match litellm {
-        "vertex_ai-language-models" | "vertex_ai" => "gcp.vertex_ai",
+        p if p == "vertex_ai" || p.starts_with("vertex_ai-") => "gcp.vertex_ai",
         "gemini" => "google",
         "text-completion-openai" => "openai",
         "bedrock" | "bedrock_converse" => "aws.bedrock",
-        "mistral" => "mistral",
+        "azure_ai" => "azure.ai.inference",
         other => other,
     }
+}
+
+/// An AWS region name (`ap-south-1`, `us-gov-west-1`).
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts.last().is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// What kind of variant of a plain model LiteLLM's `key` is, if any.
+fn variant_of(key: &str, litellm_provider: &str) -> Option<&'static str> {
+    if key.starts_with("ft:") {
+        return Some("fine-tune");
+    }
+    let segments: Vec<&str> = key.split('/').collect();
+    if segments.len() >= 3 && ["bedrock", "bedrock_converse", "azure", "azure_ai"].contains(&segments[0]) {
+        let middle = &segments[1..segments.len() - 1];
+        if middle.iter().any(|s| s.ends_with("-commitment") || ["global-standard", "standard", "provisioned"].contains(s)) {
+            return Some("deployment-tier");
+        }
+        if middle.iter().any(|s| ["eu", "us", "global", "apac"].contains(s)) {
+            return Some("data-zone");
+        }
+        if middle.iter().any(|s| *s == "*" || is_region(s)) {
+            return Some("regional");
+        }
+    }
+    let last = segments.last().copied().unwrap_or(key);
+    if litellm_provider.starts_with("bedrock") && PROFILE_PREFIXES.iter().any(|p| last.starts_with(p)) {
+        return Some("data-zone");
+    }
+    None
+}
+
+/// How early LiteLLM looks `key` up for the plain name it shares with
+/// other keys: `provider/model` first, then the bare `model`, then longer
+/// paths (`bedrock/invoke/...`).
+fn lookup_rank(key: &str, litellm_provider: &str) -> u8 {
+    match key.split_once('/') {
+        Some((head, rest)) if head == litellm_provider && !rest.contains('/') => 0,
+        None => 1,
+        _ => 2,
+    }
+}
+
+/// The catalog key a name claims (as `Catalog::from_files` computes it).
+fn catalog_key(name: &str) -> String {
+    if name.rsplit_once("-v").is_some_and(|(_, v)| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit())) {
+        normalize_exact(name).key
+    } else {
+        normalize_keeping_date(name).key
+    }
+}
+
+/// `_above_<N>_tokens` of a field name as N tokens (`128k` is 128,000).
+fn tier_threshold(field: &str, prefix: &str) -> Option<u64> {
+    let n = field.strip_prefix(prefix)?.strip_suffix("_tokens")?;
+    match n.strip_suffix('k') {
+        Some(k) => k.parse::<u64>().ok()?.checked_mul(1000),
+        None => n.parse().ok(),
+    }
+}
+
+/// Whether a field is one the import carries over.
+fn carried(key: &str) -> bool {
+    const PLAIN: [&str; 6] = [
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",
+        "cache_creation_input_token_cost_above_1hr",
+        "output_cost_per_reasoning_token",
+    ];
+    PLAIN.contains(&key)
+        || [
+            "input_cost_per_token_above_",
+            "output_cost_per_token_above_",
+            "cache_read_input_token_cost_above_",
+            "cache_creation_input_token_cost_above_",
+        ]
+        .iter()
+        .any(|p| tier_threshold(key, p).is_some())
+}
+
+/// One entry taken from the file.
+struct Taken {
+    litellm_key: String,
+    litellm_provider: String,
+    provider: String,
+    variant: Option<&'static str>,
+    fields: Vec<(String, Json)>,
+}
+
+/// The result of an import.
+#[derive(Debug, Default)]
+pub struct Imported {
+    /// The override file.
+    pub toml: String,
+    pub taken: usize,
+    /// Taken entries that are variants, by kind.
+    pub variants: BTreeMap<&'static str, usize>,
+    /// Skipped entries by reason.
+    pub skipped: BTreeMap<String, Vec<String>>,
+    /// Priced fields not carried over, with the number of entries having them.
+    pub not_carried: BTreeMap<String, usize>,
+    /// Spellings dropped for the one LiteLLM looks up first, described.
+    pub spellings: Vec<String>,
+}
+
+impl Imported {
+    /// What was taken, skipped and not carried, for the operator.
+    pub fn summary(&self) -> String {
+        let mut s = format!("imported {} models", self.taken);
+        if !self.variants.is_empty() {
+            let kinds: Vec<String> = self.variants.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let _ = write!(
+                s,
+                " ({} of them variants matched by their full name only: {})",
+                self.variants.values().sum::<usize>(),
+                kinds.join(", ")
+            );
+        }
+        s.push('\n');
+        let skipped: usize = self.skipped.values().map(Vec::len).sum();
+        if skipped > 0 {
+            let _ = writeln!(s, "skipped {skipped} entries:");
+            for (reason, names) in &self.skipped {
+                let _ = writeln!(s, "  {:>5}  {reason} (e.g. {})", names.len(), names[0]);
+            }
+        }
+        if !self.not_carried.is_empty() {
+            let _ = writeln!(s, "prices not carried over (calls are priced at the standard per-token rates):");
+            for (f, n) in &self.not_carried {
+                let _ = writeln!(s, "  {n:>5}  entries with {f}");
+            }
+        }
+        s
+    }
+}
+
+/// Why an entry is not taken, if it is not.
+fn skip_reason(fields: &[(String, Json)]) -> Option<String> {
+    let mode = text(fields, "mode").unwrap_or("chat");
+    if !TOKEN_MODES.contains(&mode) {
+        return Some(format!("mode {mode}: not priced per token"));
+    }
+    match field(fields, "input_cost_per_token") {
+        None => Some("no input_cost_per_token (priced per second, character or request)".to_owned()),
+        Some(Json::Num(_)) => match field(fields, "output_cost_per_token") {
+            None | Some(Json::Num(_)) => None,
+            Some(_) => Some("output_cost_per_token is not a number".to_owned()),
+        },
+        Some(_) => Some("input_cost_per_token is not a number".to_owned()),
+    }
+}
+
+/// The override file for LiteLLM's JSON `text`, prices effective on `effective`.
+pub fn to_overrides(text_in: &str, effective: chrono::NaiveDate, version: &str) -> anyhow::Result<Imported> {
+    let Json::Object(models) = json::parse(text_in)? else { bail!("not LiteLLM's JSON: the top level is not an object of models") };
+    let mut imported = Imported::default();
+    let mut taken: Vec<Taken> = Vec::new();
+    for (name, spec) in models {
+        if name == "sample_spec" {
+            continue;
+        }
+        let Json::Object(fields) = spec else {
+            imported.skipped.entry("not a model entry".to_owned()).or_default().push(name);
+            continue;
+        };
+        if let Some(reason) = skip_reason(&fields) {
+            imported.skipped.entry(reason).or_default().push(name);
+            continue;
+        }
+        let litellm_provider = text(&fields, "litellm_provider").unwrap_or("unknown").to_owned();
+        taken.push(Taken {
+            variant: variant_of(&name, &litellm_provider),
+            provider: provider(&litellm_provider).to_owned(),
+            litellm_key: name,
+            litellm_provider,
+            fields,
+        });
+    }
+    // Spellings of one model of one provider: the one LiteLLM looks up first.
+    let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, t) in taken.iter().enumerate().filter(|(_, t)| t.variant.is_none()) {
+        groups.entry((canonical_provider(&t.provider), catalog_key(&t.litellm_key))).or_default().push(i);
+    }
+    let mut dropped = vec![false; taken.len()];
+    let mut groups: Vec<_> = groups.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort();
+    for group in groups {
+        let winner = *group.iter().min_by_key(|&&i| (lookup_rank(&taken[i].litellm_key, &taken[i].litellm_provider), i)).expect("a group");
+        for &i in group.iter().filter(|&&i| i != winner) {
+            dropped[i] = true;
+            imported.spellings.push(format!(
+                "{} is another spelling of {} ({}); LiteLLM looks {} up first",
+                taken[i].litellm_key, taken[winner].litellm_key, taken[i].provider, taken[winner].litellm_key
+            ));
+            imported
+                .skipped
+                .entry("another spelling of a model of the same provider, whose entry LiteLLM looks up first".to_owned())
+                .or_default()
+                .push(taken[i].litellm_key.clone());
+        }
+    }
+    let mut order: Vec<usize> = (0..taken.len()).filter(|&i| !dropped[i]).collect();
+    order.sort_by_key(|&i| (taken[i].variant.is_some(), taken[i].litellm_key.contains('/'), i));
+    let mut out = format!(
+        "# Imported from LiteLLM's model_prices_and_context_window.json by `costplane prices import`.\n\
+         # USD per 1M tokens; use with --overrides / COSTPLANE_PRICE_OVERRIDES / [cost] price_overrides.\n\
+         version = {}\ncurrency = \"USD\"\n",
+        toml_str(version)
+    );
+    for i in order {
+        let t = &taken[i];
+        write_entry(&mut out, t, effective).with_context(|| format!("LiteLLM entry {}", t.litellm_key))?;
+        for (key, value) in &t.fields {
+            let priced = key.contains("cost")
+                && matches!(value, Json::Num(n) if Decimal::from_str(n).or_else(|_| Decimal::from_scientific(n)).is_ok_and(|d| !d.is_zero()));
+            if priced && !carried(key) {
+                *imported.not_carried.entry(key.clone()).or_default() += 1;
+            }
+        }
+        if let Some(v) = t.variant {
+            *imported.variants.entry(v).or_default() += 1;
+        }
+        imported.taken += 1;
+    }
+    imported.toml = out;
+    Ok(imported)
+}
+
+/// One `[[model]]` of the override file.
+fn write_entry(out: &mut String, t: &Taken, effective: chrono::NaiveDate) -> anyhow::Result<()> {
+    let f = &t.fields;
+    let rate = |key: &str| num(f, key).map(per_million).transpose();
+    let input = rate("input_cost_per_token")?.context("no input price")?;
+    let output = rate("output_cost_per_token")?.unwrap_or(Decimal::ZERO);
+    let _ = write!(out, "\n[[model]]\nprovider = {}\nname = {}\n", toml_str(&t.provider), toml_str(&t.litellm_key));
+    if let Some(v) = t.variant {
+        let _ = writeln!(out, "variant = \"{v}\"");
+    }
+    let _ = write!(out, "  [[model.prices]]\n  effective = \"{effective}\"\n  input = \"{input}\"\n  output = \"{output}\"\n");
+    for (key, ours) in [
+        ("cache_read_input_token_cost", "cache_read"),
+        ("cache_creation_input_token_cost", "cache_write"),
+        ("cache_creation_input_token_cost_above_1hr", "cache_write_1h"),
+        ("output_cost_per_reasoning_token", "reasoning"),
+    ] {
+        if let Some(v) = rate(key)? {
+            let _ = writeln!(out, "  {ours} = \"{v}\"");
+        }
+    }
+    out.push_str("  source = \"LiteLLM model_prices_and_context_window.json\"\n");
+    // Each input tier; LiteLLM keeps the base output and cache rates where
+    // a tier gives none, as the catalog does.
+    let mut tiers: Vec<(u64, &str)> =
+        f.iter().filter_map(|(k, _)| Some((tier_threshold(k, "input_cost_per_token_above_")?, k.as_str()))).collect();
+    tiers.sort();
+    if tiers.is_empty() {
+        // No tier, said outright: an override keeps the tiers of the
+        // shipped entry it merges into unless it gives its own.
+        out.push_str("  tiers = []\n");
+    }
+    for (threshold, key) in tiers {
+        let suffix = &key["input_cost_per_token".len()..];
+        let _ = write!(
+            out,
+            "    [[model.prices.tiers]]\n    above_input_tokens = {threshold}\n    input = \"{}\"\n    output = \"{}\"\n",
+            rate(key)?.context("a tier's input price")?,
+            rate(&format!("output_cost_per_token{suffix}"))?.unwrap_or(output)
+        );
+        for (litellm, ours) in [("cache_read_input_token_cost", "cache_read"), ("cache_creation_input_token_cost", "cache_write")] {
+            if let Some(v) = rate(&format!("{litellm}{suffix}"))? {
+                let _ = writeln!(out, "    {ours} = \"{v}\"");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn toml_str(s: &str) -> String {
@@ -214,117 +375,5 @@ fn toml_str(s: &str) -> String {
     out
 }
 
-/// The override file for LiteLLM's JSON `text`, prices effective on
-/// `effective`; also how many models were taken and skipped.
-pub fn to_overrides(text: &str, effective: chrono::NaiveDate, version: &str) -> anyhow::Result<(String, usize, usize)> {
-    let Json::Object(models) = parse(text)? else { bail!("not LiteLLM's JSON: the top level is not an object of models") };
-    let mut out = format!(
-        "# Imported from LiteLLM's model_prices_and_context_window.json by `costplane prices import`.\n\
-         # USD per 1M tokens; use with --overrides / COSTPLANE_PRICE_OVERRIDES / [cost] price_overrides.\n\
-         version = {}\ncurrency = \"USD\"\n",
-        toml_str(version)
-    );
-    let (mut taken, mut skipped) = (0, 0);
-    let mut seen = HashSet::new();
-    for (name, spec) in &models {
-        let Json::Object(f) = spec else { continue };
-        if name == "sample_spec" {
-            continue;
-        }
-        let mode = match field(f, "mode") {
-            Some(Json::Str(m)) => m.as_str(),
-            _ => "chat",
-        };
-        let (Some(input), Some(output)) = (num(f, "input_cost_per_token"), num(f, "output_cost_per_token").or(Some("0"))) else {
-            skipped += 1;
-            continue;
-        };
-        if !["chat", "completion", "embedding", "responses"].contains(&mode) {
-            skipped += 1;
-            continue;
-        }
-        let prov = match field(f, "litellm_provider") {
-            Some(Json::Str(p)) => provider(p).to_owned(),
-            _ => "unknown".to_owned(),
-        };
-        // One entry per provider and catalog key: LiteLLM lists some models
-        // under several spellings.
-        if !seen.insert((canonical_provider(&prov), normalize_keeping_date(name).key)) {
-            skipped += 1;
-            continue;
-        }
-        let _ = write!(
-            out,
-            "\n[[model]]\nprovider = {}\nname = {}\n  [[model.prices]]\n  effective = \"{effective}\"\n  input = \"{}\"\n  output = \"{}\"\n",
-            toml_str(&prov),
-            toml_str(name),
-            per_million(input)?,
-            per_million(output)?
-        );
-        for (key, ours) in [("cache_read_input_token_cost", "cache_read"), ("cache_creation_input_token_cost", "cache_write")] {
-            if let Some(v) = num(f, key) {
-                let _ = writeln!(out, "  {ours} = \"{}\"", per_million(v)?);
-            }
-        }
-        out.push_str("  source = \"LiteLLM model_prices_and_context_window.json\"\n");
-        if let (Some(i), Some(o)) = (num(f, "input_cost_per_token_above_200k_tokens"), num(f, "output_cost_per_token_above_200k_tokens")) {
-            let _ = write!(
-                out,
-                "    [[model.prices.tiers]]\n    above_input_tokens = 200000\n    input = \"{}\"\n    output = \"{}\"\n",
-                per_million(i)?,
-                per_million(o)?
-            );
-        }
-        taken += 1;
-    }
-    Ok((out, taken, skipped))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    // The shape of LiteLLM's file, with its number spellings.
-    const FIXTURE: &str = r#"{
-      "sample_spec": {"max_tokens": "LEGACY parameter", "input_cost_per_token": 0.0, "mode": "one of: chat, embedding"},
-      "gpt-4o": {"max_tokens": 16384, "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05,
-                 "cache_read_input_token_cost": 1.25e-06, "litellm_provider": "openai", "mode": "chat",
-                 "supports_vision": true, "supported_endpoints": ["/v1/chat/completions"]},
-      "azure/gpt-4o": {"input_cost_per_token": 0.0000025, "output_cost_per_token": 0.00001, "litellm_provider": "azure", "mode": "chat"},
-      "gemini/gemini-2.5-pro": {"input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05,
-                 "input_cost_per_token_above_200k_tokens": 2.5e-06, "output_cost_per_token_above_200k_tokens": 1.5e-05,
-                 "litellm_provider": "gemini", "mode": "chat", "description": "caf\u00e9 \"quoted\""},
-      "text-embedding-3-small": {"input_cost_per_token": 2e-08, "output_cost_per_token": 0.0, "litellm_provider": "openai", "mode": "embedding"},
-      "dall-e-3": {"input_cost_per_pixel": 1e-8, "litellm_provider": "openai", "mode": "image_generation"},
-      "tts-1": {"input_cost_per_character": 1.5e-05, "litellm_provider": "openai", "mode": "audio_speech"}
-    }"#;
-
-    #[test]
-    fn litellm_prices_become_exact_per_million_overrides() {
-        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        let (toml, taken, skipped) = to_overrides(FIXTURE, day, "litellm-test").unwrap();
-        assert_eq!((taken, skipped), (4, 2), "{toml}");
-        // 2.5e-06 per token x 1,000,000 = 2.5 per 1M; 1e-05 -> 10; 1.25e-06 -> 1.25; 2e-08 -> 0.02.
-        assert!(toml.contains("name = \"gpt-4o\"\n  [[model.prices]]\n  effective = \"2026-11-23\"\n  input = \"2.5\"\n  output = \"10\"\n  cache_read = \"1.25\""), "{toml}");
-        assert!(toml.contains("input = \"0.02\""), "{toml}");
-        assert!(toml.contains("above_input_tokens = 200000\n    input = \"2.5\"\n    output = \"15\""), "{toml}");
-        // The result is a valid override file that the catalog loads.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("litellm.toml");
-        std::fs::write(&path, &toml).unwrap();
-        let catalog = costplane_cost::Catalog::load(Some(&path)).unwrap();
-        let gemini = catalog.lookup_for("gcp.gemini", "gemini-2.5-pro").entry.unwrap();
-        let rates = gemini.rates(day, 300_000).unwrap();
-        assert_eq!((rates.input.to_string(), rates.output.to_string(), rates.tier_above), ("2.5".into(), "15".into(), Some(200_000)));
-        let azure = catalog.lookup_for("azure", "gpt-4o").entry.unwrap();
-        assert_eq!(azure.provider, "azure");
-    }
-
-    #[test]
-    fn malformed_files_are_refused() {
-        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        assert!(to_overrides("[1, 2]", day, "x").is_err());
-        assert!(to_overrides("{\"a\": {\"input_cost_per_token\": 1e-6", day, "x").is_err());
-        assert!(to_overrides("{\"a\": {\"input_cost_per_token\": \"cheap\", \"mode\": \"chat\"}}", day, "x").unwrap().1 == 0);
-    }
-}
+mod tests;

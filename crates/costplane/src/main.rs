@@ -14,6 +14,7 @@ mod report;
 mod report_html;
 mod reprice;
 mod sql;
+mod telemetry_costs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Command {
     Import(import::ImportCommand),
     /// Estimated LLM cost against the providers' invoices, per provider, model and day.
     Reconcile(reconcile::ReconcileArgs),
+    /// What each service's spans, logs and signals cost to keep per month, with what-ifs.
+    TelemetryCosts(telemetry_costs::TelemetryCostsArgs),
     /// The month's cost report: HTML with charts, and a PDF of it.
     Report(report::ReportArgs),
     /// Requests the store refused as invalid: list them, replay them.
@@ -251,6 +254,7 @@ fn main() -> ExitCode {
             Command::Reprice(args) => reprice::run(args).await.map_err(|e| (1, e)),
             Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),
             Command::Reconcile(args) => reconcile::reconcile(args).await.map_err(|e| (1, e)),
+            Command::TelemetryCosts(args) => telemetry_costs::run(args).await.map_err(|e| (1, e)),
             Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Insights(cmd) => insights::run(cmd).await.map_err(|e| (1, e)),

@@ -1,5 +1,5 @@
-//! `costplane prices list [PATTERN]`, `costplane prices check MODEL` and
-//! `costplane prices import --format litellm FILE`.
+//! `costplane prices list [PATTERN]`, `costplane prices check MODEL`,
+//! `costplane prices collisions` and `costplane prices import --format litellm FILE`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,6 +17,8 @@ pub enum PricesCommand {
     Check(CheckArgs),
     /// Turn another price list into a price override file (printed, or --out).
     Import(ImportArgs),
+    /// List the model names more than one catalog entry claims, and the entry used.
+    Collisions(CatalogArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -34,6 +36,10 @@ pub struct ImportArgs {
     /// Write the override file here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write the names claimed twice once the file is loaded (and the
+    /// spellings dropped) here; default: beside --out, `.collisions.txt`.
+    #[arg(long)]
+    collisions: Option<PathBuf>,
     /// The day the imported prices take effect (default today), YYYY-MM-DD.
     #[arg(long)]
     effective: Option<chrono::NaiveDate>,
@@ -80,6 +86,12 @@ fn price_line(m: &ModelEntry) -> String {
     if let Some(c) = p.cache_write {
         line.push_str(&format!(" / cache write {c}"));
     }
+    if let Some(c) = p.cache_write_1h {
+        line.push_str(&format!(" / 1h cache write {c}"));
+    }
+    if let Some(r) = p.reasoning {
+        line.push_str(&format!(" / reasoning {r}"));
+    }
     for t in &p.tiers {
         line.push_str(&format!(" / above {} input: in {} out {}", t.above_input_tokens, t.input, t.output));
     }
@@ -109,14 +121,42 @@ pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
         PricesCommand::Import(args) => {
             let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
             let day = args.effective.unwrap_or_else(|| chrono::Utc::now().date_naive());
-            let (toml, taken, skipped) = match args.format {
+            let imported = match args.format {
                 ImportFormat::Litellm => crate::litellm::to_overrides(&text, day, &format!("litellm-{day}"))?,
             };
             match &args.out {
-                Some(path) => std::fs::write(path, &toml).with_context(|| format!("cannot write {}", path.display()))?,
-                None => out.write_all(toml.as_bytes())?,
+                Some(path) => std::fs::write(path, &imported.toml).with_context(|| format!("cannot write {}", path.display()))?,
+                None => out.write_all(imported.toml.as_bytes())?,
             }
-            eprintln!("imported {taken} models ({skipped} entries without token prices or repeated were skipped), effective {day}");
+            eprint!("{}", imported.summary());
+            eprintln!("prices effective {day}");
+            // The collisions as the server will see them: the file loaded
+            // over the shipped catalog.
+            let dir = tempfile::tempdir().context("a temporary directory")?;
+            let loaded = dir.path().join("imported.toml");
+            std::fs::write(&loaded, &imported.toml).context("writing the imported file to check it")?;
+            let catalog = Catalog::load(Some(&loaded)).context("the imported file does not load")?;
+            let listing = args.collisions.clone().or_else(|| args.out.as_ref().map(|o| o.with_extension("collisions.txt")));
+            let count = catalog.collisions().len() + imported.spellings.len();
+            match listing {
+                Some(path) => {
+                    let mut text = String::new();
+                    for line in imported.spellings.iter().chain(catalog.collisions()) {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("{count} names are claimed by more than one entry; listed in {}", path.display());
+                }
+                None => eprintln!("{count} names are claimed by more than one entry; --collisions FILE lists them"),
+            }
+        }
+        PricesCommand::Collisions(args) => {
+            let catalog = load(&args)?;
+            for line in catalog.collisions() {
+                writeln!(out, "{line}")?;
+            }
+            eprintln!("{} names are claimed by more than one entry (catalog {})", catalog.collisions().len(), catalog.version);
         }
         PricesCommand::Check(args) => {
             let catalog = load(&args.catalog)?;
@@ -140,8 +180,8 @@ pub fn run(cmd: PricesCommand) -> anyhow::Result<()> {
                     }
                     writeln!(
                         out,
-                        "per 1M:     input {} · output {} · cache read {} · cache write {} · reasoning {} {}",
-                        r.input, r.output, r.cache_read, r.cache_write, r.reasoning, catalog.currency
+                        "per 1M:     input {} · output {} · cache read {} · cache write {} · 1h cache write {} · reasoning {} {}",
+                        r.input, r.output, r.cache_read, r.cache_write, r.cache_write_1h, r.reasoning, catalog.currency
                     )?;
                 }
                 None => anyhow::bail!("no price for {}/{} in force on {day}", entry.provider, entry.name),
