@@ -16,15 +16,17 @@
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
-use costplane_telemetry::usage::{LedgerRow, LlmUsageRow, TelemetryUsage, HOUR_NS};
+use costplane_telemetry::usage::{
+    round_money, ChargeStatus, LedgerRow, LlmUsageRow, PricingStatus, Source, TelemetryUsage, UsageType, HOUR_NS,
+};
 use rust_decimal::Decimal;
 
-use crate::llm::{self, PricingStatus};
+use crate::llm;
 use crate::meter::{provider_display, split_provided, tags, Meter, GIB, QUERIES};
 
 /// (hour, tenant, project, service, provider, model, operation, token kind,
 /// pricing status, invalid reason): one ledger row each.
-type LlmKey = (i64, String, String, String, String, String, String, &'static str, &'static str, Option<String>);
+type LlmKey = (i64, String, String, String, String, String, String, UsageType, PricingStatus, Option<String>);
 
 /// Tokens, unrounded cost and publisher of one LLM row key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +112,7 @@ impl Meter {
         let parts = if cost.status == PricingStatus::Provided {
             split_provided(cost.total, &cost.parts)
         } else if cost.parts.is_empty() {
-            vec![("total", u.input_tokens.saturating_add(u.output_tokens), cost.total)]
+            vec![(UsageType::Total, u.input_tokens.saturating_add(u.output_tokens), cost.total)]
         } else {
             cost.parts
         };
@@ -119,7 +121,7 @@ impl Meter {
             // Tokens are summed as decimals: a sum of u64 counts can pass u64.
             let tokens = Decimal::from(tokens);
             let (h, t, p, s, pr, m, o) = key_base.clone();
-            let e = agg.sums.entry((h, t, p, s, pr, m, o, kind, cost.status.as_str(), reason.clone())).or_insert_with(new_sum);
+            let e = agg.sums.entry((h, t, p, s, pr, m, o, kind.clone(), cost.status, reason.clone())).or_insert_with(new_sum);
             if let Some(sum) = e.cost.checked_add(amount) {
                 e.tokens = e.tokens.saturating_add(tokens);
                 e.cost = sum;
@@ -129,99 +131,68 @@ impl Meter {
             // is kept, unbooked, rather than panicking.
             let (h, t, p, s, pr, m, o) = key_base.clone();
             let why = format!("adding {amount} to this hour's cost of the row overflows");
-            let e = agg.sums.entry((h, t, p, s, pr, m, o, kind, PricingStatus::Invalid.as_str(), Some(why))).or_insert_with(new_sum);
+            let e = agg.sums.entry((h, t, p, s, pr, m, o, kind, PricingStatus::Invalid, Some(why))).or_insert_with(new_sum);
             e.tokens = e.tokens.saturating_add(tokens);
         }
     }
 
     /// The ledger rows of an LLM aggregate, each rounded once.
-    pub fn llm_rows(&self, agg: &LlmAggregate, charge_status: &str) -> Vec<LedgerRow> {
+    pub fn llm_rows(&self, agg: &LlmAggregate, charge_status: ChargeStatus) -> Vec<LedgerRow> {
         agg.sums
             .iter()
             .map(|((hour, tenant, project, service, provider, model, operation, kind, status, reason), sum)| {
                 let provider_name = provider_display(provider);
-                LedgerRow {
-                    charge_period_start_ns: *hour,
-                    charge_period_end_ns: hour.saturating_add(HOUR_NS),
-                    cost: costplane_telemetry::usage::round_money(sum.cost),
-                    billing_currency: self.catalog.currency.clone(),
-                    charge_class: None,
-                    service_name: format!("{provider_name} models"),
-                    service_category: "AI and Machine Learning".into(),
-                    publisher_name: if sum.publisher.is_empty() { provider_name.clone() } else { provider_display(&sum.publisher) },
-                    provider_name,
-                    resource_id: format!("{tenant}/{project}/{service}"),
-                    resource_name: service.clone(),
-                    consumed_quantity: sum.tokens,
-                    consumed_unit: "Tokens".into(),
-                    pricing_quantity: costplane_telemetry::usage::round_money(sum.tokens / Decimal::from(1_000_000u32)),
-                    pricing_unit: "1M Tokens".into(),
-                    sku_id: format!("{provider}/{model}/{kind}"),
-                    tags: tags(tenant, project, service, reason.as_deref()),
-                    tenant: tenant.clone(),
-                    project: project.clone(),
-                    service: service.clone(),
-                    source: "llm".into(),
-                    model: model.clone(),
-                    operation: operation.clone(),
-                    usage_type: (*kind).into(),
-                    pricing_status: (*status).into(),
-                    price_version: self.catalog.version.clone(),
-                    charge_status: charge_status.to_owned(),
-                    revision: 0,
-                    allocation_ratio: None,
-                    allocation_method: String::new(),
-                    ext: Default::default(),
-                }
+                let publisher = if sum.publisher.is_empty() { provider_name.clone() } else { provider_display(&sum.publisher) };
+                LedgerRow::builder(Source::Llm, *hour, hour.saturating_add(HOUR_NS))
+                    .cost(round_money(sum.cost), self.catalog.currency.clone())
+                    .service(format!("{provider_name} models"), "AI and Machine Learning")
+                    .provider(provider_name)
+                    .publisher(publisher)
+                    .resource(format!("{tenant}/{project}/{service}"), service.clone())
+                    .consumed(sum.tokens, "Tokens")
+                    .pricing(round_money(sum.tokens / Decimal::from(1_000_000u32)), "1M Tokens")
+                    .sku(format!("{provider}/{model}/{kind}"))
+                    .tags(tags(tenant, project, service, reason.as_deref()))
+                    .owner(tenant.clone(), project.clone(), service.clone())
+                    .model(model.clone())
+                    .operation(operation.clone())
+                    .usage_type(kind.clone())
+                    .priced(*status, self.catalog.version.clone())
+                    .charge_status(charge_status)
+                    .build()
             })
             .collect()
     }
 
     /// The ledger rows of a telemetry aggregate.
-    pub fn telemetry_rows(&self, agg: &TelemetryAggregate, charge_status: &str) -> Vec<LedgerRow> {
+    pub fn telemetry_rows(&self, agg: &TelemetryAggregate, charge_status: ChargeStatus) -> Vec<LedgerRow> {
         self.telemetry_ledger(&agg.usage(), charge_status)
     }
 
     /// One telemetry usage row priced (ingest per GiB, queries per 1,000).
-    pub(crate) fn telemetry_row(&self, u: &TelemetryUsage, version: &str, charge_status: &str) -> LedgerRow {
+    pub(crate) fn telemetry_row(&self, u: &TelemetryUsage, version: &str, charge_status: ChargeStatus) -> LedgerRow {
         let gib = Decimal::from(u.bytes) / GIB;
         let thousands = Decimal::from(u.items) / Decimal::from(1000u32);
         let queries = u.signal == QUERIES;
         // checked: a rate near Decimal's limit books 0 rather than panicking.
         let cost = if queries { thousands.checked_mul(self.rates.queries_per_1000) } else { gib.checked_mul(self.rates.ingest_per_gib) };
-        LedgerRow {
-            charge_period_start_ns: u.hour_ns,
-            charge_period_end_ns: u.hour_ns.saturating_add(HOUR_NS),
-            cost: costplane_telemetry::usage::round_money(cost.unwrap_or_default()),
-            billing_currency: self.catalog.currency.clone(),
-            charge_class: None,
-            service_name: if queries { "Telemetry queries" } else { "Telemetry ingest" }.into(),
-            service_category: "Management and Governance".into(),
-            provider_name: "costplane".into(),
-            publisher_name: "costplane".into(),
-            resource_id: format!("{}/{}/{}", u.tenant, u.project, u.service),
-            resource_name: u.service.clone(),
-            consumed_quantity: Decimal::from(if queries { u.items } else { u.bytes }),
-            consumed_unit: if queries { "Queries" } else { "Bytes" }.into(),
-            pricing_quantity: costplane_telemetry::usage::round_money(if queries { thousands } else { gib }),
-            pricing_unit: if queries { "1000 Queries" } else { "GiB" }.into(),
-            sku_id: if queries { "telemetry/queries".to_owned() } else { format!("telemetry/ingest/{}", u.signal) },
-            tags: tags(&u.tenant, &u.project, &u.service, None),
-            tenant: u.tenant.clone(),
-            project: u.project.clone(),
-            service: u.service.clone(),
-            source: "telemetry".into(),
-            model: String::new(),
-            operation: if queries { "query" } else { "ingest" }.into(),
-            usage_type: u.signal.into(),
-            pricing_status: if cost.is_some() { "priced" } else { "invalid" }.into(),
-            price_version: version.to_owned(),
-            charge_status: charge_status.to_owned(),
-            revision: 0,
-            allocation_ratio: None,
-            allocation_method: String::new(),
-            ext: Default::default(),
-        }
+        let (consumed, unit, pricing, pricing_unit) =
+            if queries { (u.items, "Queries", thousands, "1000 Queries") } else { (u.bytes, "Bytes", gib, "GiB") };
+        LedgerRow::builder(Source::Telemetry, u.hour_ns, u.hour_ns.saturating_add(HOUR_NS))
+            .cost(round_money(cost.unwrap_or_default()), self.catalog.currency.clone())
+            .service(if queries { "Telemetry queries" } else { "Telemetry ingest" }, "Management and Governance")
+            .provider("costplane")
+            .resource(format!("{}/{}/{}", u.tenant, u.project, u.service), u.service.clone())
+            .consumed(Decimal::from(consumed), unit)
+            .pricing(round_money(pricing), pricing_unit)
+            .sku(if queries { "telemetry/queries".to_owned() } else { format!("telemetry/ingest/{}", u.signal) })
+            .tags(tags(&u.tenant, &u.project, &u.service, None))
+            .owner(u.tenant.clone(), u.project.clone(), u.service.clone())
+            .operation(if queries { "query" } else { "ingest" })
+            .usage_type(UsageType::of_signal(u.signal))
+            .priced(if cost.is_some() { PricingStatus::Priced } else { PricingStatus::Invalid }, version)
+            .charge_status(charge_status)
+            .build()
     }
 }
 
@@ -292,7 +263,7 @@ mod tests {
             chunk in 1usize..9,
         ) {
             let m = meter();
-            let all = m.llm_ledger(&calls, &|_| true, "provisional");
+            let all = m.llm_ledger(&calls, &|_| true, ChargeStatus::Provisional);
             // A rotation of the calls, added `chunk` at a time, with the rows
             // made (and thrown away) between chunks as a refresh would.
             let mut shuffled = calls.clone();
@@ -306,10 +277,10 @@ mod tests {
                 for c in part {
                     m.add_llm_call(&mut agg, c);
                 }
-                let _ = m.llm_rows(&agg, "provisional");
+                let _ = m.llm_rows(&agg, ChargeStatus::Provisional);
             }
             prop_assert_eq!(agg.calls(), calls.len() as u64);
-            prop_assert_eq!(sorted(m.llm_rows(&agg, "provisional")), sorted(all));
+            prop_assert_eq!(sorted(m.llm_rows(&agg, ChargeStatus::Provisional)), sorted(all));
         }
 
         /// Telemetry usage rows summed one at a time price as their sums.
@@ -342,11 +313,11 @@ mod tests {
                 e.0 += u.items;
                 e.1 += u.bytes;
             }
-            let rows = m.telemetry_rows(&agg, "closed");
+            let rows = m.telemetry_rows(&agg, ChargeStatus::Closed);
             prop_assert_eq!(rows.len(), sums.len());
             for r in &rows {
                 let (items, bytes) = sums[&(r.tenant.clone(), r.usage_type.as_str())];
-                let expected = if r.usage_type == crate::meter::QUERIES {
+                let expected = if r.usage_type == UsageType::Queries {
                     // $1 per 1,000 queries.
                     Decimal::from(items) / Decimal::from(1000)
                 } else {

@@ -28,7 +28,7 @@ pub enum CostError {
     ProvidedCostOutOfRange { value: Decimal },
     /// Money past `Decimal`'s range.
     #[error("the cost of {tokens} {kind} tokens at {rate} per 1M tokens of {entry} overflows")]
-    CostOverflow { tokens: u64, kind: &'static str, rate: Decimal, entry: String },
+    CostOverflow { tokens: u64, kind: costplane_telemetry::usage::UsageType, rate: Decimal, entry: String },
     /// A telemetry cost figure past `Decimal`'s range.
     #[error("the telemetry {what} figure overflows")]
     TelemetryCostOverflow { what: &'static str },

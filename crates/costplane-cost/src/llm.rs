@@ -40,6 +40,9 @@
 //! - Money is exact: `Decimal` from the catalog's strings to the ledger.
 
 use chrono::NaiveDate;
+/// How a cost was obtained: one vocabulary with the ledger's `x_PricingStatus`.
+pub use costplane_telemetry::usage::PricingStatus;
+use costplane_telemetry::usage::UsageType;
 pub use costplane_telemetry::usage::{CallKind, LlmUsage};
 use costplane_telemetry::Attributes;
 use rust_decimal::Decimal;
@@ -276,35 +279,13 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
     Some(Extracted { usage, invalid, kind: call_kind(attrs) })
 }
 
-/// How a cost was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PricingStatus {
-    Priced,
-    Provided,
-    Unpriced,
-    /// The usage's counts cannot be trusted (see the module rules): booked
-    /// at zero with the reason, never priced.
-    Invalid,
-}
-
-impl PricingStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PricingStatus::Priced => "priced",
-            PricingStatus::Provided => "provided",
-            PricingStatus::Unpriced => "unpriced",
-            PricingStatus::Invalid => "invalid",
-        }
-    }
-}
-
 /// Cost of one usage, split by token kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlmCost {
     pub status: PricingStatus,
     /// (token kind, tokens, cost): input (uncached), cache_read, cache_write,
     /// output (non-reasoning), reasoning. Zero-token kinds are left out.
-    pub parts: Vec<(&'static str, u64, Decimal)>,
+    pub parts: Vec<(UsageType, u64, Decimal)>,
     pub total: Decimal,
     /// The catalog entry's provider, when matched.
     pub provider: Option<String>,
@@ -315,14 +296,14 @@ pub struct LlmCost {
 
 const PER: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
-fn token_parts(u: &LlmUsage) -> [(&'static str, u64); 5] {
+fn token_parts(u: &LlmUsage) -> [(UsageType, u64); 5] {
     let cached = u.cache_read_tokens.saturating_add(u.cache_write_tokens);
     [
-        ("input", u.input_tokens.saturating_sub(cached)),
-        ("cache_read", u.cache_read_tokens),
-        ("cache_write", u.cache_write_tokens),
-        ("output", u.output_tokens.saturating_sub(u.reasoning_tokens)),
-        ("reasoning", u.reasoning_tokens),
+        (UsageType::Input, u.input_tokens.saturating_sub(cached)),
+        (UsageType::CacheRead, u.cache_read_tokens),
+        (UsageType::CacheWrite, u.cache_write_tokens),
+        (UsageType::Output, u.output_tokens.saturating_sub(u.reasoning_tokens)),
+        (UsageType::Reasoning, u.reasoning_tokens),
     ]
 }
 
@@ -347,7 +328,7 @@ fn over_limits(usage: &LlmUsage, limits: &Limits) -> Option<CostError> {
 }
 
 /// Zero-cost parts of `usage`: its tokens are kept, not priced.
-fn unpriced_parts(usage: &LlmUsage) -> Vec<(&'static str, u64, Decimal)> {
+fn unpriced_parts(usage: &LlmUsage) -> Vec<(UsageType, u64, Decimal)> {
     token_parts(usage).into_iter().filter(|(_, n)| *n > 0).map(|(kind, n)| (kind, n, Decimal::ZERO)).collect()
 }
 
@@ -443,16 +424,16 @@ fn price_at_tier(catalog: &Catalog, usage: &LlmUsage, tier_input: u64, day: Naiv
     let mut total = Decimal::ZERO;
     for (kind, n) in token_parts(usage).into_iter().filter(|(_, n)| *n > 0) {
         let rate = match kind {
-            "input" => rates.input,
-            "cache_read" => rates.cache_read,
-            "cache_write" => rates.cache_write,
-            "output" => rates.output,
+            UsageType::Input => rates.input,
+            UsageType::CacheRead => rates.cache_read,
+            UsageType::CacheWrite => rates.cache_write,
+            UsageType::Output => rates.output,
             _ => rates.reasoning,
         };
         // Within the token limit only an absurd override rate overflows.
         let Some((cost, sum)) = cost_of(n, rate).and_then(|c| Some((c, total.checked_add(c)?))) else {
             let entry = format!("{}/{}", entry.provider, entry.name);
-            return invalid(catalog, usage, &CostError::CostOverflow { tokens: n, kind, rate, entry }.to_string());
+            return invalid(catalog, usage, &CostError::CostOverflow { tokens: n, kind: kind.clone(), rate, entry }.to_string());
         };
         parts.push((kind, n, cost));
         total = sum;
@@ -557,7 +538,10 @@ name = "gemini-2.5-pro"
         // 500 output × $10/M = 0.005; total 0.025.
         assert_eq!(c.total, d("0.025"));
         assert_eq!(c.status, PricingStatus::Priced);
-        assert_eq!(c.parts, vec![("input", 6_000, d("0.015")), ("cache_read", 4_000, d("0.005")), ("output", 500, d("0.005"))]);
+        assert_eq!(
+            c.parts,
+            vec![(UsageType::Input, 6_000, d("0.015")), (UsageType::CacheRead, 4_000, d("0.005")), (UsageType::Output, 500, d("0.005"))]
+        );
     }
 
     #[test]
@@ -892,7 +876,7 @@ name = "gemini-2.5-pro"
         .unwrap();
         let c = invalid(&catalog(), &e.usage, e.invalid.as_deref().unwrap());
         assert_eq!((c.status, c.status.as_str(), c.total), (PricingStatus::Invalid, "invalid", Decimal::ZERO));
-        assert_eq!(c.parts, vec![("output", 500, Decimal::ZERO)]);
+        assert_eq!(c.parts, vec![(UsageType::Output, 500, Decimal::ZERO)]);
         assert_eq!(
             c.reason.as_deref(),
             Some("gen_ai.usage.input_tokens '12.7' is not a whole number of tokens; the span's own cost 0.5 is not booked")

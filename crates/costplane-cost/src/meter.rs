@@ -32,7 +32,9 @@ use std::sync::Arc;
 
 use chrono::DateTime;
 use costplane_telemetry::model::{ResourceInfo, TelemetryBatch};
-use costplane_telemetry::usage::{hour_of, round_money, CallKind, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, DAY_NS, HOUR_NS};
+use costplane_telemetry::usage::{
+    hour_of, round_money, CallKind, ChargeStatus, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, UsageType, DAY_NS, HOUR_NS,
+};
 use rust_decimal::Decimal;
 
 use crate::aggregate::LlmAggregate;
@@ -121,10 +123,10 @@ pub(crate) fn tags(tenant: &str, project: &str, service: &str, pricing_reason: O
 /// A span's own cost over its token kinds, by their share of the tokens:
 /// each share rounded by the ledger's rule, the last kind taking what is
 /// left, so the parts add up to the span's cost exactly.
-pub(crate) fn split_provided(total: Decimal, parts: &[(&'static str, u64, Decimal)]) -> Vec<(&'static str, u64, Decimal)> {
+pub(crate) fn split_provided(total: Decimal, parts: &[(UsageType, u64, Decimal)]) -> Vec<(UsageType, u64, Decimal)> {
     let tokens: u128 = parts.iter().map(|p| u128::from(p.1)).sum();
     if parts.is_empty() || tokens == 0 {
-        return vec![("total", 0, total)];
+        return vec![(UsageType::Total, 0, total)];
     }
     let all = Decimal::from(tokens);
     let mut left = total;
@@ -140,7 +142,7 @@ pub(crate) fn split_provided(total: Decimal, parts: &[(&'static str, u64, Decima
                 left = left.checked_sub(s).unwrap_or(left);
                 s
             };
-            (*kind, *n, share)
+            (kind.clone(), *n, share)
         })
         .collect()
 }
@@ -277,7 +279,7 @@ impl Meter {
 
     /// Ledger rows for an hour's telemetry usage: ingest priced per GiB,
     /// queries per 1,000; `charge_status` provisional or closed.
-    pub fn telemetry_ledger(&self, usage: &[TelemetryUsage], charge_status: &str) -> Vec<LedgerRow> {
+    pub fn telemetry_ledger(&self, usage: &[TelemetryUsage], charge_status: ChargeStatus) -> Vec<LedgerRow> {
         let version = self.telemetry_price_version();
         usage.iter().map(|u| self.telemetry_row(u, &version, charge_status)).collect()
     }
@@ -285,7 +287,12 @@ impl Meter {
     /// Ledger rows for an hour's LLM usage. `rollup_billed` says whether a
     /// [`CallKind::Rollup`] call is billed (its trace has no model-call
     /// usage); model calls always are.
-    pub fn llm_ledger(&self, usage: &[LlmUsageRow], rollup_billed: &dyn Fn(&LlmUsageRow) -> bool, charge_status: &str) -> Vec<LedgerRow> {
+    pub fn llm_ledger(
+        &self,
+        usage: &[LlmUsageRow],
+        rollup_billed: &dyn Fn(&LlmUsageRow) -> bool,
+        charge_status: ChargeStatus,
+    ) -> Vec<LedgerRow> {
         let mut agg = LlmAggregate::default();
         for row in usage {
             if row.kind == CallKind::Rollup && !rollup_billed(row) {
@@ -301,6 +308,7 @@ impl Meter {
 mod tests {
     use super::*;
     use costplane_telemetry::model::{ScopeInfo, SpanRow};
+    use costplane_telemetry::usage::PricingStatus;
     use std::str::FromStr;
 
     /// 2026-10-06T10:00:00Z.
@@ -339,7 +347,7 @@ mod tests {
         let mut m = meter();
         m.provided_cost = ProvidedCost::Prefer;
         let rows = m.measure(&TelemetryBatch { spans, ..TelemetryBatch::default() }, T);
-        let llm = m.llm_ledger(&rows.llm, &|_| true, "closed");
+        let llm = m.llm_ledger(&rows.llm, &|_| true, ChargeStatus::Closed);
         (rows, llm)
     }
 
@@ -377,12 +385,12 @@ mod tests {
         let mut bad = good;
         bad[2].1 = "12.7";
         let (_, llm) = llm_rows(vec![span(&good), span(&bad), span(&good)]);
-        let by = |status: &str| llm.iter().filter(|r| r.pricing_status == status).map(|r| r.cost).sum::<Decimal>();
+        let by = |status: &str| llm.iter().filter(|r| r.pricing_status.as_str() == status).map(|r| r.cost).sum::<Decimal>();
         // Two calls of 1,000 × $5/M + 500 × $15/M = 0.0125 each: 0.025.
         assert_eq!(by("priced"), d("0.025"));
         assert_eq!(by("invalid"), Decimal::ZERO);
         let priced_tags: serde_json::Value =
-            serde_json::from_str(&llm.iter().find(|r| r.pricing_status == "priced").unwrap().tags).unwrap();
+            serde_json::from_str(&llm.iter().find(|r| r.pricing_status == PricingStatus::Priced).unwrap().tags).unwrap();
         assert!(priced_tags.get("pricing_reason").is_none());
     }
 
@@ -408,10 +416,10 @@ mod tests {
                 ..Default::default()
             },
         };
-        let ledger = m.llm_ledger(&[row.clone(), row], &|_| true, "closed");
-        assert!(ledger.iter().all(|r| r.pricing_status == "invalid" && r.cost.is_zero()), "{ledger:?}");
+        let ledger = m.llm_ledger(&[row.clone(), row], &|_| true, ChargeStatus::Closed);
+        assert!(ledger.iter().all(|r| r.pricing_status == PricingStatus::Invalid && r.cost.is_zero()), "{ledger:?}");
         // Two calls' tokens summed past u64 without wrapping: 2 × (2^64 - 1) input tokens.
-        let input = ledger.iter().find(|r| r.usage_type == "input").unwrap();
+        let input = ledger.iter().find(|r| r.usage_type == UsageType::Input).unwrap();
         assert_eq!(input.consumed_quantity, d("36893488147419103230"));
         assert!(input.tags.contains("input plus"), "{}", input.tags);
     }
@@ -422,7 +430,7 @@ mod tests {
         let huge = "50000000000000000000000000000";
         let s = span(&[("cost.model", "gpt-4o"), ("cost.tokens.prompt", "10"), ("cost.usd", huge)]);
         let (_, llm) = llm_rows(vec![s.clone(), s]);
-        assert!(llm.iter().all(|r| r.pricing_status == "invalid" && r.cost.is_zero()), "{llm:?}");
+        assert!(llm.iter().all(|r| r.pricing_status == PricingStatus::Invalid && r.cost.is_zero()), "{llm:?}");
         assert_eq!(llm.iter().map(|r| r.consumed_quantity).sum::<Decimal>(), Decimal::from(20));
         assert!(llm[0].tags.contains("outside what the ledger keeps"), "{}", llm[0].tags);
     }
@@ -463,7 +471,7 @@ mod tests {
         let kinds: Vec<CallKind> = rows.llm.iter().map(|r| r.kind).collect();
         assert_eq!(kinds, [CallKind::Rollup, CallKind::Model, CallKind::Model, CallKind::Model]);
         // The closer found model-call usage in trace-1: the agent span is information.
-        let ledger = m.llm_ledger(&rows.llm, &|_| false, "closed");
+        let ledger = m.llm_ledger(&rows.llm, &|_| false, ChargeStatus::Closed);
         let total: Decimal = ledger.iter().map(|r| r.cost).sum();
         // gpt-4o-2024-05-13 at $5/M in, $15/M out:
         // 3 × (1,000 × 5 / 1M + 500 × 15 / 1M) = 3 × (0.005 + 0.0075) = 0.0375,
@@ -479,7 +487,7 @@ mod tests {
         let spans = spans_of_trace("trace-2", &[("agent", AGENT)]);
         let rows = m.measure(&TelemetryBatch { spans, ..TelemetryBatch::default() }, T);
         // No model-call span in trace-2 carries usage: the agent's usage is billed.
-        let ledger = m.llm_ledger(&rows.llm, &|_| true, "closed");
+        let ledger = m.llm_ledger(&rows.llm, &|_| true, ChargeStatus::Closed);
         let total: Decimal = ledger.iter().map(|r| r.cost).sum();
         // 3,000 × $5/M + 1,500 × $15/M = 0.015 + 0.0225 = 0.0375.
         assert_eq!(total, d("0.0375"));
@@ -497,9 +505,9 @@ mod tests {
         assert_eq!((r.timestamp_ns, r.received_ns, r.hour_ns), (T - thirty_days, T, T));
         let reason = r.invalid_reason.as_deref().unwrap();
         assert!(reason.contains("2026-09-06T10:00:00Z") && reason.contains("outside the accepted window"), "{reason}");
-        let ledger = m.llm_ledger(&rows.llm, &|_| true, "closed");
+        let ledger = m.llm_ledger(&rows.llm, &|_| true, ChargeStatus::Closed);
         // Not priced: 1,000 × $5/M + 500 × $15/M = $0.0125 would be its price; it books $0.
-        assert!(ledger.iter().all(|l| l.pricing_status == "invalid" && l.cost.is_zero()), "{ledger:?}");
+        assert!(ledger.iter().all(|l| l.pricing_status == PricingStatus::Invalid && l.cost.is_zero()), "{ledger:?}");
         assert_eq!(ledger.iter().map(|l| l.consumed_quantity).sum::<Decimal>(), Decimal::from(1_500));
         // Within the window (6 days back, or 59 minutes ahead) it is priced at its event hour.
         for offset in [-6 * DAY_NS, 59 * 60 * 1_000_000_000] {
@@ -541,16 +549,16 @@ mod tests {
             let mut m = meter();
             m.provided_cost = mode;
             let rows = m.measure(&TelemetryBatch { spans: vec![span(attrs)], ..TelemetryBatch::default() }, T);
-            let ledger = m.llm_ledger(&rows.llm, &|_| true, "closed");
-            (ledger.iter().map(|r| r.cost).sum::<Decimal>(), ledger[0].pricing_status.clone())
+            let ledger = m.llm_ledger(&rows.llm, &|_| true, ChargeStatus::Closed);
+            (ledger.iter().map(|r| r.cost).sum::<Decimal>(), ledger[0].pricing_status)
         };
         // when_unpriced (default): the catalog's 1,000 × 5/1M + 500 × 15/1M = 0.0125 wins...
-        assert_eq!(cost_of(ProvidedCost::WhenUnpriced, &priced_model), (d("0.0125"), "priced".into()));
+        assert_eq!(cost_of(ProvidedCost::WhenUnpriced, &priced_model), (d("0.0125"), PricingStatus::Priced));
         // ... and the span's $2 fills in for a model no price covers.
-        assert_eq!(cost_of(ProvidedCost::WhenUnpriced, &unknown_model), (d("2"), "provided".into()));
-        assert_eq!(cost_of(ProvidedCost::Prefer, &priced_model), (d("9"), "provided".into()));
-        assert_eq!(cost_of(ProvidedCost::Ignore, &priced_model), (d("0.0125"), "priced".into()));
-        assert_eq!(cost_of(ProvidedCost::Ignore, &unknown_model), (Decimal::ZERO, "unpriced".into()));
+        assert_eq!(cost_of(ProvidedCost::WhenUnpriced, &unknown_model), (d("2"), PricingStatus::Provided));
+        assert_eq!(cost_of(ProvidedCost::Prefer, &priced_model), (d("9"), PricingStatus::Provided));
+        assert_eq!(cost_of(ProvidedCost::Ignore, &priced_model), (d("0.0125"), PricingStatus::Priced));
+        assert_eq!(cost_of(ProvidedCost::Ignore, &unknown_model), (Decimal::ZERO, PricingStatus::Unpriced));
         assert_eq!(meter().provided_cost, ProvidedCost::WhenUnpriced);
     }
 
@@ -559,8 +567,8 @@ mod tests {
         // A span's own $1 over 2 input and 1 output tokens: 2/3 and 1/3,
         // rounded to 12 places half-even: 0.666666666667 and what is left,
         // 0.333333333333; together exactly $1.
-        let parts = split_provided(d("1"), &[("input", 2, Decimal::ZERO), ("output", 1, Decimal::ZERO)]);
-        assert_eq!(parts, vec![("input", 2, d("0.666666666667")), ("output", 1, d("0.333333333333"))]);
-        assert_eq!(split_provided(d("0.5"), &[]), vec![("total", 0, d("0.5"))]);
+        let parts = split_provided(d("1"), &[(UsageType::Input, 2, Decimal::ZERO), (UsageType::Output, 1, Decimal::ZERO)]);
+        assert_eq!(parts, vec![(UsageType::Input, 2, d("0.666666666667")), (UsageType::Output, 1, d("0.333333333333"))]);
+        assert_eq!(split_provided(d("0.5"), &[]), vec![(UsageType::Total, 0, d("0.5"))]);
     }
 }

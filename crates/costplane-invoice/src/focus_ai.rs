@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 use crate::{InvoiceLine, Provider, TokenKind};
 
 /// The bill's source in the ledger.
-pub const CLOUD_SOURCE: &str = "cloud";
+pub const CLOUD_SOURCE: costplane_ledger::Source = costplane_ledger::Source::Cloud;
 
 fn extra_field(extra: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<String> {
     extra.get(key).and_then(|v| v.as_str()).filter(|s| !s.trim().is_empty()).map(str::to_owned)

@@ -38,12 +38,12 @@ pub mod reconcile;
 
 use std::str::FromStr;
 
-use costplane_ledger::{hour_of, round_money, LedgerExt, LedgerRow, CLOSED, DAY_NS, HOUR_NS};
+use costplane_ledger::{hour_of, round_money, ChargeStatus, LedgerExt, LedgerRow, PricingStatus, Source, UsageType, DAY_NS, HOUR_NS};
 use rust_decimal::Decimal;
 use thiserror::Error;
 
 /// The ledger's `x_Source` of imported invoice lines.
-pub const SOURCE: &str = "invoice";
+pub const SOURCE: Source = Source::Invoice;
 /// The ledger scope prefix of imported invoice lines.
 pub const SCOPE_PREFIX: &str = "invoice:";
 
@@ -142,6 +142,17 @@ impl TokenKind {
             TokenKind::CacheRead => "cache_read",
             TokenKind::CacheWrite => "cache_write",
             TokenKind::Other => "other",
+        }
+    }
+
+    /// The ledger's usage type of the kind.
+    pub fn usage_type(self) -> UsageType {
+        match self {
+            TokenKind::Input => UsageType::Input,
+            TokenKind::Output => UsageType::Output,
+            TokenKind::CacheRead => UsageType::CacheRead,
+            TokenKind::CacheWrite => UsageType::CacheWrite,
+            TokenKind::Other => UsageType::Other,
         }
     }
 
@@ -394,44 +405,29 @@ pub fn ledger_rows(invoice: &Invoice, account: &str, ledger_currency: &str, file
         let month = chrono::DateTime::from_timestamp_nanos(start).format("%Y-%m");
         let tenant = l.tenant.clone().unwrap_or_else(|| "unassigned".to_owned());
         let tags = serde_json::json!({ "tenant": tenant, "project": l.project, "invoice_sku": l.sku });
-        out.push(LedgerRow {
-            charge_period_start_ns: start,
-            charge_period_end_ns: l.end_ns.max(start.saturating_add(HOUR_NS)),
-            cost: round_money(l.cost),
-            billing_currency: ledger_currency.to_owned(),
-            charge_class: None,
-            service_name: format!("{} API", provider.display()),
-            service_category: "AI and Machine Learning".into(),
-            provider_name: provider.display().into(),
-            publisher_name: provider.display().into(),
-            resource_id: String::new(),
-            resource_name: String::new(),
-            consumed_quantity: l.tokens.unwrap_or(Decimal::ZERO),
-            consumed_unit: if l.tokens.is_some() { "Tokens".into() } else { String::new() },
-            pricing_quantity: l.tokens.unwrap_or(Decimal::ZERO),
-            pricing_unit: if l.tokens.is_some() { "Tokens".into() } else { String::new() },
-            sku_id: l.sku.clone(),
-            tags: tags.to_string(),
-            tenant,
-            project: if l.project.is_empty() { "unassigned".into() } else { l.project.clone() },
-            service: "unassigned".into(),
-            source: SOURCE.into(),
-            model: l.model.clone(),
-            operation: invoice.format.report().into(),
-            usage_type: l.kind.as_str().into(),
-            pricing_status: "provided".into(),
-            price_version: invoice.format.name().into(),
-            charge_status: CLOSED.into(),
-            revision: 0,
-            allocation_ratio: None,
-            allocation_method: String::new(),
-            ext: LedgerExt {
-                charge_category: Some("Usage".into()),
-                invoice_issuer: Some(provider.display().into()),
-                import_key: format!("{}|{}|{}|{}", provider.id(), account, invoice.format.report(), month),
-                ..LedgerExt::default()
-            },
-        });
+        let unit = if l.tokens.is_some() { "Tokens" } else { "" };
+        out.push(
+            LedgerRow::builder(SOURCE, start, l.end_ns.max(start.saturating_add(HOUR_NS)))
+                .cost(round_money(l.cost), ledger_currency)
+                .service(format!("{} API", provider.display()), "AI and Machine Learning")
+                .provider(provider.display())
+                .consumed(l.tokens.unwrap_or(Decimal::ZERO), unit)
+                .sku(l.sku.clone())
+                .tags(tags.to_string())
+                .owner(tenant, if l.project.is_empty() { "unassigned".into() } else { l.project.clone() }, "unassigned")
+                .model(l.model.clone())
+                .operation(invoice.format.report())
+                .usage_type(l.kind.usage_type())
+                .priced(PricingStatus::Provided, invoice.format.name())
+                .charge_status(ChargeStatus::Closed)
+                .ext(LedgerExt {
+                    charge_category: Some("Usage".into()),
+                    invoice_issuer: Some(provider.display().into()),
+                    import_key: format!("{}|{}|{}|{}", provider.id(), account, invoice.format.report(), month),
+                    ..LedgerExt::default()
+                })
+                .build(),
+        );
     }
     Ok(out)
 }
@@ -449,7 +445,7 @@ pub fn line_of_ledger_row(r: &LedgerRow) -> Option<InvoiceLine> {
         provider,
         sku: r.sku_id.clone(),
         model: r.model.clone(),
-        kind: TokenKind::parse(&r.usage_type),
+        kind: TokenKind::parse(r.usage_type.as_str()),
         tokens: r.consumed_unit.eq_ignore_ascii_case("tokens").then_some(r.consumed_quantity),
         cost: r.cost,
         currency: r.billing_currency.clone(),

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use costplane_ledger::LedgerRow;
+use costplane_ledger::{LedgerRow, PricingStatus, Source};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::{canonical_name, day_of, match_key, provider_family, InvoiceLine};
@@ -91,7 +91,7 @@ impl Estimate {
     /// provider is the span's, kept as the first part of the row's SkuId
     /// (`provider/model/kind`); the display name when that is empty.
     pub fn of_ledger_row(r: &LedgerRow) -> Option<Estimate> {
-        if r.source != "llm" {
+        if r.source != Source::Llm {
             return None;
         }
         let span_provider = r.sku_id.split('/').next().unwrap_or("");
@@ -111,7 +111,7 @@ impl Estimate {
             start_ns: r.charge_period_start_ns,
             cost: r.cost,
             tokens,
-            unpriced_tokens: if r.pricing_status == "unpriced" { tokens } else { Decimal::ZERO },
+            unpriced_tokens: if r.pricing_status == PricingStatus::Unpriced { tokens } else { Decimal::ZERO },
         })
     }
 }

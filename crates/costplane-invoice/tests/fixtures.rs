@@ -91,7 +91,7 @@ fn anthropic_usage_report_gives_tokens_at_no_cost() {
 fn ledger_rows_are_invoice_rows_in_the_ledger_currency() {
     let i = parse(Some(Format::AnthropicCostJson), "a.json", &fixture("anthropic_cost_report.json")).unwrap();
     let rows = ledger_rows(&i, "default", "USD", "a.json").unwrap();
-    assert!(rows.iter().all(|r| r.source == "invoice" && r.charge_status == "closed"));
+    assert!(rows.iter().all(|r| r.source.as_str() == "invoice" && r.charge_status.as_str() == "closed"));
     assert_eq!(rows.iter().map(|r| r.cost).sum::<Decimal>(), d("24.105"));
     assert_eq!(rows[0].ext.import_key, "anthropic|default|cost|2025-08");
     let back = costplane_invoice::line_of_ledger_row(&rows[1]).unwrap();

@@ -202,6 +202,22 @@ impl Resource {
         }
     }
 
+    /// The same, typed.
+    pub fn usage_type(self) -> costplane_telemetry::usage::UsageType {
+        use costplane_telemetry::usage::UsageType;
+        match self {
+            Resource::Cpu => UsageType::Cpu,
+            Resource::Ram => UsageType::Memory,
+            Resource::Gpu => UsageType::Gpu,
+            Resource::Volume => UsageType::Volume,
+            Resource::NetworkReceive => UsageType::NetworkReceive,
+            Resource::NetworkTransmit => UsageType::NetworkTransmit,
+            Resource::IdleCpu => UsageType::IdleCpu,
+            Resource::IdleRam => UsageType::IdleMemory,
+            Resource::Shared => UsageType::Shared,
+        }
+    }
+
     /// The unit of the line's quantity.
     pub fn unit(self) -> &'static str {
         match self {

@@ -41,12 +41,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use costplane_telemetry::usage::{LedgerExt, LedgerRow, CLOSED, MONEY_SCALE};
+use costplane_telemetry::usage::{ChargeClass, ChargeStatus, LedgerExt, LedgerRow, PricingStatus, Source, UsageType, MONEY_SCALE};
 use rust_decimal::Decimal;
 
 use crate::K8sError;
 
-pub const SOURCE: &str = "cloud";
+pub const SOURCE: Source = Source::Cloud;
 
 /// FOCUS columns kept in `x_Extra` as the file gives them (see the module
 /// header); the billing period is added normalised.
@@ -464,6 +464,12 @@ fn parse_rows(file: &str, header: Vec<String>, recs: impl Iterator<Item = Vec<Ce
             }
         }
         let category = enum_case(get("ChargeCategory").unwrap_or("Usage"));
+        // FOCUS allows one ChargeClass, `Correction`; anything else is not
+        // a FOCUS file's, and guessing what it meant would misstate the bill.
+        let charge_class = match get("ChargeClass").map(enum_case) {
+            None => None,
+            Some(c) => Some(ChargeClass::parse(&c).map_err(|e| cell_err("ChargeClass", e.to_string()))?),
+        };
         let sub_account = get("SubAccountName").or(get("SubAccountId")).unwrap_or("unassigned").to_owned();
         out.keys.insert(key.clone());
         let scope = scope_of(&provider, &account_key);
@@ -475,48 +481,40 @@ fn parse_rows(file: &str, header: Vec<String>, recs: impl Iterator<Item = Vec<Ce
         extra.insert("BillingPeriodStart".into(), iso(period).into());
         extra.insert("BillingPeriodEnd".into(), iso(period_end.max(period)).into());
         out.periods.insert((scope, period, period_end.max(period)));
-        out.rows.push(LedgerRow {
-            charge_period_start_ns: start,
-            charge_period_end_ns: end,
-            cost: billed,
-            billing_currency: text("BillingCurrency"),
-            charge_class: get("ChargeClass").map(enum_case),
-            service_name: text("ServiceName"),
-            service_category: text("ServiceCategory"),
-            provider_name: provider.clone(),
-            publisher_name: text("PublisherName"),
-            resource_id: text("ResourceId"),
-            resource_name: text("ResourceName"),
-            consumed_quantity: consumed,
-            consumed_unit: text("ConsumedUnit"),
-            pricing_quantity: pricing,
-            pricing_unit: text("PricingUnit"),
-            sku_id: text("SkuId"),
-            tags: serde_json::Value::Object(tags.clone()).to_string(),
-            tenant: tag(&options.tenant_tag).unwrap_or_else(|| "unassigned".into()),
-            project: sub_account,
-            service: tag(&options.service_tag).unwrap_or_else(|| "unassigned".into()),
-            source: SOURCE.into(),
-            model: String::new(),
-            operation: category.clone(),
-            usage_type: category.clone(),
-            pricing_status: "provided".into(),
-            price_version: format!("focus:{}", get("FocusVersion").or(get("x_FocusVersion")).unwrap_or("1.x")),
-            charge_status: CLOSED.into(),
-            revision: 0,
-            allocation_ratio: None,
-            allocation_method: String::new(),
-            ext: LedgerExt {
-                effective_cost: Some(effective),
-                list_cost: Some(list.unwrap_or(effective)),
-                contracted_cost: Some(contracted.unwrap_or(effective)),
-                charge_category: Some(category),
-                invoice_issuer: Some(get("InvoiceIssuerName").unwrap_or(&provider).to_owned()),
-                import_key: key,
-                extra: serde_json::Value::Object(extra).to_string(),
-                ..LedgerExt::default()
-            },
-        });
+        let focus_version = format!("focus:{}", get("FocusVersion").or(get("x_FocusVersion")).unwrap_or("1.x"));
+        out.rows.push(
+            LedgerRow::builder(SOURCE, start, end)
+                .cost(billed, text("BillingCurrency"))
+                .charge_class(charge_class)
+                .service(text("ServiceName"), text("ServiceCategory"))
+                .provider(provider.clone())
+                .publisher(text("PublisherName"))
+                .resource(text("ResourceId"), text("ResourceName"))
+                .consumed(consumed, text("ConsumedUnit"))
+                .pricing(pricing, text("PricingUnit"))
+                .sku(text("SkuId"))
+                .tags(serde_json::Value::Object(tags.clone()).to_string())
+                .owner(
+                    tag(&options.tenant_tag).unwrap_or_else(|| "unassigned".into()),
+                    sub_account,
+                    tag(&options.service_tag).unwrap_or_else(|| "unassigned".into()),
+                )
+                .operation(category.clone())
+                .usage_type(UsageType::ChargeCategory(category.clone()))
+                .priced(PricingStatus::Provided, focus_version)
+                .charge_status(ChargeStatus::Closed)
+                .ext(LedgerExt {
+                    effective_cost: Some(effective),
+                    list_cost: Some(list.unwrap_or(effective)),
+                    contracted_cost: Some(contracted.unwrap_or(effective)),
+                    charge_category: Some(category),
+                    invoice_issuer: Some(get("InvoiceIssuerName").unwrap_or(&provider).to_owned()),
+                    import_key: key,
+                    extra: serde_json::Value::Object(extra).to_string(),
+                    ..LedgerExt::default()
+                })
+                .build(),
+        );
     }
     Ok(out)
 }
@@ -548,13 +546,26 @@ mod tests {
     }
 
     #[test]
+    fn a_charge_class_focus_does_not_know_is_refused_with_its_cell() {
+        let csv = "BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,BillingPeriodEnd,ProviderName,ChargeCategory,ChargeClass,BillingAccountId\n\
+                   1.25,1.00,USD,2024-01-05T00:00:00Z,2024-01-06T00:00:00Z,2024-01-01,2024-01-31,AWS,Usage,Refund,A1\n";
+        match parse_bytes("aws.csv", csv.as_bytes(), &ImportOptions::default()) {
+            Err(K8sError::Cell { column, message, .. }) => {
+                assert_eq!(column, "ChargeClass");
+                assert!(message.contains("Refund"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn gcp_lower_case_and_tag_arrays() {
         let csv = "BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,BillingPeriodEnd,ProviderName,ChargeCategory,ChargeClass,Tags,BillingAccountId\n\
                    1.25,1.00,USD,2024-01-05T00:00:00Z,2024-01-06T00:00:00Z,2024-01-01,2024-01-31,Google Cloud,usage,correction,\"[{\"\"key\"\":\"\"service\"\",\"\"value\"\":\"\"api\"\"}]\",ABC-1\n";
         let i = parse_bytes("gcp.csv", csv.as_bytes(), &ImportOptions::default()).unwrap();
         let r = &i.rows[0];
         assert_eq!(r.ext.charge_category.as_deref(), Some("Usage"));
-        assert_eq!(r.charge_class.as_deref(), Some("Correction"));
+        assert_eq!(r.charge_class, Some(ChargeClass::Correction));
         assert_eq!(r.service, "api");
         assert_eq!(r.tags, r#"{"service":"api"}"#);
         assert_eq!(i.keys.iter().next().unwrap(), "google cloud|ABC-1|2024-01");

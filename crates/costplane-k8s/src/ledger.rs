@@ -4,12 +4,12 @@
 //! and again in `Tags` (with pod labels as `label:<key>`, and the average
 //! usage and request the cost was derived from).
 
-use costplane_telemetry::usage::{LedgerExt, LedgerRow};
+use costplane_telemetry::usage::{ChargeStatus, LedgerExt, LedgerRow, PricingStatus, Source};
 use rust_decimal::Decimal;
 
 use crate::allocate::{Line, Resource, HOUR_NS};
 
-pub const SOURCE: &str = "kubernetes";
+pub const SOURCE: Source = Source::Kubernetes;
 const UNASSIGNED: &str = "unassigned";
 
 fn category(r: Resource) -> &'static str {
@@ -33,7 +33,7 @@ fn dec(d: Decimal) -> String {
 }
 
 /// Ledger rows of priced lines (`charge_status`: the hour's, from the closer).
-pub fn rows(lines: &[Line], currency: &str, price_version: &str, charge_status: &str) -> Vec<LedgerRow> {
+pub fn rows(lines: &[Line], currency: &str, price_version: &str, charge_status: ChargeStatus) -> Vec<LedgerRow> {
     lines
         .iter()
         .map(|l| {
@@ -64,38 +64,23 @@ pub fn rows(lines: &[Line], currency: &str, price_version: &str, charge_status: 
                 Resource::Volume => format!("{}/{}/{}/{}", id.cluster, id.namespace, id.pod, l.detail),
                 _ => format!("{}/{}/{}/{}", id.cluster, id.namespace, id.pod, id.container),
             };
-            LedgerRow {
-                charge_period_start_ns: l.hour_ns,
-                charge_period_end_ns: l.hour_ns + HOUR_NS,
-                cost: l.cost,
-                billing_currency: currency.to_owned(),
-                charge_class: None,
-                service_name: "Kubernetes".into(),
-                service_category: category(l.resource).into(),
-                provider_name: "Kubernetes".into(),
-                publisher_name: "costplane".into(),
-                resource_id,
-                resource_name: if id.pod.is_empty() { id.namespace.clone() } else { id.pod.clone() },
-                consumed_quantity: l.quantity.round_dp(costplane_telemetry::usage::MONEY_SCALE),
-                consumed_unit: l.resource.unit().into(),
-                pricing_quantity: l.quantity.round_dp(costplane_telemetry::usage::MONEY_SCALE),
-                pricing_unit: l.resource.unit().into(),
-                sku_id: format!("kubernetes/{}", l.resource.as_str()),
-                tags: tags.to_string(),
-                tenant: if id.tenant.is_empty() { UNASSIGNED.into() } else { id.tenant.clone() },
-                project: id.namespace.clone(),
-                service: service_of(l),
-                source: SOURCE.into(),
-                model: String::new(),
-                operation: l.resource.as_str().into(),
-                usage_type: l.resource.as_str().into(),
-                pricing_status: "priced".into(),
-                price_version: price_version.to_owned(),
-                charge_status: charge_status.to_owned(),
-                revision: 0,
-                allocation_ratio: None,
-                allocation_method: if l.shared_from.is_empty() { String::new() } else { format!("shared:{}", l.detail) },
-                ext: LedgerExt {
+            let quantity = l.quantity.round_dp(costplane_telemetry::usage::MONEY_SCALE);
+            LedgerRow::builder(SOURCE, l.hour_ns, l.hour_ns + HOUR_NS)
+                .cost(l.cost, currency)
+                .service("Kubernetes", category(l.resource))
+                .provider("Kubernetes")
+                .publisher("costplane")
+                .resource(resource_id, if id.pod.is_empty() { id.namespace.clone() } else { id.pod.clone() })
+                .consumed(quantity, l.resource.unit())
+                .sku(format!("kubernetes/{}", l.resource.as_str()))
+                .tags(tags.to_string())
+                .owner(if id.tenant.is_empty() { UNASSIGNED.into() } else { id.tenant.clone() }, id.namespace.clone(), service_of(l))
+                .operation(l.resource.as_str())
+                .usage_type(l.resource.usage_type())
+                .priced(PricingStatus::Priced, price_version)
+                .charge_status(charge_status)
+                .allocation(None, if l.shared_from.is_empty() { String::new() } else { format!("shared:{}", l.detail) })
+                .ext(LedgerExt {
                     namespace: id.namespace.clone(),
                     pod: id.pod.clone(),
                     node: id.node.clone(),
@@ -103,8 +88,23 @@ pub fn rows(lines: &[Line], currency: &str, price_version: &str, charge_status: 
                     container: id.container.clone(),
                     shared_from: l.shared_from.clone(),
                     ..LedgerExt::default()
-                },
-            }
+                })
+                .build()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use costplane_telemetry::usage::UsageType;
+
+    #[test]
+    fn each_resource_is_stored_as_its_usage_type() {
+        use Resource::*;
+        for r in [Cpu, Ram, Gpu, Volume, NetworkReceive, NetworkTransmit, IdleCpu, IdleRam, Shared] {
+            assert_eq!(r.usage_type().as_str(), r.as_str());
+            assert_eq!(UsageType::parse(SOURCE, r.as_str()), Ok(r.usage_type()));
+        }
+    }
 }

@@ -38,7 +38,7 @@ pub fn price_hour(
     rows: &[KubernetesUsage],
     cfg: &KubernetesConfig,
     currency: &str,
-    charge_status: &str,
+    charge_status: costplane_telemetry::usage::ChargeStatus,
     stats: &mut allocate::AllocationStats,
 ) -> Result<Vec<LedgerRow>, K8sError> {
     // Each write scope (an owner's usage) is allocated apart.

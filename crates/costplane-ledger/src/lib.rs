@@ -19,6 +19,11 @@ use std::collections::BTreeMap;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
+mod kinds;
+mod row;
+pub use kinds::{ChargeClass, ChargeStatus, PricingStatus, Source, UnknownValue, UsageType};
+pub use row::{LedgerExt, LedgerRow, LedgerRowBuilder, DEFAULT_CHARGE_CATEGORY};
+
 /// Decimal places of money in the ledger.
 pub const MONEY_SCALE: u32 = 12;
 
@@ -193,107 +198,10 @@ impl UsageRows {
     }
 }
 
-/// Whether a ledger row's hour is still open.
-pub const PROVISIONAL: &str = "provisional";
-/// A closed hour's row: final until repriced.
-pub const CLOSED: &str = "closed";
-
-/// One row of the cost ledger, in FOCUS terms (plus `x_` columns).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerRow {
-    pub charge_period_start_ns: i64,
-    pub charge_period_end_ns: i64,
-    /// Billed = effective = list = contracted for costplane's own pricing.
-    pub cost: Decimal,
-    pub billing_currency: String,
-    /// FOCUS ChargeClass: `None`, or `Correction` for a row that corrects
-    /// an already exported period.
-    pub charge_class: Option<String>,
-    /// FOCUS ServiceName: the offering billed (e.g. "OpenAI models", "Telemetry ingest").
-    pub service_name: String,
-    pub service_category: String,
-    pub provider_name: String,
-    pub publisher_name: String,
-    pub resource_id: String,
-    pub resource_name: String,
-    pub consumed_quantity: Decimal,
-    pub consumed_unit: String,
-    pub pricing_quantity: Decimal,
-    pub pricing_unit: String,
-    pub sku_id: String,
-    /// JSON object.
-    pub tags: String,
-    pub tenant: String,
-    pub project: String,
-    /// The emitting service (OTel `service.name`).
-    pub service: String,
-    /// `llm` or `telemetry` (later `kubernetes`, `cloud`).
-    pub source: String,
-    pub model: String,
-    pub operation: String,
-    /// For telemetry rows: the signal (or `storage`); for LLM rows: the token kind.
-    pub usage_type: String,
-    /// `priced`, `provided`, `unpriced` or `invalid`.
-    pub pricing_status: String,
-    pub price_version: String,
-    /// [`PROVISIONAL`] (the hour is open) or [`CLOSED`].
-    pub charge_status: String,
-    /// The revision of the hour this row belongs to (set by the repository).
-    pub revision: u64,
-    /// A measured ratio the cost was apportioned with (storage: stored
-    /// bytes per ingested byte; a tenant's share), when there is one.
-    pub allocation_ratio: Option<Decimal>,
-    /// How the cost was measured or apportioned, when not plain usage × price.
-    pub allocation_method: String,
-    /// Columns only Kubernetes and imported rows fill (`x_Namespace`, ...,
-    /// FOCUS costs that differ from `cost`).
-    pub ext: LedgerExt,
-}
-
-/// The ledger's Kubernetes and cloud-bill columns (schema version 5).
-/// Default: a row of costplane's own pricing (every cost = `cost`,
-/// `ChargeCategory` Usage, no Kubernetes identity).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LedgerExt {
-    /// FOCUS EffectiveCost / ListCost / ContractedCost when they differ from BilledCost.
-    pub effective_cost: Option<Decimal>,
-    pub list_cost: Option<Decimal>,
-    pub contracted_cost: Option<Decimal>,
-    /// FOCUS ChargeCategory (default `Usage`).
-    pub charge_category: Option<String>,
-    /// FOCUS InvoiceIssuerName (default: the provider).
-    pub invoice_issuer: Option<String>,
-    pub namespace: String,
-    pub pod: String,
-    pub node: String,
-    pub cluster: String,
-    pub container: String,
-    /// Split rows: the shared namespace (or `__idle__`) the cost came from.
-    pub shared_from: String,
-    /// Imported rows: provider, billing account and billing period.
-    pub import_key: String,
-    /// Imported rows: the provider's `x_` columns as a JSON object.
-    pub extra: String,
-}
-
-impl LedgerRow {
-    /// The row's identity within its hour, for diffs between revisions.
-    pub fn key(&self) -> String {
-        [
-            self.source.as_str(),
-            &self.tenant,
-            &self.project,
-            &self.service,
-            &self.model,
-            &self.operation,
-            &self.usage_type,
-            &self.sku_id,
-            &self.pricing_status,
-            &self.tags,
-        ]
-        .join("\u{1f}")
-    }
-}
+/// [`ChargeStatus::Provisional`] as the revision table stores it.
+pub const PROVISIONAL: &str = ChargeStatus::Provisional.as_str();
+/// [`ChargeStatus::Closed`] as the revision table stores it.
+pub const CLOSED: &str = ChargeStatus::Closed.as_str();
 
 /// Scopes an hour is closed in, each with its own revision: LLM usage,
 /// telemetry usage (ingest and queries), storage (one "hour" per day).

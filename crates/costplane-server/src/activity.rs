@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use costplane_pipeline::Pipeline;
-use costplane_telemetry::usage::LedgerRow;
+use costplane_telemetry::usage::{LedgerRow, PricingStatus};
 use costplane_telemetry::Signal;
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,7 @@ impl Booked {
     /// unpriced.
     pub fn of(rows: &[LedgerRow]) -> Booked {
         let mut unpriced: Vec<(String, String, String)> = Vec::new();
-        for r in rows.iter().filter(|r| r.pricing_status == "unpriced" && !r.model.is_empty()) {
+        for r in rows.iter().filter(|r| r.pricing_status == PricingStatus::Unpriced && !r.model.is_empty()) {
             if !unpriced.iter().any(|(m, _, _)| *m == r.model) {
                 unpriced.push((r.model.clone(), r.provider_name.clone(), r.tenant.clone()));
             }
@@ -161,40 +161,15 @@ mod tests {
     use std::str::FromStr;
 
     fn row(model: &str, status: &str, cost: &str) -> LedgerRow {
-        let text = String::new;
-        LedgerRow {
-            charge_period_start_ns: 0,
-            charge_period_end_ns: 0,
-            cost: Decimal::from_str(cost).unwrap(),
-            billing_currency: "USD".into(),
-            service_name: text(),
-            service_category: text(),
-            provider_name: text(),
-            publisher_name: text(),
-            resource_id: text(),
-            resource_name: text(),
-            consumed_quantity: Decimal::ONE,
-            consumed_unit: "tokens".into(),
-            pricing_quantity: Decimal::ONE,
-            pricing_unit: text(),
-            sku_id: text(),
-            tags: text(),
-            tenant: "acme".into(),
-            project: text(),
-            service: text(),
-            source: "llm".into(),
-            model: model.into(),
-            operation: text(),
-            usage_type: "input".into(),
-            pricing_status: status.into(),
-            price_version: text(),
-            charge_class: None,
-            charge_status: "closed".into(),
-            revision: 0,
-            allocation_ratio: None,
-            allocation_method: text(),
-            ext: Default::default(),
-        }
+        LedgerRow::builder(costplane_telemetry::usage::Source::Llm, 0, 0)
+            .cost(Decimal::from_str(cost).unwrap(), "USD")
+            .consumed(Decimal::ONE, "tokens")
+            .pricing(Decimal::ONE, "")
+            .owner("acme", "", "")
+            .model(model)
+            .usage_type(costplane_telemetry::usage::UsageType::Input)
+            .priced(PricingStatus::parse(status).unwrap(), "")
+            .build()
     }
 
     #[test]

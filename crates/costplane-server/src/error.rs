@@ -162,7 +162,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) | StoreError::Unexpected(_) | StoreError::Io(_) | StoreError::SegmentMoved(_) => {
                 ErrorCode::Unavailable
             }
-            StoreError::Schema(_) | StoreError::BadCell { .. } => ErrorCode::Internal,
+            StoreError::Schema(_) | StoreError::BadCell { .. } | StoreError::UnknownValue { .. } => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())
     }

@@ -290,7 +290,7 @@ async fn load(state: &CostState, caller: &Caller, from: i64, to: i64) -> Result<
                 start: r.charge_period_start_ns,
                 cost: r.cost,
                 quantity: r.consumed_quantity,
-                usage_type: r.usage_type.clone(),
+                usage_type: r.usage_type.to_string(),
                 usage_avg: tag_dec("usage_avg"),
                 request_avg: tag_dec("request_avg"),
                 labels: tags.into_iter().filter(|(k, _)| k.starts_with("label:")).collect(),
@@ -480,7 +480,7 @@ pub async fn untagged(
     for source in ["cloud", "kubernetes"] {
         for r in source_rows(&state, &caller, source, ns(from), ns(to)).await? {
             if r.tenant == "unassigned" || (source == "cloud" && r.service == "unassigned") {
-                let g = groups.entry((r.source.clone(), r.provider_name.clone(), r.project.clone())).or_default();
+                let g = groups.entry((r.source.to_string(), r.provider_name.clone(), r.project.clone())).or_default();
                 g.0 += r.cost;
                 g.1 += 1;
             }

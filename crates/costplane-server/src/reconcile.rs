@@ -35,7 +35,7 @@ use axum::{Extension, Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use costplane_invoice::reconcile::{reconcile, Dim, Estimate, Options, Report};
 use costplane_invoice::{focus_ai, line_of_ledger_row, Format, Invoice};
-use costplane_telemetry::usage::{hour_of, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, CLOSED, DAY_NS};
+use costplane_telemetry::usage::{hour_of, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, Source, CLOSED, DAY_NS};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -288,17 +288,17 @@ impl ReconcileQuery {
 /// The reconciliation of `[from, to)` as `tenant` (or an admin) sees it,
 /// from the ledger as it is (the API brings open hours up to date first).
 pub async fn report(state: &CostState, tenant: Option<&str>, from: i64, to: i64, options: &Options) -> Result<Report, ApiError> {
-    let read = |source: &'static str| {
+    let read = |source: Source| {
         let filter = CostFilter {
             from_ns: from,
             to_ns: to,
             tenant: tenant.map(str::to_owned),
-            equals: vec![(Dimension::Source, source.to_owned())],
+            equals: vec![(Dimension::Source, source.as_str().to_owned())],
         };
         async move { state.ledger().rows(&filter).await }
     };
     // Side by side: the three reads are independent.
-    let (llm, invoice, cloud) = tokio::join!(read("llm"), read(costplane_invoice::SOURCE), read(focus_ai::CLOUD_SOURCE));
+    let (llm, invoice, cloud) = tokio::join!(read(Source::Llm), read(costplane_invoice::SOURCE), read(focus_ai::CLOUD_SOURCE));
     let estimates: Vec<Estimate> = llm?.iter().filter_map(Estimate::of_ledger_row).collect();
     let mut invoices: Vec<_> = invoice?.iter().filter_map(line_of_ledger_row).collect();
     invoices.extend(cloud?.iter().filter_map(focus_ai::line));

@@ -15,6 +15,7 @@
 //! | `Rejected`    | no     | the data (for a query: the statement) is invalid               |
 //! | `NotReadOnly` | no     | a query that would change the store                            |
 //! | `BadCell`     | no     | a stored value costplane cannot read (never read as 0)         |
+//! | `UnknownValue`| no     | a stored text outside its column's vocabulary (never a default) |
 //! | `Io`          | yes    | local I/O                                                      |
 
 use thiserror::Error;
@@ -51,6 +52,11 @@ pub enum StoreError {
     /// as 0: an operator must look at the row.
     #[error("{table} row {row}: column {column} holds {value}, which is not {expected}; the row must be repaired or removed before it can be read")]
     BadCell { table: &'static str, row: usize, column: &'static str, value: String, expected: &'static str },
+    /// A stored text cell outside its column's vocabulary (an `x_Source`
+    /// or `ChargeClass` this version of costplane does not know). Reads
+    /// fail with it rather than read the row as some default.
+    #[error("{table} row {row}: column {column}: {source}; the row must be repaired or removed before it can be read")]
+    UnknownValue { table: &'static str, row: usize, column: &'static str, source: costplane_ledger::UnknownValue },
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// A file a read had listed was gone when it was opened: compaction or
@@ -63,7 +69,7 @@ impl StoreError {
     /// Whether writing the same batch again may succeed: everything but
     /// invalid data and refused queries.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Rejected(_) | StoreError::NotReadOnly(_) | StoreError::BadCell { .. })
+        !matches!(self, StoreError::Rejected(_) | StoreError::NotReadOnly(_) | StoreError::BadCell { .. } | StoreError::UnknownValue { .. })
     }
 
     /// Whether the store said the data itself is invalid: for a write, some
@@ -77,7 +83,7 @@ impl StoreError {
     /// (authentication, schema, an unrecognised error). Such errors are
     /// retryable too; this only says how loudly to report them.
     pub fn needs_attention(&self) -> bool {
-        matches!(self, StoreError::Unexpected(_) | StoreError::Schema(_) | StoreError::BadCell { .. })
+        matches!(self, StoreError::Unexpected(_) | StoreError::Schema(_) | StoreError::BadCell { .. } | StoreError::UnknownValue { .. })
     }
 }
 

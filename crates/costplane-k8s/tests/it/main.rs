@@ -124,7 +124,15 @@ fn metering_throughput() {
     let hours = meter.flush();
     let rows = costplane_k8s::usage::encode(&hours[0], "c", 1);
     let stored = started.elapsed();
-    let lines = costplane_k8s::price_hour(hours[0].hour_ns, &rows, &cfg, "USD", "closed", &mut Default::default()).unwrap();
+    let lines = costplane_k8s::price_hour(
+        hours[0].hour_ns,
+        &rows,
+        &cfg,
+        "USD",
+        costplane_telemetry::usage::ChargeStatus::Closed,
+        &mut Default::default(),
+    )
+    .unwrap();
     let total = started.elapsed();
     eprintln!(
         "metering: {points} points in {:.3} s ({:.0} points/s), hour closed into {} usage rows in {:.3} s, priced into {} ledger rows in {:.3} s",

@@ -32,7 +32,8 @@ use costplane_cost::Meter;
 use costplane_store::ledger::{HourUsage, Ledger};
 use costplane_store::StoreError;
 use costplane_telemetry::usage::{
-    hour_of, round_money, scope, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, CLOSED, HOUR_NS, PROVISIONAL,
+    hour_of, round_money, scope, ChargeClass, ChargeStatus, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, UsageType,
+    HOUR_NS,
 };
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
@@ -241,7 +242,7 @@ impl Closer {
             let old = booked.remove(&hour_key).or_else(|| before.remove(&hour_key)).unwrap_or_default();
             for r in rows {
                 // Invoice lines restate estimated spend: never counted as booked.
-                if r.source == costplane_store::ledger::INVOICE_SOURCE {
+                if !r.source.counts_in_totals() {
                     continue;
                 }
                 let key = r.key();
@@ -419,12 +420,12 @@ impl Closer {
         })
     }
 
-    fn status_at(&self, hour_ns: i64, now: i64) -> &'static str {
+    fn status_at(&self, hour_ns: i64, now: i64) -> ChargeStatus {
         let end = hour_ns.saturating_add(HOUR_NS);
         if now >= end.saturating_add(self.timing.close_after_ns) {
-            CLOSED
+            ChargeStatus::Closed
         } else {
-            PROVISIONAL
+            ChargeStatus::Provisional
         }
     }
 
@@ -494,7 +495,7 @@ impl Closer {
                 if upto.is_some() {
                     // Open hours of the incremental scopes are held from now on.
                     for (hour, scope_name, _) in &counts {
-                        if *scope_name != scope::KUBERNETES && self.status_at(*hour, now) == PROVISIONAL {
+                        if *scope_name != scope::KUBERNETES && self.status_at(*hour, now) == ChargeStatus::Provisional {
                             to_hold.push((*hour, scope_name));
                         }
                     }
@@ -511,8 +512,8 @@ impl Closer {
                 None => true,
                 Some(s) => {
                     s.usage_rows != n
-                        || s.status != status
-                        || (status == PROVISIONAL && s.price_version != self.price_version(&meter, scope_name))
+                        || s.status != status.as_str()
+                        || (status == ChargeStatus::Provisional && s.price_version != self.price_version(&meter, scope_name))
                 }
             };
             if stale {
@@ -528,7 +529,7 @@ impl Closer {
                     continue;
                 }
                 let state = states.get(&(key.0, key.1.to_owned()));
-                if self.status_at(key.0, now) == CLOSED {
+                if self.status_at(key.0, now) == ChargeStatus::Closed {
                     let n = inc.hours.get(&key).map_or(0, |h| h.usage_rows);
                     if self.ledger.usage_count(key.1, key.0).await? == n {
                         touched.insert(key);
@@ -558,7 +559,9 @@ impl Closer {
                     continue;
                 }
                 let status = self.status_at(*hour, now);
-                if s.status != status || (status == PROVISIONAL && s.price_version != self.price_version(&meter, key.1)) {
+                if s.status != status.as_str()
+                    || (status == ChargeStatus::Provisional && s.price_version != self.price_version(&meter, key.1))
+                {
                     dirty.insert(key);
                 }
             }
@@ -577,9 +580,9 @@ impl Closer {
             let (rows, usage_rows, held, covering) = self.price_scratch(&meter, scope_name, hour, status, upto_here).await?;
             self.stats.scratch_hours.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
-            push_revision(&mut replacement, hour, scope_name, status, usage_rows, self.price_version(&meter, scope_name), rows);
+            push_revision(&mut replacement, hour, scope_name, status.as_str(), usage_rows, self.price_version(&meter, scope_name), rows);
             inc.hours.remove(&key);
-            if let (Some(held), PROVISIONAL, Some(_)) = (held, status, inc.cursor) {
+            if let (Some(held), ChargeStatus::Provisional, Some(_)) = (held, status, inc.cursor) {
                 inc.hours.insert(key, held);
             }
             for trace in covering {
@@ -593,7 +596,7 @@ impl Closer {
         let dirty = done;
         for key @ (hour, scope_name) in to_hold.iter().filter(|k| !dirty.contains(k)) {
             // Unchanged since stored: read to be held, not written again.
-            let (_, usage_rows, held, _) = self.price_scratch(&meter, scope_name, *hour, PROVISIONAL, inc.cursor).await?;
+            let (_, usage_rows, held, _) = self.price_scratch(&meter, scope_name, *hour, ChargeStatus::Provisional, inc.cursor).await?;
             self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
             if let Some(held) = held {
                 inc.hours.insert(*key, held);
@@ -604,8 +607,8 @@ impl Closer {
             let Some(held) = inc.hours.get(key) else { continue };
             let rows = held.rows(&meter, status);
             self.stats.incremental_hours.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            push_revision(&mut replacement, *hour, scope_name, status, held.usage_rows, held.price_version.clone(), rows);
-            if status == CLOSED {
+            push_revision(&mut replacement, *hour, scope_name, status.as_str(), held.usage_rows, held.price_version.clone(), rows);
+            if status == ChargeStatus::Closed {
                 inc.hours.remove(key);
             }
         }
@@ -625,7 +628,7 @@ impl Closer {
             let before = self.stored_before(&replacement).await?;
             self.ledger.replace_window(&replacement).await?;
             self.report_booked(&replacement, before);
-            let closed: Vec<HourState> = replacement.hours.iter().filter(|s| s.status == CLOSED).cloned().collect();
+            let closed: Vec<HourState> = replacement.hours.iter().filter(|s| s.status == ChargeStatus::Closed.as_str()).cloned().collect();
             if !closed.is_empty() {
                 let observers = self.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
                 for o in observers {
@@ -650,9 +653,12 @@ impl Closer {
         let reclosed: Vec<(u64, u64, i64)> = replacement
             .hours
             .iter()
-            .filter(|h| h.status == CLOSED)
+            .filter(|h| h.status == ChargeStatus::Closed.as_str())
             .filter_map(|h| {
-                states.get(&(h.hour_ns, h.scope.clone())).filter(|s| s.status == CLOSED).map(|s| (h.revision, s.revision, h.hour_ns))
+                states
+                    .get(&(h.hour_ns, h.scope.clone()))
+                    .filter(|s| s.status == ChargeStatus::Closed.as_str())
+                    .map(|s| (h.revision, s.revision, h.hour_ns))
             })
             .collect();
         let (Some(from), Some(to)) = (reclosed.iter().map(|r| r.2).min(), reclosed.iter().map(|r| r.2).max()) else { return Ok(()) };
@@ -687,7 +693,7 @@ impl Closer {
         meter: &Meter,
         scope_name: &str,
         hour: i64,
-        status: &str,
+        status: ChargeStatus,
         upto: Option<u64>,
     ) -> Result<(Vec<LedgerRow>, u64, Option<OpenHour>, Vec<String>), StoreError> {
         let usage: HourUsage = self.ledger.usage_of_hour(scope_name, hour, upto).await?;
@@ -768,7 +774,7 @@ impl Closer {
         let mut hours: Vec<(i64, &'static str)> = Vec::new();
         let mut open = 0;
         for (hour, scope_name, _) in counts.into_iter().filter(|(h, ..)| *h < to) {
-            if self.status_at(hour, now) == CLOSED {
+            if self.status_at(hour, now) == ChargeStatus::Closed {
                 hours.push((hour, scope_name));
             } else {
                 open += 1;
@@ -779,24 +785,24 @@ impl Closer {
         let current = self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await.map_err(err)?;
         let mut old: HashMap<(i64, String), Vec<LedgerRow>> = HashMap::new();
         for r in current {
-            if r.usage_type == "storage" {
+            if r.usage_type == UsageType::Storage {
                 continue;
             }
-            old.entry((r.charge_period_start_ns, r.source.clone())).or_default().push(r);
+            old.entry((r.charge_period_start_ns, r.source.as_str().to_owned())).or_default().push(r);
         }
         let mut changes: BTreeMap<(String, String, String), (Decimal, Decimal)> = BTreeMap::new();
         let mut replacement = LedgerReplacement::default();
         let mut usage_rows = 0;
         let mut corrected = 0;
         for (hour, scope_name) in &hours {
-            let (new, n, ..) = self.price_scratch(&meter, scope_name, *hour, CLOSED, None).await.map_err(err)?;
+            let (new, n, ..) = self.price_scratch(&meter, scope_name, *hour, ChargeStatus::Closed, None).await.map_err(err)?;
             usage_rows += n;
             let before = old.remove(&(*hour, (*scope_name).to_owned())).unwrap_or_default();
             for r in &before {
-                changes.entry((r.source.clone(), r.model.clone(), r.tenant.clone())).or_default().0 += r.cost;
+                changes.entry((r.source.to_string(), r.model.clone(), r.tenant.clone())).or_default().0 += r.cost;
             }
             for r in &new {
-                changes.entry((r.source.clone(), r.model.clone(), r.tenant.clone())).or_default().1 += r.cost;
+                changes.entry((r.source.to_string(), r.model.clone(), r.tenant.clone())).or_default().1 += r.cost;
             }
             let rows = if exported.contains(&month_of(*hour)) && !in_place {
                 corrected += 1;
@@ -804,7 +810,15 @@ impl Closer {
             } else {
                 new
             };
-            push_revision(&mut replacement, *hour, scope_name, CLOSED, n, self.price_version(&meter, scope_name), rows);
+            push_revision(
+                &mut replacement,
+                *hour,
+                scope_name,
+                ChargeStatus::Closed.as_str(),
+                n,
+                self.price_version(&meter, scope_name),
+                rows,
+            );
         }
         if !dry_run && !replacement.hours.is_empty() {
             self.ledger.replace_window(&replacement).await.map_err(err)?;
@@ -903,8 +917,8 @@ fn with_corrections(before: Vec<LedgerRow>, after: &[LedgerRow]) -> Vec<LedgerRo
         row.cost = round_money(new_cost - old_cost);
         row.consumed_quantity = new_q - old_q;
         row.pricing_quantity = Decimal::ZERO;
-        row.charge_class = Some("Correction".to_owned());
-        row.charge_status = CLOSED.to_owned();
+        row.charge_class = Some(ChargeClass::Correction);
+        row.charge_status = ChargeStatus::Closed;
         out.push(row);
     }
     out
@@ -926,53 +940,37 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    fn row(usage_type: &str, cost: &str, tokens: u64, version: &str) -> LedgerRow {
-        LedgerRow {
-            charge_period_start_ns: 0,
-            charge_period_end_ns: HOUR_NS,
-            cost: Decimal::from_str(cost).unwrap(),
-            billing_currency: "USD".into(),
-            charge_class: None,
-            service_name: "acme models".into(),
-            service_category: "AI and Machine Learning".into(),
-            provider_name: "acme".into(),
-            publisher_name: "acme".into(),
-            resource_id: "globex/ai/assistant".into(),
-            resource_name: "assistant".into(),
-            consumed_quantity: Decimal::from(tokens),
-            consumed_unit: "Tokens".into(),
-            pricing_quantity: Decimal::from(tokens) / Decimal::from(1_000_000),
-            pricing_unit: "1M Tokens".into(),
-            sku_id: format!("acme/acme-internal/{usage_type}"),
-            tags: "{}".into(),
-            tenant: "globex".into(),
-            project: "ai".into(),
-            service: "assistant".into(),
-            source: "llm".into(),
-            model: "acme-internal".into(),
-            operation: "chat".into(),
-            usage_type: usage_type.into(),
-            pricing_status: "priced".into(),
-            price_version: version.into(),
-            charge_status: CLOSED.into(),
-            revision: 1,
-            allocation_ratio: None,
-            allocation_method: String::new(),
-            ext: Default::default(),
-        }
+    fn row(usage_type: UsageType, cost: &str, tokens: u64, version: &str) -> LedgerRow {
+        let sku = format!("acme/acme-internal/{usage_type}");
+        let row = LedgerRow::builder(costplane_telemetry::usage::Source::Llm, 0, HOUR_NS)
+            .cost(Decimal::from_str(cost).unwrap(), "USD")
+            .service("acme models", "AI and Machine Learning")
+            .provider("acme")
+            .resource("globex/ai/assistant", "assistant")
+            .consumed(Decimal::from(tokens), "Tokens")
+            .pricing(Decimal::from(tokens) / Decimal::from(1_000_000), "1M Tokens")
+            .sku(sku)
+            .tags("{}")
+            .owner("globex", "ai", "assistant")
+            .model("acme-internal")
+            .operation("chat")
+            .usage_type(usage_type)
+            .priced(costplane_telemetry::usage::PricingStatus::Priced, version)
+            .build();
+        LedgerRow { revision: 1, ..row }
     }
 
     #[test]
     fn an_exported_hour_keeps_its_rows_and_gets_corrections_for_the_difference() {
         // 500,000 input tokens at $1/M = 0.5 and 250,000 output at $2/M = 0.5,
         // repriced to $2/M and $4/M: 1.0 and 1.0.
-        let before = vec![row("input", "0.5", 500_000, "v1"), row("output", "0.5", 250_000, "v1")];
-        let after = vec![row("input", "1.0", 500_000, "v2"), row("output", "1.0", 250_000, "v2")];
+        let before = vec![row(UsageType::Input, "0.5", 500_000, "v1"), row(UsageType::Output, "0.5", 250_000, "v1")];
+        let after = vec![row(UsageType::Input, "1.0", 500_000, "v2"), row(UsageType::Output, "1.0", 250_000, "v2")];
         let rows = with_corrections(before.clone(), &after);
         assert_eq!(&rows[..2], &before[..], "the rows as exported stay");
         let corrections: Vec<(&str, Decimal, Decimal, &str, Option<&str>)> = rows[2..]
             .iter()
-            .map(|r| (r.usage_type.as_str(), r.cost, r.consumed_quantity, r.price_version.as_str(), r.charge_class.as_deref()))
+            .map(|r| (r.usage_type.as_str(), r.cost, r.consumed_quantity, r.price_version.as_str(), r.charge_class.map(|c| c.as_str())))
             .collect();
         // +0.5 each (1.0 - 0.5), no change in tokens, at the new version.
         let half = Decimal::from_str("0.5").unwrap();

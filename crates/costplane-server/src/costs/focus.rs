@@ -238,7 +238,7 @@ fn values(r: &costplane_telemetry::usage::LedgerRow) -> Vec<Value> {
             "ChargeCategory" => json!(r.ext.charge_category.as_deref().unwrap_or("Usage")),
             "InvoiceIssuerName" => r.ext.invoice_issuer.as_ref().map_or(Value::Null, |i| json!(i)),
             "x_Extra" => json!(r.ext.extra),
-            "ChargeClass" => r.charge_class.as_ref().map_or(Value::Null, |c| json!(c)),
+            "ChargeClass" => r.charge_class.map_or(Value::Null, |c| json!(c.as_str())),
             "ServiceName" => json!(r.service_name),
             "ServiceCategory" => json!(r.service_category),
             "ProviderName" => json!(r.provider_name),
@@ -254,13 +254,13 @@ fn values(r: &costplane_telemetry::usage::LedgerRow) -> Vec<Value> {
             "x_Tenant" => json!(r.tenant),
             "x_Project" => json!(r.project),
             "x_Service" => json!(r.service),
-            "x_Source" => json!(r.source),
+            "x_Source" => json!(r.source.as_str()),
             "x_Model" => json!(r.model),
             "x_Operation" => json!(r.operation),
-            "x_UsageType" => json!(r.usage_type),
-            "x_PricingStatus" => json!(r.pricing_status),
+            "x_UsageType" => json!(r.usage_type.as_str()),
+            "x_PricingStatus" => json!(r.pricing_status.as_str()),
             "x_PriceVersion" => json!(r.price_version),
-            "x_ChargeStatus" => json!(r.charge_status),
+            "x_ChargeStatus" => json!(r.charge_status.as_str()),
             "x_AllocationRatio" => r.allocation_ratio.map_or(Value::Null, dec),
             "x_AllocationMethod" => json!(r.allocation_method),
             _ => Value::Null,
@@ -375,7 +375,7 @@ fn row(r: &LedgerRow<'_>, ctx: &Context) -> Vec<Option<String>> {
 
 /// The FOCUS columns an imported cloud row kept at import (`x_Extra`).
 fn imported_columns(r: &LedgerRow<'_>, source: &str) -> Option<serde_json::Map<String, Value>> {
-    if source != costplane_k8s::focus::SOURCE {
+    if source != costplane_k8s::focus::SOURCE.as_str() {
         return None;
     }
     match serde_json::from_str(&r.text("x_Extra").unwrap_or_default()) {

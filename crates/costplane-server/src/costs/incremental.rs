@@ -34,7 +34,7 @@ use std::hash::{Hash, Hasher};
 
 use costplane_cost::aggregate::{LlmAggregate, TelemetryAggregate};
 use costplane_cost::Meter;
-use costplane_telemetry::usage::{scope, CallKind, LedgerRow, LlmUsageRow};
+use costplane_telemetry::usage::{scope, CallKind, ChargeStatus, LedgerRow, LlmUsageRow};
 
 /// An (hour, scope) of the incremental scopes (`llm`, `telemetry`).
 pub(super) type HourKey = (i64, &'static str);
@@ -123,7 +123,7 @@ impl LlmHour {
     }
 
     /// The hour's ledger rows: model calls, and roll-ups of uncovered traces.
-    pub fn rows(&self, meter: &Meter, status: &str) -> Vec<LedgerRow> {
+    pub fn rows(&self, meter: &Meter, status: ChargeStatus) -> Vec<LedgerRow> {
         let billed: Vec<&LlmUsageRow> = self.rollups.iter().filter(|r| !self.covered.contains(&r.trace_id)).collect();
         if billed.is_empty() {
             return meter.llm_rows(&self.agg, status);
@@ -137,7 +137,7 @@ impl LlmHour {
 }
 
 impl OpenHour {
-    pub fn rows(&self, meter: &Meter, status: &str) -> Vec<LedgerRow> {
+    pub fn rows(&self, meter: &Meter, status: ChargeStatus) -> Vec<LedgerRow> {
         match &self.priced {
             Priced::Telemetry(agg) => meter.telemetry_rows(agg, status),
             Priced::Llm(hour) => hour.rows(meter, status),

@@ -50,7 +50,7 @@ use axum::Extension;
 use costplane_pipeline::Histogram;
 
 use super::closer::LedgerObserver;
-use costplane_telemetry::usage::{CostFilter, Dimension, LedgerRow};
+use costplane_telemetry::usage::{CostFilter, Dimension, LedgerRow, PricingStatus};
 use http::{header, HeaderMap};
 use rust_decimal::Decimal;
 
@@ -227,12 +227,12 @@ impl CostCounters {
     pub fn book(&self, rows: &[LedgerRow]) {
         let mut s = self.lock();
         for r in rows {
-            let raw = row_labels(&r.source, &r.usage_type, &r.service, &r.tenant, &r.project, &r.provider_name, &r.model);
+            let raw = row_labels(r.source.as_str(), r.usage_type.as_str(), &r.service, &r.tenant, &r.project, &r.provider_name, &r.model);
             let mut labels = raw.map(|v| cut(&v, self.max_bytes).to_owned());
             for (slot, &d) in CAPPED.iter().enumerate() {
                 labels[d] = s.place(slot, &labels[d], self.cap);
             }
-            if r.pricing_status == "unpriced" {
+            if r.pricing_status == PricingStatus::Unpriced {
                 let key = [labels[3].clone(), labels[2].clone(), labels[5].clone(), labels[6].clone()];
                 *s.unpriced.entry(key).or_default() += r.consumed_quantity;
             }
@@ -420,6 +420,8 @@ pub struct MetricsCache {
     budgets: Vec<(String, Decimal)>,
     /// Durations of `/api/...` requests.
     pub query_duration: Histogram,
+    /// `costplane_request_cost_usd` (`crate::unit_costs::metrics`).
+    pub request_costs: Arc<crate::unit_costs::metrics::RequestCostSeries>,
 }
 
 impl Default for MetricsCache {
@@ -447,6 +449,11 @@ impl MetricsCache {
             counters: Arc::new(CostCounters::new(config.max_series_per_label, config.max_label_value_bytes)),
             budgets,
             query_duration: Histogram::default(),
+            request_costs: Arc::new(crate::unit_costs::metrics::RequestCostSeries::new(
+                config.cache_ttl()?,
+                config.max_series_per_label,
+                config.max_label_value_bytes,
+            )),
         })
     }
 
@@ -551,6 +558,7 @@ pub async fn metrics(
     s.cache.counters.render(&mut out, tenant);
     render_view(&mut out, &cached.view, s.cache.max_values);
     s.cache.render_budgets(&mut out, tenant);
+    s.cache.request_costs.render(&mut out, &s.costs, &caller).await;
     out.one(
         "costplane_cost_series_age_seconds",
         Kind::Gauge,
@@ -662,39 +670,19 @@ mod tests {
     }
 
     fn ledger_row(tenant: &str, cost: &str, status: &str, tokens: u64) -> LedgerRow {
-        LedgerRow {
-            charge_period_start_ns: 0,
-            charge_period_end_ns: 3_600_000_000_000,
-            cost: d(cost),
-            billing_currency: "USD".into(),
-            service_name: "OpenAI models".into(),
-            service_category: "AI and Machine Learning".into(),
-            provider_name: "OpenAI".into(),
-            publisher_name: "OpenAI".into(),
-            resource_id: String::new(),
-            resource_name: String::new(),
-            consumed_quantity: Decimal::from(tokens),
-            consumed_unit: "Tokens".into(),
-            pricing_quantity: Decimal::ZERO,
-            pricing_unit: "1M Tokens".into(),
-            sku_id: String::new(),
-            tags: "{}".into(),
-            tenant: tenant.into(),
-            project: "p".into(),
-            service: "chat".into(),
-            source: "llm".into(),
-            model: "gpt-4o".into(),
-            operation: "chat".into(),
-            usage_type: "input".into(),
-            pricing_status: status.into(),
-            price_version: "test".into(),
-            charge_class: None,
-            charge_status: "closed".into(),
-            revision: 0,
-            allocation_ratio: None,
-            allocation_method: String::new(),
-            ext: Default::default(),
-        }
+        LedgerRow::builder(costplane_telemetry::usage::Source::Llm, 0, 3_600_000_000_000)
+            .cost(d(cost), "USD")
+            .service("OpenAI models", "AI and Machine Learning")
+            .provider("OpenAI")
+            .consumed(Decimal::from(tokens), "Tokens")
+            .pricing(Decimal::ZERO, "1M Tokens")
+            .tags("{}")
+            .owner(tenant, "p", "chat")
+            .model("gpt-4o")
+            .operation("chat")
+            .usage_type(costplane_telemetry::usage::UsageType::Input)
+            .priced(PricingStatus::parse(status).unwrap(), "test")
+            .build()
     }
 
     #[test]

@@ -31,7 +31,7 @@ use chrono::{DateTime, Datelike, NaiveDate};
 use costplane_cost::Meter;
 use costplane_store::ledger::Ledger;
 use costplane_store::{StoreError, StoredBytes};
-use costplane_telemetry::usage::{round_money, scope, HourState, LedgerRow, CLOSED, DAY_NS};
+use costplane_telemetry::usage::{round_money, scope, HourState, LedgerRow, PricingStatus, Source, UsageType, CLOSED, DAY_NS};
 use rust_decimal::Decimal;
 
 const GIB: Decimal = Decimal::from_parts(1_073_741_824, 0, 0, false, 0);
@@ -132,39 +132,22 @@ pub async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measured: &[
         .into_iter()
         .map(|((tenant, project, service, signal), (cost, bytes, stored, ingested, method))| {
             let ratio = if ingested.is_zero() { None } else { Some(round_money(stored / ingested)) };
-            LedgerRow {
-                charge_period_start_ns: day,
-                charge_period_end_ns: day.saturating_add(DAY_NS),
-                cost: round_money(cost),
-                billing_currency: meter.catalog.currency.clone(),
-                charge_class: None,
-                service_name: "Telemetry storage".into(),
-                service_category: "Management and Governance".into(),
-                provider_name: "costplane".into(),
-                publisher_name: "costplane".into(),
-                resource_id: format!("{tenant}/{project}/{service}"),
-                resource_name: service.clone(),
-                consumed_quantity: round_money(bytes),
-                consumed_unit: "Bytes".into(),
-                pricing_quantity: round_money(bytes / GIB / days),
-                pricing_unit: "GiB-Month".into(),
-                sku_id: format!("telemetry/storage/{signal}"),
-                tags: serde_json::json!({ "tenant": tenant, "project": project, "service": service }).to_string(),
-                tenant,
-                project,
-                service,
-                source: "telemetry".into(),
-                model: String::new(),
-                operation: "storage".into(),
-                usage_type: "storage".into(),
-                pricing_status: "priced".into(),
-                price_version: format!("storage-rate:{}", meter.rates.storage_per_gib_month.normalize()),
-                charge_status: CLOSED.into(),
-                revision: 0,
-                allocation_ratio: ratio,
-                allocation_method: format!("{method}; apportioned by share of ingested bytes"),
-                ext: Default::default(),
-            }
+            let tags = serde_json::json!({ "tenant": tenant, "project": project, "service": service }).to_string();
+            LedgerRow::builder(Source::Telemetry, day, day.saturating_add(DAY_NS))
+                .cost(round_money(cost), meter.catalog.currency.clone())
+                .service("Telemetry storage", "Management and Governance")
+                .provider("costplane")
+                .resource(format!("{tenant}/{project}/{service}"), service.clone())
+                .consumed(round_money(bytes), "Bytes")
+                .pricing(round_money(bytes / GIB / days), "GiB-Month")
+                .sku(format!("telemetry/storage/{signal}"))
+                .tags(tags)
+                .owner(tenant, project, service)
+                .operation("storage")
+                .usage_type(UsageType::Storage)
+                .priced(PricingStatus::Priced, format!("storage-rate:{}", meter.rates.storage_per_gib_month.normalize()))
+                .allocation(ratio, format!("{method}; apportioned by share of ingested bytes"))
+                .build()
         })
         .collect())
 }

@@ -103,7 +103,7 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
             llm("globex", "", "mystery-llm-7b", 42, 7, None),
         ],
         &|_| true,
-        "closed",
+        costplane_telemetry::usage::ChargeStatus::Closed,
     );
     ledger.extend(meter.telemetry_ledger(
         &[
@@ -114,7 +114,7 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
             // November: not in October's file.
             telemetry(T + (25 * 24 + 14) * HOUR, ["acme", "shop", "checkout"], "metrics", 1, 100),
         ],
-        "closed",
+        costplane_telemetry::usage::ChargeStatus::Closed,
     ));
     crate::support::write_ledger(store.as_ref(), ledger).await;
 
@@ -293,7 +293,8 @@ async fn the_served_export_names_the_configured_billing() {
     };
     let mut server = crate::support::RunningServer::start(config, std::time::Duration::ZERO, 0).await;
     let meter = CostSection::default().meter().unwrap();
-    let ledger = meter.llm_ledger(&[llm("acme", "openai", "gpt-4o", 1_000, 100, None)], &|_| true, "closed");
+    let ledger =
+        meter.llm_ledger(&[llm("acme", "openai", "gpt-4o", 1_000, 100, None)], &|_| true, costplane_telemetry::usage::ChargeStatus::Closed);
     crate::support::write_ledger(server.store.as_ref(), ledger).await;
     let body =
         reqwest::get(format!("http://{}/api/costs/export?month=2026-10&format=focus", server.api)).await.unwrap().text().await.unwrap();

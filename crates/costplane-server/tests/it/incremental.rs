@@ -82,8 +82,8 @@ fn llm_row(c: &Call, received: i64) -> LlmUsageRow {
 /// The current rows of one (hour, source), comparable.
 fn key_rows(rows: &[LedgerRow], hour: i64, source: &str) -> BTreeMap<String, (String, String, String)> {
     rows.iter()
-        .filter(|r| r.charge_period_start_ns == hour && r.source == source)
-        .map(|r| (r.key(), (r.cost.normalize().to_string(), r.consumed_quantity.normalize().to_string(), r.charge_status.clone())))
+        .filter(|r| r.charge_period_start_ns == hour && r.source.as_str() == source)
+        .map(|r| (r.key(), (r.cost.normalize().to_string(), r.consumed_quantity.normalize().to_string(), r.charge_status.to_string())))
         .collect()
 }
 
@@ -91,6 +91,7 @@ fn key_rows(rows: &[LedgerRow], hour: i64, source: &str) -> BTreeMap<String, (St
 async fn from_scratch(ledger: &Ledger, closer: &Closer, scope_name: &str, hour: i64, status: &str) -> Vec<LedgerRow> {
     let meter = closer.meter();
     let usage = ledger.usage_of_hour(scope_name, hour, None).await.unwrap();
+    let status = costplane_telemetry::usage::ChargeStatus::parse(status).unwrap();
     match scope_name {
         scope::LLM => {
             let traces: Vec<String> = usage.llm.iter().map(|r| r.trace_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -241,7 +242,7 @@ async fn late_usage_in_an_exported_month_adds_correction_rows() {
     let rows = ledger.rows(&window).await.unwrap();
     let original: Vec<_> = rows.iter().filter(|r| r.charge_class.is_none()).map(|r| (r.cost, r.consumed_quantity)).collect();
     let corrections: Vec<_> =
-        rows.iter().filter(|r| r.charge_class.as_deref() == Some("Correction")).map(|r| (r.cost, r.consumed_quantity)).collect();
+        rows.iter().filter(|r| r.charge_class.map(|c| c.as_str()) == Some("Correction")).map(|r| (r.cost, r.consumed_quantity)).collect();
     assert_eq!(original, [(exported[0].cost, exported[0].consumed_quantity)], "the exported row stays as it was");
     // The late call: 400,000 tokens at $2.50 per 1M = $1.00.
     assert_eq!(corrections, [(rust_decimal::Decimal::ONE, rust_decimal::Decimal::from(400_000))]);

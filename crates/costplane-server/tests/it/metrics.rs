@@ -19,7 +19,7 @@ use costplane_server::costs::CostState;
 use costplane_server::otlp::inflight::InflightLimit;
 use costplane_store::duckdb::DuckDbStore;
 use costplane_store::Store;
-use costplane_telemetry::usage::LedgerRow;
+use costplane_telemetry::usage::{ChargeStatus, LedgerRow, PricingStatus, Source, UsageType};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rust_decimal::Decimal;
@@ -92,38 +92,22 @@ pub fn ledger(rows: &[(&str, &str, &str)]) -> Vec<LedgerRow> {
     let hour = 3_600_000_000_000i64;
     let start = now - now.rem_euclid(hour);
     rows.iter()
-        .map(|(tenant, model, cost)| LedgerRow {
-            charge_period_start_ns: start,
-            charge_period_end_ns: start + hour,
-            cost: Decimal::from_str(cost).unwrap(),
-            billing_currency: "USD".into(),
-            service_name: "OpenAI API".into(),
-            service_category: "AI and Machine Learning".into(),
-            provider_name: "openai".into(),
-            publisher_name: "openai".into(),
-            resource_id: String::new(),
-            resource_name: String::new(),
-            consumed_quantity: Decimal::ONE,
-            consumed_unit: "Tokens".into(),
-            pricing_quantity: Decimal::ONE,
-            pricing_unit: "Tokens".into(),
-            sku_id: format!("openai/{model}/input"),
-            tags: "{}".into(),
-            tenant: (*tenant).into(),
-            project: "web".into(),
-            service: "chat".into(),
-            source: "llm".into(),
-            model: (*model).into(),
-            operation: "chat".into(),
-            usage_type: "input".into(),
-            pricing_status: if *cost == "0" { "unpriced" } else { "priced" }.into(),
-            price_version: "test".into(),
-            charge_class: None,
-            charge_status: "provisional".into(),
-            revision: 0,
-            allocation_ratio: None,
-            allocation_method: String::new(),
-            ext: Default::default(),
+        .map(|(tenant, model, cost)| {
+            let status = if *cost == "0" { PricingStatus::Unpriced } else { PricingStatus::Priced };
+            LedgerRow::builder(Source::Llm, start, start + hour)
+                .cost(Decimal::from_str(cost).unwrap(), "USD")
+                .service("OpenAI API", "AI and Machine Learning")
+                .provider("openai")
+                .consumed(Decimal::ONE, "Tokens")
+                .sku(format!("openai/{model}/input"))
+                .tags("{}")
+                .owner(*tenant, "web", "chat")
+                .model(*model)
+                .operation("chat")
+                .usage_type(UsageType::Input)
+                .priced(status, "test")
+                .charge_status(ChargeStatus::Provisional)
+                .build()
         })
         .collect()
 }

@@ -98,7 +98,8 @@ async fn a_server_stopped_over_midnight_bills_the_missed_day_once() {
         costplane_telemetry::usage::round_money(Decimal::from(bytes) / Decimal::from(1u64 << 30) * Decimal::new(31, 1) / Decimal::from(31));
     let window = CostFilter { from_ns: DAY, to_ns: DAY + DAY_NS, tenant: None, equals: Vec::new() };
     let rows = ledger.rows(&window).await.unwrap();
-    let storage: Vec<(String, Decimal)> = rows.iter().filter(|r| r.usage_type == "storage").map(|r| (r.tenant.clone(), r.cost)).collect();
+    let storage: Vec<(String, Decimal)> =
+        rows.iter().filter(|r| r.usage_type.as_str() == "storage").map(|r| (r.tenant.clone(), r.cost)).collect();
     assert_eq!(storage, [("acme".to_owned(), expected)]);
 
     // Down for two more days: each of them once.

@@ -92,7 +92,7 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
             call("globex", "gpt-4o", 1_000, 100, None, Some("a test reason"), hour + 4),
         ],
         &|_| true,
-        "closed",
+        costplane_telemetry::usage::ChargeStatus::Closed,
     );
     let usage = |tenant: &str, signal: &'static str, items, bytes| TelemetryUsage {
         hour_ns: hour,
@@ -110,7 +110,7 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
         usage("acme", "logs", 9, 4_321),
         usage("acme", "queries", 7, 0),
     ];
-    rows.extend(meter.telemetry_ledger(&telemetry, "provisional"));
+    rows.extend(meter.telemetry_ledger(&telemetry, costplane_telemetry::usage::ChargeStatus::Provisional));
     // Storage: the store keeps 5 GiB + 12,345 bytes of today's traces,
     // shared by today's traces ingest (acme 123,457; globex and initech 98,765 each).
     store

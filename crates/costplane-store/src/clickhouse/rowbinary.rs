@@ -339,39 +339,39 @@ pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
     for r in rows {
         w.i64(r.charge_period_start_ns);
         w.i64(r.charge_period_end_ns);
-        for c in [None, r.ext.effective_cost, r.ext.list_cost, r.ext.contracted_cost] {
-            w.decimal(c.unwrap_or(r.cost));
+        for c in [r.cost, r.effective_cost(), r.list_cost(), r.contracted_cost()] {
+            w.decimal(c);
         }
         w.str(&r.billing_currency);
-        w.str(r.ext.charge_category.as_deref().unwrap_or("Usage"));
-        match &r.charge_class {
+        w.str(r.charge_category());
+        match r.charge_class {
             None => w.u8(1),
             Some(c) => {
                 w.u8(0);
-                w.str(c);
+                w.str(c.as_str());
             }
         }
-        let issuer = r.ext.invoice_issuer.as_ref().unwrap_or(&r.provider_name);
-        for s in [&r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, issuer, &r.resource_id, &r.resource_name] {
+        let issuer = r.invoice_issuer();
+        for s in [&*r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, issuer, &r.resource_id, &r.resource_name] {
             w.str(s);
         }
         w.decimal(r.consumed_quantity);
         w.str(&r.consumed_unit);
         w.decimal(r.pricing_quantity);
         for s in [
-            &r.pricing_unit,
+            &*r.pricing_unit,
             &r.sku_id,
             &r.tags,
             &r.tenant,
             &r.project,
             &r.service,
-            &r.source,
+            r.source.as_str(),
             &r.model,
             &r.operation,
-            &r.usage_type,
-            &r.pricing_status,
+            r.usage_type.as_str(),
+            r.pricing_status.as_str(),
             &r.price_version,
-            &r.charge_status,
+            r.charge_status.as_str(),
         ] {
             w.str(s);
         }

@@ -344,22 +344,22 @@ pub fn usage_llm(rows: &[LlmUsageRow]) -> Result<RecordBatch, ArrowError> {
 }
 
 pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
-    let cost = |f: fn(&LedgerRow) -> Option<Decimal>| decimals(rows.iter().map(|r| Some(f(r).unwrap_or(r.cost))));
+    let cost = |f: fn(&LedgerRow) -> Decimal| decimals(rows.iter().map(|r| Some(f(r))));
     batch(vec![
         ("ChargePeriodStart", timestamps(rows.iter().map(|r| r.charge_period_start_ns))),
         ("ChargePeriodEnd", timestamps(rows.iter().map(|r| r.charge_period_end_ns))),
-        ("BilledCost", cost(|_| None)?),
-        ("EffectiveCost", cost(|r| r.ext.effective_cost)?),
-        ("ListCost", cost(|r| r.ext.list_cost)?),
-        ("ContractedCost", cost(|r| r.ext.contracted_cost)?),
+        ("BilledCost", cost(|r| r.cost)?),
+        ("EffectiveCost", cost(LedgerRow::effective_cost)?),
+        ("ListCost", cost(LedgerRow::list_cost)?),
+        ("ContractedCost", cost(LedgerRow::contracted_cost)?),
         ("BillingCurrency", strings(rows.iter().map(|r| r.billing_currency.as_str()))),
-        ("ChargeCategory", strings(rows.iter().map(|r| r.ext.charge_category.as_deref().unwrap_or("Usage")))),
-        ("ChargeClass", Arc::new(rows.iter().map(|r| r.charge_class.as_deref()).collect::<StringArray>())),
+        ("ChargeCategory", strings(rows.iter().map(LedgerRow::charge_category))),
+        ("ChargeClass", Arc::new(rows.iter().map(|r| r.charge_class.map(|c| c.as_str())).collect::<StringArray>())),
         ("ServiceName", strings(rows.iter().map(|r| r.service_name.as_str()))),
         ("ServiceCategory", strings(rows.iter().map(|r| r.service_category.as_str()))),
         ("ProviderName", strings(rows.iter().map(|r| r.provider_name.as_str()))),
         ("PublisherName", strings(rows.iter().map(|r| r.publisher_name.as_str()))),
-        ("InvoiceIssuerName", strings(rows.iter().map(|r| r.ext.invoice_issuer.as_deref().unwrap_or(&r.provider_name)))),
+        ("InvoiceIssuerName", strings(rows.iter().map(LedgerRow::invoice_issuer))),
         ("ResourceId", strings(rows.iter().map(|r| r.resource_id.as_str()))),
         ("ResourceName", strings(rows.iter().map(|r| r.resource_name.as_str()))),
         ("ConsumedQuantity", decimals(rows.iter().map(|r| Some(r.consumed_quantity)))?),

@@ -43,8 +43,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use costplane_ledger::{
-    scope, CostFilter, CostSum, Dimension, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, LlmUsageRow, Step,
-    TelemetryUsage, HOUR_NS,
+    scope, ChargeClass, ChargeStatus, CostFilter, CostSum, Dimension, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow,
+    LlmUsageRow, PricingStatus, Source, Step, TelemetryUsage, UnknownValue, UsageType, DEFAULT_CHARGE_CATEGORY, HOUR_NS,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -52,13 +52,11 @@ use serde_json::Value;
 use crate::{Dialect, Param, Params, Store, StoreError};
 
 mod usage;
-pub(crate) use usage::COPY_ORDER;
 pub use usage::NewUsage;
+pub(crate) use usage::COPY_ORDER;
 
 pub const LEDGER_TABLE: &str = "costplane_ledger";
 pub const HOURS_TABLE: &str = "costplane_ledger_hours";
-/// `x_Source` of imported provider invoices, left out of every total.
-pub const INVOICE_SOURCE: &str = "invoice";
 
 static LAST_REVISION: AtomicU64 = AtomicU64::new(0);
 
@@ -206,6 +204,17 @@ pub fn matches(d: Dimension, placeholder: &str) -> String {
     }
 }
 
+/// ` AND x_Source NOT IN (...)`: the sources left out of totals, as stored
+/// text from the vocabulary (never from a request).
+fn outside_totals() -> String {
+    let left_out: Vec<String> = Source::ALL.iter().filter(|s| !s.counts_in_totals()).map(|s| format!("'{}'", s.as_str())).collect();
+    if left_out.is_empty() {
+        String::new()
+    } else {
+        format!(" AND x_Source NOT IN ({})", left_out.join(", "))
+    }
+}
+
 /// The ledger columns [`Ledger::rows`] reads, in order.
 const ROW_COLUMNS: [&str; 43] = [
     "ChargePeriodStart",
@@ -321,9 +330,9 @@ impl Ledger {
             w.push_str(&format!(" AND {}", matches(*d, &placeholder)));
         }
         if !f.equals.iter().any(|(d, _)| *d == Dimension::Source) {
-            // Invoice lines (providers' cost reports) restate spend the
-            // estimates count: read only when asked for by source.
-            w.push_str(&format!(" AND x_Source <> '{INVOICE_SOURCE}'"));
+            // Sources that restate spend other rows count (invoice lines)
+            // are read only when asked for by source.
+            w.push_str(&outside_totals());
         }
         let visible = self.visible(p, f.from_ns, f.to_ns);
         w.push_str(&format!(" AND {visible}"));
@@ -501,6 +510,12 @@ impl Ledger {
     }
 }
 
+/// A stored text cell read through its vocabulary: a value this version
+/// does not know is an error naming the row and column.
+fn vocabulary<T>(index: usize, column: &'static str, parsed: Result<T, UnknownValue>) -> Result<T, StoreError> {
+    parsed.map_err(|source| StoreError::UnknownValue { table: LEDGER_TABLE, row: index, column, source })
+}
+
 fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
     let at = |name: &str| -> &Value {
         let i = ROW_COLUMNS.iter().position(|c| *c == name).expect("a ledger column");
@@ -510,12 +525,14 @@ fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
     let money = |name: &'static str| money_cell(at(name), index, name);
     let class = t("ChargeClass");
     let billed = money("BilledCost")?;
+    let source = vocabulary(index, "x_Source", Source::parse(&t("x_Source")))?;
     Ok(LedgerRow {
         charge_period_start_ns: int(at("ChargePeriodStart")),
         charge_period_end_ns: int(at("ChargePeriodEnd")),
         cost: billed,
         billing_currency: t("BillingCurrency"),
-        charge_class: (!class.is_empty()).then_some(class),
+        // NULL: a regular charge.
+        charge_class: if class.is_empty() { None } else { Some(vocabulary(index, "ChargeClass", ChargeClass::parse(&class))?) },
         service_name: t("ServiceName"),
         service_category: t("ServiceCategory"),
         provider_name: t("ProviderName"),
@@ -533,13 +550,13 @@ fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
         tenant: t("x_Tenant"),
         project: t("x_Project"),
         service: t("x_Service"),
-        source: t("x_Source"),
+        source,
         model: t("x_Model"),
         operation: t("x_Operation"),
-        usage_type: t("x_UsageType"),
-        pricing_status: t("x_PricingStatus"),
+        usage_type: vocabulary(index, "x_UsageType", UsageType::parse(source, &t("x_UsageType")))?,
+        pricing_status: vocabulary(index, "x_PricingStatus", PricingStatus::parse(&t("x_PricingStatus")))?,
         price_version: t("x_PriceVersion"),
-        charge_status: t("x_ChargeStatus"),
+        charge_status: vocabulary(index, "x_ChargeStatus", ChargeStatus::parse(&t("x_ChargeStatus")))?,
         revision: uint(at("x_Revision")),
         allocation_ratio: opt_money_cell(at("x_AllocationRatio"), index, "x_AllocationRatio")?,
         allocation_method: t("x_AllocationMethod"),
@@ -563,7 +580,7 @@ fn ledger_ext<'a>(
         effective_cost: differs("EffectiveCost")?,
         list_cost: differs("ListCost")?,
         contracted_cost: differs("ContractedCost")?,
-        charge_category: (!category.is_empty() && category != "Usage").then_some(category),
+        charge_category: (!category.is_empty() && category != DEFAULT_CHARGE_CATEGORY).then_some(category),
         invoice_issuer: (!issuer.is_empty() && issuer != t("ProviderName")).then_some(issuer),
         namespace: t("x_Namespace"),
         pod: t("x_Pod"),
@@ -593,6 +610,10 @@ mod tests {
                 c if c == column => value.clone(),
                 "BilledCost" | "ConsumedQuantity" | "PricingQuantity" => json!("1.5"),
                 "ChargePeriodStart" | "ChargePeriodEnd" | "x_Revision" => json!(0),
+                "x_Source" => json!("llm"),
+                "x_UsageType" => json!("input"),
+                "x_PricingStatus" => json!("priced"),
+                "x_ChargeStatus" => json!("closed"),
                 _ => Value::Null,
             })
             .collect()

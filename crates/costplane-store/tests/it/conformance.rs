@@ -8,7 +8,7 @@ use std::sync::Arc;
 use costplane_cost::{Catalog, Meter, TelemetryRates, Tenancy};
 use costplane_store::ledger::{next_revision, Ledger};
 use costplane_telemetry::usage::{
-    round_money, scope, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, CLOSED, HOUR_NS, PROVISIONAL,
+    round_money, scope, ChargeStatus, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, Source, UsageType, CLOSED, HOUR_NS,
 };
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -237,7 +237,7 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
 
     // Provisional, then closed: each a revision that replaces the last.
     let window = CostFilter { from_ns: hour, to_ns: hour + HOUR_NS, tenant: None, equals: Vec::new() };
-    for status in [PROVISIONAL, CLOSED] {
+    for status in [ChargeStatus::Provisional, ChargeStatus::Closed] {
         let mut replacement = LedgerReplacement::default();
         for (scope_name, rows) in [
             (scope::LLM, meter.llm_ledger(&usage.llm, &|_| true, status)),
@@ -248,7 +248,7 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
                 hour_ns: hour,
                 scope: scope_name.into(),
                 revision,
-                status: status.into(),
+                status: status.as_str().into(),
                 usage_rows: 1,
                 price_version: "v".into(),
             });
@@ -260,7 +260,7 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
         let llm = &sums[0];
         assert_eq!(
             (llm.dims.clone(), llm.cost, llm.quantity, llm.rows),
-            (vec!["llm".into(), status.into()], d("0.0035"), Some(d("1100")), 2)
+            (vec!["llm".into(), status.as_str().into()], d("0.0035"), Some(d("1100")), 2)
         );
         // Telemetry ingest: bytes x 2 / 2^30, rounded to 12 places, half-even.
         let expected = round_money(Decimal::from(bytes) * Decimal::from(2) / Decimal::from(1_073_741_824u64));
@@ -273,7 +273,7 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
     assert_eq!(r, vec![json!(3)]);
     let rows = ledger.rows(&window).await.unwrap();
     assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|r| r.charge_status == CLOSED && r.revision > 0), "{rows:?}");
+    assert!(rows.iter().all(|r| r.charge_status == ChargeStatus::Closed && r.revision > 0), "{rows:?}");
 
     // A tenant's filter and a case-insensitive provider filter.
     let openai = CostFilter { tenant: Some("acme".into()), equals: vec![(Dimension::Provider, "openai".into())], ..window.clone() };
@@ -317,8 +317,8 @@ pub async fn one_ledger_row_per_key_per_closed_hour(b: &Backend) {
     let telemetry = ledger.usage_of_hour(scope::TELEMETRY, hour, None).await.unwrap();
     let mut replacement = LedgerReplacement::default();
     for (scope_name, rows, n) in [
-        (scope::LLM, meter.llm_ledger(&usage.llm, &|_| true, CLOSED), usage.rows),
-        (scope::TELEMETRY, meter.telemetry_ledger(&telemetry.telemetry, CLOSED), telemetry.rows),
+        (scope::LLM, meter.llm_ledger(&usage.llm, &|_| true, ChargeStatus::Closed), usage.rows),
+        (scope::TELEMETRY, meter.telemetry_ledger(&telemetry.telemetry, ChargeStatus::Closed), telemetry.rows),
     ] {
         let revision = next_revision();
         replacement.hours.push(HourState {
@@ -335,8 +335,8 @@ pub async fn one_ledger_row_per_key_per_closed_hour(b: &Backend) {
     let window = CostFilter { from_ns: hour, to_ns: hour + HOUR_NS, tenant: None, equals: Vec::new() };
     let rows = ledger.rows(&window).await.unwrap();
     // One row per key: gpt-4o input, gpt-4o output, traces ingest.
-    let keys: Vec<(String, String)> = rows.iter().map(|r| (r.source.clone(), r.usage_type.clone())).collect();
-    assert_eq!(keys, [("llm".into(), "input".into()), ("llm".into(), "output".into()), ("telemetry".into(), "traces".into())]);
+    let keys: Vec<(Source, UsageType)> = rows.iter().map(|r| (r.source, r.usage_type.clone())).collect();
+    assert_eq!(keys, [(Source::Llm, UsageType::Input), (Source::Llm, UsageType::Output), (Source::Telemetry, UsageType::Traces)]);
     // 500 calls x (1,000 x 2.50/M + 100 x 10/M) = 500 x 0.0035 = 1.75.
     assert_eq!(rows.iter().map(|r| r.cost).sum::<Decimal>(), d("1.75"));
     assert_eq!(rows[2].consumed_quantity, Decimal::from(500 * u64::from(data::llm_call(0).spans[0].encoded_bytes)));

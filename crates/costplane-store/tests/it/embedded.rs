@@ -105,7 +105,9 @@ async fn rows_a_constraint_refuses_are_invalid_data_and_nothing_of_the_batch_is_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_4_store_gains_the_kubernetes_columns_and_usage() {
     use costplane_store::ledger::Ledger;
-    use costplane_telemetry::usage::{scope, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, UsageRows};
+    use costplane_telemetry::usage::{
+        scope, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow, PricingStatus, Source, UsageRows, UsageType,
+    };
     let dir = tempfile::tempdir().unwrap();
     drop(DuckDbStore::open(dir.path()).unwrap());
     // Back to version 4: without the eight columns and the usage table, one old row.
@@ -116,48 +118,32 @@ async fn a_version_4_store_gains_the_kubernetes_columns_and_usage() {
     run(dir.path(), &format!("{drops} DROP TABLE costplane_usage_kubernetes; DELETE FROM costplane_schema_migrations WHERE version = 5;"));
     run(
         dir.path(),
-        "INSERT INTO costplane_ledger (\"ChargePeriodStart\", \"BilledCost\", \"x_Source\", \"x_Revision\") VALUES (TIMESTAMP '1970-01-01 00:00:00', 1.5, 'llm', 1); \
+        "INSERT INTO costplane_ledger (\"ChargePeriodStart\", \"BilledCost\", \"x_Source\", \"x_UsageType\", \"x_PricingStatus\", \"x_ChargeStatus\", \"x_Revision\") \
+         VALUES (TIMESTAMP '1970-01-01 00:00:00', 1.5, 'llm', 'input', 'priced', 'closed', 1); \
          INSERT INTO costplane_ledger_hours VALUES (TIMESTAMP '1970-01-01 00:00:00', 'llm', 1, 'closed', 1, '')",
     );
     let store: std::sync::Arc<dyn costplane_store::Store> = std::sync::Arc::new(DuckDbStore::open(dir.path()).unwrap());
-    let row = LedgerRow {
-        charge_period_start_ns: 0,
-        charge_period_end_ns: 3_600_000_000_000,
-        cost: "0.02".parse().unwrap(),
-        billing_currency: "USD".into(),
-        charge_class: None,
-        service_name: "Kubernetes".into(),
-        service_category: "Compute".into(),
-        provider_name: "Kubernetes".into(),
-        publisher_name: "costplane".into(),
-        resource_id: "c1/shop/web/main".into(),
-        resource_name: "web".into(),
-        consumed_quantity: "0.5".parse().unwrap(),
-        consumed_unit: "Core-Hours".into(),
-        pricing_quantity: "0.5".parse().unwrap(),
-        pricing_unit: "Core-Hours".into(),
-        sku_id: "kubernetes/cpu".into(),
-        tags: "{}".into(),
-        tenant: "unassigned".into(),
-        project: "shop".into(),
-        service: "shop".into(),
-        source: "kubernetes".into(),
-        model: String::new(),
-        operation: "cpu".into(),
-        usage_type: "cpu".into(),
-        pricing_status: "priced".into(),
-        price_version: "k8s".into(),
-        charge_status: "closed".into(),
-        revision: 2,
-        allocation_ratio: None,
-        allocation_method: String::new(),
-        ext: LedgerExt {
+    let row = LedgerRow::builder(Source::Kubernetes, 0, 3_600_000_000_000)
+        .cost("0.02".parse().unwrap(), "USD")
+        .service("Kubernetes", "Compute")
+        .provider("Kubernetes")
+        .publisher("costplane")
+        .resource("c1/shop/web/main", "web")
+        .consumed("0.5".parse().unwrap(), "Core-Hours")
+        .sku("kubernetes/cpu")
+        .tags("{}")
+        .owner("unassigned", "shop", "shop")
+        .operation("cpu")
+        .usage_type(UsageType::Cpu)
+        .priced(PricingStatus::Priced, "k8s")
+        .ext(LedgerExt {
             namespace: "shop".into(),
             node: "n1".into(),
             effective_cost: Some("0.01".parse().unwrap()),
             ..LedgerExt::default()
-        },
-    };
+        })
+        .build();
+    let row = LedgerRow { revision: 2, ..row };
     let state = HourState {
         hour_ns: 0,
         scope: scope::KUBERNETES.into(),
@@ -177,7 +163,7 @@ async fn a_version_4_store_gains_the_kubernetes_columns_and_usage() {
     let ledger = Ledger::new(std::sync::Arc::clone(&store));
     let filter = costplane_telemetry::usage::CostFilter { from_ns: 0, to_ns: 3_600_000_000_000, tenant: None, equals: Vec::new() };
     let rows = ledger.rows(&filter).await.unwrap();
-    assert_eq!(rows.iter().find(|r| r.source == "kubernetes"), Some(&row));
+    assert_eq!(rows.iter().find(|r| r.source == Source::Kubernetes), Some(&row));
     // Kubernetes usage: two writes of the same hour; the later one is the
     // hour's usage, and all three rows count (the closer sees the change).
     let usage = |written_ns: i64, payload: &str| KubernetesUsage {
@@ -199,4 +185,60 @@ async fn a_version_4_store_gains_the_kubernetes_columns_and_usage() {
     assert_eq!(hour.rows, 3);
     assert_eq!(hour.kubernetes, vec![usage(20, "b"), usage(20, "c")]);
     assert!(ledger.usage_counts(0, None).await.unwrap().contains(&(0, scope::KUBERNETES, 3)));
+}
+
+/// A stored value outside its column's vocabulary (a charge class FOCUS
+/// does not have, a source this version does not know) fails the read with
+/// the row and column, instead of reading the row as some default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_stored_vocabulary_value_is_an_error_naming_row_and_column() {
+    use costplane_store::ledger::{next_revision, Ledger};
+    use costplane_telemetry::usage::{scope, CostFilter, HourState, LedgerReplacement, LedgerRow, Source, UsageType};
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000_000_000i64;
+    let revision = next_revision();
+    let row = |usage_type: UsageType, cost: &str| LedgerRow {
+        revision,
+        ..LedgerRow::builder(Source::Llm, hour, 2 * hour)
+            .cost(cost.parse().unwrap(), "USD")
+            .owner("acme", "shop", "cart")
+            .model("gpt-4o")
+            .usage_type(usage_type)
+            .build()
+    };
+    let state = HourState {
+        hour_ns: hour,
+        scope: scope::LLM.into(),
+        revision,
+        status: "closed".into(),
+        usage_rows: 2,
+        price_version: String::new(),
+    };
+    let replacement = LedgerReplacement { hours: vec![state], rows: vec![row(UsageType::Input, "0.5"), row(UsageType::Output, "1.5")] };
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(DuckDbStore::open(dir.path()).unwrap());
+    store.replace_ledger(&replacement).await.unwrap();
+    let window = CostFilter { from_ns: hour, to_ns: 2 * hour, tenant: None, equals: Vec::new() };
+    assert_eq!(Ledger::new(std::sync::Arc::clone(&store)).rows(&window).await.unwrap().len(), 2, "both rows read as written");
+    drop(store);
+
+    // Rows are read in (source, usage type) order within the hour: input
+    // (0), output (1); `mlops` sorts after `llm`, so it stays row 1.
+    for (update, column, value) in [
+        (r#"UPDATE costplane_ledger SET "ChargeClass" = 'Refund' WHERE "x_UsageType" = 'output'"#, "ChargeClass", "Refund"),
+        (r#"UPDATE costplane_ledger SET "ChargeClass" = NULL, "x_Source" = 'mlops' WHERE "x_UsageType" = 'output'"#, "x_Source", "mlops"),
+    ] {
+        run(dir.path(), update);
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(DuckDbStore::open(dir.path()).unwrap());
+        let e = Ledger::new(std::sync::Arc::clone(&store)).rows(&window).await.unwrap_err();
+        match &e {
+            StoreError::UnknownValue { table: "costplane_ledger", row: 1, column: c, source } => {
+                assert_eq!((*c, source.value.as_str()), (column, value));
+            }
+            other => panic!("{update}: {other:?}"),
+        }
+        assert!(!e.is_retryable() && e.needs_attention());
+        let text = e.to_string();
+        assert!(text.contains("row 1") && text.contains(column) && text.contains(value), "{text}");
+        drop(store);
+    }
 }
