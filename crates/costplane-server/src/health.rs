@@ -51,6 +51,8 @@ pub enum Kind {
     Counter,
     Gauge,
     Histogram,
+    /// `_sum` and `_count` samples, quantiles where the family has them.
+    Summary,
 }
 
 impl Kind {
@@ -59,6 +61,7 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
         }
     }
 }

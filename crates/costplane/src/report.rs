@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::client::{costplane_json, ServerArgs};
-use crate::report_html::{Page, Series};
+use crate::report_html::{Page, Series, UnitRoute};
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -126,6 +126,44 @@ fn reconciliation_line(body: &Value) -> String {
     )
 }
 
+/// Routes of the month shown in the report.
+const UNIT_ROUTES_SHOWN: usize = 10;
+/// Groups asked for (by total cost) to rank by cost per request.
+const UNIT_GROUPS: &str = "10000";
+
+/// The month's routes with the highest cost per request, from an answer of
+/// `/api/v1/unit-costs?group_by=service,route`, as the API's text (compute
+/// `unknown` when no request of the route has a known compute cost).
+fn unit_routes(body: &Value) -> Vec<UnitRoute> {
+    let mut groups: Vec<&Value> = body["groups"].as_array().into_iter().flatten().collect();
+    // Exact decimals rank; ties by total cost, then as the API listed them.
+    groups.sort_by(|a, b| {
+        dec(&b["cost"]["per_request"])
+            .cmp(&dec(&a["cost"]["per_request"]))
+            .then_with(|| dec(&b["cost"]["total"]).cmp(&dec(&a["cost"]["total"])))
+    });
+    groups
+        .into_iter()
+        .take(UNIT_ROUTES_SHOWN)
+        .map(|g| {
+            let c = &g["cost"];
+            UnitRoute {
+                service: text(&g["service"]),
+                route: text(&g["route"]),
+                requests: g["requests"].as_u64().unwrap_or(0).to_string(),
+                p50: text(&g["p50_seconds"]),
+                p95: text(&g["p95_seconds"]),
+                error_ratio: text(&g["error_ratio"]),
+                llm: text(&c["llm"]),
+                compute: c["compute"].as_str().map_or_else(|| "unknown".to_owned(), str::to_owned),
+                telemetry: text(&c["telemetry"]),
+                total: text(&c["total"]),
+                per_request: text(&c["per_request"]),
+            }
+        })
+        .collect()
+}
+
 /// `(name, cost text)` rows of a grouped answer, largest first.
 fn ranked(body: &Value, dim: &str) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> =
@@ -143,7 +181,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         server: args.server.clone(),
         tenant: args.tenant.clone(),
     };
-    let steps = 11u64 + u64::from(!args.no_pdf);
+    let steps = 12u64 + u64::from(!args.no_pdf);
     let bar = ProgressBar::new(steps);
     bar.set_style(
         ProgressStyle::with_template("{spinner} report [{bar:30}] {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -173,6 +211,13 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     step("sources");
     let unpriced = api.get("/api/v1/costs/unpriced", &[("from", start.to_string()), ("to", next.to_string())]).await?;
     step("unpriced usage");
+    let mut q = vec![("from", start.to_string()), ("to", next.to_string()), ("group_by", "service,route".to_owned())];
+    q.push(("limit", UNIT_GROUPS.to_owned()));
+    if let Some(t) = &args.tenant {
+        q.push(("tenant", t.clone()));
+    }
+    let routes = unit_routes(&api.get("/api/v1/unit-costs", &q).await?);
+    step("cost per request");
     // Estimates against invoices: all tenants' (or the key's own); a report
     // of one tenant through an admin key leaves it out.
     let reconciliation = match &args.tenant {
@@ -241,6 +286,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         efficiency,
         unpriced: unpriced_rows,
         reconciliation,
+        unit_routes: routes,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let stem = match &args.tenant {
@@ -303,6 +349,23 @@ mod tests {
         assert_eq!(n.to_string(), "2027-01-01");
         assert!(month_bounds("2026-13").is_err());
         assert!(month_bounds("October").is_err());
+    }
+
+    #[test]
+    fn routes_rank_by_cost_per_request_with_unknown_compute() {
+        // /a: 0.03 over 3 requests = 0.01 each; /b: 0.02 over 1 = 0.02 each;
+        // /c ties /a per request with less in total, so it comes after.
+        let body = serde_json::json!({"groups": [
+            {"service": "shop", "route": "/a", "requests": 3, "p50_seconds": "0.1", "p95_seconds": "0.3", "error_ratio": "0",
+             "cost": {"llm": "0.03", "compute": null, "telemetry": "0", "total": "0.03", "per_request": "0.01"}},
+            {"service": "shop", "route": "/b", "requests": 1, "p50_seconds": "2", "p95_seconds": "2", "error_ratio": "1",
+             "cost": {"llm": "0.01", "compute": "0.01", "telemetry": "0", "total": "0.02", "per_request": "0.02"}},
+            {"service": "shop", "route": "/c", "requests": 1, "p50_seconds": "1", "p95_seconds": "1", "error_ratio": "0",
+             "cost": {"llm": "0.01", "compute": "0", "telemetry": "0", "total": "0.01", "per_request": "0.01"}},
+        ]});
+        let rows = unit_routes(&body);
+        assert_eq!(rows.iter().map(|r| r.route.as_str()).collect::<Vec<_>>(), ["/b", "/a", "/c"]);
+        assert_eq!((rows[1].compute.as_str(), rows[0].compute.as_str(), rows[0].requests.as_str()), ("unknown", "0.01", "1"));
     }
 
     #[test]

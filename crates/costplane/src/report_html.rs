@@ -33,6 +33,59 @@ pub struct Page {
     pub unpriced: Vec<[String; 5]>,
     /// Estimates against invoices, one line (empty: left out).
     pub reconciliation: String,
+    /// The month's routes with the highest cost per request.
+    pub unit_routes: Vec<UnitRoute>,
+}
+
+/// One route of the cost-per-request table, as the API's text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitRoute {
+    pub service: String,
+    pub route: String,
+    pub requests: String,
+    pub p50: String,
+    pub p95: String,
+    pub error_ratio: String,
+    pub llm: String,
+    /// `unknown` when no request has a known compute cost.
+    pub compute: String,
+    pub telemetry: String,
+    pub total: String,
+    pub per_request: String,
+}
+
+/// The cost-per-request table (its section left empty of rows when the
+/// month had no requests).
+fn unit_table(rows: &[UnitRoute], currency: &str) -> String {
+    if rows.is_empty() {
+        return "<p class=\"muted\">No requests this month.</p>".into();
+    }
+    let mut s = String::from(
+        "<table id=\"unit-routes\"><tr><th>Service</th><th>Route</th><th class=\"num\">Requests</th><th class=\"num\">p50 s</th>\
+         <th class=\"num\">p95 s</th><th class=\"num\">Error ratio</th><th class=\"num\">LLM</th><th class=\"num\">Compute</th>\
+         <th class=\"num\">Telemetry</th><th class=\"num\">Total</th><th class=\"num\">Per request</th></tr>",
+    );
+    for r in rows {
+        let compute = if r.compute == "unknown" { "unknown".to_owned() } else { format!("{} {currency}", esc(&r.compute)) };
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{} {currency}</td><td class=\"num\">{compute}</td>\
+             <td class=\"num\">{} {currency}</td><td class=\"num\">{} {currency}</td><td class=\"num\">{} {currency}</td></tr>",
+            esc(name(&r.service)),
+            esc(name(&r.route)),
+            esc(&r.requests),
+            esc(&r.p50),
+            esc(&r.p95),
+            esc(&r.error_ratio),
+            esc(&r.llm),
+            esc(&r.telemetry),
+            esc(&r.total),
+            esc(&r.per_request),
+        );
+    }
+    s.push_str("</table>");
+    s
 }
 
 fn esc(s: &str) -> String {
@@ -192,7 +245,15 @@ impl Page {
                 esc(p)
             );
         }
-        h.push_str("</table></section><section><h2>Unpriced usage</h2>");
+        h.push_str("</table></section>");
+        let _ = write!(
+            h,
+            "<section><h2>Cost per request: top routes</h2>{}<p class=\"muted\">LLM, compute and telemetry of the month's requests \
+             (server spans) per route, as costplane unit-costs gives them; compute is unknown, not 0, on pods without a Kubernetes \
+             cost.</p></section>",
+            unit_table(&self.unit_routes, &cur)
+        );
+        h.push_str("<section><h2>Unpriced usage</h2>");
         if self.unpriced.is_empty() {
             h.push_str("<p class=\"muted\">Every model was priced.</p>");
         } else {
@@ -246,10 +307,19 @@ mod tests {
             efficiency: vec![],
             unpriced: vec![],
             reconciliation: "Estimated 1 · invoiced <2>".into(),
+            unit_routes: vec![UnitRoute {
+                service: "shop".into(),
+                route: "<b>".into(),
+                compute: "unknown".into(),
+                per_request: "0.004033333333".into(),
+                ..UnitRoute::default()
+            }],
         };
         let html = page.render();
         assert!(html.contains("0.0104 USD") && html.contains("&lt;script&gt;") && !html.contains("<script>"));
         assert!(html.contains("<p id=\"reconciliation\">Estimated 1 · invoiced &lt;2&gt;</p>"), "{html}");
         assert!(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"));
+        assert!(html.contains("<td>&lt;b&gt;</td>") && html.contains("0.004033333333 USD</td></tr>"), "{html}");
+        assert!(html.contains("<td class=\"num\">unknown</td>"), "{html}");
     }
 }

@@ -14,6 +14,7 @@
 //! spans is unbounded. A tenant key sees only its tenant's requests and
 //! money (`tenant=` naming another tenant is refused).
 
+pub mod metrics;
 mod money;
 mod params;
 
@@ -106,6 +107,22 @@ async fn unit_costs_of(state: &CostState, q: &UnitQuery) -> Result<UnitCosts, Ap
     let rates = store::item_costs(s, q).await?;
     let meter = state.meter();
     Ok(money::assemble(&meter, &requests, &calls, &pods, &items, &rates))
+}
+
+/// One answer of `GET /api/v1/unit-costs` over `[from_ns, to_ns)` (whole
+/// hours) for `tenant`, grouped by `group_by`: the same reads and rules,
+/// for surfaces that show the API's figures without going through HTTP.
+pub async fn answer(
+    state: &CostState,
+    settings: &UnitCostsSection,
+    from_ns: i64,
+    to_ns: i64,
+    tenant: Option<String>,
+    group_by: Vec<store::UnitDim>,
+) -> Result<UnitCosts, ApiError> {
+    let mut q = query_of(state, settings, from_ns, to_ns, tenant);
+    q.group_by = group_by;
+    unit_costs_of(state, &q).await
 }
 
 fn group_json(g: &GroupCost, dims: &[store::UnitDim]) -> Value {

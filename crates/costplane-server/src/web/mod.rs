@@ -2,11 +2,11 @@
 //!
 //! The page is three static files compiled into the binary (no CDN, no
 //! build step): it reads only the public API (`/api/v1/costs`,
-//! `/api/v1/costs/unpriced`, `/api/costs/export`, `/readyz`) from the
-//! browser, so it shows exactly what the API shows and honours API keys the
-//! same way (the key is asked for in the page and sent as
-//! `Authorization: Bearer`). The files themselves carry no data, so they are
-//! served without a key.
+//! `/api/v1/costs/unpriced`, `/api/v1/reconciliation`, `/api/v1/unit-costs`,
+//! `/api/costs/export`, `/readyz`) from the browser, so it shows exactly
+//! what the API shows and honours API keys the same way (the key is asked
+//! for in the page and sent as `Authorization: Bearer`). The files
+//! themselves carry no data, so they are served without a key.
 
 use axum::extract::OriginalUri;
 use axum::http::{header, Method, StatusCode};

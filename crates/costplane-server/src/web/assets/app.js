@@ -220,6 +220,43 @@ async function loadReconciliation() {
   fillBody(document.getElementById('reconciliation'), rows.length ? rows : [emptyRow(8, 'no estimates or invoices in this window')]);
 }
 
+// Cost per request, month to date: the month's groups (the API sorts them
+// by total cost) re-ranked by cost per request, the 10 highest shown.
+const UNIT_GROUPS = 1000;
+const UNIT_SHOWN = 10;
+
+function byPerRequestDesc(groups) {
+  return groups.slice().sort((a, b) => num(b.cost.per_request) - num(a.cost.per_request) || num(b.cost.total) - num(a.cost.total));
+}
+
+// Compute is unknown (null) when no request of the group ran on a pod with
+// a Kubernetes cost; a known figure says how many requests it leaves out.
+function computeText(g) {
+  if (g.cost.compute === null) return 'unknown';
+  const unknown = g.compute.requests_unknown;
+  return money(g.cost.compute) + (unknown > 0 ? ' (+' + count(unknown) + ' unknown)' : '');
+}
+
+function unitCells(g) {
+  return [
+    el('td', { class: 'num' }, count(g.requests)), el('td', { class: 'num' }, g.p50_seconds), el('td', { class: 'num' }, g.p95_seconds),
+    el('td', { class: 'num' }, g.error_ratio), el('td', { class: 'num' }, money(g.cost.llm)),
+    el('td', { class: 'num' + (g.cost.compute === null ? ' muted' : '') }, computeText(g)), el('td', { class: 'num' }, money(g.cost.telemetry)),
+    el('td', { class: 'num' }, money(g.cost.total)), el('td', { class: 'num' }, money(g.cost.per_request)),
+  ];
+}
+
+async function loadUnitCosts(monthStart) {
+  const ask = (groupBy) => get('/api/v1/unit-costs?' + query({ from: monthStart, group_by: groupBy, limit: UNIT_GROUPS }));
+  const [routes, customers] = await Promise.all([ask('service,route'), ask('customer')]);
+  const routeRows = byPerRequestDesc(routes.groups).slice(0, UNIT_SHOWN).map((g) => el('tr', { 'data-key': g.service + ' ' + g.route },
+    el('td', {}, label(g.service)), el('td', {}, label(g.route)), ...unitCells(g)));
+  fillBody(document.getElementById('unit-routes'), routeRows.length ? routeRows : [emptyRow(11, 'no requests this month')]);
+  const customerRows = byPerRequestDesc(customers.groups).slice(0, UNIT_SHOWN).map((g) => el('tr', { 'data-key': g.customer },
+    el('td', {}, label(g.customer)), ...unitCells(g)));
+  fillBody(document.getElementById('unit-customers'), customerRows.length ? customerRows : [emptyRow(10, 'no requests this month')]);
+}
+
 async function loadHealth() {
   const h = await get('/readyz');
   const stateEl = document.getElementById('ingest-state');
@@ -291,7 +328,7 @@ async function refresh() {
   document.getElementById('month-name').textContent = utcMonth(now);
   try {
     await loadBreakdowns(today, monthStart);
-    await Promise.all([loadTrend(now), loadOperations(monthStart), loadTokens(monthStart), loadUnpriced(monthStart), loadReconciliation(), loadHealth()]);
+    await Promise.all([loadTrend(now), loadOperations(monthStart), loadTokens(monthStart), loadUnpriced(monthStart), loadReconciliation(), loadUnitCosts(monthStart), loadHealth()]);
     document.getElementById('dashboard').hidden = false;
     document.getElementById('key-form').hidden = true;
     document.getElementById('updated').textContent = 'updated ' + now.toISOString().slice(11, 19) + ' UTC';
