@@ -51,8 +51,8 @@ RETENTION = {"traces": 6, "logs": 15}
 
 # (tenant, service, span name, attributes, count). Estimated sizes:
 # GET /cart + http.route=/cart: 60 + 9 + (10 + 5 + 8) = 92
-# POST /checkout + http.route=/checkout, order.items=3:
-#   60 + 14 + (10 + 9 + 8) + (11 + 1 + 8) = 121
+# POST /checkout + http.route=/checkout, order.items=3, and an event "retry"
+# with attempt=2: 60 + 14 + (10 + 9 + 8) + (11 + 1 + 8) + (13 + 5 + (7 + 1 + 8)) = 155
 # GET /search: 60 + 11 = 71
 SPANS = [
     ("acme", "shop", "GET /cart", {"http.route": "/cart"}, 3),
@@ -70,7 +70,7 @@ LOGS = [
 # Stored rows and estimated bytes per group, from the sizes above.
 ESTIMATES = {
     ("acme", "shop", "GET /cart"): (3, 3 * 92),  # 276
-    ("acme", "shop", "POST /checkout"): (1, 121),
+    ("acme", "shop", "POST /checkout"): (1, 155),
     ("acme", "search", "GET /search"): (2, 2 * 71),  # 142
     ("globex", "shop", "GET /cart"): (1, 92),
     ("acme", "shop", "INFO"): (2, 2 * 46),  # 92
@@ -146,7 +146,10 @@ def send(server):
         for t, s, name, attrs, count in SPANS:
             if (t, s) == (tenant, service):
                 for i in range(count):
-                    tracer.start_span(name, start_time=NOW + i, attributes=attrs).end(end_time=NOW + i + 1000)
+                    span = tracer.start_span(name, start_time=NOW + i, attributes=attrs)
+                    if name == "POST /checkout":
+                        span.add_event("retry", {"attempt": "2"}, timestamp=NOW + i + 500)
+                    span.end(end_time=NOW + i + 1000)
         provider.shutdown()
     logs = LoggerProvider(resource=Resource.create({"service.name": "shop", "service.namespace": "web", "tenant.id": "acme"}))
     logs.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{base}/v1/logs")))
@@ -271,7 +274,7 @@ def test_what_telemetry_costs_to_keep(tc_server):
         expected_keys = {k for k in ESTIMATES if (k[2] in ("INFO", "ERROR")) == (signal == "logs")}
         assert set(rows) == expected_keys, rows
         # Each service's metered bytes by largest remainder of the estimates:
-        # acme's shop traces B x 276/397 and B x 121/397; search and globex's
+        # acme's shop traces B x 276/431 and B x 155/431; search and globex's
         # shop have one group each (all of B); acme's shop logs B x 92/165 and
         # B x 73/165. Items are the stored rows (the same count as metered).
         services = {}
