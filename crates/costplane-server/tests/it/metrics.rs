@@ -250,9 +250,11 @@ async fn label_values_are_escaped_and_cut() {
     assert!(tenants.contains(&"é".repeat(64).as_str()), "{tenants:?}");
 }
 
-/// Ledger reads of one refresh: the month's groups, the 30-day sum, and
-/// the reconciliation's three (estimates, invoices, cloud AI lines).
-const QUERIES_PER_REFRESH: u64 = 5;
+/// Ledger reads of one refresh: the month's groups, the 30-day sum, the
+/// reconciliation's three (estimates, invoices, cloud AI lines), and the
+/// request-cost series' two (requests with their pods' cost, then the
+/// telemetry cost per item).
+const QUERIES_PER_REFRESH: u64 = 7;
 
 #[tokio::test]
 async fn a_scrape_within_the_ttl_reads_no_ledger() {
@@ -289,7 +291,13 @@ async fn an_expired_cache_is_refreshed_off_the_scrape() {
         assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
         assert_eq!(cost_samples(&stale)[0].1, Decimal::ONE);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await; // the refresh task starts its query
+    // The refresh tasks run their queries (the request-cost series' two one
+    // after the other, 2 s each here): one refresh for three scrapes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.ledger_queries() < 2 * QUERIES_PER_REFRESH && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.ledger_queries(), 2 * QUERIES_PER_REFRESH, "one refresh for three scrapes");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
