@@ -60,6 +60,8 @@ pub const ROUTES: &[&str] = &[
     "POST /api/v1/import/invoice",
     "GET /api/v1/reconciliation",
     "GET /api/v1/telemetry-costs",
+    "GET /api/v1/unit-costs",
+    "GET /api/v1/traces/{trace_id}/cost",
     "GET /api/v1/anomalies",
     "POST /api/v1/anomalies/backfill",
     "POST /api/v1/anomalies/{id}/dismiss",
@@ -243,6 +245,8 @@ pub fn app(parts: ApiParts) -> Router {
         .timed("GET /api/v1/costs/untagged", crate::k8s_api::untagged, &costs, m)
         .timed("POST /api/v1/kubernetes/flush", crate::k8s_api::flush, &costs, m)
         .timed("GET /api/v1/telemetry-costs", crate::telemetry_costs::telemetry_costs, &costs, m)
+        .timed("GET /api/v1/unit-costs", crate::unit_costs::unit_costs, &costs, m)
+        .timed("GET /api/v1/traces/{trace_id}/cost", crate::unit_costs::trace_cost, &costs, m)
         .router(
             &["POST /api/v1/import/focus"],
             crate::import::router(costs.clone())

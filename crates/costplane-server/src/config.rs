@@ -66,6 +66,8 @@ pub struct Config {
     pub tls: crate::tls::TlsSection,
     /// `[postgres]`: the read-only PostgreSQL endpoint.
     pub postgres: crate::postgres::PostgresSection,
+    /// `[unit_costs]`: cost per request and customer.
+    pub unit_costs: crate::unit_costs::UnitCostsSection,
     pub ledger: LedgerSection,
     pub kubernetes: costplane_k8s::KubernetesConfig,
     /// The file this configuration was read from (price reloads read its
@@ -492,6 +494,7 @@ impl Default for Config {
             ingest: crate::otlp::keys::IngestSection::default(),
             tls: crate::tls::TlsSection::default(),
             postgres: crate::postgres::PostgresSection::default(),
+            unit_costs: crate::unit_costs::UnitCostsSection::default(),
             kubernetes: costplane_k8s::KubernetesConfig::default(),
         }
     }
@@ -647,6 +650,7 @@ impl Config {
         self.ingest.validate()?;
         self.tls.validate()?;
         self.postgres.validate(self)?;
+        self.unit_costs.check()?;
         self.api.query_limits()?;
         if self.api.sql_max_rows == 0 {
             return Err("api.sql_max_rows must be at least 1".into());

@@ -20,6 +20,7 @@ pub mod secret;
 mod server;
 pub mod telemetry_costs;
 pub mod tls;
+pub mod unit_costs;
 pub mod web;
 
 pub use config::{Config, Overrides, StoreKind};

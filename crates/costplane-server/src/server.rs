@@ -203,7 +203,8 @@ impl Server {
             .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote }))
             .layer(axum::Extension(Arc::clone(&insights.gauges)))
             .layer(axum::Extension(kubernetes.clone()))
-            .layer(axum::Extension(crate::telemetry_costs::Retention::of(&self.config))),
+            .layer(axum::Extension(crate::telemetry_costs::Retention::of(&self.config)))
+            .layer(axum::Extension(crate::unit_costs::UnitCostSettings(Arc::new(self.config.unit_costs.clone())))),
             stop.clone(),
             "HTTP API",
         );

@@ -248,20 +248,36 @@ fn int(table: &'static str, row: usize, column: &'static str, v: &Value) -> Resu
     .ok_or_else(|| bad(table, row, column, v, "an integer"))
 }
 
-/// The SQL every query starts from: `req` (every tenant's requests in the
-/// window, for pod denominators) and `grouped` (the requests asked for,
-/// with their dimension columns).
-struct Base {
-    dialect: Dialect,
-    p: Params,
-    ctes: String,
-    keys: Vec<&'static str>,
-    /// The placeholder of the tenant attribute's name.
-    tenant_attr: String,
+/// Value columns of each branch of [`read`]'s one statement.
+const VALUES: usize = 15;
+
+/// What [`read`] returns: every row the money of a unit-cost answer is made
+/// from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitRows {
+    pub requests: Vec<RequestGroup>,
+    pub calls: Vec<CallSum>,
+    pub pods: Vec<PodShare>,
+    pub items: Vec<TraceItems>,
 }
 
-impl Base {
-    fn new(dialect: Dialect, q: &UnitQuery) -> Base {
+/// One statement builds all four results over one read of the window's
+/// spans: `spans` (every span of the window, with the attributes read
+/// once), `req` (every tenant's requests: a pod's busy time counts all of
+/// them) and `grouped` (the requests asked for, with their dimensions).
+/// On DuckDB those are `MATERIALIZED`, so the Parquet segments are read
+/// once per answer; ClickHouse reads its columns again where they are
+/// used, which it does fast.
+struct Statement {
+    dialect: Dialect,
+    p: Params,
+    ctes: Vec<String>,
+    keys: Vec<&'static str>,
+    branches: Vec<String>,
+}
+
+impl Statement {
+    fn new(dialect: Dialect, q: &UnitQuery) -> Statement {
         let mut p = Params::new(dialect);
         let tenant_attr = p.add(Param::Str(q.tenant_attribute.clone()));
         let customer_attr = p.add(Param::Str(q.customer_attribute.clone()));
@@ -273,8 +289,6 @@ impl Base {
             attr("SpanAttributes", "'http.route'"),
             attr("SpanAttributes", "'rpc.method'")
         );
-        // The requests asked for; `req` keeps every request of the window,
-        // as a pod's busy time counts all of them.
         let mut only = Vec::new();
         if let Some(t) = &q.trace_id {
             only.push(format!("r.TraceId = {}", p.add(Param::Str(t.clone()))));
@@ -282,37 +296,64 @@ impl Base {
         if let Some(t) = &q.tenant {
             only.push(format!("r.tenant = {}", p.add(Param::Str(t.clone()))));
         }
-        let tenant_filter = if only.is_empty() { String::new() } else { format!(" WHERE {}", only.join(" AND ")) };
-        let wants_customer = q.group_by.contains(&UnitDim::Customer);
-        // The customer of a trace: read only when asked for (it scans every
-        // span's attribute in the window).
-        let (customer_cte, customer_join, customer_col) = if wants_customer {
-            (
-                format!(
-                    ", tc AS (SELECT TraceId, min(v) AS customer FROM (SELECT TraceId, {} AS v FROM otel_traces WHERE {window}) s \
-                     WHERE v <> '' GROUP BY TraceId)",
-                    attr("SpanAttributes", &customer_attr)
-                ),
-                " LEFT JOIN tc ON tc.TraceId = r.TraceId",
-                "coalesce(nullif(r.own_customer, ''), nullif(tc.customer, ''), '(none)')".to_owned(),
-            )
+        let only = if only.is_empty() { String::new() } else { format!(" WHERE {}", only.join(" AND ")) };
+        let (customer_join, customer_col) = if q.group_by.contains(&UnitDim::Customer) {
+            (" LEFT JOIN tc ON tc.TraceId = r.TraceId", "coalesce(nullif(r.own_customer, ''), nullif(tc.customer, ''), '(none)')")
         } else {
-            (String::new(), "", "''".to_owned())
+            ("", "''")
         };
-        let ctes = format!(
-            "WITH spans AS (SELECT TraceId, SpanId, ServiceName AS service, SpanName AS operation, {route} AS route, Duration, StatusCode, \
-               SpanKind, ParentSpanId, {hour} AS hour, coalesce(nullif({tenant}, ''), 'unassigned') AS tenant, \
-               {pod} AS pod_name, {ns} AS namespace, {own} AS own_customer \
-               FROM otel_traces WHERE {window} AND (SpanKind = 'Server' OR ParentSpanId = '')), \
-             served AS (SELECT DISTINCT tenant, service FROM spans WHERE SpanKind = 'Server'), \
-             req AS (SELECT * FROM spans WHERE SpanKind = 'Server' OR (tenant, service) NOT IN (SELECT tenant, service FROM served)){customer_cte}, \
-             grouped AS (SELECT r.*, {customer_col} AS customer FROM req r{customer_join}{tenant_filter})",
-            tenant = attr("ResourceAttributes", &tenant_attr),
-            pod = attr("ResourceAttributes", "'k8s.pod.name'"),
-            ns = attr("ResourceAttributes", "'k8s.namespace.name'"),
-            own = attr("SpanAttributes", &customer_attr),
+        let mut st =
+            Statement { dialect, p, ctes: Vec::new(), keys: q.group_by.iter().map(|d| d.column()).collect(), branches: Vec::new() };
+        st.cte(
+            "spans",
+            true,
+            format!(
+                "SELECT TraceId, ServiceName AS service, SpanName AS operation, {route} AS route, Duration, StatusCode, SpanKind, \
+                 ParentSpanId, {hour} AS hour, coalesce(nullif({tenant}, ''), 'unassigned') AS tenant, {pod} AS pod_name, \
+                 {ns} AS namespace, {own} AS own_customer FROM otel_traces WHERE {window}",
+                tenant = attr("ResourceAttributes", &tenant_attr),
+                pod = attr("ResourceAttributes", "'k8s.pod.name'"),
+                ns = attr("ResourceAttributes", "'k8s.namespace.name'"),
+                own = attr("SpanAttributes", &customer_attr),
+            ),
         );
-        Base { dialect, p, ctes, keys: q.group_by.iter().map(|d| d.column()).collect(), tenant_attr }
+        st.cte("served", false, "SELECT DISTINCT tenant, service FROM spans WHERE SpanKind = 'Server'".into());
+        st.cte(
+            "req",
+            true,
+            "SELECT * FROM spans WHERE SpanKind = 'Server' \
+             OR (ParentSpanId = '' AND (tenant, service) NOT IN (SELECT tenant, service FROM served))"
+                .into(),
+        );
+        if !customer_join.is_empty() {
+            st.cte(
+                "tc",
+                false,
+                "SELECT TraceId, min(own_customer) AS customer FROM spans WHERE own_customer <> '' GROUP BY TraceId".into(),
+            );
+        }
+        st.cte("grouped", true, format!("SELECT r.*, {customer_col} AS customer FROM req r{customer_join}{only}"));
+        st.cte("gt", true, format!("SELECT DISTINCT {}tenant, TraceId FROM grouped", st.select_keys("")));
+        st
+    }
+
+    fn cte(&mut self, name: &str, materialized: bool, body: String) {
+        let how = if materialized && self.dialect == Dialect::DuckDb { "MATERIALIZED " } else { "" };
+        self.ctes.push(format!("{name} AS {how}({body})"));
+    }
+
+    /// A branch of the answer: rows of `kind` with the group's keys (`prefix`
+    /// names their relation) and up to [`VALUES`] values, each as text.
+    fn branch(&mut self, kind: &str, prefix: &str, values: &[&str], rest: &str) {
+        let text = |e: &str| match self.dialect {
+            Dialect::DuckDb => format!("CAST({e} AS VARCHAR)"),
+            Dialect::ClickHouse => format!("CAST({e} AS Nullable(String))"),
+        };
+        let mut cols = vec![format!("'{kind}'")];
+        cols.extend(self.keys.iter().map(|k| text(&format!("{prefix}{k}"))));
+        cols.extend(values.iter().map(|v| text(v)));
+        cols.extend((values.len()..VALUES).map(|_| text("NULL")));
+        self.branches.push(format!("SELECT {} {rest}", cols.join(", ")));
     }
 
     /// `k0, k1, ` for the select list (with the given relation prefix).
@@ -329,53 +370,29 @@ impl Base {
         all.join(", ")
     }
 
-    fn key_of(&self, row: &[Value]) -> Vec<String> {
-        row[..self.keys.len()].iter().map(text).collect()
+    fn sql(&self) -> String {
+        format!("WITH {} {}", self.ctes.join(", "), self.branches.join(" UNION ALL "))
     }
 }
 
 /// Requests, errors and latency per group.
-pub async fn request_groups(store: &dyn Store, q: &UnitQuery) -> Result<Vec<RequestGroup>, StoreError> {
-    let b = Base::new(store.dialect(), q);
-    let group = b.group_keys("", "");
-    let sql = format!(
-        "{} SELECT {}count(*), sum(CASE WHEN StatusCode = 'Error' THEN 1 ELSE 0 END), {}, {}, count(DISTINCT TraceId) FROM grouped{}",
-        b.ctes,
-        b.select_keys(""),
-        quantile(b.dialect, "0.5"),
-        quantile(b.dialect, "0.95"),
-        if group.is_empty() { String::new() } else { format!(" GROUP BY {group}") }
+fn request_branch(st: &mut Statement) {
+    let group = st.group_keys("", "");
+    let (p50, p95) = (quantile(st.dialect, "0.5"), quantile(st.dialect, "0.95"));
+    let rest = format!("FROM grouped{}", if group.is_empty() { String::new() } else { format!(" GROUP BY {group}") });
+    st.branch(
+        "r",
+        "",
+        &["count(*)", "sum(CASE WHEN StatusCode = 'Error' THEN 1 ELSE 0 END)", &p50, &p95, "count(DISTINCT TraceId)"],
+        &rest,
     );
-    let r = store.query_with(&sql, &b.p.values).await?;
-    let n = b.keys.len();
-    let table = "otel_traces";
-    r.rows
-        .iter()
-        .enumerate()
-        // Without groups, an empty window still answers one row (of NULL
-        // percentiles): no requests, no group.
-        .filter(|(_, row)| !matches!(uint(&row[n]), Ok(0)))
-        .map(|(i, row)| {
-            Ok(RequestGroup {
-                key: b.key_of(row),
-                requests: count(table, i, "requests", &row[n])?,
-                errors: count(table, i, "errors", &row[n + 1])?,
-                p50_ns: count(table, i, "Duration", &row[n + 2])?,
-                p95_ns: count(table, i, "Duration", &row[n + 3])?,
-                traces: count(table, i, "TraceId", &row[n + 4])?,
-            })
-        })
-        .collect()
 }
 
 /// The billed LLM calls of each group's traces, summed per pricing class.
-pub async fn call_sums(store: &dyn Store, q: &UnitQuery) -> Result<Vec<CallSum>, StoreError> {
-    let mut b = Base::new(store.dialect(), q);
-    let d = b.dialect;
+fn call_branch(st: &mut Statement, q: &UnitQuery) {
+    let d = st.dialect;
     let window = between(d, "Timestamp", q.from_ns.saturating_sub(HOUR_NS), q.to_ns.saturating_add(HOUR_NS));
-    let limit = b.p.add(Param::UInt(q.max_tokens_per_call));
-    // Each call's token parts, as `costplane_cost::llm` splits them (input
-    // without cached tokens, output without reasoning, never below 0).
+    let limit = st.p.add(Param::UInt(q.max_tokens_per_call));
     let dec = |column: &str| format!("CAST({column} AS Decimal(38, 0))");
     let (input, read, write, output, reasoning) =
         (dec("InputTokens"), dec("CacheReadTokens"), dec("CacheWriteTokens"), dec("OutputTokens"), dec("ReasoningTokens"));
@@ -388,8 +405,7 @@ pub async fn call_sums(store: &dyn Store, q: &UnitQuery) -> Result<Vec<CallSum>,
         format!("sum({write})"),
         format!("sum(CASE WHEN {output} > {reasoning} THEN {output} - {reasoning} ELSE 0 END)"),
         format!("sum({reasoning})"),
-    ]
-    .join(", ");
+    ];
     // The limit check of `costplane_cost::llm::price_with`, per call.
     let over = format!("({input} + {output} > {limit} OR {read} > {limit} OR {write} > {limit} OR {reasoning} > {limit})");
     let tiers = if q.tier_thresholds.is_empty() {
@@ -407,151 +423,185 @@ pub async fn call_sums(store: &dyn Store, q: &UnitQuery) -> Result<Vec<CallSum>,
              ORDER BY TraceId, SpanId, ReceivedAt, WriteSeq, {COPY_ORDER} LIMIT 1 BY TraceId, SpanId"
         ),
     };
-    let sql = format!(
-        "{ctes}, gt AS (SELECT DISTINCT {gk}tenant, TraceId FROM grouped), \
-         calls AS ({copies}), \
-         modeled AS (SELECT DISTINCT TraceId FROM calls WHERE CallKind = 'model' \
-           AND (InputTokens > 0 OR OutputTokens > 0 OR ProvidedCost IS NOT NULL)), \
-         billed AS (SELECT *, {over} AS over_limit, {tiers} AS bucket FROM calls \
-           WHERE CallKind = 'model' OR TraceId NOT IN (SELECT TraceId FROM modeled)) \
-         SELECT {sk}c.Provider, c.Model, c.Operation, {day} AS day, c.InvalidReason, c.over_limit, \
-           max(CASE WHEN c.ProvidedCost IS NULL THEN 0 ELSE 1 END) AS has_provided, sum(c.ProvidedCost), count(*), {parts}, min(c.InputTokens) \
-         FROM gt JOIN billed c ON c.TraceId = gt.TraceId AND c.Tenant = gt.tenant \
-         GROUP BY {group} ORDER BY {group}",
-        ctes = b.ctes,
-        gk = b.select_keys(""),
-        sk = b.select_keys("gt."),
-        day = d.trunc_ns("day", "c.Timestamp"),
-        group = b.group_keys(
-            "gt.",
-            "c.Provider, c.Model, c.Operation, day, c.InvalidReason, c.over_limit, c.bucket, (CASE WHEN c.ProvidedCost IS NULL THEN 0 ELSE 1 END)"
+    st.cte("calls", true, copies);
+    st.cte(
+        "modeled",
+        false,
+        "SELECT DISTINCT TraceId FROM calls WHERE CallKind = 'model' AND (InputTokens > 0 OR OutputTokens > 0 OR ProvidedCost IS NOT NULL)"
+            .into(),
+    );
+    st.cte(
+        "billed",
+        false,
+        format!(
+            "SELECT *, CASE WHEN {over} THEN 1 ELSE 0 END AS over_limit, {tiers} AS bucket, \
+             CASE WHEN ProvidedCost IS NULL THEN 0 ELSE 1 END AS has_provided, {day} AS day \
+             FROM calls WHERE CallKind = 'model' OR TraceId NOT IN (SELECT TraceId FROM modeled)",
+            day = d.trunc_ns("day", "Timestamp")
         ),
     );
-    let r = store.query_with(&sql, &b.p.values).await?;
-    let n = b.keys.len();
-    let table = "costplane_usage_llm";
-    r.rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let provided =
-                if count(table, i, "ProvidedCost", &row[n + 6])? == 1 { Some(exact(table, i, "ProvidedCost", &row[n + 7])?) } else { None };
-            Ok(CallSum {
-                key: b.key_of(row),
-                provider: text(&row[n]),
-                model: text(&row[n + 1]),
-                operation: text(&row[n + 2]),
-                day_ns: int(table, i, "Timestamp", &row[n + 3])?,
-                invalid_reason: text(&row[n + 4]),
-                over_limit: matches!(&row[n + 5], Value::Bool(true)) || count(table, i, "over_limit", &row[n + 5]).is_ok_and(|v| v == 1),
-                provided,
-                calls: count(table, i, "calls", &row[n + 8])?,
-                input: exact(table, i, "InputTokens", &row[n + 9])?,
-                cache_read: exact(table, i, "CacheReadTokens", &row[n + 10])?,
-                cache_write: exact(table, i, "CacheWriteTokens", &row[n + 11])?,
-                output: exact(table, i, "OutputTokens", &row[n + 12])?,
-                reasoning: exact(table, i, "ReasoningTokens", &row[n + 13])?,
-                tier_input: count(table, i, "InputTokens", &row[n + 14])?,
-            })
-        })
-        .collect()
+    let group = st.group_keys("gt.", "c.Provider, c.Model, c.Operation, c.day, c.InvalidReason, c.over_limit, c.bucket, c.has_provided");
+    let rest = format!("FROM gt JOIN billed c ON c.TraceId = gt.TraceId AND c.Tenant = gt.tenant GROUP BY {group}");
+    let mut values = vec!["c.Provider", "c.Model", "c.Operation", "c.day", "c.InvalidReason", "c.over_limit", "c.has_provided"];
+    values.extend(["sum(c.ProvidedCost)", "count(*)"]);
+    let parts: Vec<String> = parts.iter().map(|e| e.replace("CAST(", "CAST(c.")).collect();
+    let min_input = "min(c.InputTokens)".to_owned();
+    let all: Vec<&str> = values.into_iter().chain(parts.iter().map(String::as_str)).chain([min_input.as_str()]).collect();
+    st.branch("c", "gt.", &all, &rest);
 }
 
 /// Each group's requests per pod-hour, with the pod-hour's Kubernetes cost
 /// and every request the pod served in that hour (whatever its tenant: the
 /// pod's cost is shared by all of them).
-pub async fn pod_shares(store: &dyn Store, q: &UnitQuery) -> Result<Vec<PodShare>, StoreError> {
-    let mut b = Base::new(store.dialect(), q);
-    let d = b.dialect;
-    let start = d.ns("ChargePeriodStart");
+fn pod_branch(st: &mut Statement, q: &UnitQuery) {
+    let start = st.dialect.ns("ChargePeriodStart");
     let tenant = match &q.tenant {
-        Some(t) => format!(" AND x_Tenant = {}", b.p.add(Param::Str(t.clone()))),
+        Some(t) => format!(" AND x_Tenant = {}", st.p.add(Param::Str(t.clone()))),
         None => String::new(),
     };
-    let from = b.p.add(Param::Int(q.from_ns));
-    let to = b.p.add(Param::Int(q.to_ns));
-    let sql = format!(
-        "{ctes}, busy AS (SELECT namespace, pod_name, hour, sum(CAST(Duration AS Decimal(38, 0))) AS total FROM req \
-           WHERE pod_name <> '' GROUP BY namespace, pod_name, hour), \
-         pods AS (SELECT x_Namespace AS namespace, x_Pod AS pod_name, {start} AS hour, sum(BilledCost) AS cost \
-           FROM ({rows}) l WHERE x_Source = 'kubernetes' AND x_Pod <> '' AND {start} >= {from} AND {start} < {to}{tenant} \
-           GROUP BY x_Namespace, x_Pod, {start}), \
-         by_name AS (SELECT pod_name, hour, sum(cost) AS cost FROM pods GROUP BY pod_name, hour), \
-         mine AS (SELECT {gk}namespace, pod_name, hour, count(*) AS requests, sum(CAST(Duration AS Decimal(38, 0))) AS busy \
-           FROM grouped GROUP BY {group}) \
-         SELECT {mk}m.namespace, m.pod_name, m.hour, m.requests, m.busy, coalesce(b.total, 0), \
-           CASE WHEN m.namespace = '' THEN n.cost ELSE p.cost END, \
-           CASE WHEN m.namespace = '' THEN (CASE WHEN n.pod_name IS NULL OR n.pod_name = '' THEN 0 ELSE 1 END) \
-             ELSE (CASE WHEN p.pod_name IS NULL OR p.pod_name = '' THEN 0 ELSE 1 END) END \
-         FROM mine m LEFT JOIN busy b ON b.pod_name = m.pod_name AND b.hour = m.hour AND b.namespace = m.namespace \
-         LEFT JOIN pods p ON p.pod_name = m.pod_name AND p.hour = m.hour AND p.namespace = m.namespace \
-         LEFT JOIN by_name n ON n.pod_name = m.pod_name AND n.hour = m.hour \
-         ORDER BY {order}",
-        ctes = b.ctes,
-        rows = current_rows_sql(""),
-        gk = b.select_keys(""),
-        mk = b.select_keys("m."),
-        group = b.group_keys("", "namespace, pod_name, hour"),
-        order = b.group_keys("m.", "m.namespace, m.pod_name, m.hour"),
+    let from = st.p.add(Param::Int(q.from_ns));
+    let to = st.p.add(Param::Int(q.to_ns));
+    st.cte(
+        "busy",
+        false,
+        "SELECT namespace, pod_name, hour, sum(CAST(Duration AS Decimal(38, 0))) AS total FROM req \
+         WHERE pod_name <> '' GROUP BY namespace, pod_name, hour"
+            .into(),
     );
-    let r = store.query_with(&sql, &b.p.values).await?;
-    let n = b.keys.len();
-    let table = "otel_traces";
-    r.rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let (namespace, pod) = (text(&row[n]), text(&row[n + 1]));
-            // ClickHouse fills an unmatched LEFT JOIN with defaults, DuckDB
-            // with NULL: the flag says whether a cost row matched.
-            let matched = count("costplane_ledger", i, "x_Pod", &row[n + 7])? == 1;
-            Ok(PodShare {
-                key: b.key_of(row),
-                pod: if pod.is_empty() { String::new() } else { format!("{namespace}/{pod}") },
-                hour_ns: int(table, i, "Timestamp", &row[n + 2])?,
-                requests: count(table, i, "requests", &row[n + 3])?,
-                busy_ns: exact(table, i, "Duration", &row[n + 4])?,
-                pod_busy_ns: exact(table, i, "Duration", &row[n + 5])?,
-                cost: if matched && !pod.is_empty() { Some(exact("costplane_ledger", i, "BilledCost", &row[n + 6])?) } else { None },
-            })
-        })
-        .collect()
+    st.cte(
+        "pods",
+        false,
+        format!(
+            "SELECT x_Namespace AS namespace, x_Pod AS pod_name, {start} AS hour, sum(BilledCost) AS cost \
+             FROM ({rows}) l WHERE x_Source = 'kubernetes' AND x_Pod <> '' AND {start} >= {from} AND {start} < {to}{tenant} \
+             GROUP BY x_Namespace, x_Pod, {start}",
+            rows = current_rows_sql(""),
+        ),
+    );
+    st.cte("by_name", false, "SELECT pod_name, hour, sum(cost) AS cost FROM pods GROUP BY pod_name, hour".into());
+    let group = st.group_keys("", "namespace, pod_name, hour");
+    st.cte(
+        "mine",
+        false,
+        format!(
+            "SELECT {}namespace, pod_name, hour, count(*) AS requests, sum(CAST(Duration AS Decimal(38, 0))) AS busy \
+             FROM grouped GROUP BY {group}",
+            st.select_keys("")
+        ),
+    );
+    // ClickHouse fills an unmatched LEFT JOIN with defaults, DuckDB with
+    // NULL: the flag says whether a cost row matched.
+    let cost = "CASE WHEN m.namespace = '' THEN n.cost ELSE p.cost END";
+    let matched = "CASE WHEN m.namespace = '' THEN (CASE WHEN n.pod_name IS NULL OR n.pod_name = '' THEN 0 ELSE 1 END) \
+                   ELSE (CASE WHEN p.pod_name IS NULL OR p.pod_name = '' THEN 0 ELSE 1 END) END";
+    let rest = "FROM mine m LEFT JOIN busy b ON b.pod_name = m.pod_name AND b.hour = m.hour AND b.namespace = m.namespace \
+                LEFT JOIN pods p ON p.pod_name = m.pod_name AND p.hour = m.hour AND p.namespace = m.namespace \
+                LEFT JOIN by_name n ON n.pod_name = m.pod_name AND n.hour = m.hour";
+    st.branch("p", "m.", &["m.namespace", "m.pod_name", "m.hour", "m.requests", "m.busy", "coalesce(b.total, 0)", cost, matched], rest);
 }
 
 /// The spans and logs of each group's traces, per (tenant, service,
 /// signal). A trace counts once per group however many of the group's
 /// requests it holds.
-pub async fn trace_items(store: &dyn Store, q: &UnitQuery) -> Result<Vec<TraceItems>, StoreError> {
-    let b = Base::new(store.dialect(), q);
-    let d = b.dialect;
-    let spans = between(d, "Timestamp", q.from_ns, q.to_ns);
-    let tenant_of = format!("coalesce(nullif(coalesce(ResourceAttributes[{}], ''), ''), 'unassigned')", b.tenant_attr);
-    let sql = format!(
-        "{ctes}, gt AS (SELECT DISTINCT {gk}tenant, TraceId FROM grouped), \
-         items AS (SELECT TraceId, {tenant_of} AS tenant, ServiceName AS service, 'traces' AS signal FROM otel_traces WHERE {spans} \
-           UNION ALL SELECT TraceId, {tenant_of}, ServiceName, 'logs' FROM otel_logs WHERE {spans} AND TraceId <> '') \
-         SELECT {sk}i.tenant, i.service, i.signal, count(*) FROM gt JOIN items i ON i.TraceId = gt.TraceId AND i.tenant = gt.tenant \
-         GROUP BY {group} ORDER BY {group}",
-        ctes = b.ctes,
-        gk = b.select_keys(""),
-        sk = b.select_keys("gt."),
-        group = b.group_keys("gt.", "i.tenant, i.service, i.signal"),
+fn item_branch(st: &mut Statement, q: &UnitQuery) {
+    let logs = between(st.dialect, "Timestamp", q.from_ns, q.to_ns);
+    // The tenant attribute's name is the statement's first parameter.
+    let tenant_attr = st.dialect.param(0, &Param::Str(String::new()));
+    st.cte(
+        "items",
+        false,
+        format!(
+            // Counted per trace first: a trace meets each of its group's
+            // entries once, not once per span.
+            "SELECT TraceId, tenant, service, 'traces' AS signal, count(*) AS n FROM spans GROUP BY TraceId, tenant, service UNION ALL \
+             SELECT TraceId, {tenant}, ServiceName, 'logs', count(*) FROM otel_logs WHERE {logs} AND TraceId <> '' \
+             GROUP BY TraceId, {tenant}, ServiceName",
+            tenant = format!("coalesce(nullif(coalesce(ResourceAttributes[{tenant_attr}], ''), ''), 'unassigned')"),
+        ),
     );
-    let r = store.query_with(&sql, &b.p.values).await?;
-    let n = b.keys.len();
-    r.rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            Ok(TraceItems {
-                key: b.key_of(row),
-                tenant: text(&row[n]),
-                service: text(&row[n + 1]),
-                signal: text(&row[n + 2]),
-                items: count("otel_traces", i, "items", &row[n + 3])?,
-            })
-        })
-        .collect()
+    let group = st.group_keys("gt.", "i.tenant, i.service, i.signal");
+    let rest = format!("FROM gt JOIN items i ON i.TraceId = gt.TraceId AND i.tenant = gt.tenant GROUP BY {group}");
+    st.branch("i", "gt.", &["i.tenant", "i.service", "i.signal", "sum(i.n)"], &rest);
+}
+
+/// Everything a unit-cost answer is made from, in one statement.
+pub async fn read(store: &dyn Store, q: &UnitQuery) -> Result<UnitRows, StoreError> {
+    let mut st = Statement::new(store.dialect(), q);
+    request_branch(&mut st);
+    call_branch(&mut st, q);
+    pod_branch(&mut st, q);
+    item_branch(&mut st, q);
+    let r = store.query_with(&st.sql(), &st.p.values).await?;
+    let n = st.keys.len();
+    let mut out = UnitRows::default();
+    for (i, row) in r.rows.iter().enumerate() {
+        let key: Vec<String> = row[1..=n].iter().map(text).collect();
+        let v = &row[n + 1..];
+        match text(&row[0]).as_str() {
+            "r" => {
+                let table = "otel_traces";
+                // Without groups, an empty window still answers one row (of
+                // NULL percentiles): no requests, no group.
+                let requests = count(table, i, "requests", &v[0])?;
+                if requests == 0 {
+                    continue;
+                }
+                out.requests.push(RequestGroup {
+                    key,
+                    requests,
+                    errors: count(table, i, "errors", &v[1])?,
+                    p50_ns: count(table, i, "Duration", &v[2])?,
+                    p95_ns: count(table, i, "Duration", &v[3])?,
+                    traces: count(table, i, "TraceId", &v[4])?,
+                });
+            }
+            "c" => {
+                let table = "costplane_usage_llm";
+                let provided =
+                    if count(table, i, "ProvidedCost", &v[6])? == 1 { Some(exact(table, i, "ProvidedCost", &v[7])?) } else { None };
+                out.calls.push(CallSum {
+                    key,
+                    provider: text(&v[0]),
+                    model: text(&v[1]),
+                    operation: text(&v[2]),
+                    day_ns: int(table, i, "Timestamp", &v[3])?,
+                    invalid_reason: text(&v[4]),
+                    over_limit: count(table, i, "over_limit", &v[5])? == 1,
+                    provided,
+                    calls: count(table, i, "calls", &v[8])?,
+                    input: exact(table, i, "InputTokens", &v[9])?,
+                    cache_read: exact(table, i, "CacheReadTokens", &v[10])?,
+                    cache_write: exact(table, i, "CacheWriteTokens", &v[11])?,
+                    output: exact(table, i, "OutputTokens", &v[12])?,
+                    reasoning: exact(table, i, "ReasoningTokens", &v[13])?,
+                    tier_input: count(table, i, "InputTokens", &v[14])?,
+                });
+            }
+            "p" => {
+                let table = "otel_traces";
+                let (namespace, pod) = (text(&v[0]), text(&v[1]));
+                let matched = count("costplane_ledger", i, "x_Pod", &v[7])? == 1;
+                out.pods.push(PodShare {
+                    key,
+                    pod: if pod.is_empty() { String::new() } else { format!("{namespace}/{pod}") },
+                    hour_ns: int(table, i, "Timestamp", &v[2])?,
+                    requests: count(table, i, "requests", &v[3])?,
+                    busy_ns: exact(table, i, "Duration", &v[4])?,
+                    pod_busy_ns: exact(table, i, "Duration", &v[5])?,
+                    cost: if matched && !pod.is_empty() { Some(exact("costplane_ledger", i, "BilledCost", &v[6])?) } else { None },
+                });
+            }
+            "i" => out.items.push(TraceItems {
+                key,
+                tenant: text(&v[0]),
+                service: text(&v[1]),
+                signal: text(&v[2]),
+                items: count("otel_traces", i, "items", &v[3])?,
+            }),
+            other => return Err(StoreError::Unexpected(format!("unit-cost row of unknown kind {other:?}"))),
+        }
+    }
+    Ok(out)
 }
 
 /// Telemetry cost (ingest and storage) and items of every (tenant, service,
@@ -596,6 +646,30 @@ pub async fn item_costs(store: &dyn Store, q: &UnitQuery) -> Result<Vec<ItemCost
             })
         })
         .collect()
+}
+
+/// The whole hours that hold the spans of one trace in the window, if any:
+/// a trace's cost reads those hours only (its pods' other requests are in
+/// them too).
+pub async fn trace_hours(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+    let d = store.dialect();
+    let mut p = Params::new(d);
+    let trace = p.add(Param::Str(trace_id.to_owned()));
+    let sql = format!(
+        "SELECT min({ts}), max({ts}), count(*) FROM otel_traces WHERE TraceId = {trace} AND {window}",
+        ts = d.ns("Timestamp"),
+        window = between(d, "Timestamp", q.from_ns, q.to_ns)
+    );
+    let r = store.query_with(&sql, &p.values).await?;
+    let Some(row) = r.rows.first() else { return Ok(None) };
+    if count("otel_traces", 0, "count", &row[2])? == 0 {
+        return Ok(None);
+    }
+    let first = int("otel_traces", 0, "Timestamp", &row[0])?;
+    let last = int("otel_traces", 0, "Timestamp", &row[1])?;
+    let from = first - first.rem_euclid(HOUR_NS);
+    let to = (last - last.rem_euclid(HOUR_NS)).saturating_add(HOUR_NS);
+    Ok(Some((from.max(q.from_ns), to.min(q.to_ns))))
 }
 
 /// Every LLM call of one trace in the window (copies merged), in time order.
@@ -643,4 +717,61 @@ pub async fn trace_calls(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Re
     }
     out.sort_by_key(|c| c.timestamp_ns);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> UnitQuery {
+        UnitQuery {
+            from_ns: 1_764_547_200_000_000_000,
+            to_ns: 1_764_633_600_000_000_000,
+            tenant: Some("acme'; DROP TABLE otel_traces; --".into()),
+            group_by: vec![UnitDim::Service, UnitDim::Route, UnitDim::Customer],
+            trace_id: None,
+            tenant_attribute: "tenant.id".into(),
+            customer_attribute: "enduser.id' OR '1'='1".into(),
+            tier_thresholds: vec![128_000, 200_000],
+            max_tokens_per_call: 100_000_000,
+        }
+    }
+
+    fn statement(dialect: Dialect) -> Statement {
+        let mut q = query();
+        // `COSTPLANE_PRINT_UNIT_SQL=service,route` prints the statement of that grouping.
+        if let Some(dims) = std::env::var("COSTPLANE_PRINT_UNIT_SQL").ok().filter(|v| !v.is_empty()) {
+            q.group_by = dims.split(',').filter_map(UnitDim::parse).collect();
+        }
+        let mut st = Statement::new(dialect, &q);
+        request_branch(&mut st);
+        call_branch(&mut st, &q);
+        pod_branch(&mut st, &q);
+        item_branch(&mut st, &q);
+        st
+    }
+
+    #[test]
+    fn user_text_reaches_the_statement_only_as_parameters() {
+        for dialect in [Dialect::DuckDb, Dialect::ClickHouse] {
+            let st = statement(dialect);
+            let sql = st.sql();
+            if std::env::var_os("COSTPLANE_PRINT_UNIT_SQL").is_some() {
+                println!("{sql}\n{:?}", st.p.values);
+            }
+            assert!(!sql.contains("DROP TABLE") && !sql.contains("'1'='1"), "{sql}");
+            assert!(st.p.values.contains(&Param::Str("acme'; DROP TABLE otel_traces; --".into())));
+            assert!(st.p.values.contains(&Param::Str("enduser.id' OR '1'='1".into())));
+            assert_eq!(st.branches.len(), 4);
+            // The window bounds are literals of whole times, the same on every read of spans.
+            assert!(sql.contains("2025-12-01 00:00:00.000000000"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn spans_are_read_once_on_duckdb() {
+        let sql = statement(Dialect::DuckDb).sql();
+        assert_eq!(sql.matches("FROM otel_traces").count(), 1, "{sql}");
+        assert!(sql.contains("spans AS MATERIALIZED ("), "{sql}");
+    }
 }

@@ -15,6 +15,7 @@ mod report_html;
 mod reprice;
 mod sql;
 mod telemetry_costs;
+mod unit_costs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// What each service's spans, logs and signals cost to keep per month, with what-ifs.
     TelemetryCosts(telemetry_costs::TelemetryCostsArgs),
+    /// Cost per request: LLM, compute and telemetry per service and route, customer or operation.
+    UnitCosts(unit_costs::UnitCostsArgs),
     /// The month's cost report: HTML with charts, and a PDF of it.
     Report(report::ReportArgs),
     /// Requests the store refused as invalid: list them, replay them.
@@ -255,6 +258,7 @@ fn main() -> ExitCode {
             Command::Import(cmd) => import::run(cmd).await.map_err(|e| (1, e)),
             Command::Reconcile(args) => reconcile::reconcile(args).await.map_err(|e| (1, e)),
             Command::TelemetryCosts(args) => telemetry_costs::run(args).await.map_err(|e| (1, e)),
+            Command::UnitCosts(args) => unit_costs::run(args).await.map_err(|e| (1, e)),
             Command::Report(args) => report::run(args).await.map_err(|e| (1, e)),
             Command::Deadletter(cmd) => deadletter::run(cmd).await.map_err(|e| (1, e)),
             Command::Insights(cmd) => insights::run(cmd).await.map_err(|e| (1, e)),

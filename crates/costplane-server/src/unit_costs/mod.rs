@@ -98,15 +98,12 @@ fn query_of(state: &CostState, settings: &UnitCostsSection, from_ns: i64, to_ns:
 }
 
 /// Reads everything one answer needs and prices it.
-async fn unit_costs_of(state: &CostState, q: &UnitQuery) -> Result<UnitCosts, ApiError> {
+async fn unit_costs_of(state: &CostState, q: &UnitQuery) -> Result<(UnitCosts, Vec<store::PodShare>), ApiError> {
     let s = state.store.as_ref();
-    let requests = store::request_groups(s, q).await?;
-    let calls = store::call_sums(s, q).await?;
-    let pods = store::pod_shares(s, q).await?;
-    let items = store::trace_items(s, q).await?;
+    let rows = store::read(s, q).await?;
     let rates = store::item_costs(s, q).await?;
     let meter = state.meter();
-    Ok(money::assemble(&meter, &requests, &calls, &pods, &items, &rates))
+    Ok((money::assemble(&meter, &rows.requests, &rows.calls, &rows.pods, &rows.items, &rates), rows.pods))
 }
 
 /// One answer of `GET /api/v1/unit-costs` over `[from_ns, to_ns)` (whole
@@ -122,7 +119,7 @@ pub async fn answer(
 ) -> Result<UnitCosts, ApiError> {
     let mut q = query_of(state, settings, from_ns, to_ns, tenant);
     q.group_by = group_by;
-    unit_costs_of(state, &q).await
+    unit_costs_of(state, &q).await.map(|(answer, _)| answer)
 }
 
 fn group_json(g: &GroupCost, dims: &[store::UnitDim]) -> Value {
@@ -171,9 +168,8 @@ pub async fn unit_costs(
     state.fresh().await?;
     let mut q = query_of(&state, &settings.0, p.from_ns, p.to_ns, p.tenant.clone());
     q.group_by = p.group_by.clone();
-    let answer = unit_costs_of(&state, &q).await?;
+    let (answer, _) = unit_costs_of(&state, &q).await?;
     state.count_query(&caller);
-    let total = answer.total();
     let groups: Vec<Value> = answer.groups.iter().take(p.limit).map(|g| group_json(g, &p.group_by)).collect();
     Ok(Json(json!({
         "from": iso(p.from_ns),
@@ -184,7 +180,6 @@ pub async fn unit_costs(
         "groups_total": answer.groups.len(),
         "truncated": answer.groups.len() > p.limit,
         "groups": groups,
-        "total": group_json(&total, &[]),
     }))
     .into_response())
 }
@@ -204,8 +199,13 @@ pub async fn trace_cost(
     q.trace_id = Some(p.trace_id.clone());
     let s = state.store.as_ref();
     let calls = store::trace_calls(s, &q, &p.trace_id).await?;
-    let answer = unit_costs_of(&state, &q).await?;
-    let pods = store::pod_shares(s, &q).await?;
+    // Requests, pods and telemetry are read over the hours the trace's
+    // spans are in, not the whole window.
+    if let Some((from_ns, to_ns)) = store::trace_hours(s, &q, &p.trace_id).await? {
+        q.from_ns = from_ns;
+        q.to_ns = to_ns;
+    }
+    let (answer, pods) = unit_costs_of(&state, &q).await?;
     state.count_query(&caller);
     let meter = state.meter();
     let priced = money::price_calls(&meter, &calls);

@@ -152,6 +152,15 @@ fn targets() -> Vec<(&'static str, &'static str, &'static str, Kind)> {
         ("/api/v1/telemetry-costs", "", "sample", Strict),
         ("/api/v1/telemetry-costs", "", "retention_days", Strict),
         ("/api/v1/telemetry-costs", "", "colour", Strict),
+        ("/api/v1/unit-costs", "", "from", Strict),
+        ("/api/v1/unit-costs", "", "to", Strict),
+        ("/api/v1/unit-costs", "", "group_by", List),
+        ("/api/v1/unit-costs", "group_by=customer", "tenant", Free),
+        ("/api/v1/unit-costs", "", "limit", Strict),
+        ("/api/v1/unit-costs", "", "colour", Strict),
+        ("/api/v1/traces/0af7651916cd43dd8448eb211c80319c/cost", "", "from", Strict),
+        ("/api/v1/traces/0af7651916cd43dd8448eb211c80319c/cost", "", "to", Strict),
+        ("/api/v1/traces/0af7651916cd43dd8448eb211c80319c/cost", "", "colour", Strict),
         ("/api/costs/export", "", "month", Strict),
         ("/api/costs/export", "month=2026-10", "format", Strict),
         ("/api/v1/allocation", "", "window", Strict),
@@ -221,6 +230,7 @@ async fn hostile_query_parameters_are_refused_without_harm() {
         let id = query_encode(&value);
         requests.push((format!("/api/v1/budgets/{id}"), Strict, false));
         requests.push((format!("/api/v1/anomalies/{id}/dismiss"), Strict, false));
+        requests.push((format!("/api/v1/traces/{id}/cost"), Strict, false));
     }
     // Reversed and oversized ranges.
     for target in [
@@ -230,6 +240,9 @@ async fn hostile_query_parameters_are_refused_without_harm() {
         "/api/v1/costs/untagged?from=2026-10-02&to=2026-10-01",
         "/api/v1/telemetry-costs?from=2026-10-02&to=2026-10-01",
         "/api/v1/telemetry-costs?from=2020-01-01&to=2026-10-01",
+        "/api/v1/unit-costs?from=2026-10-02&to=2026-10-01",
+        "/api/v1/unit-costs?from=2020-01-01&to=2026-10-01",
+        "/api/v1/traces/0af7651916cd43dd8448eb211c80319c/cost?from=2026-01-01&to=2026-10-01",
         "/api/v1/allocation?window=1700000000,1600000000",
         "/api/v1/allocation?window=0,9000000000&step=1h",
         "/api/v1/allocation?window=1970-01-01T00:00:00Z,2261-12-31T00:00:00Z&step=1h",

@@ -3,7 +3,8 @@
 //! record for every tenth span.
 //!
 //! The data: eight services, sixteen span names, spans spread evenly over
-//! yesterday (UTC), eight spans per trace. Each query is timed through
+//! yesterday (UTC), eight spans per trace, every tenth span a model call
+//! (so 10 million spans hold a million LLM calls for the unit-cost reads). Each query is timed through
 //! costplane's own API (`/api/v1/sql`, `/api/v1/costs`), the median of
 //! `--repeat` runs, and reported with the rows the engine read: ClickHouse's
 //! `rows_read` (the JSON format's statistics), DuckDB's JSON profile
@@ -80,6 +81,8 @@ const NAMES: [&str; 16] = [
 const TRACE_LEN: u64 = 8;
 /// A log record for every this many spans.
 const LOG_EVERY: u64 = 10;
+/// A model call (`gen_ai.*` usage) on every this many spans.
+const LLM_EVERY: u64 = 10;
 
 /// The trace id of global span number `g` (never all zeroes).
 fn trace_id(g: u64) -> [u8; 16] {
@@ -102,6 +105,26 @@ fn resource(seq: u64) -> Resource {
     }
 }
 
+/// A span's attributes: every [`LLM_EVERY`]th span is also a model call.
+fn attributes(g: u64) -> Vec<KeyValue> {
+    let mut out = vec![
+        kv("http.response.status_code", any_value::Value::IntValue(if g.is_multiple_of(50) { 500 } else { 200 })),
+        kv("enduser.id", any_value::Value::StringValue(format!("user-{}", g % 10_000))),
+        kv("http.request.body.size", any_value::Value::IntValue((g % 4000) as i64)),
+        kv("cart.value_usd", any_value::Value::DoubleValue((g % 900) as f64 + 0.5)),
+    ];
+    if g.is_multiple_of(LLM_EVERY) {
+        out.extend([
+            kv("gen_ai.operation.name", any_value::Value::StringValue("chat".into())),
+            kv("gen_ai.provider.name", any_value::Value::StringValue("openai".into())),
+            kv("gen_ai.request.model", any_value::Value::StringValue("gpt-4o-mini".into())),
+            kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(1000 + (g % 500) as i64)),
+            kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(200)),
+        ]);
+    }
+    out
+}
+
 /// Request `seq` of `batch` spans out of `total`, spread over the day
 /// starting at `day_ns`.
 fn traces(seq: u64, batch: u64, total: u64, day_ns: u64) -> ExportTraceServiceRequest {
@@ -116,12 +139,7 @@ fn traces(seq: u64, batch: u64, total: u64, day_ns: u64) -> ExportTraceServiceRe
                 kind: 2,
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 1_000_000 + (g * 7919) % 90_000_000,
-                attributes: vec![
-                    kv("http.response.status_code", any_value::Value::IntValue(if g % 50 == 0 { 500 } else { 200 })),
-                    kv("enduser.id", any_value::Value::StringValue(format!("user-{}", g % 10_000))),
-                    kv("http.request.body.size", any_value::Value::IntValue((g % 4000) as i64)),
-                    kv("cart.value_usd", any_value::Value::DoubleValue((g % 900) as f64 + 0.5)),
-                ],
+                attributes: attributes(g),
                 ..Default::default()
             }
         })
@@ -382,6 +400,23 @@ pub async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
         })
         .await?;
         results.push(("cost API month view (group_by=service, step=day)".into(), ms, rows, None, String::new()));
+        let next = chrono::DateTime::from_timestamp(day_s as i64 + 86_400, 0).context("a date")?.format("%Y-%m-%d").to_string();
+        for (name, path) in [
+            ("unit costs by service and route (the day)", format!("/api/v1/unit-costs?from={day}&to={next}&group_by=service,route")),
+            ("unit costs by customer (the day)", format!("/api/v1/unit-costs?from={day}&to={next}&group_by=customer&limit=10")),
+            ("cost of one trace", format!("/api/v1/traces/{trace}/cost?from={day}&to={next}")),
+        ] {
+            let (ms, rows) = timed(args.repeat, || async {
+                let resp = http.get(format!("{api}{path}")).send().await?;
+                if !resp.status().is_success() {
+                    bail!("{path} answered {}", resp.status());
+                }
+                let body: serde_json::Value = resp.json().await?;
+                Ok(body["groups"].as_array().or(body["calls"].as_array()).map_or(0, Vec::len))
+            })
+            .await?;
+            results.push((name.into(), ms, rows, None, String::new()));
+        }
         let data_dir = gw.data_dir.clone();
         gw.proc.stop();
         if *store == QueryStore::Embedded {
