@@ -119,44 +119,13 @@ pub const COLUMNS: [(&str, Kind); 57] = [
     ("x_AllocationMethod", Kind::Text),
 ];
 
-/// The ledger columns the export reads, in `SELECT` order.
-const LEDGER: [&str; 35] = [
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingCurrency",
-    "ChargeCategory",
-    "ChargeClass",
-    "ServiceName",
-    "ServiceCategory",
-    "ProviderName",
-    "PublisherName",
-    "ResourceId",
-    "ResourceName",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "PricingQuantity",
-    "PricingUnit",
-    "SkuId",
-    "Tags",
-    "x_Tenant",
-    "x_Project",
-    "x_Service",
-    "x_Source",
-    "x_Model",
-    "x_Operation",
-    "x_UsageType",
-    "x_PricingStatus",
-    "x_PriceVersion",
-    "x_ChargeStatus",
-    "x_AllocationRatio",
-    "x_AllocationMethod",
-    "InvoiceIssuerName",
-    "x_Extra",
-];
+/// The ledger's `x_` columns the file leaves out: the revision (a store
+/// detail), and the Kubernetes and import columns (their values are in
+/// `Tags`, and an imported row's own columns are written back as they came).
+/// Every other ledger column is in the file, the `x_` ones in the ledger's
+/// order (a test holds [`COLUMNS`] to the ledger's description).
+pub const NOT_EXPORTED: [&str; 9] =
+    ["x_Revision", "x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
 
 /// FOCUS 1.2 ServiceCategory values.
 pub const SERVICE_CATEGORIES: [&str; 19] = [
@@ -221,59 +190,30 @@ async fn day(state: &CostState, caller: &Caller, ctx: &Context, from: i64, to: i
     Ok(out)
 }
 
-/// A typed ledger row as cells in [`LEDGER`] order.
+/// A typed ledger row as cells in the order of the ledger's description
+/// (`costplane_store::ledger::table`), each as the store holds it.
 fn values(r: &costplane_telemetry::usage::LedgerRow) -> Vec<Value> {
+    use costplane_store::ledger::table::{Cell, COLUMNS};
     use serde_json::json;
-    let dec = |d: Decimal| json!(d.to_string());
-    LEDGER
+    COLUMNS
         .iter()
-        .map(|c| match *c {
-            "ChargePeriodStart" => json!(r.charge_period_start_ns),
-            "ChargePeriodEnd" => json!(r.charge_period_end_ns),
-            "BilledCost" => dec(r.cost),
-            "EffectiveCost" => dec(r.ext.effective_cost.unwrap_or(r.cost)),
-            "ListCost" => dec(r.ext.list_cost.unwrap_or(r.cost)),
-            "ContractedCost" => dec(r.ext.contracted_cost.unwrap_or(r.cost)),
-            "BillingCurrency" => json!(r.billing_currency),
-            "ChargeCategory" => json!(r.ext.charge_category.as_deref().unwrap_or("Usage")),
-            "InvoiceIssuerName" => r.ext.invoice_issuer.as_ref().map_or(Value::Null, |i| json!(i)),
-            "x_Extra" => json!(r.ext.extra),
-            "ChargeClass" => r.charge_class.map_or(Value::Null, |c| json!(c.as_str())),
-            "ServiceName" => json!(r.service_name),
-            "ServiceCategory" => json!(r.service_category),
-            "ProviderName" => json!(r.provider_name),
-            "PublisherName" => json!(r.publisher_name),
-            "ResourceId" => json!(r.resource_id),
-            "ResourceName" => json!(r.resource_name),
-            "ConsumedQuantity" => dec(r.consumed_quantity),
-            "ConsumedUnit" => json!(r.consumed_unit),
-            "PricingQuantity" => dec(r.pricing_quantity),
-            "PricingUnit" => json!(r.pricing_unit),
-            "SkuId" => json!(r.sku_id),
-            "Tags" => json!(r.tags),
-            "x_Tenant" => json!(r.tenant),
-            "x_Project" => json!(r.project),
-            "x_Service" => json!(r.service),
-            "x_Source" => json!(r.source.as_str()),
-            "x_Model" => json!(r.model),
-            "x_Operation" => json!(r.operation),
-            "x_UsageType" => json!(r.usage_type.as_str()),
-            "x_PricingStatus" => json!(r.pricing_status.as_str()),
-            "x_PriceVersion" => json!(r.price_version),
-            "x_ChargeStatus" => json!(r.charge_status.as_str()),
-            "x_AllocationRatio" => r.allocation_ratio.map_or(Value::Null, dec),
-            "x_AllocationMethod" => json!(r.allocation_method),
-            _ => Value::Null,
+        .map(|c| match (c.value)(r) {
+            Cell::Time(t) => json!(t),
+            Cell::Money(d) => json!(d.to_string()),
+            Cell::NullableMoney(d) => d.map_or(Value::Null, |d| json!(d.to_string())),
+            Cell::Text(t) => json!(t),
+            Cell::NullableText(t) => t.map_or(Value::Null, |t| json!(t)),
+            Cell::U64(n) => json!(n),
         })
         .collect()
 }
 
-/// One ledger row as the store returned it, by column name.
+/// One ledger row as cells ([`values`]), by column name.
 struct LedgerRow<'a>(&'a [Value]);
 
 impl LedgerRow<'_> {
     fn value(&self, name: &str) -> &Value {
-        let i = LEDGER.iter().position(|c| *c == name).expect("a ledger column");
+        let i = costplane_store::ledger::table::COLUMNS.iter().position(|c| c.name == name).expect("a ledger column");
         self.0.get(i).unwrap_or(&Value::Null)
     }
 
@@ -508,13 +448,12 @@ mod tests {
 
     fn ledger(overrides: &[(&str, Value)]) -> Vec<Value> {
         let hour = 1_791_280_800_000_000_000i64;
-        LEDGER
-            .iter()
+        costplane_store::ledger::table::names()
             .map(|c| {
-                if let Some((_, v)) = overrides.iter().find(|(n, _)| n == c) {
+                if let Some((_, v)) = overrides.iter().find(|(n, _)| *n == c) {
                     return v.clone();
                 }
-                match *c {
+                match c {
                     "ChargePeriodStart" => json!(hour),
                     "ChargePeriodEnd" => json!(hour + 3_600_000_000_000),
                     "BilledCost" | "EffectiveCost" | "ListCost" | "ContractedCost" => json!("0.015000000000"),
@@ -544,8 +483,11 @@ mod tests {
                     "x_ChargeStatus" => json!("closed"),
                     "x_AllocationRatio" => Value::Null,
                     "x_AllocationMethod" => json!(""),
-                    "InvoiceIssuerName" => Value::Null,
-                    "x_Extra" => json!(""),
+                    "InvoiceIssuerName" => json!("OpenAI"),
+                    "x_Revision" => json!(1),
+                    "x_Namespace" | "x_Pod" | "x_Node" | "x_Cluster" | "x_Container" | "x_SharedFrom" | "x_ImportKey" | "x_Extra" => {
+                        json!("")
+                    }
                     other => panic!("no default for {other}"),
                 }
             })
@@ -590,6 +532,26 @@ mod tests {
             "ServiceName",
         ] {
             assert!(names.contains(&mandatory), "{mandatory}");
+        }
+    }
+
+    #[test]
+    fn the_files_ledger_columns_follow_the_ledgers_description() {
+        use costplane_store::ledger::table::{column_named, names, LedgerType};
+        // The x_ columns: the ledger's, in its order, but those left out.
+        let exported: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).filter(|n| n.starts_with("x_")).collect();
+        let described: Vec<&str> = names().filter(|n| n.starts_with("x_") && !NOT_EXPORTED.contains(n)).collect();
+        assert_eq!(exported, described);
+        assert!(NOT_EXPORTED.iter().all(|n| column_named(n).is_some()), "a column left out that the ledger does not have");
+        // Every ledger column the file has is written as its type.
+        for (name, kind) in COLUMNS {
+            let Some(c) = column_named(name) else { continue };
+            let expected: &[Kind] = match c.ty {
+                LedgerType::Time => &[Kind::DateTime],
+                LedgerType::Money | LedgerType::U64 => &[Kind::Decimal],
+                LedgerType::Text => &[Kind::Text, Kind::Json],
+            };
+            assert!(expected.contains(&kind), "{name} is {kind:?} in the file, {:?} in the ledger", c.ty);
         }
     }
 

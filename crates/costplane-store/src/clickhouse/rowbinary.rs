@@ -328,65 +328,33 @@ pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>, write_seq:
     w.buf
 }
 
-pub const LEDGER_COLUMNS: &str = "ChargePeriodStart, ChargePeriodEnd, BilledCost, EffectiveCost, ListCost, ContractedCost, \
-BillingCurrency, ChargeCategory, ChargeClass, ServiceName, ServiceCategory, ProviderName, PublisherName, InvoiceIssuerName, \
-ResourceId, ResourceName, ConsumedQuantity, ConsumedUnit, PricingQuantity, PricingUnit, SkuId, Tags, x_Tenant, x_Project, \
-x_Service, x_Source, x_Model, x_Operation, x_UsageType, x_PricingStatus, x_PriceVersion, x_ChargeStatus, x_Revision, \
-x_AllocationRatio, x_AllocationMethod, x_Namespace, x_Pod, x_Node, x_Cluster, x_Container, x_SharedFrom, x_ImportKey, x_Extra";
+/// The ledger's INSERT column list: its description's, in order.
+pub fn ledger_columns() -> String {
+    crate::ledger::table::names().collect::<Vec<_>>().join(", ")
+}
 
+/// Ledger rows, each cell as its column's description gives it.
 pub fn ledger<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<u8> {
+    use crate::ledger::table::{Cell, COLUMNS};
     let mut w = RowBinary::default();
     for r in rows {
-        w.i64(r.charge_period_start_ns);
-        w.i64(r.charge_period_end_ns);
-        for c in [r.cost, r.effective_cost(), r.list_cost(), r.contracted_cost()] {
-            w.decimal(c);
-        }
-        w.str(&r.billing_currency);
-        w.str(r.charge_category());
-        match r.charge_class {
-            None => w.u8(1),
-            Some(c) => {
-                w.u8(0);
-                w.str(c.as_str());
+        for c in &COLUMNS {
+            // Nullable(T) is a null flag, then T when the flag is 0.
+            match (c.value)(r) {
+                Cell::Time(t) => w.i64(t),
+                Cell::U64(n) => w.u64(n),
+                Cell::Money(d) => w.decimal(d),
+                Cell::Text(s) => w.str(s),
+                Cell::NullableMoney(None) | Cell::NullableText(None) => w.u8(1),
+                Cell::NullableMoney(Some(d)) => {
+                    w.u8(0);
+                    w.decimal(d);
+                }
+                Cell::NullableText(Some(s)) => {
+                    w.u8(0);
+                    w.str(s);
+                }
             }
-        }
-        let issuer = r.invoice_issuer();
-        for s in [&*r.service_name, &r.service_category, &r.provider_name, &r.publisher_name, issuer, &r.resource_id, &r.resource_name] {
-            w.str(s);
-        }
-        w.decimal(r.consumed_quantity);
-        w.str(&r.consumed_unit);
-        w.decimal(r.pricing_quantity);
-        for s in [
-            &*r.pricing_unit,
-            &r.sku_id,
-            &r.tags,
-            &r.tenant,
-            &r.project,
-            &r.service,
-            r.source.as_str(),
-            &r.model,
-            &r.operation,
-            r.usage_type.as_str(),
-            r.pricing_status.as_str(),
-            &r.price_version,
-            r.charge_status.as_str(),
-        ] {
-            w.str(s);
-        }
-        w.u64(r.revision);
-        match r.allocation_ratio {
-            None => w.u8(1),
-            Some(d) => {
-                w.u8(0);
-                w.decimal(d);
-            }
-        }
-        w.str(&r.allocation_method);
-        let e = &r.ext;
-        for s in [&e.namespace, &e.pod, &e.node, &e.cluster, &e.container, &e.shared_from, &e.import_key, &e.extra] {
-            w.str(s);
         }
     }
     w.buf
@@ -482,5 +450,18 @@ mod tests {
         let mut w = RowBinary::default();
         w.map(&costplane_telemetry::Attributes::from([("k", "v")]));
         assert_eq!(w.buf, vec![1, 1, b'k', 1, b'v']);
+    }
+
+    #[test]
+    fn the_clickhouse_insert_list_and_create_follow_the_description() {
+        let insert = ledger_columns();
+        assert_eq!(insert.split(", ").collect::<Vec<_>>(), crate::ledger::table::names().collect::<Vec<_>>());
+        let ddl = crate::ledger::table::clickhouse_columns();
+        assert!(
+            ddl.starts_with("    ChargePeriodStart DateTime64(9),\n    ChargePeriodEnd DateTime64(9),\n    BilledCost Decimal(38, 12),")
+        );
+        assert!(ddl.contains("\n    ChargeClass Nullable(String),\n"));
+        assert!(ddl.contains("\n    x_AllocationRatio Nullable(Decimal(38, 12)),\n"));
+        assert!(ddl.ends_with("\n    x_Extra String"));
     }
 }

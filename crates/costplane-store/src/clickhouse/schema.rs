@@ -79,10 +79,9 @@ const V3_COLUMNS: [&str; 8] =
 // Step 3 -> 4 only adds the keyed state tables: see `state_tables`.
 
 // ---- Step 4 -> 5: Kubernetes and cloud bills -------------------------------
-/// Ledger columns of Kubernetes and imported cloud rows (schema version 5),
-/// at the ledger's end; the Kubernetes usage table is created with the
-/// other cost tables.
-const V5_COLUMNS: [&str; 8] = ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
+// Ledger columns of Kubernetes and imported cloud rows (schema version 5)
+// are at the ledger's end (`crate::ledger::table`, since 5); the Kubernetes
+// usage table is created with the other cost tables.
 // ---- end of step 4 -> 5 ----------------------------------------------------
 
 /// Usage rows' write numbers (schema version 6, `crate::write_seq`): the
@@ -92,7 +91,7 @@ const V6_COLUMNS: [&str; 1] = ["WriteSeq"];
 
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
-fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'static str); 5] {
+fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static str); 5] {
     [
         (
             "costplane_usage_telemetry",
@@ -104,7 +103,8 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     Items UInt64,
     Bytes UInt64,
     WriteSeq UInt64,
-    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1",
+    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1"
+                .to_owned(),
             "Hour",
             "(Tenant, Hour, Project, Service, Signal)",
             "cityHash64(Tenant)",
@@ -131,7 +131,8 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     CallKind LowCardinality(String),
     InvalidReason String,
     WriteSeq UInt64,
-    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1",
+    INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1"
+                .to_owned(),
             "Hour",
             "(Hour, Tenant, Model)",
             "cityHash64(Tenant)",
@@ -144,56 +145,16 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     WrittenAt DateTime64(9),
     Cluster LowCardinality(String),
     Kind LowCardinality(String),
-    Payload String CODEC(ZSTD(1))",
+    Payload String CODEC(ZSTD(1))"
+                .to_owned(),
             "Hour",
             "(Hour, Cluster, WrittenAt, Kind)",
             "cityHash64(Hour)",
         ),
         (
             "costplane_ledger",
-            "    ChargePeriodStart DateTime64(9),
-    ChargePeriodEnd DateTime64(9),
-    BilledCost Decimal(38, 12),
-    EffectiveCost Decimal(38, 12),
-    ListCost Decimal(38, 12),
-    ContractedCost Decimal(38, 12),
-    BillingCurrency LowCardinality(String),
-    ChargeCategory LowCardinality(String),
-    ChargeClass Nullable(String),
-    ServiceName LowCardinality(String),
-    ServiceCategory LowCardinality(String),
-    ProviderName LowCardinality(String),
-    PublisherName LowCardinality(String),
-    InvoiceIssuerName LowCardinality(String),
-    ResourceId String,
-    ResourceName String,
-    ConsumedQuantity Decimal(38, 12),
-    ConsumedUnit LowCardinality(String),
-    PricingQuantity Decimal(38, 12),
-    PricingUnit LowCardinality(String),
-    SkuId String,
-    Tags String,
-    x_Tenant LowCardinality(String),
-    x_Project LowCardinality(String),
-    x_Service LowCardinality(String),
-    x_Source LowCardinality(String),
-    x_Model LowCardinality(String),
-    x_Operation LowCardinality(String),
-    x_UsageType LowCardinality(String),
-    x_PricingStatus LowCardinality(String),
-    x_PriceVersion LowCardinality(String),
-    x_ChargeStatus LowCardinality(String),
-    x_Revision UInt64,
-    x_AllocationRatio Nullable(Decimal(38, 12)),
-    x_AllocationMethod LowCardinality(String),
-    x_Namespace LowCardinality(String),
-    x_Pod String,
-    x_Node LowCardinality(String),
-    x_Cluster LowCardinality(String),
-    x_Container LowCardinality(String),
-    x_SharedFrom LowCardinality(String),
-    x_ImportKey LowCardinality(String),
-    x_Extra String",
+            // The ledger's columns come from their one description.
+            crate::ledger::table::clickhouse_columns(),
             "ChargePeriodStart",
             "(x_Tenant, ChargePeriodStart, x_Source, x_Project, x_Service)",
             "cityHash64(x_Tenant)",
@@ -208,7 +169,8 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
     Revision UInt64,
     Status LowCardinality(String),
     UsageRows UInt64,
-    PriceVersion String",
+    PriceVersion String"
+                .to_owned(),
             "Hour",
             "(Hour, Scope, Revision)",
             "cityHash64(Hour)",
@@ -221,8 +183,7 @@ fn cost_tables() -> [(&'static str, &'static str, &'static str, &'static str, &'
 /// the inserts' partition split and the schema check read them from here.
 pub(crate) fn layout(table: &str) -> Option<(String, &'static str, Granularity)> {
     let telemetry = table_specs(&SchemaOptions::default()).into_iter().map(|s| (s.name, s.columns, s.time_column, s.granularity));
-    let cost =
-        cost_tables().into_iter().map(|(name, columns, time_column, ..)| (name, columns.to_owned(), time_column, Granularity::Month));
+    let cost = cost_tables().into_iter().map(|(name, columns, time_column, ..)| (name, columns, time_column, Granularity::Month));
     telemetry.chain(cost).find(|t| t.0 == table).map(|(_, columns, time_column, granularity)| (columns, time_column, granularity))
 }
 
@@ -382,6 +343,7 @@ impl SchemaOptions {
             }
         }
         // Usage facts and the cost ledger: kept (no TTL), by month.
+        let v5: Vec<&str> = crate::ledger::table::added_in(crate::ledger::table::KUBERNETES_VERSION).collect();
         for (name, columns, time_column, order, shard) in cost_tables() {
             let storage = self.storage_table(name);
             let settings = self.settings();
@@ -410,11 +372,7 @@ impl SchemaOptions {
             for column in columns
                 .lines()
                 .filter(|l| {
-                    V3_COLUMNS
-                        .iter()
-                        .chain(V5_COLUMNS.iter())
-                        .chain(V6_COLUMNS.iter())
-                        .any(|c| l.trim_start().starts_with(&format!("{c} ")))
+                    V3_COLUMNS.iter().chain(v5.iter()).chain(V6_COLUMNS.iter()).any(|c| l.trim_start().starts_with(&format!("{c} ")))
                 })
                 .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
             {

@@ -45,7 +45,7 @@ static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
         written("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS.to_owned()),
         written("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS.to_owned()),
         written("costplane_usage_kubernetes", rowbinary::USAGE_KUBERNETES_COLUMNS.to_owned()),
-        written("costplane_ledger", rowbinary::LEDGER_COLUMNS.to_owned()),
+        written("costplane_ledger", rowbinary::ledger_columns()),
     ]
 });
 

@@ -343,53 +343,53 @@ pub fn usage_llm(rows: &[LlmUsageRow]) -> Result<RecordBatch, ArrowError> {
     ])
 }
 
+/// The ledger's batch: one array per column of its description
+/// (`crate::ledger::table`), in its order.
 pub fn ledger(rows: &[LedgerRow]) -> Result<RecordBatch, ArrowError> {
-    let cost = |f: fn(&LedgerRow) -> Decimal| decimals(rows.iter().map(|r| Some(f(r))));
-    batch(vec![
-        ("ChargePeriodStart", timestamps(rows.iter().map(|r| r.charge_period_start_ns))),
-        ("ChargePeriodEnd", timestamps(rows.iter().map(|r| r.charge_period_end_ns))),
-        ("BilledCost", cost(|r| r.cost)?),
-        ("EffectiveCost", cost(LedgerRow::effective_cost)?),
-        ("ListCost", cost(LedgerRow::list_cost)?),
-        ("ContractedCost", cost(LedgerRow::contracted_cost)?),
-        ("BillingCurrency", strings(rows.iter().map(|r| r.billing_currency.as_str()))),
-        ("ChargeCategory", strings(rows.iter().map(LedgerRow::charge_category))),
-        ("ChargeClass", Arc::new(rows.iter().map(|r| r.charge_class.map(|c| c.as_str())).collect::<StringArray>())),
-        ("ServiceName", strings(rows.iter().map(|r| r.service_name.as_str()))),
-        ("ServiceCategory", strings(rows.iter().map(|r| r.service_category.as_str()))),
-        ("ProviderName", strings(rows.iter().map(|r| r.provider_name.as_str()))),
-        ("PublisherName", strings(rows.iter().map(|r| r.publisher_name.as_str()))),
-        ("InvoiceIssuerName", strings(rows.iter().map(LedgerRow::invoice_issuer))),
-        ("ResourceId", strings(rows.iter().map(|r| r.resource_id.as_str()))),
-        ("ResourceName", strings(rows.iter().map(|r| r.resource_name.as_str()))),
-        ("ConsumedQuantity", decimals(rows.iter().map(|r| Some(r.consumed_quantity)))?),
-        ("ConsumedUnit", strings(rows.iter().map(|r| r.consumed_unit.as_str()))),
-        ("PricingQuantity", decimals(rows.iter().map(|r| Some(r.pricing_quantity)))?),
-        ("PricingUnit", strings(rows.iter().map(|r| r.pricing_unit.as_str()))),
-        ("SkuId", strings(rows.iter().map(|r| r.sku_id.as_str()))),
-        ("Tags", strings(rows.iter().map(|r| r.tags.as_str()))),
-        ("x_Tenant", strings(rows.iter().map(|r| r.tenant.as_str()))),
-        ("x_Project", strings(rows.iter().map(|r| r.project.as_str()))),
-        ("x_Service", strings(rows.iter().map(|r| r.service.as_str()))),
-        ("x_Source", strings(rows.iter().map(|r| r.source.as_str()))),
-        ("x_Model", strings(rows.iter().map(|r| r.model.as_str()))),
-        ("x_Operation", strings(rows.iter().map(|r| r.operation.as_str()))),
-        ("x_UsageType", strings(rows.iter().map(|r| r.usage_type.as_str()))),
-        ("x_PricingStatus", strings(rows.iter().map(|r| r.pricing_status.as_str()))),
-        ("x_PriceVersion", strings(rows.iter().map(|r| r.price_version.as_str()))),
-        ("x_ChargeStatus", strings(rows.iter().map(|r| r.charge_status.as_str()))),
-        ("x_Revision", u64s(rows.iter().map(|r| r.revision))),
-        ("x_AllocationRatio", decimals(rows.iter().map(|r| r.allocation_ratio))?),
-        ("x_AllocationMethod", strings(rows.iter().map(|r| r.allocation_method.as_str()))),
-        ("x_Namespace", strings(rows.iter().map(|r| r.ext.namespace.as_str()))),
-        ("x_Pod", strings(rows.iter().map(|r| r.ext.pod.as_str()))),
-        ("x_Node", strings(rows.iter().map(|r| r.ext.node.as_str()))),
-        ("x_Cluster", strings(rows.iter().map(|r| r.ext.cluster.as_str()))),
-        ("x_Container", strings(rows.iter().map(|r| r.ext.container.as_str()))),
-        ("x_SharedFrom", strings(rows.iter().map(|r| r.ext.shared_from.as_str()))),
-        ("x_ImportKey", strings(rows.iter().map(|r| r.ext.import_key.as_str()))),
-        ("x_Extra", strings(rows.iter().map(|r| r.ext.extra.as_str()))),
-    ])
+    use crate::ledger::table::{Cell, LedgerType, COLUMNS};
+    let mut columns = Vec::with_capacity(COLUMNS.len());
+    for c in &COLUMNS {
+        let cells: Vec<Cell<'_>> = rows.iter().map(|r| (c.value)(r)).collect();
+        // A cell of another type than its column's description is refused,
+        // never written as some default (the table's tests rule it out).
+        let wrong = |cell: &Cell<'_>| ArrowError::InvalidArgumentError(format!("ledger column {} got {cell:?}", c.name));
+        let array = match c.ty {
+            LedgerType::Time => timestamps(
+                cells
+                    .iter()
+                    .map(|v| if let Cell::Time(t) = v { Ok(*t) } else { Err(wrong(v)) })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter(),
+            ),
+            LedgerType::U64 => u64s(
+                cells.iter().map(|v| if let Cell::U64(n) = v { Ok(*n) } else { Err(wrong(v)) }).collect::<Result<Vec<_>, _>>()?.into_iter(),
+            ),
+            LedgerType::Money => decimals(
+                cells
+                    .iter()
+                    .map(|v| match v {
+                        Cell::Money(d) => Ok(Some(*d)),
+                        Cell::NullableMoney(d) => Ok(*d),
+                        other => Err(wrong(other)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter(),
+            )?,
+            LedgerType::Text => {
+                let texts = cells
+                    .iter()
+                    .map(|v| match v {
+                        Cell::Text(s) => Ok(Some(*s)),
+                        Cell::NullableText(s) => Ok(*s),
+                        other => Err(wrong(other)),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Arc::new(texts.into_iter().collect::<StringArray>()) as ArrayRef
+            }
+        };
+        columns.push((c.name, array));
+    }
+    batch(columns)
 }
 
 pub fn usage_kubernetes(rows: &[costplane_telemetry::usage::KubernetesUsage]) -> Result<RecordBatch, ArrowError> {

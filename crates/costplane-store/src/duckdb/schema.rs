@@ -1,8 +1,9 @@
 //! DuckDB DDL for the OpenTelemetry ClickHouse exporter's tables.
 //!
 //! The telemetry tables' columns are derived from `crate::tables` (their one
-//! description); the ledger, usage and state tables are written out here,
-//! step by step, because their migrations are versioned.
+//! description) and the ledger's from `crate::ledger::table`; the usage and
+//! state tables are written out here, step by step, because their
+//! migrations are versioned.
 //!
 //! Names match the exporter column for column; types are DuckDB's closest:
 //! `DateTime64(9)` → `TIMESTAMP_NS`, `Map(LowCardinality(String), String)` →
@@ -18,7 +19,7 @@ pub const SCHEMA_VERSION: i32 = 6;
 pub fn migrations() -> Vec<(i32, String)> {
     vec![
         (1, initial_schema()),
-        (2, COST_TABLES.to_owned()),
+        (2, cost_tables()),
         (3, HOURLY_LEDGER.to_owned()),
         (4, record_tables()),
         (5, kubernetes_v5()),
@@ -36,11 +37,6 @@ ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "WriteSeq" UBIGINT DEFA
 // ---- end of step 5 -> 6 ---------------------------------------------------
 
 // ---- Step 4 -> 5: Kubernetes and cloud bills ------------------------------
-/// Ledger columns of Kubernetes and imported cloud rows, added at the
-/// table's end (existing rows read '').
-pub const LEDGER_V5_COLUMNS: [&str; 8] =
-    ["x_Namespace", "x_Pod", "x_Node", "x_Cluster", "x_Container", "x_SharedFrom", "x_ImportKey", "x_Extra"];
-
 /// The Kubernetes meter's usage: one row per entity and hour per write
 /// (see `costplane_ledger::KubernetesUsage`).
 const USAGE_KUBERNETES: &str = r#"
@@ -53,11 +49,10 @@ CREATE TABLE IF NOT EXISTS costplane_usage_kubernetes (
 );
 "#;
 
+/// Ledger columns of Kubernetes and imported cloud rows, added at the
+/// table's end (existing rows read ''), and the Kubernetes usage table.
 fn kubernetes_v5() -> String {
-    let mut s: String = LEDGER_V5_COLUMNS
-        .iter()
-        .map(|c| format!("ALTER TABLE costplane_ledger ADD COLUMN IF NOT EXISTS \"{c}\" VARCHAR DEFAULT '';\n"))
-        .collect();
+    let mut s = crate::ledger::table::duckdb_added(crate::ledger::table::KUBERNETES_VERSION);
     s.push_str(USAGE_KUBERNETES);
     s
 }
@@ -91,7 +86,16 @@ CREATE TABLE IF NOT EXISTS costplane_ledger_hours (
 "#;
 
 /// Usage facts and the FOCUS-aligned cost ledger. Money is DECIMAL(38, 12).
-const COST_TABLES: &str = r#"
+/// The ledger's columns come from their one description
+/// (`crate::ledger::table`).
+fn cost_tables() -> String {
+    let mut s = String::from(USAGE_TABLES_V2);
+    s.push_str(&crate::ledger::table::duckdb_create());
+    s.push_str(LEDGER_HOURS_V2);
+    s
+}
+
+const USAGE_TABLES_V2: &str = r#"
 CREATE TABLE IF NOT EXISTS costplane_usage_telemetry (
     "Hour" TIMESTAMP_NS,
     "Tenant" VARCHAR,
@@ -122,44 +126,9 @@ CREATE TABLE IF NOT EXISTS costplane_usage_llm (
     "CallKind" VARCHAR,
     "InvalidReason" VARCHAR
 );
-CREATE TABLE IF NOT EXISTS costplane_ledger (
-    "ChargePeriodStart" TIMESTAMP_NS,
-    "ChargePeriodEnd" TIMESTAMP_NS,
-    "BilledCost" DECIMAL(38, 12),
-    "EffectiveCost" DECIMAL(38, 12),
-    "ListCost" DECIMAL(38, 12),
-    "ContractedCost" DECIMAL(38, 12),
-    "BillingCurrency" VARCHAR,
-    "ChargeCategory" VARCHAR,
-    "ChargeClass" VARCHAR,
-    "ServiceName" VARCHAR,
-    "ServiceCategory" VARCHAR,
-    "ProviderName" VARCHAR,
-    "PublisherName" VARCHAR,
-    "InvoiceIssuerName" VARCHAR,
-    "ResourceId" VARCHAR,
-    "ResourceName" VARCHAR,
-    "ConsumedQuantity" DECIMAL(38, 12),
-    "ConsumedUnit" VARCHAR,
-    "PricingQuantity" DECIMAL(38, 12),
-    "PricingUnit" VARCHAR,
-    "SkuId" VARCHAR,
-    "Tags" VARCHAR,
-    "x_Tenant" VARCHAR,
-    "x_Project" VARCHAR,
-    "x_Service" VARCHAR,
-    "x_Source" VARCHAR,
-    "x_Model" VARCHAR,
-    "x_Operation" VARCHAR,
-    "x_UsageType" VARCHAR,
-    "x_PricingStatus" VARCHAR,
-    "x_PriceVersion" VARCHAR,
-    "x_ChargeStatus" VARCHAR,
-    "x_Revision" UBIGINT,
-    "x_AllocationRatio" DECIMAL(38, 12),
-    "x_AllocationMethod" VARCHAR
-);
-CREATE TABLE IF NOT EXISTS costplane_ledger_hours (
+"#;
+
+const LEDGER_HOURS_V2: &str = r#"CREATE TABLE IF NOT EXISTS costplane_ledger_hours (
     "Hour" TIMESTAMP_NS,
     "Scope" VARCHAR,
     "Revision" UBIGINT,

@@ -51,6 +51,7 @@ use serde_json::Value;
 
 use crate::{Dialect, Param, Params, Store, StoreError};
 
+pub mod table;
 mod usage;
 pub use usage::NewUsage;
 pub(crate) use usage::COPY_ORDER;
@@ -215,53 +216,6 @@ fn outside_totals() -> String {
     }
 }
 
-/// The ledger columns [`Ledger::rows`] reads, in order.
-const ROW_COLUMNS: [&str; 43] = [
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "BilledCost",
-    "BillingCurrency",
-    "ChargeClass",
-    "ServiceName",
-    "ServiceCategory",
-    "ProviderName",
-    "PublisherName",
-    "ResourceId",
-    "ResourceName",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "PricingQuantity",
-    "PricingUnit",
-    "SkuId",
-    "Tags",
-    "x_Tenant",
-    "x_Project",
-    "x_Service",
-    "x_Source",
-    "x_Model",
-    "x_Operation",
-    "x_UsageType",
-    "x_PricingStatus",
-    "x_PriceVersion",
-    "x_ChargeStatus",
-    "x_Revision",
-    "x_AllocationRatio",
-    "x_AllocationMethod",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "ChargeCategory",
-    "InvoiceIssuerName",
-    "x_Namespace",
-    "x_Pod",
-    "x_Node",
-    "x_Cluster",
-    "x_Container",
-    "x_SharedFrom",
-    "x_ImportKey",
-    "x_Extra",
-];
-
 /// Items and bytes of one (tenant, project, service, signal) over a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageTotal {
@@ -406,8 +360,9 @@ impl Ledger {
         let dialect = self.dialect();
         let mut p = Params::new(dialect);
         let w = self.conditions(&mut p, filter);
+        // Every column of the table's description, times as nanoseconds.
         let cols: Vec<String> =
-            ROW_COLUMNS.iter().map(|c| if c.starts_with("ChargePeriod") { dialect.ns(c) } else { (*c).to_owned() }).collect();
+            table::COLUMNS.iter().map(|c| if c.ty == table::LedgerType::Time { dialect.ns(c.name) } else { c.name.to_owned() }).collect();
         let sql = format!(
             "SELECT {} FROM {LEDGER_TABLE} WHERE {w} ORDER BY ChargePeriodStart, x_Tenant, x_Source, x_Project, x_Service, x_Model, \
              x_Operation, x_UsageType, SkuId, x_PricingStatus, ChargeClass, Tags, BilledCost, ConsumedQuantity",
@@ -518,7 +473,7 @@ fn vocabulary<T>(index: usize, column: &'static str, parsed: Result<T, UnknownVa
 
 fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
     let at = |name: &str| -> &Value {
-        let i = ROW_COLUMNS.iter().position(|c| *c == name).expect("a ledger column");
+        let i = table::COLUMNS.iter().position(|c| c.name == name).expect("a ledger column");
         row.get(i).unwrap_or(&Value::Null)
     };
     let t = |name: &str| text(at(name));
@@ -604,9 +559,8 @@ mod tests {
     use serde_json::json;
 
     fn row_with(column: &str, value: Value) -> Vec<Value> {
-        ROW_COLUMNS
-            .iter()
-            .map(|c| match *c {
+        table::names()
+            .map(|c| match c {
                 c if c == column => value.clone(),
                 "BilledCost" | "ConsumedQuantity" | "PricingQuantity" => json!("1.5"),
                 "ChargePeriodStart" | "ChargePeriodEnd" | "x_Revision" => json!(0),
