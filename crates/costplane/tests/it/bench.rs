@@ -109,7 +109,7 @@ fn the_query_benchmark_answers_alike_on_both_stores_and_counts_rows_scanned() {
     // belongs to trace 0 (1 record).
     let out = bench_queries(&["--spans", "16000", "--stores", "embedded,clickhouse", "--repeat", "1"]);
     let rows = rows(&out);
-    assert_eq!(rows.len(), 10, "{out}");
+    assert_eq!(rows.len(), 16, "{out}");
     for store in ["Embedded", "Clickhouse"] {
         let of = |q: &str| rows.iter().find(|r| r[0] == store && r[1].starts_with(q)).unwrap_or_else(|| panic!("{store} {q}: {out}"));
         for (q, result_rows) in
@@ -123,6 +123,11 @@ fn the_query_benchmark_answers_alike_on_both_stores_and_counts_rows_scanned() {
         // Counting by service reads every span (no index answers it).
         assert_eq!(of("count by service")[4], "16000", "{out}");
         assert!(of("cost API month view")[2].parse::<f64>().is_ok(), "{out}");
+        // Unit costs: 128 (service, span name) routes, the first 100 listed;
+        // 10,000 customers, 10 listed; trace 0 holds one model call (span 0).
+        for (q, result_rows) in [("unit costs by service and route", "100"), ("unit costs by customer", "10"), ("cost of one trace", "1")] {
+            assert_eq!(of(q)[3], result_rows, "{store} {q}: {out}");
+        }
     }
 }
 
