@@ -2,7 +2,7 @@
 """Writes costplane's Grafana dashboards to deploy/grafana/dashboards/*.json.
 
 The JSON files are what users deploy (file provisioning, the Helm chart's
-ConfigMaps, compose); this script is where they are edited, so seven
+ConfigMaps, compose); this script is where they are edited, so eight
 dashboards share one layout and one datasource convention. The tests check
 the files equal this script's output:
 
@@ -377,6 +377,84 @@ def health():
     )
 
 
+REQ_COST = "costplane_request_cost_usd"
+# One value per (service, route) whichever costplane instance was scraped:
+# every instance reads the same ledger, so they agree (max, not sum).
+ROUTE_SUM = f"max by (service, route) ({REQ_COST}_sum)"
+ROUTE_COUNT = f"max by (service, route) ({REQ_COST}_count)"
+
+# The requests GET /api/v1/unit-costs counts, over the dashboard's time range:
+# server spans, and the root spans of a (tenant, service) that has no server
+# spans in the range (a cron job, a queue worker); route http.route, then
+# rpc.method, then the span name.
+ROUTE = "coalesce(nullif(SpanAttributes['http.route'], ''), nullif(SpanAttributes['rpc.method'], ''), SpanName)"
+TENANT = "ResourceAttributes['${tenant_attribute}']"
+REQUESTS = (
+    "$__timeFilter(Timestamp) AND (SpanKind = 'Server' OR (ParentSpanId = '' AND "
+    f"({TENANT}, ServiceName) NOT IN (SELECT DISTINCT {TENANT}, ServiceName FROM otel_traces "
+    "WHERE $__timeFilter(Timestamp) AND SpanKind = 'Server')))"
+)
+
+UNIT_COSTS_NOTE = """\
+**Money** (Prometheus, `costplane_request_cost_usd{service,route}`): the month to date (UTC), whatever the time range: \
+`_sum` is the cost of a route's requests, `_count` their number, so `_sum / _count` is the cost per request that \
+`GET /api/v1/unit-costs` gives. The routes of highest cost keep their series (`metrics.max_series_per_label`); \
+the rest are summed into `other / other`.
+
+**Latency and errors** (ClickHouse, `otel_traces`): the same requests over the dashboard's time range (the API rounds its \
+window to whole hours): server spans, or a service's root spans when it has no server spans; p50 and p95 are exact \
+lower nearest-rank percentiles, as the API's.
+
+**The split into LLM, compute and telemetry** is in `GET /api/v1/unit-costs?group_by=service,route`, the web page's \
+*Unit costs* section and `costplane unit-costs`; the cost of one trace in `GET /api/v1/traces/{id}/cost`. \
+LLM cost is priced by costplane from the price catalog, so it is not recomputed here.
+
+**Customers** are not on `/metrics` (one series per customer would be unbounded): \
+`costplane unit-costs --group-by customer` or `group_by=customer` on the API.
+"""
+
+
+def text(title, content, w=24, h=8):
+    return {"type": "text", "title": title, "options": {"mode": "markdown", "content": content}, "_size": (w, h)}
+
+
+def unit_costs():
+    return dashboard(
+        "costplane-unit-costs", "costplane / Unit costs",
+        "Cost per request by service and route (month to date, from /metrics), with the latency and errors of the same "
+        "requests from the spans.",
+        [
+            panel("table", "Cost per request by route (month to date)",
+                  [prom(f"sort_desc({ROUTE_SUM} / {ROUTE_COUNT})", "{{service}} {{route}}", True)], w=12, h=9, unit="currencyUSD",
+                  description="_sum / _count of costplane_request_cost_usd: the API's per_request for the month to date."),
+            panel("bargauge", "Requests by route (month to date)", [prom(f"sort_desc({ROUTE_COUNT})", "{{service}} {{route}}", True)],
+                  w=6, h=9, unit="short"),
+            panel("bargauge", "Cost by route (month to date)", [prom(f"sort_desc({ROUTE_SUM})", "{{service}} {{route}}", True)],
+                  w=6, h=9, unit="currencyUSD", description="The API's cost.total of the route's requests: LLM, known compute, telemetry."),
+            panel("timeseries", "Cost per request by route, month to date over time",
+                  [prom(f"{ROUTE_SUM} / {ROUTE_COUNT}", "{{service}} {{route}}")], w=24, h=8, unit="currencyUSD",
+                  description="Each point is the month to date at that time; it starts again on the first of the month."),
+            panel("table", "Latency and errors by route", [sql(
+                f"SELECT ServiceName AS service, {ROUTE} AS route, count() AS requests, countIf(StatusCode = 'Error') AS errors, "
+                "countIf(StatusCode = 'Error') / count() AS error_ratio, "
+                "quantileExactLow(0.5)(Duration) / 1e9 AS p50_seconds, quantileExactLow(0.95)(Duration) / 1e9 AS p95_seconds "
+                f"FROM otel_traces WHERE {REQUESTS} GROUP BY service, route ORDER BY requests DESC, service, route LIMIT 100", fmt=1)],
+                w=24, h=9, description="Over the dashboard's time range."),
+            panel("timeseries", "p95 latency by route", [sql(
+                f"SELECT $__timeInterval(Timestamp) AS time, concat(ServiceName, ' ', {ROUTE}) AS route, "
+                "quantileExactLow(0.95)(Duration) / 1e9 AS p95_seconds "
+                f"FROM otel_traces WHERE {REQUESTS} GROUP BY time, route ORDER BY time")], w=12, unit="s"),
+            panel("timeseries", "Error ratio by route", [sql(
+                f"SELECT $__timeInterval(Timestamp) AS time, concat(ServiceName, ' ', {ROUTE}) AS route, "
+                "countIf(StatusCode = 'Error') / count() AS error_ratio "
+                f"FROM otel_traces WHERE {REQUESTS} GROUP BY time, route ORDER BY time")], w=12, unit="percentunit"),
+            text("Where the split is", UNIT_COSTS_NOTE),
+        ],
+        [PROM_VAR, CH_VAR, textbox("tenant_attribute", "Tenant attribute ([cost] tenant_attribute)", "tenant.id")],
+        ["cost", "unit-costs"], time_from="now-24h",
+    )
+
+
 DASHBOARDS = {
     "cost-overview.json": overview,
     "service.json": service,
@@ -385,6 +463,7 @@ DASHBOARDS = {
     "llm-cost.json": llm,
     "telemetry-overview.json": telemetry,
     "cost-and-health.json": health,
+    "unit-costs.json": unit_costs,
 }
 
 

@@ -29,7 +29,7 @@ import dashboards  # noqa: E402
 
 UIDS = {
     "costplane-cost-overview", "costplane-service", "costplane-shared", "costplane-anomalies",
-    "costplane-llm", "costplane-telemetry", "costplane-health",
+    "costplane-llm", "costplane-telemetry", "costplane-health", "costplane-unit-costs",
 }
 
 
@@ -56,7 +56,7 @@ def test_provisioning_files():
 def test_dashboard_json_model():
     sources, _ = provisioned()
     loaded = dashboards.load()
-    assert len(loaded) == 7
+    assert len(loaded) == 8
     assert {d["uid"] for d in loaded.values()} == UIDS
     for name, d in loaded.items():
         assert "__inputs" not in d, name
@@ -71,13 +71,16 @@ def test_dashboard_json_model():
         assert len(ids) == len(set(ids)), f"{name}: panel ids repeat: {ids}"
         cells = {}
         for p in ps:
+            if p["type"] == "text":
+                # Text panels read no datasource; they say something.
+                assert "datasource" not in p and not p.get("targets") and p["options"]["content"].strip(), (name, p["title"])
             g = p["gridPos"]
             assert g["x"] >= 0 and g["w"] > 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, (name, p["title"])
             for x in range(g["x"], g["x"] + g["w"]):
                 for y in range(g["y"], g["y"] + g["h"]):
                     assert (x, y) not in cells, f"{name}: {p['title']} overlaps {cells[(x, y)]}"
                     cells[(x, y)] = p["title"]
-            for ref in [p["datasource"], *[t["datasource"] for t in p["targets"]]]:
+            for ref in [p["datasource"], *[t["datasource"] for t in p["targets"]]] if p["type"] != "text" else []:
                 uid = ref["uid"]
                 if uid.startswith("${"):
                     var = ds_vars.get(uid[2:-1])
@@ -139,7 +142,7 @@ def test_every_clickhouse_panel_query_runs_on_data_costplane_wrote(tmp_path):
                                               and run("SELECT count() AS n FROM costplane_ledger WHERE x_Source = 'llm'")[0]["n"]):
             time.sleep(0.2)
         now = int(time.time())
-        variables = {"service": "assistant", "min_duration_ms": "500", "trace_id": trace_id}
+        variables = {"service": "assistant", "min_duration_ms": "500", "trace_id": trace_id, "tenant_attribute": "tenant.id"}
         results = {}
         queries = list(dashboards.clickhouse_queries())
         assert len(queries) >= 9, queries
@@ -165,6 +168,14 @@ def test_every_clickhouse_panel_query_runs_on_data_costplane_wrote(tmp_path):
         assert abs(float(per_call[0]["cost_per_call"]) - 0.0035) < 1e-12
         assert results["costplane-llm/p95 latency by operation/A"][0]["operation"] == "chat"
         assert results["costplane-telemetry/Ingest by tenant/A"], "usage rows per tenant"
+        # assistant has no server spans, so its root span is its request (the
+        # API's rule): one request of 2 s, an error. The dataset of
+        # test_unit_cost_dashboard.py checks these panels against the API.
+        [latency] = results["costplane-unit-costs/Latency and errors by route/A"]
+        assert (latency["service"], latency["route"], int(latency["requests"]), int(latency["errors"])) == ("assistant", "chat gpt-4o", 1, 1)
+        assert (float(latency["error_ratio"]), float(latency["p50_seconds"]), float(latency["p95_seconds"])) == (1, 2, 2), latency
+        assert [float(r["p95_seconds"]) for r in results["costplane-unit-costs/p95 latency by route/A"]] == [2]
+        assert [float(r["error_ratio"]) for r in results["costplane-unit-costs/Error ratio by route/A"]] == [1]
         # /metrics reads the same ClickHouse ledger: 0.0035 this month and
         # in the last 30 days; ClickHouse reports compression per signal.
         with urllib.request.urlopen(f"http://127.0.0.1:{server.api_port}/metrics", timeout=10) as r:

@@ -68,13 +68,17 @@ def close(value, expected, what=""):
 
 
 class Prometheus:
-    def __init__(self, tmp_path, target_port):
+    def __init__(self, tmp_path, target_port, api_key=None):
         self.port = free_port()
         config = tmp_path / "prometheus.yml"
+        scrape = {"job_name": "costplane", "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}
+        if api_key:
+            # As the chart's ServiceMonitor scrapes: the admin key as a bearer token.
+            scrape["authorization"] = {"type": "Bearer", "credentials": api_key}
         config.write_text(json.dumps({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "costplane", "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
+            "scrape_configs": [scrape],
         }))
         self.log_path = tmp_path / "prometheus.log"
         self._log = open(self.log_path, "wb")
