@@ -215,8 +215,12 @@ pub mod scope {
     /// Imported cloud bills: `cloud:<provider>:<account>`, one revision per
     /// charge day.
     pub const CLOUD_PREFIX: &str = "cloud:";
-    /// Not a ledger scope: marks a month whose export was served.
+    /// Not a ledger scope: marks a month whose export was served to an
+    /// admin (every tenant's rows).
     pub const EXPORT: &str = "export";
+    /// Not a ledger scope: `export:<tenant>` marks a month whose export was
+    /// served to that tenant's key (its rows only).
+    pub const EXPORT_PREFIX: &str = "export:";
 }
 
 /// The current revision of one (hour, scope) of the ledger.

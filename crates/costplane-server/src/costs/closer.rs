@@ -662,8 +662,8 @@ impl Closer {
             })
             .collect();
         let (Some(from), Some(to)) = (reclosed.iter().map(|r| r.2).min(), reclosed.iter().map(|r| r.2).max()) else { return Ok(()) };
-        let exported: HashSet<i64> = self.ledger.exported_months(month_of(from), to.saturating_add(1)).await?.into_iter().collect();
-        let corrected: Vec<&(u64, u64, i64)> = reclosed.iter().filter(|r| exported.contains(&month_of(r.2))).collect();
+        let exported = self.ledger.exported(month_of(from), to.saturating_add(1)).await?;
+        let corrected: Vec<&(u64, u64, i64)> = reclosed.iter().filter(|r| exported.any(month_of(r.2))).collect();
         if corrected.is_empty() {
             return Ok(());
         }
@@ -674,7 +674,8 @@ impl Closer {
             let (after, rest): (Vec<LedgerRow>, Vec<LedgerRow>) =
                 std::mem::take(&mut replacement.rows).into_iter().partition(|r| r.revision == *new_revision);
             replacement.rows = rest;
-            let rows = with_corrections(before, &after);
+            let month = month_of(*hour);
+            let rows = with_corrections_for(before, after, |tenant| exported.covers(month, tenant));
             tracing::info!(
                 hour,
                 corrections = rows.iter().filter(|r| r.charge_class.is_some()).count(),
@@ -780,7 +781,7 @@ impl Closer {
                 open += 1;
             }
         }
-        let exported: HashSet<i64> = self.ledger.exported_months(month_of(from), to).await.map_err(err)?.into_iter().collect();
+        let exported = self.ledger.exported(month_of(from), to).await.map_err(err)?;
         // The current rows of the window, by (hour, source).
         let current = self.ledger.rows(&CostFilter { from_ns: from, to_ns: to, tenant: None, equals: Vec::new() }).await.map_err(err)?;
         let mut old: HashMap<(i64, String), Vec<LedgerRow>> = HashMap::new();
@@ -804,9 +805,10 @@ impl Closer {
             for r in &new {
                 changes.entry((r.source.to_string(), r.model.clone(), r.tenant.clone())).or_default().1 += r.cost;
             }
-            let rows = if exported.contains(&month_of(*hour)) && !in_place {
+            let month = month_of(*hour);
+            let rows = if exported.any(month) && !in_place {
                 corrected += 1;
-                with_corrections(before, &new)
+                with_corrections_for(before, new, |tenant| exported.covers(month, tenant))
             } else {
                 new
             };
@@ -891,6 +893,16 @@ fn push_revision(
 /// The rows of an exported hour after repricing: its rows as exported,
 /// then one `Correction` row per key whose cost or quantity changed, for
 /// the difference. Their sum is the new price.
+/// [`with_corrections`] for the rows of the tenants whose export was
+/// served (`exported`); other tenants' rows are replaced as they are.
+fn with_corrections_for(before: Vec<LedgerRow>, after: Vec<LedgerRow>, exported: impl Fn(&str) -> bool) -> Vec<LedgerRow> {
+    let (kept, _replaced): (Vec<LedgerRow>, Vec<LedgerRow>) = before.into_iter().partition(|r| exported(&r.tenant));
+    let (corrected, replacing): (Vec<LedgerRow>, Vec<LedgerRow>) = after.into_iter().partition(|r| exported(&r.tenant));
+    let mut out = with_corrections(kept, &corrected);
+    out.extend(replacing);
+    out
+}
+
 fn with_corrections(before: Vec<LedgerRow>, after: &[LedgerRow]) -> Vec<LedgerRow> {
     let mut by_key: BTreeMap<String, (Option<LedgerRow>, Decimal, Decimal, Decimal, Decimal)> = BTreeMap::new();
     for r in &before {

@@ -214,10 +214,15 @@ pub async fn export(
     if format == "csv" || format == "focus" {
         state.fresh().await?;
         state.count_query(&caller);
-        // A later repricing of this month writes correction rows.
-        let known = state.ledger().exported_months(ns(from), ns(from) + 1).await?;
-        if known.is_empty() {
-            if let Err(e) = state.ledger().mark_exported(ns(from)).await {
+        // Later changes to the rows served here write correction rows: an
+        // admin's export marks every tenant's rows, a tenant key's its own.
+        let marks = state.ledger().exported(ns(from), ns(from) + 1).await?;
+        let served = match caller.tenant() {
+            Some(t) => marks.covers(ns(from), t),
+            None => marks.all(ns(from)),
+        };
+        if !served {
+            if let Err(e) = state.ledger().mark_exported(ns(from), caller.tenant()).await {
                 tracing::warn!(error = %e, month, "could not record the export");
             }
         }

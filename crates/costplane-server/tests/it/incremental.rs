@@ -235,7 +235,7 @@ async fn late_usage_in_an_exported_month_adds_correction_rows() {
     // 1M gpt-4o input tokens at $2.50 per 1M.
     assert_eq!(exported.iter().map(|r| r.cost).collect::<Vec<_>>(), [rust_decimal::Decimal::new(250, 2)]);
     // The month's export was served: 2026-10-01T00:00:00Z.
-    ledger.mark_exported(1_790_812_800_000_000_000).await.unwrap();
+    ledger.mark_exported(1_790_812_800_000_000_000, None).await.unwrap();
 
     write(2, 2, 400_000).await;
     closer.refresh_at(T + 2 * HOUR_NS + 60_000_000_000).await.unwrap();
@@ -247,4 +247,52 @@ async fn late_usage_in_an_exported_month_adds_correction_rows() {
     // The late call: 400,000 tokens at $2.50 per 1M = $1.00.
     assert_eq!(corrections, [(rust_decimal::Decimal::ONE, rust_decimal::Decimal::from(400_000))]);
     assert_eq!(rows.iter().map(|r| r.cost).sum::<rust_decimal::Decimal>(), rust_decimal::Decimal::new(350, 2));
+}
+
+/// A month exported through one tenant's key: that tenant's rows of a
+/// re-closed hour keep their exported figures and get corrections; another
+/// tenant's rows, never exported, are simply replaced.
+#[tokio::test]
+async fn a_tenant_keys_export_corrects_only_that_tenants_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
+    let ledger = Ledger::new(Arc::clone(&store));
+    let ledger_section = LedgerSection::default();
+    let source = PriceSource { cost: CostSection::default(), ledger: ledger_section.clone(), kubernetes: Default::default(), file: None };
+    let closer = Closer::new(ledger.clone(), Arc::new(source.meter().unwrap()), source, Timing::of(&ledger_section));
+    // Odd traces are globex's, even ones acme's (`llm_row`).
+    let write = |id: u64, trace: u8, input: u64| {
+        let store = Arc::clone(&store);
+        async move {
+            let call = Call { hour: 0, trace, span: trace, rollup: false, input, output: 0, model: 0 };
+            let usage = UsageRows { llm: vec![llm_row(&call, T + 1)], ..UsageRows::default() };
+            store.write(&TelemetryBatch { id, usage, ..TelemetryBatch::default() }).await.unwrap();
+        }
+    };
+    let window = CostFilter { from_ns: T, to_ns: T + HOUR_NS, tenant: None, equals: Vec::new() };
+    write(1, 2, 1_000_000).await;
+    write(2, 1, 1_000_000).await;
+    closer.refresh_at(T + 2 * HOUR_NS).await.unwrap();
+    // acme's key is served the month (2026-10-01T00:00:00Z); globex's is not.
+    ledger.mark_exported(1_790_812_800_000_000_000, Some("acme")).await.unwrap();
+
+    // A late 400,000-token call for each: 400,000 x $2.50 per 1M = $1.00 each.
+    write(3, 4, 400_000).await;
+    write(4, 3, 400_000).await;
+    closer.refresh_at(T + 2 * HOUR_NS + 60_000_000_000).await.unwrap();
+    let rows = ledger.rows(&window).await.unwrap();
+    let of = |tenant: &str| {
+        let mut v: Vec<_> = rows
+            .iter()
+            .filter(|r| r.tenant == tenant)
+            .map(|r| (r.charge_class.map(|c| c.as_str().to_owned()), r.cost, r.consumed_quantity))
+            .collect();
+        v.sort();
+        v
+    };
+    let d = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    // acme: the exported $2.50 row for 1M tokens, plus a $1.00 correction for 400,000.
+    assert_eq!(of("acme"), [(None, d("2.5"), d("1000000")), (Some("Correction".to_owned()), d("1"), d("400000"))], "{rows:?}");
+    // globex: one row for 1.4M tokens, $2.50 + $1.00 = $3.50, no correction.
+    assert_eq!(of("globex"), [(None, d("3.5"), d("1400000"))], "{rows:?}");
 }

@@ -445,12 +445,16 @@ impl Ledger {
         self.replace_window(&LedgerReplacement { hours: vec![state], rows }).await
     }
 
-    /// Records that the month starting at `month_ns` was exported: later
-    /// repricing of it writes correction rows.
-    pub async fn mark_exported(&self, month_ns: i64) -> Result<(), StoreError> {
+    /// Records that the month starting at `month_ns` was exported, to an
+    /// admin (`tenant` `None`: every tenant's rows) or to one tenant's key:
+    /// later changes to those rows write correction rows.
+    pub async fn mark_exported(&self, month_ns: i64, tenant: Option<&str>) -> Result<(), StoreError> {
         let state = HourState {
             hour_ns: month_ns,
-            scope: scope::EXPORT.to_owned(),
+            scope: match tenant {
+                None => scope::EXPORT.to_owned(),
+                Some(t) => format!("{}{t}", scope::EXPORT_PREFIX),
+            },
             revision: next_revision(),
             status: "exported".to_owned(),
             usage_rows: 0,
@@ -459,9 +463,49 @@ impl Ledger {
         self.replace_window(&LedgerReplacement { hours: vec![state], rows: Vec::new() }).await
     }
 
-    /// Starts of the months in `[from, to)` that were exported.
-    pub async fn exported_months(&self, from: i64, to: i64) -> Result<Vec<i64>, StoreError> {
-        Ok(self.hour_states(from, to).await?.into_iter().filter(|s| s.scope == scope::EXPORT).map(|s| s.hour_ns).collect())
+    /// The exports served of the months starting in `[from, to)`.
+    pub async fn exported(&self, from: i64, to: i64) -> Result<ExportMarks, StoreError> {
+        let mut marks = ExportMarks::default();
+        for s in self.hour_states(from, to).await? {
+            if s.scope == scope::EXPORT {
+                marks.months.insert(s.hour_ns, None);
+            } else if let Some(tenant) = s.scope.strip_prefix(scope::EXPORT_PREFIX) {
+                // A month an admin exported (`None`) covers every tenant already.
+                if let Some(tenants) = marks.months.entry(s.hour_ns).or_insert_with(|| Some(HashSet::new())) {
+                    tenants.insert(tenant.to_owned());
+                }
+            }
+        }
+        Ok(marks)
+    }
+}
+
+/// Which rows of which months were exported: every tenant's (an admin's
+/// export) or some tenants' (their keys' exports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportMarks {
+    /// Month start to `None` (every tenant) or the tenants served.
+    months: std::collections::HashMap<i64, Option<HashSet<String>>>,
+}
+
+impl ExportMarks {
+    /// Whether the month starting at `month_ns` was exported to anyone.
+    pub fn any(&self, month_ns: i64) -> bool {
+        self.months.contains_key(&month_ns)
+    }
+
+    /// Whether every tenant's rows of the month were exported (an admin's export).
+    pub fn all(&self, month_ns: i64) -> bool {
+        matches!(self.months.get(&month_ns), Some(None))
+    }
+
+    /// Whether `tenant`'s rows of the month starting at `month_ns` were exported.
+    pub fn covers(&self, month_ns: i64, tenant: &str) -> bool {
+        match self.months.get(&month_ns) {
+            None => false,
+            Some(None) => true,
+            Some(Some(tenants)) => tenants.contains(tenant),
+        }
     }
 }
 

@@ -65,7 +65,8 @@ fn llm_row(i: usize, row: &[Value]) -> Result<LlmUsageRow, StoreError> {
 /// Which of a span's copies received at the same time is billed: the one
 /// with the most tokens, then by names, so that every pricing of the hour
 /// picks the same copy.
-pub(crate) const COPY_ORDER: &str = "InputTokens DESC, OutputTokens DESC, CacheReadTokens DESC, CacheWriteTokens DESC, ReasoningTokens DESC, \
+pub(crate) const COPY_ORDER: &str =
+    "InputTokens DESC, OutputTokens DESC, CacheReadTokens DESC, CacheWriteTokens DESC, ReasoningTokens DESC, \
                           ProvidedCost DESC NULLS LAST, Provider, Model, Operation, CallKind, Tenant, Project, Service, InvalidReason";
 
 /// ` AND WriteSeq <= {upto}` when bounded.

@@ -281,9 +281,14 @@ pub async fn usage_and_ledger_round_trip(b: &Backend) {
     let other = CostFilter { tenant: Some("globex".into()), ..window.clone() };
     assert!(ledger.sum_costs(&other, &[], None).await.unwrap().is_empty());
 
-    // Exports are recorded per month.
-    ledger.mark_exported(hour).await.unwrap();
-    assert_eq!(ledger.exported_months(hour, hour + 1).await.unwrap(), vec![hour]);
+    // Exports are recorded per month, for one tenant's key or for every tenant.
+    ledger.mark_exported(hour, Some("acme")).await.unwrap();
+    let marks = ledger.exported(hour, hour + 1).await.unwrap();
+    assert!(marks.covers(hour, "acme") && !marks.covers(hour, "globex") && !marks.all(hour), "{marks:?}");
+    ledger.mark_exported(hour, None).await.unwrap();
+    let marks = ledger.exported(hour, hour + 1).await.unwrap();
+    assert!(marks.covers(hour, "acme") && marks.covers(hour, "globex") && marks.all(hour), "{marks:?}");
+    assert!(!ledger.exported(hour + 1, hour + 2).await.unwrap().any(hour + 1));
     assert_eq!(ledger.sum_costs(&window, &[], None).await.unwrap()[0].rows, 3, "marking an export touches no row");
 }
 
