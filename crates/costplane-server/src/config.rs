@@ -49,6 +49,8 @@ pub struct Config {
     pub store: StoreKind,
     pub otlp: OtlpConfig,
     pub http: HttpConfig,
+    /// `[connections]`: header-read and idle deadlines on every listener.
+    pub connections: crate::connections::ConnectionsSection,
     pub pipeline: PipelineSection,
     pub buffer: BufferSection,
     pub clickhouse: ClickHouseSection,
@@ -479,6 +481,7 @@ impl Default for Config {
             store: StoreKind::Duckdb,
             otlp: OtlpConfig::default(),
             http: HttpConfig::default(),
+            connections: Default::default(),
             pipeline: PipelineSection::default(),
             buffer: BufferSection::default(),
             clickhouse: ClickHouseSection::default(),

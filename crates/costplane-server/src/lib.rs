@@ -5,6 +5,7 @@ pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod costs;
 pub mod csv;
 mod error;

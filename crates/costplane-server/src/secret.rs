@@ -1,4 +1,5 @@
-//! Secrets in the configuration (API keys, ingest keys, passwords).
+//! Secrets in the configuration (API keys, ingest keys, passwords, and
+//! notification URLs, whose paths carry tokens).
 //!
 //! A [`Secret`] never shows its value through `Debug`, `Display` or
 //! `Serialize` (all print `[redacted]`), so a configuration logged or dumped
@@ -68,6 +69,68 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A URL whose path or query may carry a token (Slack incoming webhooks,
+/// webhook receivers, Alertmanager behind a token). `Debug`, `Display` and
+/// `Serialize` show `scheme://host[:port]/[redacted]`, enough to tell
+/// targets apart in logs; [`SecretUrl::expose`] gives the whole URL.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretUrl(value.into())
+    }
+
+    /// The whole URL, for sending to it; never for logging.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `scheme://host[:port]`: what logs and errors may name.
+    pub fn shown(&self) -> String {
+        match reqwest::Url::parse(&self.0) {
+            Ok(u) => format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()),
+            Err(_) => "<not a URL>".to_owned(),
+        }
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(value: &str) -> Self {
+        SecretUrl(value.to_owned())
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(value: String) -> Self {
+        SecretUrl(value)
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{REDACTED}", self.shown())
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{REDACTED}", self.shown())
+    }
+}
+
+impl Serialize for SecretUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretUrl)
+    }
+}
+
 /// Resolves a secret given inline, in a file or in an environment variable:
 /// exactly one of the three must be set. `what` names the field in errors.
 pub fn resolve(what: &str, inline: Option<&Secret>, file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
@@ -106,6 +169,16 @@ mod tests {
         }
         assert!(!format!("{:?}", Holder { key: s.clone() }).contains("acme"));
         assert_eq!(s.expose(), "tenant-acme-0123456789");
+    }
+
+    #[test]
+    fn urls_show_their_host_only() {
+        let u = SecretUrl::new("https://hooks.slack.com:8443/services/T0/B0/tok3n?x=q");
+        assert_eq!(format!("{u:?}"), "https://hooks.slack.com:8443/[redacted]");
+        assert_eq!(format!("{u}"), "https://hooks.slack.com:8443/[redacted]");
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"https://hooks.slack.com:8443/[redacted]\"");
+        assert_eq!(u.expose(), "https://hooks.slack.com:8443/services/T0/B0/tok3n?x=q");
+        assert_eq!(format!("{:?}", SecretUrl::new("not a url tok3n")), "<not a URL>/[redacted]");
     }
 
     #[test]

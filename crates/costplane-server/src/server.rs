@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, StoreKind};
+use crate::connections::{Guarded, Started};
 use crate::costs::metrics::MetricsCache;
 use crate::costs::CostState;
 use crate::error::ServerError;
@@ -165,21 +166,24 @@ impl Server {
                 .add_service(grpc::ExportService::<grpc::Logs>::new(ingest.clone()))
                 .add_service(grpc::ExportService::<grpc::Metrics>::new(ingest.clone()));
             let failed = |e: tonic::transport::Error| ServerError::Serve(format!("OTLP/gRPC server: {e}"));
+            use tokio_stream::StreamExt;
+            let limits = self.config.connections;
+            let guarded = move |s| Guarded::new(s, limits, Started::default());
             match &tls {
                 None => {
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc).map(move |s| s.map(guarded));
                     tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
                 }
                 Some(t) => {
-                    use tokio_stream::StreamExt;
                     let rx = crate::tls::incoming(self.grpc, Arc::clone(t), stop.clone());
-                    let incoming =
-                        tokio_stream::wrappers::ReceiverStream::new(rx).map(|(s, _)| Ok::<_, std::io::Error>(crate::tls::GrpcTls(s)));
+                    let incoming = tokio_stream::wrappers::ReceiverStream::new(rx)
+                        .map(move |(s, _)| Ok::<_, std::io::Error>(Guarded::new(crate::tls::GrpcTls(s), limits, Started::default())));
                     tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await.map_err(failed) })
                 }
             }
         };
-        let otlp_http_task = serve_http(self.otlp_http, tls.clone(), http::router(ingest.clone()), stop.clone(), "OTLP/HTTP");
+        let otlp_http_task =
+            serve_http(self.otlp_http, tls.clone(), http::router(ingest.clone()), self.config.connections, stop.clone(), "OTLP/HTTP");
         let costs = CostState::new(Arc::clone(&self.store), &self.config, pipeline.clone()).map_err(ServerError::Config)?;
         costs.closer.observe(Arc::clone(&ingest.activity) as Arc<dyn crate::costs::closer::LedgerObserver>);
         let insights = crate::insights::InsightsState::new(&self.config, Arc::clone(&self.store), meter.catalog.currency.clone());
@@ -205,6 +209,7 @@ impl Server {
             .layer(axum::Extension(kubernetes.clone()))
             .layer(axum::Extension(crate::telemetry_costs::Retention::of(&self.config)))
             .layer(axum::Extension(crate::unit_costs::UnitCostSettings(Arc::new(self.config.unit_costs.clone())))),
+            self.config.connections,
             stop.clone(),
             "HTTP API",
         );
@@ -282,22 +287,25 @@ fn reload_on_sighup(closer: Arc<crate::costs::closer::Closer>, stop: Cancellatio
     })
 }
 
+/// Serves one HTTP listener (plain or TLS) under `[connections]`'s
+/// deadlines until `stop`, then lets open requests finish.
 fn serve_http(
     listener: TcpListener,
     tls: Option<Arc<crate::tls::Tls>>,
     router: axum::Router,
+    limits: crate::connections::ConnectionsSection,
     stop: CancellationToken,
     name: &'static str,
 ) -> tokio::task::JoinHandle<Result<(), ServerError>> {
     tokio::spawn(async move {
-        let result = match tls {
-            None => axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await,
+        match tls {
+            None => crate::connections::serve_http(listener, router, limits, stop).await,
             Some(tls) => {
                 let local = listener.local_addr().map_err(|e| ServerError::Serve(format!("{name} server: {e}")))?;
                 let rx = crate::tls::incoming(listener, tls, stop.clone());
-                axum::serve(crate::tls::TlsListener { rx, local }, router).with_graceful_shutdown(stop.cancelled_owned()).await
+                crate::connections::serve_http(crate::tls::TlsListener { rx, local }, router, limits, stop).await
             }
-        };
-        result.map_err(|e| ServerError::Serve(format!("{name} server: {e}")))
+        }
+        Ok(())
     })
 }

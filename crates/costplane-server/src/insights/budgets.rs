@@ -190,7 +190,10 @@ pub async fn evaluate(state: &InsightsState, now: DateTime<Utc>) -> Result<Vec<B
                 s.notify
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| (format!("{key}|{i}:{}", notify::url_digest(t.url())), Some(format!("{key}|{i}:{}", t.url())), Some(t)))
+                    .map(|(i, t)| {
+                        let url = t.url().expose();
+                        (format!("{key}|{i}:{}", notify::url_digest(url)), Some(format!("{key}|{i}:{url}")), Some(t))
+                    })
                     .collect()
             };
             let pending: Vec<_> = targets

@@ -5,7 +5,7 @@ use costplane_insights::budget::{self, Period, Threshold};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretUrl};
 
 /// `[anomalies]`: detection, evaluation cadence and who hears about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +107,12 @@ fn stored_secret<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S
     s.serialize_str(secret.expose())
 }
 
+/// A target URL as budgets are stored (the whole URL, as with secrets;
+/// `Debug`, `Display` and logs show only its scheme and host).
+fn stored_url<S: serde::Serializer>(url: &SecretUrl, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(url.expose())
+}
+
 /// Where a notification goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
@@ -114,18 +120,25 @@ pub enum Target {
     /// JSON POST signed with HMAC-SHA256 of the body under `secret`
     /// (header `X-Costplane-Signature: sha256=<hex>`).
     Webhook {
-        url: String,
+        #[serde(serialize_with = "stored_url")]
+        url: SecretUrl,
         #[serde(serialize_with = "stored_secret")]
         secret: Secret,
     },
     /// Alertmanager's API: `url` is its base, alerts go to `/api/v2/alerts`.
-    Alertmanager { url: String },
+    Alertmanager {
+        #[serde(serialize_with = "stored_url")]
+        url: SecretUrl,
+    },
     /// A Slack-compatible incoming webhook (`{"text": ...}`).
-    Slack { url: String },
+    Slack {
+        #[serde(serialize_with = "stored_url")]
+        url: SecretUrl,
+    },
 }
 
 impl Target {
-    pub fn url(&self) -> &str {
+    pub fn url(&self) -> &SecretUrl {
         match self {
             Target::Webhook { url, .. } | Target::Alertmanager { url } | Target::Slack { url } => url,
         }
@@ -135,7 +148,7 @@ impl Target {
     /// (any host when it is empty). The message names the host, never the
     /// whole URL (its path may hold a token).
     pub fn check_url(&self, hosts: &[String]) -> Result<(), String> {
-        let url = reqwest::Url::parse(self.url()).map_err(|e| format!("url is not a URL ({e}); use http(s)://host/path"))?;
+        let url = reqwest::Url::parse(self.url().expose()).map_err(|e| format!("url is not a URL ({e}); use http(s)://host/path"))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(format!("url scheme {:?} is not allowed: notification URLs must start with http:// or https://", url.scheme()));
         }
@@ -303,8 +316,9 @@ mod tests {
 
     #[test]
     fn webhook_secrets_never_print_but_are_stored() {
-        let t = Target::Webhook { url: "https://hooks.example/x".into(), secret: "s3cret-0123456789abcdef".into() };
+        let t = Target::Webhook { url: "https://hooks.example/x/t0ken".into(), secret: "s3cret-0123456789abcdef".into() };
         assert!(!format!("{t:?}").contains("s3cret"));
+        assert!(!format!("{t:?}").contains("t0ken"));
         let stored = serde_json::to_string(&t).unwrap();
         let back: Target = serde_json::from_str(&stored).unwrap();
         assert_eq!(back, t);

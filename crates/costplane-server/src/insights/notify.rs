@@ -37,10 +37,7 @@ pub fn client() -> reqwest::Client {
 /// `scheme://host[:port]` of a target URL, for logs: paths and queries of
 /// webhook URLs often carry tokens.
 pub fn shown(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()),
-        Err(_) => "<not a URL>".to_owned(),
-    }
+    crate::secret::SecretUrl::new(url).shown()
 }
 
 /// What happened, in every target's terms.
@@ -146,15 +143,15 @@ pub async fn deliver_to(http: &reqwest::Client, target: &Target, hosts: &[String
         Target::Webhook { url, secret } => {
             let body = serde_json::to_vec(&webhook_body(event)).expect("JSON values serialize");
             let sig = format!("sha256={}", hex(&hmac_sha256(secret.expose().as_bytes(), &body)));
-            (url.clone(), body, Some(sig))
+            (url.expose().to_owned(), body, Some(sig))
         }
         Target::Alertmanager { url } => (
-            format!("{}/api/v2/alerts", url.trim_end_matches('/')),
+            format!("{}/api/v2/alerts", url.expose().trim_end_matches('/')),
             serde_json::to_vec(&alertmanager_body(event)).expect("JSON values serialize"),
             None,
         ),
         Target::Slack { url } => (
-            url.clone(),
+            url.expose().to_owned(),
             serde_json::to_vec(&json!({ "text": format!("{} <{}|details>", event.summary, event.link) })).expect("JSON values serialize"),
             None,
         ),

@@ -173,6 +173,11 @@ where
         let ingest = self.ingest.clone();
         let expected = format!("/{}/Export", S::SERVICE);
         Box::pin(async move {
+            // The connection's first request has arrived: from now on only
+            // its idle deadline applies (`connections.rs`).
+            if let Some(started) = req.extensions().get::<crate::connections::Started>() {
+                started.mark();
+            }
             if req.uri().path() != expected {
                 return Ok(Status::unimplemented(format!("unknown method {}", req.uri().path())).into_http());
             }

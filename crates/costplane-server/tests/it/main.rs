@@ -12,6 +12,8 @@ mod incremental;
 mod insights;
 mod limits;
 mod metrics;
+mod secrets;
+mod slow_clients;
 mod storage_days;
 mod support;
 mod surfaces;
