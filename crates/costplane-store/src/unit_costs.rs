@@ -28,6 +28,7 @@
 //! - Percentiles are exact and the same on both stores: the lower nearest
 //!   rank (`quantile_disc` on DuckDB, `quantileExactLow` on ClickHouse).
 
+use costplane_ledger::LlmUsage;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -186,15 +187,7 @@ pub struct TraceCall {
     pub service: String,
     pub span_id: String,
     pub kind: String,
-    pub provider: String,
-    pub model: String,
-    pub operation: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_read_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub reasoning_tokens: u64,
-    pub provided_cost: Option<Decimal>,
+    pub usage: LlmUsage,
     pub invalid_reason: String,
 }
 
@@ -703,15 +696,17 @@ pub async fn trace_calls(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Re
             service: text(&row[2]),
             span_id,
             kind: text(&row[4]),
-            provider: text(&row[5]),
-            model: text(&row[6]),
-            operation: text(&row[7]),
-            input_tokens: count(table, i, "InputTokens", &row[8])?,
-            output_tokens: count(table, i, "OutputTokens", &row[9])?,
-            cache_read_tokens: count(table, i, "CacheReadTokens", &row[10])?,
-            cache_write_tokens: count(table, i, "CacheWriteTokens", &row[11])?,
-            reasoning_tokens: count(table, i, "ReasoningTokens", &row[12])?,
-            provided_cost: if row[13].is_null() { None } else { Some(exact(table, i, "ProvidedCost", &row[13])?) },
+            usage: LlmUsage {
+                provider: text(&row[5]),
+                model: text(&row[6]),
+                operation: text(&row[7]),
+                input_tokens: count(table, i, "InputTokens", &row[8])?,
+                output_tokens: count(table, i, "OutputTokens", &row[9])?,
+                cache_read_tokens: count(table, i, "CacheReadTokens", &row[10])?,
+                cache_write_tokens: count(table, i, "CacheWriteTokens", &row[11])?,
+                reasoning_tokens: count(table, i, "ReasoningTokens", &row[12])?,
+                provided_cost: if row[13].is_null() { None } else { Some(exact(table, i, "ProvidedCost", &row[13])?) },
+            },
             invalid_reason: text(&row[14]),
         });
     }

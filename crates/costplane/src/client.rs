@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 use costplane_server::{Config, Overrides};
 
@@ -73,6 +73,25 @@ pub async fn costplane_json(resp: reqwest::Response, base: &str) -> anyhow::Resu
             let sample: String = text.chars().take(120).collect();
             bail!("that is not a costplane server at {base} (it answered {status}: {:?}); check --server / --http-addr", sample.trim())
         }
+    }
+}
+
+impl ServerArgs {
+    /// `GET path?query` on the server these arguments name, its JSON answer;
+    /// an error answer fails with the server's message, saying `what` failed.
+    /// Parameters whose value is `None` are left out.
+    pub async fn get_json(&self, path: &str, query: &[(&str, Option<String>)], what: &str) -> anyhow::Result<serde_json::Value> {
+        let config = self.config(Default::default())?;
+        let base = self.base_url(&config);
+        let url = format!("{base}{path}");
+        let query: Vec<(&str, &String)> = query.iter().filter_map(|(k, v)| v.as_ref().map(|v| (*k, v))).collect();
+        let req = self.authorize(reqwest::Client::new().get(&url).query(&query));
+        let resp = req.send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
+        let (status, body) = costplane_json(resp, &base).await?;
+        if !status.is_success() {
+            bail!("{what} failed ({status}): {}", body["error"].as_str().unwrap_or("unknown error"));
+        }
+        Ok(body)
     }
 }
 

@@ -115,23 +115,14 @@ pub struct ReconcileArgs {
 }
 
 pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
-    let config = args.server.config(Default::default())?;
-    let base = args.server.base_url(&config);
-    let url = format!("{base}/api/v1/reconciliation");
-    let mut query = vec![("group_by", args.group_by.clone())];
-    for (k, v) in
-        [("from", &args.from), ("to", &args.to), ("tolerance_percent", &args.tolerance_percent), ("tolerance_usd", &args.tolerance_usd)]
-    {
-        if let Some(v) = v {
-            query.push((k, v.clone()));
-        }
-    }
-    let req = args.server.authorize(reqwest::Client::new().get(&url).query(&query));
-    let resp = req.send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
-    let (status, body) = crate::client::costplane_json(resp, &base).await?;
-    if !status.is_success() {
-        bail!("reconciliation failed ({status}): {}", body["error"].as_str().unwrap_or("unknown error"));
-    }
+    let query = [
+        ("group_by", Some(args.group_by.clone())),
+        ("from", args.from.clone()),
+        ("to", args.to.clone()),
+        ("tolerance_percent", args.tolerance_percent.clone()),
+        ("tolerance_usd", args.tolerance_usd.clone()),
+    ];
+    let body = args.server.get_json("/api/v1/reconciliation", &query, "reconciliation").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {

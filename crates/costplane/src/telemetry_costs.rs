@@ -3,7 +3,6 @@
 //! span name), logs (per severity) or signals cost to ingest and keep per
 //! month, and what dropping, sampling or a shorter retention would save.
 
-use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::Value;
 
@@ -35,27 +34,15 @@ pub struct TelemetryCostsArgs {
 }
 
 pub async fn run(args: TelemetryCostsArgs) -> anyhow::Result<()> {
-    let config = args.server.config(Default::default())?;
-    let base = args.server.base_url(&config);
-    let url = format!("{base}/api/v1/telemetry-costs");
-    let mut query = vec![("group_by", args.group_by.clone())];
-    for (k, v) in [
-        ("from", &args.from),
-        ("to", &args.to),
-        ("tenant", &args.tenant),
-        ("sample", &args.sample),
-        ("retention_days", &args.retention_days),
-    ] {
-        if let Some(v) = v {
-            query.push((k, v.clone()));
-        }
-    }
-    let req = args.server.authorize(reqwest::Client::new().get(&url).query(&query));
-    let resp = req.send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
-    let (status, body) = crate::client::costplane_json(resp, &base).await?;
-    if !status.is_success() {
-        bail!("telemetry costs failed ({status}): {}", body["error"].as_str().unwrap_or("unknown error"));
-    }
+    let query = [
+        ("group_by", Some(args.group_by.clone())),
+        ("from", args.from.clone()),
+        ("to", args.to.clone()),
+        ("tenant", args.tenant.clone()),
+        ("sample", args.sample.clone()),
+        ("retention_days", args.retention_days.clone()),
+    ];
+    let body = args.server.get_json("/api/v1/telemetry-costs", &query, "telemetry costs").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {

@@ -3,7 +3,6 @@
 //! operation, the requests, their latency and errors, and what one request
 //! costs in LLM calls, compute and telemetry.
 
-use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::Value;
 
@@ -32,24 +31,14 @@ pub struct UnitCostsArgs {
 }
 
 pub async fn run(args: UnitCostsArgs) -> anyhow::Result<()> {
-    let config = args.server.config(Default::default())?;
-    let base = args.server.base_url(&config);
-    let url = format!("{base}/api/v1/unit-costs");
-    let mut query = vec![("group_by", args.group_by.clone())];
-    for (k, v) in [("from", &args.from), ("to", &args.to), ("tenant", &args.tenant)] {
-        if let Some(v) = v {
-            query.push((k, v.clone()));
-        }
-    }
-    if let Some(n) = args.limit {
-        query.push(("limit", n.to_string()));
-    }
-    let req = args.server.authorize(reqwest::Client::new().get(&url).query(&query));
-    let resp = req.send().await.with_context(|| format!("cannot reach {url}; is `costplane serve` running?"))?;
-    let (status, body) = crate::client::costplane_json(resp, &base).await?;
-    if !status.is_success() {
-        bail!("unit costs failed ({status}): {}", body["error"].as_str().unwrap_or("unknown error"));
-    }
+    let query = [
+        ("group_by", Some(args.group_by.clone())),
+        ("from", args.from.clone()),
+        ("to", args.to.clone()),
+        ("tenant", args.tenant.clone()),
+        ("limit", args.limit.map(|n| n.to_string())),
+    ];
+    let body = args.server.get_json("/api/v1/unit-costs", &query, "unit costs").await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {

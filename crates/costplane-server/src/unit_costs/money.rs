@@ -218,27 +218,19 @@ pub struct PricedCall {
 
 /// Each call of one trace, priced as the ledger prices it.
 pub fn price_calls(meter: &Meter, calls: &[TraceCall]) -> Vec<PricedCall> {
-    let modeled = calls.iter().any(|c| c.kind == "model" && (c.input_tokens > 0 || c.output_tokens > 0 || c.provided_cost.is_some()));
+    let modeled = calls
+        .iter()
+        .any(|c| c.kind == "model" && (c.usage.input_tokens > 0 || c.usage.output_tokens > 0 || c.usage.provided_cost.is_some()));
     calls
         .iter()
         .map(|c| {
             let billed = c.kind == "model" || !modeled;
-            let usage = LlmUsage {
-                provider: c.provider.clone(),
-                model: c.model.clone(),
-                operation: c.operation.clone(),
-                input_tokens: c.input_tokens,
-                output_tokens: c.output_tokens,
-                cache_read_tokens: c.cache_read_tokens,
-                cache_write_tokens: c.cache_write_tokens,
-                reasoning_tokens: c.reasoning_tokens,
-                provided_cost: c.provided_cost,
-            };
+            let usage = &c.usage;
             let (status, reason, cost, provider) = if !c.invalid_reason.is_empty() {
-                (PricingStatus::Invalid, Some(c.invalid_reason.clone()), Decimal::ZERO, c.provider.clone())
+                (PricingStatus::Invalid, Some(c.invalid_reason.clone()), Decimal::ZERO, usage.provider.clone())
             } else {
-                let priced = llm::price_with(&meter.catalog, &usage, day_of(c.timestamp_ns), meter.provided_cost);
-                let provider = if c.provider.is_empty() { priced.provider.clone().unwrap_or_default() } else { c.provider.clone() };
+                let priced = llm::price_with(&meter.catalog, usage, day_of(c.timestamp_ns), meter.provided_cost);
+                let provider = if usage.provider.is_empty() { priced.provider.clone().unwrap_or_default() } else { usage.provider.clone() };
                 (priced.status, priced.reason, priced.total, provider)
             };
             PricedCall {

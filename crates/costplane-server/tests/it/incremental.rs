@@ -180,23 +180,11 @@ proptest! {
 #[tokio::test]
 async fn a_refresh_after_the_first_reads_only_new_usage() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
-    let ledger = Ledger::new(Arc::clone(&store));
-    let ledger_section = LedgerSection::default();
-    let source = PriceSource { cost: CostSection::default(), ledger: ledger_section.clone(), kubernetes: Default::default(), file: None };
-    let closer = Closer::new(ledger.clone(), Arc::new(source.meter().unwrap()), source, Timing::of(&ledger_section));
-    let call = |span: u8| Call { hour: 0, trace: span, span, rollup: false, input: 1_000_000, output: 0, model: 0 };
-    let write = |id: u64, span: u8| {
-        let store = Arc::clone(&store);
-        async move {
-            let usage = UsageRows { llm: vec![llm_row(&call(span), T + 1)], ..UsageRows::default() };
-            store.write(&TelemetryBatch { id, usage, ..TelemetryBatch::default() }).await.unwrap();
-        }
-    };
-    write(1, 1).await;
+    let (store, ledger, closer) = closed_in(dir.path());
+    write_call(&store, 1, 1, 1_000_000).await;
     closer.refresh_at(T + 60_000_000_000).await.unwrap();
-    write(2, 2).await;
-    write(3, 3).await;
+    write_call(&store, 2, 2, 1_000_000).await;
+    write_call(&store, 3, 3, 1_000_000).await;
     let seqs = store.write_seqs().expect("the embedded store numbers its writes");
     let new = ledger.usage_since(0, seqs.settled(), T).await.unwrap();
     assert_eq!(new.llm.len(), 3, "every row has a write number");
@@ -214,21 +202,9 @@ async fn a_refresh_after_the_first_reads_only_new_usage() {
 #[tokio::test]
 async fn late_usage_in_an_exported_month_adds_correction_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
-    let ledger = Ledger::new(Arc::clone(&store));
-    let ledger_section = LedgerSection::default();
-    let source = PriceSource { cost: CostSection::default(), ledger: ledger_section.clone(), kubernetes: Default::default(), file: None };
-    let closer = Closer::new(ledger.clone(), Arc::new(source.meter().unwrap()), source, Timing::of(&ledger_section));
-    let write = |id: u64, span: u8, input: u64| {
-        let store = Arc::clone(&store);
-        async move {
-            let call = Call { hour: 0, trace: span, span, rollup: false, input, output: 0, model: 0 };
-            let usage = UsageRows { llm: vec![llm_row(&call, T + 1)], ..UsageRows::default() };
-            store.write(&TelemetryBatch { id, usage, ..TelemetryBatch::default() }).await.unwrap();
-        }
-    };
+    let (store, ledger, closer) = closed_in(dir.path());
     let window = CostFilter { from_ns: T, to_ns: T + HOUR_NS, tenant: None, equals: Vec::new() };
-    write(1, 1, 1_000_000).await;
+    write_call(&store, 1, 1, 1_000_000).await;
     // Closed: 10:00-11:00 closes 600 s after 11:00.
     closer.refresh_at(T + 2 * HOUR_NS).await.unwrap();
     let exported = ledger.rows(&window).await.unwrap();
@@ -237,7 +213,7 @@ async fn late_usage_in_an_exported_month_adds_correction_rows() {
     // The month's export was served: 2026-10-01T00:00:00Z.
     ledger.mark_exported(1_790_812_800_000_000_000, None).await.unwrap();
 
-    write(2, 2, 400_000).await;
+    write_call(&store, 2, 2, 400_000).await;
     closer.refresh_at(T + 2 * HOUR_NS + 60_000_000_000).await.unwrap();
     let rows = ledger.rows(&window).await.unwrap();
     let original: Vec<_> = rows.iter().filter(|r| r.charge_class.is_none()).map(|r| (r.cost, r.consumed_quantity)).collect();
@@ -255,30 +231,18 @@ async fn late_usage_in_an_exported_month_adds_correction_rows() {
 #[tokio::test]
 async fn a_tenant_keys_export_corrects_only_that_tenants_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
-    let ledger = Ledger::new(Arc::clone(&store));
-    let ledger_section = LedgerSection::default();
-    let source = PriceSource { cost: CostSection::default(), ledger: ledger_section.clone(), kubernetes: Default::default(), file: None };
-    let closer = Closer::new(ledger.clone(), Arc::new(source.meter().unwrap()), source, Timing::of(&ledger_section));
+    let (store, ledger, closer) = closed_in(dir.path());
     // Odd traces are globex's, even ones acme's (`llm_row`).
-    let write = |id: u64, trace: u8, input: u64| {
-        let store = Arc::clone(&store);
-        async move {
-            let call = Call { hour: 0, trace, span: trace, rollup: false, input, output: 0, model: 0 };
-            let usage = UsageRows { llm: vec![llm_row(&call, T + 1)], ..UsageRows::default() };
-            store.write(&TelemetryBatch { id, usage, ..TelemetryBatch::default() }).await.unwrap();
-        }
-    };
     let window = CostFilter { from_ns: T, to_ns: T + HOUR_NS, tenant: None, equals: Vec::new() };
-    write(1, 2, 1_000_000).await;
-    write(2, 1, 1_000_000).await;
+    write_call(&store, 1, 2, 1_000_000).await;
+    write_call(&store, 2, 1, 1_000_000).await;
     closer.refresh_at(T + 2 * HOUR_NS).await.unwrap();
     // acme's key is served the month (2026-10-01T00:00:00Z); globex's is not.
     ledger.mark_exported(1_790_812_800_000_000_000, Some("acme")).await.unwrap();
 
     // A late 400,000-token call for each: 400,000 x $2.50 per 1M = $1.00 each.
-    write(3, 4, 400_000).await;
-    write(4, 3, 400_000).await;
+    write_call(&store, 3, 4, 400_000).await;
+    write_call(&store, 4, 3, 400_000).await;
     closer.refresh_at(T + 2 * HOUR_NS + 60_000_000_000).await.unwrap();
     let rows = ledger.rows(&window).await.unwrap();
     let of = |tenant: &str| {
@@ -295,4 +259,22 @@ async fn a_tenant_keys_export_corrects_only_that_tenants_rows() {
     assert_eq!(of("acme"), [(None, d("2.5"), d("1000000")), (Some("Correction".to_owned()), d("1"), d("400000"))], "{rows:?}");
     // globex: one row for 1.4M tokens, $2.50 + $1.00 = $3.50, no correction.
     assert_eq!(of("globex"), [(None, d("3.5"), d("1400000"))], "{rows:?}");
+}
+
+/// An embedded store in `dir`, its ledger and a closer with the default settings.
+fn closed_in(dir: &std::path::Path) -> (Arc<dyn Store>, Ledger, Closer) {
+    let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir).unwrap());
+    let ledger = Ledger::new(Arc::clone(&store));
+    let ledger_section = LedgerSection::default();
+    let source = PriceSource { cost: CostSection::default(), ledger: ledger_section.clone(), kubernetes: Default::default(), file: None };
+    let closer = Closer::new(ledger.clone(), Arc::new(source.meter().unwrap()), source, Timing::of(&ledger_section));
+    (store, ledger, closer)
+}
+
+/// Writes batch `id`: one gpt-4o call (trace and span `trace`) at 10:01
+/// with `input` tokens.
+async fn write_call(store: &Arc<dyn Store>, id: u64, trace: u8, input: u64) {
+    let call = Call { hour: 0, trace, span: trace, rollup: false, input, output: 0, model: 0 };
+    let usage = UsageRows { llm: vec![llm_row(&call, T + 1)], ..UsageRows::default() };
+    store.write(&TelemetryBatch { id, usage, ..TelemetryBatch::default() }).await.unwrap();
 }
