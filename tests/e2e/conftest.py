@@ -1,5 +1,6 @@
 """Fixtures that run the real `costplane serve` binary for a test."""
 
+import contextlib
 import json
 import os
 import signal
@@ -178,6 +179,32 @@ class Server:
         )
         assert out.returncode == 0, out.stderr.decode()
         return json.loads(out.stdout)
+
+
+@contextlib.contextmanager
+def serving(tmp_path, store, config_text=None):
+    """`costplane serve` in `tmp_path` on `store` (`duckdb` or `clickhouse`,
+    a chDB front when no server is given), with `config_text` as its
+    configuration file; killed, with its front, when the block ends."""
+    front, url = None, None
+    if store == "clickhouse":
+        url, front = clickhouse_url_for_tests(tmp_path)
+    args = []
+    if config_text is not None:
+        config = tmp_path / "costplane.toml"
+        config.write_text(config_text)
+        args = ["--config", str(config)]
+    try:
+        server = Server(tmp_path, extra_args=args, store=store, clickhouse_url=url)
+        try:
+            yield server
+        finally:
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait()
+    finally:
+        if front:
+            front.stop()
 
 
 @pytest.fixture(params=["duckdb", "clickhouse"])

@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 
 import pytest
-from conftest import Server, api_request, clickhouse_url_for_tests, costplane_bin, iso
+from conftest import api_request, costplane_bin, iso, serving
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -119,16 +119,8 @@ key = "{ACME}"
 tenant = "acme"
 """
     )
-    front, url = None, None
-    if request.param == "clickhouse":
-        url, front = clickhouse_url_for_tests(tmp_path)
-    server = Server(tmp_path, extra_args=["--config", str(config)], store=request.param, clickhouse_url=url)
-    yield server
-    if server.proc.poll() is None:
-        server.proc.kill()
-        server.proc.wait()
-    if front:
-        front.stop()
+    with serving(tmp_path, request.param, config.read_text()) as server:
+        yield server
 
 
 def get(server, path, key=ADMIN):

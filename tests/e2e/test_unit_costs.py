@@ -31,7 +31,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 
-from conftest import Server, api_request, clickhouse_url_for_tests, costplane_bin, iso
+from conftest import api_request, costplane_bin, iso, serving
 
 ADMIN = "admin-key-unit-costs-0123456789"
 ACME = "acme-key-unit-costs-0123456789"
@@ -212,8 +212,7 @@ def dataset(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"unit-{request.param}")
     overrides = tmp / "prices.toml"
     overrides.write_text(OVERRIDES)
-    config = tmp / "costplane.toml"
-    config.write_text(f"""
+    config = f"""
 [cost]
 price_overrides = "{overrides}"
 ingest_per_gib = "25"
@@ -234,22 +233,10 @@ tenant = "acme"
 [[api.keys]]
 key = "{GLOBEX}"
 tenant = "globex"
-""")
-    front, url = None, None
-    if request.param == "clickhouse":
-        url, front = clickhouse_url_for_tests(tmp)
-    server = Server(tmp, extra_args=["--config", str(config)], store=request.param, clickhouse_url=url)
-    try:
+"""
+    with serving(tmp, request.param, config) as server:
         load(server)
-    except BaseException:
-        server.proc.kill()
-        if front:
-            front.stop()
-        raise
-    yield server
-    server.terminate()
-    if front:
-        front.stop()
+        yield server
 
 
 def telemetry_rates(server):
