@@ -3,10 +3,16 @@
 //!
 //! Format: one file per request, `DATA_DIR/dead-letter/<accepted ns>-<record>.otlp`:
 //! a first line of JSON ([`DeadLetterHeader`]: signal, encoding, tenant,
-//! times, the store's error, item count), then the request body exactly as
-//! it was accepted (decompressed OTLP, protobuf or JSON), so replaying it is
-//! an ordinary OTLP/HTTP export. Files are written under a temporary name,
-//! synced, then renamed: a reader never sees half a file.
+//! sender, times, the store's error, item count), then the request body
+//! exactly as it was accepted (decompressed OTLP, protobuf or JSON), so
+//! replaying it is an ordinary OTLP/HTTP export. Files are written under a
+//! temporary name, synced, then renamed: a reader never sees half a file.
+//!
+//! The sender ([`RecordedSender`]) is what the ingest key decided when the
+//! request was accepted: the tenant its rows belong to and whether the costs
+//! it carries are believed. The body's own `tenant.id` is not that, so a
+//! replay must go out as this sender (its key), never as the body says.
+//! Files written before senders were kept have none; they still read.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +20,7 @@ use std::path::{Path, PathBuf};
 use costplane_telemetry::{Encoding, Signal};
 use serde::{Deserialize, Serialize};
 
-use crate::buffer::RequestMeta;
+use crate::buffer::{RequestMeta, Sender};
 
 /// Why a request was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +41,39 @@ impl DeadLetterReason {
     }
 }
 
+/// Who sent a dead-lettered request, as the server knew it on acceptance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "ingest", rename_all = "snake_case")]
+pub enum RecordedSender {
+    /// Ingest was open (no keys configured): the tenants the body named
+    /// stood, and so did the costs it carried.
+    Open,
+    /// An ingest key: its tenant (and project) replaced the body's claim,
+    /// and provided costs counted only if the key was trusted with them.
+    Key { tenant: String, project: Option<String>, trust_provided_cost: bool },
+}
+
+impl RecordedSender {
+    pub fn of(sender: Option<&Sender>) -> RecordedSender {
+        match sender {
+            None => RecordedSender::Open,
+            Some(s) => {
+                RecordedSender::Key { tenant: s.tenant.clone(), project: s.project.clone(), trust_provided_cost: s.trust_provided_cost }
+            }
+        }
+    }
+
+    /// The key's pinning, for a request that came with a key.
+    pub fn key(&self) -> Option<Sender> {
+        match self {
+            RecordedSender::Open => None,
+            RecordedSender::Key { tenant, project, trust_provided_cost } => {
+                Some(Sender { tenant: tenant.clone(), project: project.clone(), trust_provided_cost: *trust_provided_cost })
+            }
+        }
+    }
+}
+
 /// The first line of a dead-letter file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetterHeader {
@@ -42,6 +81,9 @@ pub struct DeadLetterHeader {
     /// `protobuf` or `json`: the body's encoding.
     pub encoding: String,
     pub tenant: String,
+    /// Who sent it; `None` in files written before senders were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<RecordedSender>,
     /// When the request was accepted, RFC 3339.
     pub received_at: String,
     pub dead_lettered_at: String,
@@ -97,6 +139,7 @@ pub fn write(
             Encoding::Json => "json".to_owned(),
         },
         tenant: meta.tenant.clone(),
+        sender: Some(RecordedSender::of(meta.sender.as_ref())),
         received_at: rfc3339(meta.received_ns),
         dead_lettered_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         reason,
@@ -165,7 +208,32 @@ mod tests {
         assert_eq!(h.content_type(), "application/json");
         assert_eq!(h.received_at, "1970-01-01T00:00:00.000Z");
         assert_eq!(read(&path).unwrap().1, body.to_vec());
+        assert_eq!(h.sender, Some(RecordedSender::Open));
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_key_that_sent_a_request_is_kept_and_old_files_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let globex = Sender { tenant: "globex".into(), project: Some("web".into()), trust_provided_cost: true };
+        let meta = RequestMeta {
+            signal: Signal::Traces,
+            encoding: Encoding::Protobuf,
+            received_ns: 1,
+            tenant: "globex".into(),
+            sender: Some(globex.clone()),
+        };
+        let path = write(dir.path(), 7, &meta, b"body", DeadLetterReason::Rejected, "refused", 1).unwrap();
+        let (header, _) = read(&path).unwrap();
+        assert_eq!(header.sender.as_ref().and_then(RecordedSender::key), Some(globex));
+        // A header as older versions wrote it: no sender.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (line, body) = text.split_once('\n').unwrap();
+        let mut old: serde_json::Value = serde_json::from_str(line).unwrap();
+        old.as_object_mut().unwrap().remove("sender").unwrap();
+        std::fs::write(&path, format!("{old}\n{body}")).unwrap();
+        let (header, body) = read(&path).unwrap();
+        assert_eq!((header.sender, header.tenant.as_str(), body.as_slice()), (None, "globex", &b"body"[..]));
     }
 }

@@ -8,6 +8,7 @@ mod billing;
 mod budgets;
 mod cli_manners;
 mod clickhouse_e2e;
+mod deadletter_keys;
 mod durability;
 mod focus_import;
 mod kubernetes;
