@@ -42,6 +42,7 @@ mod compact;
 mod errors;
 mod maintain;
 mod pg;
+mod readers;
 pub mod schema;
 mod segments;
 mod verify;
@@ -75,7 +76,10 @@ pub const FILE_NAME: &str = "costplane.duckdb";
 pub struct DuckDbStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
+    /// The SQL endpoint's reads of the store's own tables (`pg.rs`).
     reader: Arc<Mutex<Connection>>,
+    /// costplane's own reads: a pool with a time limit (`readers.rs`).
+    readers: readers::Readers,
     /// Ad-hoc user SQL runs here, one query at a time (`adhoc.rs`).
     adhoc: Arc<Mutex<Connection>>,
     /// The Parquet segments (none when opened read-only).
@@ -155,12 +159,14 @@ impl DuckDbStore {
     fn with_connections(path: PathBuf, conn: Connection, telemetry: Option<Arc<maintain::Telemetry>>) -> Result<Self, StoreError> {
         let reader = conn.try_clone().map_err(db_err)?;
         let adhoc = conn.try_clone().map_err(db_err)?;
+        let readers = readers::Readers::new(&conn, readers::READ_TIMEOUT)?;
         let seqs = WriteSeqs::after(stored_write_seq(&conn)?);
         Ok(DuckDbStore {
             seqs,
             path,
             writer: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
+            readers,
             adhoc: Arc::new(Mutex::new(adhoc)),
             telemetry,
             compactor: None,
@@ -214,7 +220,7 @@ impl DuckDbStore {
             ));
         }
         let store = DuckDbStore::with_connections(path, conn, None)?;
-        for conn in [&store.writer, &store.reader, &store.adhoc] {
+        for conn in [&store.writer, &store.reader, &store.adhoc].into_iter().chain(store.readers.all()) {
             conn.lock().map_err(|_| StoreError::Unavailable("a connection is poisoned".into()))?.execute_batch(&temp).map_err(db_err)?;
         }
         Ok(store)
@@ -588,14 +594,8 @@ impl Store for DuckDbStore {
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
-        let reader = Arc::clone(&self.reader);
         let (sql, params) = (sql.to_owned(), params.to_vec());
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().map_err(|_| StoreError::Unavailable("the reader connection is poisoned".into()))?;
-            errors::retry_vanished(|| query_blocking(&conn, &sql, &params))
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("the query task failed: {e}")))?
+        self.readers.run(move |conn| errors::retry_vanished(|| query_blocking(conn, &sql, &params))).await
     }
 
     /// Per signal and day: the bytes of the partition's Parquet files.
