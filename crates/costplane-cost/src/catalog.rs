@@ -299,7 +299,8 @@ impl Catalog {
     /// sorted and without repeats: calls on the same side of each of them
     /// price at the same tier of any entry.
     pub fn tier_thresholds(&self) -> Vec<u64> {
-        let mut out: Vec<u64> = self.models.iter().flat_map(|m| m.prices.iter().flat_map(|p| p.tiers.iter().map(|t| t.above_input_tokens))).collect();
+        let mut out: Vec<u64> =
+            self.models.iter().flat_map(|m| m.prices.iter().flat_map(|p| p.tiers.iter().map(|t| t.above_input_tokens))).collect();
         out.sort_unstable();
         out.dedup();
         out

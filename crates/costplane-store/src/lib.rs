@@ -16,8 +16,8 @@ pub mod money;
 mod query;
 mod records;
 pub mod tables;
-pub mod unit_costs;
 pub mod telemetry_costs;
+pub mod unit_costs;
 mod verify;
 pub mod write_seq;
 
