@@ -1,6 +1,8 @@
 //! Cost per request: what the store answers for `GET /api/v1/unit-costs`
-//! and `GET /api/v1/traces/{id}/cost`. The money is made from these rows in
-//! `costplane_cost::unit` (pure); this module only reads.
+//! and `GET /api/v1/traces/{id}/cost`. This module only reads; the server's
+//! unit-cost module makes the money from its rows (LLM sums priced with
+//! `costplane_cost::llm::price_summed`). One answer is one statement
+//! ([`read`]) plus the small ledger read of [`item_costs`].
 //!
 //! # What a request is
 //! A span with `SpanKind = 'Server'`, or a root span (no parent) of a
@@ -322,7 +324,11 @@ impl Statement {
             st.cte(
                 "tc",
                 false,
-                "SELECT TraceId, min(own_customer) AS customer FROM spans WHERE own_customer <> '' GROUP BY TraceId".into(),
+                // Only the traces of requests that do not name their
+                // customer themselves are looked into.
+                "SELECT TraceId, min(own_customer) AS customer FROM spans WHERE own_customer <> '' \
+                 AND TraceId IN (SELECT TraceId FROM req WHERE own_customer = '') GROUP BY TraceId"
+                    .into(),
             );
         }
         st.cte("grouped", true, format!("SELECT r.*, {customer_col} AS customer FROM req r{customer_join}{only}"));
