@@ -1,29 +1,48 @@
-//! Anthropic's cost and usage reports (Admin API, and as CSV).
+//! Anthropic's cost and usage reports: the Admin API's JSON, and the
+//! Console's cost CSV export.
 //!
 //! - Cost report (`GET /v1/organizations/cost_report`, group by
-//!   `description` and `workspace_id`): `{"data": [{"starting_at",
-//!   "ending_at", "results": [{"currency": "USD", "amount": "123.45",
-//!   "workspace_id", "description", "cost_type", "context_window",
-//!   "model", "service_tier", "token_type"}]}], "has_more", "next_page"}`.
-//!   **`amount` is in the currency's lowest unit (cents) as a decimal
-//!   string**: "123.45" is $1.2345. A page that says `has_more: true` is
-//!   refused unless a later page of the same JSON array follows.
-//! - Cost CSV: the same fields as columns (`starting_at` or
-//!   `usage_date_utc` or `date`; `amount` in cents, or `cost_usd` in
-//!   dollars; `currency`, `model`, `token_type`, `description`,
-//!   `cost_type`, `workspace_id` or `workspace`).
+//!   `description` and `workspace_id`), as Anthropic's API reference gives
+//!   it (<https://platform.claude.com/docs/en/api/admin/cost_report>, also
+//!   <https://docs.anthropic.com/en/api/admin-api/usage-cost/get-cost-report>):
+//!   `{"data": [{"starting_at", "ending_at", "results": [{"currency":
+//!   "USD", "amount": "123.45", "workspace_id", "description", "cost_type",
+//!   "context_window", "model", "service_tier", "token_type",
+//!   "inference_geo"}]}], "has_more", "next_page"}`; bucket times are RFC
+//!   3339. **`amount` is in the currency's lowest unit (cents) as a decimal
+//!   string**: "123.45" is $1.2345. `cost_type` is `tokens`, `web_search`
+//!   or `code_execution`; `token_type` one of `uncached_input_tokens`,
+//!   `output_tokens`, `cache_read_input_tokens`,
+//!   `cache_creation.ephemeral_5m_input_tokens`,
+//!   `cache_creation.ephemeral_1h_input_tokens`, null for costs that are no
+//!   tokens'. A page that says `has_more: true` is refused unless a later
+//!   page of the same JSON array follows.
+//! - Console cost CSV (Cost page, Export). Anthropic's help page
+//!   (<https://support.claude.com/en/articles/9534590-cost-and-usage-reporting-in-the-claude-console>)
+//!   documents the export but not its columns; these are the columns of
+//!   exports published as they came from the Console: `usage_date_utc`
+//!   (`YYYY-MM-DD`), `model` (the display name, `Claude Sonnet 4.5`),
+//!   `workspace`, `api_key`, `usage_type`, `context_window`, `token_type`
+//!   (`input_no_cache`, `input_cache_read`, `input_cache_write_5m`,
+//!   `input_cache_write_1h`, `output`), `cost_usd` (**dollars**, what was
+//!   billed), `list_price_usd` (before discounts: not read), `cost_type`,
+//!   `inference_geo`, `speed`, and in newer exports `api_key_id`,
+//!   `api_key_status`. `usage_date_utc` and `cost_usd` are required; a CSV
+//!   with the API's `amount` (cents) instead is no file Anthropic delivers
+//!   and is refused rather than guessed at.
 //! - Messages usage report (`GET /v1/organizations/usage_report/messages`,
-//!   grouped by `model`): results of `uncached_input_tokens`,
-//!   `cache_read_input_tokens`, `cache_creation.ephemeral_5m_input_tokens`,
+//!   grouped by `model`; <https://platform.claude.com/docs/en/api/admin/usage_report/retrieve_messages>):
+//!   results of `uncached_input_tokens`, `cache_read_input_tokens`,
+//!   `cache_creation.ephemeral_5m_input_tokens`,
 //!   `cache_creation.ephemeral_1h_input_tokens`, `output_tokens`. It carries
 //!   tokens and no money: its lines cost 0 and give the invoiced tokens
 //!   beside the cost report's amounts (a scope of its own, so importing one
 //!   report never replaces the other).
 //!
-//! `token_type` maps to the ledger's token kinds: `uncached_input_tokens` →
-//! input, `output_tokens` → output, `cache_read_input_tokens` →
-//! cache_read, `cache_creation.*` → cache_write; no token type (web
-//! search, code execution) → other.
+//! Token types map to the ledger's token kinds: uncached input → input,
+//! output → output, cache reads → cache_read, cache writes (5-minute and
+//! 1-hour) → cache_write; no token type (web search, code execution) →
+//! other.
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -75,13 +94,14 @@ struct CacheCreation {
     ephemeral_1h_input_tokens: Option<u64>,
 }
 
-/// The ledger token kind of a report's `token_type`.
+/// The ledger token kind of a report's `token_type` (the API's or the
+/// Console export's spelling).
 pub fn token_kind(token_type: &str) -> TokenKind {
     match token_type.trim() {
-        "uncached_input_tokens" | "input_tokens" => TokenKind::Input,
-        "output_tokens" => TokenKind::Output,
-        "cache_read_input_tokens" => TokenKind::CacheRead,
-        t if t.starts_with("cache_creation") => TokenKind::CacheWrite,
+        "uncached_input_tokens" | "input_tokens" | "input_no_cache" => TokenKind::Input,
+        "output_tokens" | "output" => TokenKind::Output,
+        "cache_read_input_tokens" | "input_cache_read" => TokenKind::CacheRead,
+        t if t.starts_with("cache_creation") || t.starts_with("input_cache_write") => TokenKind::CacheWrite,
         _ => TokenKind::Other,
     }
 }
@@ -160,60 +180,53 @@ pub fn cost_json(file: &str, text: &str) -> Result<Invoice, InvoiceError> {
     Ok(out)
 }
 
-/// A cost CSV (the cost report's fields as columns).
+/// The Console's cost CSV export.
 pub fn cost_csv(file: &str, text: &str) -> Result<Invoice, InvoiceError> {
     let mut reader = csv_reader(text);
     let h = Header::of(&mut reader, file)?;
-    let start_col = h.need(&["starting_at", "usage_date_utc", "date"], file)?;
-    let end_col = h.col(&["ending_at"]);
-    // Exactly one money column: cents (the API's unit) or dollars.
-    let (amount_col, in_cents) = match (h.col(&["amount"]), h.col(&["cost_usd"])) {
-        (Some(_), Some(_)) => return Err(InvoiceError::format(file, "both amount (cents) and cost_usd (dollars) columns: keep one")),
-        (Some(c), None) => (c, true),
-        (None, Some(c)) => (c, false),
-        (None, None) => return Err(InvoiceError::MissingColumn { file: file.to_owned(), column: "amount or cost_usd".into() }),
-    };
-    let amount_name = if in_cents { "amount" } else { "cost_usd" };
-    let currency_col = h.col(&["currency"]);
+    if h.col(&["cost_usd"]).is_none() && h.col(&["amount"]).is_some() {
+        return Err(InvoiceError::format(
+            file,
+            "an amount column (the Admin API's cents) is not the Console's cost export, whose money column is cost_usd \
+             (dollars): import the cost report as the API's JSON, or the CSV the Console exports",
+        ));
+    }
+    let date_col = h.need(&["usage_date_utc"], file)?;
+    let cost_col = h.need(&["cost_usd"], file)?;
     let model_col = h.col(&["model"]);
     let token_col = h.col(&["token_type"]);
-    let description_col = h.col(&["description"]);
-    let workspace_col = h.col(&["workspace_id", "workspace"]);
+    let cost_type_col = h.col(&["cost_type"]);
+    let workspace_col = h.col(&["workspace"]);
     let mut out = Invoice { format: Format::AnthropicCostCsv, lines: Vec::new(), periods: Vec::new() };
     for (i, rec) in reader.records().enumerate() {
         let at = format!("row {}", i + 1);
         let rec = rec.map_err(|e| InvoiceError::cell(file, &at, "*", e.to_string()))?;
         let cell = |c: Option<usize>| c.and_then(|c| rec.get(c)).unwrap_or("").trim();
-        let start = time_ns(cell(Some(start_col)))
-            .ok_or_else(|| InvoiceError::cell(file, &at, "starting_at", format!("{:?} is not a time", cell(Some(start_col)))))?;
-        let end = match end_col {
-            Some(c) => time_ns(cell(Some(c)))
-                .ok_or_else(|| InvoiceError::cell(file, &at, "ending_at", format!("{:?} is not a time", cell(Some(c)))))?,
-            None => start.saturating_add(DAY_NS),
-        };
-        let amount = decimal(cell(Some(amount_col)))
-            .ok_or_else(|| InvoiceError::cell(file, &at, amount_name, format!("{:?} is not a decimal number", cell(Some(amount_col)))))?;
-        let currency = match currency_col {
-            Some(_) if cell(currency_col).is_empty() => return Err(InvoiceError::cell(file, &at, "currency", "is empty")),
-            Some(_) => cell(currency_col).to_ascii_uppercase(),
-            // The report's currency is always USD (and cost_usd says so).
-            None => "USD".to_owned(),
-        };
+        let date = cell(Some(date_col));
+        let start = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt())
+            .ok_or_else(|| InvoiceError::cell(file, &at, "usage_date_utc", format!("{date:?} is not a date (YYYY-MM-DD)")))?;
+        let end = start.saturating_add(DAY_NS);
+        let cost = decimal(cell(Some(cost_col)))
+            .ok_or_else(|| InvoiceError::cell(file, &at, "cost_usd", format!("{:?} is not a decimal number", cell(Some(cost_col)))))?;
         let model = cell(model_col).to_owned();
         let token_type = cell(token_col);
         if !out.periods.contains(&(start, end)) {
             out.periods.push((start, end));
         }
+        let name = if token_type.is_empty() { cell(cost_type_col) } else { token_type };
         out.lines.push(InvoiceLine {
             start_ns: start,
             end_ns: end,
             provider: Provider::Anthropic,
-            sku: sku(Some(cell(description_col)), &model, token_type),
+            sku: sku(None, &model, name),
             kind: token_kind(token_type),
             model,
             tokens: None,
-            cost: if in_cents { cents(amount) } else { amount },
-            currency,
+            cost,
+            // cost_usd says it: the Console reports in US dollars.
+            currency: "USD".to_owned(),
             project: cell(workspace_col).to_owned(),
             tenant: None,
         });
@@ -280,11 +293,37 @@ mod tests {
 
     #[test]
     fn bad_cells_name_row_and_column() {
-        let csv = "starting_at,model,token_type,amount\n2025-08-01,claude-sonnet-4,output_tokens,12\n2025-08-01,claude-sonnet-4,output_tokens,1,5\n";
-        assert_eq!(cost_csv("a.csv", csv).unwrap_err().to_string().split(':').take(2).collect::<Vec<_>>(), ["a.csv", " row 2, column *"]);
-        let csv = "starting_at,model,token_type,cost_usd\n2025-08-01,claude-sonnet-4,output_tokens,twelve\n";
-        assert_eq!(cost_csv("a.csv", csv).unwrap_err().to_string(), "a.csv: row 1, column cost_usd: \"twelve\" is not a decimal number");
-        let csv = "starting_at,model,token_type,amount,cost_usd\n";
-        assert!(cost_csv("a.csv", csv).unwrap_err().to_string().contains("keep one"));
+        let head = "usage_date_utc,model,token_type,cost_usd\n";
+        let csv = format!("{head}2025-08-01,Claude Sonnet 4,output,12\n2025-08-01,Claude Sonnet 4,output,1,5\n");
+        assert_eq!(cost_csv("a.csv", &csv).unwrap_err().to_string().split(':').take(2).collect::<Vec<_>>(), ["a.csv", " row 2, column *"]);
+        let csv = format!("{head}2025-08-01,Claude Sonnet 4,output,twelve\n");
+        assert_eq!(cost_csv("a.csv", &csv).unwrap_err().to_string(), "a.csv: row 1, column cost_usd: \"twelve\" is not a decimal number");
+        let csv = format!("{head}2025-08-01,Claude Sonnet 4,output,\n");
+        assert_eq!(cost_csv("a.csv", &csv).unwrap_err().to_string(), "a.csv: row 1, column cost_usd: \"\" is not a decimal number");
+        let csv = format!("{head}August 1,Claude Sonnet 4,output,1\n");
+        assert_eq!(
+            cost_csv("a.csv", &csv).unwrap_err().to_string(),
+            "a.csv: row 1, column usage_date_utc: \"August 1\" is not a date (YYYY-MM-DD)"
+        );
+        // The API's fields as CSV columns (cents) are no Console export.
+        let csv = "starting_at,model,token_type,amount\n2025-08-01,claude-sonnet-4,output_tokens,12\n";
+        assert!(cost_csv("a.csv", csv).unwrap_err().to_string().contains("cost_usd (dollars)"));
+        let csv = "model,token_type,cost_usd\nclaude-sonnet-4,output,12\n";
+        assert_eq!(cost_csv("a.csv", csv).unwrap_err().to_string(), "a.csv: missing column usage_date_utc");
+    }
+
+    #[test]
+    fn console_token_types() {
+        for (t, k) in [
+            ("input_no_cache", TokenKind::Input),
+            ("input_cache_read", TokenKind::CacheRead),
+            ("input_cache_write_5m", TokenKind::CacheWrite),
+            ("input_cache_write_1h", TokenKind::CacheWrite),
+            ("output", TokenKind::Output),
+            ("cache_creation.ephemeral_1h_input_tokens", TokenKind::CacheWrite),
+            ("", TokenKind::Other),
+        ] {
+            assert_eq!(token_kind(t), k, "{t}");
+        }
     }
 }

@@ -8,8 +8,20 @@
 //! `foundry`), Vertex AI (`vertex`), the Gemini API (`gemini api`,
 //! `generative language`). Every other line of a bill is not an AI line.
 //!
-//! The model and token kind come from the first of these that names a
-//! token kind: AWS's `x_UsageType` (`USE1-Claude3.5Sonnet-input-tokens`,
+//! The model comes first from the FOCUS `SkuPriceDetails` column, when its
+//! JSON object has a `ModelId`: the FOCUS working draft carries an AI
+//! model's identity there (`ModelDeveloper`, `ModelFamily`, `ModelId`,
+//! `ModelVersion`) and the token kind as `TokenType` (`Input`, `Output`,
+//! `CacheRead`, `CacheWrite`) or, in another revision of the draft, as
+//! `TokenDirection` (`Input`, `Output`) with `TokenCacheAction`
+//! (`Uncached`, `Read`, `Write`); see
+//! <https://github.com/FinOps-Open-Cost-and-Usage-Spec/FOCUS_Spec/blob/main/specification/appendix/ai_model_identity_examples.md>
+//! and `.../appendix/ai_prompt_caching_examples.md` there. A kind the
+//! properties do not give is read from the `SkuMeter` (`Output Tokens`)
+//! or the fields below.
+//!
+//! Otherwise the model and token kind come from the first of these that
+//! names a token kind: AWS's `x_UsageType` (`USE1-Claude3.5Sonnet-input-tokens`,
 //! `...-output-tokens`, `...-cache-read-input-token-count`,
 //! `...-cache-write-input-token-count`: the region code before the model is
 //! dropped), Azure's `x_SkuMeterName` (`gpt-4o-0806-Inp-glbl`,
@@ -20,6 +32,11 @@
 //! `other`: its money still counts, as usage no span can be matched to.
 //! Tokens are the `ConsumedQuantity` when the `ConsumedUnit` counts tokens
 //! (`Tokens`, `1K tokens`, `1M tokens`, scaled to single tokens).
+//!
+//! The FOCUS import keeps `ChargeDescription`, `SkuMeter`,
+//! `SkuPriceDetails` and the provider's `x_` columns in the row's
+//! `x_Extra`; `SkuId` is a ledger column. The reconciliation reads them
+//! from the store's sums per SKU and day ([`BillLine`]), never row by row.
 
 use costplane_ledger::LedgerRow;
 use rust_decimal::Decimal;
@@ -141,16 +158,74 @@ pub fn tokens_of(quantity: Decimal, unit: &str) -> Option<Decimal> {
     quantity.checked_mul(scale)
 }
 
-/// The invoice line of one imported bill row, if it is an AI line.
-pub fn line(r: &LedgerRow) -> Option<InvoiceLine> {
-    if r.source != CLOUD_SOURCE {
-        return None;
-    }
-    let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&r.ext.extra).unwrap_or_default();
-    let provider = provider_of(&r.service_name, &extra)?;
+/// What an AI line is read from: one bill row, or the store's sum of the
+/// rows of one service, SKU, kept columns, unit and day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BillLine {
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub service_name: String,
+    pub sku_id: String,
+    /// The row's `x_Extra`: a JSON object of the kept FOCUS and `x_` columns.
+    pub extra: String,
+    pub consumed_quantity: Decimal,
+    pub consumed_unit: String,
+    pub cost: Decimal,
+    pub currency: String,
+    pub project: String,
+    pub tenant: Option<String>,
+}
+
+/// Model and kind from a `SkuPriceDetails` cell, when it names a model
+/// (`ModelId`); the kind is `None` when no property gives it.
+pub fn sku_price_details(cell: &str) -> Option<(String, Option<TokenKind>)> {
+    let details: serde_json::Map<String, serde_json::Value> = serde_json::from_str(cell.trim()).ok()?;
+    let prop = |k: &str| details.get(k).and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty());
+    let model = prop("ModelId")?.to_owned();
+    let kind = match prop("TokenType") {
+        Some(t) => match t.to_ascii_lowercase().as_str() {
+            "input" => Some(TokenKind::Input),
+            "output" => Some(TokenKind::Output),
+            "cacheread" => Some(TokenKind::CacheRead),
+            "cachewrite" => Some(TokenKind::CacheWrite),
+            _ => Some(TokenKind::Other),
+        },
+        None => match (
+            prop("TokenDirection").map(str::to_ascii_lowercase).as_deref(),
+            prop("TokenCacheAction").map(str::to_ascii_lowercase).as_deref(),
+        ) {
+            (Some("input"), Some("read")) => Some(TokenKind::CacheRead),
+            (Some("input"), Some("write")) => Some(TokenKind::CacheWrite),
+            (Some("input"), _) => Some(TokenKind::Input),
+            (Some("output"), _) => Some(TokenKind::Output),
+            _ => None,
+        },
+    };
+    Some((model, kind))
+}
+
+/// The invoice line of a bill line, if it is an AI line.
+pub fn bill_line(b: &BillLine) -> Option<InvoiceLine> {
+    let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&b.extra).unwrap_or_default();
+    let provider = provider_of(&b.service_name, &extra)?;
     let mut read = None;
-    if let Some(u) = extra_field(&extra, "x_UsageType") {
-        read = bedrock_usage_type(&u);
+    if let Some((model, kind)) = extra_field(&extra, "SkuPriceDetails").and_then(|d| sku_price_details(&d)) {
+        // The kind the properties leave open: the meter, then the fields below.
+        let kind = kind
+            .or_else(|| extra_field(&extra, "SkuMeter").and_then(|m| meter_words(&m)).map(|(_, k)| k))
+            .or_else(|| extra_field(&extra, "x_UsageType").and_then(|u| bedrock_usage_type(&u)).map(|(_, k)| k))
+            .or_else(|| {
+                ["x_SkuMeterName", "x_SkuDescription", "ChargeDescription"]
+                    .iter()
+                    .find_map(|key| extra_field(&extra, key).and_then(|s| meter_words(&s)).map(|(_, k)| k))
+            })
+            .unwrap_or(TokenKind::Other);
+        read = Some((model, kind));
+    }
+    if read.is_none() {
+        if let Some(u) = extra_field(&extra, "x_UsageType") {
+            read = bedrock_usage_type(&u);
+        }
     }
     for key in ["x_SkuMeterName", "x_SkuDescription", "ChargeDescription"] {
         if read.is_none() {
@@ -158,23 +233,43 @@ pub fn line(r: &LedgerRow) -> Option<InvoiceLine> {
         }
     }
     if read.is_none() {
-        read = bedrock_usage_type(&r.sku_id).or_else(|| meter_words(&r.sku_id));
+        read = bedrock_usage_type(&b.sku_id).or_else(|| meter_words(&b.sku_id));
     }
     let (model, kind) = read.unwrap_or((String::new(), TokenKind::Other));
     let sku = ["x_UsageType", "x_SkuMeterName", "ChargeDescription"]
         .iter()
         .find_map(|k| extra_field(&extra, k))
-        .unwrap_or_else(|| r.sku_id.clone());
+        .unwrap_or_else(|| b.sku_id.clone());
     Some(InvoiceLine {
-        start_ns: r.charge_period_start_ns,
-        end_ns: r.charge_period_end_ns,
+        start_ns: b.start_ns,
+        end_ns: b.end_ns,
         provider,
         sku,
         model,
         kind,
-        tokens: tokens_of(r.consumed_quantity, &r.consumed_unit),
+        tokens: tokens_of(b.consumed_quantity, &b.consumed_unit),
+        cost: b.cost,
+        currency: b.currency.to_ascii_uppercase(),
+        project: b.project.clone(),
+        tenant: b.tenant.clone(),
+    })
+}
+
+/// The invoice line of one imported bill row, if it is an AI line.
+pub fn line(r: &LedgerRow) -> Option<InvoiceLine> {
+    if r.source != CLOUD_SOURCE {
+        return None;
+    }
+    bill_line(&BillLine {
+        start_ns: r.charge_period_start_ns,
+        end_ns: r.charge_period_end_ns,
+        service_name: r.service_name.clone(),
+        sku_id: r.sku_id.clone(),
+        extra: r.ext.extra.clone(),
+        consumed_quantity: r.consumed_quantity,
+        consumed_unit: r.consumed_unit.clone(),
         cost: r.cost,
-        currency: r.billing_currency.to_ascii_uppercase(),
+        currency: r.billing_currency.clone(),
         project: r.project.clone(),
         tenant: Some(r.tenant.clone()),
     })
@@ -211,6 +306,20 @@ mod tests {
             Some(("Claude 3.5 Sonnet".into(), TokenKind::Input))
         );
         assert_eq!(meter_words("Standard Storage"), None);
+    }
+
+    #[test]
+    fn sku_price_details_name_the_model() {
+        // The FOCUS draft's AI model identity, with TokenType or TokenDirection + TokenCacheAction.
+        let d = r#"{"ModelDeveloper": "Google", "ModelFamily": "Gemini", "ModelId": "gemini-2.5-pro", "ModelVersion": "2.5", "TokenType": "CacheRead"}"#;
+        assert_eq!(sku_price_details(d), Some(("gemini-2.5-pro".into(), Some(TokenKind::CacheRead))));
+        let d = r#"{"ModelId": "solora-reasoning-pro", "TokenCacheAction": "Write", "TokenDirection": "Input"}"#;
+        assert_eq!(sku_price_details(d), Some(("solora-reasoning-pro".into(), Some(TokenKind::CacheWrite))));
+        assert_eq!(sku_price_details(r#"{"ModelId": "m", "TokenDirection": "Output"}"#), Some(("m".into(), Some(TokenKind::Output))));
+        assert_eq!(sku_price_details(r#"{"ModelId": "m"}"#), Some(("m".into(), None)));
+        // A compute SKU's details, and a cell that is no JSON object, name no model.
+        assert_eq!(sku_price_details(r#"{"CoreCount": 4, "OperatingSystem": "Linux"}"#), None);
+        assert_eq!(sku_price_details("n/a"), None);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! them. They come from:
 //! - the direct providers' cost reports ([`Format`]): OpenAI's Costs API
 //!   JSON and its usage dashboard's cost CSV, Anthropic's Admin API cost
-//!   report JSON (amounts in cents), its cost CSV and its messages usage
-//!   report JSON (tokens only, no money);
+//!   report JSON (amounts in cents), its Console's cost CSV export (dollars)
+//!   and its messages usage report JSON (tokens only, no money);
 //! - the AI lines of imported FOCUS bills (Amazon Bedrock, Azure OpenAI /
 //!   AI Foundry, Vertex AI, the Gemini API): [`focus_ai::line`] reads them
 //!   from the ledger's `cloud` rows, nothing is imported twice.
@@ -200,7 +200,7 @@ pub enum Format {
     OpenAiCostsCsv,
     /// `GET /v1/organizations/cost_report` (amounts in cents).
     AnthropicCostJson,
-    /// A cost CSV: the cost report's fields as columns.
+    /// The Console's cost CSV export (dollars).
     AnthropicCostCsv,
     /// `GET /v1/organizations/usage_report/messages` (tokens, no money).
     AnthropicUsageJson,
@@ -261,9 +261,9 @@ impl Format {
         let header = text.lines().next()?;
         let cols: Vec<String> = header.split(',').map(|c| c.trim().trim_matches('"').to_ascii_lowercase()).collect();
         let has = |c: &str| cols.iter().any(|h| h == c);
-        if has("amount_value") && has("line_item") {
+        if has("amount_value") && has("amount_currency") {
             Some(Format::OpenAiCostsCsv)
-        } else if (has("amount") || has("cost_usd")) && (has("token_type") || has("description") || has("cost_type")) {
+        } else if has("usage_date_utc") && has("cost_usd") {
             Some(Format::AnthropicCostCsv)
         } else {
             None
@@ -308,7 +308,7 @@ pub fn parse(format: Option<Format>, file: &str, bytes: &[u8]) -> Result<Invoice
                 file,
                 format!(
                     "not a cost report costplane knows: expected one of {} (OpenAI's Costs API JSON or cost CSV export, \
-                     Anthropic's cost report JSON or CSV, Anthropic's messages usage report JSON)",
+                     Anthropic's cost report JSON or Console cost CSV export, Anthropic's messages usage report JSON)",
                     names.join(", ")
                 ),
             ));
@@ -378,6 +378,15 @@ pub fn match_key(raw: &str) -> String {
             compact.truncate(v);
         }
     }
+    // Claude's family before or after its version ("Claude Sonnet 3.7",
+    // the Console's name, and "claude-3-7-sonnet"): family first.
+    if let Some(rest) = compact.strip_prefix("claude") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let family = &rest[digits..];
+        if digits > 0 && ["sonnet", "opus", "haiku", "instant"].contains(&family) {
+            compact = format!("claude{family}{}", &rest[..digits]);
+        }
+    }
     compact
 }
 
@@ -438,19 +447,34 @@ pub fn line_of_ledger_row(r: &LedgerRow) -> Option<InvoiceLine> {
     if r.source != SOURCE {
         return None;
     }
-    let provider = r.ext.import_key.split('|').next().and_then(Provider::from_id)?;
+    let mut line = line_of_sums(&r.ext.import_key, &r.model, r.usage_type.as_str(), &r.consumed_unit, r.cost, r.consumed_quantity)?;
+    line.start_ns = r.charge_period_start_ns;
+    line.end_ns = r.charge_period_end_ns;
+    line.sku = r.sku_id.clone();
+    line.currency = r.billing_currency.clone();
+    line.project = r.project.clone();
+    line.tenant = Some(r.tenant.clone());
+    Some(line)
+}
+
+/// Imported invoice rows summed by the store (one import key, model, token
+/// kind and unit) as one line: the provider is the import key's first
+/// part (`None` when it names none); times, SKU, currency, project and
+/// tenant are left for the caller.
+pub fn line_of_sums(import_key: &str, model: &str, usage_type: &str, unit: &str, cost: Decimal, quantity: Decimal) -> Option<InvoiceLine> {
+    let provider = import_key.split('|').next().and_then(Provider::from_id)?;
     Some(InvoiceLine {
-        start_ns: r.charge_period_start_ns,
-        end_ns: r.charge_period_end_ns,
+        start_ns: 0,
+        end_ns: 0,
         provider,
-        sku: r.sku_id.clone(),
-        model: r.model.clone(),
-        kind: TokenKind::parse(r.usage_type.as_str()),
-        tokens: r.consumed_unit.eq_ignore_ascii_case("tokens").then_some(r.consumed_quantity),
-        cost: r.cost,
-        currency: r.billing_currency.clone(),
-        project: r.project.clone(),
-        tenant: Some(r.tenant.clone()),
+        sku: String::new(),
+        model: model.to_owned(),
+        kind: TokenKind::parse(usage_type),
+        tokens: unit.eq_ignore_ascii_case("tokens").then_some(quantity),
+        cost,
+        currency: String::new(),
+        project: String::new(),
+        tenant: None,
     })
 }
 
@@ -468,11 +492,18 @@ mod tests {
             ("gpt-35-turbo", "gpt-3.5-turbo"),
             ("Gemini 2.5 Flash", "gemini-2.5-flash"),
             ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+            // The Anthropic Console's display names against the API's ids.
+            ("Claude Sonnet 4", "claude-sonnet-4-20250514"),
+            ("Claude Opus 4.1", "claude-opus-4-1-20250805"),
+            ("Claude Haiku 4.5", "claude-haiku-4-5-20251001"),
+            ("Claude Sonnet 3.7", "claude-3-7-sonnet-20250219"),
+            ("Claude Haiku 3.5", "Claude3.5Haiku"),
         ] {
             assert_eq!(match_key(a), match_key(b), "{a} / {b}");
         }
         assert_ne!(match_key("gpt-4o-mini"), match_key("gpt-4o"));
         assert_ne!(match_key("gemini-2.5-pro"), match_key("gemini-2.5-flash"));
+        assert_ne!(match_key("Claude Opus 4.1"), match_key("claude-opus-4"));
     }
 
     #[test]

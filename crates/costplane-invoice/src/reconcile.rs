@@ -94,9 +94,30 @@ impl Estimate {
         if r.source != Source::Llm {
             return None;
         }
-        let span_provider = r.sku_id.split('/').next().unwrap_or("");
+        Some(Estimate::of_sums(
+            r.sku_id.split('/').next().unwrap_or(""),
+            &r.provider_name,
+            &r.model,
+            r.charge_period_start_ns,
+            (&r.consumed_unit, r.pricing_status.as_str()),
+            (r.cost, r.consumed_quantity),
+        ))
+    }
+
+    /// The estimate of LLM ledger rows summed by the store: `span_provider`
+    /// is the SkuId's first part, `(unit, pricing status)` and `(cost,
+    /// quantity)` the group's; tokens count when the unit is tokens, and are
+    /// unpriced when the status is.
+    pub fn of_sums(
+        span_provider: &str,
+        provider_name: &str,
+        model: &str,
+        start_ns: i64,
+        (unit, status): (&str, &str),
+        (cost, quantity): (Decimal, Decimal),
+    ) -> Estimate {
         let provider = if span_provider.is_empty() {
-            match r.provider_name.as_str() {
+            match provider_name {
                 "AWS" => "aws.bedrock".to_owned(),
                 "Microsoft" => "azure.ai.openai".to_owned(),
                 other => provider_family(other),
@@ -104,15 +125,15 @@ impl Estimate {
         } else {
             provider_family(span_provider)
         };
-        let tokens = if r.consumed_unit.eq_ignore_ascii_case("tokens") { r.consumed_quantity } else { Decimal::ZERO };
-        Some(Estimate {
+        let tokens = if unit.eq_ignore_ascii_case("tokens") { quantity } else { Decimal::ZERO };
+        Estimate {
             provider,
-            model: r.model.clone(),
-            start_ns: r.charge_period_start_ns,
-            cost: r.cost,
+            model: model.to_owned(),
+            start_ns,
+            cost,
             tokens,
-            unpriced_tokens: if r.pricing_status == PricingStatus::Unpriced { tokens } else { Decimal::ZERO },
-        })
+            unpriced_tokens: if status == PricingStatus::Unpriced.as_str() { tokens } else { Decimal::ZERO },
+        }
     }
 }
 

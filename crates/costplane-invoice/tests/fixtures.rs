@@ -1,5 +1,7 @@
 //! Every report shape from a fixture file written from the provider's
-//! documented shape, with its totals worked out by hand.
+//! documented shape (the CSV exports, whose columns the providers do not
+//! document, from exports published as they came: see `openai.rs` and
+//! `anthropic.rs`), with its totals worked out by hand.
 
 use costplane_invoice::{ledger_rows, parse, Format, Provider, TokenKind};
 use rust_decimal::Decimal;
@@ -38,13 +40,16 @@ fn openai_cost_csv_export() {
     let bytes = fixture("openai_costs.csv");
     assert_eq!(Format::detect(&bytes), Some(Format::OpenAiCostsCsv));
     let i = parse(None, "openai_costs.csv", &bytes).unwrap();
-    // 0.75 + 0.5 + 2.5 + 0.625 = 4.375.
+    // 0.75 + 0.5 + 2.5 + 0.625 = 4.375 (the trailing zeros of the export's text change nothing).
     assert_eq!(i.totals()["USD"], d("4.375"));
     // Nov 1: input 0.75 + 0.5 = 1.25 over two projects.
     let nov1_input: Decimal = i.lines.iter().filter(|l| l.start_ns == NOV1 && l.kind == TokenKind::Input).map(|l| l.cost).sum();
     assert_eq!(nov1_input, d("1.25"));
-    assert_eq!(i.lines[1].project, "Search");
-    assert_eq!(i.periods.len(), 2);
+    assert_eq!(i.lines[1].project, "proj_search");
+    assert_eq!(i.lines[2].model, "gpt-4o-2024-08-06");
+    // Four lines; three days, the empty Nov 3 (no amount, currency or line item) included.
+    assert_eq!(i.lines.len(), 4);
+    assert_eq!(i.periods, vec![(NOV1, NOV1 + DAY), (NOV1 + DAY, NOV1 + 2 * DAY), (NOV1 + 2 * DAY, NOV1 + 3 * DAY)]);
 }
 
 #[test]
@@ -64,14 +69,20 @@ fn anthropic_cost_report_json_in_cents() {
 }
 
 #[test]
-fn anthropic_cost_csv_in_dollars() {
+fn anthropic_console_cost_csv_in_dollars() {
     let bytes = fixture("anthropic_cost.csv");
     assert_eq!(Format::detect(&bytes), Some(Format::AnthropicCostCsv));
     let i = parse(None, "anthropic_cost.csv", &bytes).unwrap();
-    // 3.00 + 15.00 + 1.875 = 19.875.
-    assert_eq!(i.totals()["USD"], d("19.875"));
-    assert_eq!(i.lines[2].kind, TokenKind::CacheWrite);
-    assert_eq!(i.lines[2].start_ns, AUG1 + DAY);
+    // Dollars: 3.00 + 15.00 + 0.30 + 1.875 + 0.00 = 20.175.
+    assert_eq!(i.totals()["USD"], d("20.175"));
+    let kinds: Vec<TokenKind> = i.lines.iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, [TokenKind::Input, TokenKind::Output, TokenKind::CacheRead, TokenKind::CacheWrite, TokenKind::Output]);
+    assert_eq!((i.lines[3].start_ns, i.lines[3].end_ns), (AUG1 + DAY, AUG1 + 2 * DAY));
+    assert_eq!((i.lines[0].model.as_str(), i.lines[0].project.as_str()), ("Claude Sonnet 4", "Default"));
+    assert_eq!(i.lines[0].sku, "Claude Sonnet 4 input_no_cache");
+    // The Console's display name meets the API's model id.
+    assert_eq!(costplane_invoice::match_key(&i.lines[3].model), costplane_invoice::match_key("claude-opus-4-1-20250805"));
+    assert_eq!(i.periods, vec![(AUG1, AUG1 + DAY), (AUG1 + DAY, AUG1 + 2 * DAY)]);
 }
 
 #[test]
@@ -104,6 +115,8 @@ fn ledger_rows_are_invoice_rows_in_the_ledger_currency() {
 fn a_format_named_for_the_wrong_file_is_an_error_not_zero() {
     let e = parse(Some(Format::OpenAiCostsCsv), "x.csv", &fixture("anthropic_cost.csv")).unwrap_err().to_string();
     assert_eq!(e, "x.csv: missing column start_time or start_time_iso");
+    let e = parse(Some(Format::AnthropicCostCsv), "x.csv", &fixture("openai_costs.csv")).unwrap_err().to_string();
+    assert_eq!(e, "x.csv: missing column usage_date_utc");
     let e = parse(Some(Format::AnthropicCostJson), "x.json", &fixture("openai_costs.json")).unwrap_err().to_string();
     assert!(e.starts_with("x.json: not an Anthropic cost report page"), "{e}");
 }

@@ -30,7 +30,8 @@
 //! - Provider `x_` columns, and every FOCUS column of [`KEPT_COLUMNS`]
 //!   that the ledger has no column of its own for (billing account and
 //!   period, sub-account, charge description and frequency, pricing
-//!   category, unit prices, SKU price, commitment discounts, region), are
+//!   category, unit prices, SKU price, meter and price details, commitment
+//!   discounts, region), are
 //!   kept as a JSON object in `x_Extra`, so the FOCUS export writes an
 //!   imported row as it came. Billing periods are kept normalised
 //!   (`YYYY-MM-DDTHH:MM:SSZ`, ends exclusive); other cells as written.
@@ -50,7 +51,7 @@ pub const SOURCE: Source = Source::Cloud;
 
 /// FOCUS columns kept in `x_Extra` as the file gives them (see the module
 /// header); the billing period is added normalised.
-pub const KEPT_COLUMNS: [&str; 22] = [
+pub const KEPT_COLUMNS: [&str; 24] = [
     "BillingAccountId",
     "BillingAccountName",
     "SubAccountId",
@@ -63,6 +64,10 @@ pub const KEPT_COLUMNS: [&str; 22] = [
     "ServiceSubcategory",
     "ResourceType",
     "SkuPriceId",
+    // SKU meter and price details: what an AI line's model and token kind
+    // are read from (FOCUS's AI model identity, `costplane_invoice::focus_ai`).
+    "SkuMeter",
+    "SkuPriceDetails",
     "PricingCategory",
     "ListUnitPrice",
     "ContractedUnitPrice",

@@ -17,6 +17,8 @@
 //!   invoiced (imported reports and the AI lines of imported FOCUS bills),
 //!   drift in money and percent, tokens, unpriced tokens and a status per
 //!   line (`costplane_invoice::reconcile`), with the model mapping used.
+//!   The store sums each side per provider, model and day
+//!   ([`costplane_store::reconcile`]): the rows are never read one by one.
 //!   Every parameter is checked before any work. A tenant key sees its own
 //!   estimates and only the invoice lines tagged with its tenant.
 //!
@@ -34,8 +36,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use costplane_invoice::reconcile::{reconcile, Dim, Estimate, Options, Report};
-use costplane_invoice::{focus_ai, line_of_ledger_row, Format, Invoice};
-use costplane_telemetry::usage::{hour_of, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, Source, CLOSED, DAY_NS};
+use costplane_invoice::{focus_ai, line_of_sums, Format, Invoice, InvoiceLine};
+use costplane_store::reconcile as sums;
+use costplane_telemetry::usage::{hour_of, HourState, LedgerReplacement, LedgerRow, CLOSED, DAY_NS};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -287,22 +290,60 @@ impl ReconcileQuery {
 
 /// The reconciliation of `[from, to)` as `tenant` (or an admin) sees it,
 /// from the ledger as it is (the API brings open hours up to date first).
+/// The store sums each side per provider, model and day (and what tells
+/// them apart: unit, pricing status, token kind, SKU), so the work grows
+/// with those groups, never with the ledger's rows
+/// ([`costplane_store::reconcile`]).
 pub async fn report(state: &CostState, tenant: Option<&str>, from: i64, to: i64, options: &Options) -> Result<Report, ApiError> {
-    let read = |source: Source| {
-        let filter = CostFilter {
-            from_ns: from,
-            to_ns: to,
-            tenant: tenant.map(str::to_owned),
-            equals: vec![(Dimension::Source, source.as_str().to_owned())],
-        };
-        async move { state.ledger().rows(&filter).await }
-    };
+    let ledger = state.ledger();
     // Side by side: the three reads are independent.
-    let (llm, invoice, cloud) = tokio::join!(read(Source::Llm), read(costplane_invoice::SOURCE), read(focus_ai::CLOUD_SOURCE));
-    let estimates: Vec<Estimate> = llm?.iter().filter_map(Estimate::of_ledger_row).collect();
-    let mut invoices: Vec<_> = invoice?.iter().filter_map(line_of_ledger_row).collect();
-    invoices.extend(cloud?.iter().filter_map(focus_ai::line));
+    let (llm, invoice, cloud) = tokio::join!(
+        sums::estimate_groups(ledger, from, to, tenant),
+        sums::invoice_groups(ledger, from, to, tenant),
+        sums::bill_groups(ledger, from, to, tenant),
+    );
+    let estimates: Vec<Estimate> = llm?.iter().map(estimate_of).collect();
+    let mut invoices: Vec<_> = invoice?.iter().filter_map(invoice_line_of).collect();
+    invoices.extend(cloud?.iter().filter_map(bill_line_of));
     Ok(reconcile(&estimates, &invoices, options))
+}
+
+/// The estimate of one day's LLM rows of a span provider, model, unit and status.
+fn estimate_of(g: &sums::EstimateGroup) -> Estimate {
+    Estimate::of_sums(
+        &g.span_provider,
+        &g.provider_name,
+        &g.model,
+        g.day_ns,
+        (&g.unit, &g.pricing_status),
+        (g.sums.cost, g.sums.quantity.unwrap_or_default()),
+    )
+}
+
+/// One day's imported invoice rows of an import, model, kind and unit, as a line.
+fn invoice_line_of(g: &sums::InvoiceGroup) -> Option<InvoiceLine> {
+    let mut l = line_of_sums(&g.import_key, &g.model, &g.usage_type, &g.unit, g.sums.cost, g.sums.quantity.unwrap_or_default())?;
+    l.start_ns = g.day_ns;
+    l.end_ns = g.day_ns.saturating_add(DAY_NS);
+    l.currency = g.currency.clone();
+    Some(l)
+}
+
+/// One day's rows of a bill's AI SKU, as a line (`None`: no AI line).
+fn bill_line_of(g: &sums::BillGroup) -> Option<InvoiceLine> {
+    focus_ai::bill_line(&focus_ai::BillLine {
+        start_ns: g.day_ns,
+        end_ns: g.day_ns.saturating_add(DAY_NS),
+        service_name: g.service_name.clone(),
+        sku_id: g.sku_id.clone(),
+        extra: g.extra.clone(),
+        consumed_quantity: g.sums.quantity.unwrap_or_default(),
+        consumed_unit: g.unit.clone(),
+        cost: g.sums.cost,
+        currency: g.currency.clone(),
+        project: String::new(),
+        tenant: None,
+    })
 }
 
 fn money(d: Decimal) -> String {
@@ -443,6 +484,7 @@ pub fn render_metrics(out: &mut crate::health::Exposition, drifts: &[ProviderDri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use costplane_invoice::TokenKind;
 
     fn q(pairs: &[(&str, &str)]) -> Result<ReconcileQuery, ApiError> {
         let params = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -468,9 +510,16 @@ mod tests {
         let bytes = std::fs::read(path).unwrap();
         let import = costplane_k8s::focus::parse_bytes("focus_ai.csv", &bytes, &Default::default()).unwrap();
         let lines: Vec<_> = import.rows.iter().filter_map(focus_ai::line).collect();
-        // Eight bill lines, six of them AI lines: 1.50 + 0.03 + 2.50 + 10.00 + 0.30 + 2.50 = 16.83.
-        assert_eq!(lines.len(), 6);
-        assert_eq!(lines.iter().map(|l| l.cost).sum::<Decimal>(), Decimal::new(1683, 2));
+        // Nine bill lines, seven of them AI lines:
+        // 1.50 + 0.03 + 2.50 + 10.00 + 0.30 + 2.50 + 0.50 = 17.33.
+        assert_eq!(lines.len(), 7);
+        assert_eq!(lines.iter().map(|l| l.cost).sum::<Decimal>(), Decimal::new(1733, 2));
+        // The last line names its model only in SkuPriceDetails (FOCUS's AI
+        // model identity): the import keeps the column, the line reads it.
+        let pro = import.rows.last().unwrap();
+        assert!(pro.ext.extra.contains(r#""SkuPriceDetails":"{\"ModelDeveloper\""#), "{}", pro.ext.extra);
+        let pro = focus_ai::line(pro).unwrap();
+        assert_eq!((pro.model.as_str(), pro.kind, pro.tokens), ("gemini-2.5-pro", TokenKind::Output, Some(Decimal::from(50_000))));
         let day = lines[0].start_ns;
         let est = |provider: &str, model: &str, cost: i64, tokens: u64| Estimate {
             provider: provider.into(),
@@ -484,6 +533,8 @@ mod tests {
             est("aws.bedrock", "us.anthropic.claude-3-5-sonnet-20241022-v2:0", 150, 600_000),
             est("azure.ai.openai", "gpt-4o", 1250, 2_000_000),
             est("gcp.vertex_ai", "gemini-2.5-flash", 280, 2_000_000),
+            // 50,000 output tokens at 10.00 per 1M = 0.50.
+            est("gcp.vertex_ai", "gemini-2.5-pro", 50, 50_000),
         ];
         let options = Options { group_by: vec![Dim::Provider, Dim::Model], ..Options::default() };
         let report = reconcile(&estimates, &lines, &options);
@@ -506,6 +557,8 @@ mod tests {
                 ("azure.ai.openai".into(), "gpt-4o".into(), "matched", "12.5".into(), Some("2000000".into())),
                 // Vertex: 0.30 + 2.50, (1 + 1) × 1M tokens.
                 ("gcp.vertex_ai".into(), "gemini-2-5-flash".into(), "matched", "2.8".into(), Some("2000000".into())),
+                // Named by SkuPriceDetails only: 0.50 billed against 0.50, 50,000 tokens.
+                ("gcp.vertex_ai".into(), "gemini-2-5-pro".into(), "matched", "0.5".into(), Some("50000".into())),
             ]
         );
         let azure = report.mapping.iter().find(|m| m.provider == "azure.ai.openai").unwrap();

@@ -14,6 +14,7 @@ mod error;
 pub mod ledger;
 pub mod money;
 mod query;
+pub mod reconcile;
 mod records;
 pub mod tables;
 pub mod telemetry_costs;

@@ -7,6 +7,7 @@ mod conformance;
 mod data;
 mod embedded;
 mod readonly;
+mod reconcile;
 mod segments;
 mod support;
 

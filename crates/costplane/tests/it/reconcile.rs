@@ -152,22 +152,26 @@ fn anthropic_costs() -> String {
 }
 
 /// AWS's FOCUS bill for two months ago: Bedrock input and output lines
-/// (tokens in thousands) and an EC2 line, tagged tenant acme.
+/// (tokens in thousands), a Bedrock line that names its model only in
+/// FOCUS's SkuPriceDetails (no usage type, an opaque SKU) and an EC2 line,
+/// tagged tenant acme.
 fn aws_focus_bill() -> String {
     let day = call_time(2).date_naive();
     let (start, end) = (format!("{day}T00:00:00Z"), format!("{}T00:00:00Z", day.succ_opt().unwrap()));
     let (period, period_end) = (format!("{}T00:00:00Z", month_start(2).date_naive()), format!("{}T00:00:00Z", month_start(1).date_naive()));
-    let row = |cost: &str, service: &str, qty: &str, unit: &str, usage_type: &str| {
+    let row = |cost: &str, service: &str, qty: &str, unit: &str, usage_type: &str, details: &str| {
         format!(
-            "{cost},{cost},USD,{start},{end},{period},{period_end},AWS,{service},SKU1,{qty},{unit},111122223333,\"{{\"\"tenant\"\":\"\"acme\"\"}}\",{usage_type}\n"
+            "{cost},{cost},USD,{start},{end},{period},{period_end},AWS,{service},SKU1,{qty},{unit},111122223333,\"{{\"\"tenant\"\":\"\"acme\"\"}}\",{usage_type},{details}\n"
         )
     };
+    let haiku = r#""{""ModelId"": ""anthropic.claude-3-haiku-20240307-v1:0"", ""TokenType"": ""Output""}""#;
     "BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,BillingPeriodEnd,ProviderName,\
-     ServiceName,SkuId,ConsumedQuantity,ConsumedUnit,BillingAccountId,Tags,x_UsageType\n"
+     ServiceName,SkuId,ConsumedQuantity,ConsumedUnit,BillingAccountId,Tags,x_UsageType,SkuPriceDetails\n"
         .to_owned()
-        + &row("3.00", "Amazon Bedrock", "1000", "1K tokens", "USE1-Claude3.5Sonnet-input-tokens")
-        + &row("0.45", "Amazon Bedrock", "30", "1K tokens", "USE1-Claude3.5Sonnet-output-tokens")
-        + &row("12.00", "Amazon Elastic Compute Cloud", "24", "Hrs", "USE1-BoxUsage:m5.large")
+        + &row("3.00", "Amazon Bedrock", "1000", "1K tokens", "USE1-Claude3.5Sonnet-input-tokens", "")
+        + &row("0.45", "Amazon Bedrock", "30", "1K tokens", "USE1-Claude3.5Sonnet-output-tokens", "")
+        + &row("0.25", "Amazon Bedrock", "200", "1K tokens", "", haiku)
+        + &row("12.00", "Amazon Elastic Compute Cloud", "24", "Hrs", "USE1-BoxUsage:m5.large", "")
 }
 
 #[test]
@@ -334,8 +338,15 @@ fn invoices_reconcile_with_estimates(store: &[&str]) {
     );
     assert_eq!((&l["estimated_tokens"], &l["invoiced_tokens"]), (&json!("1000000"), &json!("1030000")));
     assert_eq!(l["invoice_models"], json!(["Claude3.5Sonnet"]));
-    // Invoiced: Anthropic 6.15 + OpenAI 0.004 + Bedrock 3.45 = 9.604.
-    assert_eq!(m2["totals"]["invoiced_cost"], "9.604");
+    // The line named only by SkuPriceDetails: 0.25 billed for claude-3-haiku,
+    // which no span used; 200 × 1K = 200,000 tokens.
+    let l = line(&m2, "aws.bedrock", "claude-3-haiku");
+    assert_eq!(
+        (&l["status"], &l["invoiced_cost"], &l["invoiced_tokens"], &l["invoice_models"]),
+        (&json!("invoiced-only"), &json!("0.25"), &json!("200000"), &json!(["anthropic.claude-3-haiku-20240307-v1:0"]))
+    );
+    // Invoiced: Anthropic 6.15 + OpenAI 0.004 + Bedrock 3.45 + 0.25 = 9.854.
+    assert_eq!(m2["totals"]["invoiced_cost"], "9.854");
 
     // Last month: spans, no invoice.
     let m1 = month(&server, ADMIN, 1);
