@@ -4,6 +4,7 @@
 //!
 //! - [`sample`]: Kubernetes samples out of a converted metrics batch.
 //! - [`meter`]: per-hour accumulation as metrics arrive; closes hours into usage.
+//! - [`samples`]: accepted samples as stored rows, what a restarted meter is rebuilt from.
 //! - [`usage`]: an hour's usage as stored rows (the ledger's usage table) and back.
 //! - [`allocate`]: an hour's usage into priced lines (max(request, usage),
 //!   idle per node, shared namespaces).
@@ -19,6 +20,7 @@ mod focus_parquet;
 pub mod ledger;
 pub mod meter;
 pub mod sample;
+pub mod samples;
 pub mod share;
 pub mod usage;
 

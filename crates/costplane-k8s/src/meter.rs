@@ -22,10 +22,19 @@
 //!   closed, stored and allocated per (hour, owner), so containers, nodes,
 //!   shared namespaces and idle of one owner never meet another's, even
 //!   under the same cluster, namespace and pod names.
-//! - State lives in memory: hours still open when the process stops
-//!   without a flush are not booked.
+//! - A sample is counted once: one with the identity and time of a sample
+//!   already counted in its hour (a client's retry, a replay of the disk
+//!   buffer, the rebuild below) is dropped and counted
+//!   (`duplicate_samples`), before it can touch a stream or a counter.
+//! - State lives in memory, rebuilt after a restart: every accepted sample
+//!   is also stored with its request ([`crate::samples`]), and a starting
+//!   server feeds the meter the stored samples of the last
+//!   [`crate::samples::REBUILD_HOURS`] hours before any other, so an hour
+//!   a restart (kill -9 included) cut in two is counted whole, and a
+//!   collector that replays the minutes before the restart adds nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
@@ -41,6 +50,8 @@ pub struct MeterStats {
     pub late_samples: u64,
     pub counter_resets: u64,
     pub hours_closed: u64,
+    /// Samples already counted in their hour (retries, replays).
+    pub duplicate_samples: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +66,24 @@ struct OpenHour {
     usage: HourUsage,
     /// Wall clock of the last sample, ns.
     touched_ns: i64,
+    /// The samples counted, by [`sample_key`].
+    seen: HashSet<u64>,
+}
+
+#[derive(Debug)]
+struct ClosedHour {
+    usage: HourUsage,
+    /// A late sample changed it since it was last handed out.
+    dirty: bool,
+    seen: HashSet<u64>,
+}
+
+/// A sample's identity and time, hashed: two samples with the same key are
+/// the same measurement sent twice.
+fn sample_key(s: &Sample) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&s.owner, s.kind, &s.cluster, &s.pod_uid, &s.container, &s.node, &s.detail, &s.detail2, s.time_ns).hash(&mut h);
+    h.finish()
 }
 
 /// The per-hour accumulator.
@@ -66,8 +95,8 @@ pub struct K8sMeter {
     cfg: KubernetesConfig,
     /// By (hour start, owner).
     hours: BTreeMap<(i64, String), OpenHour>,
-    /// Closed hours still accepting late samples, and whether one arrived.
-    closed: BTreeMap<(i64, String), (HourUsage, bool)>,
+    /// Closed hours still accepting late samples.
+    closed: BTreeMap<(i64, String), ClosedHour>,
     /// Hours starting before this are closed.
     closed_before: i64,
     watermark: i64,
@@ -103,6 +132,11 @@ impl K8sMeter {
         &self.cfg
     }
 
+    /// The newest sample time seen (`i64::MIN` before any).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
     fn close_after_ns(&self) -> i64 {
         i64::try_from(self.cfg.close_after_secs).unwrap_or(i64::MAX / 4).saturating_mul(1_000_000_000)
     }
@@ -118,15 +152,29 @@ impl K8sMeter {
             let key = (hour, s.owner.clone());
             // Closing stops at the first hour not yet due, so another
             // owner's hour may still be open below `closed_before`.
+            let id = sample_key(&s);
             if hour < self.closed_before && !self.hours.contains_key(&key) {
-                let delta = if s.kind == Kind::Network { self.counter_delta(&s) } else { None };
-                match self.closed.get_mut(&key) {
-                    Some((usage, dirty)) => {
-                        add(usage, &s, delta);
-                        *dirty = true;
+                match self.closed.get(&key) {
+                    None => {
+                        self.stats.late_samples += 1;
+                        continue;
                     }
-                    None => self.stats.late_samples += 1,
+                    Some(closed) if closed.seen.contains(&id) => {
+                        self.stats.duplicate_samples += 1;
+                        continue;
+                    }
+                    Some(_) => {}
                 }
+                let delta = if s.kind == Kind::Network { self.counter_delta(&s) } else { None };
+                if let Some(closed) = self.closed.get_mut(&key) {
+                    closed.seen.insert(id);
+                    add(&mut closed.usage, &s, delta);
+                    closed.dirty = true;
+                }
+                continue;
+            }
+            if self.hours.get(&key).is_some_and(|open| open.seen.contains(&id)) {
+                self.stats.duplicate_samples += 1;
                 continue;
             }
             self.watermark = self.watermark.max(s.time_ns);
@@ -134,8 +182,10 @@ impl K8sMeter {
             let open = self.hours.entry(key).or_insert_with(|| OpenHour {
                 usage: HourUsage { hour_ns: hour, owner: s.owner.clone(), ..HourUsage::default() },
                 touched_ns: now_ns,
+                seen: HashSet::new(),
             });
             open.touched_ns = now_ns;
+            open.seen.insert(id);
             add(&mut open.usage, &s, delta);
         }
         let due = self.watermark.saturating_sub(self.close_after_ns());
@@ -171,9 +221,9 @@ impl K8sMeter {
     fn close_while(&mut self, due: impl Fn(i64, i64) -> bool) -> Vec<HourUsage> {
         // Closed hours late samples changed, again.
         let mut out: Vec<HourUsage> = Vec::new();
-        for (usage, dirty) in self.closed.values_mut() {
-            if std::mem::take(dirty) {
-                out.push(usage.clone());
+        for closed in self.closed.values_mut() {
+            if std::mem::take(&mut closed.dirty) {
+                out.push(closed.usage.clone());
             }
         }
         while let Some(entry) = self.hours.first_entry() {
@@ -184,7 +234,7 @@ impl K8sMeter {
             self.stats.hours_closed += 1;
             self.closed_before = self.closed_before.max(key.0 + HOUR_NS);
             out.push(open.usage.clone());
-            self.closed.insert(key, (open.usage, false));
+            self.closed.insert(key, ClosedHour { usage: open.usage, dirty: false, seen: open.seen });
         }
         let keep_from = hour_of(self.watermark).saturating_sub(RETAIN_HOURS * HOUR_NS);
         self.closed.retain(|(h, _), _| *h >= keep_from);
@@ -476,5 +526,59 @@ mod tests {
         // Never Running: 0.5 core (usage) × 1 h × 0.04 = 0.02, not 2 × 0.04.
         assert_eq!(cost_of(&lines, "shop", Resource::Cpu), d("0.02"));
         let _ = GIB;
+    }
+
+    /// The scenario's first half, a restart (a new meter rebuilt from the
+    /// stored samples, as the server does), a client's retry of the last
+    /// samples before the restart, then the second half: the same lines as
+    /// one meter fed everything once, including a network counter whose
+    /// previous value the rebuilt meter must know.
+    #[test]
+    fn a_meter_rebuilt_from_stored_samples_counts_retries_and_replays_once() {
+        let network = |minute: i64, bytes: f64| {
+            let mut n = s(Kind::Network, minute, bytes, "shop", "web", "n1");
+            n.container = String::new();
+            n.start_ns = T0 - HOUR_NS;
+            n.detail = "eth0".into();
+            n.detail2 = "transmit".into();
+            n
+        };
+        let mut all = scenario();
+        // Baseline at :00 (the series started an hour before), then +1 GiB
+        // per quarter: 3 GiB in the hour.
+        all.extend([0, 15, 30, 45].iter().enumerate().map(|(i, m)| network(*m, gib(i as f64))));
+        let mut c = cfg(ShareSplit::Even);
+        c.prices.network.transmit_gib = d("0.01");
+        let mut once = K8sMeter::new(c.clone());
+        once.observe(all.clone(), 0);
+        let hours = once.flush();
+        let (expected, _) = price(&once, hours);
+
+        let (first, second): (Vec<Sample>, Vec<Sample>) = all.iter().cloned().partition(|x| x.time_ns < T0 + 30 * MIN);
+        let mut before = K8sMeter::new(c.clone());
+        before.observe(first.clone(), 0);
+        // Killed here: its state is gone; what was stored comes back.
+        let stored = crate::samples::decode(&crate::samples::encode(&first, "c1")).unwrap();
+        let mut after = K8sMeter::new(c);
+        after.observe(stored, 0);
+        // The client retries the request of :15, then sends the rest twice.
+        let retry: Vec<Sample> = first.iter().filter(|x| x.time_ns == T0 + 15 * MIN).cloned().collect();
+        let retried = retry.len() as u64;
+        after.observe(retry, 0);
+        after.observe(second.clone(), 0);
+        after.observe(second.clone(), 0);
+        let hours = after.flush();
+        let (rebuilt, _) = price(&after, hours);
+        assert_eq!(after.stats.duplicate_samples, retried + second.len() as u64);
+        let total = |lines: &[Line]| lines.iter().map(|l| l.cost).sum::<Decimal>();
+        // Node cost 0.24 (see the first test) + 3 GiB transmitted × 0.01 = 0.27.
+        assert_eq!(total(&expected), d("0.27"));
+        assert_eq!(total(&rebuilt), d("0.27"));
+        assert_eq!(cost_of(&rebuilt, "shop", Resource::NetworkTransmit), d("0.03"));
+        for r in [Resource::Cpu, Resource::Ram, Resource::Shared, Resource::IdleCpu, Resource::IdleRam] {
+            for ns in ["shop", "batch", IDLE] {
+                assert_eq!(cost_of(&rebuilt, ns, r), cost_of(&expected, ns, r), "{ns} {r:?}");
+            }
+        }
     }
 }

@@ -23,7 +23,7 @@ use costplane_telemetry::model::{Attributes, PointCommon, TelemetryBatch};
 use crate::config::SampleLimits;
 
 /// What a sample measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// Cores (`container.cpu.usage`).
     CpuUsage,
@@ -65,7 +65,7 @@ pub fn kind_of(name: &str) -> Option<Kind> {
 }
 
 /// One Kubernetes measurement with the identity it joins on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub kind: Kind,
     pub time_ns: i64,

@@ -137,6 +137,12 @@ pub struct UsageRows {
     pub telemetry: Vec<TelemetryUsage>,
     pub llm: Vec<LlmUsageRow>,
     pub kubernetes: Vec<KubernetesUsage>,
+    /// Kubernetes samples as they arrived, one row each, stored with the
+    /// request they came in so that the meter can be rebuilt from them
+    /// after a restart: the same columns as [`KubernetesUsage`], with
+    /// `written_ns` the sample's time, `kind` = `sample` and `payload` the
+    /// sample itself (see `costplane-k8s`'s `samples`).
+    pub kubernetes_samples: Vec<KubernetesUsage>,
 }
 
 /// One metered Kubernetes entity (a container, node, volume or pod's
@@ -160,13 +166,14 @@ pub struct KubernetesUsage {
 
 impl UsageRows {
     pub fn is_empty(&self) -> bool {
-        self.telemetry.is_empty() && self.llm.is_empty() && self.kubernetes.is_empty()
+        self.telemetry.is_empty() && self.llm.is_empty() && self.kubernetes.is_empty() && self.kubernetes_samples.is_empty()
     }
 
     pub fn append(&mut self, mut other: UsageRows) {
         self.telemetry.append(&mut other.telemetry);
         self.llm.append(&mut other.llm);
         self.kubernetes.append(&mut other.kubernetes);
+        self.kubernetes_samples.append(&mut other.kubernetes_samples);
     }
 
     /// Telemetry usage with one row per (hour, tenant, project, service,

@@ -22,16 +22,20 @@
 //!   into quoted SQL literals by a lexer that skips strings, quoted
 //!   identifiers and comments ([`sql::bind_parameters`]); a value can never
 //!   end its literal.
-//! - **Bounded.** Row limits and timeouts are the backend's; a cancel
-//!   request ends the client's wait for the running query.
+//! - **Bounded.** Row limits and statement timeouts are the backend's; a
+//!   cancel request ends the client's wait for the running query. A
+//!   connection is closed when its login does not complete in time or it
+//!   stays idle too long between statements ([`Deadlines`]).
 
 mod catalog;
+mod deadline;
 pub mod sql;
 mod types;
 mod wire;
 
 use std::net::IpAddr;
 
+pub use deadline::Deadlines;
 pub use types::PgType;
 pub use wire::{serve, TlsSource};
 

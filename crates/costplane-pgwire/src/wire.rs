@@ -28,6 +28,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::deadline::{Deadlines, Watch};
 use crate::sql::{self, Bound, Session};
 use crate::{catalog, types, Column, PgError, PgType, Principal, Rows, SqlBackend};
 
@@ -41,10 +42,17 @@ fn wire_error(e: PgError) -> PgWireError {
     }
 }
 
-/// Serves PostgreSQL clients on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, backend: Arc<dyn SqlBackend>, tls: Option<TlsSource>, stop: CancellationToken) {
+/// Serves PostgreSQL clients on `listener` until `stop`, closing each
+/// connection that passes one of its `deadlines`.
+pub async fn serve(
+    listener: TcpListener,
+    backend: Arc<dyn SqlBackend>,
+    tls: Option<TlsSource>,
+    deadlines: Deadlines,
+    stop: CancellationToken,
+) {
     let manager = Arc::new(ConnectionManager::new());
-    let endpoint = Arc::new(Endpoint {
+    let shared = Arc::new(Shared {
         backend: Arc::clone(&backend),
         manager: Arc::clone(&manager),
         parser: Arc::new(Parser),
@@ -64,10 +72,15 @@ pub async fn serve(listener: TcpListener, backend: Arc<dyn SqlBackend>, tls: Opt
                 continue;
             }
         };
-        let (endpoint, acceptor, stop) = (Arc::clone(&endpoint), tls.as_ref().map(|t| t()), stop.clone());
+        let watch = Arc::new(Watch::new(deadlines));
+        let endpoint = Arc::new(Endpoint { shared: Arc::clone(&shared), watch: Arc::clone(&watch) });
+        let (acceptor, stop) = (tls.as_ref().map(|t| t()), stop.clone());
         tokio::spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
+                which = watch.expired() => {
+                    tracing::debug!(%peer, reason = which, "PostgreSQL connection closed");
+                }
                 r = pgwire::tokio::process_socket(socket, acceptor, endpoint) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
@@ -78,7 +91,8 @@ pub async fn serve(listener: TcpListener, backend: Arc<dyn SqlBackend>, tls: Opt
     }
 }
 
-struct Endpoint {
+/// What every connection shares.
+struct Shared {
     backend: Arc<dyn SqlBackend>,
     manager: Arc<ConnectionManager>,
     parser: Arc<Parser>,
@@ -86,13 +100,26 @@ struct Endpoint {
     version: String,
 }
 
+/// One connection's handlers: the shared parts and its own [`Watch`].
+struct Endpoint {
+    shared: Arc<Shared>,
+    watch: Arc<Watch>,
+}
+
+impl Endpoint {
+    fn handler(&self) -> Arc<Handler> {
+        let s = &self.shared;
+        Arc::new(Handler { backend: s.backend.clone(), parser: s.parser.clone(), version: s.version.clone(), watch: self.watch.clone() })
+    }
+}
+
 impl PgWireServerHandlers for Endpoint {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::new(Handler(self.backend.clone(), self.parser.clone(), self.version.clone()))
+        self.handler()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::new(Handler(self.backend.clone(), self.parser.clone(), self.version.clone()))
+        self.handler()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -101,13 +128,14 @@ impl PgWireServerHandlers for Endpoint {
         params.default_transaction_read_only = true;
         params.time_zone = "UTC".to_owned();
         Arc::new(Startup {
-            driver: AuthDriver::new(params).with_connection_manager(self.manager.clone()),
-            auth: CleartextPasswordAuth::new(Arc::new(Keys(self.backend.clone()))),
+            driver: AuthDriver::new(params).with_connection_manager(self.shared.manager.clone()),
+            auth: CleartextPasswordAuth::new(Arc::new(Keys(self.shared.backend.clone()))),
+            watch: self.watch.clone(),
         })
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
+        self.shared.cancel.clone()
     }
 }
 
@@ -143,6 +171,7 @@ impl AuthSource<Principal> for Keys {
 struct Startup {
     driver: AuthDriver<DefaultServerParameterProvider, Principal>,
     auth: CleartextPasswordAuth<Keys>,
+    watch: Arc<Watch>,
 }
 
 #[async_trait]
@@ -169,6 +198,7 @@ impl StartupHandler for Startup {
             };
             client.session_extensions().insert(principal);
             self.driver.complete_authentication(client, final_message).await?;
+            self.watch.logged_in();
         }
         Ok(())
     }
@@ -198,7 +228,13 @@ impl QueryParser for Parser {
     }
 }
 
-struct Handler(Arc<dyn SqlBackend>, Arc<Parser>, String);
+struct Handler {
+    backend: Arc<dyn SqlBackend>,
+    parser: Arc<Parser>,
+    /// What `SELECT version()` answers.
+    version: String,
+    watch: Arc<Watch>,
+}
 
 fn principal_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Principal>> {
     client.session_extensions().get::<Principal>().ok_or_else(|| wire_error(PgError::Auth(String::new())))
@@ -229,11 +265,11 @@ impl Handler {
                 Ok(Answer::Rows(Rows { columns: vec![Column { name, ty: PgType::Text }], rows: vec![vec![Some(value.to_owned())]] }))
             }
             Session::Query if catalog::is_catalog_query(statement) => {
-                catalog::answer(self.0.as_ref(), principal, statement).await.map(Answer::Rows)
+                catalog::answer(self.backend.as_ref(), principal, statement).await.map(Answer::Rows)
             }
             Session::Query => {
-                let sql = sql::rewrite(statement, &self.2)?;
-                self.0.query(principal, sql.trim()).await.map(Answer::Rows)
+                let sql = sql::rewrite(statement, &self.version)?;
+                self.backend.query(principal, sql.trim()).await.map(Answer::Rows)
             }
         }
     }
@@ -241,9 +277,9 @@ impl Handler {
     async fn columns(&self, principal: &Principal, statement: &str) -> Result<Vec<Column>, PgError> {
         match sql::session_statement(statement) {
             Session::Query if catalog::is_catalog_query(statement) => {
-                Ok(catalog::answer(self.0.as_ref(), principal, statement).await?.columns)
+                Ok(catalog::answer(self.backend.as_ref(), principal, statement).await?.columns)
             }
-            Session::Query => self.0.describe(principal, sql::rewrite(statement, &self.2)?.trim()).await,
+            Session::Query => self.backend.describe(principal, sql::rewrite(statement, &self.version)?.trim()).await,
             Session::Show(_) => match self.answer(principal, statement).await? {
                 Answer::Rows(rows) => Ok(rows.columns),
                 Answer::Tag(..) => Ok(Vec::new()),
@@ -291,6 +327,7 @@ impl SimpleQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _running = self.watch.running();
         let principal = principal_of(client)?;
         let mut out = Vec::new();
         for statement in sql::split_statements(query) {
@@ -363,7 +400,7 @@ impl ExtendedQueryHandler for Handler {
     type QueryParser = Parser;
 
     fn query_parser(&self) -> Arc<Parser> {
-        self.1.clone()
+        self.parser.clone()
     }
 
     async fn do_describe_statement<C>(&self, client: &mut C, target: &StoredStatement<String>) -> PgWireResult<DescribeStatementResponse>
@@ -373,6 +410,7 @@ impl ExtendedQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _running = self.watch.running();
         let principal = principal_of(client)?;
         let count = sql::parameter_count(&target.statement).max(target.parameter_types.len());
         let types: Vec<Type> = (0..count).map(|i| target.parameter_types.get(i).cloned().flatten().unwrap_or(Type::TEXT)).collect();
@@ -390,6 +428,7 @@ impl ExtendedQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _running = self.watch.running();
         let principal = principal_of(client)?;
         let statement =
             sql::bind_parameters(&portal.statement.statement, &bound_parameters(portal).map_err(wire_error)?).map_err(wire_error)?;
@@ -415,6 +454,7 @@ impl ExtendedQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _running = self.watch.running();
         let principal = principal_of(client)?;
         let statement =
             sql::bind_parameters(&portal.statement.statement, &bound_parameters(portal).map_err(wire_error)?).map_err(wire_error)?;

@@ -32,6 +32,10 @@
 //!   With the disk buffer, a request that does not fit is kept on disk only
 //!   and decoded again when the writer reaches it; with the memory buffer it
 //!   is refused. A panicking write counts as a failed attempt.
+//! - **Observers see what is stored.** A [`StoredObserver`] is handed
+//!   every batch after each write of it that succeeded (a replayed batch
+//!   the store already held included), never one that was refused or not
+//!   yet written; it must count what it sees once.
 //! - **Bounded shutdown.** [`PipelineHandle::shutdown`] drains until its
 //!   deadline; what is not stored by then stays in the disk buffer.
 
@@ -136,6 +140,15 @@ pub trait RequestDecoder: Send + Sync + 'static {
     fn decode(&self, meta: &RequestMeta, body: &[u8]) -> Result<TelemetryBatch, String>;
 }
 
+/// Told of every batch once the store holds it: after each write that
+/// succeeded, a replayed batch's included (which the store may have held
+/// already), in the order the writes ended. What is metered from stored
+/// rows (Kubernetes samples) is metered here, so that it counts exactly
+/// what was stored, replays and restarts included.
+pub trait StoredObserver: Send + Sync + 'static {
+    fn stored(&self, batch: &TelemetryBatch);
+}
+
 /// An accepted export request: its body as received (decompressed) and the
 /// rows decoded from it.
 #[derive(Debug)]
@@ -238,7 +251,18 @@ impl Pipeline {
         buffer: BufferConfig,
         decoder: Arc<dyn RequestDecoder>,
     ) -> Result<PipelineHandle, PipelineError> {
-        Pipeline::start_on(config, store, buffer, Arc::new(buffer::fs::StdFs), decoder)
+        Pipeline::start_observed(config, store, buffer, decoder, None)
+    }
+
+    /// [`Pipeline::start`] with an observer of every stored batch.
+    pub fn start_observed(
+        config: PipelineConfig,
+        store: Arc<dyn Store>,
+        buffer: BufferConfig,
+        decoder: Arc<dyn RequestDecoder>,
+        observer: Option<Arc<dyn StoredObserver>>,
+    ) -> Result<PipelineHandle, PipelineError> {
+        Pipeline::start_with(config, store, buffer, Arc::new(buffer::fs::StdFs), decoder, observer)
     }
 
     /// [`Pipeline::start`] with the disk buffer on `fs` (tests use an
@@ -249,6 +273,17 @@ impl Pipeline {
         buffer: BufferConfig,
         fs: Arc<dyn buffer::fs::BufferFs>,
         decoder: Arc<dyn RequestDecoder>,
+    ) -> Result<PipelineHandle, PipelineError> {
+        Pipeline::start_with(config, store, buffer, fs, decoder, None)
+    }
+
+    fn start_with(
+        config: PipelineConfig,
+        store: Arc<dyn Store>,
+        buffer: BufferConfig,
+        fs: Arc<dyn buffer::fs::BufferFs>,
+        decoder: Arc<dyn RequestDecoder>,
+        observer: Option<Arc<dyn StoredObserver>>,
     ) -> Result<PipelineHandle, PipelineError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (disk, recovery) = match buffer {
@@ -305,8 +340,14 @@ impl Pipeline {
         drop(tx);
         let pipeline = Pipeline { inner };
         let cancel = CancellationToken::new();
-        let writer =
-            Arc::new(writer::Writer { config: config.clone(), store, pipeline: pipeline.clone(), decoder, cancel: cancel.clone() });
+        let writer = Arc::new(writer::Writer {
+            config: config.clone(),
+            store,
+            pipeline: pipeline.clone(),
+            decoder,
+            observer,
+            cancel: cancel.clone(),
+        });
         let task = tokio::spawn(writer.run(rx));
         let fsync_task = disk.as_ref().and_then(|d| d.fsync_interval().map(|every| (Arc::clone(d), every))).map(|(d, every)| {
             let cancel = cancel.clone();
@@ -433,6 +474,19 @@ impl Pipeline {
     /// Bytes of decoded rows held in memory.
     pub fn queued_bytes(&self) -> usize {
         self.inner.memory.used()
+    }
+
+    /// Waits until nothing accepted is left to store (every request
+    /// resolved, no rows queued in memory), or until `deadline` under a
+    /// load that never lets the queue empty.
+    pub async fn wait_stored(&self, deadline: std::time::Instant) {
+        while std::time::Instant::now() < deadline {
+            let unresolved = !self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+            if !unresolved && self.queued_bytes() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Ready means: accepting, and the last store write did not fail.

@@ -24,6 +24,7 @@ pub(crate) struct Writer {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) pipeline: Pipeline,
     pub(crate) decoder: Arc<dyn RequestDecoder>,
+    pub(crate) observer: Option<Arc<dyn crate::StoredObserver>>,
     pub(crate) cancel: CancellationToken,
 }
 
@@ -359,6 +360,9 @@ impl Writer {
             let error = match attempt_result {
                 Ok(Ok(())) => {
                     stats.record_write(batch.rows() as u64, t0.elapsed());
+                    if let Some(observer) = &self.observer {
+                        observer.stored(batch);
+                    }
                     if !stats.store_healthy.swap(true, Ordering::AcqRel) {
                         tracing::info!(backend = self.store.backend(), "the store is taking writes again");
                     }

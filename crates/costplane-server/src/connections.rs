@@ -49,7 +49,7 @@ impl Default for ConnectionsSection {
 /// Durations written as "250ms", "10s", "5m" or "1h", read into a
 /// [`Duration`] when the file loads; zero is refused, since a listener
 /// whose connections all time out at once serves nobody.
-mod duration_text {
+pub(crate) mod duration_text {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

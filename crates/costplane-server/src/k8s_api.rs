@@ -508,13 +508,14 @@ pub async fn flush(
     let Some(Extension(Some(k))) = k8s else {
         return Err(ApiError::new(ErrorCode::NotFound, "kubernetes metering is off"));
     };
-    let rows = k.flush();
-    // The usage goes through the pipeline; once it is written the closer
-    // prices it, so the answer's caller reads the hours booked.
+    // Samples are metered once stored: what was accepted before this call
+    // is written first, then every open hour closed; the hours' usage goes
+    // through the pipeline too, and once it is written the closer prices
+    // it, so the answer's caller reads the hours booked.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while state.pipeline.queued_bytes() > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    state.pipeline.wait_stored(deadline).await;
+    let rows = k.flush();
+    state.pipeline.wait_stored(deadline).await;
     state.closer.refresh_if_older(std::time::Duration::ZERO).await?;
     let st = k.stats();
     Ok(Json(json!({
@@ -523,6 +524,7 @@ pub async fn flush(
         "samples": st.samples,
         "late_samples": st.late_samples,
         "counter_resets": st.counter_resets,
+        "duplicate_samples": st.duplicate_samples,
         "idle_clamps": state.closer.idle_clamps(),
     }))
     .into_response())

@@ -12,13 +12,17 @@
 //!   tenant key reads the cost views over its own tenant's rows only (its
 //!   queries run in a database holding nothing else, see the store's
 //!   `duckdb/pg.rs`).
-//! - Queries stop at `api.sql_max_rows` rows and `api.sql_timeout`.
+//! - Queries stop at `api.sql_max_rows` rows and `api.sql_timeout`; a
+//!   connection whose login does not complete within
+//!   `connections.header_read_timeout`, or that stays logged in without a
+//!   statement for `postgres.idle_timeout`, is closed.
 //! - On ClickHouse there is no endpoint: the same views exist in the
 //!   ClickHouse database for Grafana's ClickHouse datasource, and
 //!   `postgres.enabled = true` stops startup with that advice.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use costplane_pgwire::{Column, PgError, PgType, Principal, Rows, SqlBackend};
 use costplane_store::{QueryLimits, QueryResult, Store, StoreError};
@@ -37,11 +41,17 @@ pub struct PostgresSection {
     pub enabled: bool,
     /// Where it listens (default 127.0.0.1:5432).
     pub addr: SocketAddr,
+    /// How long a logged-in connection may stay without a statement
+    /// running before it is closed (default 30m), as PostgreSQL's
+    /// `idle_session_timeout`; the login itself must complete within
+    /// `connections.header_read_timeout`.
+    #[serde(with = "crate::connections::duration_text")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for PostgresSection {
     fn default() -> Self {
-        PostgresSection { enabled: false, addr: SocketAddr::from(([127, 0, 0, 1], 5432)) }
+        PostgresSection { enabled: false, addr: SocketAddr::from(([127, 0, 0, 1], 5432)), idle_timeout: Duration::from_secs(30 * 60) }
     }
 }
 
@@ -193,5 +203,6 @@ pub async fn start(
     let source: Option<costplane_pgwire::TlsSource> =
         tls.map(|t| Arc::new(move || t.acceptor_for(&[b"postgresql"])) as costplane_pgwire::TlsSource);
     tracing::info!(addr = %section.addr, tls = source.is_some(), keys = config.api.keys.len(), "PostgreSQL endpoint serving (read-only)");
-    Ok(Some(tokio::spawn(costplane_pgwire::serve(listener, Arc::new(backend), source, stop))))
+    let deadlines = costplane_pgwire::Deadlines { startup: config.connections.header_read_timeout, idle: section.idle_timeout };
+    Ok(Some(tokio::spawn(costplane_pgwire::serve(listener, Arc::new(backend), source, deadlines, stop))))
 }

@@ -117,12 +117,24 @@ impl Server {
         };
         let meter = Arc::new(source.meter().map_err(ServerError::Config)?);
         tracing::info!(catalog = %meter.catalog.version, models = meter.catalog.models().len(), "price catalog loaded");
-        let screen = self.config.kubernetes.enabled.then(|| crate::kubernetes::SampleScreen::new(&self.config.kubernetes));
+        let kubernetes = self.config.kubernetes.enabled.then(|| KubernetesMetering::new(self.config.kubernetes.clone()));
+        if let Some(k) = &kubernetes {
+            // Before the disk buffer replays: the stored samples first, then
+            // those of each batch written from now on, replays first.
+            k.rebuild(&self.store).await.map_err(|e| {
+                tracing::error!(error = %e, "the Kubernetes meter could not read its stored samples back; check the store, or set kubernetes.enabled = false");
+                ServerError::Store(e)
+            })?;
+        }
+        let screen = kubernetes.as_ref().map(|k| k.screen().clone());
         let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)), screen);
-        let handle = Pipeline::start(pipeline_config, Arc::clone(&self.store), buffer_config, decoder)
+        let observer = kubernetes.clone().map(|k| k as Arc<dyn costplane_pipeline::StoredObserver>);
+        let handle = Pipeline::start_observed(pipeline_config, Arc::clone(&self.store), buffer_config, decoder, observer)
             .map_err(|e| ServerError::Buffer(e.to_string()))?;
         let pipeline = handle.pipeline().clone();
-        let kubernetes = self.config.kubernetes.enabled.then(|| KubernetesMetering::new(self.config.kubernetes.clone(), pipeline.clone()));
+        if let Some(k) = &kubernetes {
+            k.attach(pipeline.clone());
+        }
         let ingest = Ingest {
             pipeline: pipeline.clone(),
             limits: self.config.limits(),
@@ -221,7 +233,7 @@ impl Server {
             "costplane is serving"
         );
 
-        let ticker = kubernetes.as_ref().map(|k| k.spawn_ticker(stop.clone()));
+        let ticker = kubernetes.as_ref().map(|k| k.spawn_ticker(Arc::clone(&self.store), stop.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new requests; draining accepted telemetry");
         stop.cancel();

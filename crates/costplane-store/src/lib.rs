@@ -156,6 +156,15 @@ pub trait Store: Send + Sync + 'static {
     /// (placeholders from [`Dialect::param`]).
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError>;
 
+    /// [`Store::query_with`] on the connections of `lane`: a backend with
+    /// a bounded set of read connections keeps the closer's apart from the
+    /// ones serving requests, so no read a request asks for can hold up
+    /// pricing. One without (ClickHouse over HTTP) runs `query_with`.
+    async fn query_on(&self, lane: ReadLane, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        let _ = lane;
+        self.query_with(sql, params).await
+    }
+
     /// Writes documents of a state table (see [`RecordTable`]); the latest
     /// write of a key wins.
     async fn put_records(&self, table: RecordTable, records: &[Record]) -> Result<(), StoreError>;
@@ -164,12 +173,30 @@ pub trait Store: Send + Sync + 'static {
     /// ordered by key.
     async fn records(&self, table: RecordTable) -> Result<Vec<Record>, StoreError>;
 
+    /// Deletes the stored Kubernetes samples of hours before `before_ns`
+    /// (they only rebuild a restarted meter's recent hours); returns how
+    /// many went, when the backend can tell. A backend that expires them
+    /// itself (ClickHouse, by the table's TTL) does nothing.
+    async fn prune_kubernetes_samples(&self, before_ns: i64) -> Result<u64, StoreError> {
+        let _ = before_ns;
+        Ok(0)
+    }
+
     /// Replaces the ledger rows of some (hour, scope)s by a new revision of
     /// each, so that a reader sees either every old row or every new one,
     /// never a mix, a gap or both (see [`ledger`] for how each backend
     /// does it). Interrupted at any point (an error, a SIGKILL), the old
     /// revision stays whole and visible.
     async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError>;
+}
+
+/// Whose read a query of costplane's own is: requests (cost endpoints,
+/// `/metrics`, reports) or the closer that prices the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadLane {
+    #[default]
+    Serving,
+    Closer,
 }
 
 /// Stored bytes of one signal (one partition of it, when partitioned).

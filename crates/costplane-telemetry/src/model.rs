@@ -266,7 +266,8 @@ impl TelemetryBatch {
     }
 
     /// Lengths of every row list (the seven telemetry tables, then usage
-    /// telemetry, LLM and Kubernetes usage): where one merged request ends.
+    /// telemetry, LLM and Kubernetes usage, Kubernetes samples): where one
+    /// merged request ends.
     pub fn lens(&self) -> BatchLens {
         BatchLens([
             self.spans.len(),
@@ -279,6 +280,7 @@ impl TelemetryBatch {
             self.usage.telemetry.len(),
             self.usage.llm.len(),
             self.usage.kubernetes.len(),
+            self.usage.kubernetes_samples.len(),
         ])
     }
 
@@ -301,6 +303,7 @@ impl TelemetryBatch {
                 telemetry: self.usage.telemetry.split_off(a[7].min(self.usage.telemetry.len())),
                 llm: self.usage.llm.split_off(a[8].min(self.usage.llm.len())),
                 kubernetes: self.usage.kubernetes.split_off(a[9].min(self.usage.kubernetes.len())),
+                kubernetes_samples: self.usage.kubernetes_samples.split_off(a[10].min(self.usage.kubernetes_samples.len())),
             },
         }
     }
@@ -321,7 +324,7 @@ impl TelemetryBatch {
 
 /// Row-list lengths of a batch; see [`TelemetryBatch::lens`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchLens(pub [usize; 10]);
+pub struct BatchLens(pub [usize; 11]);
 
 impl BatchLens {
     /// Element-wise difference (`self` - `earlier`).

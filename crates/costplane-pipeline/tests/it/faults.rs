@@ -170,6 +170,49 @@ async fn a_panicking_write_is_retried_and_releases_its_memory() {
     assert_eq!(count(&duck, "SELECT count(*) FROM otel_logs").await, 30);
 }
 
+/// Counts the log rows of every batch it is told was stored.
+#[derive(Default)]
+struct StoredRows(std::sync::Mutex<Vec<String>>);
+
+impl costplane_pipeline::StoredObserver for StoredRows {
+    fn stored(&self, batch: &TelemetryBatch) {
+        self.0.lock().unwrap().extend(batch.logs.iter().map(|l| l.body.clone()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_observer_sees_what_was_stored_once_and_nothing_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let duck = Arc::new(DuckDbStore::open(dir.path()).unwrap());
+    let mut store = FaultyStore::new(Arc::clone(&duck));
+    store.reject_tenant = Some("poison".into());
+    // Two failed attempts first: the observer hears of the write that succeeds.
+    store.outages_left.store(2, Ordering::Release);
+    let observer = Arc::new(StoredRows::default());
+    let handle = Pipeline::start_observed(
+        config(dir.path()),
+        Arc::new(store),
+        disk(dir.path()),
+        Arc::new(JsonDecoder),
+        Some(Arc::clone(&observer) as Arc<dyn costplane_pipeline::StoredObserver>),
+    )
+    .unwrap();
+    for (r, tenant) in ["a", "poison", "b"].iter().enumerate() {
+        submit(handle.pipeline(), tenant, r as u64, 4);
+    }
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.dead_lettered_rows, 4, "{stats:?}");
+    let mut seen = observer.0.lock().unwrap().clone();
+    seen.sort();
+    let mut stored: Vec<String> =
+        duck.query("SELECT Body FROM otel_logs").await.unwrap().rows.iter().map(|r| r[0].as_str().unwrap().to_owned()).collect();
+    stored.sort();
+    // Two good requests × 4 records, each seen once; the refused one never.
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert_eq!(seen, stored);
+    assert!(seen.iter().all(|b| !b.starts_with("poison")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_invalid_request_costs_no_other_tenant_a_row() {
     let dir = tempfile::tempdir().unwrap();

@@ -39,6 +39,12 @@ use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 
 use super::incremental::{trace_hash, Applied, Incremental, LlmHour, OpenHour, Priced};
+
+/// Store writes read at a time by an incremental refresh: a write holds at
+/// most one batch (`pipeline.batch_max_rows`, 8,192 rows by default), so a
+/// slice is at most a few tens of thousands of usage rows in memory however
+/// much arrived since the last refresh.
+const USAGE_SLICE_WRITES: usize = 8;
 use crate::config::{CostSection, LedgerSection};
 use costplane_k8s::KubernetesConfig;
 
@@ -458,23 +464,34 @@ impl Closer {
         let upto = seqs.as_ref().map(|s| s.settled());
         let counts = match (upto, inc.cursor) {
             (Some(upto), Some(cursor)) => {
-                let new = self.ledger.usage_since(cursor, upto, since).await?;
-                let read = u64::try_from(new.llm.len() + new.telemetry.len()).unwrap_or(u64::MAX);
-                self.stats.usage_rows_read.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+                // A slice of writes at a time: what a refresh holds in
+                // memory is bounded by the slice (at most a few batches of
+                // rows), not by the traffic since the last refresh.
                 let mut applied = Applied::default();
-                inc.apply_telemetry(&new.telemetry, &mut applied);
-                inc.apply_llm(&meter, &new.llm, &mut applied);
-                // New roll-ups in held hours: is their trace covered?
-                let traces: Vec<String> =
-                    applied.new_rollup_traces.iter().map(|(_, t)| t.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-                if !traces.is_empty() {
-                    let covered = self.ledger.traces_with_model_usage(&traces).await?;
-                    for (key, trace) in &applied.new_rollup_traces {
-                        if let (true, Some(OpenHour { priced: Priced::Llm(held), .. })) = (covered.contains(trace), inc.hours.get_mut(key))
-                        {
-                            held.cover(trace);
+                let writes = self.ledger.writes_since(cursor, upto, since).await?;
+                let mut from = cursor;
+                for slice in writes.chunks(USAGE_SLICE_WRITES) {
+                    let to = slice.last().copied().unwrap_or(upto);
+                    let new = self.ledger.usage_since(from, to, since).await?;
+                    let read = u64::try_from(new.llm.len() + new.telemetry.len()).unwrap_or(u64::MAX);
+                    self.stats.usage_rows_read.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+                    inc.apply_telemetry(&new.telemetry, &mut applied);
+                    inc.apply_llm(&meter, &new.llm, &mut applied);
+                    drop(new);
+                    // New roll-ups in held hours: is their trace covered?
+                    let rollups = std::mem::take(&mut applied.new_rollup_traces);
+                    let traces: Vec<String> = rollups.iter().map(|(_, t)| t.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+                    if !traces.is_empty() {
+                        let covered = self.ledger.traces_with_model_usage(&traces).await?;
+                        for (key, trace) in &rollups {
+                            if let (true, Some(OpenHour { priced: Priced::Llm(held), .. })) =
+                                (covered.contains(trace), inc.hours.get_mut(key))
+                            {
+                                held.cover(trace);
+                            }
                         }
                     }
+                    from = to;
                 }
                 dirty.extend(applied.dirty);
                 touched.extend(applied.touched);

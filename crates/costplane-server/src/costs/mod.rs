@@ -69,6 +69,8 @@ pub use costplane_store::ledger::{decimal, text};
 #[derive(Clone)]
 pub struct CostState {
     pub store: Arc<dyn Store>,
+    /// The ledger as requests read it (the closer reads on its own lane).
+    ledger: Ledger,
     /// Closes hours, reprices, reloads prices; holds the prices in force.
     pub closer: Arc<Closer>,
     /// Where query usage goes (with the telemetry, so it is stored alike).
@@ -85,12 +87,12 @@ impl CostState {
             file: config.source.clone(),
         };
         let meter = Arc::new(source.meter()?);
-        let closer = Arc::new(Closer::new(Ledger::new(Arc::clone(&store)), meter, source, Timing::of(&config.ledger)));
-        Ok(CostState { store, closer, pipeline })
+        let closer = Arc::new(Closer::new(Ledger::for_closer(Arc::clone(&store)), meter, source, Timing::of(&config.ledger)));
+        Ok(CostState { ledger: Ledger::new(Arc::clone(&store)), store, closer, pipeline })
     }
 
     pub fn ledger(&self) -> &Ledger {
-        self.closer.ledger()
+        &self.ledger
     }
 
     pub fn meter(&self) -> Arc<Meter> {

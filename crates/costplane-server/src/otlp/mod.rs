@@ -59,7 +59,7 @@ impl Ingest {
         // request meters it with the same time (the record keeps it).
         let received_ns = RequestMeta::accepted_now(signal, encoding, String::new()).received_ns;
         let screen = self.kubernetes.as_deref().map(|k| k.screen());
-        let (conversion, samples) = convert(
+        let conversion = convert(
             signal,
             encoding,
             body,
@@ -78,10 +78,9 @@ impl Ingest {
         let (accepted, rejected, batch) = (conversion.accepted, conversion.rejected, conversion.batch);
         self.pipeline.record_rejected(signal, rejected);
         let meta = RequestMeta { signal, encoding, received_ns, tenant: tenants_of(&batch), sender };
+        // Kubernetes samples travel in the batch; the meter counts them
+        // once it is stored.
         self.pipeline.submit(Submission { meta, body, batch })?;
-        if let Some(k) = &self.kubernetes {
-            k.observe(samples);
-        }
         self.activity.record(signal, accepted);
         Ok(ExportOutcome { accepted, rejected, message })
     }
@@ -113,7 +112,7 @@ fn convert(
     limits: &Limits,
     meter: Option<&Meter>,
     origin: Origin<'_>,
-) -> Result<(costplane_telemetry::Conversion, Vec<Sample>), ApiError> {
+) -> Result<costplane_telemetry::Conversion, ApiError> {
     let Origin { sender, mode, received_ns, kubernetes } = origin;
     let mut conversion = decode_request(signal, encoding, body, limits)?;
     if let Some(sender) = sender {
@@ -122,12 +121,19 @@ fn convert(
     }
     // Refused points are neither stored nor metered.
     let owner = sender.map_or("", |s| s.tenant.as_str());
-    let samples = kubernetes.map(|k| k.apply(&mut conversion, owner, received_ns)).unwrap_or_default();
+    let samples: Vec<Sample> = kubernetes.map(|k| k.apply(&mut conversion, owner, received_ns)).unwrap_or_default();
     if let Some(meter) = meter {
         let trusted = sender.is_none_or(|s| s.trust_provided_cost);
         conversion.batch.usage = keys::measure(meter, &mut conversion.batch, trusted, received_ns);
     }
-    Ok((conversion, samples))
+    if let Some(k) = kubernetes {
+        // Stored with the request, exactly once; metered once stored (see
+        // `crate::kubernetes`).
+        let rows = k.rows(&samples);
+        conversion.batch.approx_bytes += rows.iter().map(|r| r.payload.len() + r.cluster.len() + 64).sum::<usize>();
+        conversion.batch.usage.kubernetes_samples = rows;
+    }
+    Ok(conversion)
 }
 
 /// The tenants a request's resources name (from its usage rows), for
@@ -165,8 +171,8 @@ impl RequestDecoder for BufferedRequestDecoder {
                 kubernetes: self.kubernetes.as_ref(),
             },
         )
-        // A replay is not metered again: the live path observed its samples.
-        .map(|(c, _)| c.batch)
+        // Its samples reach the meter when the batch is stored, as the live path's do.
+        .map(|c| c.batch)
         .map_err(|e| e.to_string())
     }
 }

@@ -131,6 +131,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         })
                         .collect(),
                     kubernetes: Vec::new(),
+                    kubernetes_samples: Vec::new(),
                 };
                 store.write(&TelemetryBatch { id: batch_id, usage, ..TelemetryBatch::default() }).await.unwrap();
                 batch_id += 1;

@@ -419,6 +419,8 @@ impl ClickHouseStore {
         self.encode_rows(&mut out, "costplane_usage_telemetry", &telemetry, |r| r.hour_ns, usage_telemetry, id)?;
         self.encode_rows(&mut out, "costplane_usage_llm", &usage.llm, |r| r.hour_ns, |rows| rowbinary::usage_llm(rows, write_seq), id)?;
         self.encode_rows(&mut out, "costplane_usage_kubernetes", &usage.kubernetes, |r| r.hour_ns, rowbinary::usage_kubernetes, id)?;
+        let samples = &usage.kubernetes_samples;
+        self.encode_rows(&mut out, "costplane_usage_k8s_samples", samples, |r| r.hour_ns, rowbinary::usage_kubernetes, id)?;
         Ok(out)
     }
 

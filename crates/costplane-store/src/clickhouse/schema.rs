@@ -29,7 +29,7 @@ mod column_order;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +89,12 @@ const V3_COLUMNS: [&str; 8] =
 /// read 0.
 const V6_COLUMNS: [&str; 1] = ["WriteSeq"];
 
+// Step 6 -> 7 only adds the Kubernetes samples table, created with the
+// other cost tables.
+
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
-fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static str); 5] {
+fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static str); 6] {
     [
         (
             "costplane_usage_telemetry",
@@ -149,6 +152,20 @@ fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static
                 .to_owned(),
             "Hour",
             "(Hour, Cluster, WrittenAt, Kind)",
+            "cityHash64(Hour)",
+        ),
+        (
+            // Schema version 7: every accepted Kubernetes sample, written
+            // with its request; what a restarted meter is rebuilt from.
+            "costplane_usage_k8s_samples",
+            "    Hour DateTime64(9),
+    WrittenAt DateTime64(9),
+    Cluster LowCardinality(String),
+    Kind LowCardinality(String),
+    Payload String CODEC(ZSTD(1))"
+                .to_owned(),
+            "Hour",
+            "(Hour, Cluster, WrittenAt)",
             "cityHash64(Hour)",
         ),
         (
@@ -351,8 +368,11 @@ impl SchemaOptions {
             // switch is then one part, all hours of it at once.
             let partition =
                 if name == "costplane_ledger_hours" { "tuple()".to_owned() } else { Granularity::Month.expression(time_column) };
+            // Samples are needed only until their hours are closed and
+            // stored (a restarted meter reads the last few hours).
+            let ttl = if name == "costplane_usage_k8s_samples" { "\nTTL toDateTime(Hour) + INTERVAL 1 DAY" } else { "" };
             out.push(format!(
-                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY {partition}\nORDER BY {order}\nSETTINGS {}",
+                "CREATE TABLE IF NOT EXISTS {}{oc} (\n{columns}\n) ENGINE = {}\nPARTITION BY {partition}\nORDER BY {order}{ttl}\nSETTINGS {}",
                 self.qualified(&storage),
                 self.engine(&storage),
                 settings.replace(", ttl_only_drop_parts = 1", "")

@@ -45,6 +45,7 @@ static WRITTEN: LazyLock<Vec<Written>> = LazyLock::new(|| {
         written("costplane_usage_telemetry", rowbinary::USAGE_TELEMETRY_COLUMNS.to_owned()),
         written("costplane_usage_llm", rowbinary::USAGE_LLM_COLUMNS.to_owned()),
         written("costplane_usage_kubernetes", rowbinary::USAGE_KUBERNETES_COLUMNS.to_owned()),
+        written("costplane_usage_k8s_samples", rowbinary::USAGE_KUBERNETES_COLUMNS.to_owned()),
         written("costplane_ledger", rowbinary::ledger_columns()),
     ]
 });
@@ -92,7 +93,7 @@ mod tests {
         let first_cost = order.iter().position(|t| t.starts_with("costplane_")).unwrap();
         let last_otel = order.iter().rposition(|t| t.starts_with("otel_")).unwrap();
         assert!(last_otel < first_cost, "{order:?}");
-        assert_eq!(order.len(), crate::TELEMETRY_TABLES.len() + 4);
+        assert_eq!(order.len(), crate::TELEMETRY_TABLES.len() + 5);
         assert!(crate::TELEMETRY_TABLES.iter().all(|t| order.contains(t)));
     }
 }

@@ -193,7 +193,7 @@ mod tests {
     fn every_inserted_column_has_a_declared_type() {
         // `expected` panics on a column the DDL lacks.
         let tables = expected();
-        assert_eq!(tables.len(), 11);
+        assert_eq!(tables.len(), 12);
         let logs = tables.iter().find(|t| t.table == "otel_logs").unwrap();
         assert!(logs.columns.contains(&("SeverityText".to_owned(), "LowCardinality(String)".to_owned())));
         let traces = tables.iter().find(|t| t.table == "otel_traces").unwrap();

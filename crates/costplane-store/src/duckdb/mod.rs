@@ -67,7 +67,7 @@ use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::{SpanRow, TelemetryBatch};
 use duckdb::{AccessMode, Config, Connection};
 
-use crate::{Dialect, Param, QueryLimits, QueryResult, Record, RecordTable, Store, StoreError};
+use crate::{Dialect, Param, QueryLimits, QueryResult, ReadLane, Record, RecordTable, Store, StoreError};
 
 /// The file name of the embedded store inside the data directory.
 pub const FILE_NAME: &str = "costplane.duckdb";
@@ -78,8 +78,10 @@ pub struct DuckDbStore {
     writer: Arc<Mutex<Connection>>,
     /// The SQL endpoint's reads of the store's own tables (`pg.rs`).
     reader: Arc<Mutex<Connection>>,
-    /// costplane's own reads: a pool with a time limit (`readers.rs`).
+    /// costplane's own reads for requests: a pool with a time limit (`readers.rs`).
     readers: readers::Readers,
+    /// The closer's reads, on a connection of their own.
+    closer_readers: readers::Readers,
     /// Ad-hoc user SQL runs here, one query at a time (`adhoc.rs`).
     adhoc: Arc<Mutex<Connection>>,
     /// The Parquet segments (none when opened read-only).
@@ -159,7 +161,8 @@ impl DuckDbStore {
     fn with_connections(path: PathBuf, conn: Connection, telemetry: Option<Arc<maintain::Telemetry>>) -> Result<Self, StoreError> {
         let reader = conn.try_clone().map_err(db_err)?;
         let adhoc = conn.try_clone().map_err(db_err)?;
-        let readers = readers::Readers::new(&conn, readers::READ_TIMEOUT)?;
+        let readers = readers::Readers::new(&conn, readers::READERS, readers::READ_TIMEOUT)?;
+        let closer_readers = readers::Readers::new(&conn, readers::CLOSER_READERS, readers::READ_TIMEOUT)?;
         let seqs = WriteSeqs::after(stored_write_seq(&conn)?);
         Ok(DuckDbStore {
             seqs,
@@ -167,6 +170,7 @@ impl DuckDbStore {
             writer: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
             readers,
+            closer_readers,
             adhoc: Arc::new(Mutex::new(adhoc)),
             telemetry,
             compactor: None,
@@ -220,7 +224,7 @@ impl DuckDbStore {
             ));
         }
         let store = DuckDbStore::with_connections(path, conn, None)?;
-        for conn in [&store.writer, &store.reader, &store.adhoc].into_iter().chain(store.readers.all()) {
+        for conn in [&store.writer, &store.reader, &store.adhoc].into_iter().chain(store.readers.all()).chain(store.closer_readers.all()) {
             conn.lock().map_err(|_| StoreError::Unavailable("a connection is poisoned".into()))?.execute_batch(&temp).map_err(db_err)?;
         }
         Ok(store)
@@ -302,10 +306,11 @@ fn to_record_batches(batch: &TelemetryBatch, with_empty: bool) -> Result<Vec<(&'
     let conv = |e: ::arrow::error::ArrowError| StoreError::Rejected(format!("building the Arrow batch failed: {e}"));
     type Build<'a> = &'a dyn Fn() -> Result<RecordBatch, ::arrow::error::ArrowError>;
     let (b, usage) = (batch, &batch.usage);
-    let tables: [(&'static str, bool, Build); 11] = [
+    let tables: [(&'static str, bool, Build); 12] = [
         ("costplane_usage_telemetry", usage.telemetry.is_empty(), &|| arrow::usage_telemetry(&usage.aggregated_telemetry())),
         ("costplane_usage_llm", usage.llm.is_empty(), &|| arrow::usage_llm(&usage.llm)),
         ("costplane_usage_kubernetes", usage.kubernetes.is_empty(), &|| arrow::usage_kubernetes(&usage.kubernetes)),
+        ("costplane_usage_k8s_samples", usage.kubernetes_samples.is_empty(), &|| arrow::usage_kubernetes(&usage.kubernetes_samples)),
         // Ledger rows are written by `replace_ledger`, never with a batch;
         // listed (empty) for the schema check.
         ("costplane_ledger", true, &|| arrow::ledger(&[])),
@@ -594,8 +599,16 @@ impl Store for DuckDbStore {
     }
 
     async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        self.query_on(ReadLane::Serving, sql, params).await
+    }
+
+    async fn query_on(&self, lane: ReadLane, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        let readers = match lane {
+            ReadLane::Serving => &self.readers,
+            ReadLane::Closer => &self.closer_readers,
+        };
         let (sql, params) = (sql.to_owned(), params.to_vec());
-        self.readers.run(move |conn| errors::retry_vanished(|| query_blocking(conn, &sql, &params))).await
+        readers.run(move |conn| errors::retry_vanished(|| query_blocking(conn, &sql, &params))).await
     }
 
     /// Per signal and day: the bytes of the partition's Parquet files.
@@ -643,6 +656,19 @@ impl Store for DuckDbStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
+    }
+
+    async fn prune_kubernetes_samples(&self, before_ns: i64) -> Result<u64, StoreError> {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            let gone = conn
+                .execute("DELETE FROM costplane_usage_k8s_samples WHERE epoch_ns(\"Hour\") < ?", duckdb::params![before_ns])
+                .map_err(db_err)?;
+            Ok(u64::try_from(gone).unwrap_or(0))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the prune task failed: {e}")))?
     }
 
     async fn put_records(&self, table: RecordTable, records: &[Record]) -> Result<(), StoreError> {
@@ -794,7 +820,7 @@ mod tests {
         }
         let store = DuckDbStore::open(dir.path()).unwrap();
         let v = store.query("SELECT max(version), count(*) FROM costplane_schema_migrations").await.unwrap();
-        assert_eq!(v.rows, vec![vec![serde_json::json!(6), serde_json::json!(6)]]);
+        assert_eq!(v.rows, vec![vec![serde_json::json!(7), serde_json::json!(7)]]);
         let seq = store
             .query("SELECT count(*) FROM information_schema.columns WHERE column_name = 'WriteSeq' AND table_name LIKE 'costplane_usage_%'")
             .await
@@ -806,5 +832,30 @@ mod tests {
             store.put_records(t, &[Record::new("k", "{}", 1)]).await.unwrap();
             assert_eq!(store.records(t).await.unwrap(), vec![Record::new("k", "{}", 1)], "{}", t.name());
         }
+    }
+
+    /// With every connection of the requests' pool held (slow reads of
+    /// requests), the closer's ledger reads are answered at once on its
+    /// own connection, while a request's read waits for the pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_closer_reads_while_every_request_connection_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
+        let duckdb = store.as_duckdb().unwrap();
+        let held: Vec<_> = duckdb.readers.all().iter().map(Arc::clone).collect();
+        let guards: Vec<_> = held.iter().map(|c| c.lock().unwrap()).collect();
+        assert_eq!(guards.len(), readers::READERS);
+
+        let closer = crate::ledger::Ledger::for_closer(Arc::clone(&store));
+        let states = tokio::time::timeout(std::time::Duration::from_secs(5), closer.hour_states(0, costplane_ledger::HOUR_NS))
+            .await
+            .expect("the closer's read waited for the requests' connections");
+        assert!(states.unwrap().is_empty());
+
+        let serving = crate::ledger::Ledger::new(Arc::clone(&store));
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), serving.hour_states(0, costplane_ledger::HOUR_NS)).await;
+        assert!(waiting.is_err(), "a request's read did not wait for the held pool: it ran on another connection");
+        drop(guards);
+        assert!(serving.hour_states(0, costplane_ledger::HOUR_NS).await.unwrap().is_empty());
     }
 }

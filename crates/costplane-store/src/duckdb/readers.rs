@@ -1,9 +1,14 @@
-//! The connections costplane's own reads run on (the ledger, the closer,
-//! the cost, unit-cost and telemetry-cost endpoints): a small pool, so that
-//! one slow read (a month of unit costs) never holds up the others (the
-//! closer's refresh), each read bounded by a time limit.
+//! The connections costplane's own reads run on: a small pool for requests
+//! (the cost, unit-cost and telemetry-cost endpoints, `/metrics`,
+//! reports), so that one slow read (a month of unit costs) never holds up
+//! the others, and a connection of the closer's own, so that no read a
+//! request asks for can hold up pricing. Each read is bounded by a time
+//! limit.
 //!
 //! # Invariants
+//! - The closer reads on its own connection ([`crate::ReadLane::Closer`]) and
+//!   requests never do: however many slow reads requests start, the
+//!   closer's refresh waits for none of them.
 //! - A read takes a free connection when there is one, else waits on the
 //!   next in turn; a connection runs one read at a time.
 //! - A read past the limit is interrupted and answers `Unavailable` with
@@ -21,8 +26,10 @@ use duckdb::{Connection, InterruptHandle};
 
 use crate::StoreError;
 
-/// Connections of the pool.
+/// Connections of the requests' pool.
 pub const READERS: usize = 3;
+/// Connections of the closer's own.
+pub const CLOSER_READERS: usize = 1;
 /// The longest one of costplane's own reads may run.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -33,9 +40,9 @@ pub(super) struct Readers {
 }
 
 impl Readers {
-    /// [`READERS`] connections to the database `conn` is open on.
-    pub(super) fn new(conn: &Connection, timeout: Duration) -> Result<Readers, StoreError> {
-        let conns = (0..READERS)
+    /// `count` connections to the database `conn` is open on.
+    pub(super) fn new(conn: &Connection, count: usize, timeout: Duration) -> Result<Readers, StoreError> {
+        let conns = (0..count.max(1))
             .map(|_| conn.try_clone().map(|c| Arc::new(Mutex::new(c))).map_err(super::db_err))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Readers { conns, next: AtomicUsize::new(0), timeout })
@@ -108,7 +115,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_slow_read_neither_blocks_another_nor_outlives_its_limit() {
         let conn = Connection::open_in_memory().unwrap();
-        let readers = Arc::new(Readers::new(&conn, Duration::from_millis(1500)).unwrap());
+        let readers = Arc::new(Readers::new(&conn, READERS, Duration::from_millis(1500)).unwrap());
         // A read that would run for minutes: a cross join of 10^12 rows.
         let slow = {
             let readers = Arc::clone(&readers);

@@ -13,7 +13,7 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
@@ -24,8 +24,24 @@ pub fn migrations() -> Vec<(i32, String)> {
         (4, record_tables()),
         (5, kubernetes_v5()),
         (6, WRITE_SEQ_V6.to_owned()),
+        (7, K8S_SAMPLES_V7.to_owned()),
     ]
 }
+
+// ---- Step 6 -> 7: Kubernetes samples as received ---------------------------
+/// Every accepted Kubernetes sample, written with its request (the columns
+/// of `costplane_usage_kubernetes`, see `costplane_ledger::UsageRows`): what
+/// a restarted meter is rebuilt from. Pruned after a day.
+const K8S_SAMPLES_V7: &str = r#"
+CREATE TABLE IF NOT EXISTS costplane_usage_k8s_samples (
+    "Hour" TIMESTAMP_NS,
+    "WrittenAt" TIMESTAMP_NS,
+    "Cluster" VARCHAR,
+    "Kind" VARCHAR,
+    "Payload" VARCHAR
+);
+"#;
+// ---- end of step 6 -> 7 ---------------------------------------------------
 
 // ---- Step 5 -> 6: write numbers of usage rows ------------------------------
 /// Each usage row's write number (`crate::write_seq`): the closer reads the

@@ -136,8 +136,8 @@ mod tests {
     fn ddl_tables_parse_with_their_types() {
         let ddl: String = schema::migrations().into_iter().map(|(_, sql)| sql).collect();
         let tables = declared_tables(&ddl);
-        // 13 telemetry, cost, usage and ledger tables, 4 keyed state tables.
-        assert_eq!(tables.len(), 17, "{:?}", tables.keys());
+        // 14 telemetry, cost, usage and ledger tables, 4 keyed state tables.
+        assert_eq!(tables.len(), 18, "{:?}", tables.keys());
         assert_eq!(tables["costplane_budgets"][2], ("UpdatedNs".to_owned(), "BIGINT".to_owned()));
         assert_eq!(tables["costplane_written_batches"][0], ("BatchId".to_owned(), "UBIGINT".to_owned()));
         let logs = &tables["otel_logs"];
@@ -155,7 +155,7 @@ mod tests {
     fn every_appended_column_has_a_declared_type() {
         // `expected` panics on a field the DDL lacks.
         let tables = expected().unwrap();
-        assert_eq!(tables.len(), 11);
+        assert_eq!(tables.len(), 12);
         let summary = tables.iter().find(|t| t.table == "otel_metrics_summary").unwrap();
         assert_eq!(summary.columns.len(), 18);
     }

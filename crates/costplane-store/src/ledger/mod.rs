@@ -49,7 +49,7 @@ use costplane_ledger::{
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::{Dialect, Param, Params, Store, StoreError};
+use crate::{Dialect, Param, Params, QueryResult, ReadLane, Store, StoreError};
 
 pub mod table;
 mod usage;
@@ -241,6 +241,7 @@ pub struct HourUsage {
 #[derive(Clone)]
 pub struct Ledger {
     store: Arc<dyn Store>,
+    lane: ReadLane,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -250,8 +251,20 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
+    /// The ledger as requests read it.
     pub fn new(store: Arc<dyn Store>) -> Ledger {
-        Ledger { store }
+        Ledger { store, lane: ReadLane::Serving }
+    }
+
+    /// The ledger as the closer reads it: on the store's connections kept
+    /// for it (see [`Store::query_on`]).
+    pub fn for_closer(store: Arc<dyn Store>) -> Ledger {
+        Ledger { store, lane: ReadLane::Closer }
+    }
+
+    /// Runs costplane's own SQL on this ledger's read lane.
+    async fn read(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+        self.store.query_on(self.lane, sql, params).await
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -324,7 +337,7 @@ impl Ledger {
         if !group.is_empty() {
             sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", group.join(", ")));
         }
-        let r = self.store.query_with(&sql, &p.values).await?;
+        let r = self.read(&sql, &p.values).await?;
         let mut out = Vec::new();
         for (at, row) in r.rows.iter().enumerate() {
             let n = row.len();
@@ -368,7 +381,7 @@ impl Ledger {
              x_Operation, x_UsageType, SkuId, x_PricingStatus, ChargeClass, Tags, BilledCost, ConsumedQuantity",
             cols.join(", ")
         );
-        let r = self.store.query_with(&sql, &p.values).await?;
+        let r = self.read(&sql, &p.values).await?;
         r.rows.iter().enumerate().map(|(i, row)| ledger_row(i, row)).collect()
     }
 
@@ -383,8 +396,7 @@ impl Ledger {
             w.push_str(&format!(" AND Tenant = {}", p.add(Param::Str(t.to_owned()))));
         }
         let r = self
-            .store
-            .query_with(
+            .read(
                 &format!(
                     "SELECT Tenant, Project, Service, Signal, sum(Items), sum(Bytes) FROM costplane_usage_telemetry \
                      WHERE {w} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
@@ -417,7 +429,7 @@ impl Ledger {
             a = p.add(Param::Int(from)),
             b = p.add(Param::Int(to)),
         );
-        let r = self.store.query_with(&sql, &p.values).await?;
+        let r = self.read(&sql, &p.values).await?;
         Ok(r.rows
             .iter()
             .map(|row| HourState {

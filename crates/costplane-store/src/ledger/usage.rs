@@ -109,7 +109,7 @@ impl Ledger {
             let from = p.add(Param::Int(since));
             let bound = if numbered { bounded(&mut p, upto) } else { String::new() };
             let sql = format!("SELECT {hour} AS h, count(*) AS n FROM {table} WHERE {hour} >= {from}{bound} GROUP BY h");
-            let r = self.store.query_with(&sql, &p.values).await?;
+            let r = self.read(&sql, &p.values).await?;
             out.extend(r.rows.iter().map(|row| (int(&row[0]), scope, uint(&row[1]))));
         }
         out.sort();
@@ -128,8 +128,25 @@ impl Ledger {
         let dialect = self.dialect();
         let mut p = Params::new(dialect);
         let sql = format!("SELECT count(*) FROM {table} WHERE {} = {}", dialect.ns("Hour"), p.add(Param::Int(hour_ns)));
-        let r = self.store.query_with(&sql, &p.values).await?;
+        let r = self.read(&sql, &p.values).await?;
         Ok(r.rows.first().map_or(0, |row| uint(&row[0])))
+    }
+
+    /// The write numbers of the usage rows written after `after`, up to
+    /// `upto`, for hours from `since`, in order: where a reader can cut
+    /// [`Ledger::usage_since`] into slices of whole writes.
+    pub async fn writes_since(&self, after: u64, upto: u64, since: i64) -> Result<Vec<u64>, StoreError> {
+        let dialect = self.dialect();
+        let hour = dialect.ns("Hour");
+        let mut p = Params::new(dialect);
+        let (a, u, s) = (p.add(Param::UInt(after)), p.add(Param::UInt(upto)), p.add(Param::Int(since)));
+        let sql = format!(
+            "SELECT DISTINCT WriteSeq FROM (SELECT WriteSeq, {hour} AS h FROM costplane_usage_llm \
+             UNION ALL SELECT WriteSeq, {hour} AS h FROM costplane_usage_telemetry) w \
+             WHERE WriteSeq > {a} AND WriteSeq <= {u} AND h >= {s} ORDER BY WriteSeq"
+        );
+        let r = self.read(&sql, &p.values).await?;
+        Ok(r.rows.iter().map(|row| uint(&row[0])).collect())
     }
 
     /// The usage rows written after write number `after`, up to `upto`,
@@ -145,7 +162,7 @@ impl Ledger {
         let (a, b, s) = (p.add(Param::UInt(after)), p.add(Param::UInt(upto)), p.add(Param::Int(since)));
         let window = format!("WriteSeq > {a} AND WriteSeq <= {b} AND {hour} >= {s}");
         let sql = format!("SELECT {hour}, Tenant, Project, Service, Signal, Items, Bytes FROM costplane_usage_telemetry WHERE {window}");
-        for row in &self.store.query_with(&sql, &p.values).await?.rows {
+        for row in &self.read(&sql, &p.values).await?.rows {
             out.telemetry.push(TelemetryUsage {
                 hour_ns: int(&row[0]),
                 tenant: text(&row[1]),
@@ -157,7 +174,7 @@ impl Ledger {
             });
         }
         let sql = format!("SELECT {} FROM costplane_usage_llm WHERE {window}", llm_columns(dialect));
-        for (i, row) in self.store.query_with(&sql, &p.values).await?.rows.iter().enumerate() {
+        for (i, row) in self.read(&sql, &p.values).await?.rows.iter().enumerate() {
             out.llm.push(llm_row(i, row)?);
         }
         Ok(out)
@@ -178,7 +195,7 @@ impl Ledger {
                     "SELECT Tenant, Project, Service, Signal, sum(Items), sum(Bytes), count(*) FROM costplane_usage_telemetry \
                      WHERE {hour} = {at}{bound} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
                 );
-                let r = self.store.query_with(&sql, &p.values).await?;
+                let r = self.read(&sql, &p.values).await?;
                 for row in &r.rows {
                     out.rows += uint(&row[6]);
                     out.telemetry.push(TelemetryUsage {
@@ -198,7 +215,7 @@ impl Ledger {
                     "SELECT {} FROM costplane_usage_llm WHERE {hour} = {at}{bound} ORDER BY TraceId, SpanId, 2, WriteSeq, {COPY_ORDER}",
                     llm_columns(dialect)
                 );
-                let r = self.store.query_with(&sql, &p.values).await?;
+                let r = self.read(&sql, &p.values).await?;
                 let mut previous: Option<(&Value, &Value)> = None;
                 for (i, row) in r.rows.iter().enumerate() {
                     out.rows += 1;
@@ -222,7 +239,7 @@ impl Ledger {
                 let sql = format!(
                     "SELECT Cluster, {written}, Kind, Payload FROM costplane_usage_kubernetes WHERE {hour} = {at} ORDER BY Cluster, 2, Kind, Payload"
                 );
-                let r = self.store.query_with(&sql, &p.values).await?;
+                let r = self.read(&sql, &p.values).await?;
                 let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
                 for row in &r.rows {
                     out.rows += 1;
@@ -242,6 +259,38 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The stored Kubernetes samples of the newest `hours` hours of sample
+    /// time (counted back from the newest stored sample's hour), in time
+    /// order: what a restarting meter is rebuilt from (see `costplane-k8s`'s
+    /// `samples`). Empty when none are stored.
+    pub async fn recent_kubernetes_samples(&self, hours: i64) -> Result<Vec<KubernetesUsage>, StoreError> {
+        let dialect = self.dialect();
+        let hour = dialect.ns("Hour");
+        let newest = self.read(&format!("SELECT count(*), max({hour}) FROM costplane_usage_k8s_samples"), &[]).await?;
+        let Some(row) = newest.rows.first() else { return Ok(Vec::new()) };
+        if uint(&row[0]) == 0 {
+            return Ok(Vec::new());
+        }
+        let from = int(&row[1]).saturating_sub(hours.saturating_sub(1).max(0).saturating_mul(costplane_ledger::HOUR_NS));
+        let mut p = Params::new(dialect);
+        let written = dialect.ns("WrittenAt");
+        let sql = format!(
+            "SELECT {hour}, {written}, Cluster, Kind, Payload FROM costplane_usage_k8s_samples WHERE {hour} >= {} ORDER BY 2, 3, 5",
+            p.add(Param::Int(from))
+        );
+        let r = self.read(&sql, &p.values).await?;
+        Ok(r.rows
+            .iter()
+            .map(|row| KubernetesUsage {
+                hour_ns: int(&row[0]),
+                written_ns: int(&row[1]),
+                cluster: text(&row[2]),
+                kind: text(&row[3]),
+                payload: text(&row[4]),
+            })
+            .collect())
+    }
+
     /// Which of `traces` have a model-call span with usage (any hour): their
     /// agent, chain, workflow and tool spans are not billed again.
     pub async fn traces_with_model_usage(&self, traces: &[String]) -> Result<HashSet<String>, StoreError> {
@@ -254,7 +303,7 @@ impl Ledger {
                  AND (InputTokens > 0 OR OutputTokens > 0 OR ProvidedCost IS NOT NULL)",
                 list.join(", ")
             );
-            let r = self.store.query_with(&sql, &p.values).await?;
+            let r = self.read(&sql, &p.values).await?;
             out.extend(r.rows.iter().map(|row| text(&row[0])));
         }
         Ok(out)
@@ -271,7 +320,7 @@ impl Ledger {
             "SELECT DISTINCT {hour}, TraceId FROM costplane_usage_llm WHERE CallKind = 'rollup' AND {hour} >= {}",
             p.add(Param::Int(since))
         );
-        let r = self.store.query_with(&sql, &p.values).await?;
+        let r = self.read(&sql, &p.values).await?;
         Ok(r.rows.iter().map(|row| (int(&row[0]), text(&row[1]))).collect())
     }
 }

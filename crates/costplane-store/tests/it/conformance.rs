@@ -8,8 +8,10 @@ use std::sync::Arc;
 use costplane_cost::{Catalog, Meter, TelemetryRates, Tenancy};
 use costplane_store::ledger::{next_revision, Ledger};
 use costplane_telemetry::usage::{
-    round_money, scope, ChargeStatus, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, Source, UsageType, CLOSED, HOUR_NS,
+    round_money, scope, ChargeStatus, CostFilter, Dimension, HourState, KubernetesUsage, LedgerReplacement, LedgerRow, Source, UsageType,
+    CLOSED, HOUR_NS,
 };
+use costplane_telemetry::TelemetryBatch;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -391,7 +393,45 @@ pub async fn usage_is_read_since_a_write_number(b: &Backend) {
     assert_eq!(since.telemetry.iter().map(|u| (u.hour_ns, u.items)).collect::<Vec<_>>(), [(hour, 1), (hour, 1)]);
     assert_eq!(since.llm[0].usage.input_tokens, 1000, "the rows read back whole");
     assert!(ledger.usage_since(second, second, hour).await.unwrap().llm.is_empty(), "nothing after the last write");
+    // The two writes after the first, by number: a reader's slices.
+    let writes = ledger.writes_since(first, second, hour).await.unwrap();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert!(writes[0] > first && writes[0] < writes[1] && writes[1] <= second, "{writes:?}");
+    let one = ledger.usage_since(first, writes[0], hour).await.unwrap();
+    assert_eq!(one.llm.len(), 1, "a slice of one write holds that write's call");
     assert_eq!(ledger.usage_count(scope::LLM, hour).await.unwrap(), 3);
     let counts = ledger.usage_counts(hour, Some(first)).await.unwrap();
     assert_eq!(counts.into_iter().filter(|c| c.0 == hour).collect::<Vec<_>>(), [(hour, "llm", 1), (hour, "telemetry", 1)]);
+}
+
+/// Kubernetes samples are stored with their batch exactly once and read
+/// back for a restarting meter: the newest hours only, in time order.
+pub async fn kubernetes_samples_round_trip(b: &Backend) {
+    let at = T0 as i64 + 30 * HOUR_NS;
+    let hour = at - at.rem_euclid(HOUR_NS);
+    let sample = |at: i64, payload: &str| KubernetesUsage {
+        hour_ns: at - at.rem_euclid(HOUR_NS),
+        written_ns: at,
+        cluster: "c1 tenant=acme".into(),
+        kind: "sample".into(),
+        payload: payload.into(),
+    };
+    let mut batch = TelemetryBatch { id: 40_001, ..TelemetryBatch::default() };
+    batch.usage.kubernetes_samples =
+        vec![sample(hour + 5, r#"{"a":1}"#), sample(hour + 3 * HOUR_NS + 9, r#"{"c":3}"#), sample(hour + 3 * HOUR_NS + 7, r#"{"b":2}"#)];
+    b.store.write(&batch).await.unwrap();
+    b.store.write(&batch).await.unwrap();
+    let ledger = Ledger::new(Arc::clone(&b.store));
+    // The newest 3 hours: hour + 1h .. hour + 3h, written twice, kept once.
+    let recent = ledger.recent_kubernetes_samples(3).await.unwrap();
+    assert_eq!(recent.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>(), [r#"{"b":2}"#, r#"{"c":3}"#]);
+    assert_eq!((recent[0].hour_ns, recent[0].written_ns), (hour + 3 * HOUR_NS, hour + 3 * HOUR_NS + 7));
+    assert_eq!(recent[0].cluster, "c1 tenant=acme");
+    assert_eq!(ledger.recent_kubernetes_samples(4).await.unwrap().len(), 3);
+    // The embedded store deletes old samples when told; ClickHouse's TTL does.
+    let pruned = b.store.prune_kubernetes_samples(hour + HOUR_NS).await.unwrap();
+    if b.store.backend() == "duckdb" {
+        assert_eq!(pruned, 1);
+        assert_eq!(ledger.recent_kubernetes_samples(10).await.unwrap().len(), 2);
+    }
 }

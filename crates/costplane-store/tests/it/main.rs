@@ -28,6 +28,7 @@ macro_rules! store_conformance_suite {
                 c::usage_and_ledger_round_trip(&backend).await;
                 c::one_ledger_row_per_key_per_closed_hour(&backend).await;
                 c::usage_is_read_since_a_write_number(&backend).await;
+                c::kubernetes_samples_round_trip(&backend).await;
                 c::stored_bytes_are_measured(&backend).await;
                 crate::readonly::hostile_statements_are_refused(&backend).await;
                 crate::readonly::results_are_bounded(&backend).await;

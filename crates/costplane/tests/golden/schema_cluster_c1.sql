@@ -1,4 +1,4 @@
--- costplane ClickHouse schema, version 6
+-- costplane ClickHouse schema, version 7
 
 CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`;
 
@@ -382,6 +382,21 @@ SETTINGS index_granularity = 8192;
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_kubernetes` ON CLUSTER `c1` AS `otel`.`costplane_usage_kubernetes_local`
 ENGINE = Distributed('c1', 'otel', 'costplane_usage_kubernetes_local', cityHash64(Hour));
 
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_k8s_samples_local` ON CLUSTER `c1` (
+    Hour DateTime64(9),
+    WrittenAt DateTime64(9),
+    Cluster LowCardinality(String),
+    Kind LowCardinality(String),
+    Payload String CODEC(ZSTD(1))
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_usage_k8s_samples_local', '{replica}')
+PARTITION BY toYYYYMM(Hour)
+ORDER BY (Hour, Cluster, WrittenAt)
+TTL toDateTime(Hour) + INTERVAL 1 DAY
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_k8s_samples` ON CLUSTER `c1` AS `otel`.`costplane_usage_k8s_samples_local`
+ENGINE = Distributed('c1', 'otel', 'costplane_usage_k8s_samples_local', cityHash64(Hour));
+
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_ledger_local` ON CLUSTER `c1` (
     ChargePeriodStart DateTime64(9),
     ChargePeriodEnd DateTime64(9),
@@ -564,4 +579,4 @@ FROM `otel`.`otel_traces_local`
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (6);
+INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (7);

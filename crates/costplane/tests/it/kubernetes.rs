@@ -85,7 +85,7 @@ pub(crate) fn resource(attrs: Vec<KeyValue>, scope: &str, metrics: Vec<Metric>) 
     }
 }
 
-struct Pod {
+pub(crate) struct Pod {
     ns: &'static str,
     name: &'static str,
     team: Option<&'static str>,
@@ -109,7 +109,7 @@ fn pod_attrs(p: &Pod) -> Vec<KeyValue> {
 }
 
 /// One scrape at `t` (hour `h`) of both receivers.
-fn scrape(h: u64, quarter: u64, pods: &[Pod]) -> ExportMetricsServiceRequest {
+pub(crate) fn scrape(h: u64, quarter: u64, pods: &[Pod]) -> ExportMetricsServiceRequest {
     let t = T0 + h * 60 * MIN + quarter * 15 * MIN;
     // The second hour uses the newer semantic-convention names.
     let (cpu_req_name, mem_req_name, node_cpu, node_mem) = if h == 0 {
@@ -175,7 +175,7 @@ fn scrape(h: u64, quarter: u64, pods: &[Pod]) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest { resource_metrics: rms }
 }
 
-fn pods() -> Vec<Pod> {
+pub(crate) fn pods() -> Vec<Pod> {
     vec![
         Pod { ns: "shop", name: "web", team: Some("web"), cpu_req: 0.5, cpu_use: 0.25, mem_req: GIB, mem_use: 2 * GIB },
         Pod { ns: "batch", name: "job", team: Some("data"), cpu_req: 0.25, cpu_use: 1.0, mem_req: 2 * GIB, mem_use: GIB },
@@ -187,9 +187,9 @@ fn run(split: &str) -> (ServerProcess, reqwest::blocking::Client) {
     run_with(split, None)
 }
 
-fn run_with(split: &str, clickhouse: Option<&costplane_testkit::ClickHouseTarget>) -> (ServerProcess, reqwest::blocking::Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("costplane.toml");
+/// The configuration of the module header's prices, in `dir`.
+pub(crate) fn write_config(dir: &std::path::Path, split: &str) -> std::path::PathBuf {
+    let config = dir.join("costplane.toml");
     std::fs::write(
         &config,
         format!(
@@ -200,6 +200,12 @@ fn run_with(split: &str, clickhouse: Option<&costplane_testkit::ClickHouseTarget
         ),
     )
     .unwrap();
+    config
+}
+
+fn run_with(split: &str, clickhouse: Option<&costplane_testkit::ClickHouseTarget>) -> (ServerProcess, reqwest::blocking::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), split);
     let extra = ["--config", config.to_str().unwrap()];
     let args = match clickhouse {
         Some(target) => crate::support::clickhouse_args(target, &extra),
@@ -236,7 +242,7 @@ pub(crate) fn flush(client: &reqwest::blocking::Client, server: &ServerProcess) 
         .unwrap()
 }
 
-fn by_namespace(server: &ServerProcess) -> BTreeMap<String, Decimal> {
+pub(crate) fn by_namespace(server: &ServerProcess) -> BTreeMap<String, Decimal> {
     server
         .sql("SELECT x_Namespace AS ns, CAST(sum(BilledCost) AS VARCHAR) AS cost FROM costplane_ledger WHERE x_Source = 'kubernetes' GROUP BY 1")
         .iter()
@@ -244,7 +250,7 @@ fn by_namespace(server: &ServerProcess) -> BTreeMap<String, Decimal> {
         .collect()
 }
 
-fn wait_rows(server: &ServerProcess) {
+pub(crate) fn wait_rows(server: &ServerProcess) {
     wait_until(|| server.count("costplane_ledger WHERE x_Source = 'kubernetes'") > 0, "kubernetes ledger rows");
     // Both hours' rows are queued together by the flush; wait for the last hour.
     wait_until(

@@ -12,6 +12,7 @@ mod deadletter_keys;
 mod durability;
 mod focus_import;
 mod kubernetes;
+mod kubernetes_restart;
 mod kubernetes_tenants;
 mod otlp_rust;
 mod reconcile;
