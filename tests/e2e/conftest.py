@@ -17,6 +17,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Servers started by the test now running: a failing test's report carries
+# the end of each one's log, so a failure on CI can be read without a rerun.
+_STARTED = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "setup":
+        _STARTED.clear()
+    if report.failed:
+        for server in _STARTED:
+            try:
+                tail = server.log_path.read_text(errors="replace")[-8000:]
+            except OSError as e:
+                tail = f"(the log could not be read: {e})"
+            report.sections.append((f"costplane log ({server.store}, {server.log_path})", tail))
+
 
 def costplane_bin() -> str:
     explicit = os.environ.get("COSTPLANE_BIN")
@@ -129,6 +148,7 @@ class Server:
         self.grpc_port, self.http_port, self.api_port = free_port(), free_port(), free_port()
         self.log_path = data_dir / "server.log"
         self._log = open(self.log_path, "wb")
+        _STARTED.append(self)
         self.proc = subprocess.Popen(
             [
                 costplane_bin(), "serve",
@@ -142,6 +162,8 @@ class Server:
             ],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            # What each ledger refresh did, for the log a failure carries.
+            env={"COSTPLANE_LOG": "info,costplane_server::costs=debug", **os.environ},
         )
         self._wait_healthy()
 

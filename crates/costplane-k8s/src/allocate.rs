@@ -11,8 +11,12 @@
 //!   :00, :15, :30, :45 make 45 + 15 = 60 minutes = 1 hour.
 //! - A pod whose `k8s.pod.phase` was seen in the hour but never Running (2)
 //!   is charged its usage only, not its requests.
-//! - Volumes: average capacity in GiB × hours × the storage class's rate
-//!   (per GiB-month / 730).
+//! - Volumes: persistent volumes only (a claim, or a disk type of its own;
+//!   `emptyDir`, `configMap`, `secret` and the like are the node's disk).
+//!   Each is charged once per hour, however many pods mount it: the most
+//!   GiB-hours any of its pods saw (average capacity in GiB × that pod's
+//!   hours) × the storage class's rate (per GiB-month / 730), split among
+//!   the pods by their hours.
 //! - Network: GiB of the hour's counter deltas × the direction's rate.
 //! - Idle per node and resource (CPU, RAM): allocatable × node hours × rate
 //!   − the allocated cost of containers on the node, clamped at zero (each
@@ -145,7 +149,23 @@ pub struct VolumeHour {
     pub id: Identity,
     pub name: String,
     pub class: String,
+    /// The persistent volume claim the volume is, if any.
+    #[serde(default)]
+    pub claim: String,
     pub capacity: Stream,
+}
+
+impl VolumeHour {
+    /// What the volume is billed as once per hour, whichever pods mount
+    /// it: a claim by (cluster, namespace, claim); a volume without one
+    /// is its pod's own.
+    fn billed_as(&self) -> (String, String, String, String) {
+        if self.claim.is_empty() {
+            (self.id.cluster.clone(), self.id.namespace.clone(), self.id.pod_uid.clone(), self.name.clone())
+        } else {
+            (self.id.cluster.clone(), self.id.namespace.clone(), String::new(), self.claim.clone())
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -277,6 +297,38 @@ fn line(hour_ns: i64, id: &Identity, resource: Resource, quantity: Decimal, rate
     }
 }
 
+/// Persistent volumes, each once: its GiB-hours are the most any pod
+/// mounting it saw (average capacity × that pod's hours), priced at its
+/// class's rate, and the cost and quantity are split among the pods by
+/// their hours (truncated to 12 places, the remainder to the largest
+/// share). Volumes that are not persistent are not charged.
+fn volume_lines(h: &HourUsage, cfg: &KubernetesConfig, single: i64) -> Vec<Line> {
+    let mut volumes: BTreeMap<(String, String, String, String), Vec<&VolumeHour>> = BTreeMap::new();
+    for v in h.volumes.values().filter(|v| crate::sample::is_persistent_volume(&v.class, &v.claim)) {
+        volumes.entry(v.billed_as()).or_default().push(v);
+    }
+    let mut lines = Vec::new();
+    for mounts in volumes.values() {
+        let gib_hours = |v: &VolumeHour| v.capacity.avg() / GIB * hours(v.capacity.span_ns(single));
+        let quantity = mounts.iter().map(|v| gib_hours(v)).max().unwrap_or_default();
+        // The class of the mount seen longest (all mounts of a claim name
+        // the same one).
+        let class = mounts.iter().max_by_key(|v| v.capacity.span_ns(single)).map_or("", |v| v.class.as_str());
+        let rate = cfg.prices.storage_gib_hour(class);
+        let cost = money(quantity * rate);
+        let weights: Vec<(String, Decimal)> = mounts.iter().map(|v| (v.id.pod_uid.clone(), hours(v.capacity.span_ns(single)))).collect();
+        let costs = split(cost, &weights, crate::ShareSplit::Weighted);
+        let quantities = split(quantity, &weights, crate::ShareSplit::Weighted);
+        for ((v, (_, cost)), (_, quantity)) in mounts.iter().zip(costs).zip(quantities) {
+            let mut l = line(h.hour_ns, &v.id, Resource::Volume, quantity, rate);
+            l.cost = cost;
+            l.detail = if v.claim.is_empty() { v.name.clone() } else { v.claim.clone() };
+            lines.push(l);
+        }
+    }
+    lines
+}
+
 /// Prices and splits one hour.
 pub fn allocate(h: &HourUsage, cfg: &KubernetesConfig, stats: &mut AllocationStats) -> Vec<Line> {
     let single = i64::try_from(cfg.sample_interval_secs).unwrap_or(3600) * 1_000_000_000;
@@ -309,12 +361,7 @@ pub fn allocate(h: &HourUsage, cfg: &KubernetesConfig, stats: &mut AllocationSta
             lines.push(gpu);
         }
     }
-    for v in h.volumes.values() {
-        let hrs = hours(v.capacity.span_ns(single));
-        let mut l = line(h.hour_ns, &v.id, Resource::Volume, v.capacity.avg() / GIB * hrs, cfg.prices.storage_gib_hour(&v.class));
-        l.detail.clone_from(&v.name);
-        lines.push(l);
-    }
+    lines.extend(volume_lines(h, cfg, single));
     for ((_, direction), n) in &h.network {
         let resource = if direction == "receive" { Resource::NetworkReceive } else { Resource::NetworkTransmit };
         lines.push(line(h.hour_ns, &n.id, resource, n.bytes / GIB, cfg.prices.network_gib(direction)));

@@ -280,6 +280,7 @@ fn add(h: &mut HourUsage, s: &Sample, delta: Option<Decimal>) {
             vol.id.fill(s);
             vol.name.clone_from(&s.detail);
             vol.class.clone_from(&s.detail2);
+            vol.claim.clone_from(&s.claim);
             vol.capacity.add(s.time_ns, v);
         }
         Kind::Network => {
@@ -322,6 +323,7 @@ mod tests {
             detail: String::new(),
             detail2: String::new(),
             labels: Vec::new(),
+            claim: String::new(),
         }
     }
 

@@ -87,6 +87,23 @@ pub struct Sample {
     pub detail2: String,
     /// Pod labels (`k8s.pod.label.<key>`), sorted.
     pub labels: Vec<(String, String)>,
+    /// Volumes: the persistent volume claim (`k8s.persistentvolumeclaim.name`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub claim: String,
+}
+
+/// `k8s.volume.type`s of volumes that are disks of their own, billed by
+/// the cloud apart from the node: a claim, or (with the receiver's
+/// `extra_metadata_labels: [k8s.volume.type]`) the claim's underlying
+/// volume source. Every other type (`emptyDir`, `configMap`, `secret`,
+/// `hostPath`, `downwardAPI`, `projected`) lives on the node's own disk,
+/// which the node's price already covers.
+const PERSISTENT_VOLUME_TYPES: [&str; 4] = ["persistentVolumeClaim", "awsElasticBlockStore", "gcePersistentDisk", "glusterfs"];
+
+/// Whether a volume of `kind` (its `k8s.volume.type`) with `claim` is a
+/// persistent volume, the only volumes that are charged (as OpenCost does).
+pub fn is_persistent_volume(kind: &str, claim: &str) -> bool {
+    !claim.is_empty() || PERSISTENT_VOLUME_TYPES.contains(&kind)
 }
 
 fn attr<'a>(attrs: &'a Attributes, key: &str) -> &'a str {
@@ -121,6 +138,7 @@ fn sample(kind: Kind, p: &PointCommon, value: f64, cluster: &str, tenant_attribu
         pod_uid: attr(r, "k8s.pod.uid").to_owned(),
         container: attr(r, "k8s.container.name").to_owned(),
         node: attr(r, "k8s.node.name").to_owned(),
+        claim: if kind == Kind::VolumeCapacity { attr(r, "k8s.persistentvolumeclaim.name").to_owned() } else { String::new() },
         detail,
         detail2,
         labels,
@@ -194,7 +212,11 @@ pub fn screen(
         });
         match why {
             None => {
-                out.samples.push(sample(kind, p, value, cluster, tenant_attribute, owner));
+                let s = sample(kind, p, value, cluster, tenant_attribute, owner);
+                // Kept as telemetry; metered only when it is a disk of its own.
+                if s.kind != Kind::VolumeCapacity || is_persistent_volume(&s.detail2, &s.claim) {
+                    out.samples.push(s);
+                }
                 true
             }
             Some(why) => {

@@ -81,6 +81,7 @@ mod tests {
             detail: "eth0".into(),
             detail2: "transmit".into(),
             labels: vec![("team".into(), "web".into())],
+            claim: String::new(),
         }
     }
 

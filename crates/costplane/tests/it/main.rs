@@ -14,6 +14,7 @@ mod focus_import;
 mod kubernetes;
 mod kubernetes_restart;
 mod kubernetes_tenants;
+mod kubernetes_volumes;
 mod otlp_rust;
 mod reconcile;
 mod shutdown;
