@@ -362,14 +362,6 @@ impl Closer {
         self.idle_clamps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The price version a scope's rows are made with.
-    fn price_version(&self, meter: &Meter, scope_name: &str) -> String {
-        match scope_name {
-            scope::LLM => meter.catalog.version.clone(),
-            scope::KUBERNETES => self.kubernetes().prices.version(),
-            _ => meter.telemetry_price_version(),
-        }
-    }
 
     fn reload_locked(&self) -> Result<Arc<Meter>, String> {
         let kubernetes = Arc::new(self.source.kubernetes()?);
@@ -455,6 +447,7 @@ impl Closer {
         let states: HashMap<(i64, String), HourState> =
             self.ledger.hour_states(since, i64::MAX).await?.into_iter().map(|s| ((s.hour_ns, s.scope.clone()), s)).collect();
         let meter = self.meter();
+        let k8s = self.kubernetes();
         let seqs = if self.timing.incremental { self.ledger.store().write_seqs() } else { None };
         // Hours to price from scratch, and held hours to write again.
         let mut dirty: BTreeSet<(i64, &'static str)> = BTreeSet::new();
@@ -530,7 +523,7 @@ impl Closer {
                 Some(s) => {
                     s.usage_rows != n
                         || s.status != status.as_str()
-                        || (status == ChargeStatus::Provisional && s.price_version != self.price_version(&meter, scope_name))
+                        || (status == ChargeStatus::Provisional && s.price_version != price_version(&meter, &k8s, scope_name))
                 }
             };
             if stale {
@@ -577,7 +570,7 @@ impl Closer {
                 }
                 let status = self.status_at(*hour, now);
                 if s.status != status.as_str()
-                    || (status == ChargeStatus::Provisional && s.price_version != self.price_version(&meter, key.1))
+                    || (status == ChargeStatus::Provisional && s.price_version != price_version(&meter, &k8s, key.1))
                 {
                     dirty.insert(key);
                 }
@@ -594,10 +587,10 @@ impl Closer {
             }
             let status = self.status_at(hour, now);
             let upto_here = if scope_name == scope::KUBERNETES { None } else { inc.cursor };
-            let (rows, usage_rows, held, covering) = self.price_scratch(&meter, scope_name, hour, status, upto_here).await?;
+            let (rows, usage_rows, held, covering) = self.price_scratch(&meter, &k8s, scope_name, hour, status, upto_here).await?;
             self.stats.scratch_hours.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
-            push_revision(&mut replacement, hour, scope_name, status.as_str(), usage_rows, self.price_version(&meter, scope_name), rows);
+            push_revision(&mut replacement, hour, scope_name, status.as_str(), usage_rows, price_version(&meter, &k8s, scope_name), rows);
             inc.hours.remove(&key);
             if let (Some(held), ChargeStatus::Provisional, Some(_)) = (held, status, inc.cursor) {
                 inc.hours.insert(key, held);
@@ -613,7 +606,7 @@ impl Closer {
         let dirty = done;
         for key @ (hour, scope_name) in to_hold.iter().filter(|k| !dirty.contains(k)) {
             // Unchanged since stored: read to be held, not written again.
-            let (_, usage_rows, held, _) = self.price_scratch(&meter, scope_name, *hour, ChargeStatus::Provisional, inc.cursor).await?;
+            let (_, usage_rows, held, _) = self.price_scratch(&meter, &k8s, scope_name, *hour, ChargeStatus::Provisional, inc.cursor).await?;
             self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
             if let Some(held) = held {
                 inc.hours.insert(*key, held);
@@ -637,7 +630,7 @@ impl Closer {
         self.correct_exported(&mut replacement, &states).await?;
         let storage = self.close_storage(&meter, now, &states).await?;
         for (state, rows) in storage {
-            let version = self.price_version(&meter, &state.scope);
+            let version = price_version(&meter, &k8s, &state.scope);
             push_revision(&mut replacement, state.hour_ns, &state.scope, &state.status, state.usage_rows, version, rows);
         }
         let n = replacement.hours.len();
@@ -709,13 +702,14 @@ impl Closer {
     async fn price_scratch(
         &self,
         meter: &Meter,
+        k8s: &KubernetesConfig,
         scope_name: &str,
         hour: i64,
         status: ChargeStatus,
         upto: Option<u64>,
     ) -> Result<(Vec<LedgerRow>, u64, Option<OpenHour>, Vec<String>), StoreError> {
         let usage: HourUsage = self.ledger.usage_of_hour(scope_name, hour, upto).await?;
-        let version = self.price_version(meter, scope_name);
+        let version = price_version(meter, k8s, scope_name);
         // Traces of this hour: their roll-ups elsewhere are decided again.
         let mut covering = Vec::new();
         let held = match scope_name {
@@ -744,9 +738,8 @@ impl Closer {
                 OpenHour { usage_rows: usage.rows, price_version: version, priced: Priced::Llm(llm) }
             }
             scope::KUBERNETES => {
-                let cfg = self.kubernetes();
                 let mut stats = costplane_k8s::allocate::AllocationStats::default();
-                let rows = costplane_k8s::price_hour(hour, &usage.kubernetes, &cfg, &meter.catalog.currency, status, &mut stats)
+                let rows = costplane_k8s::price_hour(hour, &usage.kubernetes, k8s, &meter.catalog.currency, status, &mut stats)
                     .map_err(|e| StoreError::Unexpected(e.to_string()))?;
                 self.idle_clamps.fetch_add(stats.idle_clamps, std::sync::atomic::Ordering::Relaxed);
                 return Ok((rows, usage.rows, None, Vec::new()));
@@ -783,7 +776,12 @@ impl Closer {
     /// `in_place`.
     pub async fn reprice(&self, from: i64, to: i64, dry_run: bool, in_place: bool) -> Result<RepriceReport, String> {
         let _guard = self.lock.lock().await;
-        let meter = if dry_run { Arc::new(self.source.meter()?) } else { self.reload_locked()? };
+        // A dry run prices with what a reload would load, and loads nothing.
+        let (meter, k8s) = if dry_run {
+            (Arc::new(self.source.meter()?), Arc::new(self.source.kubernetes()?))
+        } else {
+            (self.reload_locked()?, self.kubernetes())
+        };
         let now = now_ns();
         let (from, to) = (hour_of(from), hour_of(to));
         let err = |e: StoreError| e.to_string();
@@ -813,7 +811,7 @@ impl Closer {
         let mut usage_rows = 0;
         let mut corrected = 0;
         for (hour, scope_name) in &hours {
-            let (new, n, ..) = self.price_scratch(&meter, scope_name, *hour, ChargeStatus::Closed, None).await.map_err(err)?;
+            let (new, n, ..) = self.price_scratch(&meter, &k8s, scope_name, *hour, ChargeStatus::Closed, None).await.map_err(err)?;
             usage_rows += n;
             let before = old.remove(&(*hour, (*scope_name).to_owned())).unwrap_or_default();
             for r in &before {
@@ -835,7 +833,7 @@ impl Closer {
                 scope_name,
                 ChargeStatus::Closed.as_str(),
                 n,
-                self.price_version(&meter, scope_name),
+                price_version(&meter, &k8s, scope_name),
                 rows,
             );
         }
@@ -880,6 +878,15 @@ fn month_of(ns: i64) -> i64 {
         .and_then(|m| m.and_hms_opt(0, 0, 0))
         .and_then(|m| m.and_utc().timestamp_nanos_opt())
         .unwrap_or(0)
+}
+
+/// The price version a scope's rows are made with, under `meter` and `k8s`.
+fn price_version(meter: &Meter, k8s: &KubernetesConfig, scope_name: &str) -> String {
+    match scope_name {
+        scope::LLM => meter.catalog.version.clone(),
+        scope::KUBERNETES => k8s.prices.version(),
+        _ => meter.telemetry_price_version(),
+    }
 }
 
 /// Adds one (hour, scope)'s new revision and its rows to a replacement.

@@ -20,6 +20,11 @@
 //! - web-a's `configMap` (1 GiB) and `emptyDir` (5 GiB) live on the node's
 //!   disk: not charged (they would add 1 + 5 = 6).
 //! Total 2.0; every sample is stored as telemetry all the same.
+//!
+//! Then the claim's class price doubles in the config file (146 per
+//! GiB-month, 0.2 per GiB-hour): a dry-run reprice reports the claim's
+//! 10 GiB-hours × 0.1 more = +1.0 and writes nothing; the reprice writes
+//! it (web-a 1.333333333334, web-b 0.666666666666, as above with 2.0).
 
 use std::time::Duration;
 
@@ -48,6 +53,24 @@ const MOUNTS: [Mount; 5] = [
     ("batch", "job", "disk", "awsElasticBlockStore", "", 20, &[0, 1, 2, 3]),
 ];
 
+fn config_text(claim_price: &str) -> String {
+    format!(
+        "[kubernetes]\ncluster = \"c1\"\n\
+         [kubernetes.prices]\nstorage_gib_month = \"730\"\n\
+         [kubernetes.prices.storage_classes]\npersistentVolumeClaim = \"{claim_price}\"\nawsElasticBlockStore = \"36.5\"\n\
+         [ledger]\nlookback_days = 3650\nrefresh_secs = 1\n"
+    )
+}
+
+/// Cost per pod of the ledger's volume rows.
+fn by_pod(server: &ServerProcess) -> Vec<(String, Decimal)> {
+    server
+        .sql("SELECT x_Pod AS pod, CAST(sum(BilledCost) AS VARCHAR) AS cost FROM costplane_ledger WHERE x_Source = 'kubernetes' GROUP BY 1 ORDER BY 1")
+        .iter()
+        .map(|r| (r["pod"].as_str().unwrap().to_owned(), d(r["cost"].as_str().unwrap())))
+        .collect()
+}
+
 fn scrape(quarter: u64) -> ExportMetricsServiceRequest {
     let t = T0 + quarter * 15 * MIN;
     let resource_metrics: Vec<ResourceMetrics> = MOUNTS
@@ -75,14 +98,7 @@ fn scrape(quarter: u64) -> ExportMetricsServiceRequest {
 fn persistent_volumes_are_charged_once_and_split_among_their_pods() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("costplane.toml");
-    std::fs::write(
-        &config,
-        "[kubernetes]\ncluster = \"c1\"\n\
-         [kubernetes.prices]\nstorage_gib_month = \"730\"\n\
-         [kubernetes.prices.storage_classes]\npersistentVolumeClaim = \"73\"\nawsElasticBlockStore = \"36.5\"\n\
-         [ledger]\nlookback_days = 3650\nrefresh_secs = 1\n",
-    )
-    .unwrap();
+    std::fs::write(&config, config_text("73")).unwrap();
     let server = ServerProcess::start_in(dir, &["--config", config.to_str().unwrap()]);
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     for q in 0..4 {
@@ -122,4 +138,26 @@ fn persistent_volumes_are_charged_once_and_split_among_their_pods() {
     // The volumes that are not charged are telemetry all the same: 4 + 2 +
     // 4 + 4 + 4 = 18 points.
     assert_eq!(server.count("otel_metrics_gauge WHERE MetricName = 'k8s.volume.capacity'"), 18);
+
+    // New prices: a dry run reports the change and writes nothing.
+    std::fs::write(&config, config_text("146")).unwrap();
+    let before = by_pod(&server);
+    let reprice = |dry_run: bool| -> serde_json::Value {
+        let r = client
+            .post(format!("http://{}/api/v1/reprice", server.api))
+            .json(&serde_json::json!({"from": "2026-01-01", "to": "2026-01-02", "dry_run": dry_run}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json().unwrap()
+    };
+    let dry = reprice(true);
+    assert_eq!((d(dry["cost_before"].as_str().unwrap()), d(dry["change"].as_str().unwrap())), (d("2"), d("1")), "{dry}");
+    assert_eq!(by_pod(&server), before, "a dry run writes nothing");
+    let done = reprice(false);
+    assert_eq!(d(done["change"].as_str().unwrap()), d("1"), "{done}");
+    assert_eq!(
+        by_pod(&server),
+        vec![("job".to_owned(), d("1")), ("web-a".to_owned(), d("1.333333333334")), ("web-b".to_owned(), d("0.666666666666"))]
+    );
 }
