@@ -362,7 +362,6 @@ impl Closer {
         self.idle_clamps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-
     fn reload_locked(&self) -> Result<Arc<Meter>, String> {
         let kubernetes = Arc::new(self.source.kubernetes()?);
         *self.kubernetes.write().unwrap_or_else(std::sync::PoisonError::into_inner) = kubernetes;
@@ -606,7 +605,8 @@ impl Closer {
         let dirty = done;
         for key @ (hour, scope_name) in to_hold.iter().filter(|k| !dirty.contains(k)) {
             // Unchanged since stored: read to be held, not written again.
-            let (_, usage_rows, held, _) = self.price_scratch(&meter, &k8s, scope_name, *hour, ChargeStatus::Provisional, inc.cursor).await?;
+            let (_, usage_rows, held, _) =
+                self.price_scratch(&meter, &k8s, scope_name, *hour, ChargeStatus::Provisional, inc.cursor).await?;
             self.stats.usage_rows_read.fetch_add(usage_rows, std::sync::atomic::Ordering::Relaxed);
             if let Some(held) = held {
                 inc.hours.insert(*key, held);
