@@ -263,6 +263,9 @@ pub enum Dimension {
     Operation,
     Source,
     Provider,
+    /// The provider's service (FOCUS `ServiceName`: "Amazon EC2", the
+    /// models of an LLM provider, "Kubernetes").
+    ProviderService,
     /// Token kind (LLM) or signal (telemetry): the ledger's usage type.
     UsageType,
     /// The telemetry signal (`traces`, `logs`, `metrics`, `queries`,
@@ -277,7 +280,7 @@ pub enum Dimension {
 
 impl Dimension {
     /// The dimensions the cost API accepts.
-    pub const API: [Dimension; 13] = [
+    pub const API: [Dimension; 14] = [
         Dimension::Currency,
         Dimension::Tenant,
         Dimension::Project,
@@ -286,6 +289,7 @@ impl Dimension {
         Dimension::Operation,
         Dimension::Source,
         Dimension::Provider,
+        Dimension::ProviderService,
         Dimension::UsageType,
         Dimension::Signal,
         Dimension::Unit,
@@ -302,6 +306,7 @@ impl Dimension {
             Dimension::Operation => "operation",
             Dimension::Source => "source",
             Dimension::Provider => "provider",
+            Dimension::ProviderService => "provider_service",
             Dimension::UsageType => "usage_type",
             Dimension::Signal => "signal",
             Dimension::Unit => "unit",

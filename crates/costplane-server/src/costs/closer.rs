@@ -380,7 +380,22 @@ impl Closer {
         let before = self.stored_before(replacement).await?;
         self.ledger.replace_window(replacement).await?;
         self.report_booked(replacement, before);
+        // An imported window is looked at for anomalies at once, as hours
+        // the closer closed are.
+        self.report_closed(replacement);
         Ok(())
+    }
+
+    /// Tells the observers which (hour, scope)s of `replacement` (written)
+    /// are closed.
+    fn report_closed(&self, replacement: &LedgerReplacement) {
+        let closed: Vec<HourState> = replacement.hours.iter().filter(|s| s.status == ChargeStatus::Closed.as_str()).cloned().collect();
+        if !closed.is_empty() {
+            let observers = self.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
+            for o in observers {
+                o.closed(&closed);
+            }
+        }
     }
 
     /// Runs a refresh unless one finished within `max_age`.
@@ -638,13 +653,7 @@ impl Closer {
             let before = self.stored_before(&replacement).await?;
             self.ledger.replace_window(&replacement).await?;
             self.report_booked(&replacement, before);
-            let closed: Vec<HourState> = replacement.hours.iter().filter(|s| s.status == ChargeStatus::Closed.as_str()).cloned().collect();
-            if !closed.is_empty() {
-                let observers = self.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
-                for o in observers {
-                    o.closed(&closed);
-                }
-            }
+            self.report_closed(&replacement);
             tracing::debug!(hours = n, scratch = dirty.len(), incremental = touched.len(), "ledger hours refreshed");
         }
         Ok(n)

@@ -71,13 +71,19 @@ fn check_keys(raw: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Api
     Ok(())
 }
 
-const SCOPE_KEYS: [&str; 5] = ["tenant", "project", "service", "model", "source"];
+const SCOPE_KEYS: [&str; 6] = ["tenant", "project", "service", "model", "source", "provider_service"];
 
 /// Scope filters from the query, with a tenant key's tenant forced.
 fn scope_of(raw: &HashMap<String, String>, caller: &Caller) -> Result<Scope, ApiError> {
     let get = |k: &str| raw.get(k).cloned();
-    let mut scope =
-        Scope { tenant: get("tenant"), project: get("project"), service: get("service"), model: get("model"), source: get("source") };
+    let mut scope = Scope {
+        tenant: get("tenant"),
+        project: get("project"),
+        service: get("service"),
+        model: get("model"),
+        source: get("source"),
+        provider_service: get("provider_service"),
+    };
     if let Some(t) = caller.tenant() {
         if scope.tenant.as_deref().is_some_and(|asked| asked != t) {
             return Err(ApiError::new(ErrorCode::PermissionDenied, format!("this API key sees tenant {t:?} only")));

@@ -69,15 +69,25 @@ pub struct Scope {
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The provider's service (FOCUS `ServiceName`), for cloud bills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_service: Option<String>,
 }
 
 impl Scope {
     /// (dimension name, value) of every set field.
     pub fn fields(&self) -> Vec<(&'static str, &str)> {
-        [("tenant", &self.tenant), ("project", &self.project), ("service", &self.service), ("model", &self.model), ("source", &self.source)]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-            .collect()
+        [
+            ("tenant", &self.tenant),
+            ("project", &self.project),
+            ("service", &self.service),
+            ("model", &self.model),
+            ("source", &self.source),
+            ("provider_service", &self.provider_service),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
     }
 
     /// Whether a group (source, tenant, project, service, model) is inside.
@@ -88,6 +98,7 @@ impl Scope {
             && ok(&self.project, &group.project)
             && ok(&self.service, &group.service)
             && ok(&self.model, &group.model)
+            && ok(&self.provider_service, &group.provider_service)
     }
 }
 

@@ -82,6 +82,10 @@ fn anomaly_id(grain: Grain, group: &Group, start: i64) -> String {
         group.service,
         group.model
     ));
+    // Cloud groups are per provider service; other groups' ids stay as they were.
+    if !group.provider_service.is_empty() {
+        h.update(format!("\u{1f}{}", group.provider_service));
+    }
     h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -134,6 +138,9 @@ pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Res
     let mut changed: Vec<String> = Vec::new();
     let now = iso(Utc::now().timestamp());
     for (group, hours) in &groups {
+        if grain == Grain::Hour && group.is_cloud() && series::is_daily(start, hours) {
+            continue;
+        }
         let values = match grain {
             Grain::Hour => hours.clone(),
             Grain::Day => series::daily(hours),
@@ -271,13 +278,14 @@ async fn notify_new(state: &InsightsState, candidates: Vec<AnomalyRecord>) -> Re
         let a = &r.anomaly;
         let g = &r.group;
         let summary = format!(
-            "Cost {} for {}/{}/{}/{} ({}): {} {} against {} expected ({}{}), {} to {}",
+            "Cost {} for {}/{}/{}/{} ({}{}): {} {} against {} expected ({}{}), {} to {}",
             a.direction.name(),
             g.tenant,
             g.project,
             g.service,
             if g.model.is_empty() { "-" } else { &g.model },
             g.source,
+            if g.provider_service.is_empty() { String::new() } else { format!(", {}", g.provider_service) },
             a.actual.round_dp(2),
             state.currency,
             a.expected.round_dp(2),
@@ -286,7 +294,7 @@ async fn notify_new(state: &InsightsState, candidates: Vec<AnomalyRecord>) -> Re
             iso(a.start),
             iso(a.end)
         );
-        let labels = BTreeMap::from([
+        let mut labels = BTreeMap::from([
             ("anomaly_id".to_owned(), r.id.clone()),
             ("grain".to_owned(), a.grain.name().to_owned()),
             ("direction".to_owned(), a.direction.name().to_owned()),
@@ -296,6 +304,9 @@ async fn notify_new(state: &InsightsState, candidates: Vec<AnomalyRecord>) -> Re
             ("model".to_owned(), g.model.clone()),
             ("source".to_owned(), g.source.clone()),
         ]);
+        if !g.provider_service.is_empty() {
+            labels.insert("provider_service".to_owned(), g.provider_service.clone());
+        }
         let event = Event {
             alertname: "CostplaneCostAnomaly",
             severity: "warning",

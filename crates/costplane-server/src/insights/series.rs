@@ -32,15 +32,32 @@ pub struct Group {
     pub project: String,
     pub service: String,
     pub model: String,
+    /// Cloud bills only: the provider's service (FOCUS `ServiceName`), so
+    /// that one service's spike is not lost in its account's total. Empty
+    /// for costplane's own sources, whose service is a dimension already.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub provider_service: String,
 }
 
 /// The dimensions of a [`Group`], in its field order.
-pub const GROUP_DIMS: [Dimension; 5] = [Dimension::Source, Dimension::Tenant, Dimension::Project, Dimension::Service, Dimension::Model];
+pub const GROUP_DIMS: [Dimension; 6] =
+    [Dimension::Source, Dimension::Tenant, Dimension::Project, Dimension::Service, Dimension::Model, Dimension::ProviderService];
+
+/// The source whose groups are split by provider service.
+const CLOUD: &str = "cloud";
 
 impl Group {
     pub fn from_values(v: &[String]) -> Group {
         let at = |i: usize| v.get(i).cloned().unwrap_or_default();
-        Group { source: at(0), tenant: at(1), project: at(2), service: at(3), model: at(4) }
+        let source = at(0);
+        let provider_service = if source == CLOUD { at(5) } else { String::new() };
+        Group { source, tenant: at(1), project: at(2), service: at(3), model: at(4), provider_service }
+    }
+
+    /// Whether the group is of an imported bill, whose granularity is the
+    /// bill's (hourly or daily), not costplane's hour.
+    pub fn is_cloud(&self) -> bool {
+        self.source == CLOUD
     }
 
     /// The group as a scope (every field set).
@@ -51,6 +68,7 @@ impl Group {
             service: Some(self.service.clone()),
             model: Some(self.model.clone()),
             source: Some(self.source.clone()),
+            provider_service: (!self.provider_service.is_empty()).then(|| self.provider_service.clone()),
         }
     }
 }
@@ -107,11 +125,41 @@ pub async fn hourly_cost(
 
 /// [`hourly_cost`] of closed hours per [`Group`].
 pub async fn group_series(store: &Arc<dyn Store>, from: i64, to: i64, scope: &Scope) -> Result<BTreeMap<Group, Vec<Decimal>>, StoreError> {
-    Ok(hourly_cost(store, from, to, &GROUP_DIMS, scope, Hours::Closed)
-        .await?
-        .into_iter()
-        .map(|(k, v)| (Group::from_values(&k), v))
-        .collect())
+    let mut out: BTreeMap<Group, Vec<Decimal>> = BTreeMap::new();
+    for (k, v) in hourly_cost(store, from, to, &GROUP_DIMS, scope, Hours::Closed).await? {
+        // Other sources' provider services merge back into their group.
+        match out.entry(Group::from_values(&k)) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(v);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                for (sum, x) in e.get_mut().iter_mut().zip(v) {
+                    *sum += x;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a bill's series is daily-granular (one charge per day, booked
+/// at the day's first hour): it has cost, all of it at 00:00 UTC. (Only
+/// bills are asked: a costplane source with spend at midnight only is
+/// still hourly.) Its hours are not compared with each other: every other hour
+/// is empty by nature. `start` is the series' first hour (Unix seconds).
+pub fn is_daily(start: i64, hours: &[Decimal]) -> bool {
+    let mut any = false;
+    for (i, v) in hours.iter().enumerate() {
+        if v.is_zero() {
+            continue;
+        }
+        any = true;
+        let at = start + i64::try_from(i).unwrap_or(0) * HOUR;
+        if at.rem_euclid(86_400) != 0 {
+            return false;
+        }
+    }
+    any
 }
 
 /// Sums hourly values into days (`hours` must start at midnight UTC).

@@ -187,6 +187,7 @@ pub fn column(d: Dimension) -> &'static str {
         Dimension::Operation => "x_Operation",
         Dimension::Source => "x_Source",
         Dimension::Provider => "ProviderName",
+        Dimension::ProviderService => "ServiceName",
         Dimension::UsageType => "x_UsageType",
         Dimension::Signal => "(CASE WHEN x_Source = 'telemetry' THEN x_UsageType ELSE '' END)",
         Dimension::Unit => "ConsumedUnit",

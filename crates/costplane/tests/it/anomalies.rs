@@ -202,3 +202,72 @@ fn backfill_scenario(store_args: &[&str]) {
     assert_eq!(api(&server, "DELETE", "/api/v1/budgets/acme-daily", None).0, 204);
     assert_eq!(api(&server, "DELETE", "/api/v1/budgets/acme-daily", None).0, 404);
 }
+
+/// A FOCUS CSV row of one day's charge of `service` in account 111111111111.
+fn bill_row(day: u64, service: &str, cost: &str) -> String {
+    use chrono::Datelike;
+    let at = |s: u64| chrono::DateTime::from_timestamp(s as i64, 0).unwrap();
+    let start = at(day);
+    let month = chrono::NaiveDate::from_ymd_opt(start.year(), start.month(), 1).unwrap();
+    let next = month.checked_add_months(chrono::Months::new(1)).unwrap();
+    let iso = |d: chrono::NaiveDate| format!("{d}T00:00:00Z");
+    format!(
+        "{cost},111111111111,USD,{},{},Usage,{},{},{cost},{cost},{cost},AWS,AWS,arn:aws:{service},{service},111111111111",
+        iso(next),
+        iso(month),
+        at(day + DAY).format("%Y-%m-%dT%H:%M:%SZ"),
+        start.format("%Y-%m-%dT%H:%M:%SZ"),
+    )
+}
+
+#[test]
+fn an_imported_bill_is_watched_per_service_at_daily_grain() {
+    // Six weeks of a daily AWS bill, three services: Amazon EC2 $10 a day,
+    // Amazon S3 $2, AWS Lambda $1; yesterday EC2 cost $50. Nothing but the
+    // import runs detection.
+    // Expected: one anomaly, daily, for Amazon EC2: four reference
+    // weekdays at $10 → expected 10; actual 50; impact 40 = 400%. None at
+    // hourly grain: a daily bill's charges sit at 00:00 and every other
+    // hour is empty by nature. S3 and Lambda did not move.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("costplane.toml");
+    std::fs::write(&config, "[ledger]\nclose_after_secs = 0\nlookback_days = 50\n").unwrap();
+    let server = ServerProcess::start(&["--config", config.to_str().unwrap()]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let today = now - now % DAY;
+    let mut csv = String::from(
+        "BilledCost,BillingAccountId,BillingCurrency,BillingPeriodEnd,BillingPeriodStart,ChargeCategory,ChargePeriodEnd,\
+ChargePeriodStart,ContractedCost,EffectiveCost,ListCost,ProviderName,PublisherName,ResourceId,ServiceName,SubAccountId\n",
+    );
+    for k in 1..=42 {
+        let day = today - k * DAY;
+        for (service, cost) in [("Amazon EC2", if k == 1 { "50" } else { "10" }), ("Amazon S3", "2"), ("AWS Lambda", "1")] {
+            csv.push_str(&bill_row(day, service, cost));
+            csv.push('\n');
+        }
+    }
+    let file = dir.path().join("bill.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = Command::new(BIN).args(["import", "focus", "--server", &format!("http://{}", server.api)]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    wait_until(|| api(&server, "GET", "/api/v1/anomalies?grain=day&status=all", None).1["count"] == 1, "the spike found after the import");
+    let (_, daily) = api(&server, "GET", "/api/v1/anomalies?grain=day&status=all", None);
+    let a = &daily["anomalies"][0];
+    let spike_date = chrono::DateTime::from_timestamp((today - DAY) as i64, 0).unwrap().format("%Y-%m-%d").to_string();
+    assert_eq!(a["window_start"], format!("{spike_date}T00:00:00Z"), "{daily:#}");
+    assert_eq!((a["actual"].as_str(), a["expected"].as_str(), a["impact"].as_str()), (Some("50"), Some("10"), Some("40")), "{a:#}");
+    assert_eq!(a["direction"], "spike");
+    assert_eq!(a["group"]["source"], "cloud", "{a:#}");
+    assert_eq!(a["group"]["provider_service"], "Amazon EC2", "{a:#}");
+    let (_, hourly) = api(&server, "GET", "/api/v1/anomalies?grain=hour&status=all", None);
+    assert_eq!(hourly["count"], 0, "{hourly:#}");
+    // The service is a filter of the anomaly list and a forecast group.
+    let (_, s3) = api(&server, "GET", "/api/v1/anomalies?status=all&provider_service=Amazon%20S3", None);
+    assert_eq!(s3["count"], 0, "{s3:#}");
+    let (_, fc) = api(&server, "GET", "/api/v1/forecast?group_by=provider_service&source=cloud", None);
+    let mut services: Vec<&str> =
+        fc["groups"].as_array().unwrap().iter().map(|g| g["group"]["provider_service"].as_str().unwrap()).collect();
+    services.sort_unstable();
+    assert_eq!(services, ["AWS Lambda", "Amazon EC2", "Amazon S3"], "{fc:#}");
+}
