@@ -333,6 +333,9 @@ fn imported_cell(r: &LedgerRow<'_>, kept: &serde_json::Map<String, Value>, name:
         "InvoiceIssuerName" => Some(r.text("InvoiceIssuerName").or_else(|| r.text("ProviderName"))),
         "ChargeCategory" | "ChargeClass" | "ServiceName" | "ServiceCategory" | "ProviderName" | "PublisherName" | "SkuId"
         | "ResourceId" | "ResourceName" => Some(r.text(name)),
+        // Not null in FOCUS 1.2: a file without one (FOCUS 1.0) gets the
+        // "Other (<category>)" of its ServiceCategory, as costplane's rows do.
+        "ServiceSubcategory" => kept_text().map(Some),
         n if costplane_k8s::focus::KEPT_COLUMNS.contains(&n) || n.starts_with("BillingPeriod") => Some(kept_text()),
         _ => None,
     }

@@ -11,6 +11,7 @@ mod clickhouse_e2e;
 mod deadletter_keys;
 mod durability;
 mod focus_import;
+mod focus_roundtrip;
 mod kubernetes;
 mod kubernetes_restart;
 mod kubernetes_tenants;
