@@ -13,7 +13,9 @@
 //! - Atomic per call: every file is parsed completely before a row is
 //!   returned; the first bad cell fails the whole import and names the
 //!   file, the data row (1-based, header excluded) and the column.
-//! - Nulls: unquoted `NULL` and empty unquoted cells.
+//! - Nulls: `NULL` and empty cells.
+//! - CSV is read by the `csv` crate a record at a time, from the file or
+//!   from the gzip stream as it inflates.
 //! - Normalised quirks: GCP's lower-case enum values (`usage` → `Usage`,
 //!   `correction` → `Correction`), date-only billing periods (GCP's view
 //!   ends them on the last day: date-only ends become the next day), Tags
@@ -238,7 +240,7 @@ fn manifest_files(manifest: &Path, all: &[PathBuf]) -> Result<Vec<PathBuf>, K8sE
         .collect()
 }
 
-/// The most a gzip file may inflate to (a bill is held whole while parsed).
+/// The most a gzip file may inflate to (a file of more is refused, not read on).
 pub const MAX_INFLATED_BYTES: u64 = 2 << 30;
 
 /// Reads and parses every file; nothing is returned unless all parse.
@@ -253,81 +255,47 @@ pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl
     Ok(import)
 }
 
-/// Parses one file's bytes (Parquet, gzip or plain CSV) named `file` in errors.
+/// Parses one file's bytes (Parquet, gzip or plain CSV) named `file` in
+/// errors. CSV (plain or inflated as it is read) is parsed a record at a
+/// time: neither the inflated text nor its records are held whole.
 pub fn parse_bytes(file: &str, bytes: &[u8], options: &ImportOptions) -> Result<Import, K8sError> {
-    let err = |m: &str| K8sError::Read { file: file.to_owned(), message: m.to_owned() };
     if bytes.starts_with(b"PAR1") {
         let (header, rows) = crate::focus_parquet::records(file, bytes)?;
-        return parse_rows(file, header, rows.into_iter(), options);
+        return parse_rows(file, header, rows.into_iter().map(Ok), options);
     }
-    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut s = String::new();
-        // One more byte than the cap tells an over-large file from one at it.
-        let mut inflated = flate2::read::MultiGzDecoder::new(bytes).take(MAX_INFLATED_BYTES + 1);
-        inflated.read_to_string(&mut s).map_err(|e| err(&format!("gzip: {e}")))?;
-        if s.len() as u64 > MAX_INFLATED_BYTES {
-            return Err(err(&format!(
-                "gzip: the file inflates to more than {} GiB; split the export into smaller files",
-                MAX_INFLATED_BYTES >> 30
-            )));
-        }
-        s
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let inflated = Capped { inner: flate2::read::MultiGzDecoder::new(bytes), left: MAX_INFLATED_BYTES };
+        parse_csv(file, inflated, options)
     } else {
-        String::from_utf8(bytes.to_vec()).map_err(|_| err("not UTF-8 text"))?
-    };
-    parse_csv(file, text.trim_start_matches('\u{feff}'), options)
+        parse_csv(file, bytes, options)
+    }
+}
+
+/// A reader that fails once it has given more than `left` bytes: the cap
+/// on what a gzip file may inflate to.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "the file inflates to more than {} GiB; split the export into smaller files",
+                MAX_INFLATED_BYTES >> 30
+            ))
+        })?;
+        Ok(n)
+    }
 }
 
 use crate::focus_parquet::Cell;
 
-/// RFC 4180 records (quotes, doubled quotes, newlines inside quotes).
-fn records(text: &str) -> Vec<Vec<Cell>> {
-    let mut out = Vec::new();
-    let mut row: Vec<Cell> = Vec::new();
-    let mut cell = String::new();
-    let (mut quoted, mut in_quotes, mut any) = (false, false, false);
-    let mut chars = text.chars().peekable();
-    let end_cell = |row: &mut Vec<Cell>, cell: &mut String, quoted: bool| {
-        let v = std::mem::take(cell);
-        row.push(if !quoted && (v.is_empty() || v == "NULL") { None } else { Some(v) });
-    };
-    while let Some(c) = chars.next() {
-        any = true;
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cell.push('"');
-                }
-                '"' => in_quotes = false,
-                _ => cell.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_quotes = true;
-                quoted = true;
-            }
-            ',' => {
-                end_cell(&mut row, &mut cell, quoted);
-                quoted = false;
-            }
-            '\r' => {}
-            '\n' => {
-                end_cell(&mut row, &mut cell, quoted);
-                quoted = false;
-                out.push(std::mem::take(&mut row));
-                any = false;
-            }
-            _ => cell.push(c),
-        }
-    }
-    if any {
-        end_cell(&mut row, &mut cell, quoted);
-        out.push(row);
-    }
-    out
+/// A CSV cell: empty and `NULL` are null.
+fn cell(v: &str) -> Cell {
+    (!v.is_empty() && v != "NULL").then(|| v.to_owned())
 }
 
 /// A FOCUS date-time as ns since the epoch (UTC). Date-only values are
@@ -380,20 +348,37 @@ fn tags_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, St
     }
 }
 
-fn parse_csv(file: &str, text: &str, options: &ImportOptions) -> Result<Import, K8sError> {
-    let mut recs = records(text).into_iter();
+/// RFC 4180 records read by the `csv` crate (quotes, doubled quotes,
+/// line breaks inside quotes; a byte-order mark before the header is
+/// dropped).
+fn parse_csv(file: &str, input: impl Read, options: &ImportOptions) -> Result<Import, K8sError> {
+    let read_err = |e: csv::Error| K8sError::Read {
+        file: file.into(),
+        message: match e.kind() {
+            csv::ErrorKind::Utf8 { .. } => format!("not UTF-8 text ({e})"),
+            _ => format!("CSV: {e}"),
+        },
+    };
+    let mut recs = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input).into_records();
     let header: Vec<String> = recs
         .next()
         .ok_or_else(|| K8sError::Read { file: file.into(), message: "empty file".into() })?
-        .into_iter()
-        .map(|c| c.unwrap_or_default().trim().to_owned())
+        .map_err(read_err)?
+        .iter()
+        .enumerate()
+        .map(|(i, h)| if i == 0 { h.trim_start_matches('\u{feff}') } else { h }.trim().to_owned())
         .collect();
-    parse_rows(file, header, recs, options)
+    parse_rows(file, header, recs.map(|r| r.map(|rec| rec.iter().map(cell).collect()).map_err(read_err)), options)
 }
 
 /// Checks and converts the data rows under `header`, whatever format they
 /// were read from.
-fn parse_rows(file: &str, header: Vec<String>, recs: impl Iterator<Item = Vec<Cell>>, options: &ImportOptions) -> Result<Import, K8sError> {
+fn parse_rows(
+    file: &str,
+    header: Vec<String>,
+    recs: impl Iterator<Item = Result<Vec<Cell>, K8sError>>,
+    options: &ImportOptions,
+) -> Result<Import, K8sError> {
     let col = |name: &str| header.iter().position(|h| h == name);
     for m in MANDATORY.iter().chain(["ProviderName"].iter()) {
         if col(m).is_none() && !(*m == "ProviderName" && col("ServiceProviderName").is_some()) {
@@ -404,6 +389,7 @@ fn parse_rows(file: &str, header: Vec<String>, recs: impl Iterator<Item = Vec<Ce
     let x_cols: Vec<usize> = (0..header.len()).filter(|&i| header[i].starts_with("x_")).collect();
     let mut out = Import { files: vec![file.to_owned()], ..Import::default() };
     for (i, rec) in recs.enumerate() {
+        let rec = rec?;
         let row = i + 1;
         if rec.len() == 1 && rec[0].is_none() {
             continue; // a blank line
@@ -534,9 +520,26 @@ mod tests {
 
     #[test]
     fn csv_quotes_nulls_and_newlines() {
-        let r = records("a,b,c\n\"x,\"\"y\"\"\",NULL,\"NULL\"\n\"multi\nline\",,3");
-        assert_eq!(r[1], vec![Some("x,\"y\"".into()), None, Some("NULL".into())]);
+        let text = "a,b,c\n\"x,\"\"y\"\"\",NULL,\n\"multi\nline\",,3";
+        let r: Vec<Vec<Cell>> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes())
+            .into_records()
+            .map(|r| r.unwrap().iter().map(cell).collect())
+            .collect();
+        assert_eq!(r[1], vec![Some("x,\"y\"".into()), None, None]);
         assert_eq!(r[2], vec![Some("multi\nline".into()), None, Some("3".into())]);
+    }
+
+    #[test]
+    fn a_stream_past_its_cap_is_an_error_not_a_short_file() {
+        let mut capped = Capped { inner: &b"0123456789ab"[..], left: 10 };
+        let mut out = Vec::new();
+        let err = capped.read_to_end(&mut out).unwrap_err().to_string();
+        assert!(err.contains("inflates to more than") && err.contains("split the export"), "{err}");
+        let mut at_cap = Capped { inner: &b"0123456789"[..], left: 10 };
+        out.clear();
+        assert_eq!(at_cap.read_to_end(&mut out).unwrap(), 10);
     }
 
     #[test]
