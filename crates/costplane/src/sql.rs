@@ -147,9 +147,9 @@ pub fn csv_field(value: &serde_json::Value) -> String {
 
 fn write_csv(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
     let header: Vec<String> = r.columns.iter().map(|c| csv_field(&serde_json::Value::String(c.clone()))).collect();
-    writeln!(out, "{}", header.join(","))?;
+    out.write_all(csv::line(&header).as_bytes())?;
     for row in &r.rows {
-        writeln!(out, "{}", row.iter().map(csv_field).collect::<Vec<_>>().join(","))?;
+        out.write_all(csv::line(&row.iter().map(csv_field).collect::<Vec<_>>()).as_bytes())?;
     }
     Ok(())
 }
@@ -165,12 +165,15 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(csv_field(&json!("plain")), "plain");
-        assert_eq!(csv_field(&json!("a,b")), "\"a,b\"");
-        assert_eq!(csv_field(&json!("say \"hi\"")), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field(&json!("=HYPERLINK(\"x\")")), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_field(&json!(-5)), "-5");
-        assert_eq!(csv_field(&json!(null)), "NULL");
+        let r = QueryResult {
+            columns: vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into(), "f".into()],
+            types: vec![String::new(); 6],
+            rows: vec![vec![json!("plain"), json!("a,b"), json!("say \"hi\""), json!("=HYPERLINK(\"x\")"), json!(-5), json!(null)]],
+            truncated: false,
+        };
+        let mut out = Vec::new();
+        write_csv(&mut out, &r).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a,b,c,d,e,f\nplain,\"a,b\",\"say \"\"hi\"\"\",\"'=HYPERLINK(\"\"x\"\")\",-5,NULL\n");
     }
 
     #[test]
