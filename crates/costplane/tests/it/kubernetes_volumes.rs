@@ -19,6 +19,7 @@
 //!   own, 20 × 1 × 0.05 = 1.0.
 //! - web-a's `configMap` (1 GiB) and `emptyDir` (5 GiB) live on the node's
 //!   disk: not charged (they would add 1 + 5 = 6).
+//!
 //! Total 2.0; every sample is stored as telemetry all the same.
 //!
 //! Then the claim's class price doubles in the config file (146 per
