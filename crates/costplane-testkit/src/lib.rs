@@ -17,6 +17,28 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The Python of the tests: `COSTPLANE_TEST_PYTHON`, else the test
+/// virtualenv (`./scripts/test.sh` makes it).
+pub fn python() -> PathBuf {
+    std::env::var("COSTPLANE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv/bin/python"))
+}
+
+/// Runs `tests/support/focus_check.py` (FOCUS 1.2 conformance) on `csv`,
+/// with `extra` arguments: whether it passed, and its problems, one a line.
+pub fn focus_check(csv: &str, extra: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("focus.csv");
+    std::fs::write(&file, csv).expect("write the file to check");
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/support/focus_check.py"))
+        .arg(&file)
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run ./scripts/test.sh, which makes the test virtualenv", python().display()));
+    assert!(out.status.code().is_some_and(|c| c <= 1), "the checker crashed: {}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The test front over chDB, as a child process.
 pub struct ChdbFront {
     child: Child,
@@ -26,7 +48,7 @@ pub struct ChdbFront {
 impl ChdbFront {
     /// Starts the front on `port` (0: any) over `data_dir`.
     pub fn start(data_dir: &Path, port: u16) -> ChdbFront {
-        let python = std::env::var("COSTPLANE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv/bin/python"));
+        let python = python();
         let script = repo_root().join("tests/support/chdb_front.py");
         let mut child = Command::new(&python)
             .arg(&script)

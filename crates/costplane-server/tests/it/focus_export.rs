@@ -2,8 +2,6 @@
 //! the FOCUS 1.2 conformance check in `tests/support/focus_check.py`, and
 //! the checker fails the files it should.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -29,34 +27,12 @@ const HOUR: i64 = 3_600_000_000_000;
 /// costplane's one declared departure from FOCUS 1.2 (see costs/focus.rs).
 const TOLERATE: &str = "x_PricingStatus=unpriced,provided";
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> PathBuf {
-    std::env::var("COSTPLANE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-        let venv = repo_root().join(".venv/bin/python");
-        if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        }
-    })
-}
-
 /// Runs the conformance check on `csv`; its problems, one a line.
 fn focus_check(csv: &str, tolerate: Option<&str>) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("focus.csv");
-    std::fs::write(&file, csv).unwrap();
-    let mut cmd = Command::new(python());
-    cmd.arg(repo_root().join("tests/support/focus_check.py")).arg(&file);
-    if let Some(t) = tolerate {
-        cmd.arg("--tolerate-unit-prices-when").arg(t);
+    match tolerate {
+        Some(t) => costplane_testkit::focus_check(csv, &["--tolerate-unit-prices-when", t]),
+        None => costplane_testkit::focus_check(csv, &[]),
     }
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
-    assert!(out.status.code().is_some_and(|c| c <= 1), "the checker crashed: {}", String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn llm(tenant: &str, provider: &str, model: &str, input: u64, output: u64, provided: Option<&str>) -> LlmUsageRow {

@@ -11,7 +11,7 @@ use costplane_testkit::repo_root;
 use crate::support::BIN;
 
 fn python() -> String {
-    std::env::var("COSTPLANE_TEST_PYTHON").unwrap_or_else(|_| repo_root().join(".venv/bin/python").display().to_string())
+    costplane_testkit::python().display().to_string()
 }
 
 fn bench(extra: &[&str]) -> String {

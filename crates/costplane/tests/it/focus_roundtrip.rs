@@ -7,29 +7,11 @@
 //! passes the FOCUS 1.2 conformance check (`tests/support/focus_check.py`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use rust_decimal::Decimal;
 
 use crate::support::{ServerProcess, BIN};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The interpreter of the test virtualenv (the checker needs only the
-/// standard library, so a system `python3` serves when there is none).
-fn python() -> PathBuf {
-    std::env::var("COSTPLANE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-        let venv = repo_root().join(".venv/bin/python");
-        if venv.exists() {
-            venv
-        } else {
-            PathBuf::from("python3")
-        }
-    })
-}
 
 const HEADER: &str = "BilledCost,BillingAccountId,BillingAccountName,BillingCurrency,BillingPeriodEnd,BillingPeriodStart,\
 ChargeCategory,ChargeClass,ChargeDescription,ChargeFrequency,ChargePeriodEnd,ChargePeriodStart,CommitmentDiscountCategory,\
@@ -143,17 +125,6 @@ fn imported_purchase_tax_credit_and_adjustment_rows_export_as_they_came() {
         }
     }
 
-    let checked = dir.path().join("export.csv");
-    std::fs::write(&checked, &text).unwrap();
-    let check = Command::new(python())
-        .arg(repo_root().join("tests/support/focus_check.py"))
-        .arg(&checked)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
-    assert!(
-        check.status.success(),
-        "the export does not conform to FOCUS 1.2:\n{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let (conforms, problems) = costplane_testkit::focus_check(&text, &[]);
+    assert!(conforms, "the export does not conform to FOCUS 1.2:\n{problems}");
 }
