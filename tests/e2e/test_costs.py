@@ -331,7 +331,7 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert unpriced and all(r["BilledCost"] == "0" and r["ListUnitPrice"] == "" and r["x_Model"] == "mystery-llm-7b"
                             for r in unpriced)
     assert {r["ServiceCategory"] for r in focus} <= {"AI and Machine Learning", "Management and Governance"}
-    assert {r["x_PriceVersion"] for r in llm_focus if r["x_Model"] == "acme-internal"} == {"2026-11-01+test-overrides-1"}
+    assert {r["x_PriceVersion"] for r in llm_focus if r["x_Model"] == "acme-internal"} == {"2026-12-07+test-overrides-1"}
     # Telemetry ingest at $0.50 per GiB of encoded OTLP bytes: each ledger row
     # (an hour of a (tenant, project, service, signal)) is rounded once to 12
     # places, half-even, and the chargeback's cost is the sum of those rows.

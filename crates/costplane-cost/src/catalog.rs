@@ -101,6 +101,8 @@ pub struct Tier {
     pub cache_read: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub cache_write: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub cache_write_1h: Option<Decimal>,
 }
 
 /// The rates that apply to one request.
@@ -381,9 +383,17 @@ impl ModelEntry {
     pub fn rates(&self, day: NaiveDate, input_tokens: u64) -> Option<Rates> {
         let price = self.prices.iter().rev().find(|p| p.effective <= day)?;
         let tier = price.tiers.iter().filter(|t| input_tokens > t.above_input_tokens).max_by_key(|t| t.above_input_tokens);
-        let (input, output, cache_read, cache_write) = match tier {
-            Some(t) => (t.input, t.output, t.cache_read.or(price.cache_read), t.cache_write.or(price.cache_write)),
-            None => (price.input, price.output, price.cache_read, price.cache_write),
+        let (input, output, cache_read, cache_write, cache_write_1h) = match tier {
+            // A tier without its own 1-hour rate: its 5-minute one (the
+            // base's 1-hour rate is for requests below the tier).
+            Some(t) => (
+                t.input,
+                t.output,
+                t.cache_read.or(price.cache_read),
+                t.cache_write.or(price.cache_write),
+                t.cache_write_1h.or(t.cache_write).or(price.cache_write_1h),
+            ),
+            None => (price.input, price.output, price.cache_read, price.cache_write, price.cache_write_1h),
         };
         Some(Rates {
             input,
@@ -391,7 +401,7 @@ impl ModelEntry {
             // Without a published cache rate, cached tokens cost what input costs.
             cache_read: cache_read.unwrap_or(input),
             cache_write: cache_write.unwrap_or(input),
-            cache_write_1h: price.cache_write_1h.or(cache_write).unwrap_or(input),
+            cache_write_1h: cache_write_1h.or(cache_write).unwrap_or(input),
             reasoning: price.reasoning.unwrap_or(output),
             tier_above: tier.map(|t| t.above_input_tokens),
             effective: price.effective,
@@ -604,6 +614,20 @@ name = "acme-1"
         // No 1-hour rate published: the 5-minute one; no write rate at all: input's.
         assert_eq!(write("claude-3-haiku"), (Decimal::new(30, 2), Decimal::new(30, 2)));
         assert_eq!(write("acme-1"), (Decimal::ONE, Decimal::ONE));
+    }
+
+    #[test]
+    fn the_shipped_anthropic_one_hour_writes_are_twice_input() {
+        let cat = Catalog::load(None).unwrap();
+        let day = NaiveDate::from_ymd_opt(2025, 12, 1).unwrap();
+        let one_hour = |model: &str, input_tokens: u64| cat.lookup(model).entry.unwrap().rates(day, input_tokens).unwrap().cache_write_1h;
+        // Sonnet 4.5: 2 x 3 = 6 per 1M; above 200k input the long-context
+        // input is 6, so 2 x 6 = 12. Opus 4.5: 2 x 5 = 10. Haiku 3.5 after
+        // its price cut: 2 x 0.80 = 1.60.
+        assert_eq!(one_hour("claude-sonnet-4-5", 1_000), Decimal::new(6, 0));
+        assert_eq!(one_hour("claude-sonnet-4-5", 250_000), Decimal::new(12, 0));
+        assert_eq!(one_hour("claude-opus-4-5-20251101", 1_000), Decimal::new(10, 0));
+        assert_eq!(one_hour("claude-3-5-haiku-20241022", 1_000), Decimal::new(160, 2));
     }
 
     #[test]
