@@ -28,7 +28,7 @@ use costplane_ledger::Source;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::ledger::{decimal, text, Ledger, HOURS_TABLE, LEDGER_TABLE};
+use crate::ledger::{decimal, text, Ledger, LEDGER_TABLE};
 use crate::{Dialect, Param, Params, StoreError};
 
 /// What a group sums.
@@ -133,7 +133,6 @@ async fn groups(
     let dialect = ledger.store().dialect();
     let mut p = Params::new(dialect);
     let start = dialect.ns("ChargePeriodStart");
-    let hour = dialect.ns("Hour");
     let (a, b) = (p.add(Param::Int(from)), p.add(Param::Int(to)));
     let mut w = format!("{start} >= {a} AND {start} < {b} AND x_Source = {}", p.add(Param::Str(source.as_str().to_owned())));
     if let Some(t) = tenant {
@@ -142,9 +141,8 @@ async fn groups(
     if !filter.is_empty() {
         w.push_str(&format!(" AND ({filter})"));
     }
-    w.push_str(&format!(
-        " AND x_Revision IN (SELECT max(Revision) FROM {HOURS_TABLE} WHERE {hour} >= {a} AND {hour} < {b} GROUP BY Hour, Scope)"
-    ));
+    let visible = ledger.visible(&mut p, from, to);
+    w.push_str(&format!(" AND {visible}"));
     let mut select: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("{k} AS g{i}")).collect();
     let mut group: Vec<String> = (0..keys.len()).map(|i| format!("g{i}")).collect();
     select.push(format!("{} AS g_day", dialect.trunc_ns("day", "ChargePeriodStart")));

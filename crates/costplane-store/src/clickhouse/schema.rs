@@ -87,6 +87,14 @@ const V3_COLUMNS: [&str; 8] =
 /// Usage rows' write numbers (schema version 6, `crate::write_seq`): the
 /// closer reads the usage stored since it last looked. Rows from before
 /// read 0.
+/// Columns of a table of Kubernetes usage rows (`KubernetesUsage`): the
+/// meter's hours and the samples they are made from.
+const KUBERNETES_USAGE_COLUMNS: &str = "    Hour DateTime64(9),
+    WrittenAt DateTime64(9),
+    Cluster LowCardinality(String),
+    Kind LowCardinality(String),
+    Payload String CODEC(ZSTD(1))";
+
 const V6_COLUMNS: [&str; 1] = ["WriteSeq"];
 
 // Step 6 -> 7 only adds the Kubernetes samples table, created with the
@@ -144,12 +152,7 @@ fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static
             // Schema version 5: the Kubernetes meter's usage (one row per
             // entity, hour and write; see `KubernetesUsage`).
             "costplane_usage_kubernetes",
-            "    Hour DateTime64(9),
-    WrittenAt DateTime64(9),
-    Cluster LowCardinality(String),
-    Kind LowCardinality(String),
-    Payload String CODEC(ZSTD(1))"
-                .to_owned(),
+            KUBERNETES_USAGE_COLUMNS.to_owned(),
             "Hour",
             "(Hour, Cluster, WrittenAt, Kind)",
             "cityHash64(Hour)",
@@ -158,12 +161,7 @@ fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static
             // Schema version 7: every accepted Kubernetes sample, written
             // with its request; what a restarted meter is rebuilt from.
             "costplane_usage_k8s_samples",
-            "    Hour DateTime64(9),
-    WrittenAt DateTime64(9),
-    Cluster LowCardinality(String),
-    Kind LowCardinality(String),
-    Payload String CODEC(ZSTD(1))"
-                .to_owned(),
+            KUBERNETES_USAGE_COLUMNS.to_owned(),
             "Hour",
             "(Hour, Cluster, WrittenAt)",
             "cityHash64(Hour)",

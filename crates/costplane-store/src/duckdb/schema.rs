@@ -24,23 +24,14 @@ pub fn migrations() -> Vec<(i32, String)> {
         (4, record_tables()),
         (5, kubernetes_v5()),
         (6, WRITE_SEQ_V6.to_owned()),
-        (7, K8S_SAMPLES_V7.to_owned()),
+        (7, kubernetes_usage_table("costplane_usage_k8s_samples")),
     ]
 }
 
 // ---- Step 6 -> 7: Kubernetes samples as received ---------------------------
-/// Every accepted Kubernetes sample, written with its request (the columns
-/// of `costplane_usage_kubernetes`, see `costplane_ledger::UsageRows`): what
-/// a restarted meter is rebuilt from. Pruned after a day.
-const K8S_SAMPLES_V7: &str = r#"
-CREATE TABLE IF NOT EXISTS costplane_usage_k8s_samples (
-    "Hour" TIMESTAMP_NS,
-    "WrittenAt" TIMESTAMP_NS,
-    "Cluster" VARCHAR,
-    "Kind" VARCHAR,
-    "Payload" VARCHAR
-);
-"#;
+// Every accepted Kubernetes sample, written with its request in the shape
+// of `costplane_usage_kubernetes` (see `costplane_ledger::UsageRows`): what
+// a restarted meter is rebuilt from. Pruned after a day.
 // ---- end of step 6 -> 7 ---------------------------------------------------
 
 // ---- Step 5 -> 6: write numbers of usage rows ------------------------------
@@ -53,23 +44,28 @@ ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "WriteSeq" UBIGINT DEFA
 // ---- end of step 5 -> 6 ---------------------------------------------------
 
 // ---- Step 4 -> 5: Kubernetes and cloud bills ------------------------------
-/// The Kubernetes meter's usage: one row per entity and hour per write
-/// (see `costplane_ledger::KubernetesUsage`).
-const USAGE_KUBERNETES: &str = r#"
-CREATE TABLE IF NOT EXISTS costplane_usage_kubernetes (
+/// A table of Kubernetes usage rows (`costplane_ledger::KubernetesUsage`):
+/// the meter's hours (`costplane_usage_kubernetes`, one row per entity and
+/// hour per write) and, since step 7, the samples they are made from.
+fn kubernetes_usage_table(name: &str) -> String {
+    format!(
+        r#"
+CREATE TABLE IF NOT EXISTS {name} (
     "Hour" TIMESTAMP_NS,
     "WrittenAt" TIMESTAMP_NS,
     "Cluster" VARCHAR,
     "Kind" VARCHAR,
     "Payload" VARCHAR
 );
-"#;
+"#
+    )
+}
 
 /// Ledger columns of Kubernetes and imported cloud rows, added at the
 /// table's end (existing rows read ''), and the Kubernetes usage table.
 fn kubernetes_v5() -> String {
     let mut s = crate::ledger::table::duckdb_added(crate::ledger::table::KUBERNETES_VERSION);
-    s.push_str(USAGE_KUBERNETES);
+    s.push_str(&kubernetes_usage_table("costplane_usage_kubernetes"));
     s
 }
 // ---- end of step 4 -> 5 ---------------------------------------------------

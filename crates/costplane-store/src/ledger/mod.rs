@@ -277,7 +277,7 @@ impl Ledger {
     }
 
     /// Rows of current revisions only, for charge periods starting in `[from, to)`.
-    fn visible(&self, p: &mut Params, from: i64, to: i64) -> String {
+    pub(crate) fn visible(&self, p: &mut Params, from: i64, to: i64) -> String {
         let hour = self.dialect().ns("Hour");
         format!(
             "x_Revision IN (SELECT max(Revision) FROM {HOURS_TABLE} WHERE {hour} >= {} AND {hour} < {} GROUP BY Hour, Scope)",
