@@ -50,6 +50,14 @@ def iso(ns):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
 
 
+def api_keys_toml(admin, **tenants):
+    """`[[api.keys]]` entries of a test config: `admin` with the admin role,
+    then one key per `tenant=key`, scoped to that tenant."""
+    entries = [f'[[api.keys]]\nkey = "{admin}"\nrole = "admin"\n']
+    entries += [f'[[api.keys]]\nkey = "{key}"\ntenant = "{tenant}"\n' for tenant, key in tenants.items()]
+    return "".join(entries)
+
+
 def api_request(server, path, key=None, method="GET", body=None, timeout=30):
     """One call to costplane's REST API: (status, headers, body bytes).
 

@@ -15,7 +15,7 @@ import time
 from decimal import Decimal
 
 import pytest
-from conftest import ROOT, Server, api_request, clickhouse_url_for_tests, iso
+from conftest import api_keys_toml, ROOT, Server, api_request, clickhouse_url_for_tests, iso
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -137,13 +137,7 @@ close_after_secs = 0
 refresh_secs = 1
 [metrics]
 cache_ttl = "1s"
-[[api.keys]]
-key = "{ADMIN}"
-role = "admin"
-[[api.keys]]
-key = "{ACME}"
-tenant = "acme"
-"""
+{api_keys_toml(ADMIN, acme=ACME)}"""
     )
     front, url = None, None
     if request.param == "clickhouse":

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Server, api_request, free_port, iso
+from conftest import api_keys_toml, ROOT, Server, api_request, free_port, iso
 
 ADMIN = "admin-key-0123456789abcdef"
 ACME = "acme-key-0123456789abcdef"
@@ -195,15 +195,7 @@ close_after_secs = 0
 lookback_days = 50
 llm_event_back_hours = 1200
 refresh_secs = 1
-[[api.keys]]
-key = "{ADMIN}"
-role = "admin"
-[[api.keys]]
-key = "{ACME}"
-tenant = "acme"
-[[api.keys]]
-key = "{GLOBEX}"
-tenant = "globex"
+{api_keys_toml(ADMIN, acme=ACME, globex=GLOBEX)}
 [kubernetes]
 cluster = "c1"
 shared_namespaces = ["kube-system"]

@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 
 import pytest
-from conftest import api_request, costplane_bin, iso, serving
+from conftest import api_keys_toml, api_request, costplane_bin, iso, serving
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -111,13 +111,7 @@ logs_ttl_days = 15
 [clickhouse]
 traces_ttl_days = 6
 logs_ttl_days = 15
-[[api.keys]]
-key = "{ADMIN}"
-role = "admin"
-[[api.keys]]
-key = "{ACME}"
-tenant = "acme"
-"""
+{api_keys_toml(ADMIN, acme=ACME)}"""
     )
     with serving(tmp_path, request.param, config.read_text()) as server:
         yield server

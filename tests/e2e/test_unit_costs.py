@@ -31,7 +31,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 
-from conftest import api_request, costplane_bin, iso, serving
+from conftest import api_keys_toml, api_request, costplane_bin, iso, serving
 
 ADMIN = "admin-key-unit-costs-0123456789"
 ACME = "acme-key-unit-costs-0123456789"
@@ -224,16 +224,7 @@ cluster = "c1"
 [kubernetes.prices]
 cpu_core_hour = "0.04"
 ram_gib_hour = "0.005"
-[[api.keys]]
-key = "{ADMIN}"
-role = "admin"
-[[api.keys]]
-key = "{ACME}"
-tenant = "acme"
-[[api.keys]]
-key = "{GLOBEX}"
-tenant = "globex"
-"""
+{api_keys_toml(ADMIN, acme=ACME, globex=GLOBEX)}"""
     with serving(tmp, request.param, config) as server:
         load(server)
         yield server
