@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod billing;
 mod budgets;
+mod buffer_enospc;
 mod cli_manners;
 mod clickhouse_e2e;
 mod deadletter_keys;
