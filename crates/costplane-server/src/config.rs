@@ -671,6 +671,16 @@ impl Config {
         if self.clickhouse.database.is_empty() {
             return Err("clickhouse.database must not be empty".into());
         }
+        let ch = &self.clickhouse;
+        for (name, days) in [("traces", ch.traces_ttl_days), ("logs", ch.logs_ttl_days), ("metrics", ch.metrics_ttl_days)] {
+            let max = costplane_telemetry::convert::MAX_TTL_DAYS;
+            if days > max {
+                return Err(format!(
+                    "clickhouse.{name}_ttl_days = {days}: at most {max} (ClickHouse computes expiry in 32-bit seconds, \
+                     which end in 2106); use 0 to keep {name} forever"
+                ));
+            }
+        }
         if !["zstd", "gzip", "none"].contains(&self.clickhouse.compression.as_str()) {
             return Err(format!("clickhouse.compression '{}' is not zstd, gzip or none", self.clickhouse.compression));
         }
@@ -919,6 +929,13 @@ mod tests {
         assert!(Config::from_toml("[otlp]\nmax_body_mib = 256\n").is_ok());
         let err = Config::from_toml("[otlp]\nmax_body_mib = 257\n").unwrap_err();
         assert!(err.contains("otlp.max_body_mib must be between 1 and 256, got 257"), "{err}");
+    }
+
+    #[test]
+    fn clickhouse_retention_stays_inside_32_bit_expiry() {
+        assert!(Config::from_toml("[clickhouse]\ntraces_ttl_days = 2200\n").is_ok());
+        let err = Config::from_toml("[clickhouse]\nlogs_ttl_days = 3650\n").unwrap_err();
+        assert!(err.contains("clickhouse.logs_ttl_days = 3650: at most 2200") && err.contains("use 0 to keep logs forever"), "{err}");
     }
 
     #[test]

@@ -170,17 +170,24 @@ fn scope_info_owned(scope: Option<InstrumentationScope>, schema_url: String, lim
     }))
 }
 
-/// The latest time both stores hold, in nanoseconds since 1970:
-/// 2262-04-11T23:47:16Z, the last whole second of signed 64-bit
-/// nanoseconds, which is what DuckDB's `TIMESTAMP_NS` and ClickHouse's
-/// `DateTime64(9)` are (ClickHouse documents this second as its maximum;
-/// DuckDB reads the very last nanosecond, `i64::MAX`, as `infinity`). The
-/// earliest they hold, 1900-01-01 for ClickHouse, is before anything an
-/// unsigned OTLP time can say.
-pub const MAX_TIME_NS: u64 = 9_223_372_036_000_000_000;
+/// The latest time both stores keep, in nanoseconds since 1970:
+/// 2099-12-31T23:59:59Z. The columns go further (DuckDB's `TIMESTAMP_NS`
+/// and ClickHouse's `DateTime64(9)` to 2262-04-11T23:47:16Z), but the
+/// ClickHouse exporter's retention, `TTL toDateTime(Timestamp) +
+/// toIntervalDay(n)`, counts in 32-bit seconds, which end at
+/// 2106-02-07T06:28:15Z: a row whose expiry falls after that wraps to the
+/// past and the next merge deletes it, acknowledged and lost. Up to 2100 a
+/// retention of `clickhouse.*_ttl_days` (at most [`MAX_TTL_DAYS`]) fits.
+/// The earliest time they hold, 1900-01-01 for ClickHouse, is before
+/// anything an unsigned OTLP time can say.
+pub const MAX_TIME_NS: u64 = 4_102_444_799_000_000_000;
+
+/// The longest retention in days the ClickHouse store may be given: rows
+/// at [`MAX_TIME_NS`] then expire at 2106-01-09, before 32-bit seconds end.
+pub const MAX_TTL_DAYS: u32 = 2_200;
 
 /// The range [`check_time`] holds times to, as reasons quote it.
-pub const TIME_RANGE: &str = "1900-01-01T00:00:00Z..=2262-04-11T23:47:16Z";
+pub const TIME_RANGE: &str = "1900-01-01T00:00:00Z..=2099-12-31T23:59:59Z";
 
 /// A time the stores can hold, or the reason naming `field` and the range.
 /// Every time a row keeps goes through here before the row is made, so an

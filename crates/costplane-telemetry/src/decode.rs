@@ -348,16 +348,16 @@ mod tests {
             ("2300", "10413792000000000000", "10413792000000000100"),
             ("max", "18446744073709551615", "18446744073709551615"),
             ("ends-never", "1700000000000000000", "18446744073709551615"),
-            ("last", "9223372036000000000", "9223372036000000000"),
-            ("past-last", "9223372036000000001", "9223372036000000001"),
+            ("last", "4102444799000000000", "4102444799000000000"),
+            ("past-last", "4102444799000000001", "4102444799000000001"),
         ]);
         let conv = decode_request(Signal::Traces, Encoding::Json, body.as_bytes(), &Limits::default()).unwrap();
         assert_eq!((conv.accepted, conv.rejected), (2, 4), "{:?}", conv.reasons);
         let names: Vec<&str> = conv.batch.spans.iter().map(|s| s.span_name.as_str()).collect();
         assert_eq!(names, ["ok", "last"]);
-        assert_eq!(conv.batch.spans[1].timestamp_ns, 9_223_372_036_000_000_000);
+        assert_eq!(conv.batch.spans[1].timestamp_ns, 4_102_444_799_000_000_000);
         let msg = conv.partial_success_message(Signal::Traces).unwrap();
-        assert!(msg.starts_with("rejected 4 of 6 spans: span 1 ('2300'): start_time_unix_nano 10413792000000000000 is outside the range the stores hold (1900-01-01T00:00:00Z..=2262-04-11T23:47:16Z)"), "{msg}");
+        assert!(msg.starts_with("rejected 4 of 6 spans: span 1 ('2300'): start_time_unix_nano 10413792000000000000 is outside the range the stores hold (1900-01-01T00:00:00Z..=2099-12-31T23:59:59Z)"), "{msg}");
         assert!(msg.contains("span 2 ('max'): start_time_unix_nano 18446744073709551615"), "{msg}");
         assert!(msg.contains("span 3 ('ends-never'): end_time_unix_nano 18446744073709551615"), "{msg}");
 

@@ -305,7 +305,7 @@ fn times_past_2262_are_refused_per_item_and_nan_is_stored_and_strays_break_no_re
     let body = json_spans(&[("json-normal", NOW), ("json-2300", YEAR_2300_NS), ("json-max", u64::MAX)]);
     let (rejected, message) = json_partial(server.export("/v1/traces", "application/json", body), "rejectedSpans");
     assert_eq!(rejected, "2", "{message}");
-    assert!(message.contains("span 1 ('json-2300'): start_time_unix_nano 10413792000000000000 is outside the range the stores hold (1900-01-01T00:00:00Z..=2262-04-11T23:47:16Z)"), "{message}");
+    assert!(message.contains("span 1 ('json-2300'): start_time_unix_nano 10413792000000000000 is outside the range the stores hold (1900-01-01T00:00:00Z..=2099-12-31T23:59:59Z)"), "{message}");
     assert!(message.contains("span 2 ('json-max'): start_time_unix_nano 18446744073709551615"), "{message}");
 
     // The same over protobuf.
@@ -383,15 +383,32 @@ fn times_past_2262_are_refused_per_item_and_nan_is_stored_and_strays_break_no_re
 #[test]
 fn on_clickhouse_times_past_2262_are_refused_per_item_and_nan_is_stored() {
     let target = costplane_testkit::ClickHouseTarget::new();
-    let mut server = ServerProcess::start(&crate::support::clickhouse_args(&target, &[]));
+    // The longest retention allowed: rows of the last second accepted
+    // (2099-12-31T23:59:59Z) expire 2,200 days later, 2106-01-09, inside
+    // the 32-bit seconds ClickHouse computes TTLs in (they end 2106-02-07).
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[clickhouse]\ntraces_ttl_days = 2200\n").unwrap();
+    let mut server = ServerProcess::start(&crate::support::clickhouse_args(&target, &["--config", config.path().to_str().unwrap()]));
     let q = |sql: &str| crate::support::query_clickhouse(&target.url, &target.database, sql);
     // 2030-01-01: inside every TTL, so ClickHouse keeps the rows.
     const IN_TTL: u64 = 1_893_456_000_000_000_000;
+    // A second before the last accepted (its span ends 1 ms later).
+    const LAST_SECOND: u64 = 4_102_444_798_000_000_000; // 2099-12-31T23:59:58Z
+                                                        // 2101-01-01: DateTime64(9) holds it, but its expiry would wrap past
+                                                        // 2106 and a merge delete it: refused like 2300.
+    const YEAR_2101_NS: u64 = 4_133_980_800_000_000_000;
 
-    let body = json_spans(&[("ch-normal", IN_TTL), ("ch-2300", YEAR_2300_NS), ("ch-max", u64::MAX)]);
+    let body = json_spans(&[
+        ("ch-normal", IN_TTL),
+        ("ch-2300", YEAR_2300_NS),
+        ("ch-max", u64::MAX),
+        ("ch-last", LAST_SECOND),
+        ("ch-2101", YEAR_2101_NS),
+    ]);
     let (rejected, message) = json_partial(server.export("/v1/traces", "application/json", body), "rejectedSpans");
-    assert_eq!(rejected, "2", "{message}");
+    assert_eq!(rejected, "3", "{message}");
     assert!(message.contains("start_time_unix_nano 18446744073709551615 is outside the range the stores hold"), "{message}");
+    assert!(message.contains("('ch-2101'): start_time_unix_nano 4133980800000000000 is outside"), "{message}");
     let mut pb = request(&["ch-pb-normal", "ch-pb-2300"], "v");
     for (span, start) in pb.resource_spans[0].scope_spans[0].spans.iter_mut().zip([IN_TTL, YEAR_2300_NS]) {
         span.start_time_unix_nano = start;
@@ -409,10 +426,12 @@ fn on_clickhouse_times_past_2262_are_refused_per_item_and_nan_is_stored() {
         assert!(!resp.text().unwrap().contains("partialSuccess"));
     }
 
-    wait_until(|| q("SELECT count() FROM otel_traces") == "2" && q("SELECT count() FROM otel_metrics_gauge") == "2", "the accepted rows");
+    wait_until(|| q("SELECT count() FROM otel_traces") == "3" && q("SELECT count() FROM otel_metrics_gauge") == "2", "the accepted rows");
+    // A merge applies the TTL: every accepted row survives it.
+    q("OPTIMIZE TABLE otel_traces FINAL");
     assert_eq!(
         q("SELECT arrayStringConcat(groupArray(SpanName), ',') FROM (SELECT SpanName FROM otel_traces ORDER BY SpanName)"),
-        "ch-normal,ch-pb-normal"
+        "ch-last,ch-normal,ch-pb-normal"
     );
     assert_eq!(q("SELECT SpanAttributes['ratio'] FROM otel_traces WHERE SpanName = 'ch-normal'"), "NaN");
     assert_eq!(q("SELECT countIf(isNaN(Value)) FROM otel_metrics_gauge"), "2");
