@@ -667,7 +667,7 @@ mod tests {
         let line = render(&row(&LedgerRow(&values), &ctx()));
         assert_eq!(c["BilledCost"].as_deref(), Some("-0.5"));
         assert!(line.starts_with("2026-10-06T10:00:00Z,2026-10-06T11:00:00Z,-0.5,"), "{line}");
-        assert!(line.contains(",\"'=cmd\","), "{line}");
+        assert!(line.contains(",'=cmd,"), "{line}");
     }
 
     #[test]
