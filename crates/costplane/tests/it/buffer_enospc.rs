@@ -11,32 +11,13 @@ use std::path::Path;
 use std::process::Command;
 
 use costplane_testkit::{external_clickhouse, ChdbFront, ClickHouseTarget};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use prost::Message;
 
-use crate::support::{clickhouse_args, query_clickhouse, wait_until, ServerProcess};
+use crate::support::{clickhouse_args, logs_request, query_clickhouse, wait_until, ServerProcess};
 
 const RECORDS_PER_REQUEST: u64 = 200;
-
-fn logs(request: u64) -> Vec<u8> {
-    let records = (0..RECORDS_PER_REQUEST)
-        .map(|i| LogRecord {
-            // 2030: inside every TTL, so ClickHouse keeps the rows.
-            time_unix_nano: 1_893_456_000_000_000_000 + request * 1_000 + i,
-            severity_number: 9,
-            body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("r{request}-{i}-{}", "x".repeat(100)))) }),
-            ..Default::default()
-        })
-        .collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+/// Makes each record about 130 bytes, a request about 26 KB.
+fn pad() -> String {
+    format!("-{}", "x".repeat(100))
 }
 
 /// A tmpfs of `mib` MiB mounted at a new directory, unmounted on drop.
@@ -103,7 +84,12 @@ fn a_full_buffer_filesystem_refuses_and_loses_nothing_acknowledged() {
     let url = format!("http://{}/v1/logs", server.otlp_http);
     let (mut acked, mut refused, mut why) = (Vec::new(), 0u32, String::new());
     for r in 0..2_000u64 {
-        let resp = client.post(&url).header("content-type", "application/x-protobuf").body(logs(r)).send().unwrap();
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .body(logs_request(r, RECORDS_PER_REQUEST, &pad()))
+            .send()
+            .unwrap();
         match resp.status().as_u16() {
             200 => acked.push(r),
             503 => {
@@ -149,7 +135,7 @@ fn a_full_buffer_filesystem_refuses_and_loses_nothing_acknowledged() {
     let resp = client
         .post(format!("http://{}/v1/logs", server.otlp_http))
         .header("content-type", "application/x-protobuf")
-        .body(logs(9_999))
+        .body(logs_request(9_999, RECORDS_PER_REQUEST, &pad()))
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{}", server.log_text());

@@ -12,26 +12,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
-use crate::support::{clickhouse_args, query_clickhouse, wait_until, ServerProcess, BIN};
-
-fn logs(request: u64, n: u64) -> Vec<u8> {
-    let records = (0..n)
-        .map(|i| LogRecord {
-            // 2030: inside every TTL, so ClickHouse keeps the rows.
-            time_unix_nano: 1_893_456_000_000_000_000 + request * 1_000 + i,
-            severity_number: 9,
-            body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("r{request}-{i}"))) }),
-            ..Default::default()
-        })
-        .collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
-}
+use crate::support::{clickhouse_args, logs_request, query_clickhouse, wait_until, ServerProcess, BIN};
 
 /// Sends one request until it is accepted (retrying 503s as exporters do).
 fn send_until_accepted(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> u32 {
@@ -88,7 +69,7 @@ fn an_outage_of_clickhouse_under_load_loses_and_duplicates_nothing() {
             std::thread::sleep(Duration::from_secs(6));
             front = ChdbFront::start(ch_dir.path(), port);
         }
-        refusals += send_until_accepted(&client, &url, logs(r, per_request));
+        refusals += send_until_accepted(&client, &url, logs_request(r, per_request, ""));
     }
     assert!(saw_unready, "/readyz never reported the store down");
     let metrics = reqwest::blocking::get(format!("http://{}/metrics", server.api)).unwrap().text().unwrap();

@@ -169,3 +169,29 @@ pub fn clickhouse_args<'a>(target: &'a costplane_testkit::ClickHouseTarget, extr
     args.extend_from_slice(extra);
     args
 }
+
+/// An OTLP/protobuf logs request of `n` records with bodies
+/// `r<request>-<i><pad>` (distinct per request and record) at times in
+/// 2030, inside every TTL, so every store keeps them.
+pub fn logs_request(request: u64, n: u64, pad: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message;
+    let records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_893_456_000_000_000_000 + request * 1_000 + i,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("r{request}-{i}{pad}"))) }),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
