@@ -28,7 +28,7 @@ use costplane_ledger::Source;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::ledger::{decimal, text, Ledger, LEDGER_TABLE};
+use crate::ledger::{decimal, int, text, uint, Ledger, LEDGER_TABLE};
 use crate::{Dialect, Param, Params, StoreError};
 
 /// What a group sums.
@@ -92,22 +92,6 @@ fn sku_head(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::DuckDb => "split_part(SkuId, '/', 1)",
         Dialect::ClickHouse => "splitByChar('/', toString(SkuId))[1]",
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(s) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn uint(v: &Value) -> u64 {
-    match v {
-        Value::Number(n) => n.as_u64().unwrap_or(0),
-        Value::String(s) => s.parse().unwrap_or(0),
-        _ => 0,
     }
 }
 

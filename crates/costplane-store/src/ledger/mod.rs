@@ -148,7 +148,7 @@ fn opt_money_cell(v: &Value, row: usize, column: &'static str) -> Result<Option<
     money_cell(v, row, column).map(Some)
 }
 
-fn int(v: &Value) -> i64 {
+pub(crate) fn int(v: &Value) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0),
         Value::String(s) => s.parse().unwrap_or(0),
@@ -156,7 +156,7 @@ fn int(v: &Value) -> i64 {
     }
 }
 
-fn uint(v: &Value) -> u64 {
+pub(crate) fn uint(v: &Value) -> u64 {
     match v {
         Value::Number(n) => n.as_u64().unwrap_or(0),
         Value::String(s) => s.parse().unwrap_or(0),
