@@ -28,10 +28,19 @@
 //!   submits are refused with a retryable error. A commit that cannot be
 //!   logged is owed by the buffer (see [`buffer`]).
 //! - **Bounded memory.** Decoded rows held in memory reserve their size
-//!   ([`memory`], RAII guards released on every path, panics included).
-//!   With the disk buffer, a request that does not fit is kept on disk only
-//!   and decoded again when the writer reaches it; with the memory buffer it
-//!   is refused. A panicking write counts as a failed attempt.
+//!   ([`memory`], RAII guards released on every path, panics included), and
+//!   so does every request's entry in the queue (its metadata, tenant
+//!   included, and bookkeeping). With the disk buffer, a request whose rows
+//!   do not fit is queued as an entry only and decoded again when the writer
+//!   reaches it; when not even its entry fits, the queue *spills*: that
+//!   request and every one logged after it stay in the disk buffer only,
+//!   with nothing per request in memory, and the writer reads them back in
+//!   log order ([`buffer::LogCursor`]) once it has drained the queue, a
+//!   chunk at a time; when it has taken the last one the queue takes
+//!   entries again. So an outage of any length holds at most
+//!   `memory_limit_bytes` of entries and rows, and the disk buffer's
+//!   `max_bytes` bounds the rest. With the memory buffer a request that
+//!   does not fit is refused. A panicking write counts as a failed attempt.
 //! - **Observers see what is stored.** A [`StoredObserver`] is handed
 //!   every batch after each write of it that succeeded (a replayed batch
 //!   the store already held included), never one that was refused or not
@@ -65,7 +74,7 @@ pub use stats::{
     BufferSnapshot, DeadLetterCount, Histogram, HistogramSnapshot, PipelineStats, SignalSnapshot, StatsSnapshot, LATENCY_BUCKETS,
 };
 
-use buffer::RecordLocation;
+use buffer::{LogCursor, RecordLocation};
 use memory::{MemoryBudget, Reservation};
 
 /// Retry policy for store writes.
@@ -201,6 +210,34 @@ pub(crate) enum Entry {
     Replay { batch_id: u64, parts: Vec<Part> },
 }
 
+/// What a queued request's entry costs besides its rows: the entry, the
+/// channel slot and the lag bookkeeping, plus its metadata's strings.
+fn entry_bytes(meta: Option<&RequestMeta>) -> usize {
+    const FIXED: usize = std::mem::size_of::<Entry>() + 96;
+    FIXED + meta.map_or(0, |m| m.tenant.len() + m.sender.as_ref().map_or(0, |s| s.tenant.len() + s.project.as_ref().map_or(0, String::len)))
+}
+
+/// The receivers' queue: the writer's channel (gone once shutting down),
+/// and whether requests are being kept in the disk buffer only.
+pub(crate) struct Queue {
+    pub(crate) tx: Option<mpsc::UnboundedSender<Entry>>,
+    pub(crate) spill: Option<Spill>,
+}
+
+/// Requests in the disk buffer only: every request logged from `from` on,
+/// read back by the writer in log order. Changed only under the queue's
+/// lock, which submits hold across their append, so a request is either
+/// queued or spilled, never both nor neither.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spill {
+    /// Where the writer reads next.
+    pub(crate) from: LogCursor,
+    /// Spilled requests not read back yet.
+    pub(crate) requests: u64,
+    /// When the oldest of them was accepted (ns).
+    pub(crate) oldest_ns: i64,
+}
+
 /// The receivers' side of the pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -214,7 +251,10 @@ impl std::fmt::Debug for Pipeline {
 }
 
 pub(crate) struct Inner {
-    tx: Mutex<Option<mpsc::UnboundedSender<Entry>>>,
+    pub(crate) queue: Mutex<Queue>,
+    /// Wakes the writer when the queue spills (nothing comes down the
+    /// channel meanwhile).
+    pub(crate) spill_wake: tokio::sync::Notify,
     pub(crate) memory: Arc<MemoryBudget>,
     closed: AtomicBool,
     pub(crate) stats: PipelineStats,
@@ -227,6 +267,13 @@ pub(crate) struct Inner {
     corrupt_records: u64,
     /// Unresolved requests: record id → acceptance time (ns), for the lag.
     pub(crate) pending: Mutex<BTreeMap<u64, i64>>,
+}
+
+impl Inner {
+    /// Where the queue stands on spilling (a copy, read under its lock).
+    pub(crate) fn spill(&self) -> Option<Spill> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).spill
+    }
 }
 
 /// Owns the writer task; `shutdown` drains it.
@@ -294,7 +341,8 @@ impl Pipeline {
             }
         };
         let inner = Arc::new(Inner {
-            tx: Mutex::new(Some(tx.clone())),
+            queue: Mutex::new(Queue { tx: Some(tx.clone()), spill: None }),
+            spill_wake: tokio::sync::Notify::new(),
             memory: MemoryBudget::new(config.memory_limit_bytes),
             closed: AtomicBool::new(false),
             stats: PipelineStats::default(),
@@ -307,7 +355,7 @@ impl Pipeline {
         if let Some(recovery) = recovery {
             let (batches, requests) = (recovery.batches.len(), recovery.requests.len());
             let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let mut spilled = |r: buffer::PendingRequest| {
+            let mut on_disk = |r: buffer::PendingRequest| {
                 pending.insert(r.record_id, r.meta.received_ns);
                 inner.stats.replayed_requests.fetch_add(1, Ordering::Relaxed);
                 Part {
@@ -321,11 +369,11 @@ impl Pipeline {
                 }
             };
             for (batch_id, reqs) in recovery.batches {
-                let parts = reqs.into_iter().map(&mut spilled).collect();
+                let parts = reqs.into_iter().map(&mut on_disk).collect();
                 let _ = tx.send(Entry::Replay { batch_id, parts });
             }
             for r in recovery.requests {
-                let _ = tx.send(Entry::Request { part: spilled(r), batch: None });
+                let _ = tx.send(Entry::Request { part: on_disk(r), batch: None });
             }
             if batches + requests > 0 {
                 tracing::info!(batches, requests, "replaying what the disk buffer holds before accepting new data");
@@ -381,21 +429,26 @@ impl Pipeline {
             return Err(SubmitError::ShuttingDown);
         }
         let rows = batch.rows();
-        // Held across the append, so a request is either logged and queued,
-        // or neither (no record a client was told to resend).
-        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entry_bytes(Some(&meta));
+        // Held across the append, so a request is either logged and queued
+        // (or spilled), or neither (no record a client was told to resend).
+        let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = &mut *queue;
         // A closed channel (the writer is gone) takes nothing: check before
         // logging, so no record is written for a request the client resends.
-        let Some(sender) = tx.as_ref().filter(|s| !s.is_closed()) else { return Err(SubmitError::ShuttingDown) };
-        let (record_id, location, body_copy, reservation) = match &self.inner.disk {
+        let Some(sender) = queue.tx.as_ref().filter(|s| !s.is_closed()) else { return Err(SubmitError::ShuttingDown) };
+        let refused = |stats: &PipelineStats| {
+            stats.refused_rows.fetch_add(rows as u64, Ordering::Relaxed);
+            stats.signal(meta.signal).refused_items.fetch_add(rows as u64, Ordering::Relaxed);
+        };
+        let (record_id, location, body_copy, reservation, in_memory) = match &self.inner.disk {
             Some(_) if self.inner.log_failing.load(Ordering::Acquire) => {
                 return Err(SubmitError::Buffer("batches cannot be logged to it".into()));
             }
             Some(disk) => {
                 let (id, loc) = disk.append_request(&meta, body).map_err(|e| match e {
                     BufferError::Full { used, limit } => {
-                        self.inner.stats.refused_rows.fetch_add(rows as u64, Ordering::Relaxed);
-                        self.inner.stats.signal(meta.signal).refused_items.fetch_add(rows as u64, Ordering::Relaxed);
+                        refused(&self.inner.stats);
                         SubmitError::BufferFull { used, limit }
                     }
                     other => {
@@ -403,34 +456,59 @@ impl Pipeline {
                         SubmitError::Buffer(other.to_string())
                     }
                 })?;
-                // Rows stay in memory when they fit; otherwise only on disk.
-                (id, Some(loc), None, self.inner.memory.try_reserve(batch.approx_bytes).ok())
+                // Rows stay in memory when they fit; otherwise the entry
+                // alone; otherwise the request is in the log only.
+                let fits = |bytes| self.inner.memory.try_reserve(bytes).ok();
+                match (&mut queue.spill, fits(batch.approx_bytes + entry)) {
+                    (None, Some(r)) => (id, Some(loc), None, Some(r), true),
+                    (None, None) => match fits(entry) {
+                        Some(r) => (id, Some(loc), None, Some(r), false),
+                        None => {
+                            tracing::warn!(
+                                used = self.inner.memory.used(),
+                                limit = self.inner.memory.limit(),
+                                "the ingest queue is at its memory budget; new requests are kept in the disk buffer only until the store catches up"
+                            );
+                            queue.spill = Some(Spill { from: loc.into(), requests: 1, oldest_ns: meta.received_ns });
+                            self.inner.spill_wake.notify_one();
+                            self.count_accepted(meta.signal, rows, body.len());
+                            return Ok(());
+                        }
+                    },
+                    (Some(spill), _) => {
+                        spill.requests += 1;
+                        self.count_accepted(meta.signal, rows, body.len());
+                        return Ok(());
+                    }
+                }
             }
             None => {
-                let size = batch.approx_bytes + body.len();
+                let size = batch.approx_bytes + body.len() + entry;
                 let reservation = self.inner.memory.try_reserve(size).map_err(|used| {
-                    self.inner.stats.refused_rows.fetch_add(rows as u64, Ordering::Relaxed);
-                    self.inner.stats.signal(meta.signal).refused_items.fetch_add(rows as u64, Ordering::Relaxed);
+                    refused(&self.inner.stats);
                     SubmitError::Full { used, limit: self.inner.memory.limit() }
                 })?;
-                (self.inner.next_record.fetch_add(1, Ordering::Relaxed), None, Some(Bytes::copy_from_slice(body)), Some(reservation))
+                (self.inner.next_record.fetch_add(1, Ordering::Relaxed), None, Some(Bytes::copy_from_slice(body)), Some(reservation), true)
             }
         };
-        let received_ns = meta.received_ns;
-        let signal = meta.signal;
+        let (received_ns, signal) = (meta.received_ns, meta.signal);
         let approx_bytes = batch.approx_bytes;
-        let batch = reservation.is_some().then(|| Box::new(batch));
+        let batch = in_memory.then(|| Box::new(batch));
         let part = Part { record_id, meta: Some(meta), location, body: body_copy, rows, approx_bytes, reservation };
         self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(record_id, received_ns);
         if sender.send(Entry::Request { part, batch }).is_err() {
             self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&record_id);
             return Err(SubmitError::ShuttingDown);
         }
+        self.count_accepted(signal, rows, body.len());
+        Ok(())
+    }
+
+    fn count_accepted(&self, signal: costplane_telemetry::Signal, rows: usize, body_bytes: usize) {
         self.inner.stats.accepted_rows.fetch_add(rows as u64, Ordering::Relaxed);
         let counters = self.inner.stats.signal(signal);
         counters.accepted_items.fetch_add(rows as u64, Ordering::Relaxed);
-        counters.accepted_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        Ok(())
+        counters.accepted_bytes.fetch_add(body_bytes as u64, Ordering::Relaxed);
     }
 
     /// Counts items a receiver dropped from a request as invalid (its OTLP
@@ -453,7 +531,7 @@ impl Pipeline {
         let reservation = self
             .inner
             .memory
-            .try_reserve(batch.approx_bytes)
+            .try_reserve(batch.approx_bytes + entry_bytes(None))
             .map_err(|used| SubmitError::Full { used, limit: self.inner.memory.limit() })?;
         let part = Part {
             record_id: 0,
@@ -464,8 +542,8 @@ impl Pipeline {
             approx_bytes: batch.approx_bytes,
             reservation: Some(reservation),
         };
-        let tx = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref() {
+        let queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        match queue.tx.as_ref() {
             Some(sender) if sender.send(Entry::Request { part, batch: Some(Box::new(batch)) }).is_ok() => Ok(()),
             _ => Err(SubmitError::ShuttingDown),
         }
@@ -481,7 +559,10 @@ impl Pipeline {
     /// load that never lets the queue empty.
     pub async fn wait_stored(&self, deadline: std::time::Instant) {
         while std::time::Instant::now() < deadline {
-            let unresolved = !self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+            // Spill first: the writer moves what it reads back into
+            // `pending` before it ends the spill.
+            let spilled = self.inner.spill().is_some();
+            let unresolved = spilled || !self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
             if !unresolved && self.queued_bytes() == 0 {
                 return;
             }
@@ -495,9 +576,11 @@ impl Pipeline {
     }
 
     pub fn stats(&self) -> StatsSnapshot {
+        let spill = self.inner.spill();
         let (records, oldest_ns) = {
             let pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
-            (pending.len() as u64, pending.values().next().copied())
+            let oldest = pending.values().next().copied().into_iter().chain(spill.map(|s| s.oldest_ns)).min();
+            (pending.len() as u64 + spill.map_or(0, |s| s.requests), oldest)
         };
         let oldest_age_seconds = oldest_ns.map_or(0.0, |t| ((now_ns() - t).max(0) as f64) / 1e9);
         let buffer = match &self.inner.disk {
@@ -506,6 +589,7 @@ impl Pipeline {
                 bytes: d.bytes(),
                 limit_bytes: d.max_bytes(),
                 records,
+                spilled_records: spill.map_or(0, |s| s.requests),
                 oldest_age_seconds,
                 corrupt_records: self.inner.corrupt_records,
             },
@@ -514,6 +598,7 @@ impl Pipeline {
                 bytes: 0,
                 limit_bytes: self.inner.memory.limit() as u64,
                 records,
+                spilled_records: 0,
                 oldest_age_seconds,
                 corrupt_records: 0,
             },
@@ -533,7 +618,7 @@ impl PipelineHandle {
     pub async fn shutdown(self) -> StatsSnapshot {
         let inner = &self.pipeline.inner;
         inner.closed.store(true, Ordering::Release);
-        inner.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        inner.queue.lock().unwrap_or_else(|p| p.into_inner()).tx.take();
         let mut task = self.task;
         if tokio::time::timeout(self.shutdown_timeout, &mut task).await.is_err() {
             let left = self.pipeline.stats().buffer.records;

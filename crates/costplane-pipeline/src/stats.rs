@@ -117,6 +117,9 @@ pub struct BufferSnapshot {
     pub limit_bytes: u64,
     /// Accepted requests not yet resolved (stored or dead-lettered).
     pub records: u64,
+    /// Of those, requests kept in the disk buffer only because the queue
+    /// was at its memory budget (read back once the store catches up).
+    pub spilled_records: u64,
     /// Age of the oldest accepted, unstored request, in seconds.
     pub oldest_age_seconds: f64,
     /// Corrupt records (stretches of bytes) the disk buffer skipped and

@@ -100,6 +100,11 @@ impl Writer {
         let mut pending = WriteBatch::default();
         let mut deadline: Option<Instant> = None;
         loop {
+            // What was spilled comes after everything queued before it.
+            if rx.is_empty() && self.pipeline.inner.spill().is_some() && !self.cancel.is_cancelled() {
+                self.take_spilled(&mut pending, &mut deadline, &slots, &mut tasks).await;
+                continue;
+            }
             let timer = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -110,14 +115,7 @@ impl Writer {
                 msg = rx.recv() => match msg {
                     Some(Entry::Request { part, batch }) => {
                         let Ok((part, rows)) = self.load(part, batch) else { continue };
-                        if pending.is_empty() {
-                            deadline = Some(Instant::now() + self.config.flush_interval);
-                        }
-                        pending.push(part, rows);
-                        if pending.data.rows() >= self.config.batch_max_rows {
-                            self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
-                            deadline = None;
-                        }
+                        self.add(&mut pending, &mut deadline, part, rows, &slots, &mut tasks).await;
                     }
                     Some(Entry::Replay { batch_id, parts }) => {
                         self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
@@ -140,6 +138,11 @@ impl Writer {
                         }
                     }
                     None => {
+                        // Shutting down: what was spilled is written too,
+                        // until the deadline.
+                        while self.pipeline.inner.spill().is_some() && !self.cancel.is_cancelled() {
+                            self.take_spilled(&mut pending, &mut deadline, &slots, &mut tasks).await;
+                        }
                         self.dispatch(std::mem::take(&mut pending), true, &slots, &mut tasks).await;
                         while let Some(done) = tasks.join_next().await {
                             log_task_failure(done);
@@ -153,6 +156,7 @@ impl Writer {
                     deadline = None;
                 }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_failure(done),
+                () = self.pipeline.inner.spill_wake.notified() => {}
                 () = self.cancel.cancelled() => {
                     // The shutdown deadline: in-flight writes stop where they
                     // are; their requests stay in the disk buffer.
@@ -164,29 +168,124 @@ impl Writer {
         }
     }
 
+    /// Adds a request's rows to the batch being formed; dispatches it once full.
+    async fn add(
+        self: &Arc<Self>,
+        pending: &mut WriteBatch,
+        deadline: &mut Option<Instant>,
+        part: Part,
+        rows: TelemetryBatch,
+        slots: &Arc<tokio::sync::Semaphore>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        if pending.is_empty() {
+            *deadline = Some(Instant::now() + self.config.flush_interval);
+        }
+        pending.push(part, rows);
+        if pending.data.rows() >= self.config.batch_max_rows {
+            self.dispatch(std::mem::take(pending), true, slots, tasks).await;
+            *deadline = None;
+        }
+    }
+
+    /// Reads the next chunk of spilled requests back from the disk buffer
+    /// (about a quarter of the memory budget, 64 KiB to 8 MiB of request
+    /// bodies) and batches them. Once the last is taken, the queue takes
+    /// entries again.
+    async fn take_spilled(
+        self: &Arc<Self>,
+        pending: &mut WriteBatch,
+        deadline: &mut Option<Instant>,
+        slots: &Arc<tokio::sync::Semaphore>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        let inner = &self.pipeline.inner;
+        let (Some(disk), Some(spill)) = (&inner.disk, inner.spill()) else { return };
+        let chunk = (self.config.memory_limit_bytes as u64 / 4).clamp(64 << 10, 8 << 20);
+        // Read on the writer task, as `load` reads spilled entries: the
+        // writer's pace is what bounds the memory of what it holds.
+        let read = disk.read_requests_from(spill.from, chunk);
+        let requests = match read {
+            Ok((requests, next)) if !requests.is_empty() || spill.requests == 0 => {
+                let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let mut lag = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+                for (r, _) in &requests {
+                    lag.insert(r.record_id, r.meta.received_ns);
+                }
+                drop(lag);
+                if let Some(s) = queue.spill.as_mut() {
+                    s.from = next;
+                    s.requests = s.requests.saturating_sub(requests.len() as u64);
+                    s.oldest_ns = requests.last().map_or(s.oldest_ns, |(r, _)| r.meta.received_ns);
+                    if s.requests == 0 {
+                        queue.spill = None;
+                        tracing::info!("every spilled request is read back; the ingest queue takes requests in memory again");
+                    }
+                }
+                requests
+            }
+            failed => {
+                let why = match failed {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("{} spilled requests were not found after {:?}", spill.requests, spill.from),
+                };
+                // They stay pending in the log: read again after a pause,
+                // or replayed at the next start.
+                tracing::error!(error = %why, "cannot read spilled requests back from the disk buffer; trying again in 1s");
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    () = self.cancel.cancelled() => {}
+                }
+                return;
+            }
+        };
+        for (request, body) in requests {
+            let part = Part {
+                record_id: request.record_id,
+                meta: Some(request.meta),
+                location: Some(request.location),
+                body: None,
+                rows: 0,
+                approx_bytes: 0,
+                reservation: None,
+            };
+            if let Ok((part, rows)) = self.decode_body(part, &body) {
+                self.add(pending, deadline, part, rows, slots, tasks).await;
+            }
+        }
+    }
+
     /// The rows of a request: in memory already, or read back from the disk
     /// buffer and decoded again. A request that cannot be read back is
     /// dead-lettered (or, without a body, reported) and resolved.
-    fn load(&self, mut part: Part, batch: Option<Box<TelemetryBatch>>) -> Result<(Part, TelemetryBatch), Unloaded> {
+    fn load(&self, part: Part, batch: Option<Box<TelemetryBatch>>) -> Result<(Part, TelemetryBatch), Unloaded> {
         if let Some(rows) = batch {
             return Ok((part, *rows));
         }
-        let inner = &self.pipeline.inner;
-        let (Some(disk), Some(loc), Some(meta)) = (&inner.disk, part.location, part.meta.clone()) else {
+        let (Some(disk), Some(loc)) = (&self.pipeline.inner.disk, part.location) else {
             return Err(Unloaded::Stuck);
         };
-        let body = match disk.read_request(loc) {
-            Ok((_, body)) => body,
+        match disk.read_request(loc) {
+            Ok((_, body)) => self.decode_body(part, &body),
             Err(e) => {
                 // An I/O error may pass: the request stays pending in the
                 // buffer (not committed) and is replayed at the next start.
                 tracing::error!(record = part.record_id, error = %e, "cannot read a buffered request back; it stays in the disk buffer for the next start");
-                return Err(Unloaded::Stuck);
+                Err(Unloaded::Stuck)
             }
+        }
+    }
+
+    /// Decodes a buffered request's body again; one that does not decode is
+    /// dead-lettered and resolved.
+    fn decode_body(&self, mut part: Part, body: &[u8]) -> Result<(Part, TelemetryBatch), Unloaded> {
+        let inner = &self.pipeline.inner;
+        let (Some(disk), Some(meta)) = (&inner.disk, part.meta.clone()) else {
+            return Err(Unloaded::Stuck);
         };
         // A decoder panic must not take the writer (and, replayed first at
         // every start, the server) down with it.
-        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| self.decoder.decode(&meta, &body)))
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| self.decoder.decode(&meta, body)))
             .unwrap_or_else(|_| Err("decoding the buffered request panicked".to_owned()));
         match decoded {
             Ok(rows) => {
@@ -197,7 +296,7 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(record = part.record_id, tenant = %meta.tenant, error = %error, "a buffered request cannot be decoded again");
-                if !self.write_dead_letter(&part, &body, DeadLetterReason::Rejected, &error) {
+                if !self.write_dead_letter(&part, body, DeadLetterReason::Rejected, &error) {
                     return Err(Unloaded::Stuck);
                 }
                 // Logged as a batch of its own, so the next start sees the

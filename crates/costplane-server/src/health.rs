@@ -214,6 +214,12 @@ pub fn write_pipeline_metrics(out: &mut Exposition, s: &StatsSnapshot, tenant: O
     out.sample("costplane_buffer_bytes", &[("kind", s.buffer.kind)], s.buffer.bytes);
     out.one("costplane_buffer_limit_bytes", Gauge, "The buffer's size limit.", s.buffer.limit_bytes);
     out.one("costplane_buffer_records", Gauge, "Accepted requests not yet stored (or dead-lettered).", s.buffer.records);
+    out.one(
+        "costplane_buffer_spilled_records",
+        Gauge,
+        "Accepted requests kept in the disk buffer only (the queue is at its memory budget; read back as the store catches up).",
+        s.buffer.spilled_records,
+    );
     out.one("costplane_ingest_lag_seconds", Gauge, "Age of the oldest accepted, not yet stored request.", s.buffer.oldest_age_seconds);
     out.one("costplane_buffer_replayed_requests_total", Counter, "Requests replayed from the disk buffer at start.", s.replayed_requests);
     out.one(

@@ -49,6 +49,7 @@
 pub mod fs;
 pub mod memfs;
 pub mod record;
+mod reread;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,7 @@ use std::time::Duration;
 use fs::{append_all, BufferFs, SegmentFile, StdFs};
 use record::{Record, HEADER_BYTES};
 pub use record::{RequestMeta, Sender};
+pub use reread::{LogCursor, ReadRequest};
 pub use scan::CorruptRegion;
 use thiserror::Error;
 

@@ -20,6 +20,8 @@ pub(crate) struct FaultyStore {
     pub(crate) reject_tenant: Option<String>,
     /// After storing a batch, never answer (a crash before the commit is logged).
     pub(crate) hang_after_write: AtomicBool,
+    /// Every write fails as unavailable until this is cleared.
+    pub(crate) down: AtomicBool,
 }
 
 impl FaultyStore {
@@ -30,6 +32,7 @@ impl FaultyStore {
             outages_left: AtomicU32::new(0),
             reject_tenant: None,
             hang_after_write: AtomicBool::new(false),
+            down: AtomicBool::new(false),
         }
     }
 }
@@ -48,7 +51,7 @@ impl Store for FaultyStore {
         if take_one(&self.panics_left) {
             panic!("injected panic inside a store write");
         }
-        if take_one(&self.outages_left) {
+        if take_one(&self.outages_left) || self.down.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable("injected outage".into()));
         }
         if let Some(bad) = &self.reject_tenant {

@@ -9,6 +9,7 @@ mod budgets;
 mod buffer_enospc;
 mod cli_manners;
 mod clickhouse_e2e;
+mod clickhouse_outage;
 mod deadletter_keys;
 mod durability;
 mod focus_import;

@@ -77,6 +77,11 @@ impl ServerProcess {
         panic!("costplane serve did not become healthy; log:\n{}", self.log_text());
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
