@@ -266,6 +266,11 @@ pub enum Dimension {
     /// The provider's service (FOCUS `ServiceName`: "Amazon EC2", the
     /// models of an LLM provider, "Kubernetes").
     ProviderService,
+    /// The provider's resource (FOCUS `ResourceId`: an instance, a bucket);
+    /// empty for costplane's own rows.
+    Resource,
+    /// The provider's SKU (FOCUS `SkuId`).
+    Sku,
     /// Token kind (LLM) or signal (telemetry): the ledger's usage type.
     UsageType,
     /// The telemetry signal (`traces`, `logs`, `metrics`, `queries`,
@@ -280,7 +285,7 @@ pub enum Dimension {
 
 impl Dimension {
     /// The dimensions the cost API accepts.
-    pub const API: [Dimension; 14] = [
+    pub const API: [Dimension; 16] = [
         Dimension::Currency,
         Dimension::Tenant,
         Dimension::Project,
@@ -290,6 +295,8 @@ impl Dimension {
         Dimension::Source,
         Dimension::Provider,
         Dimension::ProviderService,
+        Dimension::Resource,
+        Dimension::Sku,
         Dimension::UsageType,
         Dimension::Signal,
         Dimension::Unit,
@@ -307,6 +314,8 @@ impl Dimension {
             Dimension::Source => "source",
             Dimension::Provider => "provider",
             Dimension::ProviderService => "provider_service",
+            Dimension::Resource => "resource",
+            Dimension::Sku => "sku",
             Dimension::UsageType => "usage_type",
             Dimension::Signal => "signal",
             Dimension::Unit => "unit",

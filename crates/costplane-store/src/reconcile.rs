@@ -28,7 +28,7 @@ use costplane_ledger::Source;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::ledger::{decimal, int, text, uint, Ledger, LEDGER_TABLE};
+use crate::ledger::{decimal, int_cell, text, uint_cell, Ledger, LEDGER_TABLE};
 use crate::{Dialect, Param, Params, StoreError};
 
 /// What a group sums.
@@ -155,8 +155,8 @@ async fn groups(
             };
             Ok(Row {
                 keys: (0..n).map(|i| text(cell(i))).collect(),
-                day_ns: int(cell(n)),
-                sums: Sums { cost, quantity, rows: uint(cell(n + 3)) },
+                day_ns: int_cell(LEDGER_TABLE, cell(n), at, "day")?,
+                sums: Sums { cost, quantity, rows: uint_cell(LEDGER_TABLE, cell(n + 3), at, "count(*)")? },
             })
         })
         .collect()

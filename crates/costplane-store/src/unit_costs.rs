@@ -35,7 +35,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::cost_views::current_rows_sql;
-use crate::ledger::{decimal, text, COPY_ORDER};
+use crate::ledger::{decimal, int_cell, text, uint_cell, COPY_ORDER};
 use crate::{Dialect, Param, Params, Store, StoreError};
 
 /// One hour in nanoseconds.
@@ -213,34 +213,12 @@ fn quantile(dialect: Dialect, q: &str) -> String {
     }
 }
 
-fn uint(v: &Value) -> Result<u64, String> {
-    match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| n.to_string()),
-        Value::String(s) => s.parse().map_err(|_| s.clone()),
-        other => Err(other.to_string()),
-    }
-}
-
 fn bad(table: &'static str, row: usize, column: &'static str, value: &Value, expected: &'static str) -> StoreError {
     StoreError::BadCell { table, row, column, value: value.to_string(), expected }
 }
 
-/// Reads a non-negative integer cell or says which it was.
-fn count(table: &'static str, row: usize, column: &'static str, v: &Value) -> Result<u64, StoreError> {
-    uint(v).map_err(|_| bad(table, row, column, v, "a non-negative integer"))
-}
-
 fn exact(table: &'static str, row: usize, column: &'static str, v: &Value) -> Result<Decimal, StoreError> {
     decimal(v).ok_or_else(|| bad(table, row, column, v, "a decimal"))
-}
-
-fn int(table: &'static str, row: usize, column: &'static str, v: &Value) -> Result<i64, StoreError> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| bad(table, row, column, v, "an integer"))
 }
 
 /// Value columns of each branch of [`read`]'s one statement.
@@ -541,50 +519,50 @@ pub async fn read(store: &dyn Store, q: &UnitQuery) -> Result<UnitRows, StoreErr
                 let table = "otel_traces";
                 // Without groups, an empty window still answers one row (of
                 // NULL percentiles): no requests, no group.
-                let requests = count(table, i, "requests", &v[0])?;
+                let requests = uint_cell(table, &v[0], i, "requests")?;
                 if requests == 0 {
                     continue;
                 }
                 out.requests.push(RequestGroup {
                     key,
                     requests,
-                    errors: count(table, i, "errors", &v[1])?,
-                    p50_ns: count(table, i, "Duration", &v[2])?,
-                    p95_ns: count(table, i, "Duration", &v[3])?,
-                    traces: count(table, i, "TraceId", &v[4])?,
+                    errors: uint_cell(table, &v[1], i, "errors")?,
+                    p50_ns: uint_cell(table, &v[2], i, "Duration")?,
+                    p95_ns: uint_cell(table, &v[3], i, "Duration")?,
+                    traces: uint_cell(table, &v[4], i, "TraceId")?,
                 });
             }
             "c" => {
                 let table = "costplane_usage_llm";
                 let provided =
-                    if count(table, i, "ProvidedCost", &v[6])? == 1 { Some(exact(table, i, "ProvidedCost", &v[7])?) } else { None };
+                    if uint_cell(table, &v[6], i, "ProvidedCost")? == 1 { Some(exact(table, i, "ProvidedCost", &v[7])?) } else { None };
                 out.calls.push(CallSum {
                     key,
                     provider: text(&v[0]),
                     model: text(&v[1]),
                     operation: text(&v[2]),
-                    day_ns: int(table, i, "Timestamp", &v[3])?,
+                    day_ns: int_cell(table, &v[3], i, "Timestamp")?,
                     invalid_reason: text(&v[4]),
-                    over_limit: count(table, i, "over_limit", &v[5])? == 1,
+                    over_limit: uint_cell(table, &v[5], i, "over_limit")? == 1,
                     provided,
-                    calls: count(table, i, "calls", &v[8])?,
+                    calls: uint_cell(table, &v[8], i, "calls")?,
                     input: exact(table, i, "InputTokens", &v[9])?,
                     cache_read: exact(table, i, "CacheReadTokens", &v[10])?,
                     cache_write: exact(table, i, "CacheWriteTokens", &v[11])?,
                     output: exact(table, i, "OutputTokens", &v[12])?,
                     reasoning: exact(table, i, "ReasoningTokens", &v[13])?,
-                    tier_input: count(table, i, "InputTokens", &v[14])?,
+                    tier_input: uint_cell(table, &v[14], i, "InputTokens")?,
                 });
             }
             "p" => {
                 let table = "otel_traces";
                 let (namespace, pod) = (text(&v[0]), text(&v[1]));
-                let matched = count("costplane_ledger", i, "x_Pod", &v[7])? == 1;
+                let matched = uint_cell("costplane_ledger", &v[7], i, "x_Pod")? == 1;
                 out.pods.push(PodShare {
                     key,
                     pod: if pod.is_empty() { String::new() } else { format!("{namespace}/{pod}") },
-                    hour_ns: int(table, i, "Timestamp", &v[2])?,
-                    requests: count(table, i, "requests", &v[3])?,
+                    hour_ns: int_cell(table, &v[2], i, "Timestamp")?,
+                    requests: uint_cell(table, &v[3], i, "requests")?,
                     busy_ns: exact(table, i, "Duration", &v[4])?,
                     pod_busy_ns: exact(table, i, "Duration", &v[5])?,
                     cost: if matched && !pod.is_empty() { Some(exact("costplane_ledger", i, "BilledCost", &v[6])?) } else { None },
@@ -595,7 +573,7 @@ pub async fn read(store: &dyn Store, q: &UnitQuery) -> Result<UnitRows, StoreErr
                 tenant: text(&v[0]),
                 service: text(&v[1]),
                 signal: text(&v[2]),
-                items: count("otel_traces", i, "items", &v[3])?,
+                items: uint_cell("otel_traces", &v[3], i, "items")?,
             }),
             other => return Err(StoreError::Unexpected(format!("unit-cost row of unknown kind {other:?}"))),
         }
@@ -635,12 +613,12 @@ pub async fn item_costs(store: &dyn Store, q: &UnitQuery) -> Result<Vec<ItemCost
         .iter()
         .enumerate()
         .map(|(i, row)| {
-            let matched = count("costplane_ledger", i, "x_Tenant", &row[5])? == 1;
+            let matched = uint_cell("costplane_ledger", &row[5], i, "x_Tenant")? == 1;
             Ok(ItemCost {
                 tenant: text(&row[0]),
                 service: text(&row[1]),
                 signal: text(&row[2]),
-                items: count("costplane_usage_telemetry", i, "Items", &row[3])?,
+                items: uint_cell("costplane_usage_telemetry", &row[3], i, "Items")?,
                 cost: if matched { exact("costplane_ledger", i, "BilledCost", &row[4])? } else { Decimal::ZERO },
             })
         })
@@ -661,11 +639,11 @@ pub async fn trace_hours(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Re
     );
     let r = store.query_with(&sql, &p.values).await?;
     let Some(row) = r.rows.first() else { return Ok(None) };
-    if count("otel_traces", 0, "count", &row[2])? == 0 {
+    if uint_cell("otel_traces", &row[2], 0, "count")? == 0 {
         return Ok(None);
     }
-    let first = int("otel_traces", 0, "Timestamp", &row[0])?;
-    let last = int("otel_traces", 0, "Timestamp", &row[1])?;
+    let first = int_cell("otel_traces", &row[0], 0, "Timestamp")?;
+    let last = int_cell("otel_traces", &row[1], 0, "Timestamp")?;
     let from = first - first.rem_euclid(HOUR_NS);
     let to = (last - last.rem_euclid(HOUR_NS)).saturating_add(HOUR_NS);
     Ok(Some((from.max(q.from_ns), to.min(q.to_ns))))
@@ -697,7 +675,7 @@ pub async fn trace_calls(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Re
             continue;
         }
         out.push(TraceCall {
-            timestamp_ns: int(table, i, "Timestamp", &row[0])?,
+            timestamp_ns: int_cell(table, &row[0], i, "Timestamp")?,
             tenant: text(&row[1]),
             service: text(&row[2]),
             span_id,
@@ -706,11 +684,11 @@ pub async fn trace_calls(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Re
                 provider: text(&row[5]),
                 model: text(&row[6]),
                 operation: text(&row[7]),
-                input_tokens: count(table, i, "InputTokens", &row[8])?,
-                output_tokens: count(table, i, "OutputTokens", &row[9])?,
-                cache_read_tokens: count(table, i, "CacheReadTokens", &row[10])?,
-                cache_write_tokens: count(table, i, "CacheWriteTokens", &row[11])?,
-                reasoning_tokens: count(table, i, "ReasoningTokens", &row[12])?,
+                input_tokens: uint_cell(table, &row[8], i, "InputTokens")?,
+                output_tokens: uint_cell(table, &row[9], i, "OutputTokens")?,
+                cache_read_tokens: uint_cell(table, &row[10], i, "CacheReadTokens")?,
+                cache_write_tokens: uint_cell(table, &row[11], i, "CacheWriteTokens")?,
+                reasoning_tokens: uint_cell(table, &row[12], i, "ReasoningTokens")?,
                 provided_cost: if row[13].is_null() { None } else { Some(exact(table, i, "ProvidedCost", &row[13])?) },
             },
             invalid_reason: text(&row[14]),

@@ -240,7 +240,9 @@ fn row(r: &LedgerRow<'_>, ctx: &Context) -> Vec<Option<String>> {
     let priced = status.as_deref() == Some("priced");
     let source = r.text("x_Source").unwrap_or_default();
     let start = r.time("ChargePeriodStart");
-    let cost = |name: &str| Some(money(r.decimal(name).unwrap_or(Decimal::ZERO)));
+    // The four costs are never null in a typed row (EffectiveCost and the
+    // like fall back to BilledCost there), so no default is needed here.
+    let cost = |name: &str| r.decimal(name).map(money);
     let category = r.text("ServiceCategory").filter(|c| SERVICE_CATEGORIES.contains(&c.as_str())).unwrap_or_else(|| "Other".to_owned());
     let unit_price = if priced { unit_price(r) } else { None };
     let sku = r.text("SkuId");

@@ -235,14 +235,20 @@ pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Res
     Ok(opened)
 }
 
-/// Which operation, token kind or provider moved most in the window:
+/// Which operation, token kind or provider moved most in the window (for
+/// an imported bill: which resource or SKU of the provider's service):
 /// actual against the median of the same window in the reference weeks.
 async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Result<Vec<anomaly::Contributor>, StoreError> {
     let week = 7 * 86_400;
     let weeks = state.anomalies.weeks as i64;
     let from = a.start - weeks * week;
     let mut items = Vec::new();
-    for dim in [Dimension::Operation, Dimension::UsageType, Dimension::Provider] {
+    let dims = if group.is_cloud() {
+        [Dimension::Resource, Dimension::Sku, Dimension::UsageType]
+    } else {
+        [Dimension::Operation, Dimension::UsageType, Dimension::Provider]
+    };
+    for dim in dims {
         let by = series::hourly_cost(&state.store, from, a.end, &[dim], &group.scope(), series::Hours::Closed).await?;
         if by.len() < 2 {
             // One value (a single provider, say) moved by the whole change: it explains nothing.

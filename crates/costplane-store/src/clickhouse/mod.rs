@@ -536,15 +536,20 @@ impl Store for ClickHouseStore {
                    WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
                    AND partition LIKE '____-__-__' GROUP BY signal, day ORDER BY signal, day";
         let r = self.query_with(sql, &[Param::Str(self.config.schema.database.clone())]).await?;
-        Ok(r.rows
+        // Bytes are billed (storage cost): a cell that does not read is an
+        // error, never 0 bytes.
+        r.rows
             .iter()
-            .map(|row| crate::StoredBytes {
-                signal: row[0].as_str().unwrap_or_default().to_owned(),
-                day_ns: row[1].as_i64(),
-                bytes: row[2].as_u64().unwrap_or(0),
-                method: "clickhouse system.parts data_compressed_bytes of the day's partition",
+            .enumerate()
+            .map(|(i, row)| {
+                Ok(crate::StoredBytes {
+                    signal: crate::ledger::text(&row[0]),
+                    day_ns: row[1].as_i64(),
+                    bytes: crate::ledger::uint_cell("system.parts", &row[2], i, "sum(data_compressed_bytes)")?,
+                    method: "clickhouse system.parts data_compressed_bytes of the day's partition",
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError> {

@@ -148,20 +148,26 @@ fn opt_money_cell(v: &Value, row: usize, column: &'static str) -> Result<Option<
     money_cell(v, row, column).map(Some)
 }
 
-pub(crate) fn int(v: &Value) -> i64 {
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(s) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
+/// A whole-number cell (a time in ns, a token or row count, a revision),
+/// read exactly or refused with its row and column: a count that does not
+/// parse is never read as 0 (tokens multiply prices).
+pub(crate) fn int_cell(table: &'static str, v: &Value, row: usize, column: &'static str) -> Result<i64, StoreError> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.ok_or_else(|| StoreError::BadCell { table, row, column, value: v.to_string(), expected: "an integer" })
 }
 
-pub(crate) fn uint(v: &Value) -> u64 {
-    match v {
-        Value::Number(n) => n.as_u64().unwrap_or(0),
-        Value::String(s) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
+/// [`int_cell`] for cells that cannot be negative.
+pub(crate) fn uint_cell(table: &'static str, v: &Value, row: usize, column: &'static str) -> Result<u64, StoreError> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.ok_or_else(|| StoreError::BadCell { table, row, column, value: v.to_string(), expected: "a non-negative integer" })
 }
 
 /// The signals usage rows name, as the static strings the types hold.
@@ -188,6 +194,8 @@ pub fn column(d: Dimension) -> &'static str {
         Dimension::Source => "x_Source",
         Dimension::Provider => "ProviderName",
         Dimension::ProviderService => "ServiceName",
+        Dimension::Resource => "ResourceId",
+        Dimension::Sku => "SkuId",
         Dimension::UsageType => "x_UsageType",
         Dimension::Signal => "(CASE WHEN x_Source = 'telemetry' THEN x_UsageType ELSE '' END)",
         Dimension::Unit => "ConsumedUnit",
@@ -342,15 +350,15 @@ impl Ledger {
         let mut out = Vec::new();
         for (at, row) in r.rows.iter().enumerate() {
             let n = row.len();
-            let rows = uint(&row[n - 1]);
+            let rows = uint_cell(LEDGER_TABLE, &row[n - 1], at, "count(*)")?;
             if rows == 0 {
                 continue; // an ungrouped sum over no rows
             }
-            let mut i = 0;
-            let period_ns = step.map(|_| {
-                i = 1;
-                int(&row[0])
-            });
+            let i = usize::from(step.is_some());
+            let period_ns = match step {
+                Some(_) => Some(int_cell(LEDGER_TABLE, &row[0], at, "period")?),
+                None => None,
+            };
             let dims = group_by.iter().enumerate().map(|(k, _)| text(&row[i + k])).collect();
             let (unit_min, unit_max) = (text(&row[n - 3]), text(&row[n - 2]));
             let same = unit_min == unit_max;
@@ -405,17 +413,21 @@ impl Ledger {
                 &p.values,
             )
             .await?;
-        Ok(r.rows
+        const TABLE: &str = "costplane_usage_telemetry";
+        r.rows
             .iter()
-            .map(|row| UsageTotal {
-                tenant: text(&row[0]),
-                project: text(&row[1]),
-                service: text(&row[2]),
-                signal: text(&row[3]),
-                items: uint(&row[4]),
-                bytes: uint(&row[5]),
+            .enumerate()
+            .map(|(i, row)| {
+                Ok(UsageTotal {
+                    tenant: text(&row[0]),
+                    project: text(&row[1]),
+                    service: text(&row[2]),
+                    signal: text(&row[3]),
+                    items: uint_cell(TABLE, &row[4], i, "sum(Items)")?,
+                    bytes: uint_cell(TABLE, &row[5], i, "sum(Bytes)")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The current revision of every (hour, scope) in `[from, to)`.
@@ -431,17 +443,20 @@ impl Ledger {
             b = p.add(Param::Int(to)),
         );
         let r = self.read(&sql, &p.values).await?;
-        Ok(r.rows
+        r.rows
             .iter()
-            .map(|row| HourState {
-                hour_ns: int(&row[0]),
-                scope: text(&row[1]),
-                revision: uint(&row[2]),
-                status: text(&row[3]),
-                usage_rows: uint(&row[4]),
-                price_version: text(&row[5]),
+            .enumerate()
+            .map(|(i, row)| {
+                Ok(HourState {
+                    hour_ns: int_cell(HOURS_TABLE, &row[0], i, "Hour")?,
+                    scope: text(&row[1]),
+                    revision: uint_cell(HOURS_TABLE, &row[2], i, "Revision")?,
+                    status: text(&row[3]),
+                    usage_rows: uint_cell(HOURS_TABLE, &row[4], i, "UsageRows")?,
+                    price_version: text(&row[5]),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Replaces the given (hour, scope)s by their new revisions, as one step
@@ -539,8 +554,8 @@ fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
     let billed = money("BilledCost")?;
     let source = vocabulary(index, "x_Source", Source::parse(&t("x_Source")))?;
     Ok(LedgerRow {
-        charge_period_start_ns: int(at("ChargePeriodStart")),
-        charge_period_end_ns: int(at("ChargePeriodEnd")),
+        charge_period_start_ns: int_cell(LEDGER_TABLE, at("ChargePeriodStart"), index, "ChargePeriodStart")?,
+        charge_period_end_ns: int_cell(LEDGER_TABLE, at("ChargePeriodEnd"), index, "ChargePeriodEnd")?,
         cost: billed,
         billing_currency: t("BillingCurrency"),
         // NULL: a regular charge.
@@ -569,7 +584,7 @@ fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
         pricing_status: vocabulary(index, "x_PricingStatus", PricingStatus::parse(&t("x_PricingStatus")))?,
         price_version: t("x_PriceVersion"),
         charge_status: vocabulary(index, "x_ChargeStatus", ChargeStatus::parse(&t("x_ChargeStatus")))?,
-        revision: uint(at("x_Revision")),
+        revision: uint_cell(LEDGER_TABLE, at("x_Revision"), index, "x_Revision")?,
         allocation_ratio: opt_money_cell(at("x_AllocationRatio"), index, "x_AllocationRatio")?,
         allocation_method: t("x_AllocationMethod"),
         ext: ledger_ext(index, billed, &at, &t)?,
@@ -628,6 +643,20 @@ mod tests {
                 _ => Value::Null,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_count_cell_that_does_not_parse_is_an_error_never_zero() {
+        assert_eq!(uint_cell("t", &json!(12), 0, "InputTokens").unwrap(), 12);
+        assert_eq!(uint_cell("t", &json!("12"), 0, "InputTokens").unwrap(), 12);
+        assert_eq!(int_cell("t", &json!("-3600"), 0, "Hour").unwrap(), -3600);
+        for bad in [json!("12k"), json!(-1), json!(1.5), Value::Null, json!("")] {
+            match uint_cell("costplane_usage_llm", &bad, 4, "InputTokens") {
+                Err(StoreError::BadCell { table: "costplane_usage_llm", row: 4, column: "InputTokens", .. }) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(int_cell("t", &json!("soon"), 0, "Hour").is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use costplane_ledger::{scope, CallKind, KubernetesUsage, LlmUsage, LlmUsageRow, TelemetryUsage};
 use serde_json::Value;
 
-use super::{decimal_cell, int, static_signal, text, uint, HourUsage, Ledger};
+use super::{decimal_cell, int_cell, static_signal, text, uint_cell, HourUsage, Ledger};
 use crate::{Dialect, Param, Params, StoreError};
 
 /// Usage rows written after one write number, up to another.
@@ -35,12 +35,18 @@ fn llm_columns(dialect: Dialect) -> String {
     )
 }
 
+const LLM_TABLE: &str = "costplane_usage_llm";
+const TELEMETRY_TABLE: &str = "costplane_usage_telemetry";
+const KUBERNETES_TABLE: &str = "costplane_usage_kubernetes";
+const SAMPLES_TABLE: &str = "costplane_usage_k8s_samples";
+
 fn llm_row(i: usize, row: &[Value]) -> Result<LlmUsageRow, StoreError> {
     let reason = text(&row[17]);
+    let tokens = |at: usize, column: &'static str| uint_cell(LLM_TABLE, &row[at], i, column);
     Ok(LlmUsageRow {
-        timestamp_ns: int(&row[0]),
-        received_ns: int(&row[1]),
-        hour_ns: int(&row[18]),
+        timestamp_ns: int_cell(LLM_TABLE, &row[0], i, "Timestamp")?,
+        received_ns: int_cell(LLM_TABLE, &row[1], i, "ReceivedAt")?,
+        hour_ns: int_cell(LLM_TABLE, &row[18], i, "Hour")?,
         tenant: text(&row[2]),
         project: text(&row[3]),
         service: text(&row[4]),
@@ -51,12 +57,12 @@ fn llm_row(i: usize, row: &[Value]) -> Result<LlmUsageRow, StoreError> {
             provider: text(&row[7]),
             model: text(&row[8]),
             operation: text(&row[9]),
-            input_tokens: uint(&row[10]),
-            output_tokens: uint(&row[11]),
-            cache_read_tokens: uint(&row[12]),
-            cache_write_tokens: uint(&row[13]),
-            reasoning_tokens: uint(&row[14]),
-            provided_cost: if row[15].is_null() { None } else { Some(decimal_cell("costplane_usage_llm", &row[15], i, "ProvidedCost")?) },
+            input_tokens: tokens(10, "InputTokens")?,
+            output_tokens: tokens(11, "OutputTokens")?,
+            cache_read_tokens: tokens(12, "CacheReadTokens")?,
+            cache_write_tokens: tokens(13, "CacheWriteTokens")?,
+            reasoning_tokens: tokens(14, "ReasoningTokens")?,
+            provided_cost: if row[15].is_null() { None } else { Some(decimal_cell(LLM_TABLE, &row[15], i, "ProvidedCost")?) },
         },
         invalid_reason: (!reason.is_empty()).then_some(reason),
     })
@@ -97,11 +103,9 @@ impl Ledger {
         let dialect = self.dialect();
         let hour = dialect.ns("Hour");
         let mut out = Vec::new();
-        for (table, scope, numbered) in [
-            ("costplane_usage_telemetry", scope::TELEMETRY, true),
-            ("costplane_usage_llm", scope::LLM, true),
-            ("costplane_usage_kubernetes", scope::KUBERNETES, false),
-        ] {
+        for (table, scope, numbered) in
+            [(TELEMETRY_TABLE, scope::TELEMETRY, true), (LLM_TABLE, scope::LLM, true), (KUBERNETES_TABLE, scope::KUBERNETES, false)]
+        {
             if !scopes.contains(&scope) {
                 continue;
             }
@@ -110,7 +114,9 @@ impl Ledger {
             let bound = if numbered { bounded(&mut p, upto) } else { String::new() };
             let sql = format!("SELECT {hour} AS h, count(*) AS n FROM {table} WHERE {hour} >= {from}{bound} GROUP BY h");
             let r = self.read(&sql, &p.values).await?;
-            out.extend(r.rows.iter().map(|row| (int(&row[0]), scope, uint(&row[1]))));
+            for (i, row) in r.rows.iter().enumerate() {
+                out.push((int_cell(table, &row[0], i, "Hour")?, scope, uint_cell(table, &row[1], i, "count(*)")?));
+            }
         }
         out.sort();
         Ok(out)
@@ -120,16 +126,16 @@ impl Ledger {
     /// write numbers: the count an hour is checked against when it closes.
     pub async fn usage_count(&self, scope_name: &str, hour_ns: i64) -> Result<u64, StoreError> {
         let table = match scope_name {
-            scope::TELEMETRY => "costplane_usage_telemetry",
-            scope::LLM => "costplane_usage_llm",
-            scope::KUBERNETES => "costplane_usage_kubernetes",
+            scope::TELEMETRY => TELEMETRY_TABLE,
+            scope::LLM => LLM_TABLE,
+            scope::KUBERNETES => KUBERNETES_TABLE,
             _ => return Ok(0),
         };
         let dialect = self.dialect();
         let mut p = Params::new(dialect);
         let sql = format!("SELECT count(*) FROM {table} WHERE {} = {}", dialect.ns("Hour"), p.add(Param::Int(hour_ns)));
         let r = self.read(&sql, &p.values).await?;
-        Ok(r.rows.first().map_or(0, |row| uint(&row[0])))
+        r.rows.first().map_or(Ok(0), |row| uint_cell(table, &row[0], 0, "count(*)"))
     }
 
     /// The write numbers of the usage rows written after `after`, up to
@@ -146,7 +152,7 @@ impl Ledger {
              WHERE WriteSeq > {a} AND WriteSeq <= {u} AND h >= {s} ORDER BY WriteSeq"
         );
         let r = self.read(&sql, &p.values).await?;
-        Ok(r.rows.iter().map(|row| uint(&row[0])).collect())
+        r.rows.iter().enumerate().map(|(i, row)| uint_cell(LLM_TABLE, &row[0], i, "WriteSeq")).collect()
     }
 
     /// The usage rows written after write number `after`, up to `upto`,
@@ -162,15 +168,15 @@ impl Ledger {
         let (a, b, s) = (p.add(Param::UInt(after)), p.add(Param::UInt(upto)), p.add(Param::Int(since)));
         let window = format!("WriteSeq > {a} AND WriteSeq <= {b} AND {hour} >= {s}");
         let sql = format!("SELECT {hour}, Tenant, Project, Service, Signal, Items, Bytes FROM costplane_usage_telemetry WHERE {window}");
-        for row in &self.read(&sql, &p.values).await?.rows {
+        for (i, row) in self.read(&sql, &p.values).await?.rows.iter().enumerate() {
             out.telemetry.push(TelemetryUsage {
-                hour_ns: int(&row[0]),
+                hour_ns: int_cell(TELEMETRY_TABLE, &row[0], i, "Hour")?,
                 tenant: text(&row[1]),
                 project: text(&row[2]),
                 service: text(&row[3]),
                 signal: static_signal(&text(&row[4])),
-                items: uint(&row[5]),
-                bytes: uint(&row[6]),
+                items: uint_cell(TELEMETRY_TABLE, &row[5], i, "Items")?,
+                bytes: uint_cell(TELEMETRY_TABLE, &row[6], i, "Bytes")?,
             });
         }
         let sql = format!("SELECT {} FROM costplane_usage_llm WHERE {window}", llm_columns(dialect));
@@ -196,16 +202,16 @@ impl Ledger {
                      WHERE {hour} = {at}{bound} GROUP BY Tenant, Project, Service, Signal ORDER BY Tenant, Project, Service, Signal"
                 );
                 let r = self.read(&sql, &p.values).await?;
-                for row in &r.rows {
-                    out.rows += uint(&row[6]);
+                for (i, row) in r.rows.iter().enumerate() {
+                    out.rows += uint_cell(TELEMETRY_TABLE, &row[6], i, "count(*)")?;
                     out.telemetry.push(TelemetryUsage {
                         hour_ns,
                         tenant: text(&row[0]),
                         project: text(&row[1]),
                         service: text(&row[2]),
                         signal: static_signal(&text(&row[3])),
-                        items: uint(&row[4]),
-                        bytes: uint(&row[5]),
+                        items: uint_cell(TELEMETRY_TABLE, &row[4], i, "sum(Items)")?,
+                        bytes: uint_cell(TELEMETRY_TABLE, &row[5], i, "sum(Bytes)")?,
                     });
                 }
             }
@@ -240,15 +246,20 @@ impl Ledger {
                     "SELECT Cluster, {written}, Kind, Payload FROM costplane_usage_kubernetes WHERE {hour} = {at} ORDER BY Cluster, 2, Kind, Payload"
                 );
                 let r = self.read(&sql, &p.values).await?;
+                let written: Vec<i64> = r
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| int_cell(KUBERNETES_TABLE, &row[1], i, "WrittenAt"))
+                    .collect::<Result<_, _>>()?;
                 let mut latest: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-                for row in &r.rows {
+                for (row, &written_ns) in r.rows.iter().zip(&written) {
                     out.rows += 1;
                     let w = latest.entry(text(&row[0])).or_insert(i64::MIN);
-                    *w = (*w).max(int(&row[1]));
+                    *w = (*w).max(written_ns);
                 }
-                for row in &r.rows {
+                for (row, &written_ns) in r.rows.iter().zip(&written) {
                     let cluster = text(&row[0]);
-                    let written_ns = int(&row[1]);
                     if latest.get(&cluster) == Some(&written_ns) {
                         out.kubernetes.push(KubernetesUsage { hour_ns, written_ns, cluster, kind: text(&row[2]), payload: text(&row[3]) });
                     }
@@ -266,12 +277,13 @@ impl Ledger {
     pub async fn recent_kubernetes_samples(&self, hours: i64) -> Result<Vec<KubernetesUsage>, StoreError> {
         let dialect = self.dialect();
         let hour = dialect.ns("Hour");
-        let newest = self.read(&format!("SELECT count(*), max({hour}) FROM costplane_usage_k8s_samples"), &[]).await?;
+        let newest = self.read(&format!("SELECT count(*), max({hour}) FROM {SAMPLES_TABLE}"), &[]).await?;
         let Some(row) = newest.rows.first() else { return Ok(Vec::new()) };
-        if uint(&row[0]) == 0 {
+        if uint_cell(SAMPLES_TABLE, &row[0], 0, "count(*)")? == 0 {
             return Ok(Vec::new());
         }
-        let from = int(&row[1]).saturating_sub(hours.saturating_sub(1).max(0).saturating_mul(costplane_ledger::HOUR_NS));
+        let from = int_cell(SAMPLES_TABLE, &row[1], 0, "max(Hour)")?
+            .saturating_sub(hours.saturating_sub(1).max(0).saturating_mul(costplane_ledger::HOUR_NS));
         let mut p = Params::new(dialect);
         let written = dialect.ns("WrittenAt");
         let sql = format!(
@@ -279,16 +291,19 @@ impl Ledger {
             p.add(Param::Int(from))
         );
         let r = self.read(&sql, &p.values).await?;
-        Ok(r.rows
+        r.rows
             .iter()
-            .map(|row| KubernetesUsage {
-                hour_ns: int(&row[0]),
-                written_ns: int(&row[1]),
-                cluster: text(&row[2]),
-                kind: text(&row[3]),
-                payload: text(&row[4]),
+            .enumerate()
+            .map(|(i, row)| {
+                Ok(KubernetesUsage {
+                    hour_ns: int_cell(SAMPLES_TABLE, &row[0], i, "Hour")?,
+                    written_ns: int_cell(SAMPLES_TABLE, &row[1], i, "WrittenAt")?,
+                    cluster: text(&row[2]),
+                    kind: text(&row[3]),
+                    payload: text(&row[4]),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Which of `traces` have a model-call span with usage (any hour): their
@@ -321,6 +336,6 @@ impl Ledger {
             p.add(Param::Int(since))
         );
         let r = self.read(&sql, &p.values).await?;
-        Ok(r.rows.iter().map(|row| (int(&row[0]), text(&row[1]))).collect())
+        r.rows.iter().enumerate().map(|(i, row)| Ok((int_cell(LLM_TABLE, &row[0], i, "Hour")?, text(&row[1])))).collect()
     }
 }

@@ -118,8 +118,8 @@ async fn a_version_4_store_gains_the_kubernetes_columns_and_usage() {
     run(dir.path(), &format!("{drops} DROP TABLE costplane_usage_kubernetes; DELETE FROM costplane_schema_migrations WHERE version = 5;"));
     run(
         dir.path(),
-        "INSERT INTO costplane_ledger (\"ChargePeriodStart\", \"BilledCost\", \"x_Source\", \"x_UsageType\", \"x_PricingStatus\", \"x_ChargeStatus\", \"x_Revision\") \
-         VALUES (TIMESTAMP '1970-01-01 00:00:00', 1.5, 'llm', 'input', 'priced', 'closed', 1); \
+        "INSERT INTO costplane_ledger (\"ChargePeriodStart\", \"ChargePeriodEnd\", \"BilledCost\", \"x_Source\", \"x_UsageType\", \"x_PricingStatus\", \"x_ChargeStatus\", \"x_Revision\") \
+         VALUES (TIMESTAMP '1970-01-01 00:00:00', TIMESTAMP '1970-01-01 01:00:00', 1.5, 'llm', 'input', 'priced', 'closed', 1); \
          INSERT INTO costplane_ledger_hours VALUES (TIMESTAMP '1970-01-01 00:00:00', 'llm', 1, 'closed', 1, '')",
     );
     let store: std::sync::Arc<dyn costplane_store::Store> = std::sync::Arc::new(DuckDbStore::open(dir.path()).unwrap());

@@ -203,8 +203,9 @@ fn backfill_scenario(store_args: &[&str]) {
     assert_eq!(api(&server, "DELETE", "/api/v1/budgets/acme-daily", None).0, 404);
 }
 
-/// A FOCUS CSV row of one day's charge of `service` in account 111111111111.
-fn bill_row(day: u64, service: &str, cost: &str) -> String {
+/// A FOCUS CSV row of one day's charge of `resource` of `service` in
+/// account 111111111111.
+fn bill_row(day: u64, service: &str, resource: &str, cost: &str) -> String {
     use chrono::Datelike;
     let at = |s: u64| chrono::DateTime::from_timestamp(s as i64, 0).unwrap();
     let start = at(day);
@@ -212,7 +213,7 @@ fn bill_row(day: u64, service: &str, cost: &str) -> String {
     let next = month.checked_add_months(chrono::Months::new(1)).unwrap();
     let iso = |d: chrono::NaiveDate| format!("{d}T00:00:00Z");
     format!(
-        "{cost},111111111111,USD,{},{},Usage,{},{},{cost},{cost},{cost},AWS,AWS,arn:aws:{service},{service},111111111111",
+        "{cost},111111111111,USD,{},{},Usage,{},{},{cost},{cost},{cost},AWS,AWS,{resource},{service},111111111111",
         iso(next),
         iso(month),
         at(day + DAY).format("%Y-%m-%dT%H:%M:%SZ"),
@@ -222,13 +223,16 @@ fn bill_row(day: u64, service: &str, cost: &str) -> String {
 
 #[test]
 fn an_imported_bill_is_watched_per_service_at_daily_grain() {
-    // Six weeks of a daily AWS bill, three services: Amazon EC2 $10 a day,
-    // Amazon S3 $2, AWS Lambda $1; yesterday EC2 cost $50. Nothing but the
-    // import runs detection.
+    // Six weeks of a daily AWS bill, three services: Amazon EC2 $10 a day
+    // (instance i-a $6, instance i-b $4), Amazon S3 $2, AWS Lambda $1;
+    // yesterday i-b cost $44, so EC2 $50. Nothing but the import runs
+    // detection.
     // Expected: one anomaly, daily, for Amazon EC2: four reference
-    // weekdays at $10 → expected 10; actual 50; impact 40 = 400%. None at
-    // hourly grain: a daily bill's charges sit at 00:00 and every other
-    // hour is empty by nature. S3 and Lambda did not move.
+    // weekdays at $10 → expected 10; actual 50; impact 40 = 400%. Its top
+    // contributor is resource i-b: actual 44 against 4 expected (its four
+    // reference days), change 40. None at hourly grain: a daily bill's
+    // charges sit at 00:00 and every other hour is empty by nature. S3 and
+    // Lambda did not move.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("costplane.toml");
     std::fs::write(&config, "[ledger]\nclose_after_secs = 0\nlookback_days = 50\n").unwrap();
@@ -241,8 +245,13 @@ ChargePeriodStart,ContractedCost,EffectiveCost,ListCost,ProviderName,PublisherNa
     );
     for k in 1..=42 {
         let day = today - k * DAY;
-        for (service, cost) in [("Amazon EC2", if k == 1 { "50" } else { "10" }), ("Amazon S3", "2"), ("AWS Lambda", "1")] {
-            csv.push_str(&bill_row(day, service, cost));
+        for (service, resource, cost) in [
+            ("Amazon EC2", "arn:aws:ec2:i-a", "6"),
+            ("Amazon EC2", "arn:aws:ec2:i-b", if k == 1 { "44" } else { "4" }),
+            ("Amazon S3", "arn:aws:s3:logs", "2"),
+            ("AWS Lambda", "arn:aws:lambda:fn", "1"),
+        ] {
+            csv.push_str(&bill_row(day, service, resource, cost));
             csv.push('\n');
         }
     }
@@ -260,6 +269,19 @@ ChargePeriodStart,ContractedCost,EffectiveCost,ListCost,ProviderName,PublisherNa
     assert_eq!(a["direction"], "spike");
     assert_eq!(a["group"]["source"], "cloud", "{a:#}");
     assert_eq!(a["group"]["provider_service"], "Amazon EC2", "{a:#}");
+    let top = &a["contributors"][0];
+    assert_eq!(
+        (top["dimension"].as_str(), top["value"].as_str(), top["actual"].as_str(), top["expected"].as_str(), top["change"].as_str()),
+        (Some("resource"), Some("arn:aws:ec2:i-b"), Some("44"), Some("4"), Some("40")),
+        "{a:#}"
+    );
+    // A resource is a dimension of the cost API too: i-b's 42 days are
+    // 41 x 4 + 44 = 208.
+    let date = |s: u64| chrono::DateTime::from_timestamp(s as i64, 0).unwrap().format("%Y-%m-%d").to_string();
+    let query = format!("/api/v1/costs?from={}&to={}&group_by=resource&provider_service=Amazon%20EC2", date(today - 42 * DAY), date(today));
+    let (_, by_resource) = api(&server, "GET", &query, None);
+    let i_b = by_resource["rows"].as_array().unwrap().iter().find(|r| r["resource"] == "arn:aws:ec2:i-b").cloned();
+    assert_eq!(i_b.as_ref().and_then(|r| r["cost"].as_str()), Some("208"), "{by_resource:#}");
     let (_, hourly) = api(&server, "GET", "/api/v1/anomalies?grain=hour&status=all", None);
     assert_eq!(hourly["count"], 0, "{hourly:#}");
     // The service is a filter of the anomaly list and a forecast group.
