@@ -55,6 +55,9 @@ impl ServerProcess {
             .args(if extra.contains(&"--flush-interval") { &[][..] } else { &["--flush-interval", "100ms"][..] })
             .args(extra)
             .env("COSTPLANE_LOG", "info,costplane=debug")
+            // The tests' own switch: the server refuses COSTPLANE_ variables
+            // it does not read.
+            .env_remove("COSTPLANE_SOAK")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
