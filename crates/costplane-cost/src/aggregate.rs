@@ -237,6 +237,7 @@ mod tests {
                     output_tokens: output,
                     cache_read_tokens: cached.min(input),
                     cache_write_tokens: 0,
+                    cache_write_1h_tokens: 0,
                     reasoning_tokens: 0,
                     // A span's own cost now and then (exact to the cent).
                     provided_cost: (extra == 1).then(|| Decimal::new(i64::try_from(input % 10_000).unwrap(), 2)),

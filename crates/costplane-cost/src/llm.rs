@@ -84,6 +84,13 @@ const CACHE_WRITE: [&str; 4] = [
     "llm.token_count.prompt_details.cache_write",
     "llm.usage.cache_creation_input_tokens",
 ];
+/// The parts of the cache writes by how long they are kept, under the
+/// names of Anthropic's `usage.cache_creation` fields
+/// (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`).
+const CACHE_WRITE_5M: [&str; 2] =
+    ["gen_ai.usage.cache_creation.ephemeral_5m_input_tokens", "llm.usage.cache_creation.ephemeral_5m_input_tokens"];
+const CACHE_WRITE_1H: [&str; 2] =
+    ["gen_ai.usage.cache_creation.ephemeral_1h_input_tokens", "llm.usage.cache_creation.ephemeral_1h_input_tokens"];
 const REASONING: [&str; 3] =
     ["gen_ai.usage.reasoning.output_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"];
 pub const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
@@ -234,7 +241,20 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
         return None;
     }
     let cache_read = count(attrs, &CACHE_READ, &mut problems).unwrap_or(0);
-    let cache_write = count(attrs, &CACHE_WRITE, &mut problems).unwrap_or(0);
+    // The writes' parts by lifetime, when the span reports them: the total
+    // is at least their sum (a span may report the parts alone).
+    let write_5m = count(attrs, &CACHE_WRITE_5M, &mut problems).unwrap_or(0);
+    let cache_write_1h = count(attrs, &CACHE_WRITE_1H, &mut problems).unwrap_or(0);
+    let parts = write_5m.checked_add(cache_write_1h).unwrap_or_else(|| {
+        problems.push(CostError::TokenOverflow {
+            a: write_5m,
+            a_kind: "5-minute cache write",
+            b: cache_write_1h,
+            b_kind: "1-hour cache write",
+        });
+        0
+    });
+    let cache_write = count(attrs, &CACHE_WRITE, &mut problems).unwrap_or(0).max(parts);
     let reasoning = count(attrs, &REASONING, &mut problems).unwrap_or(0);
     let mut input_tokens = input.unwrap_or(0);
     let output_tokens = output.unwrap_or_else(|| total.map_or(0, |t| t.saturating_sub(input_tokens)));
@@ -272,6 +292,7 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
         output_tokens,
         cache_read_tokens: cache_read,
         cache_write_tokens: cache_write,
+        cache_write_1h_tokens: cache_write_1h,
         reasoning_tokens: reasoning,
         provided_cost,
     };
@@ -283,8 +304,9 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlmCost {
     pub status: PricingStatus,
-    /// (token kind, tokens, cost): input (uncached), cache_read, cache_write,
-    /// output (non-reasoning), reasoning. Zero-token kinds are left out.
+    /// (token kind, tokens, cost): input (uncached), cache_read, cache_write
+    /// (5-minute), cache_write_1h, output (non-reasoning), reasoning.
+    /// Zero-token kinds are left out.
     pub parts: Vec<(UsageType, u64, Decimal)>,
     pub total: Decimal,
     /// The catalog entry's provider, when matched.
@@ -296,12 +318,15 @@ pub struct LlmCost {
 
 const PER: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
-fn token_parts(u: &LlmUsage) -> [(UsageType, u64); 5] {
+fn token_parts(u: &LlmUsage) -> [(UsageType, u64); 6] {
     let cached = u.cache_read_tokens.saturating_add(u.cache_write_tokens);
+    // 1-hour writes are a part of the writes (never more than all of them).
+    let write_1h = u.cache_write_1h_tokens.min(u.cache_write_tokens);
     [
         (UsageType::Input, u.input_tokens.saturating_sub(cached)),
         (UsageType::CacheRead, u.cache_read_tokens),
-        (UsageType::CacheWrite, u.cache_write_tokens),
+        (UsageType::CacheWrite, u.cache_write_tokens - write_1h),
+        (UsageType::CacheWrite1h, write_1h),
         (UsageType::Output, u.output_tokens.saturating_sub(u.reasoning_tokens)),
         (UsageType::Reasoning, u.reasoning_tokens),
     ]
@@ -420,13 +445,14 @@ fn price_at_tier(catalog: &Catalog, usage: &LlmUsage, tier_input: u64, day: Naiv
         }
         return unpriced(format!("no price for {}/{} in force on {day}", entry.provider, entry.name));
     };
-    let mut parts = Vec::with_capacity(5);
+    let mut parts = Vec::with_capacity(6);
     let mut total = Decimal::ZERO;
     for (kind, n) in token_parts(usage).into_iter().filter(|(_, n)| *n > 0) {
         let rate = match kind {
             UsageType::Input => rates.input,
             UsageType::CacheRead => rates.cache_read,
             UsageType::CacheWrite => rates.cache_write,
+            UsageType::CacheWrite1h => rates.cache_write_1h,
             UsageType::Output => rates.output,
             _ => rates.reasoning,
         };
@@ -481,6 +507,17 @@ name = "claude-3-5-sonnet"
   output = "15.00"
   cache_read = "0.30"
   cache_write = "3.75"
+
+[[model]]
+provider = "anthropic"
+name = "claude-sonnet-4"
+  [[model.prices]]
+  effective = "2025-05-22"
+  input = "3.00"
+  output = "15.00"
+  cache_read = "0.30"
+  cache_write = "3.75"
+  cache_write_1h = "6.00"
 
 [[model]]
 provider = "google"
@@ -542,6 +579,53 @@ name = "gemini-2.5-pro"
             c.parts,
             vec![(UsageType::Input, 6_000, d("0.015")), (UsageType::CacheRead, 4_000, d("0.005")), (UsageType::Output, 500, d("0.005"))]
         );
+    }
+
+    #[test]
+    fn one_hour_cache_writes_are_billed_at_their_own_rate() {
+        // 10,000 input tokens (OTel: cache writes included), of which 3,000
+        // written to the cache, 2,000 of those for an hour; 500 output.
+        // 7,000 uncached × $3/M = 0.021; 1,000 five-minute writes × $3.75/M
+        // = 0.00375; 2,000 one-hour writes × $6/M = 0.012; 500 output ×
+        // $15/M = 0.0075; total 0.04425.
+        let with_total = attrs(&[
+            ("gen_ai.provider.name", "anthropic"),
+            ("gen_ai.request.model", "claude-sonnet-4-20250514"),
+            ("gen_ai.usage.input_tokens", "10000"),
+            ("gen_ai.usage.cache_creation.input_tokens", "3000"),
+            ("gen_ai.usage.cache_creation.ephemeral_1h_input_tokens", "2000"),
+            ("gen_ai.usage.output_tokens", "500"),
+        ]);
+        // The same call reporting the writes' parts only.
+        let parts_only = attrs(&[
+            ("gen_ai.provider.name", "anthropic"),
+            ("gen_ai.request.model", "claude-sonnet-4-20250514"),
+            ("gen_ai.usage.input_tokens", "10000"),
+            ("gen_ai.usage.cache_creation.ephemeral_5m_input_tokens", "1000"),
+            ("gen_ai.usage.cache_creation.ephemeral_1h_input_tokens", "2000"),
+            ("gen_ai.usage.output_tokens", "500"),
+        ]);
+        for a in [&with_total, &parts_only] {
+            let u = valid("chat", a).unwrap();
+            assert_eq!((u.input_tokens, u.cache_write_tokens, u.cache_write_1h_tokens), (10_000, 3_000, 2_000));
+            let c = price(&catalog(), &u, day("2025-06-01"));
+            assert_eq!(
+                c.parts,
+                vec![
+                    (UsageType::Input, 7_000, d("0.021")),
+                    (UsageType::CacheWrite, 1_000, d("0.00375")),
+                    (UsageType::CacheWrite1h, 2_000, d("0.012")),
+                    (UsageType::Output, 500, d("0.0075")),
+                ]
+            );
+            assert_eq!(c.total, d("0.04425"));
+        }
+        // A model without a 1-hour rate bills them at its 5-minute one:
+        // 3,000 × $3.75/M = 0.01125 for all writes.
+        let u = LlmUsage { model: "claude-3-5-sonnet-20241022".into(), ..valid("chat", &parts_only).unwrap() };
+        let c = price(&catalog(), &u, day("2025-06-01"));
+        let writes: Decimal = c.parts.iter().filter(|p| matches!(p.0, UsageType::CacheWrite | UsageType::CacheWrite1h)).map(|p| p.2).sum();
+        assert_eq!(writes, d("0.01125"));
     }
 
     #[test]

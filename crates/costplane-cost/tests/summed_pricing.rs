@@ -21,11 +21,13 @@ name = "tiered"
   output = "5"
   cache_read = "0.3125"
   cache_write = "2.5"
+  cache_write_1h = "4"
   reasoning = "7.5"
     [[model.prices.tiers]]
     above_input_tokens = 128000
     input = "2.5"
     output = "10"
+    cache_write_1h = "6"
 "#;
 
 fn catalog() -> Catalog {
@@ -36,17 +38,20 @@ fn catalog() -> Catalog {
 /// One call's token counts: input and output may be smaller than the
 /// cached and reasoning counts, as some instrumentations report them.
 fn call() -> impl Strategy<Value = LlmUsage> {
-    (0u64..400_000, 0u64..50_000, 0u64..50_000, 0u64..20_000, 0u64..30_000).prop_map(|(input, read, write, output, reasoning)| LlmUsage {
-        provider: "acme".into(),
-        model: "tiered".into(),
-        operation: "chat".into(),
-        input_tokens: input,
-        output_tokens: output,
-        cache_read_tokens: read,
-        cache_write_tokens: write,
-        reasoning_tokens: reasoning,
-        provided_cost: None,
-    })
+    (0u64..400_000, 0u64..50_000, 0u64..50_000, 0u64..20_000, 0u64..20_000, 0u64..30_000).prop_map(
+        |(input, read, write, write_1h, output, reasoning)| LlmUsage {
+            provider: "acme".into(),
+            model: "tiered".into(),
+            operation: "chat".into(),
+            input_tokens: input,
+            output_tokens: output,
+            cache_read_tokens: read,
+            cache_write_tokens: write + write_1h,
+            cache_write_1h_tokens: write_1h,
+            reasoning_tokens: reasoning,
+            provided_cost: None,
+        },
+    )
 }
 
 /// The calls' parts summed as the store sums them: input without cached
@@ -59,6 +64,7 @@ fn summed(calls: &[&LlmUsage]) -> LlmUsage {
         s.output_tokens += c.output_tokens.saturating_sub(c.reasoning_tokens) + c.reasoning_tokens;
         s.cache_read_tokens += c.cache_read_tokens;
         s.cache_write_tokens += c.cache_write_tokens;
+        s.cache_write_1h_tokens += c.cache_write_1h_tokens;
         s.reasoning_tokens += c.reasoning_tokens;
     }
     s

@@ -139,7 +139,10 @@ pub enum UsageType {
     /// Input tokens not read from or written to a cache.
     Input,
     CacheRead,
+    /// Cache writes kept for the default time (5 minutes).
     CacheWrite,
+    /// Cache writes kept for an hour.
+    CacheWrite1h,
     /// Output tokens other than reasoning ones.
     Output,
     Reasoning,
@@ -173,10 +176,11 @@ pub enum UsageType {
 }
 
 /// Every closed usage type (all but [`UsageType::ChargeCategory`]).
-const CLOSED_USAGE_TYPES: [UsageType; 21] = [
+const CLOSED_USAGE_TYPES: [UsageType; 22] = [
     UsageType::Input,
     UsageType::CacheRead,
     UsageType::CacheWrite,
+    UsageType::CacheWrite1h,
     UsageType::Output,
     UsageType::Reasoning,
     UsageType::Total,
@@ -204,6 +208,7 @@ impl UsageType {
             UsageType::Input => "input",
             UsageType::CacheRead => "cache_read",
             UsageType::CacheWrite => "cache_write",
+            UsageType::CacheWrite1h => "cache_write_1h",
             UsageType::Output => "output",
             UsageType::Reasoning => "reasoning",
             UsageType::Total => "total",

@@ -71,7 +71,11 @@ pub struct LlmUsage {
     /// All output tokens, reasoning ones included.
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
+    /// All cache writes, 1-hour ones included.
     pub cache_write_tokens: u64,
+    /// Of the cache writes, those kept for an hour (Anthropic's 1-hour
+    /// TTL, billed at its own rate); the rest are 5-minute writes.
+    pub cache_write_1h_tokens: u64,
     pub reasoning_tokens: u64,
     /// A cost the span carried, in the catalog's currency.
     pub provided_cost: Option<Decimal>,

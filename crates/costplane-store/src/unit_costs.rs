@@ -134,7 +134,9 @@ pub struct CallSum {
     pub calls: u64,
     pub input: Decimal,
     pub cache_read: Decimal,
+    /// All cache writes, 1-hour ones included.
     pub cache_write: Decimal,
+    pub cache_write_1h: Decimal,
     pub output: Decimal,
     pub reasoning: Decimal,
     /// The smallest input-token count of the calls: every call of the sum
@@ -222,7 +224,7 @@ fn exact(table: &'static str, row: usize, column: &'static str, v: &Value) -> Re
 }
 
 /// Value columns of each branch of [`read`]'s one statement.
-const VALUES: usize = 15;
+const VALUES: usize = 16;
 
 /// What [`read`] returns: every row the money of a unit-cost answer is made
 /// from.
@@ -380,6 +382,7 @@ fn call_branch(st: &mut Statement, q: &UnitQuery) {
         format!("sum(CASE WHEN {input} > {read} + {write} THEN {input} - {read} - {write} ELSE 0 END)"),
         format!("sum({read})"),
         format!("sum({write})"),
+        format!("sum({})", dec("CacheWrite1hTokens")),
         format!("sum(CASE WHEN {output} > {reasoning} THEN {output} - {reasoning} ELSE 0 END)"),
         format!("sum({reasoning})"),
     ];
@@ -549,9 +552,10 @@ pub async fn read(store: &dyn Store, q: &UnitQuery) -> Result<UnitRows, StoreErr
                     input: exact(table, i, "InputTokens", &v[9])?,
                     cache_read: exact(table, i, "CacheReadTokens", &v[10])?,
                     cache_write: exact(table, i, "CacheWriteTokens", &v[11])?,
-                    output: exact(table, i, "OutputTokens", &v[12])?,
-                    reasoning: exact(table, i, "ReasoningTokens", &v[13])?,
-                    tier_input: uint_cell(table, &v[14], i, "InputTokens")?,
+                    cache_write_1h: exact(table, i, "CacheWrite1hTokens", &v[12])?,
+                    output: exact(table, i, "OutputTokens", &v[13])?,
+                    reasoning: exact(table, i, "ReasoningTokens", &v[14])?,
+                    tier_input: uint_cell(table, &v[15], i, "InputTokens")?,
                 });
             }
             "p" => {
@@ -661,7 +665,7 @@ pub async fn trace_calls(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Re
     };
     let sql = format!(
         "SELECT {ts}, Tenant, Service, SpanId, CallKind, Provider, Model, Operation, InputTokens, OutputTokens, CacheReadTokens, \
-           CacheWriteTokens, ReasoningTokens, ProvidedCost, InvalidReason FROM costplane_usage_llm \
+           CacheWriteTokens, ReasoningTokens, ProvidedCost, InvalidReason, CacheWrite1hTokens FROM costplane_usage_llm \
          WHERE TraceId = {trace} AND {window}{tenant} ORDER BY SpanId, ReceivedAt, WriteSeq, {COPY_ORDER}",
         ts = d.ns("Timestamp"),
     );
@@ -688,6 +692,7 @@ pub async fn trace_calls(store: &dyn Store, q: &UnitQuery, trace_id: &str) -> Re
                 output_tokens: uint_cell(table, &row[9], i, "OutputTokens")?,
                 cache_read_tokens: uint_cell(table, &row[10], i, "CacheReadTokens")?,
                 cache_write_tokens: uint_cell(table, &row[11], i, "CacheWriteTokens")?,
+                cache_write_1h_tokens: uint_cell(table, &row[15], i, "CacheWrite1hTokens")?,
                 reasoning_tokens: uint_cell(table, &row[12], i, "ReasoningTokens")?,
                 provided_cost: if row[13].is_null() { None } else { Some(exact(table, i, "ProvidedCost", &row[13])?) },
             },

@@ -242,6 +242,7 @@ pub async fn trace_cost(
                     "output": c.call.usage.output_tokens,
                     "cache_read": c.call.usage.cache_read_tokens,
                     "cache_write": c.call.usage.cache_write_tokens,
+                    "cache_write_1h": c.call.usage.cache_write_1h_tokens,
                     "reasoning": c.call.usage.reasoning_tokens,
                 },
                 "billed": c.billed,

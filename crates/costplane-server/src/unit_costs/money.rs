@@ -115,6 +115,7 @@ fn price_sum(meter: &Meter, c: &CallSum) -> Result<Decimal, PricingStatus> {
         output_tokens: count(c.output + c.reasoning)?,
         cache_read_tokens: count(c.cache_read)?,
         cache_write_tokens: count(c.cache_write)?,
+        cache_write_1h_tokens: count(c.cache_write_1h)?,
         reasoning_tokens: count(c.reasoning)?,
         provided_cost: c.provided,
     };

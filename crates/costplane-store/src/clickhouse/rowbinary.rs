@@ -299,7 +299,8 @@ pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>, w
 }
 
 pub const USAGE_LLM_COLUMNS: &str = "Timestamp, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, \
-InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, ReceivedAt, Hour, CallKind, InvalidReason, WriteSeq";
+InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, ReceivedAt, Hour, CallKind, InvalidReason, WriteSeq, \
+CacheWrite1hTokens";
 
 pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>, write_seq: u64) -> Vec<u8> {
     let mut w = RowBinary::default();
@@ -324,6 +325,7 @@ pub fn usage_llm<'a>(rows: impl IntoIterator<Item = &'a LlmUsageRow>, write_seq:
         w.str(r.kind.as_str());
         w.str(r.invalid_reason.as_deref().unwrap_or(""));
         w.u64(write_seq);
+        w.u64(u.cache_write_1h_tokens);
     }
     w.buf
 }

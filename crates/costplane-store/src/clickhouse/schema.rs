@@ -29,7 +29,7 @@ mod column_order;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +100,10 @@ const V6_COLUMNS: [&str; 1] = ["WriteSeq"];
 // Step 6 -> 7 only adds the Kubernetes samples table, created with the
 // other cost tables.
 
+/// Of an LLM call's cache writes, those kept for an hour (schema version
+/// 8). Rows from before read 0: all their writes are 5-minute ones.
+const V8_COLUMNS: [&str; 1] = ["CacheWrite1hTokens"];
+
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
 fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static str); 6] {
@@ -142,6 +146,7 @@ fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static
     CallKind LowCardinality(String),
     InvalidReason String,
     WriteSeq UInt64,
+    CacheWrite1hTokens UInt64,
     INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1"
                 .to_owned(),
             "Hour",
@@ -385,12 +390,18 @@ impl SchemaOptions {
                     literal(&storage),
                 ));
             }
-            // Upgrades from schema versions 2, 4 and 5: the columns versions
-            // 3, 5 and 6 added (no-ops on tables created above with them).
+            // Upgrades from schema versions 2, 4, 5 and 7: the columns
+            // versions 3, 5, 6 and 8 added (no-ops on tables created above
+            // with them).
             for column in columns
                 .lines()
                 .filter(|l| {
-                    V3_COLUMNS.iter().chain(v5.iter()).chain(V6_COLUMNS.iter()).any(|c| l.trim_start().starts_with(&format!("{c} ")))
+                    V3_COLUMNS
+                        .iter()
+                        .chain(v5.iter())
+                        .chain(V6_COLUMNS.iter())
+                        .chain(V8_COLUMNS.iter())
+                        .any(|c| l.trim_start().starts_with(&format!("{c} ")))
                 })
                 .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
             {

@@ -340,6 +340,7 @@ pub fn usage_llm(rows: &[LlmUsageRow]) -> Result<RecordBatch, ArrowError> {
         ("InvalidReason", strings(rows.iter().map(|r| r.invalid_reason.as_deref().unwrap_or("")))),
         // Set when the write takes its number (`with_write_seq`).
         ("WriteSeq", u64s(rows.iter().map(|_| 0))),
+        ("CacheWrite1hTokens", u64s(rows.iter().map(|r| r.usage.cache_write_1h_tokens))),
     ])
 }
 

@@ -820,12 +820,17 @@ mod tests {
         }
         let store = DuckDbStore::open(dir.path()).unwrap();
         let v = store.query("SELECT max(version), count(*) FROM costplane_schema_migrations").await.unwrap();
-        assert_eq!(v.rows, vec![vec![serde_json::json!(7), serde_json::json!(7)]]);
+        assert_eq!(v.rows, vec![vec![serde_json::json!(8), serde_json::json!(8)]]);
         let seq = store
             .query("SELECT count(*) FROM information_schema.columns WHERE column_name = 'WriteSeq' AND table_name LIKE 'costplane_usage_%'")
             .await
             .unwrap();
         assert_eq!(seq.rows, vec![vec![serde_json::json!(2)]], "version 6 numbers the LLM and telemetry usage writes");
+        let one_hour = store
+            .query("SELECT count(*) FROM information_schema.columns WHERE column_name = 'CacheWrite1hTokens' AND table_name = 'costplane_usage_llm'")
+            .await
+            .unwrap();
+        assert_eq!(one_hour.rows, vec![vec![serde_json::json!(1)]], "version 8 counts 1-hour cache writes");
         let kept = store.query("SELECT \"Revision\", \"Status\" FROM costplane_ledger_hours").await.unwrap();
         assert_eq!(kept.rows, vec![vec![serde_json::json!(7), serde_json::json!("closed")]]);
         for t in RecordTable::ALL {

@@ -13,7 +13,7 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
@@ -25,8 +25,17 @@ pub fn migrations() -> Vec<(i32, String)> {
         (5, kubernetes_v5()),
         (6, WRITE_SEQ_V6.to_owned()),
         (7, kubernetes_usage_table("costplane_usage_k8s_samples")),
+        (8, CACHE_WRITE_1H_V8.to_owned()),
     ]
 }
+
+// ---- Step 7 -> 8: 1-hour cache writes -------------------------------------
+/// Of an LLM call's cache writes, those kept for an hour (billed at their
+/// own rate). Rows from before read 0: all their writes are 5-minute ones.
+const CACHE_WRITE_1H_V8: &str = r#"
+ALTER TABLE costplane_usage_llm ADD COLUMN IF NOT EXISTS "CacheWrite1hTokens" UBIGINT DEFAULT 0;
+"#;
+// ---- end of step 7 -> 8 ---------------------------------------------------
 
 // ---- Step 6 -> 7: Kubernetes samples as received ---------------------------
 // Every accepted Kubernetes sample, written with its request in the shape

@@ -28,7 +28,7 @@ pub struct NewUsage {
 fn llm_columns(dialect: Dialect) -> String {
     format!(
         "{}, {}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
-         CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, CallKind, InvalidReason, {}",
+         CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, CallKind, InvalidReason, {}, CacheWrite1hTokens",
         dialect.ns("Timestamp"),
         dialect.ns("ReceivedAt"),
         dialect.ns("Hour"),
@@ -61,6 +61,7 @@ fn llm_row(i: usize, row: &[Value]) -> Result<LlmUsageRow, StoreError> {
             output_tokens: tokens(11, "OutputTokens")?,
             cache_read_tokens: tokens(12, "CacheReadTokens")?,
             cache_write_tokens: tokens(13, "CacheWriteTokens")?,
+            cache_write_1h_tokens: tokens(19, "CacheWrite1hTokens")?,
             reasoning_tokens: tokens(14, "ReasoningTokens")?,
             provided_cost: if row[15].is_null() { None } else { Some(decimal_cell(LLM_TABLE, &row[15], i, "ProvidedCost")?) },
         },
@@ -72,7 +73,7 @@ fn llm_row(i: usize, row: &[Value]) -> Result<LlmUsageRow, StoreError> {
 /// with the most tokens, then by names, so that every pricing of the hour
 /// picks the same copy.
 pub(crate) const COPY_ORDER: &str =
-    "InputTokens DESC, OutputTokens DESC, CacheReadTokens DESC, CacheWriteTokens DESC, ReasoningTokens DESC, \
+    "InputTokens DESC, OutputTokens DESC, CacheReadTokens DESC, CacheWriteTokens DESC, CacheWrite1hTokens DESC, ReasoningTokens DESC, \
                           ProvidedCost DESC NULLS LAST, Provider, Model, Operation, CallKind, Tenant, Project, Service, InvalidReason";
 
 /// ` AND WriteSeq <= {upto}` when bounded.

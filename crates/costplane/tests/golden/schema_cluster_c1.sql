@@ -1,4 +1,4 @@
--- costplane ClickHouse schema, version 7
+-- costplane ClickHouse schema, version 8
 
 CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`;
 
@@ -339,6 +339,7 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` (
     CallKind LowCardinality(String),
     InvalidReason String,
     WriteSeq UInt64,
+    CacheWrite1hTokens UInt64,
     INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_usage_llm_local', '{replica}')
 PARTITION BY toYYYYMM(Hour)
@@ -367,6 +368,10 @@ ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXIST
 ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
 
 ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
+
+ALTER TABLE `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CacheWrite1hTokens UInt64;
+
+ALTER TABLE `otel`.`costplane_usage_llm` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS CacheWrite1hTokens UInt64;
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_kubernetes_local` ON CLUSTER `c1` (
     Hour DateTime64(9),
@@ -579,4 +584,4 @@ FROM `otel`.`otel_traces_local`
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (7);
+INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (8);

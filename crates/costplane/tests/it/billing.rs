@@ -132,6 +132,47 @@ fn token_counts_are_read_as_each_convention_means_them() {
     wait_for_cost(&server, "tokens", "gemini-2.5-flash", "0.00655");
 }
 
+/// Cache writes kept for an hour, at their own rate, on either store.
+fn one_hour_cache_writes_are_billed_at_their_rate(server: &ServerProcess) {
+    let body = llm_request(
+        "ttl",
+        &[&[
+            ("gen_ai.provider.name", "anthropic"),
+            ("gen_ai.request.model", "claude-sonnet-4-20250514"),
+            ("gen_ai.usage.input_tokens", "10000"),
+            ("gen_ai.usage.cache_creation.input_tokens", "3000"),
+            ("gen_ai.usage.cache_creation.ephemeral_1h_input_tokens", "2000"),
+            ("gen_ai.usage.output_tokens", "500"),
+        ]],
+    );
+    assert!(server.export("/v1/traces", "application/json", body).status().is_success());
+    // claude-sonnet-4 (3.00 in, 3.75 per 5-minute and 6.00 per 1-hour
+    // cache write, 15.00 out per 1M): 7,000 uncached × 3/1M = 0.021;
+    // 1,000 five-minute writes × 3.75/1M = 0.00375; 2,000 one-hour writes
+    // × 6/1M = 0.012; 500 × 15/1M = 0.0075; total 0.04425 (all writes at
+    // the 5-minute rate would give 0.03825).
+    wait_for_cost(server, "ttl", "claude-sonnet-4-20250514", "0.04425");
+    let rows = server.sql("SELECT CacheWriteTokens AS w, CacheWrite1hTokens AS h FROM costplane_usage_llm WHERE Tenant = 'ttl'");
+    assert_eq!((rows[0]["w"].as_u64(), rows[0]["h"].as_u64()), (Some(3000), Some(2000)), "{rows:?}");
+    let rows = server.sql(
+        "SELECT CAST(ConsumedQuantity AS VARCHAR) AS q, CAST(BilledCost AS VARCHAR) AS c FROM costplane_ledger \
+         WHERE x_Tenant = 'ttl' AND x_UsageType = 'cache_write_1h'",
+    );
+    let cell = |k: &str| rows.first().and_then(|r| r[k].as_str()).map(|v| v.parse::<rust_decimal::Decimal>().unwrap());
+    assert_eq!((cell("q"), cell("c")), (Some(2000.into()), Some("0.012".parse().unwrap())), "{rows:?}");
+}
+
+#[test]
+fn one_hour_cache_writes_are_billed_at_their_rate_embedded() {
+    one_hour_cache_writes_are_billed_at_their_rate(&ServerProcess::start(&[]));
+}
+
+#[test]
+fn one_hour_cache_writes_are_billed_at_their_rate_clickhouse() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    one_hour_cache_writes_are_billed_at_their_rate(&ServerProcess::start(&crate::support::clickhouse_args(&target, &[])));
+}
+
 /// An exporter that retries after a timeout sends the same span again.
 fn a_span_delivered_twice_is_billed_once(server: &ServerProcess) {
     let span: &[(&str, &str)] = &[
