@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use costplane_testkit::{external_clickhouse, ChdbFront, ClickHouseTarget};
+use costplane_testkit::external_clickhouse;
 
-use crate::support::{clickhouse_args, logs_request, query_clickhouse, wait_until, ServerProcess};
+use crate::support::{clickhouse_args, config_file, logs_request, wait_until, ServerProcess, StoppableClickHouse};
 
 const RECORDS_PER_REQUEST: u64 = 200;
 /// Makes each record about 130 bytes, a request about 26 KB.
@@ -62,24 +62,16 @@ fn a_full_buffer_filesystem_refuses_and_loses_nothing_acknowledged() {
             return;
         }
     };
-    let ch_dir = tempfile::tempdir().unwrap();
-    let mut front = ChdbFront::start(ch_dir.path(), 0);
-    let port = front.port;
-    let target = ClickHouseTarget::new_with_url(front.url());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        format!(
-            "[buffer]\ndir = \"{}\"\nmax_mib = 1024\nsegment_mib = 1\nfsync_interval = \"0s\"\n\
+    let clickhouse = StoppableClickHouse::start();
+    let config = config_file(&format!(
+        "[buffer]\ndir = \"{}\"\nmax_mib = 1024\nsegment_mib = 1\nfsync_interval = \"0s\"\n\
              [pipeline]\nmemory_limit_mib = 1\nretry_initial_interval = \"50ms\"\nretry_max_interval = \"200ms\"\n",
-            fs.path().display()
-        ),
-    )
-    .unwrap();
-    let flags = clickhouse_args(&target, &["--config", config.path().to_str().unwrap()]);
+        fs.path().display()
+    ));
+    let flags = clickhouse_args(&clickhouse.target, &["--config", config.path().to_str().unwrap()]);
     let server = ServerProcess::start(&flags);
     // Nothing drains while ClickHouse is down: the buffer fills the disk.
-    front.kill();
+    clickhouse.kill();
     let client = reqwest::blocking::Client::new();
     let url = format!("http://{}/v1/logs", server.otlp_http);
     let (mut acked, mut refused, mut why) = (Vec::new(), 0u32, String::new());
@@ -108,9 +100,9 @@ fn a_full_buffer_filesystem_refuses_and_loses_nothing_acknowledged() {
 
     // Killed on the full filesystem; ClickHouse back; started again there.
     let dir = server.kill9();
-    front = ChdbFront::start(ch_dir.path(), port);
+    clickhouse.restart();
     let server = ServerProcess::start_in(dir, &flags);
-    let q = |sql: &str| query_clickhouse(&front.url(), &target.database, sql);
+    let q = |sql: &str| clickhouse.query(sql);
     let want = acked.len() as u64 * RECORDS_PER_REQUEST;
     wait_until(|| q("SELECT count() FROM otel_logs").parse::<u64>().unwrap_or(0) >= want, "every acknowledged record stored");
     wait_until(|| crate::durability::buffer_records(&server) == 0, "the buffer to drain");
@@ -140,5 +132,5 @@ fn a_full_buffer_filesystem_refuses_and_loses_nothing_acknowledged() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{}", server.log_text());
     drop(server);
-    drop(front);
+    drop(clickhouse);
 }

@@ -6,13 +6,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use costplane_testkit::{external_clickhouse, ChdbFront, ClickHouseTarget};
+use costplane_testkit::{external_clickhouse, ClickHouseTarget};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
-use crate::support::{clickhouse_args, logs_request, query_clickhouse, wait_until, ServerProcess, BIN};
+use crate::support::{clickhouse_args, config_file, logs_request, query_clickhouse, wait_until, ServerProcess, StoppableClickHouse, BIN};
 
 /// Sends one request until it is accepted (retrying 503s as exporters do).
 fn send_until_accepted(client: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> u32 {
@@ -35,18 +35,10 @@ fn an_outage_of_clickhouse_under_load_loses_and_duplicates_nothing() {
     if external_clickhouse().is_some() {
         return; // needs a ClickHouse this test can stop and start
     }
-    let ch_dir = tempfile::tempdir().unwrap();
-    let mut front = ChdbFront::start(ch_dir.path(), 0);
-    let port = front.port;
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        // No retry budget (the default): an outage of any length is waited out.
-        "[pipeline]\nmemory_limit_mib = 2\nretry_initial_interval = \"50ms\"\nretry_max_interval = \"200ms\"\n",
-    )
-    .unwrap();
-    let target = ClickHouseTarget::new_with_url(front.url());
-    let mut server = ServerProcess::start(&clickhouse_args(&target, &["--config", config.path().to_str().unwrap()]));
+    let clickhouse = StoppableClickHouse::start();
+    // No retry budget (the default): an outage of any length is waited out.
+    let config = config_file("[pipeline]\nmemory_limit_mib = 2\nretry_initial_interval = \"50ms\"\nretry_max_interval = \"200ms\"\n");
+    let mut server = ServerProcess::start(&clickhouse_args(&clickhouse.target, &["--config", config.path().to_str().unwrap()]));
     let client = reqwest::blocking::Client::new();
     let url = format!("http://{}/v1/logs", server.otlp_http);
     let readyz = format!("http://{}/readyz", server.api);
@@ -55,7 +47,7 @@ fn an_outage_of_clickhouse_under_load_loses_and_duplicates_nothing() {
     let mut saw_unready = false;
     for r in 0..requests {
         if r == 20 {
-            front.kill();
+            clickhouse.kill();
         }
         if r == 40 {
             // Down for a while; the server must have noticed.
@@ -67,7 +59,7 @@ fn an_outage_of_clickhouse_under_load_loses_and_duplicates_nothing() {
             // Stay down for many more retries than the old five-minute
             // budget allowed (about a dozen attempts at 5-30 s intervals).
             std::thread::sleep(Duration::from_secs(6));
-            front = ChdbFront::start(ch_dir.path(), port);
+            clickhouse.restart();
         }
         refusals += send_until_accepted(&client, &url, logs_request(r, per_request, ""));
     }
@@ -86,12 +78,8 @@ fn an_outage_of_clickhouse_under_load_loses_and_duplicates_nothing() {
     assert!(log.contains("the store is taking writes again"), "{log}");
     assert!(!log.contains("dead-lettered"), "an outage never dead-letters: {log}");
     let sent = requests * per_request;
-    assert_eq!(query_clickhouse(&front.url(), &target.database, "SELECT count() FROM otel_logs"), sent.to_string());
-    assert_eq!(
-        query_clickhouse(&front.url(), &target.database, "SELECT uniqExact(Body) FROM otel_logs"),
-        sent.to_string(),
-        "every accepted record exactly once"
-    );
+    assert_eq!(clickhouse.query("SELECT count() FROM otel_logs"), sent.to_string());
+    assert_eq!(clickhouse.query("SELECT uniqExact(Body) FROM otel_logs"), sent.to_string(), "every accepted record exactly once");
     eprintln!("outage test: {refusals} refused requests were retried");
 }
 

@@ -12,9 +12,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use costplane_testkit::{external_clickhouse, ChdbFront, ClickHouseTarget};
+use costplane_testkit::external_clickhouse;
 
-use crate::support::{clickhouse_args, logs_request, query_clickhouse, wait_until, ServerProcess};
+use crate::support::{clickhouse_args, config_file, logs_request, wait_until, ServerProcess, StoppableClickHouse};
 
 /// Resident memory of a process, in KiB, from `/proc/<pid>/status` (`VmRSS`
 /// now, `VmHWM` its peak).
@@ -38,22 +38,15 @@ fn a_clickhouse_outage_under_load_keeps_memory_flat_and_loses_nothing() {
     }
     let soak = std::env::var("COSTPLANE_SOAK").is_ok_and(|v| v == "1");
     let outage = Duration::from_secs(if soak { 300 } else { 40 });
-    let ch_dir = tempfile::tempdir().unwrap();
-    let mut front = ChdbFront::start(ch_dir.path(), 0);
-    let port = front.port;
-    let target = ClickHouseTarget::new_with_url(front.url());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
+    let clickhouse = StoppableClickHouse::start();
+    let config = config_file(
         "[buffer]\nmax_mib = 4096\nsegment_mib = 8\n\
          [pipeline]\nmemory_limit_mib = 4\nretry_initial_interval = \"50ms\"\nretry_max_interval = \"500ms\"\n",
-    )
-    .unwrap();
-    let flags = clickhouse_args(&target, &["--config", config.path().to_str().unwrap()]);
+    );
+    let flags = clickhouse_args(&clickhouse.target, &["--config", config.path().to_str().unwrap()]);
     let server = ServerProcess::start_logged(tempfile::tempdir().unwrap(), &flags);
     wait_until(|| server.log_text().contains("costplane is serving"), "the server");
     let url = format!("http://{}/v1/logs", server.otlp_http);
-    let q = |sql: &str| query_clickhouse(&front.url(), &target.database, sql);
 
     // Warm: a few hundred requests stored, then the baseline.
     let client = reqwest::blocking::Client::new();
@@ -61,10 +54,10 @@ fn a_clickhouse_outage_under_load_keeps_memory_flat_and_loses_nothing() {
         let resp = client.post(&url).header("content-type", "application/x-protobuf").body(logs_request(r, 1, "")).send().unwrap();
         assert_eq!(resp.status().as_u16(), 200);
     }
-    wait_until(|| q("SELECT count() FROM otel_logs").parse::<u64>().unwrap_or(0) >= 300, "the warm-up stored");
+    wait_until(|| clickhouse.query("SELECT count() FROM otel_logs").parse::<u64>().unwrap_or(0) >= 300, "the warm-up stored");
     let baseline_kib = proc_kib(server.pid(), "VmRSS");
 
-    front.kill();
+    clickhouse.kill();
     // Two senders of one-record requests (the costliest shape per byte for
     // the queue) for the length of the outage.
     let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
@@ -125,8 +118,8 @@ fn a_clickhouse_outage_under_load_keeps_memory_flat_and_loses_nothing() {
     // 67 MiB over these 30 s, measured before the queue could spill).
     assert!(at_end <= at_quarter + 16 * 1024, "RSS grew from {at_quarter} KiB to {at_end} KiB during the outage; samples {samples:?}");
 
-    front = ChdbFront::start(ch_dir.path(), port);
-    let q = |sql: &str| query_clickhouse(&front.url(), &target.database, sql);
+    clickhouse.restart();
+    let q = |sql: &str| clickhouse.query(sql);
     let want = 300 + acked.len() as u64;
     wait_until(|| q("SELECT count() FROM otel_logs").parse::<u64>().unwrap_or(0) >= want, "every acknowledged record stored");
     wait_until(|| crate::durability::buffer_records(&server) == 0, "the buffer to drain");

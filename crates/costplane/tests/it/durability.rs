@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use costplane_testkit::{external_clickhouse, ChdbFront, ClickHouseTarget};
+use costplane_testkit::{external_clickhouse, ClickHouseTarget};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-use crate::support::{clickhouse_args, query_clickhouse, wait_until, ServerProcess};
+use crate::support::{clickhouse_args, config_file, query_clickhouse, wait_until, ServerProcess, StoppableClickHouse};
 
 pub const SPANS_PER_REQUEST: u64 = 256;
 const STREAMS: u64 = 4;
@@ -163,19 +163,11 @@ pub fn buffer_records(server: &ServerProcess) -> u64 {
 #[test]
 fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
     // ClickHouse down: accepted requests stay in the disk buffer.
-    let ch_dir = tempfile::tempdir().unwrap();
-    let front = ChdbFront::start(ch_dir.path(), 0);
-    let port = front.port;
-    let target = ClickHouseTarget::new_with_url(front.url());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        "[pipeline]\nretry_initial_interval = \"100ms\"\nretry_max_interval = \"300ms\"\nshutdown_timeout = \"1s\"\n",
-    )
-    .unwrap();
-    let flags = clickhouse_args(&target, &["--config", config.path().to_str().unwrap()]);
+    let clickhouse = StoppableClickHouse::start();
+    let config = config_file("[pipeline]\nretry_initial_interval = \"100ms\"\nretry_max_interval = \"300ms\"\nshutdown_timeout = \"1s\"\n");
+    let flags = clickhouse_args(&clickhouse.target, &["--config", config.path().to_str().unwrap()]);
     let mut server = ServerProcess::start(&flags);
-    drop(front);
+    clickhouse.kill();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let url = format!("http://{}", server.grpc);
     runtime.block_on(async {
@@ -210,9 +202,9 @@ fn a_corrupt_buffer_tail_is_cut_and_the_intact_requests_stored() {
     bytes.extend_from_slice(&[0x10, 0, 0]);
     std::fs::write(&last, &bytes).unwrap();
 
-    let _front = ChdbFront::start(ch_dir.path(), port);
+    clickhouse.restart();
     let server = ServerProcess::start_in(dir, &flags);
-    let q = |sql: &str| query_clickhouse(&target.url, &target.database, sql);
+    let q = |sql: &str| clickhouse.query(sql);
     wait_until(|| buffer_records(&server) == 0, "the replay");
     let stored: u64 = q("SELECT count() FROM otel_traces").parse().unwrap();
     assert_eq!(stored, 4 * SPANS_PER_REQUEST, "the four intact requests are stored; the damaged last one is cut");

@@ -203,3 +203,43 @@ pub fn logs_request(request: u64, n: u64, pad: &str) -> Vec<u8> {
     }
     .encode_to_vec()
 }
+
+/// ClickHouse's engine on a directory of its own, which a test stops
+/// (`kill`, an outage) and starts again on the same data and port
+/// (`restart`), so a running server finds it back. Shared while stopped and
+/// started (the server's flags borrow its target), hence the cell.
+pub struct StoppableClickHouse {
+    dir: tempfile::TempDir,
+    front: std::cell::RefCell<costplane_testkit::ChdbFront>,
+    pub target: costplane_testkit::ClickHouseTarget,
+}
+
+impl StoppableClickHouse {
+    pub fn start() -> StoppableClickHouse {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let front = costplane_testkit::ChdbFront::start(dir.path(), 0);
+        let target = costplane_testkit::ClickHouseTarget::new_with_url(front.url());
+        StoppableClickHouse { dir, front: std::cell::RefCell::new(front), target }
+    }
+
+    pub fn kill(&self) {
+        self.front.borrow_mut().kill();
+    }
+
+    pub fn restart(&self) {
+        let port = self.front.borrow().port;
+        *self.front.borrow_mut() = costplane_testkit::ChdbFront::start(self.dir.path(), port);
+    }
+
+    /// One statement's trimmed answer.
+    pub fn query(&self, sql: &str) -> String {
+        query_clickhouse(&self.front.borrow().url(), &self.target.database, sql)
+    }
+}
+
+/// A costplane config file holding `toml`, removed when dropped.
+pub fn config_file(toml: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), toml).expect("write the config");
+    file
+}
