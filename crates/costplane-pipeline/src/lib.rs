@@ -458,10 +458,19 @@ impl Pipeline {
                 })?;
                 // Rows stay in memory when they fit; otherwise the entry
                 // alone; otherwise the request is in the log only.
+                // While spilled, every request stays in the log only (the
+                // writer reads them in order); otherwise its rows stay in
+                // memory when they fit, else its entry alone, else it
+                // starts a spill.
+                if let Some(spill) = &mut queue.spill {
+                    spill.requests += 1;
+                    self.count_accepted(meta.signal, rows, body.len());
+                    return Ok(());
+                }
                 let fits = |bytes| self.inner.memory.try_reserve(bytes).ok();
-                match (&mut queue.spill, fits(batch.approx_bytes + entry)) {
-                    (None, Some(r)) => (id, Some(loc), None, Some(r), true),
-                    (None, None) => match fits(entry) {
+                match fits(batch.approx_bytes + entry) {
+                    Some(r) => (id, Some(loc), None, Some(r), true),
+                    None => match fits(entry) {
                         Some(r) => (id, Some(loc), None, Some(r), false),
                         None => {
                             tracing::warn!(
@@ -475,11 +484,6 @@ impl Pipeline {
                             return Ok(());
                         }
                     },
-                    (Some(spill), _) => {
-                        spill.requests += 1;
-                        self.count_accepted(meta.signal, rows, body.len());
-                        return Ok(());
-                    }
                 }
             }
             None => {
