@@ -101,6 +101,7 @@ pub fn token_kind(token_type: &str) -> TokenKind {
         "uncached_input_tokens" | "input_tokens" | "input_no_cache" => TokenKind::Input,
         "output_tokens" | "output" => TokenKind::Output,
         "cache_read_input_tokens" | "input_cache_read" => TokenKind::CacheRead,
+        "input_cache_write_1h" | "cache_creation.ephemeral_1h_input_tokens" => TokenKind::CacheWrite1h,
         t if t.starts_with("cache_creation") || t.starts_with("input_cache_write") => TokenKind::CacheWrite,
         _ => TokenKind::Other,
     }
@@ -244,13 +245,14 @@ pub fn usage_json(file: &str, text: &str) -> Result<Invoice, InvoiceError> {
             for res in &bucket.results {
                 let model = res.model.clone().unwrap_or_default();
                 let cache = res.cache_creation.as_ref();
-                let write = cache
-                    .map(|c| c.ephemeral_5m_input_tokens.unwrap_or(0).saturating_add(c.ephemeral_1h_input_tokens.unwrap_or(0)))
-                    .filter(|_| cache.is_some_and(|c| c.ephemeral_5m_input_tokens.is_some() || c.ephemeral_1h_input_tokens.is_some()));
+                // Cache writes by lifetime: each at its own rate.
+                let (write_5m, write_1h) =
+                    (cache.and_then(|c| c.ephemeral_5m_input_tokens), cache.and_then(|c| c.ephemeral_1h_input_tokens));
                 for (kind, name, tokens) in [
                     (TokenKind::Input, "uncached_input_tokens", res.uncached_input_tokens),
                     (TokenKind::CacheRead, "cache_read_input_tokens", res.cache_read_input_tokens),
-                    (TokenKind::CacheWrite, "cache_creation", write),
+                    (TokenKind::CacheWrite, "cache_creation.ephemeral_5m_input_tokens", write_5m),
+                    (TokenKind::CacheWrite1h, "cache_creation.ephemeral_1h_input_tokens", write_1h),
                     (TokenKind::Output, "output_tokens", res.output_tokens),
                 ] {
                     let Some(tokens) = tokens else { continue };
@@ -318,9 +320,10 @@ mod tests {
             ("input_no_cache", TokenKind::Input),
             ("input_cache_read", TokenKind::CacheRead),
             ("input_cache_write_5m", TokenKind::CacheWrite),
-            ("input_cache_write_1h", TokenKind::CacheWrite),
+            ("input_cache_write_1h", TokenKind::CacheWrite1h),
             ("output", TokenKind::Output),
-            ("cache_creation.ephemeral_1h_input_tokens", TokenKind::CacheWrite),
+            ("cache_creation.ephemeral_1h_input_tokens", TokenKind::CacheWrite1h),
+            ("cache_creation.ephemeral_5m_input_tokens", TokenKind::CacheWrite),
             ("", TokenKind::Other),
         ] {
             assert_eq!(token_kind(t), k, "{t}");

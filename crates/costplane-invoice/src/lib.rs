@@ -129,7 +129,11 @@ pub enum TokenKind {
     Input,
     Output,
     CacheRead,
+    /// Cache writes kept for the default time (5 minutes), or of a report
+    /// that does not say.
     CacheWrite,
+    /// Cache writes kept for an hour.
+    CacheWrite1h,
     /// Not a token line (web search, storage, a fee) or one the SKU does not say.
     Other,
 }
@@ -141,6 +145,7 @@ impl TokenKind {
             TokenKind::Output => "output",
             TokenKind::CacheRead => "cache_read",
             TokenKind::CacheWrite => "cache_write",
+            TokenKind::CacheWrite1h => "cache_write_1h",
             TokenKind::Other => "other",
         }
     }
@@ -152,6 +157,7 @@ impl TokenKind {
             TokenKind::Output => UsageType::Output,
             TokenKind::CacheRead => UsageType::CacheRead,
             TokenKind::CacheWrite => UsageType::CacheWrite,
+            TokenKind::CacheWrite1h => UsageType::CacheWrite1h,
             TokenKind::Other => UsageType::Other,
         }
     }
@@ -162,6 +168,7 @@ impl TokenKind {
             "output" => TokenKind::Output,
             "cache_read" => TokenKind::CacheRead,
             "cache_write" => TokenKind::CacheWrite,
+            "cache_write_1h" => TokenKind::CacheWrite1h,
             _ => TokenKind::Other,
         }
     }

@@ -91,10 +91,12 @@ fn anthropic_usage_report_gives_tokens_at_no_cost() {
     assert_eq!(Format::detect(&bytes), Some(Format::AnthropicUsageJson));
     let i = parse(None, "anthropic_usage_report.json", &bytes).unwrap();
     assert_eq!(i.totals()["USD"], Decimal::ZERO);
-    // Input 1,000,000 + cache read 1,000,000 + cache write 0 + output 1,000,000.
+    // Input 1,000,000 + cache read 1,000,000 + 5-minute and 1-hour cache
+    // writes 0 each + output 1,000,000.
     let tokens: Decimal = i.lines.iter().filter_map(|l| l.tokens).sum();
     assert_eq!(tokens, Decimal::from(3_000_000));
-    assert_eq!(i.lines.len(), 4);
+    let kinds: Vec<TokenKind> = i.lines.iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, [TokenKind::Input, TokenKind::CacheRead, TokenKind::CacheWrite, TokenKind::CacheWrite1h, TokenKind::Output]);
     assert_eq!(i.scope("default"), "invoice:anthropic:default:usage");
 }
 
