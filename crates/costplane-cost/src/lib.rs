@@ -18,6 +18,7 @@ pub mod meter;
 pub mod model_name;
 pub mod overrides;
 pub mod telemetry_costs;
+mod usage_names;
 
 pub use catalog::Catalog;
 pub use error::CostError;

@@ -50,50 +50,8 @@ use rust_decimal::Decimal;
 use crate::catalog::{Catalog, Rates};
 use crate::error::CostError;
 
-/// Attribute names per field, first match wins.
-const MODEL: [&str; 7] = [
-    "gen_ai.response.model",
-    "gen_ai.request.model",
-    "llm.response.model",
-    "llm.request.model",
-    "llm.model_name",
-    "cost.model",
-    "gen_ai.model",
-];
-const PROVIDER: [&str; 4] = ["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"];
-const OPERATION: [&str; 3] = ["gen_ai.operation.name", "llm.request.type", "openinference.span.kind"];
-const INPUT: [&str; 5] =
-    ["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens", "llm.token_count.prompt", "cost.tokens.prompt"];
-const OUTPUT: [&str; 5] = [
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.usage.completion_tokens",
-    "llm.token_count.completion",
-    "cost.tokens.completion",
-];
-const TOTAL: [&str; 3] = ["llm.usage.total_tokens", "llm.token_count.total", "cost.tokens.total"];
-const CACHE_READ: [&str; 4] = [
-    "gen_ai.usage.cache_read.input_tokens",
-    "gen_ai.usage.cache_read_input_tokens",
-    "llm.token_count.prompt_details.cache_read",
-    "llm.usage.cache_read_input_tokens",
-];
-const CACHE_WRITE: [&str; 4] = [
-    "gen_ai.usage.cache_creation.input_tokens",
-    "gen_ai.usage.cache_creation_input_tokens",
-    "llm.token_count.prompt_details.cache_write",
-    "llm.usage.cache_creation_input_tokens",
-];
-/// The parts of the cache writes by how long they are kept, under the
-/// names of Anthropic's `usage.cache_creation` fields
-/// (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`).
-const CACHE_WRITE_5M: [&str; 2] =
-    ["gen_ai.usage.cache_creation.ephemeral_5m_input_tokens", "llm.usage.cache_creation.ephemeral_5m_input_tokens"];
-const CACHE_WRITE_1H: [&str; 2] =
-    ["gen_ai.usage.cache_creation.ephemeral_1h_input_tokens", "llm.usage.cache_creation.ephemeral_1h_input_tokens"];
-const REASONING: [&str; 3] =
-    ["gen_ai.usage.reasoning.output_tokens", "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"];
-pub const PROVIDED_COST: [&str; 3] = ["gen_ai.usage.cost", "cost.usd", "llm.usage.cost"];
+pub use crate::usage_names::PROVIDED_COST;
+use crate::usage_names::{Field, UsageAttributes};
 
 /// The default of [`Limits::max_tokens_per_call`]: 100M tokens, far above
 /// any context window plus output in one call.
@@ -125,9 +83,6 @@ pub struct Extracted {
     pub kind: CallKind,
 }
 
-/// Attributes that name what kind of operation a span is.
-const KIND: [&str; 4] = ["gen_ai.operation.name", "openinference.span.kind", "traceloop.span.kind", "llm.request.type"];
-
 /// Operation values of model calls: OTel GenAI (`chat`, `text_completion`,
 /// `generate_content`, `embeddings`), OpenInference (`LLM`, `EMBEDDING`),
 /// OpenLLMetry's `llm.request.type` (`completion`, `embedding`, `rerank`).
@@ -140,8 +95,12 @@ const MODEL_CALLS: [&str; 9] =
 /// billed only when no model-call span of its trace carries usage (decided
 /// when its hour closes). A span naming no operation is a model call.
 pub fn call_kind(attrs: &Attributes) -> CallKind {
-    let named: Vec<&str> = KIND.iter().filter_map(|k| first(attrs, &[k])).collect();
-    if named.is_empty() || named.iter().any(|v| MODEL_CALLS.iter().any(|m| v.eq_ignore_ascii_case(m))) {
+    kind_of(&UsageAttributes::of(attrs))
+}
+
+fn kind_of(found: &UsageAttributes<'_>) -> CallKind {
+    let mut named = found.each(Field::Kind).filter_map(|(_, v)| v.filter(|v| !v.is_empty())).peekable();
+    if named.peek().is_none() || named.any(|v| MODEL_CALLS.iter().any(|m| v.eq_ignore_ascii_case(m))) {
         CallKind::Model
     } else {
         CallKind::Rollup
@@ -173,14 +132,6 @@ impl ProvidedCost {
     }
 }
 
-fn first_named<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
-    keys.iter().find_map(|k| attrs.get(k).map(|v| (*k, v))).filter(|(_, v)| !v.is_empty())
-}
-
-fn first<'a>(attrs: &'a Attributes, keys: &[&'a str]) -> Option<&'a str> {
-    first_named(attrs, keys).map(|(_, v)| v)
-}
-
 /// A value as quoted in a reason: bounded, as spans are untrusted input and
 /// reasons are stored.
 fn quoted(v: &str) -> String {
@@ -194,8 +145,8 @@ fn quoted(v: &str) -> String {
 
 /// A token count: an integer attribute (rendered in decimal) or a string of
 /// ASCII digits. Anything else is a problem, recorded, and reads as absent.
-fn count(attrs: &Attributes, keys: &[&str], problems: &mut Vec<CostError>) -> Option<u64> {
-    let (key, v) = first_named(attrs, keys)?;
+fn count(found: &UsageAttributes<'_>, field: Field, problems: &mut Vec<CostError>) -> Option<u64> {
+    let (key, v) = found.first_named(field)?;
     // The reason is built only for a bad count: this runs for every span.
     if !v.bytes().all(|b| b.is_ascii_digit()) {
         problems.push(CostError::NotWholeTokens { attribute: key.to_owned(), value: quoted(v) });
@@ -211,21 +162,16 @@ fn count(attrs: &Attributes, keys: &[&str], problems: &mut Vec<CostError>) -> Op
 /// The cache counts are under the names of Anthropic's API fields
 /// (`cache_read_input_tokens`, `cache_creation_input_tokens`), which the
 /// instrumentations that use them copy from the response as they are.
-fn anthropic_cache_names(attrs: &Attributes) -> bool {
-    const RAW: [&str; 4] = [
-        "gen_ai.usage.cache_read_input_tokens",
-        "gen_ai.usage.cache_creation_input_tokens",
-        "llm.usage.cache_read_input_tokens",
-        "llm.usage.cache_creation_input_tokens",
-    ];
-    RAW.iter().any(|k| attrs.get(k).is_some_and(|v| !v.is_empty()))
+fn anthropic_cache_names(found: &UsageAttributes<'_>) -> bool {
+    found.each(Field::AnthropicCache).any(|(_, v)| v.is_some_and(|v| !v.is_empty()))
 }
 
 /// Reads LLM usage from a span's attributes; `None` when the span is not an
 /// LLM call (no model, no token counts and no cost).
 pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
-    let model = first(attrs, &MODEL).map(str::to_owned);
-    let mut provided_cost = first(attrs, &PROVIDED_COST).and_then(|v| v.trim().parse::<Decimal>().ok());
+    let found = UsageAttributes::of(attrs);
+    let model = found.first(Field::Model).map(str::to_owned);
+    let mut provided_cost = found.first(Field::ProvidedCost).and_then(|v| v.trim().parse::<Decimal>().ok());
     let mut problems = Vec::new();
     // The ledger keeps money as DECIMAL(38, 12): a cost it cannot hold
     // exactly (and sums of many) makes the call invalid, never a rounded figure.
@@ -233,18 +179,18 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
         problems.push(CostError::ProvidedCostOutOfRange { value: c });
         provided_cost = None;
     }
-    let input = count(attrs, &INPUT, &mut problems);
-    let output = count(attrs, &OUTPUT, &mut problems);
-    let total = count(attrs, &TOTAL, &mut problems);
+    let input = count(&found, Field::Input, &mut problems);
+    let output = count(&found, Field::Output, &mut problems);
+    let total = count(&found, Field::Total, &mut problems);
     // An unreadable count (a problem so far) still marks an LLM call.
     if model.is_none() && input.is_none() && output.is_none() && total.is_none() && problems.is_empty() && provided_cost.is_none() {
         return None;
     }
-    let cache_read = count(attrs, &CACHE_READ, &mut problems).unwrap_or(0);
+    let cache_read = count(&found, Field::CacheRead, &mut problems).unwrap_or(0);
     // The writes' parts by lifetime, when the span reports them: the total
     // is at least their sum (a span may report the parts alone).
-    let write_5m = count(attrs, &CACHE_WRITE_5M, &mut problems).unwrap_or(0);
-    let cache_write_1h = count(attrs, &CACHE_WRITE_1H, &mut problems).unwrap_or(0);
+    let write_5m = count(&found, Field::CacheWrite5m, &mut problems).unwrap_or(0);
+    let cache_write_1h = count(&found, Field::CacheWrite1h, &mut problems).unwrap_or(0);
     let parts = write_5m.checked_add(cache_write_1h).unwrap_or_else(|| {
         problems.push(CostError::TokenOverflow {
             a: write_5m,
@@ -254,8 +200,8 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
         });
         0
     });
-    let cache_write = count(attrs, &CACHE_WRITE, &mut problems).unwrap_or(0).max(parts);
-    let reasoning = count(attrs, &REASONING, &mut problems).unwrap_or(0);
+    let cache_write = count(&found, Field::CacheWrite, &mut problems).unwrap_or(0).max(parts);
+    let reasoning = count(&found, Field::Reasoning, &mut problems).unwrap_or(0);
     let mut input_tokens = input.unwrap_or(0);
     let output_tokens = output.unwrap_or_else(|| total.map_or(0, |t| t.saturating_sub(input_tokens)));
     if input.is_none() {
@@ -263,8 +209,8 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
             input_tokens = t.saturating_sub(o);
         }
     }
-    let provider = first(attrs, &PROVIDER).unwrap_or("").to_ascii_lowercase();
-    let input_excludes_cache = provider == "anthropic" && anthropic_cache_names(attrs);
+    let provider = found.first(Field::Provider).unwrap_or("").to_ascii_lowercase();
+    let input_excludes_cache = provider == "anthropic" && anthropic_cache_names(&found);
     match cache_read.checked_add(cache_write) {
         // The input count excluded cached tokens: by the convention's
         // meaning, or because the cached counts alone exceed it.
@@ -287,7 +233,7 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
     let usage = LlmUsage {
         provider,
         model: model.unwrap_or_default(),
-        operation: first(attrs, &OPERATION).map_or_else(|| span_name.to_owned(), str::to_owned).to_ascii_lowercase(),
+        operation: found.first(Field::Operation).map_or_else(|| span_name.to_owned(), str::to_owned).to_ascii_lowercase(),
         input_tokens,
         output_tokens,
         cache_read_tokens: cache_read,
@@ -297,7 +243,7 @@ pub fn extract(span_name: &str, attrs: &Attributes) -> Option<Extracted> {
         provided_cost,
     };
     let invalid = (!problems.is_empty()).then(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-    Some(Extracted { usage, invalid, kind: call_kind(attrs) })
+    Some(Extracted { usage, invalid, kind: kind_of(&found) })
 }
 
 /// Cost of one usage, split by token kind.

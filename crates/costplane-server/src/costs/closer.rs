@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use costplane_cost::aggregate::TelemetryAggregate;
 use costplane_cost::meter::EventWindow;
 use costplane_cost::Meter;
-use costplane_store::ledger::{HourUsage, Ledger};
+use costplane_store::ledger::{HourUsage, Ledger, NewUsage};
 use costplane_store::StoreError;
 use costplane_telemetry::usage::{
     hour_of, round_money, scope, ChargeClass, ChargeStatus, CostFilter, Dimension, HourState, LedgerReplacement, LedgerRow, UsageType,
@@ -40,11 +40,28 @@ use tokio_util::sync::CancellationToken;
 
 use super::incremental::{trace_hash, Applied, Incremental, LlmHour, OpenHour, Priced};
 
-/// Store writes read at a time by an incremental refresh: a write holds at
-/// most one batch (`pipeline.batch_max_rows`, 8,192 rows by default), so a
-/// slice is at most a few tens of thousands of usage rows in memory however
-/// much arrived since the last refresh.
-const USAGE_SLICE_WRITES: usize = 8;
+/// Usage rows read at a time by an incremental refresh: writes are taken
+/// whole, as many as fit (at least one; a write holds at most about one
+/// batch, `pipeline.batch_max_rows`), so what a refresh holds in memory is
+/// bounded however much arrived since the last one.
+const USAGE_SLICE_ROWS: u64 = 16_384;
+
+/// The last write number of each slice of `writes` ((number, rows), in
+/// order): whole writes, at most `max_rows` rows a slice unless one write
+/// alone has more.
+fn slice_ends(writes: &[(u64, u64)], max_rows: u64) -> Vec<u64> {
+    let mut ends = Vec::new();
+    let mut rows = 0u64;
+    for (i, &(seq, n)) in writes.iter().enumerate() {
+        rows = rows.saturating_add(n);
+        let next = writes.get(i + 1).map_or(0, |w| w.1);
+        if i + 1 == writes.len() || rows.saturating_add(next) > max_rows {
+            ends.push(seq);
+            rows = 0;
+        }
+    }
+    ends
+}
 use crate::config::{CostSection, LedgerSection};
 use costplane_k8s::KubernetesConfig;
 
@@ -477,11 +494,11 @@ impl Closer {
                 let mut applied = Applied::default();
                 let writes = self.ledger.writes_since(cursor, upto, since).await?;
                 let mut from = cursor;
-                for slice in writes.chunks(USAGE_SLICE_WRITES) {
-                    let to = slice.last().copied().unwrap_or(upto);
+                for to in slice_ends(&writes, USAGE_SLICE_ROWS) {
                     let new = self.ledger.usage_since(from, to, since).await?;
                     let read = u64::try_from(new.llm.len() + new.telemetry.len()).unwrap_or(u64::MAX);
                     self.stats.usage_rows_read.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+                    self.start_new_hours(&new, from, now, &states, &meter, &k8s, inc, &applied).await?;
                     inc.apply_telemetry(&new.telemetry, &mut applied);
                     inc.apply_llm(&meter, &new.llm, &mut applied);
                     drop(new);
@@ -555,7 +572,7 @@ impl Closer {
                 let state = states.get(&(key.0, key.1.to_owned()));
                 if self.status_at(key.0, now) == ChargeStatus::Closed {
                     let n = inc.hours.get(&key).map_or(0, |h| h.usage_rows);
-                    if self.ledger.usage_count(key.1, key.0).await? == n {
+                    if self.ledger.usage_count(key.1, key.0, None).await? == n {
                         touched.insert(key);
                     } else {
                         tracing::info!(
@@ -708,6 +725,42 @@ impl Closer {
     /// Ledger rows of one (hour, scope) from its stored usage (LLM and
     /// telemetry rows up to write number `upto`), how many usage rows they
     /// came from, and the hour as held for incremental pricing.
+    /// Holds, empty, every open hour that `new` (usage written after
+    /// `from`) is the first usage of: no held state, no stored revision,
+    /// no stored row at or before `from`. Such an hour's usage is exactly
+    /// what the refresh reads from `from` on, so adding it as it comes is
+    /// its from-scratch pricing, and the hour is never read again whole
+    /// (which held all its rows at once, however many arrived since the
+    /// last refresh).
+    #[allow(clippy::too_many_arguments)]
+    async fn start_new_hours(
+        &self,
+        new: &NewUsage,
+        from: u64,
+        now: i64,
+        states: &HashMap<(i64, String), HourState>,
+        meter: &Meter,
+        k8s: &KubernetesConfig,
+        inc: &mut Incremental,
+        applied: &Applied,
+    ) -> Result<(), StoreError> {
+        let keys: BTreeSet<(i64, &'static str)> =
+            new.llm.iter().map(|r| (r.hour_ns, scope::LLM)).chain(new.telemetry.iter().map(|u| (u.hour_ns, scope::TELEMETRY))).collect();
+        for key @ (hour, scope_name) in keys {
+            if inc.hours.contains_key(&key)
+                || applied.dirty.contains(&key)
+                || states.contains_key(&(hour, scope_name.to_owned()))
+                || self.status_at(hour, now) != ChargeStatus::Provisional
+                || self.ledger.usage_count(scope_name, hour, Some(from)).await? != 0
+            {
+                continue;
+            }
+            let priced = if scope_name == scope::LLM { Priced::Llm(LlmHour::default()) } else { Priced::Telemetry(Default::default()) };
+            inc.hours.insert(key, OpenHour { usage_rows: 0, price_version: price_version(meter, k8s, scope_name), priced });
+        }
+        Ok(())
+    }
+
     async fn price_scratch(
         &self,
         meter: &Meter,
@@ -984,6 +1037,17 @@ pub const METRIC_DIMENSIONS: [Dimension; 7] = [
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    #[test]
+    fn slices_hold_whole_writes_up_to_a_row_count() {
+        // Writes 1-5 of 4, 4, 3, 9 and 1 rows, at most 8 rows a slice:
+        // [1, 2] (8), [3] (3; with 4 it would be 12), [4] (9, one write
+        // alone over the bound), [5] (1).
+        let writes = [(1, 4), (2, 4), (3, 3), (4, 9), (5, 1)];
+        assert_eq!(slice_ends(&writes, 8), [2, 3, 4, 5]);
+        assert_eq!(slice_ends(&writes, 100), [5]);
+        assert!(slice_ends(&[], 8).is_empty());
+    }
 
     fn row(usage_type: UsageType, cost: &str, tokens: u64, version: &str) -> LedgerRow {
         let sku = format!("acme/acme-internal/{usage_type}");

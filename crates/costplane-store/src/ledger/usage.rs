@@ -124,36 +124,45 @@ impl Ledger {
     }
 
     /// How many usage rows one (hour, scope) has stored, whatever their
-    /// write numbers: the count an hour is checked against when it closes.
-    pub async fn usage_count(&self, scope_name: &str, hour_ns: i64) -> Result<u64, StoreError> {
-        let table = match scope_name {
-            scope::TELEMETRY => TELEMETRY_TABLE,
-            scope::LLM => LLM_TABLE,
-            scope::KUBERNETES => KUBERNETES_TABLE,
+    /// write numbers (the count an hour is checked against when it closes),
+    /// or with write numbers up to `upto` (whether an hour had usage before
+    /// a point; Kubernetes rows have no numbers and are all counted).
+    pub async fn usage_count(&self, scope_name: &str, hour_ns: i64, upto: Option<u64>) -> Result<u64, StoreError> {
+        let (table, numbered) = match scope_name {
+            scope::TELEMETRY => (TELEMETRY_TABLE, true),
+            scope::LLM => (LLM_TABLE, true),
+            scope::KUBERNETES => (KUBERNETES_TABLE, false),
             _ => return Ok(0),
         };
         let dialect = self.dialect();
         let mut p = Params::new(dialect);
-        let sql = format!("SELECT count(*) FROM {table} WHERE {} = {}", dialect.ns("Hour"), p.add(Param::Int(hour_ns)));
+        let at = p.add(Param::Int(hour_ns));
+        let bound = if numbered { bounded(&mut p, upto) } else { String::new() };
+        let sql = format!("SELECT count(*) FROM {table} WHERE {} = {at}{bound}", dialect.ns("Hour"));
         let r = self.read(&sql, &p.values).await?;
         r.rows.first().map_or(Ok(0), |row| uint_cell(table, &row[0], 0, "count(*)"))
     }
 
     /// The write numbers of the usage rows written after `after`, up to
-    /// `upto`, for hours from `since`, in order: where a reader can cut
-    /// [`Ledger::usage_since`] into slices of whole writes.
-    pub async fn writes_since(&self, after: u64, upto: u64, since: i64) -> Result<Vec<u64>, StoreError> {
+    /// `upto`, for hours from `since`, in order, each with its number of
+    /// rows: where a reader can cut [`Ledger::usage_since`] into slices of
+    /// whole writes and bounded size.
+    pub async fn writes_since(&self, after: u64, upto: u64, since: i64) -> Result<Vec<(u64, u64)>, StoreError> {
         let dialect = self.dialect();
         let hour = dialect.ns("Hour");
         let mut p = Params::new(dialect);
         let (a, u, s) = (p.add(Param::UInt(after)), p.add(Param::UInt(upto)), p.add(Param::Int(since)));
         let sql = format!(
-            "SELECT DISTINCT WriteSeq FROM (SELECT WriteSeq, {hour} AS h FROM costplane_usage_llm \
+            "SELECT WriteSeq, count(*) FROM (SELECT WriteSeq, {hour} AS h FROM costplane_usage_llm \
              UNION ALL SELECT WriteSeq, {hour} AS h FROM costplane_usage_telemetry) w \
-             WHERE WriteSeq > {a} AND WriteSeq <= {u} AND h >= {s} ORDER BY WriteSeq"
+             WHERE WriteSeq > {a} AND WriteSeq <= {u} AND h >= {s} GROUP BY WriteSeq ORDER BY WriteSeq"
         );
         let r = self.read(&sql, &p.values).await?;
-        r.rows.iter().enumerate().map(|(i, row)| uint_cell(LLM_TABLE, &row[0], i, "WriteSeq")).collect()
+        r.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| Ok((uint_cell(LLM_TABLE, &row[0], i, "WriteSeq")?, uint_cell(LLM_TABLE, &row[1], i, "count(*)")?)))
+            .collect()
     }
 
     /// The usage rows written after write number `after`, up to `upto`,

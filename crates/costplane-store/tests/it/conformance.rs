@@ -396,10 +396,14 @@ pub async fn usage_is_read_since_a_write_number(b: &Backend) {
     // The two writes after the first, by number: a reader's slices.
     let writes = ledger.writes_since(first, second, hour).await.unwrap();
     assert_eq!(writes.len(), 2, "{writes:?}");
-    assert!(writes[0] > first && writes[0] < writes[1] && writes[1] <= second, "{writes:?}");
-    let one = ledger.usage_since(first, writes[0], hour).await.unwrap();
+    assert!(writes[0].0 > first && writes[0].0 < writes[1].0 && writes[1].0 <= second, "{writes:?}");
+    // Each write stored one LLM row and one telemetry row.
+    assert_eq!((writes[0].1, writes[1].1), (2, 2), "{writes:?}");
+    let one = ledger.usage_since(first, writes[0].0, hour).await.unwrap();
     assert_eq!(one.llm.len(), 1, "a slice of one write holds that write's call");
-    assert_eq!(ledger.usage_count(scope::LLM, hour).await.unwrap(), 3);
+    assert_eq!(ledger.usage_count(scope::LLM, hour, None).await.unwrap(), 3);
+    assert_eq!(ledger.usage_count(scope::LLM, hour, Some(first)).await.unwrap(), 1, "rows up to a write number");
+    assert_eq!(ledger.usage_count(scope::LLM, hour + HOUR_NS, None).await.unwrap(), 0);
     let counts = ledger.usage_counts(hour, Some(first)).await.unwrap();
     assert_eq!(counts.into_iter().filter(|c| c.0 == hour).collect::<Vec<_>>(), [(hour, "llm", 1), (hour, "telemetry", 1)]);
 }
