@@ -165,6 +165,20 @@ pub trait Store: Send + Sync + 'static {
         self.query_with(sql, params).await
     }
 
+    /// [`Store::query_on`]'s rows as Arrow record batches, where the
+    /// backend reads them so (the embedded store): typed columns for reads
+    /// of many rows, without a JSON cell per value. `None` where a backend
+    /// has JSON rows only (ClickHouse over HTTP): the caller reads
+    /// `query_on`.
+    async fn query_arrow_on(
+        &self,
+        _lane: ReadLane,
+        _sql: &str,
+        _params: &[Param],
+    ) -> Result<Option<Vec<arrow::record_batch::RecordBatch>>, StoreError> {
+        Ok(None)
+    }
+
     /// Writes documents of a state table (see [`RecordTable`]); the latest
     /// write of a key wins.
     async fn put_records(&self, table: RecordTable, records: &[Record]) -> Result<(), StoreError>;

@@ -465,6 +465,11 @@ fn cell_json(array: &dyn Array, row: usize, options: &FormatOptions) -> Result<s
 }
 
 fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
+    let (batches, schema) = arrow_blocking(conn, sql, params)?;
+    rows_of(&batches, &schema)
+}
+
+fn arrow_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<(Vec<RecordBatch>, ::arrow::datatypes::SchemaRef), StoreError> {
     let mut stmt = conn.prepare(sql).map_err(errors::read_error)?;
     let values: Vec<duckdb::types::Value> = params
         .iter()
@@ -475,7 +480,7 @@ fn query_blocking(conn: &Connection, sql: &str, params: &[Param]) -> Result<Quer
         })
         .collect();
     let batches: Vec<RecordBatch> = stmt.query_arrow(duckdb::params_from_iter(values)).map_err(errors::read_error)?.collect();
-    rows_of(&batches, &stmt.schema())
+    Ok((batches, stmt.schema()))
 }
 
 fn rows_of(batches: &[RecordBatch], schema: &::arrow::datatypes::SchemaRef) -> Result<QueryResult, StoreError> {
@@ -609,6 +614,15 @@ impl Store for DuckDbStore {
         };
         let (sql, params) = (sql.to_owned(), params.to_vec());
         readers.run(move |conn| errors::retry_vanished(|| query_blocking(conn, &sql, &params))).await
+    }
+
+    async fn query_arrow_on(&self, lane: ReadLane, sql: &str, params: &[Param]) -> Result<Option<Vec<RecordBatch>>, StoreError> {
+        let readers = match lane {
+            ReadLane::Serving => &self.readers,
+            ReadLane::Closer => &self.closer_readers,
+        };
+        let (sql, params) = (sql.to_owned(), params.to_vec());
+        readers.run(move |conn| errors::retry_vanished(|| arrow_blocking(conn, &sql, &params).map(|(b, _)| Some(b)))).await
     }
 
     /// Per signal and day: the bytes of the partition's Parquet files.

@@ -53,6 +53,7 @@ use crate::{Dialect, Param, Params, QueryResult, ReadLane, Store, StoreError};
 
 pub mod table;
 mod usage;
+mod usage_arrow;
 pub use usage::NewUsage;
 pub(crate) use usage::COPY_ORDER;
 

@@ -24,7 +24,8 @@ pub struct NewUsage {
     pub llm: Vec<LlmUsageRow>,
 }
 
-/// The columns an LLM usage row is read from, in [`llm_row`]'s order.
+/// The columns an LLM usage row is read from, in [`llm_row`]'s order (and
+/// `usage_arrow`'s).
 fn llm_columns(dialect: Dialect) -> String {
     format!(
         "{}, {}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
@@ -190,8 +191,15 @@ impl Ledger {
             });
         }
         let sql = format!("SELECT {} FROM costplane_usage_llm WHERE {window}", llm_columns(dialect));
-        for (i, row) in self.read(&sql, &p.values).await?.rows.iter().enumerate() {
-            out.llm.push(llm_row(i, row)?);
+        // Typed columns where the store has them: this read is one row per
+        // LLM call, the bulk of what a refresh reads.
+        match self.store.query_arrow_on(self.lane, &sql, &p.values).await? {
+            Some(batches) => out.llm = super::usage_arrow::llm_rows(&batches)?,
+            None => {
+                for (i, row) in self.read(&sql, &p.values).await?.rows.iter().enumerate() {
+                    out.llm.push(llm_row(i, row)?);
+                }
+            }
         }
         Ok(out)
     }
