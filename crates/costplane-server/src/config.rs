@@ -769,6 +769,12 @@ pub struct MetricsSection {
     /// How long the cost series are served before the ledger is read again
     /// (in the background; scrapes meanwhile get the last series).
     pub cache_ttl: String,
+    /// How long `costplane_request_cost_usd` is served before it is made
+    /// again (in the background, as the cost series). It is the month's
+    /// cost per request, read from the month's spans: a scan that grows
+    /// with the month, so it is made far less often than the series read
+    /// from the ledger.
+    pub request_cost_ttl: String,
     /// Monthly budgets in USD (decimal strings) by tenant, `"*"` for all
     /// tenants together: `costplane_budget_monthly_usd`, which the
     /// `CostplaneBudgetThreshold` alert compares month-to-date cost with.
@@ -781,6 +787,7 @@ impl Default for MetricsSection {
             max_series_per_label: 100,
             max_label_value_bytes: 128,
             cache_ttl: "15s".into(),
+            request_cost_ttl: "5m".into(),
             budgets: std::collections::BTreeMap::new(),
         }
     }
@@ -789,6 +796,10 @@ impl Default for MetricsSection {
 impl MetricsSection {
     pub fn cache_ttl(&self) -> Result<Duration, String> {
         parse_duration(&self.cache_ttl).map_err(|e| format!("metrics.cache_ttl: {e}"))
+    }
+
+    pub fn request_cost_ttl(&self) -> Result<Duration, String> {
+        parse_duration(&self.request_cost_ttl).map_err(|e| format!("metrics.request_cost_ttl: {e}"))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -801,6 +812,7 @@ impl MetricsSection {
                 _ => return Err(format!("metrics.budgets.{scope}: {usd:?} is not a non-negative decimal amount")),
             }
         }
+        self.request_cost_ttl()?;
         self.cache_ttl().map(|_| ())
     }
 }

@@ -61,7 +61,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fs::{append_all, BufferFs, SegmentFile, StdFs};
-use record::{Record, HEADER_BYTES};
+use record::HEADER_BYTES;
 pub use record::{RequestMeta, Sender};
 pub use reread::{LogCursor, ReadRequest};
 pub use scan::CorruptRegion;
@@ -474,11 +474,9 @@ impl DiskBuffer {
         let path = segment_path(&self.config.dir, loc.segment);
         let len = usize::try_from(loc.len).unwrap_or(usize::MAX);
         let bytes = self.fs.read_at(&path, loc.offset, len).map_err(io(&path))?;
-        let corrupt = |why: String| BufferError::Corrupt { path: path.clone(), offset: loc.offset, why };
-        match record::decode(&bytes) {
-            Ok((Record::Request { meta, body, .. }, _)) => Ok((meta, body.to_vec())),
-            Ok(_) => Err(corrupt("not a request record".into())),
-            Err(why) => Err(corrupt(why.to_string())),
+        match reread::decode_request(&bytes, loc.segment, loc.offset, &path)? {
+            (Some((request, body)), _) => Ok((request.meta, body)),
+            (None, _) => Err(BufferError::Corrupt { path, offset: loc.offset, why: "not a request record".into() }),
         }
     }
 

@@ -103,7 +103,15 @@ impl DiskBuffer {
     }
 }
 
-fn decode_request(bytes: &[u8], segment: u64, offset: u64, path: &std::path::Path) -> Result<(Option<ReadRequest>, usize), BufferError> {
+/// Decodes the record at the start of `bytes` (read at `offset` of
+/// `segment`): a request with its location, or `None` for an intent or a
+/// commit; with the record's size. A record that does not decode is corrupt.
+pub(super) fn decode_request(
+    bytes: &[u8],
+    segment: u64,
+    offset: u64,
+    path: &std::path::Path,
+) -> Result<(Option<ReadRequest>, usize), BufferError> {
     match record::decode(bytes) {
         Ok((Record::Request { record_id, meta, body }, size)) => {
             let location = RecordLocation { segment, offset, len: size as u64 };

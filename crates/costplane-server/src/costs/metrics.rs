@@ -450,7 +450,7 @@ impl MetricsCache {
             budgets,
             query_duration: Histogram::default(),
             request_costs: Arc::new(crate::unit_costs::metrics::RequestCostSeries::new(
-                config.cache_ttl()?,
+                config.request_cost_ttl()?,
                 config.max_series_per_label,
                 config.max_label_value_bytes,
             )),

@@ -21,7 +21,9 @@
 //! **Once per TTL.** The answer is `crate::unit_costs::answer` over the
 //! window `GET /api/v1/unit-costs` reads by default (the start of the month
 //! to the end of the current hour), made at most once per
-//! `metrics.cache_ttl` per caller scope (admin, or one tenant's key, which
+//! `metrics.request_cost_ttl` (5 minutes by default: the answer scans the
+//! month's spans, so a scrape every 15 s made it the server's largest
+//! cost once a month held millions of spans) per caller scope (admin, or one tenant's key, which
 //! sees its tenant's requests and money only). A scrape after the TTL gets
 //! the last series at once and starts one refresh in the background; only
 //! the first scrape of a scope waits. A failed read leaves the family

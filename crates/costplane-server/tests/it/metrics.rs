@@ -113,7 +113,8 @@ pub fn ledger(rows: &[(&str, &str, &str)]) -> Vec<LedgerRow> {
 }
 
 fn section(max_series_per_label: usize, cache_ttl: &str) -> MetricsSection {
-    MetricsSection { max_series_per_label, cache_ttl: cache_ttl.into(), ..MetricsSection::default() }
+    // Every family on one TTL here, the request-cost series included.
+    MetricsSection { max_series_per_label, cache_ttl: cache_ttl.into(), request_cost_ttl: cache_ttl.into(), ..MetricsSection::default() }
 }
 
 /// `(labels, value)` of every `costplane_cost_month_to_date_usd` sample, with
@@ -333,6 +334,12 @@ fn the_metrics_section_is_read_and_checked() {
     assert_eq!(config.metrics.cache_ttl().unwrap(), Duration::from_secs(60));
     let err = costplane_server::Config::from_toml("[metrics]\ncache_ttl = \"soon\"\n").unwrap_err();
     assert!(err.contains("metrics.cache_ttl"), "{err}");
+    // Cost per request scans the month's spans: made every 5 minutes unless set.
+    assert_eq!(config.metrics.request_cost_ttl().unwrap(), Duration::from_secs(300));
+    let config = costplane_server::Config::from_toml("[metrics]\nrequest_cost_ttl = \"30s\"\n").unwrap();
+    assert_eq!(config.metrics.request_cost_ttl().unwrap(), Duration::from_secs(30));
+    let err = costplane_server::Config::from_toml("[metrics]\nrequest_cost_ttl = \"hourly\"\n").unwrap_err();
+    assert!(err.contains("metrics.request_cost_ttl"), "{err}");
     let err = costplane_server::Config::from_toml("[metrics]\nmax_label_value_bytes = 0\n").unwrap_err();
     assert!(err.contains("metrics.max_label_value_bytes"), "{err}");
     let err = costplane_server::Config::from_toml("[metrics]\nmax_series = 5\n").unwrap_err();

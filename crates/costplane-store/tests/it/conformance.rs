@@ -351,11 +351,12 @@ pub async fn one_ledger_row_per_key_per_closed_hour(b: &Backend) {
 
 /// Each backend says how many bytes it keeps per signal (storage cost).
 pub async fn stored_bytes_are_measured(b: &Backend) {
+    b.store.write(&data::traces(5)).await.unwrap();
     let measured = b.store.stored_bytes().await.unwrap();
     let traces: Vec<_> = measured.iter().filter(|m| m.signal == "traces").collect();
     assert!(!traces.is_empty(), "{measured:?}");
     // Both stores keep day partitions (ClickHouse's parts, the embedded
-    // store's Parquet directories), with the bytes of the traces written above.
+    // store's Parquet directories), with the bytes of the traces just written.
     assert!(traces.iter().all(|m| m.day_ns.is_some_and(|d| d % 86_400_000_000_000 == 0)), "{measured:?}");
     assert!(traces.iter().map(|m| m.bytes).sum::<u64>() > 0, "{measured:?}");
 }

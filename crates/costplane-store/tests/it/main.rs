@@ -11,34 +11,43 @@ mod reconcile;
 mod segments;
 mod support;
 
-/// Runs every conformance scenario against one backend. `$open` is an async
-/// fn returning a `support::Backend`.
+/// The conformance suite: one test per (backend, scenario), each on a
+/// fresh store, so that one scenario's failure neither hides the others'
+/// results nor leaves them data to trip on. `$open` is an async fn
+/// returning a `support::Backend`.
 macro_rules! store_conformance_suite {
-    ($name:ident, $open:path) => {
-        mod $name {
-            use crate::conformance as c;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn all_scenarios_give_the_expected_answers() {
-                let backend = $open().await;
-                c::traces_round_trip(&backend).await;
-                c::logs_round_trip(&backend).await;
-                c::metrics_round_trip(&backend).await;
-                c::a_batch_written_twice_is_stored_once(&backend).await;
-                c::usage_and_ledger_round_trip(&backend).await;
-                c::one_ledger_row_per_key_per_closed_hour(&backend).await;
-                c::usage_is_read_since_a_write_number(&backend).await;
-                c::kubernetes_samples_round_trip(&backend).await;
-                c::stored_bytes_are_measured(&backend).await;
-                crate::readonly::hostile_statements_are_refused(&backend).await;
-                crate::readonly::results_are_bounded(&backend).await;
-            }
+    (backends: [$(($backend:ident, $open:path)),+ $(,)?], scenarios: $scenarios:tt) => {
+        $(store_conformance_suite!(@one $backend, $open, $scenarios);)+
+    };
+    (@one $backend:ident, $open:path, [$($scenario:ident => $run:path),+ $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let backend = $open().await;
+                    $run(&backend).await;
+                }
+            )+
         }
     };
 }
 
-store_conformance_suite!(duckdb, crate::support::open_duckdb);
-store_conformance_suite!(clickhouse_engine, crate::support::open_clickhouse);
+store_conformance_suite!(
+    backends: [(duckdb, crate::support::open_duckdb), (clickhouse_engine, crate::support::open_clickhouse)],
+    scenarios: [
+        traces_round_trip => crate::conformance::traces_round_trip,
+        logs_round_trip => crate::conformance::logs_round_trip,
+        metrics_round_trip => crate::conformance::metrics_round_trip,
+        a_batch_written_twice_is_stored_once => crate::conformance::a_batch_written_twice_is_stored_once,
+        usage_and_ledger_round_trip => crate::conformance::usage_and_ledger_round_trip,
+        one_ledger_row_per_key_per_closed_hour => crate::conformance::one_ledger_row_per_key_per_closed_hour,
+        usage_is_read_since_a_write_number => crate::conformance::usage_is_read_since_a_write_number,
+        kubernetes_samples_round_trip => crate::conformance::kubernetes_samples_round_trip,
+        stored_bytes_are_measured => crate::conformance::stored_bytes_are_measured,
+        hostile_statements_are_refused => crate::readonly::hostile_statements_are_refused,
+        results_are_bounded => crate::readonly::results_are_bounded,
+    ]
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duckdb_slow_ad_hoc_queries_are_stopped_and_block_nothing() {

@@ -61,6 +61,7 @@ const CLICKHOUSE_ONLY: [&str; 7] = [
 ];
 
 pub async fn hostile_statements_are_refused(b: &Backend) {
+    b.store.write(&crate::data::traces(5)).await.unwrap();
     let before = snapshot(b).await;
     assert!(before[0].as_u64().unwrap() > 0, "the scenario needs stored spans to protect: {before:?}");
     let specific: &[&str] = match b.dialect {
