@@ -722,9 +722,6 @@ impl Closer {
         Ok(())
     }
 
-    /// Ledger rows of one (hour, scope) from its stored usage (LLM and
-    /// telemetry rows up to write number `upto`), how many usage rows they
-    /// came from, and the hour as held for incremental pricing.
     /// Holds, empty, every open hour that `new` (usage written after
     /// `from`) is the first usage of: no held state, no stored revision,
     /// no stored row at or before `from`. Such an hour's usage is exactly
@@ -761,6 +758,9 @@ impl Closer {
         Ok(())
     }
 
+    /// Ledger rows of one (hour, scope) from its stored usage (LLM and
+    /// telemetry rows up to write number `upto`), how many usage rows they
+    /// came from, and the hour as held for incremental pricing.
     async fn price_scratch(
         &self,
         meter: &Meter,

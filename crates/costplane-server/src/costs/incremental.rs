@@ -11,8 +11,10 @@
 //! # What falls back to pricing an hour from scratch
 //! Whole-hour pricing stays, bounded, where a new row cannot simply be
 //! added; the hour is marked *dirty* and priced again from all its rows:
-//! - a row of an hour not held open here (closed: late usage; not yet
-//!   seen since start);
+//! - a row of an hour not held open here (closed: late usage; open with
+//!   usage stored before the rows read, not yet seen since start). An open
+//!   hour whose first usage is the rows read is not one of these: it is
+//!   held empty and the rows added (`Closer::start_new_hours`);
 //! - a span id seen before in the hour (a copy: which one is billed is
 //!   decided from all copies, as a from-scratch pricing does);
 //! - a model call of a trace whose roll-up span (agent, chain, workflow,
