@@ -73,12 +73,15 @@ impl TelemetryAggregate {
         e.1 = e.1.saturating_add(u.bytes);
     }
 
-    /// The sums as usage rows, in key order.
+    /// The sums as usage rows, in key order. Ingest is priced by receive
+    /// hour, so rows of several event days are summed into one; each
+    /// row's `event_day_ns` is its receive day.
     pub fn usage(&self) -> Vec<TelemetryUsage> {
         self.sums
             .iter()
             .map(|((hour_ns, tenant, project, service, signal), (items, bytes))| TelemetryUsage {
                 hour_ns: *hour_ns,
+                event_day_ns: costplane_telemetry::usage::day_of(*hour_ns),
                 tenant: tenant.clone(),
                 project: project.clone(),
                 service: service.clone(),
@@ -295,6 +298,7 @@ mod tests {
                 .iter()
                 .map(|(t, s, items, bytes)| TelemetryUsage {
                     hour_ns: T,
+                    event_day_ns: T - T.rem_euclid(costplane_telemetry::usage::DAY_NS),
                     tenant: ["acme", "globex", "initech"][*t].into(),
                     project: "p".into(),
                     service: "s".into(),

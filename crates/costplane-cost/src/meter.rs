@@ -6,7 +6,10 @@
 //! - Telemetry usage: items and encoded OTLP bytes per **receive** hour,
 //!   tenant, project, service and signal; priced per GiB ingested. Client
 //!   timestamps never pick the hour: backdated data cannot reopen a closed
-//!   month, and timestamp 0 or `i64::MAX` are no special case.
+//!   month, and timestamp 0 or `i64::MAX` are no special case. Each row
+//!   also keeps the items' **event day** (the UTC day of their own time,
+//!   the day partition the stores keep them in), which storage cost is
+//!   shared by; a batch's items of several days make a row per day.
 //! - Queries: each cost/SQL API query is counted for the caller's tenant
 //!   (`unassigned` for admin keys) in the hour it ran, priced per 1,000.
 //! - LLM usage: one row per span that carries model or token attributes,
@@ -33,7 +36,7 @@ use std::sync::Arc;
 use chrono::DateTime;
 use costplane_telemetry::model::{ResourceInfo, TelemetryBatch};
 use costplane_telemetry::usage::{
-    hour_of, round_money, CallKind, ChargeStatus, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, UsageType, DAY_NS, HOUR_NS,
+    day_of, hour_of, round_money, CallKind, ChargeStatus, LedgerRow, LlmUsageRow, TelemetryUsage, UsageRows, UsageType, DAY_NS, HOUR_NS,
 };
 use rust_decimal::Decimal;
 
@@ -161,19 +164,21 @@ impl Meter {
     /// Usage rows for `batch`, received at `received_ns`.
     pub fn measure(&self, batch: &TelemetryBatch, received_ns: i64) -> UsageRows {
         let hour_ns = hour_of(received_ns);
-        // Hot path: count per (resource, signal) without allocating; names
-        // are resolved once per resource at the end.
-        type Key = (*const ResourceInfo, &'static str);
+        // Hot path: count per (resource, signal, event day) without
+        // allocating; names are resolved once per resource at the end.
+        type Key = (*const ResourceInfo, &'static str, i64);
         let mut counts: HashMap<Key, (u64, u64)> = HashMap::new();
         let mut resources: HashMap<*const ResourceInfo, &Arc<ResourceInfo>> = HashMap::new();
-        let mut add = |r: &'_ Arc<ResourceInfo>, signal: &'static str, bytes: u32| {
-            let e = counts.entry((Arc::as_ptr(r), signal)).or_default();
+        let mut add = |r: &'_ Arc<ResourceInfo>, signal: &'static str, time_ns: i64, bytes: u32| {
+            // The day partition the store keeps the item in (`day_of` of
+            // the time column, as both stores split by it).
+            let e = counts.entry((Arc::as_ptr(r), signal, day_of(time_ns))).or_default();
             e.0 += 1;
             e.1 += u64::from(bytes);
         };
         let mut llm_rows = Vec::new();
         for s in &batch.spans {
-            add(&s.resource, "traces", s.encoded_bytes);
+            add(&s.resource, "traces", s.timestamp_ns, s.encoded_bytes);
             resources.entry(Arc::as_ptr(&s.resource)).or_insert(&s.resource);
             // Cheap gate: only spans with GenAI-looking attributes are parsed.
             let maybe_llm =
@@ -198,7 +203,7 @@ impl Meter {
             }
         }
         for l in &batch.logs {
-            add(&l.resource, "logs", l.encoded_bytes);
+            add(&l.resource, "logs", l.timestamp_ns, l.encoded_bytes);
             resources.entry(Arc::as_ptr(&l.resource)).or_insert(&l.resource);
         }
         let points = batch
@@ -210,15 +215,16 @@ impl Meter {
             .chain(batch.exp_histograms.iter().map(|p| &p.common))
             .chain(batch.summaries.iter().map(|p| &p.common));
         for p in points {
-            add(&p.metric.resource, "metrics", p.encoded_bytes);
+            add(&p.metric.resource, "metrics", p.time_unix_ns, p.encoded_bytes);
             resources.entry(Arc::as_ptr(&p.metric.resource)).or_insert(&p.metric.resource);
         }
         let telemetry: Vec<TelemetryUsage> = counts
             .into_iter()
-            .map(|((ptr, signal), (items, bytes))| {
+            .map(|((ptr, signal, event_day_ns), (items, bytes))| {
                 let r = resources[&ptr];
                 TelemetryUsage {
                     hour_ns,
+                    event_day_ns,
                     tenant: lookup(r, &self.tenancy.tenant_attribute),
                     project: lookup(r, &self.tenancy.project_attribute),
                     service: r.service_name.clone(),
@@ -262,6 +268,8 @@ impl Meter {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
         let telemetry = vec![TelemetryUsage {
             hour_ns: hour_of(now),
+            // Queries are not stored: their day is the day they ran.
+            event_day_ns: day_of(now),
             tenant: tenant.to_owned(),
             project: UNASSIGNED.to_owned(),
             service: "costplane-api".to_owned(),
@@ -526,8 +534,15 @@ mod tests {
         let mut b = span(&[]);
         b.timestamp_ns = i64::MAX;
         let rows = m.measure(&TelemetryBatch { spans: vec![a, b], ..TelemetryBatch::default() }, T + 5);
-        assert_eq!(rows.telemetry.len(), 1);
-        assert_eq!((rows.telemetry[0].hour_ns, rows.telemetry[0].items, rows.telemetry[0].bytes), (T, 2, 200));
+        // One receive hour; a row per event day (the day partition each
+        // span is stored in: 1970-01-01 and the day of i64::MAX).
+        let got: Vec<_> = rows.telemetry.iter().map(|u| (u.hour_ns, u.event_day_ns, u.items, u.bytes)).collect();
+        assert_eq!(got, [(T, 0, 1, 100), (T, day_of(i64::MAX), 1, 100)]);
+        // Priced by receive hour, the two rows are one sum.
+        let mut agg = crate::aggregate::TelemetryAggregate::default();
+        rows.telemetry.iter().for_each(|u| agg.add(u));
+        let summed: Vec<_> = agg.usage().iter().map(|u| (u.hour_ns, u.items, u.bytes)).collect();
+        assert_eq!(summed, [(T, 2, 200)]);
         assert_eq!(hour_of(i64::MAX), i64::MAX - i64::MAX.rem_euclid(HOUR_NS));
         // The hour of i64::MIN starts before it: saturated, never wrapped
         // to a time far in the future.

@@ -43,14 +43,26 @@ pub fn hour_of(ns: i64) -> i64 {
     ns.saturating_sub(ns.rem_euclid(HOUR_NS))
 }
 
-/// Items and bytes of one signal for one (hour, tenant, project, service).
-/// The hour is the hour the data was **received** (platform usage is
-/// billed by receive time: backdated or replayed data cannot change a
-/// closed hour's key, and client clocks do not matter).
+/// The start of the UTC day holding `ns` (before 1970 too).
+pub fn day_of(ns: i64) -> i64 {
+    ns.saturating_sub(ns.rem_euclid(DAY_NS))
+}
+
+/// Items and bytes of one signal for one (hour, event day, tenant,
+/// project, service). The hour is the hour the data was **received**
+/// (ingest is billed by receive time: backdated or replayed data cannot
+/// change a closed hour's key, and client clocks do not matter). The event
+/// day is the UTC day of the items' own time, the day partition both stores
+/// keep them in: what they cost to store is charged to whoever sent that
+/// day's data, whenever they sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryUsage {
     /// Start of the receive hour, ns since the epoch.
     pub hour_ns: i64,
+    /// Start of the UTC day of the items' own time (a span's or log's
+    /// `Timestamp`, a point's `TimeUnix`), ns since the epoch; for API
+    /// queries, which are not stored, the receive day.
+    pub event_day_ns: i64,
     pub tenant: String,
     pub project: String,
     pub service: String,
@@ -180,24 +192,25 @@ impl UsageRows {
         self.kubernetes_samples.append(&mut other.kubernetes_samples);
     }
 
-    /// Telemetry usage with one row per (hour, tenant, project, service,
-    /// signal), in key order: what a store writes for a batch of many
+    /// Telemetry usage with one row per (hour, event day, tenant, project,
+    /// service, signal), in key order: what a store writes for a batch of many
     /// requests. Deterministic, so a replayed batch writes the same rows.
     /// LLM usage stays one row per call: pricing tiers apply per request
     /// and roll-up spans are decided per trace.
     pub fn aggregated_telemetry(&self) -> Vec<TelemetryUsage> {
-        // (hour, tenant, project, service, signal) -> (items, bytes)
-        type Key<'a> = (i64, &'a str, &'a str, &'a str, &'static str);
+        // (hour, event day, tenant, project, service, signal) -> (items, bytes)
+        type Key<'a> = (i64, i64, &'a str, &'a str, &'a str, &'static str);
         let mut merged: BTreeMap<Key<'_>, (u64, u64)> = BTreeMap::new();
         for u in &self.telemetry {
-            let e = merged.entry((u.hour_ns, &u.tenant, &u.project, &u.service, u.signal)).or_default();
+            let e = merged.entry((u.hour_ns, u.event_day_ns, &u.tenant, &u.project, &u.service, u.signal)).or_default();
             e.0 = e.0.saturating_add(u.items);
             e.1 = e.1.saturating_add(u.bytes);
         }
         merged
             .into_iter()
-            .map(|((hour_ns, tenant, project, service, signal), (items, bytes))| TelemetryUsage {
+            .map(|((hour_ns, event_day_ns, tenant, project, service, signal), (items, bytes))| TelemetryUsage {
                 hour_ns,
+                event_day_ns,
                 tenant: tenant.to_owned(),
                 project: project.to_owned(),
                 service: service.to_owned(),

@@ -87,7 +87,8 @@ pub struct SignalStorage {
     pub signal: String,
     /// What the store keeps of the signal's days ([`Store::stored_bytes`]).
     pub stored: u64,
-    /// What was ingested (received) on those days, by every tenant.
+    /// What every tenant ingested of those days (items whose own time falls
+    /// on them, whenever received): what the partitions hold.
     pub ingested: u64,
     /// How the stored bytes were measured.
     pub method: &'static str,
@@ -219,7 +220,8 @@ pub fn days_of(from_ns: i64, to_ns: i64) -> (i64, i64) {
 /// Bytes kept per byte ingested of each signal over the days `[from, to)`
 /// touches: the store's measured bytes of those days' partitions (all of
 /// the signal, when the store measures no days), and the bytes every
-/// tenant ingested (received) on those days. Signals with nothing measured
+/// tenant ingested of those days (by the items' own day, as the store
+/// partitions them). Signals with nothing measured
 /// are left out.
 pub async fn signal_storage(ledger: &Ledger, from_ns: i64, to_ns: i64) -> Result<Vec<SignalStorage>, StoreError> {
     let (first, end) = days_of(from_ns, to_ns);
@@ -245,7 +247,9 @@ pub async fn signal_storage(ledger: &Ledger, from_ns: i64, to_ns: i64) -> Result
             all_usage.as_ref()
         } else {
             if days_usage.is_none() {
-                days_usage = Some(ledger.telemetry_usage(first, end, None).await?);
+                // The data those partitions hold: ingest by its own day.
+                let by_day = ledger.ingest_by_event_day(first, end).await?;
+                days_usage = Some(by_day.into_iter().map(|(_, u)| u).collect());
             }
             days_usage.as_ref()
         };
@@ -355,6 +359,7 @@ mod tests {
                 telemetry: vec![
                     TelemetryUsage {
                         hour_ns: NOON,
+                        event_day_ns: NOON - NOON.rem_euclid(DAY_NS),
                         tenant: "acme".into(),
                         project: "shop".into(),
                         service: "api".into(),
@@ -362,9 +367,11 @@ mod tests {
                         items: 4,
                         bytes: 1000,
                     },
-                    // Received two days later: another day's ingest.
+                    // Received two days later, of the same day (backdated):
+                    // that day's partition holds it.
                     TelemetryUsage {
                         hour_ns: NOON + 2 * DAY_NS,
+                        event_day_ns: NOON - NOON.rem_euclid(DAY_NS),
                         tenant: "globex".into(),
                         project: "shop".into(),
                         service: "api".into(),
@@ -417,7 +424,8 @@ mod tests {
         );
 
         // Storage: the Parquet files of the window's day against the bytes
-        // received that day (globex's 700 came two days later: not counted).
+        // ingested of that day: acme's 1000 and globex's 700, which came two
+        // days later but belong to the day (1000 + 700 = 1700).
         let day = NOON - NOON.rem_euclid(DAY_NS);
         let files = |table: &str| -> u64 {
             let dir = dir.path().join("tables").join(table).join("date=2026-11-10");
@@ -426,12 +434,13 @@ mod tests {
         let ledger = Ledger::new(Arc::new(store));
         let got = signal_storage(&ledger, scope.from_ns, scope.to_ns).await.unwrap();
         let traces = got.iter().find(|s| s.signal == "traces").unwrap();
-        assert_eq!((traces.stored, traces.ingested), (files("otel_traces"), 1000));
+        assert_eq!((traces.stored, traces.ingested), (files("otel_traces"), 1700));
         assert!(traces.stored > 0 && traces.method.contains("Parquet"), "{traces:?}");
         // Logs were stored but none metered as ingested: no ratio can be had.
         let logs = got.iter().find(|s| s.signal == "logs").unwrap();
         assert_eq!((logs.stored, logs.ingested), (files("otel_logs"), 0));
-        // A window two days later sees globex's ingest and no stored day.
+        // A window two days later has no stored day (globex's data is of
+        // the earlier one).
         let later = signal_storage(&ledger, day + 2 * DAY_NS, day + 3 * DAY_NS).await.unwrap();
         assert!(later.is_empty(), "{later:?}");
     }

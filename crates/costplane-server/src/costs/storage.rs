@@ -6,16 +6,18 @@
 //! the closer's lookback. A missed day is charged for the bytes measured
 //! when it is caught up (the store keeps no history of its size).
 //!
-//! For each such day the closer asks
-//! the store how many bytes it keeps of each signal
-//! ([`Store::stored_bytes`](costplane_store::Store::stored_bytes)):
-//! - ClickHouse: `system.parts` compressed bytes of each day partition of
-//!   the telemetry tables; each partition's bytes are apportioned to
-//!   (tenant, project, service) by their share of the bytes ingested
-//!   (received) that day for that signal;
-//! - DuckDB (no partitions): the file's blocks held by the signal's tables
-//!   times the block size, apportioned by each (tenant, project, service)'s
-//!   share of all the signal's ingested bytes.
+//! For each such day the closer asks the store how many bytes it keeps of
+//! each signal ([`Store::stored_bytes`](costplane_store::Store::stored_bytes)),
+//! per day partition on both stores (ClickHouse: `system.parts` compressed
+//! bytes; embedded: the partition's Parquet files). Both partition by the
+//! data's own time (a span's or log's `Timestamp`, a point's `TimeUnix`),
+//! so each partition's bytes are apportioned to (tenant, project, service)
+//! by their share of that signal's bytes **whose event day is the
+//! partition's day** ([`Ledger::ingest_by_event_day`]), whenever they were
+//! received: backdated data is charged to whoever sent it, not to whoever
+//! sent data on the day it arrived. A partition no usage row names (data
+//! written before usage kept its event day, which counts at its receive
+//! day) is charged to `unassigned`.
 //!
 //! Each share is charged one day at `cost.storage_per_gib_month` prorated
 //! per day (rate / days in that month): cost = stored bytes × share / 2^30
@@ -29,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate};
 use costplane_cost::Meter;
-use costplane_store::ledger::Ledger;
+use costplane_store::ledger::{Ledger, UsageTotal};
 use costplane_store::{StoreError, StoredBytes};
 use costplane_telemetry::usage::{round_money, scope, HourState, LedgerRow, PricingStatus, Source, UsageType, CLOSED, DAY_NS};
 use rust_decimal::Decimal;
@@ -95,13 +97,26 @@ pub async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measured: &[
     type Key = (String, String, String, String);
     let mut out: BTreeMap<Key, (Decimal, Decimal, Decimal, Decimal, &'static str)> = BTreeMap::new();
     let days = Decimal::from(days_in_month(day));
-    for m in measured.iter().filter(|m| m.bytes > 0) {
-        // Whose bytes these are: ingest (receive-time) usage of the partition's day, or of all time.
-        let (from, to) = match m.day_ns {
-            Some(d) => (d, d.saturating_add(DAY_NS)),
-            None => (i64::MIN, i64::MAX),
+    let measured: Vec<&StoredBytes> = measured.iter().filter(|m| m.bytes > 0).collect();
+    // Whose bytes each partition holds: the ingest of its event day, in one
+    // read for every partition measured.
+    let partition_days = measured.iter().filter_map(|m| m.day_ns);
+    let by_day = match (partition_days.clone().min(), partition_days.max()) {
+        (Some(first), Some(last)) => ledger.ingest_by_event_day(first, last.saturating_add(DAY_NS)).await?,
+        _ => Vec::new(),
+    };
+    let mut usage_of: HashMap<(i64, &str), Vec<&UsageTotal>> = HashMap::new();
+    for (d, u) in &by_day {
+        usage_of.entry((*d, u.signal.as_str())).or_default().push(u);
+    }
+    // A store measured as a whole (no partitions): all the signal's ingest.
+    let all_time =
+        if measured.iter().any(|m| m.day_ns.is_none()) { ledger.telemetry_usage(i64::MIN, i64::MAX, None).await? } else { Vec::new() };
+    for m in measured {
+        let usage: Vec<&UsageTotal> = match m.day_ns {
+            Some(d) => usage_of.get(&(d, m.signal.as_str())).cloned().unwrap_or_default(),
+            None => all_time.iter().filter(|u| u.signal == m.signal).collect(),
         };
-        let usage: Vec<_> = ledger.telemetry_usage(from, to, None).await?.into_iter().filter(|u| u.signal == m.signal).collect();
         let total: u64 = usage.iter().map(|u| u.bytes).sum();
         let stored = Decimal::from(m.bytes);
         let shares: Vec<(Key, Decimal)> = if total == 0 {
@@ -146,7 +161,7 @@ pub async fn storage_rows(ledger: &Ledger, meter: &Meter, day: i64, measured: &[
                 .operation("storage")
                 .usage_type(UsageType::Storage)
                 .priced(PricingStatus::Priced, format!("storage-rate:{}", meter.rates.storage_per_gib_month.normalize()))
-                .allocation(ratio, format!("{method}; apportioned by share of ingested bytes"))
+                .allocation(ratio, format!("{method}; apportioned by share of the bytes ingested for the partition's day"))
                 .build()
         })
         .collect())
@@ -178,6 +193,7 @@ mod tests {
         // That day acme ingested 300 bytes of traces and globex 100.
         let usage = |tenant: &str, bytes| TelemetryUsage {
             hour_ns: DAY + 5 * 3_600_000_000_000,
+            event_day_ns: DAY,
             tenant: tenant.into(),
             project: "p".into(),
             service: "s".into(),

@@ -60,7 +60,16 @@ fn llm(tenant: &str, provider: &str, model: &str, input: u64, output: u64, provi
 }
 
 fn telemetry(hour_ns: i64, [tenant, project, service]: [&str; 3], signal: &'static str, items: u64, bytes: u64) -> TelemetryUsage {
-    TelemetryUsage { hour_ns, tenant: tenant.into(), project: project.into(), service: service.into(), signal, items, bytes }
+    TelemetryUsage {
+        hour_ns,
+        event_day_ns: costplane_telemetry::usage::day_of(hour_ns),
+        tenant: tenant.into(),
+        project: project.into(),
+        service: service.into(),
+        signal,
+        items,
+        bytes,
+    }
 }
 
 /// A DuckDB-backed API with one month of ledger rows: priced, provided and

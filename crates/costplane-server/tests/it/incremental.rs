@@ -122,6 +122,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         .iter()
                         .map(|(h, bytes)| TelemetryUsage {
                             hour_ns: T + i64::try_from(*h).unwrap() * HOUR_NS,
+                            event_day_ns: costplane_telemetry::usage::day_of(T + i64::try_from(*h).unwrap() * HOUR_NS),
                             tenant: "acme".into(),
                             project: "p".into(),
                             service: "s".into(),

@@ -96,6 +96,7 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
     );
     let usage = |tenant: &str, signal: &'static str, items, bytes| TelemetryUsage {
         hour_ns: hour,
+        event_day_ns: costplane_telemetry::usage::day_of(hour),
         tenant: tenant.into(),
         project: "shop".into(),
         service: "assistant".into(),

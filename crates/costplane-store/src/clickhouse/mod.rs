@@ -532,7 +532,7 @@ impl Store for ClickHouseStore {
         // Active parts of this database's telemetry tables, per day partition.
         let sql =
             "SELECT multiIf(startsWith(table, 'otel_traces'), 'traces', startsWith(table, 'otel_logs'), 'logs', 'metrics') AS signal, \
-                   toUnixTimestamp64Nano(toDateTime64(toDate(partition), 9)) AS day, sum(data_compressed_bytes) FROM system.parts \
+                   toUnixTimestamp64Nano(toDateTime64(toDate(partition), 9, 'UTC')) AS day, sum(data_compressed_bytes) FROM system.parts \
                    WHERE database = {p0:String} AND active AND startsWith(table, 'otel_') AND table NOT LIKE 'otel_traces_trace_id%' \
                    AND partition LIKE '____-__-__' GROUP BY signal, day ORDER BY signal, day";
         let r = self.query_with(sql, &[Param::Str(self.config.schema.database.clone())]).await?;

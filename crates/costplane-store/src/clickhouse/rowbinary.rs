@@ -281,7 +281,7 @@ pub fn summaries<'a>(rows: impl IntoIterator<Item = &'a SummaryRow>) -> Vec<u8> 
     w.buf
 }
 
-pub const USAGE_TELEMETRY_COLUMNS: &str = "Hour, Tenant, Project, Service, Signal, Items, Bytes, WriteSeq";
+pub const USAGE_TELEMETRY_COLUMNS: &str = "Hour, Tenant, Project, Service, Signal, Items, Bytes, WriteSeq, EventDay";
 
 pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>, write_seq: u64) -> Vec<u8> {
     let mut w = RowBinary::default();
@@ -294,6 +294,7 @@ pub fn usage_telemetry<'a>(rows: impl IntoIterator<Item = &'a TelemetryUsage>, w
         w.u64(r.items);
         w.u64(r.bytes);
         w.u64(write_seq);
+        w.i64(r.event_day_ns);
     }
     w.buf
 }

@@ -29,7 +29,7 @@ mod column_order;
 
 /// The schema version this binary creates; recorded in
 /// `costplane_schema_migrations`.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// What shapes the DDL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +104,11 @@ const V6_COLUMNS: [&str; 1] = ["WriteSeq"];
 /// 8). Rows from before read 0: all their writes are 5-minute ones.
 const V8_COLUMNS: [&str; 1] = ["CacheWrite1hTokens"];
 
+/// The UTC day of telemetry usage's own time, the day partition that keeps
+/// it (schema version 9): storage is charged by it. Rows from before read
+/// their receive day.
+const V9_COLUMNS: [&str; 1] = ["EventDay"];
+
 /// (table, columns, time column partitioned by month, ORDER BY, shard key)
 /// of the cost tables.
 fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static str); 6] {
@@ -118,6 +123,7 @@ fn cost_tables() -> [(&'static str, String, &'static str, &'static str, &'static
     Items UInt64,
     Bytes UInt64,
     WriteSeq UInt64,
+    EventDay DateTime64(9),
     INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1"
                 .to_owned(),
             "Hour",
@@ -390,8 +396,8 @@ impl SchemaOptions {
                     literal(&storage),
                 ));
             }
-            // Upgrades from schema versions 2, 4, 5 and 7: the columns
-            // versions 3, 5, 6 and 8 added (no-ops on tables created above
+            // Upgrades from schema versions 2, 4, 5, 7 and 8: the columns
+            // versions 3, 5, 6, 8 and 9 added (no-ops on tables created above
             // with them).
             for column in columns
                 .lines()
@@ -401,6 +407,7 @@ impl SchemaOptions {
                         .chain(v5.iter())
                         .chain(V6_COLUMNS.iter())
                         .chain(V8_COLUMNS.iter())
+                        .chain(V9_COLUMNS.iter())
                         .any(|c| l.trim_start().starts_with(&format!("{c} ")))
                 })
                 .filter(|l| !l.trim_start().starts_with("Hour ") || name == "costplane_usage_llm")
@@ -412,6 +419,7 @@ impl SchemaOptions {
                     "Hour" => " DEFAULT toStartOfHour(Timestamp)",
                     "ReceivedAt" => " DEFAULT Timestamp",
                     "CallKind" => " DEFAULT 'model'",
+                    "EventDay" => " DEFAULT toStartOfDay(Hour, 'UTC')",
                     _ => "",
                 };
                 let column = format!("{column}{default}");

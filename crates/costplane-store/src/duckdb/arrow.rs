@@ -314,6 +314,7 @@ pub fn usage_telemetry(rows: &[TelemetryUsage]) -> Result<RecordBatch, ArrowErro
         ("Bytes", u64s(rows.iter().map(|r| r.bytes))),
         // Set when the write takes its number (`with_write_seq`).
         ("WriteSeq", u64s(rows.iter().map(|_| 0))),
+        ("EventDay", timestamps(rows.iter().map(|r| r.event_day_ns))),
     ])
 }
 

@@ -812,7 +812,8 @@ mod tests {
 
     /// A file written at schema version 3 (the hourly ledger, no keyed
     /// state tables) opens at the current version: step 4 adds the state
-    /// tables, step 5 the Kubernetes columns, and the ledger stays as it was.
+    /// tables, step 5 the Kubernetes columns, step 9 the usage's event day,
+    /// and the ledger stays as it was.
     #[tokio::test]
     async fn a_version_3_store_is_upgraded_to_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
@@ -827,6 +828,10 @@ mod tests {
             }
             conn.execute_batch("INSERT INTO costplane_ledger_hours VALUES (TIMESTAMP '2026-11-01 10:00:00', 'llm', 7, 'closed', 3, 'p1')")
                 .unwrap();
+            conn.execute_batch(
+                "INSERT INTO costplane_usage_telemetry VALUES (TIMESTAMP '2026-11-01 10:00:00', 'acme', 'p', 's', 'traces', 1, 100)",
+            )
+            .unwrap();
             let state: i64 = conn
                 .query_row("SELECT count(*) FROM information_schema.tables WHERE table_name = 'costplane_budgets'", [], |r| r.get(0))
                 .unwrap();
@@ -834,7 +839,7 @@ mod tests {
         }
         let store = DuckDbStore::open(dir.path()).unwrap();
         let v = store.query("SELECT max(version), count(*) FROM costplane_schema_migrations").await.unwrap();
-        assert_eq!(v.rows, vec![vec![serde_json::json!(8), serde_json::json!(8)]]);
+        assert_eq!(v.rows, vec![vec![serde_json::json!(9), serde_json::json!(9)]]);
         let seq = store
             .query("SELECT count(*) FROM information_schema.columns WHERE column_name = 'WriteSeq' AND table_name LIKE 'costplane_usage_%'")
             .await
@@ -845,6 +850,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(one_hour.rows, vec![vec![serde_json::json!(1)]], "version 8 counts 1-hour cache writes");
+        // Version 9: the old usage row's event day is its receive day, 2026-11-01T00:00:00Z.
+        let day = store.query("SELECT epoch_ns(\"EventDay\") FROM costplane_usage_telemetry").await.unwrap();
+        assert_eq!(day.rows, vec![vec![serde_json::json!(1_793_491_200_000_000_000i64)]]);
         let kept = store.query("SELECT \"Revision\", \"Status\" FROM costplane_ledger_hours").await.unwrap();
         assert_eq!(kept.rows, vec![vec![serde_json::json!(7), serde_json::json!("closed")]]);
         for t in RecordTable::ALL {

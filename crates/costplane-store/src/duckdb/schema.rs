@@ -13,7 +13,7 @@
 
 /// The schema version this binary writes. Bump it with every change below
 /// and add the step to `MIGRATIONS`.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// Steps from version N-1 to N, applied in one transaction each.
 pub fn migrations() -> Vec<(i32, String)> {
@@ -26,8 +26,19 @@ pub fn migrations() -> Vec<(i32, String)> {
         (6, WRITE_SEQ_V6.to_owned()),
         (7, kubernetes_usage_table("costplane_usage_k8s_samples")),
         (8, CACHE_WRITE_1H_V8.to_owned()),
+        (9, EVENT_DAY_V9.to_owned()),
     ]
 }
+
+// ---- Step 8 -> 9: the event day of telemetry usage ------------------------
+/// The UTC day of the items' own time: the day partition that keeps them,
+/// whose storage is charged to whoever sent that day's data. Rows from
+/// before read their receive day (what storage was shared by until then).
+const EVENT_DAY_V9: &str = r#"
+ALTER TABLE costplane_usage_telemetry ADD COLUMN IF NOT EXISTS "EventDay" TIMESTAMP_NS;
+UPDATE costplane_usage_telemetry SET "EventDay" = date_trunc('day', "Hour") WHERE "EventDay" IS NULL;
+"#;
+// ---- end of step 8 -> 9 ---------------------------------------------------
 
 // ---- Step 7 -> 8: 1-hour cache writes -------------------------------------
 /// Of an LLM call's cache writes, those kept for an hour (billed at their

@@ -431,6 +431,42 @@ impl Ledger {
             .collect()
     }
 
+    /// Telemetry usage per event day (the UTC day of the items' own time,
+    /// the day partition that keeps them), tenant, project, service and
+    /// signal, for event days in `[from, to)`, whenever it was received:
+    /// whose data each day partition holds. Rows from before event days
+    /// were kept count at their receive day.
+    pub async fn ingest_by_event_day(&self, from: i64, to: i64) -> Result<Vec<(i64, UsageTotal)>, StoreError> {
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let day = dialect.ns("EventDay");
+        let sql = format!(
+            "SELECT {day} AS d, Tenant, Project, Service, Signal, sum(Items), sum(Bytes) FROM costplane_usage_telemetry \
+             WHERE {day} >= {} AND {day} < {} GROUP BY d, Tenant, Project, Service, Signal ORDER BY d, Tenant, Project, Service, Signal",
+            p.add(Param::Int(from)),
+            p.add(Param::Int(to))
+        );
+        let r = self.read(&sql, &p.values).await?;
+        const TABLE: &str = "costplane_usage_telemetry";
+        r.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                Ok((
+                    int_cell(TABLE, &row[0], i, "EventDay")?,
+                    UsageTotal {
+                        tenant: text(&row[1]),
+                        project: text(&row[2]),
+                        service: text(&row[3]),
+                        signal: text(&row[4]),
+                        items: uint_cell(TABLE, &row[5], i, "sum(Items)")?,
+                        bytes: uint_cell(TABLE, &row[6], i, "sum(Bytes)")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// The current revision of every (hour, scope) in `[from, to)`.
     pub async fn hour_states(&self, from: i64, to: i64) -> Result<Vec<HourState>, StoreError> {
         let dialect = self.dialect();

@@ -178,10 +178,14 @@ impl Ledger {
         let mut p = Params::new(dialect);
         let (a, b, s) = (p.add(Param::UInt(after)), p.add(Param::UInt(upto)), p.add(Param::Int(since)));
         let window = format!("WriteSeq > {a} AND WriteSeq <= {b} AND {hour} >= {s}");
-        let sql = format!("SELECT {hour}, Tenant, Project, Service, Signal, Items, Bytes FROM costplane_usage_telemetry WHERE {window}");
+        let sql = format!(
+            "SELECT {hour}, Tenant, Project, Service, Signal, Items, Bytes, {} FROM costplane_usage_telemetry WHERE {window}",
+            dialect.ns("EventDay")
+        );
         for (i, row) in self.read(&sql, &p.values).await?.rows.iter().enumerate() {
             out.telemetry.push(TelemetryUsage {
                 hour_ns: int_cell(TELEMETRY_TABLE, &row[0], i, "Hour")?,
+                event_day_ns: int_cell(TELEMETRY_TABLE, &row[7], i, "EventDay")?,
                 tenant: text(&row[1]),
                 project: text(&row[2]),
                 service: text(&row[3]),
@@ -224,6 +228,8 @@ impl Ledger {
                     out.rows += uint_cell(TELEMETRY_TABLE, &row[6], i, "count(*)")?;
                     out.telemetry.push(TelemetryUsage {
                         hour_ns,
+                        // Summed over event days: ingest is priced by receive hour.
+                        event_day_ns: costplane_telemetry::usage::day_of(hour_ns),
                         tenant: text(&row[0]),
                         project: text(&row[1]),
                         service: text(&row[2]),

@@ -22,7 +22,7 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
     // A second start is a no-op.
     let again = ClickHouseStore::connect(target.config()).await.unwrap();
     let versions = again.query("SELECT count(*), max(version) FROM costplane_schema_migrations").await.unwrap();
-    assert_eq!(versions.rows, vec![vec![json!(1), json!(8)]]);
+    assert_eq!(versions.rows, vec![vec![json!(1), json!(9)]]);
 
     let traces = show_create(&store, "otel_traces").await;
     for needle in [
@@ -60,7 +60,7 @@ async fn schema_is_created_once_with_production_features_and_newer_versions_are_
         .unwrap();
     assert!(bump.status().is_success());
     let err = ClickHouseStore::connect(target.config()).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Schema(m) if m.contains("version 99, newer than the version 8")), "{err}");
+    assert!(matches!(&err, StoreError::Schema(m) if m.contains("version 99, newer than the version 9")), "{err}");
 }
 
 /// A database at schema version 3 (no keyed state tables) is upgraded to
@@ -90,10 +90,21 @@ async fn a_version_3_database_is_upgraded_to_the_current_version() {
         target.database
     ))
     .await;
+    // Telemetry usage as versions before 9 wrote it: no event day.
+    run(format!("ALTER TABLE `{}`.costplane_usage_telemetry DROP COLUMN EventDay", target.database)).await;
+    run(format!(
+        "INSERT INTO `{}`.costplane_usage_telemetry (Hour, Tenant, Project, Service, Signal, Items, Bytes) \
+         VALUES ('2026-11-01 10:00:00', 'acme', 'p', 's', 'traces', 1, 100)",
+        target.database
+    ))
+    .await;
 
     let store = ClickHouseStore::connect(target.config()).await.unwrap();
     let v = store.query("SELECT max(version) FROM costplane_schema_migrations").await.unwrap();
-    assert_eq!(v.rows, vec![vec![json!(8)]]);
+    assert_eq!(v.rows, vec![vec![json!(9)]]);
+    // The old row's event day is its receive day, 2026-11-01T00:00:00Z.
+    let day = store.query("SELECT toUnixTimestamp64Nano(EventDay) FROM costplane_usage_telemetry").await.unwrap();
+    assert_eq!(day.rows, vec![vec![json!(1_793_491_200_000_000_000i64)]]);
     let kept = store.query("SELECT Revision, Status FROM costplane_ledger_hours").await.unwrap();
     assert_eq!(kept.rows, vec![vec![json!(7), json!("closed")]]);
     for t in RecordTable::ALL {

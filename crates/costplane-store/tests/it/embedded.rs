@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 fn with_usage(mut batch: TelemetryBatch, items: u64) -> TelemetryBatch {
     batch.usage.telemetry = vec![TelemetryUsage {
         hour_ns: 1_893_456_000_000_000_000,
+        event_day_ns: 1_893_456_000_000_000_000,
         tenant: "acme".into(),
         project: "shop".into(),
         service: "cart".into(),

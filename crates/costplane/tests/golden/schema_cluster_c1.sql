@@ -1,4 +1,4 @@
--- costplane ClickHouse schema, version 8
+-- costplane ClickHouse schema, version 9
 
 CREATE DATABASE IF NOT EXISTS `otel` ON CLUSTER `c1`;
 
@@ -305,6 +305,7 @@ CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_telemetry_local` ON CLUSTER `
     Items UInt64,
     Bytes UInt64,
     WriteSeq UInt64,
+    EventDay DateTime64(9),
     INDEX idx_write_seq WriteSeq TYPE minmax GRANULARITY 1
 ) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/otel/costplane_usage_telemetry_local', '{replica}')
 PARTITION BY toYYYYMM(Hour)
@@ -317,6 +318,10 @@ ENGINE = Distributed('c1', 'otel', 'costplane_usage_telemetry_local', cityHash64
 ALTER TABLE `otel`.`costplane_usage_telemetry_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
 
 ALTER TABLE `otel`.`costplane_usage_telemetry` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS WriteSeq UInt64;
+
+ALTER TABLE `otel`.`costplane_usage_telemetry_local` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS EventDay DateTime64(9) DEFAULT toStartOfDay(Hour, 'UTC');
+
+ALTER TABLE `otel`.`costplane_usage_telemetry` ON CLUSTER `c1` ADD COLUMN IF NOT EXISTS EventDay DateTime64(9) DEFAULT toStartOfDay(Hour, 'UTC');
 
 CREATE TABLE IF NOT EXISTS `otel`.`costplane_usage_llm_local` ON CLUSTER `c1` (
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
@@ -584,4 +589,4 @@ FROM `otel`.`otel_traces_local`
 WHERE TraceId != ''
 GROUP BY TraceId;
 
-INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (8);
+INSERT INTO `otel`.`costplane_schema_migrations` (version) VALUES (9);

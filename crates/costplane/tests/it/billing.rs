@@ -1,6 +1,7 @@
 //! Figures a platform team invoices from, through `costplane serve` and the
-//! cost API: negotiated prices that stay negotiated, and token counts read
-//! the way each convention means them (`docs/token-rules.md`).
+//! cost API: negotiated prices that stay negotiated, token counts read the
+//! way each convention means them (`docs/token-rules.md`), and usage that
+//! keeps the day its data is stored in (what storage is shared by).
 
 use serde_json::{json, Value};
 
@@ -280,4 +281,52 @@ fn an_agent_span_and_its_child_call_in_different_hours_are_billed_once() {
             assert_eq!(tenant_total(&server, tenant, &from).as_deref(), Some("0.0035"), "{tenant}");
         }
     }
+}
+
+/// One request with a span of three days ago (backdated: a collector that
+/// was down, a replay) and one of now: ingest is metered at the receive
+/// hour for both, and each keeps its own day, the day partition that
+/// stores it and whose storage cost it shares.
+fn usage_keeps_the_day_the_data_is_stored_in(server: &ServerProcess) {
+    const DAY_NS: u128 = 86_400_000_000_000;
+    let now = now_ns();
+    let then = now - 3 * DAY_NS;
+    let span = |trace: u128, at: u128| {
+        json!({
+            "traceId": format!("{trace:032x}"),
+            "spanId": format!("{:016x}", trace as u64),
+            "name": "GET /report",
+            "kind": 2,
+            "startTimeUnixNano": at.to_string(),
+            "endTimeUnixNano": (at + 1_000_000).to_string(),
+        })
+    };
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [attr("service.name", "reports"), attr("tenant.id", "late")]},
+        "scopeSpans": [{"spans": [span(0xda70, then), span(0xda71, now)]}],
+    }]})
+    .to_string()
+    .into_bytes();
+    assert!(server.export("/v1/traces", "application/json", body).status().is_success());
+    let query = "SELECT substr(CAST(EventDay AS VARCHAR), 1, 10) AS day, substr(CAST(Hour AS VARCHAR), 1, 13) AS hour, \
+                 sum(Items) AS items FROM costplane_usage_telemetry WHERE Tenant = 'late' AND Signal = 'traces' \
+                 GROUP BY day, hour ORDER BY day";
+    wait_until(|| server.sql(query).len() == 2, "both days' usage stored");
+    let rows = server.sql(query);
+    let date = |ns: u128| chrono::DateTime::from_timestamp_nanos(ns as i64).format("%Y-%m-%d").to_string();
+    let days: Vec<(String, u64)> = rows.iter().map(|r| (r["day"].as_str().unwrap().to_owned(), r["items"].as_u64().unwrap())).collect();
+    assert_eq!(days, [(date(then), 1), (date(now), 1)], "{rows:?}");
+    // Both at the request's one receive hour.
+    assert_eq!(rows[0]["hour"], rows[1]["hour"], "{rows:?}");
+}
+
+#[test]
+fn usage_keeps_the_day_the_data_is_stored_in_embedded() {
+    usage_keeps_the_day_the_data_is_stored_in(&ServerProcess::start(&[]));
+}
+
+#[test]
+fn usage_keeps_the_day_the_data_is_stored_in_clickhouse() {
+    let target = costplane_testkit::ClickHouseTarget::new();
+    usage_keeps_the_day_the_data_is_stored_in(&ServerProcess::start(&crate::support::clickhouse_args(&target, &[])));
 }

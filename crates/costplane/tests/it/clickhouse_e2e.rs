@@ -96,10 +96,11 @@ fn cluster_ddl_matches_the_golden_file_and_parses_on_the_engine() {
     assert_eq!(ddl, golden, "the cluster DDL changed; review it and rerun with COSTPLANE_UPDATE_GOLDEN=1");
     // CREATEs (8 of them the keyed state tables of schema version 4, 2 the
     // Kubernetes samples table of version 7, local and distributed) and
-    // ALTERs (the columns schema versions 3, 5, 6 and 8 added, for
-    // upgrades: version 6's WriteSeq on two usage tables and version 8's
-    // CacheWrite1hTokens on one, local and distributed).
-    assert_eq!(ddl.matches("ON CLUSTER `c1`").count(), 77, "every DDL runs on the whole cluster");
+    // ALTERs (the columns schema versions 3, 5, 6, 8 and 9 added, for
+    // upgrades: version 6's WriteSeq on two usage tables, version 8's
+    // CacheWrite1hTokens and version 9's EventDay on one each, local and
+    // distributed).
+    assert_eq!(ddl.matches("ON CLUSTER `c1`").count(), 79, "every DDL runs on the whole cluster");
     assert_eq!(ddl.matches("ENGINE = Distributed('c1', 'otel', ").count(), 18);
     assert_eq!(ddl.matches("ENGINE = ReplicatedMergeTree(").count(), 15);
     // The keyed state tables keep the newest version of a key.
