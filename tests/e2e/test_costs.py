@@ -265,8 +265,10 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
     assert got["gpt-4o-2024-08-06"] == Decimal("0.025")  # the response model
     assert got["gpt-4o"] == Decimal("0.0035") + Decimal("0.0035")
     assert got["house-model-2"] == Decimal("0.5")
-    assert got["claude-3-5-sonnet-20241022"] == Decimal("0.006")
-    assert got["us.anthropic.claude-3-5-sonnet-20241022-v2:0"] == Decimal("0.018")
+    # Both spellings of Claude 3.5 Sonnet (the Anthropic snapshot name and
+    # the Bedrock id) are one model, its catalog entry's name: 0.006 + 0.018.
+    assert got["claude-3-5-sonnet"] == Decimal("0.006") + Decimal("0.018")
+    assert "us.anthropic.claude-3-5-sonnet-20241022-v2:0" not in got and "claude-3-5-sonnet-20241022" not in got, got
     hourly = costs(server, f"{window}&source=llm&step=hour&group_by=charge_status")
     # The LLM calls' hour is closed; the stale call's receive hour is open.
     hours = {(r["period_start"], r["charge_status"]) for r in hourly["rows"]}
@@ -331,6 +333,11 @@ def test_llm_and_telemetry_costs_through_api_and_exports(cost_server):
                             for r in unpriced)
     assert {r["ServiceCategory"] for r in focus} <= {"AI and Machine Learning", "Management and Governance"}
     assert {r["x_PriceVersion"] for r in llm_focus if r["x_Model"] == "acme-internal"} == {"2026-12-07+test-overrides-1"}
+    # The export names Claude 3.5 Sonnet once; the spans' own names are in the rows' tags.
+    sonnet = [r for r in llm_focus if r["x_Model"] == "claude-3-5-sonnet"]
+    assert sonnet and all(r["SkuId"].endswith(f"/claude-3-5-sonnet/{r['x_UsageType']}") for r in sonnet), sonnet
+    assert {json.loads(r["Tags"]).get("models_reported") for r in sonnet} == {
+        "claude-3-5-sonnet-20241022", "us.anthropic.claude-3-5-sonnet-20241022-v2:0"}, sonnet
     # Telemetry ingest at $0.50 per GiB of encoded OTLP bytes: each ledger row
     # (an hour of a (tenant, project, service, signal)) is rounded once to 12
     # places, half-even, and the chargeback's cost is the sum of those rows.

@@ -33,7 +33,7 @@ def test_the_monthly_report_holds_the_apis_figures(server, tmp_path):
     month, pdf, text = report(server, tmp_path / "all")
     assert "costplane cost report" in text
     assert "0.0104 USD" in text, text  # the month's total, as the API gives it
-    for figure in ["gpt-4o", "0.0035 USD", "0.0009 USD", "claude-3-5-sonnet-20241022", "0.006 USD", "mystery-llm-7b", "acme", "globex"]:
+    for figure in ["gpt-4o", "0.0035 USD", "0.0009 USD", "claude-3-5-sonnet", "0.006 USD", "mystery-llm-7b", "acme", "globex"]:
         assert figure in text, (figure, text)
     # Cost per 1k tokens of gpt-4o: 0.0035 / 1,100 tokens x 1,000 = 0.003181818... -> 0.003182
     assert "0.003182" in text, text

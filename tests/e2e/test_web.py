@@ -161,7 +161,8 @@ def test_the_page_shows_the_apis_figures(web_server, browser):
     assert tenants["acme"][1:] == ["$0.0044", "$0.0044"] and tenants["globex"][1:] == ["$0.006", "$0.006"]
     models = cells(page, "by-model")
     assert models["gpt-4o"][2] == "$0.0035" and models["gpt-4o-mini"][2] == "$0.0009"
-    assert models["claude-3-5-sonnet-20241022"][2] == "$0.006"
+    # The span's claude-3-5-sonnet-20241022, named as its catalog entry.
+    assert models["claude-3-5-sonnet"][2] == "$0.006"
     assert cells(page, "by-service")["chat-api"][2] == "$0.0044"
     assert cells(page, "by-source")["llm"][2] == "$0.0104"
     tokens = cells(page, "tokens")

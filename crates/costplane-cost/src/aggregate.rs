@@ -13,7 +13,7 @@
 //! would overflow `Decimal` (only provided costs near its limit): that part
 //! is booked `invalid` with the reason, whichever order it came in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::DateTime;
 use costplane_telemetry::usage::{
@@ -28,12 +28,14 @@ use crate::meter::{provider_display, split_provided, tags, Meter, GIB, QUERIES};
 /// pricing status, invalid reason): one ledger row each.
 type LlmKey = (i64, String, String, String, String, String, String, UsageType, PricingStatus, Option<String>);
 
-/// Tokens, unrounded cost and publisher of one LLM row key.
+/// Tokens, unrounded cost and publisher of one LLM row key, and the names
+/// its calls gave the model where they were not the catalog's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LlmSum {
     tokens: Decimal,
     cost: Decimal,
     publisher: String,
+    reported: BTreeSet<String>,
 }
 
 /// The priced LLM calls of one hour, per ledger row key.
@@ -105,10 +107,14 @@ impl Meter {
             None => llm::price_with(&self.catalog, u, day, self.provided_cost),
         };
         let provider = if u.provider.is_empty() { cost.provider.clone().unwrap_or_default() } else { u.provider.clone() };
-        let key_base =
-            (row.hour_ns, row.tenant.clone(), row.project.clone(), row.service.clone(), provider, u.model.clone(), u.operation.clone());
+        // One name per model in the ledger: the catalog entry's when the
+        // call matched one, the span's otherwise; the span's own name, when
+        // it differs, is kept in the row's tags.
+        let model = cost.model.clone().unwrap_or_else(|| u.model.clone());
+        let reported = (model != u.model).then(|| u.model.clone());
+        let key_base = (row.hour_ns, row.tenant.clone(), row.project.clone(), row.service.clone(), provider, model, u.operation.clone());
         let publisher = cost.provider.clone().unwrap_or_default();
-        let new_sum = || LlmSum { tokens: Decimal::ZERO, cost: Decimal::ZERO, publisher: publisher.clone() };
+        let new_sum = || LlmSum { tokens: Decimal::ZERO, cost: Decimal::ZERO, publisher: publisher.clone(), reported: BTreeSet::new() };
         // A row per token kind; a provided cost is split over the kinds by
         // their tokens (the split of the quantities stays), a token-less
         // usage is one "total" row.
@@ -125,6 +131,9 @@ impl Meter {
             let tokens = Decimal::from(tokens);
             let (h, t, p, s, pr, m, o) = key_base.clone();
             let e = agg.sums.entry((h, t, p, s, pr, m, o, kind.clone(), cost.status, reason.clone())).or_insert_with(new_sum);
+            if let Some(name) = &reported {
+                e.reported.insert(name.clone());
+            }
             if let Some(sum) = e.cost.checked_add(amount) {
                 e.tokens = e.tokens.saturating_add(tokens);
                 e.cost = sum;
@@ -136,6 +145,7 @@ impl Meter {
             let why = format!("adding {amount} to this hour's cost of the row overflows");
             let e = agg.sums.entry((h, t, p, s, pr, m, o, kind, PricingStatus::Invalid, Some(why))).or_insert_with(new_sum);
             e.tokens = e.tokens.saturating_add(tokens);
+            e.reported.extend(reported.clone());
         }
     }
 
@@ -155,7 +165,7 @@ impl Meter {
                     .consumed(sum.tokens, "Tokens")
                     .pricing(round_money(sum.tokens / Decimal::from(1_000_000u32)), "1M Tokens")
                     .sku(format!("{provider}/{model}/{kind}"))
-                    .tags(tags(tenant, project, service, reason.as_deref()))
+                    .tags(tags(tenant, project, service, reason.as_deref(), &sum.reported))
                     .owner(tenant.clone(), project.clone(), service.clone())
                     .model(model.clone())
                     .operation(operation.clone())
@@ -189,7 +199,7 @@ impl Meter {
             .consumed(Decimal::from(consumed), unit)
             .pricing(round_money(pricing), pricing_unit)
             .sku(if queries { "telemetry/queries".to_owned() } else { format!("telemetry/ingest/{}", u.signal) })
-            .tags(tags(&u.tenant, &u.project, &u.service, None))
+            .tags(tags(&u.tenant, &u.project, &u.service, None, &BTreeSet::new()))
             .owner(u.tenant.clone(), u.project.clone(), u.service.clone())
             .operation(if queries { "query" } else { "ingest" })
             .usage_type(UsageType::of_signal(u.signal))

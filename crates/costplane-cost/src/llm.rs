@@ -257,6 +257,10 @@ pub struct LlmCost {
     pub total: Decimal,
     /// The catalog entry's provider, when matched.
     pub provider: Option<String>,
+    /// The catalog entry's name, when matched: the model's one name in the
+    /// ledger, whatever the span called it (`openai/gpt-4o-mini`,
+    /// `gpt-4o-mini`, `azure/gpt-4o-mini` are all `gpt-4o-mini`).
+    pub model: Option<String>,
     pub rates: Option<Rates>,
     /// Why it is unpriced or invalid, when it is.
     pub reason: Option<String>,
@@ -307,7 +311,8 @@ fn unpriced_parts(usage: &LlmUsage) -> Vec<(UsageType, u64, Decimal)> {
 /// reason. A cost the span carried is not booked, as the counts beside it
 /// are wrong; the reason says what it was.
 pub(crate) fn invalid(catalog: &Catalog, usage: &LlmUsage, reason: &str) -> LlmCost {
-    let provider = catalog.lookup_for(&usage.provider, &usage.model).entry.map(|e| e.provider.clone());
+    let entry = catalog.lookup_for(&usage.provider, &usage.model).entry;
+    let (provider, model) = (entry.map(|e| e.provider.clone()), entry.map(|e| e.name.clone()));
     let reason = match usage.provided_cost {
         Some(cost) => format!("{reason}; the span's own cost {cost} is not booked"),
         None => reason.to_owned(),
@@ -317,6 +322,7 @@ pub(crate) fn invalid(catalog: &Catalog, usage: &LlmUsage, reason: &str) -> LlmC
         parts: unpriced_parts(usage),
         total: Decimal::ZERO,
         provider,
+        model,
         rates: None,
         reason: Some(reason),
     }
@@ -354,11 +360,13 @@ pub fn price_summed(catalog: &Catalog, sum: &LlmUsage, tier_input: u64, day: Nai
 fn price_at_tier(catalog: &Catalog, usage: &LlmUsage, tier_input: u64, day: NaiveDate, provided: ProvidedCost) -> LlmCost {
     let lookup = catalog.lookup_for(&usage.provider, &usage.model);
     let provider = lookup.entry.map(|e| e.provider.clone());
+    let model = lookup.entry.map(|e| e.name.clone());
     let provided_cost = || LlmCost {
         status: PricingStatus::Provided,
         parts: unpriced_parts(usage),
         total: usage.provided_cost.unwrap_or_default(),
         provider: provider.clone(),
+        model: model.clone(),
         rates: None,
         reason: None,
     };
@@ -372,6 +380,7 @@ fn price_at_tier(catalog: &Catalog, usage: &LlmUsage, tier_input: u64, day: Naiv
         parts: unpriced_parts(usage),
         total: Decimal::ZERO,
         provider: provider.clone(),
+        model: model.clone(),
         rates: None,
         reason: Some(reason),
     };
@@ -410,7 +419,7 @@ fn price_at_tier(catalog: &Catalog, usage: &LlmUsage, tier_input: u64, day: Naiv
         parts.push((kind, n, cost));
         total = sum;
     }
-    LlmCost { status: PricingStatus::Priced, parts, total, provider, rates: Some(rates), reason: None }
+    LlmCost { status: PricingStatus::Priced, parts, total, provider, model, rates: Some(rates), reason: None }
 }
 
 #[cfg(test)]

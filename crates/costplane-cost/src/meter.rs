@@ -115,10 +115,22 @@ pub(crate) fn provider_display(provider: &str) -> String {
 
 /// The FOCUS-facing tags of a row, with why it is not priced when it is
 /// an `invalid` LLM row.
-pub(crate) fn tags(tenant: &str, project: &str, service: &str, pricing_reason: Option<&str>) -> String {
+pub(crate) fn tags(
+    tenant: &str,
+    project: &str,
+    service: &str,
+    pricing_reason: Option<&str>,
+    models_reported: &std::collections::BTreeSet<String>,
+) -> String {
     let mut tags = serde_json::json!({ "tenant": tenant, "project": project, "service": service });
     if let Some(r) = pricing_reason {
         tags["pricing_reason"] = r.into();
+    }
+    // The names the calls gave the model where they were not the one the
+    // row shows (`openai/gpt-4o-mini` for `gpt-4o-mini`), as one text
+    // (FOCUS tag values are strings), in order, comma-separated.
+    if !models_reported.is_empty() {
+        tags["models_reported"] = models_reported.iter().map(String::as_str).collect::<Vec<_>>().join(", ").into();
     }
     tags.to_string()
 }
@@ -361,6 +373,43 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    /// `openai/gpt-4o-mini`, `azure/gpt-4o-mini` and `gpt-4o-mini` are one
+    /// model: one name in the ledger (the catalog entry's), one row, the
+    /// spans' own names kept in its tags; a model no entry matches keeps
+    /// the span's name.
+    #[test]
+    fn every_spelling_of_a_model_is_one_model_in_the_ledger() {
+        let call = |model: &str, input: &str| {
+            span(&[
+                ("gen_ai.provider.name", "openai"),
+                ("gen_ai.request.model", model),
+                ("gen_ai.usage.input_tokens", input),
+                ("gen_ai.usage.output_tokens", "0"),
+            ])
+        };
+        let (_, rows) = llm_rows(vec![
+            call("openai/gpt-4o-mini", "1000000"),
+            call("gpt-4o-mini", "2000000"),
+            call("openai:gpt-4o-mini", "1000000"),
+            call("mystery-llm-7b", "10"),
+        ]);
+        let got: Vec<(&str, &str, Decimal, Decimal)> =
+            rows.iter().map(|r| (r.model.as_str(), r.sku_id.as_str(), r.consumed_quantity, r.cost)).collect();
+        // gpt-4o-mini at $0.15 per 1M input: (1M + 2M + 1M) x 0.15 = 0.60,
+        // one row; the unpriced model keeps its name, at $0.
+        assert_eq!(
+            got,
+            [
+                ("gpt-4o-mini", "openai/gpt-4o-mini/input", Decimal::from(4_000_000), Decimal::from_str("0.6").unwrap()),
+                ("mystery-llm-7b", "openai/mystery-llm-7b/input", Decimal::from(10), Decimal::ZERO),
+            ]
+        );
+        let tags: serde_json::Value = serde_json::from_str(&rows[0].tags).unwrap();
+        assert_eq!(tags["models_reported"], "openai/gpt-4o-mini, openai:gpt-4o-mini");
+        let tags: serde_json::Value = serde_json::from_str(&rows[1].tags).unwrap();
+        assert!(tags.get("models_reported").is_none(), "{tags}");
     }
 
     #[test]

@@ -235,7 +235,8 @@ pub async fn trace_cost(
                 "service": c.call.service,
                 "kind": c.call.kind,
                 "provider": c.provider,
-                "model": c.call.usage.model,
+                "model": c.model,
+                "model_reported": c.call.usage.model,
                 "operation": c.call.usage.operation,
                 "tokens": {
                     "input": c.call.usage.input_tokens,

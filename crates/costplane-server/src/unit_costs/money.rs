@@ -209,6 +209,8 @@ pub fn assemble(
 pub struct PricedCall {
     pub call: TraceCall,
     pub provider: String,
+    /// The model's name in the ledger (the catalog entry's, else the span's).
+    pub model: String,
     /// Whether the ledger bills it (a roll-up of a trace with model calls
     /// is not).
     pub billed: bool,
@@ -227,16 +229,18 @@ pub fn price_calls(meter: &Meter, calls: &[TraceCall]) -> Vec<PricedCall> {
         .map(|c| {
             let billed = c.kind == "model" || !modeled;
             let usage = &c.usage;
-            let (status, reason, cost, provider) = if !c.invalid_reason.is_empty() {
-                (PricingStatus::Invalid, Some(c.invalid_reason.clone()), Decimal::ZERO, usage.provider.clone())
+            let (status, reason, cost, provider, model) = if !c.invalid_reason.is_empty() {
+                let entry = meter.catalog.lookup_for(&usage.provider, &usage.model).entry.map(|e| e.name.clone());
+                (PricingStatus::Invalid, Some(c.invalid_reason.clone()), Decimal::ZERO, usage.provider.clone(), entry)
             } else {
                 let priced = llm::price_with(&meter.catalog, usage, day_of(c.timestamp_ns), meter.provided_cost);
                 let provider = if usage.provider.is_empty() { priced.provider.clone().unwrap_or_default() } else { usage.provider.clone() };
-                (priced.status, priced.reason, priced.total, provider)
+                (priced.status, priced.reason, priced.total, provider, priced.model)
             };
             PricedCall {
                 call: c.clone(),
                 provider,
+                model: model.unwrap_or_else(|| usage.model.clone()),
                 billed,
                 status: status.as_str(),
                 reason,
