@@ -20,7 +20,7 @@
 //!   the store's error.
 //! - **Exactly once.** Every write of a batch carries the same id (logged
 //!   with its composition before the first attempt, derived for bisected
-//!   halves), and `Store::write` is idempotent per id, so retries and
+//!   halves), and `TelemetrySink::write` is idempotent per id, so retries and
 //!   replays store nothing twice.
 //! - **Nothing is written that the log does not hold.** With the disk
 //!   buffer, a batch whose intent cannot be logged (ENOSPC, EIO) is not
@@ -61,7 +61,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use costplane_store::Store;
+use costplane_store::TelemetrySink;
 use costplane_telemetry::TelemetryBatch;
 use rand::Rng;
 use thiserror::Error;
@@ -294,7 +294,7 @@ impl Pipeline {
     /// the batcher/writer task over `store`.
     pub fn start(
         config: PipelineConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn TelemetrySink>,
         buffer: BufferConfig,
         decoder: Arc<dyn RequestDecoder>,
     ) -> Result<PipelineHandle, PipelineError> {
@@ -304,7 +304,7 @@ impl Pipeline {
     /// [`Pipeline::start`] with an observer of every stored batch.
     pub fn start_observed(
         config: PipelineConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn TelemetrySink>,
         buffer: BufferConfig,
         decoder: Arc<dyn RequestDecoder>,
         observer: Option<Arc<dyn StoredObserver>>,
@@ -316,7 +316,7 @@ impl Pipeline {
     /// in-memory filesystem that injects faults).
     pub fn start_on(
         config: PipelineConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn TelemetrySink>,
         buffer: BufferConfig,
         fs: Arc<dyn buffer::fs::BufferFs>,
         decoder: Arc<dyn RequestDecoder>,
@@ -326,7 +326,7 @@ impl Pipeline {
 
     fn start_with(
         config: PipelineConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn TelemetrySink>,
         buffer: BufferConfig,
         fs: Arc<dyn buffer::fs::BufferFs>,
         decoder: Arc<dyn RequestDecoder>,

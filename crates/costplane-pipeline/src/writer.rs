@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use costplane_store::Store;
+use costplane_store::TelemetrySink;
 use costplane_telemetry::{BatchLens, TelemetryBatch};
 use futures::FutureExt;
 use rand::Rng;
@@ -21,7 +21,7 @@ use crate::{Entry, Part, Pipeline, PipelineConfig, RequestDecoder};
 
 pub(crate) struct Writer {
     pub(crate) config: PipelineConfig,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn TelemetrySink>,
     pub(crate) pipeline: Pipeline,
     pub(crate) decoder: Arc<dyn RequestDecoder>,
     pub(crate) observer: Option<Arc<dyn crate::StoredObserver>>,

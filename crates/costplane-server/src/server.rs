@@ -129,7 +129,9 @@ impl Server {
         let screen = kubernetes.as_ref().map(|k| k.screen().clone());
         let decoder = Ingest::decoder_for(self.config.limits(), Some(Arc::clone(&meter)), screen);
         let observer = kubernetes.clone().map(|k| k as Arc<dyn costplane_pipeline::StoredObserver>);
-        let handle = Pipeline::start_observed(pipeline_config, Arc::clone(&self.store), buffer_config, decoder, observer)
+        // The pipeline sees the store as a telemetry sink only.
+        let sink: Arc<dyn costplane_store::TelemetrySink> = self.store.clone();
+        let handle = Pipeline::start_observed(pipeline_config, sink, buffer_config, decoder, observer)
             .map_err(|e| ServerError::Buffer(e.to_string()))?;
         let pipeline = handle.pipeline().clone();
         if let Some(k) = &kubernetes {

@@ -74,7 +74,8 @@ pub const TELEMETRY_TABLES: [&str; 7] = [
     "otel_metrics_summary",
 ];
 
-/// A telemetry store.
+/// Where the ingest pipeline writes: all it needs of a store. Every
+/// [`Store`] is one; the pipeline depends on this alone.
 ///
 /// `write` is idempotent under retry: writing a batch again with the same
 /// `batch.id` (after an error, a timeout, or a replay) never stores a row
@@ -99,13 +100,23 @@ pub const TELEMETRY_TABLES: [&str; 7] = [
 /// whether the rows themselves are invalid ([`StoreError::is_invalid_data`]),
 /// in which case the same rows fail again and some must be set aside.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait TelemetrySink: Send + Sync + 'static {
     /// The backend's name, for logs (`duckdb`, `clickhouse`).
     fn backend(&self) -> &'static str;
 
     /// Writes every row of `batch`.
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError>;
 
+    /// How many batches may be written at the same time.
+    fn max_concurrent_writes(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// A store: the pipeline's [`TelemetrySink`], and the reads, record tables
+/// and ledger writes the rest of costplane makes.
+#[async_trait]
+pub trait Store: TelemetrySink {
     /// Runs one read-only SQL statement (from a user) within the default
     /// [`QueryLimits`] and returns its rows.
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError>;
@@ -130,11 +141,6 @@ pub trait Store: Send + Sync + 'static {
     /// backend (see [`StoredBytes`]); empty when it cannot tell.
     async fn stored_bytes(&self) -> Result<Vec<StoredBytes>, StoreError> {
         Ok(Vec::new())
-    }
-
-    /// How many batches may be written at the same time.
-    fn max_concurrent_writes(&self) -> usize {
-        usize::MAX
     }
 
     /// The write numbers of usage rows (see [`write_seq`]); `None` when

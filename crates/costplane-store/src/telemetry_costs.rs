@@ -262,6 +262,7 @@ pub async fn signal_storage(ledger: &Ledger, from_ns: i64, to_ns: i64) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TelemetrySink;
 
     #[test]
     fn the_days_of_a_window_are_whole() {

@@ -8,10 +8,11 @@ use costplane_pipeline::{
     BufferConfig, DiskBufferConfig, FsyncPolicy, Pipeline, PipelineConfig, RequestDecoder, RequestMeta, RetryPolicy, Submission,
 };
 use costplane_store::duckdb::DuckDbStore;
-use costplane_store::{Dialect, Param, QueryResult, Store, StoreError};
+use costplane_store::{Store, StoreError, TelemetrySink};
 use costplane_telemetry::{decode_request, Encoding, Limits, Signal, TelemetryBatch};
 
-/// The real DuckDB store, plus injected faults.
+/// The real DuckDB store as the pipeline sees it (a `TelemetrySink`), plus
+/// injected faults.
 pub(crate) struct FaultyStore {
     pub(crate) inner: Arc<DuckDbStore>,
     pub(crate) panics_left: AtomicU32,
@@ -42,7 +43,7 @@ fn take_one(counter: &AtomicU32) -> bool {
 }
 
 #[async_trait]
-impl Store for FaultyStore {
+impl TelemetrySink for FaultyStore {
     fn backend(&self) -> &'static str {
         "duckdb"
     }
@@ -66,36 +67,8 @@ impl Store for FaultyStore {
         Ok(())
     }
 
-    async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
-        self.inner.query(sql).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     fn max_concurrent_writes(&self) -> usize {
         1
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::DuckDb
-    }
-
-    async fn query_with(&self, sql: &str, params: &[Param]) -> Result<QueryResult, StoreError> {
-        self.inner.query_with(sql, params).await
-    }
-
-    async fn replace_ledger(&self, replacement: &costplane_telemetry::usage::LedgerReplacement) -> Result<(), StoreError> {
-        self.inner.replace_ledger(replacement).await
-    }
-
-    async fn put_records(&self, table: costplane_store::RecordTable, records: &[costplane_store::Record]) -> Result<(), StoreError> {
-        self.inner.put_records(table, records).await
-    }
-
-    async fn records(&self, table: costplane_store::RecordTable) -> Result<Vec<costplane_store::Record>, StoreError> {
-        self.inner.records(table).await
     }
 }
 

@@ -22,7 +22,7 @@ async fn app(keys: Vec<ApiKey>) -> (axum::Router, tempfile::TempDir) {
     let store: Arc<dyn Store> = Arc::new(DuckDbStore::open(dir.path()).unwrap());
     let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
     let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None, None);
-    let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
+    let handle = Pipeline::start(config, store.clone(), BufferConfig::Memory, decoder).unwrap();
     let costs = CostState::new(Arc::clone(&store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
     let inflight = InflightLimit::new(1 << 20);
     let r = router(ApiState { pipeline: handle.pipeline().clone(), store, inflight }, costs, keys);

@@ -105,7 +105,7 @@ async fn app(billing: Option<BillingSection>) -> (axum::Router, tempfile::TempDi
 
     let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
     let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None, None);
-    let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
+    let handle = Pipeline::start(config, store.clone(), BufferConfig::Memory, decoder).unwrap();
     let config = costplane_server::Config { cost: cost_config, ..costplane_server::Config::default() };
     let costs = CostState::new(Arc::clone(&store), &config, handle.pipeline().clone()).unwrap();
     let keys = vec![

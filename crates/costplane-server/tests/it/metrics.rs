@@ -41,7 +41,7 @@ impl App {
         let dyn_store: Arc<dyn Store> = store.clone();
         let config = PipelineConfig { dead_letter_dir: dir.path().join("dead-letter"), ..PipelineConfig::default() };
         let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None, None);
-        let handle = Pipeline::start(config, Arc::clone(&dyn_store), BufferConfig::Memory, decoder).unwrap();
+        let handle = Pipeline::start(config, dyn_store.clone(), BufferConfig::Memory, decoder).unwrap();
         let costs = CostState::new(Arc::clone(&dyn_store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
         let api = ApiState { pipeline: handle.pipeline().clone(), store: dyn_store, inflight: InflightLimit::new(1 << 20) };
         let cache = Arc::new(MetricsCache::new(&metrics).unwrap());

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use costplane_pipeline::StatsSnapshot;
 use costplane_server::{Config, Server};
 use costplane_store::duckdb::DuckDbStore;
-use costplane_store::{Dialect, Param, QueryResult, Store, StoreError};
+use costplane_store::{Dialect, Param, QueryResult, Store, StoreError, TelemetrySink};
 use costplane_telemetry::TelemetryBatch;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -42,7 +42,7 @@ impl WrappedStore {
 }
 
 #[async_trait]
-impl Store for WrappedStore {
+impl TelemetrySink for WrappedStore {
     fn backend(&self) -> &'static str {
         "duckdb"
     }
@@ -56,6 +56,13 @@ impl Store for WrappedStore {
         self.inner.write(batch).await
     }
 
+    fn max_concurrent_writes(&self) -> usize {
+        self.inner.max_concurrent_writes()
+    }
+}
+
+#[async_trait]
+impl Store for WrappedStore {
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {
         self.inner.query(sql).await
     }
@@ -66,10 +73,6 @@ impl Store for WrappedStore {
 
     fn dialect(&self) -> Dialect {
         self.inner.dialect()
-    }
-
-    fn max_concurrent_writes(&self) -> usize {
-        self.inner.max_concurrent_writes()
     }
 
     fn write_seqs(&self) -> Option<Arc<costplane_store::write_seq::WriteSeqs>> {

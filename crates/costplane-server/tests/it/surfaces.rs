@@ -66,7 +66,7 @@ async fn same_figure_everywhere(store: Arc<dyn Store>) {
     let config =
         PipelineConfig { dead_letter_dir: std::env::temp_dir().join(format!("dl-{}", rand::random::<u64>())), ..PipelineConfig::default() };
     let decoder = costplane_server::otlp::Ingest::decoder_for(costplane_telemetry::Limits::default(), None, None);
-    let handle = Pipeline::start(config, Arc::clone(&store), BufferConfig::Memory, decoder).unwrap();
+    let handle = Pipeline::start(config, store.clone(), BufferConfig::Memory, decoder).unwrap();
     let costs = CostState::new(Arc::clone(&store), &costplane_server::Config::default(), handle.pipeline().clone()).unwrap();
     let keys = vec![ApiKey { key: ADMIN.into(), tenant: None, role: Some("admin".into()) }];
     let app = router(

@@ -57,7 +57,7 @@ use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::{BatchLens, TelemetryBatch};
 
 use crate::verify::{self as check, FoundColumn};
-use crate::{result_cell, Dialect, Param, QueryLimits, QueryResult, Record, RecordTable, Store, StoreError};
+use crate::{result_cell, Dialect, Param, QueryLimits, QueryResult, Record, RecordTable, Store, StoreError, TelemetrySink};
 use errors::Op;
 pub use schema::SchemaOptions;
 
@@ -449,13 +449,9 @@ fn schema_error(e: StoreError) -> StoreError {
 }
 
 #[async_trait]
-impl Store for ClickHouseStore {
+impl TelemetrySink for ClickHouseStore {
     fn backend(&self) -> &'static str {
         "clickhouse"
-    }
-
-    fn write_seqs(&self) -> Option<std::sync::Arc<crate::write_seq::WriteSeqs>> {
-        Some(std::sync::Arc::clone(&self.seqs))
     }
 
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
@@ -471,6 +467,13 @@ impl Store for ClickHouseStore {
             *pending = None;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for ClickHouseStore {
+    fn write_seqs(&self) -> Option<std::sync::Arc<crate::write_seq::WriteSeqs>> {
+        Some(std::sync::Arc::clone(&self.seqs))
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {

@@ -67,7 +67,7 @@ use costplane_ledger::LedgerReplacement;
 use costplane_telemetry::{SpanRow, TelemetryBatch};
 use duckdb::{AccessMode, Config, Connection};
 
-use crate::{Dialect, Param, QueryLimits, QueryResult, ReadLane, Record, RecordTable, Store, StoreError};
+use crate::{Dialect, Param, QueryLimits, QueryResult, ReadLane, Record, RecordTable, Store, StoreError, TelemetrySink};
 
 /// The file name of the embedded store inside the data directory.
 pub const FILE_NAME: &str = "costplane.duckdb";
@@ -505,13 +505,9 @@ fn rows_of(batches: &[RecordBatch], schema: &::arrow::datatypes::SchemaRef) -> R
 }
 
 #[async_trait]
-impl Store for DuckDbStore {
+impl TelemetrySink for DuckDbStore {
     fn backend(&self) -> &'static str {
         "duckdb"
-    }
-
-    fn as_duckdb(&self) -> Option<&DuckDbStore> {
-        Some(self)
     }
 
     /// Two: a write's Arrow and Parquet encoding (most of its work) runs
@@ -521,10 +517,6 @@ impl Store for DuckDbStore {
     /// writes' files apart.
     fn max_concurrent_writes(&self) -> usize {
         2
-    }
-
-    fn write_seqs(&self) -> Option<Arc<WriteSeqs>> {
-        Some(Arc::clone(&self.seqs))
     }
 
     async fn write(&self, batch: &TelemetryBatch) -> Result<(), StoreError> {
@@ -568,6 +560,17 @@ impl Store for DuckDbStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for DuckDbStore {
+    fn as_duckdb(&self) -> Option<&DuckDbStore> {
+        Some(self)
+    }
+
+    fn write_seqs(&self) -> Option<Arc<WriteSeqs>> {
+        Some(Arc::clone(&self.seqs))
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, StoreError> {

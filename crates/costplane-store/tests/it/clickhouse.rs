@@ -4,7 +4,7 @@
 //! errors say, and the store's behaviour across an outage of the server.
 
 use costplane_store::clickhouse::ClickHouseStore;
-use costplane_store::{Store, StoreError};
+use costplane_store::{Store, StoreError, TelemetrySink};
 use serde_json::json;
 
 use crate::data;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use costplane_store::duckdb::{DuckDbStore, FILE_NAME};
-use costplane_store::{Store, StoreError};
+use costplane_store::{Store, StoreError, TelemetrySink};
 use costplane_telemetry::usage::TelemetryUsage;
 use costplane_telemetry::TelemetryBatch;
 use serde_json::{json, Value};

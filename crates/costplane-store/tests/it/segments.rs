@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use costplane_store::duckdb::{CompactPolicy, DuckDbStore, EmbeddedOptions, VIEWS_FILE};
-use costplane_store::Store;
+use costplane_store::{Store, TelemetrySink};
 use costplane_telemetry::TelemetryBatch;
 use serde_json::json;
 
