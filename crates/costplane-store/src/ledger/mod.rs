@@ -51,6 +51,7 @@ use serde_json::Value;
 
 use crate::{Dialect, Param, Params, QueryResult, ReadLane, Store, StoreError};
 
+mod llm_columns;
 pub mod table;
 mod usage;
 mod usage_arrow;

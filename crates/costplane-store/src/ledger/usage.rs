@@ -12,8 +12,9 @@ use std::collections::HashSet;
 use costplane_ledger::{scope, CallKind, KubernetesUsage, LlmUsage, LlmUsageRow, TelemetryUsage};
 use serde_json::Value;
 
+use super::llm_columns::{select_list, LlmColumn};
 use super::{decimal_cell, int_cell, static_signal, text, uint_cell, HourUsage, Ledger};
-use crate::{Dialect, Param, Params, StoreError};
+use crate::{Param, Params, StoreError};
 
 /// Usage rows written after one write number, up to another.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,47 +25,39 @@ pub struct NewUsage {
     pub llm: Vec<LlmUsageRow>,
 }
 
-/// The columns an LLM usage row is read from, in [`llm_row`]'s order (and
-/// `usage_arrow`'s).
-fn llm_columns(dialect: Dialect) -> String {
-    format!(
-        "{}, {}, Tenant, Project, Service, TraceId, SpanId, Provider, Model, Operation, InputTokens, OutputTokens, \
-         CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCost, CallKind, InvalidReason, {}, CacheWrite1hTokens",
-        dialect.ns("Timestamp"),
-        dialect.ns("ReceivedAt"),
-        dialect.ns("Hour"),
-    )
-}
-
 const LLM_TABLE: &str = "costplane_usage_llm";
 const TELEMETRY_TABLE: &str = "costplane_usage_telemetry";
 const KUBERNETES_TABLE: &str = "costplane_usage_kubernetes";
 const SAMPLES_TABLE: &str = "costplane_usage_k8s_samples";
 
 fn llm_row(i: usize, row: &[Value]) -> Result<LlmUsageRow, StoreError> {
-    let reason = text(&row[17]);
-    let tokens = |at: usize, column: &'static str| uint_cell(LLM_TABLE, &row[at], i, column);
+    use LlmColumn as C;
+    let cell = |c: C| &row[c.at()];
+    let reason = text(cell(C::InvalidReason));
+    let time = |c: C| int_cell(LLM_TABLE, cell(c), i, c.name());
+    let tokens = |c: C| uint_cell(LLM_TABLE, cell(c), i, c.name());
+    let cost = cell(C::ProvidedCost);
     Ok(LlmUsageRow {
-        timestamp_ns: int_cell(LLM_TABLE, &row[0], i, "Timestamp")?,
-        received_ns: int_cell(LLM_TABLE, &row[1], i, "ReceivedAt")?,
-        hour_ns: int_cell(LLM_TABLE, &row[18], i, "Hour")?,
-        tenant: text(&row[2]),
-        project: text(&row[3]),
-        service: text(&row[4]),
-        trace_id: text(&row[5]),
-        span_id: text(&row[6]),
-        kind: CallKind::parse(&text(&row[16])),
+        timestamp_ns: time(C::Timestamp)?,
+        received_ns: time(C::ReceivedAt)?,
+        hour_ns: time(C::Hour)?,
+        tenant: text(cell(C::Tenant)),
+        project: text(cell(C::Project)),
+        service: text(cell(C::Service)),
+        trace_id: text(cell(C::TraceId)),
+        span_id: text(cell(C::SpanId)),
+        kind: CallKind::parse(&text(cell(C::CallKind))),
         usage: LlmUsage {
-            provider: text(&row[7]),
-            model: text(&row[8]),
-            operation: text(&row[9]),
-            input_tokens: tokens(10, "InputTokens")?,
-            output_tokens: tokens(11, "OutputTokens")?,
-            cache_read_tokens: tokens(12, "CacheReadTokens")?,
-            cache_write_tokens: tokens(13, "CacheWriteTokens")?,
-            cache_write_1h_tokens: tokens(19, "CacheWrite1hTokens")?,
-            reasoning_tokens: tokens(14, "ReasoningTokens")?,
-            provided_cost: if row[15].is_null() { None } else { Some(decimal_cell(LLM_TABLE, &row[15], i, "ProvidedCost")?) },
+            provider: text(cell(C::Provider)),
+            model: text(cell(C::Model)),
+            operation: text(cell(C::Operation)),
+            input_tokens: tokens(C::InputTokens)?,
+            output_tokens: tokens(C::OutputTokens)?,
+            cache_read_tokens: tokens(C::CacheReadTokens)?,
+            cache_write_tokens: tokens(C::CacheWriteTokens)?,
+            cache_write_1h_tokens: tokens(C::CacheWrite1hTokens)?,
+            reasoning_tokens: tokens(C::ReasoningTokens)?,
+            provided_cost: if cost.is_null() { None } else { Some(decimal_cell(LLM_TABLE, cost, i, C::ProvidedCost.name())?) },
         },
         invalid_reason: (!reason.is_empty()).then_some(reason),
     })
@@ -194,7 +187,7 @@ impl Ledger {
                 bytes: uint_cell(TELEMETRY_TABLE, &row[6], i, "Bytes")?,
             });
         }
-        let sql = format!("SELECT {} FROM costplane_usage_llm WHERE {window}", llm_columns(dialect));
+        let sql = format!("SELECT {} FROM costplane_usage_llm WHERE {window}", select_list(dialect));
         // Typed columns where the store has them: this read is one row per
         // LLM call, the bulk of what a refresh reads.
         match self.store.query_arrow_on(self.lane, &sql, &p.values).await? {
@@ -242,8 +235,10 @@ impl Ledger {
             scope::LLM => {
                 let bound = bounded(&mut p, upto);
                 let sql = format!(
-                    "SELECT {} FROM costplane_usage_llm WHERE {hour} = {at}{bound} ORDER BY TraceId, SpanId, 2, WriteSeq, {COPY_ORDER}",
-                    llm_columns(dialect)
+                    "SELECT {} FROM costplane_usage_llm WHERE {hour} = {at}{bound} ORDER BY TraceId, SpanId, {received}, WriteSeq, {COPY_ORDER}",
+                    select_list(dialect),
+                    // By its position (1-based): the select list's ns of ReceivedAt.
+                    received = LlmColumn::ReceivedAt.at() + 1,
                 );
                 let r = self.read(&sql, &p.values).await?;
                 let mut previous: Option<(&Value, &Value)> = None;
@@ -254,7 +249,7 @@ impl Ledger {
                     // event time, so they meet in this hour; the first
                     // received is billed (`COPY_ORDER` among copies received
                     // together). Spans without ids are never merged.
-                    let ids = (&row[5], &row[6]);
+                    let ids = (&row[LlmColumn::TraceId.at()], &row[LlmColumn::SpanId.at()]);
                     let same = previous == Some(ids) && !text(ids.0).is_empty() && !text(ids.1).is_empty();
                     previous = Some(ids);
                     if !same {

@@ -1,7 +1,8 @@
 //! LLM usage rows from Arrow record batches: the incremental refresh's
 //! read on a backend that returns typed columns (the embedded store), with
-//! no JSON cell per value in between. Columns are in
-//! `usage::llm_columns`' order and are cast to the type each field holds;
+//! no JSON cell per value in between. Columns are in [`LlmColumn`]'s order
+//! (the select list both readers share) and are cast to the type each
+//! field holds;
 //! a NULL where a count or time must be, or a cost that does not parse, is
 //! a [`StoreError::BadCell`] naming the row and column, as on the JSON path.
 
@@ -14,45 +15,22 @@ use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use costplane_ledger::{CallKind, LlmUsage, LlmUsageRow};
 use rust_decimal::Decimal;
 
+use super::llm_columns::LlmColumn;
 use crate::StoreError;
 
 const TABLE: &str = "costplane_usage_llm";
-
-/// The columns read, in order (as `usage::llm_columns` selects them).
-const COLUMNS: [&str; 20] = [
-    "Timestamp",
-    "ReceivedAt",
-    "Tenant",
-    "Project",
-    "Service",
-    "TraceId",
-    "SpanId",
-    "Provider",
-    "Model",
-    "Operation",
-    "InputTokens",
-    "OutputTokens",
-    "CacheReadTokens",
-    "CacheWriteTokens",
-    "ReasoningTokens",
-    "ProvidedCost",
-    "CallKind",
-    "InvalidReason",
-    "Hour",
-    "CacheWrite1hTokens",
-];
 
 fn bad(row: usize, column: &'static str, value: String, expected: &'static str) -> StoreError {
     StoreError::BadCell { table: TABLE, row, column, value, expected }
 }
 
 /// One column of a batch, cast to `to`.
-fn column(batch: &RecordBatch, at: usize, to: &DataType) -> Result<ArrayRef, StoreError> {
-    let col = batch.columns().get(at).ok_or_else(|| StoreError::Unexpected(format!("{TABLE}: the read has no column {}", COLUMNS[at])))?;
+fn column(batch: &RecordBatch, c: LlmColumn, to: &DataType) -> Result<ArrayRef, StoreError> {
+    let col = batch.columns().get(c.at()).ok_or_else(|| StoreError::Unexpected(format!("{TABLE}: the read has no column {}", c.name())))?;
     if col.data_type() == to {
         return Ok(Arc::clone(col));
     }
-    cast(col, to).map_err(|e| StoreError::Unexpected(format!("{TABLE}.{}: cannot read as {to}: {e}", COLUMNS[at])))
+    cast(col, to).map_err(|e| StoreError::Unexpected(format!("{TABLE}.{}: cannot read as {to}: {e}", c.name())))
 }
 
 /// Every LLM usage row of `batches`, numbered from 0 across them (as the
@@ -60,66 +38,92 @@ fn column(batch: &RecordBatch, at: usize, to: &DataType) -> Result<ArrayRef, Sto
 pub(crate) fn llm_rows(batches: &[RecordBatch]) -> Result<Vec<LlmUsageRow>, StoreError> {
     let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for batch in batches {
+        use LlmColumn as C;
         let first = out.len();
-        let ints: Vec<ArrayRef> = [0, 1, 18].iter().map(|&i| column(batch, i, &DataType::Int64)).collect::<Result<_, _>>()?;
-        let texts: Vec<ArrayRef> =
-            [2, 3, 4, 5, 6, 7, 8, 9, 16, 17].iter().map(|&i| column(batch, i, &DataType::Utf8)).collect::<Result<_, _>>()?;
-        let counts: Vec<ArrayRef> =
-            [10, 11, 12, 13, 14, 19].iter().map(|&i| column(batch, i, &DataType::UInt64)).collect::<Result<_, _>>()?;
-        let cost = column(batch, 15, &DataType::Utf8)?;
-        let cost = cost.as_string::<i32>();
-        let int = |slot: usize, at: usize, row: usize| -> Result<i64, StoreError> {
-            let a = ints[slot].as_primitive::<Int64Type>();
+        // Each column cast once per batch to the type its field holds,
+        // found again by its position.
+        let mut cols: Vec<Option<ArrayRef>> = vec![None; LlmColumn::ALL.len()];
+        for (group, to) in [
+            (&[C::Timestamp, C::ReceivedAt, C::Hour][..], DataType::Int64),
+            (
+                &[C::InputTokens, C::OutputTokens, C::CacheReadTokens, C::CacheWriteTokens, C::ReasoningTokens, C::CacheWrite1hTokens][..],
+                DataType::UInt64,
+            ),
+            (
+                &[
+                    C::Tenant,
+                    C::Project,
+                    C::Service,
+                    C::TraceId,
+                    C::SpanId,
+                    C::Provider,
+                    C::Model,
+                    C::Operation,
+                    C::CallKind,
+                    C::InvalidReason,
+                    C::ProvidedCost,
+                ][..],
+                DataType::Utf8,
+            ),
+        ] {
+            for &c in group {
+                cols[c.at()] = Some(column(batch, c, &to)?);
+            }
+        }
+        let array = |c: C| cols[c.at()].as_ref().expect("every column read is cast above");
+        let int = |c: C, row: usize| -> Result<i64, StoreError> {
+            let a = array(c).as_primitive::<Int64Type>();
             if a.is_null(row) {
-                return Err(bad(first + row, COLUMNS[at], "null".into(), "an integer"));
+                return Err(bad(first + row, c.name(), "null".into(), "an integer"));
             }
             Ok(a.value(row))
         };
-        let count = |slot: usize, at: usize, row: usize| -> Result<u64, StoreError> {
-            let a = counts[slot].as_primitive::<UInt64Type>();
+        let count = |c: C, row: usize| -> Result<u64, StoreError> {
+            let a = array(c).as_primitive::<UInt64Type>();
             if a.is_null(row) {
-                return Err(bad(first + row, COLUMNS[at], "null".into(), "a non-negative integer"));
+                return Err(bad(first + row, c.name(), "null".into(), "a non-negative integer"));
             }
             Ok(a.value(row))
         };
         // NULL text reads as '' (as `text` reads a JSON null).
-        let str_at = |slot: usize, row: usize| -> &str {
-            let a = texts[slot].as_string::<i32>();
+        let str_at = |c: C, row: usize| -> &str {
+            let a = array(c).as_string::<i32>();
             if a.is_null(row) {
                 ""
             } else {
                 a.value(row)
             }
         };
-        let text = |slot: usize, row: usize| str_at(slot, row).to_owned();
+        let text = |c: C, row: usize| str_at(c, row).to_owned();
+        let cost = array(C::ProvidedCost).as_string::<i32>();
         for row in 0..batch.num_rows() {
             let provided_cost = if cost.is_null(row) {
                 None
             } else {
                 let v = cost.value(row);
-                Some(Decimal::from_str(v.trim()).map_err(|_| bad(first + row, "ProvidedCost", v.to_owned(), "a decimal"))?)
+                Some(Decimal::from_str(v.trim()).map_err(|_| bad(first + row, C::ProvidedCost.name(), v.to_owned(), "a decimal"))?)
             };
-            let reason = str_at(9, row);
+            let reason = str_at(C::InvalidReason, row);
             out.push(LlmUsageRow {
-                timestamp_ns: int(0, 0, row)?,
-                received_ns: int(1, 1, row)?,
-                hour_ns: int(2, 18, row)?,
-                tenant: text(0, row),
-                project: text(1, row),
-                service: text(2, row),
-                trace_id: text(3, row),
-                span_id: text(4, row),
-                kind: CallKind::parse(str_at(8, row)),
+                timestamp_ns: int(C::Timestamp, row)?,
+                received_ns: int(C::ReceivedAt, row)?,
+                hour_ns: int(C::Hour, row)?,
+                tenant: text(C::Tenant, row),
+                project: text(C::Project, row),
+                service: text(C::Service, row),
+                trace_id: text(C::TraceId, row),
+                span_id: text(C::SpanId, row),
+                kind: CallKind::parse(str_at(C::CallKind, row)),
                 usage: LlmUsage {
-                    provider: text(5, row),
-                    model: text(6, row),
-                    operation: text(7, row),
-                    input_tokens: count(0, 10, row)?,
-                    output_tokens: count(1, 11, row)?,
-                    cache_read_tokens: count(2, 12, row)?,
-                    cache_write_tokens: count(3, 13, row)?,
-                    reasoning_tokens: count(4, 14, row)?,
-                    cache_write_1h_tokens: count(5, 19, row)?,
+                    provider: text(C::Provider, row),
+                    model: text(C::Model, row),
+                    operation: text(C::Operation, row),
+                    input_tokens: count(C::InputTokens, row)?,
+                    output_tokens: count(C::OutputTokens, row)?,
+                    cache_read_tokens: count(C::CacheReadTokens, row)?,
+                    cache_write_tokens: count(C::CacheWriteTokens, row)?,
+                    reasoning_tokens: count(C::ReasoningTokens, row)?,
+                    cache_write_1h_tokens: count(C::CacheWrite1hTokens, row)?,
                     provided_cost,
                 },
                 invalid_reason: (!reason.is_empty()).then(|| reason.to_owned()),
@@ -141,7 +145,7 @@ mod tests {
     fn batch(input: Option<u64>) -> RecordBatch {
         let mut fields = Vec::new();
         let mut cols: Vec<ArrayRef> = Vec::new();
-        for (i, name) in COLUMNS.iter().enumerate() {
+        for (i, name) in LlmColumn::ALL.iter().map(|c| c.name()).enumerate() {
             let (ty, col): (DataType, ArrayRef) = match i {
                 0 | 1 | 18 => (DataType::Int64, Arc::new(Int64Array::from(vec![7_200_000_000_000, 7_300_000_000_000]))),
                 10 => (DataType::UInt64, Arc::new(UInt64Array::from(vec![Some(1000), input]))),
@@ -153,9 +157,9 @@ mod tests {
                 ),
                 16 => (DataType::Utf8, Arc::new(StringArray::from(vec!["rollup", "model"]))),
                 17 => (DataType::Utf8, Arc::new(StringArray::from(vec![None, Some("bad count")]))),
-                _ => (DataType::Utf8, Arc::new(StringArray::from(vec![Some(*name), None]))),
+                _ => (DataType::Utf8, Arc::new(StringArray::from(vec![Some(name), None]))),
             };
-            fields.push(Field::new(*name, ty, true));
+            fields.push(Field::new(name, ty, true));
             cols.push(col);
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
