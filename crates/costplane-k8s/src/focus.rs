@@ -10,9 +10,12 @@
 //!   files found by name under the directory; without a manifest, every
 //!   `.csv` / `.csv.gz` / `.parquet` under it. gzip files may inflate to
 //!   [`MAX_INFLATED_BYTES`] at most.
-//! - Atomic per call: every file is parsed completely before a row is
-//!   returned; the first bad cell fails the whole import and names the
-//!   file, the data row (1-based, header excluded) and the column.
+//! - Streaming: [`parse_file`] reads a file a record at a time (CSV, gzip
+//!   as it inflates, Parquet a record batch at a time) and hands each row to
+//!   the caller's sink, so a bill of millions of rows never sits in memory;
+//!   the caller stages the rows and switches to them only once every file
+//!   parsed. The first bad cell stops the parse and names the file, the data
+//!   row (1-based, header excluded) and the column.
 //! - Nulls: `NULL` and empty cells.
 //! - CSV is read by the `csv` crate a record at a time, from the file or
 //!   from the gzip stream as it inflates.
@@ -99,10 +102,12 @@ impl Default for ImportOptions {
     }
 }
 
-/// The parsed content of one import.
+/// What a parse covers, without its rows (they go to the caller's sink as
+/// they are read): enough to replace the billing periods afterwards.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Import {
-    pub rows: Vec<LedgerRow>,
+pub struct Summary {
+    /// Rows given to the sink.
+    pub rows: u64,
     /// The (provider, account, period) keys the rows replace.
     pub keys: BTreeSet<String>,
     /// (scope, billing period start, end) of every key: the hours an import
@@ -111,27 +116,52 @@ pub struct Import {
     pub files: Vec<String>,
 }
 
-impl Import {
-    /// Adds another file's rows: the files of one bill (an export split
-    /// into parts, several months) import as one replacement.
-    pub fn merge(&mut self, other: Import) {
-        self.rows.extend(other.rows);
+impl Summary {
+    /// Adds another file's: the files of one bill (an export split into
+    /// parts, several months) import as one replacement.
+    pub fn merge(&mut self, other: Summary) {
+        self.rows += other.rows;
         self.keys.extend(other.keys);
         self.periods.extend(other.periods);
         self.files.extend(other.files);
     }
+}
 
-    /// Σ BilledCost and Σ EffectiveCost per provider.
-    pub fn totals(&self) -> BTreeMap<String, (Decimal, Decimal)> {
-        let mut out: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
-        for r in &self.rows {
-            let e = out.entry(r.provider_name.clone()).or_default();
-            e.0 += r.cost;
-            e.1 += r.ext.effective_cost.unwrap_or(r.cost);
-        }
-        out
+/// Σ BilledCost and Σ EffectiveCost per provider, added a row at a time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals(pub BTreeMap<String, (Decimal, Decimal)>);
+
+impl Totals {
+    pub fn add(&mut self, r: &LedgerRow) {
+        let e = self.0.entry(r.provider_name.clone()).or_default();
+        e.0 += r.cost;
+        e.1 += r.ext.effective_cost.unwrap_or(r.cost);
     }
 }
+
+/// The parsed content of one import, rows held (small files and tests;
+/// files of any size are read through [`parse_file`] into a sink).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Import {
+    pub rows: Vec<LedgerRow>,
+    /// The (provider, account, period) keys the rows replace.
+    pub keys: BTreeSet<String>,
+    /// (scope, billing period start, end) of every key.
+    pub periods: BTreeSet<(String, i64, i64)>,
+    pub files: Vec<String>,
+}
+
+impl Import {
+    /// Σ BilledCost and Σ EffectiveCost per provider.
+    pub fn totals(&self) -> BTreeMap<String, (Decimal, Decimal)> {
+        let mut t = Totals::default();
+        self.rows.iter().for_each(|r| t.add(r));
+        t.0
+    }
+}
+
+/// Where parsed rows go, one at a time; an error stops the parse.
+pub type RowSink<'a> = dyn FnMut(LedgerRow) -> Result<(), K8sError> + 'a;
 
 /// The ledger scope of one provider's billing account: its revisions never
 /// touch another account's rows, nor costplane's own.
@@ -243,32 +273,56 @@ fn manifest_files(manifest: &Path, all: &[PathBuf]) -> Result<Vec<PathBuf>, K8sE
 /// The most a gzip file may inflate to (a file of more is refused, not read on).
 pub const MAX_INFLATED_BYTES: u64 = 2 << 30;
 
-/// Reads and parses every file; nothing is returned unless all parse.
-pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl FnMut(u64)) -> Result<Import, K8sError> {
-    let mut import = Import::default();
+/// Reads and parses every file, a record at a time, into `sink`; the
+/// first bad cell stops it (rows already given to the sink are the
+/// caller's to drop). `progress` is told each file's size as it starts.
+pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl FnMut(u64), sink: &mut RowSink<'_>) -> Result<Summary, K8sError> {
+    let mut summary = Summary::default();
     for f in files {
-        let bytes = std::fs::read(f).map_err(|e| read_err(f, e))?;
-        progress(bytes.len() as u64);
-        let label = f.display().to_string();
-        import.merge(parse_bytes(&label, &bytes, options)?);
+        progress(std::fs::metadata(f).map_err(|e| read_err(f, e))?.len());
+        summary.merge(parse_file(&f.display().to_string(), f, options, sink)?);
     }
-    Ok(import)
+    Ok(summary)
+}
+
+/// Parses one file (Parquet, gzip or plain CSV, told by its first bytes)
+/// named `label` in errors, streaming its rows into `sink`: neither the
+/// file, its inflated text nor its rows are held whole.
+pub fn parse_file(label: &str, path: &Path, options: &ImportOptions, sink: &mut RowSink<'_>) -> Result<Summary, K8sError> {
+    use std::io::{BufRead, BufReader};
+    let open = || std::fs::File::open(path).map_err(|e| read_err(Path::new(label), e));
+    let mut input = BufReader::with_capacity(1 << 16, open()?);
+    let head = input.fill_buf().map_err(|e| read_err(Path::new(label), e))?;
+    if head.starts_with(b"PAR1") {
+        let (header, rows) = crate::focus_parquet::records(label, open()?)?;
+        return parse_rows(label, header, rows, options, sink);
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let inflated = Capped { inner: flate2::read::MultiGzDecoder::new(input), left: MAX_INFLATED_BYTES };
+        parse_csv(label, inflated, options, sink)
+    } else {
+        parse_csv(label, input, options, sink)
+    }
 }
 
 /// Parses one file's bytes (Parquet, gzip or plain CSV) named `file` in
-/// errors. CSV (plain or inflated as it is read) is parsed a record at a
-/// time: neither the inflated text nor its records are held whole.
+/// errors, its rows held in the answer.
 pub fn parse_bytes(file: &str, bytes: &[u8], options: &ImportOptions) -> Result<Import, K8sError> {
-    if bytes.starts_with(b"PAR1") {
-        let (header, rows) = crate::focus_parquet::records(file, bytes)?;
-        return parse_rows(file, header, rows.into_iter().map(Ok), options);
-    }
-    if bytes.starts_with(&[0x1f, 0x8b]) {
+    let mut rows = Vec::new();
+    let mut sink = |r: LedgerRow| {
+        rows.push(r);
+        Ok(())
+    };
+    let summary = if bytes.starts_with(b"PAR1") {
+        let (header, recs) = crate::focus_parquet::records(file, bytes::Bytes::copy_from_slice(bytes))?;
+        parse_rows(file, header, recs, options, &mut sink)?
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
         let inflated = Capped { inner: flate2::read::MultiGzDecoder::new(bytes), left: MAX_INFLATED_BYTES };
-        parse_csv(file, inflated, options)
+        parse_csv(file, inflated, options, &mut sink)?
     } else {
-        parse_csv(file, bytes, options)
-    }
+        parse_csv(file, bytes, options, &mut sink)?
+    };
+    Ok(Import { rows, keys: summary.keys, periods: summary.periods, files: summary.files })
 }
 
 /// A reader that fails once it has given more than `left` bytes: the cap
@@ -351,7 +405,7 @@ fn tags_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, St
 /// RFC 4180 records read by the `csv` crate (quotes, doubled quotes,
 /// line breaks inside quotes; a byte-order mark before the header is
 /// dropped).
-fn parse_csv(file: &str, input: impl Read, options: &ImportOptions) -> Result<Import, K8sError> {
+fn parse_csv(file: &str, input: impl Read, options: &ImportOptions, sink: &mut RowSink<'_>) -> Result<Summary, K8sError> {
     let read_err = |e: csv::Error| K8sError::Read {
         file: file.into(),
         message: match e.kind() {
@@ -368,7 +422,7 @@ fn parse_csv(file: &str, input: impl Read, options: &ImportOptions) -> Result<Im
         .enumerate()
         .map(|(i, h)| if i == 0 { h.trim_start_matches('\u{feff}') } else { h }.trim().to_owned())
         .collect();
-    parse_rows(file, header, recs.map(|r| r.map(|rec| rec.iter().map(cell).collect()).map_err(read_err)), options)
+    parse_rows(file, header, recs.map(|r| r.map(|rec| rec.iter().map(cell).collect()).map_err(read_err)), options, sink)
 }
 
 /// Checks and converts the data rows under `header`, whatever format they
@@ -378,7 +432,8 @@ fn parse_rows(
     header: Vec<String>,
     recs: impl Iterator<Item = Result<Vec<Cell>, K8sError>>,
     options: &ImportOptions,
-) -> Result<Import, K8sError> {
+    sink: &mut RowSink<'_>,
+) -> Result<Summary, K8sError> {
     let col = |name: &str| header.iter().position(|h| h == name);
     for m in MANDATORY.iter().chain(["ProviderName"].iter()) {
         if col(m).is_none() && !(*m == "ProviderName" && col("ServiceProviderName").is_some()) {
@@ -387,7 +442,7 @@ fn parse_rows(
     }
     let provider_col = col("ProviderName").or_else(|| col("ServiceProviderName")).expect("checked above");
     let x_cols: Vec<usize> = (0..header.len()).filter(|&i| header[i].starts_with("x_")).collect();
-    let mut out = Import { files: vec![file.to_owned()], ..Import::default() };
+    let mut out = Summary { files: vec![file.to_owned()], ..Summary::default() };
     for (i, rec) in recs.enumerate() {
         let rec = rec?;
         let row = i + 1;
@@ -473,7 +528,8 @@ fn parse_rows(
         extra.insert("BillingPeriodEnd".into(), iso(period_end.max(period)).into());
         out.periods.insert((scope, period, period_end.max(period)));
         let focus_version = format!("focus:{}", get("FocusVersion").or(get("x_FocusVersion")).unwrap_or("1.x"));
-        out.rows.push(
+        out.rows += 1;
+        sink(
             LedgerRow::builder(SOURCE, start, end)
                 .cost(billed, text("BillingCurrency"))
                 .charge_class(charge_class)
@@ -505,7 +561,7 @@ fn parse_rows(
                     ..LedgerExt::default()
                 })
                 .build(),
-        );
+        )?;
     }
     Ok(out)
 }
@@ -579,6 +635,46 @@ mod tests {
         assert_eq!(i.keys.iter().next().unwrap(), "google cloud|ABC-1|2024-01");
         assert_eq!(i.periods.iter().next().unwrap().0, "cloud:google cloud:ABC-1");
         assert_eq!(i.totals()["Google Cloud"], (d("1.25"), d("1.00")));
+    }
+
+    /// A gzip file read from disk, a record at a time into a sink, gives
+    /// the rows and coverage that parsing its bytes whole gives; a sink's
+    /// error stops the parse at that row.
+    #[test]
+    fn a_file_streams_into_a_sink_as_its_bytes_parse() {
+        let mut csv = String::from("BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,ProviderName,BillingAccountId\n");
+        for i in 0..5000 {
+            csv.push_str(&format!("0.{i:04},0.{i:04},USD,2024-01-05T{:02}:00:00Z,2024-01-05T{:02}:59:59Z,2024-01-01,AWS,111\n", i % 24, i % 24));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let dir = std::env::temp_dir().join(format!("costplane-focus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bill.csv.gz");
+        std::fs::write(&path, &gz).unwrap();
+        let whole = parse_bytes("bill.csv.gz", &gz, &ImportOptions::default()).unwrap();
+        let mut streamed = Vec::new();
+        let summary = parse_file("bill.csv.gz", &path, &ImportOptions::default(), &mut |r| {
+            streamed.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(streamed, whole.rows);
+        assert_eq!((summary.rows, &summary.keys, &summary.periods), (5000, &whole.keys, &whole.periods));
+        // 0.0000 + 0.0001 + ... + 0.4999 = 0.0001 x (4999 x 5000 / 2) = 1249.75
+        assert_eq!(whole.totals()["AWS"].0, d("1249.75"));
+        let mut seen = 0;
+        let err = parse_file("bill.csv.gz", &path, &ImportOptions::default(), &mut |_| {
+            seen += 1;
+            match seen {
+                100 => Err(K8sError::Read { file: "bill.csv.gz".into(), message: "the import stopped".into() }),
+                _ => Ok(()),
+            }
+        })
+        .unwrap_err();
+        assert_eq!((seen, err.to_string()), (100, "bill.csv.gz: the import stopped".to_owned()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -16,40 +16,56 @@ use arrow::array::{Array, ArrayRef, AsArray, MapArray, StructArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatchReader;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::ChunkReader;
 
 use crate::K8sError;
 
 /// One cell: `None` = null.
 pub(crate) type Cell = Option<String>;
 
-/// The header and the data rows of a Parquet file, every cell as text.
-pub(crate) fn records(file: &str, bytes: &[u8]) -> Result<(Vec<String>, Vec<Vec<Cell>>), K8sError> {
+/// The header and the data rows of a Parquet file, every cell as text,
+/// read a record batch at a time (one batch's cells are held, never the
+/// file's): `input` is the file itself or its bytes.
+pub(crate) fn records<R: ChunkReader + 'static>(
+    file: &str,
+    input: R,
+) -> Result<(Vec<String>, impl Iterator<Item = Result<Vec<Cell>, K8sError>>), K8sError> {
     let read_err = |m: String| K8sError::Read { file: file.to_owned(), message: m };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
+    let reader = ParquetRecordBatchReaderBuilder::try_new(input)
         .map_err(|e| read_err(format!("not a readable Parquet file: {e}")))?
+        .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| read_err(format!("Parquet: {e}")))?;
     let schema = reader.schema();
     let header: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let mut rows: Vec<Vec<Cell>> = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| read_err(format!("Parquet: {e}")))?;
-        let first = rows.len();
-        rows.extend((0..batch.num_rows()).map(|_| Vec::with_capacity(header.len())));
+    let (file, names) = (file.to_owned(), header.clone());
+    let mut seen = 0usize;
+    let rows = reader.flat_map(move |batch| -> Vec<Result<Vec<Cell>, K8sError>> {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => return vec![Err(K8sError::Read { file: file.clone(), message: format!("Parquet: {e}") })],
+        };
+        let first = seen;
+        seen += batch.num_rows();
+        let mut rows: Vec<Vec<Cell>> = (0..batch.num_rows()).map(|_| Vec::with_capacity(names.len())).collect();
         for (c, column) in batch.columns().iter().enumerate() {
-            let text = column_text(column).map_err(|message| K8sError::Cell {
-                file: file.to_owned(),
-                row: first + 1,
-                column: header[c].clone(),
-                message,
-            })?;
+            let text = match column_text(column) {
+                Ok(t) => t,
+                Err(message) => {
+                    return vec![Err(K8sError::Cell { file: file.clone(), row: first + 1, column: names[c].clone(), message })];
+                }
+            };
             for (r, cell) in text.into_iter().enumerate() {
-                rows[first + r].push(cell);
+                rows[r].push(cell);
             }
         }
-    }
+        rows.into_iter().map(Ok).collect()
+    });
     Ok((header, rows))
 }
+
+/// Rows per record batch read: a bounded slice of a file of any size.
+const BATCH_ROWS: usize = 4096;
 
 /// A column's cells as text.
 fn column_text(column: &ArrayRef) -> Result<Vec<Cell>, String> {
@@ -205,9 +221,14 @@ mod tests {
 
     #[test]
     fn a_column_of_an_unreadable_type_is_named() {
-        let schema = Arc::new(Schema::new(vec![Field::new("BilledCost", DataType::Binary, false)]));
-        let bytes: ArrayRef = Arc::new(arrow::array::BinaryArray::from(vec![&b"1"[..]]));
-        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![bytes]).unwrap();
+        // Every mandatory column, BilledCost as bytes.
+        let text = ["EffectiveCost", "BillingCurrency", "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "ProviderName"];
+        let mut fields = vec![Field::new("BilledCost", DataType::Binary, false)];
+        fields.extend(text.iter().map(|n| Field::new(*n, DataType::Utf8, false)));
+        let schema = Arc::new(Schema::new(fields));
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(arrow::array::BinaryArray::from(vec![&b"1"[..]]))];
+        columns.extend(["1", "USD", "2024-01-05T00:00:00Z", "2024-01-05T01:00:00Z", "2024-01-01", "AWS"].map(|v| Arc::new(StringArray::from(vec![v])) as ArrayRef));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
         let mut out = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut out, schema, None).unwrap();
         writer.write(&batch).unwrap();

@@ -132,6 +132,30 @@ impl LedgerRow {
         }
     }
 
+    /// A row of only the labels cost counters book under (source, usage
+    /// type, service, tenant, project, provider, model, pricing status), at
+    /// zero cost and quantity: what a replacement too large to hold is
+    /// booked by, summed per label set (see [`LedgerRow::booked_labels`]).
+    pub fn booking(r: &LedgerRow) -> LedgerRow {
+        LedgerRow::booked_labels(
+            r.source,
+            r.usage_type.clone(),
+            [&r.service, &r.tenant, &r.project, &r.provider_name, &r.model].map(|s| s.to_owned()),
+            r.pricing_status,
+        )
+    }
+
+    /// A booking row ([`LedgerRow::booking`]) from its labels:
+    /// `[service, tenant, project, provider, model]`.
+    pub fn booked_labels(source: Source, usage_type: UsageType, labels: [String; 5], pricing_status: PricingStatus) -> LedgerRow {
+        let [service, tenant, project, provider_name, model] = labels;
+        let mut row = LedgerRow::builder(source, 0, 0).build();
+        row.usage_type = usage_type;
+        row.pricing_status = pricing_status;
+        (row.service, row.tenant, row.project, row.provider_name, row.model) = (service, tenant, project, provider_name, model);
+        row
+    }
+
     /// The row's identity within its hour, for diffs between revisions.
     pub fn key(&self) -> String {
         [

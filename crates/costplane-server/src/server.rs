@@ -216,6 +216,7 @@ impl Server {
                 insights: insights.clone(),
             })
             .layer(axum::Extension(Arc::new(self.config.billing.clone())))
+            .layer(axum::Extension(crate::import::SpoolDir(self.config.data_dir.join("imports"))))
             .layer(axum::Extension(api::SqlLimits(sql_limits)))
             .layer(axum::Extension(api::QueryBounds { max_steps: self.config.api.max_steps }))
             .layer(axum::Extension(crate::auth::BoundAddr { addr: api_addr, allow_open_remote: self.config.api.allow_open_remote }))

@@ -23,7 +23,7 @@ mod verify;
 pub mod write_seq;
 
 use async_trait::async_trait;
-use costplane_ledger::LedgerReplacement;
+use costplane_ledger::{LedgerReplacement, LedgerRow};
 use costplane_telemetry::TelemetryBatch;
 
 pub use error::StoreError;
@@ -208,6 +208,18 @@ pub trait Store: TelemetrySink {
     /// does it). Interrupted at any point (an error, a SIGKILL), the old
     /// revision stays whole and visible.
     async fn replace_ledger(&self, replacement: &LedgerReplacement) -> Result<(), StoreError>;
+
+    /// Writes ledger rows under revisions no reader sees yet (an import
+    /// streamed in chunks): they become visible only when a later
+    /// [`Store::replace_ledger`] lists their revisions. While their
+    /// revisions are registered as staged ([`ledger::Staging`]), no
+    /// replacement retires them. `batch_id` names this write (unique per
+    /// chunk).
+    async fn stage_ledger_rows(&self, rows: &[LedgerRow], batch_id: u64) -> Result<(), StoreError>;
+
+    /// Deletes the rows of staged `revisions` whose charge periods start in
+    /// `[from, to)`: an import that failed or was dropped before its switch.
+    async fn discard_ledger_revisions(&self, from: i64, to: i64, revisions: &[u64]) -> Result<(), StoreError>;
 }
 
 /// Whose read a query of costplane's own is: requests (cost endpoints,

@@ -61,13 +61,28 @@ impl ServerArgs {
 /// proxy's error, another service) is named for what it is.
 pub async fn costplane_json(resp: reqwest::Response, base: &str) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
     let status = resp.status();
-    let is_json = resp
-        .headers()
+    let is_json = is_json(resp.headers());
+    let text = resp.text().await.unwrap_or_default();
+    answer_json(status, is_json, &text, base)
+}
+
+/// [`costplane_json`] for an answer of the blocking client.
+pub fn costplane_json_blocking(resp: reqwest::blocking::Response, base: &str) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    let status = resp.status();
+    let is_json = is_json(resp.headers());
+    let text = resp.text().unwrap_or_default();
+    answer_json(status, is_json, &text, base)
+}
+
+fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    let text = resp.text().await.unwrap_or_default();
-    match serde_json::from_str::<serde_json::Value>(&text) {
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+}
+
+fn answer_json(status: reqwest::StatusCode, is_json: bool, text: &str, base: &str) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    match serde_json::from_str::<serde_json::Value>(text) {
         Ok(body) if is_json && body.is_object() => Ok((status, body)),
         _ => {
             let sample: String = text.chars().take(120).collect();

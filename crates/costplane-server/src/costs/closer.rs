@@ -403,6 +403,45 @@ impl Closer {
         Ok(())
     }
 
+    /// Switches the ledger to staged revisions (an imported bill written
+    /// in chunks, see `crate::import`): `hours` list them, no rows are
+    /// written here. `booking` holds the staged rows summed per (revision,
+    /// booking labels) ([`LedgerRow::booking`]); the rows they replace are
+    /// summed the same way in the store, so observers are told the increase
+    /// without either revision being held in memory.
+    pub async fn switch_staged(&self, hours: Vec<HourState>, booking: Vec<LedgerRow>) -> Result<(), StoreError> {
+        let _guard = self.lock.lock().await;
+        let mut before: HashMap<(i64, String), HashMap<String, Booked>> = HashMap::new();
+        let observed = !self.observers.read().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let switch = LedgerReplacement { hours, rows: Vec::new() };
+        if observed && !switch.hours.is_empty() {
+            let (from, to) = costplane_store::ledger::replacement_window(&switch);
+            let to = hour_of(to.saturating_sub(1)).saturating_add(HOUR_NS);
+            let wanted: HashSet<(i64, &str)> = switch.hours.iter().map(|s| (s.hour_ns, s.scope.as_str())).collect();
+            let current: HashMap<u64, (i64, String)> = self
+                .ledger
+                .hour_states(from, to)
+                .await?
+                .into_iter()
+                .filter(|s| wanted.contains(&(s.hour_ns, s.scope.as_str())))
+                .map(|s| (s.revision, (s.hour_ns, s.scope)))
+                .collect();
+            let revisions: Vec<u64> = current.keys().copied().collect();
+            for r in self.ledger.booked_sums(from, to, &revisions).await? {
+                if let Some(k) = current.get(&r.revision) {
+                    let t = before.entry(k.clone()).or_default().entry(r.key()).or_default();
+                    t.0 += r.cost;
+                    t.1 += r.consumed_quantity;
+                }
+            }
+        }
+        self.ledger.replace_window(&switch).await?;
+        let told = LedgerReplacement { hours: switch.hours, rows: booking };
+        self.report_booked(&told, before);
+        self.report_closed(&told);
+        Ok(())
+    }
+
     /// Tells the observers which (hour, scope)s of `replacement` (written)
     /// are closed.
     fn report_closed(&self, replacement: &LedgerReplacement) {

@@ -91,6 +91,14 @@ impl Store for WrappedStore {
         self.inner.replace_ledger(replacement).await
     }
 
+    async fn stage_ledger_rows(&self, rows: &[costplane_telemetry::usage::LedgerRow], batch_id: u64) -> Result<(), StoreError> {
+        self.inner.stage_ledger_rows(rows, batch_id).await
+    }
+
+    async fn discard_ledger_revisions(&self, from: i64, to: i64, revisions: &[u64]) -> Result<(), StoreError> {
+        self.inner.discard_ledger_revisions(from, to, revisions).await
+    }
+
     async fn put_records(&self, table: costplane_store::RecordTable, records: &[costplane_store::Record]) -> Result<(), StoreError> {
         self.inner.put_records(table, records).await
     }

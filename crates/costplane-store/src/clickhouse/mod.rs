@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use costplane_ledger::LedgerReplacement;
+use costplane_ledger::{LedgerReplacement, LedgerRow};
 use costplane_telemetry::{BatchLens, TelemetryBatch};
 
 use crate::verify::{self as check, FoundColumn};
@@ -593,6 +593,26 @@ impl Store for ClickHouseStore {
             let settings = vec![self.database_param(), ("param_p0", from.to_string()), ("param_p1", to.to_string())];
             self.execute(&sql, &settings, None, Op::Write).await?;
         }
+        Ok(())
+    }
+
+    async fn stage_ledger_rows(&self, rows: &[LedgerRow], batch_id: u64) -> Result<(), StoreError> {
+        crate::money::check_rows(rows, &[])?;
+        self.insert_rows("costplane_ledger", rows, |r| r.charge_period_start_ns, rowbinary::ledger, batch_id).await
+    }
+
+    async fn discard_ledger_revisions(&self, from: i64, to: i64, revisions: &[u64]) -> Result<(), StoreError> {
+        if revisions.is_empty() {
+            return Ok(());
+        }
+        let on_cluster = self.config.schema.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", schema::ident(c))).unwrap_or_default();
+        let table = match self.config.schema.cluster {
+            Some(_) => self.config.schema.qualified("costplane_ledger_local"),
+            None => self.config.schema.qualified("costplane_ledger"),
+        };
+        let sql = crate::ledger::discard_statement(Dialect::ClickHouse, &format!("{table}{on_cluster}"), revisions);
+        let settings = vec![self.database_param(), ("param_p0", from.to_string()), ("param_p1", to.to_string())];
+        self.execute(&sql, &settings, None, Op::Write).await?;
         Ok(())
     }
 

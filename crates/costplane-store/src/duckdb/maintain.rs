@@ -23,7 +23,17 @@ pub struct EmbeddedOptions {
     /// How often the background thread expires and compacts; `None` runs
     /// no thread (tests call [`super::DuckDbStore::maintain_now`]).
     pub maintenance_interval: Option<Duration>,
+    /// DuckDB's buffer pool and operator memory, in MiB (`memory_limit`):
+    /// beyond it DuckDB evicts cached blocks and spills to its temporary
+    /// directory. 0 leaves DuckDB's default (80% of the machine's memory),
+    /// which lets the ledger's cached blocks grow with the ledger.
+    pub memory_limit_mib: u64,
 }
+
+/// The embedded store's default DuckDB memory limit: a server importing a
+/// bill of a million rows stays under 256 MiB resident (README, "Bills of
+/// any size").
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 64;
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
@@ -33,6 +43,7 @@ impl Default for EmbeddedOptions {
             metrics_ttl_days: 365,
             compact: CompactPolicy::default(),
             maintenance_interval: Some(Duration::from_secs(60)),
+            memory_limit_mib: DEFAULT_MEMORY_LIMIT_MIB,
         }
     }
 }

@@ -63,7 +63,7 @@ use ::arrow::datatypes::DataType;
 use ::arrow::record_batch::RecordBatch;
 use ::arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
-use costplane_ledger::LedgerReplacement;
+use costplane_ledger::{LedgerReplacement, LedgerRow};
 use costplane_telemetry::{SpanRow, TelemetryBatch};
 use duckdb::{AccessMode, Config, Connection};
 
@@ -147,10 +147,14 @@ impl DuckDbStore {
         check_schema(&conn, &path)?;
         maintain::move_native_tables(&conn, &segments)?;
         let interval = options.maintenance_interval;
+        let memory_limit_mib = options.memory_limit_mib;
         let telemetry = Arc::new(maintain::Telemetry::new(segments, options));
         telemetry.sync_views(&conn, true)?;
         pg::install(&conn)?;
         conn.execute_batch("SET parquet_metadata_cache = true").map_err(db_err)?;
+        if memory_limit_mib > 0 {
+            conn.execute_batch(&format!("SET memory_limit = '{memory_limit_mib}MiB'")).map_err(db_err)?;
+        }
         let mut store = DuckDbStore::with_connections(path, conn, Some(Arc::clone(&telemetry)))?;
         if let Some(interval) = interval {
             store.compactor = Some(maintain::spawn(telemetry, Arc::clone(&store.writer), interval));
@@ -670,6 +674,40 @@ impl Store for DuckDbStore {
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
             replace_blocking(&conn, rows, hours, window, pause)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
+    }
+
+    async fn stage_ledger_rows(&self, rows: &[LedgerRow], _batch_id: u64) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = arrow::ledger(rows).map_err(|e| StoreError::Rejected(format!("building the Arrow batch failed: {e}")))?;
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            let append_err = errors::classify_append;
+            let mut app = conn.appender("costplane_ledger").map_err(append_err)?;
+            for field in batch.schema().fields() {
+                app.add_column(field.name()).map_err(append_err)?;
+            }
+            app.append_record_batch(batch).map_err(append_err)?;
+            app.flush().map_err(append_err)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
+    }
+
+    async fn discard_ledger_revisions(&self, from: i64, to: i64, revisions: &[u64]) -> Result<(), StoreError> {
+        if revisions.is_empty() {
+            return Ok(());
+        }
+        let sql = crate::ledger::discard_statement(Dialect::DuckDb, "costplane_ledger", revisions);
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
+            conn.execute(&sql, duckdb::params![from, to]).map(|_| ()).map_err(db_err)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?

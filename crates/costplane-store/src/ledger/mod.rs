@@ -24,6 +24,16 @@
 //! Only one process may replace ledger rows of a store at a time (the
 //! server's closer holds a lock that repricing takes too).
 //!
+//! # Staged revisions: an import larger than memory
+//! A bill of millions of rows is written in chunks
+//! ([`Store::stage_ledger_rows`]) under revisions no entry lists yet, then
+//! switched to in one replacement of its hours alone. Until then its
+//! revisions are registered in this process ([`Staging`]): retirement
+//! spares them, so the closer's replacements of overlapping hours do not
+//! delete an import half written. An import that fails deletes its rows
+//! ([`Store::discard_ledger_revisions`]); one killed leaves invisible
+//! orphans that the next replacement of their window deletes.
+//!
 //! # Adding a source (Kubernetes, cloud bills, ...)
 //! A source gets a scope of its own (a name in `costplane_ledger_hours`),
 //! so its revisions never touch other sources' rows:
@@ -94,18 +104,93 @@ pub fn replacement_window(r: &LedgerReplacement) -> (i64, i64) {
     (from, to)
 }
 
+/// Revisions of imports being written ([`Store::stage_ledger_rows`]) and
+/// not switched to yet: retirement spares their rows. Registered before the
+/// first row of a revision is written, released after its switch (or its
+/// discard). Process-wide, as the rule that one process replaces a store's
+/// ledger is.
+#[derive(Debug)]
+pub struct Staging {
+    revisions: Vec<u64>,
+}
+
+static STAGED: std::sync::Mutex<std::collections::BTreeSet<u64>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn staged() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u64>> {
+    STAGED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Staging {
+    pub fn new() -> Staging {
+        Staging { revisions: Vec::new() }
+    }
+
+    /// A fresh revision, spared by retirement until this staging is dropped.
+    pub fn revision(&mut self) -> u64 {
+        let r = next_revision();
+        staged().insert(r);
+        self.revisions.push(r);
+        r
+    }
+
+    pub fn revisions(&self) -> &[u64] {
+        &self.revisions
+    }
+}
+
+impl Default for Staging {
+    fn default() -> Self {
+        Staging::new()
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let mut set = staged();
+        for r in &self.revisions {
+            set.remove(r);
+        }
+    }
+}
+
+/// ` AND x_Revision NOT IN (...)` of the staged revisions (integers this
+/// process made, written as literals), or nothing.
+fn spare_staged() -> String {
+    let set = staged();
+    if set.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = set.iter().map(u64::to_string).collect();
+    format!(" AND x_Revision NOT IN ({})", list.join(", "))
+}
+
+/// Deletes the rows of `revisions` in the window bound as parameters 1 and 2
+/// (the revisions are integers, written as literals).
+pub fn discard_statement(dialect: Dialect, ledger: &str, revisions: &[u64]) -> String {
+    let (p1, p2) = window_params(dialect);
+    let start = dialect.ns("ChargePeriodStart");
+    let list: Vec<String> = revisions.iter().map(u64::to_string).collect();
+    format!("DELETE FROM {ledger} WHERE {start} >= {p1} AND {start} < {p2} AND x_Revision IN ({})", list.join(", "))
+}
+
+fn window_params(dialect: Dialect) -> (&'static str, &'static str) {
+    match dialect {
+        Dialect::DuckDb => ("$1", "$2"),
+        Dialect::ClickHouse => ("{p0:Int64}", "{p1:Int64}"),
+    }
+}
+
 /// The statements that retire superseded revisions inside the window
 /// bound as parameters 1 and 2 (DuckDB: run in the replacing transaction).
+/// Rows of staged revisions ([`Staging`]) are spared.
 pub fn retire_statements(dialect: Dialect, ledger: &str, hours: &str) -> Vec<String> {
-    let (p1, p2) = match dialect {
-        Dialect::DuckDb => ("$1".to_owned(), "$2".to_owned()),
-        Dialect::ClickHouse => ("{p0:Int64}".to_owned(), "{p1:Int64}".to_owned()),
-    };
+    let (p1, p2) = window_params(dialect);
     let hour = dialect.ns("Hour");
     let current = format!("SELECT max(Revision) FROM {hours} WHERE {hour} >= {p1} AND {hour} < {p2} GROUP BY Hour, Scope");
     let start = dialect.ns("ChargePeriodStart");
+    let spare = spare_staged();
     vec![
-        format!("DELETE FROM {ledger} WHERE {start} >= {p1} AND {start} < {p2} AND x_Revision NOT IN ({current})"),
+        format!("DELETE FROM {ledger} WHERE {start} >= {p1} AND {start} < {p2} AND x_Revision NOT IN ({current}){spare}"),
         format!("DELETE FROM {hours} WHERE {hour} >= {p1} AND {hour} < {p2} AND Revision NOT IN ({current})"),
     ]
 }
@@ -394,6 +479,44 @@ impl Ledger {
         );
         let r = self.read(&sql, &p.values).await?;
         r.rows.iter().enumerate().map(|(i, row)| ledger_row(i, row)).collect()
+    }
+
+    /// The rows of `revisions` (charge periods starting in `[from, to)`)
+    /// summed per revision and the labels cost counters book under: one
+    /// [`LedgerRow::booking`] row each, carrying its revision, summed cost
+    /// and consumed quantity. What a replacement too large to hold in memory
+    /// (a streamed bill import) is booked from, before and after.
+    pub async fn booked_sums(&self, from: i64, to: i64, revisions: &[u64]) -> Result<Vec<LedgerRow>, StoreError> {
+        if revisions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let start = dialect.ns("ChargePeriodStart");
+        let window = format!("{start} >= {} AND {start} < {}", p.add(Param::Int(from)), p.add(Param::Int(to)));
+        // Revisions are integers this process read or made: literals.
+        let list: Vec<String> = revisions.iter().map(u64::to_string).collect();
+        let labels = "x_Revision, x_Source, x_UsageType, x_Service, x_Tenant, x_Project, ProviderName, x_Model, x_PricingStatus";
+        let sql = format!(
+            "SELECT {labels}, sum(BilledCost), sum(ConsumedQuantity) FROM {LEDGER_TABLE} WHERE {window} AND x_Revision IN ({}) \
+             GROUP BY {labels}",
+            list.join(", ")
+        );
+        let r = self.read(&sql, &p.values).await?;
+        r.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let source = vocabulary(i, "x_Source", Source::parse(&text(&row[1])))?;
+                let usage_type = vocabulary(i, "x_UsageType", UsageType::parse(source, &text(&row[2])))?;
+                let pricing_status = vocabulary(i, "x_PricingStatus", PricingStatus::parse(&text(&row[8])))?;
+                let mut booked = LedgerRow::booked_labels(source, usage_type, [3, 4, 5, 6, 7].map(|c| text(&row[c])), pricing_status);
+                booked.revision = uint_cell(LEDGER_TABLE, &row[0], i, "x_Revision")?;
+                booked.cost = money_cell(&row[9], i, "BilledCost")?;
+                booked.consumed_quantity = opt_money_cell(&row[10], i, "ConsumedQuantity")?.unwrap_or_default();
+                Ok(booked)
+            })
+            .collect()
     }
 
     /// Telemetry usage (items, bytes) per tenant, project, service and

@@ -440,3 +440,78 @@ pub async fn kubernetes_samples_round_trip(b: &Backend) {
         assert_eq!(ledger.recent_kubernetes_samples(10).await.unwrap().len(), 2);
     }
 }
+
+/// A bill row of `scope`'s hour `hour_ns` costing `cost`.
+fn bill_row(hour_ns: i64, cost: &str, revision: u64) -> LedgerRow {
+    let mut r = LedgerRow::builder(Source::Cloud, hour_ns, hour_ns + HOUR_NS)
+        .cost(d(cost), "USD")
+        .provider("AWS")
+        .owner("acme", "unassigned", "checkout")
+        .build();
+    r.revision = revision;
+    r
+}
+
+fn closed(hour_ns: i64, scope_name: &str, revision: u64, usage_rows: u64) -> HourState {
+    HourState { hour_ns, scope: scope_name.into(), revision, status: CLOSED.into(), usage_rows, price_version: "focus:1.2".into() }
+}
+
+/// An import larger than memory is staged in chunks under revisions no
+/// entry lists: invisible, spared by a replacement of overlapping hours
+/// (the closer's, another scope's), visible at once on its switch, and
+/// deletable whole when the import fails.
+pub async fn staged_rows_stay_invisible_and_survive_other_replacements_until_their_switch(b: &Backend) {
+    let ledger = Ledger::new(Arc::clone(&b.store));
+    let hour = T0 as i64 + 3 * HOUR_NS;
+    let all = CostFilter { from_ns: hour, to_ns: hour + 2 * HOUR_NS, tenant: None, equals: Vec::new() };
+    let cloud = "cloud:aws:111";
+    // The bill's first revision: 5.00 in the first hour, visible.
+    let first = next_revision();
+    ledger.replace_window(&LedgerReplacement { hours: vec![closed(hour, cloud, first, 1)], rows: vec![bill_row(hour, "5", first)] }).await.unwrap();
+    // The re-delivered bill, staged in two chunks: 1.25 + 2.50 in the
+    // first hour, 0.25 in the second.
+    let mut staging = costplane_store::ledger::Staging::new();
+    let (r1, r2) = (staging.revision(), staging.revision());
+    b.store.stage_ledger_rows(&[bill_row(hour, "1.25", r1), bill_row(hour, "2.50", r1)], next_revision()).await.unwrap();
+    b.store.stage_ledger_rows(&[bill_row(hour + HOUR_NS, "0.25", r2)], next_revision()).await.unwrap();
+    let total = |rows: Vec<LedgerRow>| rows.iter().map(|r| r.cost).sum::<Decimal>();
+    assert_eq!(total(ledger.rows(&all).await.unwrap()), d("5"), "staged rows are invisible before their switch");
+    // Another scope's replacement of the same hours (the closer's) retires
+    // superseded revisions in its window: not the staged ones.
+    let llm = next_revision();
+    let mut own = bill_row(hour, "0.5", llm);
+    own.source = Source::Llm;
+    own.usage_type = UsageType::Input;
+    ledger
+        .replace_window(&LedgerReplacement {
+            hours: vec![closed(hour, scope::LLM, llm, 1), closed(hour + HOUR_NS, scope::LLM, next_revision(), 0)],
+            rows: vec![own],
+        })
+        .await
+        .unwrap();
+    // 5 (bill) + 0.5 (llm) = 5.5
+    assert_eq!(total(ledger.rows(&all).await.unwrap()), d("5.5"));
+    // The switch lists the staged revisions, writing no row.
+    ledger
+        .replace_window(&LedgerReplacement { hours: vec![closed(hour, cloud, r1, 2), closed(hour + HOUR_NS, cloud, r2, 1)], rows: vec![] })
+        .await
+        .unwrap();
+    drop(staging);
+    // 1.25 + 2.50 + 0.25 (the new bill) + 0.5 (llm) = 4.5; the old 5 is retired.
+    assert_eq!(total(ledger.rows(&all).await.unwrap()), d("4.5"));
+    let booked = ledger.booked_sums(hour, hour + 2 * HOUR_NS, &[r1, r2]).await.unwrap();
+    let mut sums: Vec<(u64, Decimal)> = booked.iter().map(|r| (r.revision, r.cost)).collect();
+    sums.sort();
+    // Per revision and labels: r1 = 1.25 + 2.50 = 3.75, r2 = 0.25.
+    assert_eq!(sums, vec![(r1, d("3.75")), (r2, d("0.25"))]);
+    assert_eq!((booked[0].tenant.as_str(), booked[0].service.as_str(), booked[0].provider_name.as_str()), ("acme", "checkout", "AWS"));
+    // A failed import: staged, then discarded; nothing of it remains.
+    let mut failed = costplane_store::ledger::Staging::new();
+    let r3 = failed.revision();
+    b.store.stage_ledger_rows(&[bill_row(hour, "100", r3)], next_revision()).await.unwrap();
+    b.store.discard_ledger_revisions(hour, hour + HOUR_NS, &[r3]).await.unwrap();
+    drop(failed);
+    let left = rows(b, &format!("SELECT count(*) FROM costplane_ledger WHERE x_Revision = {r3}")).await;
+    assert_eq!(left[0][0].to_string().trim_matches('"'), "0", "a discarded revision leaves no row");
+    assert_eq!(total(ledger.rows(&all).await.unwrap()), d("4.5"));
+}

@@ -44,6 +44,8 @@ store_conformance_suite!(
         usage_is_read_since_a_write_number => crate::conformance::usage_is_read_since_a_write_number,
         kubernetes_samples_round_trip => crate::conformance::kubernetes_samples_round_trip,
         stored_bytes_are_measured => crate::conformance::stored_bytes_are_measured,
+        staged_rows_stay_invisible_and_survive_other_replacements_until_their_switch =>
+            crate::conformance::staged_rows_stay_invisible_and_survive_other_replacements_until_their_switch,
         hostile_statements_are_refused => crate::readonly::hostile_statements_are_refused,
         results_are_bounded => crate::readonly::results_are_bounded,
     ]

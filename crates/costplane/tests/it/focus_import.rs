@@ -35,7 +35,7 @@ fn ok(out: Output) -> String {
 }
 
 /// Σ BilledCost and Σ EffectiveCost of the ledger's cloud rows per provider.
-fn ledger_totals(server: &ServerProcess) -> BTreeMap<String, (Decimal, Decimal)> {
+pub(crate) fn ledger_totals(server: &ServerProcess) -> BTreeMap<String, (Decimal, Decimal)> {
     server
         .sql(
             "SELECT ProviderName AS p, CAST(sum(BilledCost) AS VARCHAR) AS b, CAST(sum(EffectiveCost) AS VARCHAR) AS e \
@@ -55,15 +55,24 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// Independent totals: DuckDB's CSV reader over the sample, every cell as
 /// text, NULL as null, summed as DECIMAL(38, 12) per provider.
 fn sample_totals() -> BTreeMap<String, (Decimal, Decimal)> {
+    csv_totals(&sample())
+}
+
+/// Σ BilledCost and Σ EffectiveCost per provider of a FOCUS CSV file, as
+/// DuckDB's CSV reader sums them (cells as text, NULL as null). Each cell
+/// is first rounded to the ledger's 12 places, half to even (DuckDB's
+/// `round_even`): provider exports carry up to 15 (AWS), and a plain cast
+/// would round their ties away from zero.
+pub(crate) fn csv_totals(path: &Path) -> BTreeMap<String, (Decimal, Decimal)> {
     let conn = duckdb::Connection::open_in_memory().unwrap();
     let mut stmt = conn
         .prepare(
-            "SELECT ProviderName, CAST(sum(CAST(BilledCost AS DECIMAL(38, 12))) AS VARCHAR), \
-             CAST(sum(CAST(EffectiveCost AS DECIMAL(38, 12))) AS VARCHAR), count(*) \
+            "SELECT ProviderName, CAST(sum(round_even(CAST(BilledCost AS DECIMAL(38, 18)), 12)) AS VARCHAR), \
+             CAST(sum(round_even(CAST(EffectiveCost AS DECIMAL(38, 18)), 12)) AS VARCHAR), count(*) \
              FROM read_csv(?, all_varchar = true, nullstr = 'NULL', header = true) GROUP BY 1",
         )
         .unwrap();
-    stmt.query_map([sample().to_str().unwrap()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+    stmt.query_map([path.to_str().unwrap()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
         .unwrap()
         .map(|r| r.unwrap())
         .map(|(p, b, e)| (p, (d(&b), d(&e))))

@@ -14,6 +14,7 @@ mod deadletter_keys;
 mod durability;
 mod focus_import;
 mod focus_roundtrip;
+mod focus_scale;
 mod kubernetes;
 mod kubernetes_restart;
 mod kubernetes_tenants;
