@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import api_keys_toml, ROOT, Server, api_request, free_port, iso
+from conftest import api_keys_toml, ROOT, Server, api_request, costplane_bin, free_port, iso
 
 ADMIN = "admin-key-0123456789abcdef"
 ACME = "acme-key-0123456789abcdef"
@@ -598,7 +598,7 @@ def test_clickhouse_has_the_same_views_and_no_endpoint(tmp_path):
         # The endpoint is refused on ClickHouse, with the reason.
         config = tmp_path / "pg.toml"
         config.write_text(f'[postgres]\nenabled = true\naddr = "127.0.0.1:{free_port()}"\n')
-        out = subprocess.run([os.environ.get("COSTPLANE_BIN", str(ROOT / "target/release/costplane")), "serve", "--config", str(config),
+        out = subprocess.run([costplane_bin(), "serve", "--config", str(config),
                               "--store", "clickhouse", "--clickhouse-url", url, "--data-dir", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and "embedded store only" in out.stderr, out.stderr

@@ -276,7 +276,12 @@ pub const MAX_INFLATED_BYTES: u64 = 2 << 30;
 /// Reads and parses every file, a record at a time, into `sink`; the
 /// first bad cell stops it (rows already given to the sink are the
 /// caller's to drop). `progress` is told each file's size as it starts.
-pub fn read_files(files: &[PathBuf], options: &ImportOptions, mut progress: impl FnMut(u64), sink: &mut RowSink<'_>) -> Result<Summary, K8sError> {
+pub fn read_files(
+    files: &[PathBuf],
+    options: &ImportOptions,
+    mut progress: impl FnMut(u64),
+    sink: &mut RowSink<'_>,
+) -> Result<Summary, K8sError> {
     let mut summary = Summary::default();
     for f in files {
         progress(std::fs::metadata(f).map_err(|e| read_err(f, e))?.len());
@@ -642,9 +647,15 @@ mod tests {
     /// error stops the parse at that row.
     #[test]
     fn a_file_streams_into_a_sink_as_its_bytes_parse() {
-        let mut csv = String::from("BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,ProviderName,BillingAccountId\n");
+        let mut csv = String::from(
+            "BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,ProviderName,BillingAccountId\n",
+        );
         for i in 0..5000 {
-            csv.push_str(&format!("0.{i:04},0.{i:04},USD,2024-01-05T{:02}:00:00Z,2024-01-05T{:02}:59:59Z,2024-01-01,AWS,111\n", i % 24, i % 24));
+            csv.push_str(&format!(
+                "0.{i:04},0.{i:04},USD,2024-01-05T{:02}:00:00Z,2024-01-05T{:02}:59:59Z,2024-01-01,AWS,111\n",
+                i % 24,
+                i % 24
+            ));
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();

@@ -227,7 +227,10 @@ mod tests {
         fields.extend(text.iter().map(|n| Field::new(*n, DataType::Utf8, false)));
         let schema = Arc::new(Schema::new(fields));
         let mut columns: Vec<ArrayRef> = vec![Arc::new(arrow::array::BinaryArray::from(vec![&b"1"[..]]))];
-        columns.extend(["1", "USD", "2024-01-05T00:00:00Z", "2024-01-05T01:00:00Z", "2024-01-01", "AWS"].map(|v| Arc::new(StringArray::from(vec![v])) as ArrayRef));
+        columns.extend(
+            ["1", "USD", "2024-01-05T00:00:00Z", "2024-01-05T01:00:00Z", "2024-01-01", "AWS"]
+                .map(|v| Arc::new(StringArray::from(vec![v])) as ArrayRef),
+        );
         let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
         let mut out = Vec::new();
         let mut writer = ArrowWriter::try_new(&mut out, schema, None).unwrap();

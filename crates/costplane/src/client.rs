@@ -75,13 +75,15 @@ pub fn costplane_json_blocking(resp: reqwest::blocking::Response, base: &str) ->
 }
 
 fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
-    headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+    headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().starts_with("application/json"))
 }
 
-fn answer_json(status: reqwest::StatusCode, is_json: bool, text: &str, base: &str) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+fn answer_json(
+    status: reqwest::StatusCode,
+    is_json: bool,
+    text: &str,
+    base: &str,
+) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(body) if is_json && body.is_object() => Ok((status, body)),
         _ => {

@@ -155,9 +155,7 @@ async fn commit_session(
     Extension(sessions): Extension<Arc<Sessions>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin_only(&caller)?;
-    let session = sessions.remove(&id)?;
-    let staged = session.lock().await.take().ok_or_else(|| unknown_session(&id))?;
+    let staged = close_session(&caller, &sessions, &id).await?.ok_or_else(|| unknown_session(&id))?;
     let answer = staged.commit(&state.closer).await?;
     tracing::info!(rows = %answer["rows"], files = %answer["files"], "FOCUS bill imported");
     Ok(Json(answer).into_response())
@@ -169,12 +167,19 @@ async fn drop_session(
     Extension(sessions): Extension<Arc<Sessions>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin_only(&caller)?;
-    let session = sessions.remove(&id)?;
-    if let Some(staged) = session.lock().await.take() {
+    if let Some(staged) = close_session(&caller, &sessions, &id).await? {
         staged.discard(state.closer.ledger()).await;
     }
     Ok(Json(json!({ "dropped": id })).into_response())
+}
+
+/// Closes session `id` to further files: its staged import, once a file
+/// being added to it is done (`None`: another request closed it first).
+async fn close_session(caller: &Caller, sessions: &Sessions, id: &str) -> Result<Option<StagedImport>, ApiError> {
+    admin_only(caller)?;
+    let session = sessions.remove(id)?;
+    let staged = session.lock().await.take();
+    Ok(staged)
 }
 
 /// Writes the request body to a new file under `dir` as it arrives (at most
@@ -244,7 +249,10 @@ async fn import_focus(
                 staged.discard(ledger).await;
                 return Err(ApiError::new(
                     e.code,
-                    format!("{}; the import session was dropped and nothing was imported: fix the file and import the bill again", e.message),
+                    format!(
+                        "{}; the import session was dropped and nothing was imported: fix the file and import the bill again",
+                        e.message
+                    ),
                 ));
             }
             let answer = json!({ "session": id, "files": staged.files(), "rows": staged.rows() });

@@ -102,7 +102,12 @@ impl StagedImport {
         let labels: HashMap<usize, LedgerRow> = std::mem::take(&mut self.labels).into_values().collect();
         std::mem::take(&mut self.booked)
             .into_iter()
-            .map(|((_, revision, label), (cost, quantity))| LedgerRow { revision, cost, consumed_quantity: quantity, ..labels[&label].clone() })
+            .map(|((_, revision, label), (cost, quantity))| LedgerRow {
+                revision,
+                cost,
+                consumed_quantity: quantity,
+                ..labels[&label].clone()
+            })
             .collect()
     }
 

@@ -241,7 +241,6 @@ pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Res
 async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Result<Vec<anomaly::Contributor>, StoreError> {
     let week = 7 * 86_400;
     let weeks = state.anomalies.weeks as i64;
-    let from = a.start - weeks * week;
     let mut items = Vec::new();
     let dims = if group.is_cloud() {
         [Dimension::Resource, Dimension::Sku, Dimension::UsageType]
@@ -249,23 +248,26 @@ async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Resu
         [Dimension::Operation, Dimension::UsageType, Dimension::Provider]
     };
     for dim in dims {
-        let by = series::hourly_cost(&state.store, from, a.end, &[dim], &group.scope(), series::Hours::Closed).await?;
-        if by.len() < 2 {
+        // Cost per value in the anomaly's window (k = 0) and in the same
+        // window k weeks before: only the windows are read, so a bill of a
+        // hundred thousand resources costs a sum per resource and window,
+        // not an hourly series per resource over the weeks between.
+        let mut windows: Vec<HashMap<String, Decimal>> = Vec::new();
+        for k in 0..=weeks {
+            let by = series::hourly_cost(&state.store, a.start - k * week, a.end - k * week, &[dim], &group.scope(), series::Hours::Closed)
+                .await?;
+            windows.push(by.into_iter().map(|(key, hours)| (key.into_iter().next().unwrap_or_default(), hours.iter().sum())).collect());
+        }
+        let values: std::collections::BTreeSet<&String> = windows.iter().flat_map(|w| w.keys()).collect();
+        if values.len() < 2 {
             // One value (a single provider, say) moved by the whole change: it explains nothing.
             continue;
         }
-        for (key, hours) in by {
-            let window = |k: i64| -> Decimal {
-                let s = usize::try_from((a.start - k * week - from) / HOUR).unwrap_or(0);
-                let e = usize::try_from((a.end - k * week - from) / HOUR).unwrap_or(0).min(hours.len());
-                hours.get(s..e).map(|h| h.iter().sum()).unwrap_or_default()
-            };
-            let mut past: Vec<f64> = (1..=weeks).map(|k| costplane_insights::to_f64(window(k))).collect();
+        for value in values.into_iter().filter(|v| !v.is_empty()) {
+            let at = |k: usize| windows[k].get(value).copied().unwrap_or_default();
+            let mut past: Vec<f64> = (1..windows.len()).map(|k| costplane_insights::to_f64(at(k))).collect();
             let expected = costplane_insights::money(costplane_insights::baseline::median(&mut past));
-            let value = key.into_iter().next().unwrap_or_default();
-            if !value.is_empty() {
-                items.push((dim.name().to_owned(), value, window(0).normalize(), expected.normalize()));
-            }
+            items.push((dim.name().to_owned(), value.clone(), at(0).normalize(), expected.normalize()));
         }
     }
     Ok(top_contributors(items, 3))
@@ -361,16 +363,23 @@ async fn closed_until(state: &InsightsState, from: i64, to: i64) -> Result<i64, 
     Ok(open.map_or(to, |h| h.min(to)))
 }
 
-/// One step: evaluates again the already evaluated buckets from `reclosed`
-/// (the earliest hour the closer closed again with late usage, if any), then
-/// every closed, not yet evaluated bucket.
-pub async fn step(state: &InsightsState, now: i64, reclosed: Option<i64>) -> Result<(), StoreError> {
+/// One step: evaluates again the already evaluated buckets that `reclosed`
+/// changes (`[earliest hour, end of the latest hour)` the closer closed
+/// again with late usage or an import wrote, if any): the buckets holding
+/// those hours and the ones whose history (`[anomalies] weeks`) holds them,
+/// not every bucket since (an imported month of last spring would
+/// otherwise evaluate everything from then to now); then every closed, not
+/// yet evaluated bucket.
+pub async fn step(state: &InsightsState, now: i64, reclosed: Option<(i64, i64)>) -> Result<(), StoreError> {
     let progress = progress(state).await?;
-    if let Some(from) = reclosed {
+    if let Some((from, to)) = reclosed {
+        let history = state.anomalies.weeks as i64 * 7 * 86_400;
         for grain in [Grain::Hour, Grain::Day] {
             if let Some(&next) = progress.get(grain.name()) {
-                if from < next {
-                    run(state, grain, from, next).await?;
+                let g = grain.seconds();
+                let to = to.saturating_add(history).saturating_add(g - 1).div_euclid(g).saturating_mul(g).min(next);
+                if from < to {
+                    run(state, grain, from, to).await?;
                 }
             }
         }

@@ -61,6 +61,11 @@ pub struct InsightsState {
     /// The earliest hour (Unix seconds) closed since the last evaluation;
     /// `i64::MAX`: none.
     pub earliest_closed: Arc<AtomicI64>,
+    /// The end of the latest hour (Unix seconds) closed since the last
+    /// evaluation; `i64::MIN`: none. With `earliest_closed`, the window
+    /// evaluated again: an imported month of last spring is looked at, not
+    /// everything from then to now.
+    pub latest_closed: Arc<AtomicI64>,
 }
 
 /// Wakes the evaluation task when the closer writes closed revisions
@@ -69,6 +74,7 @@ pub struct InsightsState {
 pub struct CloseTrigger {
     wake: Arc<Notify>,
     earliest: Arc<AtomicI64>,
+    latest: Arc<AtomicI64>,
 }
 
 impl LedgerObserver for CloseTrigger {
@@ -77,6 +83,9 @@ impl LedgerObserver for CloseTrigger {
     fn closed(&self, hours: &[HourState]) {
         if let Some(first) = hours.iter().map(|h| h.hour_ns.div_euclid(1_000_000_000)).min() {
             self.earliest.fetch_min(first, Ordering::SeqCst);
+        }
+        if let Some(last) = hours.iter().map(|h| h.hour_ns.div_euclid(1_000_000_000)).max() {
+            self.latest.fetch_max(last.saturating_add(3600), Ordering::SeqCst);
         }
         self.wake.notify_one();
     }
@@ -99,12 +108,17 @@ impl InsightsState {
             backfill_days: i64::try_from(config.ledger.lookback_days).unwrap_or(i64::MAX).min(api::MAX_BACKFILL_DAYS),
             closed: Arc::new(Notify::new()),
             earliest_closed: Arc::new(AtomicI64::new(i64::MAX)),
+            latest_closed: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
 
     /// The observer to register with the closer.
     pub fn close_trigger(&self) -> Arc<dyn LedgerObserver> {
-        Arc::new(CloseTrigger { wake: Arc::clone(&self.closed), earliest: Arc::clone(&self.earliest_closed) })
+        Arc::new(CloseTrigger {
+            wake: Arc::clone(&self.closed),
+            earliest: Arc::clone(&self.earliest_closed),
+            latest: Arc::clone(&self.latest_closed),
+        })
     }
 
     /// One evaluation: closed buckets, then budgets; gauges refreshed.
@@ -113,10 +127,13 @@ impl InsightsState {
         let now = chrono::Utc::now();
         // Hours closed before the detection's progress had late usage:
         // their buckets are evaluated again.
-        let reclosed = Some(self.earliest_closed.swap(i64::MAX, Ordering::SeqCst)).filter(|h| *h != i64::MAX);
+        let earliest = self.earliest_closed.swap(i64::MAX, Ordering::SeqCst);
+        let latest = self.latest_closed.swap(i64::MIN, Ordering::SeqCst);
+        let reclosed = (earliest != i64::MAX).then_some((earliest, latest.max(earliest)));
         if let Err(e) = detect::step(self, now.timestamp(), reclosed).await {
-            if let Some(h) = reclosed {
-                self.earliest_closed.fetch_min(h, Ordering::SeqCst);
+            if let Some((from, to)) = reclosed {
+                self.earliest_closed.fetch_min(from, Ordering::SeqCst);
+                self.latest_closed.fetch_max(to, Ordering::SeqCst);
             }
             tracing::warn!(error = %e, "anomaly detection failed; retried at the next interval");
         }

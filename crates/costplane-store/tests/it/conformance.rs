@@ -467,7 +467,10 @@ pub async fn staged_rows_stay_invisible_and_survive_other_replacements_until_the
     let cloud = "cloud:aws:111";
     // The bill's first revision: 5.00 in the first hour, visible.
     let first = next_revision();
-    ledger.replace_window(&LedgerReplacement { hours: vec![closed(hour, cloud, first, 1)], rows: vec![bill_row(hour, "5", first)] }).await.unwrap();
+    ledger
+        .replace_window(&LedgerReplacement { hours: vec![closed(hour, cloud, first, 1)], rows: vec![bill_row(hour, "5", first)] })
+        .await
+        .unwrap();
     // The re-delivered bill, staged in two chunks: 1.25 + 2.50 in the
     // first hour, 0.25 in the second.
     let mut staging = costplane_store::ledger::Staging::new();

@@ -354,3 +354,39 @@ fn an_export_directory_imports_every_manifests_period() {
     assert_eq!(ledger_totals(&server)["AWS"], (d("3.75"), d("3.75")));
     assert_eq!(server.count("costplane_ledger WHERE x_Source = 'cloud'"), 2);
 }
+
+/// A file that fails inside an import session (through the API, where no
+/// CLI checked it first) after thousands of its rows were written drops the
+/// session and deletes every row the session wrote: the ledger holds none,
+/// visible or not, and the session can no longer be committed.
+#[test]
+fn a_file_failing_in_a_session_drops_it_and_leaves_no_row() {
+    let server = ServerProcess::start(&[]);
+    let api = format!("http://{}/api/v1/import/focus", server.api);
+    let http = reqwest::blocking::Client::new();
+    let line = |cost: &str| {
+        format!(
+            "{cost},111122223333,Main,Billing Account,USD,2025-04-01T00:00:00.000Z,2025-03-01T00:00:00.000Z,Usage,,EC2 hours,2025-03-02T01:00:00.000Z,2025-03-02T00:00:00.000Z,3,Hrs,{cost},{cost},\"Amazon Web Services, Inc.\",{cost},3,Hrs,AWS,\"Amazon Web Services, Inc.\",i-1,Compute,Amazon Elastic Compute Cloud,SKU1,444455556666,dev,,,RunInstances,AmazonEC2\n"
+        )
+    };
+    let json = |url: String| http.post(url).header("content-type", "application/json").body("{}");
+    let session: serde_json::Value = json(format!("{api}/sessions")).send().unwrap().json().unwrap();
+    let id = session["session"].as_str().unwrap().to_owned();
+    let good = format!("{AWS_12_HEADER}\n{}", line("1.5"));
+    let csv = |file: &str, body: String| {
+        http.post(&api).query(&[("session", id.as_str()), ("file", file)]).header("content-type", "text/csv").body(body).send().unwrap()
+    };
+    let resp = csv("good.csv", good);
+    assert_eq!(resp.status(), 200, "{}", resp.text().unwrap());
+    // 5,000 good rows (written in chunks as they parse), then a bad cell.
+    let mut bad = format!("{AWS_12_HEADER}\n");
+    (0..5000).for_each(|_| bad.push_str(&line("0.25")));
+    bad.push_str(&line("not-a-number"));
+    let resp = csv("bad.csv", bad);
+    assert_eq!(resp.status(), 400);
+    let error = resp.text().unwrap();
+    assert!(error.contains("bad.csv: row 5001, column BilledCost") && error.contains("session was dropped"), "{error}");
+    let resp = json(format!("{api}/sessions/{id}/commit")).send().unwrap();
+    assert_eq!(resp.status(), 404, "a dropped session cannot be committed");
+    assert_eq!(server.count("costplane_ledger"), 0, "no row of the session stays, visible or not");
+}
