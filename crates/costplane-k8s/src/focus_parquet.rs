@@ -23,13 +23,17 @@ use crate::K8sError;
 /// One cell: `None` = null.
 pub(crate) type Cell = Option<String>;
 
+/// A file's data rows as they are read, each a row of cells or the error
+/// that stopped the read.
+pub(crate) type Rows = Box<dyn Iterator<Item = Result<Vec<Cell>, K8sError>>>;
+
 /// The header and the data rows of a Parquet file, every cell as text,
 /// read a record batch at a time (one batch's cells are held, never the
 /// file's): `input` is the file itself or its bytes.
 pub(crate) fn records<R: ChunkReader + 'static>(
     file: &str,
     input: R,
-) -> Result<(Vec<String>, impl Iterator<Item = Result<Vec<Cell>, K8sError>>), K8sError> {
+) -> Result<(Vec<String>, Rows), K8sError> {
     let read_err = |m: String| K8sError::Read { file: file.to_owned(), message: m };
     let reader = ParquetRecordBatchReaderBuilder::try_new(input)
         .map_err(|e| read_err(format!("not a readable Parquet file: {e}")))?
@@ -61,7 +65,7 @@ pub(crate) fn records<R: ChunkReader + 'static>(
         }
         rows.into_iter().map(Ok).collect()
     });
-    Ok((header, rows))
+    Ok((header, Box::new(rows)))
 }
 
 /// Rows per record batch read: a bounded slice of a file of any size.

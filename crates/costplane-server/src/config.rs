@@ -265,7 +265,7 @@ pub struct EmbeddedSection {
     /// DuckDB's memory limit in MiB (its buffer pool and query operators;
     /// beyond it DuckDB evicts and spills to disk). 0: DuckDB's own
     /// default, 80% of the machine's memory.
-    pub memory_limit_mib: u64,
+    pub duckdb_memory_limit_mib: u64,
 }
 
 impl Default for EmbeddedSection {
@@ -278,7 +278,7 @@ impl Default for EmbeddedSection {
             maintenance_interval: "60s".into(),
             compact_target_mib: o.compact.target_bytes / MIB as u64,
             compact_after: "1h".into(),
-            memory_limit_mib: o.memory_limit_mib,
+            duckdb_memory_limit_mib: o.duckdb_memory_limit_mib,
         }
     }
 }
@@ -300,7 +300,7 @@ impl EmbeddedSection {
             metrics_ttl_days: self.metrics_ttl_days,
             compact: costplane_store::duckdb::CompactPolicy { target_bytes: self.compact_target_mib.saturating_mul(MIB as u64), max_age },
             maintenance_interval: Some(interval),
-            memory_limit_mib: self.memory_limit_mib,
+            duckdb_memory_limit_mib: self.duckdb_memory_limit_mib,
         })
     }
 }

@@ -27,7 +27,7 @@ pub struct EmbeddedOptions {
     /// beyond it DuckDB evicts cached blocks and spills to its temporary
     /// directory. 0 leaves DuckDB's default (80% of the machine's memory),
     /// which lets the ledger's cached blocks grow with the ledger.
-    pub memory_limit_mib: u64,
+    pub duckdb_memory_limit_mib: u64,
 }
 
 /// The embedded store's default DuckDB memory limit: a server importing a
@@ -43,7 +43,7 @@ impl Default for EmbeddedOptions {
             metrics_ttl_days: 365,
             compact: CompactPolicy::default(),
             maintenance_interval: Some(Duration::from_secs(60)),
-            memory_limit_mib: DEFAULT_MEMORY_LIMIT_MIB,
+            duckdb_memory_limit_mib: DEFAULT_MEMORY_LIMIT_MIB,
         }
     }
 }

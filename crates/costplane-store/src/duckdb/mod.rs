@@ -147,7 +147,7 @@ impl DuckDbStore {
         check_schema(&conn, &path)?;
         maintain::move_native_tables(&conn, &segments)?;
         let interval = options.maintenance_interval;
-        let memory_limit_mib = options.memory_limit_mib;
+        let memory_limit_mib = options.duckdb_memory_limit_mib;
         let telemetry = Arc::new(maintain::Telemetry::new(segments, options));
         telemetry.sync_views(&conn, true)?;
         pg::install(&conn)?;

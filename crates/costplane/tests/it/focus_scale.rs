@@ -7,7 +7,7 @@
 //! - CI: 100,000 rows (a 94 MB file), both processes under 256 MiB and the
 //!   ledger holding every row and cent of the file.
 //! - The benchmark (`COSTPLANE_BENCH=1`): 1,000,000 rows by default
-//!   (`COSTPLANE_BENCH_IMPORT_ROWS`), on the embedded store and on
+//!   (`COSTPLANE_TEST_IMPORT_ROWS`), on the embedded store and on
 //!   ClickHouse, printing rows per second and both peaks.
 
 use std::path::{Path, PathBuf};
@@ -123,11 +123,11 @@ fn import_benchmark() {
         eprintln!("import_benchmark: set COSTPLANE_BENCH=1 to run it (it takes minutes)");
         return;
     }
-    let rows: u64 = std::env::var("COSTPLANE_BENCH_IMPORT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: u64 = std::env::var("COSTPLANE_TEST_IMPORT_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let made = Instant::now();
     // A file made before by the same command can be given again.
-    let file = match std::env::var("COSTPLANE_BENCH_IMPORT_FILE") {
+    let file = match std::env::var("COSTPLANE_TEST_IMPORT_FILE") {
         Ok(f) => PathBuf::from(f),
         Err(_) => generate(rows, dir.path()),
     };
