@@ -30,10 +30,7 @@ pub(crate) type Rows = Box<dyn Iterator<Item = Result<Vec<Cell>, K8sError>>>;
 /// The header and the data rows of a Parquet file, every cell as text,
 /// read a record batch at a time (one batch's cells are held, never the
 /// file's): `input` is the file itself or its bytes.
-pub(crate) fn records<R: ChunkReader + 'static>(
-    file: &str,
-    input: R,
-) -> Result<(Vec<String>, Rows), K8sError> {
+pub(crate) fn records<R: ChunkReader + 'static>(file: &str, input: R) -> Result<(Vec<String>, Rows), K8sError> {
     let read_err = |m: String| K8sError::Read { file: file.to_owned(), message: m };
     let reader = ParquetRecordBatchReaderBuilder::try_new(input)
         .map_err(|e| read_err(format!("not a readable Parquet file: {e}")))?

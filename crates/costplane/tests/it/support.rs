@@ -28,10 +28,19 @@ impl ServerProcess {
     }
 
     /// Starts `costplane serve` on an existing data directory (a restart).
+    /// A port another test took between `free_addr` and the server's bind
+    /// is tried again on fresh ports.
     pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> ServerProcess {
-        let server = ServerProcess::spawn(data_dir, extra);
-        server.wait_healthy();
-        server
+        let mut data_dir = data_dir;
+        for _ in 0..4 {
+            let mut server = ServerProcess::spawn(data_dir, extra);
+            match server.wait_healthy() {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") => data_dir = server.kill9(),
+                Err(log) => panic!("costplane serve did not become healthy; log:\n{log}"),
+            }
+        }
+        panic!("costplane serve found its ports taken four times");
     }
 
     /// Starts `costplane serve` and waits for its "serving" log line
@@ -66,18 +75,22 @@ impl ServerProcess {
         ServerProcess { child: Some(child), grpc, otlp_http, api, data_dir, log }
     }
 
-    fn wait_healthy(&self) {
+    /// Waits for `/healthz`; the log if the server exited or never answered.
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("http://{}/healthz", self.api);
         while Instant::now() < deadline {
             if let Ok(r) = reqwest::blocking::get(&url) {
                 if r.status().is_success() {
-                    return;
+                    return Ok(());
                 }
+            }
+            if self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some()) {
+                return Err(self.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("costplane serve did not become healthy; log:\n{}", self.log_text());
+        Err(self.log_text())
     }
 
     /// The server's process id (while it runs).
