@@ -30,6 +30,11 @@ RUN apt-get update \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/costplane
 COPY --from=builder /out/costplane /usr/local/bin/costplane
 COPY deploy/docker/costplane.toml /etc/costplane/costplane.toml
+# glibc's malloc gives each thread that allocates its own arena and keeps
+# what is freed there; two arenas keep the server's resident memory close to
+# its heap (a 1,000,000-row bill import peaked at 189 MiB with it, 216 MiB
+# without).
+ENV MALLOC_ARENA_MAX=2
 # Numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001
 WORKDIR /var/lib/costplane

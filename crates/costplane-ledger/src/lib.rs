@@ -365,6 +365,26 @@ impl Step {
     }
 }
 
+/// Windows of one length repeating at a fixed period from a read's start:
+/// `[from + j·every, from + j·every + len)` for every `j ≥ 0` that starts
+/// before the read's end (comparing a window with the same window in past
+/// weeks in one read, without reading the hours between).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub len_ns: i64,
+    /// At least `len_ns`, so that no row falls in two windows.
+    pub every_ns: i64,
+}
+
+/// The cost of each of a read's [`Windows`] for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSums {
+    /// Values of the group-by dimensions, in their order.
+    pub dims: Vec<String>,
+    /// Window `j`'s cost (`j` counted from the read's start).
+    pub costs: Vec<Decimal>,
+}
+
 /// Which ledger rows a read covers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CostFilter {

@@ -9,7 +9,12 @@
 //!   a keep-alive connection left waiting that long.
 //! - `idle_timeout`: a connection over which no byte moved in either
 //!   direction for this long is closed (a request body or answer that
-//!   stalls, an HTTP/2 connection with nothing in flight).
+//!   stalls, an HTTP/2 connection with nothing in flight). A connection
+//!   with a request whose body has all arrived and whose answer costplane
+//!   is still working on is not idle, however long the answer takes (a bill
+//!   of a million rows is parsed and stored after its upload, with no byte
+//!   moving): the client is waiting on the server, not holding it. A body
+//!   that stops arriving is the client's stall, and is closed.
 //!
 //! Both are enforced by [`Guarded`], a wrapper over the connection's stream
 //! that fails its reads and writes once a deadline passes; the protocol
@@ -17,7 +22,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -77,17 +82,107 @@ pub(crate) mod duration_text {
 }
 
 /// Set once a connection's first request has arrived (its headers read):
-/// from then on only the idle deadline applies to it.
+/// from then on only the idle deadline applies to it. Also counts the
+/// requests of the connection whose answers are being worked on.
 #[derive(Debug, Clone, Default)]
-pub struct Started(Arc<AtomicBool>);
+pub struct Started(Arc<ConnectionState>);
+
+#[derive(Debug, Default)]
+struct ConnectionState {
+    started: AtomicBool,
+    answering: AtomicUsize,
+}
 
 impl Started {
     pub fn mark(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.started.store(true, Ordering::Relaxed);
     }
 
     fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.started.load(Ordering::Relaxed)
+    }
+
+    fn busy(&self) -> bool {
+        self.0.answering.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Where one request of a connection is: its body still arriving (the
+/// client's time, under the idle deadline), its answer being worked on (the
+/// server's time: the connection is busy, not idle), or answered.
+struct RequestProgress {
+    started: Started,
+    state: std::sync::Mutex<Stage>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Receiving,
+    Answering,
+    Answered,
+}
+
+impl RequestProgress {
+    fn new(started: Started) -> Arc<RequestProgress> {
+        started.mark();
+        Arc::new(RequestProgress { started, state: std::sync::Mutex::new(Stage::Receiving) })
+    }
+
+    /// The whole body is in: the wait is now the server's.
+    fn received(&self) {
+        let mut stage = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if *stage == Stage::Receiving {
+            *stage = Stage::Answering;
+            self.started.0.answering.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The answer's head is ready (its body then moves bytes), or the
+    /// request was dropped.
+    fn answered(&self) {
+        let mut stage = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if *stage == Stage::Answering {
+            self.started.0.answering.fetch_sub(1, Ordering::Relaxed);
+        }
+        *stage = Stage::Answered;
+    }
+}
+
+/// Calls [`RequestProgress::answered`] when the request's handling ends,
+/// however it ends.
+struct Answered(Arc<RequestProgress>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.answered();
+    }
+}
+
+/// A request body that tells its [`RequestProgress`] when it has all
+/// arrived.
+struct WatchedBody {
+    inner: hyper::body::Incoming,
+    progress: Arc<RequestProgress>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.progress.received();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -128,6 +223,10 @@ impl<S> Guarded<S> {
     /// Whether a deadline has passed; otherwise the timer is armed to wake
     /// `cx` at the nearest one.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.started.busy() {
+            // The server is the slow side: the wait is not the client's.
+            self.last = Instant::now();
+        }
         loop {
             let deadline = self.deadline();
             if deadline <= Instant::now() {
@@ -241,9 +340,20 @@ where
         };
         let io = Guarded::new(io, limits, Started::default());
         let started = io.started().clone();
-        let service = router.clone().map_request(move |req: http::Request<hyper::body::Incoming>| {
-            started.mark();
-            req
+        let router = router.clone();
+        let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let progress = RequestProgress::new(started.clone());
+            let req = req.map(|inner| WatchedBody { inner, progress: Arc::clone(&progress) });
+            if http_body::Body::is_end_stream(req.body()) {
+                progress.received();
+            }
+            let answered = Answered(progress);
+            let router = router.clone();
+            async move {
+                let answer = router.oneshot(req).await;
+                drop(answered);
+                answer
+            }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_util::service::TowerToHyperService::new(service));
         let connection = graceful.watch(connection.into_owned());

@@ -283,6 +283,14 @@ impl Dialect {
         }
     }
 
+    /// Integer division of two `Int64` expressions (rounding toward zero).
+    pub fn int_div(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::DuckDb => format!("(({a}) // ({b}))"),
+            Dialect::ClickHouse => format!("intDiv({a}, {b})"),
+        }
+    }
+
     /// A timestamp column truncated to `unit` (hour, day, month), as ns.
     pub fn trunc_ns(self, unit: &str, column: &str) -> String {
         match self {

@@ -139,7 +139,7 @@ impl Upload {
         } else {
             "text/csv"
         };
-        let file = std::fs::File::open(&self.path).with_context(reading)?;
+        std::io::Seek::rewind(&mut file).with_context(reading)?;
         let body = reqwest::blocking::Body::sized(Progress { inner: file, bar: self.bar.clone() }, len);
         // No overall timeout: a large bill takes as long as the link needs.
         let client = reqwest::blocking::Client::builder().timeout(None).build()?;

@@ -30,6 +30,9 @@ use crate::error::{ApiError, ErrorCode};
 /// Rows written to the store at a time.
 pub const CHUNK_ROWS: usize = 2048;
 
+/// How often a long import logs how far it got.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a file is read with besides its path.
 #[derive(Debug, Clone)]
 pub struct FileInput {
@@ -62,9 +65,9 @@ pub struct StagedImport {
     /// ([`LedgerRow::booking`] rows), by key: few (sources, tenants,
     /// services), however many rows.
     labels: HashMap<String, (usize, LedgerRow)>,
-    /// Per (charge hour, scope, label set): the summed cost and consumed
-    /// quantity.
-    booked: HashMap<(i64, u64, usize), (rust_decimal::Decimal, rust_decimal::Decimal)>,
+    /// Per (revision, label set): the summed cost and consumed quantity (a
+    /// revision is one scope's charge hour).
+    booked: HashMap<(u64, usize), (rust_decimal::Decimal, rust_decimal::Decimal)>,
 }
 
 impl StagedImport {
@@ -92,7 +95,7 @@ impl StagedImport {
         let booking = LedgerRow::booking(row);
         let next = self.labels.len();
         let label = self.labels.entry(booking.key()).or_insert((next, booking)).0;
-        let sums = self.booked.entry((hour, staged.revision, label)).or_default();
+        let sums = self.booked.entry((staged.revision, label)).or_default();
         sums.0 += row.cost;
         sums.1 += row.consumed_quantity;
     }
@@ -102,7 +105,7 @@ impl StagedImport {
         let labels: HashMap<usize, LedgerRow> = std::mem::take(&mut self.labels).into_values().collect();
         std::mem::take(&mut self.booked)
             .into_iter()
-            .map(|((_, revision, label), (cost, quantity))| LedgerRow {
+            .map(|((revision, label), (cost, quantity))| LedgerRow {
                 revision,
                 cost,
                 consumed_quantity: quantity,
@@ -122,6 +125,7 @@ impl StagedImport {
     /// On an error the import is no longer whole: [`StagedImport::discard`] it.
     pub async fn add_file(mut self, ledger: &Ledger, input: FileInput) -> (StagedImport, Result<(), ApiError>) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<LedgerRow>>(2);
+        let label = input.label.clone();
         let parse = tokio::task::spawn_blocking(move || {
             let label = input.label.clone();
             let stopped = || K8sError::Read { file: label.clone(), message: "the import stopped".into() };
@@ -145,10 +149,16 @@ impl StagedImport {
             (self, result)
         });
         let mut written = Ok(());
+        let (mut rows, mut logged) = (0u64, std::time::Instant::now());
         while let Some(chunk) = rx.recv().await {
             if let Err(e) = ledger.store().stage_ledger_rows(&chunk, next_revision()).await {
                 written = Err(ApiError::from(e));
                 break;
+            }
+            rows += chunk.len() as u64;
+            if logged.elapsed() >= PROGRESS_EVERY {
+                tracing::info!(file = %label, rows, "bill import: rows staged so far");
+                logged = std::time::Instant::now();
             }
         }
         // The parse stops at its next chunk if the store failed.
@@ -170,7 +180,7 @@ impl StagedImport {
 
     /// Deletes every row staged so far (an import that failed or was
     /// dropped); logged, not answered, when the store refuses.
-    pub async fn discard(self, ledger: &Ledger) {
+    pub async fn discard(&self, ledger: &Ledger) {
         if let Some((from, to)) = self.window() {
             if let Err(e) = ledger.store().discard_ledger_revisions(from, to, self.staging.revisions()).await {
                 tracing::warn!(error = %e, "could not delete the rows of a dropped bill import; the next replacement of its hours deletes them");
@@ -204,14 +214,9 @@ impl StagedImport {
         }
         hours.sort_by(|a, b| (a.hour_ns, &a.scope).cmp(&(b.hour_ns, &b.scope)));
         hours.dedup_by(|a, b| a.hour_ns == b.hour_ns && a.scope == b.scope);
-        let window = self.window();
         let booking = self.booking();
         if let Err(e) = closer.switch_staged(hours, booking).await {
-            if let Some((from, to)) = window {
-                if let Err(d) = closer.ledger().store().discard_ledger_revisions(from, to, self.staging.revisions()).await {
-                    tracing::warn!(error = %d, "could not delete the rows of a failed bill import; the next replacement of its hours deletes them");
-                }
-            }
+            self.discard(closer.ledger()).await;
             return Err(e.into());
         }
         let totals: BTreeMap<String, serde_json::Value> = self

@@ -239,9 +239,7 @@ pub async fn run(state: &InsightsState, grain: Grain, from: i64, to: i64) -> Res
 /// an imported bill: which resource or SKU of the provider's service):
 /// actual against the median of the same window in the reference weeks.
 async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Result<Vec<anomaly::Contributor>, StoreError> {
-    let week = 7 * 86_400;
-    let weeks = state.anomalies.weeks as i64;
-    let mut items = Vec::new();
+    let mut top = Vec::new();
     let dims = if group.is_cloud() {
         [Dimension::Resource, Dimension::Sku, Dimension::UsageType]
     } else {
@@ -249,28 +247,22 @@ async fn contributors(state: &InsightsState, group: &Group, a: &Anomaly) -> Resu
     };
     for dim in dims {
         // Cost per value in the anomaly's window (k = 0) and in the same
-        // window k weeks before: only the windows are read, so a bill of a
-        // hundred thousand resources costs a sum per resource and window,
-        // not an hourly series per resource over the weeks between.
-        let mut windows: Vec<HashMap<String, Decimal>> = Vec::new();
-        for k in 0..=weeks {
-            let by = series::hourly_cost(&state.store, a.start - k * week, a.end - k * week, &[dim], &group.scope(), series::Hours::Closed)
-                .await?;
-            windows.push(by.into_iter().map(|(key, hours)| (key.into_iter().next().unwrap_or_default(), hours.iter().sum())).collect());
-        }
-        let values: std::collections::BTreeSet<&String> = windows.iter().flat_map(|w| w.keys()).collect();
-        if values.len() < 2 {
+        // window k weeks before.
+        let by_value = series::window_costs(&state.store, (a.start, a.end), state.anomalies.weeks, dim, &group.scope()).await?;
+        if by_value.len() < 2 {
             // One value (a single provider, say) moved by the whole change: it explains nothing.
             continue;
         }
-        for value in values.into_iter().filter(|v| !v.is_empty()) {
-            let at = |k: usize| windows[k].get(value).copied().unwrap_or_default();
-            let mut past: Vec<f64> = (1..windows.len()).map(|k| costplane_insights::to_f64(at(k))).collect();
+        let items = by_value.into_iter().filter(|(value, _)| !value.is_empty()).map(|(value, costs)| {
+            let mut past: Vec<f64> = costs[1..].iter().map(|c| costplane_insights::to_f64(*c)).collect();
             let expected = costplane_insights::money(costplane_insights::baseline::median(&mut past));
-            items.push((dim.name().to_owned(), value.clone(), at(0).normalize(), expected.normalize()));
-        }
+            (dim.name().to_owned(), value, costs[0].normalize(), expected.normalize())
+        });
+        // Each dimension's top few, so a dimension of many values is not
+        // held whole while the next is read.
+        top.extend(top_contributors(items.collect(), 3));
     }
-    Ok(top_contributors(items, 3))
+    Ok(top_contributors(top.into_iter().map(|c| (c.dimension, c.value, c.actual, c.expected)).collect(), 3))
 }
 
 /// Tells `[anomalies] notify` about anomalies not yet notified that ended

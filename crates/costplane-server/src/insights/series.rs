@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use costplane_ledger::{CostFilter, Step};
+use costplane_ledger::{CostFilter, Step, Windows};
 use costplane_store::ledger::Ledger;
 use costplane_store::{Store, StoreError};
 use rust_decimal::Decimal;
@@ -101,15 +101,7 @@ pub async fn hourly_cost(
     if hours == 0 {
         return Ok(out);
     }
-    let mut equals: Vec<(Dimension, String)> = scope
-        .fields()
-        .into_iter()
-        .map(|(name, value)| (Dimension::parse(name).expect("scope fields are dimensions"), value.to_owned()))
-        .collect();
-    if which == Hours::Closed {
-        equals.push((Dimension::ChargeStatus, costplane_ledger::CLOSED.to_owned()));
-    }
-    let filter = CostFilter { from_ns: from * NS, to_ns: to * NS, tenant: None, equals };
+    let filter = filter(from, to, scope, which);
     let sums = Ledger::new(Arc::clone(store)).sum_costs(&filter, dims, Some(Step::Hour)).await?;
     for sum in sums {
         let h = sum.period_ns.unwrap_or(0) / NS;
@@ -121,6 +113,54 @@ pub async fn hourly_cost(
         series[i] += sum.cost;
     }
     Ok(out)
+}
+
+/// The ledger rows of `[from, to)` (Unix seconds) inside `scope`.
+fn filter(from: i64, to: i64, scope: &Scope, which: Hours) -> CostFilter {
+    let mut equals: Vec<(Dimension, String)> = scope
+        .fields()
+        .into_iter()
+        .map(|(name, value)| (Dimension::parse(name).expect("scope fields are dimensions"), value.to_owned()))
+        .collect();
+    if which == Hours::Closed {
+        equals.push((Dimension::ChargeStatus, costplane_ledger::CLOSED.to_owned()));
+    }
+    CostFilter { from_ns: from * NS, to_ns: to * NS, tenant: None, equals }
+}
+
+/// Closed cost per value of `dim` inside `scope`, in the window
+/// `[start, end)` (`costs[0]`) and in the same window each of `weeks`
+/// periods before it (`costs[k]`), a period being the whole weeks that
+/// hold the window (one week for a window of up to a week), so that no two
+/// windows overlap. One read, one row per value: the hours between the
+/// windows are not summed, so a dimension of a hundred thousand values
+/// costs a sum per value and window, whatever the weeks between.
+pub async fn window_costs(
+    store: &Arc<dyn Store>,
+    (start, end): (i64, i64),
+    weeks: usize,
+    dim: Dimension,
+    scope: &Scope,
+) -> Result<Vec<(String, Vec<Decimal>)>, StoreError> {
+    const WEEK: i64 = 7 * 86_400;
+    let len = end - start;
+    if len <= 0 {
+        return Ok(Vec::new());
+    }
+    let every = (len + WEEK - 1) / WEEK * WEEK;
+    let from = start - i64::try_from(weeks).unwrap_or(i64::MAX / every) * every;
+    let windows = Windows { len_ns: len * NS, every_ns: every * NS };
+    let sums = Ledger::new(Arc::clone(store)).sum_costs_in_windows(&filter(from, end, scope, Hours::Closed), &[dim], windows).await?;
+    Ok(sums
+        .into_iter()
+        .map(|sum| {
+            // Window j from `from` is the one k = weeks - j periods back.
+            let mut costs = sum.costs;
+            costs.reverse();
+            costs.resize(weeks + 1, Decimal::ZERO);
+            (sum.dims.into_iter().next().unwrap_or_default(), costs)
+        })
+        .collect())
 }
 
 /// [`hourly_cost`] of closed hours per [`Group`].

@@ -382,14 +382,7 @@ fn write_blocking(
         for (table, rb) in tables {
             let rb = arrow::with_write_seq(rb, ticket.seq())
                 .map_err(|e| StoreError::Rejected(format!("building the Arrow batch failed: {e}")))?;
-            let append_err = errors::classify_append;
-            let mut app = conn.appender(table).map_err(append_err)?;
-            // By name: the table may have columns costplane does not write.
-            for field in rb.schema().fields() {
-                app.add_column(field.name()).map_err(append_err)?;
-            }
-            app.append_record_batch(rb).map_err(append_err)?;
-            app.flush().map_err(append_err)?;
+            append_batch(conn, table, rb)?;
         }
         conn.execute_batch("COMMIT").map_err(db_err)
     })();
@@ -687,13 +680,7 @@ impl Store for DuckDbStore {
         let writer = Arc::clone(&self.writer);
         tokio::task::spawn_blocking(move || {
             let conn = writer.lock().map_err(|_| StoreError::Unavailable("the writer connection is poisoned".into()))?;
-            let append_err = errors::classify_append;
-            let mut app = conn.appender("costplane_ledger").map_err(append_err)?;
-            for field in batch.schema().fields() {
-                app.add_column(field.name()).map_err(append_err)?;
-            }
-            app.append_record_batch(batch).map_err(append_err)?;
-            app.flush().map_err(append_err)
+            append_batch(&conn, "costplane_ledger", batch)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the ledger task failed: {e}")))?
@@ -758,6 +745,18 @@ impl Store for DuckDbStore {
     }
 }
 
+/// Appends `batch` to `table` through DuckDB's appender, by column name:
+/// the table may have columns costplane does not write.
+fn append_batch(conn: &Connection, table: &str, batch: RecordBatch) -> Result<(), StoreError> {
+    let append_err = errors::classify_append;
+    let mut app = conn.appender(table).map_err(append_err)?;
+    for field in batch.schema().fields() {
+        app.add_column(field.name()).map_err(append_err)?;
+    }
+    app.append_record_batch(batch).map_err(append_err)?;
+    app.flush().map_err(append_err)
+}
+
 /// One transaction: the new rows and revisions in, the superseded ones out.
 fn replace_blocking(
     conn: &Connection,
@@ -778,13 +777,7 @@ fn replace_blocking(
             if rb.num_rows() == 0 {
                 continue;
             }
-            let append_err = errors::classify_append;
-            let mut app = conn.appender(table).map_err(append_err)?;
-            for field in rb.schema().fields() {
-                app.add_column(field.name()).map_err(append_err)?;
-            }
-            app.append_record_batch(rb).map_err(append_err)?;
-            app.flush().map_err(append_err)?;
+            append_batch(conn, table, rb)?;
         }
         for sql in crate::ledger::retire_statements(Dialect::DuckDb, "costplane_ledger", "costplane_ledger_hours") {
             conn.execute(&sql, duckdb::params![from, to]).map_err(db_err)?;

@@ -54,7 +54,8 @@ use std::sync::Arc;
 
 use costplane_ledger::{
     scope, ChargeClass, ChargeStatus, CostFilter, CostSum, Dimension, HourState, KubernetesUsage, LedgerExt, LedgerReplacement, LedgerRow,
-    LlmUsageRow, PricingStatus, Source, Step, TelemetryUsage, UnknownValue, UsageType, DEFAULT_CHARGE_CATEGORY, HOUR_NS,
+    LlmUsageRow, PricingStatus, Source, Step, TelemetryUsage, UnknownValue, UsageType, WindowSums, Windows, DEFAULT_CHARGE_CATEGORY,
+    HOUR_NS,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -69,6 +70,9 @@ pub use usage::NewUsage;
 pub(crate) use usage::COPY_ORDER;
 
 pub const LEDGER_TABLE: &str = "costplane_ledger";
+
+/// The most windows one [`Ledger::sum_costs_in_windows`] reads (a column each).
+pub const MAX_WINDOWS: i64 = 64;
 pub const HOURS_TABLE: &str = "costplane_ledger_hours";
 
 static LAST_REVISION: AtomicU64 = AtomicU64::new(0);
@@ -458,6 +462,53 @@ impl Ledger {
                 unit: same.then_some(unit_min),
                 rows,
             });
+        }
+        Ok(out)
+    }
+
+    /// Cost of each of the `windows` of the filter's period per value of
+    /// `group_by`, one row per value (`costs[j]`: window `j` from the
+    /// filter's start, zero where the value has no row). Rows between the
+    /// windows are not summed. At most [`MAX_WINDOWS`] windows.
+    pub async fn sum_costs_in_windows(
+        &self,
+        filter: &CostFilter,
+        group_by: &[Dimension],
+        windows: Windows,
+    ) -> Result<Vec<WindowSums>, StoreError> {
+        let span = filter.to_ns.saturating_sub(filter.from_ns);
+        let count = if windows.every_ns > 0 { (span + windows.every_ns - 1) / windows.every_ns } else { 0 };
+        if windows.len_ns <= 0 || windows.every_ns < windows.len_ns || !(1..=MAX_WINDOWS).contains(&count) {
+            return Err(StoreError::Rejected(format!(
+                "cost windows of {} ns every {} ns over {span} ns: a window must be longer than 0 and no longer than its period, \
+                 and a read holds 1 to {MAX_WINDOWS} of them",
+                windows.len_ns, windows.every_ns
+            )));
+        }
+        let dialect = self.dialect();
+        let mut p = Params::new(dialect);
+        let mut w = self.conditions(&mut p, filter);
+        // Offset from the read's start; the filter keeps it >= 0.
+        let from = p.add(Param::Int(filter.from_ns));
+        let offset = format!("({} - {from})", dialect.ns("ChargePeriodStart"));
+        let every = p.add(Param::Int(windows.every_ns));
+        let len = p.add(Param::Int(windows.len_ns));
+        w.push_str(&format!(" AND {offset} % {every} < {len}"));
+        let window = dialect.int_div(&offset, &every);
+        let dims: Vec<String> = group_by.iter().enumerate().map(|(i, d)| format!("{} AS d{i}", column(*d))).collect();
+        let sums: Vec<String> =
+            (0..count).map(|j| format!("sum(CASE WHEN {window} = {} THEN BilledCost ELSE 0 END) AS w{j}", p.add(Param::Int(j)))).collect();
+        let mut sql = format!("SELECT {} FROM {LEDGER_TABLE} WHERE {w}", [dims.clone(), sums].concat().join(", "));
+        if !dims.is_empty() {
+            let names: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+            sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", names.join(", ")));
+        }
+        let r = self.read(&sql, &p.values).await?;
+        let mut out = Vec::with_capacity(r.rows.len());
+        for (at, row) in r.rows.iter().enumerate() {
+            let n = group_by.len();
+            let costs = row[n..].iter().map(|cell| money_cell(cell, at, "window sum")).collect::<Result<Vec<_>, _>>()?;
+            out.push(WindowSums { dims: row[..n].iter().map(text).collect(), costs });
         }
         Ok(out)
     }

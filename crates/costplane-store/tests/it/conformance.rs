@@ -518,3 +518,51 @@ pub async fn staged_rows_stay_invisible_and_survive_other_replacements_until_the
     assert_eq!(left[0][0].to_string().trim_matches('"'), "0", "a discarded revision leaves no row");
     assert_eq!(total(ledger.rows(&all).await.unwrap()), d("4.5"));
 }
+
+/// Sums per repeating window (anomaly contributors compare a window with
+/// the same window in past weeks): rows between the windows are not
+/// counted, each window's sum starts at its own start.
+pub async fn costs_sum_per_window_without_the_hours_between(b: &Backend) {
+    let ledger = Ledger::new(Arc::clone(&b.store));
+    let from = T0 as i64 - (T0 as i64).rem_euclid(HOUR_NS);
+    let day = 24 * HOUR_NS;
+    let revision = next_revision();
+    let row = |hour: i64, service: &str, cost: &str| {
+        let mut r = bill_row(from + hour * HOUR_NS, cost, revision);
+        r.service = service.into();
+        r
+    };
+    let rows = vec![
+        row(0, "checkout", "1.10"),
+        row(1, "search", "0.20"),
+        row(5, "checkout", "9"), // between windows
+        row(25, "checkout", "2.00"),
+        row(26, "checkout", "7"), // the third hour of the second day: past the window
+        row(48, "checkout", "0.30"),
+        row(48, "search", "0.04"),
+    ];
+    let mut hours: Vec<i64> = rows.iter().map(|r| r.charge_period_start_ns).collect();
+    hours.dedup();
+    let hours = hours.into_iter().map(|h| closed(h, "cloud:aws:111", revision, 1)).collect();
+    ledger.replace_window(&LedgerReplacement { hours, rows }).await.unwrap();
+    // Windows of two hours every day, from `from` to the end of the third.
+    let filter = CostFilter { from_ns: from, to_ns: from + 2 * day + 2 * HOUR_NS, tenant: None, equals: Vec::new() };
+    let windows = costplane_telemetry::usage::Windows { len_ns: 2 * HOUR_NS, every_ns: day };
+    let sums = ledger.sum_costs_in_windows(&filter, &[Dimension::Service], windows).await.unwrap();
+    let got: Vec<(String, Vec<Decimal>)> = sums.into_iter().map(|s| (s.dims[0].clone(), s.costs)).collect();
+    assert_eq!(
+        got,
+        vec![
+            // Day one, hours 0-1: checkout 1.10 (the 9 at hour 5 is outside);
+            // day two: 2.00 at hour 25 (the 7 at hour 26 is outside); day three: 0.30.
+            ("checkout".to_owned(), vec![d("1.10"), d("2.00"), d("0.30")]),
+            // 0.20 on day one, nothing on day two, 0.04 on day three.
+            ("search".to_owned(), vec![d("0.20"), d("0"), d("0.04")]),
+        ]
+    );
+    let overlapping = costplane_telemetry::usage::Windows { len_ns: 2 * day, every_ns: day };
+    assert!(ledger.sum_costs_in_windows(&filter, &[], overlapping).await.is_err(), "windows longer than their period are refused");
+    let hourly = costplane_telemetry::usage::Windows { len_ns: HOUR_NS, every_ns: HOUR_NS };
+    let year = CostFilter { to_ns: from + 365 * day, ..filter };
+    assert!(ledger.sum_costs_in_windows(&year, &[], hourly).await.is_err(), "8,760 windows (a column each) are refused");
+}

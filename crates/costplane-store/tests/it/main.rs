@@ -46,6 +46,7 @@ store_conformance_suite!(
         stored_bytes_are_measured => crate::conformance::stored_bytes_are_measured,
         staged_rows_stay_invisible_and_survive_other_replacements_until_their_switch =>
             crate::conformance::staged_rows_stay_invisible_and_survive_other_replacements_until_their_switch,
+        costs_sum_per_window_without_the_hours_between => crate::conformance::costs_sum_per_window_without_the_hours_between,
         hostile_statements_are_refused => crate::readonly::hostile_statements_are_refused,
         results_are_bounded => crate::readonly::results_are_bounded,
     ]

@@ -6,6 +6,9 @@
 //!
 //! - CI: 100,000 rows (a 94 MB file), both processes under 256 MiB and the
 //!   ledger holding every row and cent of the file.
+//! - Both run with `[connections] idle_timeout` at 2 s: the server parses
+//!   and stores the file after its upload for far longer than that with no
+//!   byte moving, and the connection must stay open for the answer.
 //! - The benchmark (`COSTPLANE_BENCH=1`): 1,000,000 rows by default
 //!   (`COSTPLANE_TEST_IMPORT_ROWS`), on the embedded store and on
 //!   ClickHouse, printing rows per second and both peaks.
@@ -32,6 +35,14 @@ fn generate(rows: u64, dir: &Path) -> PathBuf {
     let file = dir.join("focus_1_2_cost_and_usage_aws.csv");
     assert!(file.exists(), "focus-data-toolkit wrote no {}", file.display());
     file
+}
+
+/// `--config` with an idle deadline far shorter than an import's silent
+/// parse (the file is written under `dir`).
+fn short_idle_config(dir: &Path) -> PathBuf {
+    let config = dir.join("costplane.toml");
+    std::fs::write(&config, "[connections]\nidle_timeout = \"2s\"\n").unwrap();
+    config
 }
 
 /// The peak resident set of a running process, in KiB.
@@ -109,7 +120,8 @@ fn imports_whole_in_bounded_memory(server: &ServerProcess, file: &Path, rows: u6
 fn a_provider_shaped_bill_imports_whole_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let file = generate(100_000, dir.path());
-    let server = ServerProcess::start(&[]);
+    let config = short_idle_config(dir.path());
+    let server = ServerProcess::start(&["--config", config.to_str().unwrap()]);
     let m = imports_whole_in_bounded_memory(&server, &file, 100_000);
     eprintln!("100,000 rows in {:.1} s: CLI peak {} MiB, server peak {} MiB", m.seconds, m.cli_peak_kib >> 10, m.server_peak_kib >> 10);
     assert!(m.cli_peak_kib < MAX_RSS_KIB, "the CLI peaked at {} MiB", m.cli_peak_kib >> 10);
@@ -129,18 +141,24 @@ fn import_benchmark() {
     // A file made before by the same command can be given again.
     let file = match std::env::var("COSTPLANE_TEST_IMPORT_FILE") {
         Ok(f) => PathBuf::from(f),
-        Err(_) => generate(rows, dir.path()),
+        Err(_) => {
+            let file = generate(rows, dir.path());
+            eprintln!("generated {rows} rows with focus-data-toolkit in {:.0} s", made.elapsed().as_secs_f64());
+            file
+        }
     };
     let mib = std::fs::metadata(&file).unwrap().len() >> 20;
-    eprintln!("generated {rows} rows ({mib} MiB) with focus-data-toolkit in {:.0} s", made.elapsed().as_secs_f64());
     let target = costplane_testkit::ClickHouseTarget::new();
     let mut table = vec![
         "| store | rows | file | seconds | rows/s | CLI peak | server peak | after detection |".to_owned(),
         "|---|---:|---:|---:|---:|---:|---:|---:|".into(),
     ];
-    for (store, server) in
-        [("embedded", ServerProcess::start(&[])), ("clickhouse", ServerProcess::start(&crate::support::clickhouse_args(&target, &[])))]
-    {
+    let config = short_idle_config(dir.path());
+    let config = ["--config", config.to_str().unwrap()];
+    for (store, server) in [
+        ("embedded", ServerProcess::start(&config)),
+        ("clickhouse", ServerProcess::start(&crate::support::clickhouse_args(&target, &config))),
+    ] {
         let m = imports_whole_in_bounded_memory(&server, &file, rows);
         // The import wakes anomaly detection over the imported window: the
         // server's peak once it has gone quiet.
