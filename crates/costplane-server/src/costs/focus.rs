@@ -35,13 +35,14 @@ use std::str::FromStr;
 
 use axum::body::Body;
 use chrono::{DateTime, Utc};
+use costplane_store::ledger::table::{column_named, Cell};
 use costplane_telemetry::usage::CostFilter;
 use futures::StreamExt as _;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::params::{days, iso, ns};
-use super::{decimal, money, text, Chunk, CostState};
+use super::{money, Chunk, CostState};
 use crate::auth::Caller;
 use crate::config::BillingSection;
 use crate::csv;
@@ -185,52 +186,50 @@ async fn day(state: &CostState, caller: &Caller, ctx: &Context, from: i64, to: i
     let rows = state.ledger().rows(&filter).await?;
     let mut out = String::new();
     for r in &rows {
-        out.push_str(&render(&row(&LedgerRow(&values(r)), ctx)));
+        out.push_str(&render(&row(&LedgerRow(r), ctx)));
     }
     Ok(out)
 }
 
-/// A typed ledger row as cells in the order of the ledger's description
-/// (`costplane_store::ledger::table`), each as the store holds it.
-fn values(r: &costplane_telemetry::usage::LedgerRow) -> Vec<Value> {
-    use costplane_store::ledger::table::{Cell, COLUMNS};
-    use serde_json::json;
-    COLUMNS
-        .iter()
-        .map(|c| match (c.value)(r) {
-            Cell::Time(t) => json!(t),
-            Cell::Money(d) => json!(d.to_string()),
-            Cell::NullableMoney(d) => d.map_or(Value::Null, |d| json!(d.to_string())),
-            Cell::Text(t) => json!(t),
-            Cell::NullableText(t) => t.map_or(Value::Null, |t| json!(t)),
-            Cell::U64(n) => json!(n),
-        })
-        .collect()
-}
-
-/// One ledger row as cells ([`values`]), by column name.
-struct LedgerRow<'a>(&'a [Value]);
+/// A typed ledger row read by column name through the ledger's description
+/// (`costplane_store::ledger::table`): each cell as the row holds it, money
+/// as its `Decimal`.
+struct LedgerRow<'a>(&'a costplane_telemetry::usage::LedgerRow);
 
 impl LedgerRow<'_> {
-    fn value(&self, name: &str) -> &Value {
-        let i = costplane_store::ledger::table::COLUMNS.iter().position(|c| c.name == name).expect("a ledger column");
-        self.0.get(i).unwrap_or(&Value::Null)
+    fn cell(&self, name: &str) -> Cell<'_> {
+        (column_named(name).unwrap_or_else(|| panic!("{name} is not a ledger column")).value)(self.0)
     }
 
-    /// A text cell: null when the store holds null or an empty string
+    /// A text cell: null when the row holds none or an empty string
     /// (ClickHouse's non-nullable columns store a missing value as "").
     fn text(&self, name: &str) -> Option<String> {
-        Some(text(self.value(name))).filter(|s| !s.trim().is_empty())
+        let text = match self.cell(name) {
+            Cell::Text(t) => Some(t.to_owned()),
+            Cell::NullableText(t) => t.map(str::to_owned),
+            Cell::Money(d) => Some(d.to_string()),
+            Cell::NullableMoney(d) => d.map(|d| d.to_string()),
+            Cell::U64(n) => Some(n.to_string()),
+            Cell::Time(t) => Some(t.to_string()),
+        };
+        text.filter(|s| !s.trim().is_empty())
     }
 
-    /// A decimal cell; the cells come from typed rows ([`values`]), so
-    /// only a null one is `None`.
+    /// A money or count cell; `None` only for a null one.
     fn decimal(&self, name: &str) -> Option<Decimal> {
-        decimal(self.value(name))
+        match self.cell(name) {
+            Cell::Money(d) => Some(d),
+            Cell::NullableMoney(d) => d,
+            Cell::U64(n) => Some(Decimal::from(n)),
+            other => panic!("{name} is a {:?} column, not a number", other.ty()),
+        }
     }
 
     fn time(&self, name: &str) -> i64 {
-        self.value(name).as_i64().unwrap_or(0)
+        match self.cell(name) {
+            Cell::Time(t) => t,
+            other => panic!("{name} is a {:?} column, not a time", other.ty()),
+        }
     }
 }
 
@@ -500,8 +499,8 @@ mod tests {
     }
 
     fn cells(overrides: &[(&str, Value)]) -> std::collections::HashMap<&'static str, Option<String>> {
-        let values = ledger(overrides);
-        COLUMNS.iter().map(|(n, _)| *n).zip(row(&LedgerRow(&values), &ctx())).collect()
+        let typed = costplane_store::ledger::row_from_cells(&ledger(overrides)).expect("the cells make a ledger row");
+        COLUMNS.iter().map(|(n, _)| *n).zip(row(&LedgerRow(&typed), &ctx())).collect()
     }
 
     #[test]
@@ -665,8 +664,8 @@ mod tests {
     fn cells_render_text_defused_and_numbers_plain() {
         let overrides = [("x_Tenant", json!("=cmd")), ("BilledCost", json!("-0.5"))];
         let c = cells(&overrides);
-        let values = ledger(&overrides);
-        let line = render(&row(&LedgerRow(&values), &ctx()));
+        let typed = costplane_store::ledger::row_from_cells(&ledger(&overrides)).unwrap();
+        let line = render(&row(&LedgerRow(&typed), &ctx()));
         assert_eq!(c["BilledCost"].as_deref(), Some("-0.5"));
         assert!(line.starts_with("2026-10-06T10:00:00Z,2026-10-06T11:00:00Z,-0.5,"), "{line}");
         assert!(line.contains(",'=cmd,"), "{line}");

@@ -365,6 +365,7 @@ async fn closed_until(state: &InsightsState, from: i64, to: i64) -> Result<i64, 
 pub async fn step(state: &InsightsState, now: i64, reclosed: Option<(i64, i64)>) -> Result<(), StoreError> {
     let progress = progress(state).await?;
     if let Some((from, to)) = reclosed {
+        let began = std::time::Instant::now();
         let history = state.anomalies.weeks as i64 * 7 * 86_400;
         for grain in [Grain::Hour, Grain::Day] {
             if let Some(&next) = progress.get(grain.name()) {
@@ -374,6 +375,14 @@ pub async fn step(state: &InsightsState, now: i64, reclosed: Option<(i64, i64)>)
                     run(state, grain, from, to).await?;
                 }
             }
+        }
+        // Late usage re-closes hours often and quickly; an imported bill
+        // takes minutes, which an operator should see.
+        let seconds = began.elapsed().as_secs_f64();
+        if seconds >= 1.0 {
+            tracing::info!(from = %iso(from), to = %iso(to), seconds, "anomalies evaluated again over re-closed hours");
+        } else {
+            tracing::debug!(from = %iso(from), to = %iso(to), seconds, "anomalies evaluated again over re-closed hours");
         }
     }
     let due_to = (now - state.close_after_secs).div_euclid(HOUR) * HOUR;

@@ -755,6 +755,12 @@ fn vocabulary<T>(index: usize, column: &'static str, parsed: Result<T, UnknownVa
     parsed.map_err(|source| StoreError::UnknownValue { table: LEDGER_TABLE, row: index, column, source })
 }
 
+/// A typed row from cells in the description's order ([`table::names`]),
+/// as a read gives them; a cell that does not parse is an error.
+pub fn row_from_cells(cells: &[Value]) -> Result<LedgerRow, StoreError> {
+    ledger_row(0, cells)
+}
+
 fn ledger_row(index: usize, row: &[Value]) -> Result<LedgerRow, StoreError> {
     let at = |name: &str| -> &Value {
         let i = table::COLUMNS.iter().position(|c| c.name == name).expect("a ledger column");
