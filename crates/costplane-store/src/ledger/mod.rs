@@ -419,9 +419,9 @@ impl Ledger {
             select.push(format!("{} AS period", dialect.trunc_ns(step.name(), "ChargePeriodStart")));
             group.push("period".to_owned());
         }
-        for (i, d) in group_by.iter().enumerate() {
-            select.push(format!("{} AS d{i}", column(*d)));
-            group.push(format!("d{i}"));
+        for (item, alias) in dimension_columns(group_by) {
+            select.push(item);
+            group.push(alias);
         }
         select.extend(
             [
@@ -433,10 +433,7 @@ impl Ledger {
             ]
             .map(String::from),
         );
-        let mut sql = format!("SELECT {} FROM {LEDGER_TABLE} WHERE {w}", select.join(", "));
-        if !group.is_empty() {
-            sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", group.join(", ")));
-        }
+        let sql = ledger_select(&select, &w, &group);
         let r = self.read(&sql, &p.values).await?;
         let mut out = Vec::new();
         for (at, row) in r.rows.iter().enumerate() {
@@ -495,14 +492,9 @@ impl Ledger {
         let len = p.add(Param::Int(windows.len_ns));
         w.push_str(&format!(" AND {offset} % {every} < {len}"));
         let window = dialect.int_div(&offset, &every);
-        let dims: Vec<String> = group_by.iter().enumerate().map(|(i, d)| format!("{} AS d{i}", column(*d))).collect();
-        let sums: Vec<String> =
-            (0..count).map(|j| format!("sum(CASE WHEN {window} = {} THEN BilledCost ELSE 0 END) AS w{j}", p.add(Param::Int(j)))).collect();
-        let mut sql = format!("SELECT {} FROM {LEDGER_TABLE} WHERE {w}", [dims.clone(), sums].concat().join(", "));
-        if !dims.is_empty() {
-            let names: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
-            sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", names.join(", ")));
-        }
+        let (mut select, group): (Vec<String>, Vec<String>) = dimension_columns(group_by).into_iter().unzip();
+        select.extend((0..count).map(|j| format!("sum(CASE WHEN {window} = {} THEN BilledCost ELSE 0 END) AS w{j}", p.add(Param::Int(j)))));
+        let sql = ledger_select(&select, &w, &group);
         let r = self.read(&sql, &p.values).await?;
         let mut out = Vec::with_capacity(r.rows.len());
         for (at, row) in r.rows.iter().enumerate() {
@@ -753,6 +745,21 @@ impl ExportMarks {
 /// does not know is an error naming the row and column.
 fn vocabulary<T>(index: usize, column: &'static str, parsed: Result<T, UnknownValue>) -> Result<T, StoreError> {
     parsed.map_err(|source| StoreError::UnknownValue { table: LEDGER_TABLE, row: index, column, source })
+}
+
+/// Each group-by dimension as a select item (`<column> AS d<i>`) and its alias.
+fn dimension_columns(group_by: &[Dimension]) -> Vec<(String, String)> {
+    group_by.iter().enumerate().map(|(i, d)| (format!("{} AS d{i}", column(*d)), format!("d{i}"))).collect()
+}
+
+/// `select` over the ledger rows `w` keeps, grouped and ordered by the
+/// aliases `group` when there are any.
+fn ledger_select(select: &[String], w: &str, group: &[String]) -> String {
+    let mut sql = format!("SELECT {} FROM {LEDGER_TABLE} WHERE {w}", select.join(", "));
+    if !group.is_empty() {
+        sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", group.join(", ")));
+    }
+    sql
 }
 
 /// A typed row from cells in the description's order ([`table::names`]),
